@@ -1,0 +1,84 @@
+//! drkit's vocabulary: the types and traits every other drkit crate speaks.
+//!
+//! - **Objectives**: [`Rto`], [`Rpo`] and [`Objectives`], parsed and printed the
+//!   way DR plans write them (`30m`, `1h30m`, `< 15 minutes`), and the business
+//!   impact [`Tier`].
+//! - **Identities**: [`ComponentId`] (`postgres/gomeet_primary`), [`SnapshotId`]
+//!   (sorts by time), [`StreamName`], [`SegmentName`], [`Sha256Digest`].
+//! - **Recovery points**: [`RecoveryPoint`], the instant a backup covers plus the
+//!   system's own [`Position`] (PostgreSQL [`Lsn`] and timeline, Redis
+//!   [`ReplicationId`] and offset).
+//! - **The snapshot model**: [`SnapshotSink`] / [`SnapshotWriter`] /
+//!   [`SnapshotSource`] for snapshots of named byte streams committed by a
+//!   [`Manifest`], and [`ArchiveSink`] / [`ArchiveSource`] for continuous
+//!   segments such as WAL. Storage crates implement them; system crates write to them.
+//! - **Operations**: the [`Backup`], [`Restore`] and [`Failover`] traits, their
+//!   optional [`Capabilities`], and the [`RecoveryReport`] every restore and
+//!   failover returns: a [`Timeline`] of steps, the achieved RTO and RPO, and an
+//!   [`Assessment`] against the objectives.
+//! - **Errors**: one [`Error`] with a [`ErrorKind`] and [`Error::is_retryable`].
+//!
+//! dr-core does no I/O: no network, no processes, no global state.
+//!
+//! # Example
+//!
+//! Objectives from a DR plan's table, a recovery's timeline, and the verdict:
+//!
+//! ```
+//! use dr_core::{Objectives, Operation, RecoveryReport, Tier, Timeline};
+//!
+//! // | PostgreSQL | 30 minutes | 15 minutes | Critical - Data integrity |
+//! let objectives = Objectives::new("30 minutes".parse()?, "15 minutes".parse()?);
+//! let tier: Tier = "Critical - Data integrity".parse()?;
+//! assert_eq!(tier, Tier::Critical);
+//!
+//! let incident: jiff::Timestamp = "2026-11-21T14:30:00Z".parse().unwrap();
+//! let mut timeline = Timeline::new("2026-11-21T14:32:00Z".parse().unwrap());
+//! timeline.record(
+//!     "restore base backup",
+//!     "2026-11-21T14:32:00Z".parse().unwrap(),
+//!     "2026-11-21T14:41:00Z".parse().unwrap(),
+//! )?;
+//! timeline.record(
+//!     "replay WAL to latest",
+//!     "2026-11-21T14:41:00Z".parse().unwrap(),
+//!     "2026-11-21T14:44:30Z".parse().unwrap(),
+//! )?;
+//!
+//! let last_replayed: jiff::Timestamp = "2026-11-21T14:29:58Z".parse().unwrap();
+//! let report = RecoveryReport::new("postgres/gomeet_primary".parse()?, Operation::Restore, objectives, timeline)
+//!     .with_incident_at(incident)
+//!     .with_data_loss_between(last_replayed, incident);
+//!
+//! assert_eq!(report.achieved_rto().to_string(), "14m30s");
+//! assert_eq!(report.achieved_rpo().unwrap().to_string(), "2s");
+//! assert!(report.objectives_met());
+//! println!("{report}");
+//! # Ok::<(), dr_core::Error>(())
+//! ```
+
+pub(crate) mod error;
+pub(crate) mod id;
+pub(crate) mod objectives;
+pub(crate) mod ops;
+pub(crate) mod point;
+pub(crate) mod report;
+pub(crate) mod snapshot;
+
+pub use crate::error::{BoxError, Error, ErrorKind, Result};
+pub use crate::id::{ComponentId, MAX_NAME_LEN, SegmentName, Sha256Digest, SnapshotId, StreamName};
+pub use crate::objectives::{Objectives, Rpo, Rto, Tier};
+pub use crate::ops::{
+    Backup, BackupReport, Capabilities, Capability, Failover, FailoverMode, FailoverRequest,
+    RecoveryTarget, Restore, RestoreRequest,
+};
+pub use crate::point::{Lsn, Position, RecoveryPoint, ReplicationId};
+pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};
+pub use crate::snapshot::{
+    ArchiveSink, ArchiveSource, ByteStream, Labels, MANIFEST_FORMAT, Manifest, SegmentInfo,
+    SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotWriter, StreamEntry,
+};
+
+// The re-exported types name these crates in their APIs.
+pub use async_trait::async_trait;
+pub use jiff;

@@ -1,0 +1,274 @@
+//! The operations a component crate implements: `Backup`, `Restore`, `Failover`,
+//! each small, with optional abilities declared in a [`Capabilities`] value.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::id::{ComponentId, SnapshotId};
+use crate::objectives::Objectives;
+use crate::point::Position;
+use crate::report::{RecoveryReport, Timeline};
+use crate::snapshot::{ArchiveSource, Manifest, SnapshotSink, SnapshotSource};
+
+/// An optional ability of a backup, restore or failover implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Capability {
+    /// Restores to any instant covered by the archive, not only to snapshots.
+    PointInTime,
+    /// Restores to a system position ([`RecoveryTarget::Position`]).
+    PositionTarget,
+    /// Restores to a named restore point.
+    NamedRestorePoint,
+    /// Archives changes continuously between snapshots.
+    ContinuousArchive,
+    /// Acknowledges changes only once archived (RPO zero).
+    SynchronousArchive,
+    /// Backs up only what changed since an earlier snapshot.
+    Incremental,
+    /// Checks a stored backup against its own checksums without restoring it.
+    VerifyWithoutRestore,
+    /// Fences the old primary before promoting a new one.
+    Fencing,
+    /// Switches over without data loss when the primary is healthy.
+    PlannedSwitchover,
+}
+
+impl Capability {
+    const ALL: [Capability; 9] = [
+        Capability::PointInTime,
+        Capability::PositionTarget,
+        Capability::NamedRestorePoint,
+        Capability::ContinuousArchive,
+        Capability::SynchronousArchive,
+        Capability::Incremental,
+        Capability::VerifyWithoutRestore,
+        Capability::Fencing,
+        Capability::PlannedSwitchover,
+    ];
+
+    const fn bit(self) -> u32 {
+        1 << self as u32
+    }
+}
+
+/// A set of [`Capability`] values.
+///
+/// ```
+/// # use dr_core::{Capabilities, Capability};
+/// let caps = Capabilities::NONE.with(Capability::PointInTime).with(Capability::ContinuousArchive);
+/// assert!(caps.contains(Capability::PointInTime));
+/// assert!(!caps.contains(Capability::Fencing));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Capabilities(u32);
+
+impl Capabilities {
+    /// No optional abilities.
+    pub const NONE: Capabilities = Capabilities(0);
+
+    /// The set with `capability` added.
+    pub const fn with(self, capability: Capability) -> Self {
+        Self(self.0 | capability.bit())
+    }
+
+    /// Whether the set holds `capability`.
+    pub const fn contains(self, capability: Capability) -> bool {
+        self.0 & capability.bit() != 0
+    }
+
+    /// The capabilities in the set.
+    pub fn iter(self) -> impl Iterator<Item = Capability> {
+        Capability::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
+    }
+}
+
+impl fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl FromIterator<Capability> for Capabilities {
+    fn from_iter<I: IntoIterator<Item = Capability>>(iter: I) -> Self {
+        iter.into_iter().fold(Self::NONE, Self::with)
+    }
+}
+
+/// What to restore to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RecoveryTarget {
+    /// As far as the stored data reaches.
+    Latest,
+    /// Exactly one snapshot, without replaying any archive.
+    Snapshot(SnapshotId),
+    /// Every change committed up to this instant, none after
+    /// (needs [`Capability::PointInTime`]).
+    Time(Timestamp),
+    /// Up to a system position (needs [`Capability::PositionTarget`]).
+    Position(Position),
+    /// Up to a named restore point (needs [`Capability::NamedRestorePoint`]).
+    RestorePoint(String),
+}
+
+impl RecoveryTarget {
+    /// The capability an implementation needs to honour this target, if any.
+    pub fn required_capability(&self) -> Option<Capability> {
+        match self {
+            RecoveryTarget::Latest | RecoveryTarget::Snapshot(_) => None,
+            RecoveryTarget::Time(_) => Some(Capability::PointInTime),
+            RecoveryTarget::Position(_) => Some(Capability::PositionTarget),
+            RecoveryTarget::RestorePoint(_) => Some(Capability::NamedRestorePoint),
+        }
+    }
+}
+
+/// What a backup produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The committed snapshot.
+    pub manifest: Manifest,
+    /// The steps taken.
+    pub timeline: Timeline,
+}
+
+/// Takes a snapshot of one component into a sink.
+#[async_trait]
+pub trait Backup: Send + Sync {
+    /// The component backed up.
+    fn component(&self) -> &ComponentId;
+
+    /// Optional abilities of this backup (incremental, verify without restore).
+    fn capabilities(&self) -> Capabilities;
+
+    /// Takes one snapshot and commits it to `sink`. If it fails, no snapshot is visible.
+    ///
+    /// # Errors
+    /// The component could not be read or the sink refused the data.
+    async fn backup(&self, sink: &dyn SnapshotSink) -> Result<BackupReport>;
+}
+
+/// A restore request: where the data is, what to restore to, and the objectives to report against.
+#[derive(Clone, Copy)]
+pub struct RestoreRequest<'a> {
+    /// The stored snapshots.
+    pub snapshots: &'a dyn SnapshotSource,
+    /// The continuous archive, for point-in-time targets.
+    pub archive: Option<&'a dyn ArchiveSource>,
+    /// What to restore to.
+    pub target: &'a RecoveryTarget,
+    /// The objectives the report is held against.
+    pub objectives: Objectives,
+    /// When the incident happened, if the RTO clock started before the restore.
+    pub incident_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for RestoreRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestoreRequest")
+            .field("archive", &self.archive.is_some())
+            .field("target", self.target)
+            .field("objectives", &self.objectives)
+            .field("incident_at", &self.incident_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Brings one component back from stored data.
+#[async_trait]
+pub trait Restore: Send + Sync {
+    /// The component restored.
+    fn component(&self) -> &ComponentId;
+
+    /// Optional abilities (point in time, position and named targets).
+    fn capabilities(&self) -> Capabilities;
+
+    /// Restores as `request` asks and reports the RTO and RPO achieved.
+    ///
+    /// # Errors
+    /// The target cannot be reached with the stored data (checked before the
+    /// target is touched where the component allows), the data is corrupt, or
+    /// the component refused it.
+    async fn restore(&self, request: RestoreRequest<'_>) -> Result<RecoveryReport>;
+}
+
+/// How a failover treats the current primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailoverMode {
+    /// The primary is healthy: hand over without losing anything
+    /// (needs [`Capability::PlannedSwitchover`]).
+    Switchover,
+    /// The primary is lost: promote the best candidate, fencing the old primary where possible.
+    Failover,
+}
+
+/// A failover request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverRequest {
+    /// Planned or forced.
+    pub mode: FailoverMode,
+    /// The objectives the report is held against.
+    pub objectives: Objectives,
+    /// When the primary was lost, if the RTO clock started before the failover.
+    pub incident_at: Option<Timestamp>,
+}
+
+/// Moves service from a failed or leaving primary to another live instance.
+#[async_trait]
+pub trait Failover: Send + Sync {
+    /// The component failed over.
+    fn component(&self) -> &ComponentId;
+
+    /// Optional abilities (fencing, planned switchover).
+    fn capabilities(&self) -> Capabilities;
+
+    /// Fails over as `request` asks and reports the RTO and RPO achieved.
+    ///
+    /// # Errors
+    /// No candidate is fit to promote, fencing failed, or promotion did not complete.
+    async fn failover(&self, request: &FailoverRequest) -> Result<RecoveryReport>;
+}
+
+/// The traits are used as `dyn`: this fails to compile if one stops being object-safe.
+fn _assert_object_safe(_: &dyn Backup, _: &dyn Restore, _: &dyn Failover) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_sets() {
+        let caps: Capabilities = [Capability::PointInTime, Capability::Fencing]
+            .into_iter()
+            .collect();
+        assert!(caps.contains(Capability::PointInTime));
+        assert!(caps.contains(Capability::Fencing));
+        assert!(!caps.contains(Capability::Incremental));
+        assert_eq!(caps.iter().count(), 2);
+        assert_eq!(format!("{caps:?}"), "{PointInTime, Fencing}");
+        assert_eq!(Capabilities::NONE.iter().count(), 0);
+        for c in Capability::ALL {
+            assert!(Capabilities::NONE.with(c).contains(c));
+        }
+    }
+
+    #[test]
+    fn targets_name_what_they_need() {
+        let t = RecoveryTarget::Time("2026-11-21T14:30:00Z".parse().unwrap());
+        assert_eq!(t.required_capability(), Some(Capability::PointInTime));
+        assert_eq!(RecoveryTarget::Latest.required_capability(), None);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, r#"{"time":"2026-11-21T14:30:00Z"}"#);
+        assert_eq!(serde_json::from_str::<RecoveryTarget>(&json).unwrap(), t);
+    }
+}

@@ -1,0 +1,328 @@
+//! The snapshot model: how system crates hand bytes to storage, and read them back.
+//!
+//! A backup is a *snapshot* of one component: a set of named byte streams plus
+//! a [`Manifest`]. A [`SnapshotSink`] begins one and hands back a
+//! [`SnapshotWriter`]; the writer takes streams one after another and is then
+//! either committed, which writes the manifest and makes the snapshot visible,
+//! or aborted. **A snapshot exists once its manifest is written, and not
+//! before**: a writer dropped without `commit` leaves nothing visible.
+//!
+//! Continuous, append-only data (PostgreSQL WAL) goes to an [`ArchiveSink`]
+//! as named segments instead.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncRead;
+
+use crate::error::{Error, Result};
+use crate::id::{ComponentId, SegmentName, Sha256Digest, SnapshotId, StreamName};
+use crate::point::RecoveryPoint;
+
+/// Free-form labels for selecting snapshots (`env=prod`, `trigger=drill`).
+pub type Labels = BTreeMap<String, String>;
+
+/// A readable byte stream handed across the sink and source traits.
+pub type ByteStream = Box<dyn AsyncRead + Send + Unpin>;
+
+/// The manifest format version this build writes and reads.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// One stream of a committed snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamEntry {
+    /// The stream's name within the snapshot.
+    pub name: StreamName,
+    /// Its length in bytes.
+    pub size: u64,
+    /// The SHA-256 of its bytes, checked again on every read.
+    pub sha256: Sha256Digest,
+}
+
+/// The record of a committed snapshot. Writing it is the commit point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The manifest format version; see [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// The snapshot's id.
+    pub id: SnapshotId,
+    /// The component it is a snapshot of.
+    pub component: ComponentId,
+    /// When the backup began.
+    pub started_at: Timestamp,
+    /// When it was committed.
+    pub committed_at: Timestamp,
+    /// What the snapshot covers.
+    pub recovery_point: RecoveryPoint,
+    /// Its streams, in the order they were added.
+    pub streams: Vec<StreamEntry>,
+    /// Labels for selection and retention.
+    #[serde(default)]
+    pub labels: Labels,
+    /// Facts the component crate needs to restore (server version, start LSN, ...).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Manifest {
+    /// The entry for a named stream.
+    pub fn stream(&self, name: &StreamName) -> Option<&StreamEntry> {
+        self.streams.iter().find(|s| &s.name == name)
+    }
+
+    /// The total size of all streams in bytes.
+    pub fn total_size(&self) -> u64 {
+        self.streams.iter().map(|s| s.size).sum()
+    }
+
+    /// Checks that this build can read the manifest.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedVersion`] for a format other than [`MANIFEST_FORMAT`].
+    pub fn check_format(&self) -> Result<()> {
+        if self.format != MANIFEST_FORMAT {
+            return Err(Error::UnsupportedVersion {
+                what: format!("manifest of snapshot {}", self.id),
+                found: self.format,
+                supported: MANIFEST_FORMAT.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a backup states about its snapshot when committing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotCommit {
+    /// What the snapshot covers.
+    pub recovery_point: RecoveryPoint,
+    /// Labels for selection and retention.
+    pub labels: Labels,
+    /// Facts needed to restore.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl SnapshotCommit {
+    /// A commit with the given recovery point and no labels or metadata.
+    pub fn new(recovery_point: RecoveryPoint) -> Self {
+        Self {
+            recovery_point,
+            labels: Labels::new(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a label.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a metadata entry.
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Where backups are written: begins snapshots.
+#[async_trait]
+pub trait SnapshotSink: Send + Sync {
+    /// Begins a snapshot of `component`, started at `started_at`.
+    ///
+    /// # Errors
+    /// The store could not be reached or refused the write.
+    async fn begin(
+        &self,
+        component: &ComponentId,
+        started_at: Timestamp,
+    ) -> Result<Box<dyn SnapshotWriter>>;
+}
+
+/// A snapshot being written. Streams are added one at a time; `commit` makes
+/// the snapshot visible, `abort` (or dropping the writer) discards it.
+#[async_trait]
+pub trait SnapshotWriter: Send {
+    /// The id the snapshot will have once committed.
+    fn id(&self) -> SnapshotId;
+
+    /// Reads `data` to its end and stores it as the stream `name`.
+    ///
+    /// # Errors
+    /// Reading `data` failed, the name was already used in this snapshot, or
+    /// the store failed. The snapshot can still be aborted.
+    async fn add_stream(
+        &mut self,
+        name: &StreamName,
+        data: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<StreamEntry>;
+
+    /// Writes the manifest: the snapshot now exists.
+    ///
+    /// # Errors
+    /// The store failed; the snapshot is then not visible.
+    async fn commit(self: Box<Self>, commit: SnapshotCommit) -> Result<Manifest>;
+
+    /// Discards the snapshot. Data already stored is left for pruning.
+    ///
+    /// # Errors
+    /// The store failed while cleaning up; the snapshot is invisible anyway.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// Where backups are read from.
+#[async_trait]
+pub trait SnapshotSource: Send + Sync {
+    /// The committed snapshots of `component`, oldest first.
+    ///
+    /// # Errors
+    /// The store failed, or a manifest is unreadable.
+    async fn snapshots(&self, component: &ComponentId) -> Result<Vec<Manifest>>;
+
+    /// The manifest of one snapshot.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if no such snapshot is committed.
+    async fn manifest(&self, id: &SnapshotId) -> Result<Manifest>;
+
+    /// Opens one stream of a snapshot for reading. The reader fails with an
+    /// I/O error of kind `InvalidData` rather than return bytes that do not
+    /// match the manifest.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the snapshot or stream does not exist.
+    async fn open_stream(&self, id: &SnapshotId, name: &StreamName) -> Result<ByteStream>;
+}
+
+/// One stored segment of a continuous archive.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentInfo {
+    /// The segment's name.
+    pub name: SegmentName,
+    /// Its length in bytes.
+    pub size: u64,
+    /// The SHA-256 of its bytes.
+    pub sha256: Sha256Digest,
+}
+
+/// Where continuous, append-only segments (WAL) are written. Segments are
+/// write-once: storing a name again with the same bytes succeeds and changes
+/// nothing; with other bytes it fails with [`Error::AlreadyExists`].
+#[async_trait]
+pub trait ArchiveSink: Send + Sync {
+    /// Reads `data` to its end and stores it as segment `name` of `component`'s archive.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if the name holds other bytes; reading or storing failed.
+    async fn put_segment(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+        data: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<SegmentInfo>;
+}
+
+/// Where archived segments are read from.
+#[async_trait]
+pub trait ArchiveSource: Send + Sync {
+    /// The segments of `component`'s archive whose names start with `prefix`, in name order.
+    ///
+    /// # Errors
+    /// The store failed.
+    async fn segments(&self, component: &ComponentId, prefix: &str) -> Result<Vec<SegmentInfo>>;
+
+    /// Opens one segment for reading, checked against its digest as it is read.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if it is not archived.
+    async fn open_segment(&self, component: &ComponentId, name: &SegmentName)
+    -> Result<ByteStream>;
+}
+
+/// The traits are used as `dyn`: this fails to compile if one stops being object-safe.
+fn _assert_object_safe(
+    _: &dyn SnapshotSink,
+    _: &dyn SnapshotWriter,
+    _: &dyn SnapshotSource,
+    _: &dyn ArchiveSink,
+    _: &dyn ArchiveSource,
+) {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::point::{Lsn, Position};
+    use proptest::prelude::*;
+
+    fn manifest(seconds: i64, streams: Vec<(String, u64, [u8; 32])>, lsn: u64) -> Manifest {
+        let at = Timestamp::from_second(seconds).unwrap();
+        Manifest {
+            format: MANIFEST_FORMAT,
+            id: SnapshotId::from_parts(at, 7).unwrap(),
+            component: "postgres/gomeet_primary".parse().unwrap(),
+            started_at: at,
+            committed_at: at,
+            recovery_point: RecoveryPoint::new(at).with_position(Position::Postgres {
+                system_identifier: 7_311_234_567_890_123_456,
+                timeline: 1,
+                lsn: Lsn::new(lsn),
+            }),
+            streams: streams
+                .into_iter()
+                .map(|(name, size, digest)| StreamEntry {
+                    name: name.parse().unwrap(),
+                    size,
+                    sha256: Sha256Digest::from_bytes(digest),
+                })
+                .collect(),
+            labels: Labels::from([("env".into(), "prod".into())]),
+            metadata: BTreeMap::from([("server_version".into(), "150018".into())]),
+        }
+    }
+
+    #[test]
+    fn unknown_formats_are_refused() {
+        let mut m = manifest(1_800_000_000, vec![], 0);
+        assert!(m.check_format().is_ok());
+        m.format = 2;
+        let err = m.check_format().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::UnsupportedVersion);
+    }
+
+    #[test]
+    fn lookups() {
+        let m = manifest(
+            1_800_000_000,
+            vec![
+                ("base.tar".into(), 10, [1; 32]),
+                ("backup_manifest".into(), 5, [2; 32]),
+            ],
+            0,
+        );
+        assert_eq!(m.total_size(), 15);
+        assert_eq!(
+            m.stream(&"backup_manifest".parse().unwrap()).unwrap().size,
+            5
+        );
+        assert!(m.stream(&"missing".parse().unwrap()).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn manifests_round_trip_through_json(
+            seconds in 0i64..253_402_300_799,
+            streams in prop::collection::vec(("[a-z][a-z0-9_.]{0,12}", any::<u64>(), any::<[u8; 32]>()), 0..5),
+            lsn in any::<u64>(),
+        ) {
+            let m = manifest(seconds, streams, lsn);
+            let json = serde_json::to_string(&m).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), m);
+        }
+    }
+}
