@@ -230,11 +230,13 @@ pub trait ArchiveSink: Send + Sync {
 /// Where archived segments are read from.
 #[async_trait]
 pub trait ArchiveSource: Send + Sync {
-    /// The segments of `component`'s archive whose names start with `prefix`, in name order.
+    /// The names of the segments of `component`'s archive that start with
+    /// `prefix`, in name order. Sizes and digests come with `put_segment` and
+    /// are checked on every read, so listing stays one cheap call.
     ///
     /// # Errors
     /// The store failed.
-    async fn segments(&self, component: &ComponentId, prefix: &str) -> Result<Vec<SegmentInfo>>;
+    async fn segments(&self, component: &ComponentId, prefix: &str) -> Result<Vec<SegmentName>>;
 
     /// Opens one segment for reading, checked against its digest as it is read.
     ///

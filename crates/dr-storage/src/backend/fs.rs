@@ -1,0 +1,439 @@
+//! A backend in a local directory.
+//!
+//! Key `data/ab/abcd` is the file `<root>/data/ab/abcd`. Writes go to a
+//! temporary file in the target's directory, are fsynced, and are then moved
+//! into place: `rename` for [`PutMode::Overwrite`], `link` (which fails
+//! atomically if the name is taken) for [`PutMode::Create`]; the directory is
+//! fsynced afterwards.
+//!
+//! Temporary files are named `~tmp.<pid>.<counter>.<nanos>`. `~` is not a key
+//! character ([`check_key`]), so such a name can never be a key, and listings
+//! skip every file or directory whose name is not a valid key segment: a
+//! temporary file left behind by a crash is never listed (and is harmless;
+//! it may be removed by hand).
+//!
+//! Filesystem limits: a key cannot also be the "directory" of another key
+//! (`a` and `a/b` cannot both exist); such a put fails with `Io`. Empty
+//! directories left by `delete` are kept (removing them would race with a
+//! concurrent `put` into the same directory).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::backend::common::{check_limit, clamp_range};
+use crate::backend::{
+    BackendCapabilities, ListPage, ObjectMeta, PutMode, PutOptions, ReadBackend, WriteBackend,
+    check_key, check_prefix,
+};
+use crate::error::{Error, Result};
+
+/// The prefix of temporary file names; `~` never occurs in a key.
+const TMP_PREFIX: &str = "~tmp.";
+
+/// Objects as files under a root directory.
+///
+/// ```
+/// use dr_storage::{FsBackend, PutOptions, ReadBackend, WriteBackend};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> dr_storage::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = FsBackend::new(dir.path().join("repo"))?;
+/// store.put("data/ab/abcd", "blob".into(), PutOptions::CREATE).await?;
+/// assert_eq!(store.get("data/ab/abcd", Some(1..3)).await?, "lo");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FsBackend {
+    root: Arc<PathBuf>,
+}
+
+impl FsBackend {
+    /// A store rooted at `root`, which is created if missing.
+    ///
+    /// # Errors
+    /// `Io` if the directory cannot be created or is not a directory.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(&root)
+            .map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
+        let meta =
+            fs::metadata(&root).map_err(|e| Error::io(format!("reading {}", root.display()), e))?;
+        if !meta.is_dir() {
+            return Err(Error::io(
+                format!("{} is not a directory", root.display()),
+                io::Error::from(io::ErrorKind::NotADirectory),
+            ));
+        }
+        Ok(Self {
+            root: Arc::new(root),
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        let mut path = self.root.to_path_buf();
+        path.extend(key.split('/'));
+        path
+    }
+
+    fn not_found(&self, key: &str) -> Error {
+        Error::NotFound {
+            location: self.location(),
+            key: key.to_owned(),
+        }
+    }
+
+    /// Runs blocking file work off the async runtime.
+    async fn blocking<T, F>(&self, what: &'static str, key: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T> + Send + 'static,
+    {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(result) => result,
+            Err(join) => Err(Error::Backend {
+                location: self.location(),
+                operation: what,
+                key: key.to_owned(),
+                transient: false,
+                source: Box::new(join),
+            }),
+        }
+    }
+}
+
+/// The object is not there: no file, a directory, or a path through a file.
+fn is_missing(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory
+    )
+}
+
+fn read_range(path: &Path, range: Option<Range<u64>>) -> io::Result<Option<Vec<u8>>> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if is_missing(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let range = clamp_range(range.unwrap_or(0..u64::MAX), meta.len());
+    let len = usize::try_from(range.end - range.start)
+        .map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+    let mut buf = Vec::with_capacity(len);
+    file.seek(SeekFrom::Start(range.start))?;
+    file.take(range.end - range.start).read_to_end(&mut buf)?;
+    Ok(Some(buf))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and its missing ancestors, fsyncing the parent of each one
+/// created so the new entries survive a crash.
+fn create_dirs(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    while cur != root && !cur.is_dir() {
+        missing.push(cur.to_path_buf());
+        match cur.parent() {
+            Some(parent) => cur = parent,
+            None => break,
+        }
+    }
+    fs::create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+fn tmp_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{TMP_PREFIX}{}.{}.{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Outcome of a blocking write.
+enum Written {
+    Done,
+    Exists,
+}
+
+fn write_atomic(root: &Path, path: &Path, data: &[u8], mode: PutMode) -> io::Result<Written> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    create_dirs(root, dir)?;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(tmp_name());
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    let result = (|| {
+        file.write_all(data)?;
+        file.sync_all()?;
+        drop(file);
+        match mode {
+            PutMode::Overwrite => fs::rename(&tmp, path).map(|()| Written::Done),
+            PutMode::Create => match fs::hard_link(&tmp, path) {
+                Ok(()) => Ok(Written::Done),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Written::Exists),
+                Err(e) => Err(e),
+            },
+        }
+    })();
+    if mode == PutMode::Create || result.is_err() {
+        // The temporary name is still there (after a rename it is not). If
+        // removing it fails, the leftover is harmless: it is never listed.
+        let _ignored = fs::remove_file(&tmp);
+    }
+    if matches!(result, Ok(Written::Done)) {
+        sync_dir(dir)?;
+    }
+    result
+}
+
+/// Lists keys under `prefix` in ascending order, after `after`, at most `limit + 1`.
+fn list_keys(
+    root: &Path,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> io::Result<Vec<ObjectMeta>> {
+    // Walk from the deepest directory that the prefix names completely.
+    let (dir_key, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+    let mut start = root.to_path_buf();
+    if !dir_key.is_empty() {
+        start.extend(dir_key.split('/'));
+    }
+    let mut out = Vec::new();
+    let base = if dir_key.is_empty() {
+        String::new()
+    } else {
+        format!("{dir_key}/")
+    };
+    walk(
+        &start,
+        &base,
+        prefix,
+        after,
+        limit.saturating_add(1),
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// In-order walk of `dir` (whose keys start with `base`): entries are sorted
+/// by name, directories as `name/`, which is exactly the byte order of the
+/// full keys. Subtrees entirely at or before `after`, or outside `prefix`,
+/// are skipped.
+fn walk(
+    dir: &Path,
+    base: &str,
+    prefix: &str,
+    after: Option<&str>,
+    want: usize,
+    out: &mut Vec<ObjectMeta>,
+) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_missing(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut items = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if check_key(&name).is_err() {
+            // Temporary files and anything else that cannot be a key segment.
+            continue;
+        }
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            items.push((format!("{base}{name}/"), true, entry.path()));
+        } else if file_type.is_file() {
+            items.push((format!("{base}{name}"), false, entry.path()));
+        }
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, is_dir, path) in items {
+        if out.len() >= want {
+            return Ok(());
+        }
+        // Every key in this entry starts with `key`.
+        let shares_prefix = key.starts_with(prefix) || (is_dir && prefix.starts_with(key.as_str()));
+        if !shares_prefix {
+            continue;
+        }
+        if let Some(after) = after {
+            let all_before = key.as_str() <= after && !(is_dir && after.starts_with(key.as_str()));
+            if all_before {
+                continue;
+            }
+        }
+        if is_dir {
+            walk(&path, &key, prefix, after, want, out)?;
+        } else {
+            let meta = match fs::metadata(&path) {
+                Ok(meta) => meta,
+                // Deleted since we read the directory.
+                Err(e) if is_missing(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            out.push(ObjectMeta {
+                key,
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ReadBackend for FsBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
+        check_key(key)?;
+        let path = self.path(key);
+        let context = format!("reading {}", path.display());
+        let data = self
+            .blocking("get", key, move || {
+                read_range(&path, range).map_err(|e| Error::io(context, e))
+            })
+            .await?;
+        data.map(Bytes::from).ok_or_else(|| self.not_found(key))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        check_key(key)?;
+        let path = self.path(key);
+        let owned = key.to_owned();
+        self.blocking("head", key, move || match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => Ok(Some(ObjectMeta {
+                key: owned,
+                size: meta.len(),
+            })),
+            Ok(_) => Ok(None),
+            Err(e) if is_missing(&e) => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        })
+        .await
+    }
+
+    async fn list_page(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<ListPage> {
+        check_prefix(prefix)?;
+        check_limit(limit)?;
+        let root = Arc::clone(&self.root);
+        let (owned_prefix, owned_token) = (prefix.to_owned(), token.map(str::to_owned));
+        let context = format!("listing {prefix:?} under {}", root.display());
+        let mut objects = self
+            .blocking("list", prefix, move || {
+                list_keys(&root, &owned_prefix, owned_token.as_deref(), limit)
+                    .map_err(|e| Error::io(context, e))
+            })
+            .await?;
+        let next = if objects.len() > limit {
+            objects.truncate(limit);
+            objects.last().map(|o| o.key.clone())
+        } else {
+            None
+        };
+        Ok(ListPage { objects, next })
+    }
+}
+
+#[async_trait]
+impl WriteBackend for FsBackend {
+    fn capabilities(&self) -> BackendCapabilities {
+        BackendCapabilities {
+            atomic_create: true,
+            object_lock: false,
+        }
+    }
+
+    async fn put(&self, key: &str, data: Bytes, options: PutOptions) -> Result<()> {
+        check_key(key)?;
+        let root = Arc::clone(&self.root);
+        let path = self.path(key);
+        let context = format!("writing {}", path.display());
+        let written = self
+            .blocking("put", key, move || {
+                write_atomic(&root, &path, &data, options.mode).map_err(|e| Error::io(context, e))
+            })
+            .await?;
+        match written {
+            Written::Done => Ok(()),
+            Written::Exists => Err(Error::AlreadyExists {
+                location: self.location(),
+                key: key.to_owned(),
+            }),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        let path = self.path(key);
+        self.blocking("delete", key, move || match fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(dir) = path.parent() {
+                    sync_dir(dir)
+                        .map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+                }
+                Ok(())
+            }
+            Err(e) if is_missing(&e) => Ok(()),
+            Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmp_names_are_never_keys() {
+        let name = tmp_name();
+        assert!(name.starts_with(TMP_PREFIX));
+        assert!(check_key(&name).is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! Where bytes live: one small trait, split by authority, with fs, memory and
+//! S3 implementations and wrappers for retries and fault injection.
+//!
+//! The contract every backend keeps (and `tests/conformance.rs` checks):
+//!
+//! - Keys are `/`-separated relative paths of `[A-Za-z0-9._-]` segments
+//!   ([`check_key`]); a backend maps them to files or object names.
+//! - `put` stores the whole object atomically: a reader sees the old object,
+//!   the new one, or (for a new key) nothing, never a part.
+//! - `put` with [`PutMode::Create`] fails with `AlreadyExists` if the key is
+//!   taken, and of two racing creates exactly one wins.
+//! - `get` of a missing key fails with `NotFound`; a range is clamped to the
+//!   object's end, and a range starting past the end is empty.
+//! - `list_page` returns keys under a prefix in ascending order, at most
+//!   `limit` per page, with a token for the next page.
+//! - `delete` of a missing key succeeds.
+
+use std::fmt;
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use jiff::Timestamp;
+
+use crate::error::{Error, Result};
+
+/// An object's key and size, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListPage {
+    /// Objects in ascending key order.
+    pub objects: Vec<ObjectMeta>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<String>,
+}
+
+/// How `put` treats an existing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace it.
+    Overwrite,
+    /// Fail with `AlreadyExists`; of racing creates, exactly one wins.
+    Create,
+}
+
+/// S3 Object Lock retention for a written object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Governance (removable with a special permission) or compliance (by nobody).
+    pub mode: RetentionMode,
+    /// Until when the object may not be deleted or overwritten.
+    pub until: Timestamp,
+}
+
+/// The S3 Object Lock modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionMode {
+    /// Principals with `s3:BypassGovernanceRetention` may still delete.
+    Governance,
+    /// Nobody may delete until the date passes.
+    Compliance,
+}
+
+/// Options of one `put`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOptions {
+    /// What to do if the key exists.
+    pub mode: PutMode,
+    /// Object Lock retention, for backends that support it (see [`BackendCapabilities`]).
+    pub retention: Option<Retention>,
+}
+
+impl PutOptions {
+    /// Replace any existing object.
+    pub const OVERWRITE: PutOptions = PutOptions {
+        mode: PutMode::Overwrite,
+        retention: None,
+    };
+
+    /// Only create; fail if the key exists.
+    pub const CREATE: PutOptions = PutOptions {
+        mode: PutMode::Create,
+        retention: None,
+    };
+
+    /// The same options with Object Lock retention.
+    pub const fn retain(mut self, retention: Retention) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+}
+
+/// What a backend can do beyond the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BackendCapabilities {
+    /// [`PutMode::Create`] is atomic against concurrent writers.
+    pub atomic_create: bool,
+    /// [`PutOptions::retention`] is honoured.
+    pub object_lock: bool,
+}
+
+/// Reading a store.
+#[async_trait]
+pub trait ReadBackend: Send + Sync + fmt::Debug {
+    /// Where the store is, for messages: `/backups`, `s3://bucket/prefix`, `memory`.
+    fn location(&self) -> String;
+
+    /// The object's bytes, or those in `range` (clamped to its end).
+    ///
+    /// # Errors
+    /// `NotFound` if there is no such object; `Backend` if the store failed.
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes>;
+
+    /// The object's size, or `None` if it does not exist.
+    ///
+    /// # Errors
+    /// `Backend` if the store failed.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
+
+    /// One page of the objects whose keys start with `prefix`, in key order,
+    /// starting at `token` (from the previous page), at most `limit` long.
+    ///
+    /// # Errors
+    /// `Backend` if the store failed.
+    async fn list_page(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<ListPage>;
+}
+
+/// Writing a store.
+#[async_trait]
+pub trait WriteBackend: ReadBackend {
+    /// What the store honours beyond the contract.
+    fn capabilities(&self) -> BackendCapabilities;
+
+    /// Stores `data` under `key`, atomically.
+    ///
+    /// # Errors
+    /// `AlreadyExists` for a create of a taken key; `Retained` when Object
+    /// Lock forbids an overwrite; `Backend` if the store failed.
+    async fn put(&self, key: &str, data: Bytes, options: PutOptions) -> Result<()>;
+
+    /// Removes the object; a missing one is not an error.
+    ///
+    /// # Errors
+    /// `Retained` if Object Lock keeps it; `Backend` if the store failed.
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// Conveniences over [`ReadBackend`].
+#[async_trait]
+pub trait ReadBackendExt: ReadBackend {
+    /// The whole object.
+    ///
+    /// # Errors
+    /// As [`ReadBackend::get`].
+    async fn get_all(&self, key: &str) -> Result<Bytes> {
+        self.get(key, None).await
+    }
+
+    /// Every object under `prefix`, following pages.
+    ///
+    /// # Errors
+    /// As [`ReadBackend::list_page`].
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.list_page(prefix, token.as_deref(), 1000).await?;
+            all.extend(page.objects);
+            match page.next {
+                Some(next) => token = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+}
+
+impl<T: ReadBackend + ?Sized> ReadBackendExt for T {}
+
+/// Checks a key against the contract: non-empty `/`-separated segments of
+/// `[A-Za-z0-9._-]`, none of them `.` or `..`, at most 1024 bytes.
+///
+/// # Errors
+/// [`Error::InvalidKey`] saying why.
+pub fn check_key(key: &str) -> Result<()> {
+    let err = |reason| Error::InvalidKey {
+        key: key.to_owned(),
+        reason,
+    };
+    if key.is_empty() || key.len() > 1024 {
+        return Err(err("must be 1 to 1024 bytes"));
+    }
+    for segment in key.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(err("empty, '.' or '..' segment"));
+        }
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(err(
+                "only letters, digits, '.', '_', '-' and '/' are allowed",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a listing prefix: empty, or a key prefix (it may end with `/`).
+///
+/// # Errors
+/// [`Error::InvalidKey`] saying why.
+pub fn check_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    check_key(prefix.strip_suffix('/').unwrap_or(prefix))
+}
+
+/// The traits are used as `dyn`: this fails to compile if one stops being object-safe.
+fn _assert_object_safe(_: &dyn ReadBackend, _: &dyn WriteBackend) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        for ok in ["config", "data/ab/abcdef", "locks/x-1.json", "a.b_c-d"] {
+            assert!(check_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/a", "a/", "a//b", "../a", "a/./b", "a b", "a\\b", "ä"] {
+            assert!(check_key(bad).is_err(), "{bad}");
+        }
+        assert!(check_prefix("").is_ok());
+        assert!(check_prefix("data/").is_ok());
+        assert!(check_prefix("data/ab").is_ok());
+        assert!(check_prefix("/data").is_err());
+    }
+}
+
+pub(crate) mod common;
+pub(crate) mod fault;
+pub(crate) mod fs;
+pub(crate) mod memory;
+pub(crate) mod retry;
+pub(crate) mod s3;
+
+pub use self::fault::{FaultInjection, FaultOptions, FaultSchedule, Operation};
+pub use self::fs::FsBackend;
+pub use self::memory::MemoryBackend;
+pub use self::retry::{Retry, RetryOptions};
+pub use self::s3::{S3Backend, S3Credentials, S3Options};

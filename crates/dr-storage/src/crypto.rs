@@ -1,0 +1,388 @@
+//! Encryption at rest: a random master key, wrapped by a key derived from a
+//! password or key file (Argon2id), and XChaCha20-Poly1305 per blob.
+
+use std::fmt;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+
+/// The secret that unlocks a repository: a password or the bytes of a key file.
+/// Its `Debug` output never shows it.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// A password.
+    pub fn password(password: impl Into<String>) -> Self {
+        Self(password.into().into_bytes())
+    }
+
+    /// The contents of a key file.
+    pub fn key_file(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Argon2id cost parameters, stored with each key so it can be opened later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl KdfParams {
+    /// OWASP's recommended Argon2id setting: 64 MiB, 3 passes, 1 lane.
+    pub const RECOMMENDED: KdfParams = KdfParams {
+        memory_kib: 64 * 1024,
+        iterations: 3,
+        parallelism: 1,
+    };
+
+    /// A cheap setting for tests only: it protects a weak password poorly.
+    pub const INSECURE_FAST: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn derive(&self, secret: &Secret, salt: &[u8]) -> Result<[u8; 32]> {
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
+            .map_err(|e| Error::InvalidInput {
+                what: "key derivation parameters".into(),
+                reason: e.to_string(),
+            })?;
+        let mut out = [0u8; 32];
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password_into(secret.as_bytes(), salt, &mut out)
+            .map_err(|e| Error::InvalidInput {
+                what: "password or key file".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(out)
+    }
+}
+
+/// The repository's secret keys. `Debug` never shows them.
+#[derive(Clone)]
+pub(crate) struct MasterKey {
+    /// Encrypts blobs.
+    encryption: [u8; 32],
+    /// Keys the chunk-id HMAC, so ids do not reveal content.
+    id: [u8; 32],
+    /// Seeds the chunker, so chunk boundaries do not reveal content.
+    pub(crate) chunker_seed: u64,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(<redacted>)")
+    }
+}
+
+const MASTER_LEN: usize = 32 + 32 + 8;
+
+impl MasterKey {
+    pub(crate) fn generate() -> Result<Self> {
+        let mut bytes = [0u8; MASTER_LEN];
+        fill_random(&mut bytes)?;
+        Ok(Self::from_bytes(&bytes))
+    }
+
+    fn from_bytes(bytes: &[u8; MASTER_LEN]) -> Self {
+        let mut encryption = [0u8; 32];
+        let mut id = [0u8; 32];
+        encryption.copy_from_slice(&bytes[..32]);
+        id.copy_from_slice(&bytes[32..64]);
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&bytes[64..]);
+        Self {
+            encryption,
+            id,
+            chunker_seed: u64::from_le_bytes(seed),
+        }
+    }
+
+    fn to_bytes(&self) -> [u8; MASTER_LEN] {
+        let mut out = [0u8; MASTER_LEN];
+        out[..32].copy_from_slice(&self.encryption);
+        out[32..64].copy_from_slice(&self.id);
+        out[64..].copy_from_slice(&self.chunker_seed.to_le_bytes());
+        out
+    }
+}
+
+/// A key file: the master key wrapped by a key derived from a secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WrappedKey {
+    pub(crate) kdf: String,
+    pub(crate) params: KdfParams,
+    #[serde(with = "b64")]
+    pub(crate) salt: Vec<u8>,
+    /// Nonce, then the encrypted master key and its tag.
+    #[serde(with = "b64")]
+    pub(crate) wrapped: Vec<u8>,
+}
+
+const KDF_NAME: &str = "argon2id";
+
+impl WrappedKey {
+    pub(crate) fn wrap(master: &MasterKey, secret: &Secret, params: KdfParams) -> Result<Self> {
+        let mut salt = vec![0u8; 16];
+        fill_random(&mut salt)?;
+        let kek = params.derive(secret, &salt)?;
+        let wrapped = seal(&kek, &master.to_bytes(), KDF_NAME.as_bytes())?;
+        Ok(Self {
+            kdf: KDF_NAME.into(),
+            params,
+            salt,
+            wrapped,
+        })
+    }
+
+    /// The master key, or `None` if the secret is not the right one.
+    pub(crate) fn unwrap_with(&self, secret: &Secret) -> Result<Option<MasterKey>> {
+        if self.kdf != KDF_NAME {
+            return Err(Error::InvalidInput {
+                what: "key file".into(),
+                reason: format!("unknown key derivation {:?}", self.kdf),
+            });
+        }
+        let kek = self.params.derive(secret, &self.salt)?;
+        let Ok(plain) = open(&kek, &self.wrapped, KDF_NAME.as_bytes()) else {
+            return Ok(None);
+        };
+        let bytes: [u8; MASTER_LEN] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::corrupt("key file", "master key has the wrong length"))?;
+        Ok(Some(MasterKey::from_bytes(&bytes)))
+    }
+}
+
+/// How blobs are sealed and named: with a master key, or in the clear.
+#[derive(Debug, Clone)]
+pub(crate) enum Crypter {
+    /// No encryption; ids are plain SHA-256.
+    Plain,
+    /// XChaCha20-Poly1305; ids are HMAC-SHA-256 under the id key.
+    Keyed(MasterKey),
+}
+
+/// A blob or chunk id: 32 bytes.
+pub(crate) type Id = [u8; 32];
+
+impl Crypter {
+    /// The id of a chunk's plaintext.
+    pub(crate) fn id(&self, data: &[u8]) -> Id {
+        match self {
+            Crypter::Plain => Sha256::digest(data).into(),
+            Crypter::Keyed(key) => {
+                // HMAC accepts keys of any length: this cannot fail.
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.id)
+                    .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+                mac.update(data);
+                mac.finalize().into_bytes().into()
+            }
+        }
+    }
+
+    /// The chunker's gear seed.
+    pub(crate) fn chunker_seed(&self) -> u64 {
+        match self {
+            Crypter::Plain => 0,
+            Crypter::Keyed(key) => key.chunker_seed,
+        }
+    }
+
+    /// Seals `plain`; `context` (the object's role) is authenticated too.
+    pub(crate) fn seal(&self, plain: &[u8], context: &[u8]) -> Result<Vec<u8>> {
+        match self {
+            Crypter::Plain => Ok(plain.to_vec()),
+            Crypter::Keyed(key) => seal(&key.encryption, plain, context),
+        }
+    }
+
+    /// Opens a sealed blob, failing with `Corrupt` naming `what` if it was altered.
+    pub(crate) fn open(&self, sealed: &[u8], context: &[u8], what: &str) -> Result<Vec<u8>> {
+        match self {
+            Crypter::Plain => Ok(sealed.to_vec()),
+            Crypter::Keyed(key) => open(&key.encryption, sealed, context)
+                .map_err(|()| Error::corrupt(what, "authentication failed (damaged or altered)")),
+        }
+    }
+}
+
+fn seal(key: &[u8; 32], plain: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut nonce)?;
+    let sealed = cipher
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
+        .map_err(|_| Error::InvalidInput {
+            what: "blob".into(),
+            reason: "too large to encrypt".into(),
+        })?;
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+fn open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> std::result::Result<Vec<u8>, ()> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(());
+    }
+    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    XChaCha20Poly1305::new(key.into())
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad })
+        .map_err(|_| ())
+}
+
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|e| Error::InvalidInput {
+        what: "random source".into(),
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+pub(crate) fn parse_hex_id(text: &str) -> Option<Id> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+mod b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapped_keys_open_only_with_their_secret() {
+        let master = MasterKey::generate().unwrap();
+        let wrapped = WrappedKey::wrap(
+            &master,
+            &Secret::password("right"),
+            KdfParams::INSECURE_FAST,
+        )
+        .unwrap();
+        let opened = wrapped
+            .unwrap_with(&Secret::password("right"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(opened.to_bytes(), master.to_bytes());
+        assert!(
+            wrapped
+                .unwrap_with(&Secret::password("wrong"))
+                .unwrap()
+                .is_none()
+        );
+        let json = serde_json::to_string(&wrapped).unwrap();
+        let back: WrappedKey = serde_json::from_str(&json).unwrap();
+        assert!(
+            back.unwrap_with(&Secret::password("right"))
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn sealed_blobs_detect_tampering() {
+        let c = Crypter::Keyed(MasterKey::generate().unwrap());
+        let sealed = c.seal(b"hello", b"data").unwrap();
+        assert_eq!(sealed.len(), 5 + NONCE_LEN + TAG_LEN);
+        assert_eq!(c.open(&sealed, b"data", "x").unwrap(), b"hello");
+        assert!(
+            c.open(&sealed, b"index", "x").is_err(),
+            "context must be authenticated"
+        );
+        let mut bad = sealed.clone();
+        bad[30] ^= 1;
+        assert!(matches!(
+            c.open(&bad, b"data", "x"),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(c.open(&sealed[..10], b"data", "x").is_err());
+    }
+
+    #[test]
+    fn keys_never_print() {
+        let master = MasterKey::generate().unwrap();
+        assert_eq!(format!("{master:?}"), "MasterKey(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Crypter::Keyed(master)),
+            "Keyed(MasterKey(<redacted>))"
+        );
+        assert_eq!(
+            format!("{:?}", Secret::password("hunter2")),
+            "Secret(<redacted>)"
+        );
+    }
+
+    #[test]
+    fn ids_are_keyed_when_encrypted() {
+        let plain = Crypter::Plain.id(b"abc");
+        assert_eq!(
+            hex(&plain),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let a = Crypter::Keyed(MasterKey::generate().unwrap()).id(b"abc");
+        let b = Crypter::Keyed(MasterKey::generate().unwrap()).id(b"abc");
+        assert_ne!(a, b);
+        assert_ne!(a, plain);
+        assert_eq!(parse_hex_id(&hex(&a)), Some(a));
+    }
+}

@@ -1,0 +1,54 @@
+//! Where drkit's backups live.
+//!
+//! - **Backends**: the [`ReadBackend`] / [`WriteBackend`] traits, with local
+//!   filesystem ([`FsBackend`]), in-memory ([`MemoryBackend`]) and S3
+//!   ([`S3Backend`]) implementations, and the [`Retry`] and [`FaultInjection`]
+//!   wrappers.
+//! - **The repository**: [`Repository`] chunks streams by content (FastCDC),
+//!   stores each distinct chunk once across all snapshots, compresses it
+//!   (zstd), seals it (XChaCha20-Poly1305, with a master key wrapped by a
+//!   password or key file) and packs it. It implements dr-core's
+//!   [`SnapshotSink`](dr_core::SnapshotSink), [`SnapshotSource`](dr_core::SnapshotSource),
+//!   [`ArchiveSink`](dr_core::ArchiveSink) and [`ArchiveSource`](dr_core::ArchiveSource).
+//!   A snapshot becomes visible when its snapshot file is written, and not before.
+//! - **Checks**: [`Repository::verify`] re-reads every pack and names every damaged object.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use dr_core::{RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource};
+//! use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
+//! use tokio::io::AsyncReadExt;
+//!
+//! let options = InitOptions::encrypted(Secret::password("correct horse")).kdf(KdfParams::INSECURE_FAST);
+//! let repo = Repository::init(Arc::new(MemoryBackend::new()), options).await?;
+//!
+//! let mut writer = repo.begin(&"redis/master-0".parse()?, jiff::Timestamp::now()).await?;
+//! writer.add_stream(&"dump.rdb".parse()?, &mut &b"REDIS0011..."[..]).await?;
+//! let manifest = writer.commit(SnapshotCommit::new(RecoveryPoint::new(jiff::Timestamp::now()))).await?;
+//!
+//! let mut restored = Vec::new();
+//! repo.open_stream(&manifest.id, &"dump.rdb".parse()?).await?.read_to_end(&mut restored).await?;
+//! assert_eq!(restored, b"REDIS0011...");
+//! # Ok(()) }
+//! ```
+
+pub(crate) mod backend;
+pub(crate) mod crypto;
+pub(crate) mod error;
+pub(crate) mod pack;
+pub(crate) mod repository;
+
+pub use crate::backend::{
+    BackendCapabilities, FaultInjection, FaultOptions, FaultSchedule, FsBackend, ListPage,
+    MemoryBackend, ObjectMeta, Operation, PutMode, PutOptions, ReadBackend, ReadBackendExt,
+    Retention, RetentionMode, Retry, RetryOptions, S3Backend, S3Credentials, S3Options,
+    WriteBackend, check_key, check_prefix,
+};
+pub use crate::crypto::{KdfParams, Secret};
+pub use crate::error::{BoxError, Error, Result};
+pub use crate::repository::{
+    ChunkerParams, Damage, Encryption, InitOptions, REPOSITORY_FORMAT, Repository,
+    RepositoryWriter, VerifyReport,
+};

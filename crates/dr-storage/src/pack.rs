@@ -1,0 +1,264 @@
+//! Packs: many sealed blobs in one object, with a sealed header at the end
+//! listing them, so a pack can be checked or re-indexed on its own.
+//!
+//! ```text
+//! blob 0 | blob 1 | ... | sealed header | header length (u32 LE) | "DRK1"
+//! header entry: id (32) | compression (u8) | stored length (u32 LE) | raw length (u32 LE)
+//! ```
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{Crypter, Id, hex};
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 4] = b"DRK1";
+const TRAILER_LEN: usize = 8;
+const ENTRY_LEN: usize = 32 + 1 + 4 + 4;
+pub(crate) const HEADER_CONTEXT: &[u8] = b"drkit pack header";
+pub(crate) const BLOB_CONTEXT: &[u8] = b"drkit blob";
+
+/// How a blob's plaintext was transformed before sealing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Compression {
+    /// Stored as it was (it did not compress).
+    None,
+    /// One zstd frame.
+    Zstd,
+}
+
+/// Where one blob is, as the index records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BlobEntry {
+    #[serde(with = "hex_id")]
+    pub(crate) id: Id,
+    pub(crate) offset: u64,
+    pub(crate) length: u32,
+    pub(crate) raw_length: u32,
+    pub(crate) compression: Compression,
+}
+
+/// A blob ready to be packed: its id, its sealed bytes, how they were made.
+#[derive(Debug, Clone)]
+pub(crate) struct SealedBlob {
+    pub(crate) id: Id,
+    pub(crate) data: Bytes,
+    pub(crate) raw_length: u32,
+    pub(crate) compression: Compression,
+}
+
+/// Compresses (if it helps) and seals a chunk.
+pub(crate) fn seal_blob(crypter: &Crypter, id: Id, raw: &[u8], level: i32) -> Result<SealedBlob> {
+    let compressed =
+        zstd::bulk::compress(raw, level).map_err(|e| Error::io("compressing a chunk", e))?;
+    let (body, compression) = if compressed.len() < raw.len() {
+        (compressed, Compression::Zstd)
+    } else {
+        (raw.to_vec(), Compression::None)
+    };
+    let raw_length = u32::try_from(raw.len()).map_err(|_| Error::InvalidInput {
+        what: "chunk".into(),
+        reason: "larger than 4 GiB".into(),
+    })?;
+    Ok(SealedBlob {
+        id,
+        data: Bytes::from(crypter.seal(&body, BLOB_CONTEXT)?),
+        raw_length,
+        compression,
+    })
+}
+
+/// Opens a blob read from a pack and checks that its content matches its id.
+pub(crate) fn open_blob(
+    crypter: &Crypter,
+    entry: &BlobEntry,
+    sealed: &[u8],
+    pack: &str,
+) -> Result<Vec<u8>> {
+    let what = format!("blob {} in pack {pack}", hex(&entry.id));
+    let body = crypter.open(sealed, BLOB_CONTEXT, &what)?;
+    let raw = match entry.compression {
+        Compression::None => body,
+        Compression::Zstd => zstd::bulk::decompress(&body, entry.raw_length as usize)
+            .map_err(|e| Error::corrupt(&what, format!("does not decompress: {e}")))?,
+    };
+    if raw.len() != entry.raw_length as usize {
+        return Err(Error::corrupt(
+            &what,
+            format!("{} bytes, expected {}", raw.len(), entry.raw_length),
+        ));
+    }
+    if crypter.id(&raw) != entry.id {
+        return Err(Error::corrupt(&what, "content does not match its id"));
+    }
+    Ok(raw)
+}
+
+/// Builds one pack.
+#[derive(Debug, Default)]
+pub(crate) struct PackBuilder {
+    data: Vec<u8>,
+    entries: Vec<BlobEntry>,
+}
+
+impl PackBuilder {
+    pub(crate) fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn add(&mut self, blob: &SealedBlob) -> Result<()> {
+        let length = u32::try_from(blob.data.len()).map_err(|_| Error::InvalidInput {
+            what: "blob".into(),
+            reason: "larger than 4 GiB".into(),
+        })?;
+        self.entries.push(BlobEntry {
+            id: blob.id,
+            offset: self.data.len() as u64,
+            length,
+            raw_length: blob.raw_length,
+            compression: blob.compression,
+        });
+        self.data.extend_from_slice(&blob.data);
+        Ok(())
+    }
+
+    /// The finished pack's bytes and its blob entries.
+    pub(crate) fn finish(mut self, crypter: &Crypter) -> Result<(Bytes, Vec<BlobEntry>)> {
+        let mut header = Vec::with_capacity(self.entries.len() * ENTRY_LEN);
+        for e in &self.entries {
+            header.extend_from_slice(&e.id);
+            header.push(match e.compression {
+                Compression::None => 0,
+                Compression::Zstd => 1,
+            });
+            header.extend_from_slice(&e.length.to_le_bytes());
+            header.extend_from_slice(&e.raw_length.to_le_bytes());
+        }
+        let sealed = crypter.seal(&header, HEADER_CONTEXT)?;
+        self.data.extend_from_slice(&sealed);
+        self.data
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.data.extend_from_slice(MAGIC);
+        Ok((Bytes::from(self.data), self.entries))
+    }
+}
+
+/// Reads the blob list from a whole pack (for check and index rebuilding).
+pub(crate) fn read_header(crypter: &Crypter, pack: &[u8], name: &str) -> Result<Vec<BlobEntry>> {
+    let what = format!("pack {name}");
+    if pack.len() < TRAILER_LEN {
+        return Err(Error::corrupt(&what, "shorter than its trailer"));
+    }
+    let (rest, trailer) = pack.split_at(pack.len() - TRAILER_LEN);
+    if &trailer[4..] != MAGIC {
+        return Err(Error::corrupt(
+            &what,
+            "no pack trailer (truncated, or not a pack)",
+        ));
+    }
+    let header_len = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]) as usize;
+    if header_len > rest.len() {
+        return Err(Error::corrupt(&what, "header longer than the pack"));
+    }
+    let (blobs, sealed) = rest.split_at(rest.len() - header_len);
+    let header = crypter.open(sealed, HEADER_CONTEXT, &what)?;
+    if header.len() % ENTRY_LEN != 0 {
+        return Err(Error::corrupt(
+            &what,
+            "header length is not a whole number of entries",
+        ));
+    }
+    let mut offset = 0u64;
+    let mut entries = Vec::with_capacity(header.len() / ENTRY_LEN);
+    for raw in header.chunks_exact(ENTRY_LEN) {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&raw[..32]);
+        let compression = match raw[32] {
+            0 => Compression::None,
+            1 => Compression::Zstd,
+            other => {
+                return Err(Error::corrupt(
+                    &what,
+                    format!("unknown compression {other}"),
+                ));
+            }
+        };
+        let length = u32::from_le_bytes([raw[33], raw[34], raw[35], raw[36]]);
+        let raw_length = u32::from_le_bytes([raw[37], raw[38], raw[39], raw[40]]);
+        entries.push(BlobEntry {
+            id,
+            offset,
+            length,
+            raw_length,
+            compression,
+        });
+        offset += u64::from(length);
+    }
+    if offset != blobs.len() as u64 {
+        return Err(Error::corrupt(
+            &what,
+            "blob lengths do not add up to the pack",
+        ));
+    }
+    Ok(entries)
+}
+
+mod hex_id {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::crypto::{Id, hex, parse_hex_id};
+
+    pub(crate) fn serialize<S: Serializer>(id: &Id, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex(id))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_hex_id(&text).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+
+    #[test]
+    fn packs_round_trip_and_reject_damage() {
+        for crypter in [
+            Crypter::Plain,
+            Crypter::Keyed(MasterKey::generate().unwrap()),
+        ] {
+            let chunks: Vec<Vec<u8>> = vec![vec![b'a'; 5000], (0..=255u8).collect(), b"x".to_vec()];
+            let mut builder = PackBuilder::default();
+            for c in &chunks {
+                builder
+                    .add(&seal_blob(&crypter, crypter.id(c), c, 3).unwrap())
+                    .unwrap();
+            }
+            let (pack, entries) = builder.finish(&crypter).unwrap();
+            assert_eq!(entries[0].compression, Compression::Zstd);
+            assert_eq!(entries[1].compression, Compression::None);
+            assert_eq!(read_header(&crypter, &pack, "p").unwrap(), entries);
+            for (entry, chunk) in entries.iter().zip(&chunks) {
+                let range =
+                    entry.offset as usize..(entry.offset + u64::from(entry.length)) as usize;
+                assert_eq!(
+                    &open_blob(&crypter, entry, &pack[range.clone()], "p").unwrap(),
+                    chunk
+                );
+                let mut bad = pack[range].to_vec();
+                let last = bad.len() - 1;
+                bad[last] ^= 0x40;
+                assert!(open_blob(&crypter, entry, &bad, "p").is_err());
+            }
+            assert!(read_header(&crypter, &pack[..pack.len() - 3], "p").is_err());
+            assert!(read_header(&crypter, &pack[5..], "p").is_err());
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The repository through dr-core's traits: bit-exact round trips, dedup,
+//! encryption, invisible unfinished backups, damage detected, archives.
+
+use std::sync::Arc;
+
+use dr_core::{
+    ArchiveSink, ArchiveSource, ComponentId, ErrorKind, RecoveryPoint, SnapshotCommit,
+    SnapshotSink, SnapshotSource, StreamName,
+};
+use dr_storage::{
+    ChunkerParams, Error, FsBackend, InitOptions, KdfParams, MemoryBackend, ReadBackendExt,
+    Repository, Secret, WriteBackend,
+};
+use proptest::prelude::*;
+use tokio::io::AsyncReadExt;
+
+fn small() -> InitOptions {
+    InitOptions::encrypted(Secret::password("pw"))
+        .kdf(KdfParams::INSECURE_FAST)
+        .chunker(ChunkerParams {
+            min: 4 * 1024,
+            avg: 16 * 1024,
+            max: 64 * 1024,
+        })
+        .pack_size(256 * 1024)
+}
+
+fn component() -> ComponentId {
+    "postgres/main".parse().unwrap()
+}
+
+fn stream(name: &str) -> StreamName {
+    name.parse().unwrap()
+}
+
+/// Deterministic, partly compressible data.
+fn data(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..len)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (i / 4096) % 2 == 0 {
+                b"log line "[i % 9]
+            } else {
+                x as u8
+            }
+        })
+        .collect()
+}
+
+async fn backup(repo: &Repository, streams: &[(&str, &[u8])]) -> dr_core::Manifest {
+    let mut writer = repo
+        .begin(&component(), jiff::Timestamp::now())
+        .await
+        .unwrap();
+    for (name, bytes) in streams {
+        let mut reader: &[u8] = bytes;
+        writer.add_stream(&stream(name), &mut reader).await.unwrap();
+    }
+    writer
+        .commit(SnapshotCommit::new(RecoveryPoint::new(
+            jiff::Timestamp::now(),
+        )))
+        .await
+        .unwrap()
+}
+
+async fn read(repo: &Repository, id: &dr_core::SnapshotId, name: &str) -> std::io::Result<Vec<u8>> {
+    let mut reader = repo.open_stream(id, &stream(name)).await.unwrap();
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).await?;
+    Ok(out)
+}
+
+async fn stored_bytes(backend: &dyn WriteBackend, prefix: &str) -> u64 {
+    backend
+        .list(prefix)
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.size)
+        .sum()
+}
+
+#[tokio::test]
+async fn streams_round_trip_bit_exact() {
+    for options in [small(), InitOptions::unencrypted().pack_size(256 * 1024)] {
+        let backend = Arc::new(MemoryBackend::new());
+        let repo = Repository::init(backend, options).await.unwrap();
+        let big = data(1, 3 * 1024 * 1024 + 17);
+        let manifest = backup(
+            &repo,
+            &[
+                ("base.tar", &big),
+                ("empty", b""),
+                ("backup_manifest", b"{}"),
+            ],
+        )
+        .await;
+        assert_eq!(manifest.streams.len(), 3);
+        assert_eq!(manifest.total_size(), big.len() as u64 + 2);
+        assert_eq!(read(&repo, &manifest.id, "base.tar").await.unwrap(), big);
+        assert_eq!(read(&repo, &manifest.id, "empty").await.unwrap(), b"");
+        assert_eq!(
+            repo.snapshots(&component()).await.unwrap(),
+            vec![manifest.clone()]
+        );
+        assert_eq!(repo.manifest(&manifest.id).await.unwrap(), manifest);
+        let other: ComponentId = "redis/master-0".parse().unwrap();
+        assert!(repo.snapshots(&other).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn identical_data_is_stored_once() {
+    let backend = Arc::new(MemoryBackend::new());
+    let repo = Repository::init(backend.clone(), small()).await.unwrap();
+    let bytes = data(2, 2 * 1024 * 1024);
+    backup(&repo, &[("a", &bytes)]).await;
+    let first = stored_bytes(backend.as_ref(), "data/").await;
+    assert!(
+        first < bytes.len() as u64,
+        "compressible data should shrink: {first}"
+    );
+    let second = backup(&repo, &[("a", &bytes), ("b", &bytes)]).await;
+    assert_eq!(
+        stored_bytes(backend.as_ref(), "data/").await,
+        first,
+        "nothing new to store"
+    );
+    assert_eq!(read(&repo, &second.id, "b").await.unwrap(), bytes);
+
+    // A small change in place stores little.
+    let mut changed = bytes.clone();
+    for b in &mut changed[1_000_000..1_000_100] {
+        *b = b.wrapping_add(1);
+    }
+    backup(&repo, &[("a", &changed)]).await;
+    let third = stored_bytes(backend.as_ref(), "data/").await;
+    assert!(
+        third - first < 200 * 1024,
+        "a 100-byte change stored {} bytes",
+        third - first
+    );
+}
+
+#[tokio::test]
+async fn encrypted_repositories_need_the_right_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
+    let repo = Repository::init(backend.clone(), small()).await.unwrap();
+    let bytes = data(3, 100_000);
+    let manifest = backup(&repo, &[("s", &bytes)]).await;
+
+    let wrong = Repository::open(backend.clone(), Some(&Secret::password("nope"))).await;
+    assert!(
+        matches!(wrong, Err(Error::WrongPassword { .. })),
+        "{wrong:?}"
+    );
+    let none = Repository::open(backend.clone(), None).await;
+    assert!(matches!(none, Err(Error::InvalidInput { .. })), "{none:?}");
+
+    let reopened = Repository::open(backend.clone(), Some(&Secret::password("pw")))
+        .await
+        .unwrap();
+    assert_eq!(read(&reopened, &manifest.id, "s").await.unwrap(), bytes);
+
+    // Nothing readable is stored in the clear.
+    for object in backend.list("").await.unwrap() {
+        let raw = backend.get_all(&object.key).await.unwrap();
+        assert!(
+            !raw.windows(9).any(|w| w == b"log line "),
+            "{} holds plaintext",
+            object.key
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unfinished_backup_is_invisible_and_the_next_one_succeeds() {
+    let backend = Arc::new(MemoryBackend::new());
+    let repo = Repository::init(backend.clone(), small()).await.unwrap();
+    let bytes = data(4, 1024 * 1024);
+    {
+        let mut writer = repo
+            .begin(&component(), jiff::Timestamp::now())
+            .await
+            .unwrap();
+        let mut reader: &[u8] = &bytes;
+        writer.add_stream(&stream("s"), &mut reader).await.unwrap();
+        // Dropped without commit: the process died here.
+    }
+    assert!(repo.snapshots(&component()).await.unwrap().is_empty());
+    let mut writer = repo
+        .begin(&component(), jiff::Timestamp::now())
+        .await
+        .unwrap();
+    let mut reader: &[u8] = &bytes;
+    writer.add_stream(&stream("s"), &mut reader).await.unwrap();
+    writer.abort().await.unwrap();
+    assert!(repo.snapshots(&component()).await.unwrap().is_empty());
+
+    let manifest = backup(&repo, &[("s", &bytes)]).await;
+    assert_eq!(repo.snapshots(&component()).await.unwrap().len(), 1);
+    assert_eq!(read(&repo, &manifest.id, "s").await.unwrap(), bytes);
+}
+
+#[tokio::test]
+async fn damaged_packs_fail_reads_instead_of_returning_wrong_bytes() {
+    for options in [small(), InitOptions::unencrypted().pack_size(256 * 1024)] {
+        let backend = Arc::new(MemoryBackend::new());
+        let repo = Repository::init(backend.clone(), options).await.unwrap();
+        let bytes = data(5, 1024 * 1024);
+        let manifest = backup(&repo, &[("s", &bytes)]).await;
+        let packs = backend.list("data/").await.unwrap();
+        let victim = &packs[0].key;
+        let mut raw = backend.get_all(victim).await.unwrap().to_vec();
+        raw[100] ^= 0x01;
+        backend
+            .put(victim, raw.into(), dr_storage::PutOptions::OVERWRITE)
+            .await
+            .unwrap();
+        let err = read(&repo, &manifest.id, "s")
+            .await
+            .expect_err("damage went unnoticed");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn missing_snapshots_and_streams_are_not_found() {
+    let repo = Repository::init(Arc::new(MemoryBackend::new()), small())
+        .await
+        .unwrap();
+    let manifest = backup(&repo, &[("s", b"x")]).await;
+    let missing = dr_core::SnapshotId::new(jiff::Timestamp::now()).unwrap();
+    assert_eq!(
+        repo.manifest(&missing).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let err = repo
+        .open_stream(&manifest.id, &stream("nope"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn a_repository_is_created_once_and_newer_formats_are_refused() {
+    let backend = Arc::new(MemoryBackend::new());
+    Repository::init(backend.clone(), small()).await.unwrap();
+    let again = Repository::init(backend.clone(), small()).await;
+    assert!(
+        matches!(again, Err(Error::AlreadyExists { .. })),
+        "{again:?}"
+    );
+
+    let config = backend.get_all("config").await.unwrap();
+    let mut value: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    value["format"] = 99.into();
+    backend
+        .put(
+            "config",
+            serde_json::to_vec(&value).unwrap().into(),
+            dr_storage::PutOptions::OVERWRITE,
+        )
+        .await
+        .unwrap();
+    let err = Repository::open(backend, Some(&Secret::password("pw")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UnsupportedVersion { found: 99, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn archive_segments_are_write_once() {
+    let repo = Repository::init(Arc::new(MemoryBackend::new()), small())
+        .await
+        .unwrap();
+    let c = component();
+    let seg = data(6, 16 * 1024 * 1024);
+    let name: dr_core::SegmentName = "000000010000000000000003".parse().unwrap();
+    let info = repo
+        .put_segment(&c, &name, &mut seg.as_slice())
+        .await
+        .unwrap();
+    assert_eq!(info.size, seg.len() as u64);
+    // The same bytes again: fine. Other bytes: refused, original kept.
+    repo.put_segment(&c, &name, &mut seg.as_slice())
+        .await
+        .unwrap();
+    let err = repo
+        .put_segment(&c, &name, &mut &b"other"[..])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    let history: dr_core::SegmentName = "00000002.history".parse().unwrap();
+    repo.put_segment(
+        &c,
+        &history,
+        &mut &b"1\t0/3000000\tno recovery target\n"[..],
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        repo.segments(&c, "").await.unwrap(),
+        vec![name.clone(), history.clone()]
+    );
+    assert_eq!(
+        repo.segments(&c, "00000001").await.unwrap(),
+        vec![name.clone()]
+    );
+    let mut back = Vec::new();
+    repo.open_segment(&c, &name)
+        .await
+        .unwrap()
+        .read_to_end(&mut back)
+        .await
+        .unwrap();
+    assert_eq!(back, seg);
+    let missing: dr_core::SegmentName = "000000010000000000000004".parse().unwrap();
+    assert_eq!(
+        repo.open_segment(&c, &missing).await.err().unwrap().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn random_streams_round_trip(seed in any::<u64>(), len in 0usize..600_000, copies in 1usize..3) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let backend = Arc::new(MemoryBackend::new());
+            let repo = Repository::init(backend.clone(), small()).await.unwrap();
+            let bytes = data(seed, len);
+            let streams: Vec<(String, Vec<u8>)> = (0..copies).map(|i| (format!("s{i}"), bytes.clone())).collect();
+            let refs: Vec<(&str, &[u8])> = streams.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+            let manifest = backup(&repo, &refs).await;
+            for (name, expected) in &streams {
+                assert_eq!(&read(&repo, &manifest.id, name).await.unwrap(), expected);
+            }
+            let one_copy = stored_bytes(backend.as_ref(), "data/").await;
+            backup(&repo, &refs).await;
+            assert_eq!(stored_bytes(backend.as_ref(), "data/").await, one_copy);
+        });
+    }
+}
+
+#[tokio::test]
+async fn verify_names_every_damaged_object() {
+    let backend = Arc::new(MemoryBackend::new());
+    let repo = Repository::init(backend.clone(), small()).await.unwrap();
+    backup(&repo, &[("s", &data(7, 2 * 1024 * 1024))]).await;
+    let clean = repo.verify().await.unwrap();
+    assert!(clean.packs >= 2 && clean.blobs > 0, "{clean:?}");
+    assert!(clean.damaged.is_empty(), "{clean:?}");
+
+    let packs = backend.list("data/").await.unwrap();
+    let (flipped, truncated) = (&packs[0].key, &packs[1].key);
+    let mut raw = backend.get_all(flipped).await.unwrap().to_vec();
+    raw[10] ^= 0x80;
+    backend
+        .put(flipped, raw.into(), dr_storage::PutOptions::OVERWRITE)
+        .await
+        .unwrap();
+    let raw = backend.get_all(truncated).await.unwrap();
+    backend
+        .put(
+            truncated,
+            raw.slice(..raw.len() / 2),
+            dr_storage::PutOptions::OVERWRITE,
+        )
+        .await
+        .unwrap();
+
+    let report = repo.verify().await.unwrap();
+    let named: std::collections::BTreeSet<&str> = report
+        .damaged
+        .iter()
+        .map(|d| d.object.split('#').next().unwrap())
+        .collect();
+    assert_eq!(
+        named,
+        [flipped.as_str(), truncated.as_str()].into_iter().collect(),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .damaged
+            .iter()
+            .any(|d| d.object.starts_with(&format!("{flipped}#"))),
+        "the damaged blob is named"
+    );
+}
