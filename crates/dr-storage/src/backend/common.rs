@@ -13,6 +13,18 @@ pub(crate) fn clamp_range(range: Range<u64>, len: u64) -> Range<u64> {
 }
 
 /// A listing page must be allowed to hold at least one key, or paging never ends.
+/// A page from up to `limit + 1` listed objects: the extra one only says
+/// that another page follows, which starts after the last key kept.
+pub(crate) fn page_of(mut objects: Vec<super::ObjectMeta>, limit: usize) -> super::ListPage {
+    let next = if objects.len() > limit {
+        objects.truncate(limit);
+        objects.last().map(|o| o.key.clone())
+    } else {
+        None
+    };
+    super::ListPage { objects, next }
+}
+
 pub(crate) fn check_limit(limit: usize) -> Result<()> {
     if limit == 0 {
         return Err(Error::InvalidInput {

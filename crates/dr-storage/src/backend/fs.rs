@@ -28,7 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::backend::common::{check_limit, clamp_range};
+use crate::backend::common::{check_limit, clamp_range, page_of};
 use crate::backend::{
     BackendCapabilities, ListPage, ObjectMeta, PutMode, PutOptions, ReadBackend, WriteBackend,
     check_key, check_prefix,
@@ -364,19 +364,13 @@ impl ReadBackend for FsBackend {
         let root = Arc::clone(&self.root);
         let (owned_prefix, owned_token) = (prefix.to_owned(), token.map(str::to_owned));
         let context = format!("listing {prefix:?} under {}", root.display());
-        let mut objects = self
+        let objects = self
             .blocking("list", prefix, move || {
                 list_keys(&root, &owned_prefix, owned_token.as_deref(), limit)
                     .map_err(|e| Error::io(context, e))
             })
             .await?;
-        let next = if objects.len() > limit {
-            objects.truncate(limit);
-            objects.last().map(|o| o.key.clone())
-        } else {
-            None
-        };
-        Ok(ListPage { objects, next })
+        Ok(page_of(objects, limit))
     }
 }
 

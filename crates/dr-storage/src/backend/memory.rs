@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::backend::common::{check_limit, clamp_range};
+use crate::backend::common::{check_limit, clamp_range, page_of};
 use crate::backend::{
     BackendCapabilities, ListPage, ObjectMeta, PutMode, PutOptions, ReadBackend, WriteBackend,
     check_key, check_prefix,
@@ -86,7 +86,7 @@ impl ReadBackend for MemoryBackend {
             Some(token) if token >= prefix => Bound::Excluded(token),
             _ => Bound::Included(prefix),
         };
-        let mut objects: Vec<ObjectMeta> = map
+        let objects: Vec<ObjectMeta> = map
             .range::<str, _>((start, Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix))
             .take(limit.saturating_add(1))
@@ -95,13 +95,7 @@ impl ReadBackend for MemoryBackend {
                 size: data.len() as u64,
             })
             .collect();
-        let next = if objects.len() > limit {
-            objects.truncate(limit);
-            objects.last().map(|o| o.key.clone())
-        } else {
-            None
-        };
-        Ok(ListPage { objects, next })
+        Ok(page_of(objects, limit))
     }
 }
 
