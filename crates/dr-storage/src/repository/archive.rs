@@ -1,0 +1,172 @@
+//! Archives of continuous segments (WAL): one sealed, compressed,
+//! write-once object per segment.
+
+use std::io;
+
+use async_trait::async_trait;
+use dr_core::{
+    ArchiveSink, ArchiveSource, ByteStream, ComponentId, SegmentInfo, SegmentName, Sha256Digest,
+};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{MAX_SEGMENT, Repository, SEGMENT_CONTEXT, join_error, segment_key};
+use crate::backend::{PutOptions, ReadBackendExt};
+use crate::crypto::Crypter;
+use crate::error::{Error, Result};
+
+#[async_trait]
+impl ArchiveSink for Repository {
+    async fn put_segment(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+        data: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> dr_core::Result<SegmentInfo> {
+        let mut raw = Vec::new();
+        let read = data
+            .take(MAX_SEGMENT + 1)
+            .read_to_end(&mut raw)
+            .await
+            .map_err(|e| dr_core::Error::io(format!("reading segment {name}"), e))?;
+        if read as u64 > MAX_SEGMENT {
+            return Err(dr_core::Error::invalid(
+                format!("segment {name}"),
+                "larger than 1 GiB",
+            ));
+        }
+        let crypter = self.inner.crypter.clone();
+        let level = self.inner.config.compression_level;
+        let (info, stored) =
+            tokio::task::spawn_blocking(move || encode_segment(&crypter, &raw, level))
+                .await
+                .map_err(join_error)??;
+        let info = SegmentInfo {
+            name: name.clone(),
+            ..info
+        };
+        let key = segment_key(component, name);
+        match self
+            .inner
+            .backend
+            .put(&key, stored.into(), PutOptions::CREATE)
+            .await
+        {
+            Ok(()) => Ok(info),
+            Err(Error::AlreadyExists { .. }) => {
+                // Write-once: the same bytes again are fine, other bytes are not.
+                let existing = self.inner.backend.get_all(&key).await?;
+                let crypter = self.inner.crypter.clone();
+                let what = key.clone();
+                let (_, old) =
+                    tokio::task::spawn_blocking(move || decode_segment(&crypter, &existing, &what))
+                        .await
+                        .map_err(join_error)??;
+                if old == info.sha256 {
+                    Ok(info)
+                } else {
+                    Err(dr_core::Error::AlreadyExists {
+                        what: format!("segment {name} of {component} (with other content)"),
+                    })
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[async_trait]
+impl ArchiveSource for Repository {
+    async fn segments(
+        &self,
+        component: &ComponentId,
+        prefix: &str,
+    ) -> dr_core::Result<Vec<SegmentName>> {
+        let base = format!("archive/{component}/");
+        let mut names = Vec::new();
+        for object in self.inner.backend.list(&format!("{base}{prefix}")).await? {
+            let Some(rest) = object.key.strip_prefix(&base) else {
+                continue;
+            };
+            if let Ok(name) = rest.parse::<SegmentName>() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    async fn open_segment(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+    ) -> dr_core::Result<ByteStream> {
+        let key = segment_key(component, name);
+        let stored = match self.inner.backend.get_all(&key).await {
+            Ok(bytes) => bytes,
+            Err(Error::NotFound { .. }) => {
+                return Err(dr_core::Error::not_found(format!(
+                    "segment {name} of {component}"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let crypter = self.inner.crypter.clone();
+        let (raw, _) = tokio::task::spawn_blocking(move || decode_segment(&crypter, &stored, &key))
+            .await
+            .map_err(join_error)??;
+        Ok(Box::new(io::Cursor::new(raw)))
+    }
+}
+
+/// A segment object: sealed `sha256 (32) | raw length (u64 LE) | compression (u8) | body`.
+fn encode_segment(crypter: &Crypter, raw: &[u8], level: i32) -> Result<(SegmentInfo, Vec<u8>)> {
+    let digest: [u8; 32] = Sha256::digest(raw).into();
+    let compressed =
+        zstd::bulk::compress(raw, level).map_err(|e| Error::io("compressing a segment", e))?;
+    let (flag, body) = if compressed.len() < raw.len() {
+        (1u8, compressed.as_slice())
+    } else {
+        (0u8, raw)
+    };
+    let mut plain = Vec::with_capacity(41 + body.len());
+    plain.extend_from_slice(&digest);
+    plain.extend_from_slice(&(raw.len() as u64).to_le_bytes());
+    plain.push(flag);
+    plain.extend_from_slice(body);
+    let info = SegmentInfo {
+        // The caller sets the real name.
+        name: "segment"
+            .parse()
+            .map_err(|_| Error::corrupt("segment", "name"))?,
+        size: raw.len() as u64,
+        sha256: Sha256Digest::from_bytes(digest),
+    };
+    Ok((info, crypter.seal(&plain, SEGMENT_CONTEXT)?))
+}
+
+fn decode_segment(crypter: &Crypter, stored: &[u8], what: &str) -> Result<(Vec<u8>, Sha256Digest)> {
+    let plain = crypter.open(stored, SEGMENT_CONTEXT, what)?;
+    if plain.len() < 41 {
+        return Err(Error::corrupt(what, "truncated segment header"));
+    }
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(&plain[..32]);
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&plain[32..40]);
+    let len = u64::from_le_bytes(len);
+    if len > MAX_SEGMENT {
+        return Err(Error::corrupt(what, "impossible segment length"));
+    }
+    let body = &plain[41..];
+    let raw = match plain[40] {
+        0 => body.to_vec(),
+        1 => zstd::bulk::decompress(body, len as usize)
+            .map_err(|e| Error::corrupt(what, format!("does not decompress: {e}")))?,
+        other => return Err(Error::corrupt(what, format!("unknown compression {other}"))),
+    };
+    if raw.len() as u64 != len || Sha256::digest(&raw).as_slice() != digest {
+        return Err(Error::corrupt(what, "content does not match its SHA-256"));
+    }
+    Ok((raw, Sha256Digest::from_bytes(digest)))
+}

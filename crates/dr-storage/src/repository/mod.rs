@@ -1,0 +1,489 @@
+//! The repository: content-defined chunks, deduplicated by id across every
+//! snapshot, compressed, sealed and packed, with the snapshot file as the
+//! commit point. It implements dr-core's sink and source traits.
+//!
+//! Layout on the backend (every object write-once but `config`'s probe):
+//!
+//! ```text
+//! config                       plaintext JSON: format, id, encrypted?, chunker, compression
+//! keys/<id>                    the master key wrapped by a password- or key-file-derived key
+//! data/<2 hex>/<sha256>        packs (see `pack`), named by the SHA-256 of their bytes
+//! index/<sha256>               sealed zstd JSON: which blobs are in which packs
+//! snapshots/<snapshot id>      sealed zstd JSON: the manifest and each stream's chunk ids
+//! archive/<component>/<name>   sealed, compressed archive segments (WAL)
+//! ```
+//!
+//! Write order: packs, then index, then snapshot. A backup that dies before
+//! its snapshot file is written leaves only unreferenced packs, which no
+//! listing shows.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use dr_core::{ComponentId, MANIFEST_FORMAT, Manifest, SegmentName, SnapshotId, StreamName};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::backend::{PutOptions, ReadBackendExt, WriteBackend};
+use crate::crypto::{Crypter, Id, KdfParams, MasterKey, Secret, WrappedKey, fill_random, hex};
+use crate::error::{Error, Result};
+use crate::pack::BlobEntry;
+
+mod archive;
+mod read;
+mod verify;
+mod write;
+
+pub use self::verify::{Damage, VerifyReport};
+pub use self::write::RepositoryWriter;
+
+/// The repository format version this build writes and reads.
+pub const REPOSITORY_FORMAT: u32 = 1;
+
+const SNAPSHOT_CONTEXT: &[u8] = b"drkit snapshot";
+const INDEX_CONTEXT: &[u8] = b"drkit index";
+const SEGMENT_CONTEXT: &[u8] = b"drkit archive segment";
+/// The largest archive segment accepted (segments are held in memory whole).
+const MAX_SEGMENT: u64 = 1 << 30;
+
+/// Content-defined chunk sizes in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkerParams {
+    /// No chunk is smaller, but the last.
+    pub min: u32,
+    /// The average.
+    pub avg: u32,
+    /// No chunk is larger.
+    pub max: u32,
+}
+
+impl ChunkerParams {
+    /// 512 KiB / 1 MiB / 8 MiB, restic's sizes.
+    pub const DEFAULT: ChunkerParams = ChunkerParams {
+        min: 512 * 1024,
+        avg: 1024 * 1024,
+        max: 8 * 1024 * 1024,
+    };
+}
+
+/// How a new repository protects its data.
+#[derive(Debug, Clone)]
+pub enum Encryption {
+    /// Sealed with a master key wrapped by this secret (Argon2id with these costs).
+    Secret(Secret, KdfParams),
+    /// Stored in the clear, for stores that encrypt themselves. Chunk ids are plain SHA-256.
+    None,
+}
+
+/// How to create a repository.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InitOptions {
+    /// Encryption (on unless the caller says otherwise).
+    pub encryption: Encryption,
+    /// zstd level, 1 to 19.
+    pub compression_level: i32,
+    /// Chunk sizes.
+    pub chunker: ChunkerParams,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+}
+
+impl InitOptions {
+    /// An encrypted repository unlocked by `secret`, with recommended key-derivation costs.
+    pub fn encrypted(secret: Secret) -> Self {
+        Self::with_encryption(Encryption::Secret(secret, KdfParams::RECOMMENDED))
+    }
+
+    /// A repository stored in the clear.
+    pub fn unencrypted() -> Self {
+        Self::with_encryption(Encryption::None)
+    }
+
+    fn with_encryption(encryption: Encryption) -> Self {
+        Self {
+            encryption,
+            compression_level: 3,
+            chunker: ChunkerParams::DEFAULT,
+            pack_size: 32 * 1024 * 1024,
+        }
+    }
+
+    /// Sets the key-derivation costs (for encrypted repositories).
+    pub fn kdf(mut self, params: KdfParams) -> Self {
+        if let Encryption::Secret(_, kdf) = &mut self.encryption {
+            *kdf = params;
+        }
+        self
+    }
+
+    /// Sets the chunk sizes.
+    pub fn chunker(mut self, chunker: ChunkerParams) -> Self {
+        self.chunker = chunker;
+        self
+    }
+
+    /// Sets the target pack size.
+    pub fn pack_size(mut self, bytes: u32) -> Self {
+        self.pack_size = bytes;
+        self
+    }
+
+    /// Sets the zstd level.
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.compression_level = level;
+        self
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    format: u32,
+    id: String,
+    encrypted: bool,
+    chunker: ChunkerParams,
+    compression_level: i32,
+    pack_size: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotFile {
+    manifest: Manifest,
+    /// Each stream's chunk ids, in order.
+    chunks: BTreeMap<StreamName, Vec<String>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexFile {
+    format: u32,
+    packs: Vec<IndexedPack>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexedPack {
+    id: String,
+    blobs: Vec<BlobEntry>,
+}
+
+/// A blob's location.
+#[derive(Debug, Clone)]
+struct Location {
+    pack: Arc<str>,
+    entry: BlobEntry,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Arc<dyn WriteBackend>,
+    crypter: Crypter,
+    config: Config,
+    index: RwLock<HashMap<Id, Location>>,
+    /// Chunk-processing jobs in flight per stream.
+    concurrency: usize,
+}
+
+/// A backup repository on a backend. Cheap to clone; clones share the index.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use dr_core::SnapshotSink;
+/// use dr_storage::{FsBackend, InitOptions, Repository, Secret};
+///
+/// let backend = Arc::new(FsBackend::new("/var/backups/drkit")?);
+/// let repo = Repository::init(backend, InitOptions::encrypted(Secret::password("correct horse"))).await?;
+/// let mut writer = repo.begin(&"postgres/main".parse()?, jiff::Timestamp::now()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Repository {
+    inner: Arc<Inner>,
+}
+
+fn pack_key(id: &str) -> String {
+    format!("data/{}/{id}", &id[..2])
+}
+
+fn snapshot_key(id: &SnapshotId) -> String {
+    format!("snapshots/{id}")
+}
+
+fn segment_key(component: &ComponentId, name: &SegmentName) -> String {
+    format!("archive/{component}/{name}")
+}
+
+impl Repository {
+    /// Creates a repository on an empty store.
+    ///
+    /// # Errors
+    /// `AlreadyExists` if the store holds a repository; `Unsupported` if it does
+    /// not honour create-only writes; `Backend` if it failed.
+    pub async fn init(backend: Arc<dyn WriteBackend>, options: InitOptions) -> Result<Self> {
+        check_create_only(backend.as_ref()).await?;
+        let mut id = [0u8; 16];
+        fill_random(&mut id)?;
+        let (crypter, encrypted) = match &options.encryption {
+            Encryption::None => (Crypter::Plain, false),
+            Encryption::Secret(secret, kdf) => {
+                let master = MasterKey::generate()?;
+                let wrapped = WrappedKey::wrap(&master, secret, *kdf)?;
+                let bytes = serde_json::to_vec(&wrapped)
+                    .map_err(|e| Error::io("encoding key", e.into()))?;
+                let key_id = hex(&Sha256::digest(&bytes));
+                backend
+                    .put(&format!("keys/{key_id}"), bytes.into(), PutOptions::CREATE)
+                    .await?;
+                (Crypter::Keyed(master), true)
+            }
+        };
+        if !(1..=19).contains(&options.compression_level) {
+            return Err(Error::InvalidInput {
+                what: "compression level".into(),
+                reason: "must be 1 to 19".into(),
+            });
+        }
+        let c = options.chunker;
+        if !(c.min <= c.avg && c.avg <= c.max && c.min >= 64 && c.max <= 16 << 20) {
+            return Err(Error::InvalidInput {
+                what: "chunker sizes".into(),
+                reason: "need 64 <= min <= avg <= max <= 16 MiB".into(),
+            });
+        }
+        let config = Config {
+            format: REPOSITORY_FORMAT,
+            id: hex(&id),
+            encrypted,
+            chunker: options.chunker,
+            compression_level: options.compression_level,
+            pack_size: options.pack_size,
+        };
+        let bytes = serde_json::to_vec_pretty(&config)
+            .map_err(|e| Error::io("encoding config", e.into()))?;
+        backend
+            .put("config", bytes.into(), PutOptions::CREATE)
+            .await?;
+        Ok(Self::assemble(backend, crypter, config))
+    }
+
+    /// Opens an existing repository. `secret` is needed if it is encrypted.
+    ///
+    /// # Errors
+    /// `NotFound` if there is no repository; `WrongPassword`;
+    /// `UnsupportedVersion` for a newer format; `Unsupported` if the store does
+    /// not honour create-only writes; `Corrupt` for a damaged index.
+    pub async fn open(backend: Arc<dyn WriteBackend>, secret: Option<&Secret>) -> Result<Self> {
+        let raw = backend.get_all("config").await?;
+        let config: Config = serde_json::from_slice(&raw).map_err(|e| {
+            // An unknown format version is reported as such, not as damage.
+            match serde_json::from_slice::<serde_json::Value>(&raw)
+                .ok()
+                .and_then(|v| v.get("format").and_then(serde_json::Value::as_u64))
+            {
+                Some(found) if found != u64::from(REPOSITORY_FORMAT) => Error::UnsupportedVersion {
+                    object: format!("{}: config", backend.location()),
+                    found: found as u32,
+                    supported: REPOSITORY_FORMAT.to_string(),
+                },
+                _ => Error::corrupt("config", e.to_string()),
+            }
+        })?;
+        if config.format != REPOSITORY_FORMAT {
+            return Err(Error::UnsupportedVersion {
+                object: format!("{}: config", backend.location()),
+                found: config.format,
+                supported: REPOSITORY_FORMAT.to_string(),
+            });
+        }
+        check_create_only(backend.as_ref()).await?;
+        let crypter = if config.encrypted {
+            let secret = secret.ok_or_else(|| Error::InvalidInput {
+                what: "secret".into(),
+                reason: format!(
+                    "the repository at {} is encrypted: give its password or key file",
+                    backend.location()
+                ),
+            })?;
+            unlock(backend.as_ref(), secret).await?
+        } else {
+            Crypter::Plain
+        };
+        let repo = Self::assemble(backend, crypter, config);
+        repo.load_index().await?;
+        Ok(repo)
+    }
+
+    fn assemble(backend: Arc<dyn WriteBackend>, crypter: Crypter, config: Config) -> Self {
+        let concurrency = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2);
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                crypter,
+                config,
+                index: RwLock::new(HashMap::new()),
+                concurrency,
+            }),
+        }
+    }
+
+    /// The store the repository is on.
+    pub fn backend(&self) -> &Arc<dyn WriteBackend> {
+        &self.inner.backend
+    }
+
+    /// Reads every index file, adding what other writers stored since the last load.
+    ///
+    /// # Errors
+    /// The store failed or an index file is damaged.
+    pub async fn load_index(&self) -> Result<()> {
+        for object in self.inner.backend.list("index/").await? {
+            let raw = self.inner.backend.get_all(&object.key).await?;
+            let file: IndexFile = self.decode(&raw, INDEX_CONTEXT, &object.key)?;
+            self.add_to_index(&file.packs);
+        }
+        Ok(())
+    }
+
+    fn add_to_index(&self, packs: &[IndexedPack]) {
+        let mut index = self.inner.index.write().unwrap_or_else(|p| p.into_inner());
+        for pack in packs {
+            let name: Arc<str> = Arc::from(pack.id.as_str());
+            for entry in &pack.blobs {
+                index.entry(entry.id).or_insert_with(|| Location {
+                    pack: name.clone(),
+                    entry: *entry,
+                });
+            }
+        }
+    }
+
+    fn lookup(&self, id: &Id) -> Option<Location> {
+        self.inner
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn knows(&self, id: &Id) -> bool {
+        self.inner
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
+    fn encode<T: Serialize>(&self, value: &T, context: &[u8]) -> Result<Vec<u8>> {
+        let json = serde_json::to_vec(value).map_err(|e| Error::io("encoding", e.into()))?;
+        let packed = zstd::bulk::compress(&json, 3).map_err(|e| Error::io("compressing", e))?;
+        self.inner.crypter.seal(&packed, context)
+    }
+
+    fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        raw: &[u8],
+        context: &[u8],
+        what: &str,
+    ) -> Result<T> {
+        let packed = self.inner.crypter.open(raw, context, what)?;
+        let json = zstd::stream::decode_all(packed.as_slice())
+            .map_err(|e| Error::corrupt(what, format!("does not decompress: {e}")))?;
+        serde_json::from_slice(&json).map_err(|e| Error::corrupt(what, e.to_string()))
+    }
+
+    async fn snapshot_file(&self, id: &SnapshotId) -> Result<SnapshotFile> {
+        let key = snapshot_key(id);
+        let raw = self.inner.backend.get_all(&key).await?;
+        let file: SnapshotFile = self.decode(&raw, SNAPSHOT_CONTEXT, &key)?;
+        file.manifest
+            .check_format()
+            .map_err(|_| Error::UnsupportedVersion {
+                object: key.clone(),
+                found: file.manifest.format,
+                supported: MANIFEST_FORMAT.to_string(),
+            })?;
+        if file.manifest.id != *id {
+            return Err(Error::corrupt(
+                &key,
+                "holds the manifest of another snapshot",
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Every committed snapshot, oldest first.
+    ///
+    /// # Errors
+    /// The store failed or a snapshot file is damaged.
+    pub async fn all_snapshots(&self) -> Result<Vec<Manifest>> {
+        let mut out = Vec::new();
+        for object in self.inner.backend.list("snapshots/").await? {
+            let Some(id) = object
+                .key
+                .strip_prefix("snapshots/")
+                .and_then(|s| s.parse::<SnapshotId>().ok())
+            else {
+                continue;
+            };
+            out.push(self.snapshot_file(&id).await?.manifest);
+        }
+        out.sort_by_key(|m| m.id);
+        Ok(out)
+    }
+}
+
+async fn check_create_only(backend: &dyn WriteBackend) -> Result<()> {
+    let mut nonce = [0u8; 8];
+    fill_random(&mut nonce)?;
+    let key = format!("locks/create-probe-{}", hex(&nonce));
+    backend
+        .put(&key, Bytes::from_static(b"1"), PutOptions::CREATE)
+        .await?;
+    let second = backend
+        .put(&key, Bytes::from_static(b"2"), PutOptions::CREATE)
+        .await;
+    backend.delete(&key).await?;
+    match second {
+        Err(Error::AlreadyExists { .. }) => Ok(()),
+        Err(other) => Err(other),
+        Ok(()) => Err(Error::Unsupported {
+            location: backend.location(),
+            reason:
+                "the store overwrote an object on a create-only write (If-None-Match ignored); \
+                     concurrent backups and prune would not be safe on it"
+                    .into(),
+        }),
+    }
+}
+
+async fn unlock(backend: &dyn WriteBackend, secret: &Secret) -> Result<Crypter> {
+    let keys = backend.list("keys/").await?;
+    for object in keys {
+        let raw = backend.get_all(&object.key).await?;
+        let wrapped: WrappedKey =
+            serde_json::from_slice(&raw).map_err(|e| Error::corrupt(&object.key, e.to_string()))?;
+        let secret = secret.clone();
+        let opened = tokio::task::spawn_blocking(move || wrapped.unwrap_with(&secret))
+            .await
+            .map_err(|e| Error::io("deriving the key", io::Error::other(e)))??;
+        if let Some(master) = opened {
+            return Ok(Crypter::Keyed(master));
+        }
+    }
+    Err(Error::WrongPassword {
+        location: backend.location(),
+    })
+}
+
+fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::io("a worker task failed", io::Error::other(e))
+}

@@ -1,0 +1,317 @@
+//! Writing snapshots: chunk, hash and seal on blocking threads, pack, upload
+//! in the background, then commit packs, index and snapshot file in that order.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use dr_core::{
+    ComponentId, MANIFEST_FORMAT, Manifest, Sha256Digest, SnapshotCommit, SnapshotId, SnapshotSink,
+    SnapshotWriter, StreamEntry, StreamName,
+};
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinHandle;
+
+use super::{
+    INDEX_CONTEXT, IndexFile, IndexedPack, REPOSITORY_FORMAT, Repository, SNAPSHOT_CONTEXT,
+    SnapshotFile, join_error, pack_key, snapshot_key,
+};
+use crate::backend::PutOptions;
+use crate::crypto::{Id, hex};
+use crate::error::{Error, Result};
+use crate::pack::{PackBuilder, SealedBlob, seal_blob};
+
+/// Chunks that went through hashing, and sealing if they were new.
+struct Processed {
+    id: Id,
+    blob: Option<SealedBlob>,
+}
+
+/// Collects sealed blobs into packs and uploads full packs in the background.
+struct Packer {
+    repo: Repository,
+    current: PackBuilder,
+    /// Blobs already packed by this writer.
+    packed: HashSet<Id>,
+    uploads: VecDeque<JoinHandle<Result<IndexedPack>>>,
+    done: Vec<IndexedPack>,
+}
+
+impl Packer {
+    fn new(repo: Repository) -> Self {
+        Self {
+            repo,
+            current: PackBuilder::default(),
+            packed: HashSet::new(),
+            uploads: VecDeque::new(),
+            done: Vec::new(),
+        }
+    }
+
+    async fn add(&mut self, blob: SealedBlob) -> Result<()> {
+        if !self.packed.insert(blob.id) || self.repo.knows(&blob.id) {
+            return Ok(());
+        }
+        self.current.add(&blob)?;
+        if self.current.len() >= self.repo.inner.config.pack_size as usize {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts uploading the current pack; waits while too many uploads are in flight.
+    async fn flush(&mut self) -> Result<()> {
+        if self.current.is_empty() {
+            return Ok(());
+        }
+        let builder = std::mem::take(&mut self.current);
+        let repo = self.repo.clone();
+        self.uploads.push_back(tokio::spawn(async move {
+            let crypter = repo.inner.crypter.clone();
+            let (bytes, blobs) = tokio::task::spawn_blocking(move || {
+                let (bytes, blobs) = builder.finish(&crypter)?;
+                Ok::<_, Error>((bytes, blobs))
+            })
+            .await
+            .map_err(join_error)??;
+            let id = hex(&Sha256::digest(&bytes));
+            match repo
+                .inner
+                .backend
+                .put(&pack_key(&id), bytes, PutOptions::CREATE)
+                .await
+            {
+                // Named by its content: an existing pack of that name is this pack.
+                Ok(()) | Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            Ok(IndexedPack { id, blobs })
+        }));
+        while self.uploads.len() > 2 {
+            self.finish_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn finish_one(&mut self) -> Result<()> {
+        if let Some(upload) = self.uploads.pop_front() {
+            let pack = upload.await.map_err(join_error)??;
+            self.done.push(pack);
+        }
+        Ok(())
+    }
+
+    /// Uploads what is left and returns every pack this writer stored.
+    async fn finish(mut self) -> Result<Vec<IndexedPack>> {
+        self.flush().await?;
+        while !self.uploads.is_empty() {
+            self.finish_one().await?;
+        }
+        Ok(self.done)
+    }
+}
+
+/// A snapshot being written to a [`Repository`].
+pub struct RepositoryWriter {
+    repo: Repository,
+    id: SnapshotId,
+    component: ComponentId,
+    started_at: Timestamp,
+    streams: Vec<StreamEntry>,
+    chunks: BTreeMap<StreamName, Vec<String>>,
+    packer: Packer,
+}
+
+impl std::fmt::Debug for RepositoryWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepositoryWriter")
+            .field("id", &self.id)
+            .field("component", &self.component)
+            .field("streams", &self.streams.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RepositoryWriter {
+    /// Cuts the next chunk off `buf`: `buf` holds at least `max` bytes or the rest of the stream.
+    fn cut(&self, buf: &[u8]) -> usize {
+        let c = self.repo.inner.config.chunker;
+        if buf.len() <= c.min as usize {
+            return buf.len();
+        }
+        let seed = self.repo.inner.crypter.chunker_seed();
+        fastcdc::v2020::FastCDC::with_level_and_seed(
+            buf,
+            c.min as usize,
+            c.avg as usize,
+            c.max as usize,
+            fastcdc::v2020::Normalization::Level1,
+            seed,
+        )
+        .next()
+        .map_or(buf.len(), |chunk| chunk.length)
+    }
+}
+
+#[async_trait]
+impl SnapshotWriter for RepositoryWriter {
+    fn id(&self) -> SnapshotId {
+        self.id
+    }
+
+    async fn add_stream(
+        &mut self,
+        name: &StreamName,
+        data: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> dr_core::Result<StreamEntry> {
+        if self.chunks.contains_key(name) {
+            return Err(dr_core::Error::invalid(
+                format!("stream {name}"),
+                "already added to this snapshot",
+            ));
+        }
+        let max = self.repo.inner.config.chunker.max as usize;
+        let level = self.repo.inner.config.compression_level;
+        let mut buf = BytesMut::with_capacity(2 * max);
+        let mut eof = false;
+        let mut stream_hash = Sha256::new();
+        let mut size = 0u64;
+        let mut ids = Vec::new();
+        let mut in_flight: VecDeque<JoinHandle<Result<Processed>>> = VecDeque::new();
+        loop {
+            while !eof && buf.len() < max {
+                buf.reserve(max);
+                let n = data
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(|e| dr_core::Error::io(format!("reading stream {name}"), e))?;
+                eof = n == 0;
+            }
+            if buf.is_empty() {
+                break;
+            }
+            let len = self.cut(&buf);
+            let chunk = buf.split_to(len).freeze();
+            stream_hash.update(&chunk);
+            size += chunk.len() as u64;
+            let repo = self.repo.clone();
+            in_flight.push_back(tokio::task::spawn_blocking(move || {
+                let id = repo.inner.crypter.id(&chunk);
+                let blob = if repo.knows(&id) {
+                    None
+                } else {
+                    Some(seal_blob(&repo.inner.crypter, id, &chunk, level)?)
+                };
+                Ok(Processed { id, blob })
+            }));
+            while in_flight.len() >= 2 * self.repo.inner.concurrency {
+                self.take_processed(&mut in_flight, &mut ids).await?;
+            }
+        }
+        while !in_flight.is_empty() {
+            self.take_processed(&mut in_flight, &mut ids).await?;
+        }
+        let entry = StreamEntry {
+            name: name.clone(),
+            size,
+            sha256: Sha256Digest::from_bytes(stream_hash.finalize().into()),
+        };
+        self.chunks.insert(name.clone(), ids);
+        self.streams.push(entry.clone());
+        Ok(entry)
+    }
+
+    async fn commit(self: Box<Self>, commit: SnapshotCommit) -> dr_core::Result<Manifest> {
+        let this = *self;
+        let repo = this.repo.clone();
+        let packs = this.packer.finish().await?;
+        if !packs.is_empty() {
+            let index = IndexFile {
+                format: REPOSITORY_FORMAT,
+                packs: packs.clone(),
+            };
+            let bytes = repo.encode(&index, INDEX_CONTEXT)?;
+            let key = format!("index/{}", hex(&Sha256::digest(&bytes)));
+            repo.inner
+                .backend
+                .put(&key, bytes.into(), PutOptions::CREATE)
+                .await?;
+            repo.add_to_index(&packs);
+        }
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            id: this.id,
+            component: this.component,
+            started_at: this.started_at,
+            committed_at: Timestamp::now(),
+            recovery_point: commit.recovery_point,
+            streams: this.streams,
+            labels: commit.labels,
+            metadata: commit.metadata,
+        };
+        let file = SnapshotFile {
+            manifest,
+            chunks: this.chunks,
+        };
+        let bytes = repo.encode(&file, SNAPSHOT_CONTEXT)?;
+        // The commit point: from here on the snapshot exists.
+        repo.inner
+            .backend
+            .put(
+                &snapshot_key(&file.manifest.id),
+                bytes.into(),
+                PutOptions::CREATE,
+            )
+            .await?;
+        Ok(file.manifest)
+    }
+
+    async fn abort(self: Box<Self>) -> dr_core::Result<()> {
+        // Packs already uploaded stay unreferenced until a prune; nothing is visible.
+        for upload in self.packer.uploads {
+            upload.abort();
+        }
+        Ok(())
+    }
+}
+
+impl RepositoryWriter {
+    async fn take_processed(
+        &mut self,
+        in_flight: &mut VecDeque<JoinHandle<Result<Processed>>>,
+        ids: &mut Vec<String>,
+    ) -> Result<()> {
+        let Some(job) = in_flight.pop_front() else {
+            return Ok(());
+        };
+        let processed = job.await.map_err(join_error)??;
+        ids.push(hex(&processed.id));
+        if let Some(blob) = processed.blob {
+            self.packer.add(blob).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SnapshotSink for Repository {
+    async fn begin(
+        &self,
+        component: &ComponentId,
+        started_at: Timestamp,
+    ) -> dr_core::Result<Box<dyn SnapshotWriter>> {
+        // Pick up what other writers stored, so it is not stored again.
+        self.load_index().await?;
+        Ok(Box::new(RepositoryWriter {
+            repo: self.clone(),
+            id: SnapshotId::new(started_at)?,
+            component: component.clone(),
+            started_at,
+            streams: Vec::new(),
+            chunks: BTreeMap::new(),
+            packer: Packer::new(self.clone()),
+        }))
+    }
+}
