@@ -113,6 +113,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A repository lock is held by another process, or was lost.
+    #[error("{location}: {reason}")]
+    Locked {
+        /// The store.
+        location: String,
+        /// Who holds the lock (its kind, host, process and age), or how ours was lost.
+        reason: String,
+    },
     /// The caller passed something the operation cannot accept.
     #[error("invalid {what}: {reason}")]
     InvalidInput {
@@ -142,6 +150,7 @@ impl Error {
             Error::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Io { .. } => ErrorKind::Io,
+            Error::Locked { .. } => ErrorKind::Unavailable,
         }
     }
 
@@ -149,6 +158,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Backend { transient, .. } => *transient,
+            Error::Locked { .. } => true,
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted

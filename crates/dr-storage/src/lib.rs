@@ -39,6 +39,7 @@ pub(crate) mod crypto;
 pub(crate) mod error;
 pub(crate) mod pack;
 pub(crate) mod repository;
+pub(crate) mod retention;
 
 pub use crate::backend::{
     BackendCapabilities, FaultInjection, FaultOptions, FaultSchedule, FsBackend, ListPage,
@@ -49,6 +50,8 @@ pub use crate::backend::{
 pub use crate::crypto::{KdfParams, Secret};
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::repository::{
-    ChunkerParams, Damage, Encryption, InitOptions, REPOSITORY_FORMAT, Repository,
-    RepositoryWriter, VerifyReport,
+    CheckReport, ChunkerParams, DEFAULT_LOCK_WAIT, Damage, Encryption, ForgetPlan, ForgetReport,
+    InitOptions, ObjectLock, PruneOptions, PruneReport, REPOSITORY_FORMAT, Repository,
+    RepositoryWriter, SnapshotFilter, VerifyOptions, VerifyReport,
 };
+pub use crate::retention::{Candidate, Decision, KeepReason, RetentionPolicy};

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{MAX_SEGMENT, Repository, SEGMENT_CONTEXT, join_error, segment_key};
-use crate::backend::{PutOptions, ReadBackendExt};
+use crate::backend::ReadBackendExt;
 use crate::crypto::Crypter;
 use crate::error::{Error, Result};
 
@@ -49,7 +49,7 @@ impl ArchiveSink for Repository {
         match self
             .inner
             .backend
-            .put(&key, stored.into(), PutOptions::CREATE)
+            .put(&key, stored.into(), self.put_options()?)
             .await
         {
             Ok(()) => Ok(info),
@@ -145,7 +145,11 @@ fn encode_segment(crypter: &Crypter, raw: &[u8], level: i32) -> Result<(SegmentI
     Ok((info, crypter.seal(&plain, SEGMENT_CONTEXT)?))
 }
 
-fn decode_segment(crypter: &Crypter, stored: &[u8], what: &str) -> Result<(Vec<u8>, Sha256Digest)> {
+pub(super) fn decode_segment(
+    crypter: &Crypter,
+    stored: &[u8],
+    what: &str,
+) -> Result<(Vec<u8>, Sha256Digest)> {
     let plain = crypter.open(stored, SEGMENT_CONTEXT, what)?;
     if plain.len() < 41 {
         return Err(Error::corrupt(what, "truncated segment header"));

@@ -17,26 +17,36 @@
 //! its snapshot file is written leaves only unreferenced packs, which no
 //! listing shows.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use dr_core::{ComponentId, MANIFEST_FORMAT, Manifest, SegmentName, SnapshotId, StreamName};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::backend::{PutOptions, ReadBackendExt, WriteBackend};
+use jiff::Timestamp;
+
+use crate::backend::{PutOptions, ReadBackendExt, Retention, RetentionMode, WriteBackend};
 use crate::crypto::{Crypter, Id, KdfParams, MasterKey, Secret, WrappedKey, fill_random, hex};
 use crate::error::{Error, Result};
 use crate::pack::BlobEntry;
 
 mod archive;
+mod check;
+mod forget;
+mod lock;
+mod prune;
 mod read;
 mod verify;
 mod write;
 
-pub use self::verify::{Damage, VerifyReport};
+pub use self::check::CheckReport;
+pub use self::forget::{ForgetPlan, ForgetReport, SnapshotFilter};
+pub use self::prune::{PruneOptions, PruneReport};
+pub use self::verify::{Damage, VerifyOptions, VerifyReport};
 pub use self::write::RepositoryWriter;
 
 /// The repository format version this build writes and reads.
@@ -90,6 +100,49 @@ pub struct InitOptions {
     pub chunker: ChunkerParams,
     /// Target pack size in bytes.
     pub pack_size: u32,
+    /// S3 Object Lock retention for every object the repository writes.
+    pub object_lock: Option<ObjectLock>,
+}
+
+/// Object Lock retention the repository applies to what it writes (all but
+/// its transient lock objects), so that stolen credentials cannot delete
+/// backups younger than `period`. Choose a period longer than the backups
+/// are kept: an object is protected for `period` after it was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectLock {
+    /// Compliance mode (nobody may delete) rather than governance mode.
+    pub compliance: bool,
+    /// How long each written object is retained, in seconds.
+    pub period_secs: u64,
+}
+
+impl ObjectLock {
+    /// Retention in `mode` for `period` after each write.
+    pub fn new(mode: RetentionMode, period: Duration) -> Self {
+        Self {
+            compliance: mode == RetentionMode::Compliance,
+            period_secs: period.as_secs(),
+        }
+    }
+
+    fn retention(self, now: Timestamp) -> Result<Retention> {
+        let until = i64::try_from(self.period_secs)
+            .ok()
+            .and_then(|secs| now.checked_add(jiff::SignedDuration::from_secs(secs)).ok())
+            .ok_or_else(|| Error::InvalidInput {
+                what: "object lock period".into(),
+                reason: "too long".into(),
+            })?;
+        Ok(Retention {
+            mode: if self.compliance {
+                RetentionMode::Compliance
+            } else {
+                RetentionMode::Governance
+            },
+            until,
+        })
+    }
 }
 
 impl InitOptions {
@@ -109,7 +162,14 @@ impl InitOptions {
             compression_level: 3,
             chunker: ChunkerParams::DEFAULT,
             pack_size: 32 * 1024 * 1024,
+            object_lock: None,
         }
+    }
+
+    /// Retains every written object with S3 Object Lock (the store must support it).
+    pub fn object_lock(mut self, lock: ObjectLock) -> Self {
+        self.object_lock = Some(lock);
+        self
     }
 
     /// Sets the key-derivation costs (for encrypted repositories).
@@ -148,6 +208,8 @@ struct Config {
     chunker: ChunkerParams,
     compression_level: i32,
     pack_size: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    object_lock: Option<ObjectLock>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -184,9 +246,31 @@ struct Inner {
     backend: Arc<dyn WriteBackend>,
     crypter: Crypter,
     config: Config,
-    index: RwLock<HashMap<Id, Location>>,
+    index: RwLock<Index>,
     /// Chunk-processing jobs in flight per stream.
     concurrency: usize,
+}
+
+/// Where every known blob is, and which index files that came from.
+#[derive(Debug, Default)]
+struct Index {
+    blobs: HashMap<Id, Location>,
+    files: HashSet<String>,
+}
+
+impl Index {
+    fn add(&mut self, file: String, packs: &[IndexedPack]) {
+        self.files.insert(file);
+        for pack in packs {
+            let name: Arc<str> = Arc::from(pack.id.as_str());
+            for entry in &pack.blobs {
+                self.blobs.entry(entry.id).or_insert_with(|| Location {
+                    pack: name.clone(),
+                    entry: *entry,
+                });
+            }
+        }
+    }
 }
 
 /// A backup repository on a backend. Cheap to clone; clones share the index.
@@ -205,7 +289,12 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Repository {
     inner: Arc<Inner>,
+    /// How long to wait for a conflicting lock before giving up.
+    lock_wait: Duration,
 }
+
+/// How long [`Repository`] operations wait for a conflicting lock by default.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(15 * 60);
 
 fn pack_key(id: &str) -> String {
     format!("data/{}/{id}", &id[..2])
@@ -226,23 +315,6 @@ impl Repository {
     /// `AlreadyExists` if the store holds a repository; `Unsupported` if it does
     /// not honour create-only writes; `Backend` if it failed.
     pub async fn init(backend: Arc<dyn WriteBackend>, options: InitOptions) -> Result<Self> {
-        check_create_only(backend.as_ref()).await?;
-        let mut id = [0u8; 16];
-        fill_random(&mut id)?;
-        let (crypter, encrypted) = match &options.encryption {
-            Encryption::None => (Crypter::Plain, false),
-            Encryption::Secret(secret, kdf) => {
-                let master = MasterKey::generate()?;
-                let wrapped = WrappedKey::wrap(&master, secret, *kdf)?;
-                let bytes = serde_json::to_vec(&wrapped)
-                    .map_err(|e| Error::io("encoding key", e.into()))?;
-                let key_id = hex(&Sha256::digest(&bytes));
-                backend
-                    .put(&format!("keys/{key_id}"), bytes.into(), PutOptions::CREATE)
-                    .await?;
-                (Crypter::Keyed(master), true)
-            }
-        };
         if !(1..=19).contains(&options.compression_level) {
             return Err(Error::InvalidInput {
                 what: "compression level".into(),
@@ -256,20 +328,63 @@ impl Repository {
                 reason: "need 64 <= min <= avg <= max <= 16 MiB".into(),
             });
         }
+        if let Some(lock) = options.object_lock {
+            lock.retention(Timestamp::now())?;
+            if !backend.capabilities().object_lock {
+                return Err(Error::Unsupported {
+                    location: backend.location(),
+                    reason: "this store does not support Object Lock retention \
+                             (an S3 bucket created with Object Lock enabled does)"
+                        .into(),
+                });
+            }
+        }
+        check_create_only(backend.as_ref()).await?;
+        let mut id = [0u8; 16];
+        fill_random(&mut id)?;
+        let (crypter, wrapped) = match &options.encryption {
+            Encryption::None => (Crypter::Plain, None),
+            Encryption::Secret(secret, kdf) => {
+                let master = MasterKey::generate()?;
+                let wrapped = WrappedKey::wrap(&master, secret, *kdf)?;
+                (Crypter::Keyed(master), Some(wrapped))
+            }
+        };
         let config = Config {
             format: REPOSITORY_FORMAT,
             id: hex(&id),
-            encrypted,
+            encrypted: wrapped.is_some(),
             chunker: options.chunker,
             compression_level: options.compression_level,
             pack_size: options.pack_size,
+            object_lock: options.object_lock,
         };
-        let bytes = serde_json::to_vec_pretty(&config)
+        let repo = Self::assemble(backend, crypter, config);
+        let backend = &repo.inner.backend;
+        if let Some(wrapped) = wrapped {
+            let bytes =
+                serde_json::to_vec(&wrapped).map_err(|e| Error::io("encoding key", e.into()))?;
+            let key_id = hex(&Sha256::digest(&bytes));
+            backend
+                .put(&format!("keys/{key_id}"), bytes.into(), repo.put_options()?)
+                .await?;
+        }
+        let bytes = serde_json::to_vec_pretty(&repo.inner.config)
             .map_err(|e| Error::io("encoding config", e.into()))?;
+        // Written last: a store holds a repository once it has a config.
         backend
-            .put("config", bytes.into(), PutOptions::CREATE)
+            .put("config", bytes.into(), repo.put_options()?)
             .await?;
-        Ok(Self::assemble(backend, crypter, config))
+        Ok(repo)
+    }
+
+    /// How the repository writes its objects: create-only, and retained
+    /// under Object Lock if the repository was set up with it.
+    fn put_options(&self) -> Result<PutOptions> {
+        Ok(match self.inner.config.object_lock {
+            Some(lock) => PutOptions::CREATE.retain(lock.retention(Timestamp::now())?),
+            None => PutOptions::CREATE,
+        })
     }
 
     /// Opens an existing repository. `secret` is needed if it is encrypted.
@@ -328,10 +443,20 @@ impl Repository {
                 backend,
                 crypter,
                 config,
-                index: RwLock::new(HashMap::new()),
+                index: RwLock::new(Index::default()),
                 concurrency,
             }),
+            lock_wait: DEFAULT_LOCK_WAIT,
         }
+    }
+
+    /// The same repository, waiting at most `wait` for a conflicting lock (a
+    /// backup waits for a running prune, a prune for running backups) before
+    /// failing with [`Error::Locked`].
+    #[must_use]
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
     }
 
     /// The store the repository is on.
@@ -339,30 +464,70 @@ impl Repository {
         &self.inner.backend
     }
 
-    /// Reads every index file, adding what other writers stored since the last load.
+    /// Brings the in-memory index up to date: reads the index files other
+    /// writers added since the last load, or all of them again if a prune
+    /// replaced some (so no blob is believed stored in a pack that is gone).
     ///
     /// # Errors
     /// The store failed or an index file is damaged.
     pub async fn load_index(&self) -> Result<()> {
-        for object in self.inner.backend.list("index/").await? {
-            let raw = self.inner.backend.get_all(&object.key).await?;
-            let file: IndexFile = self.decode(&raw, INDEX_CONTEXT, &object.key)?;
-            self.add_to_index(&file.packs);
+        let listed: Vec<String> = self
+            .inner
+            .backend
+            .list("index/")
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        let (rebuild, known) = {
+            let index = self.inner.index.read().unwrap_or_else(|p| p.into_inner());
+            let current: HashSet<&String> = listed.iter().collect();
+            let rebuild = index.files.iter().any(|f| !current.contains(f));
+            (
+                rebuild,
+                if rebuild {
+                    HashSet::new()
+                } else {
+                    index.files.clone()
+                },
+            )
+        };
+        let mut fresh = Index::default();
+        for key in listed.into_iter().filter(|k| !known.contains(k)) {
+            let file = self.index_file(&key).await?;
+            fresh.add(key, &file.packs);
+        }
+        let mut index = self.inner.index.write().unwrap_or_else(|p| p.into_inner());
+        if rebuild {
+            *index = fresh;
+        } else {
+            for (id, location) in fresh.blobs {
+                index.blobs.entry(id).or_insert(location);
+            }
+            index.files.extend(fresh.files);
         }
         Ok(())
     }
 
-    fn add_to_index(&self, packs: &[IndexedPack]) {
-        let mut index = self.inner.index.write().unwrap_or_else(|p| p.into_inner());
-        for pack in packs {
-            let name: Arc<str> = Arc::from(pack.id.as_str());
-            for entry in &pack.blobs {
-                index.entry(entry.id).or_insert_with(|| Location {
-                    pack: name.clone(),
-                    entry: *entry,
-                });
-            }
+    async fn index_file(&self, key: &str) -> Result<IndexFile> {
+        let raw = self.inner.backend.get_all(key).await?;
+        let file: IndexFile = self.decode(&raw, INDEX_CONTEXT, key)?;
+        if file.format != REPOSITORY_FORMAT {
+            return Err(Error::UnsupportedVersion {
+                object: key.to_owned(),
+                found: file.format,
+                supported: REPOSITORY_FORMAT.to_string(),
+            });
         }
+        Ok(file)
+    }
+
+    fn add_to_index(&self, file: String, packs: &[IndexedPack]) {
+        self.inner
+            .index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(file, packs);
     }
 
     fn lookup(&self, id: &Id) -> Option<Location> {
@@ -370,6 +535,7 @@ impl Repository {
             .index
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .blobs
             .get(id)
             .cloned()
     }
@@ -379,6 +545,7 @@ impl Repository {
             .index
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .blobs
             .contains_key(id)
     }
 

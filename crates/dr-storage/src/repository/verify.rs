@@ -2,10 +2,11 @@
 
 use sha2::{Digest, Sha256};
 
+use super::archive::decode_segment;
 use super::{Repository, join_error};
 use crate::backend::ReadBackendExt;
-use crate::crypto::{Crypter, hex};
-use crate::error::Result;
+use crate::crypto::{Crypter, fill_random, hex};
+use crate::error::{Error, Result};
 use crate::pack::{open_blob, read_header};
 
 /// One damaged object found by [`Repository::verify`].
@@ -24,24 +25,85 @@ pub struct VerifyReport {
     pub packs: usize,
     /// Blobs decrypted, decompressed and re-hashed.
     pub blobs: usize,
+    /// Archive segments read and re-hashed.
+    pub segments: usize,
     /// Every damaged object, by name.
     pub damaged: Vec<Damage>,
 }
 
+/// How much of the stored data [`Repository::verify_with`] reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VerifyOptions {
+    fraction: f64,
+}
+
+impl VerifyOptions {
+    /// Read everything.
+    pub const ALL: VerifyOptions = VerifyOptions { fraction: 1.0 };
+
+    /// Read a random `fraction` (0 to 1) of the packs and of the archive
+    /// segments, at least one of each if there are any; repeated runs cover
+    /// the whole repository over time.
+    ///
+    /// # Errors
+    /// `InvalidInput` unless `0 < fraction <= 1`.
+    pub fn fraction(fraction: f64) -> Result<Self> {
+        if fraction > 0.0 && fraction <= 1.0 {
+            Ok(Self { fraction })
+        } else {
+            Err(Error::InvalidInput {
+                what: "verify fraction".into(),
+                reason: format!("{fraction} is not in (0, 1]"),
+            })
+        }
+    }
+
+    /// Chooses which of `keys` to read.
+    fn choose(self, mut keys: Vec<String>) -> Result<Vec<String>> {
+        if self.fraction >= 1.0 || keys.is_empty() {
+            return Ok(keys);
+        }
+        let wanted = ((keys.len() as f64 * self.fraction).ceil() as usize).clamp(1, keys.len());
+        // A partial Fisher-Yates shuffle puts a uniform random sample first.
+        for i in 0..wanted {
+            let mut r = [0u8; 8];
+            fill_random(&mut r)?;
+            let j = i + (u64::from_le_bytes(r) % (keys.len() - i) as u64) as usize;
+            keys.swap(i, j);
+        }
+        keys.truncate(wanted);
+        keys.sort();
+        Ok(keys)
+    }
+}
+
 impl Repository {
-    /// Reads every pack in full and checks it: its name is the SHA-256 of its
-    /// bytes, its header opens, and every blob decrypts, decompresses and
-    /// hashes to its id. Damage is collected, not fatal, so the report names
-    /// every damaged object.
+    /// Reads every pack and archive segment in full and checks it: see
+    /// [`Repository::verify_with`].
     ///
     /// # Errors
     /// Only when the store itself fails (listing or reading).
     pub async fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with(VerifyOptions::ALL).await
+    }
+
+    /// Reads packs and archive segments (all, or a random fraction) and
+    /// checks them: a pack's name is the SHA-256 of its bytes, its header
+    /// opens, and every blob decrypts, decompresses and hashes to its id; a
+    /// segment opens and matches its SHA-256. Damage is collected, not fatal,
+    /// so the report names every damaged object. Holds a shared lock, so no
+    /// prune deletes what is being read.
+    ///
+    /// # Errors
+    /// Only when the store itself fails (listing or reading), or the lock
+    /// cannot be taken.
+    pub async fn verify_with(&self, options: VerifyOptions) -> Result<VerifyReport> {
+        let lock = self.lock(false, self.lock_wait).await?;
         let mut report = VerifyReport::default();
-        for object in self.inner.backend.list("data/").await? {
-            let bytes = self.inner.backend.get_all(&object.key).await?;
+        let packs = self.inner.backend.list("data/").await?;
+        for key in options.choose(packs.into_iter().map(|o| o.key).collect())? {
+            let bytes = self.inner.backend.get_all(&key).await?;
             let crypter = self.inner.crypter.clone();
-            let key = object.key.clone();
             let (blobs, damaged) =
                 tokio::task::spawn_blocking(move || verify_pack(&crypter, &key, &bytes))
                     .await
@@ -50,6 +112,24 @@ impl Repository {
             report.blobs += blobs;
             report.damaged.extend(damaged);
         }
+        let segments = self.inner.backend.list("archive/").await?;
+        for key in options.choose(segments.into_iter().map(|o| o.key).collect())? {
+            let stored = self.inner.backend.get_all(&key).await?;
+            let crypter = self.inner.crypter.clone();
+            let what = key.clone();
+            let decoded =
+                tokio::task::spawn_blocking(move || decode_segment(&crypter, &stored, &what))
+                    .await
+                    .map_err(join_error)?;
+            report.segments += 1;
+            if let Err(e) = decoded {
+                report.damaged.push(Damage {
+                    object: key,
+                    reason: e.to_string(),
+                });
+            }
+        }
+        lock.release().await?;
         Ok(report)
     }
 }

@@ -14,11 +14,11 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
+use super::lock::Lock;
 use super::{
     INDEX_CONTEXT, IndexFile, IndexedPack, REPOSITORY_FORMAT, Repository, SNAPSHOT_CONTEXT,
     SnapshotFile, join_error, pack_key, snapshot_key,
 };
-use crate::backend::PutOptions;
 use crate::crypto::{Id, hex};
 use crate::error::{Error, Result};
 use crate::pack::{PackBuilder, SealedBlob, seal_blob};
@@ -37,6 +37,15 @@ struct Packer {
     packed: HashSet<Id>,
     uploads: VecDeque<JoinHandle<Result<IndexedPack>>>,
     done: Vec<IndexedPack>,
+}
+
+impl Drop for Packer {
+    /// An abandoned backup stops uploading.
+    fn drop(&mut self) {
+        for upload in &self.uploads {
+            upload.abort();
+        }
+    }
 }
 
 impl Packer {
@@ -80,7 +89,7 @@ impl Packer {
             match repo
                 .inner
                 .backend
-                .put(&pack_key(&id), bytes, PutOptions::CREATE)
+                .put(&pack_key(&id), bytes, repo.put_options()?)
                 .await
             {
                 // Named by its content: an existing pack of that name is this pack.
@@ -109,7 +118,7 @@ impl Packer {
         while !self.uploads.is_empty() {
             self.finish_one().await?;
         }
-        Ok(self.done)
+        Ok(std::mem::take(&mut self.done))
     }
 }
 
@@ -122,6 +131,7 @@ pub struct RepositoryWriter {
     streams: Vec<StreamEntry>,
     chunks: BTreeMap<StreamName, Vec<String>>,
     packer: Packer,
+    lock: Lock,
 }
 
 impl std::fmt::Debug for RepositoryWriter {
@@ -227,6 +237,9 @@ impl SnapshotWriter for RepositoryWriter {
         let this = *self;
         let repo = this.repo.clone();
         let packs = this.packer.finish().await?;
+        // Everything below refers to packs a prune must not have taken for
+        // abandoned: only commit under a lock that stayed fresh.
+        this.lock.ensure_held()?;
         if !packs.is_empty() {
             let index = IndexFile {
                 format: REPOSITORY_FORMAT,
@@ -236,9 +249,9 @@ impl SnapshotWriter for RepositoryWriter {
             let key = format!("index/{}", hex(&Sha256::digest(&bytes)));
             repo.inner
                 .backend
-                .put(&key, bytes.into(), PutOptions::CREATE)
+                .put(&key, bytes.into(), repo.put_options()?)
                 .await?;
-            repo.add_to_index(&packs);
+            repo.add_to_index(key, &packs);
         }
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
@@ -262,17 +275,19 @@ impl SnapshotWriter for RepositoryWriter {
             .put(
                 &snapshot_key(&file.manifest.id),
                 bytes.into(),
-                PutOptions::CREATE,
+                repo.put_options()?,
             )
             .await?;
+        this.lock.release().await?;
         Ok(file.manifest)
     }
 
     async fn abort(self: Box<Self>) -> dr_core::Result<()> {
-        // Packs already uploaded stay unreferenced until a prune; nothing is visible.
-        for upload in self.packer.uploads {
-            upload.abort();
-        }
+        // Packs already uploaded stay unreferenced until a prune; nothing is
+        // visible. Dropping the packer stops the uploads in flight.
+        let this = *self;
+        drop(this.packer);
+        this.lock.release().await?;
         Ok(())
     }
 }
@@ -302,6 +317,8 @@ impl SnapshotSink for Repository {
         component: &ComponentId,
         started_at: Timestamp,
     ) -> dr_core::Result<Box<dyn SnapshotWriter>> {
+        // No prune may run while the snapshot refers to stored blobs.
+        let lock = self.lock(false, self.lock_wait).await?;
         // Pick up what other writers stored, so it is not stored again.
         self.load_index().await?;
         Ok(Box::new(RepositoryWriter {
@@ -312,6 +329,7 @@ impl SnapshotSink for Repository {
             streams: Vec::new(),
             chunks: BTreeMap::new(),
             packer: Packer::new(self.clone()),
+            lock,
         }))
     }
 }

@@ -1,0 +1,172 @@
+//! `check`: the repository's structure, without reading the data. Every
+//! index and snapshot file opens, every pack an index names exists and is
+//! long enough, and every chunk a snapshot refers to is indexed, with the
+//! chunks adding up to each stream's size.
+
+use std::collections::{HashMap, HashSet};
+
+use super::verify::Damage;
+use super::{Repository, snapshot_key};
+use crate::backend::ReadBackendExt;
+use crate::crypto::parse_hex_id;
+use crate::error::{Error, Result};
+
+/// What [`Repository::check`] looked at and what it found wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Snapshot files read.
+    pub snapshots: usize,
+    /// Index files read.
+    pub index_files: usize,
+    /// Packs in the store.
+    pub packs: usize,
+    /// Packs no index names: left by backups that did not finish; the next
+    /// prune removes them. Not a problem.
+    pub unindexed_packs: usize,
+    /// Archive segments in the store.
+    pub segments: usize,
+    /// Every problem found, by object. Empty means the repository is sound.
+    pub problems: Vec<Damage>,
+}
+
+impl CheckReport {
+    /// Whether no problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl Repository {
+    /// Checks the repository's structure (see the module docs); reads no
+    /// pack data (that is [`Repository::verify`]). Problems are collected,
+    /// not fatal. Holds a shared lock, so no prune changes what is checked.
+    ///
+    /// # Errors
+    /// Only when the store itself fails or the lock cannot be taken.
+    pub async fn check(&self) -> Result<CheckReport> {
+        let lock = self.lock(false, self.lock_wait).await?;
+        let report = self.check_locked().await;
+        lock.release().await?;
+        report
+    }
+
+    async fn check_locked(&self) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
+        let mut problem = |object: String, reason: String| {
+            report.problems.push(Damage { object, reason });
+        };
+        let sizes: HashMap<String, u64> = self
+            .inner
+            .backend
+            .list("data/")
+            .await?
+            .into_iter()
+            .filter_map(|o| Some((o.key.rsplit('/').next()?.to_owned(), o.size)))
+            .collect();
+        let mut indexed_packs = HashSet::new();
+        // Blob id -> raw length, for adding up streams.
+        let mut blobs = HashMap::new();
+        let index_files = self.inner.backend.list("index/").await?;
+        let index_count = index_files.len();
+        for object in index_files {
+            let file = match self.index_file(&object.key).await {
+                Ok(file) => file,
+                Err(e) if is_damage(&e) => {
+                    problem(object.key, e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for pack in file.packs {
+                let Some(&size) = sizes.get(&pack.id) else {
+                    problem(
+                        format!("pack {}", pack.id),
+                        format!("named by {} but missing from the store", object.key),
+                    );
+                    continue;
+                };
+                for blob in &pack.blobs {
+                    if blob.offset + u64::from(blob.length) > size {
+                        problem(
+                            format!("pack {}", pack.id),
+                            format!(
+                                "{size} bytes long, but {} places a blob at {}..{}",
+                                object.key,
+                                blob.offset,
+                                blob.offset + u64::from(blob.length)
+                            ),
+                        );
+                        break;
+                    }
+                    blobs.insert(blob.id, blob.raw_length);
+                }
+                indexed_packs.insert(pack.id);
+            }
+        }
+        let snapshots = self.inner.backend.list("snapshots/").await?;
+        let snapshot_count = snapshots.len();
+        for object in snapshots {
+            let Some(id) = object
+                .key
+                .strip_prefix("snapshots/")
+                .and_then(|s| s.parse().ok())
+            else {
+                problem(object.key, "not a snapshot id".into());
+                continue;
+            };
+            let file = match self.snapshot_file(&id).await {
+                Ok(file) => file,
+                Err(e) if is_damage(&e) => {
+                    problem(object.key, e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for entry in &file.manifest.streams {
+                let what = format!("stream {} of snapshot {id}", entry.name);
+                let Some(chunks) = file.chunks.get(&entry.name) else {
+                    problem(
+                        what,
+                        format!("{} lists no chunks for it", snapshot_key(&id)),
+                    );
+                    continue;
+                };
+                let mut total = 0u64;
+                let mut complete = true;
+                for text in chunks {
+                    match parse_hex_id(text).and_then(|chunk| blobs.get(&chunk)) {
+                        Some(&raw) => total += u64::from(raw),
+                        None => {
+                            problem(what.clone(), format!("chunk {text} is in no index"));
+                            complete = false;
+                        }
+                    }
+                }
+                if complete && total != entry.size {
+                    problem(
+                        what,
+                        format!(
+                            "its chunks add up to {total} bytes, its manifest says {}",
+                            entry.size
+                        ),
+                    );
+                }
+            }
+        }
+        report.snapshots = snapshot_count;
+        report.index_files = index_count;
+        report.packs = sizes.len();
+        report.unindexed_packs = sizes.keys().filter(|p| !indexed_packs.contains(*p)).count();
+        report.segments = self.inner.backend.list("archive/").await?.len();
+        Ok(report)
+    }
+}
+
+/// Whether an error reading a repository file is damage to that file rather
+/// than a failure of the store.
+pub(super) fn is_damage(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Corrupt { .. } | Error::UnsupportedVersion { .. } | Error::NotFound { .. }
+    )
+}
