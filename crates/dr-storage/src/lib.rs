@@ -52,6 +52,6 @@ pub use crate::error::{BoxError, Error, Result};
 pub use crate::repository::{
     CheckReport, ChunkerParams, DEFAULT_LOCK_WAIT, Damage, Encryption, ForgetPlan, ForgetReport,
     InitOptions, ObjectLock, PruneOptions, PruneReport, REPOSITORY_FORMAT, Repository,
-    RepositoryWriter, SnapshotFilter, VerifyOptions, VerifyReport,
+    RepositoryWriter, SegmentForgetReport, SnapshotFilter, VerifyOptions, VerifyReport,
 };
 pub use crate::retention::{Candidate, Decision, KeepReason, RetentionPolicy};

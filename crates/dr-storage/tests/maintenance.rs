@@ -544,3 +544,21 @@ async fn object_lock_keeps_backups_that_forget_and_prune_may_not_delete_yet() {
     assert_eq!(restore(&reopened, &m).await, bytes);
     assert!(reopened.check().await.unwrap().is_ok());
 }
+
+#[tokio::test]
+async fn archive_segments_can_be_forgotten() {
+    use dr_core::{ArchiveSink, ArchiveSource};
+    let repo = Repository::init(Arc::new(MemoryBackend::new()), small())
+        .await
+        .unwrap();
+    let pg = component("postgres/main");
+    let names: Vec<dr_core::SegmentName> = (1..=4)
+        .map(|n| format!("00000001000000000000000{n}").parse().unwrap())
+        .collect();
+    for name in &names {
+        repo.put_segment(&pg, name, &mut &b"wal"[..]).await.unwrap();
+    }
+    let report = repo.forget_segments(&pg, &names[..2]).await.unwrap();
+    assert_eq!(report.forgotten, names[..2]);
+    assert_eq!(repo.segments(&pg, "").await.unwrap(), names[2..]);
+}

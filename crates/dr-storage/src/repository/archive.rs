@@ -174,3 +174,46 @@ pub(super) fn decode_segment(
     }
     Ok((raw, Sha256Digest::from_bytes(digest)))
 }
+
+/// What [`Repository::forget_segments`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentForgetReport {
+    /// Segments deleted.
+    pub forgotten: Vec<SegmentName>,
+    /// Segments Object Lock still retains; a later call removes them.
+    pub retained: Vec<SegmentName>,
+}
+
+impl Repository {
+    /// Deletes archive segments of `component` (under an exclusive lock).
+    /// Which segments are no longer needed is the component's call: for
+    /// PostgreSQL, the WAL older than the oldest kept base backup.
+    ///
+    /// # Errors
+    /// The lock could not be taken or the store failed.
+    pub async fn forget_segments(
+        &self,
+        component: &ComponentId,
+        names: &[SegmentName],
+    ) -> Result<SegmentForgetReport> {
+        let lock = self.lock(true, self.lock_wait).await?;
+        let mut report = SegmentForgetReport::default();
+        for name in names {
+            match self
+                .inner
+                .backend
+                .delete(&segment_key(component, name))
+                .await
+            {
+                Ok(()) => report.forgotten.push(name.clone()),
+                Err(Error::Retained { .. }) => report.retained.push(name.clone()),
+                Err(e) => {
+                    lock.release().await.ok();
+                    return Err(e);
+                }
+            }
+        }
+        lock.release().await?;
+        Ok(report)
+    }
+}

@@ -43,6 +43,7 @@ mod read;
 mod verify;
 mod write;
 
+pub use self::archive::SegmentForgetReport;
 pub use self::check::CheckReport;
 pub use self::forget::{ForgetPlan, ForgetReport, SnapshotFilter};
 pub use self::prune::{PruneOptions, PruneReport};
