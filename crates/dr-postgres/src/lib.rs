@@ -73,11 +73,22 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod archive;
+pub(crate) mod archiver;
+pub(crate) mod backup;
 pub(crate) mod error;
 pub(crate) mod replication;
+pub(crate) mod restore;
+pub(crate) mod tar;
+pub(crate) mod verify;
 
 pub(crate) mod wal;
 
+pub use crate::archive::{ArchiveListing, ArchivedWal, Coverage, fetch_wal, list_archive};
+pub use crate::archiver::{
+    ArchiverHandle, ArchiverOptions, ArchiverState, ArchiverStatus, ErrorSummary, WalArchiver,
+};
+pub use crate::backup::{BaseBackup, KIND_LABEL, MANIFEST_STREAM, meta};
 pub use crate::error::{BoxError, Error, Result, ServerError, SqlState};
 pub use crate::replication::{
     BaseBackupEvent, BaseBackupOptions, BaseBackupReader, BaseBackupStream, CreateSlotOptions,
@@ -85,6 +96,8 @@ pub use crate::replication::{
     StandbyStatus, SystemIdentity, Tablespace, TimelineEnded, TimelineHistory, Tls, WalEvent,
     WalStream, XLogData,
 };
+pub use crate::restore::{PitrRestore, STAGING_DIR, StartServer};
+pub use crate::verify::{BaseBackupCheck, verify_base_backup};
 pub use crate::wal::{
     DEFAULT_SEGMENT_SIZE, TimelinePath, WalSegment, WalSegmentSize, history_file_name,
     history_file_timeline,

@@ -31,7 +31,7 @@ pub(crate) mod redis;
 pub(crate) mod s3;
 
 pub use crate::error::{Error, Result};
-pub use crate::postgres::{Auth, PgBinaries, Postgres, PostgresOptions, SUPERUSER};
+pub use crate::postgres::{Auth, PgBinaries, Postgres, PostgresOptions, RestoreSlot, SUPERUSER};
 pub use crate::process::process_exists;
 pub use crate::redis::{Persistence, Redis, RedisCluster, RedisOptions};
 pub use crate::s3::{MOTO_VENV, S3, S3Options};

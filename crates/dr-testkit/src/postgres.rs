@@ -131,6 +131,47 @@ impl PgBinaries {
     }
 }
 
+/// A kit directory waiting for a restored data directory: see
+/// [`Postgres::restore_slot`]. Dropping it removes the directory.
+#[derive(Debug)]
+pub struct RestoreSlot {
+    dir: TempDir,
+    options: PostgresOptions,
+    bin: PgBinaries,
+    run_as: RunAs,
+}
+
+impl RestoreSlot {
+    /// Where the data directory goes (it does not exist yet).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The user and group the server will run as, if not the current ones:
+    /// the restored files must belong to them.
+    pub fn owner(&self) -> Option<(u32, u32)> {
+        self.run_as.ids()
+    }
+
+    /// Starts PostgreSQL on the restored data directory and waits until it
+    /// accepts queries (in recovery, once it is consistent).
+    ///
+    /// # Errors
+    /// The server did not start (the error holds its log).
+    pub async fn start(self) -> Result<Postgres> {
+        let mut pg = Postgres {
+            process: None,
+            port: 0,
+            options: self.options,
+            bin: self.bin,
+            run_as: self.run_as,
+            dir: self.dir,
+        };
+        pg.launch().await?;
+        Ok(pg)
+    }
+}
+
 fn newest_debian_bindir() -> Option<PathBuf> {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
@@ -291,6 +332,25 @@ impl Postgres {
         };
         replica.launch().await?;
         Ok(replica)
+    }
+
+    /// An empty kit directory for a data directory that something else
+    /// fills, such as a point-in-time restore; start a server on it with
+    /// [`RestoreSlot::start`]. `options` must match the backed-up server's
+    /// (the password is the superuser's there).
+    ///
+    /// # Errors
+    /// PostgreSQL is not installed, or the temp dir could not be made.
+    pub fn restore_slot(options: PostgresOptions) -> Result<RestoreSlot> {
+        let bin = PgBinaries::find()?;
+        let run_as = RunAs::unprivileged(SUPERUSER, PACKAGE)?;
+        let dir = kit_dir(&run_as)?;
+        Ok(RestoreSlot {
+            dir,
+            options,
+            bin,
+            run_as,
+        })
     }
 
     /// Starts the server on a fresh free port and waits until it accepts queries.

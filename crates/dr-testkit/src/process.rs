@@ -21,6 +21,11 @@ pub(crate) struct RunAs {
 }
 
 impl RunAs {
+    /// The user and group ids to run as, if not the current ones.
+    pub(crate) fn ids(&self) -> Option<(u32, u32)> {
+        self.ids.map(|(uid, gid)| (uid.as_raw(), gid.as_raw()))
+    }
+
     /// Runs as the current user.
     pub(crate) fn current() -> Self {
         Self { ids: None }

@@ -1,0 +1,1111 @@
+//! [`WalArchiver`]: continuous WAL streaming into an archive, as
+//! `pg_receivewal` does into a directory, as a task a service embeds.
+//!
+//! The archiver holds the segment being received in memory. A complete
+//! segment is stored whole; until then, the bytes received since the last
+//! store are stored as a *piece* every `piece_interval`, which bounds the
+//! WAL a lost primary can take with it (see [`crate::archive`] for the
+//! names). The flush position it reports to the server is the end of what is
+//! durable in the archive, so the replication slot keeps everything else,
+//! and in synchronous mode a commit waits until its WAL is in the archive.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dr_core::{ArchiveSink, ArchiveSource, ComponentId, Error, ErrorKind, Lsn};
+use jiff::Timestamp;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::archive::{ArchiveListing, ArchivedWal, archived_header, list_archive};
+use crate::replication::{
+    CreateSlotOptions, ReplicationClient, SlotPosition, StandbyStatus, SystemIdentity, Tls,
+    WalEvent, WalStream,
+};
+use crate::wal::{TimelinePath, WalSegment, WalSegmentSize};
+
+/// In synchronous mode, a piece is stored at the latest once this much WAL
+/// is waiting, even if more is ready to be read.
+const SYNC_BATCH_MAX: usize = 1 << 20;
+
+/// At most this many (position, time) marks are kept for the lag.
+const MAX_LAG_MARKS: usize = 4096;
+
+/// How long a graceful shutdown waits for the server to end the stream.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a [`WalArchiver`] streams and stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArchiverOptions {
+    /// The physical replication slot (created with `RESERVE_WAL` if
+    /// missing), which keeps the server's WAL until it is archived.
+    /// Default `drkit_wal`. Slot names are lower-case letters, digits and `_`.
+    pub slot: String,
+    /// The `application_name` the archiver connects with, which
+    /// `synchronous_standby_names` lists to make it synchronous. `None`
+    /// keeps the connection settings' name, or `drkit_wal` if they have none.
+    pub application_name: Option<String>,
+    /// How often the bytes received since the last store are stored as a
+    /// piece (when any arrived): the bound on what is lost with the
+    /// server, plus the store's own time. `None` stores complete segments
+    /// only. Default 1 s. Each piece is one object in the archive. Synchronous
+    /// mode stores as soon as WAL arrives instead.
+    pub piece_interval: Option<Duration>,
+    /// Store WAL as soon as it arrives and the stream has nothing more
+    /// ready, and report it written and flushed only then. Listed in
+    /// `synchronous_standby_names`, with `synchronous_commit` `on` (the
+    /// default) or `remote_write`, the archiver makes a commit return only
+    /// once its WAL is durable in the archive (RPO zero). Never use it with
+    /// `remote_apply`: an archiver applies nothing, so commits would wait
+    /// forever. Default off.
+    pub synchronous: bool,
+    /// How often a status update is sent when nothing else prompts one
+    /// (keep it below half the server's `wal_sender_timeout`). Default 10 s.
+    pub status_interval: Duration,
+    /// The first wait before reconnecting after a failure. Default 1 s.
+    pub reconnect_min: Duration,
+    /// The longest wait between reconnection attempts; the wait doubles
+    /// from `reconnect_min` up to this. Default 30 s.
+    pub reconnect_max: Duration,
+    /// Set [`ArchiverStatus::slot_warning`] when the slot holds back more
+    /// WAL than this many bytes on the server. Default 1 GiB; `None` never warns.
+    pub slot_warning_bytes: Option<u64>,
+}
+
+impl Default for ArchiverOptions {
+    fn default() -> Self {
+        Self {
+            slot: "drkit_wal".into(),
+            application_name: None,
+            piece_interval: Some(Duration::from_secs(1)),
+            synchronous: false,
+            status_interval: Duration::from_secs(10),
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::from_secs(30),
+            slot_warning_bytes: Some(1 << 30),
+        }
+    }
+}
+
+impl ArchiverOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`ArchiverOptions::slot`].
+    pub fn slot(mut self, name: impl Into<String>) -> Self {
+        self.slot = name.into();
+        self
+    }
+
+    /// Sets [`ArchiverOptions::application_name`].
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = Some(name.into());
+        self
+    }
+
+    /// Sets [`ArchiverOptions::piece_interval`].
+    pub fn piece_interval(mut self, interval: Option<Duration>) -> Self {
+        self.piece_interval = interval;
+        self
+    }
+
+    /// Sets [`ArchiverOptions::synchronous`].
+    pub fn synchronous(mut self, on: bool) -> Self {
+        self.synchronous = on;
+        self
+    }
+
+    /// Sets [`ArchiverOptions::status_interval`].
+    pub fn status_interval(mut self, interval: Duration) -> Self {
+        self.status_interval = interval;
+        self
+    }
+
+    /// Sets [`ArchiverOptions::reconnect_min`] and [`ArchiverOptions::reconnect_max`].
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.reconnect_min = min;
+        self.reconnect_max = max.max(min);
+        self
+    }
+
+    /// Sets [`ArchiverOptions::slot_warning_bytes`].
+    pub fn slot_warning_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.slot_warning_bytes = bytes;
+        self
+    }
+}
+
+/// What the archiver is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ArchiverState {
+    /// Connecting and finding where to start.
+    Connecting,
+    /// Receiving and storing WAL.
+    Streaming,
+    /// Waiting before the next connection attempt after a failure.
+    Reconnecting,
+    /// Shut down, or stopped by an error that retrying cannot heal.
+    Stopped,
+}
+
+/// An error the archiver met, in a form that can be copied into every
+/// status: its class and its message with the chain of causes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorSummary {
+    /// How a caller should treat it.
+    pub kind: ErrorKind,
+    /// The error and its causes, `: `-separated.
+    pub message: String,
+    /// When it happened.
+    pub at: Timestamp,
+}
+
+impl ErrorSummary {
+    fn of(error: &Error) -> Self {
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self {
+            kind: error.kind(),
+            message,
+            at: Timestamp::now(),
+        }
+    }
+}
+
+/// Where a [`WalArchiver`] stands, for RPO monitoring.
+///
+/// Positions are `0/0` until known. The RPO exposure is
+/// [`ArchiverStatus::lag_bytes`] and [`ArchiverStatus::lag`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArchiverStatus {
+    /// What the archiver is doing.
+    pub state: ArchiverState,
+    /// The database system identifier of the cluster being archived.
+    pub system_id: Option<u64>,
+    /// The timeline being streamed.
+    pub timeline: Option<u32>,
+    /// WAL received up to here (held in memory until stored).
+    pub received: Lsn,
+    /// WAL durable in the archive up to here, along the history of the
+    /// server's timeline: what is reported to the server as flushed.
+    pub flushed: Lsn,
+    /// How far the server's WAL went when it last said.
+    pub server_end: Lsn,
+    /// The server's clock when it last sent anything.
+    pub server_time: Option<Timestamp>,
+    /// WAL the replication slot holds back on the server: its end of WAL
+    /// minus the slot's `restart_lsn` (read when connecting; a physical
+    /// slot's `restart_lsn` then follows the flush positions reported).
+    pub slot_retained_bytes: Option<u64>,
+    /// The slot holds back more than [`ArchiverOptions::slot_warning_bytes`]:
+    /// the server's disk fills while the archive is behind.
+    pub slot_warning: bool,
+    /// Complete segments stored since the archiver started.
+    pub segments_stored: u64,
+    /// Pieces stored since the archiver started.
+    pub pieces_stored: u64,
+    /// History files stored since the archiver started.
+    pub histories_stored: u64,
+    /// Connections opened since the archiver started.
+    pub connections: u64,
+    /// The most recent error, kept after the archiver recovers from it.
+    pub last_error: Option<ErrorSummary>,
+    /// When the oldest WAL the server reported and the archive does not yet
+    /// hold was first reported; `None` when the archive is caught up.
+    pending_since: Option<Instant>,
+}
+
+impl ArchiverStatus {
+    fn new() -> Self {
+        Self {
+            state: ArchiverState::Connecting,
+            system_id: None,
+            timeline: None,
+            received: Lsn::ZERO,
+            flushed: Lsn::ZERO,
+            server_end: Lsn::ZERO,
+            server_time: None,
+            slot_retained_bytes: None,
+            slot_warning: false,
+            segments_stored: 0,
+            pieces_stored: 0,
+            histories_stored: 0,
+            connections: 0,
+            last_error: None,
+            pending_since: None,
+        }
+    }
+
+    /// WAL the server has that the archive does not hold yet, in bytes:
+    /// `server_end - flushed`.
+    pub fn lag_bytes(&self) -> u64 {
+        self.server_end
+            .as_u64()
+            .saturating_sub(self.flushed.as_u64())
+    }
+
+    /// How long the oldest WAL not yet durable in the archive has been
+    /// waiting, counted from when the server first reported it to this
+    /// archiver; zero when the archive holds everything reported. It keeps
+    /// growing while the server is unreachable with WAL outstanding.
+    pub fn lag(&self) -> Duration {
+        self.pending_since.map_or(Duration::ZERO, |at| at.elapsed())
+    }
+}
+
+/// Streams a PostgreSQL server's WAL into an archive, continuously: like
+/// `pg_receivewal`, with the archive as its directory.
+///
+/// - It uses a physical replication slot, so the server keeps WAL until it
+///   is archived; [`ArchiverStatus::slot_warning`] says when the slot holds
+///   back too much.
+/// - It resumes where the archive ends on its newest timeline (from the
+///   segment's start, storing only what is missing), else where the slot
+///   holds WAL from, else at the start of the server's current segment.
+/// - It stores complete segments, and pieces of the current one every
+///   [`ArchiverOptions::piece_interval`]; in synchronous mode as soon as WAL
+///   arrives. The flush position it reports is the end of what is durable in
+///   the archive.
+/// - It follows timeline switches, on one server or after a failover to
+///   another (the connection settings may list several hosts), storing the
+///   history files; it refuses a server of another cluster (a different
+///   system identifier) and stops.
+/// - It reconnects with exponential backoff; errors that retrying cannot
+///   heal (refused credentials, another cluster, a conflicting archive) stop
+///   it, with the error in [`ArchiverStatus::last_error`] and from
+///   [`ArchiverHandle::shutdown`].
+///
+/// ```no_run
+/// # async fn demo(repo: std::sync::Arc<dr_storage::Repository>) -> dr_core::Result<()> {
+/// use std::time::Duration;
+/// use dr_postgres::{ArchiverOptions, Tls, WalArchiver};
+///
+/// let config: tokio_postgres::Config = "host=127.0.0.1 user=postgres password=secret".parse().unwrap();
+/// let options = ArchiverOptions::new().synchronous(true).application_name("drkit_wal");
+/// let archiver = WalArchiver::new(config, Tls::none(), repo, "postgres/main".parse()?, options);
+/// let handle = archiver.spawn();
+/// // ... serve; expose handle.status().lag_bytes() and handle.status().lag() ...
+/// let last = handle.shutdown().await?;
+/// println!("archived up to {}", last.flushed);
+/// # Ok(()) }
+/// ```
+pub struct WalArchiver {
+    config: tokio_postgres::Config,
+    tls: Tls,
+    sink: Arc<dyn ArchiveSink>,
+    source: Arc<dyn ArchiveSource>,
+    component: ComponentId,
+    options: ArchiverOptions,
+}
+
+impl std::fmt::Debug for WalArchiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalArchiver")
+            .field("component", &self.component)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WalArchiver {
+    /// An archiver of the server `config` points at (its password and hosts
+    /// included), into `component`'s archive in `archive`, which it lists
+    /// to find where to resume and writes segments to.
+    pub fn new<A>(
+        config: tokio_postgres::Config,
+        tls: Tls,
+        archive: Arc<A>,
+        component: ComponentId,
+        options: ArchiverOptions,
+    ) -> Self
+    where
+        A: ArchiveSink + ArchiveSource + 'static,
+    {
+        let mut config = config;
+        match &options.application_name {
+            Some(name) => {
+                config.application_name(name);
+            }
+            None if config.get_application_name().is_none() => {
+                config.application_name("drkit_wal");
+            }
+            None => {}
+        }
+        Self {
+            config,
+            tls,
+            sink: archive.clone(),
+            source: archive,
+            component,
+            options,
+        }
+    }
+
+    /// Starts the archiver on the current tokio runtime.
+    pub fn spawn(self) -> ArchiverHandle {
+        let (status_tx, status_rx) = watch::channel(ArchiverStatus::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = Task {
+            archiver: self,
+            status: ArchiverStatus::new(),
+            status_tx,
+            system_id: None,
+            histories: BTreeSet::new(),
+            marks: VecDeque::new(),
+            slot_restart: None,
+        };
+        let task = tokio::spawn(task.run(Stop(stop_rx)));
+        ArchiverHandle {
+            status: status_rx,
+            stop: stop_tx,
+            task,
+        }
+    }
+}
+
+/// A running [`WalArchiver`]. Dropping the handle shuts the archiver down
+/// as [`ArchiverHandle::shutdown`] does, without waiting for it.
+#[derive(Debug)]
+pub struct ArchiverHandle {
+    status: watch::Receiver<ArchiverStatus>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<dr_core::Result<ArchiverStatus>>,
+}
+
+impl ArchiverHandle {
+    /// The archiver's status now.
+    pub fn status(&self) -> ArchiverStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change, for a service to watch.
+    pub fn subscribe(&self) -> watch::Receiver<ArchiverStatus> {
+        self.status.clone()
+    }
+
+    /// Whether the archiver has stopped (shut down or failed).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits until the WAL up to `lsn` is durable in the archive, and
+    /// returns the status then.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] after `timeout`; the archiver's error, by kind,
+    /// if it stopped before getting there.
+    pub async fn wait_for_flush(
+        &self,
+        lsn: Lsn,
+        timeout: Duration,
+    ) -> dr_core::Result<ArchiverStatus> {
+        let mut status = self.status.clone();
+        let reached = status.wait_for(|s| s.flushed >= lsn || s.state == ArchiverState::Stopped);
+        let status = match tokio::time::timeout(timeout, reached).await {
+            Err(_) => {
+                return Err(Error::Timeout {
+                    operation: format!("archiving WAL up to {lsn}"),
+                    after: timeout,
+                });
+            }
+            Ok(Err(_)) => self.status(),
+            Ok(Ok(status)) => status.clone(),
+        };
+        if status.flushed >= lsn {
+            return Ok(status);
+        }
+        let (kind, why) = status.last_error.as_ref().map_or_else(
+            || (ErrorKind::Internal, "it was shut down".to_owned()),
+            |e| (e.kind, e.message.clone()),
+        );
+        Err(Error::Other {
+            kind,
+            context: format!("the WAL archiver stopped before archiving up to {lsn}: {why}"),
+            source: None,
+        })
+    }
+
+    /// Shuts the archiver down gracefully: WAL received but not yet stored
+    /// is stored as a final piece, the server is told, and the stream is
+    /// ended. Returns the last status.
+    ///
+    /// # Errors
+    /// The error that stopped the archiver, or that the final store met.
+    pub async fn shutdown(self) -> dr_core::Result<ArchiverStatus> {
+        let _ = self.stop.send(true);
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(Error::other(
+                ErrorKind::Internal,
+                "the WAL archiver task failed",
+                e,
+            )),
+        }
+    }
+}
+
+/// The shutdown signal: a request, or the handle gone.
+struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    fn requested(&self) -> bool {
+        *self.0.borrow() || self.0.has_changed().is_err()
+    }
+
+    /// Resolves once a stop is requested. Cancellation-safe.
+    async fn wait(&mut self) {
+        while !self.requested() {
+            if self.0.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The archiver's running state.
+struct Task {
+    archiver: WalArchiver,
+    status: ArchiverStatus,
+    status_tx: watch::Sender<ArchiverStatus>,
+    /// The cluster archived, once checked against the archive.
+    system_id: Option<u64>,
+    /// History files known to be in the archive.
+    histories: BTreeSet<u32>,
+    /// (server end of WAL, when first reported), oldest first, beyond `flushed`.
+    marks: VecDeque<(Lsn, Instant)>,
+    /// The slot's `restart_lsn` as last known.
+    slot_restart: Option<Lsn>,
+}
+
+/// Where to start streaming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plan {
+    /// The segment to stream from its start.
+    segment: WalSegment,
+    /// How much of it the archive already holds (contiguous from 0).
+    stored: u32,
+    /// WAL durable in the archive along the way to here.
+    durable: Lsn,
+}
+
+/// The segment being received.
+struct Current {
+    size: WalSegmentSize,
+    segment: WalSegment,
+    /// Its bytes from offset 0.
+    buf: Vec<u8>,
+    /// How far the archive holds it.
+    stored: usize,
+    /// When the oldest byte not yet stored arrived.
+    unstored_since: Option<Instant>,
+}
+
+impl Current {
+    fn new(size: WalSegmentSize, segment: WalSegment, stored: u32) -> Self {
+        Self {
+            size,
+            segment,
+            buf: Vec::with_capacity(size.bytes() as usize),
+            stored: stored as usize,
+            unstored_since: None,
+        }
+    }
+
+    fn received(&self) -> Lsn {
+        Lsn::new(self.segment.start(self.size).as_u64() + self.buf.len() as u64)
+    }
+
+    fn unstored(&self) -> usize {
+        self.buf.len().saturating_sub(self.stored)
+    }
+}
+
+/// Why streaming paused.
+enum Pause {
+    /// A stop was requested.
+    Stop,
+    /// The server ended the stream (the end of a timeline, or its shutdown).
+    ServerDone,
+}
+
+impl Task {
+    async fn run(mut self, mut stop: Stop) -> dr_core::Result<ArchiverStatus> {
+        let options = self.archiver.options.clone();
+        let mut backoff = options.reconnect_min;
+        loop {
+            if stop.requested() {
+                return Ok(self.stopped());
+            }
+            self.status.state = ArchiverState::Connecting;
+            self.publish();
+            let mut streamed = false;
+            match self.session(&mut stop, &mut streamed).await {
+                Ok(()) => return Ok(self.stopped()),
+                Err(error) => {
+                    self.status.last_error = Some(ErrorSummary::of(&error));
+                    if is_fatal(&error) {
+                        self.stopped();
+                        return Err(error);
+                    }
+                    if stop.requested() {
+                        // Shutting down: a failure matters only if WAL that
+                        // arrived could not be stored (the slot still holds it).
+                        let status = self.stopped();
+                        return if status.flushed >= status.received {
+                            Ok(status)
+                        } else {
+                            Err(error)
+                        };
+                    }
+                }
+            }
+            if streamed {
+                backoff = options.reconnect_min;
+            }
+            self.status.state = ArchiverState::Reconnecting;
+            self.publish();
+            tokio::select! {
+                () = stop.wait() => return Ok(self.stopped()),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(options.reconnect_max);
+        }
+    }
+
+    fn stopped(&mut self) -> ArchiverStatus {
+        self.status.state = ArchiverState::Stopped;
+        self.publish();
+        self.status.clone()
+    }
+
+    fn publish(&mut self) {
+        while self
+            .marks
+            .front()
+            .is_some_and(|m| m.0 <= self.status.flushed)
+        {
+            self.marks.pop_front();
+        }
+        self.status.pending_since = self.marks.front().map(|m| m.1);
+        if let Some(restart) = self.slot_restart {
+            let retained = self
+                .status
+                .server_end
+                .as_u64()
+                .saturating_sub(restart.as_u64());
+            self.status.slot_retained_bytes = Some(retained);
+            self.status.slot_warning = self
+                .archiver
+                .options
+                .slot_warning_bytes
+                .is_some_and(|limit| retained > limit);
+        }
+        self.status_tx.send_replace(self.status.clone());
+    }
+
+    /// Notes how far the server's WAL goes.
+    fn server_reported(&mut self, end: Lsn, time: Timestamp) {
+        self.status.server_end = end;
+        self.status.server_time = Some(time);
+        let newest = self.marks.back().map_or(self.status.flushed, |m| m.0);
+        if end > newest && self.marks.len() < MAX_LAG_MARKS {
+            self.marks.push_back((end, Instant::now()));
+        }
+    }
+
+    /// One connection: set up, then stream until stopped or failed.
+    async fn session(&mut self, stop: &mut Stop, streamed: &mut bool) -> dr_core::Result<()> {
+        let setup = tokio::select! {
+            biased;
+            () = stop.wait() => return Ok(()),
+            setup = self.setup() => setup?,
+        };
+        let (mut stream, mut current) = setup;
+        *streamed = true;
+        self.status.state = ArchiverState::Streaming;
+        self.publish();
+        loop {
+            let pause = match self.stream(&mut stream, &mut current, stop).await {
+                Ok(pause) => pause,
+                Err(error) => {
+                    // What arrived is the server's flushed WAL: keep it.
+                    let _ = self.store_piece(&mut current).await;
+                    self.publish();
+                    return Err(error);
+                }
+            };
+            self.store_piece(&mut current).await?;
+            match pause {
+                Pause::Stop => {
+                    let _ = stream.send_status(self.standby_status()).await;
+                    if let Ok(Ok((client, _))) =
+                        tokio::time::timeout(FINISH_TIMEOUT, stream.finish()).await
+                    {
+                        let _ = client.close().await;
+                    }
+                    return Ok(());
+                }
+                Pause::ServerDone => {
+                    let (mut client, ended) = stream.finish().await?;
+                    let Some(ended) = ended else {
+                        return Err(unavailable(
+                            &client,
+                            "the server ended the WAL stream".to_owned(),
+                        ));
+                    };
+                    self.ensure_histories(&mut client, ended.next_timeline)
+                        .await?;
+                    let size = current.size;
+                    let segment =
+                        WalSegment::containing(ended.next_timeline, ended.next_start, size);
+                    stream = client
+                        .start_replication(
+                            Some(&self.archiver.options.slot),
+                            segment.start(size),
+                            Some(ended.next_timeline),
+                        )
+                        .await?;
+                    current = Current::new(size, segment, 0);
+                    self.status.timeline = Some(ended.next_timeline);
+                    self.status.received = current.received();
+                    self.publish();
+                }
+            }
+        }
+    }
+
+    /// Connects, checks the server against the archive, finds where to
+    /// start, and starts streaming.
+    async fn setup(&mut self) -> dr_core::Result<(WalStream, Current)> {
+        let archiver = &self.archiver;
+        let mut client = ReplicationClient::connect(&archiver.config, &archiver.tls).await?;
+        self.status.connections += 1;
+        let identity = client.identify_system().await?;
+        let bytes = client.wal_segment_size().await?;
+        let size = WalSegmentSize::new(bytes).map_err(|reason| {
+            Error::invalid(format!("wal_segment_size of {}", client.addr()), reason)
+        })?;
+        if let Some(known) = self.system_id
+            && known != identity.system_id
+        {
+            return Err(other_cluster(&client, identity.system_id, known));
+        }
+        let slot = self.ensure_slot(&mut client).await?;
+        let listing = list_archive(archiver.source.as_ref(), &archiver.component, size).await?;
+        if self.system_id.is_none() {
+            let header = archived_header(
+                archiver.source.as_ref(),
+                &archiver.component,
+                &listing,
+                size,
+            )
+            .await?;
+            if let Some(header) = header {
+                if header.system_id != identity.system_id {
+                    return Err(other_cluster(&client, identity.system_id, header.system_id));
+                }
+                if u64::from(header.segment_size) != size.bytes() {
+                    return Err(Error::invalid(
+                        format!("PostgreSQL server {}", client.addr()),
+                        format!(
+                            "its WAL segments have {} bytes, the archive of {}'s have {}",
+                            size.bytes(),
+                            archiver.component,
+                            header.segment_size
+                        ),
+                    ));
+                }
+            }
+            self.system_id = Some(identity.system_id);
+        }
+        self.histories = listing.histories.clone();
+        let plan = self
+            .plan(&mut client, &identity, &slot, &listing, size)
+            .await?;
+        self.ensure_histories(&mut client, plan.segment.timeline)
+            .await?;
+
+        self.slot_restart = slot.restart_lsn;
+        self.status.system_id = Some(identity.system_id);
+        self.status.timeline = Some(plan.segment.timeline);
+        // Not the maximum with what was stored before: after a failover the
+        // archive may hold WAL of the old timeline beyond the switch point,
+        // which says nothing about the new timeline's WAL at those positions.
+        self.status.flushed = plan.durable;
+        self.status.received = plan.segment.start(size);
+        self.server_reported(identity.xlogpos, Timestamp::now());
+        self.publish();
+
+        let stream = client
+            .start_replication(
+                Some(&self.archiver.options.slot),
+                plan.segment.start(size),
+                Some(plan.segment.timeline),
+            )
+            .await?;
+        Ok((stream, Current::new(size, plan.segment, plan.stored)))
+    }
+
+    /// Reads the slot, creating it if missing.
+    async fn ensure_slot(&self, client: &mut ReplicationClient) -> dr_core::Result<SlotPosition> {
+        let name = &self.archiver.options.slot;
+        if let Some(slot) = client.read_replication_slot(name).await? {
+            return Ok(slot);
+        }
+        match client
+            .create_physical_slot(name, &CreateSlotOptions::new().reserve_wal(true))
+            .await
+        {
+            Ok(_) => {}
+            // Created meanwhile by another archiver: use it.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        client.read_replication_slot(name).await?.ok_or_else(|| {
+            Error::other(
+                ErrorKind::Unavailable,
+                format!("replication slot {name} vanished after it was created"),
+                crate::Error::InvalidState {
+                    reason: "slot dropped concurrently",
+                },
+            )
+        })
+    }
+
+    /// Chooses where to stream from: the archive's end on its newest
+    /// timeline, else the slot, else the server's position; then along the
+    /// server's timeline history to the server's timeline.
+    async fn plan(
+        &self,
+        client: &mut ReplicationClient,
+        identity: &SystemIdentity,
+        slot: &SlotPosition,
+        listing: &ArchiveListing,
+        size: WalSegmentSize,
+    ) -> dr_core::Result<Plan> {
+        let server_timeline = identity.timeline;
+        let (mut timeline, mut durable, from_archive) = match listing.latest_timeline() {
+            Some(timeline) => {
+                let end = listing.end_of(timeline, size).unwrap_or(Lsn::ZERO);
+                (timeline, end, true)
+            }
+            None => {
+                let (timeline, at) = match slot.restart_lsn {
+                    Some(lsn) => (slot.restart_timeline.unwrap_or(server_timeline), lsn),
+                    None => (server_timeline, identity.xlogpos),
+                };
+                let start = WalSegment::containing(timeline, at, size).start(size);
+                (timeline, start, false)
+            }
+        };
+        if timeline > server_timeline {
+            return Err(unavailable(
+                client,
+                format!(
+                    "the server is on timeline {server_timeline}, behind the archive's timeline {timeline}"
+                ),
+            ));
+        }
+        if timeline < server_timeline {
+            let history = client.timeline_history(server_timeline).await?;
+            let path = TimelinePath::from_history(&history)?;
+            let Some(switch) = path.switches.iter().find(|s| s.timeline == timeline) else {
+                return Err(Error::invalid(
+                    format!("PostgreSQL server {}", client.addr()),
+                    format!(
+                        "timeline {timeline} of the archive of {} is not in the history of the \
+                         server's timeline {server_timeline}",
+                        self.archiver.component
+                    ),
+                ));
+            };
+            if durable >= switch.switch_point {
+                // The archive has all of the old timeline the server knows:
+                // go on with the timeline that follows it.
+                timeline = path.timeline_at(switch.switch_point);
+                durable = switch.switch_point;
+                let segment = WalSegment::containing(timeline, durable, size);
+                let stored = match listing.segments.get(&segment) {
+                    Some(crate::archive::Coverage::Partial { end }) => *end,
+                    _ => 0,
+                };
+                return Ok(Plan {
+                    segment,
+                    stored,
+                    durable,
+                });
+            }
+        } else if from_archive && durable > identity.xlogpos {
+            return Err(unavailable(
+                client,
+                format!(
+                    "the server's WAL ends at {}, before the archive's end {durable} on timeline {timeline}",
+                    identity.xlogpos
+                ),
+            ));
+        }
+        let segment = WalSegment::containing(timeline, durable, size);
+        let stored = if from_archive {
+            (durable.as_u64() - segment.start(size).as_u64()) as u32
+        } else {
+            0
+        };
+        Ok(Plan {
+            segment,
+            stored,
+            durable,
+        })
+    }
+
+    /// Stores the history files of the timelines up to `timeline` that the
+    /// archive lacks and the server has (it needs only those on its path).
+    async fn ensure_histories(
+        &mut self,
+        client: &mut ReplicationClient,
+        timeline: u32,
+    ) -> dr_core::Result<()> {
+        for tli in 2..=timeline {
+            if self.histories.contains(&tli) {
+                continue;
+            }
+            let history = match client.timeline_history(tli).await {
+                Ok(history) => history,
+                // Timelines off the server's path need not be there.
+                Err(e) if tli < timeline && e.server_error().is_some_and(|s| !s.is_fatal()) => {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            // A history file's name does not depend on the segment size.
+            let name = ArchivedWal::History(tli).name(crate::wal::DEFAULT_SEGMENT_SIZE);
+            self.archiver
+                .sink
+                .put_segment(&self.archiver.component, &name, &mut &history.content[..])
+                .await?;
+            self.histories.insert(tli);
+            self.status.histories_stored += 1;
+        }
+        Ok(())
+    }
+
+    /// Receives and stores until a stop is requested or the server ends the
+    /// stream.
+    async fn stream(
+        &mut self,
+        stream: &mut WalStream,
+        current: &mut Current,
+        stop: &mut Stop,
+    ) -> dr_core::Result<Pause> {
+        let options = self.archiver.options.clone();
+        let mut status_due = tokio::time::Instant::now() + options.status_interval;
+        loop {
+            if options.synchronous && current.unstored() > 0 {
+                // Take what is already there, then store it all at once.
+                let ready = tokio::select! {
+                    biased;
+                    event = stream.next() => Some(event),
+                    () = std::future::ready(()) => None,
+                };
+                if let Some(event) = ready {
+                    if let Some(pause) = self.handle(event?, stream, current).await? {
+                        return Ok(pause);
+                    }
+                    if current.unstored() < SYNC_BATCH_MAX {
+                        continue;
+                    }
+                }
+                self.store_piece(current).await?;
+                stream.send_status(self.standby_status()).await?;
+                status_due = tokio::time::Instant::now() + options.status_interval;
+                self.publish();
+                continue;
+            }
+            let piece_due = match (options.piece_interval, current.unstored_since) {
+                (Some(interval), Some(since)) if !options.synchronous => {
+                    Some(tokio::time::Instant::from_std(since + interval))
+                }
+                _ => None,
+            };
+            tokio::select! {
+                biased;
+                () = stop.wait() => return Ok(Pause::Stop),
+                event = stream.next() => {
+                    if let Some(pause) = self.handle(event?, stream, current).await? {
+                        return Ok(pause);
+                    }
+                }
+                () = sleep_until(piece_due), if piece_due.is_some() => {
+                    self.store_piece(current).await?;
+                    stream.send_status(self.standby_status()).await?;
+                    status_due = tokio::time::Instant::now() + options.status_interval;
+                }
+                () = tokio::time::sleep_until(status_due) => {
+                    stream.send_status(self.standby_status()).await?;
+                    status_due = tokio::time::Instant::now() + options.status_interval;
+                }
+            }
+            self.publish();
+        }
+    }
+
+    /// Handles one message; `Some` when the server has ended the stream.
+    async fn handle(
+        &mut self,
+        event: Option<WalEvent>,
+        stream: &mut WalStream,
+        current: &mut Current,
+    ) -> dr_core::Result<Option<Pause>> {
+        match event {
+            None => Ok(Some(Pause::ServerDone)),
+            Some(WalEvent::Keepalive(keepalive)) => {
+                self.server_reported(keepalive.end_of_wal, keepalive.server_time);
+                if keepalive.reply_requested {
+                    stream.send_status(self.standby_status()).await?;
+                }
+                Ok(None)
+            }
+            Some(WalEvent::XLogData(data)) => {
+                let expected = current.received();
+                if data.start != expected {
+                    return Err(Error::other(
+                        ErrorKind::Internal,
+                        format!(
+                            "WAL arrived from {} when {expected} was expected",
+                            data.start
+                        ),
+                        crate::Error::InvalidState {
+                            reason: "a gap or overlap in the WAL stream",
+                        },
+                    ));
+                }
+                self.server_reported(data.end_of_wal.max(data.end()), data.server_time);
+                let segment_len = current.size.bytes() as usize;
+                let mut bytes = &data.data[..];
+                while !bytes.is_empty() {
+                    let take = (segment_len - current.buf.len()).min(bytes.len());
+                    current.buf.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if current.unstored() > 0 && current.unstored_since.is_none() {
+                        current.unstored_since = Some(Instant::now());
+                    }
+                    if current.buf.len() == segment_len {
+                        self.store_segment(current).await?;
+                        stream.send_status(self.standby_status()).await?;
+                    }
+                }
+                self.status.received = current.received();
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stores the complete segment and moves on to the next.
+    async fn store_segment(&mut self, current: &mut Current) -> dr_core::Result<()> {
+        let name = ArchivedWal::Segment(current.segment).name(current.size);
+        self.archiver
+            .sink
+            .put_segment(&self.archiver.component, &name, &mut &current.buf[..])
+            .await?;
+        self.status.segments_stored += 1;
+        self.status.flushed = self.status.flushed.max(current.segment.end(current.size));
+        current.segment = current.segment.next();
+        current.buf.clear();
+        current.stored = 0;
+        current.unstored_since = None;
+        self.status.received = current.received();
+        Ok(())
+    }
+
+    /// Stores the bytes received since the last store as a piece.
+    async fn store_piece(&mut self, current: &mut Current) -> dr_core::Result<()> {
+        if current.unstored() == 0 {
+            return Ok(());
+        }
+        let (start, end) = (current.stored, current.buf.len());
+        let name = ArchivedWal::Piece {
+            segment: current.segment,
+            start: start as u32,
+            end: end as u32,
+        }
+        .name(current.size);
+        self.archiver
+            .sink
+            .put_segment(
+                &self.archiver.component,
+                &name,
+                &mut &current.buf[start..end],
+            )
+            .await?;
+        self.status.pieces_stored += 1;
+        current.stored = end;
+        current.unstored_since = None;
+        self.status.flushed = self.status.flushed.max(current.received());
+        Ok(())
+    }
+
+    /// The status update to send: flushed is what the archive holds. In
+    /// synchronous mode "written" is too, so `remote_write` waits for the
+    /// archive as well.
+    fn standby_status(&mut self) -> StandbyStatus {
+        let flushed = self.status.flushed;
+        let written = if self.archiver.options.synchronous {
+            flushed
+        } else {
+            self.status.received.max(flushed)
+        };
+        if flushed > Lsn::ZERO {
+            // A physical slot's restart_lsn follows the reported flush position.
+            self.slot_restart = Some(flushed);
+        }
+        StandbyStatus::new(written, flushed, Lsn::ZERO)
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Errors that retrying cannot heal: the archiver stops on them.
+fn is_fatal(error: &Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Auth
+            | ErrorKind::InvalidInput
+            | ErrorKind::AlreadyExists
+            | ErrorKind::Corrupt
+            | ErrorKind::UnsupportedVersion
+            | ErrorKind::Unsupported
+    )
+}
+
+fn other_cluster(client: &ReplicationClient, server: u64, archived: u64) -> Error {
+    Error::invalid(
+        format!("PostgreSQL server {}", client.addr()),
+        format!(
+            "its database system identifier {server} is not the archived cluster's {archived}: \
+             WAL of two clusters is never mixed in one archive"
+        ),
+    )
+}
+
+fn unavailable(client: &ReplicationClient, reason: String) -> Error {
+    Error::Unavailable {
+        target: client.addr().to_owned(),
+        source: reason.into(),
+    }
+}

@@ -1,0 +1,790 @@
+//! [`PitrRestore`]: point-in-time recovery from a base backup and the WAL
+//! archive, into a new data directory.
+//!
+//! 1. **Choose** the newest base backup that can reach the target.
+//! 2. **Check the WAL** from that backup's start along the timeline path to
+//!    the target, in the archive, before anything is written: a missing
+//!    segment fails the restore here, by name, with the target untouched.
+//! 3. **Extract** every tablespace's tar (tablespaces optionally moved).
+//! 4. **Stage** the WAL next to it and write the recovery settings
+//!    (`recovery.signal`, `restore_command`, the target,
+//!    `recovery_target_action = promote`).
+//! 5. Optionally **start** the server, wait for it to promote, and measure
+//!    what was recovered: the last transaction replayed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dr_core::{
+    ArchiveSource, Capabilities, Capability, ComponentId, Lsn, Manifest, Operation, Position,
+    RecoveryReport, RecoveryTarget, Restore, RestoreRequest, SnapshotSource, StreamName, Timeline,
+    async_trait,
+};
+use jiff::Timestamp;
+use tokio::io::AsyncWriteExt;
+
+use crate::archive::{ArchiveListing, Coverage, fetch_wal, list_archive};
+use crate::backup::{KIND_LABEL, MANIFEST_STREAM, meta};
+use crate::replication::TimelineHistory;
+use crate::tar::{EntryKind, TarReader};
+use crate::wal::{TimelinePath, WalSegment, WalSegmentSize, history_file_name};
+
+/// The directory inside the restored data directory that holds the staged
+/// WAL until the server has promoted.
+pub const STAGING_DIR: &str = "drkit_restore_wal";
+
+/// Starts PostgreSQL on a restored data directory.
+#[async_trait]
+pub trait StartServer: Send + Sync {
+    /// Starts the server on `data_dir` and returns how to connect to it as a
+    /// superuser. It may return while the server is still recovering.
+    async fn start(&self, data_dir: &Path) -> dr_core::Result<tokio_postgres::Config>;
+}
+
+/// Restores one PostgreSQL cluster to a point in time.
+pub struct PitrRestore {
+    component: ComponentId,
+    data_dir: PathBuf,
+    tablespaces: BTreeMap<String, PathBuf>,
+    owner: Option<(u32, u32)>,
+    server: Option<Box<dyn StartServer>>,
+    promote_timeout: Duration,
+}
+
+impl std::fmt::Debug for PitrRestore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PitrRestore")
+            .field("component", &self.component)
+            .field("data_dir", &self.data_dir)
+            .field("tablespaces", &self.tablespaces)
+            .field("owner", &self.owner)
+            .field("starts_server", &self.server.is_some())
+            .finish()
+    }
+}
+
+impl PitrRestore {
+    /// Restores `component`'s backups into `data_dir`, which must not exist
+    /// or be empty.
+    pub fn new(component: ComponentId, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            component,
+            data_dir: data_dir.into(),
+            tablespaces: BTreeMap::new(),
+            owner: None,
+            server: None,
+            promote_timeout: Duration::from_secs(600),
+        }
+    }
+
+    /// Restores the tablespace that lived at `from` on the backed-up server
+    /// into `to` instead (which must not exist or be empty).
+    #[must_use]
+    pub fn map_tablespace(mut self, from: impl Into<String>, to: impl Into<PathBuf>) -> Self {
+        self.tablespaces.insert(from.into(), to.into());
+        self
+    }
+
+    /// Gives the restored files to this user and group (the server's OS
+    /// user, when restoring as root).
+    #[must_use]
+    pub fn owner(mut self, uid: u32, gid: u32) -> Self {
+        self.owner = Some((uid, gid));
+        self
+    }
+
+    /// Starts the server after the restore and waits (up to `timeout`) until
+    /// it has replayed to the target and promoted.
+    #[must_use]
+    pub fn start_with(mut self, server: impl StartServer + 'static, timeout: Duration) -> Self {
+        self.server = Some(Box::new(server));
+        self.promote_timeout = timeout;
+        self
+    }
+}
+
+/// What a base backup snapshot records about itself.
+#[derive(Debug, Clone)]
+struct BackupFacts {
+    start: Lsn,
+    end: Lsn,
+    start_timeline: u32,
+    system_identifier: u64,
+    segment_size: WalSegmentSize,
+    /// Archive name (`<oid>.tar`) → location on the backed-up server.
+    tablespaces: BTreeMap<String, String>,
+}
+
+impl BackupFacts {
+    fn read(manifest: &Manifest) -> dr_core::Result<Self> {
+        let get = |key: &str| {
+            manifest.metadata.get(key).ok_or_else(|| {
+                dr_core::Error::corrupt(
+                    format!("snapshot {}", manifest.id),
+                    format!("not a base backup: no {key}"),
+                )
+            })
+        };
+        let bad = |key: &str| {
+            dr_core::Error::corrupt(format!("snapshot {}", manifest.id), format!("bad {key}"))
+        };
+        let size: u64 = get(meta::WAL_SEGMENT_SIZE)?
+            .parse()
+            .map_err(|_| bad(meta::WAL_SEGMENT_SIZE))?;
+        Ok(Self {
+            start: get(meta::START_LSN)?.parse()?,
+            end: get(meta::END_LSN)?.parse()?,
+            start_timeline: get(meta::START_TIMELINE)?
+                .parse()
+                .map_err(|_| bad(meta::START_TIMELINE))?,
+            system_identifier: get(meta::SYSTEM_IDENTIFIER)?
+                .parse()
+                .map_err(|_| bad(meta::SYSTEM_IDENTIFIER))?,
+            segment_size: WalSegmentSize::new(size).map_err(|_| bad(meta::WAL_SEGMENT_SIZE))?,
+            tablespaces: serde_json::from_str(get(meta::TABLESPACES)?)
+                .map_err(|_| bad(meta::TABLESPACES))?,
+        })
+    }
+}
+
+#[async_trait]
+impl Restore for PitrRestore {
+    fn component(&self) -> &ComponentId {
+        &self.component
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+            .with(Capability::PointInTime)
+            .with(Capability::PositionTarget)
+            .with(Capability::NamedRestorePoint)
+            .with(Capability::ContinuousArchive)
+    }
+
+    async fn restore(&self, request: RestoreRequest<'_>) -> dr_core::Result<RecoveryReport> {
+        let mut timeline = Timeline::start_now();
+        let archive = request.archive.ok_or_else(|| {
+            dr_core::Error::invalid(
+                "restore request",
+                "a base backup needs the WAL archive to become consistent",
+            )
+        })?;
+
+        let t = Timestamp::now();
+        let manifest = self.choose(request.snapshots, request.target).await?;
+        let facts = BackupFacts::read(&manifest)?;
+        timeline.record_until_now(format!("choose base backup {}", manifest.id), t)?;
+
+        let t = Timestamp::now();
+        let plan = self.plan_wal(archive, &facts, request.target).await?;
+        self.check_destinations(&facts)?;
+        timeline.record_until_now(format!("check WAL ({} segments)", plan.segments.len()), t)?;
+
+        // The WAL first, beside the target: a damaged segment fails the
+        // restore before the target directory is touched.
+        let t = Timestamp::now();
+        let staging = self.staging_path();
+        if let Err(e) = self.stage_wal(archive, &facts, &plan, &staging).await {
+            std::fs::remove_dir_all(&staging).ok();
+            return Err(e);
+        }
+        timeline.record_until_now("fetch and check WAL", t)?;
+
+        let t = Timestamp::now();
+        if let Err(e) = self.extract(request.snapshots, &manifest, &facts).await {
+            // Leave nothing half-restored: the destinations were empty.
+            std::fs::remove_dir_all(&staging).ok();
+            std::fs::remove_dir_all(&self.data_dir).ok();
+            for dir in self.tablespace_targets(&facts).into_values() {
+                std::fs::remove_dir_all(dir).ok();
+            }
+            return Err(e);
+        }
+        timeline.record_until_now("extract base backup", t)?;
+
+        let t = Timestamp::now();
+        let staged = self.data_dir.join(STAGING_DIR);
+        std::fs::rename(&staging, &staged).map_err(|e| {
+            dr_core::Error::io(
+                format!("moving the staged WAL into {}", staged.display()),
+                e,
+            )
+        })?;
+        self.write_recovery_settings(request.target, &plan)?;
+        if let Some((uid, gid)) = self.owner {
+            let dirs: Vec<PathBuf> = std::iter::once(self.data_dir.clone())
+                .chain(self.tablespace_targets(&facts).into_values())
+                .collect();
+            tokio::task::spawn_blocking(move || {
+                dirs.iter().try_for_each(|d| chown_tree(d, uid, gid))
+            })
+            .await
+            .map_err(|e| dr_core::Error::io("changing owners", std::io::Error::other(e)))?
+            .map_err(|e| dr_core::Error::io("changing owners", e))?;
+        }
+        timeline.record_until_now("recovery settings", t)?;
+
+        let mut report = RecoveryReport::new(
+            self.component.clone(),
+            Operation::Restore,
+            request.objectives,
+            timeline.clone(),
+        );
+        let Some(server) = &self.server else {
+            if let Some(at) = request.incident_at {
+                report = report.with_incident_at(at);
+            }
+            return Ok(report);
+        };
+
+        let t = Timestamp::now();
+        let config = server.start(&self.data_dir).await?;
+        let recovered = wait_for_promotion(&config, self.promote_timeout).await?;
+        std::fs::remove_dir_all(self.data_dir.join(STAGING_DIR)).ok();
+        timeline.record_until_now("replay WAL and promote", t)?;
+
+        let mut report = RecoveryReport::new(
+            self.component.clone(),
+            Operation::Restore,
+            request.objectives,
+            timeline,
+        );
+        if let Some(at) = request.incident_at {
+            report = report.with_incident_at(at);
+        }
+        // What was wanted: the target time, or everything up to the incident.
+        let wanted = match request.target {
+            RecoveryTarget::Time(at) => Some(*at),
+            RecoveryTarget::Latest => request.incident_at,
+            _ => None,
+        };
+        let reached = recovered.unwrap_or(manifest.recovery_point.at);
+        if let Some(wanted) = wanted {
+            report = report.with_data_loss_between(reached.min(wanted), wanted);
+        }
+        Ok(report)
+    }
+}
+
+/// The WAL a restore needs, as checked in the archive.
+#[derive(Debug, Clone)]
+struct WalPlan {
+    path: TimelinePath,
+    /// History files of the path's timelines, to stage too.
+    histories: Vec<u32>,
+    segments: Vec<WalSegment>,
+}
+
+impl PitrRestore {
+    async fn choose(
+        &self,
+        source: &dyn SnapshotSource,
+        target: &RecoveryTarget,
+    ) -> dr_core::Result<Manifest> {
+        let mut bases: Vec<Manifest> = source
+            .snapshots(&self.component)
+            .await?
+            .into_iter()
+            .filter(|m| m.labels.get(KIND_LABEL.0).map(String::as_str) == Some(KIND_LABEL.1))
+            .collect();
+        bases.sort_by_key(|m| m.id);
+        let none = |why: String| {
+            dr_core::Error::not_found(format!("a base backup of {} {why}", self.component))
+        };
+        match target {
+            RecoveryTarget::Snapshot(id) => bases
+                .into_iter()
+                .find(|m| m.id == *id)
+                .ok_or_else(|| none(format!("with id {id}"))),
+            RecoveryTarget::Latest | RecoveryTarget::RestorePoint(_) => {
+                bases.pop().ok_or_else(|| none("at all".into()))
+            }
+            RecoveryTarget::Time(at) => bases
+                .into_iter()
+                .rev()
+                .find(|m| m.recovery_point.at <= *at)
+                .ok_or_else(|| none(format!("that finished before {at}"))),
+            RecoveryTarget::Position(Position::Postgres {
+                system_identifier,
+                lsn,
+                ..
+            }) => {
+                let mut fitting = Vec::new();
+                for m in bases {
+                    let facts = BackupFacts::read(&m)?;
+                    if facts.system_identifier == *system_identifier && facts.end <= *lsn {
+                        fitting.push(m);
+                    }
+                }
+                fitting.pop().ok_or_else(|| {
+                    none(format!("of system {system_identifier} ending before {lsn}"))
+                })
+            }
+            RecoveryTarget::Position(other) => Err(dr_core::Error::invalid(
+                "recovery target",
+                format!("{other:?} is not a PostgreSQL position"),
+            )),
+            other => Err(dr_core::Error::invalid(
+                "recovery target",
+                format!("{other:?} is not supported"),
+            )),
+        }
+    }
+
+    /// Works out the timeline path and the segments from the backup's start
+    /// to the target, and checks that the archive has every one.
+    async fn plan_wal(
+        &self,
+        archive: &dyn ArchiveSource,
+        facts: &BackupFacts,
+        target: &RecoveryTarget,
+    ) -> dr_core::Result<WalPlan> {
+        let size = facts.segment_size;
+        let listing = list_archive(archive, &self.component, size).await?;
+        let wanted_timeline = match target {
+            RecoveryTarget::Position(Position::Postgres { timeline, .. }) => Some(*timeline),
+            _ => None,
+        };
+        let path = self
+            .timeline_path(archive, &listing, facts, wanted_timeline)
+            .await?;
+        let histories: Vec<u32> = path
+            .switches
+            .iter()
+            .map(|s| s.timeline)
+            .chain(std::iter::once(path.current))
+            .filter(|t| listing.histories.contains(t))
+            .collect();
+
+        // Walk from the backup's start segment along the path while the
+        // archive has each segment; a partial one is the end of the WAL.
+        let first = WalSegment::containing(path.timeline_at(facts.start), facts.start, size);
+        let limit = match target {
+            RecoveryTarget::Position(Position::Postgres { lsn, .. }) => Some(*lsn),
+            _ => None,
+        };
+        let mut segments = Vec::new();
+        let mut number = first.number;
+        let mut reached = Lsn::ZERO;
+        loop {
+            let end = Lsn::from((number + 1) * size.bytes() - 1);
+            let segment = WalSegment {
+                timeline: path.timeline_at(end),
+                number,
+            };
+            match listing.segments.get(&segment) {
+                Some(Coverage::Complete) => {
+                    segments.push(segment);
+                    reached = segment.end(size);
+                }
+                Some(Coverage::Partial { end }) if *end > 0 => {
+                    segments.push(segment);
+                    reached = Lsn::from(u64::from(segment.start(size)) + u64::from(*end));
+                    break;
+                }
+                _ => break,
+            }
+            if limit.is_some_and(|l| reached > l) {
+                break;
+            }
+            number += 1;
+        }
+        let missing = |needed: Lsn| {
+            let segment = WalSegment::containing(path.timeline_at(needed), needed, size);
+            dr_core::Error::not_found(format!(
+                "WAL segment {} of {} (needed to reach {needed}; the archive's WAL from the \
+                 base backup's start {} ends at {reached})",
+                segment.file_name(size),
+                self.component,
+                facts.start
+            ))
+        };
+        if reached <= facts.end {
+            return Err(missing(reached.max(facts.start)));
+        }
+        if limit.is_some_and(|l| reached <= l) {
+            return Err(missing(reached));
+        }
+        // WAL archived beyond a hole would be silently skipped: refuse.
+        let beyond = listing
+            .segments
+            .keys()
+            .any(|s| s.number > number && path.timeline_at(s.end(size)) == s.timeline);
+        if limit.is_none() && beyond && reached < path_end(&listing, &path, size) {
+            return Err(missing(reached));
+        }
+        Ok(WalPlan {
+            path,
+            histories,
+            segments,
+        })
+    }
+
+    async fn timeline_path(
+        &self,
+        archive: &dyn ArchiveSource,
+        listing: &ArchiveListing,
+        facts: &BackupFacts,
+        wanted: Option<u32>,
+    ) -> dr_core::Result<TimelinePath> {
+        let newest = wanted.unwrap_or_else(|| {
+            listing
+                .histories
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(facts.start_timeline)
+                .max(facts.start_timeline)
+        });
+        if newest == facts.start_timeline || newest == 1 {
+            return Ok(TimelinePath::root(newest));
+        }
+        let name = history_file_name(newest);
+        let content = fetch_wal(archive, &self.component, &name, facts.segment_size)
+            .await?
+            .ok_or_else(|| {
+                dr_core::Error::not_found(format!(
+                    "timeline history {name} of {} in the archive",
+                    self.component
+                ))
+            })?;
+        let history = TimelineHistory {
+            filename: name,
+            content,
+        };
+        let path = TimelinePath::from_history(&history)?;
+        if path.timeline_at(facts.start) != facts.start_timeline {
+            return Err(dr_core::Error::invalid(
+                "recovery target",
+                format!(
+                    "timeline {newest} did not descend from the base backup's timeline {} at {}",
+                    facts.start_timeline, facts.start
+                ),
+            ));
+        }
+        Ok(path)
+    }
+
+    /// Where the WAL is staged before the data directory is written: beside it.
+    fn staging_path(&self) -> PathBuf {
+        let name = self
+            .data_dir
+            .file_name()
+            .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
+        self.data_dir
+            .with_file_name(format!(".{name}.drkit-wal-{}", std::process::id()))
+    }
+
+    fn tablespace_targets(&self, facts: &BackupFacts) -> BTreeMap<String, PathBuf> {
+        facts
+            .tablespaces
+            .iter()
+            .map(|(archive, location)| {
+                let to = self
+                    .tablespaces
+                    .get(location)
+                    .cloned()
+                    .unwrap_or_else(|| PathBuf::from(location));
+                (archive.clone(), to)
+            })
+            .collect()
+    }
+
+    /// The data directory and every tablespace target must be absent or empty.
+    fn check_destinations(&self, facts: &BackupFacts) -> dr_core::Result<()> {
+        let targets = std::iter::once(self.data_dir.clone())
+            .chain(self.tablespace_targets(facts).into_values());
+        for dir in targets {
+            match std::fs::read_dir(&dir) {
+                Ok(mut entries) => {
+                    if entries.next().is_some() {
+                        return Err(dr_core::Error::AlreadyExists {
+                            what: format!("{} (a restore needs it absent or empty)", dir.display()),
+                        });
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(dr_core::Error::io(format!("checking {}", dir.display()), e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn extract(
+        &self,
+        source: &dyn SnapshotSource,
+        manifest: &Manifest,
+        facts: &BackupFacts,
+    ) -> dr_core::Result<()> {
+        let targets = self.tablespace_targets(facts);
+        // Tablespace links point where their archives are extracted.
+        let links: BTreeMap<String, PathBuf> = targets
+            .iter()
+            .filter_map(|(archive, to)| {
+                Some((
+                    format!("pg_tblspc/{}", archive.strip_suffix(".tar")?),
+                    to.clone(),
+                ))
+            })
+            .collect();
+        for entry in &manifest.streams {
+            let name = entry.name.as_str();
+            if name == MANIFEST_STREAM {
+                continue;
+            }
+            let (dir, links) = if name == "base.tar" {
+                (self.data_dir.clone(), &links)
+            } else {
+                let dir = targets.get(name).cloned().ok_or_else(|| {
+                    dr_core::Error::corrupt(
+                        format!("snapshot {}", manifest.id),
+                        format!("archive {name} is not a known tablespace"),
+                    )
+                })?;
+                (dir, &BTreeMap::new())
+            };
+            create_private_dir(&dir)?;
+            let stream = source.open_stream(&manifest.id, &entry.name).await?;
+            extract_tar(stream, name, &dir, links).await?;
+        }
+        // The backup manifest rides along, as pg_basebackup leaves it.
+        let manifest_stream: StreamName = MANIFEST_STREAM.parse()?;
+        let mut reader = source.open_stream(&manifest.id, &manifest_stream).await?;
+        let path = self.data_dir.join(MANIFEST_STREAM);
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| dr_core::Error::io(format!("creating {}", path.display()), e))?;
+        tokio::io::copy(&mut reader, &mut file)
+            .await
+            .map_err(|e| dr_core::Error::io(format!("writing {}", path.display()), e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| dr_core::Error::io(format!("syncing {}", path.display()), e))?;
+        Ok(())
+    }
+
+    async fn stage_wal(
+        &self,
+        archive: &dyn ArchiveSource,
+        facts: &BackupFacts,
+        plan: &WalPlan,
+        dir: &Path,
+    ) -> dr_core::Result<()> {
+        create_private_dir(dir)?;
+        let size = facts.segment_size;
+        let names = plan
+            .histories
+            .iter()
+            .map(|t| history_file_name(*t))
+            .chain(plan.segments.iter().map(|s| s.file_name(size)));
+        for name in names {
+            let bytes = fetch_wal(archive, &self.component, &name, size)
+                .await?
+                .ok_or_else(|| {
+                    dr_core::Error::not_found(format!(
+                        "{name} of {} (it went missing from the archive during the restore)",
+                        self.component
+                    ))
+                })?;
+            let path = dir.join(&name);
+            let mut file = tokio::fs::File::create(&path)
+                .await
+                .map_err(|e| dr_core::Error::io(format!("creating {}", path.display()), e))?;
+            file.write_all(&bytes)
+                .await
+                .map_err(|e| dr_core::Error::io(format!("writing {}", path.display()), e))?;
+            file.sync_all()
+                .await
+                .map_err(|e| dr_core::Error::io(format!("syncing {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+
+    fn write_recovery_settings(
+        &self,
+        target: &RecoveryTarget,
+        plan: &WalPlan,
+    ) -> dr_core::Result<()> {
+        let staging = self.data_dir.join(STAGING_DIR);
+        let quote = |s: &str| s.replace('\'', "''");
+        let mut conf = format!(
+            "\n# Written by drkit's point-in-time restore.\n\
+             restore_command = 'cp \"{}/%f\" \"%p\"'\n\
+             recovery_target_timeline = '{}'\n",
+            quote(&staging.display().to_string()),
+            plan.path.current
+        );
+        match target {
+            RecoveryTarget::Latest => {}
+            RecoveryTarget::Snapshot(_) => conf.push_str("recovery_target = 'immediate'\n"),
+            RecoveryTarget::Time(at) => conf.push_str(&format!(
+                "recovery_target_time = '{}'\n",
+                at.strftime("%Y-%m-%d %H:%M:%S%.6f+00")
+            )),
+            RecoveryTarget::Position(Position::Postgres { lsn, .. }) => {
+                conf.push_str(&format!("recovery_target_lsn = '{lsn}'\n"));
+            }
+            RecoveryTarget::RestorePoint(name) => {
+                conf.push_str(&format!("recovery_target_name = '{}'\n", quote(name)));
+            }
+            other => {
+                return Err(dr_core::Error::invalid(
+                    "recovery target",
+                    format!("{other:?} is not supported"),
+                ));
+            }
+        }
+        conf.push_str("recovery_target_action = 'promote'\n");
+        let auto = self.data_dir.join("postgresql.auto.conf");
+        let mut existing = std::fs::read_to_string(&auto).unwrap_or_default();
+        existing.push_str(&conf);
+        std::fs::write(&auto, existing)
+            .map_err(|e| dr_core::Error::io(format!("writing {}", auto.display()), e))?;
+        std::fs::remove_file(self.data_dir.join("standby.signal")).ok();
+        let signal = self.data_dir.join("recovery.signal");
+        std::fs::write(&signal, b"")
+            .map_err(|e| dr_core::Error::io(format!("writing {}", signal.display()), e))?;
+        Ok(())
+    }
+}
+
+/// Where the archive's WAL along `path` ends (the end of its last segment or piece).
+fn path_end(listing: &ArchiveListing, path: &TimelinePath, size: WalSegmentSize) -> Lsn {
+    listing
+        .segments
+        .iter()
+        .filter(|(s, _)| path.timeline_at(s.end(size)) == s.timeline)
+        .map(|(s, coverage)| match coverage {
+            Coverage::Complete => s.end(size),
+            Coverage::Partial { end } => Lsn::from(u64::from(s.start(size)) + u64::from(*end)),
+        })
+        .max()
+        .unwrap_or(Lsn::ZERO)
+}
+
+fn create_private_dir(dir: &Path) -> dr_core::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| dr_core::Error::io(format!("creating {}", dir.display()), e))
+}
+
+/// Extracts one tar into `dir`; symlinks named in `links` point at their
+/// mapped targets instead of where the archive says.
+async fn extract_tar(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    name: &str,
+    dir: &Path,
+    links: &BTreeMap<String, PathBuf>,
+) -> dr_core::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |what: String| move |e: std::io::Error| dr_core::Error::io(what, e);
+    let mut tar = TarReader::new(stream, name);
+    while let Some(entry) = tar
+        .next_entry()
+        .await
+        .map_err(io(format!("reading {name}")))?
+    {
+        let path = dir.join(&entry.path);
+        match &entry.kind {
+            EntryKind::Directory => {
+                create_private_dir(&path)?;
+                std::fs::set_permissions(
+                    &path,
+                    std::fs::Permissions::from_mode(entry.mode.max(0o700)),
+                )
+                .map_err(io(format!("setting the mode of {}", path.display())))?;
+            }
+            EntryKind::File => {
+                if let Some(parent) = path.parent() {
+                    create_private_dir(parent)?;
+                }
+                let mut file = tokio::fs::File::create(&path)
+                    .await
+                    .map_err(io(format!("creating {}", path.display())))?;
+                tokio::io::copy(&mut tar.content(), &mut file)
+                    .await
+                    .map_err(io(format!("writing {}", path.display())))?;
+                file.sync_all()
+                    .await
+                    .map_err(io(format!("syncing {}", path.display())))?;
+                file.set_permissions(std::fs::Permissions::from_mode(entry.mode))
+                    .await
+                    .map_err(io(format!("setting the mode of {}", path.display())))?;
+            }
+            EntryKind::Symlink(target) => {
+                if let Some(parent) = path.parent() {
+                    create_private_dir(parent)?;
+                }
+                let target = links
+                    .get(&entry.path)
+                    .cloned()
+                    .unwrap_or_else(|| PathBuf::from(target));
+                std::os::unix::fs::symlink(&target, &path)
+                    .map_err(io(format!("linking {}", path.display())))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    if std::fs::symlink_metadata(dir)?.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Polls the restored server until it has left recovery; returns the time
+/// of the last transaction it replayed.
+async fn wait_for_promotion(
+    config: &tokio_postgres::Config,
+    timeout: Duration,
+) -> dr_core::Result<Option<Timestamp>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last_error = match query_promotion(config).await {
+            Ok(Some(replayed)) => return Ok(replayed),
+            Ok(None) => "it was still recovering".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(dr_core::Error::Timeout {
+                operation: format!("waiting for the restored server to promote ({last_error})"),
+                after: timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `None` while in recovery; else the last replayed transaction's time.
+async fn query_promotion(
+    config: &tokio_postgres::Config,
+) -> Result<Option<Option<Timestamp>>, tokio_postgres::Error> {
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    let task = tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(), \
+             extract(epoch FROM pg_last_xact_replay_timestamp())::float8",
+            &[],
+        )
+        .await;
+    drop(client);
+    task.abort();
+    let row = row?;
+    if row.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let replayed: Option<f64> = row.get(1);
+    Ok(Some(replayed.and_then(|secs| {
+        Timestamp::from_microsecond((secs * 1e6) as i64).ok()
+    })))
+}

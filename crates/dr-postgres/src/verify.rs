@@ -1,0 +1,250 @@
+//! Checking a stored base backup against its own backup manifest without
+//! restoring it: every file the manifest lists is in the archives with its
+//! size and SHA-256, nothing else is, and the manifest's own checksum holds.
+//! (`pg_verifybackup`, reading from the repository instead of a directory.)
+
+use std::collections::BTreeMap;
+
+use dr_core::{Manifest, SnapshotId, SnapshotSource, StreamName};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::backup::{MANIFEST_STREAM, meta};
+use crate::tar::{EntryKind, TarReader};
+
+/// What [`verify_base_backup`] checked and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BaseBackupCheck {
+    /// Files whose size and SHA-256 matched the manifest.
+    pub files_ok: usize,
+    /// Bytes read and hashed.
+    pub bytes: u64,
+    /// Every problem, naming the file. Empty means the backup is sound.
+    pub problems: Vec<String>,
+}
+
+impl BaseBackupCheck {
+    /// Whether nothing was wrong.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct BackupManifest {
+    #[serde(rename = "PostgreSQL-Backup-Manifest-Version")]
+    version: u32,
+    #[serde(rename = "Files")]
+    files: Vec<ManifestFile>,
+    #[serde(rename = "Manifest-Checksum")]
+    checksum: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestFile {
+    #[serde(rename = "Path")]
+    path: Option<String>,
+    #[serde(rename = "Encoded-Path")]
+    encoded_path: Option<String>,
+    #[serde(rename = "Size")]
+    size: u64,
+    #[serde(rename = "Checksum-Algorithm")]
+    algorithm: Option<String>,
+    #[serde(rename = "Checksum")]
+    checksum: Option<String>,
+}
+
+struct Expected {
+    size: u64,
+    sha256: Option<String>,
+    seen: bool,
+}
+
+/// Reads the base backup `id` from `source` (through the repository's own
+/// integrity checks) and checks it against its backup manifest.
+///
+/// # Errors
+/// The snapshot or a stream cannot be read (not found, damaged in the
+/// repository), or the manifest is unreadable. Differences from the
+/// manifest are not errors: they are listed in the result.
+pub async fn verify_base_backup(
+    source: &dyn SnapshotSource,
+    id: &SnapshotId,
+) -> dr_core::Result<BaseBackupCheck> {
+    let snapshot = source.manifest(id).await?;
+    let mut check = BaseBackupCheck::default();
+    let mut raw = Vec::new();
+    let manifest_stream: StreamName = MANIFEST_STREAM.parse()?;
+    source
+        .open_stream(id, &manifest_stream)
+        .await?
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| dr_core::Error::io(format!("reading the manifest of {id}"), e))?;
+    let manifest = parse_manifest(&raw, &mut check.problems)
+        .map_err(|reason| dr_core::Error::corrupt(format!("backup manifest of {id}"), reason))?;
+    let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
+    for file in manifest.files {
+        let path = match (file.path, file.encoded_path) {
+            (Some(path), _) => path,
+            (None, Some(hex)) => decode_hex_path(&hex).unwrap_or(hex),
+            (None, None) => {
+                check
+                    .problems
+                    .push("a manifest entry without a path".into());
+                continue;
+            }
+        };
+        let sha256 = match file.algorithm.as_deref() {
+            Some("SHA256") => file.checksum,
+            _ => None,
+        };
+        expected.insert(
+            path,
+            Expected {
+                size: file.size,
+                sha256,
+                seen: false,
+            },
+        );
+    }
+
+    let tablespaces = tablespace_prefixes(&snapshot);
+    for entry in &snapshot.streams {
+        let name = entry.name.as_str();
+        if name == MANIFEST_STREAM {
+            continue;
+        }
+        let prefix = if name == "base.tar" {
+            String::new()
+        } else if let Some(oid) = tablespaces.get(name) {
+            format!("pg_tblspc/{oid}/")
+        } else {
+            check
+                .problems
+                .push(format!("{name}: an archive the backup does not describe"));
+            continue;
+        };
+        let stream = source.open_stream(id, &entry.name).await?;
+        check_archive(stream, name, &prefix, &mut expected, &mut check).await?;
+    }
+    for (path, file) in &expected {
+        if !file.seen {
+            check.problems.push(format!(
+                "{path}: listed in the manifest, missing from the backup"
+            ));
+        }
+    }
+    Ok(check)
+}
+
+/// Tablespace archive name (`<oid>.tar`) → oid, from the snapshot's metadata.
+fn tablespace_prefixes(snapshot: &Manifest) -> BTreeMap<String, String> {
+    let recorded: BTreeMap<String, String> = snapshot
+        .metadata
+        .get(meta::TABLESPACES)
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default();
+    recorded
+        .into_keys()
+        .filter_map(|name| {
+            let oid = name.strip_suffix(".tar")?.to_owned();
+            Some((name, oid))
+        })
+        .collect()
+}
+
+async fn check_archive(
+    stream: impl AsyncRead + Unpin,
+    name: &str,
+    prefix: &str,
+    expected: &mut BTreeMap<String, Expected>,
+    check: &mut BaseBackupCheck,
+) -> dr_core::Result<()> {
+    let io = |e: std::io::Error| dr_core::Error::io(format!("reading {name}"), e);
+    let mut tar = TarReader::new(stream, name);
+    let mut buf = vec![0u8; 256 * 1024];
+    while let Some(entry) = tar.next_entry().await.map_err(io)? {
+        if entry.kind != EntryKind::File {
+            continue;
+        }
+        let path = format!("{prefix}{}", entry.path);
+        let mut hash = Sha256::new();
+        let mut content = tar.content();
+        loop {
+            let n = content.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+        }
+        check.bytes += entry.size;
+        let Some(file) = expected.get_mut(&path) else {
+            check
+                .problems
+                .push(format!("{path}: in {name} but not in the manifest"));
+            continue;
+        };
+        file.seen = true;
+        if file.size != entry.size {
+            check.problems.push(format!(
+                "{path}: {} bytes, the manifest says {}",
+                entry.size, file.size
+            ));
+        } else if let Some(want) = &file.sha256 {
+            let got = hex(&hash.finalize());
+            if !got.eq_ignore_ascii_case(want) {
+                check
+                    .problems
+                    .push(format!("{path}: SHA-256 differs from the manifest"));
+            } else {
+                check.files_ok += 1;
+            }
+        } else {
+            check.files_ok += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Parses the manifest and checks its own checksum (SHA-256 of everything
+/// before its last line).
+fn parse_manifest(raw: &[u8], problems: &mut Vec<String>) -> Result<BackupManifest, String> {
+    let manifest: BackupManifest =
+        serde_json::from_slice(raw).map_err(|e| format!("not a backup manifest: {e}"))?;
+    if manifest.version != 1 {
+        return Err(format!(
+            "manifest version {} (this build reads version 1)",
+            manifest.version
+        ));
+    }
+    let body = raw.strip_suffix(b"\n").unwrap_or(raw);
+    let covered = match body.iter().rposition(|b| *b == b'\n') {
+        Some(last_newline) => &raw[..=last_newline],
+        None => return Err("a manifest on one line has no checksummed part".into()),
+    };
+    if !hex(&Sha256::digest(covered)).eq_ignore_ascii_case(&manifest.checksum) {
+        problems.push("backup_manifest: its Manifest-Checksum does not match".into());
+    }
+    Ok(manifest)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn decode_hex_path(hex: &str) -> Option<String> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}

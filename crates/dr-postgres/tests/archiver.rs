@@ -1,0 +1,689 @@
+//! The WAL archiver against real PostgreSQL servers from dr-testkit:
+//! segments byte for byte, pieces within their interval, synchronous
+//! commits that survive kill -9, resuming without gaps or overlaps, a
+//! timeline switch after promotion, refused credentials and clusters.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dr_core::{ArchiveSource, ComponentId, ErrorKind, Lsn};
+use dr_postgres::{
+    ArchiveListing, ArchivedWal, ArchiverHandle, ArchiverOptions, ArchiverState, Coverage,
+    DEFAULT_SEGMENT_SIZE, Tls, WalArchiver, WalSegment, fetch_wal, list_archive,
+};
+use dr_storage::{
+    FsBackend, InitOptions, KdfParams, MemoryBackend, Repository, Secret, WriteBackend,
+};
+use dr_testkit::{Postgres, PostgresOptions};
+
+const SIZE: dr_postgres::WalSegmentSize = DEFAULT_SEGMENT_SIZE;
+
+async fn repository(backend: Arc<dyn WriteBackend>) -> Arc<Repository> {
+    let options = InitOptions::encrypted(Secret::password("archive")).kdf(KdfParams::INSECURE_FAST);
+    Arc::new(Repository::init(backend, options).await.unwrap())
+}
+
+async fn memory_repository() -> Arc<Repository> {
+    repository(Arc::new(MemoryBackend::new())).await
+}
+
+/// Quick pieces, statuses and reconnects, for tests.
+fn options(slot: &str) -> ArchiverOptions {
+    ArchiverOptions::new()
+        .slot(slot)
+        .piece_interval(Some(Duration::from_millis(200)))
+        .status_interval(Duration::from_secs(1))
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
+}
+
+fn archiver(
+    pg: &Postgres,
+    repo: &Arc<Repository>,
+    component: &ComponentId,
+    options: ArchiverOptions,
+) -> ArchiverHandle {
+    WalArchiver::new(
+        pg.config("postgres"),
+        Tls::none(),
+        repo.clone(),
+        component.clone(),
+        options,
+    )
+    .spawn()
+}
+
+async fn lsn(client: &tokio_postgres::Client, query: &str) -> Lsn {
+    let text: String = client.query_one(query, &[]).await.unwrap().get(0);
+    text.parse().unwrap()
+}
+
+/// Waits up to 30 s for `check` to return `Some`.
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn pg_wal_file(data_dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(data_dir.join("pg_wal").join(name)).unwrap()
+}
+
+async fn fetch(repo: &Repository, component: &ComponentId, name: &str) -> Vec<u8> {
+    fetch_wal(repo, component, name, SIZE)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name} is not archived"))
+        .to_vec()
+}
+
+/// Every piece of every segment, by segment: (start, end), in name order.
+async fn pieces(
+    repo: &Repository,
+    component: &ComponentId,
+) -> BTreeMap<WalSegment, Vec<(u32, u32)>> {
+    let mut pieces: BTreeMap<WalSegment, Vec<(u32, u32)>> = BTreeMap::new();
+    for name in repo.segments(component, "").await.unwrap() {
+        if let Some(ArchivedWal::Piece {
+            segment,
+            start,
+            end,
+        }) = ArchivedWal::parse(name.as_str(), SIZE)
+        {
+            pieces.entry(segment).or_default().push((start, end));
+        }
+    }
+    pieces
+}
+
+/// The archive holds the WAL of `timeline` without gaps or overlaps: every
+/// segment but the last complete, each segment's pieces back to back from 0.
+async fn assert_contiguous(
+    repo: &Repository,
+    component: &ComponentId,
+    listing: &ArchiveListing,
+    timeline: u32,
+) {
+    let segments: Vec<(WalSegment, Coverage)> = listing
+        .segments
+        .iter()
+        .filter(|(s, _)| s.timeline == timeline)
+        .map(|(s, c)| (*s, *c))
+        .collect();
+    assert!(!segments.is_empty());
+    for pair in segments.windows(2) {
+        assert_eq!(
+            pair[1].0.number,
+            pair[0].0.number + 1,
+            "a missing segment after {:?}",
+            pair[0]
+        );
+        assert_eq!(
+            pair[0].1,
+            Coverage::Complete,
+            "{:?} is not complete",
+            pair[0].0
+        );
+    }
+    for (segment, mut ranges) in pieces(repo, component).await {
+        if segment.timeline != timeline {
+            continue;
+        }
+        ranges.sort();
+        let mut end = 0;
+        for (start, stop) in ranges {
+            assert_eq!(start, end, "pieces of {segment:?} overlap or leave a gap");
+            end = stop;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_and_pieces_match_pg_wal() {
+    let pg = Postgres::start().await.unwrap();
+    let control = pg.connect("postgres").await.unwrap();
+    let repo = memory_repository().await;
+    let component: ComponentId = "postgres/stream".parse().unwrap();
+    let handle = archiver(&pg, &repo, &component, options("drkit_stream"));
+
+    // A write workload while streaming, then a segment switch.
+    control
+        .batch_execute("CREATE TABLE t (id int, pad text)")
+        .await
+        .unwrap();
+    for batch in 0..5 {
+        control
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT g, repeat('x', 300) FROM generate_series({}, {}) g",
+                batch * 4000,
+                batch * 4000 + 3999
+            ))
+            .await
+            .unwrap();
+    }
+    let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
+    let last_full = WalSegment::containing(1, Lsn::new(switched.as_u64() - 1), SIZE);
+    handle
+        .wait_for_flush(last_full.end(SIZE), Duration::from_secs(20))
+        .await
+        .unwrap();
+
+    // Every complete segment is the server's file, byte for byte.
+    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let complete: Vec<WalSegment> = listing
+        .segments
+        .iter()
+        .filter(|(_, c)| **c == Coverage::Complete)
+        .map(|(s, _)| *s)
+        .collect();
+    assert!(complete.contains(&last_full), "{listing:?}");
+    for segment in &complete {
+        let name = segment.file_name(SIZE);
+        assert!(
+            fetch(&repo, &component, &name).await == pg_wal_file(&pg.data_dir(), &name),
+            "{name} differs from pg_wal"
+        );
+    }
+    assert_contiguous(&repo, &component, &listing, 1).await;
+
+    // A little more WAL: it is archived as a piece within the interval, and
+    // restore_command's view is the streamed prefix padded with zeros.
+    control
+        .batch_execute("INSERT INTO t SELECT g, 'tail' FROM generate_series(1, 100) g")
+        .await
+        .unwrap();
+    let committed = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
+    let started = Instant::now();
+    let status = handle
+        .wait_for_flush(committed, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(status.pieces_stored > 0);
+    let open = WalSegment::containing(1, committed, SIZE);
+    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let Some(Coverage::Partial { end }) = listing.segments.get(&open).copied() else {
+        panic!("{open:?} is not in pieces: {listing:?}");
+    };
+    let offset = (committed.as_u64() - open.start(SIZE).as_u64()) as usize;
+    assert!(end as usize >= offset);
+    let assembled = fetch(&repo, &component, &open.file_name(SIZE)).await;
+    assert_eq!(assembled.len() as u64, SIZE.bytes());
+    let on_disk = pg_wal_file(&pg.data_dir(), &open.file_name(SIZE));
+    assert!(
+        assembled[..end as usize] == on_disk[..end as usize],
+        "the pieces differ from pg_wal"
+    );
+    assert!(assembled[end as usize..].iter().all(|&b| b == 0));
+
+    // Idle, the lag goes to zero, and the slot holds back only what is not archived.
+    let idle = wait_for("the lag to reach zero", || {
+        let status = handle.status();
+        std::future::ready(
+            (status.lag_bytes() == 0 && status.lag() < Duration::from_secs(1)).then_some(status),
+        )
+    })
+    .await;
+    assert_eq!(idle.state, ArchiverState::Streaming);
+    assert_eq!(idle.timeline, Some(1));
+    assert!(
+        idle.slot_retained_bytes.is_some_and(|b| b < SIZE.bytes()),
+        "{idle:?}"
+    );
+    assert!(!idle.slot_warning);
+    let restart = wait_for("the slot to follow the archive", || async {
+        let row = control
+            .query_one(
+                "SELECT restart_lsn::text, slot_type FROM pg_replication_slots \
+                 WHERE slot_name = 'drkit_stream'",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(1), "physical");
+        let restart: Lsn = row.get::<_, String>(0).parse().unwrap();
+        (restart >= committed).then_some(restart)
+    })
+    .await;
+    assert!(restart <= handle.status().flushed);
+
+    let last = handle.shutdown().await.unwrap();
+    assert_eq!(last.state, ArchiverState::Stopped);
+    assert!(last.flushed >= committed);
+    assert!(last.segments_stored >= complete.len() as u64, "{last:?}");
+    assert!(last.last_error.is_none(), "{last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronous_commits_survive_kill_9_and_a_restart_resumes() {
+    let mut pg = Postgres::start_with(PostgresOptions::default().setting("autovacuum", "off"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(Arc::new(FsBackend::new(dir.path()).unwrap())).await;
+    let component: ComponentId = "postgres/sync".parse().unwrap();
+    let sync = || {
+        options("drkit_sync")
+            .synchronous(true)
+            .application_name("drkit_sync")
+            // Only what synchronous mode stores, no timed pieces.
+            .piece_interval(None)
+    };
+    let handle = archiver(&pg, &repo, &component, sync());
+
+    let control = pg.connect("postgres").await.unwrap();
+    control
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'drkit_sync'")
+        .await
+        .unwrap();
+    control
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    wait_for("the archiver to be the synchronous standby", || async {
+        let rows = control
+            .query(
+                "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'drkit_sync'",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.first()
+            .is_some_and(|r| r.get::<_, String>(0) == "sync")
+            .then_some(())
+    })
+    .await;
+
+    // Each acknowledged commit: its WAL position right after.
+    control
+        .batch_execute("CREATE TABLE orders (id int, note text)")
+        .await
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for i in 0..40 {
+        control
+            .execute("INSERT INTO orders VALUES ($1, repeat('o', 500))", &[&i])
+            .await
+            .unwrap();
+        acknowledged.push(lsn(&control, "SELECT pg_current_wal_lsn()::text").await);
+    }
+    // One large transaction, more than a batch.
+    control
+        .batch_execute(
+            "INSERT INTO orders SELECT g, repeat('b', 1000) FROM generate_series(1, 5000) g",
+        )
+        .await
+        .unwrap();
+    acknowledged.push(lsn(&control, "SELECT pg_current_wal_lsn()::text").await);
+    let last_commit = *acknowledged.iter().max().unwrap();
+    drop(control);
+
+    pg.kill9();
+    let stopped = handle.shutdown().await.unwrap();
+    assert!(stopped.flushed >= last_commit, "{stopped:?}");
+
+    // The archive alone holds every acknowledged commit.
+    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let end = listing.end_of(1, SIZE).unwrap();
+    assert!(
+        end >= last_commit,
+        "archive ends at {end}, a commit at {last_commit}"
+    );
+    let segment = WalSegment::containing(1, Lsn::new(last_commit.as_u64() - 1), SIZE);
+    let covered = (last_commit.as_u64() - segment.start(SIZE).as_u64()) as usize;
+    let archived = fetch(&repo, &component, &segment.file_name(SIZE)).await;
+    let on_disk = pg_wal_file(&pg.data_dir(), &segment.file_name(SIZE));
+    assert!(
+        archived[..covered] == on_disk[..covered],
+        "the archived commits differ"
+    );
+    assert_contiguous(&repo, &component, &listing, 1).await;
+
+    // After crash recovery, a new archiver resumes where the archive ends
+    // (commits wait for it, the server still lists it as synchronous).
+    pg.restart().await.unwrap();
+    let handle = archiver(&pg, &repo, &component, sync());
+    let control = pg.connect("postgres").await.unwrap();
+    control
+        .batch_execute("INSERT INTO orders SELECT g, 'after' FROM generate_series(1, 1000) g")
+        .await
+        .unwrap();
+    let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
+    let full = WalSegment::containing(1, Lsn::new(switched.as_u64() - 1), SIZE);
+    let status = handle
+        .wait_for_flush(full.end(SIZE), Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(status.connections >= 1);
+    handle.shutdown().await.unwrap();
+
+    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    assert_contiguous(&repo, &component, &listing, 1).await;
+    assert_eq!(listing.segments.get(&full), Some(&Coverage::Complete));
+    for segment in listing.segments.keys().filter(|s| s.number <= full.number) {
+        let name = segment.file_name(SIZE);
+        assert!(
+            fetch(&repo, &component, &name).await == pg_wal_file(&pg.data_dir(), &name),
+            "{name} differs from pg_wal"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeline_switches_are_followed_to_a_promoted_replica() {
+    let mut primary = Postgres::start().await.unwrap();
+    let replica = primary.start_replica().await.unwrap();
+    let repo = memory_repository().await;
+    let component: ComponentId = "postgres/failover".parse().unwrap();
+
+    // Complete segments only: the archive ends behind the switch point.
+    let first = archiver(
+        &primary,
+        &repo,
+        &component,
+        options("drkit_tl").piece_interval(None),
+    );
+    let control = primary.connect("postgres").await.unwrap();
+    control
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 10000)")
+        .await
+        .unwrap();
+    let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
+    let full = WalSegment::containing(1, Lsn::new(switched.as_u64() - 1), SIZE);
+    first
+        .wait_for_flush(full.end(SIZE), Duration::from_secs(20))
+        .await
+        .unwrap();
+    control
+        .batch_execute("INSERT INTO t SELECT generate_series(1, 1000)")
+        .await
+        .unwrap();
+    let first_end = first.shutdown().await.unwrap().flushed;
+    // More WAL on timeline 1 that only the replica gets.
+    control
+        .batch_execute("INSERT INTO t SELECT generate_series(1, 1000)")
+        .await
+        .unwrap();
+    let primary_end = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
+    let standby = replica.connect("postgres").await.unwrap();
+    wait_for("the replica to replay", || async {
+        (lsn(&standby, "SELECT pg_last_wal_replay_lsn()::text").await >= primary_end).then_some(())
+    })
+    .await;
+    drop(control);
+    primary.stop().await;
+    replica.promote().await.unwrap();
+
+    // The archiver pointed at the promoted replica: it finishes timeline 1
+    // up to the switch point, stores 00000002.history, goes on with timeline 2.
+    let second = archiver(&replica, &repo, &component, options("drkit_tl"));
+    let control = replica.connect("postgres").await.unwrap();
+    control
+        .batch_execute("INSERT INTO t SELECT generate_series(1, 5000)")
+        .await
+        .unwrap();
+    let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
+    let full = WalSegment::containing(2, Lsn::new(switched.as_u64() - 1), SIZE);
+    let status = second
+        .wait_for_flush(full.end(SIZE), Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(status.timeline, Some(2));
+    assert!(status.histories_stored >= 1, "{status:?}");
+    second.shutdown().await.unwrap();
+
+    let history = std::fs::read(replica.data_dir().join("pg_wal/00000002.history")).unwrap();
+    assert_eq!(fetch(&repo, &component, "00000002.history").await, history);
+    let text = String::from_utf8(history).unwrap();
+    let switch: Lsn = text.split('\t').nth(1).unwrap().parse().unwrap();
+    // The second archiver streamed the end of timeline 1 until the server ended it.
+    assert!(first_end < switch, "{first_end} {switch}");
+
+    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    assert!(listing.histories.contains(&2));
+    assert_eq!(listing.end_of(1, SIZE), Some(switch), "{listing:?}");
+    assert_contiguous(&repo, &component, &listing, 1).await;
+    assert_eq!(listing.segments.get(&full), Some(&Coverage::Complete));
+    let name = full.file_name(SIZE);
+    assert!(
+        fetch(&repo, &component, &name).await == pg_wal_file(&replica.data_dir(), &name),
+        "{name} differs from pg_wal"
+    );
+    // The segment of the switch is archived on timeline 2 from its start.
+    let at_switch = WalSegment::containing(2, switch, SIZE);
+    assert_eq!(listing.segments.get(&at_switch), Some(&Coverage::Complete));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_stops_the_archiver() {
+    let pg = Postgres::start().await.unwrap();
+    let repo = memory_repository().await;
+    let mut config = pg.config("postgres");
+    config.password("not-the-password");
+    let handle = WalArchiver::new(
+        config,
+        Tls::none(),
+        repo,
+        "postgres/auth".parse().unwrap(),
+        options("drkit_auth"),
+    )
+    .spawn();
+    wait_for("the archiver to stop", || async {
+        handle.is_finished().then_some(())
+    })
+    .await;
+    let status = handle.status();
+    assert_eq!(status.state, ArchiverState::Stopped);
+    assert_eq!(
+        status.last_error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Auth)
+    );
+    assert!(status.last_error.unwrap().message.contains("28P01"));
+    let err = handle.shutdown().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_cluster_is_refused() {
+    let (one, other) = tokio::join!(Postgres::start(), Postgres::start());
+    let (one, other) = (one.unwrap(), other.unwrap());
+    let repo = memory_repository().await;
+    let component: ComponentId = "postgres/one".parse().unwrap();
+
+    let handle = archiver(&one, &repo, &component, options("drkit_one"));
+    let control = one.connect("postgres").await.unwrap();
+    let now = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
+    handle
+        .wait_for_flush(now, Duration::from_secs(10))
+        .await
+        .unwrap();
+    handle.shutdown().await.unwrap();
+
+    let handle = archiver(&other, &repo, &component, options("drkit_one"));
+    wait_for("the archiver to stop", || async {
+        handle.is_finished().then_some(())
+    })
+    .await;
+    let err = handle.shutdown().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("system identifier"), "{err}");
+    // Nothing of the other cluster was stored.
+    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    assert_eq!(listing.latest_timeline(), Some(1));
+    assert!(listing.end_of(1, SIZE).unwrap() >= now);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_host_archiver_reconnects_to_the_promoted_standby() {
+    let mut primary = Postgres::start().await.unwrap();
+    let replica = primary.start_replica().await.unwrap();
+    let repo = memory_repository().await;
+    let component: ComponentId = "postgres/hosts".parse().unwrap();
+    // Both servers, tried in order, as a service lists its cluster.
+    let mut config = primary.config("postgres");
+    config.host("127.0.0.1").port(replica.port());
+    let handle = WalArchiver::new(
+        config,
+        Tls::none(),
+        repo.clone(),
+        component.clone(),
+        options("drkit_hosts"),
+    )
+    .spawn();
+
+    let control = primary.connect("postgres").await.unwrap();
+    control
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 5000)")
+        .await
+        .unwrap();
+    let written = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
+    handle
+        .wait_for_flush(written, Duration::from_secs(10))
+        .await
+        .unwrap();
+    drop(control);
+
+    // The primary dies; the archiver moves to the standby, which is promoted.
+    primary.kill9();
+    replica.promote().await.unwrap();
+    let control = replica.connect("postgres").await.unwrap();
+    control
+        .batch_execute("INSERT INTO t SELECT generate_series(1, 5000)")
+        .await
+        .unwrap();
+    let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
+    let full = WalSegment::containing(2, Lsn::new(switched.as_u64() - 1), SIZE);
+    let status = handle
+        .wait_for_flush(full.end(SIZE), Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(status.timeline, Some(2));
+    assert!(status.connections >= 2, "{status:?}");
+    assert!(
+        status.last_error.is_some(),
+        "the lost primary shows: {status:?}"
+    );
+    handle.shutdown().await.unwrap();
+
+    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    assert!(listing.histories.contains(&2));
+    assert_contiguous(&repo, &component, &listing, 1).await;
+    assert_eq!(listing.segments.get(&full), Some(&Coverage::Complete));
+    let name = full.file_name(SIZE);
+    assert!(
+        fetch(&repo, &component, &name).await == pg_wal_file(&replica.data_dir(), &name),
+        "{name} differs from pg_wal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_lost_with_the_old_primary_is_not_reported_flushed_on_the_new_timeline() {
+    let mut primary = Postgres::start().await.unwrap();
+    let mut replica = primary.start_replica().await.unwrap();
+    let repo = memory_repository().await;
+    let component: ComponentId = "postgres/tail".parse().unwrap();
+    let mut config = primary.config("postgres");
+    config.host("127.0.0.1").port(replica.port());
+    let handle = WalArchiver::new(
+        config,
+        Tls::none(),
+        repo.clone(),
+        component.clone(),
+        options("drkit_tail"),
+    )
+    .spawn();
+
+    // The replica stops; the archive gets WAL the replica never sees.
+    let control = primary.connect("postgres").await.unwrap();
+    control
+        .batch_execute("CREATE TABLE t (id int, pad text)")
+        .await
+        .unwrap();
+    let shared = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
+    let standby = replica.connect("postgres").await.unwrap();
+    wait_for("the replica to replay", || async {
+        (lsn(&standby, "SELECT pg_last_wal_replay_lsn()::text").await >= shared).then_some(())
+    })
+    .await;
+    drop(standby);
+    replica.stop().await;
+    control
+        .batch_execute("INSERT INTO t SELECT g, repeat('l', 500) FROM generate_series(1, 3000) g")
+        .await
+        .unwrap();
+    let tail = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
+    handle
+        .wait_for_flush(tail, Duration::from_secs(10))
+        .await
+        .unwrap();
+    drop(control);
+
+    // The primary dies with that tail; the replica is promoted without it.
+    primary.kill9();
+    replica.restart().await.unwrap();
+    replica.promote().await.unwrap();
+    let status = wait_for("the archiver on timeline 2", || {
+        let status = handle.status();
+        std::future::ready(
+            (status.timeline == Some(2) && status.state == ArchiverState::Streaming)
+                .then_some(status),
+        )
+    })
+    .await;
+    assert!(status.flushed < tail, "{status:?}");
+
+    // What the new primary hears as flushed is WAL of its own timeline.
+    let control = replica.connect("postgres").await.unwrap();
+    control
+        .batch_execute("INSERT INTO t SELECT g, 'new' FROM generate_series(1, 100) g")
+        .await
+        .unwrap();
+    let written = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
+    handle
+        .wait_for_flush(written, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let row = control
+        .query_one(
+            "SELECT flush_lsn::text, pg_current_wal_lsn()::text FROM pg_stat_replication \
+             WHERE application_name = 'drkit_wal'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let reported: Lsn = row.get::<_, String>(0).parse().unwrap();
+    let current: Lsn = row.get::<_, String>(1).parse().unwrap();
+    assert!(
+        reported <= current,
+        "flush {reported} beyond the server's {current}"
+    );
+    handle.shutdown().await.unwrap();
+
+    // Both timelines are kept: timeline 1 with its tail, timeline 2 from its switch point.
+    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    assert!(listing.end_of(1, SIZE).unwrap() >= tail);
+    assert!(listing.end_of(2, SIZE).unwrap() >= written);
+    assert!(listing.histories.contains(&2));
+    let switch = WalSegment::containing(2, status.flushed, SIZE);
+    let assembled = fetch(&repo, &component, &switch.file_name(SIZE)).await;
+    let on_disk = pg_wal_file(&replica.data_dir(), &switch.file_name(SIZE));
+    let covered = (written.as_u64() - switch.start(SIZE).as_u64()) as usize;
+    assert!(
+        assembled[..covered] == on_disk[..covered],
+        "timeline 2 differs"
+    );
+}

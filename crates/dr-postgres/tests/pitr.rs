@@ -1,0 +1,472 @@
+//! Point-in-time recovery against real PostgreSQL: a base backup and WAL
+//! streamed into a repository while a workload writes, then restores to
+//! random moments of that workload, to the latest point after kill -9, and
+//! across a timeline switch; missing or damaged WAL fails early, leaving the
+//! target directory untouched.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dr_core::{
+    ArchiveSource, Backup, ComponentId, ErrorKind, Lsn, Objectives, RecoveryTarget, Restore,
+    RestoreRequest,
+};
+use dr_postgres::{
+    ArchiverHandle, ArchiverOptions, BaseBackup, PitrRestore, StartServer, Tls, WalArchiver,
+    verify_base_backup,
+};
+use dr_storage::{
+    FsBackend, InitOptions, KdfParams, ReadBackendExt, Repository, Secret, WriteBackend,
+};
+use dr_testkit::{Postgres, PostgresOptions, RestoreSlot};
+use jiff::Timestamp;
+
+fn component() -> ComponentId {
+    "postgres/main".parse().unwrap()
+}
+
+fn options() -> PostgresOptions {
+    PostgresOptions::default().setting("track_commit_timestamp", "on")
+}
+
+fn objectives() -> Objectives {
+    Objectives::new("30m".parse().unwrap(), "15m".parse().unwrap())
+}
+
+struct Setup {
+    pg: Postgres,
+    repo: Arc<Repository>,
+    backend: Arc<dyn WriteBackend>,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(pg_options: PostgresOptions) -> Setup {
+    let pg = Postgres::start_with(pg_options).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn WriteBackend> = Arc::new(FsBackend::new(dir.path()).unwrap());
+    let options = InitOptions::encrypted(Secret::password("pw")).kdf(KdfParams::INSECURE_FAST);
+    let repo = Arc::new(Repository::init(backend.clone(), options).await.unwrap());
+    let client = pg.connect("postgres").await.unwrap();
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, note text)")
+        .await
+        .unwrap();
+    Setup {
+        pg,
+        repo,
+        backend,
+        _dir: dir,
+    }
+}
+
+fn archiver(setup: &Setup, options: ArchiverOptions) -> ArchiverHandle {
+    WalArchiver::new(
+        setup.pg.config("postgres"),
+        Tls::none(),
+        setup.repo.clone(),
+        component(),
+        options,
+    )
+    .spawn()
+}
+
+/// Inserts rows `from..to` one transaction each, a little apart.
+async fn write_rows(pg: &Postgres, from: i32, to: i32) {
+    let client = pg.connect("postgres").await.unwrap();
+    for id in from..to {
+        client
+            .execute("INSERT INTO t VALUES ($1, repeat('x', 200))", &[&id])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+}
+
+/// Each row's commit time, as PostgreSQL recorded it.
+async fn commit_times(pg: &Postgres) -> Vec<(i32, Timestamp)> {
+    let client = pg.connect("postgres").await.unwrap();
+    client
+        .query(
+            "SELECT id, extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 FROM t ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let secs: f64 = r.get(1);
+            (
+                r.get(0),
+                Timestamp::from_microsecond((secs * 1e6).round() as i64).unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn current_lsn(pg: &Postgres) -> Lsn {
+    let client = pg.connect("postgres").await.unwrap();
+    let text: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    text.parse().unwrap()
+}
+
+/// Starts the restored data directory with dr-testkit, which stops it and
+/// removes it when the test ends.
+#[derive(Clone)]
+struct KitServer {
+    slot: Arc<Mutex<Option<RestoreSlot>>>,
+    server: Arc<tokio::sync::Mutex<Option<Postgres>>>,
+}
+
+impl KitServer {
+    fn new(options: PostgresOptions) -> (Self, std::path::PathBuf, Option<(u32, u32)>) {
+        let slot = Postgres::restore_slot(options).unwrap();
+        let data_dir = slot.data_dir();
+        let owner = slot.owner();
+        let kit = Self {
+            slot: Arc::new(Mutex::new(Some(slot))),
+            server: Arc::new(tokio::sync::Mutex::new(None)),
+        };
+        (kit, data_dir, owner)
+    }
+
+    async fn rows(&self) -> Vec<i32> {
+        let guard = self.server.lock().await;
+        let client = guard.as_ref().unwrap().connect("postgres").await.unwrap();
+        client
+            .query("SELECT id FROM t ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+}
+
+#[dr_core::async_trait]
+impl StartServer for KitServer {
+    async fn start(&self, _data_dir: &Path) -> dr_core::Result<tokio_postgres::Config> {
+        let slot = self.slot.lock().unwrap().take().expect("started once");
+        let pg = slot
+            .start()
+            .await
+            .map_err(|e| dr_core::Error::other(ErrorKind::Unavailable, "starting", e))?;
+        let config = pg.config("postgres");
+        *self.server.lock().await = Some(pg);
+        Ok(config)
+    }
+}
+
+/// Restores to `target` into a fresh kit directory, starts it, and returns it.
+async fn restore(
+    setup: &Setup,
+    target: RecoveryTarget,
+    incident_at: Option<Timestamp>,
+) -> (KitServer, dr_core::RecoveryReport) {
+    let (kit, data_dir, owner) = KitServer::new(options());
+    let mut restore =
+        PitrRestore::new(component(), &data_dir).start_with(kit.clone(), Duration::from_secs(120));
+    if let Some((uid, gid)) = owner {
+        restore = restore.owner(uid, gid);
+    }
+    let report = restore
+        .restore(RestoreRequest {
+            snapshots: setup.repo.as_ref(),
+            archive: Some(setup.repo.as_ref()),
+            target: &target,
+            objectives: objectives(),
+            incident_at,
+        })
+        .await
+        .unwrap();
+    (kit, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9() {
+    let mut setup = setup(options()).await;
+    let archiver = archiver(
+        &setup,
+        ArchiverOptions::new()
+            .slot("drkit_pitr")
+            .piece_interval(Some(Duration::from_millis(200))),
+    );
+    write_rows(&setup.pg, 0, 20).await;
+
+    // The base backup runs while the workload writes.
+    let writer = {
+        let config = setup.pg.config("postgres");
+        tokio::spawn(async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            for id in 20..60 {
+                client
+                    .execute("INSERT INTO t VALUES ($1, repeat('y', 200))", &[&id])
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        })
+    };
+    let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
+    let report = backup.backup(setup.repo.as_ref()).await.unwrap();
+    writer.await.unwrap();
+    write_rows(&setup.pg, 60, 120).await;
+    let check = verify_base_backup(setup.repo.as_ref(), &report.manifest.id)
+        .await
+        .unwrap();
+    assert!(check.is_ok(), "{check:?}");
+    assert!(check.files_ok > 100, "{check:?}");
+
+    archiver
+        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let times = commit_times(&setup.pg).await;
+    assert_eq!(times.len(), 120);
+    // The disaster: the primary dies and its data directory is lost.
+    let incident = Timestamp::now();
+    setup.pg.kill9();
+    archiver.shutdown().await.ok();
+
+    // Three moments after the backup finished, each between two commits.
+    let backup_done = report.manifest.recovery_point.at;
+    let candidates: Vec<usize> = (1..times.len())
+        .filter(|&i| times[i - 1].1 > backup_done)
+        .collect();
+    let seed = Timestamp::now().as_nanosecond() as usize;
+    for k in 0..3 {
+        let i = candidates[(seed / (k + 1) + k * 7) % candidates.len()];
+        let (before, after) = (times[i - 1].1, times[i].1);
+        let target = before
+            .checked_add(jiff::SignedDuration::from_nanos(
+                after.duration_since(before).as_nanos() as i64 / 2,
+            ))
+            .unwrap();
+        let (kit, report) = restore(&setup, RecoveryTarget::Time(target), None).await;
+        let expected: Vec<i32> = times
+            .iter()
+            .filter(|(_, at)| *at <= target)
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(kit.rows().await, expected, "restored to {target}");
+        assert!(report.achieved_rpo().is_some(), "{report}");
+    }
+
+    let (kit, report) = restore(&setup, RecoveryTarget::Latest, Some(incident)).await;
+    assert_eq!(kit.rows().await, (0..120).collect::<Vec<_>>());
+    assert!(report.objectives_met(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronous_archiving_loses_no_acknowledged_commit() {
+    let mut setup = setup(options()).await;
+    let archiver = archiver(
+        &setup,
+        ArchiverOptions::new()
+            .slot("drkit_sync")
+            .application_name("drkit_sync")
+            .synchronous(true),
+    );
+    // From here on a commit returns only once the archive has its WAL.
+    let admin = setup.pg.connect("postgres").await.unwrap();
+    for statement in [
+        "ALTER SYSTEM SET synchronous_standby_names = 'drkit_sync'",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin.batch_execute(statement).await.unwrap();
+    }
+    let mut synced = false;
+    for _ in 0..200 {
+        let state: Option<String> = admin
+            .query_opt(
+                "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'drkit_sync'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        if state.as_deref() == Some("sync") {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(synced, "the archiver never became the synchronous standby");
+    let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
+    backup.backup(setup.repo.as_ref()).await.unwrap();
+    let client = setup.pg.connect("postgres").await.unwrap();
+    let mut acknowledged = Vec::new();
+    for id in 0..40 {
+        client
+            .execute("INSERT INTO t VALUES ($1, 'sync')", &[&id])
+            .await
+            .unwrap();
+        acknowledged.push(id);
+    }
+    // No waiting for the archive: what was acknowledged must already be in it.
+    setup.pg.kill9();
+    drop(client);
+    archiver.shutdown().await.ok();
+    let (kit, _) = restore(&setup, RecoveryTarget::Latest, None).await;
+    assert_eq!(kit.rows().await, acknowledged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_damaged_wal_fails_before_the_target_is_touched() {
+    let setup = setup(options()).await;
+    let archiver = archiver(&setup, ArchiverOptions::new().slot("drkit_missing"));
+    let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
+    backup.backup(setup.repo.as_ref()).await.unwrap();
+    let client = setup.pg.connect("postgres").await.unwrap();
+    for round in 0..3 {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT g, 'z' FROM generate_series({}, {}) g; SELECT pg_switch_wal()",
+                round * 100,
+                round * 100 + 99
+            ))
+            .await
+            .unwrap();
+    }
+    archiver
+        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
+        .await
+        .unwrap();
+    archiver.shutdown().await.unwrap();
+
+    // Damage one complete segment in the store.
+    let segments = setup.repo.segments(&component(), "").await.unwrap();
+    let complete: Vec<_> = segments.iter().filter(|s| s.as_str().len() == 24).collect();
+    assert!(complete.len() >= 3, "{segments:?}");
+    let victim = complete[1].clone();
+    let key = format!("archive/{}/{}", component(), victim);
+    let stored = setup.backend.get_all(&key).await.unwrap();
+    let mut damaged = stored.to_vec();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x40;
+    setup.backend.delete(&key).await.unwrap();
+    setup
+        .backend
+        .put(&key, damaged.into(), dr_storage::PutOptions::CREATE)
+        .await
+        .unwrap();
+
+    let target_parent = tempfile::tempdir().unwrap();
+    let data_dir = target_parent.path().join("restored");
+    let attempt = PitrRestore::new(component(), &data_dir)
+        .restore(RestoreRequest {
+            snapshots: setup.repo.as_ref(),
+            archive: Some(setup.repo.as_ref()),
+            target: &RecoveryTarget::Latest,
+            objectives: objectives(),
+            incident_at: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(attempt.kind(), ErrorKind::Corrupt, "{attempt}");
+    assert!(!data_dir.exists(), "the target directory was touched");
+    assert_eq!(std::fs::read_dir(target_parent.path()).unwrap().count(), 0);
+
+    // A segment gone: the error names it, before anything is written.
+    setup.backend.delete(&key).await.unwrap();
+    let err = PitrRestore::new(component(), &data_dir)
+        .restore(RestoreRequest {
+            snapshots: setup.repo.as_ref(),
+            archive: Some(setup.repo.as_ref()),
+            target: &RecoveryTarget::Latest,
+            objectives: objectives(),
+            incident_at: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains(victim.as_str()), "{err}");
+    assert!(!data_dir.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_of_unreachable_servers_and_with_wrong_passwords_fail_clearly() {
+    let setup = setup(options()).await;
+    let mut wrong = setup.pg.config("postgres");
+    wrong.password("not-the-password");
+    let err = BaseBackup::new(component(), wrong, Tls::none())
+        .backup(setup.repo.as_ref())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+
+    let mut closed = tokio_postgres::Config::new();
+    closed
+        .host("127.0.0.1")
+        .port(1)
+        .user("postgres")
+        .password(setup.pg.password());
+    let err = BaseBackup::new(component(), closed, Tls::none())
+        .backup(setup.repo.as_ref())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        setup.repo.all_snapshots().await.unwrap().is_empty(),
+        "a failed backup left a snapshot"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovers_across_a_timeline_switch() {
+    let setup = setup(options()).await;
+    let first = archiver(&setup, ArchiverOptions::new().slot("drkit_tl"));
+    let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
+    backup.backup(setup.repo.as_ref()).await.unwrap();
+    write_rows(&setup.pg, 0, 30).await;
+    let replica = setup.pg.start_replica().await.unwrap();
+    write_rows(&setup.pg, 30, 40).await;
+    // Let the replica catch up, then fail over to it.
+    let lsn = current_lsn(&setup.pg).await;
+    first
+        .wait_for_flush(lsn, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let rc = replica.connect("postgres").await.unwrap();
+    for _ in 0..300 {
+        let text: String = rc
+            .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if text.parse::<Lsn>().unwrap() >= lsn {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.shutdown().await.ok();
+    replica.promote().await.unwrap();
+    write_rows(&replica, 40, 60).await;
+
+    let second = WalArchiver::new(
+        replica.config("postgres"),
+        Tls::none(),
+        setup.repo.clone(),
+        component(),
+        ArchiverOptions::new().slot("drkit_tl2"),
+    )
+    .spawn();
+    second
+        .wait_for_flush(current_lsn(&replica).await, Duration::from_secs(30))
+        .await
+        .unwrap();
+    second.shutdown().await.ok();
+    let names = setup.repo.segments(&component(), "00000002").await.unwrap();
+    assert!(
+        names.iter().any(|n| n.as_str() == "00000002.history"),
+        "{names:?}"
+    );
+
+    let (kit, _) = restore(&setup, RecoveryTarget::Latest, None).await;
+    assert_eq!(kit.rows().await, (0..60).collect::<Vec<_>>());
+}
