@@ -173,12 +173,12 @@ impl fmt::Display for Assessment {
         match self {
             Assessment::Met { margin } => {
                 f.write_str("met, ")?;
-                format_duration(*margin, f)?;
+                format_duration(round_to_millis(*margin), f)?;
                 f.write_str(" to spare")
             }
             Assessment::Missed { by } => {
                 f.write_str("MISSED by ")?;
-                format_duration(*by, f)
+                format_duration(round_to_millis(*by), f)
             }
             Assessment::Unmeasured => f.write_str("not measured"),
         }
