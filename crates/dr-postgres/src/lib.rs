@@ -79,6 +79,7 @@ pub(crate) mod backup;
 pub(crate) mod error;
 pub(crate) mod replication;
 pub(crate) mod restore;
+pub(crate) mod retention;
 pub(crate) mod tar;
 pub(crate) mod verify;
 
@@ -97,6 +98,7 @@ pub use crate::replication::{
     WalStream, XLogData,
 };
 pub use crate::restore::{PitrRestore, STAGING_DIR, StartServer};
+pub use crate::retention::unneeded_wal;
 pub use crate::verify::{BaseBackupCheck, verify_base_backup};
 pub use crate::wal::{
     DEFAULT_SEGMENT_SIZE, TimelinePath, WalSegment, WalSegmentSize, history_file_name,

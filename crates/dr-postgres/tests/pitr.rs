@@ -470,3 +470,59 @@ async fn recovers_across_a_timeline_switch() {
     let (kit, _) = restore(&setup, RecoveryTarget::Latest, None).await;
     assert_eq!(kit.rows().await, (0..60).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_old_base_backups_removes_only_the_wal_they_alone_needed() {
+    let setup = setup(options()).await;
+    let archiver = archiver(&setup, ArchiverOptions::new().slot("drkit_retention"));
+    let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
+    let old = backup.backup(setup.repo.as_ref()).await.unwrap().manifest;
+    let client = setup.pg.connect("postgres").await.unwrap();
+    for round in 0..3 {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO t SELECT g, 'r' FROM generate_series({}, {}) g; SELECT pg_switch_wal()",
+                round * 10,
+                round * 10 + 9
+            ))
+            .await
+            .unwrap();
+    }
+    let kept = backup.backup(setup.repo.as_ref()).await.unwrap().manifest;
+    write_rows(&setup.pg, 30, 40).await;
+    archiver
+        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
+        .await
+        .unwrap();
+    archiver.shutdown().await.unwrap();
+
+    setup.repo.forget_snapshots(&[old.id]).await.unwrap();
+    let unneeded = dr_postgres::unneeded_wal(setup.repo.as_ref(), &component(), &[kept.clone()])
+        .await
+        .unwrap();
+    assert!(!unneeded.is_empty());
+    let start: Lsn = kept.metadata[dr_postgres::meta::START_LSN].parse().unwrap();
+    let size = dr_postgres::DEFAULT_SEGMENT_SIZE;
+    for name in &unneeded {
+        match dr_postgres::ArchivedWal::parse(name.as_str(), size).unwrap() {
+            dr_postgres::ArchivedWal::Segment(s) => assert!(s.end(size) <= start, "{name}"),
+            dr_postgres::ArchivedWal::Piece { .. } => {}
+            dr_postgres::ArchivedWal::History(_) => panic!("history {name} would be forgotten"),
+        }
+    }
+    setup
+        .repo
+        .forget_segments(&component(), &unneeded)
+        .await
+        .unwrap();
+    // Nothing a kept backup needs was removed: the latest restore still works.
+    let (kit, _) = restore(&setup, RecoveryTarget::Latest, None).await;
+    assert_eq!(kit.rows().await, (0..40).collect::<Vec<_>>());
+    // And with no kept backup, nothing is declared unneeded.
+    assert!(
+        dr_postgres::unneeded_wal(setup.repo.as_ref(), &component(), &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,0 +1,72 @@
+//! Keeping the WAL archive consistent with the base backups kept: after old
+//! base backups are forgotten, the WAL only they needed can go, and never
+//! WAL a kept backup needs to become consistent or to roll forward.
+
+use dr_core::{ArchiveSource, ComponentId, Manifest, SegmentName};
+
+use crate::archive::ArchivedWal;
+use crate::backup::meta;
+use crate::wal::{WalSegment, WalSegmentSize};
+
+/// The archived WAL of `component` that none of the `kept` base backups
+/// needs: every segment and piece before the oldest kept backup's start
+/// segment, and the pieces of segments that are stored complete. History
+/// files are always kept (they are tiny and describe every timeline).
+/// Pass the result to the repository's `forget_segments`.
+///
+/// With no kept base backup nothing is returned: without one there is no
+/// telling which WAL matters.
+///
+/// # Errors
+/// A kept manifest is not a base backup, or the archive cannot be listed.
+pub async fn unneeded_wal(
+    archive: &dyn ArchiveSource,
+    component: &ComponentId,
+    kept: &[Manifest],
+) -> dr_core::Result<Vec<SegmentName>> {
+    let mut oldest: Option<(u64, WalSegmentSize)> = None;
+    for manifest in kept {
+        let bad = |key: &str| {
+            dr_core::Error::invalid(
+                format!("snapshot {}", manifest.id),
+                format!("not a base backup: no valid {key}"),
+            )
+        };
+        let start: dr_core::Lsn = manifest
+            .metadata
+            .get(meta::START_LSN)
+            .ok_or_else(|| bad(meta::START_LSN))?
+            .parse()?;
+        let size = manifest
+            .metadata
+            .get(meta::WAL_SEGMENT_SIZE)
+            .and_then(|s| s.parse().ok())
+            .and_then(|s| WalSegmentSize::new(s).ok())
+            .ok_or_else(|| bad(meta::WAL_SEGMENT_SIZE))?;
+        let number = start.as_u64() / size.bytes();
+        if oldest.is_none_or(|(n, _)| number < n) {
+            oldest = Some((number, size));
+        }
+    }
+    let Some((first_needed, size)) = oldest else {
+        return Ok(Vec::new());
+    };
+    let names = archive.segments(component, "").await?;
+    let complete: std::collections::BTreeSet<WalSegment> = names
+        .iter()
+        .filter_map(|n| match ArchivedWal::parse(n.as_str(), size) {
+            Some(ArchivedWal::Segment(s)) => Some(s),
+            _ => None,
+        })
+        .collect();
+    Ok(names
+        .into_iter()
+        .filter(|name| match ArchivedWal::parse(name.as_str(), size) {
+            Some(ArchivedWal::Segment(s)) => s.number < first_needed,
+            Some(ArchivedWal::Piece { segment, .. }) => {
+                segment.number < first_needed || complete.contains(&segment)
+            }
+            Some(ArchivedWal::History(_)) | None => false,
+        })
+        .collect())
+}
