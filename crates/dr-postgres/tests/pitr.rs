@@ -497,9 +497,13 @@ async fn forgetting_old_base_backups_removes_only_the_wal_they_alone_needed() {
     archiver.shutdown().await.unwrap();
 
     setup.repo.forget_snapshots(&[old.id]).await.unwrap();
-    let unneeded = dr_postgres::unneeded_wal(setup.repo.as_ref(), &component(), &[kept.clone()])
-        .await
-        .unwrap();
+    let unneeded = dr_postgres::unneeded_wal(
+        setup.repo.as_ref(),
+        &component(),
+        std::slice::from_ref(&kept),
+    )
+    .await
+    .unwrap();
     assert!(!unneeded.is_empty());
     let start: Lsn = kept.metadata[dr_postgres::meta::START_LSN].parse().unwrap();
     let size = dr_postgres::DEFAULT_SEGMENT_SIZE;
