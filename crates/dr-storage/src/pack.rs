@@ -50,22 +50,62 @@ pub(crate) struct SealedBlob {
 
 /// Compresses (if it helps) and seals a chunk.
 pub(crate) fn seal_blob(crypter: &Crypter, id: Id, raw: &[u8], level: i32) -> Result<SealedBlob> {
-    let compressed =
-        zstd::bulk::compress(raw, level).map_err(|e| Error::io("compressing a chunk", e))?;
-    let (body, compression) = if compressed.len() < raw.len() {
-        (compressed, Compression::Zstd)
+    let compressed = if looks_incompressible(raw) {
+        None
     } else {
-        (raw.to_vec(), Compression::None)
+        Some(compress(raw, level)?)
     };
     let raw_length = u32::try_from(raw.len()).map_err(|_| Error::InvalidInput {
         what: "chunk".into(),
         reason: "larger than 4 GiB".into(),
     })?;
+    let (sealed, compression) = match compressed {
+        Some(body) if body.len() < raw.len() => {
+            (crypter.seal(&body, BLOB_CONTEXT)?, Compression::Zstd)
+        }
+        _ => (crypter.seal(raw, BLOB_CONTEXT)?, Compression::None),
+    };
     Ok(SealedBlob {
         id,
-        data: Bytes::from(crypter.seal(&body, BLOB_CONTEXT)?),
+        data: Bytes::from(sealed),
         raw_length,
         compression,
+    })
+}
+
+/// Whether two 32 KiB samples (the start and the middle) of a large chunk
+/// both fail to shrink at zstd's fastest level: then the whole chunk is
+/// stored as it is without spending a full compression on it.
+fn looks_incompressible(raw: &[u8]) -> bool {
+    const SAMPLE: usize = 32 * 1024;
+    if raw.len() < 8 * SAMPLE {
+        return false;
+    }
+    let middle = raw.len() / 2;
+    [&raw[..SAMPLE], &raw[middle..middle + SAMPLE]]
+        .iter()
+        .all(|sample| compress(sample, 1).is_ok_and(|c| c.len() * 100 >= sample.len() * 98))
+}
+
+thread_local! {
+    /// One zstd context per thread and level, reused across chunks.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(raw: &[u8], level: i32) -> Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.as_ref().is_none_or(|(l, _)| *l != level) {
+            let compressor = zstd::bulk::Compressor::new(level)
+                .map_err(|e| Error::io("setting up zstd", e))?;
+            *cell = Some((level, compressor));
+        }
+        match cell.as_mut() {
+            Some((_, compressor)) => compressor.compress(raw),
+            None => zstd::bulk::compress(raw, level),
+        }
+        .map_err(|e| Error::io("compressing a chunk", e))
     })
 }
 
@@ -103,6 +143,14 @@ pub(crate) struct PackBuilder {
 }
 
 impl PackBuilder {
+    /// An empty pack with room for `bytes`.
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        Self {
+            data: Vec::with_capacity(bytes),
+            entries: Vec::new(),
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.data.len()
     }

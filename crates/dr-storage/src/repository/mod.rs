@@ -162,7 +162,7 @@ impl InitOptions {
             encryption,
             compression_level: 3,
             chunker: ChunkerParams::DEFAULT,
-            pack_size: 32 * 1024 * 1024,
+            pack_size: 16 * 1024 * 1024,
             object_lock: None,
         }
     }

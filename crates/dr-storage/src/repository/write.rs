@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use dr_core::{
     ComponentId, MANIFEST_FORMAT, Manifest, Sha256Digest, SnapshotCommit, SnapshotId, SnapshotSink,
     SnapshotWriter, StreamEntry, StreamName,
@@ -12,6 +12,7 @@ use dr_core::{
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::lock::Lock;
@@ -39,6 +40,13 @@ struct Packer {
     done: Vec<IndexedPack>,
 }
 
+/// Room for a full pack and the blob that tips it over, so a pack's buffer
+/// is allocated once rather than grown by doubling.
+fn pack_capacity(repo: &Repository) -> usize {
+    let config = &repo.inner.config;
+    config.pack_size as usize + config.chunker.max as usize + 4096
+}
+
 impl Drop for Packer {
     /// An abandoned backup stops uploading.
     fn drop(&mut self) {
@@ -51,8 +59,8 @@ impl Drop for Packer {
 impl Packer {
     fn new(repo: Repository) -> Self {
         Self {
+            current: PackBuilder::with_capacity(pack_capacity(&repo)),
             repo,
-            current: PackBuilder::default(),
             packed: HashSet::new(),
             uploads: VecDeque::new(),
             done: Vec::new(),
@@ -75,7 +83,8 @@ impl Packer {
         if self.current.is_empty() {
             return Ok(());
         }
-        let builder = std::mem::take(&mut self.current);
+        let fresh = PackBuilder::with_capacity(pack_capacity(&self.repo));
+        let builder = std::mem::replace(&mut self.current, fresh);
         let repo = self.repo.clone();
         self.uploads.push_back(tokio::spawn(async move {
             let crypter = repo.inner.crypter.clone();
@@ -98,7 +107,8 @@ impl Packer {
             }
             Ok(IndexedPack { id, blobs })
         }));
-        while self.uploads.len() > 2 {
+        // Two packs uploading and one filling bound the memory packs take.
+        while self.uploads.len() > 1 {
             self.finish_one().await?;
         }
         Ok(())
@@ -145,7 +155,8 @@ impl std::fmt::Debug for RepositoryWriter {
 }
 
 impl RepositoryWriter {
-    /// Cuts the next chunk off `buf`: `buf` holds at least `max` bytes or the rest of the stream.
+    /// Where the next chunk of `buf` ends. Less than `buf.len()`, or `max`,
+    /// is a final cut; `buf.len()` below `max` means no cut was found yet.
     fn cut(&self, buf: &[u8]) -> usize {
         let c = self.repo.inner.config.chunker;
         if buf.len() <= c.min as usize {
@@ -186,26 +197,45 @@ impl SnapshotWriter for RepositoryWriter {
         let level = self.repo.inner.config.compression_level;
         let mut buf = BytesMut::with_capacity(2 * max);
         let mut eof = false;
-        let mut stream_hash = Sha256::new();
+        // The whole stream's SHA-256, on a thread of its own, in order: the
+        // reading loop only reads and cuts.
+        let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(8);
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut hash = Sha256::new();
+            while let Some(chunk) = hash_rx.blocking_recv() {
+                hash.update(&chunk);
+            }
+            hash.finalize()
+        });
         let mut size = 0u64;
         let mut ids = Vec::new();
         let mut in_flight: VecDeque<JoinHandle<Result<Processed>>> = VecDeque::new();
         loop {
-            while !eof && buf.len() < max {
-                buf.reserve(max);
+            // A cut found before the end of what is buffered is final (FastCDC
+            // decides from the bytes up to it), so cut everything buffered and
+            // read more only for a tail without a cut: the tail is all that is
+            // ever copied when the buffer grows.
+            let len = if buf.is_empty() { 0 } else { self.cut(&buf) };
+            if len == 0 || (len == buf.len() && len < max && !eof) {
+                if eof {
+                    break;
+                }
+                if buf.capacity() - buf.len() < max / 2 {
+                    buf.reserve(2 * max);
+                }
                 let n = data
                     .read_buf(&mut buf)
                     .await
                     .map_err(|e| dr_core::Error::io(format!("reading stream {name}"), e))?;
                 eof = n == 0;
+                continue;
             }
-            if buf.is_empty() {
-                break;
-            }
-            let len = self.cut(&buf);
             let chunk = buf.split_to(len).freeze();
-            stream_hash.update(&chunk);
             size += chunk.len() as u64;
+            hash_tx
+                .send(chunk.clone())
+                .await
+                .map_err(|_| Error::io("hashing", std::io::Error::other("the hasher stopped")))?;
             let repo = self.repo.clone();
             in_flight.push_back(tokio::task::spawn_blocking(move || {
                 let id = repo.inner.crypter.id(&chunk);
@@ -223,10 +253,12 @@ impl SnapshotWriter for RepositoryWriter {
         while !in_flight.is_empty() {
             self.take_processed(&mut in_flight, &mut ids).await?;
         }
+        drop(hash_tx);
+        let digest = hasher.await.map_err(join_error)?;
         let entry = StreamEntry {
             name: name.clone(),
             size,
-            sha256: Sha256Digest::from_bytes(stream_hash.finalize().into()),
+            sha256: Sha256Digest::from_bytes(digest.into()),
         };
         self.chunks.insert(name.clone(), ids);
         self.streams.push(entry.clone());
