@@ -97,8 +97,8 @@ fn compress(raw: &[u8], level: i32) -> Result<Vec<u8>> {
     COMPRESSOR.with(|cell| {
         let mut cell = cell.borrow_mut();
         if cell.as_ref().is_none_or(|(l, _)| *l != level) {
-            let compressor = zstd::bulk::Compressor::new(level)
-                .map_err(|e| Error::io("setting up zstd", e))?;
+            let compressor =
+                zstd::bulk::Compressor::new(level).map_err(|e| Error::io("setting up zstd", e))?;
             *cell = Some((level, compressor));
         }
         match cell.as_mut() {

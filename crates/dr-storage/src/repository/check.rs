@@ -55,14 +55,7 @@ impl Repository {
         let mut problem = |object: String, reason: String| {
             report.problems.push(Damage { object, reason });
         };
-        let sizes: HashMap<String, u64> = self
-            .inner
-            .backend
-            .list("data/")
-            .await?
-            .into_iter()
-            .filter_map(|o| Some((o.key.rsplit('/').next()?.to_owned(), o.size)))
-            .collect();
+        let sizes = self.stored_packs().await?;
         let mut indexed_packs = HashSet::new();
         // Blob id -> raw length, for adding up streams.
         let mut blobs = HashMap::new();

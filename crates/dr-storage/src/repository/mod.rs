@@ -472,14 +472,7 @@ impl Repository {
     /// # Errors
     /// The store failed or an index file is damaged.
     pub async fn load_index(&self) -> Result<()> {
-        let listed: Vec<String> = self
-            .inner
-            .backend
-            .list("index/")
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
+        let listed = self.index_keys().await?;
         let (rebuild, known) = {
             let index = self.inner.index.read().unwrap_or_else(|p| p.into_inner());
             let current: HashSet<&String> = listed.iter().collect();
@@ -508,6 +501,30 @@ impl Repository {
             index.files.extend(fresh.files);
         }
         Ok(())
+    }
+
+    /// The keys of every index file.
+    async fn index_keys(&self) -> Result<Vec<String>> {
+        Ok(self
+            .inner
+            .backend
+            .list("index/")
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect())
+    }
+
+    /// Every stored pack by name (its SHA-256), with its size.
+    async fn stored_packs(&self) -> Result<HashMap<String, u64>> {
+        Ok(self
+            .inner
+            .backend
+            .list("data/")
+            .await?
+            .into_iter()
+            .filter_map(|o| Some((o.key.rsplit('/').next()?.to_owned(), o.size)))
+            .collect())
     }
 
     async fn index_file(&self, key: &str) -> Result<IndexFile> {

@@ -125,24 +125,10 @@ impl Repository {
     async fn prune_locked(&self, options: &PruneOptions) -> Result<PruneReport> {
         let mut report = PruneReport::default();
         let used = self.used_chunks(&mut report).await?;
-        let index_keys: Vec<String> = self
-            .inner
-            .backend
-            .list("index/")
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
+        let index_keys = self.index_keys().await?;
         // Every pack the index files name, with its blobs; and where each used
         // blob will be found (the first indexed copy that exists).
-        let stored: HashMap<String, u64> = self
-            .inner
-            .backend
-            .list("data/")
-            .await?
-            .into_iter()
-            .filter_map(|o| Some((o.key.rsplit('/').next()?.to_owned(), o.size)))
-            .collect();
+        let stored = self.stored_packs().await?;
         let mut packs: HashMap<String, Vec<BlobEntry>> = HashMap::new();
         let mut index_packs: HashMap<String, Vec<String>> = HashMap::new();
         let mut home: HashMap<Id, String> = HashMap::new();
