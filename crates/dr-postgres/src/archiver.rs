@@ -923,6 +923,8 @@ impl Task {
                         return Ok(pause);
                     }
                     if current.unstored() < SYNC_BATCH_MAX {
+                        // A completed segment may have moved the flush position.
+                        self.publish();
                         continue;
                     }
                 }

@@ -702,12 +702,19 @@ async fn extract_tar(
                 if let Some(parent) = path.parent() {
                     create_private_dir(parent)?;
                 }
-                let mut file = tokio::fs::File::create(&path)
+                let file = tokio::fs::File::create(&path)
                     .await
                     .map_err(io(format!("creating {}", path.display())))?;
-                tokio::io::copy(&mut tar.content(), &mut file)
+                // Large writes: the file goes through the blocking pool.
+                let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
+                tokio::io::copy(&mut tar.content(), &mut writer)
                     .await
                     .map_err(io(format!("writing {}", path.display())))?;
+                writer
+                    .flush()
+                    .await
+                    .map_err(io(format!("writing {}", path.display())))?;
+                let file = writer.into_inner();
                 file.sync_all()
                     .await
                     .map_err(io(format!("syncing {}", path.display())))?;

@@ -220,14 +220,18 @@ impl SnapshotWriter for RepositoryWriter {
                 if eof {
                     break;
                 }
-                if buf.capacity() - buf.len() < max / 2 {
-                    buf.reserve(2 * max);
+                // Fill to `max` before cutting again, so that small reads (a
+                // protocol's messages) do not rescan the tail each time.
+                while !eof && buf.len() < max {
+                    if buf.capacity() - buf.len() < max / 2 {
+                        buf.reserve(2 * max);
+                    }
+                    let n = data
+                        .read_buf(&mut buf)
+                        .await
+                        .map_err(|e| dr_core::Error::io(format!("reading stream {name}"), e))?;
+                    eof = n == 0;
                 }
-                let n = data
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|e| dr_core::Error::io(format!("reading stream {name}"), e))?;
-                eof = n == 0;
                 continue;
             }
             let chunk = buf.split_to(len).freeze();
