@@ -93,7 +93,7 @@ async fn main() -> Result<()> {
     let before_kill = commit_times(&primary.connect("postgres").await?).await?;
     let incident = Timestamp::now();
     primary.kill9();
-    let acknowledged = workload.stop().await?;
+    let acknowledged = workload.stop().await;
     let archived = archiver.shutdown().await;
     std::fs::remove_dir_all(primary.data_dir())?;
     println!(

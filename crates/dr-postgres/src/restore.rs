@@ -407,11 +407,7 @@ impl PitrRestore {
             return Err(missing(reached));
         }
         // WAL archived beyond a hole would be silently skipped: refuse.
-        let beyond = listing
-            .segments
-            .keys()
-            .any(|s| s.number > number && path.timeline_at(s.end(size)) == s.timeline);
-        if limit.is_none() && beyond && reached < path_end(&listing, &path, size) {
+        if limit.is_none() && reached < path_end(&listing, &path, size) {
             return Err(missing(reached));
         }
         Ok(WalPlan {

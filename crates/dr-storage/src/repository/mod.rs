@@ -393,7 +393,7 @@ impl Repository {
     /// # Errors
     /// `NotFound` if there is no repository; `WrongPassword`;
     /// `UnsupportedVersion` for a newer format; `Unsupported` if the store does
-    /// not honour create-only writes; `Corrupt` for a damaged index.
+    /// not honour create-only writes; `Corrupt` for a damaged config.
     pub async fn open(backend: Arc<dyn WriteBackend>, secret: Option<&Secret>) -> Result<Self> {
         let raw = backend.get_all("config").await?;
         let config: Config = serde_json::from_slice(&raw).map_err(|e| {
@@ -430,9 +430,9 @@ impl Repository {
         } else {
             Crypter::Plain
         };
-        let repo = Self::assemble(backend, crypter, config);
-        repo.load_index().await?;
-        Ok(repo)
+        // The index is read when it is first needed (a backup or a read),
+        // not here: archive segments (WAL) never need it.
+        Ok(Self::assemble(backend, crypter, config))
     }
 
     fn assemble(backend: Arc<dyn WriteBackend>, crypter: Crypter, config: Config) -> Self {

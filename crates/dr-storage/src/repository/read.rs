@@ -46,6 +46,8 @@ impl SnapshotSource for Repository {
             }
             Err(e) => return Err(e.into()),
         };
+        // Pick up index files written since the last load (cheap when none were).
+        self.load_index().await?;
         let entry =
             file.manifest.stream(name).cloned().ok_or_else(|| {
                 dr_core::Error::not_found(format!("stream {name} of snapshot {id}"))
