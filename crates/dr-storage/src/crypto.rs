@@ -4,11 +4,9 @@
 use std::fmt;
 
 use argon2::{Algorithm, Argon2, Params, Version};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -91,7 +89,7 @@ impl KdfParams {
 pub(crate) struct MasterKey {
     /// Encrypts blobs.
     encryption: [u8; 32],
-    /// Keys the chunk-id HMAC, so ids do not reveal content.
+    /// Keys the chunk ids (keyed BLAKE3), so ids do not reveal content.
     id: [u8; 32],
     /// Seeds the chunker, so chunk boundaries do not reveal content.
     pub(crate) chunker_seed: u64,
@@ -187,9 +185,9 @@ impl WrappedKey {
 /// How blobs are sealed and named: with a master key, or in the clear.
 #[derive(Debug, Clone)]
 pub(crate) enum Crypter {
-    /// No encryption; ids are plain SHA-256.
+    /// No encryption; ids are plain BLAKE3.
     Plain,
-    /// XChaCha20-Poly1305; ids are HMAC-SHA-256 under the id key.
+    /// XChaCha20-Poly1305; ids are BLAKE3 keyed with the id key.
     Keyed(MasterKey),
 }
 
@@ -200,14 +198,8 @@ impl Crypter {
     /// The id of a chunk's plaintext.
     pub(crate) fn id(&self, data: &[u8]) -> Id {
         match self {
-            Crypter::Plain => Sha256::digest(data).into(),
-            Crypter::Keyed(key) => {
-                // HMAC accepts keys of any length: this cannot fail.
-                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.id)
-                    .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-                mac.update(data);
-                mac.finalize().into_bytes().into()
-            }
+            Crypter::Plain => blake3::hash(data).into(),
+            Crypter::Keyed(key) => blake3::keyed_hash(&key.id, data).into(),
         }
     }
 
@@ -225,6 +217,48 @@ impl Crypter {
             Crypter::Plain => Ok(plain.to_vec()),
             Crypter::Keyed(key) => seal(&key.encryption, plain, context),
         }
+    }
+
+    /// Bytes [`Crypter::seal_in_place`] expects in front of the plaintext.
+    pub(crate) fn prefix_len(&self) -> usize {
+        match self {
+            Crypter::Plain => 0,
+            Crypter::Keyed(_) => NONCE_LEN,
+        }
+    }
+
+    /// Bytes sealing adds in all: a buffer of the plaintext's length plus
+    /// this never reallocates.
+    pub(crate) fn overhead(&self) -> usize {
+        match self {
+            Crypter::Plain => 0,
+            Crypter::Keyed(_) => NONCE_LEN + TAG_LEN,
+        }
+    }
+
+    /// Seals `buf[prefix_len..]` where it lies: the same bytes [`Crypter::seal`]
+    /// returns, without copying the plaintext. The first
+    /// [`Crypter::prefix_len`] bytes of `buf` are overwritten (with the nonce).
+    pub(crate) fn seal_in_place(&self, buf: &mut Vec<u8>, context: &[u8]) -> Result<()> {
+        let Crypter::Keyed(key) = self else {
+            return Ok(());
+        };
+        if buf.len() < NONCE_LEN {
+            return Err(Error::InvalidInput {
+                what: "blob".into(),
+                reason: "no room for the nonce".into(),
+            });
+        }
+        let (nonce, body) = buf.split_at_mut(NONCE_LEN);
+        fill_random(nonce)?;
+        let tag = XChaCha20Poly1305::new((&key.encryption).into())
+            .encrypt_in_place_detached(XNonce::from_slice(nonce), context, body)
+            .map_err(|_| Error::InvalidInput {
+                what: "blob".into(),
+                reason: "too large to encrypt".into(),
+            })?;
+        buf.extend_from_slice(&tag);
+        Ok(())
     }
 
     /// Opens a sealed blob, failing with `Corrupt` naming `what` if it was altered.
@@ -268,6 +302,11 @@ pub(crate) fn fill_random(buf: &mut [u8]) -> Result<()> {
         what: "random source".into(),
         reason: e.to_string(),
     })
+}
+
+/// The name of an object named by its content: the hex BLAKE3 of its bytes.
+pub(crate) fn content_name(bytes: &[u8]) -> String {
+    hex(blake3::hash(bytes).as_bytes())
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -340,6 +379,26 @@ mod tests {
     }
 
     #[test]
+    fn sealing_in_place_opens_like_sealing() {
+        for c in [
+            Crypter::Plain,
+            Crypter::Keyed(MasterKey::generate().unwrap()),
+        ] {
+            let mut buf = vec![0xAA; c.prefix_len()];
+            buf.extend_from_slice(b"in place");
+            let capacity = buf.len() + c.overhead();
+            buf.reserve_exact(c.overhead());
+            c.seal_in_place(&mut buf, b"data").unwrap();
+            assert_eq!(buf.len(), b"in place".len() + c.overhead());
+            assert!(buf.capacity() >= capacity);
+            assert_eq!(c.open(&buf, b"data", "x").unwrap(), b"in place");
+            if matches!(c, Crypter::Keyed(_)) {
+                assert!(c.open(&buf, b"index", "x").is_err());
+            }
+        }
+    }
+
+    #[test]
     fn sealed_blobs_detect_tampering() {
         let c = Crypter::Keyed(MasterKey::generate().unwrap());
         let sealed = c.seal(b"hello", b"data").unwrap();
@@ -377,7 +436,7 @@ mod tests {
         let plain = Crypter::Plain.id(b"abc");
         assert_eq!(
             hex(&plain),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
         );
         let a = Crypter::Keyed(MasterKey::generate().unwrap()).id(b"abc");
         let b = Crypter::Keyed(MasterKey::generate().unwrap()).id(b"abc");

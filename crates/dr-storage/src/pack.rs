@@ -6,7 +6,7 @@
 //! header entry: id (32) | compression (u8) | stored length (u32 LE) | raw length (u32 LE)
 //! ```
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Crypter, Id, hex};
@@ -48,26 +48,38 @@ pub(crate) struct SealedBlob {
     pub(crate) compression: Compression,
 }
 
-/// Compresses (if it helps) and seals a chunk.
+/// Compresses (if it helps) and seals a chunk, into one buffer allocated
+/// once: compressed (or copied) behind room for the nonce, then encrypted
+/// where it lies.
 pub(crate) fn seal_blob(crypter: &Crypter, id: Id, raw: &[u8], level: i32) -> Result<SealedBlob> {
-    let compressed = if looks_incompressible(raw) {
-        None
-    } else {
-        Some(compress(raw, level)?)
-    };
     let raw_length = u32::try_from(raw.len()).map_err(|_| Error::InvalidInput {
         what: "chunk".into(),
         reason: "larger than 4 GiB".into(),
     })?;
-    let (sealed, compression) = match compressed {
-        Some(body) if body.len() < raw.len() => {
-            (crypter.seal(&body, BLOB_CONTEXT)?, Compression::Zstd)
-        }
-        _ => (crypter.seal(raw, BLOB_CONTEXT)?, Compression::None),
+    let prefix = crypter.prefix_len();
+    let bound = zstd::zstd_safe::compress_bound(raw.len()).max(raw.len());
+    let mut buf = Vec::with_capacity(bound + crypter.overhead());
+    let compressed = if looks_incompressible(raw) {
+        None
+    } else {
+        buf.resize(prefix + bound, 0);
+        let n = compress_into(raw, level, &mut buf[prefix..])?;
+        buf.truncate(prefix + n);
+        Some(n)
     };
+    let compression = match compressed {
+        Some(n) if n < raw.len() => Compression::Zstd,
+        _ => {
+            buf.clear();
+            buf.resize(prefix, 0);
+            buf.extend_from_slice(raw);
+            Compression::None
+        }
+    };
+    crypter.seal_in_place(&mut buf, BLOB_CONTEXT)?;
     Ok(SealedBlob {
         id,
-        data: Bytes::from(sealed),
+        data: Bytes::from(buf),
         raw_length,
         compression,
     })
@@ -93,20 +105,32 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-fn compress(raw: &[u8], level: i32) -> Result<Vec<u8>> {
+/// Runs `f` with this thread's zstd context for `level`.
+fn with_compressor<T>(
+    level: i32,
+    f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> std::io::Result<T>,
+) -> Result<T> {
     COMPRESSOR.with(|cell| {
         let mut cell = cell.borrow_mut();
-        if cell.as_ref().is_none_or(|(l, _)| *l != level) {
-            let compressor =
-                zstd::bulk::Compressor::new(level).map_err(|e| Error::io("setting up zstd", e))?;
-            *cell = Some((level, compressor));
-        }
-        match cell.as_mut() {
-            Some((_, compressor)) => compressor.compress(raw),
-            None => zstd::bulk::compress(raw, level),
-        }
-        .map_err(|e| Error::io("compressing a chunk", e))
+        let compressor = match cell.as_mut() {
+            Some((l, compressor)) if *l == level => compressor,
+            _ => {
+                let compressor = zstd::bulk::Compressor::new(level)
+                    .map_err(|e| Error::io("setting up zstd", e))?;
+                &mut cell.insert((level, compressor)).1
+            }
+        };
+        f(compressor).map_err(|e| Error::io("compressing a chunk", e))
     })
+}
+
+fn compress(raw: &[u8], level: i32) -> Result<Vec<u8>> {
+    with_compressor(level, |c| c.compress(raw))
+}
+
+/// Compresses into `out` (at least zstd's bound for `raw` long); returns the length.
+fn compress_into(raw: &[u8], level: i32, out: &mut [u8]) -> Result<usize> {
+    with_compressor(level, |c| c.compress_to_buffer(raw, out))
 }
 
 /// Opens a blob read from a pack and checks that its content matches its id.
@@ -138,15 +162,17 @@ pub(crate) fn open_blob(
 /// Builds one pack.
 #[derive(Debug, Default)]
 pub(crate) struct PackBuilder {
-    data: Vec<u8>,
+    data: BytesMut,
     entries: Vec<BlobEntry>,
 }
 
 impl PackBuilder {
-    /// An empty pack with room for `bytes`.
-    pub(crate) fn with_capacity(bytes: usize) -> Self {
+    /// An empty pack built in `buffer` (cleared first), so that a writer can
+    /// reuse the buffers of packs it already stored.
+    pub(crate) fn in_buffer(mut buffer: BytesMut) -> Self {
+        buffer.clear();
         Self {
-            data: Vec::with_capacity(bytes),
+            data: buffer,
             entries: Vec::new(),
         }
     }
@@ -192,7 +218,7 @@ impl PackBuilder {
         self.data
             .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         self.data.extend_from_slice(MAGIC);
-        Ok((Bytes::from(self.data), self.entries))
+        Ok((self.data.freeze(), self.entries))
     }
 }
 

@@ -7,8 +7,8 @@
 //! ```text
 //! config                       plaintext JSON: format, id, encrypted?, chunker, compression
 //! keys/<id>                    the master key wrapped by a password- or key-file-derived key
-//! data/<2 hex>/<sha256>        packs (see `pack`), named by the SHA-256 of their bytes
-//! index/<sha256>               sealed zstd JSON: which blobs are in which packs
+//! data/<2 hex>/<blake3>        packs (see `pack`), named by the BLAKE3 of their bytes
+//! index/<blake3>               sealed zstd JSON: which blobs are in which packs
 //! snapshots/<snapshot id>      sealed zstd JSON: the manifest and each stream's chunk ids
 //! archive/<component>/<name>   sealed, compressed archive segments (WAL)
 //! ```
@@ -25,12 +25,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use dr_core::{ComponentId, MANIFEST_FORMAT, Manifest, SegmentName, SnapshotId, StreamName};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use jiff::Timestamp;
 
 use crate::backend::{PutOptions, ReadBackendExt, Retention, RetentionMode, WriteBackend};
-use crate::crypto::{Crypter, Id, KdfParams, MasterKey, Secret, WrappedKey, fill_random, hex};
+use crate::crypto::{
+    Crypter, Id, KdfParams, MasterKey, Secret, WrappedKey, content_name, fill_random, hex,
+};
 use crate::error::{Error, Result};
 use crate::pack::BlobEntry;
 
@@ -51,7 +52,7 @@ pub use self::verify::{Damage, VerifyOptions, VerifyReport};
 pub use self::write::RepositoryWriter;
 
 /// The repository format version this build writes and reads.
-pub const REPOSITORY_FORMAT: u32 = 1;
+pub const REPOSITORY_FORMAT: u32 = 2;
 
 const SNAPSHOT_CONTEXT: &[u8] = b"drkit snapshot";
 const INDEX_CONTEXT: &[u8] = b"drkit index";
@@ -365,7 +366,7 @@ impl Repository {
         if let Some(wrapped) = wrapped {
             let bytes =
                 serde_json::to_vec(&wrapped).map_err(|e| Error::io("encoding key", e.into()))?;
-            let key_id = hex(&Sha256::digest(&bytes));
+            let key_id = content_name(&bytes);
             backend
                 .put(&format!("keys/{key_id}"), bytes.into(), repo.put_options()?)
                 .await?;

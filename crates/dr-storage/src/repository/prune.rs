@@ -18,14 +18,13 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use super::check::is_damage;
 use super::{
     INDEX_CONTEXT, IndexFile, IndexedPack, REPOSITORY_FORMAT, Repository, join_error, pack_key,
 };
 use crate::backend::ReadBackendExt;
-use crate::crypto::{Id, hex, parse_hex_id};
+use crate::crypto::{Id, content_name, hex, parse_hex_id};
 use crate::error::{Error, Result};
 use crate::pack::{BlobEntry, PackBuilder, SealedBlob, open_blob};
 
@@ -237,7 +236,7 @@ impl Repository {
                 packs: kept,
             };
             let bytes = self.encode(&index, INDEX_CONTEXT)?;
-            let key = format!("index/{}", hex(&Sha256::digest(&bytes)));
+            let key = format!("index/{}", content_name(&bytes));
             // Unencrypted, the same content has the same name: then it is already stored.
             if !index_keys.contains(&key) {
                 self.inner
@@ -351,7 +350,7 @@ impl Repository {
         let (bytes, blobs) = tokio::task::spawn_blocking(move || builder.finish(&crypter))
             .await
             .map_err(join_error)??;
-        let id = hex(&Sha256::digest(&bytes));
+        let id = content_name(&bytes);
         report.packs_written += 1;
         report.bytes_written += bytes.len() as u64;
         match self

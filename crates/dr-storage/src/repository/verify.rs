@@ -1,11 +1,9 @@
 //! `verify`: re-read stored data and name every damaged object.
 
-use sha2::{Digest, Sha256};
-
 use super::archive::decode_segment;
 use super::{Repository, join_error};
 use crate::backend::ReadBackendExt;
-use crate::crypto::{Crypter, fill_random, hex};
+use crate::crypto::{Crypter, content_name, fill_random, hex};
 use crate::error::{Error, Result};
 use crate::pack::{open_blob, read_header};
 
@@ -141,10 +139,10 @@ fn verify_pack(crypter: &Crypter, key: &str, bytes: &[u8]) -> (usize, Vec<Damage
     };
     let name = key.rsplit('/').next().unwrap_or(key);
     let mut found = Vec::new();
-    if hex(&Sha256::digest(bytes)) != name {
+    if content_name(bytes) != name {
         found.push(damage(
             key,
-            "SHA-256 of the pack differs from its name".into(),
+            "BLAKE3 of the pack differs from its name".into(),
         ));
     }
     let entries = match read_header(crypter, bytes, name) {

@@ -2,6 +2,7 @@
 //! in the background, then commit packs, index and snapshot file in that order.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -20,7 +21,7 @@ use super::{
     INDEX_CONTEXT, IndexFile, IndexedPack, REPOSITORY_FORMAT, Repository, SNAPSHOT_CONTEXT,
     SnapshotFile, join_error, pack_key, snapshot_key,
 };
-use crate::crypto::{Id, hex};
+use crate::crypto::{Id, content_name, hex};
 use crate::error::{Error, Result};
 use crate::pack::{PackBuilder, SealedBlob, seal_blob};
 
@@ -34,17 +35,46 @@ struct Processed {
 struct Packer {
     repo: Repository,
     current: PackBuilder,
+    buffers: Buffers,
     /// Blobs already packed by this writer.
     packed: HashSet<Id>,
     uploads: VecDeque<JoinHandle<Result<IndexedPack>>>,
     done: Vec<IndexedPack>,
 }
 
-/// Room for a full pack and the blob that tips it over, so a pack's buffer
-/// is allocated once rather than grown by doubling.
+/// Room for a full pack and its header, so a pack's buffer is allocated once
+/// rather than grown by doubling (a pack is stored before a blob would take
+/// it past `pack_size`).
 fn pack_capacity(repo: &Repository) -> usize {
-    let config = &repo.inner.config;
-    config.pack_size as usize + config.chunker.max as usize + 4096
+    repo.inner.config.pack_size as usize + 64 * 1024
+}
+
+/// Buffers of packs already stored, for the next packs: a backup allocates
+/// its few pack buffers once instead of fresh memory for every pack.
+#[derive(Clone, Default)]
+struct Buffers(Arc<Mutex<Vec<BytesMut>>>);
+
+impl Buffers {
+    /// Packs filling and uploading at once: one filling, two uploading.
+    const KEPT: usize = 3;
+
+    fn take(&self, capacity: usize) -> BytesMut {
+        let reused = self.0.lock().ok().and_then(|mut free| free.pop());
+        match reused {
+            Some(buffer) if buffer.capacity() >= capacity => buffer,
+            _ => BytesMut::with_capacity(capacity),
+        }
+    }
+
+    /// Keeps a stored pack's buffer if nothing else still refers to it.
+    fn give(&self, stored: Bytes) {
+        if let Ok(buffer) = stored.try_into_mut()
+            && let Ok(mut free) = self.0.lock()
+            && free.len() < Self::KEPT
+        {
+            free.push(buffer);
+        }
+    }
 }
 
 impl Drop for Packer {
@@ -58,8 +88,10 @@ impl Drop for Packer {
 
 impl Packer {
     fn new(repo: Repository) -> Self {
+        let buffers = Buffers::default();
         Self {
-            current: PackBuilder::with_capacity(pack_capacity(&repo)),
+            current: PackBuilder::in_buffer(buffers.take(pack_capacity(&repo))),
+            buffers,
             repo,
             packed: HashSet::new(),
             uploads: VecDeque::new(),
@@ -71,11 +103,10 @@ impl Packer {
         if !self.packed.insert(blob.id) || self.repo.knows(&blob.id) {
             return Ok(());
         }
-        self.current.add(&blob)?;
-        if self.current.len() >= self.repo.inner.config.pack_size as usize {
+        if self.current.len() + blob.data.len() > self.repo.inner.config.pack_size as usize {
             self.flush().await?;
         }
-        Ok(())
+        self.current.add(&blob)
     }
 
     /// Starts uploading the current pack; waits while too many uploads are in flight.
@@ -83,9 +114,10 @@ impl Packer {
         if self.current.is_empty() {
             return Ok(());
         }
-        let fresh = PackBuilder::with_capacity(pack_capacity(&self.repo));
+        let fresh = PackBuilder::in_buffer(self.buffers.take(pack_capacity(&self.repo)));
         let builder = std::mem::replace(&mut self.current, fresh);
         let repo = self.repo.clone();
+        let buffers = self.buffers.clone();
         self.uploads.push_back(tokio::spawn(async move {
             let crypter = repo.inner.crypter.clone();
             let (bytes, blobs) = tokio::task::spawn_blocking(move || {
@@ -94,17 +126,18 @@ impl Packer {
             })
             .await
             .map_err(join_error)??;
-            let id = hex(&Sha256::digest(&bytes));
+            let id = content_name(&bytes);
             match repo
                 .inner
                 .backend
-                .put(&pack_key(&id), bytes, repo.put_options()?)
+                .put(&pack_key(&id), bytes.clone(), repo.put_options()?)
                 .await
             {
                 // Named by its content: an existing pack of that name is this pack.
                 Ok(()) | Err(Error::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e),
             }
+            buffers.give(bytes);
             Ok(IndexedPack { id, blobs })
         }));
         // Two packs uploading and one filling bound the memory packs take.
@@ -129,6 +162,51 @@ impl Packer {
             self.finish_one().await?;
         }
         Ok(std::mem::take(&mut self.done))
+    }
+}
+
+/// The buffers a stream is read into. Chunks are slices of them that live
+/// on while they are hashed and sealed; when the current buffer runs out of
+/// room, its unread tail moves on to a buffer all of whose chunks are done,
+/// so a backup reuses a few buffers rather than touching fresh memory for
+/// every few chunks.
+struct ReadBuffers {
+    size: usize,
+    retired: VecDeque<BytesMut>,
+}
+
+impl ReadBuffers {
+    /// Buffers kept for reuse; older ones are left to their last chunk.
+    const KEPT: usize = 4;
+
+    fn new(size: usize) -> Self {
+        Self {
+            size,
+            retired: VecDeque::new(),
+        }
+    }
+
+    /// An empty buffer of `size` bytes: a retired one whose chunks are all
+    /// gone, or a new one.
+    fn take(&mut self) -> BytesMut {
+        let size = self.size;
+        self.retired
+            .iter_mut()
+            .position(|buffer| buffer.try_reclaim(size))
+            .and_then(|i| self.retired.remove(i))
+            .unwrap_or_else(|| BytesMut::with_capacity(size))
+    }
+
+    /// Moves what `buf` holds to the start of another buffer and retires `buf`.
+    fn move_to_next(&mut self, buf: &mut BytesMut) {
+        let mut next = self.take();
+        next.extend_from_slice(buf);
+        let mut old = std::mem::replace(buf, next);
+        old.clear();
+        self.retired.push_back(old);
+        if self.retired.len() > Self::KEPT {
+            self.retired.pop_front();
+        }
     }
 }
 
@@ -195,7 +273,8 @@ impl SnapshotWriter for RepositoryWriter {
         }
         let max = self.repo.inner.config.chunker.max as usize;
         let level = self.repo.inner.config.compression_level;
-        let mut buf = BytesMut::with_capacity(2 * max);
+        let mut buffers = ReadBuffers::new(2 * max);
+        let mut buf = buffers.take();
         let mut eof = false;
         // The whole stream's SHA-256, on a thread of its own, in order: the
         // reading loop only reads and cuts.
@@ -224,7 +303,7 @@ impl SnapshotWriter for RepositoryWriter {
                 // protocol's messages) do not rescan the tail each time.
                 while !eof && buf.len() < max {
                     if buf.capacity() - buf.len() < max / 2 {
-                        buf.reserve(2 * max);
+                        buffers.move_to_next(&mut buf);
                     }
                     let n = data
                         .read_buf(&mut buf)
@@ -282,7 +361,7 @@ impl SnapshotWriter for RepositoryWriter {
                 packs: packs.clone(),
             };
             let bytes = repo.encode(&index, INDEX_CONTEXT)?;
-            let key = format!("index/{}", hex(&Sha256::digest(&bytes)));
+            let key = format!("index/{}", content_name(&bytes));
             repo.inner
                 .backend
                 .put(&key, bytes.into(), repo.put_options()?)
