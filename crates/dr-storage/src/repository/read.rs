@@ -68,21 +68,35 @@ impl SnapshotSource for Repository {
         }
         let (tx, rx) = mpsc::channel(4);
         let repo = self.clone();
-        tokio::spawn(async move { repo.produce(locations, tx).await });
-        Ok(Box::new(VerifyingReader::new(
-            rx,
-            entry,
-            format!("stream {name} of snapshot {id}"),
-        )))
+        let what = format!("stream {name} of snapshot {id}");
+        tokio::spawn(async move { repo.produce(locations, entry, what, tx).await });
+        Ok(Box::new(VerifiedStream::new(rx)))
     }
 }
 
 impl Repository {
-    /// Reads blobs in order, a few in parallel, into `tx`.
-    async fn produce(self, locations: Vec<Location>, tx: mpsc::Sender<io::Result<Bytes>>) {
+    /// Reads blobs in order, a few in parallel, into `tx`, and ends with
+    /// `None` only if the stream's length and SHA-256 match `expected`. The
+    /// SHA-256 runs on a thread of its own, beside the reading.
+    async fn produce(
+        self,
+        locations: Vec<Location>,
+        expected: StreamEntry,
+        what: String,
+        tx: mpsc::Sender<io::Result<Option<Bytes>>>,
+    ) {
+        let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(8);
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut hash = Sha256::new();
+            while let Some(bytes) = hash_rx.blocking_recv() {
+                hash.update(&bytes);
+            }
+            hash.finalize()
+        });
         let mut in_flight: VecDeque<JoinHandle<Result<Bytes>>> = VecDeque::new();
         let mut pending = locations.into_iter();
-        loop {
+        let mut seen = 0u64;
+        let outcome = loop {
             while in_flight.len() < 2 * self.inner.concurrency {
                 let Some(location) = pending.next() else {
                     break;
@@ -91,20 +105,42 @@ impl Repository {
                 in_flight.push_back(tokio::spawn(async move { repo.read_blob(&location).await }));
             }
             let Some(next) = in_flight.pop_front() else {
-                break;
+                break Ok(());
             };
-            let result =
-                next.await.map_err(join_error).and_then(|r| r).map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, dr_core::Error::from(e))
-                });
-            let failed = result.is_err();
-            if tx.send(result).await.is_err() || failed {
-                break;
+            let bytes = match next.await.map_err(join_error).and_then(|r| r) {
+                Ok(bytes) => bytes,
+                Err(e) => break Err(invalid_data(e.into())),
+            };
+            seen += bytes.len() as u64;
+            if seen > expected.size {
+                break Err(corrupt_io(&what, "longer than its manifest says"));
             }
-        }
+            if hash_tx.send(bytes.clone()).await.is_err() {
+                break Err(io::Error::other("the stream's hasher stopped"));
+            }
+            if tx.send(Ok(Some(bytes))).await.is_err() {
+                // The reader is gone: nobody to tell.
+                break Ok(());
+            }
+        };
         for job in in_flight {
             job.abort();
         }
+        drop(hash_tx);
+        let verdict = match outcome {
+            Err(e) => Err(e),
+            Ok(()) if seen != expected.size => {
+                Err(corrupt_io(&what, "shorter than its manifest says"))
+            }
+            Ok(()) => match hasher.await {
+                Ok(digest) if Sha256Digest::from_bytes(digest.into()) == expected.sha256 => {
+                    Ok(None)
+                }
+                Ok(_) => Err(corrupt_io(&what, "SHA-256 differs from its manifest")),
+                Err(e) => Err(invalid_data(join_error(e).into())),
+            },
+        };
+        tx.send(verdict).await.ok();
     }
 
     async fn read_blob(&self, location: &Location) -> Result<Bytes> {
@@ -130,34 +166,27 @@ impl Repository {
     }
 }
 
-/// Reads a stream from its producer task and checks its length and SHA-256
-/// against the manifest before reporting the end: a damaged stream ends in an
-/// `InvalidData` error, never in silently wrong bytes.
-struct VerifyingReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
+/// A stream from its producer task, which checks its length and SHA-256
+/// against the manifest before it sends the end: a damaged stream ends in an
+/// `InvalidData` error, never in silently wrong bytes, and a producer that
+/// stops without a verdict is an error too.
+struct VerifiedStream {
+    rx: mpsc::Receiver<io::Result<Option<Bytes>>>,
     current: Bytes,
-    hash: Sha256,
-    seen: u64,
-    expected: StreamEntry,
-    what: String,
     finished: bool,
 }
 
-impl VerifyingReader {
-    fn new(rx: mpsc::Receiver<io::Result<Bytes>>, expected: StreamEntry, what: String) -> Self {
+impl VerifiedStream {
+    fn new(rx: mpsc::Receiver<io::Result<Option<Bytes>>>) -> Self {
         Self {
             rx,
             current: Bytes::new(),
-            hash: Sha256::new(),
-            seen: 0,
-            expected,
-            what,
             finished: false,
         }
     }
 }
 
-impl AsyncRead for VerifyingReader {
+impl AsyncRead for VerifiedStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -175,38 +204,21 @@ impl AsyncRead for VerifyingReader {
             }
             match self.rx.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(Some(bytes)))) => self.current = bytes,
+                Poll::Ready(Some(Ok(None))) => self.finished = true,
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(Some(Ok(bytes))) => {
-                    self.hash.update(&bytes);
-                    self.seen += bytes.len() as u64;
-                    if self.seen > self.expected.size {
-                        return Poll::Ready(Err(corrupt_io(
-                            &self.what,
-                            "longer than its manifest says",
-                        )));
-                    }
-                    self.current = bytes;
-                }
                 Poll::Ready(None) => {
-                    self.finished = true;
-                    let digest: [u8; 32] = std::mem::take(&mut self.hash).finalize().into();
-                    if self.seen != self.expected.size {
-                        return Poll::Ready(Err(corrupt_io(
-                            &self.what,
-                            "shorter than its manifest says",
-                        )));
-                    }
-                    if Sha256Digest::from_bytes(digest) != self.expected.sha256 {
-                        return Poll::Ready(Err(corrupt_io(
-                            &self.what,
-                            "SHA-256 differs from its manifest",
-                        )));
-                    }
-                    return Poll::Ready(Ok(()));
+                    return Poll::Ready(Err(io::Error::other(
+                        "the stream's reader stopped before its end was checked",
+                    )));
                 }
             }
         }
     }
+}
+
+fn invalid_data(e: dr_core::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 fn corrupt_io(what: &str, reason: &str) -> io::Error {
@@ -214,4 +226,91 @@ fn corrupt_io(what: &str, reason: &str) -> io::Error {
         io::ErrorKind::InvalidData,
         dr_core::Error::corrupt(what, reason),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use dr_core::{RecoveryPoint, SnapshotCommit, SnapshotSink};
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+    use crate::{ChunkerParams, InitOptions, KdfParams, MemoryBackend, Secret};
+
+    /// Reads `name` of the snapshot through its blobs at `order` (indices
+    /// into its chunk list), the way `open_stream` does.
+    async fn read_in_order(
+        repo: &Repository,
+        manifest: &Manifest,
+        name: &StreamName,
+        order: impl Fn(usize) -> Vec<usize>,
+    ) -> io::Result<Vec<u8>> {
+        let file = repo.snapshot_file(&manifest.id).await.unwrap();
+        let chunks = &file.chunks[name];
+        let locations = order(chunks.len())
+            .into_iter()
+            .map(|i| repo.lookup(&parse_hex_id(&chunks[i]).unwrap()).unwrap())
+            .collect();
+        let entry = manifest.stream(name).unwrap().clone();
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(
+            repo.clone()
+                .produce(locations, entry, "the stream".into(), tx),
+        );
+        let mut out = Vec::new();
+        VerifiedStream::new(rx).read_to_end(&mut out).await?;
+        Ok(out)
+    }
+
+    /// Every blob authenticates, yet the stream is not the one backed up:
+    /// its chunks in another order, or one missing or repeated.
+    #[tokio::test]
+    async fn a_stream_of_genuine_blobs_in_the_wrong_order_is_an_error() {
+        let options = InitOptions::encrypted(Secret::password("pw"))
+            .kdf(KdfParams::INSECURE_FAST)
+            .chunker(ChunkerParams {
+                min: 1024,
+                avg: 4096,
+                max: 16 * 1024,
+            });
+        let repo = Repository::init(Arc::new(MemoryBackend::new()), options)
+            .await
+            .unwrap();
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let name: StreamName = "data".parse().unwrap();
+        let mut writer = repo
+            .begin(&"test/read".parse().unwrap(), jiff::Timestamp::now())
+            .await
+            .unwrap();
+        writer
+            .add_stream(&name, &mut data.as_slice())
+            .await
+            .unwrap();
+        let manifest = writer
+            .commit(SnapshotCommit::new(RecoveryPoint::new(
+                jiff::Timestamp::now(),
+            )))
+            .await
+            .unwrap();
+
+        let as_stored = read_in_order(&repo, &manifest, &name, |n| (0..n).collect());
+        assert_eq!(as_stored.await.unwrap(), data);
+
+        type Order = fn(usize) -> Vec<usize>;
+        let cases: [(&str, Order); 3] = [
+            ("SHA-256 differs", |n| (0..n).rev().collect()),
+            ("shorter than", |n| (1..n).collect()),
+            ("longer than", |n| (0..n).chain([0]).collect()),
+        ];
+        for (reason, order) in cases {
+            let err = read_in_order(&repo, &manifest, &name, order)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+            assert!(err.to_string().contains(reason), "{reason}: {err}");
+        }
+    }
 }
