@@ -12,6 +12,12 @@
 //!   then `....partial.0000A000-00013000`. Pieces are write-once and follow
 //!   each other without gaps from offset 0; once the complete segment is
 //!   stored they are redundant.
+//!
+//! A segment whose pieces reach its end is complete as well: the archiver
+//! stores the end of a segment as its last piece, so that the flush it
+//! reports does not wait for 16 MiB to be stored, and the whole segment
+//! after that. Readers take the whole segment where there is one, else the
+//! pieces, which hold the same bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -96,7 +102,8 @@ impl ArchivedWal {
 /// How much of a segment an archive holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coverage {
-    /// The complete segment.
+    /// The complete segment: stored whole, or in pieces that reach its end
+    /// (see [`ArchiveListing::complete_in_pieces`]).
     Complete,
     /// Pieces only: `end` is where the contiguous run of pieces from offset 0
     /// ends (0 if the first piece is missing).
@@ -116,6 +123,10 @@ pub struct ArchiveListing {
     pub segments: BTreeMap<WalSegment, Coverage>,
     /// The timelines whose history files are stored.
     pub histories: BTreeSet<u32>,
+    /// The complete segments held only as pieces, not (yet) stored whole:
+    /// the archiver is storing them whole, or it stored their last piece and
+    /// then failed or was stopped before that. They read back all the same.
+    pub complete_in_pieces: BTreeSet<WalSegment>,
 }
 
 impl ArchiveListing {
@@ -175,11 +186,18 @@ pub async fn list_archive(
         }
     }
     for (segment, ranges) in pieces {
+        if listing.segments.contains_key(&segment) {
+            // Stored whole: the pieces are redundant.
+            continue;
+        }
         let end = chain(&ranges).last().map_or(0, |&(_, end)| end);
-        listing
-            .segments
-            .entry(segment)
-            .or_insert(Coverage::Partial { end });
+        let coverage = if u64::from(end) == size.bytes() {
+            listing.complete_in_pieces.insert(segment);
+            Coverage::Complete
+        } else {
+            Coverage::Partial { end }
+        };
+        listing.segments.insert(segment, coverage);
     }
     Ok(listing)
 }
@@ -514,8 +532,25 @@ mod tests {
             start,
             end,
         };
-        // Segment 2 complete (with its redundant pieces), segment 3 in
-        // pieces with an overlap, segment 4 missing its first piece.
+        // Segment 1 complete in pieces, segment 2 complete (with its
+        // redundant pieces), segment 3 in pieces with an overlap, segment 4
+        // missing its first piece.
+        let half = (SIZE.bytes() / 2) as u32;
+        let end = SIZE.bytes() as u32;
+        put(
+            &repo,
+            &component,
+            piece(seg(1, 1), 0, half),
+            &data[..half as usize],
+        )
+        .await;
+        put(
+            &repo,
+            &component,
+            piece(seg(1, 1), half, end),
+            &data[half as usize..],
+        )
+        .await;
         put(&repo, &component, ArchivedWal::Segment(seg(1, 2)), &data).await;
         put(&repo, &component, piece(seg(1, 2), 0, 100), &data[..100]).await;
         put(
@@ -576,21 +611,25 @@ mod tests {
                 .map(|(s, c)| (*s, *c))
                 .collect::<Vec<_>>(),
             [
+                (seg(1, 1), Coverage::Complete),
                 (seg(1, 2), Coverage::Complete),
                 (seg(1, 3), Coverage::Partial { end: 0x3000 }),
                 (seg(1, 4), Coverage::Partial { end: 0 }),
             ]
         );
+        assert_eq!(listing.complete_in_pieces, BTreeSet::from([seg(1, 1)]));
         assert_eq!(listing.histories, BTreeSet::from([2]));
         assert_eq!(listing.latest_timeline(), Some(1));
         assert_eq!(listing.end_of(1, SIZE), Some(seg(1, 4).start(SIZE)));
         assert_eq!(listing.end_of(2, SIZE), None);
 
-        let complete = fetch_wal(&repo, &component, "000000010000000000000002", SIZE)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(complete, data);
+        for complete in ["000000010000000000000001", "000000010000000000000002"] {
+            let fetched = fetch_wal(&repo, &component, complete, SIZE)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(fetched == data, "{complete} differs");
+        }
         let partial = fetch_wal(&repo, &component, "000000010000000000000003", SIZE)
             .await
             .unwrap()

@@ -1,13 +1,16 @@
 //! [`WalArchiver`]: continuous WAL streaming into an archive, as
 //! `pg_receivewal` does into a directory, as a task a service embeds.
 //!
-//! The archiver holds the segment being received in memory. A complete
-//! segment is stored whole; until then, the bytes received since the last
-//! store are stored as a *piece* every `piece_interval`, which bounds the
-//! WAL a lost primary can take with it (see [`crate::archive`] for the
-//! names). The flush position it reports to the server is the end of what is
-//! durable in the archive, so the replication slot keeps everything else,
-//! and in synchronous mode a commit waits until its WAL is in the archive.
+//! The archiver holds the segment being received in memory. Until it is
+//! complete, the bytes received since the last store are stored as a
+//! *piece* every `piece_interval`, which bounds the WAL a lost primary can
+//! take with it (see [`crate::archive`] for the names). A complete segment
+//! is stored whole; if pieces hold its start, its end is stored as its last
+//! piece first and the whole segment in the background, so that storing
+//! 16 MiB does not hold up the flush position. The flush position it
+//! reports to the server is the end of what is durable in the archive, so
+//! the replication slot keeps everything else, and in synchronous mode a
+//! commit waits until its WAL is in the archive.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -16,9 +19,9 @@ use std::time::{Duration, Instant};
 use dr_core::{ArchiveSink, ArchiveSource, ComponentId, Error, ErrorKind, Lsn};
 use jiff::Timestamp;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle, JoinSet};
 
-use crate::archive::{ArchiveListing, ArchivedWal, archived_header, list_archive};
+use crate::archive::{ArchiveListing, ArchivedWal, archived_header, fetch_wal, list_archive};
 use crate::replication::{
     CreateSlotOptions, ReplicationClient, SlotPosition, StandbyStatus, SystemIdentity, Tls,
     WalEvent, WalStream,
@@ -28,6 +31,10 @@ use crate::wal::{TimelinePath, WalSegment, WalSegmentSize};
 /// In synchronous mode, a piece is stored at the latest once this much WAL
 /// is waiting, even if more is ready to be read.
 const SYNC_BATCH_MAX: usize = 1 << 20;
+
+/// At most this many whole segments are stored in the background at once;
+/// a segment completed beyond that waits for the oldest store to end.
+const MAX_SEGMENT_STORES: usize = 2;
 
 /// At most this many (position, time) marks are kept for the lag.
 const MAX_LAG_MARKS: usize = 4096;
@@ -212,7 +219,9 @@ pub struct ArchiverStatus {
     /// The slot holds back more than [`ArchiverOptions::slot_warning_bytes`]:
     /// the server's disk fills while the archive is behind.
     pub slot_warning: bool,
-    /// Complete segments stored since the archiver started.
+    /// Segments stored whole since the archiver started (counted when the
+    /// store ends: it may run in the background, after the segment's last
+    /// piece made it durable).
     pub segments_stored: u64,
     /// Pieces stored since the archiver started.
     pub pieces_stored: u64,
@@ -277,7 +286,11 @@ impl ArchiverStatus {
 /// - It stores complete segments, and pieces of the current one every
 ///   [`ArchiverOptions::piece_interval`]; in synchronous mode as soon as WAL
 ///   arrives. The flush position it reports is the end of what is durable in
-///   the archive.
+///   the archive. At a segment's end, if pieces hold its start, the rest is
+///   stored as its last piece, which makes it durable, and the whole segment
+///   in the background (at most two at a time); a failure there ends the
+///   connection like any other store's, and the segment, complete in pieces,
+///   is stored whole again when the archiver reconnects or next starts.
 /// - It follows timeline switches, on one server or after a failover to
 ///   another (the connection settings may list several hosts), storing the
 ///   history files; it refuses a server of another cluster (a different
@@ -365,6 +378,8 @@ impl WalArchiver {
             histories: BTreeSet::new(),
             marks: VecDeque::new(),
             slot_restart: None,
+            segment_stores: JoinSet::new(),
+            spare_buffer: None,
         };
         let task = tokio::spawn(task.run(Stop(stop_rx)));
         ArchiverHandle {
@@ -438,11 +453,16 @@ impl ArchiverHandle {
     }
 
     /// Shuts the archiver down gracefully: WAL received but not yet stored
-    /// is stored as a final piece, the server is told, and the stream is
-    /// ended. Returns the last status.
+    /// is stored as a final piece, the server is told, the stream is ended,
+    /// and the whole-segment stores under way are waited for. Returns the
+    /// last status.
     ///
     /// # Errors
-    /// The error that stopped the archiver, or that the final store met.
+    /// The error that stopped the archiver, or that the final store met. A
+    /// whole-segment store that fails while shutting down is returned only if
+    /// retrying could not heal it; otherwise its segment is durable in
+    /// pieces, is stored whole when an archiver next starts, and the failure
+    /// is in [`ArchiverStatus::last_error`].
     pub async fn shutdown(self) -> dr_core::Result<ArchiverStatus> {
         let _ = self.stop.send(true);
         match self.task.await {
@@ -487,7 +507,16 @@ struct Task {
     marks: VecDeque<(Lsn, Instant)>,
     /// The slot's `restart_lsn` as last known.
     slot_restart: Option<Lsn>,
+    /// Whole segments being stored in the background, each already durable
+    /// in pieces; at most [`MAX_SEGMENT_STORES`].
+    segment_stores: JoinSet<SegmentStore>,
+    /// A segment buffer a background store gave back, for the next segment.
+    spare_buffer: Option<Vec<u8>>,
 }
+
+/// How a background whole-segment store ended, and the buffer it stored
+/// from (empty if it read the pieces back), to be used again.
+type SegmentStore = (dr_core::Result<()>, Vec<u8>);
 
 /// Where to start streaming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -551,7 +580,11 @@ impl Task {
             self.status.state = ArchiverState::Connecting;
             self.publish();
             let mut streamed = false;
-            match self.session(&mut stop, &mut streamed).await {
+            let result = self.session(&mut stop, &mut streamed).await;
+            // The next session lists the archive, and a shutdown returns
+            // only once everything is stored: let the stores under way end.
+            let stored = self.finish_segment_stores().await;
+            match result.and(stored) {
                 Ok(()) => return Ok(self.stopped()),
                 Err(error) => {
                     self.status.last_error = Some(ErrorSummary::of(&error));
@@ -736,6 +769,11 @@ impl Task {
             .await?;
         self.ensure_histories(&mut client, plan.segment.timeline)
             .await?;
+        // Segments whose whole store failed or was cut short: durable in
+        // pieces, stored whole in the background now.
+        for &segment in &listing.complete_in_pieces {
+            self.store_whole_later(segment, None, size).await?;
+        }
 
         self.slot_restart = slot.restart_lsn;
         self.status.system_id = Some(identity.system_id);
@@ -911,6 +949,9 @@ impl Task {
         let options = self.archiver.options.clone();
         let mut status_due = tokio::time::Instant::now() + options.status_interval;
         loop {
+            while let Some(joined) = self.segment_stores.try_join_next() {
+                self.segment_store_done(joined)?;
+            }
             if options.synchronous && current.unstored() > 0 {
                 // Take what is already there, then store it all at once.
                 let ready = tokio::select! {
@@ -956,6 +997,11 @@ impl Task {
                 () = tokio::time::sleep_until(status_due) => {
                     stream.send_status(self.standby_status()).await?;
                     status_due = tokio::time::Instant::now() + options.status_interval;
+                }
+                Some(joined) = self.segment_stores.join_next(),
+                    if !self.segment_stores.is_empty() =>
+                {
+                    self.segment_store_done(joined)?;
                 }
             }
             self.publish();
@@ -1003,8 +1049,12 @@ impl Task {
                         current.unstored_since = Some(Instant::now());
                     }
                     if current.buf.len() == segment_len {
-                        self.store_segment(current).await?;
+                        let whole = self.complete_segment(current).await?;
                         stream.send_status(self.standby_status()).await?;
+                        if let Some((segment, data)) = whole {
+                            self.store_whole_later(segment, Some(data), current.size)
+                                .await?;
+                        }
                     }
                 }
                 self.status.received = current.received();
@@ -1013,21 +1063,117 @@ impl Task {
         }
     }
 
-    /// Stores the complete segment and moves on to the next.
-    async fn store_segment(&mut self, current: &mut Current) -> dr_core::Result<()> {
-        let name = ArchivedWal::Segment(current.segment).name(current.size);
-        self.archiver
-            .sink
-            .put_segment(&self.archiver.component, &name, &mut &current.buf[..])
-            .await?;
-        self.status.segments_stored += 1;
-        self.status.flushed = self.status.flushed.max(current.segment.end(current.size));
-        current.segment = current.segment.next();
-        current.buf.clear();
+    /// Makes the complete segment durable and moves on to the next. If
+    /// pieces hold its start, the rest is stored as its last piece, and the
+    /// segment is returned to be stored whole off the critical path (see
+    /// [`Task::store_whole_later`]); else it is stored whole here, there
+    /// being nothing smaller to store.
+    async fn complete_segment(
+        &mut self,
+        current: &mut Current,
+    ) -> dr_core::Result<Option<(WalSegment, Vec<u8>)>> {
+        let segment = current.segment;
+        let whole = if current.stored > 0 {
+            self.store_piece(current).await?;
+            let next = match self.spare_buffer.take() {
+                Some(buffer) => buffer,
+                None => Vec::with_capacity(current.buf.capacity()),
+            };
+            Some((segment, std::mem::replace(&mut current.buf, next)))
+        } else {
+            let name = ArchivedWal::Segment(segment).name(current.size);
+            self.archiver
+                .sink
+                .put_segment(&self.archiver.component, &name, &mut &current.buf[..])
+                .await?;
+            self.status.segments_stored += 1;
+            current.buf.clear();
+            None
+        };
+        self.status.flushed = self.status.flushed.max(segment.end(current.size));
+        current.segment = segment.next();
         current.stored = 0;
         current.unstored_since = None;
         self.status.received = current.received();
+        Ok(whole)
+    }
+
+    /// Stores whole, in the background, a segment its pieces already hold:
+    /// `data`, or else the pieces read back from the archive. Waits first
+    /// while [`MAX_SEGMENT_STORES`] are under way.
+    ///
+    /// The pieces would do for a restore; the whole segment is one object to
+    /// read instead of many, and lets retention drop the pieces.
+    async fn store_whole_later(
+        &mut self,
+        segment: WalSegment,
+        data: Option<Vec<u8>>,
+        size: WalSegmentSize,
+    ) -> dr_core::Result<()> {
+        while self.segment_stores.len() >= MAX_SEGMENT_STORES {
+            if let Some(joined) = self.segment_stores.join_next().await {
+                self.segment_store_done(joined)?;
+            }
+        }
+        let sink = self.archiver.sink.clone();
+        let source = self.archiver.source.clone();
+        let component = self.archiver.component.clone();
+        self.segment_stores.spawn(async move {
+            let name = ArchivedWal::Segment(segment).name(size);
+            let stored = match &data {
+                Some(data) => sink.put_segment(&component, &name, &mut &data[..]).await,
+                None => match fetch_wal(source.as_ref(), &component, name.as_str(), size).await {
+                    Ok(Some(pieces)) => sink.put_segment(&component, &name, &mut &pieces[..]).await,
+                    Ok(None) => Err(Error::not_found(format!("the pieces of {name}"))),
+                    Err(error) => Err(error),
+                },
+            };
+            let result = stored.map(drop).map_err(|error| {
+                // Of the same kind, so it is as fatal as any other store's failure.
+                Error::other(
+                    error.kind(),
+                    format!("storing WAL segment {name} of {component} whole"),
+                    error,
+                )
+            });
+            (result, data.unwrap_or_default())
+        });
         Ok(())
+    }
+
+    /// Takes in the end of a background whole-segment store.
+    fn segment_store_done(
+        &mut self,
+        joined: Result<SegmentStore, JoinError>,
+    ) -> dr_core::Result<()> {
+        let (result, mut buffer) = joined.map_err(|error| {
+            Error::other(
+                ErrorKind::Internal,
+                "storing a whole WAL segment in the background failed",
+                error,
+            )
+        })?;
+        if buffer.capacity() > 0 && self.spare_buffer.is_none() {
+            buffer.clear();
+            self.spare_buffer = Some(buffer);
+        }
+        result?;
+        self.status.segments_stored += 1;
+        Ok(())
+    }
+
+    /// Waits for every background whole-segment store to end; the first
+    /// failure, after all have ended.
+    async fn finish_segment_stores(&mut self) -> dr_core::Result<()> {
+        let mut result = Ok(());
+        while let Some(joined) = self.segment_stores.join_next().await {
+            let done = self.segment_store_done(joined);
+            if result.is_ok() {
+                result = done;
+            }
+        }
+        self.publish();
+        result
     }
 
     /// Stores the bytes received since the last store as a piece.

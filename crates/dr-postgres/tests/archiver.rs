@@ -1,14 +1,18 @@
 //! The WAL archiver against real PostgreSQL servers from dr-testkit:
-//! segments byte for byte, pieces within their interval, synchronous
-//! commits that survive kill -9, resuming without gaps or overlaps, a
-//! timeline switch after promotion, refused credentials and clusters.
+//! segments byte for byte, pieces within their interval, whole segments
+//! stored in the background (slow or failing), synchronous commits that
+//! survive kill -9, resuming without gaps or overlaps, a timeline switch
+//! after promotion, refused credentials and clusters.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dr_core::{ArchiveSource, ComponentId, ErrorKind, Lsn};
+use dr_core::{
+    ArchiveSink, ArchiveSource, ByteStream, ComponentId, ErrorKind, Lsn, SegmentInfo, SegmentName,
+};
 use dr_postgres::{
     ArchiveListing, ArchivedWal, ArchiverHandle, ArchiverOptions, ArchiverState, Coverage,
     DEFAULT_SEGMENT_SIZE, Tls, WalArchiver, WalSegment, fetch_wal, list_archive,
@@ -266,6 +270,206 @@ async fn segments_and_pieces_match_pg_wal() {
     assert!(last.flushed >= committed);
     assert!(last.segments_stored >= complete.len() as u64, "{last:?}");
     assert!(last.last_error.is_none(), "{last:?}");
+}
+
+/// The repository, with whole WAL segments stored late, and the first
+/// `failures` of them failing: a slow or failing store, as the archiver's
+/// background stores of whole segments meet it. Pieces pass straight through.
+struct WholeSegmentFaults {
+    repo: Arc<Repository>,
+    delay: Duration,
+    failures: AtomicUsize,
+}
+
+impl WholeSegmentFaults {
+    fn new(repo: &Arc<Repository>, delay: Duration, failures: usize) -> Arc<Self> {
+        Arc::new(Self {
+            repo: repo.clone(),
+            delay,
+            failures: AtomicUsize::new(failures),
+        })
+    }
+}
+
+#[dr_core::async_trait]
+impl ArchiveSink for WholeSegmentFaults {
+    async fn put_segment(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+        data: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+    ) -> dr_core::Result<SegmentInfo> {
+        if let Some(ArchivedWal::Segment(_)) = ArchivedWal::parse(name.as_str(), SIZE) {
+            tokio::time::sleep(self.delay).await;
+            let fail = self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if fail {
+                return Err(dr_core::Error::Unavailable {
+                    target: "the test's store".into(),
+                    source: "an injected failure".into(),
+                });
+            }
+        }
+        self.repo.put_segment(component, name, data).await
+    }
+}
+
+#[dr_core::async_trait]
+impl ArchiveSource for WholeSegmentFaults {
+    async fn segments(
+        &self,
+        component: &ComponentId,
+        prefix: &str,
+    ) -> dr_core::Result<Vec<SegmentName>> {
+        self.repo.segments(component, prefix).await
+    }
+
+    async fn open_segment(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+    ) -> dr_core::Result<ByteStream> {
+        self.repo.open_segment(component, name).await
+    }
+}
+
+fn faulty_archiver(
+    pg: &Postgres,
+    archive: &Arc<WholeSegmentFaults>,
+    component: &ComponentId,
+    options: ArchiverOptions,
+) -> ArchiverHandle {
+    WalArchiver::new(
+        pg.config("postgres"),
+        Tls::none(),
+        archive.clone(),
+        component.clone(),
+        options,
+    )
+    .spawn()
+}
+
+/// Whether the archive holds `segment` stored whole (not only in pieces).
+async fn stored_whole(repo: &Repository, component: &ComponentId, segment: WalSegment) -> bool {
+    let name = segment.file_name(SIZE);
+    let names = repo.segments(component, &name).await.unwrap();
+    names.iter().any(|n| n.as_str() == name)
+}
+
+/// Some WAL, archived in pieces, then a segment switch: the segment completed.
+async fn pieces_then_switch(
+    control: &tokio_postgres::Client,
+    handle: &ArchiverHandle,
+) -> WalSegment {
+    control
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS t (id int, pad text); \
+             INSERT INTO t SELECT g, repeat('p', 200) FROM generate_series(1, 2000) g",
+        )
+        .await
+        .unwrap();
+    let written = lsn(control, "SELECT pg_current_wal_lsn()::text").await;
+    handle
+        .wait_for_flush(written, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let switched = lsn(control, "SELECT pg_switch_wal()::text").await;
+    let full = WalSegment::containing(1, Lsn::new(switched.as_u64() - 1), SIZE);
+    assert_eq!(full, WalSegment::containing(1, written, SIZE));
+    full
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_is_durable_before_it_is_stored_whole() {
+    let pg = Postgres::start().await.unwrap();
+    let control = pg.connect("postgres").await.unwrap();
+    let repo = memory_repository().await;
+    let component: ComponentId = "postgres/slow".parse().unwrap();
+    // Whole segments take 5 s to store; pieces no longer than usual.
+    let archive = WholeSegmentFaults::new(&repo, Duration::from_secs(5), 0);
+    let handle = faulty_archiver(&pg, &archive, &component, options("drkit_slow"));
+
+    // The flush reaches the segment's end without waiting for its whole
+    // store: its last piece made it durable, and it reads back complete.
+    let full = pieces_then_switch(&control, &handle).await;
+    handle
+        .wait_for_flush(full.end(SIZE), Duration::from_secs(4))
+        .await
+        .unwrap();
+    assert!(!stored_whole(&repo, &component, full).await);
+    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    assert_eq!(listing.segments.get(&full), Some(&Coverage::Complete));
+    assert!(listing.complete_in_pieces.contains(&full), "{listing:?}");
+    assert_eq!(listing.end_of(1, SIZE), Some(full.end(SIZE)));
+    let name = full.file_name(SIZE);
+    let on_disk = pg_wal_file(&pg.data_dir(), &name);
+    assert!(
+        fetch(&repo, &component, &name).await == on_disk,
+        "{name} assembled from its pieces differs from pg_wal"
+    );
+
+    // Shutting down waits for the whole store.
+    let last = handle.shutdown().await.unwrap();
+    assert!(last.last_error.is_none(), "{last:?}");
+    assert!(last.segments_stored >= 1, "{last:?}");
+    assert!(stored_whole(&repo, &component, full).await);
+    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    assert!(listing.complete_in_pieces.is_empty(), "{listing:?}");
+    assert_contiguous(&repo, &component, &listing, 1).await;
+    assert!(
+        fetch(&repo, &component, &name).await == on_disk,
+        "{name} differs from pg_wal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_whole_segment_store_shows_and_is_stored_again_after_reconnecting() {
+    let pg = Postgres::start().await.unwrap();
+    let control = pg.connect("postgres").await.unwrap();
+    let repo = memory_repository().await;
+    let component: ComponentId = "postgres/failing".parse().unwrap();
+    // The first whole segment fails to store.
+    let archive = WholeSegmentFaults::new(&repo, Duration::ZERO, 1);
+    let handle = faulty_archiver(&pg, &archive, &component, options("drkit_failing"));
+
+    // The segment is durable in pieces all the same; the failure ends the
+    // connection, and the next one stores the segment whole from its pieces.
+    let full = pieces_then_switch(&control, &handle).await;
+    handle
+        .wait_for_flush(full.end(SIZE), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let status = wait_for(
+        "the segment to be stored whole after the failure",
+        || async {
+            let status = handle.status();
+            let failed = status
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e.message.contains("an injected failure"));
+            (failed && stored_whole(&repo, &component, full).await).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(
+        status.last_error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Unavailable)
+    );
+    assert!(status.connections >= 2, "{status:?}");
+    assert_eq!(archive.failures.load(Ordering::SeqCst), 0);
+
+    let last = handle.shutdown().await.unwrap();
+    assert!(last.segments_stored >= 1, "{last:?}");
+    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    assert!(listing.complete_in_pieces.is_empty(), "{listing:?}");
+    assert_contiguous(&repo, &component, &listing, 1).await;
+    let name = full.file_name(SIZE);
+    assert!(
+        fetch(&repo, &component, &name).await == pg_wal_file(&pg.data_dir(), &name),
+        "{name} differs from pg_wal"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
