@@ -5,6 +5,13 @@
 //! cluster stores almost nothing new: every backup is incremental.
 
 use std::collections::BTreeMap;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::mpsc;
 
 use dr_core::{
     Backup, BackupReport, Capabilities, Capability, ComponentId, Lsn, Position, RecoveryPoint,
@@ -129,12 +136,14 @@ impl Backup for BaseBackup {
             .manifest(Some(ManifestChecksums::Sha256))
             .max_rate_kbps(self.max_rate_kbps);
         let addr = client.addr().to_owned();
-        let mut stream = client.base_backup(&options).await?;
+        let stream = client.base_backup(&options).await?;
         timeline.record_until_now("checkpoint", t)?;
 
         let t = Timestamp::now();
         let mut writer = sink.begin(&self.component, t).await?;
-        let streamed = stream_archives(&mut stream, writer.as_mut(), &addr).await;
+        let (start_lsn, start_timeline) = (stream.start_lsn(), stream.timeline());
+        let mut events = ReadAhead::spawn(stream);
+        let streamed = stream_archives(&mut events, writer.as_mut(), &addr).await;
         let (end, end_timeline, tablespaces) = match streamed {
             Ok(done) => done,
             Err(e) => {
@@ -154,8 +163,8 @@ impl Backup for BaseBackup {
         });
         let commit = SnapshotCommit::new(point)
             .label(KIND_LABEL.0, KIND_LABEL.1)
-            .meta(meta::START_LSN, stream.start_lsn().to_string())
-            .meta(meta::START_TIMELINE, stream.timeline().to_string())
+            .meta(meta::START_LSN, start_lsn.to_string())
+            .meta(meta::START_TIMELINE, start_timeline.to_string())
             .meta(meta::END_LSN, end.to_string())
             .meta(meta::END_TIMELINE, end_timeline.to_string())
             .meta(meta::SYSTEM_IDENTIFIER, identity.system_id.to_string())
@@ -164,7 +173,9 @@ impl Backup for BaseBackup {
             .meta(meta::TABLESPACES, tablespaces);
         let manifest = writer.commit(commit).await?;
         timeline.record_until_now("commit", t)?;
-        stream.into_client().await?.close().await.ok();
+        if let Some(stream) = events.finish().await {
+            stream.into_client().await?.close().await.ok();
+        }
         Ok(BackupReport { manifest, timeline })
     }
 }
@@ -172,7 +183,7 @@ impl Backup for BaseBackup {
 /// Streams every archive and the manifest into `writer`; returns the end
 /// position, its timeline, and each tablespace archive's server location.
 async fn stream_archives(
-    stream: &mut BaseBackupStream,
+    stream: &mut ReadAhead,
     writer: &mut dyn SnapshotWriter,
     addr: &str,
 ) -> dr_core::Result<(Lsn, u32, BTreeMap<String, String>)> {
@@ -185,12 +196,12 @@ async fn stream_archives(
                     tablespaces.insert(name.clone(), location);
                 }
                 let name: StreamName = name.parse()?;
-                writer.add_stream(&name, &mut stream.reader()).await?;
+                writer.add_stream(&name, stream).await?;
             }
             BaseBackupEvent::ManifestStart => {
                 manifest = true;
                 let name: StreamName = MANIFEST_STREAM.parse()?;
-                writer.add_stream(&name, &mut stream.reader()).await?;
+                writer.add_stream(&name, stream).await?;
             }
             BaseBackupEvent::End { end, timeline } => {
                 if !manifest {
@@ -210,4 +221,102 @@ async fn stream_archives(
         reason: "the base backup ended without its end position".into(),
     }
     .into())
+}
+
+/// Events of a base backup read from the server by a task of its own, up to
+/// [`READ_AHEAD`] messages ahead of the backup storing them. Read inline,
+/// the server stopped sending whenever the backup paused to cut, hash or
+/// wait for a pack upload: its socket buffer holds a few messages only.
+struct ReadAhead {
+    rx: mpsc::Receiver<crate::error::Result<BaseBackupEvent>>,
+    /// Hands the stream back once it ended.
+    pump: Option<tokio::task::JoinHandle<Option<BaseBackupStream>>>,
+    /// The rest of the `Data` being read.
+    leftover: Bytes,
+    /// A non-`Data` event that ended a reader, for the next `next`.
+    pending: Option<BaseBackupEvent>,
+}
+
+/// Messages read ahead: the server sends `Data` of 32 KiB, so about 16 MiB.
+const READ_AHEAD: usize = 512;
+
+impl ReadAhead {
+    fn spawn(mut stream: BaseBackupStream) -> Self {
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        let pump = tokio::spawn(async move {
+            loop {
+                match stream.next().await {
+                    Ok(Some(event)) => {
+                        if tx.send(Ok(event)).await.is_err() {
+                            return None;
+                        }
+                    }
+                    Ok(None) => return Some(stream),
+                    Err(e) => {
+                        tx.send(Err(e)).await.ok();
+                        return None;
+                    }
+                }
+            }
+        });
+        Self {
+            rx,
+            pump: Some(pump),
+            leftover: Bytes::new(),
+            pending: None,
+        }
+    }
+
+    /// The next event (after what a reader left); `None` once the stream ended.
+    async fn next(&mut self) -> crate::error::Result<Option<BaseBackupEvent>> {
+        if let Some(event) = self.pending.take() {
+            return Ok(Some(event));
+        }
+        self.leftover = Bytes::new();
+        self.rx.recv().await.transpose()
+    }
+}
+
+impl ReadAhead {
+    /// The stream back, once every event was read; `None` if it failed.
+    async fn finish(mut self) -> Option<BaseBackupStream> {
+        self.pump.take()?.await.ok().flatten()
+    }
+}
+
+impl Drop for ReadAhead {
+    /// A backup that stops early stops reading from the server.
+    fn drop(&mut self) {
+        if let Some(pump) = &self.pump {
+            pump.abort();
+        }
+    }
+}
+
+/// The current archive's content, up to the next event that is not `Data`.
+impl AsyncRead for ReadAhead {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.leftover.is_empty() {
+                let n = buf.remaining().min(this.leftover.len());
+                buf.put_slice(&this.leftover.split_to(n));
+                return Poll::Ready(Ok(()));
+            }
+            if this.pending.is_some() || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(this.rx.poll_recv(cx)) {
+                Some(Ok(BaseBackupEvent::Data(data))) => this.leftover = data,
+                Some(Ok(BaseBackupEvent::Progress { .. })) => {}
+                Some(Ok(event)) => this.pending = Some(event),
+                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+    }
 }
