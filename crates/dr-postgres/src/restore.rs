@@ -21,6 +21,7 @@ use dr_core::{
     RecoveryReport, RecoveryTarget, Restore, RestoreRequest, SnapshotSource, StreamName, Timeline,
     async_trait,
 };
+use futures_util::StreamExt;
 use jiff::Timestamp;
 use tokio::io::AsyncWriteExt;
 
@@ -573,32 +574,46 @@ impl PitrRestore {
     ) -> dr_core::Result<()> {
         create_private_dir(dir)?;
         let size = facts.segment_size;
-        let names = plan
+        let names: Vec<String> = plan
             .histories
             .iter()
             .map(|t| history_file_name(*t))
-            .chain(plan.segments.iter().map(|s| s.file_name(size)));
-        for name in names {
-            let bytes = fetch_wal(archive, &self.component, &name, size)
-                .await?
-                .ok_or_else(|| {
-                    dr_core::Error::not_found(format!(
-                        "{name} of {} (it went missing from the archive during the restore)",
-                        self.component
-                    ))
-                })?;
-            let path = dir.join(&name);
-            let mut file = tokio::fs::File::create(&path)
-                .await
-                .map_err(|e| dr_core::Error::io(format!("creating {}", path.display()), e))?;
-            file.write_all(&bytes)
-                .await
-                .map_err(|e| dr_core::Error::io(format!("writing {}", path.display()), e))?;
-            file.flush()
-                .await
-                .map_err(|e| dr_core::Error::io(format!("writing {}", path.display()), e))?;
+            .chain(plan.segments.iter().map(|s| s.file_name(size)))
+            .collect();
+        // A few at once: each is a read, a decryption, a decompression and a
+        // SHA-256 check, then a write.
+        let mut staged = futures_util::stream::iter(names)
+            .map(|name| self.stage_one(archive, size, dir, name))
+            .buffer_unordered(WAL_FETCHES);
+        while let Some(done) = staged.next().await {
+            done?;
         }
         Ok(())
+    }
+
+    /// Fetches one WAL file from the archive into `dir`.
+    async fn stage_one(
+        &self,
+        archive: &dyn ArchiveSource,
+        size: WalSegmentSize,
+        dir: &Path,
+        name: String,
+    ) -> dr_core::Result<()> {
+        let bytes = fetch_wal(archive, &self.component, &name, size)
+            .await?
+            .ok_or_else(|| {
+                dr_core::Error::not_found(format!(
+                    "{name} of {} (it went missing from the archive during the restore)",
+                    self.component
+                ))
+            })?;
+        let path = dir.join(&name);
+        tokio::task::spawn_blocking(move || {
+            std::fs::write(&path, &bytes)
+                .map_err(|e| dr_core::Error::io(format!("writing {}", path.display()), e))
+        })
+        .await
+        .map_err(|e| dr_core::Error::io("staging WAL", std::io::Error::other(e)))?
     }
 
     fn write_recovery_settings(
@@ -704,6 +719,9 @@ async fn extract_tar(
     }
     read
 }
+
+/// WAL files a restore fetches at once.
+const WAL_FETCHES: usize = 4;
 
 /// Operations queued for each writing thread.
 const WRITER_QUEUE: usize = 8;
