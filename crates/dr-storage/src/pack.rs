@@ -85,18 +85,23 @@ pub(crate) fn seal_blob(crypter: &Crypter, id: Id, raw: &[u8], level: i32) -> Re
     })
 }
 
-/// Whether two 32 KiB samples (the start and the middle) of a large chunk
-/// both fail to shrink at zstd's fastest level: then the whole chunk is
-/// stored as it is without spending a full compression on it.
+/// Whether five 32 KiB samples spread over a large chunk (its start, its
+/// quarters and its end) all fail to shrink at zstd's fastest level: then the
+/// whole chunk is stored as it is without spending a full compression on it.
+/// A chunk that is only partly incompressible (where compressible data
+/// begins or ends) shows it in some sample and is compressed.
 fn looks_incompressible(raw: &[u8]) -> bool {
     const SAMPLE: usize = 32 * 1024;
     if raw.len() < 8 * SAMPLE {
         return false;
     }
-    let middle = raw.len() / 2;
-    [&raw[..SAMPLE], &raw[middle..middle + SAMPLE]]
-        .iter()
-        .all(|sample| compress(sample, 1).is_ok_and(|c| c.len() * 100 >= sample.len() * 98))
+    let last = raw.len() - SAMPLE;
+    [0, last / 4, last / 2, 3 * last / 4, last]
+        .into_iter()
+        .all(|at| {
+            let sample = &raw[at..at + SAMPLE];
+            compress(sample, 1).is_ok_and(|c| c.len() * 100 >= sample.len() * 98)
+        })
 }
 
 thread_local! {

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::lock::Lock;
 use super::{
@@ -25,8 +25,10 @@ use crate::crypto::{Id, content_name, hex};
 use crate::error::{Error, Result};
 use crate::pack::{PackBuilder, SealedBlob, seal_blob};
 
-/// Chunks that went through hashing, and sealing if they were new.
+/// A chunk that went through hashing, and sealing if it was new: the
+/// `index`th of its stream.
 struct Processed {
+    index: usize,
     id: Id,
     blob: Option<SealedBlob>,
 }
@@ -287,8 +289,11 @@ impl SnapshotWriter for RepositoryWriter {
             hash.finalize()
         });
         let mut size = 0u64;
-        let mut ids = Vec::new();
-        let mut in_flight: VecDeque<JoinHandle<Result<Processed>>> = VecDeque::new();
+        // Chunks are hashed and sealed in parallel and packed as each is done,
+        // in any order: a slow chunk (a large one, compressing) does not
+        // hold up the others. Only its id waits for its place.
+        let mut ids: Vec<Id> = Vec::new();
+        let mut in_flight: JoinSet<Result<Processed>> = JoinSet::new();
         loop {
             // A cut found before the end of what is buffered is final (FastCDC
             // decides from the bytes up to it), so cut everything buffered and
@@ -320,15 +325,17 @@ impl SnapshotWriter for RepositoryWriter {
                 .await
                 .map_err(|_| Error::io("hashing", std::io::Error::other("the hasher stopped")))?;
             let repo = self.repo.clone();
-            in_flight.push_back(tokio::task::spawn_blocking(move || {
+            let index = ids.len();
+            ids.push(Id::default());
+            in_flight.spawn_blocking(move || {
                 let id = repo.inner.crypter.id(&chunk);
                 let blob = if repo.knows(&id) {
                     None
                 } else {
                     Some(seal_blob(&repo.inner.crypter, id, &chunk, level)?)
                 };
-                Ok(Processed { id, blob })
-            }));
+                Ok(Processed { index, id, blob })
+            });
             while in_flight.len() >= 2 * self.repo.inner.concurrency {
                 self.take_processed(&mut in_flight, &mut ids).await?;
             }
@@ -336,6 +343,7 @@ impl SnapshotWriter for RepositoryWriter {
         while !in_flight.is_empty() {
             self.take_processed(&mut in_flight, &mut ids).await?;
         }
+        let ids = ids.iter().map(|id| hex(id)).collect();
         drop(hash_tx);
         let digest = hasher.await.map_err(join_error)?;
         let entry = StreamEntry {
@@ -408,16 +416,17 @@ impl SnapshotWriter for RepositoryWriter {
 }
 
 impl RepositoryWriter {
+    /// Packs whichever chunk is done first and records its id in its place.
     async fn take_processed(
         &mut self,
-        in_flight: &mut VecDeque<JoinHandle<Result<Processed>>>,
-        ids: &mut Vec<String>,
+        in_flight: &mut JoinSet<Result<Processed>>,
+        ids: &mut [Id],
     ) -> Result<()> {
-        let Some(job) = in_flight.pop_front() else {
+        let Some(job) = in_flight.join_next().await else {
             return Ok(());
         };
-        let processed = job.await.map_err(join_error)??;
-        ids.push(hex(&processed.id));
+        let processed = job.map_err(join_error)??;
+        ids[processed.index] = processed.id;
         if let Some(blob) = processed.blob {
             self.packer.add(blob).await?;
         }
