@@ -23,8 +23,8 @@
 #      pgBackRest (`restore --type=default`); the pgbench database's files
 #      of the two are then compared.
 #
-# Both repositories are local, encrypted and zstd-compressed at each tool's
-# default level (drkit 1, pgBackRest 3; the stored bytes show what that costs):
+# Both repositories are local, encrypted and zstd-compressed at level 3 (both
+# tools' default):
 # drkit's with its default AEAD and key derivation at the recommended cost
 # (paid by every process that opens the repository), pgBackRest's with
 # `repo1-cipher-type=aes-256-cbc`, `compress-type=zst`, `process-max=2`,
