@@ -699,8 +699,8 @@ async fn extract_tar(
     dir: &Path,
     links: &BTreeMap<String, PathBuf>,
 ) -> dr_core::Result<()> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
-    let (writers, threads): (Vec<_>, Vec<_>) = (0..threads)
+    let count = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+    let (writers, threads): (Vec<_>, Vec<_>) = (0..count)
         .map(|_| {
             let (ops, received) = tokio::sync::mpsc::channel(WRITER_QUEUE);
             (

@@ -240,25 +240,10 @@ impl Crypter {
     /// returns, without copying the plaintext. The first
     /// [`Crypter::prefix_len`] bytes of `buf` are overwritten (with the nonce).
     pub(crate) fn seal_in_place(&self, buf: &mut Vec<u8>, context: &[u8]) -> Result<()> {
-        let Crypter::Keyed(key) = self else {
-            return Ok(());
-        };
-        if buf.len() < NONCE_LEN {
-            return Err(Error::InvalidInput {
-                what: "blob".into(),
-                reason: "no room for the nonce".into(),
-            });
+        match self {
+            Crypter::Plain => Ok(()),
+            Crypter::Keyed(key) => seal_in_place(&key.encryption, buf, context),
         }
-        let (nonce, body) = buf.split_at_mut(NONCE_LEN);
-        fill_random(nonce)?;
-        let tag = XChaCha20Poly1305::new((&key.encryption).into())
-            .encrypt_in_place_detached(XNonce::from_slice(nonce), context, body)
-            .map_err(|_| Error::InvalidInput {
-                what: "blob".into(),
-                reason: "too large to encrypt".into(),
-            })?;
-        buf.extend_from_slice(&tag);
-        Ok(())
     }
 
     /// Opens a sealed blob, failing with `Corrupt` naming `what` if it was altered.
@@ -271,20 +256,34 @@ impl Crypter {
     }
 }
 
+/// `nonce | ciphertext | tag` of `plain`.
 fn seal(key: &[u8; 32], plain: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-    let cipher = XChaCha20Poly1305::new(key.into());
-    let mut nonce = [0u8; NONCE_LEN];
-    fill_random(&mut nonce)?;
-    let sealed = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
+    let mut buf = Vec::with_capacity(NONCE_LEN + plain.len() + TAG_LEN);
+    buf.resize(NONCE_LEN, 0);
+    buf.extend_from_slice(plain);
+    seal_in_place(key, &mut buf, aad)?;
+    Ok(buf)
+}
+
+/// Encrypts `buf[NONCE_LEN..]` where it lies, writes a fresh nonce over
+/// `buf[..NONCE_LEN]` and appends the tag: what [`seal`] returns.
+fn seal_in_place(key: &[u8; 32], buf: &mut Vec<u8>, aad: &[u8]) -> Result<()> {
+    if buf.len() < NONCE_LEN {
+        return Err(Error::InvalidInput {
+            what: "blob".into(),
+            reason: "no room for the nonce".into(),
+        });
+    }
+    let (nonce, body) = buf.split_at_mut(NONCE_LEN);
+    fill_random(nonce)?;
+    let tag = XChaCha20Poly1305::new(key.into())
+        .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, body)
         .map_err(|_| Error::InvalidInput {
             what: "blob".into(),
             reason: "too large to encrypt".into(),
         })?;
-    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
-    Ok(out)
+    buf.extend_from_slice(&tag);
+    Ok(())
 }
 
 fn open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> std::result::Result<Vec<u8>, ()> {
