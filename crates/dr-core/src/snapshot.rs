@@ -66,6 +66,11 @@ pub struct Manifest {
     /// Facts the component crate needs to restore (server version, start LSN, ...).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The snapshot this one's streams are stored against (a delta backup's
+    /// full backup): restoring this one reads that one too, so the store
+    /// keeps it for as long as it keeps this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<SnapshotId>,
 }
 
 impl Manifest {
@@ -104,6 +109,8 @@ pub struct SnapshotCommit {
     pub labels: Labels,
     /// Facts needed to restore.
     pub metadata: BTreeMap<String, String>,
+    /// The snapshot this one is stored against; see [`Manifest::depends_on`].
+    pub depends_on: Option<SnapshotId>,
 }
 
 impl SnapshotCommit {
@@ -113,7 +120,16 @@ impl SnapshotCommit {
             recovery_point,
             labels: Labels::new(),
             metadata: BTreeMap::new(),
+            depends_on: None,
         }
+    }
+
+    /// Records that the snapshot's streams are stored against `base`, which
+    /// must then be kept with it. The sink refuses the commit if `base` is
+    /// not a committed snapshot.
+    pub fn depends_on(mut self, base: SnapshotId) -> Self {
+        self.depends_on = Some(base);
+        self
     }
 
     /// Adds a label.
@@ -285,6 +301,7 @@ mod tests {
                 .collect(),
             labels: Labels::from([("env".into(), "prod".into())]),
             metadata: BTreeMap::from([("server_version".into(), "150018".into())]),
+            depends_on: (lsn % 2 == 1).then(|| SnapshotId::from_parts(at, 8).unwrap()),
         }
     }
 

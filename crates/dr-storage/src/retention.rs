@@ -512,11 +512,13 @@ pub enum KeepReason {
     Within,
     /// The policy has no rules, and a policy with no rules keeps everything.
     EmptyPolicy,
+    /// A kept snapshot is stored against it ([`dr_core::Manifest::depends_on`]).
+    Dependency,
 }
 
 impl KeepReason {
     /// The rule's key: `last`, `hourly`, `daily`, `weekly`, `monthly`, `yearly`,
-    /// `within`, or `empty-policy`.
+    /// `within`, `empty-policy`, or `dependency`.
     pub const fn as_str(self) -> &'static str {
         match self {
             KeepReason::Last => "last",
@@ -527,6 +529,7 @@ impl KeepReason {
             KeepReason::Yearly => "yearly",
             KeepReason::Within => "within",
             KeepReason::EmptyPolicy => "empty-policy",
+            KeepReason::Dependency => "dependency",
         }
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dr_core::{
-    ComponentId, ErrorKind, Manifest, RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource,
-    StreamName,
+    ComponentId, ErrorKind, Manifest, RecoveryPoint, SnapshotCommit, SnapshotId, SnapshotSink,
+    SnapshotSource, StreamName,
 };
 use dr_storage::{
     ChunkerParams, Error, FsBackend, InitOptions, KdfParams, MemoryBackend, ObjectLock,
@@ -387,6 +387,91 @@ async fn concurrent_backups_and_prunes_lose_nothing() {
     assert!(check.is_ok(), "{check:?}");
     let verify = repo.verify().await.unwrap();
     assert!(verify.damaged.is_empty(), "{verify:?}");
+}
+
+#[tokio::test]
+async fn snapshots_stored_against_others_keep_them() {
+    let backend: Arc<dyn WriteBackend> = Arc::new(MemoryBackend::new());
+    let repo = Repository::init(backend.clone(), small()).await.unwrap();
+    let now = Timestamp::now();
+    let pg = component("postgres/main");
+    let full = backup_at(&repo, &pg, hours_ago(now, 30), &data(1, 50_000), &[]).await;
+    let other = backup_at(&repo, &pg, hours_ago(now, 20), &data(2, 50_000), &[]).await;
+    let delta_at = hours_ago(now, 10);
+    let mut writer = repo.begin(&pg, delta_at).await.unwrap();
+    writer.add_stream(&stream(), &mut &b"d"[..]).await.unwrap();
+    let delta = writer
+        .commit(SnapshotCommit::new(RecoveryPoint::new(delta_at)).depends_on(full.id))
+        .await
+        .unwrap();
+    assert_eq!(delta.depends_on, Some(full.id));
+    assert_eq!(
+        repo.manifest(&delta.id).await.unwrap().depends_on,
+        Some(full.id)
+    );
+
+    // A commit against a snapshot that is not there is refused, and invisible.
+    let mut writer = repo.begin(&pg, now).await.unwrap();
+    writer.add_stream(&stream(), &mut &b"e"[..]).await.unwrap();
+    let err = writer
+        .commit(
+            SnapshotCommit::new(RecoveryPoint::new(now)).depends_on(SnapshotId::new(now).unwrap()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert_eq!(repo.snapshots(&pg).await.unwrap().len(), 3);
+
+    // "last=1" keeps the delta, and with it the snapshot it is stored against.
+    let policy: RetentionPolicy = "last=1".parse().unwrap();
+    let plan = repo
+        .plan_forget(&SnapshotFilter::new(), &policy, now)
+        .await
+        .unwrap();
+    let kept: Vec<_> = plan.keep.iter().map(|(m, r)| (m.id, r.clone())).collect();
+    assert_eq!(
+        kept,
+        [
+            (full.id, vec![dr_storage::KeepReason::Dependency]),
+            (delta.id, vec![dr_storage::KeepReason::Last]),
+        ]
+    );
+    assert_eq!(
+        plan.forget.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [other.id]
+    );
+
+    // Forgetting the base alone is refused and forgets nothing; with its delta it goes.
+    let err = repo
+        .forget_snapshots(&[full.id, other.id])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert!(err.to_string().contains(&delta.id.to_string()), "{err}");
+    assert_eq!(repo.snapshots(&pg).await.unwrap().len(), 3);
+    let report = repo.forget_snapshots(&[delta.id, full.id]).await.unwrap();
+    assert_eq!(report.forgotten, [delta.id, full.id]);
+
+    // A snapshot whose base went missing behind the repository's back is named by check.
+    let mut writer = repo.begin(&pg, now).await.unwrap();
+    writer.add_stream(&stream(), &mut &b"f"[..]).await.unwrap();
+    let orphan = writer
+        .commit(SnapshotCommit::new(RecoveryPoint::new(now)).depends_on(other.id))
+        .await
+        .unwrap();
+    backend
+        .delete(&format!("snapshots/{}", other.id))
+        .await
+        .unwrap();
+    let report = repo.check().await.unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.object == format!("snapshots/{}", orphan.id)
+                && p.reason.contains(&other.id.to_string())),
+        "{report:?}"
+    );
 }
 
 #[tokio::test]

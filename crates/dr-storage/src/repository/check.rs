@@ -1,7 +1,8 @@
 //! `check`: the repository's structure, without reading the data. Every
 //! index and snapshot file opens, every pack an index names exists and is
-//! long enough, and every chunk a snapshot refers to is indexed, with the
-//! chunks adding up to each stream's size.
+//! long enough, every chunk a snapshot refers to is indexed, with the
+//! chunks adding up to each stream's size, and every snapshot another is
+//! stored against exists.
 
 use std::collections::{HashMap, HashSet};
 
@@ -98,6 +99,7 @@ impl Repository {
         }
         let snapshots = self.inner.backend.list("snapshots/").await?;
         let snapshot_count = snapshots.len();
+        let committed: HashSet<String> = snapshots.iter().map(|o| o.key.clone()).collect();
         for object in snapshots {
             let Some(id) = object
                 .key
@@ -115,6 +117,14 @@ impl Repository {
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(base) = file.manifest.depends_on
+                && !committed.contains(&snapshot_key(&base))
+            {
+                problem(
+                    object.key.clone(),
+                    format!("stored against snapshot {base}, which is missing"),
+                );
+            }
             for entry in &file.manifest.streams {
                 let what = format!("stream {} of snapshot {id}", entry.name);
                 let Some(chunks) = file.chunks.get(&entry.name) else {

@@ -2,7 +2,7 @@
 //! a retention policy does not keep. Forgetting deletes snapshot files only;
 //! [`Repository::prune`] then removes the data nothing refers to any more.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use dr_core::{ComponentId, Labels, Manifest, SnapshotId};
 use jiff::Timestamp;
@@ -119,8 +119,9 @@ impl Repository {
                 reason: "it keeps nothing; forget snapshots by id instead".into(),
             });
         }
+        let all = self.all_snapshots().await?;
         let mut groups: BTreeMap<ComponentId, Vec<Manifest>> = BTreeMap::new();
-        for manifest in self.snapshots_matching(filter).await? {
+        for manifest in all.iter().filter(|m| filter.matches(m)).cloned() {
             groups
                 .entry(manifest.component.clone())
                 .or_default()
@@ -145,6 +146,7 @@ impl Repository {
                 }
             }
         }
+        keep_dependencies(&mut plan, &all);
         plan.keep.sort_by_key(|(m, _)| m.id);
         plan.forget.sort_by_key(|m| m.id);
         Ok(plan)
@@ -163,9 +165,29 @@ impl Repository {
     /// snapshots that do not exist are skipped.
     ///
     /// # Errors
-    /// The lock could not be taken or the store failed.
+    /// `InvalidInput`, forgetting nothing, if a snapshot that stays is
+    /// stored against one of them ([`Manifest::depends_on`]); the lock could
+    /// not be taken or the store failed.
     pub async fn forget_snapshots(&self, ids: &[SnapshotId]) -> Result<ForgetReport> {
         let lock = self.lock(true, self.lock_wait).await?;
+        let gone: HashSet<SnapshotId> = ids.iter().copied().collect();
+        let all = match self.all_snapshots().await {
+            Ok(all) => all,
+            Err(e) => {
+                lock.release().await.ok();
+                return Err(e);
+            }
+        };
+        if let Some((user, base)) = all.iter().find_map(|m| {
+            let base = m.depends_on.filter(|base| gone.contains(base))?;
+            (!gone.contains(&m.id)).then_some((m.id, base))
+        }) {
+            lock.release().await.ok();
+            return Err(Error::InvalidInput {
+                what: format!("forgetting snapshot {base}"),
+                reason: format!("snapshot {user} is stored against it; forget both or neither"),
+            });
+        }
         let mut report = ForgetReport::default();
         for id in ids {
             match self.inner.backend.delete(&snapshot_key(id)).await {
@@ -179,5 +201,30 @@ impl Repository {
         }
         lock.release().await?;
         Ok(report)
+    }
+}
+
+/// Moves every snapshot a kept one depends on (directly or through others)
+/// from `plan.forget` to `plan.keep`, with [`KeepReason::Dependency`].
+/// `all` is every snapshot, since one the filter left out may depend on one
+/// it selected.
+fn keep_dependencies(plan: &mut ForgetPlan, all: &[Manifest]) {
+    loop {
+        let forgotten: HashSet<SnapshotId> = plan.forget.iter().map(|m| m.id).collect();
+        let needed: HashSet<SnapshotId> = all
+            .iter()
+            .filter(|m| !forgotten.contains(&m.id))
+            .filter_map(|m| m.depends_on)
+            .filter(|base| forgotten.contains(base))
+            .collect();
+        if needed.is_empty() {
+            return;
+        }
+        let (kept, forget): (Vec<Manifest>, Vec<Manifest>) = std::mem::take(&mut plan.forget)
+            .into_iter()
+            .partition(|m| needed.contains(&m.id));
+        plan.forget = forget;
+        plan.keep
+            .extend(kept.into_iter().map(|m| (m, vec![KeepReason::Dependency])));
     }
 }

@@ -363,6 +363,20 @@ impl SnapshotWriter for RepositoryWriter {
         // Everything below refers to packs a prune must not have taken for
         // abandoned: only commit under a lock that stayed fresh.
         this.lock.ensure_held()?;
+        if let Some(base) = commit.depends_on {
+            // Forget refuses to delete a snapshot others depend on, and it
+            // cannot run while this writer holds its lock: checked once is enough.
+            match repo.snapshot_file(&base).await {
+                Ok(_) => {}
+                Err(Error::NotFound { .. }) => {
+                    return Err(dr_core::Error::not_found(format!(
+                        "snapshot {base}, which snapshot {} is stored against",
+                        this.id
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         if !packs.is_empty() {
             let index = IndexFile {
                 format: REPOSITORY_FORMAT,
@@ -386,6 +400,7 @@ impl SnapshotWriter for RepositoryWriter {
             streams: this.streams,
             labels: commit.labels,
             metadata: commit.metadata,
+            depends_on: commit.depends_on,
         };
         let file = SnapshotFile {
             manifest,
