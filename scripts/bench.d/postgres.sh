@@ -15,13 +15,14 @@
 #      archiver in synchronous mode (storing as soon as WAL arrives) and
 #      `pg_receivewal --synchronous`, all three at once, each from its own
 #      replication slot;
-#   3. backup after that load: drkit (a second base backup into the same
-#      repository, which stores only chunks it does not hold yet) and
-#      pgBackRest (`backup --type=incr`);
+#   3. backup after that load: drkit (a delta base backup into the same
+#      repository: every file XORed with the full backup's, then deduplicated
+#      and compressed) and pgBackRest (`backup --type=incr`);
 #   4. restore of the latest backup into an empty directory, without starting
-#      a server: drkit (extract, WAL fetched and staged, recovery settings) and
-#      pgBackRest (`restore --type=default`); the pgbench database's files
-#      of the two are then compared.
+#      a server: drkit (extract, rebuilding files from the delta and the full
+#      backup, WAL fetched and staged, recovery settings) and pgBackRest
+#      (`restore --type=default`, from the incremental and the full backup);
+#      the pgbench database's files of the two are then compared.
 #
 # Both repositories are local, encrypted and zstd-compressed at level 3 (both
 # tools' default):
@@ -393,7 +394,7 @@ sql "SELECT pg_drop_replication_slot('receivewal_bench')" >/dev/null
 say "backups after the load"
 sql "CHECKPOINT" >/dev/null
 before="$(ours_stored)"
-timed ours incr "$bench" backup --repo "$ours_repo" --conninfo "$conninfo"
+timed ours incr "$bench" backup --repo "$ours_repo" --conninfo "$conninfo" --delta yes
 ours_incr_bytes=$(($(ours_stored) - before))
 say "  drkit: ${seconds[ours.incr]} s, $(mib "${memory[ours.incr]}") peak, $ours_incr_bytes bytes stored"
 notes ours incr

@@ -3,7 +3,7 @@
 //! pgBackRest, pg_basebackup and pg_receivewal on one cluster.
 //!
 //! ```text
-//! pg_bench backup  --repo <dir> --conninfo <conninfo>
+//! pg_bench backup  --repo <dir> --conninfo <conninfo> [--delta yes]
 //! pg_bench restore --repo <dir> --to <dir> [--owner <uid>:<gid>]
 //! pg_bench archive --repo <dir> --conninfo <conninfo> --samples <file>
 //!                  [--piece-interval-ms 200] [--synchronous-too yes] [--peers <name,...>]
@@ -11,7 +11,8 @@
 //! ```
 //!
 //! `backup` takes a [`BaseBackup`] into the repository, creating it (encrypted,
-//! zstd at its default level, 3) if the directory is empty. `restore` prepares a data
+//! zstd at its default level, 3) if the directory is empty; with `--delta yes`,
+//! a delta backup against the latest full one. `restore` prepares a data
 //! directory from the latest base backup with [`PitrRestore`], without
 //! starting a server: files extracted, WAL staged, recovery settings written.
 //!
@@ -61,7 +62,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 const CATCH_UP: Duration = Duration::from_secs(300);
 
 const USAGE: &str = "usage:
-  pg_bench backup  --repo <dir> --conninfo <conninfo>
+  pg_bench backup  --repo <dir> --conninfo <conninfo> [--delta yes]
   pg_bench restore --repo <dir> --to <dir> [--owner <uid>:<gid>]
   pg_bench archive --repo <dir> --conninfo <conninfo> --samples <file>
                    [--piece-interval-ms 200] [--synchronous-too yes] [--peers <name,...>]
@@ -90,8 +91,9 @@ fn run() -> AnyResult<()> {
     let args = Args::parse(args)?;
     match command.as_str() {
         "backup" => {
-            args.allow(&["repo", "conninfo"])?;
-            runtime()?.block_on(backup(args.path("repo")?, args.conninfo()?))
+            args.allow(&["repo", "conninfo", "delta"])?;
+            let delta = args.yes_or_no("delta")?;
+            runtime()?.block_on(backup(args.path("repo")?, args.conninfo()?, delta))
         }
         "restore" => {
             args.allow(&["repo", "to", "owner"])?;
@@ -114,13 +116,7 @@ fn run() -> AnyResult<()> {
                 piece_interval: Duration::from_millis(
                     args.number("piece-interval-ms")?.unwrap_or(200),
                 ),
-                synchronous_too: match args.get("synchronous-too") {
-                    None | Some("no") => false,
-                    Some("yes") => true,
-                    Some(other) => {
-                        return Err(format!("--synchronous-too {other:?}: yes or no").into());
-                    }
-                },
+                synchronous_too: args.yes_or_no("synchronous-too")?,
                 peers: args
                     .get("peers")
                     .map(|p| {
@@ -171,6 +167,15 @@ impl Args {
 
     fn get(&self, name: &str) -> Option<&str> {
         self.options.get(name).map(String::as_str)
+    }
+
+    /// `--name yes` or `--name no` (the default).
+    fn yes_or_no(&self, name: &str) -> AnyResult<bool> {
+        match self.get(name) {
+            None | Some("no") => Ok(false),
+            Some("yes") => Ok(true),
+            Some(other) => Err(format!("--{name} {other:?}: yes or no").into()),
+        }
     }
 
     fn number<T: std::str::FromStr>(&self, name: &str) -> AnyResult<Option<T>>
@@ -237,11 +242,14 @@ async fn open_repo(dir: &Path) -> AnyResult<Repository> {
 // ---------------------------------------------------------------------------
 // Backup and restore
 
-async fn backup(dir: PathBuf, config: tokio_postgres::Config) -> AnyResult<()> {
+async fn backup(dir: PathBuf, config: tokio_postgres::Config, delta: bool) -> AnyResult<()> {
     let started = Instant::now();
-    let repo = open_repo(&dir).await?;
-    let backup = BaseBackup::new(COMPONENT.parse()?, config, Tls::none()).label("drkit bench");
-    let report = backup.backup(&repo).await?;
+    let repo = Arc::new(open_repo(&dir).await?);
+    let mut backup = BaseBackup::new(COMPONENT.parse()?, config, Tls::none()).label("drkit bench");
+    if delta {
+        backup = backup.delta_from_latest_full(repo.clone());
+    }
+    let report = backup.backup(repo.as_ref()).await?;
     for step in report.timeline.steps() {
         eprintln!("{}: {:.2} s", step.name, step.duration().as_secs_f64());
     }

@@ -2,11 +2,14 @@
 //! protocol straight into a snapshot sink, one stream per tablespace tar
 //! plus the backup manifest, with no temporary copy of the cluster.
 //! Stored in a deduplicating repository, a second backup of an unchanged
-//! cluster stores almost nothing new: every backup is incremental.
+//! cluster stores almost nothing new: every backup is incremental. A delta
+//! backup ([`BaseBackup::delta_from_latest_full`]) goes further for a
+//! cluster that changed: only the changed bytes of changed pages.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -14,15 +17,18 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
 use dr_core::{
-    Backup, BackupReport, Capabilities, Capability, ComponentId, Lsn, Position, RecoveryPoint,
-    SnapshotCommit, SnapshotSink, SnapshotWriter, StreamName, Timeline, async_trait,
+    Backup, BackupReport, Capabilities, Capability, ComponentId, Lsn, Manifest, Position,
+    RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotWriter, StreamName,
+    Timeline, async_trait,
 };
 use jiff::Timestamp;
 
+use crate::delta::{DELTA_STREAM, DeltaFiles, store_delta};
 use crate::error::Error;
 use crate::replication::{
     BaseBackupEvent, BaseBackupOptions, BaseBackupStream, ManifestChecksums, ReplicationClient, Tls,
 };
+use crate::verify::archived_files;
 
 /// The stream holding the backup manifest.
 pub const MANIFEST_STREAM: &str = "backup_manifest";
@@ -70,6 +76,25 @@ pub struct BaseBackup {
     label: String,
     fast_checkpoint: bool,
     max_rate_kbps: Option<u32>,
+    delta_from: Option<FullBackups>,
+}
+
+/// Where a delta backup looks for its full backup.
+#[derive(Clone)]
+struct FullBackups(Arc<dyn SnapshotSource>);
+
+impl std::fmt::Debug for FullBackups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FullBackups(..)")
+    }
+}
+
+/// The full backup a delta backup is stored against.
+struct Full {
+    manifest: Manifest,
+    /// Archive name → the files its backup manifest lists in that archive.
+    files: BTreeMap<String, HashSet<String>>,
+    source: Arc<dyn SnapshotSource>,
 }
 
 impl BaseBackup {
@@ -83,7 +108,55 @@ impl BaseBackup {
             label: "drkit base backup".to_owned(),
             fast_checkpoint: true,
             max_rate_kbps: None,
+            delta_from: None,
         }
+    }
+
+    /// Takes delta backups: every file the latest full base backup of the
+    /// same cluster in `source` (usually the repository the backup goes to)
+    /// also has is stored as its XOR with that file (see [`DELTA_STREAM`]).
+    /// Pages that did not change then cost nearly nothing, and changed pages
+    /// only their changed bytes, where deduplication alone stores every
+    /// changed page again. Without a full backup to go against, the backup
+    /// is a full one.
+    ///
+    /// A delta backup is restored from its own data and its full backup's,
+    /// so the repository keeps the full backup as long as a delta stored
+    /// against it ([`dr_core::Manifest::depends_on`]). Deltas grow as the
+    /// cluster drifts from the full backup: take a full backup (a
+    /// `BaseBackup` without this setting) from time to time.
+    #[must_use]
+    pub fn delta_from_latest_full(mut self, source: Arc<dyn SnapshotSource>) -> Self {
+        self.delta_from = Some(FullBackups(source));
+        self
+    }
+
+    /// The latest full base backup of the cluster `system_identifier`, if
+    /// this backup is to be a delta backup and there is one.
+    async fn full_backup(&self, system_identifier: u64) -> dr_core::Result<Option<Full>> {
+        let Some(FullBackups(source)) = &self.delta_from else {
+            return Ok(None);
+        };
+        let system = system_identifier.to_string();
+        let Some(manifest) = source
+            .snapshots(&self.component)
+            .await?
+            .into_iter()
+            .filter(|m| {
+                m.labels.get(KIND_LABEL.0).map(String::as_str) == Some(KIND_LABEL.1)
+                    && m.depends_on.is_none()
+                    && m.metadata.get(meta::SYSTEM_IDENTIFIER) == Some(&system)
+            })
+            .max_by_key(|m| m.id)
+        else {
+            return Ok(None);
+        };
+        let files = archived_files(source.as_ref(), &manifest).await?;
+        Ok(Some(Full {
+            manifest,
+            files,
+            source: source.clone(),
+        }))
     }
 
     /// The label the server writes into `backup_label`.
@@ -128,6 +201,7 @@ impl Backup for BaseBackup {
         let identity = client.identify_system().await?;
         let segment_size = client.wal_segment_size().await?;
         let version = client.server_version().unwrap_or("unknown").to_owned();
+        let full = self.full_backup(identity.system_id).await?;
         timeline.record_until_now("connect", t)?;
 
         let t = Timestamp::now();
@@ -143,7 +217,7 @@ impl Backup for BaseBackup {
         let mut writer = sink.begin(&self.component, t).await?;
         let (start_lsn, start_timeline) = (stream.start_lsn(), stream.timeline());
         let mut events = ReadAhead::spawn(stream);
-        let streamed = stream_archives(&mut events, writer.as_mut(), &addr).await;
+        let streamed = stream_archives(&mut events, writer.as_mut(), &addr, full.as_ref()).await;
         let (end, end_timeline, tablespaces) = match streamed {
             Ok(done) => done,
             Err(e) => {
@@ -171,6 +245,10 @@ impl Backup for BaseBackup {
             .meta(meta::WAL_SEGMENT_SIZE, segment_size.to_string())
             .meta(meta::SERVER_VERSION, version)
             .meta(meta::TABLESPACES, tablespaces);
+        let commit = match &full {
+            Some(full) => commit.depends_on(full.manifest.id),
+            None => commit,
+        };
         let manifest = writer.commit(commit).await?;
         timeline.record_until_now("commit", t)?;
         if let Some(stream) = events.finish().await {
@@ -180,23 +258,43 @@ impl Backup for BaseBackup {
     }
 }
 
-/// Streams every archive and the manifest into `writer`; returns the end
-/// position, its timeline, and each tablespace archive's server location.
+/// Streams every archive and the manifest into `writer`, each archive
+/// against `full`'s same archive for a delta backup (then recording which
+/// files were paired, [`DELTA_STREAM`]); returns the end position, its
+/// timeline, and each tablespace archive's server location.
 async fn stream_archives(
     stream: &mut ReadAhead,
     writer: &mut dyn SnapshotWriter,
     addr: &str,
+    full: Option<&Full>,
 ) -> dr_core::Result<(Lsn, u32, BTreeMap<String, String>)> {
     let mut tablespaces = BTreeMap::new();
     let mut manifest = false;
+    let mut paired = DeltaFiles::new();
     while let Some(event) = stream.next().await? {
         match event {
             BaseBackupEvent::ArchiveStart { name, tablespace } => {
                 if let Some(location) = tablespace {
                     tablespaces.insert(name.clone(), location);
                 }
-                let name: StreamName = name.parse()?;
-                writer.add_stream(&name, stream).await?;
+                let stream_name: StreamName = name.parse()?;
+                let against = full.and_then(|f| {
+                    f.manifest.stream(&stream_name)?;
+                    Some((f, f.files.get(&name)?.clone()))
+                });
+                match against {
+                    Some((full, listed)) => {
+                        let base = full
+                            .source
+                            .open_stream(&full.manifest.id, &stream_name)
+                            .await?;
+                        let files = store_delta(stream, base, listed, writer, &stream_name).await?;
+                        paired.insert(name, files);
+                    }
+                    None => {
+                        writer.add_stream(&stream_name, stream).await?;
+                    }
+                }
             }
             BaseBackupEvent::ManifestStart => {
                 manifest = true;
@@ -210,6 +308,13 @@ async fn stream_archives(
                         reason: "the server sent no backup manifest".into(),
                     }
                     .into());
+                }
+                if full.is_some() {
+                    let json = serde_json::to_vec(&paired)
+                        .map_err(|e| dr_core::Error::invalid(DELTA_STREAM, e.to_string()))?;
+                    writer
+                        .add_stream(&DELTA_STREAM.parse()?, &mut json.as_slice())
+                        .await?;
                 }
                 return Ok((end, timeline, tablespaces));
             }

@@ -76,6 +76,7 @@
 pub(crate) mod archive;
 pub(crate) mod archiver;
 pub(crate) mod backup;
+pub(crate) mod delta;
 pub(crate) mod error;
 pub(crate) mod replication;
 pub(crate) mod restore;
@@ -90,6 +91,7 @@ pub use crate::archiver::{
     ArchiverHandle, ArchiverOptions, ArchiverState, ArchiverStatus, ErrorSummary, WalArchiver,
 };
 pub use crate::backup::{BaseBackup, KIND_LABEL, MANIFEST_STREAM, meta};
+pub use crate::delta::DELTA_STREAM;
 pub use crate::error::{BoxError, Error, Result, ServerError, SqlState};
 pub use crate::replication::{
     BaseBackupEvent, BaseBackupOptions, BaseBackupReader, BaseBackupStream, CreateSlotOptions,

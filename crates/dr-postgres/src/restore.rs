@@ -27,6 +27,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::archive::{ArchiveListing, Coverage, fetch_wal, list_archive};
 use crate::backup::{KIND_LABEL, MANIFEST_STREAM, meta};
+use crate::delta::{DELTA_STREAM, DeltaBase, open_archive};
 use crate::replication::TimelineHistory;
 use crate::tar::{EntryKind, TarReader};
 use crate::wal::{TimelinePath, WalSegment, WalSegmentSize, history_file_name};
@@ -529,9 +530,10 @@ impl PitrRestore {
                 ))
             })
             .collect();
+        let delta = DeltaBase::of(source, manifest).await?;
         for entry in &manifest.streams {
             let name = entry.name.as_str();
-            if name == MANIFEST_STREAM {
+            if name == MANIFEST_STREAM || name == DELTA_STREAM {
                 continue;
             }
             let (dir, links) = if name == "base.tar" {
@@ -546,7 +548,7 @@ impl PitrRestore {
                 (dir, &BTreeMap::new())
             };
             create_private_dir(&dir)?;
-            let stream = source.open_stream(&manifest.id, &entry.name).await?;
+            let stream = open_archive(source, manifest, delta.as_ref(), &entry.name).await?;
             extract_tar(stream, name, &dir, links).await?;
         }
         // The backup manifest rides along, as pg_basebackup leaves it.

@@ -10,7 +10,8 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-const BLOCK: usize = 512;
+/// The tar block size: headers, and the unit content is padded to.
+pub(crate) const BLOCK: usize = 512;
 
 /// What a tar entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +140,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for Content<'_, R> {
     }
 }
 
-fn parse_header(h: &[u8; BLOCK]) -> Result<Entry, String> {
+/// Parses and checks one header block.
+pub(crate) fn parse_header(h: &[u8; BLOCK]) -> Result<Entry, String> {
     let stored: u64 = parse_number(&h[148..156]).ok_or("bad header checksum field")?;
     let sum: u64 = h
         .iter()
@@ -236,11 +238,11 @@ fn clean_path(raw: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A ustar header the way PostgreSQL writes one.
-    fn header(name: &str, kind: u8, size: u64, link: &str) -> [u8; BLOCK] {
+    pub(crate) fn header(name: &str, kind: u8, size: u64, link: &str) -> [u8; BLOCK] {
         let mut h = [0u8; BLOCK];
         h[..name.len()].copy_from_slice(name.as_bytes());
         h[100..108].copy_from_slice(b"0000600\0");
@@ -255,7 +257,8 @@ mod tests {
         h
     }
 
-    fn archive(entries: &[(&str, u8, &[u8], &str)]) -> Vec<u8> {
+    /// An archive of `(name, type, content, link target)` entries, with the end-of-archive blocks.
+    pub(crate) fn archive(entries: &[(&str, u8, &[u8], &str)]) -> Vec<u8> {
         let mut out = Vec::new();
         for (name, kind, content, link) in entries {
             out.extend_from_slice(&header(name, *kind, content.len() as u64, link));

@@ -2,8 +2,10 @@
 //! restoring it: every file the manifest lists is in the archives with its
 //! size and SHA-256, nothing else is, and the manifest's own checksum holds.
 //! (`pg_verifybackup`, reading from the repository instead of a directory.)
+//! A delta backup is checked as the restore would rebuild it, against its
+//! full backup.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use dr_core::{Manifest, SnapshotId, SnapshotSource, StreamName};
 use serde::Deserialize;
@@ -11,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::backup::{MANIFEST_STREAM, meta};
+use crate::delta::{DELTA_STREAM, DeltaBase, open_archive};
 use crate::tar::{EntryKind, TarReader};
 
 /// What [`verify_base_backup`] checked and found.
@@ -111,9 +114,10 @@ pub async fn verify_base_backup(
     }
 
     let tablespaces = tablespace_prefixes(&snapshot);
+    let delta = DeltaBase::of(source, &snapshot).await?;
     for entry in &snapshot.streams {
         let name = entry.name.as_str();
-        if name == MANIFEST_STREAM {
+        if name == MANIFEST_STREAM || name == DELTA_STREAM {
             continue;
         }
         let prefix = if name == "base.tar" {
@@ -126,7 +130,7 @@ pub async fn verify_base_backup(
                 .push(format!("{name}: an archive the backup does not describe"));
             continue;
         };
-        let stream = source.open_stream(id, &entry.name).await?;
+        let stream = open_archive(source, &snapshot, delta.as_ref(), &entry.name).await?;
         check_archive(stream, name, &prefix, &mut expected, &mut check).await?;
     }
     for (path, file) in &expected {
@@ -137,6 +141,49 @@ pub async fn verify_base_backup(
         }
     }
     Ok(check)
+}
+
+/// The files the base backup `snapshot`'s backup manifest lists, by the
+/// archive that holds them (archive name → paths inside it).
+///
+/// # Errors
+/// The manifest cannot be read, or is not a backup manifest.
+pub(crate) async fn archived_files(
+    source: &dyn SnapshotSource,
+    snapshot: &Manifest,
+) -> dr_core::Result<BTreeMap<String, HashSet<String>>> {
+    let id = &snapshot.id;
+    let mut raw = Vec::new();
+    source
+        .open_stream(id, &MANIFEST_STREAM.parse()?)
+        .await?
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| dr_core::Error::io(format!("reading the manifest of {id}"), e))?;
+    let manifest = parse_manifest(&raw, &mut Vec::new())
+        .map_err(|reason| dr_core::Error::corrupt(format!("backup manifest of {id}"), reason))?;
+    let archives: BTreeMap<String, String> = tablespace_prefixes(snapshot)
+        .into_iter()
+        .map(|(archive, oid)| (format!("pg_tblspc/{oid}/"), archive))
+        .collect();
+    let mut files: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+    for file in manifest.files {
+        let Some(path) = file
+            .path
+            .or_else(|| file.encoded_path.as_deref().and_then(decode_hex_path))
+        else {
+            continue;
+        };
+        let (archive, inside) = archives
+            .iter()
+            .find_map(|(prefix, archive)| Some((archive.as_str(), path.strip_prefix(prefix)?)))
+            .unwrap_or(("base.tar", path.as_str()));
+        files
+            .entry(archive.to_owned())
+            .or_default()
+            .insert(inside.to_owned());
+    }
+    Ok(files)
 }
 
 /// Tablespace archive name (`<oid>.tar`) → oid, from the snapshot's metadata.
