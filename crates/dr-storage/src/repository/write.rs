@@ -18,8 +18,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::lock::Lock;
 use super::{
-    INDEX_CONTEXT, IndexFile, IndexedPack, REPOSITORY_FORMAT, Repository, SNAPSHOT_CONTEXT,
-    SnapshotFile, join_error, pack_key, snapshot_key,
+    ChunkerParams, INDEX_CONTEXT, IndexFile, IndexedPack, REPOSITORY_FORMAT, Repository,
+    SNAPSHOT_CONTEXT, SnapshotFile, join_error, pack_key, snapshot_key,
 };
 use crate::crypto::{Id, content_name, hex};
 use crate::error::{Error, Result};
@@ -234,27 +234,54 @@ impl std::fmt::Debug for RepositoryWriter {
     }
 }
 
-impl RepositoryWriter {
+/// Where chunks end: FastCDC with the repository's parameters and seed.
+#[derive(Debug, Clone, Copy)]
+struct Cutter {
+    chunker: ChunkerParams,
+    seed: u64,
+}
+
+impl Cutter {
     /// Where the next chunk of `buf` ends. Less than `buf.len()`, or `max`,
     /// is a final cut; `buf.len()` below `max` means no cut was found yet.
     fn cut(&self, buf: &[u8]) -> usize {
-        let c = self.repo.inner.config.chunker;
+        let c = self.chunker;
         if buf.len() <= c.min as usize {
             return buf.len();
         }
-        let seed = self.repo.inner.crypter.chunker_seed();
         fastcdc::v2020::FastCDC::with_level_and_seed(
             buf,
             c.min as usize,
             c.avg as usize,
             c.max as usize,
             fastcdc::v2020::Normalization::Level1,
-            seed,
+            self.seed,
         )
         .next()
         .map_or(buf.len(), |chunk| chunk.length)
     }
+
+    /// The lengths of the chunks `buf` holds, in order. A cut found before
+    /// the end of `buf` is final (FastCDC decides from the bytes up to it);
+    /// the tail after the last one waits for more bytes, unless `last`.
+    fn cut_all(&self, buf: &[u8], last: bool) -> Vec<usize> {
+        let max = self.chunker.max as usize;
+        let mut lengths = Vec::new();
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let len = self.cut(rest);
+            if len == rest.len() && len < max && !last {
+                break;
+            }
+            lengths.push(len);
+            rest = &rest[len..];
+        }
+        lengths
+    }
 }
+
+/// How much of a stream is read while the bytes before it are cut.
+const READ_ROUND: usize = 4 << 20;
 
 #[async_trait]
 impl SnapshotWriter for RepositoryWriter {
@@ -278,6 +305,10 @@ impl SnapshotWriter for RepositoryWriter {
         let mut buffers = ReadBuffers::new(2 * max);
         let mut buf = buffers.take();
         let mut eof = false;
+        let cutter = Cutter {
+            chunker: self.repo.inner.config.chunker,
+            seed: self.repo.inner.crypter.chunker_seed(),
+        };
         // The whole stream's SHA-256, on a thread of its own, in order: the
         // reading loop only reads and cuts.
         let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(8);
@@ -295,49 +326,65 @@ impl SnapshotWriter for RepositoryWriter {
         let mut ids: Vec<Id> = Vec::new();
         let mut in_flight: JoinSet<Result<Processed>> = JoinSet::new();
         loop {
-            // A cut found before the end of what is buffered is final (FastCDC
-            // decides from the bytes up to it), so cut everything buffered and
-            // read more only for a tail without a cut: the tail is all that is
-            // ever copied when the buffer grows.
-            let len = if buf.is_empty() { 0 } else { self.cut(&buf) };
-            if len == 0 || (len == buf.len() && len < max && !eof) {
-                if eof {
-                    break;
-                }
-                // Fill to `max` before cutting again, so that small reads (a
-                // protocol's messages) do not rescan the tail each time.
-                while !eof && buf.len() < max {
-                    if buf.capacity() - buf.len() < max / 2 {
-                        buffers.move_to_next(&mut buf);
-                    }
-                    let n = data
-                        .read_buf(&mut buf)
-                        .await
-                        .map_err(|e| dr_core::Error::io(format!("reading stream {name}"), e))?;
-                    eof = n == 0;
-                }
-                continue;
+            // What is buffered is cut on a blocking thread while the next
+            // bytes are read into the same buffer, right behind it: the tail
+            // left without a cut then joins them without a copy. Only when
+            // the buffer runs out of room does the tail move (a copy of
+            // less than one chunk).
+            if buf.capacity() - buf.len() < READ_ROUND {
+                buffers.move_to_next(&mut buf);
             }
-            let chunk = buf.split_to(len).freeze();
-            size += chunk.len() as u64;
-            hash_tx
-                .send(chunk.clone())
+            let filled = buf.split();
+            let last = eof;
+            let cut = async move {
+                if filled.is_empty() {
+                    return Ok((filled, Vec::new()));
+                }
+                tokio::task::spawn_blocking(move || {
+                    let lengths = cutter.cut_all(&filled, last);
+                    (filled, lengths)
+                })
                 .await
-                .map_err(|_| Error::io("hashing", std::io::Error::other("the hasher stopped")))?;
-            let repo = self.repo.clone();
-            let index = ids.len();
-            ids.push(Id::default());
-            in_flight.spawn_blocking(move || {
-                let id = repo.inner.crypter.id(&chunk);
-                let blob = if repo.knows(&id) {
-                    None
-                } else {
-                    Some(seal_blob(&repo.inner.crypter, id, &chunk, level)?)
-                };
-                Ok(Processed { index, id, blob })
-            });
-            while in_flight.len() >= 2 * self.repo.inner.concurrency {
-                self.take_processed(&mut in_flight, &mut ids).await?;
+            };
+            let read = async {
+                let mut read = 0;
+                while !eof && read < READ_ROUND {
+                    let n = data.read_buf(&mut buf).await?;
+                    eof = n == 0;
+                    read += n;
+                }
+                std::io::Result::Ok(())
+            };
+            let (cut, read) = tokio::join!(cut, read);
+            let (mut filled, lengths) = cut.map_err(join_error)?;
+            read.map_err(|e| dr_core::Error::io(format!("reading stream {name}"), e))?;
+            for len in lengths {
+                let chunk = filled.split_to(len).freeze();
+                size += chunk.len() as u64;
+                hash_tx.send(chunk.clone()).await.map_err(|_| {
+                    Error::io("hashing", std::io::Error::other("the hasher stopped"))
+                })?;
+                let repo = self.repo.clone();
+                let index = ids.len();
+                ids.push(Id::default());
+                in_flight.spawn_blocking(move || {
+                    let id = repo.inner.crypter.id(&chunk);
+                    let blob = if repo.knows(&id) {
+                        None
+                    } else {
+                        Some(seal_blob(&repo.inner.crypter, id, &chunk, level)?)
+                    };
+                    Ok(Processed { index, id, blob })
+                });
+                while in_flight.len() >= 2 * self.repo.inner.concurrency {
+                    self.take_processed(&mut in_flight, &mut ids).await?;
+                }
+            }
+            // The tail, then what was read behind it.
+            filled.unsplit(std::mem::take(&mut buf));
+            buf = filled;
+            if last && buf.is_empty() {
+                break;
             }
         }
         while !in_flight.is_empty() {
