@@ -24,9 +24,8 @@
 #      (`restore --type=default`, from the incremental and the full backup);
 #      the pgbench database's files of the two are then compared.
 #
-# Both repositories are local, encrypted and zstd-compressed at level 3 (both
-# tools' default):
-# drkit's with its default AEAD and key derivation at the recommended cost
+# Both repositories are local, encrypted and zstd-compressed at each tool's
+# default level (drkit 1, pgBackRest 3): drkit's with its default AEAD and key derivation at the recommended cost
 # (paid by every process that opens the repository), pgBackRest's with
 # `repo1-cipher-type=aes-256-cbc`, `compress-type=zst`, `process-max=2`,
 # `start-fast=y`. pgBackRest needs `archive_mode=on` with its own

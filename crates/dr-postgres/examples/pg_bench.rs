@@ -11,7 +11,7 @@
 //! ```
 //!
 //! `backup` takes a [`BaseBackup`] into the repository, creating it (encrypted,
-//! zstd at its default level, 3) if the directory is empty; with `--delta yes`,
+//! zstd at its default level, 1) if the directory is empty; with `--delta yes`,
 //! a delta backup against the latest full one. `restore` prepares a data
 //! directory from the latest base backup with [`PitrRestore`], without
 //! starting a server: files extracted, WAL staged, recovery settings written.
