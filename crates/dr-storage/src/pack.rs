@@ -50,7 +50,9 @@ pub(crate) struct SealedBlob {
 
 /// Compresses (if it helps) and seals a chunk, into one buffer allocated
 /// once: compressed (or copied) behind room for the nonce, then encrypted
-/// where it lies.
+/// where it lies. zstd writes into the buffer's spare capacity, so only
+/// what it writes is ever touched: a database chunk compresses twentyfold,
+/// and zeroing room for the worst case cost more than compressing it.
 pub(crate) fn seal_blob(crypter: &Crypter, id: Id, raw: &[u8], level: i32) -> Result<SealedBlob> {
     let raw_length = u32::try_from(raw.len()).map_err(|_| Error::InvalidInput {
         what: "chunk".into(),
@@ -62,9 +64,11 @@ pub(crate) fn seal_blob(crypter: &Crypter, id: Id, raw: &[u8], level: i32) -> Re
     let compressed = if looks_incompressible(raw) {
         None
     } else {
-        buf.resize(prefix + bound, 0);
-        let n = compress_into(raw, level, &mut buf[prefix..])?;
-        buf.truncate(prefix + n);
+        buf.resize(prefix, 0);
+        let mut behind_prefix = std::io::Cursor::new(buf);
+        behind_prefix.set_position(prefix as u64);
+        let n = with_compressor(level, |c| c.compress_to_buffer(raw, &mut behind_prefix))?;
+        buf = behind_prefix.into_inner();
         Some(n)
     };
     let compression = match compressed {
@@ -134,10 +138,6 @@ fn compress(raw: &[u8], level: i32) -> Result<Vec<u8>> {
 }
 
 /// Compresses into `out` (at least zstd's bound for `raw` long); returns the length.
-fn compress_into(raw: &[u8], level: i32, out: &mut [u8]) -> Result<usize> {
-    with_compressor(level, |c| c.compress_to_buffer(raw, out))
-}
-
 /// Opens a blob read from a pack and checks that its content matches its id.
 pub(crate) fn open_blob(
     crypter: &Crypter,
