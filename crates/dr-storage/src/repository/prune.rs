@@ -26,7 +26,7 @@ use super::{
 use crate::backend::ReadBackendExt;
 use crate::crypto::{Id, content_name, hex, parse_hex_id};
 use crate::error::{Error, Result};
-use crate::pack::{BlobEntry, PackBuilder, SealedBlob, open_blob};
+use crate::pack::{BlobCheck, BlobEntry, PackBuilder, SealedBlob, open_blob};
 
 /// How [`Repository::prune`] trades work for space.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -330,9 +330,11 @@ impl Repository {
         let entry = *blob;
         let name = pack.to_owned();
         let check = sealed.clone();
-        tokio::task::spawn_blocking(move || open_blob(&crypter, &entry, &check, &name))
-            .await
-            .map_err(join_error)??;
+        tokio::task::spawn_blocking(move || {
+            open_blob(&crypter, &entry, &check, &name, BlobCheck::Id)
+        })
+        .await
+        .map_err(join_error)??;
         Ok(SealedBlob {
             id: blob.id,
             data: sealed,

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use super::{Location, Repository, join_error, pack_key, snapshot_key};
 use crate::crypto::parse_hex_id;
 use crate::error::{Error, Result};
-use crate::pack::open_blob;
+use crate::pack::{BlobCheck, open_blob};
 
 #[async_trait]
 impl SnapshotSource for Repository {
@@ -159,9 +159,11 @@ impl Repository {
         }
         let crypter = self.inner.crypter.clone();
         let pack = location.pack.clone();
-        let raw = tokio::task::spawn_blocking(move || open_blob(&crypter, &entry, &sealed, &pack))
-            .await
-            .map_err(join_error)??;
+        let raw = tokio::task::spawn_blocking(move || {
+            open_blob(&crypter, &entry, &sealed, &pack, BlobCheck::Authenticity)
+        })
+        .await
+        .map_err(join_error)??;
         Ok(Bytes::from(raw))
     }
 }

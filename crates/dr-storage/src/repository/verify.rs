@@ -5,7 +5,7 @@ use super::{Repository, join_error};
 use crate::backend::ReadBackendExt;
 use crate::crypto::{Crypter, content_name, fill_random, hex};
 use crate::error::{Error, Result};
-use crate::pack::{open_blob, read_header};
+use crate::pack::{BlobCheck, open_blob, read_header};
 
 /// One damaged object found by [`Repository::verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,7 +155,7 @@ fn verify_pack(crypter: &Crypter, key: &str, bytes: &[u8]) -> (usize, Vec<Damage
     for entry in &entries {
         let start = entry.offset as usize;
         let end = start + entry.length as usize;
-        if let Err(e) = open_blob(crypter, entry, &bytes[start..end], name) {
+        if let Err(e) = open_blob(crypter, entry, &bytes[start..end], name, BlobCheck::Id) {
             found.push(damage(&format!("{key}#{}", hex(&entry.id)), e.to_string()));
         }
     }
