@@ -76,6 +76,7 @@ pub struct BaseBackup {
     label: String,
     fast_checkpoint: bool,
     max_rate_kbps: Option<u32>,
+    checksums: ManifestChecksums,
     delta_from: Option<FullBackups>,
 }
 
@@ -108,6 +109,7 @@ impl BaseBackup {
             label: "drkit base backup".to_owned(),
             fast_checkpoint: true,
             max_rate_kbps: None,
+            checksums: ManifestChecksums::Crc32c,
             delta_from: None,
         }
     }
@@ -174,6 +176,18 @@ impl BaseBackup {
         self
     }
 
+    /// The file checksums the server puts in the backup manifest, which
+    /// [`verify_base_backup`](crate::verify_base_backup) checks: CRC-32C by
+    /// default, as `pg_basebackup` does. The repository authenticates and
+    /// checks every stored byte itself; these catch a file that reaches the
+    /// repository wrong. With SHA-256, sending a pgbench cluster took the
+    /// server 4 to 16% longer here.
+    #[must_use]
+    pub fn manifest_checksums(mut self, checksums: ManifestChecksums) -> Self {
+        self.checksums = checksums;
+        self
+    }
+
     /// Limits the server's send rate (KiB/s).
     #[must_use]
     pub fn max_rate_kbps(mut self, rate: Option<u32>) -> Self {
@@ -207,7 +221,7 @@ impl Backup for BaseBackup {
         let t = Timestamp::now();
         let options = BaseBackupOptions::new(&self.label)
             .fast_checkpoint(self.fast_checkpoint)
-            .manifest(Some(ManifestChecksums::Sha256))
+            .manifest(Some(self.checksums))
             .max_rate_kbps(self.max_rate_kbps);
         let addr = client.addr().to_owned();
         let stream = client.base_backup(&options).await?;

@@ -1,6 +1,7 @@
 //! Checking a stored base backup against its own backup manifest without
 //! restoring it: every file the manifest lists is in the archives with its
-//! size and SHA-256, nothing else is, and the manifest's own checksum holds.
+//! size and checksum (CRC-32C or SHA-2, whichever the server computed),
+//! nothing else is, and the manifest's own checksum holds.
 //! (`pg_verifybackup`, reading from the repository instead of a directory.)
 //! A delta backup is checked as the restore would rebuild it, against its
 //! full backup.
@@ -19,7 +20,7 @@ use crate::tar::{EntryKind, TarReader};
 /// What [`verify_base_backup`] checked and found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BaseBackupCheck {
-    /// Files whose size and SHA-256 matched the manifest.
+    /// Files whose size and checksum matched the manifest.
     pub files_ok: usize,
     /// Bytes read and hashed.
     pub bytes: u64,
@@ -60,8 +61,75 @@ struct ManifestFile {
 
 struct Expected {
     size: u64,
-    sha256: Option<String>,
+    checksum: Option<(Algorithm, String)>,
     seen: bool,
+}
+
+/// The file checksums this check computes, as the manifest names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Algorithm {
+    Crc32c,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Algorithm {
+    fn from_manifest(name: &str) -> Option<Self> {
+        Some(match name {
+            "CRC32C" => Self::Crc32c,
+            "SHA224" => Self::Sha224,
+            "SHA256" => Self::Sha256,
+            "SHA384" => Self::Sha384,
+            "SHA512" => Self::Sha512,
+            _ => return None,
+        })
+    }
+
+    fn hasher(self) -> Hasher {
+        match self {
+            Self::Crc32c => Hasher::Crc32c(0),
+            Self::Sha224 => Hasher::Sha224(sha2::Sha224::new()),
+            Self::Sha256 => Hasher::Sha256(Sha256::new()),
+            Self::Sha384 => Hasher::Sha384(sha2::Sha384::new()),
+            Self::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+}
+
+/// A running file checksum.
+enum Hasher {
+    Crc32c(u32),
+    Sha224(sha2::Sha224),
+    Sha256(Sha256),
+    Sha384(sha2::Sha384),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Crc32c(crc) => *crc = crc32c::crc32c_append(*crc, data),
+            Self::Sha224(h) => h.update(data),
+            Self::Sha256(h) => h.update(data),
+            Self::Sha384(h) => h.update(data),
+            Self::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// Whether the result matches the manifest's hex. The server writes a
+    /// CRC-32C in its own byte order, so either order matches.
+    fn matches(self, want: &str) -> bool {
+        let same = |bytes: &[u8]| hex(bytes).eq_ignore_ascii_case(want);
+        match self {
+            Self::Crc32c(crc) => same(&crc.to_le_bytes()) || same(&crc.to_be_bytes()),
+            Self::Sha224(h) => same(&h.finalize()),
+            Self::Sha256(h) => same(&h.finalize()),
+            Self::Sha384(h) => same(&h.finalize()),
+            Self::Sha512(h) => same(&h.finalize()),
+        }
+    }
 }
 
 /// Reads the base backup `id` from `source` (through the repository's own
@@ -99,15 +167,23 @@ pub async fn verify_base_backup(
                 continue;
             }
         };
-        let sha256 = match file.algorithm.as_deref() {
-            Some("SHA256") => file.checksum,
-            _ => None,
+        let checksum = match (file.algorithm.as_deref(), file.checksum) {
+            (None | Some("NONE"), _) | (_, None) => None,
+            (Some(name), Some(value)) => match Algorithm::from_manifest(name) {
+                Some(algorithm) => Some((algorithm, value)),
+                None => {
+                    check.problems.push(format!(
+                        "{path}: checksum algorithm {name} is not one this check knows"
+                    ));
+                    None
+                }
+            },
         };
         expected.insert(
             path,
             Expected {
                 size: file.size,
-                sha256,
+                checksum,
                 seen: false,
             },
         );
@@ -217,15 +293,6 @@ async fn check_archive(
             continue;
         }
         let path = format!("{prefix}{}", entry.path);
-        let mut hash = Sha256::new();
-        let mut content = tar.content();
-        loop {
-            let n = content.read(&mut buf).await.map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-        }
         check.bytes += entry.size;
         let Some(file) = expected.get_mut(&path) else {
             check
@@ -234,19 +301,32 @@ async fn check_archive(
             continue;
         };
         file.seen = true;
+        let mut hasher = file
+            .checksum
+            .as_ref()
+            .map(|(algorithm, _)| algorithm.hasher());
+        let mut content = tar.content();
+        loop {
+            let n = content.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            if let Some(hasher) = &mut hasher {
+                hasher.update(&buf[..n]);
+            }
+        }
         if file.size != entry.size {
             check.problems.push(format!(
                 "{path}: {} bytes, the manifest says {}",
                 entry.size, file.size
             ));
-        } else if let Some(want) = &file.sha256 {
-            let got = hex(&hash.finalize());
-            if !got.eq_ignore_ascii_case(want) {
-                check
-                    .problems
-                    .push(format!("{path}: SHA-256 differs from the manifest"));
-            } else {
+        } else if let (Some(hasher), Some((algorithm, want))) = (hasher, &file.checksum) {
+            if hasher.matches(want) {
                 check.files_ok += 1;
+            } else {
+                check.problems.push(format!(
+                    "{path}: {algorithm:?} checksum differs from the manifest"
+                ));
             }
         } else {
             check.files_ok += 1;
@@ -294,4 +374,29 @@ fn decode_hex_path(hex: &str) -> Option<String> {
         .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
         .collect();
     String::from_utf8(bytes?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(algorithm: &str, data: &[u8], want: &str) -> bool {
+        let mut hasher = Algorithm::from_manifest(algorithm).unwrap().hasher();
+        hasher.update(&data[..3]);
+        hasher.update(&data[3..]);
+        hasher.matches(want)
+    }
+
+    #[test]
+    fn checksums_match_as_the_server_writes_them() {
+        // CRC-32C("123456789") is 0xE3069283; the server writes its bytes in
+        // its own order.
+        assert!(checked("CRC32C", b"123456789", "839206e3"));
+        assert!(checked("CRC32C", b"123456789", "E3069283"));
+        assert!(!checked("CRC32C", b"123456780", "839206e3"));
+        let sha = "15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225";
+        assert!(checked("SHA256", b"123456789", sha));
+        assert!(!checked("SHA224", b"123456789", sha));
+        assert_eq!(Algorithm::from_manifest("MD5"), None);
+    }
 }
