@@ -9,7 +9,8 @@
 # 750 MB), then, in order:
 #   1. full backup: drkit (a base backup into a fresh local repository),
 #      pgBackRest (`backup --type=full`), pg_basebackup
-#      (`-Ft -X none --compress=zstd -c fast`);
+#      (`-Ft -X none --compress=zstd -c fast`), DRKIT_BENCH_REPEAT rounds of
+#      the three taking turns, the median time counting;
 #   2. WAL archiving while pgbench runs (DRKIT_BENCH_SECONDS, 60 by default,
 #      4 clients): drkit's archiver storing a piece every 200 ms, drkit's
 #      archiver in synchronous mode (storing as soon as WAL arrives) and
@@ -18,7 +19,8 @@
 #   3. backup after that load: drkit (a delta base backup into the same
 #      repository: every file XORed with the full backup's, then deduplicated
 #      and compressed) and pgBackRest (`backup --type=incr`);
-#   4. restore of the latest backup into an empty directory, without starting
+#   4. restore of the latest backup into an empty directory (as many rounds,
+#      the median counting), without starting
 #      a server: drkit (extract, rebuilding files from the delta and the full
 #      backup, WAL fetched and staged, recovery settings) and pgBackRest
 #      (`restore --type=default`, from the incremental and the full backup);
@@ -67,6 +69,7 @@
 #   DRKIT_BENCH_SCALE    pgbench scale (default 50; less is for quick checks only)
 #   DRKIT_BENCH_SECONDS  how long pgbench runs between the backups (default 60)
 #   DRKIT_BENCH_DIR      where the temporary working directory goes (default $TMPDIR or /tmp)
+#   DRKIT_BENCH_REPEAT   rounds of full backups and of restores (default 3)
 #
 # Needs PostgreSQL 15 or newer (initdb, pg_ctl, psql, pgbench, pg_basebackup,
 # pg_receivewal), pgBackRest and GNU time; as root it installs missing ones
@@ -77,6 +80,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 scale="${DRKIT_BENCH_SCALE:-50}"
+repeat="${DRKIT_BENCH_REPEAT:-3}"
 load_seconds="${DRKIT_BENCH_SECONDS:-60}"
 base="${DRKIT_BENCH_DIR:-${TMPDIR:-/tmp}}"
 target="${CARGO_TARGET_DIR:-$root/target}"
@@ -131,6 +135,7 @@ pg_major="$("$pgbin/pg_basebackup" --version | sed -E 's/.* ([0-9]+)[.0-9]*.*/\1
 say "PostgreSQL: $("$pgbin/pg_basebackup" --version | sed 's/^pg_basebackup (PostgreSQL) //')"
 say "peer: $(pgbackrest version)"
 [[ "$scale" =~ ^[0-9]+$ ]] && [ "$scale" -gt 0 ] || die "DRKIT_BENCH_SCALE must be a positive number"
+[[ "$repeat" =~ ^[0-9]+$ ]] && [ "$repeat" -gt 0 ] || die "DRKIT_BENCH_REPEAT must be a positive number"
 [[ "$load_seconds" =~ ^[0-9]+$ ]] && [ "$load_seconds" -gt 0 ] ||
   die "DRKIT_BENCH_SECONDS must be a positive number of seconds"
 if [ "$scale" -lt 50 ]; then
@@ -288,6 +293,17 @@ timed() {
   memory[$tool.$phase]=$((kib * 1024))
 }
 
+# round <tool> <phase>: keeps the last timed run of a repeated phase, for
+# its median (runs.*) and its highest peak memory (peak.*).
+declare -A runs peak
+round() {
+  runs[$1.$2]="${runs[$1.$2]:-} ${seconds[$1.$2]}"
+  [ "${memory[$1.$2]}" -gt "${peak[$1.$2]:-0}" ] && peak[$1.$2]="${memory[$1.$2]}"
+  return 0
+}
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END {
+  print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f MiB", b / 1048576 }'; }
 stored() { du -sb "$1" | cut -f1; }
 # What drkit's base backups occupy: the repository without its WAL archive.
@@ -316,26 +332,46 @@ sql "CREATE DATABASE bench" >/dev/null
 sql "CHECKPOINT" >/dev/null
 say "database: $(sql "SELECT pg_database_size('bench')") bytes; data directory: $(stored "$data") bytes"
 
-say "full backups"
-timed ours full "$bench" backup --repo "$ours_repo" --conninfo "$conninfo"
-ours_full_bytes="$(ours_stored)"
-say "  drkit: ${seconds[ours.full]} s, $(mib "${memory[ours.full]}") peak, $ours_full_bytes bytes stored"
-notes ours full
-
 archive_to "$pgbackrest_archive"
 "${pgbackrest[@]}" stanza-create >"$work/peer-stanza.log" 2>&1 ||
   die "pgbackrest stanza-create failed: $(cat "$work/peer-stanza.log")"
 "${pgbackrest[@]}" check >"$work/peer-check.log" 2>&1 ||
   die "pgbackrest check failed: $(cat "$work/peer-check.log")"
-timed peer full "${pgbackrest[@]}" backup --type=full
 archive_to /bin/true
-peer_full_bytes="$(peer_stored)"
-say "  pgBackRest: ${seconds[peer.full]} s, $(mib "${memory[peer.full]}") peak, $peer_full_bytes bytes stored"
 
-timed basebackup full "$pgbin/pg_basebackup" -h "$sock" -p "$port" -U postgres \
-  -D "$work/basebackup" -Ft -X none --compress=zstd -c fast
-basebackup_bytes="$(stored "$work/basebackup")"
-say "  pg_basebackup: ${seconds[basebackup.full]} s, $(mib "${memory[basebackup.full]}") peak, $basebackup_bytes bytes stored"
+# Single runs of the same backup vary by a third on a small virtual machine
+# (page cache reclaimed in the background, the other tool's dirty pages):
+# every tool backs up $repeat times, the tools taking turns, and the median
+# counts. drkit's rounds each go into a new repository (the last one stays
+# for what follows); pgBackRest's are full backups of one stanza.
+say "full backups ($repeat rounds, the tools taking turns)"
+for r in $(seq "$repeat"); do
+  repo="$work/drkit-full-$r"
+  [ "$r" -eq "$repeat" ] && repo="$ours_repo"
+  timed ours full "$bench" backup --repo "$repo" --conninfo "$conninfo"
+  round ours full
+  ours_full_bytes="$(stored "$repo")"
+  say "  drkit: ${seconds[ours.full]} s, $(mib "${memory[ours.full]}") peak, $ours_full_bytes bytes stored"
+  [ "$repo" = "$ours_repo" ] || rm -rf "$repo"
+
+  archive_to "$pgbackrest_archive"
+  before="$(peer_stored)"
+  timed peer full "${pgbackrest[@]}" backup --type=full
+  round peer full
+  peer_full_bytes=$(($(peer_stored) - before))
+  archive_to /bin/true
+  say "  pgBackRest: ${seconds[peer.full]} s, $(mib "${memory[peer.full]}") peak, $peer_full_bytes bytes stored"
+
+  rm -rf "$work/basebackup"
+  timed basebackup full "$pgbin/pg_basebackup" -h "$sock" -p "$port" -U postgres \
+    -D "$work/basebackup" -Ft -X none --compress=zstd -c fast
+  round basebackup full
+  basebackup_bytes="$(stored "$work/basebackup")"
+  say "  pg_basebackup: ${seconds[basebackup.full]} s, $(mib "${memory[basebackup.full]}") peak, $basebackup_bytes bytes stored"
+done
+notes ours full
+say "  medians: drkit $(median "${runs[ours.full]}") s, pgBackRest $(median "${runs[peer.full]}") s," \
+  "pg_basebackup $(median "${runs[basebackup.full]}") s"
 
 say "WAL archiving under load: drkit (a piece every $piece_ms ms; synchronous mode), pg_receivewal --synchronous"
 "$pgbin/pg_receivewal" -h "$sock" -p "$port" -U postgres --slot=receivewal_bench \
@@ -423,15 +459,21 @@ say "  CPU: drkit's archiver process (both archivers and the sampler) ${archiver
 say "  WAL stored: drkit $(stored "$ours_repo/archive/bench/postgres") bytes (pieces and segments)," \
   "$(stored "$ours_repo/archive/bench/postgres-sync") bytes (synchronous mode); pg_receivewal $(stored "$work/receivewal") bytes"
 
-say "restores of the latest backup"
-timed ours restore "$bench" restore --repo "$ours_repo" --to "$work/restore-ours" \
-  ${pg_uid:+--owner "$pg_uid:$pg_gid"}
-say "  drkit: ${seconds[ours.restore]} s, $(mib "${memory[ours.restore]}") peak"
+say "restores of the latest backup ($repeat rounds, the tools taking turns)"
+for r in $(seq "$repeat"); do
+  rm -rf "$work/restore-ours" "$work/restore-peer"
+  timed ours restore "$bench" restore --repo "$ours_repo" --to "$work/restore-ours" \
+    ${pg_uid:+--owner "$pg_uid:$pg_gid"}
+  round ours restore
+  say "  drkit: ${seconds[ours.restore]} s, $(mib "${memory[ours.restore]}") peak"
+  mkdir -m 700 "$work/restore-peer"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$work/restore-peer"; fi
+  timed peer restore "${pgbackrest[@]}" restore --type=default "--pg1-path=$work/restore-peer"
+  round peer restore
+  say "  pgBackRest: ${seconds[peer.restore]} s, $(mib "${memory[peer.restore]}") peak"
+done
 notes ours restore
-mkdir -m 700 "$work/restore-peer"
-if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$work/restore-peer"; fi
-timed peer restore "${pgbackrest[@]}" restore --type=default "--pg1-path=$work/restore-peer"
-say "  pgBackRest: ${seconds[peer.restore]} s, $(mib "${memory[peer.restore]}") peak"
+say "  medians: drkit $(median "${runs[ours.restore]}") s, pgBackRest $(median "${runs[peer.restore]}") s"
 
 # Both restored the same data: nothing wrote to the pgbench database between
 # the two backups after the load, so each of its files must match.
@@ -457,16 +499,16 @@ line() {
 }
 
 piece="ours_piece_${piece_ms}ms"
-line full_backup_seconds "${seconds[ours.full]}" "${seconds[peer.full]}"
-line full_backup_seconds_vs_pg_basebackup "${seconds[ours.full]}" "${seconds[basebackup.full]}"
+line full_backup_seconds "$(median "${runs[ours.full]}")" "$(median "${runs[peer.full]}")"
+line full_backup_seconds_vs_pg_basebackup "$(median "${runs[ours.full]}")" "$(median "${runs[basebackup.full]}")"
 line full_stored_bytes "$ours_full_bytes" "$peer_full_bytes"
 line full_stored_bytes_vs_pg_basebackup "$ours_full_bytes" "$basebackup_bytes"
-line full_backup_peak_memory_bytes "${memory[ours.full]}" "${memory[peer.full]}"
+line full_backup_peak_memory_bytes "${peak[ours.full]}" "${peak[peer.full]}"
 line incr_backup_seconds "${seconds[ours.incr]}" "${seconds[peer.incr]}"
 line incr_stored_bytes "$ours_incr_bytes" "$peer_incr_bytes"
 line incr_backup_peak_memory_bytes "${memory[ours.incr]}" "${memory[peer.incr]}"
-line restore_seconds "${seconds[ours.restore]}" "${seconds[peer.restore]}"
-line restore_peak_memory_bytes "${memory[ours.restore]}" "${memory[peer.restore]}"
+line restore_seconds "$(median "${runs[ours.restore]}")" "$(median "${runs[peer.restore]}")"
+line restore_peak_memory_bytes "${peak[ours.restore]}" "${peak[peer.restore]}"
 line wal_lag_p50_seconds "$(lag_of ours_synchronous 2)" "$(lag_of pg_receivewal_sync 2)"
 line wal_lag_p99_seconds "$(lag_of ours_synchronous 3)" "$(lag_of pg_receivewal_sync 3)"
 line "wal_lag_p50_seconds_piece_${piece_ms}ms" "$(lag_of "$piece" 2)" "$(lag_of pg_receivewal_sync 2)"
