@@ -891,3 +891,152 @@ async fn wal_lost_with_the_old_primary_is_not_reported_flushed_on_the_new_timeli
         "timeline 2 differs"
     );
 }
+
+/// Slows every piece store, and fails one of them: the `fail_at`-th.
+struct PieceFaults {
+    repo: Arc<Repository>,
+    delay: Duration,
+    stores: AtomicUsize,
+    fail_at: usize,
+}
+
+#[dr_core::async_trait]
+impl ArchiveSink for PieceFaults {
+    async fn put_segment(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+        data: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+    ) -> dr_core::Result<SegmentInfo> {
+        if let Some(ArchivedWal::Piece { .. }) = ArchivedWal::parse(name.as_str(), SIZE) {
+            let n = self.stores.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            if n == self.fail_at {
+                return Err(dr_core::Error::Unavailable {
+                    target: "the test's store".into(),
+                    source: "an injected failure".into(),
+                });
+            }
+        }
+        self.repo.put_segment(component, name, data).await
+    }
+}
+
+#[dr_core::async_trait]
+impl ArchiveSource for PieceFaults {
+    async fn segments(
+        &self,
+        component: &ComponentId,
+        prefix: &str,
+    ) -> dr_core::Result<Vec<SegmentName>> {
+        self.repo.segments(component, prefix).await
+    }
+
+    async fn open_segment(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+    ) -> dr_core::Result<ByteStream> {
+        self.repo.open_segment(component, name).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_synchronous_piece_is_never_reported_flushed() {
+    let mut pg = Postgres::start_with(PostgresOptions::default().setting("autovacuum", "off"))
+        .await
+        .unwrap();
+    let repo = memory_repository().await;
+    let component: ComponentId = "postgres/sync-faults".parse().unwrap();
+    // Slow pieces, so that the next one is under way when one fails.
+    let sink = Arc::new(PieceFaults {
+        repo: repo.clone(),
+        delay: Duration::from_millis(40),
+        stores: AtomicUsize::new(0),
+        fail_at: 6,
+    });
+    let handle = WalArchiver::new(
+        pg.config("postgres"),
+        Tls::none(),
+        sink.clone(),
+        component.clone(),
+        options("drkit_sync_faults")
+            .synchronous(true)
+            .application_name("drkit_sync_faults")
+            .piece_interval(None),
+    )
+    .spawn();
+    let control = pg.connect("postgres").await.unwrap();
+    for statement in [
+        "ALTER SYSTEM SET synchronous_standby_names = 'drkit_sync_faults'",
+        "SELECT pg_reload_conf()",
+        "CREATE TABLE t (id int, note text)",
+    ] {
+        control.batch_execute(statement).await.unwrap();
+    }
+    wait_for("the archiver to be the synchronous standby", || async {
+        let rows = control
+            .query(
+                "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'drkit_sync_faults'",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.first()
+            .is_some_and(|r| r.get::<_, String>(0) == "sync")
+            .then_some(())
+    })
+    .await;
+    // Commits from two sessions at once keep pieces coming back to back.
+    let writer = {
+        let config = pg.config("postgres");
+        tokio::spawn(async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            for i in 0..60 {
+                client
+                    .execute("INSERT INTO t VALUES ($1, repeat('w', 300))", &[&i])
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    for i in 0..60 {
+        control
+            .execute("INSERT INTO t VALUES ($1, repeat('c', 300))", &[&i])
+            .await
+            .unwrap();
+    }
+    writer.await.unwrap();
+    let last_commit = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
+    drop(control);
+    assert!(
+        sink.stores.load(Ordering::SeqCst) > 6,
+        "the failing store was never reached"
+    );
+
+    pg.kill9();
+    let stopped = handle.shutdown().await.unwrap();
+    assert!(
+        stopped.connections >= 2,
+        "no reconnect after the failure: {stopped:?}"
+    );
+    assert!(stopped.flushed >= last_commit, "{stopped:?}");
+
+    // Every acknowledged commit is in the archive, byte for byte, the
+    // failed piece's range included (stored again after reconnecting).
+    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let end = listing.end_of(1, SIZE).unwrap();
+    assert!(
+        end >= last_commit,
+        "archive ends at {end}, a commit at {last_commit}"
+    );
+    let segment = WalSegment::containing(1, Lsn::new(last_commit.as_u64() - 1), SIZE);
+    let covered = (last_commit.as_u64() - segment.start(SIZE).as_u64()) as usize;
+    let archived = fetch(&repo, &component, &segment.file_name(SIZE)).await;
+    let on_disk = pg_wal_file(&pg.data_dir(), &segment.file_name(SIZE));
+    assert!(
+        archived[..covered] == on_disk[..covered],
+        "the archived commits differ"
+    );
+}
