@@ -10,9 +10,7 @@
 //! 16 MiB does not hold up the flush position. The flush position it
 //! reports to the server is the end of what is durable in the archive, so
 //! the replication slot keeps everything else, and in synchronous mode a
-//! commit waits until its WAL is in the archive. In synchronous mode two
-//! pieces may be stored at once, the next starting while the one before
-//! waits for its fsyncs; the flush position follows them in order.
+//! commit waits until its WAL is in the archive.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -33,11 +31,6 @@ use crate::wal::{TimelinePath, WalSegment, WalSegmentSize};
 /// In synchronous mode, a piece is stored at the latest once this much WAL
 /// is waiting, even if more is ready to be read.
 const SYNC_BATCH_MAX: usize = 1 << 20;
-
-/// In synchronous mode, at most this many pieces are being stored at once:
-/// the next one starts while the one before waits for its fsyncs, and the
-/// flush position follows them in order.
-const SYNC_PIECES_IN_FLIGHT: usize = 2;
 
 /// At most this many whole segments are stored in the background at once;
 /// a segment completed beyond that waits for the oldest store to end.
@@ -387,7 +380,6 @@ impl WalArchiver {
             slot_restart: None,
             segment_stores: JoinSet::new(),
             spare_buffer: None,
-            pieces: VecDeque::new(),
         };
         let task = tokio::spawn(task.run(Stop(stop_rx)));
         ArchiverHandle {
@@ -520,9 +512,6 @@ struct Task {
     segment_stores: JoinSet<SegmentStore>,
     /// A segment buffer a background store gave back, for the next segment.
     spare_buffer: Option<Vec<u8>>,
-    /// Synchronous mode's pieces being stored, oldest first, each with the
-    /// position it makes durable; at most [`SYNC_PIECES_IN_FLIGHT`].
-    pieces: VecDeque<(JoinHandle<dr_core::Result<()>>, Lsn)>,
 }
 
 /// How a background whole-segment store ended, and the buffer it stored
@@ -677,8 +666,6 @@ impl Task {
             setup = self.setup() => setup?,
         };
         let (mut stream, mut current) = setup;
-        // Nothing from an earlier session counts.
-        self.pieces.clear();
         *streamed = true;
         self.status.state = ArchiverState::Streaming;
         self.publish();
@@ -965,12 +952,8 @@ impl Task {
             while let Some(joined) = self.segment_stores.try_join_next() {
                 self.segment_store_done(joined)?;
             }
-            if options.synchronous
-                && current.unstored() > 0
-                && self.pieces.len() < SYNC_PIECES_IN_FLIGHT
-            {
-                // Take what is already there, then store it all at once,
-                // beside the piece still being stored.
+            if options.synchronous && current.unstored() > 0 {
+                // Take what is already there, then store it all at once.
                 let ready = tokio::select! {
                     biased;
                     event = stream.next() => Some(event),
@@ -986,7 +969,10 @@ impl Task {
                         continue;
                     }
                 }
-                self.start_piece(current);
+                self.store_piece(current).await?;
+                stream.send_status(self.standby_status()).await?;
+                status_due = tokio::time::Instant::now() + options.status_interval;
+                self.publish();
                 continue;
             }
             let piece_due = match (options.piece_interval, current.unstored_since) {
@@ -1017,71 +1003,9 @@ impl Task {
                 {
                     self.segment_store_done(joined)?;
                 }
-                stored = async { (&mut self.pieces[0].0).await }, if !self.pieces.is_empty() => {
-                    self.piece_done(stored)?;
-                    stream.send_status(self.standby_status()).await?;
-                    status_due = tokio::time::Instant::now() + options.status_interval;
-                }
             }
             self.publish();
         }
-    }
-
-    /// Starts storing the bytes received since the last store as a piece,
-    /// in the background (synchronous mode); [`Task::piece_done`] moves the
-    /// flush position once it and every piece before it are stored.
-    fn start_piece(&mut self, current: &mut Current) {
-        let (start, end) = (current.stored, current.buf.len());
-        let name = ArchivedWal::Piece {
-            segment: current.segment,
-            start: start as u32,
-            end: end as u32,
-        }
-        .name(current.size);
-        let data = current.buf[start..end].to_vec();
-        let sink = self.archiver.sink.clone();
-        let component = self.archiver.component.clone();
-        let store = tokio::spawn(async move {
-            sink.put_segment(&component, &name, &mut &data[..])
-                .await
-                .map(|_| ())
-        });
-        self.pieces.push_back((store, current.received()));
-        current.stored = end;
-        current.unstored_since = None;
-    }
-
-    /// The oldest piece in flight ended: its position is durable, or the
-    /// archiver fails (and starts again from what the archive holds).
-    fn piece_done(
-        &mut self,
-        stored: Result<dr_core::Result<()>, JoinError>,
-    ) -> dr_core::Result<()> {
-        let Some((_, end)) = self.pieces.pop_front() else {
-            return Ok(());
-        };
-        let stored = stored
-            .map_err(|e| Error::other(ErrorKind::Internal, "storing a piece", e))
-            .and_then(|stored| stored);
-        if let Err(e) = stored {
-            // What was started after it may still land; it never counts as
-            // durable: the next session starts from what the archive holds,
-            // and the archive's pieces tolerate the gap and the overlap.
-            self.pieces.clear();
-            return Err(e);
-        }
-        self.status.pieces_stored += 1;
-        self.status.flushed = self.status.flushed.max(end);
-        Ok(())
-    }
-
-    /// Waits for every piece in flight, in order.
-    async fn finish_pieces(&mut self) -> dr_core::Result<()> {
-        while let Some((store, _)) = self.pieces.front_mut() {
-            let stored = store.await;
-            self.piece_done(stored)?;
-        }
-        Ok(())
     }
 
     /// Handles one message; `Some` when the server has ended the stream.
@@ -1149,8 +1073,6 @@ impl Task {
         current: &mut Current,
     ) -> dr_core::Result<Option<(WalSegment, Vec<u8>)>> {
         let segment = current.segment;
-        // The segment's end is durable only after every piece before it.
-        self.finish_pieces().await?;
         let whole = if current.stored > 0 {
             self.store_piece(current).await?;
             let next = match self.spare_buffer.take() {
@@ -1254,10 +1176,8 @@ impl Task {
         result
     }
 
-    /// Stores the bytes received since the last store as a piece, after
-    /// the pieces still in flight.
+    /// Stores the bytes received since the last store as a piece.
     async fn store_piece(&mut self, current: &mut Current) -> dr_core::Result<()> {
-        self.finish_pieces().await?;
         if current.unstored() == 0 {
             return Ok(());
         }

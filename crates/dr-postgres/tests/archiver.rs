@@ -948,7 +948,7 @@ async fn a_failed_synchronous_piece_is_never_reported_flushed() {
         .unwrap();
     let repo = memory_repository().await;
     let component: ComponentId = "postgres/sync-faults".parse().unwrap();
-    // Slow pieces, so that the next one is under way when one fails.
+    // Slow pieces, so that WAL queues up behind the store that fails.
     let sink = Arc::new(PieceFaults {
         repo: repo.clone(),
         delay: Duration::from_millis(40),
