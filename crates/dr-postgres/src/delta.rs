@@ -247,14 +247,28 @@ async fn xor_archive(
     }
 }
 
-/// Runs the transform with its output read from the returned reader,
-/// ending in the transform's error if it fails.
-fn transformed<F>(run: impl FnOnce(mpsc::Sender<io::Result<Bytes>>) -> F) -> (F, ChannelReader)
-where
-    F: Future<Output = io::Result<Vec<String>>>,
-{
+/// Runs [`xor_archive`] with its output read from the returned reader,
+/// which ends in the transform's error if it fails.
+fn transformed<'a>(
+    input: impl AsyncRead + Unpin + 'a,
+    base: impl AsyncRead + Unpin + 'a,
+    what: String,
+    pairing: Pairing,
+) -> (
+    impl Future<Output = io::Result<Vec<String>>> + 'a,
+    ChannelReader,
+) {
     let (tx, rx) = mpsc::channel(4);
-    (run(tx), ChannelReader::new(rx))
+    let transform = async move {
+        let done = xor_archive(input, base, &what, pairing, &tx).await;
+        if let Err(e) = &done {
+            tx.send(Err(io::Error::new(e.kind(), e.to_string())))
+                .await
+                .ok();
+        }
+        done
+    };
+    (transform, ChannelReader::new(rx))
 }
 
 /// Stores the archive `input` as stream `name` of `writer`, with every file
@@ -272,15 +286,7 @@ pub(crate) async fn store_delta(
         ahead: listed,
         paired: Vec::new(),
     };
-    let (transform, mut reader) = transformed(|tx| async move {
-        let done = xor_archive(input, base, what, pairing, &tx).await;
-        if let Err(e) = &done {
-            tx.send(Err(io::Error::new(e.kind(), e.to_string())))
-                .await
-                .ok();
-        }
-        done
-    });
+    let (transform, mut reader) = transformed(input, base, what.to_owned(), pairing);
     // The reader goes with the store: if storing fails, the transform stops too.
     let store = async move { writer.add_stream(name, &mut reader).await };
     let (paired, stored) = tokio::join!(transform, store);
@@ -298,15 +304,7 @@ fn restore_delta(
     files: Vec<String>,
     what: String,
 ) -> ChannelReader {
-    let (transform, reader) = transformed(|tx| async move {
-        let done = xor_archive(stored, base, &what, Pairing::decode(files), &tx).await;
-        if let Err(e) = &done {
-            tx.send(Err(io::Error::new(e.kind(), e.to_string())))
-                .await
-                .ok();
-        }
-        done
-    });
+    let (transform, reader) = transformed(stored, base, what, Pairing::decode(files));
     tokio::spawn(transform);
     reader
 }
@@ -452,15 +450,7 @@ mod tests {
         base: &[u8],
         pairing: Pairing,
     ) -> io::Result<(Vec<u8>, Vec<String>)> {
-        let (transform, mut reader) = transformed(|tx| async move {
-            let done = xor_archive(input, base, "base.tar", pairing, &tx).await;
-            if let Err(e) = &done {
-                tx.send(Err(io::Error::new(e.kind(), e.to_string())))
-                    .await
-                    .ok();
-            }
-            done
-        });
+        let (transform, mut reader) = transformed(input, base, "base.tar".into(), pairing);
         let read = async move {
             let mut out = Vec::new();
             reader.read_to_end(&mut out).await.map(|_| out)

@@ -59,6 +59,17 @@ struct ManifestFile {
     checksum: Option<String>,
 }
 
+impl ManifestFile {
+    /// The file's path in the data directory: `Path`, or `Encoded-Path`
+    /// decoded (left as the hex if it is not UTF-8).
+    fn path(&self) -> Option<String> {
+        self.path.clone().or_else(|| {
+            let hex = self.encoded_path.as_ref()?;
+            Some(decode_hex_path(hex).unwrap_or_else(|| hex.clone()))
+        })
+    }
+}
+
 struct Expected {
     size: u64,
     checksum: Option<(Algorithm, String)>,
@@ -145,27 +156,14 @@ pub async fn verify_base_backup(
 ) -> dr_core::Result<BaseBackupCheck> {
     let snapshot = source.manifest(id).await?;
     let mut check = BaseBackupCheck::default();
-    let mut raw = Vec::new();
-    let manifest_stream: StreamName = MANIFEST_STREAM.parse()?;
-    source
-        .open_stream(id, &manifest_stream)
-        .await?
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| dr_core::Error::io(format!("reading the manifest of {id}"), e))?;
-    let manifest = parse_manifest(&raw, &mut check.problems)
-        .map_err(|reason| dr_core::Error::corrupt(format!("backup manifest of {id}"), reason))?;
+    let manifest = read_manifest(source, id, &mut check.problems).await?;
     let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
     for file in manifest.files {
-        let path = match (file.path, file.encoded_path) {
-            (Some(path), _) => path,
-            (None, Some(hex)) => decode_hex_path(&hex).unwrap_or(hex),
-            (None, None) => {
-                check
-                    .problems
-                    .push("a manifest entry without a path".into());
-                continue;
-            }
+        let Some(path) = file.path() else {
+            check
+                .problems
+                .push("a manifest entry without a path".into());
+            continue;
         };
         let checksum = match (file.algorithm.as_deref(), file.checksum) {
             (None | Some("NONE"), _) | (_, None) => None,
@@ -228,26 +226,14 @@ pub(crate) async fn archived_files(
     source: &dyn SnapshotSource,
     snapshot: &Manifest,
 ) -> dr_core::Result<BTreeMap<String, HashSet<String>>> {
-    let id = &snapshot.id;
-    let mut raw = Vec::new();
-    source
-        .open_stream(id, &MANIFEST_STREAM.parse()?)
-        .await?
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| dr_core::Error::io(format!("reading the manifest of {id}"), e))?;
-    let manifest = parse_manifest(&raw, &mut Vec::new())
-        .map_err(|reason| dr_core::Error::corrupt(format!("backup manifest of {id}"), reason))?;
+    let manifest = read_manifest(source, &snapshot.id, &mut Vec::new()).await?;
     let archives: BTreeMap<String, String> = tablespace_prefixes(snapshot)
         .into_iter()
         .map(|(archive, oid)| (format!("pg_tblspc/{oid}/"), archive))
         .collect();
     let mut files: BTreeMap<String, HashSet<String>> = BTreeMap::new();
     for file in manifest.files {
-        let Some(path) = file
-            .path
-            .or_else(|| file.encoded_path.as_deref().and_then(decode_hex_path))
-        else {
+        let Some(path) = file.path() else {
             continue;
         };
         let (archive, inside) = archives
@@ -260,6 +246,25 @@ pub(crate) async fn archived_files(
             .insert(inside.to_owned());
     }
     Ok(files)
+}
+
+/// Reads and parses the backup manifest of base backup `id`; a manifest
+/// whose own checksum fails is a problem, not an error.
+async fn read_manifest(
+    source: &dyn SnapshotSource,
+    id: &SnapshotId,
+    problems: &mut Vec<String>,
+) -> dr_core::Result<BackupManifest> {
+    let mut raw = Vec::new();
+    let stream: StreamName = MANIFEST_STREAM.parse()?;
+    source
+        .open_stream(id, &stream)
+        .await?
+        .read_to_end(&mut raw)
+        .await
+        .map_err(|e| dr_core::Error::io(format!("reading the manifest of {id}"), e))?;
+    parse_manifest(&raw, problems)
+        .map_err(|reason| dr_core::Error::corrupt(format!("backup manifest of {id}"), reason))
 }
 
 /// Tablespace archive name (`<oid>.tar`) → oid, from the snapshot's metadata.

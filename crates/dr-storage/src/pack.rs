@@ -345,10 +345,21 @@ mod tests {
                     &open_blob(&crypter, entry, &pack[range.clone()], "p", BlobCheck::Id).unwrap(),
                     chunk
                 );
-                let mut bad = pack[range].to_vec();
+                let mut bad = pack[range.clone()].to_vec();
                 let last = bad.len() - 1;
                 bad[last] ^= 0x40;
                 assert!(open_blob(&crypter, entry, &bad, "p", BlobCheck::Id).is_err());
+                // A blob in the place of another: the id check names it; a
+                // stream read of an encrypted repository leaves it to the
+                // stream's SHA-256, an unencrypted one still hashes.
+                let misplaced = BlobEntry {
+                    id: crypter.id(b"another chunk"),
+                    ..*entry
+                };
+                let sealed = &pack[range];
+                assert!(open_blob(&crypter, &misplaced, sealed, "p", BlobCheck::Id).is_err());
+                let read = open_blob(&crypter, &misplaced, sealed, "p", BlobCheck::Authenticity);
+                assert_eq!(read.is_ok(), matches!(crypter, Crypter::Keyed(_)));
             }
             assert!(read_header(&crypter, &pack[..pack.len() - 3], "p").is_err());
             assert!(read_header(&crypter, &pack[5..], "p").is_err());
