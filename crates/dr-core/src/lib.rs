@@ -75,8 +75,9 @@ pub use crate::ops::{
 pub use crate::point::{Lsn, Position, RecoveryPoint, ReplicationId};
 pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};
 pub use crate::snapshot::{
-    ArchiveSink, ArchiveSource, ByteStream, Labels, MANIFEST_FORMAT, Manifest, SegmentInfo,
-    SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotWriter, StreamEntry,
+    ArchiveSink, ArchiveSource, ByteStream, JournalRecord, Labels, MANIFEST_FORMAT, Manifest,
+    SegmentInfo, SegmentJournal, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotWriter,
+    StreamEntry,
 };
 
 // The re-exported types name these crates in their APIs.

@@ -333,6 +333,87 @@ async fn archive_segments_are_write_once() {
     );
 }
 
+#[tokio::test]
+async fn journals_append_in_place_and_reopen_at_their_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
+    let repo = Repository::init(backend.clone(), small()).await.unwrap();
+    let c = component();
+    let name: dr_core::SegmentName = "000000010000000000000003".parse().unwrap();
+    let (a, b, tail) = (data(1, 5000), data(2, 70_000), data(3, 300));
+
+    let mut journal = repo
+        .open_journal(&c, &name, 1 << 20)
+        .await
+        .unwrap()
+        .expect("a directory appends in place");
+    journal.append(0, &a).await.unwrap();
+    journal.append(5000, &b).await.unwrap();
+    drop(journal);
+    let on_disk =
+        std::fs::metadata(dir.path().join("journal/postgres/main").join(name.as_str())).unwrap();
+    assert_eq!(on_disk.len(), 1 << 20, "allocated up front");
+
+    // Reopened (as after a restart), it appends after what it holds.
+    let mut journal = repo
+        .open_journal(&c, &name, 1 << 20)
+        .await
+        .unwrap()
+        .unwrap();
+    journal.append(75_000, &tail).await.unwrap();
+    let records = repo.read_journal(&c, &name).await.unwrap();
+    let spans: Vec<(u64, u64)> = records.iter().map(|r| (r.start, r.end())).collect();
+    assert_eq!(spans, vec![(0, 5000), (5000, 75_000), (75_000, 75_300)]);
+    assert_eq!(
+        [a, b, tail].concat(),
+        records
+            .iter()
+            .flat_map(|r| r.data.clone())
+            .collect::<Vec<_>>()
+    );
+
+    assert_eq!(repo.journals(&c, "").await.unwrap(), vec![name.clone()]);
+    assert!(
+        repo.segments(&c, "").await.unwrap().is_empty(),
+        "a journal is not a segment"
+    );
+    let report = repo.verify().await.unwrap();
+    assert_eq!((report.journals, report.damaged.len()), (1, 0));
+    assert_eq!(repo.check().await.unwrap().journals, 1);
+
+    // Damage inside a whole record, with another one after it, is found.
+    let path = dir.path().join("journal/postgres/main").join(name.as_str());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = repo.read_journal(&c, &name).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert_eq!(repo.verify().await.unwrap().damaged.len(), 1);
+
+    // Forgetting the segment takes its journal along; removing is idempotent.
+    repo.forget_segments(&c, std::slice::from_ref(&name))
+        .await
+        .unwrap();
+    assert!(repo.journals(&c, "").await.unwrap().is_empty());
+    repo.remove_journal(&c, &name).await.unwrap();
+    assert_eq!(
+        repo.read_journal(&c, &name).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // An object store has none: the caller stores pieces instead.
+    let memory = Repository::init(Arc::new(MemoryBackend::new()), small())
+        .await
+        .unwrap();
+    assert!(
+        memory
+            .open_journal(&c, &name, 1 << 20)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     #[test]

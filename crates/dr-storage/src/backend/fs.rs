@@ -16,6 +16,12 @@
 //! temporary file left behind by a crash is never listed (and is harmless;
 //! it may be removed by hand).
 //!
+//! [`WriteBackend::open_in_place`] is offered: the object is created like any
+//! other (zeros, fsynced, linked into place, directory fsynced), so every
+//! block is allocated and written before it is used, and each later write is
+//! one `pwrite` and one `fdatasync` that touches no metadata, the way
+//! `pg_receivewal` preallocates its segments.
+//!
 //! Filesystem limits: a key cannot also be the "directory" of another key
 //! (`a` and `a/b` cannot both exist); such a put fails with `Io`. Empty
 //! directories left by `delete` are kept (removing them would race with a
@@ -34,8 +40,8 @@ use bytes::Bytes;
 
 use crate::backend::common::{check_limit, clamp_range, page_of};
 use crate::backend::{
-    BackendCapabilities, ListPage, ObjectMeta, PutMode, PutOptions, ReadBackend, WriteBackend,
-    check_key, check_prefix,
+    BackendCapabilities, InPlaceObject, ListPage, ObjectMeta, PutMode, PutOptions, ReadBackend,
+    WriteBackend, check_key, check_prefix,
 };
 use crate::error::{Error, Result};
 
@@ -283,6 +289,52 @@ fn write_direct(file: &mut File, data: &[u8]) -> io::Result<()> {
     file.set_len(data.len() as u64)
 }
 
+/// Opens `path` for writing, first creating it as `capacity` zero bytes if
+/// it does not exist (as a put would, so a half-created file is never seen).
+fn open_in_place(root: &Path, path: &Path, capacity: usize) -> io::Result<File> {
+    if !path.is_file() {
+        // Taken by a racing open: the same zeros, so either will do.
+        write_atomic(root, path, &vec![0; capacity], PutMode::Create)?;
+    }
+    OpenOptions::new().write(true).open(path)
+}
+
+/// A file open for durable writes in place.
+#[derive(Debug)]
+struct FsInPlace {
+    file: Arc<File>,
+    location: String,
+    key: String,
+}
+
+#[async_trait]
+impl InPlaceObject for FsInPlace {
+    async fn write_durably(&self, offset: u64, data: Bytes) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let file = Arc::clone(&self.file);
+        let written = tokio::task::spawn_blocking(move || {
+            file.write_all_at(&data, offset)?;
+            file.sync_data()
+        })
+        .await;
+        match written {
+            Ok(result) => result.map_err(|e| {
+                Error::io(
+                    format!("writing {} of {} in place", self.key, self.location),
+                    e,
+                )
+            }),
+            Err(join) => Err(Error::Backend {
+                location: self.location.clone(),
+                operation: "write in place",
+                key: self.key.clone(),
+                transient: false,
+                source: Box::new(join),
+            }),
+        }
+    }
+}
+
 /// Lists keys under `prefix` in ascending order, after `after`, at most `limit + 1`.
 fn list_keys(
     root: &Path,
@@ -457,6 +509,31 @@ impl WriteBackend for FsBackend {
                 key: key.to_owned(),
             }),
         }
+    }
+
+    async fn open_in_place(
+        &self,
+        key: &str,
+        capacity: u64,
+    ) -> Result<Option<Box<dyn InPlaceObject>>> {
+        check_key(key)?;
+        let capacity = usize::try_from(capacity).map_err(|_| Error::InvalidInput {
+            what: format!("in-place object {key}"),
+            reason: format!("{capacity} bytes do not fit in memory"),
+        })?;
+        let root = Arc::clone(&self.root);
+        let path = self.path(key);
+        let context = format!("creating {}", path.display());
+        let file = self
+            .blocking("open in place", key, move || {
+                open_in_place(&root, &path, capacity).map_err(|e| Error::io(context, e))
+            })
+            .await?;
+        Ok(Some(Box::new(FsInPlace {
+            file: Arc::new(file),
+            location: self.location(),
+            key: key.to_owned(),
+        })))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -151,6 +151,39 @@ pub trait WriteBackend: ReadBackend {
     /// # Errors
     /// `Retained` if Object Lock keeps it; `Backend` if the store failed.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Opens `key` for durable writes in place, first creating it, atomically
+    /// and durably, as `capacity` zero bytes if it does not exist: a journal
+    /// whose appends cost one write and one data sync each, no new object.
+    /// `Ok(None)` where the store has no such thing (object stores): the
+    /// default.
+    ///
+    /// The object breaks the put contract while open: readers see each write
+    /// as it lands. Only what is built to be read that way (the repository's
+    /// segment journals, which find their own end) is stored like this.
+    ///
+    /// # Errors
+    /// `Backend` if the object could not be created or opened.
+    async fn open_in_place(
+        &self,
+        key: &str,
+        capacity: u64,
+    ) -> Result<Option<Box<dyn InPlaceObject>>> {
+        let _ = (key, capacity);
+        Ok(None)
+    }
+}
+
+/// An object open for durable writes in place (see
+/// [`WriteBackend::open_in_place`]).
+#[async_trait]
+pub trait InPlaceObject: Send + Sync + fmt::Debug {
+    /// Writes `data` at `offset`, growing the object if it reaches past the
+    /// end, and makes it durable before returning.
+    ///
+    /// # Errors
+    /// `Backend` if writing or syncing failed: any part of `data` may be there.
+    async fn write_durably(&self, offset: u64, data: Bytes) -> Result<()>;
 }
 
 /// Conveniences over [`ReadBackend`].

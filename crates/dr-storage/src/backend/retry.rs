@@ -24,7 +24,8 @@ use bytes::Bytes;
 
 use crate::backend::common::SplitMix64;
 use crate::backend::{
-    BackendCapabilities, ListPage, ObjectMeta, PutMode, PutOptions, ReadBackend, WriteBackend,
+    BackendCapabilities, InPlaceObject, ListPage, ObjectMeta, PutMode, PutOptions, ReadBackend,
+    WriteBackend,
 };
 use crate::error::{Error, Result};
 
@@ -170,6 +171,14 @@ impl<B: WriteBackend> WriteBackend for Retry<B> {
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.retry(|_| self.inner.delete(key)).await
+    }
+
+    async fn open_in_place(
+        &self,
+        key: &str,
+        capacity: u64,
+    ) -> Result<Option<Box<dyn InPlaceObject>>> {
+        self.inner.open_in_place(key, capacity).await
     }
 }
 

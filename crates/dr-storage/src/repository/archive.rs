@@ -5,11 +5,13 @@ use std::io;
 
 use async_trait::async_trait;
 use dr_core::{
-    ArchiveSink, ArchiveSource, ByteStream, ComponentId, SegmentInfo, SegmentName, Sha256Digest,
+    ArchiveSink, ArchiveSource, ByteStream, ComponentId, JournalRecord, SegmentInfo,
+    SegmentJournal, SegmentName, Sha256Digest,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::journal::journal_key;
 use super::{MAX_SEGMENT, Repository, SEGMENT_CONTEXT, join_error, segment_key};
 use crate::backend::ReadBackendExt;
 use crate::crypto::Crypter;
@@ -73,6 +75,27 @@ impl ArchiveSink for Repository {
             Err(e) => Err(e.into()),
         }
     }
+
+    async fn open_journal(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+        capacity: u64,
+    ) -> dr_core::Result<Option<Box<dyn SegmentJournal>>> {
+        Ok(self.open_journal_of(component, name, capacity).await?)
+    }
+
+    async fn remove_journal(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+    ) -> dr_core::Result<()> {
+        Ok(self
+            .inner
+            .backend
+            .delete(&journal_key(component, name))
+            .await?)
+    }
 }
 
 #[async_trait]
@@ -117,30 +140,40 @@ impl ArchiveSource for Repository {
             .map_err(join_error)??;
         Ok(Box::new(io::Cursor::new(raw)))
     }
+
+    async fn journals(
+        &self,
+        component: &ComponentId,
+        prefix: &str,
+    ) -> dr_core::Result<Vec<SegmentName>> {
+        Ok(self.journal_names(component, prefix).await?)
+    }
+
+    async fn read_journal(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+    ) -> dr_core::Result<Vec<JournalRecord>> {
+        match self.parse_journal_at(&journal_key(component, name)).await {
+            Ok((records, _)) => Ok(records),
+            Err(Error::NotFound { .. }) => Err(dr_core::Error::not_found(format!(
+                "the journal of segment {name} of {component}"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
-/// A segment object: sealed `sha256 (32) | raw length (u64 LE) | compression (u8) | body`.
+/// A segment object: sealed [`segment_plain`].
 fn encode_segment(crypter: &Crypter, raw: &[u8], level: i32) -> Result<(SegmentInfo, Vec<u8>)> {
-    let digest: [u8; 32] = Sha256::digest(raw).into();
-    let compressed =
-        zstd::bulk::compress(raw, level).map_err(|e| Error::io("compressing a segment", e))?;
-    let (flag, body) = if compressed.len() < raw.len() {
-        (1u8, compressed.as_slice())
-    } else {
-        (0u8, raw)
-    };
-    let mut plain = Vec::with_capacity(41 + body.len());
-    plain.extend_from_slice(&digest);
-    plain.extend_from_slice(&(raw.len() as u64).to_le_bytes());
-    plain.push(flag);
-    plain.extend_from_slice(body);
+    let (digest, plain) = segment_plain(raw, level, &[])?;
     let info = SegmentInfo {
         // The caller sets the real name.
         name: "segment"
             .parse()
             .map_err(|_| Error::corrupt("segment", "name"))?,
         size: raw.len() as u64,
-        sha256: Sha256Digest::from_bytes(digest),
+        sha256: digest,
     };
     Ok((info, crypter.seal(&plain, SEGMENT_CONTEXT)?))
 }
@@ -151,6 +184,36 @@ pub(super) fn decode_segment(
     what: &str,
 ) -> Result<(Vec<u8>, Sha256Digest)> {
     let plain = crypter.open(stored, SEGMENT_CONTEXT, what)?;
+    parse_segment_plain(&plain, what)
+}
+
+/// `prefix | sha256 (32) | raw length (u64 LE) | compression (u8) | body`:
+/// the plaintext of a segment (with no prefix) or of a journal record.
+pub(super) fn segment_plain(
+    raw: &[u8],
+    level: i32,
+    prefix: &[u8],
+) -> Result<(Sha256Digest, Vec<u8>)> {
+    let digest: [u8; 32] = Sha256::digest(raw).into();
+    let compressed =
+        zstd::bulk::compress(raw, level).map_err(|e| Error::io("compressing a segment", e))?;
+    let (flag, body) = if compressed.len() < raw.len() {
+        (1u8, compressed.as_slice())
+    } else {
+        (0u8, raw)
+    };
+    let mut plain = Vec::with_capacity(prefix.len() + 41 + body.len());
+    plain.extend_from_slice(prefix);
+    plain.extend_from_slice(&digest);
+    plain.extend_from_slice(&(raw.len() as u64).to_le_bytes());
+    plain.push(flag);
+    plain.extend_from_slice(body);
+    Ok((Sha256Digest::from_bytes(digest), plain))
+}
+
+/// The raw bytes of [`segment_plain`] (after its prefix), checked against
+/// their SHA-256.
+pub(super) fn parse_segment_plain(plain: &[u8], what: &str) -> Result<(Vec<u8>, Sha256Digest)> {
     if plain.len() < 41 {
         return Err(Error::corrupt(what, "truncated segment header"));
     }
@@ -185,7 +248,8 @@ pub struct SegmentForgetReport {
 }
 
 impl Repository {
-    /// Deletes archive segments of `component` (under an exclusive lock).
+    /// Deletes archive segments of `component`, and their journals (under an
+    /// exclusive lock).
     /// Which segments are no longer needed is the component's call: for
     /// PostgreSQL, the WAL older than the oldest kept base backup.
     ///
@@ -199,12 +263,21 @@ impl Repository {
         let lock = self.lock(true, self.lock_wait).await?;
         let mut report = SegmentForgetReport::default();
         for name in names {
-            match self
+            let deleted = match self
                 .inner
                 .backend
-                .delete(&segment_key(component, name))
+                .delete(&journal_key(component, name))
                 .await
             {
+                Ok(()) => {
+                    self.inner
+                        .backend
+                        .delete(&segment_key(component, name))
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match deleted {
                 Ok(()) => report.forgotten.push(name.clone()),
                 Err(Error::Retained { .. }) => report.retained.push(name.clone()),
                 Err(e) => {

@@ -26,6 +26,8 @@ pub struct CheckReport {
     pub unindexed_packs: usize,
     /// Archive segments in the store.
     pub segments: usize,
+    /// Segment journals in the store (segments in progress).
+    pub journals: usize,
     /// Every problem found, by object. Empty means the repository is sound.
     pub problems: Vec<Damage>,
 }
@@ -161,6 +163,7 @@ impl Repository {
         report.packs = sizes.len();
         report.unindexed_packs = sizes.keys().filter(|p| !indexed_packs.contains(*p)).count();
         report.segments = self.inner.backend.list("archive/").await?.len();
+        report.journals = self.inner.backend.list("journal/").await?.len();
         Ok(report)
     }
 }

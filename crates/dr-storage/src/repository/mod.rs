@@ -11,6 +11,8 @@
 //! index/<blake3>               sealed zstd JSON: which blobs are in which packs
 //! snapshots/<snapshot id>      sealed zstd JSON: the manifest and each stream's chunk ids
 //! archive/<component>/<name>   sealed, compressed archive segments (WAL)
+//! journal/<component>/<name>   a segment in progress, appended in place (see `journal`;
+//!                              local directories only)
 //! ```
 //!
 //! Write order: packs, then index, then snapshot. A backup that dies before
@@ -38,6 +40,7 @@ use crate::pack::BlobEntry;
 mod archive;
 mod check;
 mod forget;
+mod journal;
 mod lock;
 mod prune;
 mod read;

@@ -25,6 +25,8 @@ pub struct VerifyReport {
     pub blobs: usize,
     /// Archive segments read and re-hashed.
     pub segments: usize,
+    /// Segment journals read, every record opened and re-hashed.
+    pub journals: usize,
     /// Every damaged object, by name.
     pub damaged: Vec<Damage>,
 }
@@ -125,6 +127,21 @@ impl Repository {
                     object: key,
                     reason: e.to_string(),
                 });
+            }
+        }
+        let journals = self.inner.backend.list("journal/").await?;
+        for key in options.choose(journals.into_iter().map(|o| o.key).collect())? {
+            report.journals += 1;
+            match self.parse_journal_at(&key).await {
+                Ok(_) => {}
+                Err(e) if super::check::is_damage(&e) => report.damaged.push(Damage {
+                    object: key,
+                    reason: e.to_string(),
+                }),
+                Err(e) => {
+                    lock.release().await.ok();
+                    return Err(e);
+                }
             }
         }
         lock.release().await?;
