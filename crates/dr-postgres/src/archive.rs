@@ -13,6 +13,12 @@
 //!   each other without gaps from offset 0; once the complete segment is
 //!   stored they are redundant.
 //!
+//! Where the repository can append in place (a local directory), the
+//! archiver in synchronous mode keeps a segment's pieces as the records of
+//! the segment's *journal* instead (see [`dr_core::SegmentJournal`]): one
+//! write and one data sync per piece, where a new object costs two syncs
+//! and a directory update. Readers take journal records exactly like pieces.
+//!
 //! A segment whose pieces reach its end is complete as well: the archiver
 //! stores the end of a segment as its last piece, so that the flush it
 //! reports does not wait for 16 MiB to be stored, and the whole segment
@@ -127,6 +133,8 @@ pub struct ArchiveListing {
     /// the archiver is storing them whole, or it stored their last piece and
     /// then failed or was stopped before that. They read back all the same.
     pub complete_in_pieces: BTreeSet<WalSegment>,
+    /// The segments with a journal (see the module docs), whatever it holds.
+    pub journals: BTreeSet<WalSegment>,
 }
 
 impl ArchiveListing {
@@ -169,6 +177,9 @@ pub async fn list_archive(
 ) -> dr_core::Result<ArchiveListing> {
     let mut listing = ArchiveListing::default();
     let mut pieces: BTreeMap<WalSegment, Vec<(u32, u32)>> = BTreeMap::new();
+    // Journals first: one is removed only after its segment is stored whole,
+    // so a journal listed here is either read below or its segment is listed.
+    let journals = source.journals(component, "").await?;
     for name in source.segments(component, "").await? {
         match ArchivedWal::parse(name.as_str(), size) {
             Some(ArchivedWal::Segment(segment)) => {
@@ -183,6 +194,21 @@ pub async fn list_archive(
                 listing.histories.insert(timeline);
             }
             None => {}
+        }
+    }
+    for name in journals {
+        let Some(ArchivedWal::Segment(segment)) = ArchivedWal::parse(name.as_str(), size) else {
+            continue;
+        };
+        listing.journals.insert(segment);
+        if !listing.segments.contains_key(&segment) {
+            let spans = journal_spans(source, component, &name, size)
+                .await?
+                .unwrap_or_default();
+            if !spans.is_empty() {
+                let ranges = pieces.entry(segment).or_default();
+                ranges.extend(spans.iter().map(|&(start, end, _)| (start, end)));
+            }
         }
     }
     for (segment, ranges) in pieces {
@@ -250,6 +276,8 @@ pub async fn fetch_wal(
     let segment_len = size.bytes();
     let mut ranges = Vec::new();
     let mut complete = false;
+    // Journals first, as in `list_archive`.
+    let journaled = source.journals(component, file).await?.contains(&name);
     for stored in source.segments(component, file).await? {
         if stored == name {
             complete = true;
@@ -264,35 +292,55 @@ pub async fn fetch_wal(
         }
     }
     if complete {
-        let data = read_all(source, component, &name, segment_len, segment_len as usize).await?;
-        if data.len() as u64 != segment_len {
-            return Err(Error::corrupt(
-                format!("WAL segment {name} of {component}"),
-                format!("{} bytes, a segment has {segment_len}", data.len()),
-            ));
-        }
-        return Ok(Some(data));
+        return read_whole(source, component, &name, segment_len)
+            .await
+            .map(Some);
     }
+    let journal = if journaled {
+        match journal_spans(source, component, &name, size).await? {
+            Some(spans) => spans,
+            // Removed since it was listed: the segment was stored whole.
+            None => {
+                return read_whole(source, component, &name, segment_len)
+                    .await
+                    .map(Some);
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    ranges.extend(journal.iter().map(|&(start, end, _)| (start, end)));
     let pieces = chain(&ranges);
     if pieces.is_empty() {
         return Ok(None);
     }
     let mut out = BytesMut::with_capacity(segment_len as usize);
     for (start, end) in pieces {
-        let piece = ArchivedWal::Piece {
-            segment,
-            start,
-            end,
-        }
-        .name(size);
-        let len = end - start;
-        let data = read_all(source, component, &piece, u64::from(len), len as usize).await?;
-        if data.len() as u64 != u64::from(len) {
-            return Err(Error::corrupt(
-                format!("WAL piece {piece} of {component}"),
-                format!("{} bytes, its name says {len}", data.len()),
-            ));
-        }
+        let from_journal = journal
+            .iter()
+            .find(|&&(s, e, _)| (s, e) == (start, end))
+            .map(|(_, _, data)| Bytes::copy_from_slice(data));
+        let data = match from_journal {
+            Some(data) => data,
+            None => {
+                let piece = ArchivedWal::Piece {
+                    segment,
+                    start,
+                    end,
+                }
+                .name(size);
+                let len = end - start;
+                let data =
+                    read_all(source, component, &piece, u64::from(len), len as usize).await?;
+                if data.len() as u64 != u64::from(len) {
+                    return Err(Error::corrupt(
+                        format!("WAL piece {piece} of {component}"),
+                        format!("{} bytes, its name says {len}", data.len()),
+                    ));
+                }
+                data
+            }
+        };
         // Pieces may overlap; the overlap is the same WAL.
         let skip = out.len() - start as usize;
         out.extend_from_slice(&data[skip..]);
@@ -305,6 +353,56 @@ pub async fn fetch_wal(
         ));
     }
     Ok(Some(out.freeze()))
+}
+
+/// A complete segment, stored whole.
+async fn read_whole(
+    source: &dyn ArchiveSource,
+    component: &ComponentId,
+    name: &SegmentName,
+    segment_len: u64,
+) -> dr_core::Result<Bytes> {
+    let data = read_all(source, component, name, segment_len, segment_len as usize).await?;
+    if data.len() as u64 != segment_len {
+        return Err(Error::corrupt(
+            format!("WAL segment {name} of {component}"),
+            format!("{} bytes, a segment has {segment_len}", data.len()),
+        ));
+    }
+    Ok(data)
+}
+
+/// The records of segment `name`'s journal as pieces: `(start, end, bytes)`;
+/// `None` if the journal is gone (removed once the segment was stored whole).
+///
+/// # Errors
+/// [`Error::Corrupt`] if a record reaches past the segment's end; reading
+/// the journal failed.
+async fn journal_spans(
+    source: &dyn ArchiveSource,
+    component: &ComponentId,
+    name: &SegmentName,
+    size: WalSegmentSize,
+) -> dr_core::Result<Option<Vec<(u32, u32, Vec<u8>)>>> {
+    let records = match source.read_journal(component, name).await {
+        Ok(records) => records,
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut spans = Vec::with_capacity(records.len());
+    for record in records {
+        let end = record.end();
+        if end > size.bytes() {
+            return Err(Error::corrupt(
+                format!("the journal of WAL segment {name} of {component}"),
+                format!("a record ends at {end}, past the segment's end"),
+            ));
+        }
+        if !record.data.is_empty() {
+            spans.push((record.start as u32, end as u32, record.data));
+        }
+    }
+    Ok(Some(spans))
 }
 
 /// Reads `name` if the archive lists it, else `None`.
@@ -678,6 +776,109 @@ mod tests {
                 segment_size: SIZE.bytes() as u32
             }
         );
+    }
+
+    #[tokio::test]
+    async fn journal_records_are_read_like_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(dr_storage::FsBackend::new(dir.path()).unwrap());
+        let repo = Repository::init(backend, InitOptions::unencrypted())
+            .await
+            .unwrap();
+        let component: ComponentId = "postgres/main".parse().unwrap();
+        let data = segment_bytes(7);
+        let name = |segment| ArchivedWal::Segment(segment).name(SIZE);
+        let capacity = SIZE.bytes() + SIZE.bytes() / 8;
+        let open = |segment| {
+            let (repo, component) = (&repo, &component);
+            async move {
+                repo.open_journal(component, &name(segment), capacity)
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        // Segment 1: a piece object, then journal records (one overlapping
+        // it, as after a restart), to the end. Segment 2: records up to
+        // 0x5000; segment 3 stored whole, its journal left behind; segment
+        // 4: an empty journal, opened ahead of need.
+        let end = SIZE.bytes();
+        put(
+            &repo,
+            &component,
+            ArchivedWal::Piece {
+                segment: seg(1, 1),
+                start: 0,
+                end: 0x2000,
+            },
+            &data[..0x2000],
+        )
+        .await;
+        let mut journal = open(seg(1, 1)).await;
+        journal.append(0x1000, &data[0x1000..0x8000]).await.unwrap();
+        journal
+            .append(0x8000, &data[0x8000..end as usize])
+            .await
+            .unwrap();
+        let mut journal = open(seg(1, 2)).await;
+        journal.append(0, &data[..0x3000]).await.unwrap();
+        journal.append(0x3000, &data[0x3000..0x5000]).await.unwrap();
+        put(&repo, &component, ArchivedWal::Segment(seg(1, 3)), &data).await;
+        let mut journal = open(seg(1, 3)).await;
+        journal.append(0, &data[..0x100]).await.unwrap();
+        drop(open(seg(1, 4)).await);
+
+        let listing = list_archive(&repo, &component, SIZE).await.unwrap();
+        assert_eq!(
+            listing
+                .segments
+                .iter()
+                .map(|(s, c)| (*s, *c))
+                .collect::<Vec<_>>(),
+            [
+                (seg(1, 1), Coverage::Complete),
+                (seg(1, 2), Coverage::Partial { end: 0x5000 }),
+                (seg(1, 3), Coverage::Complete),
+            ]
+        );
+        assert_eq!(listing.complete_in_pieces, BTreeSet::from([seg(1, 1)]));
+        assert_eq!(
+            listing.journals,
+            BTreeSet::from([seg(1, 1), seg(1, 2), seg(1, 3), seg(1, 4)])
+        );
+        assert_eq!(listing.end_of(1, SIZE), Some(seg(1, 3).end(SIZE)));
+
+        let first = fetch_wal(&repo, &component, "000000010000000000000001", SIZE)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(first == data, "segment 1 differs");
+        let second = fetch_wal(&repo, &component, "000000010000000000000002", SIZE)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&second[..0x5000], &data[..0x5000]);
+        assert!(second[0x5000..].iter().all(|&b| b == 0));
+        assert_eq!(
+            fetch_wal(&repo, &component, "000000010000000000000004", SIZE)
+                .await
+                .unwrap(),
+            None
+        );
+
+        // A journal damaged before a whole record is an error, not less WAL.
+        let path = dir
+            .path()
+            .join("journal/postgres/main/000000010000000000000002");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[40] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = list_archive(&repo, &component, SIZE).await.unwrap_err();
+        assert_eq!(err.kind(), dr_core::ErrorKind::Corrupt, "{err}");
+        let err = fetch_wal(&repo, &component, "000000010000000000000002", SIZE)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), dr_core::ErrorKind::Corrupt, "{err}");
     }
 
     #[tokio::test]

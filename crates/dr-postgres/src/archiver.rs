@@ -11,17 +11,27 @@
 //! reports to the server is the end of what is durable in the archive, so
 //! the replication slot keeps everything else, and in synchronous mode a
 //! commit waits until its WAL is in the archive.
+//!
+//! In synchronous mode, where the archive can keep segment journals (a
+//! repository in a local directory), pieces are appended to the segment's
+//! journal instead of stored as objects: one write and one data sync each,
+//! into space allocated when the journal was created, as `pg_receivewal`
+//! does with its preallocated segments. The next segment's journal is
+//! created ahead of need, and a segment's journal is removed once the
+//! segment is stored whole.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dr_core::{ArchiveSink, ArchiveSource, ComponentId, Error, ErrorKind, Lsn};
+use dr_core::{ArchiveSink, ArchiveSource, ComponentId, Error, ErrorKind, Lsn, SegmentJournal};
 use jiff::Timestamp;
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 
-use crate::archive::{ArchiveListing, ArchivedWal, archived_header, fetch_wal, list_archive};
+use crate::archive::{
+    ArchiveListing, ArchivedWal, Coverage, archived_header, fetch_wal, list_archive,
+};
 use crate::replication::{
     CreateSlotOptions, ReplicationClient, SlotPosition, StandbyStatus, SystemIdentity, Tls,
     WalEvent, WalStream,
@@ -380,6 +390,7 @@ impl WalArchiver {
             slot_restart: None,
             segment_stores: JoinSet::new(),
             spare_buffer: None,
+            journals: Journals::default(),
         };
         let task = tokio::spawn(task.run(Stop(stop_rx)));
         ArchiverHandle {
@@ -512,6 +523,30 @@ struct Task {
     segment_stores: JoinSet<SegmentStore>,
     /// A segment buffer a background store gave back, for the next segment.
     spare_buffer: Option<Vec<u8>>,
+    /// Segment journals, in synchronous mode.
+    journals: Journals,
+}
+
+/// A journal being opened (created, if need be) in the background.
+type OpeningJournal = JoinHandle<dr_core::Result<Option<Box<dyn SegmentJournal>>>>;
+
+/// The segment journals of synchronous mode (see the module docs).
+#[derive(Default)]
+struct Journals {
+    /// `Some(false)` once the archive has said it keeps none.
+    available: Option<bool>,
+    /// The open journal of the segment being received.
+    current: Option<(WalSegment, Box<dyn SegmentJournal>)>,
+    /// The next segment's journal, opened ahead of need.
+    next: Option<(WalSegment, OpeningJournal)>,
+}
+
+impl Drop for Journals {
+    fn drop(&mut self) {
+        if let Some((_, opening)) = self.next.take() {
+            opening.abort();
+        }
+    }
 }
 
 /// How a background whole-segment store ended, and the buffer it stored
@@ -769,6 +804,20 @@ impl Task {
             .await?;
         self.ensure_histories(&mut client, plan.segment.timeline)
             .await?;
+        // A journal is reopened, so that a failed append is not built on.
+        self.journals.current = None;
+        // Journals of segments stored whole since: left by a stop in between.
+        for segment in &listing.journals {
+            if listing.segments.get(segment) == Some(&Coverage::Complete)
+                && !listing.complete_in_pieces.contains(segment)
+            {
+                let name = ArchivedWal::Segment(*segment).name(size);
+                self.archiver
+                    .sink
+                    .remove_journal(&self.archiver.component, &name)
+                    .await?;
+            }
+        }
         // Segments whose whole store failed or was cut short: durable in
         // pieces, stored whole in the background now.
         for &segment in &listing.complete_in_pieces {
@@ -1079,6 +1128,8 @@ impl Task {
                 Some(buffer) => buffer,
                 None => Vec::with_capacity(current.buf.capacity()),
             };
+            // Done with: removed once the segment is stored whole.
+            self.journals.current.take_if(|(s, _)| *s == segment);
             Some((segment, std::mem::replace(&mut current.buf, next)))
         } else {
             let name = ArchivedWal::Segment(segment).name(current.size);
@@ -1118,17 +1169,23 @@ impl Task {
         let sink = self.archiver.sink.clone();
         let source = self.archiver.source.clone();
         let component = self.archiver.component.clone();
+        // Read back from the archive, the pieces may be a journal's records.
+        let journaled = data.is_none() || self.journals.available == Some(true);
         self.segment_stores.spawn(async move {
             let name = ArchivedWal::Segment(segment).name(size);
-            let stored = match &data {
+            let mut stored = match &data {
                 Some(data) => sink.put_segment(&component, &name, &mut &data[..]).await,
                 None => match fetch_wal(source.as_ref(), &component, name.as_str(), size).await {
                     Ok(Some(pieces)) => sink.put_segment(&component, &name, &mut &pieces[..]).await,
                     Ok(None) => Err(Error::not_found(format!("the pieces of {name}"))),
                     Err(error) => Err(error),
                 },
-            };
-            let result = stored.map(drop).map_err(|error| {
+            }
+            .map(drop);
+            if stored.is_ok() && journaled {
+                stored = sink.remove_journal(&component, &name).await;
+            }
+            let result = stored.map_err(|error| {
                 // Of the same kind, so it is as fatal as any other store's failure.
                 Error::other(
                     error.kind(),
@@ -1176,31 +1233,84 @@ impl Task {
         result
     }
 
-    /// Stores the bytes received since the last store as a piece.
+    /// Stores the bytes received since the last store as a piece: appended
+    /// to the segment's journal where there is one, else as an object.
     async fn store_piece(&mut self, current: &mut Current) -> dr_core::Result<()> {
         if current.unstored() == 0 {
             return Ok(());
         }
         let (start, end) = (current.stored, current.buf.len());
-        let name = ArchivedWal::Piece {
-            segment: current.segment,
-            start: start as u32,
-            end: end as u32,
+        if let Some(journal) = self.journal(current.segment, current.size).await? {
+            journal
+                .append(start as u64, &current.buf[start..end])
+                .await?;
+        } else {
+            let name = ArchivedWal::Piece {
+                segment: current.segment,
+                start: start as u32,
+                end: end as u32,
+            }
+            .name(current.size);
+            self.archiver
+                .sink
+                .put_segment(
+                    &self.archiver.component,
+                    &name,
+                    &mut &current.buf[start..end],
+                )
+                .await?;
         }
-        .name(current.size);
-        self.archiver
-            .sink
-            .put_segment(
-                &self.archiver.component,
-                &name,
-                &mut &current.buf[start..end],
-            )
-            .await?;
         self.status.pieces_stored += 1;
         current.stored = end;
         current.unstored_since = None;
         self.status.flushed = self.status.flushed.max(current.received());
         Ok(())
+    }
+
+    /// The open journal of `segment`, in synchronous mode where the archive
+    /// keeps journals; opening it (or taking the one opened ahead) if it is
+    /// not open yet, and then opening the next segment's ahead of need.
+    async fn journal(
+        &mut self,
+        segment: WalSegment,
+        size: WalSegmentSize,
+    ) -> dr_core::Result<Option<&mut Box<dyn SegmentJournal>>> {
+        let journals = &mut self.journals;
+        if !self.archiver.options.synchronous || journals.available == Some(false) {
+            return Ok(None);
+        }
+        if journals.current.as_ref().is_none_or(|(s, _)| *s != segment) {
+            journals.current = None;
+            let ahead = match journals.next.take() {
+                Some((next, opening)) if next == segment => opening.await.ok().and_then(Result::ok),
+                Some((_, opening)) => {
+                    opening.abort();
+                    None
+                }
+                None => None,
+            };
+            let opened = match ahead {
+                Some(opened) => opened,
+                // Not opened ahead, or that failed: open it now, to see why.
+                None => {
+                    open_journal(&self.archiver.sink, &self.archiver.component, segment, size)
+                        .await?
+                }
+            };
+            let Some(journal) = opened else {
+                journals.available = Some(false);
+                return Ok(None);
+            };
+            journals.available = Some(true);
+            journals.current = Some((segment, journal));
+            let next = segment.next();
+            let (sink, component) = (self.archiver.sink.clone(), self.archiver.component.clone());
+            journals.next = Some((
+                next,
+                tokio::spawn(async move { open_journal(&sink, &component, next, size).await }),
+            ));
+        }
+        Ok(journals.current.as_mut().map(|(_, journal)| journal))
     }
 
     /// The status update to send: flushed is what the archive holds. In
@@ -1219,6 +1329,19 @@ impl Task {
         }
         StandbyStatus::new(written, flushed, Lsn::ZERO)
     }
+}
+
+/// Opens (creating it, if need be) `segment`'s journal, with room for the
+/// segment and the records' overhead.
+async fn open_journal(
+    sink: &Arc<dyn ArchiveSink>,
+    component: &ComponentId,
+    segment: WalSegment,
+    size: WalSegmentSize,
+) -> dr_core::Result<Option<Box<dyn SegmentJournal>>> {
+    let name = ArchivedWal::Segment(segment).name(size);
+    sink.open_journal(component, &name, size.bytes() + size.bytes() / 8)
+        .await
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -9,8 +9,9 @@ use crate::backup::meta;
 use crate::wal::{WalSegment, WalSegmentSize};
 
 /// The archived WAL of `component` that none of the `kept` base backups
-/// needs: every segment and piece before the oldest kept backup's start
-/// segment, and the pieces of segments that are stored complete. History
+/// needs: every segment, piece and journal before the oldest kept backup's
+/// start segment, and the pieces and journals of segments that are stored
+/// complete. History
 /// files are always kept (they are tiny and describe every timeline).
 /// Pass the result to the repository's `forget_segments`.
 ///
@@ -51,6 +52,7 @@ pub async fn unneeded_wal(
     let Some((first_needed, size)) = oldest else {
         return Ok(Vec::new());
     };
+    let journals = archive.journals(component, "").await?;
     let names = archive.segments(component, "").await?;
     let complete: std::collections::BTreeSet<WalSegment> = names
         .iter()
@@ -68,5 +70,14 @@ pub async fn unneeded_wal(
             }
             Some(ArchivedWal::History(_)) | None => false,
         })
+        .chain(journals.into_iter().filter(|name| {
+            // Forgetting a segment's name takes its journal along.
+            matches!(
+                ArchivedWal::parse(name.as_str(), size),
+                Some(ArchivedWal::Segment(s)) if s.number < first_needed || complete.contains(&s)
+            )
+        }))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect())
 }

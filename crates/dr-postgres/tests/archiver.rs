@@ -579,6 +579,9 @@ async fn synchronous_commits_survive_kill_9_and_a_restart_resumes() {
         "the archived commits differ"
     );
     assert_contiguous(&repo, &component, &listing, 1).await;
+    // A directory keeps journals: the pieces went there, not into objects.
+    assert!(listing.journals.contains(&segment), "{listing:?}");
+    assert!(pieces(&repo, &component).await.is_empty());
 
     // After crash recovery, a new archiver resumes where the archive ends
     // (commits wait for it, the server still lists it as synchronous).
@@ -601,6 +604,12 @@ async fn synchronous_commits_survive_kill_9_and_a_restart_resumes() {
     let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
     assert_contiguous(&repo, &component, &listing, 1).await;
     assert_eq!(listing.segments.get(&full), Some(&Coverage::Complete));
+    // Stored whole, so its journal is gone, and so is every earlier one.
+    assert!(
+        listing.journals.iter().all(|j| j.number > full.number),
+        "{:?}",
+        listing.journals
+    );
     for segment in listing.segments.keys().filter(|s| s.number <= full.number) {
         let name = segment.file_name(SIZE);
         assert!(

@@ -194,6 +194,7 @@ fn tmp_name() -> String {
 }
 
 /// Outcome of a blocking write.
+#[derive(PartialEq, Eq)]
 enum Written {
     Done,
     Exists,
@@ -290,25 +291,30 @@ fn write_direct(file: &mut File, data: &[u8]) -> io::Result<()> {
 }
 
 /// Opens `path` for writing, first creating it as `capacity` zero bytes if
-/// it does not exist (as a put would, so a half-created file is never seen).
-fn open_in_place(root: &Path, path: &Path, capacity: usize) -> io::Result<File> {
-    if !path.is_file() {
-        // Taken by a racing open: the same zeros, so either will do.
-        write_atomic(root, path, &vec![0; capacity], PutMode::Create)?;
-    }
-    OpenOptions::new().write(true).open(path)
+/// it does not exist (as a put would, so a half-created file is never seen);
+/// whether it did.
+fn open_in_place(root: &Path, path: &Path, capacity: usize) -> io::Result<(File, bool)> {
+    let created = !path.is_file()
+        // Else taken by a racing open, which may have written to it since.
+        && write_atomic(root, path, &vec![0; capacity], PutMode::Create)? == Written::Done;
+    Ok((OpenOptions::new().write(true).open(path)?, created))
 }
 
 /// A file open for durable writes in place.
 #[derive(Debug)]
 struct FsInPlace {
     file: Arc<File>,
+    created: bool,
     location: String,
     key: String,
 }
 
 #[async_trait]
 impl InPlaceObject for FsInPlace {
+    fn created(&self) -> bool {
+        self.created
+    }
+
     async fn write_durably(&self, offset: u64, data: Bytes) -> Result<()> {
         use std::os::unix::fs::FileExt;
         let file = Arc::clone(&self.file);
@@ -524,13 +530,14 @@ impl WriteBackend for FsBackend {
         let root = Arc::clone(&self.root);
         let path = self.path(key);
         let context = format!("creating {}", path.display());
-        let file = self
+        let (file, created) = self
             .blocking("open in place", key, move || {
                 open_in_place(&root, &path, capacity).map_err(|e| Error::io(context, e))
             })
             .await?;
         Ok(Some(Box::new(FsInPlace {
             file: Arc::new(file),
+            created,
             location: self.location(),
             key: key.to_owned(),
         })))

@@ -178,6 +178,9 @@ pub trait WriteBackend: ReadBackend {
 /// [`WriteBackend::open_in_place`]).
 #[async_trait]
 pub trait InPlaceObject: Send + Sync + fmt::Debug {
+    /// Whether this open created the object: it holds nothing but zeros.
+    fn created(&self) -> bool;
+
     /// Writes `data` at `offset`, growing the object if it reaches past the
     /// end, and makes it durable before returning.
     ///

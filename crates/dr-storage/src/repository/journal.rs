@@ -211,7 +211,11 @@ impl Repository {
         let Some(object) = self.inner.backend.open_in_place(&key, capacity).await? else {
             return Ok(None);
         };
-        let (_, next) = self.parse_journal_at(&key).await?;
+        let next = if object.created() {
+            0
+        } else {
+            self.parse_journal_at(&key).await?.1
+        };
         Ok(Some(Box::new(RepositoryJournal {
             object,
             crypter: self.inner.crypter.clone(),
