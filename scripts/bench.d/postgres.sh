@@ -306,12 +306,15 @@ median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END {
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f MiB", b / 1048576 }'; }
 stored() { du -sb "$1" | cut -f1; }
-# What drkit's base backups occupy: the repository without its WAL archive.
+# What drkit's base backups occupy: the repository without its WAL archive
+# and the journals of the segments in progress (which the archiver, still
+# running, creates and removes meanwhile).
 ours_stored() {
-  local all wal=0
+  local all wal=0 journals=0
   all="$(stored "$ours_repo")"
   [ -d "$ours_repo/archive" ] && wal="$(stored "$ours_repo/archive")"
-  echo $((all - wal))
+  [ -d "$ours_repo/journal" ] && journals="$(stored "$ours_repo/journal")"
+  echo $((all - wal - journals))
 }
 peer_stored() { stored "$pbr/repo/backup"; }
 
@@ -457,7 +460,9 @@ say "  CPU: drkit's archiver process (both archivers and the sampler) ${archiver
   "$(mib $((archiver_kib * 1024))) peak; pg_receivewal ${receiver_user} s user + ${receiver_sys} s system, $(mib $((receiver_kib * 1024))) peak"
 
 say "  WAL stored: drkit $(stored "$ours_repo/archive/bench/postgres") bytes (pieces and segments)," \
-  "$(stored "$ours_repo/archive/bench/postgres-sync") bytes (synchronous mode); pg_receivewal $(stored "$work/receivewal") bytes"
+  "$(stored "$ours_repo/archive/bench/postgres-sync") bytes (synchronous mode, and" \
+  "$( [ -d "$ours_repo/journal" ] && stored "$ours_repo/journal" || echo 0) bytes of journals, allocated ahead);" \
+  "pg_receivewal $(stored "$work/receivewal") bytes"
 
 say "restores of the latest backup ($repeat rounds, the tools taking turns)"
 for r in $(seq "$repeat"); do
