@@ -77,7 +77,7 @@ pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};
 pub use crate::snapshot::{
     ArchiveSink, ArchiveSource, ByteStream, JournalRecord, Labels, MANIFEST_FORMAT, Manifest,
     SegmentInfo, SegmentJournal, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotWriter,
-    StreamEntry,
+    StreamEntry, StreamLayout,
 };
 
 // The re-exported types name these crates in their APIs.

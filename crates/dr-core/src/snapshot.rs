@@ -161,6 +161,23 @@ pub trait SnapshotSink: Send + Sync {
     ) -> Result<Box<dyn SnapshotWriter>>;
 }
 
+/// How a stream's bytes are laid out, so that storage can cut them into
+/// chunks where they change between backups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StreamLayout {
+    /// Any bytes: storage finds chunk boundaries in the content.
+    #[default]
+    Opaque,
+    /// A tar archive whose members change in place, as a database's files
+    /// do (pages rewritten where they are, files growing at their end):
+    /// chunks are cut at member boundaries and at fixed offsets within large
+    /// members, which keeps unchanged parts unchanged without searching the
+    /// content. Bytes that turn out not to be tar are cut as
+    /// [`StreamLayout::Opaque`].
+    Tar,
+}
+
 /// A snapshot being written. Streams are added one at a time; `commit` makes
 /// the snapshot visible, `abort` (or dropping the writer) discards it.
 #[async_trait]
@@ -178,6 +195,22 @@ pub trait SnapshotWriter: Send {
         name: &StreamName,
         data: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<StreamEntry>;
+
+    /// [`SnapshotWriter::add_stream`] for bytes laid out as `layout`, which
+    /// decides only where chunks are cut, never what is stored. The default
+    /// ignores the layout.
+    ///
+    /// # Errors
+    /// As [`SnapshotWriter::add_stream`].
+    async fn add_stream_with(
+        &mut self,
+        name: &StreamName,
+        data: &mut (dyn AsyncRead + Send + Unpin),
+        layout: StreamLayout,
+    ) -> Result<StreamEntry> {
+        let _ = layout;
+        self.add_stream(name, data).await
+    }
 
     /// Writes the manifest: the snapshot now exists.
     ///

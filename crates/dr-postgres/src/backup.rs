@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 
 use dr_core::{
     Backup, BackupReport, Capabilities, Capability, ComponentId, Lsn, Manifest, Position,
-    RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotWriter, StreamName,
-    Timeline, async_trait,
+    RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotWriter, StreamLayout,
+    StreamName, Timeline, async_trait,
 };
 use jiff::Timestamp;
 
@@ -306,7 +306,9 @@ async fn stream_archives(
                         paired.insert(name, files);
                     }
                     None => {
-                        writer.add_stream(&stream_name, stream).await?;
+                        writer
+                            .add_stream_with(&stream_name, stream, StreamLayout::Tar)
+                            .await?;
                     }
                 }
             }

@@ -28,7 +28,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use dr_core::{ByteStream, ErrorKind, Manifest, SnapshotSource, SnapshotWriter, StreamName};
+use dr_core::{
+    ByteStream, ErrorKind, Manifest, SnapshotSource, SnapshotWriter, StreamLayout, StreamName,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::mpsc;
 
@@ -288,7 +290,12 @@ pub(crate) async fn store_delta(
     };
     let (transform, mut reader) = transformed(input, base, what.to_owned(), pairing);
     // The reader goes with the store: if storing fails, the transform stops too.
-    let store = async move { writer.add_stream(name, &mut reader).await };
+    // The same members as the server's archive: cut the same way.
+    let store = async move {
+        writer
+            .add_stream_with(name, &mut reader, StreamLayout::Tar)
+            .await
+    };
     let (paired, stored) = tokio::join!(transform, store);
     let paired =
         paired.map_err(|e| dr_core::Error::io(format!("delta-encoding archive {what}"), e))?;

@@ -44,6 +44,7 @@ mod journal;
 mod lock;
 mod prune;
 mod read;
+mod tar_cuts;
 mod verify;
 mod write;
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use dr_core::{
     ComponentId, MANIFEST_FORMAT, Manifest, Sha256Digest, SnapshotCommit, SnapshotId, SnapshotSink,
-    SnapshotWriter, StreamEntry, StreamName,
+    SnapshotWriter, StreamEntry, StreamLayout, StreamName,
 };
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::lock::Lock;
+use super::tar_cuts::{Next, TarCuts};
 use super::{
     ChunkerParams, INDEX_CONTEXT, IndexFile, IndexedPack, REPOSITORY_FORMAT, Repository,
     SNAPSHOT_CONTEXT, SnapshotFile, join_error, pack_key, snapshot_key,
@@ -234,17 +235,26 @@ impl std::fmt::Debug for RepositoryWriter {
     }
 }
 
-/// Where chunks end: FastCDC with the repository's parameters and seed.
-#[derive(Debug, Clone, Copy)]
+/// Where chunks end: FastCDC with the repository's parameters and seed, or
+/// a tar stream's member boundaries for as long as it is tar (see
+/// `tar_cuts`).
+#[derive(Debug, Clone)]
 struct Cutter {
     chunker: ChunkerParams,
     seed: u64,
+    tar: Option<TarCuts>,
 }
 
 impl Cutter {
-    /// Where the next chunk of `buf` ends. Less than `buf.len()`, or `max`,
-    /// is a final cut; `buf.len()` below `max` means no cut was found yet.
-    fn cut(&self, buf: &[u8]) -> usize {
+    fn new(chunker: ChunkerParams, seed: u64, layout: StreamLayout) -> Self {
+        let tar = (layout == StreamLayout::Tar)
+            .then(|| TarCuts::new(u64::from(chunker.min), u64::from(chunker.avg)));
+        Self { chunker, seed, tar }
+    }
+
+    /// Where FastCDC ends the next chunk of `buf`. Less than `buf.len()`, or
+    /// `max`, is a final cut; `buf.len()` below `max` means no cut was found yet.
+    fn content_cut(&self, buf: &[u8]) -> usize {
         let c = self.chunker;
         if buf.len() <= c.min as usize {
             return buf.len();
@@ -261,20 +271,36 @@ impl Cutter {
         .map_or(buf.len(), |chunk| chunk.length)
     }
 
-    /// The lengths of the chunks `buf` holds, in order. A cut found before
-    /// the end of `buf` is final (FastCDC decides from the bytes up to it);
-    /// the tail after the last one waits for more bytes, unless `last`.
-    fn cut_all(&self, buf: &[u8], last: bool) -> Vec<usize> {
-        let max = self.chunker.max as usize;
+    /// The lengths of the chunks `buf`, the stream's bytes from offset
+    /// `base`, holds, in order. Every cut is final (decided from the bytes
+    /// up to it); the tail after the last one waits for more bytes, unless
+    /// `last`.
+    fn cut_all(&mut self, buf: &[u8], base: u64, last: bool) -> Vec<usize> {
+        let max = u64::from(self.chunker.max);
+        let end = base + buf.len() as u64;
         let mut lengths = Vec::new();
-        let mut rest = buf;
-        while !rest.is_empty() {
-            let len = self.cut(rest);
-            if len == rest.len() && len < max && !last {
-                break;
-            }
-            lengths.push(len);
-            rest = &rest[len..];
+        let mut start = base;
+        while start < end {
+            let next = match &mut self.tar {
+                Some(tar) => tar.next_cut(buf, base, start),
+                None => Next::Opaque,
+            };
+            let cut = match next {
+                Next::Cut(at) => Some(at.min(start + max)),
+                Next::More => (end - start >= max).then_some(start + max),
+                Next::Opaque => {
+                    self.tar = None;
+                    let rest = &buf[(start - base) as usize..];
+                    let len = self.content_cut(rest);
+                    (len < rest.len() || len as u64 >= max).then_some(start + len as u64)
+                }
+            };
+            let Some(at) = cut else { break };
+            lengths.push((at - start) as usize);
+            start = at;
+        }
+        if last && start < end {
+            lengths.push((end - start) as usize);
         }
         lengths
     }
@@ -294,6 +320,15 @@ impl SnapshotWriter for RepositoryWriter {
         name: &StreamName,
         data: &mut (dyn AsyncRead + Send + Unpin),
     ) -> dr_core::Result<StreamEntry> {
+        self.add_stream_with(name, data, StreamLayout::Opaque).await
+    }
+
+    async fn add_stream_with(
+        &mut self,
+        name: &StreamName,
+        data: &mut (dyn AsyncRead + Send + Unpin),
+        layout: StreamLayout,
+    ) -> dr_core::Result<StreamEntry> {
         if self.chunks.contains_key(name) {
             return Err(dr_core::Error::invalid(
                 format!("stream {name}"),
@@ -305,10 +340,11 @@ impl SnapshotWriter for RepositoryWriter {
         let mut buffers = ReadBuffers::new(2 * max);
         let mut buf = buffers.take();
         let mut eof = false;
-        let cutter = Cutter {
-            chunker: self.repo.inner.config.chunker,
-            seed: self.repo.inner.crypter.chunker_seed(),
-        };
+        let mut cutter = Cutter::new(
+            self.repo.inner.config.chunker,
+            self.repo.inner.crypter.chunker_seed(),
+            layout,
+        );
         // The whole stream's SHA-256, on a thread of its own, in order: the
         // reading loop only reads and cuts.
         let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(8);
@@ -336,13 +372,16 @@ impl SnapshotWriter for RepositoryWriter {
             }
             let filled = buf.split();
             let last = eof;
+            // Where `filled` starts in the stream: what was cut off before it.
+            let base = size;
+            let mut round = cutter.clone();
             let cut = async move {
                 if filled.is_empty() {
-                    return Ok((filled, Vec::new()));
+                    return Ok((filled, Vec::new(), round));
                 }
                 tokio::task::spawn_blocking(move || {
-                    let lengths = cutter.cut_all(&filled, last);
-                    (filled, lengths)
+                    let lengths = round.cut_all(&filled, base, last);
+                    (filled, lengths, round)
                 })
                 .await
             };
@@ -356,7 +395,8 @@ impl SnapshotWriter for RepositoryWriter {
                 std::io::Result::Ok(())
             };
             let (cut, read) = tokio::join!(cut, read);
-            let (mut filled, lengths) = cut.map_err(join_error)?;
+            let (mut filled, lengths, round) = cut.map_err(join_error)?;
+            cutter = round;
             read.map_err(|e| dr_core::Error::io(format!("reading stream {name}"), e))?;
             for len in lengths {
                 let chunk = filled.split_to(len).freeze();
@@ -517,5 +557,70 @@ impl SnapshotSink for Repository {
             packer: Packer::new(self.clone()),
             lock,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::tar_cuts::test_tar::tar;
+    use super::*;
+    use crate::backend::MemoryBackend;
+    use crate::crypto::parse_hex_id;
+    use crate::repository::InitOptions;
+    use dr_core::RecoveryPoint;
+
+    #[tokio::test]
+    async fn tar_streams_are_cut_as_one_pass_over_them_would() {
+        let chunker = ChunkerParams {
+            min: 4096,
+            avg: 16 * 1024,
+            max: 64 * 1024,
+        };
+        let repo = Repository::init(
+            Arc::new(MemoryBackend::new()),
+            InitOptions::unencrypted().chunker(chunker),
+        )
+        .await
+        .unwrap();
+        // Over 4 MiB, so that it is read and cut in several rounds.
+        let sizes = [100, 3_000_000, 700, 3000, 90, 2_500_001, 4096, 10];
+        let (bytes, starts) = tar(&sizes);
+        let component: ComponentId = "postgres/main".parse().unwrap();
+        let mut writer = repo.begin(&component, Timestamp::now()).await.unwrap();
+        let name: StreamName = "base.tar".parse().unwrap();
+        writer
+            .add_stream_with(&name, &mut &bytes[..], StreamLayout::Tar)
+            .await
+            .unwrap();
+        let manifest = writer
+            .commit(SnapshotCommit::new(RecoveryPoint::new(Timestamp::now())))
+            .await
+            .unwrap();
+
+        let file = repo.snapshot_file(&manifest.id).await.unwrap();
+        let index = repo.inner.index.read().unwrap();
+        let lengths: Vec<usize> = file.chunks[&name]
+            .iter()
+            .map(|id| index.blobs[&parse_hex_id(id).unwrap()].entry.raw_length as usize)
+            .collect();
+        let mut one_pass = Cutter::new(
+            chunker,
+            repo.inner.crypter.chunker_seed(),
+            StreamLayout::Tar,
+        );
+        assert_eq!(lengths, one_pass.cut_all(&bytes, 0, true));
+        let mut at = 0;
+        let cuts: Vec<u64> = lengths
+            .iter()
+            .map(|len| {
+                at += *len as u64;
+                at
+            })
+            .collect();
+        for big in [1, 5] {
+            assert!(cuts.contains(&starts[big]), "no cut before member {big}");
+        }
     }
 }
