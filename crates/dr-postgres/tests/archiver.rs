@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dr_core::{
-    ArchiveSink, ArchiveSource, ByteStream, ComponentId, ErrorKind, Lsn, SegmentInfo, SegmentName,
+    ArchiveSink, ArchiveSource, ByteStream, ComponentId, ErrorKind, JournalRecord, Lsn,
+    SegmentInfo, SegmentJournal, SegmentName,
 };
 use dr_postgres::{
     ArchiveListing, ArchivedWal, ArchiverHandle, ArchiverOptions, ArchiverState, Coverage,
@@ -272,42 +273,80 @@ async fn segments_and_pieces_match_pg_wal() {
     assert!(last.last_error.is_none(), "{last:?}");
 }
 
-/// The repository, with one kind of WAL store (whole segments or pieces)
-/// slowed by `delay`, and the stores of that kind numbered in `failing`
-/// (counting from 0) failing: a slow or failing store, as the archiver meets
-/// it. Other stores pass straight through.
+/// Which WAL stores a [`StoreFaults`] slows and fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Faulty {
+    /// Whole segments.
+    Segments,
+    /// Pieces stored as objects (the archive keeps no journals).
+    Pieces,
+    /// Records appended to segment journals; of a failing one, the first
+    /// half is appended before the failure is reported.
+    JournalRecords,
+}
+
+/// The repository, with one kind of WAL store slowed by `delay`, and the
+/// stores of that kind numbered in `failing` (counting from 0) failing: a
+/// slow or failing store, as the archiver meets it. Other stores pass
+/// straight through.
 struct StoreFaults {
     repo: Arc<Repository>,
-    pieces: bool,
+    faulty: Faulty,
+    faults: Arc<Faults>,
+}
+
+struct Faults {
     delay: Duration,
     stores: AtomicUsize,
     failing: std::ops::Range<usize>,
 }
 
+impl Faults {
+    /// Counts one store of the faulty kind, after the delay: whether it fails.
+    async fn fails(&self) -> bool {
+        let n = self.stores.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.failing.contains(&n)
+    }
+}
+
+fn injected() -> dr_core::Error {
+    dr_core::Error::Unavailable {
+        target: "the test's store".into(),
+        source: "an injected failure".into(),
+    }
+}
+
 impl StoreFaults {
     /// Whole segments slowed, the first `failures` of them failing.
     fn whole_segments(repo: &Arc<Repository>, delay: Duration, failures: usize) -> Arc<Self> {
-        Self::new(repo, false, delay, 0..failures)
+        Self::new(repo, Faulty::Segments, delay, 0..failures)
     }
 
-    /// Pieces slowed, the `n`-th of them failing.
-    fn pieces(repo: &Arc<Repository>, delay: Duration, n: usize) -> Arc<Self> {
-        Self::new(repo, true, delay, n..n + 1)
+    /// Pieces (objects or journal records) slowed, the `n`-th of them failing.
+    fn pieces(repo: &Arc<Repository>, faulty: Faulty, delay: Duration, n: usize) -> Arc<Self> {
+        Self::new(repo, faulty, delay, n..n + 1)
     }
 
     fn new(
         repo: &Arc<Repository>,
-        pieces: bool,
+        faulty: Faulty,
         delay: Duration,
         failing: std::ops::Range<usize>,
     ) -> Arc<Self> {
         Arc::new(Self {
             repo: repo.clone(),
-            pieces,
-            delay,
-            stores: AtomicUsize::new(0),
-            failing,
+            faulty,
+            faults: Arc::new(Faults {
+                delay,
+                stores: AtomicUsize::new(0),
+                failing,
+            }),
         })
+    }
+
+    fn stores(&self) -> usize {
+        self.faults.stores.load(Ordering::SeqCst)
     }
 }
 
@@ -319,22 +358,58 @@ impl ArchiveSink for StoreFaults {
         name: &SegmentName,
         data: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
     ) -> dr_core::Result<SegmentInfo> {
-        let affected = match ArchivedWal::parse(name.as_str(), SIZE) {
-            Some(ArchivedWal::Segment(_)) => !self.pieces,
-            Some(ArchivedWal::Piece { .. }) => self.pieces,
-            _ => false,
+        let kind = match ArchivedWal::parse(name.as_str(), SIZE) {
+            Some(ArchivedWal::Segment(_)) => Some(Faulty::Segments),
+            Some(ArchivedWal::Piece { .. }) => Some(Faulty::Pieces),
+            _ => None,
         };
-        if affected {
-            let n = self.stores.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(self.delay).await;
-            if self.failing.contains(&n) {
-                return Err(dr_core::Error::Unavailable {
-                    target: "the test's store".into(),
-                    source: "an injected failure".into(),
-                });
-            }
+        if kind == Some(self.faulty) && self.faults.fails().await {
+            return Err(injected());
         }
         self.repo.put_segment(component, name, data).await
+    }
+
+    async fn open_journal(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+        capacity: u64,
+    ) -> dr_core::Result<Option<Box<dyn SegmentJournal>>> {
+        if self.faulty != Faulty::JournalRecords {
+            return Ok(None);
+        }
+        let journal = self.repo.open_journal(component, name, capacity).await?;
+        Ok(journal.map(|inner| {
+            Box::new(FaultyJournal {
+                inner,
+                faults: self.faults.clone(),
+            }) as Box<dyn SegmentJournal>
+        }))
+    }
+
+    async fn remove_journal(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+    ) -> dr_core::Result<()> {
+        self.repo.remove_journal(component, name).await
+    }
+}
+
+struct FaultyJournal {
+    inner: Box<dyn SegmentJournal>,
+    faults: Arc<Faults>,
+}
+
+#[dr_core::async_trait]
+impl SegmentJournal for FaultyJournal {
+    async fn append(&mut self, start: u64, data: &[u8]) -> dr_core::Result<()> {
+        if self.faults.fails().await {
+            // Half of it made it to disk.
+            self.inner.append(start, &data[..data.len() / 2]).await?;
+            return Err(injected());
+        }
+        self.inner.append(start, data).await
     }
 }
 
@@ -354,6 +429,22 @@ impl ArchiveSource for StoreFaults {
         name: &SegmentName,
     ) -> dr_core::Result<ByteStream> {
         self.repo.open_segment(component, name).await
+    }
+
+    async fn journals(
+        &self,
+        component: &ComponentId,
+        prefix: &str,
+    ) -> dr_core::Result<Vec<SegmentName>> {
+        self.repo.journals(component, prefix).await
+    }
+
+    async fn read_journal(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+    ) -> dr_core::Result<Vec<JournalRecord>> {
+        self.repo.read_journal(component, name).await
     }
 }
 
@@ -481,7 +572,7 @@ async fn a_failed_whole_segment_store_shows_and_is_stored_again_after_reconnecti
     );
     assert!(status.connections >= 2, "{status:?}");
     // The failing store was reached, and a later one stored the segment.
-    assert!(archive.stores.load(Ordering::SeqCst) >= 2);
+    assert!(archive.stores() >= 2);
 
     let last = handle.shutdown().await.unwrap();
     assert!(last.segments_stored >= 1, "{last:?}");
@@ -926,13 +1017,27 @@ async fn wal_lost_with_the_old_primary_is_not_reported_flushed_on_the_new_timeli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_synchronous_piece_is_never_reported_flushed() {
+    let repo = memory_repository().await;
+    failed_synchronous_piece(repo, Faulty::Pieces).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_journal_record_is_never_reported_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(Arc::new(FsBackend::new(dir.path()).unwrap())).await;
+    failed_synchronous_piece(repo, Faulty::JournalRecords).await;
+}
+
+/// Synchronous archiving through a store whose `faulty` piece stores are
+/// slow and one of them fails: no commit is lost, none is acknowledged
+/// before it is durable.
+async fn failed_synchronous_piece(repo: Arc<Repository>, faulty: Faulty) {
     let mut pg = Postgres::start_with(PostgresOptions::default().setting("autovacuum", "off"))
         .await
         .unwrap();
-    let repo = memory_repository().await;
     let component: ComponentId = "postgres/sync-faults".parse().unwrap();
     // Slow pieces, so that WAL queues up behind the store that fails.
-    let sink = StoreFaults::pieces(&repo, Duration::from_millis(40), 6);
+    let sink = StoreFaults::pieces(&repo, faulty, Duration::from_millis(40), 6);
     let handle = faulty_archiver(
         &pg,
         &sink,
@@ -986,10 +1091,7 @@ async fn a_failed_synchronous_piece_is_never_reported_flushed() {
     writer.await.unwrap();
     let last_commit = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
     drop(control);
-    assert!(
-        sink.stores.load(Ordering::SeqCst) > 6,
-        "the failing store was never reached"
-    );
+    assert!(sink.stores() > 6, "the failing store was never reached");
 
     pg.kill9();
     let stopped = handle.shutdown().await.unwrap();
