@@ -610,6 +610,11 @@ mod tests {
             .unwrap();
     }
 
+    /// Each listed segment and its coverage, in order.
+    fn coverage(listing: &ArchiveListing) -> Vec<(WalSegment, Coverage)> {
+        listing.segments.iter().map(|(s, c)| (*s, *c)).collect()
+    }
+
     /// A segment's bytes: a long page header, then a pattern.
     fn segment_bytes(system_id: u64) -> Vec<u8> {
         let mut data: Vec<u8> = (0..SIZE.bytes()).map(|i| (i % 251) as u8 + 1).collect();
@@ -703,11 +708,7 @@ mod tests {
 
         let listing = list_archive(&repo, &component, SIZE).await.unwrap();
         assert_eq!(
-            listing
-                .segments
-                .iter()
-                .map(|(s, c)| (*s, *c))
-                .collect::<Vec<_>>(),
+            coverage(&listing),
             [
                 (seg(1, 1), Coverage::Complete),
                 (seg(1, 2), Coverage::Complete),
@@ -830,11 +831,7 @@ mod tests {
 
         let listing = list_archive(&repo, &component, SIZE).await.unwrap();
         assert_eq!(
-            listing
-                .segments
-                .iter()
-                .map(|(s, c)| (*s, *c))
-                .collect::<Vec<_>>(),
+            coverage(&listing),
             [
                 (seg(1, 1), Coverage::Complete),
                 (seg(1, 2), Coverage::Partial { end: 0x5000 }),
