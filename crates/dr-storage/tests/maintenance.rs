@@ -90,14 +90,24 @@ async fn stored(backend: &dyn WriteBackend) -> u64 {
 
 /// Waits until the packs in the store stop changing: a dropped writer's
 /// uploads already under way may still land.
-async fn settle(backend: &dyn WriteBackend) {
-    let mut last = backend.list("data/").await.unwrap().len();
+/// Waits until a dropped writer's packs are in the store: more than the
+/// `before` packs there were when it began, and no more arriving for 300 ms.
+/// Its uploads finish in the background after the drop, and on a loaded
+/// machine the first of them can take longer than any fixed wait.
+async fn settle(backend: &dyn WriteBackend, before: usize) {
+    let packs = || async { backend.list("data/").await.unwrap().len() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut last = packs().await;
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let now = backend.list("data/").await.unwrap().len();
-        if now == last {
+        let now = packs().await;
+        if now == last && now > before {
             return;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dropped writer's packs never reached the store ({now} packs, {before} before it)"
+        );
         last = now;
     }
 }
@@ -249,12 +259,13 @@ async fn prune_repacks_partly_used_packs_and_removes_leftovers_of_dead_backups()
     let kept = backup_at(&repo, &pg, hours_ago(now, 1), &first, &[]).await;
     assert_eq!(repo.check().await.unwrap().packs, 1);
     // A backup that died after uploading packs: they are in no index.
+    let packs_before = backend.list("data/").await.unwrap().len();
     let mut dead = repo.begin(&pg, now).await.unwrap();
     dead.add_stream(&stream(), &mut &data(3, 4_000_000)[..])
         .await
         .unwrap();
     drop(dead);
-    settle(backend.as_ref()).await;
+    settle(backend.as_ref(), packs_before).await;
     let unindexed = repo.check().await.unwrap().unindexed_packs;
     assert!(unindexed > 0);
 
@@ -608,12 +619,13 @@ async fn object_lock_keeps_backups_that_forget_and_prune_may_not_delete_yet() {
     let err = backend.delete(&pack).await.unwrap_err();
     assert!(matches!(err, Error::Retained { .. }), "{err}");
     // The packs of a backup that died are retained too: prune reports them, not an error.
+    let packs_of_kept = backend.list("data/").await.unwrap().len();
     let mut dead = repo.begin(&pg, Timestamp::now()).await.unwrap();
     dead.add_stream(&stream(), &mut &data(5, 600_000)[..])
         .await
         .unwrap();
     drop(dead);
-    settle(backend.as_ref()).await;
+    settle(backend.as_ref(), packs_of_kept).await;
     let packs_before = backend.list("data/").await.unwrap().len();
     let pruned = repo.prune(&PruneOptions::default()).await.unwrap();
     assert!(pruned.packs_deleted > 0, "{pruned:?}");
