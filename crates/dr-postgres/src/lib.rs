@@ -85,6 +85,7 @@ pub(crate) mod tar;
 pub(crate) mod verify;
 
 pub(crate) mod wal;
+pub(crate) mod wal_records;
 
 pub use crate::archive::{ArchiveListing, ArchivedWal, Coverage, fetch_wal, list_archive};
 pub use crate::archiver::{
@@ -106,3 +107,4 @@ pub use crate::wal::{
     DEFAULT_SEGMENT_SIZE, TimelinePath, WalSegment, WalSegmentSize, history_file_name,
     history_file_timeline,
 };
+pub use crate::wal_records::{WalReadError, WalRecordEvent, WalRecordReader};
