@@ -78,6 +78,7 @@ pub(crate) mod archiver;
 pub(crate) mod backup;
 pub(crate) mod delta;
 pub(crate) mod error;
+pub(crate) mod reach;
 pub(crate) mod replication;
 pub(crate) mod restore;
 pub(crate) mod retention;

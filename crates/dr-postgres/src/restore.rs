@@ -5,8 +5,14 @@
 //! 2. **Check the WAL** from that backup's start along the timeline path to
 //!    the target, in the archive, before anything is written: a missing
 //!    segment fails the restore here, by name, with the target untouched.
-//! 3. **Extract** every tablespace's tar (tablespaces optionally moved).
-//! 4. **Stage** the WAL next to it and write the recovery settings
+//! 3. **Stage** the WAL beside the target, checking each segment; for a
+//!    target time or a named restore point, read its records too: a target
+//!    the archived WAL does not reach (no transaction after the time, no
+//!    restore point of the name, or one before the backup is consistent)
+//!    fails the restore here, where PostgreSQL would fail only at the end
+//!    of recovery.
+//! 4. **Extract** every tablespace's tar (tablespaces optionally moved),
+//!    move the staged WAL in and write the recovery settings
 //!    (`recovery.signal`, `restore_command`, the target,
 //!    `recovery_target_action = promote`).
 //! 5. Optionally **start** the server, wait for it to promote, and measure
@@ -15,6 +21,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use dr_core::{
     ArchiveSource, Capabilities, Capability, ComponentId, Lsn, Manifest, Operation, Position,
@@ -28,6 +36,7 @@ use tokio::io::AsyncWriteExt;
 use crate::archive::{ArchiveListing, Coverage, fetch_wal, list_archive};
 use crate::backup::{KIND_LABEL, MANIFEST_STREAM, meta};
 use crate::delta::{DELTA_STREAM, DeltaBase, open_archive};
+use crate::reach::TargetReach;
 use crate::replication::TimelineHistory;
 use crate::tar::{EntryKind, TarReader};
 use crate::wal::{TimelinePath, WalSegment, WalSegmentSize, history_file_name};
@@ -187,7 +196,10 @@ impl Restore for PitrRestore {
         // restore before the target directory is touched.
         let t = Timestamp::now();
         let staging = self.staging_path();
-        if let Err(e) = self.stage_wal(archive, &facts, &plan, &staging).await {
+        if let Err(e) = self
+            .stage_wal(archive, &facts, &plan, request.target, &staging)
+            .await
+        {
             std::fs::remove_dir_all(&staging).ok();
             return Err(e);
         }
@@ -572,35 +584,51 @@ impl PitrRestore {
         archive: &dyn ArchiveSource,
         facts: &BackupFacts,
         plan: &WalPlan,
+        target: &RecoveryTarget,
         dir: &Path,
     ) -> dr_core::Result<()> {
         create_private_dir(dir)?;
         let size = facts.segment_size;
-        let names: Vec<String> = plan
+        let names: Vec<(String, Option<Lsn>)> = plan
             .histories
             .iter()
-            .map(|t| history_file_name(*t))
-            .chain(plan.segments.iter().map(|s| s.file_name(size)))
+            .map(|t| (history_file_name(*t), None))
+            .chain(
+                plan.segments
+                    .iter()
+                    .map(|s| (s.file_name(size), Some(s.start(size)))),
+            )
             .collect();
+        let mut reach = TargetReach::for_target(target, facts.end, size);
         // A few at once: each is a read, a decryption, a decompression and a
-        // SHA-256 check, then a write.
+        // SHA-256 check, then a write. In order, so that the segments'
+        // records are read in order too.
         let mut staged = futures_util::stream::iter(names)
-            .map(|name| self.stage_one(archive, size, dir, name))
-            .buffer_unordered(WAL_FETCHES);
+            .map(|(name, start)| async move {
+                let bytes = self.stage_one(archive, size, dir, name).await?;
+                Ok::<_, dr_core::Error>((start, bytes))
+            })
+            .buffered(WAL_FETCHES);
         while let Some(done) = staged.next().await {
-            done?;
+            let (start, bytes) = done?;
+            if let (Some(start), Some(reading)) = (start, reach.take()) {
+                reach = Some(reading.read_segment(start, bytes).await?);
+            }
+        }
+        if let Some(reach) = &reach {
+            reach.verdict(&self.component)?;
         }
         Ok(())
     }
 
-    /// Fetches one WAL file from the archive into `dir`.
+    /// Fetches one WAL file from the archive into `dir`, and returns its bytes.
     async fn stage_one(
         &self,
         archive: &dyn ArchiveSource,
         size: WalSegmentSize,
         dir: &Path,
         name: String,
-    ) -> dr_core::Result<()> {
+    ) -> dr_core::Result<Bytes> {
         let bytes = fetch_wal(archive, &self.component, &name, size)
             .await?
             .ok_or_else(|| {
@@ -612,6 +640,7 @@ impl PitrRestore {
         let path = dir.join(&name);
         tokio::task::spawn_blocking(move || {
             std::fs::write(&path, &bytes)
+                .map(|()| bytes)
                 .map_err(|e| dr_core::Error::io(format!("writing {}", path.display()), e))
         })
         .await

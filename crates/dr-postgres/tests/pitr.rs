@@ -1,7 +1,8 @@
 //! Point-in-time recovery against real PostgreSQL: a base backup and WAL
 //! streamed into a repository while a workload writes, then restores to
 //! random moments of that workload, to the latest point after kill -9, and
-//! across a timeline switch; missing or damaged WAL fails early, leaving the
+//! across a timeline switch, and to a named restore point; missing or damaged
+//! WAL, and targets the archived WAL does not reach, fail early, leaving the
 //! target directory untouched.
 
 use std::path::Path;
@@ -387,6 +388,77 @@ async fn missing_or_damaged_wal_fails_before_the_target_is_touched() {
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains(victim.as_str()), "{err}");
     assert!(!data_dir.exists());
+}
+
+/// A restore that must fail before anything is written: its error, with
+/// the target's parent left empty.
+async fn refused_restore(setup: &Setup, target: RecoveryTarget) -> dr_core::Error {
+    let target_parent = tempfile::tempdir().unwrap();
+    let data_dir = target_parent.path().join("restored");
+    let err = PitrRestore::new(component(), &data_dir)
+        .restore(RestoreRequest {
+            snapshots: setup.repo.as_ref(),
+            archive: Some(setup.repo.as_ref()),
+            target: &target,
+            objectives: objectives(),
+            incident_at: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        std::fs::read_dir(target_parent.path()).unwrap().count(),
+        0,
+        "the restore to {target:?} left something behind: {err}"
+    );
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_to_a_named_restore_point_and_refuses_targets_the_wal_does_not_reach() {
+    let setup = setup(options()).await;
+    let archiver = archiver(&setup, ArchiverOptions::new().slot("drkit_named"));
+    let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
+    backup.backup(setup.repo.as_ref()).await.unwrap();
+    write_rows(&setup.pg, 0, 30).await;
+    let client = setup.pg.connect("postgres").await.unwrap();
+    client
+        .batch_execute("SELECT pg_create_restore_point('before-delete')")
+        .await
+        .unwrap();
+    client
+        .batch_execute("DELETE FROM t WHERE id % 2 = 0")
+        .await
+        .unwrap();
+    write_rows(&setup.pg, 100, 110).await;
+    let last_commit = commit_times(&setup.pg).await.last().unwrap().1;
+    archiver
+        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
+        .await
+        .unwrap();
+    archiver.shutdown().await.unwrap();
+
+    let (kit, _) = restore(
+        &setup,
+        RecoveryTarget::RestorePoint("before-delete".into()),
+        None,
+    )
+    .await;
+    assert_eq!(kit.rows().await, (0..30).collect::<Vec<_>>());
+
+    // No such restore point: refused by name, nothing written.
+    let err = refused_restore(&setup, RecoveryTarget::RestorePoint("after-lunch".into())).await;
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains("\"after-lunch\""), "{err}");
+
+    // A time after the last archived transaction: PostgreSQL would fail at
+    // the end of recovery; the restore refuses it first, naming the last one.
+    let later = last_commit
+        .checked_add(jiff::SignedDuration::from_secs(3600))
+        .unwrap();
+    let err = refused_restore(&setup, RecoveryTarget::Time(later)).await;
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains("after the target time"), "{err}");
+    assert!(err.to_string().contains("the last one ended at"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
