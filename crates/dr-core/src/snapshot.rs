@@ -240,13 +240,53 @@ pub trait SnapshotSource: Send + Sync {
     /// [`Error::NotFound`] if no such snapshot is committed.
     async fn manifest(&self, id: &SnapshotId) -> Result<Manifest>;
 
-    /// Opens one stream of a snapshot for reading. The reader fails with an
-    /// I/O error of kind `InvalidData` rather than return bytes that do not
+    /// Opens one stream of a snapshot for reading, checked as `check` says.
+    /// The reader fails with an I/O error of kind `InvalidData` rather than
+    /// return bytes that fail the check. [`SnapshotSourceExt::open_stream`]
+    /// opens one with the whole check.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the snapshot or stream does not exist.
+    async fn open_stream_with(
+        &self,
+        id: &SnapshotId,
+        name: &StreamName,
+        check: StreamCheck,
+    ) -> Result<ByteStream>;
+}
+
+/// Conveniences over any [`SnapshotSource`].
+#[async_trait]
+pub trait SnapshotSourceExt: SnapshotSource {
+    /// Opens one stream of a snapshot for reading, with
+    /// [`StreamCheck::Digest`]: it ends only once its length and SHA-256
     /// match the manifest.
     ///
     /// # Errors
     /// [`Error::NotFound`] if the snapshot or stream does not exist.
-    async fn open_stream(&self, id: &SnapshotId, name: &StreamName) -> Result<ByteStream>;
+    async fn open_stream(&self, id: &SnapshotId, name: &StreamName) -> Result<ByteStream> {
+        self.open_stream_with(id, name, StreamCheck::Digest).await
+    }
+}
+
+impl<T: SnapshotSource + ?Sized> SnapshotSourceExt for T {}
+
+/// What a stream read checks before it hands out bytes and before it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamCheck {
+    /// The stored pieces, each as the source checks them on every read,
+    /// and the stream's length and SHA-256 against its [`StreamEntry`]
+    /// before the end: the stream as it was handed to the sink, whole and
+    /// in order.
+    Digest,
+    /// The stored pieces and the stream's length, not its SHA-256, which can
+    /// be the slowest step of a read. For a caller that checks what it reads
+    /// end to end itself, against checksums of its own (a PostgreSQL restore
+    /// checks every file against the server's backup manifest): pieces
+    /// damaged in the store still fail the read, but pieces whole and in the
+    /// wrong order are for that caller to find.
+    Pieces,
 }
 
 /// One stored segment of a continuous archive.

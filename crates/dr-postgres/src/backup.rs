@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 
 use dr_core::{
     Backup, BackupReport, Capabilities, Capability, ComponentId, Lsn, Manifest, Position,
-    RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotWriter, StreamLayout,
-    StreamName, Timeline, async_trait,
+    RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotSourceExt, SnapshotWriter,
+    StreamLayout, StreamName, Timeline, async_trait,
 };
 use jiff::Timestamp;
 

@@ -29,7 +29,8 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use dr_core::{
-    ByteStream, ErrorKind, Manifest, SnapshotSource, SnapshotWriter, StreamLayout, StreamName,
+    ByteStream, ErrorKind, Manifest, SnapshotSource, SnapshotSourceExt, SnapshotWriter,
+    StreamCheck, StreamLayout, StreamName,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::mpsc;
@@ -369,7 +370,8 @@ impl DeltaBase {
 
 /// Opens the archive `name` of the base backup `snapshot` as the server
 /// sent it: as stored for a full backup, rebuilt against the full backup
-/// for a delta one (`delta`, from [`DeltaBase::of`]).
+/// for a delta one (`delta`, from [`DeltaBase::of`]); the streams read are
+/// checked as `check` says.
 ///
 /// # Errors
 /// The stream, or the full backup's same archive, is missing.
@@ -378,8 +380,9 @@ pub(crate) async fn open_archive(
     snapshot: &Manifest,
     delta: Option<&DeltaBase>,
     name: &StreamName,
+    check: StreamCheck,
 ) -> dr_core::Result<ByteStream> {
-    let stored = source.open_stream(&snapshot.id, name).await?;
+    let stored = source.open_stream_with(&snapshot.id, name, check).await?;
     let Some((delta, files)) = delta.and_then(|d| Some((d, d.files.get(name.as_str())?.clone())))
     else {
         return Ok(stored);
@@ -388,7 +391,7 @@ pub(crate) async fn open_archive(
         return Ok(stored);
     }
     let base = source
-        .open_stream(&delta.full.id, name)
+        .open_stream_with(&delta.full.id, name, check)
         .await
         .map_err(|e| {
             if e.kind() == ErrorKind::NotFound {

@@ -26,12 +26,11 @@ use bytes::Bytes;
 
 use dr_core::{
     ArchiveSource, Capabilities, Capability, ComponentId, Lsn, Manifest, Operation, Position,
-    RecoveryReport, RecoveryTarget, Restore, RestoreRequest, SnapshotSource, StreamName, Timeline,
+    RecoveryReport, RecoveryTarget, Restore, RestoreRequest, SnapshotSource, StreamCheck, Timeline,
     async_trait,
 };
 use futures_util::StreamExt;
 use jiff::Timestamp;
-use tokio::io::AsyncWriteExt;
 
 use crate::archive::{ArchiveListing, Coverage, fetch_wal, list_archive};
 use crate::backup::{KIND_LABEL, MANIFEST_STREAM, meta};
@@ -39,6 +38,7 @@ use crate::delta::{DELTA_STREAM, DeltaBase, open_archive};
 use crate::reach::TargetReach;
 use crate::replication::TimelineHistory;
 use crate::tar::{EntryKind, TarReader};
+use crate::verify::ManifestFiles;
 use crate::wal::{TimelinePath, WalSegment, WalSegmentSize, history_file_name};
 
 /// The directory inside the restored data directory that holds the staged
@@ -543,37 +543,59 @@ impl PitrRestore {
             })
             .collect();
         let delta = DeltaBase::of(source, manifest).await?;
+        // Every file is checked against the server's backup manifest as it
+        // is written, which covers every byte where each file has a
+        // checksum: then the streams need not be hashed whole as well.
+        let (mut files, backup_manifest) = ManifestFiles::read(source, &manifest.id).await?;
+        let check = if files.checks_every_byte() {
+            StreamCheck::Pieces
+        } else {
+            StreamCheck::Digest
+        };
         for entry in &manifest.streams {
             let name = entry.name.as_str();
             if name == MANIFEST_STREAM || name == DELTA_STREAM {
                 continue;
             }
+            let not_described = || {
+                dr_core::Error::corrupt(
+                    format!("snapshot {}", manifest.id),
+                    format!("archive {name} is not a known tablespace"),
+                )
+            };
             let (dir, links) = if name == "base.tar" {
                 (self.data_dir.clone(), &links)
             } else {
-                let dir = targets.get(name).cloned().ok_or_else(|| {
-                    dr_core::Error::corrupt(
-                        format!("snapshot {}", manifest.id),
-                        format!("archive {name} is not a known tablespace"),
-                    )
-                })?;
+                let dir = targets.get(name).cloned().ok_or_else(not_described)?;
                 (dir, &BTreeMap::new())
             };
+            let prefix = ManifestFiles::prefix_of(manifest, name).ok_or_else(not_described)?;
             create_private_dir(&dir)?;
-            let stream = open_archive(source, manifest, delta.as_ref(), &entry.name).await?;
-            extract_tar(stream, name, &dir, links).await?;
+            let stream = open_archive(source, manifest, delta.as_ref(), &entry.name, check).await?;
+            let archive = Archive {
+                name,
+                prefix: &prefix,
+                dir: &dir,
+                links,
+            };
+            extract_tar(stream, &archive, &mut files).await?;
+        }
+        files.finish_all();
+        if !files.problems.is_empty() {
+            const SHOWN: usize = 5;
+            let more = files.problems.len().saturating_sub(SHOWN);
+            let mut reason = files.problems[..files.problems.len().min(SHOWN)].join("; ");
+            if more > 0 {
+                reason.push_str(&format!("; and {more} more"));
+            }
+            return Err(dr_core::Error::corrupt(
+                format!("base backup {} against its backup manifest", manifest.id),
+                reason,
+            ));
         }
         // The backup manifest rides along, as pg_basebackup leaves it.
-        let manifest_stream: StreamName = MANIFEST_STREAM.parse()?;
-        let mut reader = source.open_stream(&manifest.id, &manifest_stream).await?;
         let path = self.data_dir.join(MANIFEST_STREAM);
-        let mut file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| dr_core::Error::io(format!("creating {}", path.display()), e))?;
-        tokio::io::copy(&mut reader, &mut file)
-            .await
-            .map_err(|e| dr_core::Error::io(format!("writing {}", path.display()), e))?;
-        file.flush()
+        tokio::fs::write(&path, backup_manifest)
             .await
             .map_err(|e| dr_core::Error::io(format!("writing {}", path.display()), e))?;
         Ok(())
@@ -724,11 +746,20 @@ fn create_private_dir(dir: &Path) -> dr_core::Result<()> {
 /// new file by the least busy one (creating files is much of a restore's
 /// cost on ext4, and it runs in parallel); they are made durable together
 /// afterwards ([`sync_filesystems`]).
+/// One archive of a base backup, and where its files go.
+struct Archive<'a> {
+    name: &'a str,
+    /// Where its files sit in the backed-up data directory (see
+    /// [`ManifestFiles::prefix_of`]).
+    prefix: &'a str,
+    dir: &'a Path,
+    links: &'a BTreeMap<String, PathBuf>,
+}
+
 async fn extract_tar(
     stream: impl tokio::io::AsyncRead + Unpin,
-    name: &str,
-    dir: &Path,
-    links: &BTreeMap<String, PathBuf>,
+    archive: &Archive<'_>,
+    files: &mut ManifestFiles,
 ) -> dr_core::Result<()> {
     let count = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
     let (writers, threads): (Vec<_>, Vec<_>) = (0..count)
@@ -740,7 +771,7 @@ async fn extract_tar(
             )
         })
         .unzip();
-    let read = read_tar(stream, name, dir, links, &writers).await;
+    let read = read_tar(stream, archive, files, &writers).await;
     drop(writers);
     for thread in threads {
         // Reading stops when a writer failed: its error is the cause.
@@ -778,12 +809,17 @@ enum WriteOp {
 /// Reads the tar and hands every entry to the writer.
 async fn read_tar(
     stream: impl tokio::io::AsyncRead + Unpin,
-    name: &str,
-    dir: &Path,
-    links: &BTreeMap<String, PathBuf>,
+    archive: &Archive<'_>,
+    files: &mut ManifestFiles,
     writers: &[tokio::sync::mpsc::Sender<WriteOp>],
 ) -> dr_core::Result<()> {
     use tokio::io::AsyncReadExt;
+    let Archive {
+        name,
+        prefix,
+        dir,
+        links,
+    } = *archive;
     const WRITE: usize = 1 << 20;
     // An entry and a file's content go to the writer chosen at its start.
     let mut ops = &writers[0];
@@ -817,6 +853,7 @@ async fn read_tar(
                     },
                 )
                 .await?;
+                let mut check = files.start(format!("{prefix}{}", entry.path), entry.size, name);
                 let mut content = tar.content();
                 loop {
                     let mut buf = bytes::BytesMut::with_capacity(WRITE);
@@ -832,8 +869,10 @@ async fn read_tar(
                     if buf.is_empty() {
                         break;
                     }
+                    check.update(&buf);
                     send(ops, WriteOp::Data(buf.freeze())).await?;
                 }
+                files.finish(check);
             }
             EntryKind::Symlink(target) => {
                 let target = links

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use dr_core::{Manifest, SnapshotId, SnapshotSource, StreamName};
+use dr_core::{Manifest, SnapshotId, SnapshotSource, SnapshotSourceExt, StreamCheck, StreamName};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -74,6 +74,165 @@ struct Expected {
     size: u64,
     checksum: Option<(Algorithm, String)>,
     seen: bool,
+}
+
+/// The files a base backup's backup manifest lists, checked off as the
+/// backup's archives are read: by [`verify_base_backup`], and by the restore
+/// as it writes them.
+pub(crate) struct ManifestFiles {
+    expected: BTreeMap<String, Expected>,
+    /// Every difference from the manifest found so far, naming the file.
+    pub(crate) problems: Vec<String>,
+    /// Files whose size and checksum matched.
+    pub(crate) files_ok: usize,
+    /// Bytes of the files read.
+    pub(crate) bytes: u64,
+    /// Every file listed has a checksum this check computes.
+    all_checksummed: bool,
+}
+
+/// One file being read: its size and checksum so far.
+pub(crate) struct FileCheck {
+    path: String,
+    size: u64,
+    hasher: Option<Hasher>,
+}
+
+impl FileCheck {
+    /// Takes in the file's next bytes.
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(data);
+        }
+    }
+}
+
+impl ManifestFiles {
+    /// Reads the backup manifest of base backup `id` (its own checksum
+    /// checked: a mismatch is a problem), and returns the files it lists
+    /// and its bytes.
+    ///
+    /// # Errors
+    /// The manifest cannot be read, or is not a backup manifest.
+    pub(crate) async fn read(
+        source: &dyn SnapshotSource,
+        id: &SnapshotId,
+    ) -> dr_core::Result<(Self, Vec<u8>)> {
+        let mut problems = Vec::new();
+        let (manifest, raw) = read_manifest(source, id, &mut problems).await?;
+        let mut files = Self {
+            expected: BTreeMap::new(),
+            problems,
+            files_ok: 0,
+            bytes: 0,
+            all_checksummed: true,
+        };
+        for file in manifest.files {
+            let Some(path) = file.path() else {
+                files
+                    .problems
+                    .push("a manifest entry without a path".into());
+                continue;
+            };
+            let checksum = match (file.algorithm.as_deref(), file.checksum) {
+                (None | Some("NONE"), _) | (_, None) => None,
+                (Some(name), Some(value)) => match Algorithm::from_manifest(name) {
+                    Some(algorithm) => Some((algorithm, value)),
+                    None => {
+                        files.problems.push(format!(
+                            "{path}: checksum algorithm {name} is not one this check knows"
+                        ));
+                        None
+                    }
+                },
+            };
+            files.all_checksummed &= checksum.is_some();
+            files.expected.insert(
+                path,
+                Expected {
+                    size: file.size,
+                    checksum,
+                    seen: false,
+                },
+            );
+        }
+        Ok((files, raw))
+    }
+
+    /// Whether reading every file checks every byte of every file against
+    /// the manifest: each has a checksum this check computes, and the
+    /// manifest's own checksum held.
+    pub(crate) fn checks_every_byte(&self) -> bool {
+        self.all_checksummed && self.problems.is_empty()
+    }
+
+    /// Starts the check of the file at `path` (in the data directory) of
+    /// `size` bytes, found in archive `archive`.
+    pub(crate) fn start(&mut self, path: String, size: u64, archive: &str) -> FileCheck {
+        self.bytes += size;
+        let hasher = match self.expected.get_mut(&path) {
+            Some(file) => {
+                file.seen = true;
+                file.checksum
+                    .as_ref()
+                    .map(|(algorithm, _)| algorithm.hasher())
+            }
+            None => {
+                self.problems
+                    .push(format!("{path}: in {archive} but not in the manifest"));
+                None
+            }
+        };
+        FileCheck { path, size, hasher }
+    }
+
+    /// Ends the check of a file: its size and checksum against the manifest.
+    pub(crate) fn finish(&mut self, check: FileCheck) {
+        let FileCheck { path, size, hasher } = check;
+        let Some(file) = self.expected.get(&path) else {
+            return;
+        };
+        if file.size != size {
+            self.problems.push(format!(
+                "{path}: {size} bytes, the manifest says {}",
+                file.size
+            ));
+        } else if let (Some(hasher), Some((algorithm, want))) = (hasher, &file.checksum) {
+            if hasher.matches(want) {
+                self.files_ok += 1;
+            } else {
+                self.problems.push(format!(
+                    "{path}: {algorithm:?} checksum differs from the manifest"
+                ));
+            }
+        } else {
+            self.files_ok += 1;
+        }
+    }
+
+    /// Ends the check of the whole backup: every file listed must have been
+    /// read.
+    pub(crate) fn finish_all(&mut self) {
+        for (path, file) in &self.expected {
+            if !file.seen {
+                self.problems.push(format!(
+                    "{path}: listed in the manifest, missing from the backup"
+                ));
+            }
+        }
+    }
+
+    /// Where the files of archive `name` of `snapshot` sit in the data
+    /// directory: `""` for `base.tar`, `pg_tblspc/<oid>/` for a tablespace's;
+    /// `None` for an archive the backup does not describe.
+    pub(crate) fn prefix_of(snapshot: &Manifest, name: &str) -> Option<String> {
+        if name == "base.tar" {
+            return Some(String::new());
+        }
+        tablespace_prefixes(snapshot)
+            .get(name)
+            .map(|oid| format!("pg_tblspc/{oid}/"))
+    }
 }
 
 /// The file checksums this check computes, as the manifest names them.
@@ -155,66 +314,35 @@ pub async fn verify_base_backup(
     id: &SnapshotId,
 ) -> dr_core::Result<BaseBackupCheck> {
     let snapshot = source.manifest(id).await?;
-    let mut check = BaseBackupCheck::default();
-    let manifest = read_manifest(source, id, &mut check.problems).await?;
-    let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
-    for file in manifest.files {
-        let Some(path) = file.path() else {
-            check
-                .problems
-                .push("a manifest entry without a path".into());
-            continue;
-        };
-        let checksum = match (file.algorithm.as_deref(), file.checksum) {
-            (None | Some("NONE"), _) | (_, None) => None,
-            (Some(name), Some(value)) => match Algorithm::from_manifest(name) {
-                Some(algorithm) => Some((algorithm, value)),
-                None => {
-                    check.problems.push(format!(
-                        "{path}: checksum algorithm {name} is not one this check knows"
-                    ));
-                    None
-                }
-            },
-        };
-        expected.insert(
-            path,
-            Expected {
-                size: file.size,
-                checksum,
-                seen: false,
-            },
-        );
-    }
-
-    let tablespaces = tablespace_prefixes(&snapshot);
+    let (mut files, _) = ManifestFiles::read(source, id).await?;
     let delta = DeltaBase::of(source, &snapshot).await?;
     for entry in &snapshot.streams {
         let name = entry.name.as_str();
         if name == MANIFEST_STREAM || name == DELTA_STREAM {
             continue;
         }
-        let prefix = if name == "base.tar" {
-            String::new()
-        } else if let Some(oid) = tablespaces.get(name) {
-            format!("pg_tblspc/{oid}/")
-        } else {
-            check
+        let Some(prefix) = ManifestFiles::prefix_of(&snapshot, name) else {
+            files
                 .problems
                 .push(format!("{name}: an archive the backup does not describe"));
             continue;
         };
-        let stream = open_archive(source, &snapshot, delta.as_ref(), &entry.name).await?;
-        check_archive(stream, name, &prefix, &mut expected, &mut check).await?;
+        let stream = open_archive(
+            source,
+            &snapshot,
+            delta.as_ref(),
+            &entry.name,
+            StreamCheck::Digest,
+        )
+        .await?;
+        check_archive(stream, name, &prefix, &mut files).await?;
     }
-    for (path, file) in &expected {
-        if !file.seen {
-            check.problems.push(format!(
-                "{path}: listed in the manifest, missing from the backup"
-            ));
-        }
-    }
-    Ok(check)
+    files.finish_all();
+    Ok(BaseBackupCheck {
+        files_ok: files.files_ok,
+        bytes: files.bytes,
+        problems: files.problems,
+    })
 }
 
 /// The files the base backup `snapshot`'s backup manifest lists, by the
@@ -226,7 +354,7 @@ pub(crate) async fn archived_files(
     source: &dyn SnapshotSource,
     snapshot: &Manifest,
 ) -> dr_core::Result<BTreeMap<String, HashSet<String>>> {
-    let manifest = read_manifest(source, &snapshot.id, &mut Vec::new()).await?;
+    let (manifest, _) = read_manifest(source, &snapshot.id, &mut Vec::new()).await?;
     let archives: BTreeMap<String, String> = tablespace_prefixes(snapshot)
         .into_iter()
         .map(|(archive, oid)| (format!("pg_tblspc/{oid}/"), archive))
@@ -248,13 +376,14 @@ pub(crate) async fn archived_files(
     Ok(files)
 }
 
-/// Reads and parses the backup manifest of base backup `id`; a manifest
-/// whose own checksum fails is a problem, not an error.
+/// Reads and parses the backup manifest of base backup `id`, and returns it
+/// with its bytes; a manifest whose own checksum fails is a problem, not an
+/// error.
 async fn read_manifest(
     source: &dyn SnapshotSource,
     id: &SnapshotId,
     problems: &mut Vec<String>,
-) -> dr_core::Result<BackupManifest> {
+) -> dr_core::Result<(BackupManifest, Vec<u8>)> {
     let mut raw = Vec::new();
     let stream: StreamName = MANIFEST_STREAM.parse()?;
     source
@@ -263,8 +392,9 @@ async fn read_manifest(
         .read_to_end(&mut raw)
         .await
         .map_err(|e| dr_core::Error::io(format!("reading the manifest of {id}"), e))?;
-    parse_manifest(&raw, problems)
-        .map_err(|reason| dr_core::Error::corrupt(format!("backup manifest of {id}"), reason))
+    let manifest = parse_manifest(&raw, problems)
+        .map_err(|reason| dr_core::Error::corrupt(format!("backup manifest of {id}"), reason))?;
+    Ok((manifest, raw))
 }
 
 /// Tablespace archive name (`<oid>.tar`) → oid, from the snapshot's metadata.
@@ -287,8 +417,7 @@ async fn check_archive(
     stream: impl AsyncRead + Unpin,
     name: &str,
     prefix: &str,
-    expected: &mut BTreeMap<String, Expected>,
-    check: &mut BaseBackupCheck,
+    files: &mut ManifestFiles,
 ) -> dr_core::Result<()> {
     let io = |e: std::io::Error| dr_core::Error::io(format!("reading {name}"), e);
     let mut tar = TarReader::new(stream, name);
@@ -297,45 +426,16 @@ async fn check_archive(
         if entry.kind != EntryKind::File {
             continue;
         }
-        let path = format!("{prefix}{}", entry.path);
-        check.bytes += entry.size;
-        let Some(file) = expected.get_mut(&path) else {
-            check
-                .problems
-                .push(format!("{path}: in {name} but not in the manifest"));
-            continue;
-        };
-        file.seen = true;
-        let mut hasher = file
-            .checksum
-            .as_ref()
-            .map(|(algorithm, _)| algorithm.hasher());
+        let mut file = files.start(format!("{prefix}{}", entry.path), entry.size, name);
         let mut content = tar.content();
         loop {
             let n = content.read(&mut buf).await.map_err(io)?;
             if n == 0 {
                 break;
             }
-            if let Some(hasher) = &mut hasher {
-                hasher.update(&buf[..n]);
-            }
+            file.update(&buf[..n]);
         }
-        if file.size != entry.size {
-            check.problems.push(format!(
-                "{path}: {} bytes, the manifest says {}",
-                entry.size, file.size
-            ));
-        } else if let (Some(hasher), Some((algorithm, want))) = (hasher, &file.checksum) {
-            if hasher.matches(want) {
-                check.files_ok += 1;
-            } else {
-                check.problems.push(format!(
-                    "{path}: {algorithm:?} checksum differs from the manifest"
-                ));
-            }
-        } else {
-            check.files_ok += 1;
-        }
+        files.finish(file);
     }
     Ok(())
 }

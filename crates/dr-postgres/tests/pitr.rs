@@ -462,6 +462,69 @@ async fn restores_to_a_named_restore_point_and_refuses_targets_the_wal_does_not_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_checks_every_file_against_the_servers_backup_manifest() {
+    use dr_core::{SnapshotCommit, SnapshotSink, SnapshotSourceExt};
+    use tokio::io::AsyncReadExt;
+
+    let setup = setup(options()).await;
+    let archiver = archiver(&setup, ArchiverOptions::new().slot("drkit_files"));
+    let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
+    let taken = backup.backup(setup.repo.as_ref()).await.unwrap().manifest;
+    archiver
+        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
+        .await
+        .unwrap();
+    archiver.shutdown().await.unwrap();
+
+    // The same backup stored again with one file's bytes changed in its
+    // archive: every stream is whole and matches its own SHA-256, so only
+    // the server's backup manifest can tell.
+    let read = |name: &str| {
+        let (repo, id, name) = (setup.repo.clone(), taken.id, name.parse().unwrap());
+        async move {
+            let mut bytes = Vec::new();
+            let mut stream = repo.open_stream(&id, &name).await.unwrap();
+            stream.read_to_end(&mut bytes).await.unwrap();
+            bytes
+        }
+    };
+    let mut base = read("base.tar").await;
+    let header = base
+        .chunks(512)
+        .position(|block| block.starts_with(b"PG_VERSION\0"))
+        .expect("PG_VERSION in base.tar");
+    let content = (header + 1) * 512;
+    assert_eq!(&base[content..content + 3], b"15\n");
+    base[content + 1] = b'6';
+    let mut writer = setup
+        .repo
+        .begin(&component(), taken.started_at)
+        .await
+        .unwrap();
+    for entry in &taken.streams {
+        let bytes = match entry.name.as_str() {
+            "base.tar" => base.clone(),
+            other => read(other).await,
+        };
+        writer
+            .add_stream(&entry.name, &mut &bytes[..])
+            .await
+            .unwrap();
+    }
+    let mut commit = SnapshotCommit::new(taken.recovery_point.clone());
+    commit.labels = taken.labels.clone();
+    commit.metadata = taken.metadata.clone();
+    let tampered = writer.commit(commit).await.unwrap();
+
+    let err = refused_restore(&setup, RecoveryTarget::Snapshot(tampered.id)).await;
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("PG_VERSION"), "{err}");
+    // The backup as taken restores.
+    let (kit, _) = restore(&setup, RecoveryTarget::Snapshot(taken.id), None).await;
+    assert!(kit.rows().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_of_unreachable_servers_and_with_wrong_passwords_fail_clearly() {
     let setup = setup(options()).await;
     let mut wrong = setup.pg.config("postgres");

@@ -31,7 +31,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dr_core::{
-    ComponentId, RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource, StreamName,
+    ComponentId, RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotSourceExt,
+    StreamName,
 };
 use dr_storage::{FsBackend, InitOptions, Repository, Secret, WriteBackend};
 use jiff::Timestamp;

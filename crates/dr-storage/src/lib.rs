@@ -17,7 +17,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use dr_core::{RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource};
+//! use dr_core::{RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSourceExt};
 //! use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
 //! use tokio::io::AsyncReadExt;
 //!

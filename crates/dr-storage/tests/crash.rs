@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use dr_core::{RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource, StreamName};
+use dr_core::{RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSourceExt, StreamName};
 use dr_storage::{
     ChunkerParams, FsBackend, InitOptions, KdfParams, PruneOptions, Repository, Secret,
     SnapshotFilter, WriteBackend,

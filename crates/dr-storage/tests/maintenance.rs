@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dr_core::{
     ComponentId, ErrorKind, Manifest, RecoveryPoint, SnapshotCommit, SnapshotId, SnapshotSink,
-    SnapshotSource, StreamName,
+    SnapshotSource, SnapshotSourceExt, StreamName,
 };
 use dr_storage::{
     ChunkerParams, Error, FsBackend, InitOptions, KdfParams, MemoryBackend, ObjectLock,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use dr_core::{
     ArchiveSink, ArchiveSource, ComponentId, ErrorKind, RecoveryPoint, SnapshotCommit,
-    SnapshotSink, SnapshotSource, StreamName,
+    SnapshotSink, SnapshotSource, SnapshotSourceExt, StreamCheck, StreamName,
 };
 use dr_storage::{
     ChunkerParams, Error, FsBackend, InitOptions, KdfParams, MemoryBackend, ReadBackendExt,
@@ -68,7 +68,19 @@ async fn backup(repo: &Repository, streams: &[(&str, &[u8])]) -> dr_core::Manife
 }
 
 async fn read(repo: &Repository, id: &dr_core::SnapshotId, name: &str) -> std::io::Result<Vec<u8>> {
-    let mut reader = repo.open_stream(id, &stream(name)).await.unwrap();
+    read_checked(repo, id, name, StreamCheck::Digest).await
+}
+
+async fn read_checked(
+    repo: &Repository,
+    id: &dr_core::SnapshotId,
+    name: &str,
+    check: StreamCheck,
+) -> std::io::Result<Vec<u8>> {
+    let mut reader = repo
+        .open_stream_with(id, &stream(name), check)
+        .await
+        .unwrap();
     let mut out = Vec::new();
     reader.read_to_end(&mut out).await?;
     Ok(out)
@@ -222,11 +234,32 @@ async fn damaged_packs_fail_reads_instead_of_returning_wrong_bytes() {
             .put(victim, raw.into(), dr_storage::PutOptions::OVERWRITE)
             .await
             .unwrap();
-        let err = read(&repo, &manifest.id, "s")
+        // Without the stream's SHA-256 too: each piece is checked on its own.
+        for check in [StreamCheck::Digest, StreamCheck::Pieces] {
+            let err = read_checked(&repo, &manifest.id, "s", check)
+                .await
+                .expect_err("damage went unnoticed");
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+            assert!(err.to_string().contains("corrupt"), "{err}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn streams_read_by_their_pieces_are_whole() {
+    for options in [small(), InitOptions::unencrypted().pack_size(256 * 1024)] {
+        let repo = Repository::init(Arc::new(MemoryBackend::new()), options)
             .await
-            .expect_err("damage went unnoticed");
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-        assert!(err.to_string().contains("corrupt"), "{err}");
+            .unwrap();
+        let bytes = data(6, 3 * 1024 * 1024 + 17);
+        let manifest = backup(&repo, &[("s", &bytes), ("empty", b"")]).await;
+        for name in ["s", "empty"] {
+            let read = read_checked(&repo, &manifest.id, name, StreamCheck::Pieces)
+                .await
+                .unwrap();
+            let expected: &[u8] = if name == "s" { &bytes } else { b"" };
+            assert!(read == expected, "{name} read back differs");
+        }
     }
 }
 

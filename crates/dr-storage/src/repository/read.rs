@@ -1,5 +1,6 @@
 //! Reading snapshots back: blobs fetched a few at a time, opened on blocking
-//! threads, and the whole stream checked against its manifest entry.
+//! threads, and the whole stream checked against its manifest entry (its
+//! SHA-256 left out where the caller checks the content itself).
 
 use std::collections::VecDeque;
 use std::io;
@@ -9,8 +10,8 @@ use std::task::{Context, Poll};
 use async_trait::async_trait;
 use bytes::Bytes;
 use dr_core::{
-    ByteStream, ComponentId, Manifest, Sha256Digest, SnapshotId, SnapshotSource, StreamEntry,
-    StreamName,
+    ByteStream, ComponentId, Manifest, Sha256Digest, SnapshotId, SnapshotSource, StreamCheck,
+    StreamEntry, StreamName,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -38,7 +39,12 @@ impl SnapshotSource for Repository {
         }
     }
 
-    async fn open_stream(&self, id: &SnapshotId, name: &StreamName) -> dr_core::Result<ByteStream> {
+    async fn open_stream_with(
+        &self,
+        id: &SnapshotId,
+        name: &StreamName,
+        check: StreamCheck,
+    ) -> dr_core::Result<ByteStream> {
         let mut file = match self.snapshot_file(id).await {
             Ok(file) => file,
             Err(Error::NotFound { .. }) => {
@@ -69,29 +75,33 @@ impl SnapshotSource for Repository {
         let (tx, rx) = mpsc::channel(4);
         let repo = self.clone();
         let what = format!("stream {name} of snapshot {id}");
-        tokio::spawn(async move { repo.produce(locations, entry, what, tx).await });
+        tokio::spawn(async move { repo.produce(locations, entry, check, what, tx).await });
         Ok(Box::new(VerifiedStream::new(rx)))
     }
 }
 
 impl Repository {
     /// Reads blobs in order, a few in parallel, into `tx`, and ends with
-    /// `None` only if the stream's length and SHA-256 match `expected`. The
-    /// SHA-256 runs on a thread of its own, beside the reading.
+    /// `None` only if the stream's length matches `expected`, and with
+    /// [`StreamCheck::Digest`] its SHA-256 too, computed on a thread of its
+    /// own beside the reading.
     async fn produce(
         self,
         locations: Vec<Location>,
         expected: StreamEntry,
+        check: StreamCheck,
         what: String,
         tx: mpsc::Sender<io::Result<Option<Bytes>>>,
     ) {
         let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(8);
-        let hasher = tokio::task::spawn_blocking(move || {
-            let mut hash = Sha256::new();
-            while let Some(bytes) = hash_rx.blocking_recv() {
-                hash.update(&bytes);
-            }
-            hash.finalize()
+        let hasher = (check == StreamCheck::Digest).then(|| {
+            tokio::task::spawn_blocking(move || {
+                let mut hash = Sha256::new();
+                while let Some(bytes) = hash_rx.blocking_recv() {
+                    hash.update(&bytes);
+                }
+                hash.finalize()
+            })
         });
         let mut in_flight: VecDeque<JoinHandle<Result<Bytes>>> = VecDeque::new();
         let mut pending = locations.into_iter();
@@ -115,7 +125,7 @@ impl Repository {
             if seen > expected.size {
                 break Err(corrupt_io(&what, "longer than its manifest says"));
             }
-            if hash_tx.send(bytes.clone()).await.is_err() {
+            if hasher.is_some() && hash_tx.send(bytes.clone()).await.is_err() {
                 break Err(io::Error::other("the stream's hasher stopped"));
             }
             if tx.send(Ok(Some(bytes))).await.is_err() {
@@ -132,12 +142,15 @@ impl Repository {
             Ok(()) if seen != expected.size => {
                 Err(corrupt_io(&what, "shorter than its manifest says"))
             }
-            Ok(()) => match hasher.await {
-                Ok(digest) if Sha256Digest::from_bytes(digest.into()) == expected.sha256 => {
-                    Ok(None)
-                }
-                Ok(_) => Err(corrupt_io(&what, "SHA-256 differs from its manifest")),
-                Err(e) => Err(invalid_data(join_error(e).into())),
+            Ok(()) => match hasher {
+                None => Ok(None),
+                Some(hasher) => match hasher.await {
+                    Ok(digest) if Sha256Digest::from_bytes(digest.into()) == expected.sha256 => {
+                        Ok(None)
+                    }
+                    Ok(_) => Err(corrupt_io(&what, "SHA-256 differs from its manifest")),
+                    Err(e) => Err(invalid_data(join_error(e).into())),
+                },
             },
         };
         tx.send(verdict).await.ok();
@@ -256,10 +269,13 @@ mod tests {
             .collect();
         let entry = manifest.stream(name).unwrap().clone();
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(
-            repo.clone()
-                .produce(locations, entry, "the stream".into(), tx),
-        );
+        tokio::spawn(repo.clone().produce(
+            locations,
+            entry,
+            StreamCheck::Digest,
+            "the stream".into(),
+            tx,
+        ));
         let mut out = Vec::new();
         VerifiedStream::new(rx).read_to_end(&mut out).await?;
         Ok(out)
