@@ -228,7 +228,7 @@ pub(super) fn parse_segment_plain(plain: &[u8], what: &str) -> Result<(Vec<u8>, 
     let body = &plain[41..];
     let raw = match plain[40] {
         0 => body.to_vec(),
-        1 => zstd::bulk::decompress(body, len as usize)
+        1 => crate::pack::decompress(body, len as usize)
             .map_err(|e| Error::corrupt(what, format!("does not decompress: {e}")))?,
         other => return Err(Error::corrupt(what, format!("unknown compression {other}"))),
     };
