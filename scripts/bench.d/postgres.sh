@@ -22,7 +22,8 @@
 #   4. restore of the latest backup into an empty directory (as many rounds,
 #      the median counting), without starting
 #      a server: drkit (extract, rebuilding files from the delta and the full
-#      backup, WAL fetched and staged, recovery settings) and pgBackRest
+#      backup and checking each against the backup manifest, WAL fetched and
+#      staged, recovery settings) and pgBackRest
 #      (`restore --type=default`, from the incremental and the full backup);
 #      the pgbench database's files of the two are then compared.
 #
@@ -71,7 +72,8 @@
 #   DRKIT_BENCH_SCALE    pgbench scale (default 50; less is for quick checks only)
 #   DRKIT_BENCH_SECONDS  how long pgbench runs between the backups (default 60)
 #   DRKIT_BENCH_DIR      where the temporary working directory goes (default $TMPDIR or /tmp)
-#   DRKIT_BENCH_REPEAT   rounds of full backups and of restores (default 3)
+#   DRKIT_BENCH_REPEAT   rounds of full backups and of restores (default 5: the
+#                        first round of either tool is often the slowest by far)
 #
 # Needs PostgreSQL 15 or newer (initdb, pg_ctl, psql, pgbench, pg_basebackup,
 # pg_receivewal), pgBackRest and GNU time; as root it installs missing ones
@@ -82,7 +84,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
 scale="${DRKIT_BENCH_SCALE:-50}"
-repeat="${DRKIT_BENCH_REPEAT:-3}"
+repeat="${DRKIT_BENCH_REPEAT:-5}"
 load_seconds="${DRKIT_BENCH_SECONDS:-60}"
 base="${DRKIT_BENCH_DIR:-${TMPDIR:-/tmp}}"
 target="${CARGO_TARGET_DIR:-$root/target}"
