@@ -1,7 +1,10 @@
 //! [`PitrRestore`]: point-in-time recovery from a base backup and the WAL
 //! archive, into a new data directory.
 //!
-//! 1. **Choose** the newest base backup that can reach the target.
+//! 1. **Choose** the newest base backup that can reach the target; for a
+//!    named restore point, the newest that is consistent before the first
+//!    restore point of that name after it, found by reading the WAL's
+//!    records back from the newest backup.
 //! 2. **Check the WAL** from that backup's start along the timeline path to
 //!    the target, in the archive, before anything is written: a missing
 //!    segment fails the restore here, by name, with the target untouched.
@@ -40,6 +43,7 @@ use crate::replication::TimelineHistory;
 use crate::tar::{EntryKind, TarReader};
 use crate::verify::ManifestFiles;
 use crate::wal::{TimelinePath, WalSegment, WalSegmentSize, history_file_name};
+use crate::wal_records::{WalRecordEvent, WalRecordReader};
 
 /// The directory inside the restored data directory that holds the staged
 /// WAL until the server has promoted.
@@ -183,7 +187,13 @@ impl Restore for PitrRestore {
         })?;
 
         let t = Timestamp::now();
-        let manifest = self.choose(request.snapshots, request.target).await?;
+        let manifest = match request.target {
+            RecoveryTarget::RestorePoint(name) => {
+                self.choose_for_restore_point(request.snapshots, archive, name)
+                    .await?
+            }
+            target => self.choose(request.snapshots, target).await?,
+        };
         let facts = BackupFacts::read(&manifest)?;
         timeline.record_until_now(format!("choose base backup {}", manifest.id), t)?;
 
@@ -295,11 +305,8 @@ struct WalPlan {
 }
 
 impl PitrRestore {
-    async fn choose(
-        &self,
-        source: &dyn SnapshotSource,
-        target: &RecoveryTarget,
-    ) -> dr_core::Result<Manifest> {
+    /// The committed base backups of the component, oldest first.
+    async fn base_backups(&self, source: &dyn SnapshotSource) -> dr_core::Result<Vec<Manifest>> {
         let mut bases: Vec<Manifest> = source
             .snapshots(&self.component)
             .await?
@@ -307,6 +314,15 @@ impl PitrRestore {
             .filter(|m| m.labels.get(KIND_LABEL.0).map(String::as_str) == Some(KIND_LABEL.1))
             .collect();
         bases.sort_by_key(|m| m.id);
+        Ok(bases)
+    }
+
+    async fn choose(
+        &self,
+        source: &dyn SnapshotSource,
+        target: &RecoveryTarget,
+    ) -> dr_core::Result<Manifest> {
+        let mut bases = self.base_backups(source).await?;
         let none = |why: String| {
             dr_core::Error::not_found(format!("a base backup of {} {why}", self.component))
         };
@@ -315,9 +331,7 @@ impl PitrRestore {
                 .into_iter()
                 .find(|m| m.id == *id)
                 .ok_or_else(|| none(format!("with id {id}"))),
-            RecoveryTarget::Latest | RecoveryTarget::RestorePoint(_) => {
-                bases.pop().ok_or_else(|| none("at all".into()))
-            }
+            RecoveryTarget::Latest => bases.pop().ok_or_else(|| none("at all".into())),
             RecoveryTarget::Time(at) => bases
                 .into_iter()
                 .rev()
@@ -348,6 +362,111 @@ impl PitrRestore {
                 format!("{other:?} is not supported"),
             )),
         }
+    }
+
+    /// The newest base backup that recovery to the restore point `name` can
+    /// start from: recovery stops after the first restore point of that name
+    /// it replays, which must come after the backup is consistent. The WAL
+    /// is read from the newest backup's start to the archive's end, then
+    /// back to each older backup's start in turn, each segment once, until
+    /// such a backup is found.
+    ///
+    /// # Errors
+    /// [`dr_core::ErrorKind::NotFound`] if no base backup has the restore
+    /// point after its end, or the WAL to look in is not all archived.
+    async fn choose_for_restore_point(
+        &self,
+        source: &dyn SnapshotSource,
+        archive: &dyn ArchiveSource,
+        name: &str,
+    ) -> dr_core::Result<Manifest> {
+        let bases = self.base_backups(source).await?;
+        // The first restore point of the name at or after `read_from`, the
+        // start of the WAL read so far (which runs to the archive's end).
+        let mut first: Option<Lsn> = None;
+        let mut read_from: Option<Lsn> = None;
+        for base in bases.into_iter().rev() {
+            let facts = BackupFacts::read(&base)?;
+            let plan = self
+                .plan_wal(archive, &facts, &RecoveryTarget::Latest)
+                .await?;
+            let segments: Vec<WalSegment> = plan
+                .segments
+                .into_iter()
+                .take_while(|s| read_from.is_none_or(|to| s.start(facts.segment_size) < to))
+                .collect();
+            let until = read_from;
+            if let Some(found) = self
+                .first_restore_point(archive, &facts, &segments, until, name)
+                .await?
+            {
+                first = Some(found);
+            }
+            read_from = Some(facts.start);
+            if first.is_some_and(|end| end > facts.end) {
+                return Ok(base);
+            }
+        }
+        Err(dr_core::Error::not_found(match first {
+            Some(end) => format!(
+                "a base backup of {} that is consistent before the restore point {name:?} \
+                 (which ends at {end})",
+                self.component
+            ),
+            None => format!(
+                "the restore point {name:?} in the archived WAL of {} after any base backup",
+                self.component
+            ),
+        }))
+    }
+
+    /// Where the first restore point named `name` ends, among the records
+    /// that start at or after the backup's start and before `until`, in
+    /// `segments` (consecutive, from the one the backup starts in).
+    async fn first_restore_point(
+        &self,
+        archive: &dyn ArchiveSource,
+        facts: &BackupFacts,
+        segments: &[WalSegment],
+        until: Option<Lsn>,
+        name: &str,
+    ) -> dr_core::Result<Option<Lsn>> {
+        let size = facts.segment_size;
+        let mut reader = WalRecordReader::new(size);
+        for segment in segments {
+            let file = segment.file_name(size);
+            let bytes = fetch_wal(archive, &self.component, &file, size)
+                .await?
+                .ok_or_else(|| {
+                    dr_core::Error::not_found(format!("{file} of {}", self.component))
+                })?;
+            let start = segment.start(size);
+            let (back, events) = tokio::task::spawn_blocking(move || {
+                let events = reader.feed_segment(start, &bytes);
+                (reader, events)
+            })
+            .await
+            .map_err(|e| dr_core::Error::io("reading WAL records", std::io::Error::other(e)))?;
+            reader = back;
+            for event in events? {
+                if let WalRecordEvent::RestorePoint {
+                    start,
+                    end,
+                    name: found,
+                    ..
+                } = event
+                    && found == name
+                    && start >= facts.start
+                    && until.is_none_or(|until| start < until)
+                {
+                    return Ok(Some(end));
+                }
+            }
+            if reader.end_reason().is_some() {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// Works out the timeline path and the segments from the backup's start

@@ -414,7 +414,8 @@ async fn refused_restore(setup: &Setup, target: RecoveryTarget) -> dr_core::Erro
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restores_to_a_named_restore_point_and_refuses_targets_the_wal_does_not_reach() {
+async fn restores_to_a_named_restore_point_from_the_backup_before_it_and_refuses_targets_the_wal_does_not_reach()
+ {
     let setup = setup(options()).await;
     let archiver = archiver(&setup, ArchiverOptions::new().slot("drkit_named"));
     let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
@@ -429,6 +430,9 @@ async fn restores_to_a_named_restore_point_and_refuses_targets_the_wal_does_not_
         .batch_execute("DELETE FROM t WHERE id % 2 = 0")
         .await
         .unwrap();
+    // A newer base backup, taken after the restore point: recovery to the
+    // point must start from the older one.
+    backup.backup(setup.repo.as_ref()).await.unwrap();
     write_rows(&setup.pg, 100, 110).await;
     let last_commit = commit_times(&setup.pg).await.last().unwrap().1;
     archiver
