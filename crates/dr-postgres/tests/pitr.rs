@@ -105,6 +105,15 @@ async fn commit_times(pg: &Postgres) -> Vec<(i32, Timestamp)> {
         .collect()
 }
 
+/// The moment halfway between two commits.
+fn halfway(before: Timestamp, after: Timestamp) -> Timestamp {
+    before
+        .checked_add(jiff::SignedDuration::from_nanos(
+            after.duration_since(before).as_nanos() as i64 / 2,
+        ))
+        .unwrap()
+}
+
 async fn current_lsn(pg: &Postgres) -> Lsn {
     let client = pg.connect("postgres").await.unwrap();
     let text: String = client
@@ -242,12 +251,7 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
     let seed = Timestamp::now().as_nanosecond() as usize;
     for k in 0..3 {
         let i = candidates[(seed / (k + 1) + k * 7) % candidates.len()];
-        let (before, after) = (times[i - 1].1, times[i].1);
-        let target = before
-            .checked_add(jiff::SignedDuration::from_nanos(
-                after.duration_since(before).as_nanos() as i64 / 2,
-            ))
-            .unwrap();
+        let target = halfway(times[i - 1].1, times[i].1);
         let (kit, report) = restore(&setup, RecoveryTarget::Time(target), None).await;
         let expected: Vec<i32> = times
             .iter()
@@ -608,6 +612,14 @@ async fn recovers_across_a_timeline_switch() {
 
     let (kit, _) = restore(&setup, RecoveryTarget::Latest, None).await;
     assert_eq!(kit.rows().await, (0..60).collect::<Vec<_>>());
+
+    // A moment on the new timeline: the WAL's records are read across the
+    // switch before the restore is let through.
+    let times = commit_times(&replica).await;
+    assert_eq!(times.len(), 60);
+    let target = halfway(times[49].1, times[50].1);
+    let (kit, _) = restore(&setup, RecoveryTarget::Time(target), None).await;
+    assert_eq!(kit.rows().await, (0..50).collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
