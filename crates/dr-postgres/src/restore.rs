@@ -859,12 +859,6 @@ fn create_private_dir(dir: &Path) -> dr_core::Result<()> {
         .map_err(|e| dr_core::Error::io(format!("creating {}", dir.display()), e))
 }
 
-/// Extracts one tar into `dir`; symlinks named in `links` point at their
-/// mapped targets instead of where the archive says. Files are written by
-/// blocking threads of their own, straight from the buffers read here, each
-/// new file by the least busy one (creating files is much of a restore's
-/// cost on ext4, and it runs in parallel); they are made durable together
-/// afterwards ([`sync_filesystems`]).
 /// One archive of a base backup, and where its files go.
 struct Archive<'a> {
     name: &'a str,
@@ -875,6 +869,13 @@ struct Archive<'a> {
     links: &'a BTreeMap<String, PathBuf>,
 }
 
+/// Extracts one archive into its `dir`, checking each file against the backup
+/// manifest (`files`); symlinks named in `links` point at their
+/// mapped targets instead of where the archive says. Files are written by
+/// blocking threads of their own, straight from the buffers read here, each
+/// new file by the least busy one (creating files is much of a restore's
+/// cost on ext4, and it runs in parallel); they are made durable together
+/// afterwards ([`sync_filesystems`]).
 async fn extract_tar(
     stream: impl tokio::io::AsyncRead + Unpin,
     archive: &Archive<'_>,
