@@ -206,6 +206,9 @@ async fn xor_archive(
                 }
             }
             send(&mut buf).await?;
+            // The rest of the full backup's archive, so that its stream's
+            // verdict at its end is heard.
+            base.tar.finish().await?;
             return pairing.finish(what);
         }
         let entry = parse_header(&header).map_err(|reason| invalid(what, reason))?;

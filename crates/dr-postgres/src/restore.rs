@@ -1003,7 +1003,9 @@ async fn read_tar(
             }
         }
     }
-    Ok(())
+    tar.finish()
+        .await
+        .map_err(|e| dr_core::Error::io(format!("reading {name}"), e))
 }
 
 /// Queues `op` for a writing thread; fails if the thread stopped.

@@ -96,6 +96,18 @@ impl<R: AsyncRead + Unpin> TarReader<R> {
         Ok(Some(entry))
     }
 
+    /// Reads the rest of the stream, past the end-of-archive blocks, to its
+    /// end: a stream that checks itself as it ends (a repository stream's
+    /// length and SHA-256) says only there whether it was whole.
+    ///
+    /// # Errors
+    /// The stream's own errors, its verdict among them.
+    pub(crate) async fn finish(mut self) -> io::Result<()> {
+        tokio::io::copy(&mut self.inner, &mut tokio::io::sink())
+            .await
+            .map(drop)
+    }
+
     /// The current entry's content (all of it, or what is left).
     pub(crate) fn content(&mut self) -> Content<'_, R> {
         let limit = self.remaining;
@@ -294,6 +306,41 @@ pub(crate) mod tests {
         let link = tar.next_entry().await.unwrap().unwrap();
         assert_eq!(link.kind, EntryKind::Symlink("/srv/ts".into()));
         assert_eq!(tar.next_entry().await.unwrap(), None);
+    }
+
+    /// Bytes, then an error where a checked stream would give its verdict.
+    struct FailsAtEnd(Vec<u8>, usize);
+
+    impl AsyncRead for FailsAtEnd {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            let at = self.1;
+            if at == self.0.len() {
+                return std::task::Poll::Ready(Err(invalid("the stream", "SHA-256 differs")));
+            }
+            let n = buf.remaining().min(self.0.len() - at);
+            buf.put_slice(&self.0[at..at + n]);
+            self.1 += n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn finishing_reads_the_streams_verdict_after_the_archive_ends() {
+        let bytes = archive(&[("PG_VERSION", b'0', b"15\n", "")]);
+        let mut tar = TarReader::new(FailsAtEnd(bytes, 0), "base.tar");
+        tar.next_entry().await.unwrap().unwrap();
+        assert_eq!(tar.next_entry().await.unwrap(), None);
+        let err = tar.finish().await.unwrap_err();
+        assert!(err.to_string().contains("SHA-256 differs"), "{err}");
+
+        let bytes = archive(&[("PG_VERSION", b'0', b"15\n", "")]);
+        let mut tar = TarReader::new(&bytes[..], "base.tar");
+        while tar.next_entry().await.unwrap().is_some() {}
+        tar.finish().await.unwrap();
     }
 
     #[tokio::test]

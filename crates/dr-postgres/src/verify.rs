@@ -437,7 +437,7 @@ async fn check_archive(
         }
         files.finish(file);
     }
-    Ok(())
+    tar.finish().await.map_err(io)
 }
 
 /// Parses the manifest and checks its own checksum (SHA-256 of everything
