@@ -1,15 +1,15 @@
-//! Whether archived WAL reaches a recovery target that only its records
-//! can tell: a time, or a named restore point.
+//! Whether archived WAL reaches a target time, which only its records can
+//! tell.
 //!
 //! PostgreSQL stops a time-targeted recovery at the first transaction that
 //! committed or aborted after the target time (`recovery_target_inclusive`
-//! is on), and a name-targeted one after the first restore point of that
-//! name; where the WAL ends before that, or the stop comes before the base
-//! backup's end (the consistent point), it fails only at the end of
+//! is on); where the WAL ends before that, or the stop comes before the
+//! base backup's end (the consistent point), it fails only at the end of
 //! recovery, after the data directory was written. [`TargetReach`] reads
 //! the staged WAL's records first, with [`WalRecordReader`], so that
 //! [`PitrRestore`](crate::PitrRestore) refuses such a target before it
-//! touches anything.
+//! touches anything. (A named restore point is looked for while the base
+//! backup is chosen; see `PitrRestore::choose_for_restore_point`.)
 
 use bytes::Bytes;
 use dr_core::{ComponentId, Lsn, RecoveryTarget};
@@ -18,13 +18,23 @@ use jiff::Timestamp;
 use crate::wal::WalSegmentSize;
 use crate::wal_records::{WalRecordEvent, WalRecordReader};
 
-/// What the WAL must hold for the target to be reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Wanted {
-    /// A commit or abort later than this.
-    After(Timestamp),
-    /// A restore point of this name, after the consistent point.
-    Named(String),
+/// Reads the segment starting at `start` with `reader` on a blocking
+/// thread, and hands the reader back with the segment's events.
+///
+/// # Errors
+/// The reader's errors: segments out of order, WAL of another cluster, a
+/// malformed record.
+pub(crate) async fn read_records(
+    mut reader: WalRecordReader,
+    start: Lsn,
+    bytes: Bytes,
+) -> dr_core::Result<(WalRecordReader, Vec<WalRecordEvent>)> {
+    tokio::task::spawn_blocking(move || {
+        let events = reader.feed_segment(start, &bytes)?;
+        Ok((reader, events))
+    })
+    .await
+    .map_err(|e| dr_core::Error::io("reading WAL records", std::io::Error::other(e)))?
 }
 
 /// Where recovery would stop, as read so far.
@@ -36,12 +46,13 @@ enum Stop {
     TooEarly { at: Lsn },
 }
 
-/// Reads a restore's WAL, segment by segment in order, for where its
-/// recovery target is (see the module docs).
+/// Reads a restore's WAL, segment by segment in order, for where recovery
+/// to a target time stops (see the module docs).
 #[derive(Debug)]
 pub(crate) struct TargetReach {
     reader: WalRecordReader,
-    wanted: Wanted,
+    /// The target time: recovery stops at the first transaction after it.
+    after: Timestamp,
     /// The base backup's end: recovery is consistent from here on.
     consistent: Lsn,
     stop: Option<Stop>,
@@ -51,21 +62,18 @@ pub(crate) struct TargetReach {
 
 impl TargetReach {
     /// A reader for `target`, for WAL of a backup that ends at `consistent`;
-    /// `None` for targets the archive's segments alone decide (the latest
-    /// WAL, an LSN, the backup itself).
+    /// `None` for targets other than a time.
     pub(crate) fn for_target(
         target: &RecoveryTarget,
         consistent: Lsn,
         segment_size: WalSegmentSize,
     ) -> Option<Self> {
-        let wanted = match target {
-            RecoveryTarget::Time(at) => Wanted::After(*at),
-            RecoveryTarget::RestorePoint(name) => Wanted::Named(name.clone()),
-            _ => return None,
+        let RecoveryTarget::Time(after) = target else {
+            return None;
         };
         Some(Self {
             reader: WalRecordReader::new(segment_size),
-            wanted,
+            after: *after,
             consistent,
             stop: None,
             last_transaction: None,
@@ -73,38 +81,25 @@ impl TargetReach {
     }
 
     /// Whether more WAL can change the verdict.
-    pub(crate) fn needs_more(&self) -> bool {
+    fn needs_more(&self) -> bool {
         self.stop.is_none() && self.reader.end_reason().is_none()
     }
 
     /// Reads the next segment of the restore's WAL (the first one is the
-    /// segment the backup starts in).
+    /// segment the backup starts in); nothing once the verdict is settled.
     ///
     /// # Errors
-    /// The reader's errors: segments out of order, WAL of another cluster,
-    /// a malformed record.
-    pub(crate) fn feed(&mut self, start: Lsn, bytes: &[u8]) -> dr_core::Result<()> {
-        if !self.needs_more() {
-            return Ok(());
-        }
-        for event in self.reader.feed_segment(start, bytes)? {
-            self.observe(&event);
-        }
-        Ok(())
-    }
-
-    /// [`feed`](Self::feed) on a blocking thread, for a segment's worth of
-    /// records; nothing is read once the verdict is settled.
-    ///
-    /// # Errors
-    /// As [`feed`](Self::feed).
+    /// As [`read_records`].
     pub(crate) async fn read_segment(mut self, start: Lsn, bytes: Bytes) -> dr_core::Result<Self> {
         if !self.needs_more() {
             return Ok(self);
         }
-        tokio::task::spawn_blocking(move || self.feed(start, &bytes).map(|()| self))
-            .await
-            .map_err(|e| dr_core::Error::io("reading WAL records", std::io::Error::other(e)))?
+        let events;
+        (self.reader, events) = read_records(self.reader, start, bytes).await?;
+        for event in &events {
+            self.observe(event);
+        }
+        Ok(self)
     }
 
     /// Takes in one event; recovery stops at the first that matches.
@@ -112,19 +107,14 @@ impl TargetReach {
         if self.stop.is_some() {
             return;
         }
-        let stops = match (event, &self.wanted) {
-            (
-                WalRecordEvent::Commit { time, end, .. } | WalRecordEvent::Abort { time, end, .. },
-                wanted,
-            ) => {
-                self.last_transaction = Some((*time, *end));
-                matches!(wanted, Wanted::After(at) if time > at)
-            }
-            (WalRecordEvent::RestorePoint { name, .. }, Wanted::Named(wanted)) => name == wanted,
-            _ => false,
+        let (WalRecordEvent::Commit { time, end, .. } | WalRecordEvent::Abort { time, end, .. }) =
+            event
+        else {
+            return;
         };
-        if stops {
-            let at = event.end();
+        self.last_transaction = Some((*time, *end));
+        if *time > self.after {
+            let at = *end;
             self.stop = Some(if at > self.consistent {
                 Stop::Reached { at }
             } else {
@@ -137,46 +127,33 @@ impl TargetReach {
     ///
     /// # Errors
     /// [`dr_core::ErrorKind::NotFound`] when the WAL ends before the target:
-    /// no transaction after the target time (with the last one's time), or
-    /// no restore point of that name; [`dr_core::ErrorKind::InvalidInput`]
-    /// when the target comes before the base backup is consistent.
+    /// no transaction after the target time (with the last one's time);
+    /// [`dr_core::ErrorKind::InvalidInput`] when the first transaction after
+    /// it comes before the base backup is consistent.
     pub(crate) fn verdict(&self, component: &ComponentId) -> dr_core::Result<Lsn> {
-        let wal_end = self
-            .reader
-            .last_record_end()
-            .map_or_else(|| "its start".to_owned(), |end| end.to_string());
-        match (&self.stop, &self.wanted) {
-            (Some(Stop::Reached { at }), _) => Ok(*at),
-            (Some(Stop::TooEarly { at }), wanted) => Err(dr_core::Error::invalid(
+        match &self.stop {
+            Some(Stop::Reached { at }) => Ok(*at),
+            Some(Stop::TooEarly { at }) => Err(dr_core::Error::invalid(
                 "recovery target",
                 format!(
-                    "{} is at {at}, before the base backup of {component} is consistent (at {}); \
-                     an older base backup is needed",
-                    describe(wanted),
-                    self.consistent
+                    "the first transaction after {} is at {at}, before the base backup of \
+                     {component} is consistent (at {}); an older base backup is needed",
+                    self.after, self.consistent
                 ),
             )),
-            (None, Wanted::After(at)) => Err(dr_core::Error::not_found(format!(
-                "a transaction of {component} after the target time {at}: {}; the archived WAL \
-                 ends at {wal_end}. Restore to the latest WAL instead, or once later WAL is archived",
+            None => Err(dr_core::Error::not_found(format!(
+                "a transaction of {component} after the target time {}: {}; the archived WAL \
+                 ends at {}. Restore to the latest WAL instead, or once later WAL is archived",
+                self.after,
                 match self.last_transaction {
                     Some((time, end)) => format!("the last one ended at {end}, at {time}"),
-                    None =>
-                        "the archived WAL holds no transaction after the base backup".to_owned(),
-                }
-            ))),
-            (None, wanted @ Wanted::Named(_)) => Err(dr_core::Error::not_found(format!(
-                "{} in the archived WAL of {component} from the base backup's start to {wal_end}",
-                describe(wanted)
+                    None => "the archived WAL holds no transaction after the base backup".into(),
+                },
+                self.reader
+                    .last_record_end()
+                    .map_or_else(|| "its start".to_owned(), |end| end.to_string()),
             ))),
         }
-    }
-}
-
-fn describe(wanted: &Wanted) -> String {
-    match wanted {
-        Wanted::After(at) => format!("the first transaction after {at}"),
-        Wanted::Named(name) => format!("the restore point {name:?}"),
     }
 }
 
@@ -207,15 +184,6 @@ mod tests {
         }
     }
 
-    fn point(name: &str, end: u64) -> WalRecordEvent {
-        WalRecordEvent::RestorePoint {
-            start: Lsn::from(end - 88),
-            end: Lsn::from(end),
-            name: name.into(),
-            time: at(0),
-        }
-    }
-
     fn component() -> ComponentId {
         "postgres/main".parse().unwrap()
     }
@@ -237,43 +205,25 @@ mod tests {
     fn a_time_after_the_last_transaction_names_it() {
         let mut r = reach(RecoveryTarget::Time(at(100)));
         r.observe(&commit(5, 0x2000));
-        r.observe(&point("nightly", 0x2800));
         let err = r.verdict(&component()).unwrap_err();
         assert_eq!(err.kind(), dr_core::ErrorKind::NotFound, "{err}");
         assert!(err.to_string().contains("0/2000"), "{err}");
     }
 
     #[test]
-    fn a_name_is_reached_by_its_first_restore_point_after_the_backup() {
-        let mut r = reach(RecoveryTarget::RestorePoint("before-drop".into()));
-        r.observe(&point("other", 0x2000));
-        assert!(r.needs_more());
-        r.observe(&point("before-drop", 0x3000));
-        assert!(!r.needs_more());
-        assert_eq!(r.verdict(&component()).unwrap(), Lsn::from(0x3000));
-
-        let missing = reach(RecoveryTarget::RestorePoint("nope".into()));
-        let err = missing.verdict(&component()).unwrap_err();
-        assert_eq!(err.kind(), dr_core::ErrorKind::NotFound, "{err}");
-        assert!(err.to_string().contains("\"nope\""), "{err}");
-    }
-
-    #[test]
-    fn a_stop_before_the_backup_is_consistent_is_refused() {
-        let mut r = reach(RecoveryTarget::RestorePoint("early".into()));
-        r.observe(&point("early", 0x0800));
-        r.observe(&point("early", 0x3000));
-        let err = r.verdict(&component()).unwrap_err();
-        assert_eq!(err.kind(), dr_core::ErrorKind::InvalidInput, "{err}");
-
+    fn a_first_transaction_after_the_time_before_the_backup_is_consistent_is_refused() {
         let mut r = reach(RecoveryTarget::Time(at(0)));
         r.observe(&commit(1, 0x0900));
-        assert!(r.verdict(&component()).is_err());
+        r.observe(&commit(2, 0x3000));
+        let err = r.verdict(&component()).unwrap_err();
+        assert_eq!(err.kind(), dr_core::ErrorKind::InvalidInput, "{err}");
     }
 
     #[test]
     fn other_targets_need_no_records() {
         let size = WalSegmentSize::new(16 << 20).unwrap();
         assert!(TargetReach::for_target(&RecoveryTarget::Latest, Lsn::ZERO, size).is_none());
+        let name = RecoveryTarget::RestorePoint("before-drop".into());
+        assert!(TargetReach::for_target(&name, Lsn::ZERO, size).is_none());
     }
 }

@@ -9,11 +9,11 @@
 //!    the target, in the archive, before anything is written: a missing
 //!    segment fails the restore here, by name, with the target untouched.
 //! 3. **Stage** the WAL beside the target, checking each segment; for a
-//!    target time or a named restore point, read its records too: a target
-//!    the archived WAL does not reach (no transaction after the time, no
-//!    restore point of the name, or one before the backup is consistent)
-//!    fails the restore here, where PostgreSQL would fail only at the end
-//!    of recovery.
+//!    target time, read its records too: a time the archived WAL does not
+//!    reach (no transaction after it, or the first one before the backup is
+//!    consistent) fails the restore here, where PostgreSQL would fail only
+//!    at the end of recovery. (A restore point name missing from the WAL
+//!    already failed step 1.)
 //! 4. **Extract** every tablespace's tar (tablespaces optionally moved),
 //!    move the staged WAL in and write the recovery settings
 //!    (`recovery.signal`, `restore_command`, the target,
@@ -38,7 +38,7 @@ use jiff::Timestamp;
 use crate::archive::{ArchiveListing, Coverage, fetch_wal, list_archive};
 use crate::backup::{KIND_LABEL, MANIFEST_STREAM, meta};
 use crate::delta::{DELTA_STREAM, DeltaBase, open_archive};
-use crate::reach::TargetReach;
+use crate::reach::{TargetReach, read_records};
 use crate::replication::TimelineHistory;
 use crate::tar::{EntryKind, TarReader};
 use crate::verify::ManifestFiles;
@@ -187,18 +187,27 @@ impl Restore for PitrRestore {
         })?;
 
         let t = Timestamp::now();
-        let manifest = match request.target {
+        // Choosing for a restore point reads the archive's listing already.
+        let (manifest, listed) = match request.target {
             RecoveryTarget::RestorePoint(name) => {
-                self.choose_for_restore_point(request.snapshots, archive, name)
-                    .await?
+                let (manifest, listing) = self
+                    .choose_for_restore_point(request.snapshots, archive, name)
+                    .await?;
+                (manifest, Some(listing))
             }
-            target => self.choose(request.snapshots, target).await?,
+            target => (self.choose(request.snapshots, target).await?, None),
         };
         let facts = BackupFacts::read(&manifest)?;
         timeline.record_until_now(format!("choose base backup {}", manifest.id), t)?;
 
         let t = Timestamp::now();
-        let plan = self.plan_wal(archive, &facts, request.target).await?;
+        let listing = match listed {
+            Some(listing) => listing,
+            None => list_archive(archive, &self.component, facts.segment_size).await?,
+        };
+        let plan = self
+            .plan_wal(archive, &listing, &facts, request.target)
+            .await?;
         self.check_destinations(&facts)?;
         timeline.record_until_now(format!("check WAL ({} segments)", plan.segments.len()), t)?;
 
@@ -365,11 +374,11 @@ impl PitrRestore {
     }
 
     /// The newest base backup that recovery to the restore point `name` can
-    /// start from: recovery stops after the first restore point of that name
-    /// it replays, which must come after the backup is consistent. The WAL
-    /// is read from the newest backup's start to the archive's end, then
-    /// back to each older backup's start in turn, each segment once, until
-    /// such a backup is found.
+    /// start from, and the archive's listing: recovery stops after the first
+    /// restore point of that name it replays, which must come after the
+    /// backup is consistent. The WAL's records are read from the newest
+    /// backup's start to the archive's end, then back to each older backup's
+    /// start in turn, each segment once, until such a backup is found.
     ///
     /// # Errors
     /// [`dr_core::ErrorKind::NotFound`] if no base backup has the restore
@@ -379,17 +388,24 @@ impl PitrRestore {
         source: &dyn SnapshotSource,
         archive: &dyn ArchiveSource,
         name: &str,
-    ) -> dr_core::Result<Manifest> {
+    ) -> dr_core::Result<(Manifest, ArchiveListing)> {
         let bases = self.base_backups(source).await?;
+        // Listed once (again only for a backup of another segment size).
+        let mut listed: Option<(WalSegmentSize, ArchiveListing)> = None;
         // The first restore point of the name at or after `read_from`, the
         // start of the WAL read so far (which runs to the archive's end).
         let mut first: Option<Lsn> = None;
         let mut read_from: Option<Lsn> = None;
         for base in bases.into_iter().rev() {
             let facts = BackupFacts::read(&base)?;
+            let listing = match listed.take() {
+                Some((size, listing)) if size == facts.segment_size => listing,
+                _ => list_archive(archive, &self.component, facts.segment_size).await?,
+            };
             let plan = self
-                .plan_wal(archive, &facts, &RecoveryTarget::Latest)
+                .plan_wal(archive, &listing, &facts, &RecoveryTarget::Latest)
                 .await?;
+            listed = Some((facts.segment_size, listing));
             let segments: Vec<WalSegment> = plan
                 .segments
                 .into_iter()
@@ -403,8 +419,10 @@ impl PitrRestore {
                 first = Some(found);
             }
             read_from = Some(facts.start);
-            if first.is_some_and(|end| end > facts.end) {
-                return Ok(base);
+            if first.is_some_and(|end| end > facts.end)
+                && let Some((_, listing)) = listed
+            {
+                return Ok((base, listing));
             }
         }
         Err(dr_core::Error::not_found(match first {
@@ -440,15 +458,9 @@ impl PitrRestore {
                 .ok_or_else(|| {
                     dr_core::Error::not_found(format!("{file} of {}", self.component))
                 })?;
-            let start = segment.start(size);
-            let (back, events) = tokio::task::spawn_blocking(move || {
-                let events = reader.feed_segment(start, &bytes);
-                (reader, events)
-            })
-            .await
-            .map_err(|e| dr_core::Error::io("reading WAL records", std::io::Error::other(e)))?;
-            reader = back;
-            for event in events? {
+            let events;
+            (reader, events) = read_records(reader, segment.start(size), bytes).await?;
+            for event in events {
                 if let WalRecordEvent::RestorePoint {
                     start,
                     end,
@@ -474,17 +486,17 @@ impl PitrRestore {
     async fn plan_wal(
         &self,
         archive: &dyn ArchiveSource,
+        listing: &ArchiveListing,
         facts: &BackupFacts,
         target: &RecoveryTarget,
     ) -> dr_core::Result<WalPlan> {
         let size = facts.segment_size;
-        let listing = list_archive(archive, &self.component, size).await?;
         let wanted_timeline = match target {
             RecoveryTarget::Position(Position::Postgres { timeline, .. }) => Some(*timeline),
             _ => None,
         };
         let path = self
-            .timeline_path(archive, &listing, facts, wanted_timeline)
+            .timeline_path(archive, listing, facts, wanted_timeline)
             .await?;
         let histories: Vec<u32> = path
             .switches
@@ -544,7 +556,7 @@ impl PitrRestore {
             return Err(missing(reached));
         }
         // WAL archived beyond a hole would be silently skipped: refuse.
-        if limit.is_none() && reached < path_end(&listing, &path, size) {
+        if limit.is_none() && reached < path_end(listing, &path, size) {
             return Err(missing(reached));
         }
         Ok(WalPlan {
