@@ -45,13 +45,13 @@ pub use crate::backend::{
     BackendCapabilities, FaultInjection, FaultOptions, FaultSchedule, FsBackend, ListPage,
     MemoryBackend, ObjectMeta, Operation, PutMode, PutOptions, ReadBackend, ReadBackendExt,
     Retention, RetentionMode, Retry, RetryOptions, S3Backend, S3Credentials, S3Options,
-    WriteBackend, check_key, check_prefix,
+    UnfinishedWrite, WriteBackend, check_key, check_prefix,
 };
 pub use crate::crypto::{KdfParams, Secret};
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::repository::{
     CheckReport, ChunkerParams, DEFAULT_LOCK_WAIT, Damage, Encryption, ForgetPlan, ForgetReport,
-    InitOptions, ObjectLock, PruneOptions, PruneReport, REPOSITORY_FORMAT, Repository,
-    RepositoryWriter, SegmentForgetReport, SnapshotFilter, VerifyOptions, VerifyReport,
+    InitOptions, LockInfo, ObjectLock, PruneOptions, PruneReport, REPOSITORY_FORMAT, Repository,
+    RepositoryWriter, SegmentForgetReport, SnapshotFilter, Unlock, VerifyOptions, VerifyReport,
 };
 pub use crate::retention::{Candidate, Decision, KeepReason, RetentionPolicy};

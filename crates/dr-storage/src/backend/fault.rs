@@ -19,7 +19,8 @@ use bytes::Bytes;
 
 use crate::backend::common::SplitMix64;
 use crate::backend::{
-    BackendCapabilities, ListPage, ObjectMeta, PutOptions, ReadBackend, WriteBackend,
+    BackendCapabilities, InPlaceObject, ListPage, ObjectMeta, PutOptions, ReadBackend,
+    UnfinishedWrite, WriteBackend,
 };
 use crate::error::{Error, Result};
 
@@ -294,6 +295,29 @@ impl<B: WriteBackend> WriteBackend for FaultInjection<B> {
     async fn delete(&self, key: &str) -> Result<()> {
         self.run(Operation::Delete, key, self.inner.delete(key))
             .await
+    }
+
+    async fn unfinished_writes(&self) -> Result<Vec<UnfinishedWrite>> {
+        self.run(Operation::List, "", self.inner.unfinished_writes())
+            .await
+    }
+
+    async fn remove_unfinished(&self, write: &UnfinishedWrite) -> Result<()> {
+        self.run(
+            Operation::Delete,
+            &write.name,
+            self.inner.remove_unfinished(write),
+        )
+        .await
+    }
+
+    async fn open_in_place(
+        &self,
+        key: &str,
+        capacity: u64,
+    ) -> Result<Option<Box<dyn InPlaceObject>>> {
+        // Not a fault point: journal writes are tested through the directory itself.
+        self.inner.open_in_place(key, capacity).await
     }
 }
 

@@ -41,7 +41,7 @@ use bytes::Bytes;
 use crate::backend::common::{check_limit, clamp_range, page_of};
 use crate::backend::{
     BackendCapabilities, InPlaceObject, ListPage, ObjectMeta, PutMode, PutOptions, ReadBackend,
-    WriteBackend, check_key, check_prefix,
+    UnfinishedWrite, WriteBackend, check_key, check_prefix,
 };
 use crate::error::{Error, Result};
 
@@ -439,6 +439,37 @@ fn walk(
     Ok(())
 }
 
+/// Every temporary file under `dir` (a write that was never renamed into
+/// place), named by its path under `root`, with its last write as its start.
+fn temporary_files(root: &Path, dir: &Path, out: &mut Vec<UnfinishedWrite>) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_missing(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if is_missing(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if meta.is_dir() {
+            temporary_files(root, &path, out)?;
+        } else if meta.is_file() && entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            let written = meta
+                .modified()
+                .ok()
+                .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            let name = path.strip_prefix(root).unwrap_or(&path);
+            out.push(UnfinishedWrite::new(name.display().to_string(), written));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ReadBackend for FsBackend {
     fn location(&self) -> String {
@@ -541,6 +572,43 @@ impl WriteBackend for FsBackend {
             location: self.location(),
             key: key.to_owned(),
         })))
+    }
+
+    async fn unfinished_writes(&self) -> Result<Vec<UnfinishedWrite>> {
+        let root = Arc::clone(&self.root);
+        let context = format!("looking for temporary files under {}", root.display());
+        self.blocking("list", "", move || {
+            let mut found = Vec::new();
+            temporary_files(&root, &root, &mut found).map_err(|e| Error::io(context, e))?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn remove_unfinished(&self, write: &UnfinishedWrite) -> Result<()> {
+        // Only a temporary file's name under the root, as listed: never a key.
+        let is_tmp = Path::new(&write.name)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(TMP_PREFIX));
+        let parent_ok = Path::new(&write.name)
+            .parent()
+            .is_some_and(|p| p.as_os_str().is_empty() || check_key(&p.to_string_lossy()).is_ok());
+        if !is_tmp || !parent_ok {
+            return Err(Error::InvalidInput {
+                what: format!("unfinished write {:?}", write.name),
+                reason: "not a temporary file of this store".into(),
+            });
+        }
+        let path = self.root.join(&write.name);
+        self.blocking("delete", &write.name, move || {
+            match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if is_missing(&e) => Ok(()),
+                Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+            }
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

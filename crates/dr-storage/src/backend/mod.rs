@@ -107,6 +107,40 @@ pub struct BackendCapabilities {
     pub object_lock: bool,
 }
 
+/// A write that never finished: the temporary file of a write to a
+/// directory whose process was killed, or an S3 multipart upload never
+/// completed nor aborted. Invisible to `get` and `list`, but it takes
+/// space (and, on S3, is billed) until removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnfinishedWrite {
+    /// The key it was writing, where the store knows it (S3); else the
+    /// temporary file's path under the store's root.
+    pub name: String,
+    /// The multipart upload's id, for S3.
+    pub upload_id: Option<String>,
+    /// When it was started (S3) or last written to (a temporary file).
+    pub started: Timestamp,
+}
+
+impl UnfinishedWrite {
+    /// An unfinished write of `name`, started at `started`.
+    pub fn new(name: impl Into<String>, started: Timestamp) -> Self {
+        Self {
+            name: name.into(),
+            upload_id: None,
+            started,
+        }
+    }
+
+    /// The same, as the multipart upload `id`.
+    #[must_use]
+    pub fn with_upload_id(mut self, id: impl Into<String>) -> Self {
+        self.upload_id = Some(id.into());
+        self
+    }
+}
+
 /// Reading a store.
 #[async_trait]
 pub trait ReadBackend: Send + Sync + fmt::Debug {
@@ -151,6 +185,22 @@ pub trait WriteBackend: ReadBackend {
     /// # Errors
     /// `Retained` if Object Lock keeps it; `Backend` if the store failed.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Writes that were started and never finished (see [`UnfinishedWrite`]),
+    /// those in progress included: the caller decides by their age which
+    /// are abandoned. A store whose writes cannot be left half-done returns
+    /// none.
+    ///
+    /// # Errors
+    /// `Backend` if the store failed.
+    async fn unfinished_writes(&self) -> Result<Vec<UnfinishedWrite>>;
+
+    /// Removes an unfinished write's leftovers (deletes the temporary file,
+    /// aborts the upload); one already gone is not an error.
+    ///
+    /// # Errors
+    /// `Backend` if the store failed.
+    async fn remove_unfinished(&self, write: &UnfinishedWrite) -> Result<()>;
 
     /// Opens `key` for durable writes in place, first creating it, atomically
     /// and durably, as `capacity` zero bytes if it does not exist: a journal
@@ -286,6 +336,7 @@ pub(crate) mod common;
 pub(crate) mod fault;
 pub(crate) mod fs;
 pub(crate) mod memory;
+pub(crate) mod read_only;
 pub(crate) mod retry;
 pub(crate) mod s3;
 

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use crate::backend::common::SplitMix64;
 use crate::backend::{
     BackendCapabilities, InPlaceObject, ListPage, ObjectMeta, PutMode, PutOptions, ReadBackend,
-    WriteBackend,
+    UnfinishedWrite, WriteBackend,
 };
 use crate::error::{Error, Result};
 
@@ -171,6 +171,14 @@ impl<B: WriteBackend> WriteBackend for Retry<B> {
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.retry(|_| self.inner.delete(key)).await
+    }
+
+    async fn unfinished_writes(&self) -> Result<Vec<UnfinishedWrite>> {
+        self.retry(|_| self.inner.unfinished_writes()).await
+    }
+
+    async fn remove_unfinished(&self, write: &UnfinishedWrite) -> Result<()> {
+        self.retry(|_| self.inner.remove_unfinished(write)).await
     }
 
     async fn open_in_place(

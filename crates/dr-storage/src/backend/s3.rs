@@ -45,7 +45,7 @@ use tokio::task::JoinSet;
 use crate::backend::common::check_limit;
 use crate::backend::{
     BackendCapabilities, ListPage, ObjectMeta, PutMode, PutOptions, ReadBackend, Retention,
-    RetentionMode, WriteBackend, check_key, check_prefix,
+    RetentionMode, UnfinishedWrite, WriteBackend, check_key, check_prefix,
 };
 use crate::error::{Error, Result};
 
@@ -839,6 +839,70 @@ impl WriteBackend for S3Backend {
             self.put_multipart(key, full, data, options).await
         } else {
             self.put_single(key, full, data, options).await
+        }
+    }
+
+    async fn unfinished_writes(&self) -> Result<Vec<UnfinishedWrite>> {
+        let mut found = Vec::new();
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&self.prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.map_err("list multipart uploads", "", e))?;
+            for upload in out.uploads() {
+                let (Some(full), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let Some(key) = full.strip_prefix(self.prefix.as_str()) else {
+                    continue;
+                };
+                let started = upload
+                    .initiated()
+                    .and_then(|t| jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok())
+                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                found.push(UnfinishedWrite::new(key, started).with_upload_id(id));
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(found);
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            id_marker = out.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && id_marker.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
+    async fn remove_unfinished(&self, write: &UnfinishedWrite) -> Result<()> {
+        let Some(id) = &write.upload_id else {
+            return Err(Error::InvalidInput {
+                what: format!("unfinished write {:?}", write.name),
+                reason: "not a multipart upload of this store".into(),
+            });
+        };
+        check_key(&write.name)?;
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.full_key(&write.name))
+            .upload_id(id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => match self.map_err("abort multipart upload", &write.name, err) {
+                // NoSuchUpload: finished or aborted meanwhile.
+                Error::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
         }
     }
 

@@ -7,8 +7,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::verify::Damage;
+use super::lock::Lock;
 use super::{Repository, snapshot_key};
-use crate::backend::ReadBackendExt;
+use crate::backend::{ReadBackendExt, UnfinishedWrite};
 use crate::crypto::parse_hex_id;
 use crate::error::{Error, Result};
 
@@ -28,6 +29,11 @@ pub struct CheckReport {
     pub segments: usize,
     /// Segment journals in the store (segments in progress).
     pub journals: usize,
+    /// Writes that never finished (temporary files of killed writes,
+    /// incomplete multipart uploads), those in progress included; prune
+    /// removes those older than its grace period. Not a problem. Not
+    /// looked for when the repository is read-only.
+    pub unfinished_writes: Vec<UnfinishedWrite>,
     /// Every problem found, by object. Empty means the repository is sound.
     pub problems: Vec<Damage>,
 }
@@ -47,9 +53,9 @@ impl Repository {
     /// # Errors
     /// Only when the store itself fails or the lock cannot be taken.
     pub async fn check(&self) -> Result<CheckReport> {
-        let lock = self.lock(false, self.lock_wait).await?;
+        let lock = self.read_lock().await?;
         let report = self.check_locked().await;
-        lock.release().await?;
+        Lock::release_read(lock).await?;
         report
     }
 
@@ -164,6 +170,9 @@ impl Repository {
         report.unindexed_packs = sizes.keys().filter(|p| !indexed_packs.contains(*p)).count();
         report.segments = self.inner.backend.list("archive/").await?.len();
         report.journals = self.inner.backend.list("journal/").await?.len();
+        if !self.inner.read_only {
+            report.unfinished_writes = self.inner.backend.unfinished_writes().await?;
+        }
         Ok(report)
     }
 }

@@ -30,7 +30,10 @@ use serde::{Deserialize, Serialize};
 
 use jiff::Timestamp;
 
-use crate::backend::{PutOptions, ReadBackendExt, Retention, RetentionMode, WriteBackend};
+use crate::backend::read_only::ReadOnly;
+use crate::backend::{
+    PutOptions, ReadBackend, ReadBackendExt, Retention, RetentionMode, WriteBackend,
+};
 use crate::crypto::{
     Crypter, Id, KdfParams, MasterKey, Secret, WrappedKey, content_name, fill_random, hex,
 };
@@ -51,6 +54,7 @@ mod write;
 pub use self::archive::SegmentForgetReport;
 pub use self::check::CheckReport;
 pub use self::forget::{ForgetPlan, ForgetReport, SnapshotFilter};
+pub use self::lock::{LockInfo, Unlock};
 pub use self::prune::{PruneOptions, PruneReport};
 pub use self::verify::{Damage, VerifyOptions, VerifyReport};
 pub use self::write::RepositoryWriter;
@@ -260,6 +264,8 @@ struct Inner {
     index: RwLock<Index>,
     /// Chunk-processing jobs in flight per stream.
     concurrency: usize,
+    /// Opened with [`Repository::open_read_only`]: no locks, no writes.
+    read_only: bool,
 }
 
 /// Where every known blob is, and which index files that came from.
@@ -370,7 +376,7 @@ impl Repository {
             pack_size: options.pack_size,
             object_lock: options.object_lock,
         };
-        let repo = Self::assemble(backend, crypter, config);
+        let repo = Self::assemble(backend, crypter, config, false);
         let backend = &repo.inner.backend;
         if let Some(wrapped) = wrapped {
             let bytes =
@@ -405,47 +411,110 @@ impl Repository {
     /// `UnsupportedVersion` for a newer format; `Unsupported` if the store does
     /// not honour create-only writes; `Corrupt` for a damaged config.
     pub async fn open(backend: Arc<dyn WriteBackend>, secret: Option<&Secret>) -> Result<Self> {
-        let raw = backend.get_all("config").await?;
-        let config: Config = serde_json::from_slice(&raw).map_err(|e| {
-            // An unknown format version is reported as such, not as damage.
-            match serde_json::from_slice::<serde_json::Value>(&raw)
-                .ok()
-                .and_then(|v| v.get("format").and_then(serde_json::Value::as_u64))
-            {
-                Some(found) if found != u64::from(REPOSITORY_FORMAT) => Error::UnsupportedVersion {
-                    object: format!("{}: config", backend.location()),
-                    found: found as u32,
-                    supported: REPOSITORY_FORMAT.to_string(),
-                },
-                _ => Error::corrupt("config", e.to_string()),
-            }
-        })?;
-        if config.format != REPOSITORY_FORMAT {
-            return Err(Error::UnsupportedVersion {
-                object: format!("{}: config", backend.location()),
-                found: config.format,
-                supported: REPOSITORY_FORMAT.to_string(),
-            });
-        }
+        let config = read_config(backend.as_ref()).await?;
         check_create_only(backend.as_ref()).await?;
-        let crypter = if config.encrypted {
-            let secret = secret.ok_or_else(|| Error::InvalidInput {
-                what: "secret".into(),
-                reason: format!(
-                    "the repository at {} is encrypted: give its password or key file",
-                    backend.location()
-                ),
-            })?;
-            unlock(backend.as_ref(), secret).await?
-        } else {
-            Crypter::Plain
-        };
+        let crypter = crypter_for(backend.as_ref(), &config, secret).await?;
         // The index is read when it is first needed (a backup or a read),
         // not here: archive segments (WAL) never need it.
-        Ok(Self::assemble(backend, crypter, config))
+        Ok(Self::assemble(backend, crypter, config, false))
     }
 
-    fn assemble(backend: Arc<dyn WriteBackend>, crypter: Crypter, config: Config) -> Self {
+    /// Opens an existing repository for reading only, with credentials that
+    /// may only read (the right ones for a restore or a verify in an
+    /// incident): nothing is written to the store, not even a lock or a
+    /// probe. Snapshots and archive segments read, restore and verify as
+    /// from [`Repository::open`]; every write (a backup, forget, prune,
+    /// unlock) fails with `Unsupported`, saying the repository is read-only.
+    ///
+    /// Without a lock, a prune that runs meanwhile may delete what a
+    /// [`check`](Repository::check) or [`verify`](Repository::verify) is
+    /// reading: they then report it missing.
+    ///
+    /// # Errors
+    /// As [`Repository::open`], but for the create-only check, which is not made.
+    pub async fn open_read_only(
+        backend: Arc<dyn ReadBackend>,
+        secret: Option<&Secret>,
+    ) -> Result<Self> {
+        let backend: Arc<dyn WriteBackend> = Arc::new(ReadOnly::new(backend));
+        let config = read_config(backend.as_ref()).await?;
+        let crypter = crypter_for(backend.as_ref(), &config, secret).await?;
+        Ok(Self::assemble(backend, crypter, config, true))
+    }
+
+    /// Whether the repository was opened with [`Repository::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// Fails, saying what was attempted, if the repository is read-only.
+    pub(crate) fn writable(&self, what: &str) -> Result<()> {
+        if self.inner.read_only {
+            return Err(Error::Unsupported {
+                location: self.inner.backend.location(),
+                reason: format!(
+                    "the repository was opened read-only: {what} is not allowed \
+                     (open it with write access)"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The config, checked: a format this build reads.
+async fn read_config(backend: &dyn WriteBackend) -> Result<Config> {
+    let raw = backend.get_all("config").await?;
+    let config: Config = serde_json::from_slice(&raw).map_err(|e| {
+        // An unknown format version is reported as such, not as damage.
+        match serde_json::from_slice::<serde_json::Value>(&raw)
+            .ok()
+            .and_then(|v| v.get("format").and_then(serde_json::Value::as_u64))
+        {
+            Some(found) if found != u64::from(REPOSITORY_FORMAT) => Error::UnsupportedVersion {
+                object: format!("{}: config", backend.location()),
+                found: found as u32,
+                supported: REPOSITORY_FORMAT.to_string(),
+            },
+            _ => Error::corrupt("config", e.to_string()),
+        }
+    })?;
+    if config.format != REPOSITORY_FORMAT {
+        return Err(Error::UnsupportedVersion {
+            object: format!("{}: config", backend.location()),
+            found: config.format,
+            supported: REPOSITORY_FORMAT.to_string(),
+        });
+    }
+    Ok(config)
+}
+
+/// The key that opens the repository's objects.
+async fn crypter_for(
+    backend: &dyn WriteBackend,
+    config: &Config,
+    secret: Option<&Secret>,
+) -> Result<Crypter> {
+    if !config.encrypted {
+        return Ok(Crypter::Plain);
+    }
+    let secret = secret.ok_or_else(|| Error::InvalidInput {
+        what: "secret".into(),
+        reason: format!(
+            "the repository at {} is encrypted: give its password or key file",
+            backend.location()
+        ),
+    })?;
+    unlock(backend, secret).await
+}
+
+impl Repository {
+    fn assemble(
+        backend: Arc<dyn WriteBackend>,
+        crypter: Crypter,
+        config: Config,
+        read_only: bool,
+    ) -> Self {
         let concurrency = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .max(2);
@@ -456,6 +525,7 @@ impl Repository {
                 config,
                 index: RwLock::new(Index::default()),
                 concurrency,
+                read_only,
             }),
             lock_wait: DEFAULT_LOCK_WAIT,
         }

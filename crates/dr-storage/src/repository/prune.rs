@@ -17,13 +17,17 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use jiff::Timestamp;
 
 use super::check::is_damage;
+use super::lock::{STALE_AFTER, Unlock};
 use super::{
     INDEX_CONTEXT, IndexFile, IndexedPack, REPOSITORY_FORMAT, Repository, join_error, pack_key,
 };
-use crate::backend::ReadBackendExt;
+use crate::backend::{ReadBackendExt, UnfinishedWrite};
 use crate::crypto::{Id, content_name, hex, parse_hex_id};
 use crate::error::{Error, Result};
 use crate::pack::{BlobCheck, BlobEntry, PackBuilder, SealedBlob, open_blob};
@@ -33,6 +37,7 @@ use crate::pack::{BlobCheck, BlobEntry, PackBuilder, SealedBlob, open_blob};
 pub struct PruneOptions {
     max_unused: f64,
     dry_run: bool,
+    unfinished_after: Duration,
 }
 
 impl Default for PruneOptions {
@@ -40,6 +45,7 @@ impl Default for PruneOptions {
         Self {
             max_unused: 0.1,
             dry_run: false,
+            unfinished_after: STALE_AFTER,
         }
     }
 }
@@ -60,6 +66,19 @@ impl PruneOptions {
         }
         self.max_unused = fraction;
         Ok(self)
+    }
+
+    /// Remove writes that never finished (temporary files of killed writes,
+    /// incomplete multipart uploads) once they were started this long
+    /// before the prune took its lock; the default is 30 minutes, the age
+    /// at which a lock is stale. Backups, forgets and prunes write under
+    /// locks that the prune's exclusive lock waits out, so nothing of
+    /// theirs is in progress; archive segments are written without a lock,
+    /// and this is their margin.
+    #[must_use]
+    pub fn unfinished_after(mut self, age: Duration) -> Self {
+        self.unfinished_after = age;
+        self
     }
 
     /// Only work out and report what would be done.
@@ -89,6 +108,8 @@ pub struct PruneReport {
     pub bytes_written: u64,
     /// Stale lock objects removed.
     pub stale_locks_removed: usize,
+    /// Writes that never finished, removed (or, in a dry run, to remove).
+    pub unfinished_removed: Vec<UnfinishedWrite>,
     /// Objects prune would have deleted but Object Lock still retains.
     pub retained: Vec<String>,
 }
@@ -110,8 +131,12 @@ impl Repository {
     /// file is damaged, or a chunk a snapshot uses is in no index (prune then
     /// deletes nothing: run [`Repository::check`]).
     pub async fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
+        let taken_at = Timestamp::now();
         let lock = self.lock(true, self.lock_wait).await?;
-        let result = self.prune_locked(options).await;
+        let result = self.prune_locked(options, taken_at).await.map(|mut report| {
+            report.stale_locks_removed += lock.stale_removed;
+            report
+        });
         let released = lock.release().await;
         // Other handles' indexes notice the replaced index files on their next load.
         let reloaded = self.load_index().await;
@@ -121,8 +146,31 @@ impl Repository {
         Ok(report)
     }
 
-    async fn prune_locked(&self, options: &PruneOptions) -> Result<PruneReport> {
+    async fn prune_locked(
+        &self,
+        options: &PruneOptions,
+        taken_at: Timestamp,
+    ) -> Result<PruneReport> {
         let mut report = PruneReport::default();
+        let unfinished_before = taken_at
+            .checked_sub(jiff::SignedDuration::try_from(options.unfinished_after).map_err(
+                |_| Error::InvalidInput {
+                    what: "prune unfinished_after".into(),
+                    reason: "too long".into(),
+                },
+            )?)
+            .map_err(|e| Error::InvalidInput {
+                what: "prune unfinished_after".into(),
+                reason: e.to_string(),
+            })?;
+        report.unfinished_removed = self
+            .inner
+            .backend
+            .unfinished_writes()
+            .await?
+            .into_iter()
+            .filter(|w| w.started < unfinished_before)
+            .collect();
         let used = self.used_chunks(&mut report).await?;
         let index_keys = self.index_keys().await?;
         // Every pack the index files name, with its blobs; and where each used
@@ -275,7 +323,11 @@ impl Repository {
                 Err(e) => return Err(e),
             }
         }
-        report.stale_locks_removed = self.remove_stale_locks().await?;
+        // 5. Writes that never finished, and locks found stale since ours was taken.
+        for write in &report.unfinished_removed {
+            self.inner.backend.remove_unfinished(write).await?;
+        }
+        report.stale_locks_removed = self.unlock(Unlock::Stale).await?.len();
         Ok(report)
     }
 

@@ -1,6 +1,7 @@
 //! `verify`: re-read stored data and name every damaged object.
 
 use super::archive::decode_segment;
+use super::lock::Lock;
 use super::{Repository, join_error};
 use crate::backend::ReadBackendExt;
 use crate::crypto::{Crypter, content_name, fill_random, hex};
@@ -88,17 +89,17 @@ impl Repository {
     }
 
     /// Reads packs and archive segments (all, or a random fraction) and
-    /// checks them: a pack's name is the SHA-256 of its bytes, its header
+    /// checks them: a pack's name is the BLAKE3 of its bytes, its header
     /// opens, and every blob decrypts, decompresses and hashes to its id; a
     /// segment opens and matches its SHA-256. Damage is collected, not fatal,
-    /// so the report names every damaged object. Holds a shared lock, so no
-    /// prune deletes what is being read.
+    /// so the report names every damaged object. Holds a shared lock (unless
+    /// the repository is read-only), so no prune deletes what is being read.
     ///
     /// # Errors
     /// Only when the store itself fails (listing or reading), or the lock
     /// cannot be taken.
     pub async fn verify_with(&self, options: VerifyOptions) -> Result<VerifyReport> {
-        let lock = self.lock(false, self.lock_wait).await?;
+        let lock = self.read_lock().await?;
         let mut report = VerifyReport::default();
         let packs = self.inner.backend.list("data/").await?;
         for key in options.choose(packs.into_iter().map(|o| o.key).collect())? {
@@ -139,12 +140,12 @@ impl Repository {
                     reason: e.to_string(),
                 }),
                 Err(e) => {
-                    lock.release().await.ok();
+                    Lock::release_read(lock).await.ok();
                     return Err(e);
                 }
             }
         }
-        lock.release().await?;
+        Lock::release_read(lock).await?;
         Ok(report)
     }
 }

@@ -448,8 +448,8 @@ impl SnapshotWriter for RepositoryWriter {
         let repo = this.repo.clone();
         let packs = this.packer.finish().await?;
         // Everything below refers to packs a prune must not have taken for
-        // abandoned: only commit under a lock that stayed fresh.
-        this.lock.ensure_held()?;
+        // abandoned: only index them under a lock that is still ours.
+        this.lock.confirm().await?;
         if let Some(base) = commit.depends_on {
             // Forget refuses to delete a snapshot others depend on, and it
             // cannot run while this writer holds its lock: checked once is enough.
@@ -464,6 +464,7 @@ impl SnapshotWriter for RepositoryWriter {
                 Err(e) => return Err(e.into()),
             }
         }
+        let mut index_key = None;
         if !packs.is_empty() {
             let index = IndexFile {
                 format: REPOSITORY_FORMAT,
@@ -475,7 +476,7 @@ impl SnapshotWriter for RepositoryWriter {
                 .backend
                 .put(&key, bytes.into(), repo.put_options()?)
                 .await?;
-            repo.add_to_index(key, &packs);
+            index_key = Some(key);
         }
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
@@ -494,6 +495,16 @@ impl SnapshotWriter for RepositoryWriter {
             chunks: this.chunks,
         };
         let bytes = repo.encode(&file, SNAPSHOT_CONTEXT)?;
+        // Once more, right before the commit point: a lock removed while the
+        // index was written means a prune may be deleting these packs.
+        if let Err(lost) = this.lock.confirm().await {
+            if let Some(key) = &index_key {
+                // So that no later backup takes its blobs for stored; a
+                // prune would drop it too.
+                repo.inner.backend.delete(key).await.ok();
+            }
+            return Err(lost.into());
+        }
         // The commit point: from here on the snapshot exists.
         repo.inner
             .backend
@@ -503,6 +514,9 @@ impl SnapshotWriter for RepositoryWriter {
                 repo.put_options()?,
             )
             .await?;
+        if let Some(key) = index_key {
+            repo.add_to_index(key, &packs);
+        }
         this.lock.release().await?;
         Ok(file.manifest)
     }
