@@ -119,6 +119,21 @@ pub enum Error {
     },
 }
 
+/// The [`Error`] an `io::Error` carries, or the `io::Error` as it was.
+fn carried(source: std::io::Error) -> std::result::Result<Error, std::io::Error> {
+    if !source.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        return Err(source);
+    }
+    let kind = source.kind();
+    match source.into_inner() {
+        Some(inner) => inner
+            .downcast::<Error>()
+            .map(|carried| *carried)
+            .map_err(|other| std::io::Error::new(kind, other)),
+        None => Err(std::io::Error::from(kind)),
+    }
+}
+
 /// The class of an [`Error`], for deciding between retrying, failing over and paging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -175,12 +190,32 @@ impl Error {
         }
     }
 
-    /// An [`Error::Io`] with what was being done.
+    /// An [`Error::Io`] with what was being done; but an `Error` that a
+    /// stream carried through an `io::Error` ([`Error::into_io`]) comes back
+    /// out as itself: damage met while reading a stored stream stays
+    /// [`ErrorKind::Corrupt`], naming the damaged object, rather than
+    /// becoming local I/O trouble with the cause out of sight.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
+        match carried(source) {
+            Ok(carried) => carried,
+            Err(source) => Error::Io {
+                context: context.into(),
+                source,
+            },
         }
+    }
+
+    /// This error as an `io::Error`, for an `AsyncRead` to fail with:
+    /// [`ErrorKind::Corrupt`] as `InvalidData`, [`ErrorKind::NotFound`] as
+    /// `NotFound`, anything else as `Other`. [`Error::io`] unwraps it again.
+    pub fn into_io(self) -> std::io::Error {
+        let kind = match self.kind() {
+            ErrorKind::Corrupt => std::io::ErrorKind::InvalidData,
+            ErrorKind::NotFound => std::io::ErrorKind::NotFound,
+            ErrorKind::Timeout => std::io::ErrorKind::TimedOut,
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, self)
     }
 
     /// An [`Error::NotFound`].
@@ -278,5 +313,25 @@ mod tests {
             err.to_string(),
             "snapshot manifest has format version 9, this build reads 1"
         );
+    }
+
+    #[test]
+    fn an_error_carried_through_io_comes_back_as_itself() {
+        let damage = Error::corrupt("pack 3f2a", "a blob fails authentication");
+        let io = damage.into_io();
+        assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
+        let back = Error::io("reading base.tar", io);
+        assert_eq!(back.kind(), ErrorKind::Corrupt);
+        assert_eq!(
+            back.to_string(),
+            "pack 3f2a is corrupt: a blob fails authentication"
+        );
+        // Any other io::Error keeps its context.
+        let plain = Error::io(
+            "reading base.tar",
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "bad header"),
+        );
+        assert_eq!(plain.kind(), ErrorKind::Io);
+        assert_eq!(plain.to_string(), "reading base.tar");
     }
 }

@@ -83,3 +83,35 @@ pub use crate::snapshot::{
 // The re-exported types name these crates in their APIs.
 pub use async_trait::async_trait;
 pub use jiff;
+
+/// The traits whose methods the common calls are: one glob import brings
+/// `begin`, `add_stream`, `commit`, `snapshots`, `open_stream`, `put_segment`,
+/// `backup`, `restore` and `failover` into scope.
+///
+/// ```
+/// use dr_core::prelude::*;
+///
+/// // Any sink, any source: their methods need no other import.
+/// async fn copy_one(
+///     from: &dyn SnapshotSource,
+///     to: &dyn SnapshotSink,
+///     component: &dr_core::ComponentId,
+/// ) -> dr_core::Result<()> {
+///     let Some(latest) = from.snapshots(component).await?.pop() else { return Ok(()) };
+///     let mut writer = to.begin(component, latest.started_at).await?;
+///     for stream in &latest.streams {
+///         let mut reader = from.open_stream(&latest.id, &stream.name).await?;
+///         writer.add_stream(&stream.name, &mut reader).await?;
+///     }
+///     writer
+///         .commit(dr_core::SnapshotCommit::new(latest.recovery_point.clone()))
+///         .await?;
+///     Ok(())
+/// }
+/// ```
+pub mod prelude {
+    pub use crate::{
+        ArchiveSink, ArchiveSource, Backup, Failover, Restore, SnapshotSink, SnapshotSource,
+        SnapshotSourceExt, SnapshotWriter,
+    };
+}

@@ -12,12 +12,19 @@
 //!   [`ArchiveSink`](dr_core::ArchiveSink) and [`ArchiveSource`](dr_core::ArchiveSource).
 //!   A snapshot becomes visible when its snapshot file is written, and not before.
 //! - **Checks**: [`Repository::verify`] re-reads every pack and names every damaged object.
+//! - **Maintenance**: forget and prune, [`Repository::locks`] and
+//!   [`Repository::unlock`]; [`Repository::open_read_only`] for restores and
+//!   verifies with credentials that may only read.
+//!
+//! [`prelude`] brings the traits behind the common calls into scope
+//! (dr-core's sink and source traits, the backend traits).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use dr_core::{RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSourceExt};
+//! use dr_core::{RecoveryPoint, SnapshotCommit};
+//! use dr_storage::prelude::*;
 //! use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
 //! use tokio::io::AsyncReadExt;
 //!
@@ -55,3 +62,11 @@ pub use crate::repository::{
     RepositoryWriter, SegmentForgetReport, SnapshotFilter, Unlock, VerifyOptions, VerifyReport,
 };
 pub use crate::retention::{Candidate, Decision, KeepReason, RetentionPolicy};
+
+/// The traits behind the common calls, in one glob import: dr-core's
+/// snapshot, archive and operation traits ([`dr_core::prelude`]) and the
+/// backend traits.
+pub mod prelude {
+    pub use crate::backend::{ReadBackend, ReadBackendExt, WriteBackend};
+    pub use dr_core::prelude::*;
+}

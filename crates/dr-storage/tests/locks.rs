@@ -18,8 +18,7 @@ use dr_core::{
 };
 use dr_storage::{
     ChunkerParams, Error, FsBackend, InitOptions, KdfParams, PruneOptions, ReadBackend,
-    ReadBackendExt, Repository, S3Backend, S3Options, Secret, SnapshotFilter, Unlock,
-    WriteBackend,
+    ReadBackendExt, Repository, S3Backend, S3Options, Secret, SnapshotFilter, Unlock, WriteBackend,
 };
 use tokio::io::AsyncReadExt;
 
@@ -74,7 +73,9 @@ async fn backup(repo: &Repository, bytes: &[u8]) -> Manifest {
         .unwrap();
     writer.add_stream(&stream(), &mut &bytes[..]).await.unwrap();
     writer
-        .commit(SnapshotCommit::new(RecoveryPoint::new(jiff::Timestamp::now())))
+        .commit(SnapshotCommit::new(RecoveryPoint::new(
+            jiff::Timestamp::now(),
+        )))
         .await
         .unwrap()
 }
@@ -192,7 +193,9 @@ async fn a_prune_in_another_pid_namespace_waits_for_a_live_backup() {
     );
 
     let manifest = writer
-        .commit(SnapshotCommit::new(RecoveryPoint::new(jiff::Timestamp::now())))
+        .commit(SnapshotCommit::new(RecoveryPoint::new(
+            jiff::Timestamp::now(),
+        )))
         .await
         .unwrap();
     let check = repo.check().await.unwrap();
@@ -227,7 +230,9 @@ async fn a_backup_whose_lock_was_removed_does_not_commit() {
     assert_eq!(removed[0].key, locks[0].key);
 
     let err = writer
-        .commit(SnapshotCommit::new(RecoveryPoint::new(jiff::Timestamp::now())))
+        .commit(SnapshotCommit::new(RecoveryPoint::new(
+            jiff::Timestamp::now(),
+        )))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
@@ -266,7 +271,10 @@ async fn dead_locks_are_named_broken_by_hand_or_cleaned_up_where_known_dead() {
     let locks = repo.locks().await.unwrap();
     assert_eq!(locks.len(), 1, "{locks:?}");
     let dead = &locks[0];
-    assert!(!dead.stale, "judged dead from outside its namespace: {dead}");
+    assert!(
+        !dead.stale,
+        "judged dead from outside its namespace: {dead}"
+    );
     assert!(dead.pid_namespace.is_some(), "{dead}");
     let err = repo.prune(&PruneOptions::default()).await.unwrap_err();
     assert!(
@@ -283,7 +291,10 @@ async fn dead_locks_are_named_broken_by_hand_or_cleaned_up_where_known_dead() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     let report = repo.prune(&PruneOptions::default()).await.unwrap();
-    assert!(report.packs_deleted > 0, "the dead backup's packs: {report:?}");
+    assert!(
+        report.packs_deleted > 0,
+        "the dead backup's packs: {report:?}"
+    );
 
     // Killed in ours: the next backup deletes its lock on the way.
     let mut holder = spawn(dir.path(), "hold", false);
@@ -360,10 +371,7 @@ fn everything(dir: &Path) -> Vec<(String, SystemTime)> {
             if meta.is_dir() {
                 stack.push(entry.path());
             } else {
-                out.push((
-                    entry.path().display().to_string(),
-                    meta.modified().unwrap(),
-                ));
+                out.push((entry.path().display().to_string(), meta.modified().unwrap()));
             }
         }
     }
@@ -396,12 +404,17 @@ async fn prune_removes_temporary_files_of_killed_writes_once_old() {
     assert!(check.is_ok(), "{check:?}");
     assert_eq!(check.unfinished_writes.len(), 1, "{check:?}");
     assert!(
-        check.unfinished_writes[0].name.ends_with("~tmp.4242.7.123456789"),
+        check.unfinished_writes[0]
+            .name
+            .ends_with("~tmp.4242.7.123456789"),
         "{check:?}"
     );
     let report = repo.prune(&PruneOptions::default()).await.unwrap();
     assert!(report.unfinished_removed.is_empty(), "{report:?}");
-    assert!(leftover.exists(), "a fresh temporary file may be a write in progress");
+    assert!(
+        leftover.exists(),
+        "a fresh temporary file may be a write in progress"
+    );
 
     let hour_ago = SystemTime::now() - Duration::from_secs(3600);
     std::fs::File::options()
@@ -487,7 +500,11 @@ async fn prune_aborts_incomplete_multipart_uploads_on_s3() {
         .send()
         .await
         .unwrap();
-    let ids: Vec<_> = left.uploads().iter().filter_map(|u| u.upload_id()).collect();
+    let ids: Vec<_> = left
+        .uploads()
+        .iter()
+        .filter_map(|u| u.upload_id())
+        .collect();
     assert_eq!(ids, vec![other.upload_id().unwrap()]);
     assert_eq!(restore(&repo, &manifest).await, data(8, 400_000));
 }

@@ -241,7 +241,28 @@ async fn damaged_packs_fail_reads_instead_of_returning_wrong_bytes() {
                 .expect_err("damage went unnoticed");
             assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
             assert!(err.to_string().contains("corrupt"), "{err}");
+            // A reader of the stream that wraps what it read as its own I/O
+            // trouble still reports damage, naming the pack and what to do.
+            let err = dr_core::Error::io("reading s", err);
+            assert_eq!(err.kind(), dr_core::ErrorKind::Corrupt, "{err}");
+            let message = err.to_string();
+            let pack = victim.rsplit('/').next().unwrap();
+            assert!(
+                message.contains(pack)
+                    && message.contains(&format!("stream s of snapshot {}", manifest.id))
+                    && message.contains("verify")
+                    && message.contains("older snapshot"),
+                "{message}"
+            );
         }
+        // A pack gone from the store is damage too.
+        backend.delete(victim).await.unwrap();
+        let err = read_checked(&repo, &manifest.id, "s", StreamCheck::Digest)
+            .await
+            .expect_err("a missing pack went unnoticed");
+        let err = dr_core::Error::io("reading s", err);
+        assert_eq!(err.kind(), dr_core::ErrorKind::Corrupt, "{err}");
+        assert!(err.to_string().contains("missing from the store"), "{err}");
     }
 }
 

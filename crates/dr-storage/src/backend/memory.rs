@@ -10,8 +10,7 @@ use bytes::Bytes;
 use crate::backend::common::{check_limit, clamp_range, page_of};
 use crate::backend::{
     BackendCapabilities, ListPage, ObjectMeta, PutMode, PutOptions, ReadBackend, UnfinishedWrite,
-    WriteBackend,
-    check_key, check_prefix,
+    WriteBackend, check_key, check_prefix,
 };
 use crate::error::{Error, Result};
 

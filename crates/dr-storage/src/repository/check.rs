@@ -6,8 +6,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::verify::Damage;
 use super::lock::Lock;
+use super::verify::Damage;
 use super::{Repository, snapshot_key};
 use crate::backend::{ReadBackendExt, UnfinishedWrite};
 use crate::crypto::parse_hex_id;

@@ -121,7 +121,12 @@ fn start_ticks(pid: &str) -> Option<u64> {
 /// Field 22 of a `/proc/<pid>/stat` line. The command name (field 2) may
 /// hold spaces and parentheses: fields are counted from the last ')'.
 fn parse_start_ticks(stat: &str) -> Option<u64> {
-    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 fn hostname() -> String {

@@ -133,10 +133,13 @@ impl Repository {
     pub async fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
         let taken_at = Timestamp::now();
         let lock = self.lock(true, self.lock_wait).await?;
-        let result = self.prune_locked(options, taken_at).await.map(|mut report| {
-            report.stale_locks_removed += lock.stale_removed;
-            report
-        });
+        let result = self
+            .prune_locked(options, taken_at)
+            .await
+            .map(|mut report| {
+                report.stale_locks_removed += lock.stale_removed;
+                report
+            });
         let released = lock.release().await;
         // Other handles' indexes notice the replaced index files on their next load.
         let reloaded = self.load_index().await;
@@ -153,12 +156,14 @@ impl Repository {
     ) -> Result<PruneReport> {
         let mut report = PruneReport::default();
         let unfinished_before = taken_at
-            .checked_sub(jiff::SignedDuration::try_from(options.unfinished_after).map_err(
-                |_| Error::InvalidInput {
-                    what: "prune unfinished_after".into(),
-                    reason: "too long".into(),
-                },
-            )?)
+            .checked_sub(
+                jiff::SignedDuration::try_from(options.unfinished_after).map_err(|_| {
+                    Error::InvalidInput {
+                        what: "prune unfinished_after".into(),
+                        reason: "too long".into(),
+                    }
+                })?,
+            )
             .map_err(|e| Error::InvalidInput {
                 what: "prune unfinished_after".into(),
                 reason: e.to_string(),

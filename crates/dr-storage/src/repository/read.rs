@@ -119,7 +119,7 @@ impl Repository {
             };
             let bytes = match next.await.map_err(join_error).and_then(|r| r) {
                 Ok(bytes) => bytes,
-                Err(e) => break Err(invalid_data(e.into())),
+                Err(e) => break Err(blob_failure(&what, e)),
             };
             seen += bytes.len() as u64;
             if seen > expected.size {
@@ -149,7 +149,7 @@ impl Repository {
                         Ok(None)
                     }
                     Ok(_) => Err(corrupt_io(&what, "SHA-256 differs from its manifest")),
-                    Err(e) => Err(invalid_data(join_error(e).into())),
+                    Err(e) => Err(dr_core::Error::from(join_error(e)).into_io()),
                 },
             },
         };
@@ -232,15 +232,33 @@ impl AsyncRead for VerifiedStream {
     }
 }
 
-fn invalid_data(e: dr_core::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e)
+/// What to do about damage met while reading a stream.
+const DAMAGE_ADVICE: &str = "run verify to find every damaged object, and restore from an \
+                             older snapshot that does not use it";
+
+/// A piece of the stream that could not be read back. Damage (a blob that
+/// fails its check, a pack missing or cut short) is `Corrupt`, naming the
+/// damaged object and the stream, and saying what to do; a failing store
+/// stays what it is. Either travels inside the `io::Error` as a
+/// `dr_core::Error`, which `dr_core::Error::io` takes out again.
+fn blob_failure(what: &str, e: Error) -> io::Error {
+    let damage = match &e {
+        Error::Corrupt { object, reason } => Some((object.clone(), reason.clone())),
+        Error::NotFound { key, .. } => Some((key.clone(), "missing from the store".to_owned())),
+        _ => None,
+    };
+    match damage {
+        Some((object, reason)) => dr_core::Error::corrupt(
+            object,
+            format!("{reason} (while reading {what}); {DAMAGE_ADVICE}"),
+        )
+        .into_io(),
+        None => dr_core::Error::from(e).into_io(),
+    }
 }
 
 fn corrupt_io(what: &str, reason: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        dr_core::Error::corrupt(what, reason),
-    )
+    dr_core::Error::corrupt(what, format!("{reason}; {DAMAGE_ADVICE}")).into_io()
 }
 
 #[cfg(test)]
