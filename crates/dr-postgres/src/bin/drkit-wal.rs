@@ -220,7 +220,16 @@ fn secret(common: &Common) -> Result<Option<Secret>, Failure> {
     Ok(std::env::var("DRKIT_PASSWORD").ok().map(Secret::password))
 }
 
-async fn open_repository(common: &Common) -> Result<Repository, Failure> {
+/// How a command opens the repository: fetch only reads, so it writes
+/// nothing (not even the open's create-only probe) and works with
+/// credentials that may only read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+async fn open_repository(common: &Common, access: Access) -> Result<Repository, Failure> {
     let backend: Arc<dyn WriteBackend> = if let Some(rest) = common.repo.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let region = std::env::var("AWS_REGION")
@@ -248,7 +257,11 @@ async fn open_repository(common: &Common) -> Result<Repository, Failure> {
         )
     };
     let secret = secret(common)?;
-    match Repository::open(backend, secret.as_ref()).await {
+    let opened = match access {
+        Access::ReadWrite => Repository::open(backend, secret.as_ref()).await,
+        Access::ReadOnly => Repository::open_read_only(backend, secret.as_ref()).await,
+    };
+    match opened {
         Ok(repo) => Ok(repo),
         Err(e) if e.kind() == ErrorKind::NotFound => Err(Failure::Failed(format!(
             "there is no drkit repository at {} (no config object)",
@@ -289,7 +302,7 @@ async fn push(common: &Common, path: &Path) -> Result<(), Failure> {
             )));
         }
     }
-    let repo = open_repository(common).await?;
+    let repo = open_repository(common, Access::ReadWrite).await?;
     match repo.put_segment(&common.component, &name, &mut file).await {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(Failure::Failed(format!(
@@ -301,7 +314,7 @@ async fn push(common: &Common, path: &Path) -> Result<(), Failure> {
 }
 
 async fn fetch(common: &Common, file: &str, dest: &Path) -> Result<(), Failure> {
-    let repo = open_repository(common).await?;
+    let repo = open_repository(common, Access::ReadOnly).await?;
     let data = match fetch_wal(&repo, &common.component, file, common.segment_size).await {
         Ok(Some(data)) => data,
         Ok(None) => {

@@ -295,7 +295,7 @@ impl Index {
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
-/// use dr_core::SnapshotSink;
+/// use dr_storage::prelude::*;
 /// use dr_storage::{FsBackend, InitOptions, Repository, Secret};
 ///
 /// let backend = Arc::new(FsBackend::new("/var/backups/drkit")?);
