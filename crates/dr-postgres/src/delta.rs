@@ -246,10 +246,14 @@ async fn xor_archive(
         let padding = (BLOCK - (entry.size % BLOCK as u64) as usize) % BLOCK;
         let start = buf.len();
         buf.resize(start + padding, 0);
-        input
-            .read_exact(&mut buf[start..])
-            .await
-            .map_err(|_| invalid(what, "truncated inside a file's padding"))?;
+        input.read_exact(&mut buf[start..]).await.map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                invalid(what, "truncated inside a file's padding")
+            } else {
+                // Damage met reading the stored stream, reported as itself.
+                e
+            }
+        })?;
     }
 }
 
