@@ -66,6 +66,16 @@ async fn open(dir: &Path) -> Repository {
         .with_lock_wait(Duration::from_secs(2))
 }
 
+/// A new repository in a temporary directory, opened as the tests' other
+/// processes open it.
+async fn fresh() -> (tempfile::TempDir, Arc<dyn WriteBackend>, Repository) {
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn WriteBackend> = Arc::new(FsBackend::new(dir.path()).unwrap());
+    Repository::init(backend.clone(), options()).await.unwrap();
+    let repo = open(dir.path()).await;
+    (dir, backend, repo)
+}
+
 async fn backup(repo: &Repository, bytes: &[u8]) -> Manifest {
     let mut writer = repo
         .begin(&component(), jiff::Timestamp::now())
@@ -170,10 +180,7 @@ fn said(child: &mut Child) -> String {
 /// the backup commits a snapshot whose every pack is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prune_in_another_pid_namespace_waits_for_a_live_backup() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend: Arc<dyn WriteBackend> = Arc::new(FsBackend::new(dir.path()).unwrap());
-    Repository::init(backend.clone(), options()).await.unwrap();
-    let repo = open(dir.path()).await;
+    let (dir, backend, repo) = fresh().await;
 
     let bytes = data(1, 2_000_000);
     let mut writer = repo
@@ -207,10 +214,7 @@ async fn a_prune_in_another_pid_namespace_waits_for_a_live_backup() {
 /// dead) commits nothing, and leaves nothing that later backups would trust.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_whose_lock_was_removed_does_not_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend: Arc<dyn WriteBackend> = Arc::new(FsBackend::new(dir.path()).unwrap());
-    Repository::init(backend.clone(), options()).await.unwrap();
-    let repo = open(dir.path()).await;
+    let (_dir, backend, repo) = fresh().await;
 
     let bytes = data(2, 1_000_000);
     let mut writer = repo
@@ -257,10 +261,7 @@ async fn a_backup_whose_lock_was_removed_does_not_commit() {
 /// deleted by the next process that meets it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_locks_are_named_broken_by_hand_or_cleaned_up_where_known_dead() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend: Arc<dyn WriteBackend> = Arc::new(FsBackend::new(dir.path()).unwrap());
-    Repository::init(backend.clone(), options()).await.unwrap();
-    let repo = open(dir.path()).await;
+    let (dir, _backend, repo) = fresh().await;
     let kept = backup(&repo, &data(3, 300_000)).await;
 
     // Killed in its own PID namespace.
@@ -312,9 +313,7 @@ async fn dead_locks_are_named_broken_by_hand_or_cleaned_up_where_known_dead() {
 /// from it, and nothing is written to the store; writes fail saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_open_restores_and_verifies_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend: Arc<dyn WriteBackend> = Arc::new(FsBackend::new(dir.path()).unwrap());
-    let repo = Repository::init(backend.clone(), options()).await.unwrap();
+    let (dir, _backend, repo) = fresh().await;
     let bytes = data(5, 700_000);
     let manifest = backup(&repo, &bytes).await;
     let before = everything(dir.path());
@@ -383,12 +382,7 @@ fn everything(dir: &Path) -> Vec<(String, SystemTime)> {
 /// prune removes it once it is older than its grace, not before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_removes_temporary_files_of_killed_writes_once_old() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend: Arc<dyn WriteBackend> = Arc::new(FsBackend::new(dir.path()).unwrap());
-    let repo = Repository::init(backend.clone(), options())
-        .await
-        .unwrap()
-        .with_lock_wait(Duration::from_secs(2));
+    let (dir, _backend, repo) = fresh().await;
     let manifest = backup(&repo, &data(6, 400_000)).await;
     // What a pack write killed before its rename leaves.
     let pack_dir = std::fs::read_dir(dir.path().join("data"))
