@@ -256,6 +256,9 @@ impl<B: ReadBackend> FaultInjection<B> {
     }
 }
 
+// A wrapper forwards every method, defaulted ones too: a default left in
+// place would silently change what the wrapped store does.
+#[warn(clippy::missing_trait_methods)]
 #[async_trait]
 impl<B: ReadBackend> ReadBackend for FaultInjection<B> {
     fn location(&self) -> String {
@@ -281,6 +284,9 @@ impl<B: ReadBackend> ReadBackend for FaultInjection<B> {
     }
 }
 
+// A wrapper forwards every method, defaulted ones too: a default left in
+// place would silently change what the wrapped store does.
+#[warn(clippy::missing_trait_methods)]
 #[async_trait]
 impl<B: WriteBackend> WriteBackend for FaultInjection<B> {
     fn capabilities(&self) -> BackendCapabilities {

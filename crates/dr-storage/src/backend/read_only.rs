@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{
-    BackendCapabilities, ListPage, ObjectMeta, PutOptions, ReadBackend, UnfinishedWrite,
-    WriteBackend,
+    BackendCapabilities, InPlaceObject, ListPage, ObjectMeta, PutOptions, ReadBackend,
+    UnfinishedWrite, WriteBackend,
 };
 use crate::error::{Error, Result};
 
@@ -36,6 +36,9 @@ impl ReadOnly {
     }
 }
 
+// A wrapper forwards every method, defaulted ones too: a default left in
+// place would silently change what the wrapped store does.
+#[warn(clippy::missing_trait_methods)]
 #[async_trait]
 impl ReadBackend for ReadOnly {
     fn location(&self) -> String {
@@ -55,6 +58,9 @@ impl ReadBackend for ReadOnly {
     }
 }
 
+// A wrapper forwards every method, defaulted ones too: a default left in
+// place would silently change what the wrapped store does.
+#[warn(clippy::missing_trait_methods)]
 #[async_trait]
 impl WriteBackend for ReadOnly {
     fn capabilities(&self) -> BackendCapabilities {
@@ -77,5 +83,13 @@ impl WriteBackend for ReadOnly {
 
     async fn remove_unfinished(&self, write: &UnfinishedWrite) -> Result<()> {
         Err(self.refuse("removing an unfinished write", &write.name))
+    }
+
+    async fn open_in_place(
+        &self,
+        key: &str,
+        _capacity: u64,
+    ) -> Result<Option<Box<dyn InPlaceObject>>> {
+        Err(self.refuse("a write in place", key))
     }
 }

@@ -120,6 +120,9 @@ impl<B> Retry<B> {
     }
 }
 
+// A wrapper forwards every method, defaulted ones too: a default left in
+// place would silently change what the wrapped store does.
+#[warn(clippy::missing_trait_methods)]
 #[async_trait]
 impl<B: ReadBackend> ReadBackend for Retry<B> {
     fn location(&self) -> String {
@@ -140,6 +143,9 @@ impl<B: ReadBackend> ReadBackend for Retry<B> {
     }
 }
 
+// A wrapper forwards every method, defaulted ones too: a default left in
+// place would silently change what the wrapped store does.
+#[warn(clippy::missing_trait_methods)]
 #[async_trait]
 impl<B: WriteBackend> WriteBackend for Retry<B> {
     fn capabilities(&self) -> BackendCapabilities {
@@ -197,6 +203,32 @@ mod tests {
 
     fn fast(attempts: u32) -> RetryOptions {
         RetryOptions::new(attempts, Duration::from_millis(1), Duration::from_millis(4))
+    }
+
+    #[tokio::test]
+    async fn wrapped_directories_still_keep_journals_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Retry::new(
+            FaultInjection::new(
+                crate::backend::FsBackend::new(dir.path()).unwrap(),
+                FaultOptions::new(1),
+            ),
+            fast(2),
+        );
+        let journal = store
+            .open_in_place("journal/x", 4096)
+            .await
+            .unwrap()
+            .expect("a directory behind wrappers still writes in place");
+        assert!(journal.created());
+        journal
+            .write_durably(0, Bytes::from_static(b"record"))
+            .await
+            .unwrap();
+        assert_eq!(
+            &store.get("journal/x", Some(0..6)).await.unwrap()[..],
+            b"record"
+        );
     }
 
     #[tokio::test]
