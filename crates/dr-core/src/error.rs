@@ -97,6 +97,16 @@ pub enum Error {
         /// How long was waited.
         after: Duration,
     },
+    /// A safety guard refused the operation: a failover that would lose more
+    /// than allowed, a lease another holds, a fence that did not hold. Not
+    /// retryable as it is; the reason says what would change the answer.
+    #[error("{operation} refused: {reason}")]
+    Refused {
+        /// What was refused, such as "failover of postgres/main".
+        operation: String,
+        /// Why, and what to do about it.
+        reason: String,
+    },
     /// A local I/O operation failed.
     #[error("{context}")]
     Io {
@@ -160,6 +170,8 @@ pub enum ErrorKind {
     Io,
     /// A bug or an impossible state in the peer or in drkit.
     Internal,
+    /// A safety guard refused the operation (see [`Error::Refused`]).
+    Refused,
 }
 
 impl Error {
@@ -176,6 +188,7 @@ impl Error {
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Io { .. } => ErrorKind::Io,
+            Error::Refused { .. } => ErrorKind::Refused,
             Error::Other { kind, .. } => *kind,
         }
     }

@@ -16,6 +16,10 @@
 //!   optional [`Capabilities`], and the [`RecoveryReport`] every restore and
 //!   failover returns: a [`Timeline`] of steps, the achieved RTO and RPO, and an
 //!   [`Assessment`] against the objectives.
+//! - **Failover** as a typed sequence: [`Failover::assess`] gives a
+//!   [`ClusterAssessment`], [`Failover::plan`] a [`FailoverPlan`] (a dry run
+//!   is this step alone: [`dry_run`]), and [`execute`] runs it between the
+//!   hooks every failover needs, [`FailoverLease`], [`Fence`] and [`Rewire`].
 //! - **Errors**: one [`Error`] with a [`ErrorKind`] and [`Error::is_retryable`].
 //!
 //! dr-core does no I/O: no network, no processes, no global state.
@@ -58,6 +62,7 @@
 //! ```
 
 pub(crate) mod error;
+pub(crate) mod failover;
 pub(crate) mod id;
 pub(crate) mod objectives;
 pub(crate) mod ops;
@@ -66,11 +71,15 @@ pub(crate) mod report;
 pub(crate) mod snapshot;
 
 pub use crate::error::{BoxError, Error, ErrorKind, Result};
+pub use crate::failover::{
+    ClusterAssessment, Failover, FailoverHooks, FailoverLease, FailoverMode, FailoverOutcome,
+    FailoverPlan, FailoverRequest, Fence, Lag, LeaseGrant, LossLimit, Member, PassedOver,
+    Promotion, Rewire, Role, dry_run, execute,
+};
 pub use crate::id::{ComponentId, MAX_NAME_LEN, SegmentName, Sha256Digest, SnapshotId, StreamName};
 pub use crate::objectives::{Objectives, Rpo, Rto, Tier};
 pub use crate::ops::{
-    Backup, BackupReport, Capabilities, Capability, Failover, FailoverMode, FailoverRequest,
-    RecoveryTarget, Restore, RestoreRequest,
+    Backup, BackupReport, Capabilities, Capability, RecoveryTarget, Restore, RestoreRequest,
 };
 pub use crate::point::{Lsn, Position, RecoveryPoint, ReplicationId};
 pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};
@@ -111,7 +120,7 @@ pub use jiff;
 /// ```
 pub mod prelude {
     pub use crate::{
-        ArchiveSink, ArchiveSource, Backup, Failover, Restore, SnapshotSink, SnapshotSource,
-        SnapshotSourceExt, SnapshotWriter,
+        ArchiveSink, ArchiveSource, Backup, Failover, FailoverLease, Fence, Restore, Rewire,
+        SnapshotSink, SnapshotSource, SnapshotSourceExt, SnapshotWriter,
     };
 }

@@ -1,5 +1,5 @@
-//! The operations a component crate implements: `Backup`, `Restore`, `Failover`,
-//! each small, with optional abilities declared in a [`Capabilities`] value.
+//! The operations a component crate implements: `Backup` and `Restore` (and,
+//! in `failover`, `Failover`), each small, with optional abilities declared in a [`Capabilities`] value.
 
 use std::fmt;
 
@@ -201,46 +201,8 @@ pub trait Restore: Send + Sync {
     async fn restore(&self, request: RestoreRequest<'_>) -> Result<RecoveryReport>;
 }
 
-/// How a failover treats the current primary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailoverMode {
-    /// The primary is healthy: hand over without losing anything
-    /// (needs [`Capability::PlannedSwitchover`]).
-    Switchover,
-    /// The primary is lost: promote the best candidate, fencing the old primary where possible.
-    Failover,
-}
-
-/// A failover request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailoverRequest {
-    /// Planned or forced.
-    pub mode: FailoverMode,
-    /// The objectives the report is held against.
-    pub objectives: Objectives,
-    /// When the primary was lost, if the RTO clock started before the failover.
-    pub incident_at: Option<Timestamp>,
-}
-
-/// Moves service from a failed or leaving primary to another live instance.
-#[async_trait]
-pub trait Failover: Send + Sync {
-    /// The component failed over.
-    fn component(&self) -> &ComponentId;
-
-    /// Optional abilities (fencing, planned switchover).
-    fn capabilities(&self) -> Capabilities;
-
-    /// Fails over as `request` asks and reports the RTO and RPO achieved.
-    ///
-    /// # Errors
-    /// No candidate is fit to promote, fencing failed, or promotion did not complete.
-    async fn failover(&self, request: &FailoverRequest) -> Result<RecoveryReport>;
-}
-
 /// The traits are used as `dyn`: this fails to compile if one stops being object-safe.
-fn _assert_object_safe(_: &dyn Backup, _: &dyn Restore, _: &dyn Failover) {}
+fn _assert_object_safe(_: &dyn Backup, _: &dyn Restore) {}
 
 #[cfg(test)]
 mod tests {
