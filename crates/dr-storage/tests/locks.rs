@@ -502,3 +502,73 @@ async fn prune_aborts_incomplete_multipart_uploads_on_s3() {
     assert_eq!(ids, vec![other.upload_id().unwrap()]);
     assert_eq!(restore(&repo, &manifest).await, data(8, 400_000));
 }
+
+/// Two monitors sharing a repository and nothing else: one holds the
+/// failover lease at a time, racing takers get one winner, terms only grow,
+/// and a holder whose grant lapsed and was taken over is refused.
+async fn lease_keeps_one_holder(repo: &Repository) {
+    use dr_core::{FailoverLease, LeaseGrant};
+
+    let pg: ComponentId = "postgres/main".parse().unwrap();
+    let minute = Duration::from_secs(60);
+    let a = repo.acquire(&pg, "monitor-a", minute).await.unwrap();
+    assert_eq!(a.term, 1);
+    repo.confirm(&a).await.unwrap();
+    let err = repo.acquire(&pg, "monitor-b", minute).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
+    assert!(
+        err.to_string().contains("monitor-a holds it (term 1)"),
+        "{err}"
+    );
+    // Renewed by its holder: the next term, and the old grant no longer counts.
+    let a2 = repo.acquire(&pg, "monitor-a", minute).await.unwrap();
+    assert_eq!(a2.term, 2);
+    assert!(repo.confirm(&a).await.is_err());
+    repo.release(&a2).await.unwrap();
+    assert!(repo.confirm(&a2).await.is_err());
+
+    // Racing for the free lease: exactly one wins (by the create-only
+    // write of the same term, or by seeing the other's grant).
+    let (b, c) = tokio::join!(
+        repo.acquire(&pg, "monitor-b", minute),
+        repo.acquire(&pg, "monitor-c", minute)
+    );
+    let won: Vec<LeaseGrant> = [b, c].into_iter().filter_map(Result::ok).collect();
+    assert_eq!(won.len(), 1, "{won:?}");
+    repo.release(&won[0]).await.unwrap();
+    let b = repo
+        .acquire(&pg, "monitor-b", Duration::ZERO)
+        .await
+        .unwrap();
+    // Lapsed at once (a TTL of zero): refused to its holder, free to take.
+    let err = repo.confirm(&b).await.unwrap_err();
+    assert!(err.to_string().contains("lapsed"), "{err}");
+    let d = repo.acquire(&pg, "monitor-d", minute).await.unwrap();
+    assert!(d.term > b.term);
+    let err = repo.confirm(&b).await.unwrap_err();
+    assert!(err.to_string().contains("superseded"), "{err}");
+    repo.confirm(&d).await.unwrap();
+    // Another component's lease is its own.
+    let redis: ComponentId = "redis/cache".parse().unwrap();
+    assert_eq!(
+        repo.acquire(&redis, "monitor-a", minute)
+            .await
+            .unwrap()
+            .term,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failover_lease_keeps_one_holder_on_a_directory_and_on_s3() {
+    let (_dir, _backend, repo) = fresh().await;
+    lease_keeps_one_holder(&repo).await;
+
+    let server = dr_testkit::S3::start().await.unwrap();
+    let s3 = S3Options::new(server.bucket(), server.region())
+        .endpoint(server.endpoint())
+        .static_credentials(server.access_key_id(), server.secret_access_key());
+    let backend: Arc<dyn WriteBackend> = Arc::new(S3Backend::new(s3).await.unwrap());
+    let repo = Repository::init(backend, options()).await.unwrap();
+    lease_keeps_one_holder(&repo).await;
+}

@@ -13,6 +13,8 @@
 //! archive/<component>/<name>   sealed, compressed archive segments (WAL)
 //! journal/<component>/<name>   a segment in progress, appended in place (see `journal`;
 //!                              local directories only)
+//! locks/lock-<random>          sealed: who holds a shared or exclusive lock (see `lock`)
+//! leases/<component>/<term>    sealed, create-only: a failover lease's grants (see `lease`)
 //! ```
 //!
 //! Write order: packs, then index, then snapshot. A backup that dies before
@@ -44,6 +46,7 @@ mod archive;
 mod check;
 mod forget;
 mod journal;
+mod lease;
 mod lock;
 mod prune;
 mod read;
