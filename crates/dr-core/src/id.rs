@@ -46,6 +46,69 @@ fn check_segment(what: &'static str, input: &str, segment: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks one segment of a name as real systems name things (a LiveKit
+/// room "Team Standup", a Kubernetes `api.v1`, a Redis-like `user:1000`):
+/// any characters but `/` and control characters, not empty, not `.` or `..`.
+fn check_name_segment(what: &'static str, input: &str, segment: &str) -> Result<()> {
+    if segment.is_empty() {
+        return Err(parse_error(what, input, "empty segment"));
+    }
+    if segment == "." || segment == ".." {
+        return Err(parse_error(what, input, "a segment may not be '.' or '..'"));
+    }
+    if segment.chars().any(char::is_control) {
+        return Err(parse_error(
+            what,
+            input,
+            "control characters are not allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `byte` stands for itself in a segment's storage form.
+fn is_plain(byte: u8, first: bool) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || (byte == b'.' && !first)
+}
+
+/// A segment's storage form: bytes outside `[A-Za-z0-9._-]`, `%` itself
+/// and a leading `.` as `%XX`. Names of those characters alone are their
+/// own storage form.
+fn escape_segment(segment: &str, out: &mut String) {
+    for (i, byte) in segment.bytes().enumerate() {
+        if is_plain(byte, i == 0) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+}
+
+/// The segment a storage form stands for, or `None` if it is not one.
+fn unescape_segment(escaped: &str) -> Option<String> {
+    let bytes = escaped.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = escaped.get(i + 1..i + 3)?;
+            let byte = u8::from_str_radix(hex, 16).ok()?;
+            // Only the one form escape_segment writes.
+            if is_plain(byte, out.is_empty()) || hex != format!("{byte:02X}") {
+                return None;
+            }
+            out.push(byte);
+            i += 3;
+        } else if is_plain(bytes[i], out.is_empty()) {
+            out.push(bytes[i]);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn check_len(what: &'static str, input: &str) -> Result<()> {
     if input.len() > MAX_NAME_LEN {
         return Err(parse_error(what, input, "longer than 255 bytes"));
@@ -91,14 +154,25 @@ macro_rules! string_id {
 }
 
 /// A component of a DR plan: `postgres/gomeet_primary`, `redis/master-0`,
-/// `k8s/production/api`. The first segment is the kind of system (lowercase),
-/// the rest names the instance.
+/// `k8s/production/api.v1`, `livekit/rooms/Team Standup`. The first segment
+/// is the kind of system (lowercase letters, digits, `-`), the rest names
+/// the instance the way its system does: `/`-separated segments of any
+/// characters but control characters, none empty, `.` or `..`; 255 bytes
+/// at most.
+///
+/// Where it names stored objects, it is written in its
+/// [storage form](ComponentId::storage_path), in which every character
+/// outside `[A-Za-z0-9._-]` is escaped.
 ///
 /// ```
 /// # use dr_core::ComponentId;
 /// let id: ComponentId = "postgres/gomeet_primary".parse()?;
 /// assert_eq!(id.kind(), "postgres");
 /// assert_eq!(id.name(), "gomeet_primary");
+/// assert_eq!(id.storage_path(), "postgres/gomeet_primary");
+/// let room: ComponentId = "livekit/Team Standup: 100%".parse()?;
+/// assert_eq!(room.storage_path(), "livekit/Team%20Standup%3A%20100%25");
+/// assert_eq!(ComponentId::from_storage_path(&room.storage_path())?, room);
 /// assert!("postgres".parse::<ComponentId>().is_err());
 /// # Ok::<(), dr_core::Error>(())
 /// ```
@@ -115,6 +189,40 @@ impl ComponentId {
     /// The instance name, everything after the kind.
     pub fn name(&self) -> &str {
         self.0.split_once('/').map_or("", |(_, name)| name)
+    }
+
+    /// The id as it names stored objects: `/`-separated segments of
+    /// `[A-Za-z0-9._-]` and `%XX` escapes (of every other byte, of `%`, and
+    /// of a leading `.`), none empty. An id of those characters alone is
+    /// its own storage form; different ids never share one.
+    pub fn storage_path(&self) -> String {
+        let mut out = String::with_capacity(self.0.len());
+        out.push_str(self.kind());
+        for segment in self.name().split('/') {
+            out.push('/');
+            escape_segment(segment, &mut out);
+        }
+        out
+    }
+
+    /// The id whose [`storage_path`](ComponentId::storage_path) is `path`.
+    ///
+    /// # Errors
+    /// [`Error::Parse`] if `path` is not the storage form of an id.
+    pub fn from_storage_path(path: &str) -> Result<Self> {
+        let err = || {
+            parse_error(
+                "component storage path",
+                path,
+                "not a component's storage form",
+            )
+        };
+        let (kind, name) = path.split_once('/').ok_or_else(err)?;
+        let segments = name
+            .split('/')
+            .map(|segment| unescape_segment(segment).ok_or_else(err))
+            .collect::<Result<Vec<_>>>()?;
+        format!("{kind}/{}", segments.join("/")).parse()
     }
 }
 
@@ -142,7 +250,7 @@ impl FromStr for ComponentId {
             ));
         }
         for segment in name.split('/') {
-            check_segment(WHAT, s, segment)?;
+            check_name_segment(WHAT, s, segment)?;
         }
         Ok(Self(s.to_owned()))
     }
@@ -151,7 +259,8 @@ impl FromStr for ComponentId {
 string_id!(ComponentId);
 
 /// The name of one byte stream in a snapshot: `base.tar`, `pg_tblspc/16385.tar`,
-/// `dump.rdb`, `backup_manifest`. Slash-separated segments, no `..`.
+/// `dump.rdb`, `rooms/Team Standup.json`. Slash-separated segments as in a
+/// [`ComponentId`]'s name: no empty, `.` or `..` segment, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct StreamName(String);
@@ -163,7 +272,7 @@ impl FromStr for StreamName {
         const WHAT: &str = "stream name";
         check_len(WHAT, s)?;
         for segment in s.split('/') {
-            check_segment(WHAT, s, segment)?;
+            check_name_segment(WHAT, s, segment)?;
         }
         Ok(Self(s.to_owned()))
     }
@@ -404,6 +513,16 @@ mod tests {
         }
         let id: ComponentId = "k8s/production/api".parse().unwrap();
         assert_eq!((id.kind(), id.name()), ("k8s", "production/api"));
+        for ok in [
+            "livekit/Team Standup",
+            "redis/user:1000",
+            "k8s/prod/api.v1",
+            "pg/-x",
+            "livekit/Réunion 🎥",
+        ] {
+            let id: ComponentId = ok.parse().unwrap();
+            assert_eq!(id.to_string(), ok);
+        }
         for bad in [
             "",
             "postgres",
@@ -412,8 +531,9 @@ mod tests {
             "/x",
             "postgres/a//b",
             "postgres/../x",
-            "pg/a b",
-            "pg/-x",
+            "pg/./x",
+            "pg/a\nb",
+            "pg/tab\there",
         ] {
             assert!(bad.parse::<ComponentId>().is_err(), "{bad}");
         }
@@ -479,6 +599,35 @@ mod tests {
             .prop_map(|(kind, segs)| format!("{kind}/{}", segs.join("/")))
     }
 
+    /// Names as systems write them: any printable characters but '/'.
+    fn any_component_id() -> impl Strategy<Value = String> {
+        (
+            "[a-z][a-z0-9-]{0,10}",
+            prop::collection::vec("[^/\\p{Cc}]{1,12}", 1..4),
+        )
+            .prop_filter_map("not '.' or '..'", |(kind, segs)| {
+                segs.iter()
+                    .all(|s| s != "." && s != "..")
+                    .then(|| format!("{kind}/{}", segs.join("/")))
+            })
+    }
+
+    #[test]
+    fn storage_paths_escape_what_keys_cannot_hold() {
+        let id: ComponentId = "livekit/rooms/.hidden %/a.b".parse().unwrap();
+        assert_eq!(id.storage_path(), "livekit/rooms/%2Ehidden%20%25/a.b");
+        for bad in [
+            "livekit",
+            "livekit/a%2",
+            "livekit/a%2e",
+            "livekit/%61",
+            "livekit/.x",
+            "livekit/a b",
+        ] {
+            assert!(ComponentId::from_storage_path(bad).is_err(), "{bad}");
+        }
+    }
+
     proptest! {
         #[test]
         fn component_ids_round_trip(text in component_id()) {
@@ -486,6 +635,30 @@ mod tests {
             prop_assert_eq!(id.to_string(), text.clone());
             let json = serde_json::to_string(&id).unwrap();
             prop_assert_eq!(serde_json::from_str::<ComponentId>(&json).unwrap(), id);
+        }
+
+        #[test]
+        fn any_names_have_one_storage_form_of_key_characters(text in any_component_id()) {
+            let Ok(id) = text.parse::<ComponentId>() else {
+                // Only an over-long name may be refused.
+                prop_assert!(text.len() > MAX_NAME_LEN);
+                return Ok(());
+            };
+            let path = id.storage_path();
+            for segment in path.split('/') {
+                prop_assert!(!segment.is_empty() && !segment.starts_with('.'), "{}", path);
+                prop_assert!(
+                    segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-%".contains(&b)),
+                    "{}", path
+                );
+            }
+            prop_assert_eq!(ComponentId::from_storage_path(&path).unwrap(), id);
+        }
+
+        #[test]
+        fn plain_names_are_their_own_storage_form(text in component_id()) {
+            let id: ComponentId = text.parse().unwrap();
+            prop_assert_eq!(id.storage_path(), text);
         }
 
         #[test]

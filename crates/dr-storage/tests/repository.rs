@@ -536,3 +536,68 @@ async fn verify_names_every_damaged_object() {
         "the damaged blob is named"
     );
 }
+
+/// Components named the way their systems name them (a LiveKit room with
+/// spaces and an emoji, a Redis-like name with ':', a name like another's
+/// storage form) keep their snapshots and archives apart, on a directory
+/// and on S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_with_any_names_keep_their_data_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dr_testkit::S3::start().await.unwrap();
+    let s3 = dr_storage::S3Options::new(server.bucket(), server.region())
+        .endpoint(server.endpoint())
+        .static_credentials(server.access_key_id(), server.secret_access_key());
+    let backends: [Arc<dyn dr_storage::WriteBackend>; 2] = [
+        Arc::new(dr_storage::FsBackend::new(dir.path()).unwrap()),
+        Arc::new(dr_storage::S3Backend::new(s3).await.unwrap()),
+    ];
+    let names = [
+        "livekit/Team Standup 🎥",
+        "livekit/Team%20Standup%20%F0%9F%8E%A5",
+        "redis/user:1000",
+        "k8s/prod/.config",
+    ];
+    for backend in backends {
+        let repo = Repository::init(backend, small()).await.unwrap();
+        let segment: dr_core::SegmentName = "appendonly.aof.1.incr.aof".parse().unwrap();
+        for (i, name) in names.iter().enumerate() {
+            let component: ComponentId = name.parse().unwrap();
+            let bytes = data(40 + i as u64, 10_000);
+            repo.put_segment(&component, &segment, &mut bytes.as_slice())
+                .await
+                .unwrap();
+            let mut writer = repo
+                .begin(&component, jiff::Timestamp::now())
+                .await
+                .unwrap();
+            writer
+                .add_stream(&stream("rooms/state.json"), &mut bytes.as_slice())
+                .await
+                .unwrap();
+            writer
+                .commit(SnapshotCommit::new(RecoveryPoint::new(
+                    jiff::Timestamp::now(),
+                )))
+                .await
+                .unwrap();
+        }
+        for (i, name) in names.iter().enumerate() {
+            let component: ComponentId = name.parse().unwrap();
+            let mut stored = Vec::new();
+            repo.open_segment(&component, &segment)
+                .await
+                .unwrap()
+                .read_to_end(&mut stored)
+                .await
+                .unwrap();
+            assert_eq!(stored, data(40 + i as u64, 10_000), "{name}");
+            let listed = repo.segments(&component, "").await.unwrap();
+            assert_eq!(listed, vec![segment.clone()], "{name}");
+            let snapshots = repo.snapshots(&component).await.unwrap();
+            assert_eq!(snapshots.len(), 1, "{name}");
+            assert_eq!(snapshots[0].component, component);
+        }
+        assert!(repo.check().await.unwrap().is_ok());
+    }
+}

@@ -3,8 +3,9 @@
 //!
 //! The contract every backend keeps (and `tests/conformance.rs` checks):
 //!
-//! - Keys are `/`-separated relative paths of `[A-Za-z0-9._-]` segments
-//!   ([`check_key`]); a backend maps them to files or object names.
+//! - Keys are `/`-separated relative paths of `[A-Za-z0-9._%-]` segments
+//!   ([`check_key`]); a backend maps them to files or object names. (`%`
+//!   escapes what else a component's name holds: `ComponentId::storage_path`.)
 //! - `put` stores the whole object atomically: a reader sees the old object,
 //!   the new one, or (for a new key) nothing, never a part.
 //! - `put` with [`PutMode::Create`] fails with `AlreadyExists` if the key is
@@ -271,7 +272,7 @@ pub trait ReadBackendExt: ReadBackend {
 impl<T: ReadBackend + ?Sized> ReadBackendExt for T {}
 
 /// Checks a key against the contract: non-empty `/`-separated segments of
-/// `[A-Za-z0-9._-]`, none of them `.` or `..`, at most 1024 bytes.
+/// `[A-Za-z0-9._%-]`, none of them `.` or `..`, at most 1024 bytes.
 ///
 /// # Errors
 /// [`Error::InvalidKey`] saying why.
@@ -289,10 +290,10 @@ pub fn check_key(key: &str) -> Result<()> {
         }
         if !segment
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'%'))
         {
             return Err(err(
-                "only letters, digits, '.', '_', '-' and '/' are allowed",
+                "only letters, digits, '.', '_', '-', '%' and '/' are allowed",
             ));
         }
     }
@@ -319,7 +320,13 @@ mod tests {
 
     #[test]
     fn keys() {
-        for ok in ["config", "data/ab/abcdef", "locks/x-1.json", "a.b_c-d"] {
+        for ok in [
+            "config",
+            "data/ab/abcdef",
+            "locks/x-1.json",
+            "a.b_c-d",
+            "a%20b",
+        ] {
             assert!(check_key(ok).is_ok(), "{ok}");
         }
         for bad in ["", "/a", "a/", "a//b", "../a", "a/./b", "a b", "a\\b", "ä"] {

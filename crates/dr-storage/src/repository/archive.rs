@@ -105,7 +105,7 @@ impl ArchiveSource for Repository {
         component: &ComponentId,
         prefix: &str,
     ) -> dr_core::Result<Vec<SegmentName>> {
-        let base = format!("archive/{component}/");
+        let base = format!("archive/{}/", component.storage_path());
         let mut names = Vec::new();
         for object in self.inner.backend.list(&format!("{base}{prefix}")).await? {
             let Some(rest) = object.key.strip_prefix(&base) else {

@@ -47,7 +47,7 @@ const JOURNAL_CONTEXT: &[u8] = b"drkit segment journal\0";
 const INLINE_SEAL_MAX: usize = 64 * 1024;
 
 pub(super) fn journal_key(component: &ComponentId, name: &SegmentName) -> String {
-    format!("journal/{component}/{name}")
+    format!("journal/{}/{name}", component.storage_path())
 }
 
 fn context(key: &str) -> Vec<u8> {
@@ -241,7 +241,7 @@ impl Repository {
         component: &ComponentId,
         prefix: &str,
     ) -> Result<Vec<SegmentName>> {
-        let base = format!("journal/{component}/");
+        let base = format!("journal/{}/", component.storage_path());
         let mut names = Vec::new();
         for object in self.inner.backend.list(&format!("{base}{prefix}")).await? {
             if let Some(Ok(name)) = object

@@ -25,7 +25,7 @@ const LEASE_CONTEXT: &[u8] = b"drkit failover lease";
 const KEPT_TERMS: u64 = 16;
 
 fn lease_prefix(component: &ComponentId) -> String {
-    format!("leases/{component}/")
+    format!("leases/{}/", component.storage_path())
 }
 
 fn term_key(component: &ComponentId, term: u64) -> String {

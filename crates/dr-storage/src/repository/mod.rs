@@ -325,7 +325,7 @@ fn snapshot_key(id: &SnapshotId) -> String {
 }
 
 fn segment_key(component: &ComponentId, name: &SegmentName) -> String {
-    format!("archive/{component}/{name}")
+    format!("archive/{}/{name}", component.storage_path())
 }
 
 impl Repository {
