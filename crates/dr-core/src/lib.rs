@@ -68,6 +68,7 @@ pub(crate) mod objectives;
 pub(crate) mod ops;
 pub(crate) mod point;
 pub(crate) mod report;
+pub(crate) mod retention;
 pub(crate) mod snapshot;
 
 pub use crate::error::{BoxError, Error, ErrorKind, Result};
@@ -83,6 +84,7 @@ pub use crate::ops::{
 };
 pub use crate::point::{Lsn, Position, RecoveryPoint, ReplicationId};
 pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};
+pub use crate::retention::{Candidate, Decision, KeepReason, RetentionPolicy};
 pub use crate::snapshot::{
     ArchiveSink, ArchiveSource, ByteStream, JournalRecord, Labels, MANIFEST_FORMAT, Manifest,
     SegmentInfo, SegmentJournal, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotSourceExt,

@@ -46,7 +46,6 @@ pub(crate) mod crypto;
 pub(crate) mod error;
 pub(crate) mod pack;
 pub(crate) mod repository;
-pub(crate) mod retention;
 
 pub use crate::backend::{
     BackendCapabilities, FaultInjection, FaultOptions, FaultSchedule, FsBackend, ListPage,
@@ -61,7 +60,6 @@ pub use crate::repository::{
     InitOptions, LockInfo, ObjectLock, PruneOptions, PruneReport, REPOSITORY_FORMAT, Repository,
     RepositoryWriter, SegmentForgetReport, SnapshotFilter, Unlock, VerifyOptions, VerifyReport,
 };
-pub use crate::retention::{Candidate, Decision, KeepReason, RetentionPolicy};
 
 /// The traits behind the common calls, in one glob import: dr-core's
 /// snapshot, archive and operation traits ([`dr_core::prelude`]) and the

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dr_core::{
-    ComponentId, ErrorKind, Manifest, RecoveryPoint, SnapshotCommit, SnapshotId, SnapshotSink,
-    SnapshotSource, SnapshotSourceExt, StreamName,
+    ComponentId, ErrorKind, Manifest, RecoveryPoint, RetentionPolicy, SnapshotCommit, SnapshotId,
+    SnapshotSink, SnapshotSource, SnapshotSourceExt, StreamName,
 };
 use dr_storage::{
     ChunkerParams, Error, FsBackend, InitOptions, KdfParams, MemoryBackend, ObjectLock,
-    PruneOptions, ReadBackendExt, Repository, RetentionMode, RetentionPolicy, S3Backend, S3Options,
-    Secret, SnapshotFilter, VerifyOptions, WriteBackend,
+    PruneOptions, ReadBackendExt, Repository, RetentionMode, S3Backend, S3Options, Secret,
+    SnapshotFilter, VerifyOptions, WriteBackend,
 };
 use jiff::{Timestamp, ToSpan};
 use tokio::io::AsyncReadExt;
@@ -443,8 +443,8 @@ async fn snapshots_stored_against_others_keep_them() {
     assert_eq!(
         kept,
         [
-            (full.id, vec![dr_storage::KeepReason::Dependency]),
-            (delta.id, vec![dr_storage::KeepReason::Last]),
+            (full.id, vec![dr_core::KeepReason::Dependency]),
+            (delta.id, vec![dr_core::KeepReason::Last]),
         ]
     );
     assert_eq!(

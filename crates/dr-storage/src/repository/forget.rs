@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use super::{Repository, snapshot_key};
 use crate::error::{Error, Result};
-use crate::retention::{Candidate, KeepReason, RetentionPolicy};
+use dr_core::{Candidate, KeepReason, RetentionPolicy};
 
 /// Which snapshots to list or forget. Empty matches every snapshot; each
 /// setting narrows it. Times are the snapshots' start times.

@@ -7,12 +7,14 @@ use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::time::Duration;
 
-use dr_core::{Manifest, Rpo, SnapshotId};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::id::SnapshotId;
+use crate::objectives::Rpo;
+use crate::snapshot::Manifest;
 
 /// How many snapshots to keep, restic-style: the newest `n`, the newest of each of
 /// the last `n` hours, days, ISO weeks, months and years, and all within a window.
@@ -26,7 +28,7 @@ use crate::error::{Error, Result};
 ///
 /// ```
 /// use std::time::Duration;
-/// use dr_storage::RetentionPolicy;
+/// use dr_core::RetentionPolicy;
 ///
 /// let policy = RetentionPolicy::new()
 ///     .keep_last(3)
@@ -35,7 +37,7 @@ use crate::error::{Error, Result};
 /// assert_eq!(policy.to_string(), "last=3,daily=7,within=30d");
 /// assert_eq!("last=3, daily=7, within=30 days".parse::<RetentionPolicy>()?, policy);
 /// assert!(RetentionPolicy::new().is_empty());
-/// # Ok::<(), dr_storage::Error>(())
+/// # Ok::<(), dr_core::Error>(())
 /// ```
 ///
 /// # Rules
@@ -69,7 +71,7 @@ use crate::error::{Error, Result};
 ///
 /// ```
 /// use dr_core::SnapshotId;
-/// use dr_storage::{Candidate, KeepReason, RetentionPolicy};
+/// use dr_core::{Candidate, KeepReason, RetentionPolicy};
 ///
 /// let policy: RetentionPolicy = "last=1,daily=2".parse()?;
 /// let snapshot = |at: &str| -> Candidate {
@@ -85,7 +87,7 @@ use crate::error::{Error, Result};
 /// assert!(decisions[0].keep); // the newest of 20 November
 /// assert!(!decisions[1].keep); // 21 November has a newer one
 /// assert_eq!(decisions[2].reasons, [KeepReason::Last, KeepReason::Daily]);
-/// # Ok::<(), dr_storage::Error>(())
+/// # Ok::<(), dr_core::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -363,7 +365,7 @@ impl Window {
         }
         let duration = match value.parse::<Rpo>() {
             Ok(rpo) => rpo.as_duration(),
-            Err(dr_core::Error::Parse { reason, .. }) => {
+            Err(Error::Parse { reason, .. }) => {
                 return Err(format!("within: {reason} in {value:?}; {EXPECTED}"));
             }
             Err(other) => return Err(format!("within: {other}")),
@@ -512,7 +514,7 @@ pub enum KeepReason {
     Within,
     /// The policy has no rules, and a policy with no rules keeps everything.
     EmptyPolicy,
-    /// A kept snapshot is stored against it ([`dr_core::Manifest::depends_on`]).
+    /// A kept snapshot is stored against it ([`crate::Manifest::depends_on`]).
     Dependency,
 }
 
@@ -544,7 +546,7 @@ impl fmt::Display for KeepReason {
 mod tests {
     use std::collections::{HashMap, HashSet};
 
-    use dr_core::ErrorKind;
+    use crate::ErrorKind;
     use proptest::prelude::*;
 
     use super::*;
