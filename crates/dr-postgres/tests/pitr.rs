@@ -880,12 +880,14 @@ async fn delta_backups_store_changed_bytes_and_restore_exactly() {
 /// record is copied in: a commit waiting for it reaches the WAL after
 /// commits that took their time later, as happens under load.
 async fn concurrent_writers(pg: &Postgres, base: i32, writers: i32, per_writer: i32) {
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let large = {
         let config = pg.config("postgres");
+        let writing = writing.clone();
         tokio::spawn(async move {
             let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
             tokio::spawn(conn);
-            for _ in 0..4 {
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
                 client
                     .batch_execute(
                         "SELECT pg_logical_emit_message(false, 'drkit', repeat('x', 8 << 20))",
@@ -913,6 +915,7 @@ async fn concurrent_writers(pg: &Postgres, base: i32, writers: i32, per_writer: 
     for task in tasks {
         task.await.unwrap();
     }
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
     large.await.unwrap();
 }
 
@@ -948,7 +951,7 @@ async fn concurrent_writers_restore_by_wal_order_with_measured_rpo_and_a_checkab
     // Rounds of concurrent writers until a commit lands in the WAL after
     // one with a later commit time (on two cores, it takes a round or two).
     let mut inverted = None;
-    for round in 0..20 {
+    for round in 0..30 {
         concurrent_writers(&setup.pg, round * 100_000, 12, 40).await;
         archiver
             .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
@@ -963,7 +966,7 @@ async fn concurrent_writers_restore_by_wal_order_with_measured_rpo_and_a_checkab
     }
     let target = inverted.expect("concurrent commits reached the WAL out of time order");
     // One more, so that the archived WAL has a transaction after everything.
-    write_rows(&setup.pg, 900_000, 900_001).await;
+    write_rows(&setup.pg, -1, 0).await;
     archiver
         .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
         .await
