@@ -21,7 +21,7 @@ use dr_core::{
 use dr_postgres::{ArchiverOptions, BaseBackup, PitrRestore, Tls, WalArchiver, verify_base_backup};
 use dr_storage::{FsBackend, InitOptions, Repository, Secret};
 use dr_testkit::{Postgres, PostgresOptions};
-use drkit_examples::{Comparison, KitStarter, Workload, commit_times};
+use drkit_examples::{Comparison, RestoreTarget, Workload, kept_at, row_xids, transaction_ends};
 use jiff::Timestamp;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -90,7 +90,7 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     step("the disaster: kill -9 of the primary, its data directory lost");
-    let before_kill = commit_times(&primary.connect("postgres").await?).await?;
+    let before_kill = row_xids(&primary.connect("postgres").await?).await?;
     let incident = Timestamp::now();
     primary.kill9();
     let acknowledged = workload.stop().await;
@@ -127,11 +127,11 @@ async fn main() -> Result<()> {
         objectives,
     )
     .await?;
-    let expected_then: Vec<i64> = before_kill
-        .iter()
-        .filter(|(_, at)| *at <= past)
-        .map(|(id, _)| *id)
-        .collect();
+    // Which rows the target keeps, by PostgreSQL's rule: up to the first
+    // transaction in WAL order that committed after it.
+    let start: dr_core::Lsn = report.manifest.metadata[dr_postgres::meta::START_LSN].parse()?;
+    let ends = transaction_ends(repo.as_ref(), &component, start).await?;
+    let expected_then = kept_at(past, &ends, &before_kill);
     let earlier_check = Comparison::of(&earlier_rows, &expected_then);
 
     println!("\n=== drill report ===");
@@ -169,9 +169,9 @@ async fn restore(
     incident: Option<Timestamp>,
     objectives: Objectives,
 ) -> Result<(RecoveryReport, Vec<i64>)> {
-    let kit = KitStarter::new(options.clone())?;
+    let kit = RestoreTarget::new(options.clone())?;
     let mut restore = PitrRestore::new(component.clone(), kit.data_dir())
-        .start_with(kit.clone(), Duration::from_secs(300));
+        .start_with(kit.pg_ctl(), Duration::from_secs(300));
     if let Some((uid, gid)) = kit.owner() {
         restore = restore.owner(uid, gid);
     }

@@ -1,13 +1,16 @@
 //! What drkit's drills share: a write workload that keeps a log of what the
-//! database acknowledged, a way to start restored servers on throwaway
-//! directories, and the check of a restore against the log.
+//! database acknowledged, throwaway directories to restore into (started
+//! with dr-postgres's `PgCtl`), which rows a time target keeps by
+//! PostgreSQL's rule, and the check of a restore against the log.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use dr_core::{ErrorKind, async_trait};
-use dr_postgres::StartServer;
+use dr_core::{ArchiveSource, ComponentId, Lsn};
+use dr_postgres::{
+    DEFAULT_SEGMENT_SIZE, PgCtl, WalRecordEvent, WalRecordReader, WalSegment, fetch_wal,
+    list_archive,
+};
 use dr_testkit::{Postgres, PostgresOptions, RestoreSlot};
 use jiff::Timestamp;
 use tokio::sync::watch;
@@ -86,29 +89,79 @@ impl Workload {
     }
 }
 
-/// Each row's commit time as PostgreSQL recorded it
-/// (needs `track_commit_timestamp = on`).
+/// Each row's id with the transaction that inserted it (rows are never
+/// updated, so `xmin` is that transaction).
 ///
 /// # Errors
 /// The query failed.
-pub async fn commit_times(
+pub async fn row_xids(
     client: &tokio_postgres::Client,
-) -> Result<Vec<(i64, Timestamp)>, tokio_postgres::Error> {
+) -> Result<Vec<(i64, u32)>, tokio_postgres::Error> {
     let rows = client
-        .query(
-            "SELECT id, extract(epoch FROM pg_xact_commit_timestamp(xmin))::float8 \
-             FROM drill ORDER BY id",
-            &[],
-        )
+        .query("SELECT id, xmin::text FROM drill ORDER BY id", &[])
         .await?;
     Ok(rows
         .iter()
-        .filter_map(|r| {
-            let secs: f64 = r.get(1);
-            let at = Timestamp::from_microsecond((secs * 1e6).round() as i64).ok()?;
-            Some((r.get(0), at))
-        })
+        .filter_map(|r| Some((r.get(0), r.get::<_, String>(1).parse().ok()?)))
         .collect())
+}
+
+/// Every commit and abort in `component`'s archived WAL (timeline 1) from
+/// the segment holding `from` on, in WAL order, read with
+/// [`WalRecordReader`] as far as the archive runs without a gap.
+///
+/// # Errors
+/// The archive could not be read, or holds WAL that is not PostgreSQL 15's.
+pub async fn transaction_ends(
+    archive: &dyn ArchiveSource,
+    component: &ComponentId,
+    from: Lsn,
+) -> dr_core::Result<Vec<WalRecordEvent>> {
+    let size = DEFAULT_SEGMENT_SIZE;
+    let listing = list_archive(archive, component, size).await?;
+    let mut reader = WalRecordReader::new(size);
+    let mut ends = Vec::new();
+    let mut segment = WalSegment::containing(1, from, size);
+    while listing.segments.contains_key(&segment) && reader.end_reason().is_none() {
+        let Some(bytes) = fetch_wal(archive, component, &segment.file_name(size), size).await?
+        else {
+            break;
+        };
+        let events = reader.feed_segment(segment.start(size), &bytes)?;
+        ends.extend(events.into_iter().filter(|e| {
+            matches!(
+                e,
+                WalRecordEvent::Commit { .. } | WalRecordEvent::Abort { .. }
+            )
+        }));
+        segment.number += 1;
+    }
+    Ok(ends)
+}
+
+/// The rows a recovery to `target` keeps, by PostgreSQL's rule: it stops
+/// before the first commit or abort, in WAL order, whose time is after the
+/// target. A row is kept unless its commit comes at or after that record;
+/// with concurrent writers a commit can reach the WAL after one with a
+/// later time, so its time alone does not tell. `ends` is
+/// [`transaction_ends`] from the base backup's start; `rows` is
+/// [`row_xids`].
+pub fn kept_at(target: Timestamp, ends: &[WalRecordEvent], rows: &[(i64, u32)]) -> Vec<i64> {
+    let stop = ends
+        .iter()
+        .position(|e| e.time() > target)
+        .unwrap_or(ends.len());
+    let not_replayed: std::collections::BTreeSet<u32> = ends[stop..]
+        .iter()
+        .filter_map(|e| match e {
+            WalRecordEvent::Commit { xid, .. } => Some(*xid),
+            _ => None,
+        })
+        .collect();
+    rows.iter()
+        .filter(|(_, xid)| !not_replayed.contains(xid))
+        .map(|(id, _)| *id)
+        .collect()
 }
 
 /// How a restored table compares with what was expected.
@@ -140,70 +193,57 @@ impl Comparison {
     }
 }
 
-/// Starts restored data directories as dr-testkit servers, which stop and
-/// remove themselves when dropped.
-#[derive(Debug, Clone)]
-pub struct KitStarter {
-    slot: Arc<Mutex<Option<RestoreSlot>>>,
-    server: Arc<tokio::sync::Mutex<Option<Postgres>>>,
-    data_dir: PathBuf,
-    owner: Option<(u32, u32)>,
+/// A throwaway directory to restore into: a dr-testkit slot, which stops a
+/// server started in it and removes it when dropped, and the server
+/// started with dr-postgres's [`PgCtl`].
+#[derive(Debug)]
+pub struct RestoreTarget {
+    slot: RestoreSlot,
 }
 
-impl KitStarter {
-    /// A fresh throwaway directory for a restore of a server set up with `options`.
+impl RestoreTarget {
+    /// A fresh directory for a restore of a server set up with `options`.
     ///
     /// # Errors
     /// PostgreSQL is not installed, or the directory could not be made.
     pub fn new(options: PostgresOptions) -> dr_testkit::Result<Self> {
-        let slot = Postgres::restore_slot(options)?;
         Ok(Self {
-            data_dir: slot.data_dir(),
-            owner: slot.owner(),
-            slot: Arc::new(Mutex::new(Some(slot))),
-            server: Arc::new(tokio::sync::Mutex::new(None)),
+            slot: Postgres::restore_slot(options)?,
         })
     }
 
     /// Where the restore goes.
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+    pub fn data_dir(&self) -> PathBuf {
+        self.slot.data_dir()
     }
 
     /// Who must own the restored files.
     pub fn owner(&self) -> Option<(u32, u32)> {
-        self.owner
+        self.slot.owner()
+    }
+
+    /// Starts the restored server on the slot's port, listening on 127.0.0.1.
+    pub fn pg_ctl(&self) -> PgCtl {
+        PgCtl::new(
+            self.slot.binaries().dir(),
+            self.slot.port(),
+            self.slot.socket_dir(),
+            self.slot.config("postgres"),
+        )
+        .listen_addresses("127.0.0.1")
     }
 
     /// A client of the started server.
     ///
     /// # Errors
     /// It was not started, or does not answer.
-    pub async fn connect(&self) -> dr_testkit::Result<tokio_postgres::Client> {
-        let guard = self.server.lock().await;
-        match guard.as_ref() {
-            Some(pg) => pg.connect("postgres").await,
-            None => Err(dr_testkit::Error::User(
-                "the restored server was not started".into(),
-            )),
-        }
-    }
-}
-
-#[async_trait]
-impl StartServer for KitStarter {
-    async fn start(&self, _data_dir: &Path) -> dr_core::Result<tokio_postgres::Config> {
-        let slot = self
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, connection) = self
             .slot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .ok_or_else(|| dr_core::Error::invalid("restore slot", "already started"))?;
-        let pg = slot.start().await.map_err(|e| {
-            dr_core::Error::other(ErrorKind::Unavailable, "starting the restored server", e)
-        })?;
-        let config = pg.config("postgres");
-        *self.server.lock().await = Some(pg);
-        Ok(config)
+            .config("postgres")
+            .connect(tokio_postgres::NoTls)
+            .await?;
+        tokio::spawn(connection);
+        Ok(client)
     }
 }

@@ -258,9 +258,14 @@ fn chain(ranges: &[(u32, u32)]) -> Vec<(u32, u32)> {
 /// neither. Other names that are valid segment names (`.backup` files) are
 /// returned as stored.
 ///
+/// A segment stored whole whose object cannot be read back (damaged,
+/// truncated) is read from its pieces instead where they still cover all
+/// of it: they hold the same bytes. (A restore reports when it does so.)
+///
 /// # Errors
 /// [`Error::InvalidInput`] if `file` cannot be a stored name;
-/// [`Error::Corrupt`] if a stored segment or piece does not have its size;
+/// [`Error::Corrupt`] if a stored segment or piece does not have its size
+/// (a whole segment only when its pieces cannot stand in for it);
 /// the store failed.
 pub async fn fetch_wal(
     source: &dyn ArchiveSource,
@@ -268,10 +273,43 @@ pub async fn fetch_wal(
     file: &str,
     size: WalSegmentSize,
 ) -> dr_core::Result<Option<Bytes>> {
+    Ok(fetch_wal_noting(source, component, file, size)
+        .await?
+        .map(|fetched| fetched.bytes))
+}
+
+/// A WAL file as [`fetch_wal_noting`] read it.
+#[derive(Debug)]
+pub(crate) struct FetchedWal {
+    pub(crate) bytes: Bytes,
+    /// Why the segment's whole object could not be used, where its pieces
+    /// were read instead.
+    pub(crate) whole_unreadable: Option<Error>,
+}
+
+/// [`fetch_wal`], saying when a whole segment's object was unreadable and
+/// its pieces were read instead.
+///
+/// # Errors
+/// As [`fetch_wal`].
+pub(crate) async fn fetch_wal_noting(
+    source: &dyn ArchiveSource,
+    component: &ComponentId,
+    file: &str,
+    size: WalSegmentSize,
+) -> dr_core::Result<Option<FetchedWal>> {
     let name: SegmentName = file.parse()?;
+    let as_read = |bytes: Option<Bytes>| {
+        bytes.map(|bytes| FetchedWal {
+            bytes,
+            whole_unreadable: None,
+        })
+    };
     let Some(ArchivedWal::Segment(segment)) = ArchivedWal::parse(file, size) else {
         // A history file or anything else: as stored.
-        return read_if_listed(source, component, &name, None).await;
+        return read_if_listed(source, component, &name, None)
+            .await
+            .map(as_read);
     };
     let segment_len = size.bytes();
     let mut ranges = Vec::new();
@@ -292,9 +330,34 @@ pub async fn fetch_wal(
         }
     }
     if complete {
-        return read_whole(source, component, &name, segment_len)
-            .await
-            .map(Some);
+        let unreadable = match read_whole(source, component, &name, segment_len).await {
+            Ok(bytes) => return Ok(as_read(Some(bytes))),
+            Err(e) => e,
+        };
+        // The pieces (and a journal not yet removed) hold the same bytes:
+        // where they reach the segment's end, they stand in for it.
+        let journal = if journaled {
+            journal_spans(source, component, &name, size)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        ranges.extend(journal.iter().map(|&(start, end, _)| (start, end)));
+        let pieces = chain(&ranges);
+        if pieces
+            .last()
+            .is_some_and(|&(_, end)| u64::from(end) == segment_len)
+            && let Ok(bytes) = assemble(source, component, segment, &pieces, &journal, size).await
+        {
+            return Ok(Some(FetchedWal {
+                bytes,
+                whole_unreadable: Some(unreadable),
+            }));
+        }
+        return Err(unreadable);
     }
     let journal = if journaled {
         match journal_spans(source, component, &name, size).await? {
@@ -303,7 +366,7 @@ pub async fn fetch_wal(
             None => {
                 return read_whole(source, component, &name, segment_len)
                     .await
-                    .map(Some);
+                    .map(|bytes| as_read(Some(bytes)));
             }
         }
     } else {
@@ -314,8 +377,25 @@ pub async fn fetch_wal(
     if pieces.is_empty() {
         return Ok(None);
     }
+    assemble(source, component, segment, &pieces, &journal, size)
+        .await
+        .map(|bytes| as_read(Some(bytes)))
+}
+
+/// The segment's bytes from its chained `pieces` (read from the journal
+/// where it holds them, else from the stored piece objects), padded with
+/// zeros to the segment's size.
+async fn assemble(
+    source: &dyn ArchiveSource,
+    component: &ComponentId,
+    segment: WalSegment,
+    pieces: &[(u32, u32)],
+    journal: &[(u32, u32, Vec<u8>)],
+    size: WalSegmentSize,
+) -> dr_core::Result<Bytes> {
+    let segment_len = size.bytes();
     let mut out = BytesMut::with_capacity(segment_len as usize);
-    for (start, end) in pieces {
+    for &(start, end) in pieces {
         let from_journal = journal
             .iter()
             .find(|&&(s, e, _)| (s, e) == (start, end))
@@ -348,11 +428,11 @@ pub async fn fetch_wal(
     out.resize(segment_len as usize, 0);
     if out.len() as u64 != segment_len {
         return Err(Error::corrupt(
-            format!("WAL segment {name} of {component}"),
+            format!("WAL segment {} of {component}", segment.file_name(size)),
             "its pieces assemble to the wrong size",
         ));
     }
-    Ok(Some(out.freeze()))
+    Ok(out.freeze())
 }
 
 /// A complete segment, stored whole.

@@ -78,6 +78,7 @@ pub(crate) mod archiver;
 pub(crate) mod backup;
 pub(crate) mod delta;
 pub(crate) mod error;
+pub(crate) mod pg_ctl;
 pub(crate) mod reach;
 pub(crate) mod replication;
 pub(crate) mod restore;
@@ -95,13 +96,14 @@ pub use crate::archiver::{
 pub use crate::backup::{BaseBackup, KIND_LABEL, MANIFEST_STREAM, meta};
 pub use crate::delta::DELTA_STREAM;
 pub use crate::error::{BoxError, Error, Result, ServerError, SqlState};
+pub use crate::pg_ctl::PgCtl;
 pub use crate::replication::{
     BaseBackupEvent, BaseBackupOptions, BaseBackupReader, BaseBackupStream, CreateSlotOptions,
     HistoryEntry, Keepalive, ManifestChecksums, ReplicationClient, Row, SlotInfo, SlotPosition,
     StandbyStatus, SystemIdentity, Tablespace, TimelineEnded, TimelineHistory, Tls, WalEvent,
     WalStream, XLogData,
 };
-pub use crate::restore::{PitrRestore, STAGING_DIR, StartServer};
+pub use crate::restore::{PitrRestore, StartServer};
 pub use crate::retention::unneeded_wal;
 pub use crate::verify::{BaseBackupCheck, verify_base_backup};
 pub use crate::wal::{

@@ -80,8 +80,14 @@ impl TargetReach {
         })
     }
 
-    /// Whether more WAL can change the verdict.
-    fn needs_more(&self) -> bool {
+    /// The target time.
+    pub(crate) fn target_time(&self) -> Timestamp {
+        self.after
+    }
+
+    /// Whether more WAL can change the verdict: once recovery's stop is
+    /// found, or the valid WAL has ended, no later WAL is needed.
+    pub(crate) fn needs_more(&self) -> bool {
         self.stop.is_none() && self.reader.end_reason().is_none()
     }
 

@@ -35,7 +35,7 @@ use dr_core::{
 use futures_util::StreamExt;
 use jiff::Timestamp;
 
-use crate::archive::{ArchiveListing, Coverage, fetch_wal, list_archive};
+use crate::archive::{ArchiveListing, Coverage, fetch_wal, fetch_wal_noting, list_archive};
 use crate::backup::{KIND_LABEL, MANIFEST_STREAM, meta};
 use crate::delta::{DELTA_STREAM, DeltaBase, open_archive};
 use crate::reach::{TargetReach, read_records};
@@ -44,10 +44,6 @@ use crate::tar::{EntryKind, TarReader};
 use crate::verify::ManifestFiles;
 use crate::wal::{TimelinePath, WalSegment, WalSegmentSize, history_file_name};
 use crate::wal_records::{WalRecordEvent, WalRecordReader};
-
-/// The directory inside the restored data directory that holds the staged
-/// WAL until the server has promoted.
-pub const STAGING_DIR: &str = "drkit_restore_wal";
 
 /// Starts PostgreSQL on a restored data directory.
 #[async_trait]
@@ -214,15 +210,32 @@ impl Restore for PitrRestore {
         // The WAL first, beside the target: a damaged segment fails the
         // restore before the target directory is touched.
         let t = Timestamp::now();
-        let staging = self.staging_path();
-        if let Err(e) = self
+        let staging = self.staging_dir();
+        let staged = match self
             .stage_wal(archive, &facts, &plan, request.target, &staging)
             .await
         {
-            std::fs::remove_dir_all(&staging).ok();
-            return Err(e);
+            Ok(staged) => staged,
+            Err(e) => {
+                std::fs::remove_dir_all(&staging).ok();
+                return Err(e);
+            }
+        };
+        timeline.record_until_now(
+            format!("fetch and check WAL ({} segments)", staged.segments),
+            t,
+        )?;
+        for (name, why) in &staged.read_from_pieces {
+            let now = Timestamp::now();
+            timeline.record(
+                format!(
+                    "warning: WAL segment {name}'s whole object is unreadable ({why}); \
+                     its pieces, which hold the same bytes, were used"
+                ),
+                now,
+                now,
+            )?;
         }
-        timeline.record_until_now("fetch and check WAL", t)?;
 
         let t = Timestamp::now();
         if let Err(e) = self.extract(request.snapshots, &manifest, &facts).await {
@@ -237,15 +250,9 @@ impl Restore for PitrRestore {
         timeline.record_until_now("extract base backup", t)?;
 
         let t = Timestamp::now();
-        let staged = self.data_dir.join(STAGING_DIR);
-        std::fs::rename(&staging, &staged).map_err(|e| {
-            dr_core::Error::io(
-                format!("moving the staged WAL into {}", staged.display()),
-                e,
-            )
-        })?;
         self.write_recovery_settings(request.target, &plan)?;
-        let dirs: Vec<PathBuf> = std::iter::once(self.data_dir.clone())
+        let dirs: Vec<PathBuf> = [self.data_dir.clone(), staging.clone()]
+            .into_iter()
             .chain(self.tablespace_targets(&facts).into_values())
             .collect();
         let owner = self.owner;
@@ -277,8 +284,9 @@ impl Restore for PitrRestore {
 
         let t = Timestamp::now();
         let config = server.start(&self.data_dir).await?;
-        let recovered = wait_for_promotion(&config, self.promote_timeout).await?;
-        std::fs::remove_dir_all(self.data_dir.join(STAGING_DIR)).ok();
+        let promoted = wait_for_promotion(&config, self.promote_timeout).await?;
+        // Recovery is over: the staged WAL is needed no more.
+        std::fs::remove_dir_all(&staging).ok();
         timeline.record_until_now("replay WAL and promote", t)?;
 
         let mut report = RecoveryReport::new(
@@ -290,18 +298,66 @@ impl Restore for PitrRestore {
         if let Some(at) = request.incident_at {
             report = report.with_incident_at(at);
         }
-        // What was wanted: the target time, or everything up to the incident.
-        let wanted = match request.target {
-            RecoveryTarget::Time(at) => Some(*at),
-            RecoveryTarget::Latest => request.incident_at,
-            _ => None,
-        };
-        let reached = recovered.unwrap_or(manifest.recovery_point.at);
-        if let Some(wanted) = wanted {
-            report = report.with_data_loss_between(reached.min(wanted), wanted);
-        }
-        Ok(report)
+        Ok(data_loss(report, &request, &manifest, &promoted))
     }
+}
+
+/// Records in `report` the data the restore lost, where it can be measured
+/// (an RPO left unmeasured makes [`RecoveryReport::objectives_met`] false):
+///
+/// - **a time**: from the last transaction replayed to the target time
+///   (recovery keeps every transaction up to the target; one the WAL holds
+///   after the last replayed and before the target would be lost). Where no
+///   transaction was replayed, from the base backup's end.
+/// - **a position (LSN)**: zero when recovery replayed to the position or
+///   past it (`pg_last_wal_replay_lsn()`): everything the target asked for
+///   is there. PostgreSQL does not promote a recovery that ended before its
+///   target LSN, so the restore has failed before this otherwise; a server
+///   that reports an earlier position leaves the RPO unmeasured.
+/// - **the latest WAL**, with an incident time: from the last transaction
+///   replayed to the incident. This is an upper bound of the data lost, not
+///   the loss itself: the archive records what WAL it holds, not when it
+///   received it, so an idle server's quiet time after its last commit
+///   counts as lost (see ARCHITECTURE.md). Without an incident time there is
+///   nothing to measure against.
+/// - a base backup or a named restore point: unmeasured.
+fn data_loss(
+    report: RecoveryReport,
+    request: &RestoreRequest<'_>,
+    manifest: &Manifest,
+    promoted: &Promoted,
+) -> RecoveryReport {
+    let replayed = promoted
+        .last_transaction
+        .unwrap_or(manifest.recovery_point.at);
+    let since_last_transaction = |report: RecoveryReport, wanted: Timestamp| {
+        report.with_data_loss_between(replayed.min(wanted), wanted)
+    };
+    match request.target {
+        RecoveryTarget::Time(at) => since_last_transaction(report, *at),
+        RecoveryTarget::Latest => match request.incident_at {
+            Some(incident) => since_last_transaction(report, incident),
+            None => report,
+        },
+        RecoveryTarget::Position(Position::Postgres { lsn, .. }) => {
+            if promoted.replayed.is_some_and(|replayed| replayed >= *lsn) {
+                report.with_data_loss(dr_core::Rpo::new(Duration::ZERO))
+            } else {
+                report
+            }
+        }
+        _ => report,
+    }
+}
+
+/// Writes a staged WAL file.
+async fn write_staged(path: PathBuf, bytes: Bytes) -> dr_core::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        std::fs::write(&path, &bytes)
+            .map_err(|e| dr_core::Error::io(format!("writing {}", path.display()), e))
+    })
+    .await
+    .map_err(|e| dr_core::Error::io("staging WAL", std::io::Error::other(e)))?
 }
 
 /// The WAL a restore needs, as checked in the archive.
@@ -311,6 +367,20 @@ struct WalPlan {
     /// History files of the path's timelines, to stage too.
     histories: Vec<u32>,
     segments: Vec<WalSegment>,
+    /// For a target time: where the contiguous WAL from the backup's start
+    /// ends, when the archive holds more WAL after a missing segment. Only
+    /// the WAL's records can tell whether the target lies beyond it.
+    gap: Option<Lsn>,
+}
+
+/// What [`PitrRestore::stage_wal`] staged.
+#[derive(Debug)]
+struct StagedWal {
+    /// WAL segments staged.
+    segments: usize,
+    /// Segments whose whole object was unreadable, read from their pieces:
+    /// the name and why.
+    read_from_pieces: Vec<(String, dr_core::Error)>,
 }
 
 impl PitrRestore {
@@ -555,14 +625,22 @@ impl PitrRestore {
         if limit.is_some_and(|l| reached <= l) {
             return Err(missing(reached));
         }
-        // WAL archived beyond a hole would be silently skipped: refuse.
+        // WAL archived beyond a hole would be silently skipped: refuse,
+        // unless the target is a time, which the WAL before the hole may
+        // reach (its records, read while staging, tell).
+        let mut gap = None;
         if limit.is_none() && reached < path_end(listing, &path, size) {
-            return Err(missing(reached));
+            if matches!(target, RecoveryTarget::Time(_)) {
+                gap = Some(reached);
+            } else {
+                return Err(missing(reached));
+            }
         }
         Ok(WalPlan {
             path,
             histories,
             segments,
+            gap,
         })
     }
 
@@ -611,14 +689,22 @@ impl PitrRestore {
         Ok(path)
     }
 
-    /// Where the WAL is staged before the data directory is written: beside it.
-    fn staging_path(&self) -> PathBuf {
+    /// Where the restore stages the WAL that recovery replays: a private
+    /// directory beside the data directory (`<parent>/.<name>.drkit-wal`),
+    /// never inside it, so that the restored data directory holds exactly
+    /// what the base backup's manifest lists (`pg_verifybackup` checks it
+    /// as it is, given this directory with `--wal-directory`). The recovery
+    /// settings' `restore_command` reads from it. A restore that starts the
+    /// server ([`PitrRestore::start_with`]) removes it once the server has
+    /// promoted; otherwise it stays until the caller has started the server,
+    /// seen it promote, and removes it. It must be absent or empty when the
+    /// restore begins, like the data directory.
+    pub fn staging_dir(&self) -> PathBuf {
         let name = self
             .data_dir
             .file_name()
             .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned());
-        self.data_dir
-            .with_file_name(format!(".{name}.drkit-wal-{}", std::process::id()))
+        self.data_dir.with_file_name(format!(".{name}.drkit-wal"))
     }
 
     fn tablespace_targets(&self, facts: &BackupFacts) -> BTreeMap<String, PathBuf> {
@@ -638,7 +724,8 @@ impl PitrRestore {
 
     /// The data directory and every tablespace target must be absent or empty.
     fn check_destinations(&self, facts: &BackupFacts) -> dr_core::Result<()> {
-        let targets = std::iter::once(self.data_dir.clone())
+        let targets = [self.data_dir.clone(), self.staging_dir()]
+            .into_iter()
             .chain(self.tablespace_targets(facts).into_values());
         for dir in targets {
             match std::fs::read_dir(&dir) {
@@ -732,6 +819,16 @@ impl PitrRestore {
         Ok(())
     }
 
+    /// Fetches the WAL recovery replays into `dir`, checking each file,
+    /// in order. For a target time, its records are read as they come, and
+    /// only the WAL up to where recovery stops is staged (and needs to be
+    /// readable): a segment missing or damaged after that point does not
+    /// matter to this restore.
+    ///
+    /// # Errors
+    /// A file missing or damaged; for a time, one the archived WAL does not
+    /// reach ([`TargetReach::verdict`]), or that lies beyond a missing
+    /// segment (named).
     async fn stage_wal(
         &self,
         archive: &dyn ArchiveSource,
@@ -739,7 +836,7 @@ impl PitrRestore {
         plan: &WalPlan,
         target: &RecoveryTarget,
         dir: &Path,
-    ) -> dr_core::Result<()> {
+    ) -> dr_core::Result<StagedWal> {
         create_private_dir(dir)?;
         let size = facts.segment_size;
         let names: Vec<(String, Option<Lsn>)> = plan
@@ -753,51 +850,65 @@ impl PitrRestore {
             )
             .collect();
         let mut reach = TargetReach::for_target(target, facts.end, size);
-        // A few at once: each is a read, a decryption, a decompression and a
-        // SHA-256 check, then a write. In order, so that the segments'
-        // records are read in order too.
-        let mut staged = futures_util::stream::iter(names)
+        let mut staged = StagedWal {
+            segments: 0,
+            read_from_pieces: Vec::new(),
+        };
+        // A few fetched at once: each is a read, a decryption, a
+        // decompression and a SHA-256 check. Taken in order, so that the
+        // segments' records are read in order and the fetching can stop
+        // where recovery will.
+        let mut fetched = futures_util::stream::iter(names)
             .map(|(name, start)| async move {
-                let bytes = self.stage_one(archive, size, dir, name).await?;
-                Ok::<_, dr_core::Error>((start, bytes))
+                let fetched = fetch_wal_noting(archive, &self.component, &name, size)
+                    .await?
+                    .ok_or_else(|| {
+                        dr_core::Error::not_found(format!(
+                            "{name} of {} (it went missing from the archive during the restore)",
+                            self.component
+                        ))
+                    })?;
+                Ok::<_, dr_core::Error>((name, start, fetched))
             })
             .buffered(WAL_FETCHES);
-        while let Some(done) = staged.next().await {
-            let (start, bytes) = done?;
-            if let (Some(start), Some(reading)) = (start, reach.take()) {
-                reach = Some(reading.read_segment(start, bytes).await?);
+        while let Some(done) = fetched.next().await {
+            let (name, start, fetched) = done?;
+            write_staged(dir.join(&name), fetched.bytes.clone()).await?;
+            if let Some(why) = fetched.whole_unreadable {
+                staged.read_from_pieces.push((name, why));
+            }
+            let Some(start) = start else { continue };
+            staged.segments += 1;
+            if let Some(reading) = reach.take() {
+                let reading = reading.read_segment(start, fetched.bytes).await?;
+                let settled = !reading.needs_more();
+                reach = Some(reading);
+                if settled {
+                    break;
+                }
             }
         }
         if let Some(reach) = &reach {
-            reach.verdict(&self.component)?;
+            match (reach.verdict(&self.component), plan.gap) {
+                (Err(e), Some(gap)) if e.kind() == dr_core::ErrorKind::NotFound => {
+                    let segment = WalSegment::containing(plan.path.timeline_at(gap), gap, size);
+                    return Err(dr_core::Error::not_found(format!(
+                        "WAL segment {} of {} in the archive, which the target time {} lies \
+                         beyond: the archived WAL from the base backup's start {} holds no \
+                         transaction after that time before it ends at {gap}, and resumes only \
+                         after the missing segment",
+                        segment.file_name(size),
+                        self.component,
+                        reach.target_time(),
+                        facts.start,
+                    )));
+                }
+                (verdict, _) => {
+                    verdict?;
+                }
+            }
         }
-        Ok(())
-    }
-
-    /// Fetches one WAL file from the archive into `dir`, and returns its bytes.
-    async fn stage_one(
-        &self,
-        archive: &dyn ArchiveSource,
-        size: WalSegmentSize,
-        dir: &Path,
-        name: String,
-    ) -> dr_core::Result<Bytes> {
-        let bytes = fetch_wal(archive, &self.component, &name, size)
-            .await?
-            .ok_or_else(|| {
-                dr_core::Error::not_found(format!(
-                    "{name} of {} (it went missing from the archive during the restore)",
-                    self.component
-                ))
-            })?;
-        let path = dir.join(&name);
-        tokio::task::spawn_blocking(move || {
-            std::fs::write(&path, &bytes)
-                .map(|()| bytes)
-                .map_err(|e| dr_core::Error::io(format!("writing {}", path.display()), e))
-        })
-        .await
-        .map_err(|e| dr_core::Error::io("staging WAL", std::io::Error::other(e)))?
+        Ok(staged)
     }
 
     fn write_recovery_settings(
@@ -805,7 +916,7 @@ impl PitrRestore {
         target: &RecoveryTarget,
         plan: &WalPlan,
     ) -> dr_core::Result<()> {
-        let staging = self.data_dir.join(STAGING_DIR);
+        let staging = self.staging_dir();
         let quote = |s: &str| s.replace('\'', "''");
         let mut conf = format!(
             "\n# Written by drkit's point-in-time restore.\n\
@@ -1166,16 +1277,24 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Polls the restored server until it has left recovery; returns the time
-/// of the last transaction it replayed.
+/// What the restored server reports once promoted.
+#[derive(Debug, Clone, Copy)]
+struct Promoted {
+    /// The time of the last transaction it replayed.
+    last_transaction: Option<Timestamp>,
+    /// Where the last WAL record it replayed ends.
+    replayed: Option<Lsn>,
+}
+
+/// Polls the restored server until it has left recovery.
 async fn wait_for_promotion(
     config: &tokio_postgres::Config,
     timeout: Duration,
-) -> dr_core::Result<Option<Timestamp>> {
+) -> dr_core::Result<Promoted> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let last_error = match query_promotion(config).await {
-            Ok(Some(replayed)) => return Ok(replayed),
+            Ok(Some(promoted)) => return Ok(promoted),
             Ok(None) => "it was still recovering".to_owned(),
             Err(e) => e.to_string(),
         };
@@ -1189,16 +1308,17 @@ async fn wait_for_promotion(
     }
 }
 
-/// `None` while in recovery; else the last replayed transaction's time.
+/// `None` while in recovery; else what was replayed.
 async fn query_promotion(
     config: &tokio_postgres::Config,
-) -> Result<Option<Option<Timestamp>>, tokio_postgres::Error> {
+) -> Result<Option<Promoted>, tokio_postgres::Error> {
     let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
     let task = tokio::spawn(connection);
     let row = client
         .query_one(
             "SELECT pg_is_in_recovery(), \
-             extract(epoch FROM pg_last_xact_replay_timestamp())::float8",
+             extract(epoch FROM pg_last_xact_replay_timestamp())::float8, \
+             pg_last_wal_replay_lsn()::text",
             &[],
         )
         .await;
@@ -1208,8 +1328,11 @@ async fn query_promotion(
     if row.get::<_, bool>(0) {
         return Ok(None);
     }
-    let replayed: Option<f64> = row.get(1);
-    Ok(Some(replayed.and_then(|secs| {
-        Timestamp::from_microsecond((secs * 1e6) as i64).ok()
-    })))
+    let last_transaction: Option<f64> = row.get(1);
+    let replayed: Option<String> = row.get(2);
+    Ok(Some(Promoted {
+        last_transaction: last_transaction
+            .and_then(|secs| Timestamp::from_microsecond((secs * 1e6) as i64).ok()),
+        replayed: replayed.and_then(|text| text.parse().ok()),
+    }))
 }

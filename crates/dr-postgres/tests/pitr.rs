@@ -5,8 +5,7 @@
 //! WAL, and targets the archived WAL does not reach, fail early, leaving the
 //! target directory untouched.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dr_core::{
@@ -14,7 +13,8 @@ use dr_core::{
     RestoreRequest,
 };
 use dr_postgres::{
-    ArchiverHandle, ArchiverOptions, BaseBackup, PitrRestore, StartServer, Tls, WalArchiver,
+    ArchiverHandle, ArchiverOptions, BaseBackup, DEFAULT_SEGMENT_SIZE, PgCtl, PitrRestore, Tls,
+    WalArchiver, WalRecordEvent, WalRecordReader, WalSegment, fetch_wal, list_archive,
     verify_base_backup,
 };
 use dr_storage::{
@@ -124,30 +124,51 @@ async fn current_lsn(pg: &Postgres) -> Lsn {
     text.parse().unwrap()
 }
 
-/// Starts the restored data directory with dr-testkit, which stops it and
-/// removes it when the test ends.
-#[derive(Clone)]
-struct KitServer {
-    slot: Arc<Mutex<Option<RestoreSlot>>>,
-    server: Arc<tokio::sync::Mutex<Option<Postgres>>>,
+/// A restored server: a dr-testkit slot (which stops the server and removes
+/// the directory when the test ends), started by dr-postgres's [`PgCtl`].
+struct Restored {
+    slot: RestoreSlot,
 }
 
-impl KitServer {
-    fn new(options: PostgresOptions) -> (Self, std::path::PathBuf, Option<(u32, u32)>) {
-        let slot = Postgres::restore_slot(options).unwrap();
-        let data_dir = slot.data_dir();
-        let owner = slot.owner();
-        let kit = Self {
-            slot: Arc::new(Mutex::new(Some(slot))),
-            server: Arc::new(tokio::sync::Mutex::new(None)),
-        };
-        (kit, data_dir, owner)
+impl Restored {
+    fn new() -> Self {
+        Self {
+            slot: Postgres::restore_slot(options()).unwrap(),
+        }
+    }
+
+    fn pg_ctl(&self) -> PgCtl {
+        PgCtl::new(
+            self.slot.binaries().dir(),
+            self.slot.port(),
+            self.slot.socket_dir(),
+            self.slot.config("postgres"),
+        )
+        .listen_addresses("127.0.0.1")
+    }
+
+    fn restore(&self) -> PitrRestore {
+        let restore = PitrRestore::new(component(), self.slot.data_dir());
+        match self.slot.owner() {
+            Some((uid, gid)) => restore.owner(uid, gid),
+            None => restore,
+        }
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = self
+            .slot
+            .config("postgres")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
     }
 
     async fn rows(&self) -> Vec<i32> {
-        let guard = self.server.lock().await;
-        let client = guard.as_ref().unwrap().connect("postgres").await.unwrap();
-        client
+        self.client()
+            .await
             .query("SELECT id FROM t ORDER BY id", &[])
             .await
             .unwrap()
@@ -157,32 +178,17 @@ impl KitServer {
     }
 }
 
-#[dr_core::async_trait]
-impl StartServer for KitServer {
-    async fn start(&self, _data_dir: &Path) -> dr_core::Result<tokio_postgres::Config> {
-        let slot = self.slot.lock().unwrap().take().expect("started once");
-        let pg = slot
-            .start()
-            .await
-            .map_err(|e| dr_core::Error::other(ErrorKind::Unavailable, "starting", e))?;
-        let config = pg.config("postgres");
-        *self.server.lock().await = Some(pg);
-        Ok(config)
-    }
-}
-
-/// Restores to `target` into a fresh kit directory, starts it, and returns it.
+/// Restores to `target` into a fresh kit directory, starts it with
+/// [`PgCtl`], and returns it.
 async fn restore(
     setup: &Setup,
     target: RecoveryTarget,
     incident_at: Option<Timestamp>,
-) -> (KitServer, dr_core::RecoveryReport) {
-    let (kit, data_dir, owner) = KitServer::new(options());
-    let mut restore =
-        PitrRestore::new(component(), &data_dir).start_with(kit.clone(), Duration::from_secs(120));
-    if let Some((uid, gid)) = owner {
-        restore = restore.owner(uid, gid);
-    }
+) -> (Restored, dr_core::RecoveryReport) {
+    let restored = Restored::new();
+    let restore = restored
+        .restore()
+        .start_with(restored.pg_ctl(), Duration::from_secs(120));
     let report = restore
         .restore(RestoreRequest {
             snapshots: setup.repo.as_ref(),
@@ -193,7 +199,76 @@ async fn restore(
         })
         .await
         .unwrap();
-    (kit, report)
+    // Recovery is over: its staged WAL is gone.
+    assert!(!restore.staging_dir().exists());
+    (restored, report)
+}
+
+/// Each row with the transaction that inserted it.
+async fn row_xids(pg: &Postgres) -> Vec<(i32, u32)> {
+    let client = pg.connect("postgres").await.unwrap();
+    client
+        .query("SELECT id, xmin::text FROM t ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, String>(1).parse().unwrap()))
+        .collect()
+}
+
+/// Every commit and abort in the archived WAL from the segment holding
+/// `from` on, in WAL order, as far as the archive's WAL runs without a gap.
+async fn transaction_ends(setup: &Setup, from: Lsn) -> Vec<WalRecordEvent> {
+    let size = DEFAULT_SEGMENT_SIZE;
+    let listing = list_archive(setup.repo.as_ref(), &component(), size)
+        .await
+        .unwrap();
+    let mut reader = WalRecordReader::new(size);
+    let mut ends = Vec::new();
+    let mut segment = WalSegment::containing(1, from, size);
+    while listing.segments.contains_key(&segment) && reader.end_reason().is_none() {
+        let bytes = fetch_wal(
+            setup.repo.as_ref(),
+            &component(),
+            &segment.file_name(size),
+            size,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let events = reader.feed_segment(segment.start(size), &bytes).unwrap();
+        ends.extend(events.into_iter().filter(|e| {
+            matches!(
+                e,
+                WalRecordEvent::Commit { .. } | WalRecordEvent::Abort { .. }
+            )
+        }));
+        segment.number += 1;
+    }
+    ends
+}
+
+/// The rows a recovery to `target` keeps, by PostgreSQL's rule: it stops
+/// before the first commit or abort, in WAL order, whose time is after the
+/// target, so a row is kept unless its commit comes at or after that
+/// record. (Its commit time alone does not tell: with concurrent writers a
+/// commit can reach the WAL after one with a later time.)
+fn kept_at(target: Timestamp, ends: &[WalRecordEvent], rows: &[(i32, u32)]) -> Vec<i32> {
+    let stop = ends
+        .iter()
+        .position(|e| e.time() > target)
+        .unwrap_or(ends.len());
+    let replayed_not: std::collections::BTreeSet<u32> = ends[stop..]
+        .iter()
+        .filter_map(|e| match e {
+            WalRecordEvent::Commit { xid, .. } => Some(*xid),
+            _ => None,
+        })
+        .collect();
+    rows.iter()
+        .filter(|(_, xid)| !replayed_not.contains(xid))
+        .map(|(id, _)| *id)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,6 +313,7 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
         .unwrap();
     let times = commit_times(&setup.pg).await;
     assert_eq!(times.len(), 120);
+    let rows = row_xids(&setup.pg).await;
     // The disaster: the primary dies and its data directory is lost.
     let incident = Timestamp::now();
     setup.pg.kill9();
@@ -245,6 +321,10 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
 
     // Three moments after the backup finished, each between two commits.
     let backup_done = report.manifest.recovery_point.at;
+    let start: Lsn = report.manifest.metadata[dr_postgres::meta::START_LSN]
+        .parse()
+        .unwrap();
+    let ends = transaction_ends(&setup, start).await;
     let candidates: Vec<usize> = (1..times.len())
         .filter(|&i| times[i - 1].1 > backup_done)
         .collect();
@@ -253,11 +333,7 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
         let i = candidates[(seed / (k + 1) + k * 7) % candidates.len()];
         let target = halfway(times[i - 1].1, times[i].1);
         let (kit, report) = restore(&setup, RecoveryTarget::Time(target), None).await;
-        let expected: Vec<i32> = times
-            .iter()
-            .filter(|(_, at)| *at <= target)
-            .map(|(id, _)| *id)
-            .collect();
+        let expected = kept_at(target, &ends, &rows);
         assert_eq!(kit.rows().await, expected, "restored to {target}");
         assert!(report.achieved_rpo().is_some(), "{report}");
     }
@@ -790,12 +866,301 @@ async fn delta_backups_store_changed_bytes_and_restore_exactly() {
         .unwrap();
     archiver.shutdown().await.unwrap();
     let (kit, _) = restore(&setup, RecoveryTarget::Snapshot(delta.id), None).await;
-    let guard = kit.server.lock().await;
-    let restored = guard.as_ref().unwrap().connect("postgres").await.unwrap();
-    assert_eq!(table_digest(&restored).await, expected);
-    drop(guard);
+    assert_eq!(table_digest(&kit.client().await).await, expected);
 
     // The full backup stays as long as the delta does.
     let err = setup.repo.forget_snapshots(&[again.id]).await.unwrap_err();
     assert!(err.to_string().contains(&delta.id.to_string()), "{err}");
+}
+
+/// Writers on connections of their own, each inserting `per_writer` rows
+/// (ids `base + writer * 1_000 + n`) as fast as it can, all at once; beside
+/// them, a session writes large WAL records. A commit takes its time before
+/// it takes a WAL insertion lock, and one such lock is held while a large
+/// record is copied in: a commit waiting for it reaches the WAL after
+/// commits that took their time later, as happens under load.
+async fn concurrent_writers(pg: &Postgres, base: i32, writers: i32, per_writer: i32) {
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let large = {
+        let config = pg.config("postgres");
+        let writing = writing.clone();
+        tokio::spawn(async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                client
+                    .batch_execute(
+                        "SELECT pg_logical_emit_message(false, 'drkit', repeat('x', 8 << 20))",
+                    )
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let config = pg.config("postgres");
+            tokio::spawn(async move {
+                let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                for n in 0..per_writer {
+                    client
+                        .execute("INSERT INTO t VALUES ($1, 'w')", &[&(base + w * 1_000 + n)])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    large.await.unwrap();
+}
+
+/// A commit that reached the WAL after one with a later commit time: a
+/// time between the two is where PostgreSQL's rule (stop at the first
+/// transaction in WAL order after the target) and "every commit up to the
+/// target" disagree. Returns the later one's time, which is the target.
+fn out_of_order_commit(ends: &[WalRecordEvent], after: Lsn) -> Option<Timestamp> {
+    ends.windows(2)
+        .filter(|pair| pair[0].start() > after)
+        .find(|pair| {
+            matches!(pair[1], WalRecordEvent::Commit { .. }) && pair[1].time() < pair[0].time()
+        })
+        .map(|pair| pair[1].time())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_restore_by_wal_order_with_measured_rpo_and_a_checkable_directory() {
+    let setup = setup(options()).await;
+    let archiver = archiver(
+        &setup,
+        ArchiverOptions::new()
+            .slot("drkit_concurrent")
+            .piece_interval(Some(Duration::from_millis(200))),
+    );
+    let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
+    let taken = backup.backup(setup.repo.as_ref()).await.unwrap().manifest;
+    let start: Lsn = taken.metadata[dr_postgres::meta::START_LSN]
+        .parse()
+        .unwrap();
+    let end: Lsn = taken.metadata[dr_postgres::meta::END_LSN].parse().unwrap();
+
+    // Rounds of concurrent writers until a commit lands in the WAL after
+    // one with a later commit time (on two cores, it takes a round or two).
+    let mut inverted = None;
+    for round in 0..30 {
+        concurrent_writers(&setup.pg, round * 100_000, 12, 40).await;
+        archiver
+            .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let ends = transaction_ends(&setup, start).await;
+        if let Some(target) = out_of_order_commit(&ends, end) {
+            inverted = Some(target);
+            break;
+        }
+        eprintln!("round {round}: every commit reached the WAL in time order");
+    }
+    let target = inverted.expect("concurrent commits reached the WAL out of time order");
+    // One more, so that the archived WAL has a transaction after everything.
+    write_rows(&setup.pg, -1, 0).await;
+    archiver
+        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
+        .await
+        .unwrap();
+    archiver.shutdown().await.unwrap();
+    let rows = row_xids(&setup.pg).await;
+    let ends = transaction_ends(&setup, start).await;
+
+    // The target is the commit time of a commit that came after a later
+    // one in WAL order: recovery stops before that later one, so this
+    // commit is not replayed although its time is the target's.
+    let expected = kept_at(target, &ends, &rows);
+    let by_time: Vec<i32> = rows
+        .iter()
+        .filter(|(_, xid)| {
+            ends.iter().any(|e| {
+                matches!(e, WalRecordEvent::Commit { xid: x, .. } if x == xid) && e.time() <= target
+            }) || !ends
+                .iter()
+                .any(|e| matches!(e, WalRecordEvent::Commit { xid: x, .. } if x == xid))
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    assert_ne!(
+        expected, by_time,
+        "the target does not tell the rules apart"
+    );
+    let (kit, report) = restore(&setup, RecoveryTarget::Time(target), None).await;
+    assert_eq!(kit.rows().await, expected, "restored to {target}");
+    assert!(report.achieved_rpo().is_some(), "{report}");
+
+    // An LSN target: recovery replays the record starting there and stops;
+    // all it asked for is there, so nothing was lost.
+    let middle = &ends[ends.len() / 2];
+    let WalRecordEvent::Commit {
+        xid: middle_xid, ..
+    } = middle
+    else {
+        panic!("the middle transaction end is an abort: {middle:?}");
+    };
+    let position = dr_core::Position::Postgres {
+        system_identifier: taken.metadata[dr_postgres::meta::SYSTEM_IDENTIFIER]
+            .parse()
+            .unwrap(),
+        timeline: 1,
+        lsn: middle.start(),
+    };
+    let (kit, report) = restore(&setup, RecoveryTarget::Position(position), None).await;
+    let restored = kit.rows().await;
+    let middle_row = rows.iter().find(|(_, x)| x == middle_xid).unwrap().0;
+    assert!(restored.contains(&middle_row), "{restored:?}");
+    assert_eq!(
+        report.achieved_rpo(),
+        Some(dr_core::Rpo::from_secs(0)),
+        "{report}"
+    );
+    assert!(report.objectives_met(), "{report}");
+
+    // Restored without starting: the data directory holds exactly what the
+    // backup's manifest lists, and its WAL lies beside it.
+    let restored = Restored::new();
+    let restore = restored.restore();
+    restore
+        .restore(RestoreRequest {
+            snapshots: setup.repo.as_ref(),
+            archive: Some(setup.repo.as_ref()),
+            target: &RecoveryTarget::Latest,
+            objectives: objectives(),
+            incident_at: None,
+        })
+        .await
+        .unwrap();
+    let output = tokio::process::Command::new(restored.slot.binaries().path("pg_verifybackup"))
+        .arg("--wal-directory")
+        .arg(restore.staging_dir())
+        .arg(restored.slot.data_dir())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "pg_verifybackup: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Removes every object of segment `name` from the store: whole and pieces.
+async fn remove_segment(setup: &Setup, name: &str) {
+    let names = setup.repo.segments(&component(), name).await.unwrap();
+    assert!(!names.is_empty(), "{name} is not archived");
+    for stored in names {
+        let key = format!("archive/{}/{}", component(), stored);
+        setup.backend.delete(&key).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_middle_segment_blocks_only_targets_beyond_it_and_damaged_whole_segments_fall_back_to_pieces()
+ {
+    let setup = setup(options()).await;
+    let archiver = archiver(
+        &setup,
+        ArchiverOptions::new()
+            .slot("drkit_gap")
+            .piece_interval(Some(Duration::from_millis(200))),
+    );
+    let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
+    let taken = backup.backup(setup.repo.as_ref()).await.unwrap().manifest;
+    let start: Lsn = taken.metadata[dr_postgres::meta::START_LSN]
+        .parse()
+        .unwrap();
+    let client = setup.pg.connect("postgres").await.unwrap();
+    // Three rounds of writes, each in a segment of its own, stored as
+    // pieces before the segment is switched (then whole as well).
+    for round in 0..3 {
+        write_rows(&setup.pg, round * 100, round * 100 + 10).await;
+        archiver
+            .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
+            .await
+            .unwrap();
+        client
+            .batch_execute("SELECT pg_switch_wal()")
+            .await
+            .unwrap();
+    }
+    write_rows(&setup.pg, 1000, 1001).await;
+    archiver
+        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
+        .await
+        .unwrap();
+    archiver.shutdown().await.unwrap();
+    let rows = row_xids(&setup.pg).await;
+    let ends = transaction_ends(&setup, start).await;
+    let size = DEFAULT_SEGMENT_SIZE;
+    let segment_of = |id: i32| {
+        let xid = rows.iter().find(|(r, _)| *r == id).unwrap().1;
+        let commit = ends
+            .iter()
+            .find(|e| matches!(e, WalRecordEvent::Commit { xid: x, .. } if *x == xid))
+            .unwrap();
+        (
+            WalSegment::containing(1, commit.end(), size).file_name(size),
+            commit.time(),
+        )
+    };
+    let (first, fifth) = (segment_of(4), segment_of(5));
+    let (gap, _) = segment_of(100);
+    let (last, after_gap) = (segment_of(204), segment_of(205));
+    assert_eq!(first.0, fifth.0);
+    assert!(first.0 < gap && gap < last.0, "{first:?} {gap} {last:?}");
+
+    // The whole object of the first round's segment cut short; its pieces,
+    // stored as it was streamed, stay intact.
+    let key = format!("archive/{}/{}", component(), first.0);
+    let stored = setup.backend.get_all(&key).await.unwrap();
+    let pieces = setup
+        .repo
+        .segments(&component(), &format!("{}.partial.", first.0))
+        .await
+        .unwrap();
+    assert!(!pieces.is_empty(), "{} has no pieces", first.0);
+    setup.backend.delete(&key).await.unwrap();
+    setup
+        .backend
+        .put(
+            &key,
+            stored.slice(..stored.len() / 2),
+            dr_storage::PutOptions::CREATE,
+        )
+        .await
+        .unwrap();
+    // And the second round's segment gone altogether.
+    remove_segment(&setup, &gap).await;
+
+    // Before the gap: restored exactly, from the pieces, and said so.
+    let before_gap = halfway(first.1, fifth.1);
+    let (kit, report) = restore(&setup, RecoveryTarget::Time(before_gap), None).await;
+    assert_eq!(kit.rows().await, kept_at(before_gap, &ends, &rows));
+    assert_eq!(kit.rows().await, (0..5).collect::<Vec<_>>());
+    assert!(
+        report
+            .timeline
+            .steps()
+            .iter()
+            .any(|s| s.name.contains(&first.0) && s.name.contains("pieces")),
+        "{report}"
+    );
+
+    // Beyond it: refused before anything is written, naming the segment.
+    let err = refused_restore(&setup, RecoveryTarget::Time(halfway(last.1, after_gap.1))).await;
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains(&gap), "{err}");
+    let err = refused_restore(&setup, RecoveryTarget::Latest).await;
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(err.to_string().contains(&gap), "{err}");
 }

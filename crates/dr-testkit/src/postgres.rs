@@ -135,16 +135,52 @@ impl PgBinaries {
 /// [`Postgres::restore_slot`]. Dropping it removes the directory.
 #[derive(Debug)]
 pub struct RestoreSlot {
+    // Field order: a server started on the directory stops before it goes.
+    started_elsewhere: StopOnDrop,
     dir: TempDir,
     options: PostgresOptions,
     bin: PgBinaries,
     run_as: RunAs,
+    port: u16,
 }
 
 impl RestoreSlot {
     /// Where the data directory goes (it does not exist yet).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// A free TCP port, chosen when the slot was made, for a server that
+    /// something else starts on the data directory (such as
+    /// `dr_postgres::PgCtl`). A server started in the slot is stopped when
+    /// the slot is dropped.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A directory for the Unix socket of a server started in the slot.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// The server binaries.
+    pub fn binaries(&self) -> &PgBinaries {
+        &self.bin
+    }
+
+    /// A tokio-postgres config for `dbname` as the superuser over TCP on
+    /// 127.0.0.1 and [`RestoreSlot::port`], with the backed-up server's
+    /// password.
+    pub fn config(&self, dbname: &str) -> Config {
+        let mut config = Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user(SUPERUSER)
+            .password(&self.options.password)
+            .dbname(dbname)
+            .connect_timeout(Duration::from_secs(5));
+        config
     }
 
     /// The user and group the server will run as, if not the current ones:
@@ -159,16 +195,58 @@ impl RestoreSlot {
     /// # Errors
     /// The server did not start (the error holds its log).
     pub async fn start(self) -> Result<Postgres> {
+        let RestoreSlot {
+            started_elsewhere,
+            dir,
+            options,
+            bin,
+            run_as,
+            port: _,
+        } = self;
+        // Nothing runs on the directory yet; from here the kit server owns it.
+        drop(started_elsewhere);
         let mut pg = Postgres {
             process: None,
             port: 0,
-            options: self.options,
-            bin: self.bin,
-            run_as: self.run_as,
-            dir: self.dir,
+            options,
+            bin,
+            run_as,
+            dir,
         };
         pg.launch().await?;
         Ok(pg)
+    }
+}
+
+/// Stops a server that something else started on a slot's data directory
+/// (an immediate shutdown, as a kit server's drop does).
+#[derive(Debug)]
+struct StopOnDrop {
+    pidfile: PathBuf,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let pidfile = &self.pidfile;
+        let Some(pid) = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
+        else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(pid);
+        if nix::sys::signal::kill(pid, Signal::SIGQUIT).is_err() {
+            return;
+        }
+        // Not our child: wait until it is gone (its pid file removed, or
+        // the process no longer there).
+        for _ in 0..300 {
+            if !pidfile.exists() || nix::sys::signal::kill(pid, None).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
     }
 }
 
@@ -346,10 +424,14 @@ impl Postgres {
         let run_as = RunAs::unprivileged(SUPERUSER, PACKAGE)?;
         let dir = kit_dir(&run_as)?;
         Ok(RestoreSlot {
+            started_elsewhere: StopOnDrop {
+                pidfile: dir.path().join("data/postmaster.pid"),
+            },
             dir,
             options,
             bin,
             run_as,
+            port: free_port(None)?,
         })
     }
 
