@@ -86,9 +86,9 @@ pub use crate::point::{Lsn, Position, RecoveryPoint, ReplicationId};
 pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};
 pub use crate::retention::{Candidate, Decision, KeepReason, RetentionPolicy};
 pub use crate::snapshot::{
-    ArchiveSink, ArchiveSource, ByteStream, JournalRecord, Labels, MANIFEST_FORMAT, Manifest,
-    SegmentInfo, SegmentJournal, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotSourceExt,
-    SnapshotWriter, StreamCheck, StreamEntry, StreamLayout,
+    ArchiveCoverage, ArchiveSink, ArchiveSource, ByteStream, JournalRecord, Labels,
+    MANIFEST_FORMAT, Manifest, SegmentInfo, SegmentJournal, SnapshotCommit, SnapshotSink,
+    SnapshotSource, SnapshotSourceExt, SnapshotWriter, StreamCheck, StreamEntry, StreamLayout,
 };
 
 // The re-exported types name these crates in their APIs.

@@ -21,7 +21,7 @@ use tokio::io::AsyncRead;
 
 use crate::error::{Error, Result};
 use crate::id::{ComponentId, SegmentName, Sha256Digest, SnapshotId, StreamName};
-use crate::point::RecoveryPoint;
+use crate::point::{Position, RecoveryPoint};
 
 /// Free-form labels for selecting snapshots (`env=prod`, `trigger=drill`).
 pub type Labels = BTreeMap<String, String>;
@@ -301,6 +301,24 @@ pub struct SegmentInfo {
     pub sha256: Sha256Digest,
 }
 
+/// How far an archive held everything its source had written, as its
+/// archiver last saw it: `pg_receivewal`'s flush position, with when. A
+/// restore to the latest point measures what was lost from it: only what
+/// the source wrote after `seen_at` can be missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveCoverage {
+    /// The source's position the archive held everything up to.
+    pub position: Position,
+    /// When the source last said it had written nothing beyond `position`
+    /// (the archiver's clock).
+    pub seen_at: Timestamp,
+    /// The source then acknowledged writes only once they were archived (a
+    /// PostgreSQL server whose `synchronous_standby_names` requires this
+    /// archiver for every commit): nothing it acknowledged is missing.
+    pub synchronous: bool,
+}
+
 /// Where continuous, append-only segments (WAL) are written. Segments are
 /// write-once: storing a name again with the same bytes succeeds and changes
 /// nothing; with other bytes it fails with [`Error::AlreadyExists`].
@@ -316,6 +334,17 @@ pub trait ArchiveSink: Send + Sync {
         name: &SegmentName,
         data: &mut (dyn AsyncRead + Send + Unpin),
     ) -> Result<SegmentInfo>;
+
+    /// Records how far `component`'s archive holds everything its source
+    /// wrote, replacing the record before.
+    ///
+    /// # Errors
+    /// The store failed.
+    async fn record_coverage(
+        &self,
+        component: &ComponentId,
+        coverage: &ArchiveCoverage,
+    ) -> Result<()>;
 
     /// Opens the journal of segment `name` for appending, creating it (with
     /// room for `capacity` bytes, allocated now) if there is none. Where the
@@ -392,6 +421,13 @@ pub trait ArchiveSource: Send + Sync {
     /// [`Error::NotFound`] if it is not archived.
     async fn open_segment(&self, component: &ComponentId, name: &SegmentName)
     -> Result<ByteStream>;
+
+    /// The last coverage recorded for `component`'s archive
+    /// ([`ArchiveSink::record_coverage`]), if any was.
+    ///
+    /// # Errors
+    /// The store failed, or the record is damaged.
+    async fn coverage(&self, component: &ComponentId) -> Result<Option<ArchiveCoverage>>;
 
     /// The names of the segments of `component` that have a journal (see
     /// [`ArchiveSink::open_journal`]) and start with `prefix`, in name order.

@@ -89,6 +89,13 @@ pub struct ArchiverOptions {
     /// Set [`ArchiverStatus::slot_warning`] when the slot holds back more
     /// WAL than this many bytes on the server. Default 1 GiB; `None` never warns.
     pub slot_warning_bytes: Option<u64>,
+    /// How often, while the archive holds everything the server reported,
+    /// the archiver asks the server for its end of WAL and records in the
+    /// archive how far it holds everything, and when
+    /// ([`dr_core::ArchiveCoverage`]): what a restore to the latest point
+    /// measures its data loss from. Default 5 s, one small object
+    /// overwritten each time; `None` records nothing.
+    pub coverage_interval: Option<Duration>,
 }
 
 impl Default for ArchiverOptions {
@@ -102,6 +109,7 @@ impl Default for ArchiverOptions {
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(30),
             slot_warning_bytes: Some(1 << 30),
+            coverage_interval: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -152,6 +160,12 @@ impl ArchiverOptions {
     /// Sets [`ArchiverOptions::slot_warning_bytes`].
     pub fn slot_warning_bytes(mut self, bytes: Option<u64>) -> Self {
         self.slot_warning_bytes = bytes;
+        self
+    }
+
+    /// Sets [`ArchiverOptions::coverage_interval`].
+    pub fn coverage_interval(mut self, interval: Option<Duration>) -> Self {
+        self.coverage_interval = interval;
         self
     }
 }
@@ -391,6 +405,9 @@ impl WalArchiver {
             segment_stores: JoinSet::new(),
             spare_buffer: None,
             journals: Journals::default(),
+            reported_at: None,
+            required_for_commits: false,
+            coverage: CoverageRecords::default(),
         };
         let task = tokio::spawn(task.run(Stop(stop_rx)));
         ArchiverHandle {
@@ -525,7 +542,32 @@ struct Task {
     spare_buffer: Option<Vec<u8>>,
     /// Segment journals, in synchronous mode.
     journals: Journals,
+    /// When the server last reported its end of WAL, by this host's clock.
+    reported_at: Option<Timestamp>,
+    /// Whether the server waits for this archiver on every commit, as its
+    /// `synchronous_standby_names` read at the last connection says.
+    required_for_commits: bool,
+    /// The coverage record being written, and what was last written.
+    coverage: CoverageRecords,
 }
+
+/// Coverage records (see [`ArchiverOptions::coverage_interval`]).
+#[derive(Default)]
+struct CoverageRecords {
+    /// The write in flight: at most one.
+    writing: Option<JoinHandle<dr_core::Result<()>>>,
+    /// The `seen_at` of the last record written.
+    recorded: Option<Timestamp>,
+    /// A fresh read of `synchronous_standby_names` in flight, and when the
+    /// last one began: the setting changes with a reload, which a stream
+    /// does not say.
+    checking: Option<JoinHandle<Option<bool>>>,
+    checked_at: Option<Instant>,
+}
+
+/// How many coverage intervals pass between reads of
+/// `synchronous_standby_names` while streaming.
+const SYNC_CHECK_EVERY: u32 = 5;
 
 /// A journal being opened (created, if need be) in the background.
 type OpeningJournal = JoinHandle<dr_core::Result<Option<Box<dyn SegmentJournal>>>>;
@@ -687,6 +729,7 @@ impl Task {
     fn server_reported(&mut self, end: Lsn, time: Timestamp) {
         self.status.server_end = end;
         self.status.server_time = Some(time);
+        self.reported_at = Some(Timestamp::now());
         let newest = self.marks.back().map_or(self.status.flushed, |m| m.0);
         if end > newest && self.marks.len() < MAX_LAG_MARKS {
             self.marks.push_back((end, Instant::now()));
@@ -761,6 +804,13 @@ impl Task {
         let mut client = ReplicationClient::connect(&archiver.config, &archiver.tls).await?;
         self.status.connections += 1;
         let identity = client.identify_system().await?;
+        let names = client.show("synchronous_standby_names").await?;
+        let application = archiver
+            .config
+            .get_application_name()
+            .unwrap_or("drkit_wal");
+        self.required_for_commits = waits_for_every_commit(&names, application);
+        self.coverage.checked_at = Some(Instant::now());
         let bytes = client.wal_segment_size().await?;
         let size = WalSegmentSize::new(bytes).map_err(|reason| {
             Error::invalid(format!("wal_segment_size of {}", client.addr()), reason)
@@ -997,6 +1047,9 @@ impl Task {
     ) -> dr_core::Result<Pause> {
         let options = self.archiver.options.clone();
         let mut status_due = tokio::time::Instant::now() + options.status_interval;
+        let mut coverage_due = options
+            .coverage_interval
+            .map(|every| tokio::time::Instant::now() + every);
         loop {
             while let Some(joined) = self.segment_stores.try_join_next() {
                 self.segment_store_done(joined)?;
@@ -1046,6 +1099,14 @@ impl Task {
                 () = tokio::time::sleep_until(status_due) => {
                     stream.send_status(self.standby_status()).await?;
                     status_due = tokio::time::Instant::now() + options.status_interval;
+                }
+                () = sleep_until(coverage_due), if coverage_due.is_some() => {
+                    self.record_coverage();
+                    // The server's answer dates the next record.
+                    stream.send_status(self.standby_status().reply_requested(true)).await?;
+                    coverage_due = options
+                        .coverage_interval
+                        .map(|every| tokio::time::Instant::now() + every);
                 }
                 Some(joined) = self.segment_stores.join_next(),
                     if !self.segment_stores.is_empty() =>
@@ -1313,6 +1374,91 @@ impl Task {
         Ok(journals.current.as_mut().map(|(_, journal)| journal))
     }
 
+    /// Records in the archive, in the background, that it holds everything
+    /// the server had written when it last reported, if it does and that
+    /// report is newer than the last record. A failed record is kept as the
+    /// last error; archiving goes on.
+    fn record_coverage(&mut self) {
+        self.check_synchronous();
+        if let Some(writing) = &self.coverage.writing {
+            if !writing.is_finished() {
+                return;
+            }
+            if let Some(Ok(Err(e))) = self
+                .coverage
+                .writing
+                .take()
+                .and_then(futures_util::FutureExt::now_or_never)
+            {
+                self.status.last_error = Some(ErrorSummary::of(&e));
+            }
+        }
+        let (Some(seen_at), Some(system_identifier), Some(timeline)) = (
+            self.reported_at,
+            self.status.system_id,
+            self.status.timeline,
+        ) else {
+            return;
+        };
+        let end = self.status.server_end;
+        if self.status.flushed < end || end == Lsn::ZERO || self.coverage.recorded >= Some(seen_at)
+        {
+            return;
+        }
+        let coverage = dr_core::ArchiveCoverage {
+            position: dr_core::Position::Postgres {
+                system_identifier,
+                timeline,
+                lsn: end,
+            },
+            seen_at,
+            synchronous: self.archiver.options.synchronous && self.required_for_commits,
+        };
+        self.coverage.recorded = Some(seen_at);
+        let (sink, component) = (self.archiver.sink.clone(), self.archiver.component.clone());
+        self.coverage.writing = Some(tokio::spawn(async move {
+            sink.record_coverage(&component, &coverage).await
+        }));
+    }
+
+    /// Takes the answer of a finished read of `synchronous_standby_names`,
+    /// and starts the next one when due (only where it matters: in
+    /// synchronous mode), on a connection of its own.
+    fn check_synchronous(&mut self) {
+        let options = &self.archiver.options;
+        let (Some(every), true) = (options.coverage_interval, options.synchronous) else {
+            return;
+        };
+        if let Some(checking) = &self.coverage.checking {
+            if !checking.is_finished() {
+                return;
+            }
+            if let Some(Ok(Some(required))) = self
+                .coverage
+                .checking
+                .take()
+                .and_then(futures_util::FutureExt::now_or_never)
+            {
+                self.required_for_commits = required;
+            }
+        }
+        if self
+            .coverage
+            .checked_at
+            .is_some_and(|at| at.elapsed() < every * SYNC_CHECK_EVERY)
+        {
+            return;
+        }
+        self.coverage.checked_at = Some(Instant::now());
+        let (config, tls) = (self.archiver.config.clone(), self.archiver.tls.clone());
+        self.coverage.checking = Some(tokio::spawn(async move {
+            let mut client = ReplicationClient::connect(&config, &tls).await.ok()?;
+            let names = client.show("synchronous_standby_names").await.ok()?;
+            let application = config.get_application_name().unwrap_or("drkit_wal");
+            Some(waits_for_every_commit(&names, application))
+        }));
+    }
+
     /// The status update to send: flushed is what the archive holds. In
     /// synchronous mode "written" is too, so `remote_write` waits for the
     /// archive as well.
@@ -1351,6 +1497,62 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Whether a server with this `synchronous_standby_names` waits for the
+/// standby `application` on every commit (given that it is connected): it is
+/// among the first `n` of `FIRST n (...)` (or of a plain list, which is
+/// `FIRST 1`), or `ANY n (...)` needs every name listed and it is one. A
+/// `*` anywhere, or a setting that does not parse, is a no.
+fn waits_for_every_commit(setting: &str, application: &str) -> bool {
+    let setting = setting.trim();
+    if setting.is_empty() {
+        return false;
+    }
+    let (method, rest) = match setting.split_once(char::is_whitespace) {
+        Some((word, rest)) if word.eq_ignore_ascii_case("first") => ("first", rest.trim_start()),
+        Some((word, rest)) if word.eq_ignore_ascii_case("any") => ("any", rest.trim_start()),
+        _ => ("first", setting),
+    };
+    let (count, list) = match rest.split_once('(') {
+        Some((count, list)) if !count.trim().is_empty() => {
+            let Ok(count) = count.trim().parse::<usize>() else {
+                return false;
+            };
+            let Some(list) = list.trim_end().strip_suffix(')') else {
+                return false;
+            };
+            (count, list)
+        }
+        Some(_) => return false,
+        None if method == "first" => (1, rest),
+        None => return false,
+    };
+    let names: Vec<String> = list
+        .split(',')
+        .map(|name| {
+            let name = name.trim();
+            name.strip_prefix('"')
+                .and_then(|n| n.strip_suffix('"'))
+                .map_or_else(
+                    || name.to_ascii_lowercase(),
+                    |quoted| quoted.replace("\"\"", "\""),
+                )
+        })
+        .collect();
+    if names.iter().any(|n| n == "*" || n.is_empty()) {
+        return false;
+    }
+    let Some(position) = names
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(application))
+    else {
+        return false;
+    };
+    match method {
+        "any" => count >= names.len(),
+        _ => position < count,
+    }
+}
+
 /// Errors that retrying cannot heal: the archiver stops on them.
 fn is_fatal(error: &Error) -> bool {
     matches!(
@@ -1378,5 +1580,42 @@ fn unavailable(client: &ReplicationClient, reason: String) -> Error {
     Error::Unavailable {
         target: client.addr().to_owned(),
         source: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::waits_for_every_commit;
+
+    #[test]
+    fn synchronous_standby_names_that_wait_for_this_archiver() {
+        for (setting, waits) in [
+            ("drkit_wal", true),
+            ("DRKIT_WAL", true),
+            ("\"drkit_wal\"", true),
+            ("drkit_wal, replica", true),
+            ("replica, drkit_wal", false),
+            ("FIRST 1 (drkit_wal, replica)", true),
+            ("first 2 (replica, drkit_wal)", true),
+            ("2 (replica, drkit_wal)", true),
+            ("FIRST 1 (replica, drkit_wal)", false),
+            ("ANY 1 (drkit_wal, replica)", false),
+            ("ANY 2 (drkit_wal, replica)", true),
+            ("ANY 1 (drkit_wal)", true),
+            ("*", false),
+            ("FIRST 1 (*, drkit_wal)", false),
+            ("drkit_wal, *", false),
+            ("", false),
+            ("replica", false),
+            ("FIRST x (drkit_wal)", false),
+            ("FIRST 1 (drkit_wal", false),
+            ("ANY drkit_wal", false),
+        ] {
+            assert_eq!(
+                waits_for_every_commit(setting, "drkit_wal"),
+                waits,
+                "{setting}"
+            );
+        }
     }
 }

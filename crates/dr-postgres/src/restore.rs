@@ -28,9 +28,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use dr_core::{
-    ArchiveSource, Capabilities, Capability, ComponentId, Lsn, Manifest, Operation, Position,
-    RecoveryReport, RecoveryTarget, Restore, RestoreRequest, SnapshotSource, StreamCheck, Timeline,
-    async_trait,
+    ArchiveCoverage, ArchiveSource, Capabilities, Capability, ComponentId, Lsn, Manifest,
+    Operation, Position, RecoveryReport, RecoveryTarget, Restore, RestoreRequest, SnapshotSource,
+    StreamCheck, Timeline, async_trait,
 };
 use futures_util::StreamExt;
 use jiff::Timestamp;
@@ -183,6 +183,24 @@ impl Restore for PitrRestore {
         })?;
 
         let t = Timestamp::now();
+        // Read before the archive is listed: what it covers is then listed.
+        // Only the latest point needs it; a damaged record costs only the
+        // measurement, and says so.
+        let coverage = match request.target {
+            RecoveryTarget::Latest if request.incident_at.is_some() => {
+                match archive.coverage(&self.component).await {
+                    Ok(coverage) => coverage,
+                    Err(e) => {
+                        timeline.record_until_now(
+                            format!("warning: the archive's coverage record is unreadable ({e}); the data lost is bounded from the last transaction"),
+                            t,
+                        )?;
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         // Choosing for a restore point reads the archive's listing already.
         let (manifest, listed) = match request.target {
             RecoveryTarget::RestorePoint(name) => {
@@ -298,47 +316,92 @@ impl Restore for PitrRestore {
         if let Some(at) = request.incident_at {
             report = report.with_incident_at(at);
         }
-        Ok(data_loss(report, &request, &manifest, &promoted))
+        Ok(data_loss(
+            report,
+            &request,
+            &manifest,
+            &promoted,
+            coverage.as_ref(),
+        ))
     }
 }
+
+/// How long before the incident a synchronous archiver's last coverage
+/// record may be for the archive to be taken to hold every acknowledged
+/// commit: the archiver was still confirming it, at its default interval of
+/// 5 s, with room for a slow store.
+const SYNCHRONOUS_COVERAGE_FRESH: Duration = Duration::from_secs(60);
 
 /// Records in `report` the data the restore lost, where it can be measured
 /// (an RPO left unmeasured makes [`RecoveryReport::objectives_met`] false):
 ///
-/// - **a time**: from the last transaction replayed to the target time
-///   (recovery keeps every transaction up to the target; one the WAL holds
-///   after the last replayed and before the target would be lost). Where no
-///   transaction was replayed, from the base backup's end.
+/// - **a time**: zero when the last transaction replayed is at or before the
+///   target. A time restore succeeds only once the archived WAL was read to
+///   a transaction after the target (see `reach`), and recovery replays
+///   every transaction before that one: nothing the target asked for is
+///   missing, however long before it the last one was.
 /// - **a position (LSN)**: zero when recovery replayed to the position or
 ///   past it (`pg_last_wal_replay_lsn()`): everything the target asked for
 ///   is there. PostgreSQL does not promote a recovery that ended before its
 ///   target LSN, so the restore has failed before this otherwise; a server
 ///   that reports an earlier position leaves the RPO unmeasured.
-/// - **the latest WAL**, with an incident time: from the last transaction
-///   replayed to the incident. This is an upper bound of the data lost, not
-///   the loss itself: the archive records what WAL it holds, not when it
-///   received it, so an idle server's quiet time after its last commit
-///   counts as lost (see ARCHITECTURE.md). Without an incident time there is
-///   nothing to measure against.
+/// - **the latest WAL**, with an incident time, measured from the archive's
+///   coverage ([`dr_core::ArchiveCoverage`]: how far the archive held
+///   everything the server had written, and when the archiver last saw
+///   that), where recovery replayed at least that far:
+///   - zero, if the server then waited for the archiver on every commit
+///     and the archiver confirmed it within a minute of the incident:
+///     nothing acknowledged was missing from the archive;
+///   - otherwise what the server may have written between the later of
+///     that moment and the last transaction replayed, and the incident;
+///   - without a coverage record (an archive filled by `archive_command`,
+///     or by an archiver with none configured), from the last transaction
+///     replayed to the incident: an upper bound in which an idle server's
+///     quiet time counts as lost.
+///
+///   Without an incident time there is nothing to measure against.
 /// - a base backup or a named restore point: unmeasured.
 fn data_loss(
     report: RecoveryReport,
     request: &RestoreRequest<'_>,
     manifest: &Manifest,
     promoted: &Promoted,
+    coverage: Option<&ArchiveCoverage>,
 ) -> RecoveryReport {
     let replayed = promoted
         .last_transaction
         .unwrap_or(manifest.recovery_point.at);
-    let since_last_transaction = |report: RecoveryReport, wanted: Timestamp| {
-        report.with_data_loss_between(replayed.min(wanted), wanted)
-    };
     match request.target {
-        RecoveryTarget::Time(at) => since_last_transaction(report, *at),
-        RecoveryTarget::Latest => match request.incident_at {
-            Some(incident) => since_last_transaction(report, incident),
-            None => report,
-        },
+        RecoveryTarget::Time(at) => {
+            if promoted.last_transaction.is_none_or(|last| last <= *at) {
+                report.with_data_loss(dr_core::Rpo::new(Duration::ZERO))
+            } else {
+                report
+            }
+        }
+        RecoveryTarget::Latest => {
+            let Some(incident) = request.incident_at else {
+                return report;
+            };
+            let covered = coverage.filter(|c| match c.position {
+                Position::Postgres { lsn, .. } => promoted.replayed.is_some_and(|r| r >= lsn),
+                _ => false,
+            });
+            match covered {
+                Some(c)
+                    if c.synchronous
+                        && incident.duration_since(c.seen_at).unsigned_abs()
+                            <= SYNCHRONOUS_COVERAGE_FRESH =>
+                {
+                    report.with_data_loss(dr_core::Rpo::new(Duration::ZERO))
+                }
+                Some(c) => {
+                    let known = c.seen_at.max(replayed).min(incident);
+                    report.with_data_loss_between(known, incident)
+                }
+                None => report.with_data_loss_between(replayed.min(incident), incident),
+            }
+        }
         RecoveryTarget::Position(Position::Postgres { lsn, .. }) => {
             if promoted.replayed.is_some_and(|replayed| replayed >= *lsn) {
                 report.with_data_loss(dr_core::Rpo::new(Duration::ZERO))

@@ -394,6 +394,14 @@ impl ArchiveSink for StoreFaults {
     ) -> dr_core::Result<()> {
         self.repo.remove_journal(component, name).await
     }
+
+    async fn record_coverage(
+        &self,
+        component: &ComponentId,
+        coverage: &dr_core::ArchiveCoverage,
+    ) -> dr_core::Result<()> {
+        self.repo.record_coverage(component, coverage).await
+    }
 }
 
 struct FaultyJournal {
@@ -445,6 +453,13 @@ impl ArchiveSource for StoreFaults {
         name: &SegmentName,
     ) -> dr_core::Result<Vec<JournalRecord>> {
         self.repo.read_journal(component, name).await
+    }
+
+    async fn coverage(
+        &self,
+        component: &ComponentId,
+    ) -> dr_core::Result<Option<dr_core::ArchiveCoverage>> {
+        self.repo.coverage(component).await
     }
 }
 

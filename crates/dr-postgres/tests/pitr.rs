@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use dr_core::{
     ArchiveSource, Backup, ComponentId, ErrorKind, Lsn, Objectives, RecoveryTarget, Restore,
-    RestoreRequest,
+    RestoreRequest, Rpo,
 };
 use dr_postgres::{
     ArchiverHandle, ArchiverOptions, BaseBackup, DEFAULT_SEGMENT_SIZE, PgCtl, PitrRestore, Tls,
@@ -278,7 +278,8 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
         &setup,
         ArchiverOptions::new()
             .slot("drkit_pitr")
-            .piece_interval(Some(Duration::from_millis(200))),
+            .piece_interval(Some(Duration::from_millis(200)))
+            .coverage_interval(Some(Duration::from_millis(200))),
     );
     write_rows(&setup.pg, 0, 20).await;
 
@@ -314,6 +315,9 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
     let times = commit_times(&setup.pg).await;
     assert_eq!(times.len(), 120);
     let rows = row_xids(&setup.pg).await;
+    // Quiet for a while: nothing is written, so nothing of it can be lost.
+    let quiet = Duration::from_secs(2);
+    tokio::time::sleep(quiet).await;
     // The disaster: the primary dies and its data directory is lost.
     let incident = Timestamp::now();
     setup.pg.kill9();
@@ -335,12 +339,22 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
         let (kit, report) = restore(&setup, RecoveryTarget::Time(target), None).await;
         let expected = kept_at(target, &ends, &rows);
         assert_eq!(kit.rows().await, expected, "restored to {target}");
-        assert!(report.achieved_rpo().is_some(), "{report}");
+        // Every commit up to the target is there, however long before it
+        // the last one was.
+        assert_eq!(
+            report.achieved_rpo(),
+            Some(Rpo::new(Duration::ZERO)),
+            "{report}"
+        );
     }
 
     let (kit, report) = restore(&setup, RecoveryTarget::Latest, Some(incident)).await;
     assert_eq!(kit.rows().await, (0..120).collect::<Vec<_>>());
     assert!(report.objectives_met(), "{report}");
+    // Measured from when the archiver last saw it held everything, not from
+    // the last commit: the quiet time before the incident is not counted lost.
+    let lost = report.achieved_rpo().unwrap().as_duration();
+    assert!(lost < quiet - Duration::from_millis(500), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,7 +365,8 @@ async fn synchronous_archiving_loses_no_acknowledged_commit() {
         ArchiverOptions::new()
             .slot("drkit_sync")
             .application_name("drkit_sync")
-            .synchronous(true),
+            .synchronous(true)
+            .coverage_interval(Some(Duration::from_millis(200))),
     );
     // From here on a commit returns only once the archive has its WAL.
     let admin = setup.pg.connect("postgres").await.unwrap();
@@ -389,12 +404,34 @@ async fn synchronous_archiving_loses_no_acknowledged_commit() {
             .unwrap();
         acknowledged.push(id);
     }
+    // The archiver records that it covers everything, as a synchronous
+    // archive the server waits for on every commit (it reads the setting
+    // changed above again while it streams).
+    let mut coverage = None;
+    for _ in 0..100 {
+        coverage = setup.repo.coverage(&component()).await.unwrap();
+        if coverage.as_ref().is_some_and(|c| c.synchronous) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        coverage.as_ref().is_some_and(|c| c.synchronous),
+        "{coverage:?}"
+    );
     // No waiting for the archive: what was acknowledged must already be in it.
+    let incident = Timestamp::now();
     setup.pg.kill9();
     drop(client);
     archiver.shutdown().await.ok();
-    let (kit, _) = restore(&setup, RecoveryTarget::Latest, None).await;
+    let (kit, report) = restore(&setup, RecoveryTarget::Latest, Some(incident)).await;
     assert_eq!(kit.rows().await, acknowledged);
+    // Nothing acknowledged was lost, and the report says so.
+    assert_eq!(
+        report.achieved_rpo(),
+        Some(Rpo::new(Duration::ZERO)),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

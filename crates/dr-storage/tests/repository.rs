@@ -601,3 +601,40 @@ async fn components_with_any_names_keep_their_data_apart() {
         assert!(repo.check().await.unwrap().is_ok());
     }
 }
+
+#[tokio::test]
+async fn archive_coverage_is_replaced_and_kept_apart_per_component() {
+    use dr_core::{ArchiveCoverage, Lsn, Position};
+
+    let backend = Arc::new(MemoryBackend::new());
+    let repo = Repository::init(backend.clone(), small()).await.unwrap();
+    let (outer, inner): (ComponentId, ComponentId) = (
+        "k8s/prod".parse().unwrap(),
+        "k8s/prod/.latest".parse().unwrap(),
+    );
+    assert_eq!(repo.coverage(&outer).await.unwrap(), None);
+    let at = |lsn: u64, secs: i64| ArchiveCoverage {
+        position: Position::Postgres {
+            system_identifier: 7,
+            timeline: 1,
+            lsn: Lsn::new(lsn),
+        },
+        seen_at: jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap(),
+        synchronous: lsn.is_multiple_of(2),
+    };
+    repo.record_coverage(&outer, &at(100, 0)).await.unwrap();
+    repo.record_coverage(&outer, &at(201, 5)).await.unwrap();
+    repo.record_coverage(&inner, &at(50, 9)).await.unwrap();
+    assert_eq!(repo.coverage(&outer).await.unwrap(), Some(at(201, 5)));
+    assert_eq!(repo.coverage(&inner).await.unwrap(), Some(at(50, 9)));
+    // Sealed like everything else: a damaged record is an error, not a guess.
+    let key = "coverage/k8s/prod/.latest";
+    let mut raw = backend.get_all(key).await.unwrap().to_vec();
+    raw[20] ^= 1;
+    backend
+        .put(key, raw.into(), dr_storage::PutOptions::OVERWRITE)
+        .await
+        .unwrap();
+    let err = repo.coverage(&outer).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+}

@@ -5,20 +5,39 @@ use std::io;
 
 use async_trait::async_trait;
 use dr_core::{
-    ArchiveSink, ArchiveSource, ByteStream, ComponentId, JournalRecord, SegmentInfo,
-    SegmentJournal, SegmentName, Sha256Digest,
+    ArchiveCoverage, ArchiveSink, ArchiveSource, ByteStream, ComponentId, JournalRecord,
+    SegmentInfo, SegmentJournal, SegmentName, Sha256Digest,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::journal::journal_key;
 use super::{MAX_SEGMENT, Repository, SEGMENT_CONTEXT, join_error, segment_key};
-use crate::backend::ReadBackendExt;
+use crate::backend::{PutOptions, ReadBackendExt};
 use crate::crypto::Crypter;
 use crate::error::{Error, Result};
 
 #[async_trait]
 impl ArchiveSink for Repository {
+    async fn record_coverage(
+        &self,
+        component: &ComponentId,
+        coverage: &ArchiveCoverage,
+    ) -> dr_core::Result<()> {
+        let bytes = self.encode(coverage, COVERAGE_CONTEXT)?;
+        // Overwritten in place, and never retained by Object Lock: a record
+        // of now, not a backup.
+        self.inner
+            .backend
+            .put(
+                &coverage_key(component),
+                bytes.into(),
+                PutOptions::OVERWRITE,
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn put_segment(
         &self,
         component: &ComponentId,
@@ -98,8 +117,26 @@ impl ArchiveSink for Repository {
     }
 }
 
+/// The key of `component`'s archive coverage: after a '.', which no
+/// segment of a component's storage form starts with.
+fn coverage_key(component: &ComponentId) -> String {
+    format!("coverage/{}/.latest", component.storage_path())
+}
+
+const COVERAGE_CONTEXT: &[u8] = b"drkit archive coverage";
+
 #[async_trait]
 impl ArchiveSource for Repository {
+    async fn coverage(&self, component: &ComponentId) -> dr_core::Result<Option<ArchiveCoverage>> {
+        let key = coverage_key(component);
+        let raw = match self.inner.backend.get_all(&key).await {
+            Ok(raw) => raw,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Some(self.decode(&raw, COVERAGE_CONTEXT, &key)?))
+    }
+
     async fn segments(
         &self,
         component: &ComponentId,

@@ -1,7 +1,7 @@
 //! The failover lease on the repository's store (dr-core's
 //! [`FailoverLease`]), for monitors that share a repository and nothing
 //! else: each grant is a sealed, create-only object
-//! `leases/<component>/<term>`, so of two monitors racing for the same term
+//! `leases/<component>/.<term>`, so of two monitors racing for the same term
 //! exactly one wins, and terms only ever grow.
 //!
 //! The latest term's object says who holds the lease and until when. A grant
@@ -29,8 +29,10 @@ fn lease_prefix(component: &ComponentId) -> String {
 }
 
 fn term_key(component: &ComponentId, term: u64) -> String {
-    // Zero-padded, so that listing order is term order.
-    format!("{}{term:020}", lease_prefix(component))
+    // Zero-padded, so that listing order is term order; after a '.', which
+    // no segment of a component's storage form starts with, so that no
+    // other component's keys can be taken for a term.
+    format!("{}.{term:020}", lease_prefix(component))
 }
 
 fn refused(component: &ComponentId, reason: String) -> dr_core::Error {
@@ -50,7 +52,10 @@ impl Repository {
             .list(&prefix)
             .await?
             .into_iter()
-            .filter_map(|o| Some((o.key.strip_prefix(&prefix)?.parse().ok()?, o.key)))
+            .filter_map(|o| {
+                let term = o.key.strip_prefix(&prefix)?.strip_prefix('.')?;
+                Some((term.parse().ok()?, o.key))
+            })
             .collect();
         terms.sort();
         let Some((term, key)) = terms.pop() else {

@@ -2,7 +2,8 @@
 //! snapshot, compressed, sealed and packed, with the snapshot file as the
 //! commit point. It implements dr-core's sink and source traits.
 //!
-//! Layout on the backend (every object write-once but `config`'s probe):
+//! Layout on the backend (every object write-once but `config`'s probe and
+//! the archive coverage records):
 //!
 //! ```text
 //! config                       plaintext JSON: format, id, encrypted?, chunker, compression
@@ -14,7 +15,8 @@
 //! journal/<component>/<name>   a segment in progress, appended in place (see `journal`;
 //!                              local directories only)
 //! locks/lock-<random>          sealed: who holds a shared or exclusive lock (see `lock`)
-//! leases/<component>/<term>    sealed, create-only: a failover lease's grants (see `lease`)
+//! leases/<component>/.<term>   sealed, create-only: a failover lease's grants (see `lease`)
+//! coverage/<component>/.latest sealed, overwritten: how far the archive held all its source wrote
 //! ```
 //!
 //! Write order: packs, then index, then snapshot. A backup that dies before
