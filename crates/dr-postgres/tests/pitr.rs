@@ -643,6 +643,31 @@ async fn a_restore_checks_every_file_against_the_servers_backup_manifest() {
     // The backup as taken restores.
     let (kit, _) = restore(&setup, RecoveryTarget::Snapshot(taken.id), None).await;
     assert!(kit.rows().await.is_empty());
+
+    // Packs damaged in the store: the restore fails as damage, naming the
+    // pack and saying what to do, and leaves nothing behind.
+    let packs = setup.backend.list("data/").await.unwrap();
+    for pack in &packs {
+        let mut raw = setup.backend.get_all(&pack.key).await.unwrap().to_vec();
+        let middle = raw.len() / 2;
+        raw[middle] ^= 0x20;
+        setup
+            .backend
+            .put(&pack.key, raw.into(), dr_storage::PutOptions::OVERWRITE)
+            .await
+            .unwrap();
+    }
+    let err = refused_restore(&setup, RecoveryTarget::Snapshot(taken.id)).await;
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    let message = err.to_string();
+    assert!(
+        packs
+            .iter()
+            .any(|p| message.contains(p.key.rsplit('/').next().unwrap()))
+            && message.contains("verify")
+            && message.contains("older snapshot"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
