@@ -470,7 +470,8 @@ say "  WAL stored: drkit $(stored "$ours_repo/archive/bench/postgres") bytes (pi
 
 say "restores of the latest backup ($repeat rounds, the tools taking turns)"
 for r in $(seq "$repeat"); do
-  rm -rf "$work/restore-ours" "$work/restore-peer"
+  # The restore stages its WAL beside the data directory, for recovery.
+  rm -rf "$work/restore-ours" "$work/.restore-ours.drkit-wal" "$work/restore-peer"
   timed ours restore "$bench" restore --repo "$ours_repo" --to "$work/restore-ours" \
     ${pg_uid:+--owner "$pg_uid:$pg_gid"}
   round ours restore
