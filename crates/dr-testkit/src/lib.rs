@@ -15,6 +15,11 @@
 //! log for errors, and on drop stops the whole process group and removes the
 //! directory. A missing program is an [`Error::MissingBinary`] that says what to install.
 //!
+//! Each directory records its owner process and its servers' process groups,
+//! so that [`sweep`] clears away only what a dead owner left (a killed run of
+//! the suite), never a live run's kits, and [`leftovers`] finds what one run
+//! left behind; `scripts/test` runs both through the `drkit-tk-sweep` binary.
+//!
 //! ```no_run
 //! # async fn demo() -> dr_testkit::Result<()> {
 //! let pg = dr_testkit::Postgres::start().await?;
@@ -29,12 +34,14 @@ pub(crate) mod postgres;
 pub(crate) mod process;
 pub(crate) mod redis;
 pub(crate) mod s3;
+pub(crate) mod sweep;
 
 pub use crate::error::{Error, Result};
 pub use crate::postgres::{Auth, PgBinaries, Postgres, PostgresOptions, RestoreSlot, SUPERUSER};
 pub use crate::process::process_exists;
 pub use crate::redis::{Persistence, Redis, RedisCluster, RedisOptions};
 pub use crate::s3::{MOTO_VENV, S3, S3Options};
+pub use crate::sweep::{SweepReport, leftovers, sweep};
 
 /// The prefix of every temp dir the kit creates, so leftovers can be found.
 pub const TEMP_PREFIX: &str = "drkit-tk-";

@@ -11,7 +11,8 @@ use tokio_postgres::{Client, Config, NoTls};
 
 use crate::error::{Error, Result};
 use crate::process::{
-    RunAs, ServerProcess, free_port, is_executable, on_path, port_was_taken, run, wait_ready,
+    RunAs, ServerProcess, free_port, is_executable, kit_dir, on_path, port_was_taken, run,
+    wait_ready,
 };
 
 /// The superuser every kit instance has.
@@ -635,16 +636,6 @@ async fn probe(config: &Config) -> std::result::Result<(), String> {
     drop(client);
     let _ = task.await;
     result
-}
-
-/// A fresh temp dir for one server, owned by the user the server runs as.
-pub(crate) fn kit_dir(run_as: &RunAs) -> Result<TempDir> {
-    let dir = tempfile::Builder::new()
-        .prefix(crate::TEMP_PREFIX)
-        .tempdir()
-        .map_err(|e| Error::io("creating a temp dir", e))?;
-    run_as.chown(dir.path())?;
-    Ok(dir)
 }
 
 fn write_file(path: &Path, text: &str) -> Result<()> {

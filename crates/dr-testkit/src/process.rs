@@ -73,6 +73,18 @@ impl RunAs {
     }
 }
 
+/// A fresh temp dir for one server, owned by the user the server runs as,
+/// with its owner record (see `sweep`).
+pub(crate) fn kit_dir(run_as: &RunAs) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix(crate::TEMP_PREFIX)
+        .tempdir()
+        .map_err(|e| Error::io("creating a temp dir", e))?;
+    crate::sweep::record_owner(dir.path())?;
+    run_as.chown(dir.path())?;
+    Ok(dir)
+}
+
 /// A running server: the process leads its own process group, so a kill
 /// reaches every process it forked. Dropping it kills the group and reaps it.
 #[derive(Debug)]
@@ -103,6 +115,11 @@ impl ServerProcess {
         let child = command
             .spawn()
             .map_err(|e| Error::io(format!("starting {program}"), e))?;
+        // The kit directory holding the log learns of its server, so that a
+        // sweep after its owner died can stop it.
+        if let Some(dir) = log.parent() {
+            crate::sweep::record_server(dir, child.id())?;
+        }
         Ok(Self {
             child,
             log: log.to_owned(),

@@ -10,7 +10,7 @@ use redis::aio::MultiplexedConnection;
 use tempfile::TempDir;
 
 use crate::error::{Error, Result};
-use crate::postgres::kit_dir;
+use crate::process::kit_dir;
 use crate::process::{RunAs, ServerProcess, free_port, on_path, port_was_taken, wait_ready};
 
 /// The offset from a cluster node's port to its cluster bus port.

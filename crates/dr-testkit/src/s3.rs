@@ -12,7 +12,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::error::{Error, Result};
-use crate::postgres::kit_dir;
+use crate::process::kit_dir;
 use crate::process::{RunAs, ServerProcess, free_port, is_executable, on_path, wait_ready};
 
 /// Where `scripts/test` installs moto's server, relative to the workspace root.
