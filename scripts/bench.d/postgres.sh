@@ -1,84 +1,12 @@
 #!/usr/bin/env bash
 # scripts/bench postgres: drkit's PostgreSQL backup, restore and WAL archiving
 # against pgBackRest, pg_basebackup and pg_receivewal, on one cluster, in one
-# run.
-#
-# Starts a private PostgreSQL (initdb in a temporary directory, reachable
-# only through a Unix socket there; as the `postgres` OS user when run as
-# root) with a pgbench database (DRKIT_BENCH_SCALE, 50 by default: about
-# 750 MB), then, in order:
-#   1. full backup: drkit (a base backup into a fresh local repository),
-#      pgBackRest (`backup --type=full`), pg_basebackup
-#      (`-Ft -X none --compress=zstd -c fast`), DRKIT_BENCH_REPEAT rounds of
-#      the three taking turns, the median time counting;
-#   2. WAL archiving while pgbench runs (DRKIT_BENCH_SECONDS, 60 by default,
-#      4 clients): drkit's archiver storing a piece every 200 ms, drkit's
-#      archiver in synchronous mode (storing as soon as WAL arrives) and
-#      `pg_receivewal --synchronous`, all three at once, each from its own
-#      replication slot;
-#   3. backup after that load: drkit (a delta base backup into the same
-#      repository: every file XORed with the full backup's, then deduplicated
-#      and compressed) and pgBackRest (`backup --type=incr`);
-#   4. restore of the latest backup into an empty directory (as many rounds,
-#      the median counting), without starting
-#      a server: drkit (extract, rebuilding files from the delta and the full
-#      backup and checking each against the backup manifest, WAL fetched and
-#      staged, recovery settings) and pgBackRest
-#      (`restore --type=default`, from the incremental and the full backup);
-#      the pgbench database's files of the two are then compared.
-#
-# Both repositories are local, encrypted and zstd-compressed at each tool's
-# default level (drkit 1, pgBackRest 3): drkit's with its default AEAD and key derivation at the recommended cost
-# (paid by every process that opens the repository), pgBackRest's with
-# `repo1-cipher-type=aes-256-cbc`, `compress-type=zst`, `process-max=2`,
-# `start-fast=y`. pgBackRest needs `archive_mode=on` with its own
-# `archive_command` while it backs up, so the server runs with `archive_mode=on`
-# throughout and `archive_command` is pgBackRest's only around pgBackRest's
-# steps (`/bin/true` otherwise), so that neither tool's archiving loads the
-# other's backups. Autovacuum is off, so that both incremental backups see
-# the same changes; a CHECKPOINT precedes each round of backups, so that no
-# tool pays for the one before it. The cluster fits in the page cache: the
-# backups read from memory, not from disk.
-#
-# Each backup and restore is timed by GNU time (wall seconds, peak resident
-# memory), including everything a user waits for: key derivation, checkpoint,
-# fsync. For pgBackRest, which forks worker processes, GNU time reports the
-# largest single process, not their sum. Stored bytes are `du -sb` of what
-# the backups added to each repository, without its WAL archive (drkit:
-# everything but `archive/`; pgBackRest: `backup/`).
-#
-# Archiving lag: every 10 ms the archiver process samples, in one query, the
-# server's `pg_current_wal_lsn()` and the `flush_lsn` that
-# `pg_stat_replication` shows for each receiver (the flush position each
-# reports once WAL is durable; pg_receivewal --synchronous reports each
-# fsync at once); and, just before that query, the durable position each of
-# drkit's archivers publishes in its status. A sample's lag is the time
-# until the first sample at which the receiver's durable position reached
-# the server's position of that sample; p50 and p99 are over the samples
-# taken while pgbench ran, resolved to the sampling interval.
-#
-# The lag lines compare like with like: `wal_lag_p50_seconds` and
-# `wal_lag_p99_seconds` are drkit's synchronous mode against
-# `pg_receivewal --synchronous` (both make WAL durable as soon as it
-# arrives), both as the server sees them, read in the same query as its
-# position. `wal_lag_p99_seconds_own_status` takes drkit's position from its
-# own status instead, read before the query, so that a sample never favours
-# drkit (and often costs it one more sampling interval).
-# `wal_lag_p50_seconds_piece_200ms` and `wal_lag_p99_seconds_piece_200ms` are
-# drkit storing a piece every 200 ms, which trades up to that interval of
-# lag for fewer objects, against the same pg_receivewal.
-#
-# Environment:
-#   DRKIT_BENCH_SCALE    pgbench scale (default 50; less is for quick checks only)
-#   DRKIT_BENCH_SECONDS  how long pgbench runs between the backups (default 60)
-#   DRKIT_BENCH_DIR      where the temporary working directory goes (default $TMPDIR or /tmp)
-#   DRKIT_BENCH_REPEAT   rounds of full backups and of restores (default 5: the
-#                        first round of either tool is often the slowest by far)
-#
-# Needs PostgreSQL 15 or newer (initdb, pg_ctl, psql, pgbench, pg_basebackup,
-# pg_receivewal), pgBackRest and GNU time; as root it installs missing ones
-# from Debian's packages (`apt-get install postgresql pgbackrest time`),
-# otherwise it names them and stops. It downloads nothing else.
+# run. The method (what each tool does, how time, memory, stored bytes and
+# archiving lag are measured), the figures and the environment variables that
+# adjust it (DRKIT_BENCH_SCALE, DRKIT_BENCH_SECONDS, DRKIT_BENCH_REPEAT,
+# DRKIT_BENCH_DIR) are in BENCHMARKS.md. Needs PostgreSQL 15 or newer,
+# pgBackRest and GNU time (installed as root from Debian's packages); it
+# downloads nothing else.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -93,11 +21,9 @@ bench="$target/release/examples/pg_bench"
 build_log="$target/bench-postgres-build.log"
 piece_ms=200
 
-say() { printf 'bench postgres: %s\n' "$*" >&2; }
-die() {
-  say "$*"
-  exit 1
-}
+bench_name=postgres
+# shellcheck source=scripts/lib/bench.sh
+source "$root/scripts/lib/bench.sh"
 
 # --- prerequisites ---------------------------------------------------------
 
@@ -112,23 +38,11 @@ find_pg_bin() {
   [ -n "$dir" ] && [ -x "$dir/initdb" ] && echo "$dir"
 }
 
-install_missing() {
-  local missing=()
-  [ -n "$(find_pg_bin)" ] || missing+=(postgresql)
-  command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
-  /usr/bin/time --version 2>&1 | grep -q GNU || missing+=(time)
-  [ ${#missing[@]} -eq 0 ] && return
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    die "missing: ${missing[*]}. Install them (on Debian: sudo apt-get install -y ${missing[*]}) and run again."
-  fi
-  say "installing from Debian's packages: ${missing[*]}"
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2; then
-    apt-get update >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2
-  fi
-}
-
-install_missing
+missing=()
+[ -n "$(find_pg_bin)" ] || missing+=(postgresql)
+command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
+missing+=($(gnu_time_missing))
+install_missing "${missing[@]}"
 pgbin="$(find_pg_bin)" || die "PostgreSQL's programs were not found (pg_config --bindir, /usr/lib/postgresql/*/bin)"
 for tool in initdb pg_ctl psql pgbench pg_basebackup pg_receivewal; do
   [ -x "$pgbin/$tool" ] || die "$pgbin/$tool is missing"
@@ -138,10 +52,9 @@ pg_major="$("$pgbin/pg_basebackup" --version | sed -E 's/.* ([0-9]+)[.0-9]*.*/\1
   die "PostgreSQL 15 or newer is needed (base backups with --compress=zstd); found $("$pgbin/pg_basebackup" --version)"
 say "PostgreSQL: $("$pgbin/pg_basebackup" --version | sed 's/^pg_basebackup (PostgreSQL) //')"
 say "peer: $(pgbackrest version)"
-[[ "$scale" =~ ^[0-9]+$ ]] && [ "$scale" -gt 0 ] || die "DRKIT_BENCH_SCALE must be a positive number"
-[[ "$repeat" =~ ^[0-9]+$ ]] && [ "$repeat" -gt 0 ] || die "DRKIT_BENCH_REPEAT must be a positive number"
-[[ "$load_seconds" =~ ^[0-9]+$ ]] && [ "$load_seconds" -gt 0 ] ||
-  die "DRKIT_BENCH_SECONDS must be a positive number of seconds"
+positive DRKIT_BENCH_SCALE "$scale"
+positive DRKIT_BENCH_REPEAT "$repeat"
+positive DRKIT_BENCH_SECONDS "$load_seconds"
 if [ "$scale" -lt 50 ]; then
   say "DRKIT_BENCH_SCALE=$scale is below 50: a quick check, not a result"
 fi
@@ -157,12 +70,7 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 as_pg() { "${pg_user[@]}" "$@"; }
 
-say "building the example (release; log: $build_log)"
-mkdir -p "$target"
-if ! cargo build --release -p dr-postgres --example pg_bench --locked >"$build_log" 2>&1; then
-  tail -n 30 "$build_log" >&2
-  die "the build failed; see $build_log"
-fi
+build_example dr-postgres pg_bench "$build_log"
 
 # --- working directory -----------------------------------------------------
 
@@ -280,36 +188,6 @@ pgbackrest_archive="pgbackrest --config=$pbr/pgbackrest.conf --stanza=bench arch
 
 # --- measuring -------------------------------------------------------------
 
-declare -A seconds memory
-# timed <tool> <phase> <command...>: runs the command under GNU time and
-# records its wall seconds and peak memory; its standard output and error go
-# to $work/<tool>-<phase>.out and .err.
-timed() {
-  local tool="$1" phase="$2"
-  shift 2
-  local stats="$work/$tool-$phase.time" err="$work/$tool-$phase.err" secs kib
-  if ! /usr/bin/time -f '%e %M' -o "$stats" "$@" </dev/null >"$work/$tool-$phase.out" 2>"$err"; then
-    tail -n 20 "$err" "$work/$tool-$phase.out" >&2
-    die "$tool $phase failed: $*"
-  fi
-  read -r secs kib <"$stats"
-  seconds[$tool.$phase]="$secs"
-  memory[$tool.$phase]=$((kib * 1024))
-}
-
-# round <tool> <phase>: keeps the last timed run of a repeated phase, for
-# its median (runs.*) and its highest peak memory (peak.*).
-declare -A runs peak
-round() {
-  runs[$1.$2]="${runs[$1.$2]:-} ${seconds[$1.$2]}"
-  [ "${memory[$1.$2]}" -gt "${peak[$1.$2]:-0}" ] && peak[$1.$2]="${memory[$1.$2]}"
-  return 0
-}
-median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END {
-  print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-mib() { awk -v b="$1" 'BEGIN { printf "%.0f MiB", b / 1048576 }'; }
-stored() { du -sb "$1" | cut -f1; }
 # What drkit's base backups occupy: the repository without its WAL archive
 # and the journals of the segments in progress (which the archiver, still
 # running, creates and removes meanwhile).
@@ -322,11 +200,6 @@ ours_stored() {
 }
 peer_stored() { stored "$pbr/repo/backup"; }
 
-# notes <tool> <phase>: what the tool said about the phase, indented.
-notes() {
-  local note
-  while IFS= read -r note; do say "    $note"; done <"$work/$1-$2.err"
-}
 
 lsn_of() { sql "SELECT (pg_current_wal_lsn() - '0/0')::int8"; }
 
@@ -356,7 +229,6 @@ for r in $(seq "$repeat"); do
   repo="$work/drkit-full-$r"
   [ "$r" -eq "$repeat" ] && repo="$ours_repo"
   timed ours full "$bench" backup --repo "$repo" --conninfo "$conninfo"
-  round ours full
   ours_full_bytes="$(stored "$repo")"
   say "  drkit: ${seconds[ours.full]} s, $(mib "${memory[ours.full]}") peak, $ours_full_bytes bytes stored"
   [ "$repo" = "$ours_repo" ] || rm -rf "$repo"
@@ -364,7 +236,6 @@ for r in $(seq "$repeat"); do
   archive_to "$pgbackrest_archive"
   before="$(peer_stored)"
   timed peer full "${pgbackrest[@]}" backup --type=full
-  round peer full
   peer_full_bytes=$(($(peer_stored) - before))
   archive_to /bin/true
   say "  pgBackRest: ${seconds[peer.full]} s, $(mib "${memory[peer.full]}") peak, $peer_full_bytes bytes stored"
@@ -372,7 +243,6 @@ for r in $(seq "$repeat"); do
   rm -rf "$work/basebackup"
   timed basebackup full "$pgbin/pg_basebackup" -h "$sock" -p "$port" -U postgres \
     -D "$work/basebackup" -Ft -X none --compress=zstd -c fast
-  round basebackup full
   basebackup_bytes="$(stored "$work/basebackup")"
   say "  pg_basebackup: ${seconds[basebackup.full]} s, $(mib "${memory[basebackup.full]}") peak, $basebackup_bytes bytes stored"
 done
@@ -474,12 +344,10 @@ for r in $(seq "$repeat"); do
   rm -rf "$work/restore-ours" "$work/.restore-ours.drkit-wal" "$work/restore-peer"
   timed ours restore "$bench" restore --repo "$ours_repo" --to "$work/restore-ours" \
     ${pg_uid:+--owner "$pg_uid:$pg_gid"}
-  round ours restore
   say "  drkit: ${seconds[ours.restore]} s, $(mib "${memory[ours.restore]}") peak"
   mkdir -m 700 "$work/restore-peer"
   if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$work/restore-peer"; fi
   timed peer restore "${pgbackrest[@]}" restore --type=default "--pg1-path=$work/restore-peer"
-  round peer restore
   say "  pgBackRest: ${seconds[peer.restore]} s, $(mib "${memory[peer.restore]}") peak"
 done
 notes ours restore
@@ -501,12 +369,6 @@ while IFS= read -r note; do say "    $note"; done <<<"$lags"
 lag_of() { awk -v name="$1" -v column="$2" '$1 == name { print $column }' <<<"$lags"; }
 say "load after: $(uptime)"
 
-line() {
-  awk -v name="$1" -v ours="$2" -v peer="$3" 'BEGIN {
-    ratio = (peer > 0) ? sprintf("%.2f", ours / peer) : "inf"
-    printf "%s ours=%s peer=%s ratio=%s\n", name, ours, peer, ratio
-  }'
-}
 
 line full_backup_seconds "$(median "${runs[ours.full]}")" "$(median "${runs[peer.full]}")"
 line full_backup_seconds_vs_pg_basebackup "$(median "${runs[ours.full]}")" "$(median "${runs[basebackup.full]}")"
