@@ -13,49 +13,24 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use dr_core::{
-    ComponentId, ErrorKind, Manifest, RecoveryPoint, SnapshotCommit, SnapshotSink,
-    SnapshotSourceExt, StreamName,
+    ComponentId, ErrorKind, Manifest, RecoveryPoint, SnapshotCommit, SnapshotSink, StreamName,
 };
 use dr_storage::{
-    ChunkerParams, Error, FsBackend, InitOptions, KdfParams, PruneOptions, ReadBackend,
-    ReadBackendExt, Repository, S3Backend, S3Options, Secret, SnapshotFilter, Unlock, WriteBackend,
+    Error, FsBackend, PruneOptions, ReadBackend, ReadBackendExt, Repository, Secret,
+    SnapshotFilter, Unlock, WriteBackend,
 };
-use tokio::io::AsyncReadExt;
 
 const REPO_ENV: &str = "DRKIT_LOCK_TEST_REPO";
 const MODE_ENV: &str = "DRKIT_LOCK_TEST_MODE";
-const PASSWORD: &str = "lock-test";
-
-fn options() -> InitOptions {
-    InitOptions::encrypted(Secret::password(PASSWORD))
-        .kdf(KdfParams::INSECURE_FAST)
-        .chunker(ChunkerParams {
-            min: 4 * 1024,
-            avg: 16 * 1024,
-            max: 64 * 1024,
-        })
-        .pack_size(256 * 1024)
-}
+mod common;
+use common::{PASSWORD, noise as data, small as options};
 
 fn component() -> ComponentId {
-    "postgres/main".parse().unwrap()
+    common::component("postgres/main")
 }
 
 fn stream() -> StreamName {
-    "data".parse().unwrap()
-}
-
-/// Deterministic, incompressible bytes, distinct per seed.
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    common::stream("data")
 }
 
 async fn open(dir: &Path) -> Repository {
@@ -77,28 +52,18 @@ async fn fresh() -> (tempfile::TempDir, Arc<dyn WriteBackend>, Repository) {
 }
 
 async fn backup(repo: &Repository, bytes: &[u8]) -> Manifest {
-    let mut writer = repo
-        .begin(&component(), jiff::Timestamp::now())
-        .await
-        .unwrap();
-    writer.add_stream(&stream(), &mut &bytes[..]).await.unwrap();
-    writer
-        .commit(SnapshotCommit::new(RecoveryPoint::new(
-            jiff::Timestamp::now(),
-        )))
-        .await
-        .unwrap()
+    common::backup_at(
+        repo,
+        &component(),
+        jiff::Timestamp::now(),
+        &[("data", bytes)],
+        &[],
+    )
+    .await
 }
 
 async fn restore(repo: &Repository, manifest: &Manifest) -> Vec<u8> {
-    let mut out = Vec::new();
-    repo.open_stream(&manifest.id, &stream())
-        .await
-        .unwrap()
-        .read_to_end(&mut out)
-        .await
-        .unwrap();
-    out
+    common::read(repo, &manifest.id, "data").await.unwrap()
 }
 
 /// The other process: prunes (`prune`), or begins a backup and waits to be
@@ -435,11 +400,7 @@ async fn prune_removes_temporary_files_of_killed_writes_once_old() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_aborts_incomplete_multipart_uploads_on_s3() {
     let server = dr_testkit::S3::start().await.unwrap();
-    let options3 = S3Options::new(server.bucket(), server.region())
-        .endpoint(server.endpoint())
-        .static_credentials(server.access_key_id(), server.secret_access_key())
-        .prefix("prod");
-    let backend: Arc<dyn WriteBackend> = Arc::new(S3Backend::new(options3).await.unwrap());
+    let backend = common::s3_backend(&server, "prod").await;
     let repo = Repository::init(backend.clone(), options())
         .await
         .unwrap()
@@ -565,10 +526,7 @@ async fn the_failover_lease_keeps_one_holder_on_a_directory_and_on_s3() {
     lease_keeps_one_holder(&repo).await;
 
     let server = dr_testkit::S3::start().await.unwrap();
-    let s3 = S3Options::new(server.bucket(), server.region())
-        .endpoint(server.endpoint())
-        .static_credentials(server.access_key_id(), server.secret_access_key());
-    let backend: Arc<dyn WriteBackend> = Arc::new(S3Backend::new(s3).await.unwrap());
+    let backend = common::s3_backend(&server, "").await;
     let repo = Repository::init(backend, options()).await.unwrap();
     lease_keeps_one_holder(&repo).await;
 }

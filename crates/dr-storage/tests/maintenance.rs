@@ -7,54 +7,18 @@ use std::time::Duration;
 
 use dr_core::{
     ComponentId, ErrorKind, Manifest, RecoveryPoint, RetentionPolicy, SnapshotCommit, SnapshotId,
-    SnapshotSink, SnapshotSource, SnapshotSourceExt, StreamName,
+    SnapshotSink, SnapshotSource,
 };
 use dr_storage::{
-    ChunkerParams, Error, FsBackend, InitOptions, KdfParams, MemoryBackend, ObjectLock,
-    PruneOptions, ReadBackendExt, Repository, RetentionMode, S3Backend, S3Options, Secret,
-    SnapshotFilter, VerifyOptions, WriteBackend,
+    Error, FsBackend, MemoryBackend, ObjectLock, PruneOptions, ReadBackendExt, Repository,
+    RetentionMode, S3Backend, S3Options, Secret, SnapshotFilter, VerifyOptions, WriteBackend,
 };
 use jiff::{Timestamp, ToSpan};
-use tokio::io::AsyncReadExt;
 
-fn small() -> InitOptions {
-    InitOptions::encrypted(Secret::password("pw"))
-        .kdf(KdfParams::INSECURE_FAST)
-        .chunker(ChunkerParams {
-            min: 4 * 1024,
-            avg: 16 * 1024,
-            max: 64 * 1024,
-        })
-        .pack_size(256 * 1024)
-}
+mod common;
+use common::{component, data, small};
 
-fn component(name: &str) -> ComponentId {
-    name.parse().unwrap()
-}
-
-fn stream() -> StreamName {
-    "data".parse().unwrap()
-}
-
-/// Deterministic data, distinct per seed, partly compressible.
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if (i / 8192) % 3 == 0 {
-                b"INSERT INTO t VALUES "[i % 21]
-            } else {
-                x as u8
-            }
-        })
-        .collect()
-}
-
+/// Commits a snapshot of one stream, `data`.
 async fn backup_at(
     repo: &Repository,
     component: &ComponentId,
@@ -62,30 +26,16 @@ async fn backup_at(
     bytes: &[u8],
     labels: &[(&str, &str)],
 ) -> Manifest {
-    let mut writer = repo.begin(component, at).await.unwrap();
-    writer.add_stream(&stream(), &mut &bytes[..]).await.unwrap();
-    let mut commit = SnapshotCommit::new(RecoveryPoint::new(at));
-    for (k, v) in labels {
-        commit = commit.label(*k, *v);
-    }
-    writer.commit(commit).await.unwrap()
+    common::backup_at(repo, component, at, &[("data", bytes)], labels).await
 }
 
 async fn restore(repo: &Repository, manifest: &Manifest) -> Vec<u8> {
-    let mut reader = repo.open_stream(&manifest.id, &stream()).await.unwrap();
-    let mut out = Vec::new();
-    reader.read_to_end(&mut out).await.unwrap();
-    out
+    common::read(repo, &manifest.id, "data").await.unwrap()
 }
 
+/// Bytes of packs in the store.
 async fn stored(backend: &dyn WriteBackend) -> u64 {
-    backend
-        .list("data/")
-        .await
-        .unwrap()
-        .iter()
-        .map(|o| o.size)
-        .sum()
+    common::stored_bytes(backend, "data/").await
 }
 
 /// Waits until the packs in the store stop changing: a dropped writer's
@@ -247,7 +197,10 @@ async fn prune_repacks_partly_used_packs_and_removes_leftovers_of_dead_backups()
     let first = data(1, 400_000);
     let second = data(2, 400_000);
     let mut writer = repo.begin(&pg, hours_ago(now, 2)).await.unwrap();
-    writer.add_stream(&stream(), &mut &first[..]).await.unwrap();
+    writer
+        .add_stream(&common::stream("data"), &mut &first[..])
+        .await
+        .unwrap();
     writer
         .add_stream(&"other".parse().unwrap(), &mut &second[..])
         .await
@@ -261,7 +214,7 @@ async fn prune_repacks_partly_used_packs_and_removes_leftovers_of_dead_backups()
     // A backup that died after uploading packs: they are in no index.
     let packs_before = backend.list("data/").await.unwrap().len();
     let mut dead = repo.begin(&pg, now).await.unwrap();
-    dead.add_stream(&stream(), &mut &data(3, 4_000_000)[..])
+    dead.add_stream(&common::stream("data"), &mut &data(3, 4_000_000)[..])
         .await
         .unwrap();
     drop(dead);
@@ -302,7 +255,7 @@ async fn prune_waits_for_running_backups_and_backups_wait_for_prune() {
 
     let mut running = repo.begin(&pg, Timestamp::now()).await.unwrap();
     running
-        .add_stream(&stream(), &mut &data(7, 200_000)[..])
+        .add_stream(&common::stream("data"), &mut &data(7, 200_000)[..])
         .await
         .unwrap();
     let err = impatient.prune(&PruneOptions::default()).await.unwrap_err();
@@ -410,7 +363,10 @@ async fn snapshots_stored_against_others_keep_them() {
     let other = backup_at(&repo, &pg, hours_ago(now, 20), &data(2, 50_000), &[]).await;
     let delta_at = hours_ago(now, 10);
     let mut writer = repo.begin(&pg, delta_at).await.unwrap();
-    writer.add_stream(&stream(), &mut &b"d"[..]).await.unwrap();
+    writer
+        .add_stream(&common::stream("data"), &mut &b"d"[..])
+        .await
+        .unwrap();
     let delta = writer
         .commit(SnapshotCommit::new(RecoveryPoint::new(delta_at)).depends_on(full.id))
         .await
@@ -423,7 +379,10 @@ async fn snapshots_stored_against_others_keep_them() {
 
     // A commit against a snapshot that is not there is refused, and invisible.
     let mut writer = repo.begin(&pg, now).await.unwrap();
-    writer.add_stream(&stream(), &mut &b"e"[..]).await.unwrap();
+    writer
+        .add_stream(&common::stream("data"), &mut &b"e"[..])
+        .await
+        .unwrap();
     let err = writer
         .commit(
             SnapshotCommit::new(RecoveryPoint::new(now)).depends_on(SnapshotId::new(now).unwrap()),
@@ -465,7 +424,10 @@ async fn snapshots_stored_against_others_keep_them() {
 
     // A snapshot whose base went missing behind the repository's back is named by check.
     let mut writer = repo.begin(&pg, now).await.unwrap();
-    writer.add_stream(&stream(), &mut &b"f"[..]).await.unwrap();
+    writer
+        .add_stream(&common::stream("data"), &mut &b"f"[..])
+        .await
+        .unwrap();
     let orphan = writer
         .commit(SnapshotCommit::new(RecoveryPoint::new(now)).depends_on(other.id))
         .await
@@ -558,10 +520,7 @@ async fn object_lock_needs_a_store_that_supports_it() {
 }
 
 async fn s3_backend(server: &dr_testkit::S3) -> Arc<dyn WriteBackend> {
-    let options = S3Options::new(server.bucket(), server.region())
-        .endpoint(server.endpoint())
-        .static_credentials(server.access_key_id(), server.secret_access_key());
-    Arc::new(S3Backend::new(options).await.unwrap())
+    common::s3_backend(server, "").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -623,7 +582,7 @@ async fn object_lock_keeps_backups_that_forget_and_prune_may_not_delete_yet() {
     // some are stored before it dies: those still uploading may be lost with it.
     let packs_of_kept = backend.list("data/").await.unwrap().len();
     let mut dead = repo.begin(&pg, Timestamp::now()).await.unwrap();
-    dead.add_stream(&stream(), &mut &data(5, 4_000_000)[..])
+    dead.add_stream(&common::stream("data"), &mut &data(5, 4_000_000)[..])
         .await
         .unwrap();
     drop(dead);

@@ -5,95 +5,23 @@ use std::sync::Arc;
 
 use dr_core::{
     ArchiveSink, ArchiveSource, ComponentId, ErrorKind, RecoveryPoint, SnapshotCommit,
-    SnapshotSink, SnapshotSource, SnapshotSourceExt, StreamCheck, StreamName,
+    SnapshotSink, SnapshotSource, SnapshotSourceExt, StreamCheck,
 };
 use dr_storage::{
-    ChunkerParams, Error, FsBackend, InitOptions, KdfParams, MemoryBackend, ReadBackendExt,
-    Repository, Secret, WriteBackend,
+    Error, FsBackend, InitOptions, MemoryBackend, ReadBackendExt, Repository, Secret, WriteBackend,
 };
 use proptest::prelude::*;
 use tokio::io::AsyncReadExt;
 
-fn small() -> InitOptions {
-    InitOptions::encrypted(Secret::password("pw"))
-        .kdf(KdfParams::INSECURE_FAST)
-        .chunker(ChunkerParams {
-            min: 4 * 1024,
-            avg: 16 * 1024,
-            max: 64 * 1024,
-        })
-        .pack_size(256 * 1024)
-}
+mod common;
+use common::{data, read, read_checked, small, stored_bytes, stream};
 
 fn component() -> ComponentId {
-    "postgres/main".parse().unwrap()
-}
-
-fn stream(name: &str) -> StreamName {
-    name.parse().unwrap()
-}
-
-/// Deterministic, partly compressible data.
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-    (0..len)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if (i / 4096) % 2 == 0 {
-                b"log line "[i % 9]
-            } else {
-                x as u8
-            }
-        })
-        .collect()
+    common::component("postgres/main")
 }
 
 async fn backup(repo: &Repository, streams: &[(&str, &[u8])]) -> dr_core::Manifest {
-    let mut writer = repo
-        .begin(&component(), jiff::Timestamp::now())
-        .await
-        .unwrap();
-    for (name, bytes) in streams {
-        let mut reader: &[u8] = bytes;
-        writer.add_stream(&stream(name), &mut reader).await.unwrap();
-    }
-    writer
-        .commit(SnapshotCommit::new(RecoveryPoint::new(
-            jiff::Timestamp::now(),
-        )))
-        .await
-        .unwrap()
-}
-
-async fn read(repo: &Repository, id: &dr_core::SnapshotId, name: &str) -> std::io::Result<Vec<u8>> {
-    read_checked(repo, id, name, StreamCheck::Digest).await
-}
-
-async fn read_checked(
-    repo: &Repository,
-    id: &dr_core::SnapshotId,
-    name: &str,
-    check: StreamCheck,
-) -> std::io::Result<Vec<u8>> {
-    let mut reader = repo
-        .open_stream_with(id, &stream(name), check)
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    reader.read_to_end(&mut out).await?;
-    Ok(out)
-}
-
-async fn stored_bytes(backend: &dyn WriteBackend, prefix: &str) -> u64 {
-    backend
-        .list(prefix)
-        .await
-        .unwrap()
-        .iter()
-        .map(|o| o.size)
-        .sum()
+    common::backup_at(repo, &component(), jiff::Timestamp::now(), streams, &[]).await
 }
 
 #[tokio::test]
