@@ -48,9 +48,9 @@ pub(crate) mod pack;
 pub(crate) mod repository;
 
 pub use crate::backend::{
-    BackendCapabilities, FaultInjection, FaultOptions, FaultSchedule, FsBackend, ListPage,
-    MemoryBackend, ObjectMeta, Operation, PutMode, PutOptions, ReadBackend, ReadBackendExt,
-    Retention, RetentionMode, Retry, RetryOptions, S3Backend, S3Credentials, S3Options,
+    BackendCapabilities, BackendOperation, FaultInjection, FaultOptions, FaultSchedule, FsBackend,
+    ListPage, MemoryBackend, ObjectMeta, ObjectRetention, PutMode, PutOptions, ReadBackend,
+    ReadBackendExt, RetentionMode, Retry, RetryOptions, S3Backend, S3Credentials, S3Options,
     UnfinishedWrite, WriteBackend, check_key, check_prefix,
 };
 pub use crate::crypto::{KdfParams, Secret};

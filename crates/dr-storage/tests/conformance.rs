@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dr_storage::{
-    Error, FaultInjection, FaultOptions, FaultSchedule, FsBackend, MemoryBackend, PutOptions,
-    ReadBackend, ReadBackendExt, Retention, RetentionMode, Retry, RetryOptions, S3Backend,
+    Error, FaultInjection, FaultOptions, FaultSchedule, FsBackend, MemoryBackend, ObjectRetention,
+    PutOptions, ReadBackend, ReadBackendExt, RetentionMode, Retry, RetryOptions, S3Backend,
     S3Options, WriteBackend,
 };
 use proptest::prelude::*;
@@ -517,7 +517,7 @@ async fn s3_object_lock() {
     sequential_checks(&b).await;
 
     let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(300);
-    let retention = Retention {
+    let retention = ObjectRetention {
         mode: RetentionMode::Compliance,
         until,
     };

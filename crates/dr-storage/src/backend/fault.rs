@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 /// The operations a fault can be injected into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Operation {
+pub enum BackendOperation {
     /// [`ReadBackend::get`].
     Get,
     /// [`ReadBackend::head`].
@@ -40,24 +40,24 @@ pub enum Operation {
     Delete,
 }
 
-impl Operation {
+impl BackendOperation {
     fn index(self) -> usize {
         match self {
-            Operation::Get => 0,
-            Operation::Head => 1,
-            Operation::List => 2,
-            Operation::Put => 3,
-            Operation::Delete => 4,
+            BackendOperation::Get => 0,
+            BackendOperation::Head => 1,
+            BackendOperation::List => 2,
+            BackendOperation::Put => 3,
+            BackendOperation::Delete => 4,
         }
     }
 
     fn name(self) -> &'static str {
         match self {
-            Operation::Get => "get",
-            Operation::Head => "head",
-            Operation::List => "list",
-            Operation::Put => "put",
-            Operation::Delete => "delete",
+            BackendOperation::Get => "get",
+            BackendOperation::Head => "head",
+            BackendOperation::List => "list",
+            BackendOperation::Put => "put",
+            BackendOperation::Delete => "delete",
         }
     }
 }
@@ -80,7 +80,7 @@ pub enum FaultSchedule {
 pub struct FaultOptions {
     /// Seed of the PRNG behind [`FaultSchedule::Probability`].
     pub seed: u64,
-    /// The schedule of each [`Operation`], in declaration order.
+    /// The schedule of each [`BackendOperation`], in declaration order.
     pub schedules: [FaultSchedule; 5],
     /// Added to every call.
     pub latency: Duration,
@@ -106,7 +106,7 @@ impl FaultOptions {
     }
 
     /// The schedule of one operation.
-    pub fn operation(mut self, operation: Operation, schedule: FaultSchedule) -> Self {
+    pub fn operation(mut self, operation: BackendOperation, schedule: FaultSchedule) -> Self {
         self.schedules[operation.index()] = schedule;
         self
     }
@@ -191,7 +191,7 @@ impl<B> FaultInjection<B> {
         self.injected.load(Ordering::Relaxed)
     }
 
-    fn decide(&self, operation: Operation) -> Fault {
+    fn decide(&self, operation: BackendOperation) -> Fault {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let i = operation.index();
         state.calls[i] += 1;
@@ -209,7 +209,7 @@ impl<B> FaultInjection<B> {
             return Fault::None;
         }
         self.injected.fetch_add(1, Ordering::Relaxed);
-        let write = matches!(operation, Operation::Put | Operation::Delete);
+        let write = matches!(operation, BackendOperation::Put | BackendOperation::Delete);
         if write && self.options.ambiguous_writes && state.rng.next_u64() & 1 == 1 {
             Fault::After
         } else {
@@ -217,7 +217,13 @@ impl<B> FaultInjection<B> {
         }
     }
 
-    fn error(&self, location: String, operation: Operation, key: &str, after: bool) -> Error {
+    fn error(
+        &self,
+        location: String,
+        operation: BackendOperation,
+        key: &str,
+        after: bool,
+    ) -> Error {
         let what = if after {
             "injected fault after the call reached the store"
         } else {
@@ -240,7 +246,7 @@ impl<B> FaultInjection<B> {
 }
 
 impl<B: ReadBackend> FaultInjection<B> {
-    async fn run<T, F>(&self, operation: Operation, key: &str, call: F) -> Result<T>
+    async fn run<T, F>(&self, operation: BackendOperation, key: &str, call: F) -> Result<T>
     where
         F: Future<Output = Result<T>> + Send,
     {
@@ -266,17 +272,18 @@ impl<B: ReadBackend> ReadBackend for FaultInjection<B> {
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Bytes> {
-        self.run(Operation::Get, key, self.inner.get(key, range))
+        self.run(BackendOperation::Get, key, self.inner.get(key, range))
             .await
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        self.run(Operation::Head, key, self.inner.head(key)).await
+        self.run(BackendOperation::Head, key, self.inner.head(key))
+            .await
     }
 
     async fn list_page(&self, prefix: &str, token: Option<&str>, limit: usize) -> Result<ListPage> {
         self.run(
-            Operation::List,
+            BackendOperation::List,
             prefix,
             self.inner.list_page(prefix, token, limit),
         )
@@ -294,23 +301,27 @@ impl<B: WriteBackend> WriteBackend for FaultInjection<B> {
     }
 
     async fn put(&self, key: &str, data: Bytes, options: PutOptions) -> Result<()> {
-        self.run(Operation::Put, key, self.inner.put(key, data, options))
-            .await
+        self.run(
+            BackendOperation::Put,
+            key,
+            self.inner.put(key, data, options),
+        )
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.run(Operation::Delete, key, self.inner.delete(key))
+        self.run(BackendOperation::Delete, key, self.inner.delete(key))
             .await
     }
 
     async fn unfinished_writes(&self) -> Result<Vec<UnfinishedWrite>> {
-        self.run(Operation::List, "", self.inner.unfinished_writes())
+        self.run(BackendOperation::List, "", self.inner.unfinished_writes())
             .await
     }
 
     async fn remove_unfinished(&self, write: &UnfinishedWrite) -> Result<()> {
         self.run(
-            Operation::Delete,
+            BackendOperation::Delete,
             &write.name,
             self.inner.remove_unfinished(write),
         )
@@ -336,7 +347,7 @@ mod tests {
     async fn every_nth_and_fail_next() {
         let store = FaultInjection::new(
             MemoryBackend::new(),
-            FaultOptions::new(1).operation(Operation::Put, FaultSchedule::EveryNth(3)),
+            FaultOptions::new(1).operation(BackendOperation::Put, FaultSchedule::EveryNth(3)),
         );
         let mut failures = Vec::new();
         for i in 0..6 {

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 /// Objects in a `BTreeMap` behind a mutex.
 ///
 /// Clones share the same map, so a test can keep a handle while a wrapper or
-/// a repository owns another. Retention is not supported
+/// a repository owns another. ObjectRetention is not supported
 /// ([`BackendCapabilities::object_lock`] is `false`) and is ignored.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryBackend {

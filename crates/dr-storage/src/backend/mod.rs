@@ -54,7 +54,7 @@ pub enum PutMode {
 
 /// S3 Object Lock retention for a written object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
+pub struct ObjectRetention {
     /// Governance (removable with a special permission) or compliance (by nobody).
     pub mode: RetentionMode,
     /// Until when the object may not be deleted or overwritten.
@@ -76,7 +76,7 @@ pub struct PutOptions {
     /// What to do if the key exists.
     pub mode: PutMode,
     /// Object Lock retention, for backends that support it (see [`BackendCapabilities`]).
-    pub retention: Option<Retention>,
+    pub retention: Option<ObjectRetention>,
 }
 
 impl PutOptions {
@@ -93,7 +93,7 @@ impl PutOptions {
     };
 
     /// The same options with Object Lock retention.
-    pub const fn retain(mut self, retention: Retention) -> Self {
+    pub const fn retain(mut self, retention: ObjectRetention) -> Self {
         self.retention = Some(retention);
         self
     }
@@ -347,7 +347,7 @@ pub(crate) mod read_only;
 pub(crate) mod retry;
 pub(crate) mod s3;
 
-pub use self::fault::{FaultInjection, FaultOptions, FaultSchedule, Operation};
+pub use self::fault::{BackendOperation, FaultInjection, FaultOptions, FaultSchedule};
 pub use self::fs::FsBackend;
 pub use self::memory::MemoryBackend;
 pub use self::retry::{Retry, RetryOptions};

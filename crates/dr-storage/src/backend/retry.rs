@@ -199,7 +199,9 @@ impl<B: WriteBackend> WriteBackend for Retry<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{FaultInjection, FaultOptions, FaultSchedule, MemoryBackend, Operation};
+    use crate::backend::{
+        BackendOperation, FaultInjection, FaultOptions, FaultSchedule, MemoryBackend,
+    };
 
     fn fast(attempts: u32) -> RetryOptions {
         RetryOptions::new(attempts, Duration::from_millis(1), Duration::from_millis(4))
@@ -274,7 +276,7 @@ mod tests {
     async fn create_after_an_ambiguous_failure() {
         // Every put fails after it reached the store.
         let faults = FaultOptions::new(3)
-            .operation(Operation::Put, FaultSchedule::EveryNth(1))
+            .operation(BackendOperation::Put, FaultSchedule::EveryNth(1))
             .ambiguous_writes(true);
         let memory = MemoryBackend::new();
         let store = Retry::new(FaultInjection::new(memory.clone(), faults), fast(2));

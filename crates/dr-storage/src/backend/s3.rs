@@ -10,7 +10,7 @@
 //!   for multipart uploads); a 412 becomes `AlreadyExists`. Servers that
 //!   ignore the header (Garage) silently overwrite: that is the server's
 //!   fault, not detectable here.
-//! - Retention goes on PutObject / CreateMultipartUpload; after a multipart
+//! - ObjectRetention goes on PutObject / CreateMultipartUpload; after a multipart
 //!   upload it is also set with PutObjectRetention on the new version, since
 //!   some servers ignore it on CreateMultipartUpload. If that call fails the
 //!   put fails, but the object is already stored.
@@ -44,7 +44,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::common::check_limit;
 use crate::backend::{
-    BackendCapabilities, ListPage, ObjectMeta, PutMode, PutOptions, ReadBackend, Retention,
+    BackendCapabilities, ListPage, ObjectMeta, ObjectRetention, PutMode, PutOptions, ReadBackend,
     RetentionMode, UnfinishedWrite, WriteBackend, check_key, check_prefix,
 };
 use crate::error::{Error, Result};
@@ -534,7 +534,7 @@ impl S3Backend {
         }
     }
 
-    /// Sets retention on a completed multipart upload's version. Retention
+    /// Sets retention on a completed multipart upload's version. ObjectRetention
     /// is also sent on CreateMultipartUpload, but some servers (moto 5.2.1)
     /// drop it there; setting the same date again is allowed even in
     /// compliance mode.
@@ -543,7 +543,7 @@ impl S3Backend {
         key: &str,
         full: &str,
         version: Option<String>,
-        retention: Retention,
+        retention: ObjectRetention,
     ) -> Result<()> {
         let (_, until) = lock_params(retention);
         let mode = match retention.mode {
@@ -693,7 +693,7 @@ fn completed_with_misnamed_root<E>(err: &SdkError<E>) -> bool {
         && !body.contains("<Error>")
 }
 
-fn lock_params(retention: Retention) -> (ObjectLockMode, DateTime) {
+fn lock_params(retention: ObjectRetention) -> (ObjectLockMode, DateTime) {
     let mode = match retention.mode {
         RetentionMode::Governance => ObjectLockMode::Governance,
         RetentionMode::Compliance => ObjectLockMode::Compliance,

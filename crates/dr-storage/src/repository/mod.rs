@@ -36,7 +36,7 @@ use jiff::Timestamp;
 
 use crate::backend::read_only::ReadOnly;
 use crate::backend::{
-    PutOptions, ReadBackend, ReadBackendExt, Retention, RetentionMode, WriteBackend,
+    ObjectRetention, PutOptions, ReadBackend, ReadBackendExt, RetentionMode, WriteBackend,
 };
 use crate::crypto::{
     Crypter, Id, KdfParams, MasterKey, Secret, WrappedKey, content_name, fill_random, hex,
@@ -138,7 +138,7 @@ pub struct ObjectLock {
 }
 
 impl ObjectLock {
-    /// Retention in `mode` for `period` after each write.
+    /// ObjectRetention in `mode` for `period` after each write.
     pub fn new(mode: RetentionMode, period: Duration) -> Self {
         Self {
             compliance: mode == RetentionMode::Compliance,
@@ -146,7 +146,7 @@ impl ObjectLock {
         }
     }
 
-    fn retention(self, now: Timestamp) -> Result<Retention> {
+    fn retention(self, now: Timestamp) -> Result<ObjectRetention> {
         let until = i64::try_from(self.period_secs)
             .ok()
             .and_then(|secs| now.checked_add(jiff::SignedDuration::from_secs(secs)).ok())
@@ -154,7 +154,7 @@ impl ObjectLock {
                 what: "object lock period".into(),
                 reason: "too long".into(),
             })?;
-        Ok(Retention {
+        Ok(ObjectRetention {
             mode: if self.compliance {
                 RetentionMode::Compliance
             } else {
