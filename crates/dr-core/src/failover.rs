@@ -421,10 +421,11 @@ pub async fn execute(
     let component = failover.component().clone();
     let grant = match hooks.lease {
         Some((lease, holder, ttl)) => {
-            let t = Timestamp::now();
-            let grant = lease.acquire(&component, holder, ttl).await?;
-            timeline
-                .record_until_now(format!("take the failover lease (term {})", grant.term), t)?;
+            let grant = timeline
+                .step_named(lease.acquire(&component, holder, ttl), |g| {
+                    format!("take the failover lease (term {})", g.term)
+                })
+                .await?;
             Some((lease, grant))
         }
         None => None,
@@ -464,10 +465,12 @@ async fn run(
             None => Ok(()),
         }
     };
-    let t = Timestamp::now();
-    let assessment = failover.assess().await?;
-    let plan = failover.plan(&assessment, request)?;
-    timeline.record_until_now(format!("assess and plan: promote {}", plan.promote.name), t)?;
+    let plan = timeline
+        .step_named(
+            async { failover.plan(&failover.assess().await?, request) },
+            |plan| format!("assess and plan: promote {}", plan.promote.name),
+        )
+        .await?;
 
     confirm().await?;
     for member in &plan.fence {
@@ -503,32 +506,36 @@ async fn run(
     }
 
     confirm().await?;
-    let t = Timestamp::now();
-    let promotion = failover.promote(&plan).await?;
-    timeline.record_until_now(format!("promote {}", plan.promote.name), t)?;
+    let promoted = &plan.promote.name;
+    let promotion = timeline
+        .step(format!("promote {promoted}"), failover.promote(&plan))
+        .await?;
 
     if let Some(rewire) = hooks.rewire {
-        let t = Timestamp::now();
-        rewire.rewire(&plan.component, &plan.promote).await?;
-        timeline.record_until_now(format!("point clients at {}", plan.promote.name), t)?;
+        timeline
+            .step(
+                format!("point clients at {promoted}"),
+                rewire.rewire(&plan.component, &plan.promote),
+            )
+            .await?;
     }
 
-    let t = Timestamp::now();
-    let after = failover.assess().await?;
-    match after.primary() {
-        Some(primary) if primary.name == plan.promote.name => {}
-        other => {
-            return Err(Error::Refused {
+    let check = async {
+        let after = failover.assess().await?;
+        match after.primary() {
+            Some(primary) if primary.name == *promoted => Ok(()),
+            other => Err(Error::Refused {
                 operation: format!("failover of {}", plan.component),
                 reason: format!(
-                    "{} was promoted, but afterwards the primary is {}",
-                    plan.promote.name,
+                    "{promoted} was promoted, but afterwards the primary is {}",
                     other.map_or("not one member".to_owned(), |m| m.name.clone())
                 ),
-            });
+            }),
         }
-    }
-    timeline.record_until_now(format!("check {} is the one primary", plan.promote.name), t)?;
+    };
+    timeline
+        .step(format!("check {promoted} is the one primary"), check)
+        .await?;
     Ok((plan, promotion))
 }
 

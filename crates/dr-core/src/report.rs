@@ -2,6 +2,7 @@
 //! achieved, and how those compare with the component's objectives.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -106,6 +107,42 @@ impl Timeline {
         started_at: Timestamp,
     ) -> Result<&Step> {
         self.record(name, started_at, Timestamp::now())
+    }
+
+    /// Runs `work` and records it as the step `name`, from when it began to
+    /// when it ended. A step that fails is not recorded: its error is returned.
+    ///
+    /// # Errors
+    /// What `work` returns, or as [`Timeline::record`].
+    pub async fn step<T, E>(
+        &mut self,
+        name: impl Into<String>,
+        work: impl Future<Output = std::result::Result<T, E>>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<Error>,
+    {
+        let name = name.into();
+        self.step_named(work, move |_| name).await
+    }
+
+    /// As [`Timeline::step`], with the step named after what it returned
+    /// ("check WAL (12 segments)").
+    ///
+    /// # Errors
+    /// What `work` returns, or as [`Timeline::record`].
+    pub async fn step_named<T, E>(
+        &mut self,
+        work: impl Future<Output = std::result::Result<T, E>>,
+        name: impl FnOnce(&T) -> String,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<Error>,
+    {
+        let started_at = Timestamp::now();
+        let value = work.await?;
+        self.record_until_now(name(&value), started_at)?;
+        Ok(value)
     }
 
     /// When the timeline began.
@@ -351,6 +388,29 @@ fn round_to_millis(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn steps_are_timed_and_named_after_what_they_returned() {
+        let mut timeline = Timeline::start_now();
+        let n = timeline
+            .step_named(async { Ok::<_, Error>(12) }, |n| {
+                format!("check WAL ({n} segments)")
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 12);
+        timeline
+            .step("extract", async { Ok::<_, Error>(()) })
+            .await
+            .unwrap();
+        let failed = timeline
+            .step("replay", async { Err::<(), _>(Error::not_found("WAL")) })
+            .await;
+        assert!(failed.is_err());
+        let names: Vec<&str> = timeline.steps().iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["check WAL (12 segments)", "extract"]);
+        assert!(timeline.steps()[0].finished_at <= timeline.steps()[1].started_at);
+    }
     use proptest::prelude::*;
 
     fn ts(secs: i64) -> Timestamp {
