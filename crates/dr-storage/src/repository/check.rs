@@ -56,6 +56,19 @@ impl Repository {
         let lock = self.read_lock().await?;
         let report = self.check_locked().await;
         Lock::release_read(lock).await?;
+        if let Ok(report) = &report {
+            for problem in &report.problems {
+                tracing::warn!(store = %self.inner.backend.location(), object = %problem.object, reason = %problem.reason, "problem");
+            }
+            tracing::info!(
+                store = %self.inner.backend.location(),
+                snapshots = report.snapshots,
+                packs = report.packs,
+                problems = report.problems.len(),
+                unfinished_writes = report.unfinished_writes.len(),
+                "checked"
+            );
+        }
         report
     }
 

@@ -276,6 +276,7 @@ impl Repository {
         let me = Holder::this_process();
         let deadline = tokio::time::Instant::now() + wait;
         let mut stale_removed = 0;
+        let mut waited = false;
         loop {
             let key = new_lock_key()?;
             let file = LockFile::new(exclusive, me.clone());
@@ -291,8 +292,18 @@ impl Repository {
                 }
             };
             let Some(holder) = conflict else {
+                tracing::debug!(store = %self.inner.backend.location(), lock = %key, exclusive, "took a repository lock");
                 return Ok(Lock::start(self.clone(), key, file, stale_removed));
             };
+            if !waited {
+                tracing::info!(
+                    store = %self.inner.backend.location(),
+                    holder = %holder,
+                    ?wait,
+                    "waiting for a repository lock"
+                );
+                waited = true;
+            }
             self.inner.backend.delete(&key).await?;
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::Locked {
@@ -340,6 +351,7 @@ impl Repository {
             let info = file.info(&key, now, me);
             if info.stale {
                 self.inner.backend.delete(&key).await?;
+                tracing::warn!(store = %self.inner.backend.location(), lock = %info, "removed a stale lock");
                 removed += 1;
             } else if exclusive || file.exclusive {
                 return Ok((Some(info), removed));
@@ -411,6 +423,7 @@ impl Repository {
             };
             if chosen {
                 self.inner.backend.delete(&lock.key).await?;
+                tracing::warn!(store = %self.inner.backend.location(), lock = %lock, "unlocked");
                 removed.push(lock);
             }
         }
@@ -526,6 +539,11 @@ async fn refresh(repo: Repository, held: Arc<Mutex<Held>>) {
         match repo.inner.backend.head(&old).await {
             Ok(Some(_)) => {}
             Ok(None) => {
+                tracing::error!(
+                    store = %repo.inner.backend.location(),
+                    lock = %old,
+                    "this process's repository lock was removed; what it protects will not be committed"
+                );
                 let mut held = held.lock().unwrap_or_else(|p| p.into_inner());
                 held.lost = Some(format!(
                     "this process's lock {old} was removed (by unlock, or by a process \

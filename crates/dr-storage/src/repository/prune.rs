@@ -146,6 +146,17 @@ impl Repository {
         let report = result?;
         released?;
         reloaded?;
+        tracing::info!(
+            store = %self.inner.backend.location(),
+            dry_run = options.dry_run,
+            packs_deleted = report.packs_deleted,
+            packs_repacked = report.packs_repacked,
+            bytes_deleted = report.bytes_deleted,
+            retained = report.retained.len(),
+            unfinished_removed = report.unfinished_removed.len(),
+            stale_locks_removed = report.stale_locks_removed,
+            "pruned"
+        );
         Ok(report)
     }
 
@@ -331,6 +342,7 @@ impl Repository {
         // 5. Writes that never finished, and locks found stale since ours was taken.
         for write in &report.unfinished_removed {
             self.inner.backend.remove_unfinished(write).await?;
+            tracing::info!(store = %self.inner.backend.location(), write = %write.name, started = %write.started, "removed a write that never finished");
         }
         report.stale_locks_removed = self.unlock(Unlock::Stale).await?.len();
         Ok(report)

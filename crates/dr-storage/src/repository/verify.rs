@@ -146,6 +146,17 @@ impl Repository {
             }
         }
         Lock::release_read(lock).await?;
+        for damage in &report.damaged {
+            tracing::warn!(store = %self.inner.backend.location(), object = %damage.object, reason = %damage.reason, "damaged");
+        }
+        tracing::info!(
+            store = %self.inner.backend.location(),
+            packs = report.packs,
+            blobs = report.blobs,
+            segments = report.segments,
+            damaged = report.damaged.len(),
+            "verified"
+        );
         Ok(report)
     }
 }

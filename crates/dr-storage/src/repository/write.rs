@@ -430,7 +430,7 @@ impl SnapshotWriter for RepositoryWriter {
         while !in_flight.is_empty() {
             self.take_processed(&mut in_flight, &mut ids).await?;
         }
-        let ids = ids.iter().map(|id| hex(id)).collect();
+        let ids: Vec<String> = ids.iter().map(|id| hex(id)).collect();
         drop(hash_tx);
         let digest = hasher.await.map_err(join_error)?;
         let entry = StreamEntry {
@@ -438,6 +438,13 @@ impl SnapshotWriter for RepositoryWriter {
             size,
             sha256: Sha256Digest::from_bytes(digest.into()),
         };
+        tracing::debug!(
+            snapshot = %self.id,
+            stream = %name,
+            bytes = size,
+            chunks = ids.len(),
+            "stream stored"
+        );
         self.chunks.insert(name.clone(), ids);
         self.streams.push(entry.clone());
         Ok(entry)
@@ -518,6 +525,15 @@ impl SnapshotWriter for RepositoryWriter {
             repo.add_to_index(key, &packs);
         }
         this.lock.release().await?;
+        tracing::info!(
+            store = %repo.inner.backend.location(),
+            component = %file.manifest.component,
+            snapshot = %file.manifest.id,
+            streams = file.manifest.streams.len(),
+            bytes = file.manifest.total_size(),
+            packs = packs.len(),
+            "snapshot committed"
+        );
         Ok(file.manifest)
     }
 
@@ -527,6 +543,11 @@ impl SnapshotWriter for RepositoryWriter {
         let this = *self;
         drop(this.packer);
         this.lock.release().await?;
+        tracing::info!(
+            component = %this.component,
+            snapshot = %this.id,
+            "snapshot aborted; nothing is visible"
+        );
         Ok(())
     }
 }
