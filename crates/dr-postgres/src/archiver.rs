@@ -813,7 +813,10 @@ impl Task {
         self.coverage.checked_at = Some(Instant::now());
         let bytes = client.wal_segment_size().await?;
         let size = WalSegmentSize::new(bytes).map_err(|reason| {
-            Error::invalid(format!("wal_segment_size of {}", client.addr()), reason)
+            Error::invalid(
+                format!("wal_segment_size of {}", client.addr()),
+                reason.to_string(),
+            )
         })?;
         if let Some(known) = self.system_id
             && known != identity.system_id

@@ -7,6 +7,7 @@
 
 use dr_core::Lsn;
 
+use crate::error::Error;
 use crate::replication::{HistoryEntry, TimelineHistory};
 
 /// The default WAL segment size (16 MiB).
@@ -21,14 +22,15 @@ impl WalSegmentSize {
     /// Checks `bytes` is a size PostgreSQL allows.
     ///
     /// # Errors
-    /// A message saying which sizes are allowed.
-    pub fn new(bytes: u64) -> Result<Self, String> {
+    /// [`Error::InvalidInput`] saying which sizes are allowed.
+    pub fn new(bytes: u64) -> Result<Self, Error> {
         if bytes.is_power_of_two() && (1 << 20..=1 << 30).contains(&bytes) {
             Ok(Self(bytes))
         } else {
-            Err(format!(
-                "WAL segment size {bytes} is not a power of two from 1 MiB to 1 GiB"
-            ))
+            Err(Error::InvalidInput {
+                what: "WAL segment size",
+                reason: format!("{bytes} bytes is not a power of two from 1 MiB to 1 GiB"),
+            })
         }
     }
 
@@ -39,6 +41,38 @@ impl WalSegmentSize {
 
     fn per_xlog_id(self) -> u64 {
         0x1_0000_0000 / self.0
+    }
+}
+
+/// A size as PostgreSQL's settings write it: `16MB` (as `SHOW` prints it),
+/// `16 MB`, `64kB`, `1GB`, or bytes alone; `K`, `M`, `G` and `T` too.
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" | "K" => 1 << 10,
+        "MB" | "M" => 1 << 20,
+        "GB" | "G" => 1 << 30,
+        "TB" | "T" => 1 << 40,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(factor)
+}
+
+impl std::str::FromStr for WalSegmentSize {
+    type Err = Error;
+
+    /// `16MB`, `16777216`, `64kB`: as `wal_segment_size` or `initdb --wal-segsize` write it.
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let bytes = parse_size(text).ok_or_else(|| Error::InvalidInput {
+            what: "WAL segment size",
+            reason: format!("{text:?} is not a size (such as 16MB)"),
+        })?;
+        Self::new(bytes)
     }
 }
 

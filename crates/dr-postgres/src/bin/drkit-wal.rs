@@ -155,9 +155,8 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, Failure> {
             "--segment-size" => {
                 let v = value()?;
                 let text = v.to_string_lossy();
-                let bytes = parse_size(&text)
-                    .ok_or_else(|| usage(format!("--segment-size {text:?} is not a size")))?;
-                segment_size = WalSegmentSize::new(bytes)
+                segment_size = text
+                    .parse::<WalSegmentSize>()
                     .map_err(|e| usage(format!("--segment-size: {e}")))?;
             }
             other => return Err(usage(format!("unknown option {other}"))),
@@ -190,23 +189,6 @@ fn parse_args(args: Vec<OsString>) -> Result<Command, Failure> {
             "fetch takes a file name and a destination path".into(),
         )),
     }
-}
-
-/// `16777216`, `16MB`, `64kB`, `1GB`.
-fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "kB" | "KB" | "K" => 1 << 10,
-        "MB" | "M" => 1 << 20,
-        "GB" | "G" => 1 << 30,
-        _ => return None,
-    };
-    number.parse::<u64>().ok()?.checked_mul(factor)
 }
 
 /// The repository password: the file's first line, else `DRKIT_PASSWORD`.
@@ -474,10 +456,12 @@ mod tests {
     }
 
     #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("16MB"), Some(16 << 20));
-        assert_eq!(parse_size("16777216"), Some(16 << 20));
-        assert_eq!(parse_size("1GB"), Some(1 << 30));
-        assert_eq!(parse_size("lots"), None);
+    fn segment_sizes_parse() {
+        for (text, bytes) in [("16MB", 16 << 20), ("16777216", 16 << 20), ("1GB", 1 << 30)] {
+            assert_eq!(text.parse::<WalSegmentSize>().unwrap().bytes(), bytes);
+        }
+        for bad in ["lots", "3MB", "2GB", "512kB"] {
+            assert!(bad.parse::<WalSegmentSize>().is_err(), "{bad}");
+        }
     }
 }

@@ -131,7 +131,7 @@ impl ReplicationClient {
     /// not a size.
     pub async fn wal_segment_size(&mut self) -> Result<u64> {
         let text = self.show("wal_segment_size").await?;
-        parse_size(&text).ok_or_else(|| {
+        crate::wal::parse_size(&text).ok_or_else(|| {
             self.conn
                 .protocol(format!("wal_segment_size {text:?} is not a size"))
         })
@@ -497,25 +497,6 @@ fn major_version(version: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// A size as `SHOW` prints it: `16MB`, `1GB`, `8192`, `64kB`.
-fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "kB" => 1 << 10,
-        "MB" => 1 << 20,
-        "GB" => 1 << 30,
-        "TB" => 1 << 40,
-        _ => return None,
-    };
-    number.checked_mul(factor)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,10 +516,12 @@ mod tests {
         assert_eq!(major_version("17beta1"), Some(17));
         assert_eq!(major_version("9.6.24"), Some(9));
         assert_eq!(major_version("devel"), None);
+        use crate::wal::parse_size;
         assert_eq!(parse_size("16MB"), Some(16 << 20));
         assert_eq!(parse_size("1GB"), Some(1 << 30));
         assert_eq!(parse_size("8192"), Some(8192));
         assert_eq!(parse_size("16 MB"), Some(16 << 20));
+        assert_eq!(parse_size("64K"), Some(64 << 10));
         assert_eq!(parse_size("lots"), None);
     }
 
