@@ -75,7 +75,7 @@ async fn main() -> Result<()> {
         report.manifest.id,
         report.manifest.total_size() / 1_000_000,
         report.timeline.elapsed().as_secs_f64(),
-        check.files_ok,
+        check.checked,
         if check.is_ok() {
             ""
         } else {

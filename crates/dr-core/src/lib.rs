@@ -63,6 +63,7 @@
 
 pub(crate) mod error;
 pub(crate) mod failover;
+pub(crate) mod health;
 pub(crate) mod id;
 pub(crate) mod objectives;
 pub(crate) mod ops;
@@ -77,10 +78,12 @@ pub use crate::failover::{
     FailoverPlan, FailoverRequest, Fence, Lag, LeaseGrant, LossLimit, Member, PassedOver,
     Promotion, Rewire, Role, dry_run, execute,
 };
+pub use crate::health::{Health, HealthState, Probe};
 pub use crate::id::{ComponentId, MAX_NAME_LEN, SegmentName, Sha256Digest, SnapshotId, StreamName};
 pub use crate::objectives::{Objectives, Rpo, Rto, Tier};
 pub use crate::ops::{
-    Backup, BackupReport, Capabilities, Capability, RecoveryTarget, Restore, RestoreRequest,
+    Backup, BackupReport, Capabilities, Capability, Finding, RecoveryTarget, Restore,
+    RestoreRequest, VerificationReport, Verify,
 };
 pub use crate::point::{Lsn, Position, RecoveryPoint, ReplicationId};
 pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};
@@ -123,6 +126,6 @@ pub use jiff;
 pub mod prelude {
     pub use crate::{
         ArchiveSink, ArchiveSource, Backup, Failover, FailoverLease, Fence, Restore, Rewire,
-        SnapshotSink, SnapshotSource, SnapshotSourceExt, SnapshotWriter,
+        SnapshotSink, SnapshotSource, SnapshotSourceExt, SnapshotWriter, Verify,
     };
 }

@@ -31,8 +31,6 @@ pub enum Capability {
     SynchronousArchive,
     /// Backs up only what changed since an earlier snapshot.
     Incremental,
-    /// Checks a stored backup against its own checksums without restoring it.
-    VerifyWithoutRestore,
     /// Fences the old primary before promoting a new one.
     Fencing,
     /// Switches over without data loss when the primary is healthy.
@@ -40,14 +38,13 @@ pub enum Capability {
 }
 
 impl Capability {
-    const ALL: [Capability; 9] = [
+    const ALL: [Capability; 8] = [
         Capability::PointInTime,
         Capability::PositionTarget,
         Capability::NamedRestorePoint,
         Capability::ContinuousArchive,
         Capability::SynchronousArchive,
         Capability::Incremental,
-        Capability::VerifyWithoutRestore,
         Capability::Fencing,
         Capability::PlannedSwitchover,
     ];
@@ -201,8 +198,66 @@ pub trait Restore: Send + Sync {
     async fn restore(&self, request: RestoreRequest<'_>) -> Result<RecoveryReport>;
 }
 
+/// One thing a verification found wrong: the object (a file, a key, a
+/// stream) and the problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    /// What is wrong: a file of the backup, a key, a stream.
+    pub object: String,
+    /// How.
+    pub problem: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.object, self.problem)
+    }
+}
+
+/// What checking a stored snapshot without restoring it found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerificationReport {
+    /// The snapshot checked.
+    pub snapshot: SnapshotId,
+    /// The items (files, keys) found as the snapshot's own record says.
+    pub checked: u64,
+    /// Bytes read and checked.
+    pub bytes: u64,
+    /// Everything found wrong. Empty: the snapshot is sound.
+    pub findings: Vec<Finding>,
+}
+
+impl VerificationReport {
+    /// Whether nothing was found wrong.
+    pub fn is_ok(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Checks a stored snapshot against its own checksums and records without
+/// restoring it: a component that can is one that implements this.
+#[async_trait]
+pub trait Verify: Send + Sync {
+    /// The component whose snapshots are checked.
+    fn component(&self) -> &ComponentId;
+
+    /// Checks snapshot `snapshot` in `source`. What is wrong with the data
+    /// is in the report; an error is a snapshot that cannot be checked.
+    ///
+    /// # Errors
+    /// The snapshot is not found, is not one of this component's, or its
+    /// streams cannot be read (damaged in the store).
+    async fn verify(
+        &self,
+        source: &dyn SnapshotSource,
+        snapshot: &SnapshotId,
+    ) -> Result<VerificationReport>;
+}
+
 /// The traits are used as `dyn`: this fails to compile if one stops being object-safe.
-fn _assert_object_safe(_: &dyn Backup, _: &dyn Restore) {}
+fn _assert_object_safe(_: &dyn Backup, _: &dyn Restore, _: &dyn Verify) {}
 
 #[cfg(test)]
 mod tests {

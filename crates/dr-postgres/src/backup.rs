@@ -203,9 +203,7 @@ impl Backup for BaseBackup {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::NONE
-            .with(Capability::Incremental)
-            .with(Capability::VerifyWithoutRestore)
+        Capabilities::NONE.with(Capability::Incremental)
     }
 
     async fn backup(&self, sink: &dyn SnapshotSink) -> dr_core::Result<BackupReport> {

@@ -105,7 +105,7 @@ pub use crate::replication::{
 };
 pub use crate::restore::{PitrRestore, StartServer};
 pub use crate::retention::unneeded_wal;
-pub use crate::verify::{BaseBackupCheck, verify_base_backup};
+pub use crate::verify::{BaseBackupVerifier, verify_base_backup};
 pub use crate::wal::{
     DEFAULT_SEGMENT_SIZE, TimelinePath, WalSegment, WalSegmentSize, history_file_name,
     history_file_timeline,

@@ -170,7 +170,6 @@ impl Restore for PitrRestore {
             .with(Capability::PointInTime)
             .with(Capability::PositionTarget)
             .with(Capability::NamedRestorePoint)
-            .with(Capability::ContinuousArchive)
     }
 
     async fn restore(&self, request: RestoreRequest<'_>) -> dr_core::Result<RecoveryReport> {
@@ -865,7 +864,11 @@ impl PitrRestore {
         if !files.problems.is_empty() {
             const SHOWN: usize = 5;
             let more = files.problems.len().saturating_sub(SHOWN);
-            let mut reason = files.problems[..files.problems.len().min(SHOWN)].join("; ");
+            let mut reason = files.problems[..files.problems.len().min(SHOWN)]
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
             if more > 0 {
                 reason.push_str(&format!("; and {more} more"));
             }

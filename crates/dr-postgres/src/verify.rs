@@ -8,7 +8,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use dr_core::{Manifest, SnapshotId, SnapshotSource, SnapshotSourceExt, StreamCheck, StreamName};
+use dr_core::{
+    ComponentId, Finding, Manifest, SnapshotId, SnapshotSource, SnapshotSourceExt, StreamCheck,
+    StreamName, VerificationReport, Verify, async_trait,
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -17,21 +20,42 @@ use crate::backup::{MANIFEST_STREAM, meta};
 use crate::delta::{DELTA_STREAM, DeltaBase, open_archive};
 use crate::tar::{EntryKind, TarReader};
 
-/// What [`verify_base_backup`] checked and found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BaseBackupCheck {
-    /// Files whose size and checksum matched the manifest.
-    pub files_ok: usize,
-    /// Bytes read and hashed.
-    pub bytes: u64,
-    /// Every problem, naming the file. Empty means the backup is sound.
-    pub problems: Vec<String>,
+/// Checks PostgreSQL base backups stored by [`BaseBackup`](crate::BaseBackup)
+/// without restoring them ([`verify_base_backup`] as dr-core's [`Verify`]).
+#[derive(Debug, Clone)]
+pub struct BaseBackupVerifier {
+    component: ComponentId,
 }
 
-impl BaseBackupCheck {
-    /// Whether nothing was wrong.
-    pub fn is_ok(&self) -> bool {
-        self.problems.is_empty()
+impl BaseBackupVerifier {
+    /// A verifier of `component`'s base backups.
+    pub fn new(component: ComponentId) -> Self {
+        Self { component }
+    }
+}
+
+#[async_trait]
+impl Verify for BaseBackupVerifier {
+    fn component(&self) -> &ComponentId {
+        &self.component
+    }
+
+    async fn verify(
+        &self,
+        source: &dyn SnapshotSource,
+        snapshot: &SnapshotId,
+    ) -> dr_core::Result<VerificationReport> {
+        let manifest = source.manifest(snapshot).await?;
+        if manifest.component != self.component {
+            return Err(dr_core::Error::invalid(
+                format!("snapshot {snapshot}"),
+                format!(
+                    "it is a snapshot of {}, not of {}",
+                    manifest.component, self.component
+                ),
+            ));
+        }
+        verify_base_backup(source, snapshot).await
     }
 }
 
@@ -81,8 +105,8 @@ struct Expected {
 /// as it writes them.
 pub(crate) struct ManifestFiles {
     expected: BTreeMap<String, Expected>,
-    /// Every difference from the manifest found so far, naming the file.
-    pub(crate) problems: Vec<String>,
+    /// Every difference from the manifest found so far, by file.
+    pub(crate) problems: Vec<Finding>,
     /// Files whose size and checksum matched.
     pub(crate) files_ok: usize,
     /// Bytes of the files read.
@@ -129,9 +153,7 @@ impl ManifestFiles {
         };
         for file in manifest.files {
             let Some(path) = file.path() else {
-                files
-                    .problems
-                    .push("a manifest entry without a path".into());
+                files.problem(MANIFEST_STREAM, "an entry without a path");
                 continue;
             };
             let checksum = match (file.algorithm.as_deref(), file.checksum) {
@@ -139,9 +161,10 @@ impl ManifestFiles {
                 (Some(name), Some(value)) => match Algorithm::from_manifest(name) {
                     Some(algorithm) => Some((algorithm, value)),
                     None => {
-                        files.problems.push(format!(
-                            "{path}: checksum algorithm {name} is not one this check knows"
-                        ));
+                        files.problem(
+                            &path,
+                            format!("checksum algorithm {name} is not one this check knows"),
+                        );
                         None
                     }
                 },
@@ -178,8 +201,7 @@ impl ManifestFiles {
                     .map(|(algorithm, _)| algorithm.hasher())
             }
             None => {
-                self.problems
-                    .push(format!("{path}: in {archive} but not in the manifest"));
+                self.problem(&path, format!("in {archive} but not in the manifest"));
                 None
             }
         };
@@ -193,17 +215,14 @@ impl ManifestFiles {
             return;
         };
         if file.size != size {
-            self.problems.push(format!(
-                "{path}: {size} bytes, the manifest says {}",
-                file.size
-            ));
+            let problem = format!("{size} bytes, the manifest says {}", file.size);
+            self.problem(&path, problem);
         } else if let (Some(hasher), Some((algorithm, want))) = (hasher, &file.checksum) {
             if hasher.matches(want) {
                 self.files_ok += 1;
             } else {
-                self.problems.push(format!(
-                    "{path}: {algorithm:?} checksum differs from the manifest"
-                ));
+                let problem = format!("{algorithm:?} checksum differs from the manifest");
+                self.problem(&path, problem);
             }
         } else {
             self.files_ok += 1;
@@ -213,13 +232,23 @@ impl ManifestFiles {
     /// Ends the check of the whole backup: every file listed must have been
     /// read.
     pub(crate) fn finish_all(&mut self) {
-        for (path, file) in &self.expected {
-            if !file.seen {
-                self.problems.push(format!(
-                    "{path}: listed in the manifest, missing from the backup"
-                ));
-            }
+        let missing: Vec<String> = self
+            .expected
+            .iter()
+            .filter(|(_, file)| !file.seen)
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in missing {
+            self.problem(&path, "listed in the manifest, missing from the backup");
         }
+    }
+
+    /// Notes a difference from the manifest.
+    pub(crate) fn problem(&mut self, object: &str, problem: impl Into<String>) {
+        self.problems.push(Finding {
+            object: object.to_owned(),
+            problem: problem.into(),
+        });
     }
 
     /// Where the files of archive `name` of `snapshot` sit in the data
@@ -303,7 +332,8 @@ impl Hasher {
 }
 
 /// Reads the base backup `id` from `source` (through the repository's own
-/// integrity checks) and checks it against its backup manifest.
+/// integrity checks) and checks it against its backup manifest: the
+/// report's `checked` counts the files that matched.
 ///
 /// # Errors
 /// The snapshot or a stream cannot be read (not found, damaged in the
@@ -312,7 +342,7 @@ impl Hasher {
 pub async fn verify_base_backup(
     source: &dyn SnapshotSource,
     id: &SnapshotId,
-) -> dr_core::Result<BaseBackupCheck> {
+) -> dr_core::Result<VerificationReport> {
     let snapshot = source.manifest(id).await?;
     let (mut files, _) = ManifestFiles::read(source, id).await?;
     let delta = DeltaBase::of(source, &snapshot).await?;
@@ -322,9 +352,7 @@ pub async fn verify_base_backup(
             continue;
         }
         let Some(prefix) = ManifestFiles::prefix_of(&snapshot, name) else {
-            files
-                .problems
-                .push(format!("{name}: an archive the backup does not describe"));
+            files.problem(name, "an archive the backup does not describe");
             continue;
         };
         let stream = open_archive(
@@ -338,10 +366,11 @@ pub async fn verify_base_backup(
         check_archive(stream, name, &prefix, &mut files).await?;
     }
     files.finish_all();
-    Ok(BaseBackupCheck {
-        files_ok: files.files_ok,
+    Ok(VerificationReport {
+        snapshot: *id,
+        checked: files.files_ok as u64,
         bytes: files.bytes,
-        problems: files.problems,
+        findings: files.problems,
     })
 }
 
@@ -382,7 +411,7 @@ pub(crate) async fn archived_files(
 async fn read_manifest(
     source: &dyn SnapshotSource,
     id: &SnapshotId,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Finding>,
 ) -> dr_core::Result<(BackupManifest, Vec<u8>)> {
     let mut raw = Vec::new();
     let stream: StreamName = MANIFEST_STREAM.parse()?;
@@ -442,7 +471,7 @@ async fn check_archive(
 
 /// Parses the manifest and checks its own checksum (SHA-256 of everything
 /// before its last line).
-fn parse_manifest(raw: &[u8], problems: &mut Vec<String>) -> Result<BackupManifest, String> {
+fn parse_manifest(raw: &[u8], problems: &mut Vec<Finding>) -> Result<BackupManifest, String> {
     let manifest: BackupManifest =
         serde_json::from_slice(raw).map_err(|e| format!("not a backup manifest: {e}"))?;
     if manifest.version != 1 {
@@ -457,7 +486,10 @@ fn parse_manifest(raw: &[u8], problems: &mut Vec<String>) -> Result<BackupManife
         None => return Err("a manifest on one line has no checksummed part".into()),
     };
     if !hex(&Sha256::digest(covered)).eq_ignore_ascii_case(&manifest.checksum) {
-        problems.push("backup_manifest: its Manifest-Checksum does not match".into());
+        problems.push(Finding {
+            object: MANIFEST_STREAM.into(),
+            problem: "its Manifest-Checksum does not match".into(),
+        });
     }
     Ok(manifest)
 }

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use dr_core::{
     ArchiveSource, Backup, ComponentId, ErrorKind, Lsn, Objectives, RecoveryTarget, Restore,
-    RestoreRequest, Rpo,
+    RestoreRequest, Rpo, Verify,
 };
 use dr_postgres::{
-    ArchiverHandle, ArchiverOptions, BaseBackup, DEFAULT_SEGMENT_SIZE, PgCtl, PitrRestore, Tls,
-    WalArchiver, WalRecordEvent, WalRecordReader, WalSegment, fetch_wal, list_archive,
-    verify_base_backup,
+    ArchiverHandle, ArchiverOptions, BaseBackup, BaseBackupVerifier, DEFAULT_SEGMENT_SIZE, PgCtl,
+    PitrRestore, Tls, WalArchiver, WalRecordEvent, WalRecordReader, WalSegment, fetch_wal,
+    list_archive, verify_base_backup,
 };
 use dr_storage::{
     FsBackend, InitOptions, KdfParams, ReadBackendExt, Repository, Secret, WriteBackend,
@@ -302,11 +302,19 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
     let report = backup.backup(setup.repo.as_ref()).await.unwrap();
     writer.await.unwrap();
     write_rows(&setup.pg, 60, 120).await;
-    let check = verify_base_backup(setup.repo.as_ref(), &report.manifest.id)
+    // Checked without restoring it, through dr-core's Verify.
+    let verifier = BaseBackupVerifier::new(component());
+    let check = verifier
+        .verify(setup.repo.as_ref(), &report.manifest.id)
         .await
         .unwrap();
     assert!(check.is_ok(), "{check:?}");
-    assert!(check.files_ok > 100, "{check:?}");
+    assert!(check.checked > 100, "{check:?}");
+    let err = BaseBackupVerifier::new("postgres/other".parse().unwrap())
+        .verify(setup.repo.as_ref(), &report.manifest.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 
     archiver
         .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
@@ -920,7 +928,7 @@ async fn delta_backups_store_changed_bytes_and_restore_exactly() {
         .await
         .unwrap();
     assert!(check.is_ok(), "{check:?}");
-    assert!(check.files_ok > 100, "{check:?}");
+    assert!(check.checked > 100, "{check:?}");
 
     archiver
         .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
