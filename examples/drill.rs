@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dr_core::{
-    Backup, ComponentId, Objectives, RecoveryReport, RecoveryTarget, Restore, RestoreRequest,
+    BackupExt, ComponentId, Objectives, RecoveryReport, RecoveryTarget, Restore, RestoreRequest,
 };
 use dr_postgres::{ArchiverOptions, BaseBackup, PitrRestore, Tls, WalArchiver, verify_base_backup};
 use dr_storage::{FsBackend, InitOptions, Repository, Secret};
@@ -68,7 +68,7 @@ async fn main() -> Result<()> {
     step("base backup while the workload writes");
     let backup =
         BaseBackup::new(component.clone(), primary.config("postgres"), Tls::none()).label("drill");
-    let report = backup.backup(repo.as_ref()).await?;
+    let report = backup.backup_to(repo.as_ref()).await?;
     let check = verify_base_backup(repo.as_ref(), &report.manifest.id).await?;
     println!(
         "  backup {}: {} MB in {:.1} s; {} files match its manifest{}",

@@ -82,8 +82,8 @@ pub use crate::health::{Health, HealthState, Probe};
 pub use crate::id::{ComponentId, MAX_NAME_LEN, SegmentName, Sha256Digest, SnapshotId, StreamName};
 pub use crate::objectives::{Objectives, Rpo, Rto, Tier};
 pub use crate::ops::{
-    Backup, BackupReport, Capabilities, Capability, Finding, RecoveryTarget, Restore,
-    RestoreRequest, VerificationReport, Verify,
+    Backup, BackupBase, BackupExt, BackupReport, BackupRequest, Capabilities, Capability, Finding,
+    RecoveryTarget, Restore, RestoreRequest, VerificationReport, Verify,
 };
 pub use crate::point::{Lsn, Position, RecoveryPoint, ReplicationId};
 pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};
@@ -125,7 +125,7 @@ pub use jiff;
 /// ```
 pub mod prelude {
     pub use crate::{
-        ArchiveSink, ArchiveSource, Backup, Failover, FailoverLease, Fence, Restore, Rewire,
-        SnapshotSink, SnapshotSource, SnapshotSourceExt, SnapshotWriter, Verify,
+        ArchiveSink, ArchiveSource, Backup, BackupExt, Failover, FailoverLease, Fence, Restore,
+        Rewire, SnapshotSink, SnapshotSource, SnapshotSourceExt, SnapshotWriter, Verify,
     };
 }

@@ -12,7 +12,7 @@ use crate::id::{ComponentId, SnapshotId};
 use crate::objectives::Objectives;
 use crate::point::Position;
 use crate::report::{RecoveryReport, Timeline};
-use crate::snapshot::{ArchiveSource, Manifest, SnapshotSink, SnapshotSource};
+use crate::snapshot::{ArchiveSource, Labels, Manifest, SnapshotSink, SnapshotSource};
 
 /// An optional ability of a backup, restore or failover implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -138,21 +138,106 @@ pub struct BackupReport {
     pub timeline: Timeline,
 }
 
+/// The snapshot a backup builds on, storing only what differs from it (a
+/// delta or incremental backup; see [`Capability::Incremental`]).
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub enum BackupBase<'a> {
+    /// The latest full backup in this source that the component can build
+    /// on (for PostgreSQL, the latest full base backup of the same cluster);
+    /// a full backup if there is none.
+    LatestFull(&'a dyn SnapshotSource),
+    /// This snapshot, in this source.
+    Snapshot(&'a dyn SnapshotSource, SnapshotId),
+}
+
+impl fmt::Debug for BackupBase<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackupBase::LatestFull(_) => f.write_str("LatestFull"),
+            BackupBase::Snapshot(_, id) => write!(f, "Snapshot({id})"),
+        }
+    }
+}
+
+/// A backup request: where the snapshot goes, what it builds on, and the
+/// labels it carries.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct BackupRequest<'a> {
+    /// Where the snapshot is committed.
+    pub sink: &'a dyn SnapshotSink,
+    /// What it builds on; `None` for a full backup.
+    pub base: Option<BackupBase<'a>>,
+    /// Labels for selection and retention, besides the component's own.
+    pub labels: Labels,
+}
+
+impl<'a> BackupRequest<'a> {
+    /// A full backup into `sink`, without labels.
+    pub fn new(sink: &'a dyn SnapshotSink) -> Self {
+        Self {
+            sink,
+            base: None,
+            labels: Labels::new(),
+        }
+    }
+
+    /// Builds on `base`.
+    #[must_use]
+    pub fn base(mut self, base: BackupBase<'a>) -> Self {
+        self.base = Some(base);
+        self
+    }
+
+    /// Adds a label.
+    #[must_use]
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+}
+
+impl fmt::Debug for BackupRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackupRequest")
+            .field("base", &self.base)
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Takes a snapshot of one component into a sink.
 #[async_trait]
 pub trait Backup: Send + Sync {
     /// The component backed up.
     fn component(&self) -> &ComponentId;
 
-    /// Optional abilities of this backup (incremental, verify without restore).
+    /// Optional abilities of this backup (incremental).
     fn capabilities(&self) -> Capabilities;
 
-    /// Takes one snapshot and commits it to `sink`. If it fails, no snapshot is visible.
+    /// Takes one snapshot as `request` asks and commits it. If it fails, no
+    /// snapshot is visible.
     ///
     /// # Errors
-    /// The component could not be read or the sink refused the data.
-    async fn backup(&self, sink: &dyn SnapshotSink) -> Result<BackupReport>;
+    /// The component could not be read, the base asked for does not fit
+    /// (not found, or of another cluster), or the sink refused the data.
+    async fn backup(&self, request: BackupRequest<'_>) -> Result<BackupReport>;
 }
+
+/// Conveniences over any [`Backup`].
+#[async_trait]
+pub trait BackupExt: Backup {
+    /// A full backup into `sink`, without labels.
+    ///
+    /// # Errors
+    /// As [`Backup::backup`].
+    async fn backup_to(&self, sink: &dyn SnapshotSink) -> Result<BackupReport> {
+        self.backup(BackupRequest::new(sink)).await
+    }
+}
+
+impl<T: Backup + ?Sized> BackupExt for T {}
 
 /// A restore request: where the data is, what to restore to, and the objectives to report against.
 #[derive(Clone, Copy)]

@@ -41,7 +41,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use dr_core::{Backup, ComponentId, Lsn, Objectives, RecoveryTarget, Restore, RestoreRequest};
+use dr_core::{
+    Backup, BackupBase, BackupRequest, ComponentId, Lsn, Objectives, RecoveryTarget, Restore,
+    RestoreRequest,
+};
 use dr_postgres::{
     ArchiverHandle, ArchiverOptions, ArchiverStatus, BaseBackup, PitrRestore, Tls, WalArchiver,
 };
@@ -245,11 +248,12 @@ async fn open_repo(dir: &Path) -> AnyResult<Repository> {
 async fn backup(dir: PathBuf, config: tokio_postgres::Config, delta: bool) -> AnyResult<()> {
     let started = Instant::now();
     let repo = Arc::new(open_repo(&dir).await?);
-    let mut backup = BaseBackup::new(COMPONENT.parse()?, config, Tls::none()).label("drkit bench");
+    let backup = BaseBackup::new(COMPONENT.parse()?, config, Tls::none()).label("drkit bench");
+    let mut request = BackupRequest::new(repo.as_ref());
     if delta {
-        backup = backup.delta_from_latest_full(repo.clone());
+        request = request.base(BackupBase::LatestFull(repo.as_ref()));
     }
-    let report = backup.backup(repo.as_ref()).await?;
+    let report = backup.backup(request).await?;
     for step in report.timeline.steps() {
         eprintln!("{}: {:.2} s", step.name, step.duration().as_secs_f64());
     }

@@ -3,13 +3,12 @@
 //! plus the backup manifest, with no temporary copy of the cluster.
 //! Stored in a deduplicating repository, a second backup of an unchanged
 //! cluster stores almost nothing new: every backup is incremental. A delta
-//! backup ([`BaseBackup::delta_from_latest_full`]) goes further for a
+//! backup (a [`BackupRequest`] with a [`BackupBase`]) goes further for a
 //! cluster that changed: only the changed bytes of changed pages.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -17,9 +16,9 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
 use dr_core::{
-    Backup, BackupReport, Capabilities, Capability, ComponentId, Lsn, Manifest, Position,
-    RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotSourceExt, SnapshotWriter,
-    StreamLayout, StreamName, Timeline, async_trait,
+    Backup, BackupBase, BackupReport, BackupRequest, Capabilities, Capability, ComponentId, Lsn,
+    Manifest, Position, RecoveryPoint, SnapshotCommit, SnapshotSource, SnapshotSourceExt,
+    SnapshotWriter, StreamLayout, StreamName, Timeline, async_trait,
 };
 use jiff::Timestamp;
 
@@ -59,13 +58,18 @@ pub mod meta {
 ///
 /// ```no_run
 /// # async fn demo(repo: &dr_storage::Repository) -> Result<(), dr_core::Error> {
-/// use dr_core::Backup;
+/// use dr_core::{Backup, BackupBase, BackupRequest};
 /// use dr_postgres::{BaseBackup, Tls};
 ///
 /// let config: tokio_postgres::Config = "host=db1 user=replicator password=secret".parse().map_err(|e| dr_core::Error::invalid("config", format!("{e}")))?;
 /// let backup = BaseBackup::new("postgres/main".parse()?, config, Tls::none());
-/// let report = backup.backup(repo).await?;
-/// println!("{} took {:?}", report.manifest.id, report.timeline.elapsed());
+/// // A full backup, then a delta against it.
+/// let full = backup.backup(BackupRequest::new(repo).label("trigger", "nightly")).await?;
+/// let delta = backup
+///     .backup(BackupRequest::new(repo).base(BackupBase::LatestFull(repo)))
+///     .await?;
+/// assert_eq!(delta.manifest.depends_on, Some(full.manifest.id));
+/// println!("{} took {:?}", delta.manifest.id, delta.timeline.elapsed());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -77,25 +81,14 @@ pub struct BaseBackup {
     fast_checkpoint: bool,
     max_rate_kbps: Option<u32>,
     checksums: ManifestChecksums,
-    delta_from: Option<FullBackups>,
-}
-
-/// Where a delta backup looks for its full backup.
-#[derive(Clone)]
-struct FullBackups(Arc<dyn SnapshotSource>);
-
-impl std::fmt::Debug for FullBackups {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FullBackups(..)")
-    }
 }
 
 /// The full backup a delta backup is stored against.
-struct Full {
+struct Full<'a> {
     manifest: Manifest,
     /// Archive name → the files its backup manifest lists in that archive.
     files: BTreeMap<String, HashSet<String>>,
-    source: Arc<dyn SnapshotSource>,
+    source: &'a dyn SnapshotSource,
 }
 
 impl BaseBackup {
@@ -110,54 +103,74 @@ impl BaseBackup {
             fast_checkpoint: true,
             max_rate_kbps: None,
             checksums: ManifestChecksums::Crc32c,
-            delta_from: None,
         }
     }
 
-    /// Takes delta backups: every file the latest full base backup of the
-    /// same cluster in `source` (usually the repository the backup goes to)
-    /// also has is stored as its XOR with that file (see [`DELTA_STREAM`]).
-    /// Pages that did not change then cost nearly nothing, and changed pages
-    /// only their changed bytes, where deduplication alone stores every
-    /// changed page again. Without a full backup to go against, the backup
-    /// is a full one.
+    /// The full backup a request builds on: a delta backup stores every
+    /// file that full backup also has as its XOR with that file (see
+    /// [`DELTA_STREAM`]). Pages that did not change then cost nearly
+    /// nothing, and changed pages only their changed bytes, where
+    /// deduplication alone stores every changed page again.
+    /// [`BackupBase::LatestFull`] with no full backup of the cluster yet
+    /// takes a full one.
     ///
     /// A delta backup is restored from its own data and its full backup's,
     /// so the repository keeps the full backup as long as a delta stored
     /// against it ([`dr_core::Manifest::depends_on`]). Deltas grow as the
-    /// cluster drifts from the full backup: take a full backup (a
-    /// `BaseBackup` without this setting) from time to time.
-    #[must_use]
-    pub fn delta_from_latest_full(mut self, source: Arc<dyn SnapshotSource>) -> Self {
-        self.delta_from = Some(FullBackups(source));
-        self
-    }
-
-    /// The latest full base backup of the cluster `system_identifier`, if
-    /// this backup is to be a delta backup and there is one.
-    async fn full_backup(&self, system_identifier: u64) -> dr_core::Result<Option<Full>> {
-        let Some(FullBackups(source)) = &self.delta_from else {
-            return Ok(None);
-        };
+    /// cluster drifts from the full backup: take a full backup (a request
+    /// without a base) from time to time.
+    async fn full_backup<'a>(
+        &self,
+        base: Option<BackupBase<'a>>,
+        system_identifier: u64,
+    ) -> dr_core::Result<Option<Full<'a>>> {
         let system = system_identifier.to_string();
-        let Some(manifest) = source
-            .snapshots(&self.component)
-            .await?
-            .into_iter()
-            .filter(|m| {
-                m.labels.get(KIND_LABEL.0).map(String::as_str) == Some(KIND_LABEL.1)
-                    && m.depends_on.is_none()
-                    && m.metadata.get(meta::SYSTEM_IDENTIFIER) == Some(&system)
-            })
-            .max_by_key(|m| m.id)
-        else {
-            return Ok(None);
+        let is_full_of_this_cluster = |m: &Manifest| {
+            m.component == self.component
+                && m.labels.get(KIND_LABEL.0).map(String::as_str) == Some(KIND_LABEL.1)
+                && m.depends_on.is_none()
+                && m.metadata.get(meta::SYSTEM_IDENTIFIER) == Some(&system)
         };
-        let files = archived_files(source.as_ref(), &manifest).await?;
+        let (source, manifest) = match base {
+            None => return Ok(None),
+            Some(BackupBase::LatestFull(source)) => {
+                let latest = source
+                    .snapshots(&self.component)
+                    .await?
+                    .into_iter()
+                    .filter(|m| is_full_of_this_cluster(m))
+                    .max_by_key(|m| m.id);
+                match latest {
+                    Some(manifest) => (source, manifest),
+                    None => return Ok(None),
+                }
+            }
+            Some(BackupBase::Snapshot(source, id)) => {
+                let manifest = source.manifest(&id).await?;
+                if !is_full_of_this_cluster(&manifest) {
+                    return Err(dr_core::Error::invalid(
+                        format!("base snapshot {id}"),
+                        format!(
+                            "a delta backup of {} builds on a full base backup of the same \
+                             cluster (system identifier {system})",
+                            self.component
+                        ),
+                    ));
+                }
+                (source, manifest)
+            }
+            Some(_) => {
+                return Err(dr_core::Error::invalid(
+                    "backup base",
+                    "a kind of base this build does not know",
+                ));
+            }
+        };
+        let files = archived_files(source, &manifest).await?;
         Ok(Some(Full {
             manifest,
             files,
-            source: source.clone(),
+            source,
         }))
     }
 
@@ -206,14 +219,15 @@ impl Backup for BaseBackup {
         Capabilities::NONE.with(Capability::Incremental)
     }
 
-    async fn backup(&self, sink: &dyn SnapshotSink) -> dr_core::Result<BackupReport> {
+    async fn backup(&self, request: BackupRequest<'_>) -> dr_core::Result<BackupReport> {
+        let sink = request.sink;
         let mut timeline = Timeline::start_now();
         let t = Timestamp::now();
         let mut client = ReplicationClient::connect(&self.config, &self.tls).await?;
         let identity = client.identify_system().await?;
         let segment_size = client.wal_segment_size().await?;
         let version = client.server_version().unwrap_or("unknown").to_owned();
-        let full = self.full_backup(identity.system_id).await?;
+        let full = self.full_backup(request.base, identity.system_id).await?;
         timeline.record_until_now("connect", t)?;
 
         let t = Timestamp::now();
@@ -247,7 +261,11 @@ impl Backup for BaseBackup {
             timeline: end_timeline,
             lsn: end,
         });
-        let commit = SnapshotCommit::new(point)
+        let mut commit = SnapshotCommit::new(point);
+        for (key, value) in &request.labels {
+            commit = commit.label(key, value);
+        }
+        let commit = commit
             .label(KIND_LABEL.0, KIND_LABEL.1)
             .meta(meta::START_LSN, start_lsn.to_string())
             .meta(meta::START_TIMELINE, start_timeline.to_string())
@@ -278,7 +296,7 @@ async fn stream_archives(
     stream: &mut ReadAhead,
     writer: &mut dyn SnapshotWriter,
     addr: &str,
-    full: Option<&Full>,
+    full: Option<&Full<'_>>,
 ) -> dr_core::Result<(Lsn, u32, BTreeMap<String, String>)> {
     let mut tablespaces = BTreeMap::new();
     let mut manifest = false;

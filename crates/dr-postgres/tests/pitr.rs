@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dr_core::{
-    ArchiveSource, Backup, ComponentId, ErrorKind, Lsn, Objectives, RecoveryTarget, Restore,
-    RestoreRequest, Rpo, Verify,
+    ArchiveSource, Backup, BackupBase, BackupExt, BackupRequest, ComponentId, ErrorKind, Lsn,
+    Objectives, RecoveryTarget, Restore, RestoreRequest, Rpo, Verify,
 };
 use dr_postgres::{
     ArchiverHandle, ArchiverOptions, BaseBackup, BaseBackupVerifier, DEFAULT_SEGMENT_SIZE, PgCtl,
@@ -299,7 +299,7 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
         })
     };
     let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
-    let report = backup.backup(setup.repo.as_ref()).await.unwrap();
+    let report = backup.backup_to(setup.repo.as_ref()).await.unwrap();
     writer.await.unwrap();
     write_rows(&setup.pg, 60, 120).await;
     // Checked without restoring it, through dr-core's Verify.
@@ -402,7 +402,7 @@ async fn synchronous_archiving_loses_no_acknowledged_commit() {
     }
     assert!(synced, "the archiver never became the synchronous standby");
     let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
-    backup.backup(setup.repo.as_ref()).await.unwrap();
+    backup.backup_to(setup.repo.as_ref()).await.unwrap();
     let client = setup.pg.connect("postgres").await.unwrap();
     let mut acknowledged = Vec::new();
     for id in 0..40 {
@@ -447,7 +447,7 @@ async fn missing_or_damaged_wal_fails_before_the_target_is_touched() {
     let setup = setup(options()).await;
     let archiver = archiver(&setup, ArchiverOptions::new().slot("drkit_missing"));
     let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
-    backup.backup(setup.repo.as_ref()).await.unwrap();
+    backup.backup_to(setup.repo.as_ref()).await.unwrap();
     let client = setup.pg.connect("postgres").await.unwrap();
     for round in 0..3 {
         client
@@ -544,7 +544,7 @@ async fn restores_to_a_named_restore_point_from_the_backup_before_it_and_refuses
     let setup = setup(options()).await;
     let archiver = archiver(&setup, ArchiverOptions::new().slot("drkit_named"));
     let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
-    backup.backup(setup.repo.as_ref()).await.unwrap();
+    backup.backup_to(setup.repo.as_ref()).await.unwrap();
     write_rows(&setup.pg, 0, 30).await;
     let client = setup.pg.connect("postgres").await.unwrap();
     client
@@ -557,7 +557,7 @@ async fn restores_to_a_named_restore_point_from_the_backup_before_it_and_refuses
         .unwrap();
     // A newer base backup, taken after the restore point: recovery to the
     // point must start from the older one.
-    backup.backup(setup.repo.as_ref()).await.unwrap();
+    backup.backup_to(setup.repo.as_ref()).await.unwrap();
     write_rows(&setup.pg, 100, 110).await;
     let last_commit = commit_times(&setup.pg).await.last().unwrap().1;
     archiver
@@ -598,7 +598,11 @@ async fn a_restore_checks_every_file_against_the_servers_backup_manifest() {
     let setup = setup(options()).await;
     let archiver = archiver(&setup, ArchiverOptions::new().slot("drkit_files"));
     let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
-    let taken = backup.backup(setup.repo.as_ref()).await.unwrap().manifest;
+    let taken = backup
+        .backup_to(setup.repo.as_ref())
+        .await
+        .unwrap()
+        .manifest;
     archiver
         .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
         .await
@@ -684,7 +688,7 @@ async fn backups_of_unreachable_servers_and_with_wrong_passwords_fail_clearly() 
     let mut wrong = setup.pg.config("postgres");
     wrong.password("not-the-password");
     let err = BaseBackup::new(component(), wrong, Tls::none())
-        .backup(setup.repo.as_ref())
+        .backup_to(setup.repo.as_ref())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
@@ -696,7 +700,7 @@ async fn backups_of_unreachable_servers_and_with_wrong_passwords_fail_clearly() 
         .user("postgres")
         .password(setup.pg.password());
     let err = BaseBackup::new(component(), closed, Tls::none())
-        .backup(setup.repo.as_ref())
+        .backup_to(setup.repo.as_ref())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
@@ -711,7 +715,7 @@ async fn recovers_across_a_timeline_switch() {
     let setup = setup(options()).await;
     let first = archiver(&setup, ArchiverOptions::new().slot("drkit_tl"));
     let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
-    backup.backup(setup.repo.as_ref()).await.unwrap();
+    backup.backup_to(setup.repo.as_ref()).await.unwrap();
     write_rows(&setup.pg, 0, 30).await;
     let replica = setup.pg.start_replica().await.unwrap();
     write_rows(&setup.pg, 30, 40).await;
@@ -773,7 +777,11 @@ async fn forgetting_old_base_backups_removes_only_the_wal_they_alone_needed() {
     let setup = setup(options()).await;
     let archiver = archiver(&setup, ArchiverOptions::new().slot("drkit_retention"));
     let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
-    let old = backup.backup(setup.repo.as_ref()).await.unwrap().manifest;
+    let old = backup
+        .backup_to(setup.repo.as_ref())
+        .await
+        .unwrap()
+        .manifest;
     let client = setup.pg.connect("postgres").await.unwrap();
     for round in 0..3 {
         client
@@ -785,7 +793,11 @@ async fn forgetting_old_base_backups_removes_only_the_wal_they_alone_needed() {
             .await
             .unwrap();
     }
-    let kept = backup.backup(setup.repo.as_ref()).await.unwrap().manifest;
+    let kept = backup
+        .backup_to(setup.repo.as_ref())
+        .await
+        .unwrap()
+        .manifest;
     write_rows(&setup.pg, 30, 40).await;
     archiver
         .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
@@ -863,7 +875,7 @@ async fn delta_backups_store_changed_bytes_and_restore_exactly() {
         .unwrap();
     let before = stored_bytes(setup.backend.as_ref()).await;
     let full = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none())
-        .backup(setup.repo.as_ref())
+        .backup_to(setup.repo.as_ref())
         .await
         .unwrap()
         .manifest;
@@ -874,7 +886,7 @@ async fn delta_backups_store_changed_bytes_and_restore_exactly() {
     // tar is cut at its members, and only a few small files differ.
     let before = stored_bytes(setup.backend.as_ref()).await;
     let again = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none())
-        .backup(setup.repo.as_ref())
+        .backup_to(setup.repo.as_ref())
         .await
         .unwrap()
         .manifest;
@@ -895,9 +907,9 @@ async fn delta_backups_store_changed_bytes_and_restore_exactly() {
         .unwrap();
     let expected = table_digest(&client).await;
     let before = stored_bytes(setup.backend.as_ref()).await;
+    let repo: &Repository = setup.repo.as_ref();
     let delta = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none())
-        .delta_from_latest_full(setup.repo.clone())
-        .backup(setup.repo.as_ref())
+        .backup(BackupRequest::new(repo).base(BackupBase::LatestFull(repo)))
         .await
         .unwrap()
         .manifest;
@@ -914,7 +926,7 @@ async fn delta_backups_store_changed_bytes_and_restore_exactly() {
     // stores every touched page again.
     let before = stored_bytes(setup.backend.as_ref()).await;
     BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none())
-        .backup(setup.repo.as_ref())
+        .backup_to(setup.repo.as_ref())
         .await
         .unwrap();
     let dedup_cost = stored_bytes(setup.backend.as_ref()).await - before;
@@ -941,6 +953,26 @@ async fn delta_backups_store_changed_bytes_and_restore_exactly() {
     // The full backup stays as long as the delta does.
     let err = setup.repo.forget_snapshots(&[again.id]).await.unwrap_err();
     assert!(err.to_string().contains(&delta.id.to_string()), "{err}");
+
+    // A base named by id: a full backup of the cluster, with the request's
+    // labels; a delta is no base for another.
+    let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
+    let named = backup
+        .backup(
+            BackupRequest::new(repo)
+                .base(BackupBase::Snapshot(repo, again.id))
+                .label("trigger", "drill"),
+        )
+        .await
+        .unwrap()
+        .manifest;
+    assert_eq!(named.depends_on, Some(again.id));
+    assert_eq!(named.labels["trigger"], "drill");
+    let err = backup
+        .backup(BackupRequest::new(repo).base(BackupBase::Snapshot(repo, delta.id)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 }
 
 /// Writers on connections of their own, each inserting `per_writer` rows
@@ -1012,7 +1044,11 @@ async fn concurrent_writers_restore_by_wal_order_with_measured_rpo_and_a_checkab
             .piece_interval(Some(Duration::from_millis(200))),
     );
     let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
-    let taken = backup.backup(setup.repo.as_ref()).await.unwrap().manifest;
+    let taken = backup
+        .backup_to(setup.repo.as_ref())
+        .await
+        .unwrap()
+        .manifest;
     let start: Lsn = taken.metadata[dr_postgres::meta::START_LSN]
         .parse()
         .unwrap();
@@ -1145,7 +1181,11 @@ async fn a_missing_middle_segment_blocks_only_targets_beyond_it_and_damaged_whol
             .piece_interval(Some(Duration::from_millis(200))),
     );
     let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
-    let taken = backup.backup(setup.repo.as_ref()).await.unwrap().manifest;
+    let taken = backup
+        .backup_to(setup.repo.as_ref())
+        .await
+        .unwrap()
+        .manifest;
     let start: Lsn = taken.metadata[dr_postgres::meta::START_LSN]
         .parse()
         .unwrap();
