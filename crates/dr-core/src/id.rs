@@ -281,8 +281,11 @@ impl FromStr for StreamName {
 string_id!(StreamName);
 
 /// The name of one segment of a continuous archive, such as a WAL segment
-/// `000000010000000000000003` or a history file `00000002.history`. Names sort
-/// the way the archive is read: lexicographically.
+/// `000000010000000000000003`, a history file `00000002.history` or a Redis
+/// AOF file `appendonly.aof.10.incr.aof`. Its order as text says nothing of
+/// the archive's order: the component that wrote the names reads their
+/// positions or sequence numbers out of them (`appendonly.aof.9` comes before
+/// `appendonly.aof.10`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SegmentName(String);

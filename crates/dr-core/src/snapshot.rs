@@ -408,8 +408,10 @@ impl JournalRecord {
 #[async_trait]
 pub trait ArchiveSource: Send + Sync {
     /// The names of the segments of `component`'s archive that start with
-    /// `prefix`, in name order. Sizes and digests come with `put_segment` and
-    /// are checked on every read, so listing stays one cheap call.
+    /// `prefix`, in no promised order: the component orders them by what
+    /// their names say (a WAL position, an AOF sequence), never by their
+    /// text. Sizes and digests come with `put_segment` and are checked on
+    /// every read, so listing stays one cheap call.
     ///
     /// # Errors
     /// The store failed.
@@ -430,7 +432,8 @@ pub trait ArchiveSource: Send + Sync {
     async fn coverage(&self, component: &ComponentId) -> Result<Option<ArchiveCoverage>>;
 
     /// The names of the segments of `component` that have a journal (see
-    /// [`ArchiveSink::open_journal`]) and start with `prefix`, in name order.
+    /// [`ArchiveSink::open_journal`]) and start with `prefix`, in no promised
+    /// order.
     /// None by default.
     ///
     /// # Errors

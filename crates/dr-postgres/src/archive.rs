@@ -1001,4 +1001,104 @@ mod tests {
         short_header[2..4].copy_from_slice(&0u16.to_le_bytes());
         assert_eq!(SegmentHeader::parse(&short_header), None);
     }
+
+    /// The same archive, its segments listed in reverse: the archive
+    /// promises no order.
+    struct Reversed(Repository);
+
+    #[dr_core::async_trait]
+    impl ArchiveSource for Reversed {
+        async fn segments(
+            &self,
+            component: &ComponentId,
+            prefix: &str,
+        ) -> dr_core::Result<Vec<SegmentName>> {
+            let mut names = self.0.segments(component, prefix).await?;
+            names.reverse();
+            Ok(names)
+        }
+
+        async fn open_segment(
+            &self,
+            component: &ComponentId,
+            name: &SegmentName,
+        ) -> dr_core::Result<dr_core::ByteStream> {
+            self.0.open_segment(component, name).await
+        }
+
+        async fn coverage(
+            &self,
+            component: &ComponentId,
+        ) -> dr_core::Result<Option<dr_core::ArchiveCoverage>> {
+            self.0.coverage(component).await
+        }
+
+        async fn journals(
+            &self,
+            component: &ComponentId,
+            prefix: &str,
+        ) -> dr_core::Result<Vec<SegmentName>> {
+            let mut names = self.0.journals(component, prefix).await?;
+            names.reverse();
+            Ok(names)
+        }
+
+        async fn read_journal(
+            &self,
+            component: &ComponentId,
+            name: &SegmentName,
+        ) -> dr_core::Result<Vec<dr_core::JournalRecord>> {
+            self.0.read_journal(component, name).await
+        }
+    }
+
+    #[tokio::test]
+    async fn listings_and_fetches_go_by_position_not_by_listing_order() {
+        let repo = repo().await;
+        let pg: ComponentId = "postgres/main".parse().unwrap();
+        let whole = segment_bytes(7);
+        put(&repo, &pg, ArchivedWal::Segment(seg(1, 1)), &whole).await;
+        // Segment 2 in three pieces, stored out of order; segment 3 begun.
+        let cuts = [0u32, 0x4000, 0x9000, SIZE.bytes() as u32];
+        for i in [2, 0, 1] {
+            let (start, end) = (cuts[i], cuts[i + 1]);
+            let piece = ArchivedWal::Piece {
+                segment: seg(1, 2),
+                start,
+                end,
+            };
+            put(&repo, &pg, piece, &whole[start as usize..end as usize]).await;
+        }
+        let begun = ArchivedWal::Piece {
+            segment: seg(2, 3),
+            start: 0,
+            end: 0x2000,
+        };
+        put(&repo, &pg, begun, &whole[..0x2000]).await;
+        put(
+            &repo,
+            &pg,
+            ArchivedWal::History(2),
+            b"1\t0/3000000\tno recovery target\n",
+        )
+        .await;
+
+        let reversed = Reversed(repo.clone());
+        let listed = list_archive(&repo, &pg, SIZE).await.unwrap();
+        assert_eq!(list_archive(&reversed, &pg, SIZE).await.unwrap(), listed);
+        assert_eq!(
+            coverage(&listed),
+            vec![
+                (seg(1, 1), Coverage::Complete),
+                (seg(1, 2), Coverage::Complete),
+                (seg(2, 3), Coverage::Partial { end: 0x2000 }),
+            ]
+        );
+        let name = ArchivedWal::Segment(seg(1, 2)).name(SIZE);
+        let fetched = fetch_wal(&reversed, &pg, name.as_str(), SIZE)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&fetched[..], &whole[..]);
+    }
 }
