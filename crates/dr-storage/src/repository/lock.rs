@@ -476,16 +476,33 @@ impl Lock {
                 age.as_secs()
             )));
         }
-        match self.repo.inner.backend.get_all(&key).await {
-            Ok(raw) => {
-                let _: LockFile = self.repo.decode(&raw, LOCK_CONTEXT, &key)?;
-                Ok(())
+        let mut key = key;
+        loop {
+            match self.repo.inner.backend.get_all(&key).await {
+                Ok(raw) => {
+                    let _: LockFile = self.repo.decode(&raw, LOCK_CONTEXT, &key)?;
+                    return Ok(());
+                }
+                Err(Error::NotFound { .. }) => {
+                    // The refresher may have rewritten it under a new name
+                    // meanwhile (and deleted the old one): look at that one.
+                    let current = self
+                        .held
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .key
+                        .clone();
+                    if current != key {
+                        key = current;
+                        continue;
+                    }
+                    return Err(self.lost(format!(
+                        "this process's lock {key} was removed (by unlock, or by a process \
+                         that took it for abandoned); nothing written under it is committed"
+                    )));
+                }
+                Err(e) => return Err(e),
             }
-            Err(Error::NotFound { .. }) => Err(self.lost(format!(
-                "this process's lock {key} was removed (by unlock, or by a process \
-                 that took it for abandoned); nothing written under it is committed"
-            ))),
-            Err(e) => Err(e),
         }
     }
 
