@@ -999,16 +999,22 @@ async fn wal_lost_with_the_old_primary_is_not_reported_flushed_on_the_new_timeli
         .wait_for_flush(written, Duration::from_secs(10))
         .await
         .unwrap();
-    let row = control
-        .query_one(
-            "SELECT flush_lsn::text, pg_current_wal_lsn()::text FROM pg_stat_replication \
-             WHERE application_name = 'drkit_wal'",
-            &[],
-        )
-        .await
-        .unwrap();
-    let reported: Lsn = row.get::<_, String>(0).parse().unwrap();
-    let current: Lsn = row.get::<_, String>(1).parse().unwrap();
+    // The server hears the flush position with the archiver's next status
+    // (none yet, on a connection just opened, under load): wait for one.
+    let (reported, current) = wait_for("the new primary to hear a flush position", || async {
+        let row = control
+            .query_one(
+                "SELECT flush_lsn::text, pg_current_wal_lsn()::text FROM pg_stat_replication \
+                 WHERE application_name = 'drkit_wal'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let reported: Lsn = row.get::<_, Option<String>>(0)?.parse().unwrap();
+        let current: Lsn = row.get::<_, String>(1).parse().unwrap();
+        Some((reported, current))
+    })
+    .await;
     assert!(
         reported <= current,
         "flush {reported} beyond the server's {current}"

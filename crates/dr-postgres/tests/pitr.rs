@@ -652,6 +652,17 @@ async fn a_restore_checks_every_file_against_the_servers_backup_manifest() {
     let err = refused_restore(&setup, RecoveryTarget::Snapshot(tampered.id)).await;
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("PG_VERSION"), "{err}");
+    // Verified without a restore, it is found too, as a finding on that file.
+    let report = BaseBackupVerifier::new(component())
+        .verify(setup.repo.as_ref(), &tampered.id)
+        .await
+        .unwrap();
+    assert_eq!(report.findings.len(), 1, "{report:?}");
+    assert_eq!(report.findings[0].object, "PG_VERSION", "{report:?}");
+    assert!(
+        report.findings[0].problem.contains("checksum differs"),
+        "{report:?}"
+    );
     // The backup as taken restores.
     let (kit, _) = restore(&setup, RecoveryTarget::Snapshot(taken.id), None).await;
     assert!(kit.rows().await.is_empty());
