@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dr_core::{
-    BackupExt, ComponentId, Objectives, RecoveryReport, RecoveryTarget, Restore, RestoreRequest,
+    BackupExt, ComponentId, JournalSource, Objectives, RecoveryReport, RecoveryTarget, Restore,
+    RestoreRequest,
 };
 use dr_postgres::{ArchiverOptions, BaseBackup, PitrRestore, Tls, WalArchiver, verify_base_backup};
 use dr_storage::{FsBackend, InitOptions, Repository, Secret};
@@ -51,6 +52,8 @@ async fn main() -> Result<()> {
         Err(e) => return Err(e.into()),
     };
     let repo = Arc::new(repo);
+    // A directory keeps segment journals: every reader of the archive reads them.
+    let journals = repo.segment_journals().map(Arc::new);
 
     step("streaming WAL into the repository (a piece every 500 ms)");
     let archiver = WalArchiver::new(
@@ -61,7 +64,11 @@ async fn main() -> Result<()> {
         ArchiverOptions::new()
             .slot("drkit_drill")
             .piece_interval(Some(Duration::from_millis(500))),
-    )
+    );
+    let archiver = match &journals {
+        Some(journals) => archiver.journals(journals.clone()),
+        None => archiver,
+    }
     .spawn();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -130,7 +137,8 @@ async fn main() -> Result<()> {
     // Which rows the target keeps, by PostgreSQL's rule: up to the first
     // transaction in WAL order that committed after it.
     let start: dr_core::Lsn = report.manifest.metadata[dr_postgres::meta::START_LSN].parse()?;
-    let ends = transaction_ends(repo.as_ref(), &component, start).await?;
+    let journals = journals.as_deref().map(|j| j as &dyn JournalSource);
+    let ends = transaction_ends(repo.as_ref(), journals, &component, start).await?;
     let expected_then = kept_at(past, &ends, &before_kill);
     let earlier_check = Comparison::of(&earlier_rows, &expected_then);
 
@@ -175,10 +183,12 @@ async fn restore(
     if let Some((uid, gid)) = kit.owner() {
         restore = restore.owner(uid, gid);
     }
+    let journals = repo.segment_journals();
     let report = restore
         .restore(RestoreRequest {
             snapshots: repo,
             archive: Some(repo),
+            journals: journals.as_ref().map(|j| j as &dyn JournalSource),
             target: &target,
             objectives,
             incident_at: incident,

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dr_core::{ArchiveSource, ComponentId, Lsn};
+use dr_core::{ArchiveSource, ComponentId, JournalSource, Lsn};
 use dr_postgres::{
     DEFAULT_SEGMENT_SIZE, PgCtl, WalRecordEvent, WalRecordReader, WalSegment, fetch_wal,
     list_archive,
@@ -106,7 +106,8 @@ pub async fn row_xids(
         .collect())
 }
 
-/// Every commit and abort in `component`'s archived WAL (timeline 1) from
+/// Every commit and abort in `component`'s archived WAL (timeline 1, its
+/// segment journals read where the store keeps them) from
 /// the segment holding `from` on, in WAL order, read with
 /// [`WalRecordReader`] as far as the archive runs without a gap.
 ///
@@ -114,17 +115,18 @@ pub async fn row_xids(
 /// The archive could not be read, or holds WAL that is not PostgreSQL 15's.
 pub async fn transaction_ends(
     archive: &dyn ArchiveSource,
+    journals: Option<&dyn JournalSource>,
     component: &ComponentId,
     from: Lsn,
 ) -> dr_core::Result<Vec<WalRecordEvent>> {
     let size = DEFAULT_SEGMENT_SIZE;
-    let listing = list_archive(archive, component, size).await?;
+    let listing = list_archive(archive, journals, component, size).await?;
     let mut reader = WalRecordReader::new(size);
     let mut ends = Vec::new();
     let mut segment = WalSegment::containing(1, from, size);
     while listing.segments.contains_key(&segment) && reader.end_reason().is_none() {
-        let Some(bytes) = fetch_wal(archive, component, &segment.file_name(size), size).await?
-        else {
+        let file = segment.file_name(size);
+        let Some(bytes) = fetch_wal(archive, journals, component, &file, size).await? else {
             break;
         };
         let events = reader.feed_segment(segment.start(size), &bytes)?;

@@ -12,6 +12,8 @@
 //!   [`SnapshotSource`] for snapshots of named byte streams committed by a
 //!   [`Manifest`], and [`ArchiveSink`] / [`ArchiveSource`] for continuous
 //!   segments such as WAL. Storage crates implement them; system crates write to them.
+//!   A store that can append in place also offers [`JournalSink`] /
+//!   [`JournalSource`]: segment journals, a segment's in-progress form.
 //! - **Operations**: the [`Backup`], [`Restore`] and [`Failover`] traits, their
 //!   optional [`Capabilities`], and the [`RecoveryReport`] every restore and
 //!   failover returns: a [`Timeline`] of steps, the achieved RTO and RPO, and an
@@ -65,6 +67,7 @@ pub(crate) mod error;
 pub(crate) mod failover;
 pub(crate) mod health;
 pub(crate) mod id;
+pub(crate) mod journal;
 pub(crate) mod objectives;
 pub(crate) mod ops;
 pub(crate) mod point;
@@ -80,6 +83,7 @@ pub use crate::failover::{
 };
 pub use crate::health::{Health, HealthState, Probe};
 pub use crate::id::{ComponentId, MAX_NAME_LEN, SegmentName, Sha256Digest, SnapshotId, StreamName};
+pub use crate::journal::{JournalRecord, JournalSink, JournalSource, SegmentJournal};
 pub use crate::objectives::{Objectives, Rpo, Rto, Tier};
 pub use crate::ops::{
     Backup, BackupBase, BackupExt, BackupReport, BackupRequest, Capabilities, Capability, Finding,
@@ -89,9 +93,9 @@ pub use crate::point::{Lsn, Position, RecoveryPoint, ReplicationId};
 pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};
 pub use crate::retention::{Candidate, Decision, KeepReason, RetentionPolicy};
 pub use crate::snapshot::{
-    ArchiveCoverage, ArchiveSink, ArchiveSource, ByteStream, JournalRecord, Labels,
-    MANIFEST_FORMAT, Manifest, SegmentInfo, SegmentJournal, SnapshotCommit, SnapshotSink,
-    SnapshotSource, SnapshotSourceExt, SnapshotWriter, StreamCheck, StreamEntry, StreamLayout,
+    ArchiveCoverage, ArchiveSink, ArchiveSource, ByteStream, Labels, MANIFEST_FORMAT, Manifest,
+    SegmentInfo, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotSourceExt, SnapshotWriter,
+    StreamCheck, StreamEntry, StreamLayout,
 };
 
 // The re-exported types name these crates in their APIs.

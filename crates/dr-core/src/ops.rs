@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::id::{ComponentId, SnapshotId};
+use crate::journal::JournalSource;
 use crate::objectives::Objectives;
 use crate::point::Position;
 use crate::report::{RecoveryReport, Timeline};
@@ -246,6 +247,10 @@ pub struct RestoreRequest<'a> {
     pub snapshots: &'a dyn SnapshotSource,
     /// The continuous archive, for point-in-time targets.
     pub archive: Option<&'a dyn ArchiveSource>,
+    /// The archive's segment journals, where its store keeps them (see
+    /// [`JournalSource`]): segments still being written when the data was
+    /// lost may be there only.
+    pub journals: Option<&'a dyn JournalSource>,
     /// What to restore to.
     pub target: &'a RecoveryTarget,
     /// The objectives the report is held against.
@@ -258,6 +263,7 @@ impl fmt::Debug for RestoreRequest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RestoreRequest")
             .field("archive", &self.archive.is_some())
+            .field("journals", &self.journals.is_some())
             .field("target", self.target)
             .field("objectives", &self.objectives)
             .field("incident_at", &self.incident_at)

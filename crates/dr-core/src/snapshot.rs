@@ -9,8 +9,8 @@
 //!
 //! Continuous, append-only data (PostgreSQL WAL) goes to an [`ArchiveSink`]
 //! as named segments instead. While a segment is still being written, a store
-//! on local disk can also keep a [`SegmentJournal`] of it: records appended in
-//! place, each durable after one write and one data sync.
+//! on local disk can also keep a journal of it, through the opt-in
+//! [`JournalSink`](crate::JournalSink) and [`JournalSource`](crate::JournalSource).
 
 use std::collections::BTreeMap;
 
@@ -345,63 +345,6 @@ pub trait ArchiveSink: Send + Sync {
         component: &ComponentId,
         coverage: &ArchiveCoverage,
     ) -> Result<()>;
-
-    /// Opens the journal of segment `name` for appending, creating it (with
-    /// room for `capacity` bytes, allocated now) if there is none. Where the
-    /// store cannot append in place more cheaply than it stores a new object,
-    /// `Ok(None)`: the default, and an object store's answer.
-    ///
-    /// A journal is a segment's in-progress form: once the whole segment is
-    /// stored, [`ArchiveSink::remove_journal`] drops it.
-    ///
-    /// # Errors
-    /// The journal could not be created or read.
-    async fn open_journal(
-        &self,
-        component: &ComponentId,
-        name: &SegmentName,
-        capacity: u64,
-    ) -> Result<Option<Box<dyn SegmentJournal>>> {
-        let _ = (component, name, capacity);
-        Ok(None)
-    }
-
-    /// Removes segment `name`'s journal; a missing one is not an error.
-    ///
-    /// # Errors
-    /// The store failed.
-    async fn remove_journal(&self, component: &ComponentId, name: &SegmentName) -> Result<()> {
-        let _ = (component, name);
-        Ok(())
-    }
-}
-
-/// A segment's journal, open for appending (see [`ArchiveSink::open_journal`]).
-#[async_trait]
-pub trait SegmentJournal: Send + Sync {
-    /// Appends `data`, the segment's bytes from offset `start`. The record is
-    /// durable when this returns; a record cut short by a crash is never read
-    /// back (see [`ArchiveSource::read_journal`]).
-    ///
-    /// # Errors
-    /// Writing or syncing failed: the record may or may not be there.
-    async fn append(&mut self, start: u64, data: &[u8]) -> Result<()>;
-}
-
-/// One record of a segment's journal: bytes at an offset of the segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JournalRecord {
-    /// The offset of `data`'s first byte within the segment.
-    pub start: u64,
-    /// The bytes.
-    pub data: Vec<u8>,
-}
-
-impl JournalRecord {
-    /// The offset just after the record's last byte.
-    pub fn end(&self) -> u64 {
-        self.start + self.data.len() as u64
-    }
 }
 
 /// Where archived segments are read from.
@@ -430,34 +373,6 @@ pub trait ArchiveSource: Send + Sync {
     /// # Errors
     /// The store failed, or the record is damaged.
     async fn coverage(&self, component: &ComponentId) -> Result<Option<ArchiveCoverage>>;
-
-    /// The names of the segments of `component` that have a journal (see
-    /// [`ArchiveSink::open_journal`]) and start with `prefix`, in no promised
-    /// order.
-    /// None by default.
-    ///
-    /// # Errors
-    /// The store failed.
-    async fn journals(&self, component: &ComponentId, prefix: &str) -> Result<Vec<SegmentName>> {
-        let _ = (component, prefix);
-        Ok(Vec::new())
-    }
-
-    /// The records of segment `name`'s journal, in the order they were
-    /// appended. A last record cut short by a crash while it was written (so
-    /// never reported durable) is left out; damage anywhere else is an error.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] if there is no such journal; [`Error::Corrupt`] if
-    /// a record that was complete is damaged; the store failed.
-    async fn read_journal(
-        &self,
-        component: &ComponentId,
-        name: &SegmentName,
-    ) -> Result<Vec<JournalRecord>> {
-        let _ = component;
-        Err(Error::not_found(format!("the journal of segment {name}")))
-    }
 }
 
 /// The traits are used as `dyn`: this fails to compile if one stops being object-safe.
@@ -467,7 +382,6 @@ fn _assert_object_safe(
     _: &dyn SnapshotSource,
     _: &dyn ArchiveSink,
     _: &dyn ArchiveSource,
-    _: &dyn SegmentJournal,
 ) {
 }
 

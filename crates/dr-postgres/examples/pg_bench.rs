@@ -42,8 +42,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use dr_core::{
-    Backup, BackupBase, BackupRequest, ComponentId, Lsn, Objectives, RecoveryTarget, Restore,
-    RestoreRequest,
+    Backup, BackupBase, BackupRequest, ComponentId, JournalSource, Lsn, Objectives, RecoveryTarget,
+    Restore, RestoreRequest,
 };
 use dr_postgres::{
     ArchiverHandle, ArchiverOptions, ArchiverStatus, BaseBackup, PitrRestore, Tls, WalArchiver,
@@ -275,10 +275,12 @@ async fn restore(dir: PathBuf, to: PathBuf, owner: Option<(u32, u32)>) -> AnyRes
     if let Some((uid, gid)) = owner {
         restore = restore.owner(uid, gid);
     }
+    let journals = repo.segment_journals();
     let report = restore
         .restore(RestoreRequest {
             snapshots: &repo,
             archive: Some(&repo),
+            journals: journals.as_ref().map(|j| j as &dyn JournalSource),
             target: &RecoveryTarget::Latest,
             objectives: Objectives::new("1h".parse()?, "1h".parse()?),
             incident_at: None,
@@ -305,14 +307,20 @@ struct ArchiveArgs {
 
 async fn archive(args: ArchiveArgs) -> AnyResult<()> {
     let repo = Arc::new(open_repo(&args.repo).await?);
+    // A directory keeps segment journals, which synchronous pieces go to.
+    let journals = repo.segment_journals().map(Arc::new);
     let spawn = |component: &str, options: ArchiverOptions| -> AnyResult<ArchiverHandle> {
-        Ok(WalArchiver::new(
+        let archiver = WalArchiver::new(
             args.conninfo.clone(),
             Tls::none(),
             repo.clone(),
             component.parse()?,
             options,
-        )
+        );
+        Ok(match &journals {
+            Some(journals) => archiver.journals(journals.clone()),
+            None => archiver,
+        }
         .spawn())
     };
     let mut archivers = vec![(

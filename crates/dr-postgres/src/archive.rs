@@ -13,11 +13,14 @@
 //!   each other without gaps from offset 0; once the complete segment is
 //!   stored they are redundant.
 //!
-//! Where the repository can append in place (a local directory), the
-//! archiver in synchronous mode keeps a segment's pieces as the records of
-//! the segment's *journal* instead (see [`dr_core::SegmentJournal`]): one
-//! write and one data sync per piece, where a new object costs two syncs
-//! and a directory update. Readers take journal records exactly like pieces.
+//! Where the store can append in place (a repository in a local directory,
+//! which offers dr-core's [`JournalSink`](dr_core::JournalSink) and
+//! [`JournalSource`]), the archiver in synchronous mode keeps a segment's
+//! pieces as the records of the segment's *journal* instead: one write and
+//! one data sync per piece, where a new object costs two syncs and a
+//! directory update. Readers handed the journals take their records exactly
+//! like pieces; every reader of such an archive must be handed them, since
+//! the newest WAL may be there only.
 //!
 //! A segment whose pieces reach its end is complete as well: the archiver
 //! stores the end of a segment as its last piece, so that the flush it
@@ -28,7 +31,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{Bytes, BytesMut};
-use dr_core::{ArchiveSource, ComponentId, Error, Lsn, SegmentName};
+use dr_core::{ArchiveSource, ComponentId, Error, JournalSource, Lsn, SegmentName};
 use tokio::io::AsyncReadExt;
 
 use crate::wal::{WalSegment, WalSegmentSize, history_file_name, history_file_timeline};
@@ -133,7 +136,8 @@ pub struct ArchiveListing {
     /// the archiver is storing them whole, or it stored their last piece and
     /// then failed or was stopped before that. They read back all the same.
     pub complete_in_pieces: BTreeSet<WalSegment>,
-    /// The segments with a journal (see the module docs), whatever it holds.
+    /// The segments with a journal (see the module docs), whatever it
+    /// holds; none where the listing was not handed the journals.
     pub journals: BTreeSet<WalSegment>,
 }
 
@@ -166,12 +170,15 @@ impl ArchiveListing {
     }
 }
 
-/// Lists what the archive holds for `component`.
+/// Lists what the archive holds for `component`: its segments in `source`,
+/// and their journals in `journals` where the store keeps them (see the
+/// module docs).
 ///
 /// # Errors
-/// The store failed.
+/// The store failed; a journal is damaged.
 pub async fn list_archive(
     source: &dyn ArchiveSource,
+    journals: Option<&dyn JournalSource>,
     component: &ComponentId,
     size: WalSegmentSize,
 ) -> dr_core::Result<ArchiveListing> {
@@ -179,7 +186,11 @@ pub async fn list_archive(
     let mut pieces: BTreeMap<WalSegment, Vec<(u32, u32)>> = BTreeMap::new();
     // Journals first: one is removed only after its segment is stored whole,
     // so a journal listed here is either read below or its segment is listed.
-    let journals = source.journals(component, "").await?;
+    let journal_source = journals;
+    let journals = match journal_source {
+        Some(journals) => journals.journals(component, "").await?,
+        None => Vec::new(),
+    };
     for name in source.segments(component, "").await? {
         match ArchivedWal::parse(name.as_str(), size) {
             Some(ArchivedWal::Segment(segment)) => {
@@ -201,8 +212,10 @@ pub async fn list_archive(
             continue;
         };
         listing.journals.insert(segment);
-        if !listing.segments.contains_key(&segment) {
-            let spans = journal_spans(source, component, &name, size)
+        if let Some(journal_source) = journal_source
+            && !listing.segments.contains_key(&segment)
+        {
+            let spans = journal_spans(journal_source, component, &name, size)
                 .await?
                 .unwrap_or_default();
             if !spans.is_empty() {
@@ -251,7 +264,9 @@ fn chain(ranges: &[(u32, u32)]) -> Vec<(u32, u32)> {
 }
 
 /// PostgreSQL's `restore_command` view of the archive: the file named
-/// `file` (`%f`: a segment or a history file). A complete segment is
+/// `file` (`%f`: a segment or a history file), from the segments in
+/// `source` and the journals in `journals` where the store keeps them (see
+/// the module docs). A complete segment is
 /// returned as stored; otherwise the contiguous pieces from offset 0 are
 /// assembled and padded with zeros to the segment size, so recovery replays
 /// what was streamed and stops at the zeros. `None` if the archive has
@@ -269,11 +284,12 @@ fn chain(ranges: &[(u32, u32)]) -> Vec<(u32, u32)> {
 /// the store failed.
 pub async fn fetch_wal(
     source: &dyn ArchiveSource,
+    journals: Option<&dyn JournalSource>,
     component: &ComponentId,
     file: &str,
     size: WalSegmentSize,
 ) -> dr_core::Result<Option<Bytes>> {
-    Ok(fetch_wal_noting(source, component, file, size)
+    Ok(fetch_wal_noting(source, journals, component, file, size)
         .await?
         .map(|fetched| fetched.bytes))
 }
@@ -294,6 +310,7 @@ pub(crate) struct FetchedWal {
 /// As [`fetch_wal`].
 pub(crate) async fn fetch_wal_noting(
     source: &dyn ArchiveSource,
+    journals: Option<&dyn JournalSource>,
     component: &ComponentId,
     file: &str,
     size: WalSegmentSize,
@@ -315,7 +332,14 @@ pub(crate) async fn fetch_wal_noting(
     let mut ranges = Vec::new();
     let mut complete = false;
     // Journals first, as in `list_archive`.
-    let journaled = source.journals(component, file).await?.contains(&name);
+    let journaled = match journals {
+        Some(journals) => journals
+            .journals(component, file)
+            .await?
+            .contains(&name)
+            .then_some(journals),
+        None => None,
+    };
     for stored in source.segments(component, file).await? {
         if stored == name {
             complete = true;
@@ -336,14 +360,13 @@ pub(crate) async fn fetch_wal_noting(
         };
         // The pieces (and a journal not yet removed) hold the same bytes:
         // where they reach the segment's end, they stand in for it.
-        let journal = if journaled {
-            journal_spans(source, component, &name, size)
+        let journal = match journaled {
+            Some(journals) => journal_spans(journals, component, &name, size)
                 .await
                 .ok()
                 .flatten()
-                .unwrap_or_default()
-        } else {
-            Vec::new()
+                .unwrap_or_default(),
+            None => Vec::new(),
         };
         ranges.extend(journal.iter().map(|&(start, end, _)| (start, end)));
         let pieces = chain(&ranges);
@@ -359,8 +382,8 @@ pub(crate) async fn fetch_wal_noting(
         }
         return Err(unreadable);
     }
-    let journal = if journaled {
-        match journal_spans(source, component, &name, size).await? {
+    let journal = match journaled {
+        Some(journals) => match journal_spans(journals, component, &name, size).await? {
             Some(spans) => spans,
             // Removed since it was listed: the segment was stored whole.
             None => {
@@ -368,9 +391,8 @@ pub(crate) async fn fetch_wal_noting(
                     .await
                     .map(|bytes| as_read(Some(bytes)));
             }
-        }
-    } else {
-        Vec::new()
+        },
+        None => Vec::new(),
     };
     ranges.extend(journal.iter().map(|&(start, end, _)| (start, end)));
     let pieces = chain(&ranges);
@@ -459,12 +481,12 @@ async fn read_whole(
 /// [`Error::Corrupt`] if a record reaches past the segment's end; reading
 /// the journal failed.
 async fn journal_spans(
-    source: &dyn ArchiveSource,
+    journals: &dyn JournalSource,
     component: &ComponentId,
     name: &SegmentName,
     size: WalSegmentSize,
 ) -> dr_core::Result<Option<Vec<(u32, u32, Vec<u8>)>>> {
-    let records = match source.read_journal(component, name).await {
+    let records = match journals.read_journal(component, name).await {
         Ok(records) => records,
         Err(Error::NotFound { .. }) => return Ok(None),
         Err(e) => return Err(e),
@@ -584,6 +606,7 @@ impl SegmentHeader {
 /// The store failed.
 pub(crate) async fn archived_header(
     source: &dyn ArchiveSource,
+    journals: Option<&dyn JournalSource>,
     component: &ComponentId,
     listing: &ArchiveListing,
     size: WalSegmentSize,
@@ -599,7 +622,9 @@ pub(crate) async fn archived_header(
     let Some((segment, _)) = newest else {
         return Ok(None);
     };
-    let Some(bytes) = fetch_wal(source, component, &segment.file_name(size), size).await? else {
+    let Some(bytes) =
+        fetch_wal(source, journals, component, &segment.file_name(size), size).await?
+    else {
         return Ok(None);
     };
     Ok(SegmentHeader::parse(&bytes))
@@ -609,7 +634,7 @@ pub(crate) async fn archived_header(
 mod tests {
     use std::sync::Arc;
 
-    use dr_core::ArchiveSink;
+    use dr_core::{ArchiveSink, JournalSink};
     use dr_storage::{InitOptions, MemoryBackend, Repository};
 
     use super::*;
@@ -786,7 +811,7 @@ mod tests {
         .await
         .unwrap();
 
-        let listing = list_archive(&repo, &component, SIZE).await.unwrap();
+        let listing = list_archive(&repo, None, &component, SIZE).await.unwrap();
         assert_eq!(
             coverage(&listing),
             [
@@ -803,13 +828,13 @@ mod tests {
         assert_eq!(listing.end_of(2, SIZE), None);
 
         for complete in ["000000010000000000000001", "000000010000000000000002"] {
-            let fetched = fetch_wal(&repo, &component, complete, SIZE)
+            let fetched = fetch_wal(&repo, None, &component, complete, SIZE)
                 .await
                 .unwrap()
                 .unwrap();
             assert!(fetched == data, "{complete} differs");
         }
-        let partial = fetch_wal(&repo, &component, "000000010000000000000003", SIZE)
+        let partial = fetch_wal(&repo, None, &component, "000000010000000000000003", SIZE)
             .await
             .unwrap()
             .unwrap();
@@ -822,18 +847,21 @@ mod tests {
             "00000003.history",
         ] {
             assert_eq!(
-                fetch_wal(&repo, &component, missing, SIZE).await.unwrap(),
+                fetch_wal(&repo, None, &component, missing, SIZE)
+                    .await
+                    .unwrap(),
                 None,
                 "{missing}"
             );
         }
-        let history = fetch_wal(&repo, &component, "00000002.history", SIZE)
+        let history = fetch_wal(&repo, None, &component, "00000002.history", SIZE)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(&history[..], b"1\t0/3000000\tpromoted\n");
         let backup = fetch_wal(
             &repo,
+            None,
             &component,
             "000000010000000000000002.00000028.backup",
             SIZE,
@@ -841,12 +869,12 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(backup.as_deref(), Some(&b"START WAL LOCATION"[..]));
-        let err = fetch_wal(&repo, &component, "../etc/passwd", SIZE)
+        let err = fetch_wal(&repo, None, &component, "../etc/passwd", SIZE)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), dr_core::ErrorKind::InvalidInput);
 
-        let header = archived_header(&repo, &component, &listing, SIZE)
+        let header = archived_header(&repo, None, &component, &listing, SIZE)
             .await
             .unwrap()
             .unwrap();
@@ -866,16 +894,18 @@ mod tests {
         let repo = Repository::init(backend, InitOptions::unencrypted())
             .await
             .unwrap();
+        let journals = repo.segment_journals().unwrap();
+        let with = Some(&journals as &dyn JournalSource);
         let component: ComponentId = "postgres/main".parse().unwrap();
         let data = segment_bytes(7);
         let name = |segment| ArchivedWal::Segment(segment).name(SIZE);
         let capacity = SIZE.bytes() + SIZE.bytes() / 8;
         let open = |segment| {
-            let (repo, component) = (&repo, &component);
+            let (journals, component) = (&journals, &component);
             async move {
-                repo.open_journal(component, &name(segment), capacity)
+                journals
+                    .open_journal(component, &name(segment), capacity)
                     .await
-                    .unwrap()
                     .unwrap()
             }
         };
@@ -909,7 +939,19 @@ mod tests {
         journal.append(0, &data[..0x100]).await.unwrap();
         drop(open(seg(1, 4)).await);
 
-        let listing = list_archive(&repo, &component, SIZE).await.unwrap();
+        // Not handed the journals, a listing sees only what is stored as
+        // segments: segment 1's first piece, and segment 3.
+        let without = list_archive(&repo, None, &component, SIZE).await.unwrap();
+        assert_eq!(
+            coverage(&without),
+            [
+                (seg(1, 1), Coverage::Partial { end: 0x2000 }),
+                (seg(1, 3), Coverage::Complete),
+            ]
+        );
+        assert!(without.journals.is_empty());
+
+        let listing = list_archive(&repo, with, &component, SIZE).await.unwrap();
         assert_eq!(
             coverage(&listing),
             [
@@ -925,19 +967,19 @@ mod tests {
         );
         assert_eq!(listing.end_of(1, SIZE), Some(seg(1, 3).end(SIZE)));
 
-        let first = fetch_wal(&repo, &component, "000000010000000000000001", SIZE)
+        let first = fetch_wal(&repo, with, &component, "000000010000000000000001", SIZE)
             .await
             .unwrap()
             .unwrap();
         assert!(first == data, "segment 1 differs");
-        let second = fetch_wal(&repo, &component, "000000010000000000000002", SIZE)
+        let second = fetch_wal(&repo, with, &component, "000000010000000000000002", SIZE)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(&second[..0x5000], &data[..0x5000]);
         assert!(second[0x5000..].iter().all(|&b| b == 0));
         assert_eq!(
-            fetch_wal(&repo, &component, "000000010000000000000004", SIZE)
+            fetch_wal(&repo, with, &component, "000000010000000000000004", SIZE)
                 .await
                 .unwrap(),
             None
@@ -950,9 +992,11 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[40] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let err = list_archive(&repo, &component, SIZE).await.unwrap_err();
+        let err = list_archive(&repo, with, &component, SIZE)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), dr_core::ErrorKind::Corrupt, "{err}");
-        let err = fetch_wal(&repo, &component, "000000010000000000000002", SIZE)
+        let err = fetch_wal(&repo, with, &component, "000000010000000000000002", SIZE)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), dr_core::ErrorKind::Corrupt, "{err}");
@@ -963,7 +1007,7 @@ mod tests {
         let repo = repo().await;
         let component: ComponentId = "postgres/main".parse().unwrap();
         put(&repo, &component, ArchivedWal::Segment(seg(1, 2)), b"short").await;
-        let err = fetch_wal(&repo, &component, "000000010000000000000002", SIZE)
+        let err = fetch_wal(&repo, None, &component, "000000010000000000000002", SIZE)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), dr_core::ErrorKind::Corrupt);
@@ -973,7 +1017,7 @@ mod tests {
             end: 10,
         };
         put(&repo, &component, piece, b"0123").await;
-        let err = fetch_wal(&repo, &component, "000000010000000000000003", SIZE)
+        let err = fetch_wal(&repo, None, &component, "000000010000000000000003", SIZE)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), dr_core::ErrorKind::Corrupt);
@@ -1032,24 +1076,6 @@ mod tests {
         ) -> dr_core::Result<Option<dr_core::ArchiveCoverage>> {
             self.0.coverage(component).await
         }
-
-        async fn journals(
-            &self,
-            component: &ComponentId,
-            prefix: &str,
-        ) -> dr_core::Result<Vec<SegmentName>> {
-            let mut names = self.0.journals(component, prefix).await?;
-            names.reverse();
-            Ok(names)
-        }
-
-        async fn read_journal(
-            &self,
-            component: &ComponentId,
-            name: &SegmentName,
-        ) -> dr_core::Result<Vec<dr_core::JournalRecord>> {
-            self.0.read_journal(component, name).await
-        }
     }
 
     #[tokio::test]
@@ -1084,8 +1110,11 @@ mod tests {
         .await;
 
         let reversed = Reversed(repo.clone());
-        let listed = list_archive(&repo, &pg, SIZE).await.unwrap();
-        assert_eq!(list_archive(&reversed, &pg, SIZE).await.unwrap(), listed);
+        let listed = list_archive(&repo, None, &pg, SIZE).await.unwrap();
+        assert_eq!(
+            list_archive(&reversed, None, &pg, SIZE).await.unwrap(),
+            listed
+        );
         assert_eq!(
             coverage(&listed),
             vec![
@@ -1095,7 +1124,7 @@ mod tests {
             ]
         );
         let name = ArchivedWal::Segment(seg(1, 2)).name(SIZE);
-        let fetched = fetch_wal(&reversed, &pg, name.as_str(), SIZE)
+        let fetched = fetch_wal(&reversed, None, &pg, name.as_str(), SIZE)
             .await
             .unwrap()
             .unwrap();

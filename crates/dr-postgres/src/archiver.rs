@@ -12,9 +12,10 @@
 //! the replication slot keeps everything else, and in synchronous mode a
 //! commit waits until its WAL is in the archive.
 //!
-//! In synchronous mode, where the archive can keep segment journals (a
-//! repository in a local directory), pieces are appended to the segment's
-//! journal instead of stored as objects: one write and one data sync each,
+//! In synchronous mode, where the archiver is handed the store's segment
+//! journals ([`WalArchiver::journals`]: a repository in a local directory
+//! has them), pieces are appended to the segment's journal instead of
+//! stored as objects: one write and one data sync each,
 //! into space allocated when the journal was created, as `pg_receivewal`
 //! does with its preallocated segments. The next segment's journal is
 //! created ahead of need, and a segment's journal is removed once the
@@ -24,7 +25,10 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dr_core::{ArchiveSink, ArchiveSource, ComponentId, Error, ErrorKind, Lsn, SegmentJournal};
+use dr_core::{
+    ArchiveSink, ArchiveSource, ComponentId, Error, ErrorKind, JournalSink, JournalSource, Lsn,
+    SegmentJournal,
+};
 use jiff::Timestamp;
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle, JoinSet};
@@ -326,12 +330,18 @@ impl ArchiverStatus {
 ///
 /// ```no_run
 /// # async fn demo(repo: std::sync::Arc<dr_storage::Repository>) -> dr_core::Result<()> {
-/// use std::time::Duration;
+/// use std::sync::Arc;
 /// use dr_postgres::{ArchiverOptions, Tls, WalArchiver};
 ///
 /// let config: tokio_postgres::Config = "host=127.0.0.1 user=postgres password=secret".parse().unwrap();
 /// let options = ArchiverOptions::new().synchronous(true).application_name("drkit_wal");
-/// let archiver = WalArchiver::new(config, Tls::none(), repo, "postgres/main".parse()?, options);
+/// let journals = repo.segment_journals();
+/// let mut archiver = WalArchiver::new(config, Tls::none(), repo, "postgres/main".parse()?, options);
+/// // A repository in a local directory keeps segment journals: one data
+/// // sync per synchronous piece instead of a new object.
+/// if let Some(journals) = journals {
+///     archiver = archiver.journals(Arc::new(journals));
+/// }
 /// let handle = archiver.spawn();
 /// // ... serve; expose handle.status().lag_bytes() and handle.status().lag() ...
 /// let last = handle.shutdown().await?;
@@ -343,6 +353,9 @@ pub struct WalArchiver {
     tls: Tls,
     sink: Arc<dyn ArchiveSink>,
     source: Arc<dyn ArchiveSource>,
+    /// The store's segment journals, where the caller has them.
+    journal_sink: Option<Arc<dyn JournalSink>>,
+    journal_source: Option<Arc<dyn JournalSource>>,
     component: ComponentId,
     options: ArchiverOptions,
 }
@@ -351,6 +364,7 @@ impl std::fmt::Debug for WalArchiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WalArchiver")
             .field("component", &self.component)
+            .field("journals", &self.journal_sink.is_some())
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
@@ -385,9 +399,28 @@ impl WalArchiver {
             tls,
             sink: archive.clone(),
             source: archive,
+            journal_sink: None,
+            journal_source: None,
             component,
             options,
         }
+    }
+
+    /// Hands the archiver the segment journals of the store `archive` is
+    /// in (dr-storage's `Repository::segment_journals`, where its store
+    /// writes in place). In synchronous mode, pieces are then appended to journals
+    /// instead of stored as objects (see the module docs); in either mode
+    /// the archiver reads them when it resumes, and removes them once their
+    /// segments are stored whole. An archive that was ever written with
+    /// journals must be archived to with them.
+    #[must_use]
+    pub fn journals<J>(mut self, journals: Arc<J>) -> Self
+    where
+        J: JournalSink + JournalSource + 'static,
+    {
+        self.journal_sink = Some(journals.clone());
+        self.journal_source = Some(journals);
+        self
     }
 
     /// Starts the archiver on the current tokio runtime.
@@ -570,13 +603,13 @@ struct CoverageRecords {
 const SYNC_CHECK_EVERY: u32 = 5;
 
 /// A journal being opened (created, if need be) in the background.
-type OpeningJournal = JoinHandle<dr_core::Result<Option<Box<dyn SegmentJournal>>>>;
+type OpeningJournal = JoinHandle<dr_core::Result<Box<dyn SegmentJournal>>>;
 
 /// The segment journals of synchronous mode (see the module docs).
 #[derive(Default)]
 struct Journals {
-    /// `Some(false)` once the archive has said it keeps none.
-    available: Option<bool>,
+    /// A journal has been opened: pieces went to journals.
+    used: bool,
     /// The open journal of the segment being received.
     current: Option<(WalSegment, Box<dyn SegmentJournal>)>,
     /// The next segment's journal, opened ahead of need.
@@ -824,10 +857,17 @@ impl Task {
             return Err(other_cluster(&client, identity.system_id, known));
         }
         let slot = self.ensure_slot(&mut client).await?;
-        let listing = list_archive(archiver.source.as_ref(), &archiver.component, size).await?;
+        let listing = list_archive(
+            archiver.source.as_ref(),
+            archiver.journal_source.as_deref(),
+            &archiver.component,
+            size,
+        )
+        .await?;
         if self.system_id.is_none() {
             let header = archived_header(
                 archiver.source.as_ref(),
+                archiver.journal_source.as_deref(),
                 &archiver.component,
                 &listing,
                 size,
@@ -860,15 +900,16 @@ impl Task {
         // A journal is reopened, so that a failed append is not built on.
         self.journals.current = None;
         // Journals of segments stored whole since: left by a stop in between.
-        for segment in &listing.journals {
-            if listing.segments.get(segment) == Some(&Coverage::Complete)
-                && !listing.complete_in_pieces.contains(segment)
-            {
-                let name = ArchivedWal::Segment(*segment).name(size);
-                self.archiver
-                    .sink
-                    .remove_journal(&self.archiver.component, &name)
-                    .await?;
+        if let Some(journals) = &self.archiver.journal_sink {
+            for segment in &listing.journals {
+                if listing.segments.get(segment) == Some(&Coverage::Complete)
+                    && !listing.complete_in_pieces.contains(segment)
+                {
+                    let name = ArchivedWal::Segment(*segment).name(size);
+                    journals
+                        .remove_journal(&self.archiver.component, &name)
+                        .await?;
+                }
             }
         }
         // Segments whose whole store failed or was cut short: durable in
@@ -1232,22 +1273,37 @@ impl Task {
         }
         let sink = self.archiver.sink.clone();
         let source = self.archiver.source.clone();
+        let journal_source = self.archiver.journal_source.clone();
         let component = self.archiver.component.clone();
         // Read back from the archive, the pieces may be a journal's records.
-        let journaled = data.is_none() || self.journals.available == Some(true);
+        let journaled = if data.is_none() || self.journals.used {
+            self.archiver.journal_sink.clone()
+        } else {
+            None
+        };
         self.segment_stores.spawn(async move {
             let name = ArchivedWal::Segment(segment).name(size);
             let mut stored = match &data {
                 Some(data) => sink.put_segment(&component, &name, &mut &data[..]).await,
-                None => match fetch_wal(source.as_ref(), &component, name.as_str(), size).await {
+                None => match fetch_wal(
+                    source.as_ref(),
+                    journal_source.as_deref(),
+                    &component,
+                    name.as_str(),
+                    size,
+                )
+                .await
+                {
                     Ok(Some(pieces)) => sink.put_segment(&component, &name, &mut &pieces[..]).await,
                     Ok(None) => Err(Error::not_found(format!("the pieces of {name}"))),
                     Err(error) => Err(error),
                 },
             }
             .map(drop);
-            if stored.is_ok() && journaled {
-                stored = sink.remove_journal(&component, &name).await;
+            if stored.is_ok()
+                && let Some(journals) = journaled
+            {
+                stored = journals.remove_journal(&component, &name).await;
             }
             let result = stored.map_err(|error| {
                 // Of the same kind, so it is as fatal as any other store's failure.
@@ -1331,16 +1387,20 @@ impl Task {
         Ok(())
     }
 
-    /// The open journal of `segment`, in synchronous mode where the archive
-    /// keeps journals; opening it (or taking the one opened ahead) if it is
-    /// not open yet, and then opening the next segment's ahead of need.
+    /// The open journal of `segment`, in synchronous mode where the
+    /// archiver was handed journals; opening it (or taking the one opened
+    /// ahead) if it is not open yet, and then opening the next segment's
+    /// ahead of need.
     async fn journal(
         &mut self,
         segment: WalSegment,
         size: WalSegmentSize,
     ) -> dr_core::Result<Option<&mut Box<dyn SegmentJournal>>> {
         let journals = &mut self.journals;
-        if !self.archiver.options.synchronous || journals.available == Some(false) {
+        let Some(sink) = &self.archiver.journal_sink else {
+            return Ok(None);
+        };
+        if !self.archiver.options.synchronous {
             return Ok(None);
         }
         if journals.current.as_ref().is_none_or(|(s, _)| *s != segment) {
@@ -1353,22 +1413,15 @@ impl Task {
                 }
                 None => None,
             };
-            let opened = match ahead {
+            let journal = match ahead {
                 Some(opened) => opened,
                 // Not opened ahead, or that failed: open it now, to see why.
-                None => {
-                    open_journal(&self.archiver.sink, &self.archiver.component, segment, size)
-                        .await?
-                }
+                None => open_journal(sink, &self.archiver.component, segment, size).await?,
             };
-            let Some(journal) = opened else {
-                journals.available = Some(false);
-                return Ok(None);
-            };
-            journals.available = Some(true);
+            journals.used = true;
             journals.current = Some((segment, journal));
             let next = segment.next();
-            let (sink, component) = (self.archiver.sink.clone(), self.archiver.component.clone());
+            let (sink, component) = (sink.clone(), self.archiver.component.clone());
             journals.next = Some((
                 next,
                 tokio::spawn(async move { open_journal(&sink, &component, next, size).await }),
@@ -1483,11 +1536,11 @@ impl Task {
 /// Opens (creating it, if need be) `segment`'s journal, with room for the
 /// segment and the records' overhead.
 async fn open_journal(
-    sink: &Arc<dyn ArchiveSink>,
+    sink: &Arc<dyn JournalSink>,
     component: &ComponentId,
     segment: WalSegment,
     size: WalSegmentSize,
-) -> dr_core::Result<Option<Box<dyn SegmentJournal>>> {
+) -> dr_core::Result<Box<dyn SegmentJournal>> {
     let name = ArchivedWal::Segment(segment).name(size);
     sink.open_journal(component, &name, size.bytes() + size.bytes() / 8)
         .await

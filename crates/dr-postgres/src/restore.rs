@@ -28,9 +28,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use dr_core::{
-    ArchiveCoverage, ArchiveSource, Capabilities, Capability, ComponentId, Lsn, Manifest,
-    Operation, Position, RecoveryReport, RecoveryTarget, Restore, RestoreRequest, SnapshotSource,
-    StreamCheck, Timeline, async_trait,
+    ArchiveCoverage, ArchiveSource, Capabilities, Capability, ComponentId, JournalSource, Lsn,
+    Manifest, Operation, Position, RecoveryReport, RecoveryTarget, Restore, RestoreRequest,
+    SnapshotSource, StreamCheck, Timeline, async_trait,
 };
 use futures_util::StreamExt;
 use jiff::Timestamp;
@@ -115,6 +115,14 @@ impl PitrRestore {
     }
 }
 
+/// The WAL archive a restore reads: its segments, and its segment journals
+/// where the store keeps them.
+#[derive(Clone, Copy)]
+struct Wal<'a> {
+    segments: &'a dyn ArchiveSource,
+    journals: Option<&'a dyn JournalSource>,
+}
+
 /// What a base backup snapshot records about itself.
 #[derive(Debug, Clone)]
 struct BackupFacts {
@@ -174,12 +182,15 @@ impl Restore for PitrRestore {
 
     async fn restore(&self, request: RestoreRequest<'_>) -> dr_core::Result<RecoveryReport> {
         let mut timeline = Timeline::start_now();
-        let archive = request.archive.ok_or_else(|| {
-            dr_core::Error::invalid(
-                "restore request",
-                "a base backup needs the WAL archive to become consistent",
-            )
-        })?;
+        let archive = Wal {
+            segments: request.archive.ok_or_else(|| {
+                dr_core::Error::invalid(
+                    "restore request",
+                    "a base backup needs the WAL archive to become consistent",
+                )
+            })?,
+            journals: request.journals,
+        };
 
         let t = Timestamp::now();
         // Read before the archive is listed: what it covers is then listed.
@@ -187,7 +198,7 @@ impl Restore for PitrRestore {
         // measurement, and says so.
         let coverage = match request.target {
             RecoveryTarget::Latest if request.incident_at.is_some() => {
-                match archive.coverage(&self.component).await {
+                match archive.segments.coverage(&self.component).await {
                     Ok(coverage) => coverage,
                     Err(e) => {
                         timeline.record_until_now(
@@ -216,7 +227,15 @@ impl Restore for PitrRestore {
         let t = Timestamp::now();
         let listing = match listed {
             Some(listing) => listing,
-            None => list_archive(archive, &self.component, facts.segment_size).await?,
+            None => {
+                list_archive(
+                    archive.segments,
+                    archive.journals,
+                    &self.component,
+                    facts.segment_size,
+                )
+                .await?
+            }
         };
         let plan = self
             .plan_wal(archive, &listing, &facts, request.target)
@@ -518,7 +537,7 @@ impl PitrRestore {
     async fn choose_for_restore_point(
         &self,
         source: &dyn SnapshotSource,
-        archive: &dyn ArchiveSource,
+        archive: Wal<'_>,
         name: &str,
     ) -> dr_core::Result<(Manifest, ArchiveListing)> {
         let bases = self.base_backups(source).await?;
@@ -532,7 +551,15 @@ impl PitrRestore {
             let facts = BackupFacts::read(&base)?;
             let listing = match listed.take() {
                 Some((size, listing)) if size == facts.segment_size => listing,
-                _ => list_archive(archive, &self.component, facts.segment_size).await?,
+                _ => {
+                    list_archive(
+                        archive.segments,
+                        archive.journals,
+                        &self.component,
+                        facts.segment_size,
+                    )
+                    .await?
+                }
             };
             let plan = self
                 .plan_wal(archive, &listing, &facts, &RecoveryTarget::Latest)
@@ -575,7 +602,7 @@ impl PitrRestore {
     /// `segments` (consecutive, from the one the backup starts in).
     async fn first_restore_point(
         &self,
-        archive: &dyn ArchiveSource,
+        archive: Wal<'_>,
         facts: &BackupFacts,
         segments: &[WalSegment],
         until: Option<Lsn>,
@@ -585,11 +612,15 @@ impl PitrRestore {
         let mut reader = WalRecordReader::new(size);
         for segment in segments {
             let file = segment.file_name(size);
-            let bytes = fetch_wal(archive, &self.component, &file, size)
-                .await?
-                .ok_or_else(|| {
-                    dr_core::Error::not_found(format!("{file} of {}", self.component))
-                })?;
+            let bytes = fetch_wal(
+                archive.segments,
+                archive.journals,
+                &self.component,
+                &file,
+                size,
+            )
+            .await?
+            .ok_or_else(|| dr_core::Error::not_found(format!("{file} of {}", self.component)))?;
             let events;
             (reader, events) = read_records(reader, segment.start(size), bytes).await?;
             for event in events {
@@ -617,7 +648,7 @@ impl PitrRestore {
     /// to the target, and checks that the archive has every one.
     async fn plan_wal(
         &self,
-        archive: &dyn ArchiveSource,
+        archive: Wal<'_>,
         listing: &ArchiveListing,
         facts: &BackupFacts,
         target: &RecoveryTarget,
@@ -708,7 +739,7 @@ impl PitrRestore {
 
     async fn timeline_path(
         &self,
-        archive: &dyn ArchiveSource,
+        archive: Wal<'_>,
         listing: &ArchiveListing,
         facts: &BackupFacts,
         wanted: Option<u32>,
@@ -726,14 +757,20 @@ impl PitrRestore {
             return Ok(TimelinePath::root(newest));
         }
         let name = history_file_name(newest);
-        let content = fetch_wal(archive, &self.component, &name, facts.segment_size)
-            .await?
-            .ok_or_else(|| {
-                dr_core::Error::not_found(format!(
-                    "timeline history {name} of {} in the archive",
-                    self.component
-                ))
-            })?;
+        let content = fetch_wal(
+            archive.segments,
+            archive.journals,
+            &self.component,
+            &name,
+            facts.segment_size,
+        )
+        .await?
+        .ok_or_else(|| {
+            dr_core::Error::not_found(format!(
+                "timeline history {name} of {} in the archive",
+                self.component
+            ))
+        })?;
         let history = TimelineHistory {
             filename: name,
             content,
@@ -897,7 +934,7 @@ impl PitrRestore {
     /// segment (named).
     async fn stage_wal(
         &self,
-        archive: &dyn ArchiveSource,
+        archive: Wal<'_>,
         facts: &BackupFacts,
         plan: &WalPlan,
         target: &RecoveryTarget,
@@ -926,14 +963,20 @@ impl PitrRestore {
         // where recovery will.
         let mut fetched = futures_util::stream::iter(names)
             .map(|(name, start)| async move {
-                let fetched = fetch_wal_noting(archive, &self.component, &name, size)
-                    .await?
-                    .ok_or_else(|| {
-                        dr_core::Error::not_found(format!(
-                            "{name} of {} (it went missing from the archive during the restore)",
-                            self.component
-                        ))
-                    })?;
+                let fetched = fetch_wal_noting(
+                    archive.segments,
+                    archive.journals,
+                    &self.component,
+                    &name,
+                    size,
+                )
+                .await?
+                .ok_or_else(|| {
+                    dr_core::Error::not_found(format!(
+                        "{name} of {} (it went missing from the archive during the restore)",
+                        self.component
+                    ))
+                })?;
                 Ok::<_, dr_core::Error>((name, start, fetched))
             })
             .buffered(WAL_FETCHES);

@@ -2,16 +2,16 @@
 //! base backups are forgotten, the WAL only they needed can go, and never
 //! WAL a kept backup needs to become consistent or to roll forward.
 
-use dr_core::{ArchiveSource, ComponentId, Manifest, SegmentName};
+use dr_core::{ArchiveSource, ComponentId, JournalSource, Manifest, SegmentName};
 
 use crate::archive::ArchivedWal;
 use crate::backup::meta;
 use crate::wal::{WalSegment, WalSegmentSize};
 
 /// The archived WAL of `component` that none of the `kept` base backups
-/// needs: every segment, piece and journal before the oldest kept backup's
-/// start segment, and the pieces and journals of segments that are stored
-/// complete. History
+/// needs: every segment, piece and journal (of `journals`, where the store
+/// keeps them) before the oldest kept backup's start segment, and the
+/// pieces and journals of segments that are stored complete. History
 /// files are always kept (they are tiny and describe every timeline).
 /// Pass the result to the repository's `forget_segments`.
 ///
@@ -22,6 +22,7 @@ use crate::wal::{WalSegment, WalSegmentSize};
 /// A kept manifest is not a base backup, or the archive cannot be listed.
 pub async fn unneeded_wal(
     archive: &dyn ArchiveSource,
+    journals: Option<&dyn JournalSource>,
     component: &ComponentId,
     kept: &[Manifest],
 ) -> dr_core::Result<Vec<SegmentName>> {
@@ -52,7 +53,10 @@ pub async fn unneeded_wal(
     let Some((first_needed, size)) = oldest else {
         return Ok(Vec::new());
     };
-    let journals = archive.journals(component, "").await?;
+    let journals = match journals {
+        Some(journals) => journals.journals(component, "").await?,
+        None => Vec::new(),
+    };
     let names = archive.segments(component, "").await?;
     let complete: std::collections::BTreeSet<WalSegment> = names
         .iter()

@@ -11,15 +11,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dr_core::{
-    ArchiveSink, ArchiveSource, ByteStream, ComponentId, ErrorKind, JournalRecord, Lsn,
-    SegmentInfo, SegmentJournal, SegmentName,
+    ArchiveSink, ArchiveSource, ByteStream, ComponentId, ErrorKind, JournalRecord, JournalSink,
+    JournalSource, Lsn, SegmentInfo, SegmentJournal, SegmentName,
 };
 use dr_postgres::{
     ArchiveListing, ArchivedWal, ArchiverHandle, ArchiverOptions, ArchiverState, Coverage,
     DEFAULT_SEGMENT_SIZE, Tls, WalArchiver, WalSegment, fetch_wal, list_archive,
 };
 use dr_storage::{
-    FsBackend, InitOptions, KdfParams, MemoryBackend, Repository, Secret, WriteBackend,
+    FsBackend, InitOptions, KdfParams, MemoryBackend, Repository, RepositoryJournals, Secret,
+    WriteBackend,
 };
 use dr_testkit::{Postgres, PostgresOptions};
 
@@ -43,20 +44,33 @@ fn options(slot: &str) -> ArchiverOptions {
         .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500))
 }
 
+/// An archiver into `repo`, with its segment journals where it has them.
 fn archiver(
     pg: &Postgres,
     repo: &Arc<Repository>,
     component: &ComponentId,
     options: ArchiverOptions,
 ) -> ArchiverHandle {
-    WalArchiver::new(
+    let archiver = WalArchiver::new(
         pg.config("postgres"),
         Tls::none(),
         repo.clone(),
         component.clone(),
         options,
-    )
+    );
+    match repo.segment_journals() {
+        Some(journals) => archiver.journals(Arc::new(journals)),
+        None => archiver,
+    }
     .spawn()
+}
+
+/// What `repo` holds for `component`, its journals read where it has them.
+async fn list(repo: &Repository, component: &ComponentId) -> ArchiveListing {
+    let journals = repo.segment_journals();
+    list_archive(repo, journals.as_ref().map(|j| j as _), component, SIZE)
+        .await
+        .unwrap()
 }
 
 async fn lsn(client: &tokio_postgres::Client, query: &str) -> Lsn {
@@ -85,11 +99,18 @@ fn pg_wal_file(data_dir: &Path, name: &str) -> Vec<u8> {
 }
 
 async fn fetch(repo: &Repository, component: &ComponentId, name: &str) -> Vec<u8> {
-    fetch_wal(repo, component, name, SIZE)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("{name} is not archived"))
-        .to_vec()
+    let journals = repo.segment_journals();
+    fetch_wal(
+        repo,
+        journals.as_ref().map(|j| j as _),
+        component,
+        name,
+        SIZE,
+    )
+    .await
+    .unwrap()
+    .unwrap_or_else(|| panic!("{name} is not archived"))
+    .to_vec()
 }
 
 /// Every piece of every segment, by segment: (start, end), in name order.
@@ -184,7 +205,7 @@ async fn segments_and_pieces_match_pg_wal() {
         .unwrap();
 
     // Every complete segment is the server's file, byte for byte.
-    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let listing = list(&repo, &component).await;
     let complete: Vec<WalSegment> = listing
         .segments
         .iter()
@@ -220,7 +241,7 @@ async fn segments_and_pieces_match_pg_wal() {
     );
     assert!(status.pieces_stored > 0);
     let open = WalSegment::containing(1, committed, SIZE);
-    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let listing = list(&repo, &component).await;
     let Some(Coverage::Partial { end }) = listing.segments.get(&open).copied() else {
         panic!("{open:?} is not in pieces: {listing:?}");
     };
@@ -348,6 +369,14 @@ impl StoreFaults {
     fn stores(&self) -> usize {
         self.faults.stores.load(Ordering::SeqCst)
     }
+
+    /// The repository's journals: a test of [`Faulty::JournalRecords`]
+    /// runs over a directory.
+    fn journals(&self) -> RepositoryJournals {
+        self.repo
+            .segment_journals()
+            .expect("journal faults need a store that writes in place")
+    }
 }
 
 #[dr_core::async_trait]
@@ -369,21 +398,32 @@ impl ArchiveSink for StoreFaults {
         self.repo.put_segment(component, name, data).await
     }
 
+    async fn record_coverage(
+        &self,
+        component: &ComponentId,
+        coverage: &dr_core::ArchiveCoverage,
+    ) -> dr_core::Result<()> {
+        self.repo.record_coverage(component, coverage).await
+    }
+}
+
+/// The repository's journals, their records failing as `faulty` says (the
+/// archiver is handed them only for [`Faulty::JournalRecords`]).
+#[dr_core::async_trait]
+impl JournalSink for StoreFaults {
     async fn open_journal(
         &self,
         component: &ComponentId,
         name: &SegmentName,
         capacity: u64,
-    ) -> dr_core::Result<Option<Box<dyn SegmentJournal>>> {
-        if self.faulty != Faulty::JournalRecords {
-            return Ok(None);
-        }
-        let journal = self.repo.open_journal(component, name, capacity).await?;
-        Ok(journal.map(|inner| {
-            Box::new(FaultyJournal {
-                inner,
-                faults: self.faults.clone(),
-            }) as Box<dyn SegmentJournal>
+    ) -> dr_core::Result<Box<dyn SegmentJournal>> {
+        let inner = self
+            .journals()
+            .open_journal(component, name, capacity)
+            .await?;
+        Ok(Box::new(FaultyJournal {
+            inner,
+            faults: self.faults.clone(),
         }))
     }
 
@@ -392,15 +432,26 @@ impl ArchiveSink for StoreFaults {
         component: &ComponentId,
         name: &SegmentName,
     ) -> dr_core::Result<()> {
-        self.repo.remove_journal(component, name).await
+        self.journals().remove_journal(component, name).await
     }
+}
 
-    async fn record_coverage(
+#[dr_core::async_trait]
+impl JournalSource for StoreFaults {
+    async fn journals(
         &self,
         component: &ComponentId,
-        coverage: &dr_core::ArchiveCoverage,
-    ) -> dr_core::Result<()> {
-        self.repo.record_coverage(component, coverage).await
+        prefix: &str,
+    ) -> dr_core::Result<Vec<SegmentName>> {
+        self.journals().journals(component, prefix).await
+    }
+
+    async fn read_journal(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+    ) -> dr_core::Result<Vec<JournalRecord>> {
+        self.journals().read_journal(component, name).await
     }
 }
 
@@ -439,22 +490,6 @@ impl ArchiveSource for StoreFaults {
         self.repo.open_segment(component, name).await
     }
 
-    async fn journals(
-        &self,
-        component: &ComponentId,
-        prefix: &str,
-    ) -> dr_core::Result<Vec<SegmentName>> {
-        self.repo.journals(component, prefix).await
-    }
-
-    async fn read_journal(
-        &self,
-        component: &ComponentId,
-        name: &SegmentName,
-    ) -> dr_core::Result<Vec<JournalRecord>> {
-        self.repo.read_journal(component, name).await
-    }
-
     async fn coverage(
         &self,
         component: &ComponentId,
@@ -463,19 +498,24 @@ impl ArchiveSource for StoreFaults {
     }
 }
 
+/// An archiver into `archive`, handed its journals when they are what fails.
 fn faulty_archiver(
     pg: &Postgres,
     archive: &Arc<StoreFaults>,
     component: &ComponentId,
     options: ArchiverOptions,
 ) -> ArchiverHandle {
-    WalArchiver::new(
+    let archiver = WalArchiver::new(
         pg.config("postgres"),
         Tls::none(),
         archive.clone(),
         component.clone(),
         options,
-    )
+    );
+    match archive.faulty {
+        Faulty::JournalRecords => archiver.journals(archive.clone()),
+        Faulty::Segments | Faulty::Pieces => archiver,
+    }
     .spawn()
 }
 
@@ -527,7 +567,7 @@ async fn a_segment_is_durable_before_it_is_stored_whole() {
         .await
         .unwrap();
     assert!(!stored_whole(&repo, &component, full).await);
-    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let listing = list(&repo, &component).await;
     assert_eq!(listing.segments.get(&full), Some(&Coverage::Complete));
     assert!(listing.complete_in_pieces.contains(&full), "{listing:?}");
     assert_eq!(listing.end_of(1, SIZE), Some(full.end(SIZE)));
@@ -543,7 +583,7 @@ async fn a_segment_is_durable_before_it_is_stored_whole() {
     assert!(last.last_error.is_none(), "{last:?}");
     assert!(last.segments_stored >= 1, "{last:?}");
     assert!(stored_whole(&repo, &component, full).await);
-    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let listing = list(&repo, &component).await;
     assert!(listing.complete_in_pieces.is_empty(), "{listing:?}");
     assert_contiguous(&repo, &component, &listing, 1).await;
     assert!(
@@ -591,7 +631,7 @@ async fn a_failed_whole_segment_store_shows_and_is_stored_again_after_reconnecti
 
     let last = handle.shutdown().await.unwrap();
     assert!(last.segments_stored >= 1, "{last:?}");
-    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let listing = list(&repo, &component).await;
     assert!(listing.complete_in_pieces.is_empty(), "{listing:?}");
     assert_contiguous(&repo, &component, &listing, 1).await;
     let name = full.file_name(SIZE);
@@ -670,7 +710,7 @@ async fn synchronous_commits_survive_kill_9_and_a_restart_resumes() {
     assert!(stopped.flushed >= last_commit, "{stopped:?}");
 
     // The archive alone holds every acknowledged commit.
-    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let listing = list(&repo, &component).await;
     let end = listing.end_of(1, SIZE).unwrap();
     assert!(
         end >= last_commit,
@@ -707,7 +747,7 @@ async fn synchronous_commits_survive_kill_9_and_a_restart_resumes() {
     assert!(status.connections >= 1);
     handle.shutdown().await.unwrap();
 
-    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let listing = list(&repo, &component).await;
     assert_contiguous(&repo, &component, &listing, 1).await;
     assert_eq!(listing.segments.get(&full), Some(&Coverage::Complete));
     // Stored whole, so its journal is gone, and so is every earlier one.
@@ -795,7 +835,7 @@ async fn timeline_switches_are_followed_to_a_promoted_replica() {
     // The second archiver streamed the end of timeline 1 until the server ended it.
     assert!(first_end < switch, "{first_end} {switch}");
 
-    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let listing = list(&repo, &component).await;
     assert!(listing.histories.contains(&2));
     assert_eq!(listing.end_of(1, SIZE), Some(switch), "{listing:?}");
     assert_contiguous(&repo, &component, &listing, 1).await;
@@ -864,7 +904,7 @@ async fn another_cluster_is_refused() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("system identifier"), "{err}");
     // Nothing of the other cluster was stored.
-    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let listing = list(&repo, &component).await;
     assert_eq!(listing.latest_timeline(), Some(1));
     assert!(listing.end_of(1, SIZE).unwrap() >= now);
 }
@@ -921,7 +961,7 @@ async fn a_multi_host_archiver_reconnects_to_the_promoted_standby() {
     );
     handle.shutdown().await.unwrap();
 
-    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let listing = list(&repo, &component).await;
     assert!(listing.histories.contains(&2));
     assert_contiguous(&repo, &component, &listing, 1).await;
     assert_eq!(listing.segments.get(&full), Some(&Coverage::Complete));
@@ -1022,7 +1062,7 @@ async fn wal_lost_with_the_old_primary_is_not_reported_flushed_on_the_new_timeli
     handle.shutdown().await.unwrap();
 
     // Both timelines are kept: timeline 1 with its tail, timeline 2 from its switch point.
-    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let listing = list(&repo, &component).await;
     assert!(listing.end_of(1, SIZE).unwrap() >= tail);
     assert!(listing.end_of(2, SIZE).unwrap() >= written);
     assert!(listing.histories.contains(&2));
@@ -1124,7 +1164,7 @@ async fn failed_synchronous_piece(repo: Arc<Repository>, faulty: Faulty) {
 
     // Every acknowledged commit is in the archive, byte for byte, the
     // failed piece's range included (stored again after reconnecting).
-    let listing = list_archive(repo.as_ref(), &component, SIZE).await.unwrap();
+    let listing = list(&repo, &component).await;
     let end = listing.end_of(1, SIZE).unwrap();
     assert!(
         end >= last_commit,

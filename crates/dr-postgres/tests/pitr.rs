@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dr_core::{
-    ArchiveSource, Backup, BackupBase, BackupExt, BackupRequest, ComponentId, ErrorKind, Lsn,
-    Objectives, RecoveryTarget, Restore, RestoreRequest, Rpo, Verify,
+    ArchiveSource, Backup, BackupBase, BackupExt, BackupRequest, ComponentId, ErrorKind,
+    JournalSource, Lsn, Objectives, RecoveryTarget, Restore, RestoreRequest, Rpo, Verify,
 };
 use dr_postgres::{
     ArchiverHandle, ArchiverOptions, BaseBackup, BaseBackupVerifier, DEFAULT_SEGMENT_SIZE, PgCtl,
@@ -18,7 +18,8 @@ use dr_postgres::{
     list_archive, verify_base_backup,
 };
 use dr_storage::{
-    FsBackend, InitOptions, KdfParams, ReadBackendExt, Repository, Secret, WriteBackend,
+    FsBackend, InitOptions, KdfParams, ReadBackendExt, Repository, RepositoryJournals, Secret,
+    WriteBackend,
 };
 use dr_testkit::{Postgres, PostgresOptions, RestoreSlot};
 use jiff::Timestamp;
@@ -38,8 +39,17 @@ fn objectives() -> Objectives {
 struct Setup {
     pg: Postgres,
     repo: Arc<Repository>,
+    /// The repository's segment journals: a directory keeps them.
+    journals: Arc<RepositoryJournals>,
     backend: Arc<dyn WriteBackend>,
     _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// The journals, as listings, fetches and restores take them.
+    fn journals(&self) -> Option<&dyn JournalSource> {
+        Some(self.journals.as_ref())
+    }
 }
 
 async fn setup(pg_options: PostgresOptions) -> Setup {
@@ -53,9 +63,11 @@ async fn setup(pg_options: PostgresOptions) -> Setup {
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY, note text)")
         .await
         .unwrap();
+    let journals = Arc::new(repo.segment_journals().expect("a directory keeps journals"));
     Setup {
         pg,
         repo,
+        journals,
         backend,
         _dir: dir,
     }
@@ -69,6 +81,7 @@ fn archiver(setup: &Setup, options: ArchiverOptions) -> ArchiverHandle {
         component(),
         options,
     )
+    .journals(setup.journals.clone())
     .spawn()
 }
 
@@ -193,6 +206,7 @@ async fn restore(
         .restore(RestoreRequest {
             snapshots: setup.repo.as_ref(),
             archive: Some(setup.repo.as_ref()),
+            journals: setup.journals(),
             target: &target,
             objectives: objectives(),
             incident_at,
@@ -220,7 +234,7 @@ async fn row_xids(pg: &Postgres) -> Vec<(i32, u32)> {
 /// `from` on, in WAL order, as far as the archive's WAL runs without a gap.
 async fn transaction_ends(setup: &Setup, from: Lsn) -> Vec<WalRecordEvent> {
     let size = DEFAULT_SEGMENT_SIZE;
-    let listing = list_archive(setup.repo.as_ref(), &component(), size)
+    let listing = list_archive(setup.repo.as_ref(), setup.journals(), &component(), size)
         .await
         .unwrap();
     let mut reader = WalRecordReader::new(size);
@@ -229,6 +243,7 @@ async fn transaction_ends(setup: &Setup, from: Lsn) -> Vec<WalRecordEvent> {
     while listing.segments.contains_key(&segment) && reader.end_reason().is_none() {
         let bytes = fetch_wal(
             setup.repo.as_ref(),
+            setup.journals(),
             &component(),
             &segment.file_name(size),
             size,
@@ -488,6 +503,7 @@ async fn missing_or_damaged_wal_fails_before_the_target_is_touched() {
         .restore(RestoreRequest {
             snapshots: setup.repo.as_ref(),
             archive: Some(setup.repo.as_ref()),
+            journals: setup.journals(),
             target: &RecoveryTarget::Latest,
             objectives: objectives(),
             incident_at: None,
@@ -504,6 +520,7 @@ async fn missing_or_damaged_wal_fails_before_the_target_is_touched() {
         .restore(RestoreRequest {
             snapshots: setup.repo.as_ref(),
             archive: Some(setup.repo.as_ref()),
+            journals: setup.journals(),
             target: &RecoveryTarget::Latest,
             objectives: objectives(),
             incident_at: None,
@@ -524,6 +541,7 @@ async fn refused_restore(setup: &Setup, target: RecoveryTarget) -> dr_core::Erro
         .restore(RestoreRequest {
             snapshots: setup.repo.as_ref(),
             archive: Some(setup.repo.as_ref()),
+            journals: setup.journals(),
             target: &target,
             objectives: objectives(),
             incident_at: None,
@@ -759,6 +777,7 @@ async fn recovers_across_a_timeline_switch() {
         component(),
         ArchiverOptions::new().slot("drkit_tl2"),
     )
+    .journals(setup.journals.clone())
     .spawn();
     second
         .wait_for_flush(current_lsn(&replica).await, Duration::from_secs(30))
@@ -819,6 +838,7 @@ async fn forgetting_old_base_backups_removes_only_the_wal_they_alone_needed() {
     setup.repo.forget_snapshots(&[old.id]).await.unwrap();
     let unneeded = dr_postgres::unneeded_wal(
         setup.repo.as_ref(),
+        setup.journals(),
         &component(),
         std::slice::from_ref(&kept),
     )
@@ -844,7 +864,7 @@ async fn forgetting_old_base_backups_removes_only_the_wal_they_alone_needed() {
     assert_eq!(kit.rows().await, (0..40).collect::<Vec<_>>());
     // And with no kept backup, nothing is declared unneeded.
     assert!(
-        dr_postgres::unneeded_wal(setup.repo.as_ref(), &component(), &[])
+        dr_postgres::unneeded_wal(setup.repo.as_ref(), setup.journals(), &component(), &[])
             .await
             .unwrap()
             .is_empty()
@@ -1150,6 +1170,7 @@ async fn concurrent_writers_restore_by_wal_order_with_measured_rpo_and_a_checkab
         .restore(RestoreRequest {
             snapshots: setup.repo.as_ref(),
             archive: Some(setup.repo.as_ref()),
+            journals: setup.journals(),
             target: &RecoveryTarget::Latest,
             objectives: objectives(),
             incident_at: None,

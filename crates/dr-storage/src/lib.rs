@@ -58,7 +58,8 @@ pub use crate::error::{BoxError, Error, Result};
 pub use crate::repository::{
     CheckReport, ChunkerParams, DEFAULT_LOCK_WAIT, Damage, Encryption, ForgetPlan, ForgetReport,
     InitOptions, LockInfo, ObjectLock, PruneOptions, PruneReport, REPOSITORY_FORMAT, Repository,
-    RepositoryWriter, SegmentForgetReport, SnapshotFilter, Unlock, VerifyOptions, VerifyReport,
+    RepositoryJournals, RepositoryWriter, SegmentForgetReport, SnapshotFilter, Unlock,
+    VerifyOptions, VerifyReport,
 };
 
 /// The traits behind the common calls, in one glob import: dr-core's

@@ -324,9 +324,33 @@ async fn large_and_empty(b: &dyn WriteBackend) {
     assert_eq!(b.list("empty/").await.unwrap().len(), 1);
 }
 
+/// A store writes in place exactly when its capabilities say so.
+async fn in_place_writes(b: &dyn WriteBackend) {
+    let opened = b.open_in_place("in-place/obj", 1024).await.unwrap();
+    assert_eq!(
+        opened.is_some(),
+        b.capabilities().in_place_writes,
+        "{}: in_place_writes says otherwise",
+        b.location()
+    );
+    if let Some(object) = opened {
+        assert!(object.created());
+        object
+            .write_durably(10, Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
+        assert_eq!(
+            &b.get("in-place/obj", Some(10..13)).await.unwrap()[..],
+            b"abc"
+        );
+        b.delete("in-place/obj").await.unwrap();
+    }
+}
+
 /// The suite without concurrency, on an empty store.
 async fn sequential_checks(b: &dyn WriteBackend) {
     assert!(b.capabilities().atomic_create);
+    in_place_writes(b).await;
     round_trip(b).await;
     ranges(b).await;
     head(b).await;

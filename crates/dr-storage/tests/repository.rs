@@ -2,13 +2,15 @@
 //! encryption, invisible unfinished backups, damage detected, archives.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use dr_core::{
-    ArchiveSink, ArchiveSource, ComponentId, ErrorKind, RecoveryPoint, SnapshotCommit,
-    SnapshotSink, SnapshotSource, SnapshotSourceExt, StreamCheck,
+    ArchiveSink, ArchiveSource, ComponentId, ErrorKind, JournalSink, JournalSource, RecoveryPoint,
+    SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotSourceExt, StreamCheck,
 };
 use dr_storage::{
-    Error, FsBackend, InitOptions, MemoryBackend, ReadBackendExt, Repository, Secret, WriteBackend,
+    Error, FaultInjection, FaultOptions, FsBackend, InitOptions, MemoryBackend, ReadBackendExt,
+    Repository, Retry, RetryOptions, Secret, WriteBackend,
 };
 use proptest::prelude::*;
 use tokio::io::AsyncReadExt;
@@ -324,11 +326,10 @@ async fn journals_append_in_place_and_reopen_at_their_end() {
     let name: dr_core::SegmentName = "000000010000000000000003".parse().unwrap();
     let (a, b, tail) = (data(1, 5000), data(2, 70_000), data(3, 300));
 
-    let mut journal = repo
-        .open_journal(&c, &name, 1 << 20)
-        .await
-        .unwrap()
+    let journals = repo
+        .segment_journals()
         .expect("a directory appends in place");
+    let mut journal = journals.open_journal(&c, &name, 1 << 20).await.unwrap();
     journal.append(0, &a).await.unwrap();
     journal.append(5000, &b).await.unwrap();
     drop(journal);
@@ -337,13 +338,9 @@ async fn journals_append_in_place_and_reopen_at_their_end() {
     assert_eq!(on_disk.len(), 1 << 20, "allocated up front");
 
     // Reopened (as after a restart), it appends after what it holds.
-    let mut journal = repo
-        .open_journal(&c, &name, 1 << 20)
-        .await
-        .unwrap()
-        .unwrap();
+    let mut journal = journals.open_journal(&c, &name, 1 << 20).await.unwrap();
     journal.append(75_000, &tail).await.unwrap();
-    let records = repo.read_journal(&c, &name).await.unwrap();
+    let records = journals.read_journal(&c, &name).await.unwrap();
     let spans: Vec<(u64, u64)> = records.iter().map(|r| (r.start, r.end())).collect();
     assert_eq!(spans, vec![(0, 5000), (5000, 75_000), (75_000, 75_300)]);
     assert_eq!(
@@ -354,7 +351,32 @@ async fn journals_append_in_place_and_reopen_at_their_end() {
             .collect::<Vec<_>>()
     );
 
-    assert_eq!(repo.journals(&c, "").await.unwrap(), vec![name.clone()]);
+    assert_eq!(journals.journals(&c, "").await.unwrap(), vec![name.clone()]);
+
+    // Read-only, the journals are read all the same, and never written.
+    let read_only =
+        Repository::open_read_only(backend.clone(), Some(&Secret::password(common::PASSWORD)))
+            .await
+            .unwrap();
+    let read_only_journals = read_only.segment_journals().unwrap();
+    assert_eq!(
+        read_only_journals.read_journal(&c, &name).await.unwrap(),
+        records
+    );
+    let refused = read_only_journals
+        .open_journal(&c, &name, 1 << 20)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.kind(), ErrorKind::Unsupported, "{refused}");
+    assert_eq!(
+        read_only_journals
+            .remove_journal(&c, &name)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Unsupported
+    );
     assert!(
         repo.segments(&c, "").await.unwrap().is_empty(),
         "a journal is not a segment"
@@ -368,7 +390,7 @@ async fn journals_append_in_place_and_reopen_at_their_end() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[100] ^= 0x40;
     std::fs::write(&path, &bytes).unwrap();
-    let err = repo.read_journal(&c, &name).await.unwrap_err();
+    let err = journals.read_journal(&c, &name).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert_eq!(repo.verify().await.unwrap().damaged.len(), 1);
 
@@ -376,10 +398,10 @@ async fn journals_append_in_place_and_reopen_at_their_end() {
     repo.forget_segments(&c, std::slice::from_ref(&name))
         .await
         .unwrap();
-    assert!(repo.journals(&c, "").await.unwrap().is_empty());
-    repo.remove_journal(&c, &name).await.unwrap();
+    assert!(journals.journals(&c, "").await.unwrap().is_empty());
+    journals.remove_journal(&c, &name).await.unwrap();
     assert_eq!(
-        repo.read_journal(&c, &name).await.unwrap_err().kind(),
+        journals.read_journal(&c, &name).await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
 
@@ -387,13 +409,27 @@ async fn journals_append_in_place_and_reopen_at_their_end() {
     let memory = Repository::init(Arc::new(MemoryBackend::new()), small())
         .await
         .unwrap();
-    assert!(
-        memory
-            .open_journal(&c, &name, 1 << 20)
-            .await
-            .unwrap()
-            .is_none()
+    assert!(memory.segment_journals().is_none());
+}
+
+#[tokio::test]
+async fn a_directory_behind_wrappers_still_keeps_journals() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrapped = Retry::new(
+        FaultInjection::new(FsBackend::new(dir.path()).unwrap(), FaultOptions::new(3)),
+        RetryOptions::new(2, Duration::from_millis(1), Duration::from_millis(4)),
     );
+    let repo = Repository::init(Arc::new(wrapped), small()).await.unwrap();
+    let c = component();
+    let name: dr_core::SegmentName = "000000010000000000000007".parse().unwrap();
+    let journals = repo
+        .segment_journals()
+        .expect("wrappers forward the directory's in-place writes");
+    let mut journal = journals.open_journal(&c, &name, 64 * 1024).await.unwrap();
+    journal.append(0, &data(4, 3000)).await.unwrap();
+    let records = journals.read_journal(&c, &name).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].data, data(4, 3000));
 }
 
 proptest! {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use dr_core::{ArchiveSink, ComponentId, ErrorKind, SegmentName};
+use dr_core::{ArchiveSink, ComponentId, ErrorKind, JournalSource, SegmentName};
 use dr_postgres::{ArchivedWal, DEFAULT_SEGMENT_SIZE, WalSegmentSize, fetch_wal};
 use dr_storage::{FsBackend, Repository, S3Backend, S3Options, Secret, WriteBackend};
 use tokio::io::AsyncWriteExt;
@@ -297,7 +297,18 @@ async fn push(common: &Common, path: &Path) -> Result<(), Failure> {
 
 async fn fetch(common: &Common, file: &str, dest: &Path) -> Result<(), Failure> {
     let repo = open_repository(common, Access::ReadOnly).await?;
-    let data = match fetch_wal(&repo, &common.component, file, common.segment_size).await {
+    // A directory's archive may hold its newest WAL in segment journals.
+    let journals = repo.segment_journals();
+    let journals = journals.as_ref().map(|j| j as &dyn JournalSource);
+    let data = match fetch_wal(
+        &repo,
+        journals,
+        &common.component,
+        file,
+        common.segment_size,
+    )
+    .await
+    {
         Ok(Some(data)) => data,
         Ok(None) => {
             return Err(Failure::NotArchived(format!(

@@ -526,6 +526,7 @@ impl WriteBackend for FsBackend {
         BackendCapabilities {
             atomic_create: true,
             object_lock: false,
+            in_place_writes: true,
         }
     }
 

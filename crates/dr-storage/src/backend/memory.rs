@@ -105,6 +105,7 @@ impl WriteBackend for MemoryBackend {
         BackendCapabilities {
             atomic_create: true,
             object_lock: false,
+            in_place_writes: false,
         }
     }
 

@@ -106,6 +106,9 @@ pub struct BackendCapabilities {
     pub atomic_create: bool,
     /// [`PutOptions::retention`] is honoured.
     pub object_lock: bool,
+    /// [`WriteBackend::open_in_place`] opens objects for durable writes in
+    /// place (a local directory): the store can keep segment journals.
+    pub in_place_writes: bool,
 }
 
 /// A write that never finished: the temporary file of a write to a
@@ -207,7 +210,8 @@ pub trait WriteBackend: ReadBackend {
     /// and durably, as `capacity` zero bytes if it does not exist: a journal
     /// whose appends cost one write and one data sync each, no new object.
     /// `Ok(None)` where the store has no such thing (object stores): the
-    /// default.
+    /// default, for a store whose [`BackendCapabilities::in_place_writes`]
+    /// is false.
     ///
     /// The object breaks the put contract while open: readers see each write
     /// as it lands. Only what is built to be read that way (the repository's

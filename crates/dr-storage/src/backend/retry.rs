@@ -230,6 +230,7 @@ mod tests {
             .unwrap()
             .expect("a directory behind wrappers still writes in place");
         assert!(journal.created());
+        assert!(store.capabilities().in_place_writes);
         journal
             .write_durably(0, Bytes::from_static(b"record"))
             .await

@@ -829,6 +829,7 @@ impl WriteBackend for S3Backend {
         BackendCapabilities {
             atomic_create: true,
             object_lock: self.object_lock,
+            in_place_writes: false,
         }
     }
 

@@ -5,8 +5,8 @@ use std::io;
 
 use async_trait::async_trait;
 use dr_core::{
-    ArchiveCoverage, ArchiveSink, ArchiveSource, ByteStream, ComponentId, JournalRecord,
-    SegmentInfo, SegmentJournal, SegmentName, Sha256Digest,
+    ArchiveCoverage, ArchiveSink, ArchiveSource, ByteStream, ComponentId, SegmentInfo, SegmentName,
+    Sha256Digest,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -94,27 +94,6 @@ impl ArchiveSink for Repository {
             Err(e) => Err(e.into()),
         }
     }
-
-    async fn open_journal(
-        &self,
-        component: &ComponentId,
-        name: &SegmentName,
-        capacity: u64,
-    ) -> dr_core::Result<Option<Box<dyn SegmentJournal>>> {
-        Ok(self.open_journal_of(component, name, capacity).await?)
-    }
-
-    async fn remove_journal(
-        &self,
-        component: &ComponentId,
-        name: &SegmentName,
-    ) -> dr_core::Result<()> {
-        Ok(self
-            .inner
-            .backend
-            .delete(&journal_key(component, name))
-            .await?)
-    }
 }
 
 /// The key of `component`'s archive coverage: after a '.', which no
@@ -176,28 +155,6 @@ impl ArchiveSource for Repository {
             .await
             .map_err(join_error)??;
         Ok(Box::new(io::Cursor::new(raw)))
-    }
-
-    async fn journals(
-        &self,
-        component: &ComponentId,
-        prefix: &str,
-    ) -> dr_core::Result<Vec<SegmentName>> {
-        Ok(self.journal_names(component, prefix).await?)
-    }
-
-    async fn read_journal(
-        &self,
-        component: &ComponentId,
-        name: &SegmentName,
-    ) -> dr_core::Result<Vec<JournalRecord>> {
-        match self.parse_journal_at(&journal_key(component, name)).await {
-            Ok((records, _)) => Ok(records),
-            Err(Error::NotFound { .. }) => Err(dr_core::Error::not_found(format!(
-                "the journal of segment {name} of {component}"
-            ))),
-            Err(e) => Err(e.into()),
-        }
     }
 }
 

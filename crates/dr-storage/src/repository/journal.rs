@@ -22,11 +22,19 @@
 //! damage, and so is any whole record found after the end: each record is
 //! synced before the next is written, so only the last one can be torn.
 //!
+//! Journals are offered only where the store writes in place
+//! ([`BackendCapabilities::in_place_writes`]): [`Repository::segment_journals`]
+//! hands out a [`RepositoryJournals`], dr-core's [`JournalSink`] and
+//! [`JournalSource`].
+//!
 //! [`WriteBackend::open_in_place`]: crate::WriteBackend::open_in_place
+//! [`BackendCapabilities::in_place_writes`]: crate::BackendCapabilities::in_place_writes
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dr_core::{ComponentId, JournalRecord, SegmentJournal, SegmentName};
+use dr_core::{
+    ComponentId, JournalRecord, JournalSink, JournalSource, SegmentJournal, SegmentName,
+};
 
 use super::archive::{parse_segment_plain, segment_plain};
 use super::{Repository, join_error};
@@ -200,30 +208,57 @@ impl SegmentJournal for RepositoryJournal {
     }
 }
 
+/// The segment journals of a [`Repository`] whose store writes in place
+/// (see [`Repository::segment_journals`]): dr-core's [`JournalSink`] and
+/// [`JournalSource`], beside the repository's archive.
+#[derive(Debug, Clone)]
+pub struct RepositoryJournals {
+    repo: Repository,
+}
+
 impl Repository {
-    pub(super) async fn open_journal_of(
+    /// The repository's segment journals, where its store can keep them:
+    /// a store that writes in place ([`BackendCapabilities::in_place_writes`],
+    /// a local directory). `None` on an object store, where an archiver
+    /// stores its pieces as segments instead.
+    ///
+    /// A repository opened read-only cannot ask its store, and always has
+    /// them: reading finds whatever journals the store holds (none on an
+    /// object store), and opening or removing one is refused like every
+    /// other write.
+    ///
+    /// [`BackendCapabilities::in_place_writes`]: crate::BackendCapabilities::in_place_writes
+    pub fn segment_journals(&self) -> Option<RepositoryJournals> {
+        (self.inner.read_only || self.inner.backend.capabilities().in_place_writes)
+            .then(|| RepositoryJournals { repo: self.clone() })
+    }
+
+    async fn open_journal_of(
         &self,
         component: &ComponentId,
         name: &SegmentName,
         capacity: u64,
-    ) -> Result<Option<Box<dyn SegmentJournal>>> {
+    ) -> Result<Box<dyn SegmentJournal>> {
         let key = journal_key(component, name);
         let Some(object) = self.inner.backend.open_in_place(&key, capacity).await? else {
-            return Ok(None);
+            return Err(Error::Unsupported {
+                location: self.inner.backend.location(),
+                reason: "the store cannot write in place, so it keeps no segment journals".into(),
+            });
         };
         let next = if object.created() {
             0
         } else {
             self.parse_journal_at(&key).await?.1
         };
-        Ok(Some(Box::new(RepositoryJournal {
+        Ok(Box::new(RepositoryJournal {
             object,
             crypter: self.inner.crypter.clone(),
             key,
             level: self.inner.config.compression_level,
             next: next as u64,
             failed: false,
-        })))
+        }))
     }
 
     /// Reads and parses the journal under `key`.
@@ -236,7 +271,7 @@ impl Repository {
             .map_err(join_error)?
     }
 
-    pub(super) async fn journal_names(
+    async fn journal_names(
         &self,
         component: &ComponentId,
         prefix: &str,
@@ -254,6 +289,60 @@ impl Repository {
         }
         names.sort();
         Ok(names)
+    }
+}
+
+#[async_trait]
+impl JournalSink for RepositoryJournals {
+    async fn open_journal(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+        capacity: u64,
+    ) -> dr_core::Result<Box<dyn SegmentJournal>> {
+        Ok(self.repo.open_journal_of(component, name, capacity).await?)
+    }
+
+    async fn remove_journal(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+    ) -> dr_core::Result<()> {
+        Ok(self
+            .repo
+            .inner
+            .backend
+            .delete(&journal_key(component, name))
+            .await?)
+    }
+}
+
+#[async_trait]
+impl JournalSource for RepositoryJournals {
+    async fn journals(
+        &self,
+        component: &ComponentId,
+        prefix: &str,
+    ) -> dr_core::Result<Vec<SegmentName>> {
+        Ok(self.repo.journal_names(component, prefix).await?)
+    }
+
+    async fn read_journal(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+    ) -> dr_core::Result<Vec<JournalRecord>> {
+        match self
+            .repo
+            .parse_journal_at(&journal_key(component, name))
+            .await
+        {
+            Ok((records, _)) => Ok(records),
+            Err(Error::NotFound { .. }) => Err(dr_core::Error::not_found(format!(
+                "the journal of segment {name} of {component}"
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

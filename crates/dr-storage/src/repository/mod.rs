@@ -59,6 +59,7 @@ mod write;
 pub use self::archive::SegmentForgetReport;
 pub use self::check::CheckReport;
 pub use self::forget::{ForgetPlan, ForgetReport, SnapshotFilter};
+pub use self::journal::RepositoryJournals;
 pub use self::lock::{LockInfo, Unlock};
 pub use self::prune::{PruneOptions, PruneReport};
 pub use self::verify::{Damage, VerifyOptions, VerifyReport};
