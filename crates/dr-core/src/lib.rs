@@ -87,7 +87,7 @@ pub use crate::journal::{JournalRecord, JournalSink, JournalSource, SegmentJourn
 pub use crate::objectives::{Objectives, Rpo, Rto, Tier};
 pub use crate::ops::{
     Backup, BackupBase, BackupExt, BackupReport, BackupRequest, Capabilities, Capability, Finding,
-    RecoveryTarget, Restore, RestoreRequest, VerificationReport, Verify,
+    Problem, RecoveryTarget, Restore, RestoreRequest, VerificationReport, Verify,
 };
 pub use crate::point::{Lsn, Position, RecoveryPoint, ReplicationId};
 pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};

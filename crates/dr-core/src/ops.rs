@@ -297,12 +297,82 @@ pub struct Finding {
     /// What is wrong: a file of the backup, a key, a stream.
     pub object: String,
     /// How.
-    pub problem: String,
+    pub problem: Problem,
+}
+
+impl Finding {
+    /// `problem` with `object`.
+    pub fn new(object: impl Into<String>, problem: Problem) -> Self {
+        Self {
+            object: object.into(),
+            problem,
+        }
+    }
 }
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.object, self.problem)
+    }
+}
+
+/// What is wrong with one object, against the snapshot's own record of it
+/// (a PostgreSQL backup manifest, a Redis RDB's checksum).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Problem {
+    /// The record lists it; the stored data does not hold it.
+    Missing,
+    /// The stored data holds it; the record does not list it.
+    Unrecorded {
+        /// Where it was found (an archive of the snapshot), if inside one.
+        within: Option<String>,
+    },
+    /// Its size is not the recorded one.
+    WrongSize {
+        /// The recorded size in bytes.
+        expected: u64,
+        /// The size found.
+        found: u64,
+    },
+    /// Its checksum is not the recorded one.
+    ChecksumMismatch {
+        /// The checksum's algorithm, as the record names it.
+        algorithm: String,
+    },
+    /// The record says how to check it in a way this check does not know
+    /// (an unknown checksum algorithm): it was not checked.
+    Unchecked {
+        /// Why.
+        reason: String,
+    },
+    /// The record itself is damaged where it describes this object.
+    Malformed {
+        /// How.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Missing => write!(f, "recorded, missing from the stored data"),
+            Problem::Unrecorded {
+                within: Some(within),
+            } => {
+                write!(f, "in {within} but not recorded")
+            }
+            Problem::Unrecorded { within: None } => write!(f, "stored but not recorded"),
+            Problem::WrongSize { expected, found } => {
+                write!(f, "{found} bytes, the record says {expected}")
+            }
+            Problem::ChecksumMismatch { algorithm } => {
+                write!(f, "{algorithm} checksum differs from the record")
+            }
+            Problem::Unchecked { reason } => write!(f, "not checked: {reason}"),
+            Problem::Malformed { reason } => write!(f, "malformed record: {reason}"),
+        }
     }
 }
 
@@ -318,6 +388,8 @@ pub struct VerificationReport {
     pub bytes: u64,
     /// Everything found wrong. Empty: the snapshot is sound.
     pub findings: Vec<Finding>,
+    /// The check's steps, timed.
+    pub timeline: Timeline,
 }
 
 impl VerificationReport {
@@ -368,6 +440,37 @@ mod tests {
         for c in Capability::ALL {
             assert!(Capabilities::NONE.with(c).contains(c));
         }
+    }
+
+    #[test]
+    fn findings_are_typed_and_read_back() {
+        let findings = vec![
+            Finding::new("base/1/1259", Problem::Missing),
+            Finding::new(
+                "PG_VERSION",
+                Problem::WrongSize {
+                    expected: 3,
+                    found: 4,
+                },
+            ),
+            Finding::new(
+                "global/pg_control",
+                Problem::ChecksumMismatch {
+                    algorithm: "CRC32C".into(),
+                },
+            ),
+            Finding::new("stray", Problem::Unrecorded { within: None }),
+        ];
+        let json = serde_json::to_string(&findings).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Vec<Finding>>(&json).unwrap(),
+            findings
+        );
+        assert_eq!(
+            findings[1].to_string(),
+            "PG_VERSION: 4 bytes, the record says 3"
+        );
+        assert!(json.contains(r#""problem":"missing""#), "{json}");
     }
 
     #[test]

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use dr_core::{
-    ComponentId, Finding, Manifest, SnapshotId, SnapshotSource, SnapshotSourceExt, StreamCheck,
-    StreamName, VerificationReport, Verify, async_trait,
+    ComponentId, Finding, Manifest, Problem, SnapshotId, SnapshotSource, SnapshotSourceExt,
+    StreamCheck, StreamName, Timeline, VerificationReport, Verify, async_trait,
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -153,7 +153,12 @@ impl ManifestFiles {
         };
         for file in manifest.files {
             let Some(path) = file.path() else {
-                files.problem(MANIFEST_STREAM, "an entry without a path");
+                files.problem(
+                    MANIFEST_STREAM,
+                    Problem::Malformed {
+                        reason: "an entry without a path".into(),
+                    },
+                );
                 continue;
             };
             let checksum = match (file.algorithm.as_deref(), file.checksum) {
@@ -163,7 +168,11 @@ impl ManifestFiles {
                     None => {
                         files.problem(
                             &path,
-                            format!("checksum algorithm {name} is not one this check knows"),
+                            Problem::Unchecked {
+                                reason: format!(
+                                    "checksum algorithm {name} is not one this check knows"
+                                ),
+                            },
                         );
                         None
                     }
@@ -201,7 +210,8 @@ impl ManifestFiles {
                     .map(|(algorithm, _)| algorithm.hasher())
             }
             None => {
-                self.problem(&path, format!("in {archive} but not in the manifest"));
+                let within = Some(archive.to_owned());
+                self.problem(&path, Problem::Unrecorded { within });
                 None
             }
         };
@@ -215,14 +225,17 @@ impl ManifestFiles {
             return;
         };
         if file.size != size {
-            let problem = format!("{size} bytes, the manifest says {}", file.size);
+            let problem = Problem::WrongSize {
+                expected: file.size,
+                found: size,
+            };
             self.problem(&path, problem);
         } else if let (Some(hasher), Some((algorithm, want))) = (hasher, &file.checksum) {
             if hasher.matches(want) {
                 self.files_ok += 1;
             } else {
-                let problem = format!("{algorithm:?} checksum differs from the manifest");
-                self.problem(&path, problem);
+                let algorithm = format!("{algorithm:?}").to_uppercase();
+                self.problem(&path, Problem::ChecksumMismatch { algorithm });
             }
         } else {
             self.files_ok += 1;
@@ -239,16 +252,13 @@ impl ManifestFiles {
             .map(|(path, _)| path.clone())
             .collect();
         for path in missing {
-            self.problem(&path, "listed in the manifest, missing from the backup");
+            self.problem(&path, Problem::Missing);
         }
     }
 
     /// Notes a difference from the manifest.
-    pub(crate) fn problem(&mut self, object: &str, problem: impl Into<String>) {
-        self.problems.push(Finding {
-            object: object.to_owned(),
-            problem: problem.into(),
-        });
+    pub(crate) fn problem(&mut self, object: &str, problem: Problem) {
+        self.problems.push(Finding::new(object, problem));
     }
 
     /// Where the files of archive `name` of `snapshot` sit in the data
@@ -333,7 +343,8 @@ impl Hasher {
 
 /// Reads the base backup `id` from `source` (through the repository's own
 /// integrity checks) and checks it against its backup manifest: the
-/// report's `checked` counts the files that matched.
+/// report's `checked` counts the files that matched, and its timeline has
+/// a step for reading the manifest and one for each archive.
 ///
 /// # Errors
 /// The snapshot or a stream cannot be read (not found, damaged in the
@@ -343,27 +354,37 @@ pub async fn verify_base_backup(
     source: &dyn SnapshotSource,
     id: &SnapshotId,
 ) -> dr_core::Result<VerificationReport> {
+    let mut timeline = Timeline::start_now();
     let snapshot = source.manifest(id).await?;
-    let (mut files, _) = ManifestFiles::read(source, id).await?;
-    let delta = DeltaBase::of(source, &snapshot).await?;
+    let (mut files, delta) = timeline
+        .step("read the backup manifest", async {
+            let (files, _) = ManifestFiles::read(source, id).await?;
+            let delta = DeltaBase::of(source, &snapshot).await?;
+            Ok::<_, dr_core::Error>((files, delta))
+        })
+        .await?;
     for entry in &snapshot.streams {
         let name = entry.name.as_str();
         if name == MANIFEST_STREAM || name == DELTA_STREAM {
             continue;
         }
         let Some(prefix) = ManifestFiles::prefix_of(&snapshot, name) else {
-            files.problem(name, "an archive the backup does not describe");
+            files.problem(name, Problem::Unrecorded { within: None });
             continue;
         };
-        let stream = open_archive(
-            source,
-            &snapshot,
-            delta.as_ref(),
-            &entry.name,
-            StreamCheck::Digest,
-        )
-        .await?;
-        check_archive(stream, name, &prefix, &mut files).await?;
+        timeline
+            .step(format!("check {name}"), async {
+                let stream = open_archive(
+                    source,
+                    &snapshot,
+                    delta.as_ref(),
+                    &entry.name,
+                    StreamCheck::Digest,
+                )
+                .await?;
+                check_archive(stream, name, &prefix, &mut files).await
+            })
+            .await?;
     }
     files.finish_all();
     Ok(VerificationReport {
@@ -371,6 +392,7 @@ pub async fn verify_base_backup(
         checked: files.files_ok as u64,
         bytes: files.bytes,
         findings: files.problems,
+        timeline,
     })
 }
 
@@ -486,10 +508,12 @@ fn parse_manifest(raw: &[u8], problems: &mut Vec<Finding>) -> Result<BackupManif
         None => return Err("a manifest on one line has no checksummed part".into()),
     };
     if !hex(&Sha256::digest(covered)).eq_ignore_ascii_case(&manifest.checksum) {
-        problems.push(Finding {
-            object: MANIFEST_STREAM.into(),
-            problem: "its Manifest-Checksum does not match".into(),
-        });
+        problems.push(Finding::new(
+            MANIFEST_STREAM,
+            Problem::ChecksumMismatch {
+                algorithm: "SHA256 (Manifest-Checksum)".into(),
+            },
+        ));
     }
     Ok(manifest)
 }
@@ -535,5 +559,72 @@ mod tests {
         assert!(checked("SHA256", b"123456789", sha));
         assert!(!checked("SHA224", b"123456789", sha));
         assert_eq!(Algorithm::from_manifest("MD5"), None);
+    }
+
+    #[test]
+    fn differences_from_the_manifest_are_typed_findings() {
+        let expect = |size, checksum: Option<&str>| Expected {
+            size,
+            checksum: checksum.map(|c| (Algorithm::Crc32c, c.to_owned())),
+            seen: false,
+        };
+        let mut files = ManifestFiles {
+            expected: BTreeMap::from([
+                ("ok".to_owned(), expect(9, Some("839206e3"))),
+                ("damaged".to_owned(), expect(9, Some("839206e3"))),
+                ("short".to_owned(), expect(5, None)),
+                ("gone".to_owned(), expect(1, None)),
+            ]),
+            problems: Vec::new(),
+            files_ok: 0,
+            bytes: 0,
+            all_checksummed: true,
+        };
+        for (path, data) in [
+            ("ok", &b"123456789"[..]),
+            ("damaged", b"123456780"),
+            ("short", b"abc"),
+            ("stray", b"x"),
+        ] {
+            let mut check = files.start(path.to_owned(), data.len() as u64, "base.tar");
+            check.update(data);
+            files.finish(check);
+        }
+        files.finish_all();
+        assert_eq!(files.files_ok, 1);
+        let found: Vec<(&str, &Problem)> = files
+            .problems
+            .iter()
+            .map(|f| (f.object.as_str(), &f.problem))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "damaged",
+                    &Problem::ChecksumMismatch {
+                        algorithm: "CRC32C".into()
+                    }
+                ),
+                (
+                    "short",
+                    &Problem::WrongSize {
+                        expected: 5,
+                        found: 3
+                    }
+                ),
+                (
+                    "stray",
+                    &Problem::Unrecorded {
+                        within: Some("base.tar".into())
+                    }
+                ),
+                ("gone", &Problem::Missing),
+            ]
+        );
+        assert_eq!(
+            files.problems[1].to_string(),
+            "short: 3 bytes, the record says 5"
+        );
     }
 }

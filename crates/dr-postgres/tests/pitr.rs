@@ -325,6 +325,19 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
         .unwrap();
     assert!(check.is_ok(), "{check:?}");
     assert!(check.checked > 100, "{check:?}");
+    // Timed: the manifest read, then each archive checked.
+    let steps: Vec<&str> = check
+        .timeline
+        .steps()
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        steps.first(),
+        Some(&"read the backup manifest"),
+        "{steps:?}"
+    );
+    assert!(steps.contains(&"check base.tar"), "{steps:?}");
     let err = BaseBackupVerifier::new("postgres/other".parse().unwrap())
         .verify(setup.repo.as_ref(), &report.manifest.id)
         .await
@@ -678,7 +691,10 @@ async fn a_restore_checks_every_file_against_the_servers_backup_manifest() {
     assert_eq!(report.findings.len(), 1, "{report:?}");
     assert_eq!(report.findings[0].object, "PG_VERSION", "{report:?}");
     assert!(
-        report.findings[0].problem.contains("checksum differs"),
+        matches!(
+            report.findings[0].problem,
+            dr_core::Problem::ChecksumMismatch { .. }
+        ),
         "{report:?}"
     );
     // The backup as taken restores.
