@@ -4,6 +4,8 @@ use std::fmt;
 use std::time::Duration;
 
 use dr_core::ErrorKind;
+
+use crate::wal_records::WalReadError;
 pub use tokio_postgres::error::SqlState;
 
 /// A boxed error from a lower layer.
@@ -23,8 +25,9 @@ pub enum Error {
         /// What is wrong with them.
         reason: String,
     },
-    /// An argument cannot be sent to the server (a NUL byte in a name, a rate
-    /// out of range).
+    /// An argument cannot be used: it cannot be sent to the server (a NUL
+    /// byte in a name, a rate out of range), or it is not what it should be
+    /// (a WAL file name that is not one).
     #[error("invalid {what}: {reason}")]
     InvalidInput {
         /// The argument.
@@ -111,6 +114,10 @@ pub enum Error {
         /// The server's `server_version`.
         server_version: String,
     },
+    /// WAL bytes could not be read: the caller fed the wrong bytes, or the
+    /// WAL is damaged. [`WalReadError::kind`] tells which.
+    #[error(transparent)]
+    Wal(#[from] WalReadError),
     /// Reading from or writing to the connection failed: the server went away.
     #[error("connection to {addr} failed while {context}")]
     Io {
@@ -207,6 +214,7 @@ impl Error {
             Error::Server { error, .. } => sqlstate_kind(error.code.code()),
             Error::Protocol { .. } => ErrorKind::Internal,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Wal(error) => error.kind(),
         }
     }
 
@@ -230,7 +238,8 @@ impl Error {
             Error::Config { .. }
             | Error::InvalidInput { .. }
             | Error::InvalidState { .. }
-            | Error::Timeout { .. } => None,
+            | Error::Timeout { .. }
+            | Error::Wal(_) => None,
         }
     }
 }
@@ -262,6 +271,12 @@ fn sqlstate_kind(code: &str) -> ErrorKind {
 impl From<Error> for dr_core::Error {
     fn from(err: Error) -> Self {
         let target = err.addr().unwrap_or("PostgreSQL").to_owned();
+        if let Error::Wal(wal) = err {
+            return match wal.kind() {
+                ErrorKind::InvalidInput => dr_core::Error::invalid("WAL", wal.to_string()),
+                _ => dr_core::Error::corrupt("archived WAL", wal.to_string()),
+            };
+        }
         match err.kind() {
             ErrorKind::Auth => dr_core::Error::Auth {
                 target,

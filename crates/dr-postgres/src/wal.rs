@@ -127,9 +127,12 @@ impl WalSegment {
     /// Reads a segment file name (24 hex digits, nothing else).
     ///
     /// # Errors
-    /// A message if `name` is not one.
-    pub fn parse(name: &str, size: WalSegmentSize) -> Result<Self, String> {
-        let bad = || format!("{name:?} is not a WAL segment file name");
+    /// [`Error::InvalidInput`] if `name` is not one.
+    pub fn parse(name: &str, size: WalSegmentSize) -> Result<Self, Error> {
+        let bad = || Error::InvalidInput {
+            what: "WAL segment file name",
+            reason: format!("{name:?} is not one"),
+        };
         if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
@@ -253,8 +256,8 @@ mod tests {
         assert_eq!(high.file_name(size), "0000000200000001000000FF");
         assert_eq!(high.next().file_name(size), "000000020000000200000000");
         assert_eq!(
-            WalSegment::parse("0000000200000001000000FF", size),
-            Ok(high)
+            WalSegment::parse("0000000200000001000000FF", size).ok(),
+            Some(high)
         );
         // 64 MiB segments: four per "xlog id".
         let big = WalSegmentSize::new(64 << 20).unwrap();

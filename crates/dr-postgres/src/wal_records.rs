@@ -213,24 +213,6 @@ impl WalReadError {
     }
 }
 
-impl From<WalReadError> for dr_core::Error {
-    fn from(err: WalReadError) -> Self {
-        match err.kind() {
-            dr_core::ErrorKind::InvalidInput => dr_core::Error::invalid("WAL", err.to_string()),
-            _ => dr_core::Error::corrupt("archived WAL", err.to_string()),
-        }
-    }
-}
-
-impl From<WalReadError> for crate::Error {
-    fn from(err: WalReadError) -> Self {
-        crate::Error::InvalidInput {
-            what: "WAL",
-            reason: err.to_string(),
-        }
-    }
-}
-
 /// Reads the commits, aborts and restore points out of consecutive WAL
 /// segments, checking every record on the way.
 ///
@@ -243,7 +225,7 @@ impl From<WalReadError> for crate::Error {
 /// ```
 /// use dr_postgres::{DEFAULT_SEGMENT_SIZE, WalRecordEvent, WalRecordReader};
 ///
-/// # fn demo(segments: Vec<(dr_core::Lsn, Vec<u8>)>) -> Result<(), dr_postgres::WalReadError> {
+/// # fn demo(segments: Vec<(dr_core::Lsn, Vec<u8>)>) -> Result<(), dr_postgres::Error> {
 /// let mut reader = WalRecordReader::new(DEFAULT_SEGMENT_SIZE);
 /// for (start, bytes) in &segments {
 ///     for event in reader.feed_segment(*start, bytes)? {
@@ -343,7 +325,7 @@ impl WalRecordReader {
     /// recovery would not replay them either.
     ///
     /// # Errors
-    /// [`WalReadError::Input`] if `start` is not the start of a segment, not
+    /// [`Error::Wal`](crate::Error::Wal) with [`WalReadError::Input`] if `start` is not the start of a segment, not
     /// the segment after the one fed before, or `bytes` are longer than a
     /// segment; [`WalReadError::ForeignPage`] for a segment of another cluster
     /// or PostgreSQL version; [`WalReadError::Malformed`] for a record whose
@@ -353,7 +335,11 @@ impl WalRecordReader {
         &mut self,
         start: Lsn,
         bytes: &[u8],
-    ) -> Result<Vec<WalRecordEvent>, WalReadError> {
+    ) -> crate::Result<Vec<WalRecordEvent>> {
+        Ok(self.feed(start, bytes)?)
+    }
+
+    fn feed(&mut self, start: Lsn, bytes: &[u8]) -> Result<Vec<WalRecordEvent>, WalReadError> {
         self.check_segment(start, bytes.len())?;
         let mut events = Vec::new();
         if self.end.is_some() {
@@ -1486,7 +1472,7 @@ mod tests {
         let err = reader
             .feed_segment(lsn(SEG), &other.segments()[0].1)
             .unwrap_err();
-        assert!(matches!(err, WalReadError::ForeignPage { page, .. } if page == lsn(SEG)));
+        assert!(matches!(err, crate::Error::Wal(WalReadError::ForeignPage { page, .. }) if page == lsn(SEG)));
         assert!(err.to_string().contains("system identifier"), "{err}");
         assert_eq!(
             dr_core::Error::from(err).kind(),
@@ -1514,7 +1500,7 @@ mod tests {
         let (bad, _) = w.record(RM_XACT_ID, 0, 2, &body);
         let mut reader = WalRecordReader::new(segment_size());
         let err = reader.feed_segment(lsn(0), &w.segments()[0].1).unwrap_err();
-        assert!(matches!(err, WalReadError::Malformed { record, .. } if record == bad));
+        assert!(matches!(err, crate::Error::Wal(WalReadError::Malformed { record, .. }) if record == bad));
         assert!(err.to_string().contains(&bad.to_string()), "{err}");
 
         for body in [
@@ -1532,7 +1518,7 @@ mod tests {
             let mut reader = WalRecordReader::new(segment_size());
             let err = reader.feed_segment(lsn(0), &w.segments()[0].1);
             assert!(
-                matches!(err, Err(WalReadError::Malformed { .. })),
+                matches!(err, Err(crate::Error::Wal(WalReadError::Malformed { .. }))),
                 "{body:?}: {err:?}"
             );
         }
