@@ -27,6 +27,9 @@ use jiff::Timestamp;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// How long a restore, replay included, may take before the drill fails.
+const RESTORE_WITHIN: Duration = Duration::from_secs(300);
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let repo_dir = match std::env::args().skip_while(|a| a != "--repo").nth(1) {
@@ -136,7 +139,7 @@ async fn main() -> Result<()> {
     .await?;
     // Which rows the target keeps, by PostgreSQL's rule: up to the first
     // transaction in WAL order that committed after it.
-    let start: dr_core::Lsn = report.manifest.metadata[dr_postgres::meta::START_LSN].parse()?;
+    let start = dr_postgres::BaseBackupDetails::of(&report.manifest)?.start_lsn;
     let journals = journals.as_deref().map(|j| j as &dyn JournalSource);
     let ends = transaction_ends(repo.as_ref(), journals, &component, start).await?;
     let expected_then = kept_at(past, &ends, &before_kill);
@@ -178,22 +181,22 @@ async fn restore(
     objectives: Objectives,
 ) -> Result<(RecoveryReport, Vec<i64>)> {
     let kit = RestoreTarget::new(options.clone())?;
-    let mut restore = PitrRestore::new(component.clone(), kit.data_dir())
-        .start_with(kit.pg_ctl(), Duration::from_secs(300));
+    let mut restore = PitrRestore::new(component.clone(), kit.data_dir()).start_with(kit.pg_ctl());
     if let Some((uid, gid)) = kit.owner() {
         restore = restore.owner(uid, gid);
     }
     let journals = repo.segment_journals();
-    let report = restore
-        .restore(RestoreRequest {
-            snapshots: repo,
-            archive: Some(repo),
-            journals: journals.as_ref().map(|j| j as &dyn JournalSource),
-            target: &target,
-            objectives,
-            incident_at: incident,
-        })
-        .await?;
+    let restoring = restore.restore(RestoreRequest {
+        snapshots: repo,
+        archive: Some(repo),
+        journals: journals.as_ref().map(|j| j as &dyn JournalSource),
+        target: &target,
+        objectives,
+        incident_at: incident,
+    });
+    let report = tokio::time::timeout(RESTORE_WITHIN, restoring)
+        .await
+        .map_err(|_| format!("the restore did not finish within {RESTORE_WITHIN:?}"))??;
     let client = kit.connect().await?;
     let rows = client
         .query("SELECT id FROM drill ORDER BY id", &[])

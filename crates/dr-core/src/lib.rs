@@ -94,8 +94,8 @@ pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};
 pub use crate::retention::{Candidate, Decision, KeepReason, RetentionPolicy};
 pub use crate::snapshot::{
     ArchiveCoverage, ArchiveSink, ArchiveSource, ByteStream, Labels, MANIFEST_FORMAT, Manifest,
-    SegmentInfo, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotSourceExt, SnapshotWriter,
-    StreamCheck, StreamEntry, StreamLayout,
+    SegmentInfo, SnapshotCommit, SnapshotDetails, SnapshotSink, SnapshotSource, SnapshotSourceExt,
+    SnapshotWriter, StreamCheck, StreamEntry, StreamLayout,
 };
 
 // The re-exported types name these crates in their APIs.

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 
@@ -65,7 +66,9 @@ pub struct Manifest {
     /// Labels for selection and retention.
     #[serde(default)]
     pub labels: Labels,
-    /// Facts the component crate needs to restore (server version, start LSN, ...).
+    /// Facts the component crate needs to restore (server version, start
+    /// LSN, ...): each kind of snapshot's [`SnapshotDetails`] as JSON under
+    /// its key. Read them with [`Manifest::details`].
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     /// The snapshot this one's streams are stored against (a delta backup's
@@ -75,7 +78,51 @@ pub struct Manifest {
     pub depends_on: Option<SnapshotId>,
 }
 
+/// The facts a component crate records with a kind of snapshot and reads
+/// back to restore it (a base backup's start position, a Redis snapshot's
+/// replication offset): one typed value, stored as JSON in the manifest's
+/// metadata under [`SnapshotDetails::KEY`], written with
+/// [`SnapshotCommit::details`] and read with [`Manifest::details`].
+///
+/// ```
+/// use dr_core::{Lsn, SnapshotDetails};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// struct Dump {
+///     server_version: String,
+///     taken_at_lsn: Lsn,
+/// }
+///
+/// impl SnapshotDetails for Dump {
+///     const KEY: &'static str = "example.dump";
+/// }
+/// ```
+pub trait SnapshotDetails: Serialize + DeserializeOwned {
+    /// The metadata key, one per kind of snapshot: `<crate>.<kind>`.
+    const KEY: &'static str;
+}
+
 impl Manifest {
+    /// The snapshot's details of kind `T`, or `None` if it has none (a
+    /// snapshot of another kind).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if they are there but do not read as `T`.
+    pub fn details<T: SnapshotDetails>(&self) -> Result<Option<T>> {
+        self.metadata
+            .get(T::KEY)
+            .map(|json| {
+                serde_json::from_str(json).map_err(|e| {
+                    Error::corrupt(
+                        format!("snapshot {}", self.id),
+                        format!("its {} details do not read: {e}", T::KEY),
+                    )
+                })
+            })
+            .transpose()
+    }
+
     /// The entry for a named stream.
     pub fn stream(&self, name: &StreamName) -> Option<&StreamEntry> {
         self.streams.iter().find(|s| &s.name == name)
@@ -109,7 +156,7 @@ pub struct SnapshotCommit {
     pub recovery_point: RecoveryPoint,
     /// Labels for selection and retention.
     pub labels: Labels,
-    /// Facts needed to restore.
+    /// Facts needed to restore: see [`SnapshotCommit::details`].
     pub metadata: BTreeMap<String, String>,
     /// The snapshot this one is stored against; see [`Manifest::depends_on`].
     pub depends_on: Option<SnapshotId>,
@@ -140,10 +187,16 @@ impl SnapshotCommit {
         self
     }
 
-    /// Adds a metadata entry.
-    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.metadata.insert(key.into(), value.into());
-        self
+    /// Records `details`, replacing any recorded of the same kind.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] if they do not serialize (a map with keys
+    /// that are not strings).
+    pub fn details<T: SnapshotDetails>(mut self, details: &T) -> Result<Self> {
+        let json = serde_json::to_string(details)
+            .map_err(|e| Error::invalid(format!("{} details", T::KEY), e.to_string()))?;
+        self.metadata.insert(T::KEY.to_owned(), json);
+        Ok(self)
     }
 }
 
@@ -390,6 +443,36 @@ mod tests {
     use super::*;
     use crate::point::{Lsn, Position};
     use proptest::prelude::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Dump {
+        taken_at: Lsn,
+        server_version: String,
+    }
+
+    impl SnapshotDetails for Dump {
+        const KEY: &'static str = "test.dump";
+    }
+
+    #[test]
+    fn details_read_back_as_written_and_damaged_ones_are_corrupt() {
+        let dump = Dump {
+            taken_at: Lsn::new(0x1_0000_0028),
+            server_version: "15.8".into(),
+        };
+        let commit = SnapshotCommit::new(RecoveryPoint::new(Timestamp::UNIX_EPOCH))
+            .details(&dump)
+            .unwrap();
+        let mut m = manifest(1_700_000_000, Vec::new(), 0);
+        assert_eq!(m.details::<Dump>().unwrap(), None);
+        m.metadata = commit.metadata;
+        assert_eq!(m.details::<Dump>().unwrap(), Some(dump));
+
+        m.metadata.insert(Dump::KEY.into(), r#"{"taken_at":"1/28"}"#.into());
+        let err = m.details::<Dump>().unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Corrupt);
+        assert!(err.to_string().contains("test.dump"), "{err}");
+    }
 
     fn manifest(seconds: i64, streams: Vec<(String, u64, [u8; 32])>, lsn: u64) -> Manifest {
         let at = Timestamp::from_second(seconds).unwrap();

@@ -449,7 +449,9 @@ async fn archive(args: ArchiveArgs) -> AnyResult<()> {
     let end = Lsn::new(u64::try_from(end)?);
     let started = Instant::now();
     for (name, handle) in &archivers {
-        handle.wait_for_flush(end, CATCH_UP).await?;
+        tokio::time::timeout(CATCH_UP, handle.wait_for_flush(end))
+            .await
+            .map_err(|_| format!("{name} did not archive up to {end} within {CATCH_UP:?}"))??;
         eprintln!("{name}: durable up to {end} after {:.2} s", secs(started));
     }
     drop(client);

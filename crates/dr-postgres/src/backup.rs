@@ -23,36 +23,18 @@ use dr_core::{
 use jiff::Timestamp;
 
 use crate::delta::{DELTA_STREAM, DeltaFiles, store_delta};
+use crate::details::BaseBackupDetails;
 use crate::error::Error;
 use crate::replication::{
     BaseBackupEvent, BaseBackupOptions, BaseBackupStream, ManifestChecksums, ReplicationClient, Tls,
 };
 use crate::verify::archived_files;
+use crate::wal::WalSegmentSize;
 
 /// The stream holding the backup manifest.
 pub const MANIFEST_STREAM: &str = "backup_manifest";
 /// The label every base backup snapshot carries: `kind=base`.
 pub const KIND_LABEL: (&str, &str) = ("kind", "base");
-
-/// Metadata keys a base backup snapshot records (read back by the restore).
-pub mod meta {
-    /// Where the backup's WAL starts (the checkpoint's redo point).
-    pub const START_LSN: &str = "postgres.start_lsn";
-    /// Where the WAL must be replayed to for the backup to be consistent.
-    pub const END_LSN: &str = "postgres.end_lsn";
-    /// The timeline of the start position.
-    pub const START_TIMELINE: &str = "postgres.start_timeline";
-    /// The timeline of the end position.
-    pub const END_TIMELINE: &str = "postgres.end_timeline";
-    /// The cluster's database system identifier.
-    pub const SYSTEM_IDENTIFIER: &str = "postgres.system_identifier";
-    /// The WAL segment size in bytes.
-    pub const WAL_SEGMENT_SIZE: &str = "postgres.wal_segment_size";
-    /// The server version (`server_version` as the server reports it).
-    pub const SERVER_VERSION: &str = "postgres.server_version";
-    /// JSON: tablespace archive name → its location on the server.
-    pub const TABLESPACES: &str = "postgres.tablespaces";
-}
 
 /// Takes physical base backups of one PostgreSQL cluster.
 ///
@@ -124,12 +106,11 @@ impl BaseBackup {
         base: Option<BackupBase<'a>>,
         system_identifier: u64,
     ) -> dr_core::Result<Option<Full<'a>>> {
-        let system = system_identifier.to_string();
         let is_full_of_this_cluster = |m: &Manifest| {
             m.component == self.component
                 && m.labels.get(KIND_LABEL.0).map(String::as_str) == Some(KIND_LABEL.1)
                 && m.depends_on.is_none()
-                && m.metadata.get(meta::SYSTEM_IDENTIFIER) == Some(&system)
+                && BaseBackupDetails::of(m).is_ok_and(|d| d.system_identifier == system_identifier)
         };
         let (source, manifest) = match base {
             None => return Ok(None),
@@ -152,7 +133,7 @@ impl BaseBackup {
                         format!("base snapshot {id}"),
                         format!(
                             "a delta backup of {} builds on a full base backup of the same \
-                             cluster (system identifier {system})",
+                             cluster (system identifier {system_identifier})",
                             self.component
                         ),
                     ));
@@ -254,8 +235,6 @@ impl Backup for BaseBackup {
         timeline.record_until_now("stream archives", t)?;
 
         let t = Timestamp::now();
-        let tablespaces = serde_json::to_string(&tablespaces)
-            .map_err(|e| dr_core::Error::invalid("tablespaces", e.to_string()))?;
         let point = RecoveryPoint::new(Timestamp::now()).with_position(Position::Postgres {
             system_identifier: identity.system_id,
             timeline: end_timeline,
@@ -267,14 +246,16 @@ impl Backup for BaseBackup {
         }
         let commit = commit
             .label(KIND_LABEL.0, KIND_LABEL.1)
-            .meta(meta::START_LSN, start_lsn.to_string())
-            .meta(meta::START_TIMELINE, start_timeline.to_string())
-            .meta(meta::END_LSN, end.to_string())
-            .meta(meta::END_TIMELINE, end_timeline.to_string())
-            .meta(meta::SYSTEM_IDENTIFIER, identity.system_id.to_string())
-            .meta(meta::WAL_SEGMENT_SIZE, segment_size.to_string())
-            .meta(meta::SERVER_VERSION, version)
-            .meta(meta::TABLESPACES, tablespaces);
+            .details(&BaseBackupDetails {
+                start_lsn,
+                start_timeline,
+                end_lsn: end,
+                end_timeline,
+                system_identifier: identity.system_id,
+                wal_segment_size: WalSegmentSize::new(segment_size)?,
+                server_version: version,
+                tablespaces,
+            })?;
         let commit = match &full {
             Some(full) => commit.depends_on(full.manifest.id),
             None => commit,

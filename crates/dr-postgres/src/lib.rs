@@ -1,108 +1,113 @@
-//! drkit for PostgreSQL: a client for PostgreSQL's streaming replication
-//! protocol, the ground that base backups, WAL archiving and point-in-time
-//! recovery are built on.
+//! drkit for PostgreSQL: base and delta backups, continuous WAL archiving
+//! with an RPO of zero, point-in-time recovery and verification, over
+//! PostgreSQL's own streaming replication protocol. The crate hands bytes to
+//! dr-core's sinks and reads them from its sources; where they are stored
+//! is the caller's choice.
 //!
-//! tokio-postgres cannot open replication connections, so this crate speaks
-//! the protocol itself, with postgres-protocol's message encoders and
-//! authentication (md5, SCRAM-SHA-256) and rustls for TLS. Control SQL
-//! (`pg_switch_wal()`, `pg_replication_slots`) goes through tokio-postgres,
-//! with the same [`tokio_postgres::Config`] the replication client is built from.
-//!
-//! - [`ReplicationClient`]: one physical replication connection
-//!   (`replication=true`), opened with [`ReplicationClient::connect`] from a
-//!   `tokio_postgres::Config` and a [`Tls`] choice. Its commands:
-//!   [`identify_system`](ReplicationClient::identify_system) →
-//!   [`SystemIdentity`], [`timeline_history`](ReplicationClient::timeline_history)
-//!   → [`TimelineHistory`], [`create_physical_slot`](ReplicationClient::create_physical_slot)
-//!   / [`drop_slot`](ReplicationClient::drop_slot) /
-//!   [`read_replication_slot`](ReplicationClient::read_replication_slot),
-//!   [`show`](ReplicationClient::show).
-//! - [`BaseBackupStream`]: `BASE_BACKUP` (PostgreSQL 15 protocol) as a pull
-//!   stream of [`BaseBackupEvent`]s, one tar archive per tablespace then the
-//!   backup manifest, each readable as an `AsyncRead` ([`BaseBackupReader`]).
-//! - [`WalStream`]: `START_REPLICATION` as a pull stream of [`WalEvent`]s
-//!   ([`XLogData`], [`Keepalive`]), with [`StandbyStatus`] updates whose
-//!   positions the caller chooses, and the end of a timeline
-//!   ([`TimelineEnded`]).
-//! - [`Error`]: the server's errors with their SQLSTATE ([`ServerError`],
-//!   [`SqlState`]), connection and protocol failures; it converts into
-//!   [`dr_core::Error`] with a kind a caller can act on.
-//!
-//! Everything streams: no archive or WAL segment is held in memory, and
-//! each `next()` is cancellation-safe.
+//! - [`BaseBackup`] ([`dr_core::Backup`]): `BASE_BACKUP` streamed into a
+//!   snapshot, one stream per tablespace plus the backup manifest, with no
+//!   temporary copy; a delta backup against an earlier one stores only the
+//!   changed bytes of changed pages.
+//! - [`WalArchiver`]: `pg_receivewal` as a task a service embeds, into an
+//!   archive, with a replication slot; in synchronous mode a commit waits
+//!   until its WAL is in the archive. Its [`ArchiverHandle::status`] is the
+//!   RPO exposure.
+//! - [`PitrRestore`] ([`dr_core::Restore`]): a new data directory at the
+//!   latest point, a time, an LSN or a named restore point, checked against
+//!   the archive before anything is written; optionally started
+//!   ([`PgCtl`]) and measured.
+//! - [`verify_base_backup`] and [`BaseBackupVerifier`] ([`dr_core::Verify`]):
+//!   a stored base backup checked against its backup manifest, without
+//!   restoring it.
+//! - The archive: [`list_archive`], [`fetch_wal`] (PostgreSQL's
+//!   `restore_command`), [`unneeded_wal`] for retention, WAL names
+//!   ([`WalSegment`], [`TimelinePath`]) and [`WalRecordReader`], which
+//!   finds commits and restore points in archived WAL.
+//! - [`replication`]: the protocol client beneath them all, for callers
+//!   that need their own: [`ReplicationClient`](replication::ReplicationClient)
+//!   and its streams.
+//! - [`Error`]: one error type, with the server's SQLSTATE where it sent
+//!   one; it converts into [`dr_core::Error`] with a kind a caller can act on.
 //!
 //! # Example
 //!
-//! A base backup, archive by archive, then WAL from its start:
+//! A full backup, WAL archived continuously, and a restore to the latest
+//! point, all in one repository:
 //!
 //! ```no_run
-//! use dr_postgres::{BaseBackupEvent, BaseBackupOptions, ReplicationClient, StandbyStatus, Tls, WalEvent};
-//! use tokio::io::AsyncReadExt;
+//! use std::sync::Arc;
+//! use dr_core::{BackupExt, Objectives, RecoveryTarget, Restore, RestoreRequest};
+//! use dr_postgres::{ArchiverOptions, BaseBackup, PgCtl, PitrRestore, Tls, WalArchiver};
+//! # use std::time::Duration;
 //!
-//! # async fn demo() -> Result<(), dr_postgres::Error> {
-//! let config: tokio_postgres::Config = "host=127.0.0.1 user=postgres password=secret"
+//! # async fn demo(repo: Arc<dr_storage::Repository>) -> Result<(), dr_core::Error> {
+//! let config: tokio_postgres::Config = "host=db1 user=replicator password=secret"
 //!     .parse()
-//!     .expect("a valid connection string");
-//! let client = ReplicationClient::connect(&config, &Tls::none()).await?;
+//!     .map_err(|e| dr_core::Error::invalid("connection settings", format!("{e}")))?;
+//! let component: dr_core::ComponentId = "postgres/main".parse()?;
 //!
-//! let mut backup = client
-//!     .base_backup(&BaseBackupOptions::new("nightly").fast_checkpoint(true))
-//!     .await?;
-//! let (start, timeline) = (backup.start_lsn(), backup.timeline());
-//! while let Some(event) = backup.next().await? {
-//!     match event {
-//!         BaseBackupEvent::ArchiveStart { name, .. } => {
-//!             let mut tar = Vec::new(); // a real caller streams into a snapshot sink
-//!             backup.reader().read_to_end(&mut tar).await.expect("archive read");
-//!             println!("{name}: {} bytes", tar.len());
-//!         }
-//!         BaseBackupEvent::End { end, .. } => println!("WAL needed up to {end}"),
-//!         _ => {}
-//!     }
-//! }
+//! let archiver = WalArchiver::new(
+//!     config.clone(),
+//!     Tls::none(),
+//!     repo.clone(),
+//!     component.clone(),
+//!     ArchiverOptions::new(),
+//! )
+//! .spawn();
+//! let backup = BaseBackup::new(component.clone(), config.clone(), Tls::none());
+//! let report = backup.backup_to(repo.as_ref()).await?;
+//! println!("base backup {} in {:?}", report.manifest.id, report.timeline.elapsed());
+//! println!("archive lags by {} bytes", archiver.status().lag_bytes());
 //!
-//! let client = backup.into_client().await?;
-//! let mut wal = client.start_replication(None, start, Some(timeline)).await?;
-//! while let Some(event) = wal.next().await? {
-//!     if let WalEvent::XLogData(data) = event {
-//!         // ... make data.data durable, then:
-//!         let done = data.end();
-//!         wal.send_status(StandbyStatus::new(done, done, dr_core::Lsn::ZERO)).await?;
-//!     }
-//! }
+//! // Later, on another host: the latest point, started and measured. How
+//! // long to wait is the caller's to say.
+//! let server = PgCtl::new("/usr/lib/postgresql/15/bin", 5432, "/run/postgresql", config);
+//! let restore = PitrRestore::new(component, "/var/lib/postgresql/15/restored").start_with(server);
+//! let journals = repo.segment_journals();
+//! let request = RestoreRequest {
+//!     snapshots: repo.as_ref(),
+//!     archive: Some(repo.as_ref()),
+//!     journals: journals.as_ref().map(|j| j as &dyn dr_core::JournalSource),
+//!     target: &RecoveryTarget::Latest,
+//!     objectives: Objectives::new("15 minutes".parse()?, "0 seconds".parse()?),
+//!     incident_at: None,
+//! };
+//! let report = tokio::time::timeout(Duration::from_secs(1800), restore.restore(request))
+//!     .await
+//!     .map_err(|_| dr_core::Error::Timeout {
+//!         operation: "restore".into(),
+//!         after: Duration::from_secs(1800),
+//!     })??;
+//! println!("RTO met: {}", report.rto_assessment().is_met());
 //! # Ok(()) }
 //! ```
 
-pub(crate) mod archive;
-pub(crate) mod archiver;
-pub(crate) mod backup;
-pub(crate) mod delta;
-pub(crate) mod error;
-pub(crate) mod pg_ctl;
-pub(crate) mod reach;
-pub(crate) mod replication;
-pub(crate) mod restore;
-pub(crate) mod retention;
-pub(crate) mod tar;
-pub(crate) mod verify;
-
-pub(crate) mod wal;
-pub(crate) mod wal_records;
+mod archive;
+mod archiver;
+mod backup;
+mod delta;
+mod details;
+mod error;
+mod pg_ctl;
+mod reach;
+pub mod replication;
+mod restore;
+mod retention;
+mod tar;
+mod verify;
+mod wal;
+mod wal_records;
 
 pub use crate::archive::{ArchiveListing, ArchivedWal, Coverage, fetch_wal, list_archive};
 pub use crate::archiver::{
     ArchiverHandle, ArchiverOptions, ArchiverState, ArchiverStatus, ErrorSummary, WalArchiver,
 };
-pub use crate::backup::{BaseBackup, KIND_LABEL, MANIFEST_STREAM, meta};
+pub use crate::backup::{BaseBackup, KIND_LABEL, MANIFEST_STREAM};
 pub use crate::delta::DELTA_STREAM;
+pub use crate::details::BaseBackupDetails;
 pub use crate::error::{BoxError, Error, Result, ServerError, SqlState};
 pub use crate::pg_ctl::PgCtl;
-pub use crate::replication::{
-    BaseBackupEvent, BaseBackupOptions, BaseBackupReader, BaseBackupStream, CreateSlotOptions,
-    HistoryEntry, Keepalive, ManifestChecksums, ReplicationClient, Row, SlotInfo, SlotPosition,
-    StandbyStatus, SystemIdentity, Tablespace, TimelineEnded, TimelineHistory, Tls, WalEvent,
-    WalStream, XLogData,
-};
+pub use crate::replication::Tls;
 pub use crate::restore::{PitrRestore, StartServer};
 pub use crate::retention::unneeded_wal;
 pub use crate::verify::{BaseBackupVerifier, verify_base_backup};

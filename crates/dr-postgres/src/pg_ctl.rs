@@ -21,7 +21,6 @@ use crate::restore::StartServer;
 /// it with [`PgCtl::stop`] or `pg_ctl stop`.
 ///
 /// ```no_run
-/// use std::time::Duration;
 /// use dr_postgres::{PgCtl, PitrRestore};
 ///
 /// let mut connect = tokio_postgres::Config::new();
@@ -30,7 +29,7 @@ use crate::restore::StartServer;
 ///     .log_file("/var/log/postgresql/restored.log");
 /// let restore = PitrRestore::new("postgres/main".parse()?, "/srv/pg/restored")
 ///     .owner(113, 120)
-///     .start_with(server, Duration::from_secs(600));
+///     .start_with(server);
 /// # Ok::<(), dr_core::Error>(())
 /// ```
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@
 use dr_core::{ArchiveSource, ComponentId, JournalSource, Manifest, SegmentName};
 
 use crate::archive::ArchivedWal;
-use crate::backup::meta;
+use crate::details::BaseBackupDetails;
 use crate::wal::{WalSegment, WalSegmentSize};
 
 /// The archived WAL of `component` that none of the `kept` base backups
@@ -28,23 +28,8 @@ pub async fn unneeded_wal(
 ) -> dr_core::Result<Vec<SegmentName>> {
     let mut oldest: Option<(u64, WalSegmentSize)> = None;
     for manifest in kept {
-        let bad = |key: &str| {
-            dr_core::Error::invalid(
-                format!("snapshot {}", manifest.id),
-                format!("not a base backup: no valid {key}"),
-            )
-        };
-        let start: dr_core::Lsn = manifest
-            .metadata
-            .get(meta::START_LSN)
-            .ok_or_else(|| bad(meta::START_LSN))?
-            .parse()?;
-        let size = manifest
-            .metadata
-            .get(meta::WAL_SEGMENT_SIZE)
-            .and_then(|s| s.parse().ok())
-            .and_then(|s| WalSegmentSize::new(s).ok())
-            .ok_or_else(|| bad(meta::WAL_SEGMENT_SIZE))?;
+        let details = BaseBackupDetails::of(manifest)?;
+        let (start, size) = (details.start_lsn, details.wal_segment_size);
         let number = start.as_u64() / size.bytes();
         if oldest.is_none_or(|(n, _)| number < n) {
             oldest = Some((number, size));

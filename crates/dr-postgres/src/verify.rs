@@ -16,8 +16,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::backup::{MANIFEST_STREAM, meta};
+use crate::backup::MANIFEST_STREAM;
 use crate::delta::{DELTA_STREAM, DeltaBase, open_archive};
+use crate::details::BaseBackupDetails;
 use crate::tar::{EntryKind, TarReader};
 
 /// Checks PostgreSQL base backups stored by [`BaseBackup`](crate::BaseBackup)
@@ -450,10 +451,8 @@ async fn read_manifest(
 
 /// Tablespace archive name (`<oid>.tar`) → oid, from the snapshot's metadata.
 fn tablespace_prefixes(snapshot: &Manifest) -> BTreeMap<String, String> {
-    let recorded: BTreeMap<String, String> = snapshot
-        .metadata
-        .get(meta::TABLESPACES)
-        .and_then(|json| serde_json::from_str(json).ok())
+    let recorded = BaseBackupDetails::of(snapshot)
+        .map(|details| details.tablespaces)
         .unwrap_or_default();
     recorded
         .into_keys()

@@ -15,7 +15,8 @@ pub const DEFAULT_SEGMENT_SIZE: WalSegmentSize = WalSegmentSize(16 * 1024 * 1024
 
 /// A cluster's WAL segment size: a power of two from 1 MiB to 1 GiB
 /// (`initdb --wal-segsize`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
 pub struct WalSegmentSize(u64);
 
 impl WalSegmentSize {
@@ -61,6 +62,20 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.parse::<u64>().ok()?.checked_mul(factor)
+}
+
+impl TryFrom<u64> for WalSegmentSize {
+    type Error = Error;
+
+    fn try_from(bytes: u64) -> Result<Self, Error> {
+        Self::new(bytes)
+    }
+}
+
+impl From<WalSegmentSize> for u64 {
+    fn from(size: WalSegmentSize) -> u64 {
+        size.bytes()
+    }
 }
 
 impl std::str::FromStr for WalSegmentSize {

@@ -331,11 +331,7 @@ impl WalRecordReader {
     /// or PostgreSQL version; [`WalReadError::Malformed`] for a record whose
     /// checksum is right but whose layout is not. After an error the reader
     /// reads nothing more.
-    pub fn feed_segment(
-        &mut self,
-        start: Lsn,
-        bytes: &[u8],
-    ) -> crate::Result<Vec<WalRecordEvent>> {
+    pub fn feed_segment(&mut self, start: Lsn, bytes: &[u8]) -> crate::Result<Vec<WalRecordEvent>> {
         Ok(self.feed(start, bytes)?)
     }
 
@@ -1472,7 +1468,9 @@ mod tests {
         let err = reader
             .feed_segment(lsn(SEG), &other.segments()[0].1)
             .unwrap_err();
-        assert!(matches!(err, crate::Error::Wal(WalReadError::ForeignPage { page, .. }) if page == lsn(SEG)));
+        assert!(
+            matches!(err, crate::Error::Wal(WalReadError::ForeignPage { page, .. }) if page == lsn(SEG))
+        );
         assert!(err.to_string().contains("system identifier"), "{err}");
         assert_eq!(
             dr_core::Error::from(err).kind(),
@@ -1500,7 +1498,9 @@ mod tests {
         let (bad, _) = w.record(RM_XACT_ID, 0, 2, &body);
         let mut reader = WalRecordReader::new(segment_size());
         let err = reader.feed_segment(lsn(0), &w.segments()[0].1).unwrap_err();
-        assert!(matches!(err, crate::Error::Wal(WalReadError::Malformed { record, .. }) if record == bad));
+        assert!(
+            matches!(err, crate::Error::Wal(WalReadError::Malformed { record, .. }) if record == bad)
+        );
         assert!(err.to_string().contains(&bad.to_string()), "{err}");
 
         for body in [

@@ -4,12 +4,15 @@
 //! survive kill -9, resuming without gaps or overlaps, a timeline switch
 //! after promotion, refused credentials and clusters.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{WAIT, flushed, lsn};
 use dr_core::{
     ArchiveSink, ArchiveSource, ByteStream, ComponentId, ErrorKind, JournalRecord, JournalSink,
     JournalSource, Lsn, SegmentInfo, SegmentJournal, SegmentName,
@@ -22,6 +25,7 @@ use dr_storage::{
     FsBackend, InitOptions, KdfParams, MemoryBackend, Repository, RepositoryJournals, Secret,
     WriteBackend,
 };
+use dr_testkit::eventually;
 use dr_testkit::{Postgres, PostgresOptions};
 
 const SIZE: dr_postgres::WalSegmentSize = DEFAULT_SEGMENT_SIZE;
@@ -71,27 +75,6 @@ async fn list(repo: &Repository, component: &ComponentId) -> ArchiveListing {
     list_archive(repo, journals.as_ref().map(|j| j as _), component, SIZE)
         .await
         .unwrap()
-}
-
-async fn lsn(client: &tokio_postgres::Client, query: &str) -> Lsn {
-    let text: String = client.query_one(query, &[]).await.unwrap().get(0);
-    text.parse().unwrap()
-}
-
-/// Waits up to 30 s for `check` to return `Some`.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn pg_wal_file(data_dir: &Path, name: &str) -> Vec<u8> {
@@ -199,8 +182,7 @@ async fn segments_and_pieces_match_pg_wal() {
     }
     let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
     let last_full = WalSegment::containing(1, Lsn::new(switched.as_u64() - 1), SIZE);
-    handle
-        .wait_for_flush(last_full.end(SIZE), Duration::from_secs(20))
+    flushed(&handle, last_full.end(SIZE), Duration::from_secs(20))
         .await
         .unwrap();
 
@@ -230,8 +212,7 @@ async fn segments_and_pieces_match_pg_wal() {
         .unwrap();
     let committed = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
     let started = Instant::now();
-    let status = handle
-        .wait_for_flush(committed, Duration::from_secs(10))
+    let status = flushed(&handle, committed, Duration::from_secs(10))
         .await
         .unwrap();
     assert!(
@@ -257,7 +238,7 @@ async fn segments_and_pieces_match_pg_wal() {
     assert!(assembled[end as usize..].iter().all(|&b| b == 0));
 
     // Idle, the lag goes to zero, and the slot holds back only what is not archived.
-    let idle = wait_for("the lag to reach zero", || {
+    let idle = eventually("the lag to reach zero", WAIT, || {
         let status = handle.status();
         std::future::ready(
             (status.lag_bytes() == 0 && status.lag() < Duration::from_secs(1)).then_some(status),
@@ -271,7 +252,7 @@ async fn segments_and_pieces_match_pg_wal() {
         "{idle:?}"
     );
     assert!(!idle.slot_warning);
-    let restart = wait_for("the slot to follow the archive", || async {
+    let restart = eventually("the slot to follow the archive", WAIT, || async {
         let row = control
             .query_one(
                 "SELECT restart_lsn::text, slot_type FROM pg_replication_slots \
@@ -539,8 +520,7 @@ async fn pieces_then_switch(
         .await
         .unwrap();
     let written = lsn(control, "SELECT pg_current_wal_lsn()::text").await;
-    handle
-        .wait_for_flush(written, Duration::from_secs(10))
+    flushed(handle, written, Duration::from_secs(10))
         .await
         .unwrap();
     let switched = lsn(control, "SELECT pg_switch_wal()::text").await;
@@ -562,8 +542,7 @@ async fn a_segment_is_durable_before_it_is_stored_whole() {
     // The flush reaches the segment's end without waiting for its whole
     // store: its last piece made it durable, and it reads back complete.
     let full = pieces_then_switch(&control, &handle).await;
-    handle
-        .wait_for_flush(full.end(SIZE), Duration::from_secs(4))
+    flushed(&handle, full.end(SIZE), Duration::from_secs(4))
         .await
         .unwrap();
     assert!(!stored_whole(&repo, &component, full).await);
@@ -605,12 +584,12 @@ async fn a_failed_whole_segment_store_shows_and_is_stored_again_after_reconnecti
     // The segment is durable in pieces all the same; the failure ends the
     // connection, and the next one stores the segment whole from its pieces.
     let full = pieces_then_switch(&control, &handle).await;
-    handle
-        .wait_for_flush(full.end(SIZE), Duration::from_secs(10))
+    flushed(&handle, full.end(SIZE), Duration::from_secs(10))
         .await
         .unwrap();
-    let status = wait_for(
+    let status = eventually(
         "the segment to be stored whole after the failure",
+        WAIT,
         || async {
             let status = handle.status();
             let failed = status
@@ -667,18 +646,22 @@ async fn synchronous_commits_survive_kill_9_and_a_restart_resumes() {
         .batch_execute("SELECT pg_reload_conf()")
         .await
         .unwrap();
-    wait_for("the archiver to be the synchronous standby", || async {
-        let rows = control
+    eventually(
+        "the archiver to be the synchronous standby",
+        WAIT,
+        || async {
+            let rows = control
             .query(
                 "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'drkit_sync'",
                 &[],
             )
             .await
             .unwrap();
-        rows.first()
-            .is_some_and(|r| r.get::<_, String>(0) == "sync")
-            .then_some(())
-    })
+            rows.first()
+                .is_some_and(|r| r.get::<_, String>(0) == "sync")
+                .then_some(())
+        },
+    )
     .await;
 
     // Each acknowledged commit: its WAL position right after.
@@ -740,8 +723,7 @@ async fn synchronous_commits_survive_kill_9_and_a_restart_resumes() {
         .unwrap();
     let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
     let full = WalSegment::containing(1, Lsn::new(switched.as_u64() - 1), SIZE);
-    let status = handle
-        .wait_for_flush(full.end(SIZE), Duration::from_secs(20))
+    let status = flushed(&handle, full.end(SIZE), Duration::from_secs(20))
         .await
         .unwrap();
     assert!(status.connections >= 1);
@@ -786,8 +768,7 @@ async fn timeline_switches_are_followed_to_a_promoted_replica() {
         .unwrap();
     let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
     let full = WalSegment::containing(1, Lsn::new(switched.as_u64() - 1), SIZE);
-    first
-        .wait_for_flush(full.end(SIZE), Duration::from_secs(20))
+    flushed(&first, full.end(SIZE), Duration::from_secs(20))
         .await
         .unwrap();
     control
@@ -802,7 +783,7 @@ async fn timeline_switches_are_followed_to_a_promoted_replica() {
         .unwrap();
     let primary_end = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
     let standby = replica.connect("postgres").await.unwrap();
-    wait_for("the replica to replay", || async {
+    eventually("the replica to replay", WAIT, || async {
         (lsn(&standby, "SELECT pg_last_wal_replay_lsn()::text").await >= primary_end).then_some(())
     })
     .await;
@@ -820,8 +801,7 @@ async fn timeline_switches_are_followed_to_a_promoted_replica() {
         .unwrap();
     let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
     let full = WalSegment::containing(2, Lsn::new(switched.as_u64() - 1), SIZE);
-    let status = second
-        .wait_for_flush(full.end(SIZE), Duration::from_secs(20))
+    let status = flushed(&second, full.end(SIZE), Duration::from_secs(20))
         .await
         .unwrap();
     assert_eq!(status.timeline, Some(2));
@@ -864,7 +844,7 @@ async fn a_wrong_password_stops_the_archiver() {
         options("drkit_auth"),
     )
     .spawn();
-    wait_for("the archiver to stop", || async {
+    eventually("the archiver to stop", WAIT, || async {
         handle.is_finished().then_some(())
     })
     .await;
@@ -889,14 +869,13 @@ async fn another_cluster_is_refused() {
     let handle = archiver(&one, &repo, &component, options("drkit_one"));
     let control = one.connect("postgres").await.unwrap();
     let now = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
-    handle
-        .wait_for_flush(now, Duration::from_secs(10))
+    flushed(&handle, now, Duration::from_secs(10))
         .await
         .unwrap();
     handle.shutdown().await.unwrap();
 
     let handle = archiver(&other, &repo, &component, options("drkit_one"));
-    wait_for("the archiver to stop", || async {
+    eventually("the archiver to stop", WAIT, || async {
         handle.is_finished().then_some(())
     })
     .await;
@@ -933,8 +912,7 @@ async fn a_multi_host_archiver_reconnects_to_the_promoted_standby() {
         .await
         .unwrap();
     let written = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
-    handle
-        .wait_for_flush(written, Duration::from_secs(10))
+    flushed(&handle, written, Duration::from_secs(10))
         .await
         .unwrap();
     drop(control);
@@ -949,8 +927,7 @@ async fn a_multi_host_archiver_reconnects_to_the_promoted_standby() {
         .unwrap();
     let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
     let full = WalSegment::containing(2, Lsn::new(switched.as_u64() - 1), SIZE);
-    let status = handle
-        .wait_for_flush(full.end(SIZE), Duration::from_secs(20))
+    let status = flushed(&handle, full.end(SIZE), Duration::from_secs(20))
         .await
         .unwrap();
     assert_eq!(status.timeline, Some(2));
@@ -997,7 +974,7 @@ async fn wal_lost_with_the_old_primary_is_not_reported_flushed_on_the_new_timeli
         .unwrap();
     let shared = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
     let standby = replica.connect("postgres").await.unwrap();
-    wait_for("the replica to replay", || async {
+    eventually("the replica to replay", WAIT, || async {
         (lsn(&standby, "SELECT pg_last_wal_replay_lsn()::text").await >= shared).then_some(())
     })
     .await;
@@ -1008,8 +985,7 @@ async fn wal_lost_with_the_old_primary_is_not_reported_flushed_on_the_new_timeli
         .await
         .unwrap();
     let tail = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
-    handle
-        .wait_for_flush(tail, Duration::from_secs(10))
+    flushed(&handle, tail, Duration::from_secs(10))
         .await
         .unwrap();
     drop(control);
@@ -1018,7 +994,7 @@ async fn wal_lost_with_the_old_primary_is_not_reported_flushed_on_the_new_timeli
     primary.kill9();
     replica.restart().await.unwrap();
     replica.promote().await.unwrap();
-    let status = wait_for("the archiver on timeline 2", || {
+    let status = eventually("the archiver on timeline 2", WAIT, || {
         let status = handle.status();
         std::future::ready(
             (status.timeline == Some(2) && status.state == ArchiverState::Streaming)
@@ -1035,26 +1011,26 @@ async fn wal_lost_with_the_old_primary_is_not_reported_flushed_on_the_new_timeli
         .await
         .unwrap();
     let written = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
-    handle
-        .wait_for_flush(written, Duration::from_secs(10))
+    flushed(&handle, written, Duration::from_secs(10))
         .await
         .unwrap();
     // The server hears the flush position with the archiver's next status
     // (none yet, on a connection just opened, under load): wait for one.
-    let (reported, current) = wait_for("the new primary to hear a flush position", || async {
-        let row = control
-            .query_one(
-                "SELECT flush_lsn::text, pg_current_wal_lsn()::text FROM pg_stat_replication \
+    let (reported, current) =
+        eventually("the new primary to hear a flush position", WAIT, || async {
+            let row = control
+                .query_one(
+                    "SELECT flush_lsn::text, pg_current_wal_lsn()::text FROM pg_stat_replication \
                  WHERE application_name = 'drkit_wal'",
-                &[],
-            )
-            .await
-            .unwrap();
-        let reported: Lsn = row.get::<_, Option<String>>(0)?.parse().unwrap();
-        let current: Lsn = row.get::<_, String>(1).parse().unwrap();
-        Some((reported, current))
-    })
-    .await;
+                    &[],
+                )
+                .await
+                .unwrap();
+            let reported: Lsn = row.get::<_, Option<String>>(0)?.parse().unwrap();
+            let current: Lsn = row.get::<_, String>(1).parse().unwrap();
+            Some((reported, current))
+        })
+        .await;
     assert!(
         reported <= current,
         "flush {reported} beyond the server's {current}"
@@ -1116,7 +1092,7 @@ async fn failed_synchronous_piece(repo: Arc<Repository>, faulty: Faulty) {
     ] {
         control.batch_execute(statement).await.unwrap();
     }
-    wait_for("the archiver to be the synchronous standby", || async {
+    eventually("the archiver to be the synchronous standby", WAIT, || async {
         let rows = control
             .query(
                 "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'drkit_sync_faults'",

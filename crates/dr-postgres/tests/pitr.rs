@@ -5,17 +5,20 @@
 //! WAL, and targets the archived WAL does not reach, fail early, leaving the
 //! target directory untouched.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::flushed;
 use dr_core::{
     ArchiveSource, Backup, BackupBase, BackupExt, BackupRequest, ComponentId, ErrorKind,
     JournalSource, Lsn, Objectives, RecoveryTarget, Restore, RestoreRequest, Rpo, Verify,
 };
 use dr_postgres::{
-    ArchiverHandle, ArchiverOptions, BaseBackup, BaseBackupVerifier, DEFAULT_SEGMENT_SIZE, PgCtl,
-    PitrRestore, Tls, WalArchiver, WalRecordEvent, WalRecordReader, WalSegment, fetch_wal,
-    list_archive, verify_base_backup,
+    ArchiverHandle, ArchiverOptions, BaseBackup, BaseBackupDetails, BaseBackupVerifier,
+    DEFAULT_SEGMENT_SIZE, PgCtl, PitrRestore, Tls, WalArchiver, WalRecordEvent, WalRecordReader,
+    WalSegment, fetch_wal, list_archive, verify_base_backup,
 };
 use dr_storage::{
     FsBackend, InitOptions, KdfParams, ReadBackendExt, Repository, RepositoryJournals, Secret,
@@ -199,19 +202,18 @@ async fn restore(
     incident_at: Option<Timestamp>,
 ) -> (Restored, dr_core::RecoveryReport) {
     let restored = Restored::new();
-    let restore = restored
-        .restore()
-        .start_with(restored.pg_ctl(), Duration::from_secs(120));
-    let report = restore
-        .restore(RestoreRequest {
-            snapshots: setup.repo.as_ref(),
-            archive: Some(setup.repo.as_ref()),
-            journals: setup.journals(),
-            target: &target,
-            objectives: objectives(),
-            incident_at,
-        })
+    let restore = restored.restore().start_with(restored.pg_ctl());
+    let restoring = restore.restore(RestoreRequest {
+        snapshots: setup.repo.as_ref(),
+        archive: Some(setup.repo.as_ref()),
+        journals: setup.journals(),
+        target: &target,
+        objectives: objectives(),
+        incident_at,
+    });
+    let report = tokio::time::timeout(Duration::from_secs(120), restoring)
         .await
+        .expect("the restore to finish within 2 minutes")
         .unwrap();
     // Recovery is over: its staged WAL is gone.
     assert!(!restore.staging_dir().exists());
@@ -344,10 +346,13 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 
-    archiver
-        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
-        .await
-        .unwrap();
+    flushed(
+        &archiver,
+        current_lsn(&setup.pg).await,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     let times = commit_times(&setup.pg).await;
     assert_eq!(times.len(), 120);
     let rows = row_xids(&setup.pg).await;
@@ -361,9 +366,7 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
 
     // Three moments after the backup finished, each between two commits.
     let backup_done = report.manifest.recovery_point.at;
-    let start: Lsn = report.manifest.metadata[dr_postgres::meta::START_LSN]
-        .parse()
-        .unwrap();
+    let start: Lsn = BaseBackupDetails::of(&report.manifest).unwrap().start_lsn;
     let ends = transaction_ends(&setup, start).await;
     let candidates: Vec<usize> = (1..times.len())
         .filter(|&i| times[i - 1].1 > backup_done)
@@ -487,10 +490,13 @@ async fn missing_or_damaged_wal_fails_before_the_target_is_touched() {
             .await
             .unwrap();
     }
-    archiver
-        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
-        .await
-        .unwrap();
+    flushed(
+        &archiver,
+        current_lsn(&setup.pg).await,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     archiver.shutdown().await.unwrap();
 
     // Damage one complete segment in the store.
@@ -591,10 +597,13 @@ async fn restores_to_a_named_restore_point_from_the_backup_before_it_and_refuses
     backup.backup_to(setup.repo.as_ref()).await.unwrap();
     write_rows(&setup.pg, 100, 110).await;
     let last_commit = commit_times(&setup.pg).await.last().unwrap().1;
-    archiver
-        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
-        .await
-        .unwrap();
+    flushed(
+        &archiver,
+        current_lsn(&setup.pg).await,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     archiver.shutdown().await.unwrap();
 
     let (kit, _) = restore(
@@ -634,10 +643,13 @@ async fn a_restore_checks_every_file_against_the_servers_backup_manifest() {
         .await
         .unwrap()
         .manifest;
-    archiver
-        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
-        .await
-        .unwrap();
+    flushed(
+        &archiver,
+        current_lsn(&setup.pg).await,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     archiver.shutdown().await.unwrap();
 
     // The same backup stored again with one file's bytes changed in its
@@ -766,10 +778,7 @@ async fn recovers_across_a_timeline_switch() {
     write_rows(&setup.pg, 30, 40).await;
     // Let the replica catch up, then fail over to it.
     let lsn = current_lsn(&setup.pg).await;
-    first
-        .wait_for_flush(lsn, Duration::from_secs(30))
-        .await
-        .unwrap();
+    flushed(&first, lsn, Duration::from_secs(30)).await.unwrap();
     let rc = replica.connect("postgres").await.unwrap();
     for _ in 0..300 {
         let text: String = rc
@@ -795,10 +804,13 @@ async fn recovers_across_a_timeline_switch() {
     )
     .journals(setup.journals.clone())
     .spawn();
-    second
-        .wait_for_flush(current_lsn(&replica).await, Duration::from_secs(30))
-        .await
-        .unwrap();
+    flushed(
+        &second,
+        current_lsn(&replica).await,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     second.shutdown().await.ok();
     let names = setup.repo.segments(&component(), "00000002").await.unwrap();
     assert!(
@@ -845,10 +857,13 @@ async fn forgetting_old_base_backups_removes_only_the_wal_they_alone_needed() {
         .unwrap()
         .manifest;
     write_rows(&setup.pg, 30, 40).await;
-    archiver
-        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
-        .await
-        .unwrap();
+    flushed(
+        &archiver,
+        current_lsn(&setup.pg).await,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     archiver.shutdown().await.unwrap();
 
     setup.repo.forget_snapshots(&[old.id]).await.unwrap();
@@ -861,7 +876,7 @@ async fn forgetting_old_base_backups_removes_only_the_wal_they_alone_needed() {
     .await
     .unwrap();
     assert!(!unneeded.is_empty());
-    let start: Lsn = kept.metadata[dr_postgres::meta::START_LSN].parse().unwrap();
+    let start: Lsn = BaseBackupDetails::of(&kept).unwrap().start_lsn;
     let size = dr_postgres::DEFAULT_SEGMENT_SIZE;
     for name in &unneeded {
         match dr_postgres::ArchivedWal::parse(name.as_str(), size).unwrap() {
@@ -989,10 +1004,13 @@ async fn delta_backups_store_changed_bytes_and_restore_exactly() {
     assert!(check.is_ok(), "{check:?}");
     assert!(check.checked > 100, "{check:?}");
 
-    archiver
-        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
-        .await
-        .unwrap();
+    flushed(
+        &archiver,
+        current_lsn(&setup.pg).await,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     archiver.shutdown().await.unwrap();
     let (kit, _) = restore(&setup, RecoveryTarget::Snapshot(delta.id), None).await;
     assert_eq!(table_digest(&kit.client().await).await, expected);
@@ -1096,20 +1114,21 @@ async fn concurrent_writers_restore_by_wal_order_with_measured_rpo_and_a_checkab
         .await
         .unwrap()
         .manifest;
-    let start: Lsn = taken.metadata[dr_postgres::meta::START_LSN]
-        .parse()
-        .unwrap();
-    let end: Lsn = taken.metadata[dr_postgres::meta::END_LSN].parse().unwrap();
+    let start: Lsn = BaseBackupDetails::of(&taken).unwrap().start_lsn;
+    let end: Lsn = BaseBackupDetails::of(&taken).unwrap().end_lsn;
 
     // Rounds of concurrent writers until a commit lands in the WAL after
     // one with a later commit time (on two cores, it takes a round or two).
     let mut inverted = None;
     for round in 0..30 {
         concurrent_writers(&setup.pg, round * 100_000, 12, 40).await;
-        archiver
-            .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
-            .await
-            .unwrap();
+        flushed(
+            &archiver,
+            current_lsn(&setup.pg).await,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
         let ends = transaction_ends(&setup, start).await;
         if let Some(target) = out_of_order_commit(&ends, end) {
             inverted = Some(target);
@@ -1120,10 +1139,13 @@ async fn concurrent_writers_restore_by_wal_order_with_measured_rpo_and_a_checkab
     let target = inverted.expect("concurrent commits reached the WAL out of time order");
     // One more, so that the archived WAL has a transaction after everything.
     write_rows(&setup.pg, -1, 0).await;
-    archiver
-        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
-        .await
-        .unwrap();
+    flushed(
+        &archiver,
+        current_lsn(&setup.pg).await,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     archiver.shutdown().await.unwrap();
     let rows = row_xids(&setup.pg).await;
     let ends = transaction_ends(&setup, start).await;
@@ -1161,9 +1183,7 @@ async fn concurrent_writers_restore_by_wal_order_with_measured_rpo_and_a_checkab
         panic!("the middle transaction end is an abort: {middle:?}");
     };
     let position = dr_core::Position::Postgres {
-        system_identifier: taken.metadata[dr_postgres::meta::SYSTEM_IDENTIFIER]
-            .parse()
-            .unwrap(),
+        system_identifier: BaseBackupDetails::of(&taken).unwrap().system_identifier,
         timeline: 1,
         lsn: middle.start(),
     };
@@ -1234,28 +1254,32 @@ async fn a_missing_middle_segment_blocks_only_targets_beyond_it_and_damaged_whol
         .await
         .unwrap()
         .manifest;
-    let start: Lsn = taken.metadata[dr_postgres::meta::START_LSN]
-        .parse()
-        .unwrap();
+    let start: Lsn = BaseBackupDetails::of(&taken).unwrap().start_lsn;
     let client = setup.pg.connect("postgres").await.unwrap();
     // Three rounds of writes, each in a segment of its own, stored as
     // pieces before the segment is switched (then whole as well).
     for round in 0..3 {
         write_rows(&setup.pg, round * 100, round * 100 + 10).await;
-        archiver
-            .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
-            .await
-            .unwrap();
+        flushed(
+            &archiver,
+            current_lsn(&setup.pg).await,
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
         client
             .batch_execute("SELECT pg_switch_wal()")
             .await
             .unwrap();
     }
     write_rows(&setup.pg, 1000, 1001).await;
-    archiver
-        .wait_for_flush(current_lsn(&setup.pg).await, Duration::from_secs(30))
-        .await
-        .unwrap();
+    flushed(
+        &archiver,
+        current_lsn(&setup.pg).await,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     archiver.shutdown().await.unwrap();
     let rows = row_xids(&setup.pg).await;
     let ends = transaction_ends(&setup, start).await;

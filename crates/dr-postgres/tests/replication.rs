@@ -3,17 +3,22 @@
 //! commands, a base backup taken apart, WAL streamed and acknowledged, and a
 //! timeline switch followed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::WAIT;
 use dr_core::{ErrorKind, Lsn};
-use dr_postgres::{
-    BaseBackupEvent, BaseBackupOptions, CreateSlotOptions, Error, ReplicationClient, SqlState,
-    StandbyStatus, Tls, WalEvent,
+use dr_postgres::replication::{
+    BaseBackupEvent, BaseBackupOptions, CreateSlotOptions, ReplicationClient, StandbyStatus,
+    WalEvent,
 };
+use dr_postgres::{Error, SqlState, Tls};
+use dr_testkit::eventually;
 use dr_testkit::{Auth, Postgres, PostgresOptions};
 use tokio::io::AsyncReadExt;
 use tokio_postgres::config::SslMode;
@@ -22,22 +27,6 @@ async fn replication(pg: &Postgres) -> ReplicationClient {
     ReplicationClient::connect(&pg.config("postgres"), &Tls::none())
         .await
         .expect("replication connection")
-}
-
-/// Waits up to 30 s for `check` to return `Some`.
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Gives a file or directory the owner of the server's data directory, so
@@ -329,7 +318,7 @@ async fn slots_are_created_read_and_dropped() {
         .get(0);
     assert!(temporary);
     owner.close().await.unwrap();
-    wait_for("the temporary slot to go", || async {
+    eventually("the temporary slot to go", WAIT, || async {
         let n: i64 = control
             .query_one(
                 "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'drkit_temp'",
@@ -563,7 +552,7 @@ async fn dropping_a_base_backup_abandons_it() {
 
     // into_client consumed the stream, closing the connection: the server
     // lets go of the backup and another can start.
-    wait_for("the walsender to go", || async {
+    eventually("the walsender to go", WAIT, || async {
         let n: i64 = control
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'",
@@ -672,7 +661,7 @@ async fn wal_streams_and_status_updates_move_the_slot() {
         .send_status(StandbyStatus::new(received, received, Lsn::ZERO).reply_requested(true))
         .await
         .unwrap();
-    let restart = wait_for("the slot to move", || async {
+    let restart = eventually("the slot to move", WAIT, || async {
         let row = control
             .query_one(
                 "SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = 'drkit_wal'",
@@ -870,7 +859,7 @@ async fn tls_is_negotiated_and_verified() {
     let mut require = pg.config("postgres");
     require.ssl_mode(SslMode::Require);
 
-    let mut client = wait_for("the server to offer TLS", || {
+    let mut client = eventually("the server to offer TLS", WAIT, || {
         let (require, verified) = (require.clone(), verified.clone());
         async move { ReplicationClient::connect(&require, &verified).await.ok() }
     })

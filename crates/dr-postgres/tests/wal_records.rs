@@ -4,8 +4,11 @@
 //! and segment boundaries and a WAL switch, in agreement with `pg_waldump`,
 //! and reading can start at a middle segment.
 
+mod common;
+
 use std::path::Path;
 
+use common::lsn;
 use dr_core::Lsn;
 use dr_postgres::{DEFAULT_SEGMENT_SIZE, WalRecordEvent, WalRecordReader, WalSegment};
 use dr_testkit::{Postgres, PostgresOptions};
@@ -20,11 +23,6 @@ struct Ended {
     xid: u32,
     before: Timestamp,
     after: Timestamp,
-}
-
-async fn lsn(client: &Client, sql: &str) -> Lsn {
-    let text: String = client.query_one(sql, &[]).await.unwrap().get(0);
-    text.parse().unwrap()
 }
 
 /// Runs `sql` in a transaction and ends it with `end` (`COMMIT` or `ROLLBACK`).

@@ -35,6 +35,7 @@ pub(crate) mod process;
 pub(crate) mod redis;
 pub(crate) mod s3;
 pub(crate) mod sweep;
+pub(crate) mod wait;
 
 pub use crate::error::{Error, Result};
 pub use crate::postgres::{Auth, PgBinaries, Postgres, PostgresOptions, RestoreSlot, SUPERUSER};
@@ -42,6 +43,7 @@ pub use crate::process::process_exists;
 pub use crate::redis::{Persistence, Redis, RedisCluster, RedisOptions};
 pub use crate::s3::{MOTO_VENV, S3, S3Options};
 pub use crate::sweep::{SweepReport, leftovers, sweep};
+pub use crate::wait::eventually;
 
 /// The prefix of every temp dir the kit creates, so leftovers can be found.
 pub const TEMP_PREFIX: &str = "drkit-tk-";

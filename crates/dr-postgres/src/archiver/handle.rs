@@ -1,7 +1,5 @@
 //! [`ArchiverHandle`], the caller's side of a running archiver, and the stop signal it holds.
 
-use std::time::Duration;
-
 use dr_core::{Error, ErrorKind, Lsn};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -34,27 +32,20 @@ impl ArchiverHandle {
     }
 
     /// Waits until the WAL up to `lsn` is durable in the archive, and
-    /// returns the status then.
+    /// returns the status then. It waits as long as it takes: bound it with
+    /// `tokio::time::timeout`, which is safe, as dropping the wait changes
+    /// nothing.
     ///
     /// # Errors
-    /// [`Error::Timeout`] after `timeout`; the archiver's error, by kind,
-    /// if it stopped before getting there.
-    pub async fn wait_for_flush(
-        &self,
-        lsn: Lsn,
-        timeout: Duration,
-    ) -> dr_core::Result<ArchiverStatus> {
+    /// The archiver's error, by kind, if it stopped before getting there.
+    pub async fn wait_for_flush(&self, lsn: Lsn) -> dr_core::Result<ArchiverStatus> {
         let mut status = self.status.clone();
-        let reached = status.wait_for(|s| s.flushed >= lsn || s.state == ArchiverState::Stopped);
-        let status = match tokio::time::timeout(timeout, reached).await {
-            Err(_) => {
-                return Err(Error::Timeout {
-                    operation: format!("archiving WAL up to {lsn}"),
-                    after: timeout,
-                });
-            }
-            Ok(Err(_)) => self.status(),
-            Ok(Ok(status)) => status.clone(),
+        let status = match status
+            .wait_for(|s| s.flushed >= lsn || s.state == ArchiverState::Stopped)
+            .await
+        {
+            Err(_) => self.status(),
+            Ok(status) => status.clone(),
         };
         if status.flushed >= lsn {
             return Ok(status);

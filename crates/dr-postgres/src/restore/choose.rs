@@ -1,67 +1,19 @@
 //! Step 1: choosing the base backup that can reach the target.
 
-use std::collections::BTreeMap;
-
 use dr_core::{Lsn, Manifest, Position, RecoveryTarget, SnapshotSource};
 
 use crate::archive::{ArchiveListing, fetch_wal, list_archive};
-use crate::backup::{KIND_LABEL, meta};
+use crate::backup::KIND_LABEL;
+use crate::details::BaseBackupDetails;
 use crate::reach::read_records;
 use crate::wal::{WalSegment, WalSegmentSize};
 use crate::wal_records::{WalRecordEvent, WalRecordReader};
 
 use super::{PitrRestore, Wal};
 
-/// What a base backup snapshot records about itself.
-#[derive(Debug, Clone)]
-pub(super) struct BackupFacts {
-    pub(super) start: Lsn,
-    pub(super) end: Lsn,
-    pub(super) start_timeline: u32,
-    pub(super) system_identifier: u64,
-    pub(super) segment_size: WalSegmentSize,
-    /// Archive name (`<oid>.tar`) → location on the backed-up server.
-    pub(super) tablespaces: BTreeMap<String, String>,
-}
-
-impl BackupFacts {
-    pub(super) fn read(manifest: &Manifest) -> dr_core::Result<Self> {
-        let get = |key: &str| {
-            manifest.metadata.get(key).ok_or_else(|| {
-                dr_core::Error::corrupt(
-                    format!("snapshot {}", manifest.id),
-                    format!("not a base backup: no {key}"),
-                )
-            })
-        };
-        let bad = |key: &str| {
-            dr_core::Error::corrupt(format!("snapshot {}", manifest.id), format!("bad {key}"))
-        };
-        let size: u64 = get(meta::WAL_SEGMENT_SIZE)?
-            .parse()
-            .map_err(|_| bad(meta::WAL_SEGMENT_SIZE))?;
-        Ok(Self {
-            start: get(meta::START_LSN)?.parse()?,
-            end: get(meta::END_LSN)?.parse()?,
-            start_timeline: get(meta::START_TIMELINE)?
-                .parse()
-                .map_err(|_| bad(meta::START_TIMELINE))?,
-            system_identifier: get(meta::SYSTEM_IDENTIFIER)?
-                .parse()
-                .map_err(|_| bad(meta::SYSTEM_IDENTIFIER))?,
-            segment_size: WalSegmentSize::new(size).map_err(|_| bad(meta::WAL_SEGMENT_SIZE))?,
-            tablespaces: serde_json::from_str(get(meta::TABLESPACES)?)
-                .map_err(|_| bad(meta::TABLESPACES))?,
-        })
-    }
-}
-
 impl PitrRestore {
     /// The committed base backups of the component, oldest first.
-    async fn base_backups(
-        &self,
-        source: &dyn SnapshotSource,
-    ) -> dr_core::Result<Vec<Manifest>> {
+    async fn base_backups(&self, source: &dyn SnapshotSource) -> dr_core::Result<Vec<Manifest>> {
         let mut bases: Vec<Manifest> = source
             .snapshots(&self.component)
             .await?
@@ -99,8 +51,8 @@ impl PitrRestore {
             }) => {
                 let mut fitting = Vec::new();
                 for m in bases {
-                    let facts = BackupFacts::read(&m)?;
-                    if facts.system_identifier == *system_identifier && facts.end <= *lsn {
+                    let facts = BaseBackupDetails::of(&m)?;
+                    if facts.system_identifier == *system_identifier && facts.end_lsn <= *lsn {
                         fitting.push(m);
                     }
                 }
@@ -143,15 +95,15 @@ impl PitrRestore {
         let mut first: Option<Lsn> = None;
         let mut read_from: Option<Lsn> = None;
         for base in bases.into_iter().rev() {
-            let facts = BackupFacts::read(&base)?;
+            let facts = BaseBackupDetails::of(&base)?;
             let listing = match listed.take() {
-                Some((size, listing)) if size == facts.segment_size => listing,
+                Some((size, listing)) if size == facts.wal_segment_size => listing,
                 _ => {
                     list_archive(
                         archive.segments,
                         archive.journals,
                         &self.component,
-                        facts.segment_size,
+                        facts.wal_segment_size,
                     )
                     .await?
                 }
@@ -159,11 +111,11 @@ impl PitrRestore {
             let plan = self
                 .plan_wal(archive, &listing, &facts, &RecoveryTarget::Latest)
                 .await?;
-            listed = Some((facts.segment_size, listing));
+            listed = Some((facts.wal_segment_size, listing));
             let segments: Vec<WalSegment> = plan
                 .segments
                 .into_iter()
-                .take_while(|s| read_from.is_none_or(|to| s.start(facts.segment_size) < to))
+                .take_while(|s| read_from.is_none_or(|to| s.start(facts.wal_segment_size) < to))
                 .collect();
             let until = read_from;
             if let Some(found) = self
@@ -172,8 +124,8 @@ impl PitrRestore {
             {
                 first = Some(found);
             }
-            read_from = Some(facts.start);
-            if first.is_some_and(|end| end > facts.end)
+            read_from = Some(facts.start_lsn);
+            if first.is_some_and(|end| end > facts.end_lsn)
                 && let Some((_, listing)) = listed
             {
                 return Ok((base, listing));
@@ -198,12 +150,12 @@ impl PitrRestore {
     async fn first_restore_point(
         &self,
         archive: Wal<'_>,
-        facts: &BackupFacts,
+        facts: &BaseBackupDetails,
         segments: &[WalSegment],
         until: Option<Lsn>,
         name: &str,
     ) -> dr_core::Result<Option<Lsn>> {
-        let size = facts.segment_size;
+        let size = facts.wal_segment_size;
         let mut reader = WalRecordReader::new(size);
         for segment in segments {
             let file = segment.file_name(size);
@@ -226,7 +178,7 @@ impl PitrRestore {
                     ..
                 } = event
                     && found == name
-                    && start >= facts.start
+                    && start >= facts.start_lsn
                     && until.is_none_or(|until| start < until)
                 {
                     return Ok(Some(end));

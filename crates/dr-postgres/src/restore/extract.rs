@@ -10,15 +10,15 @@ use crate::delta::{DELTA_STREAM, DeltaBase, open_archive};
 use crate::tar::{EntryKind, TarReader};
 use crate::verify::ManifestFiles;
 
-use super::choose::BackupFacts;
 use super::{PitrRestore, create_private_dir};
+use crate::details::BaseBackupDetails;
 
 impl PitrRestore {
     pub(super) async fn extract(
         &self,
         source: &dyn SnapshotSource,
         manifest: &Manifest,
-        facts: &BackupFacts,
+        facts: &BaseBackupDetails,
     ) -> dr_core::Result<()> {
         let targets = self.tablespace_targets(facts);
         // Tablespace links point where their archives are extracted.
@@ -242,10 +242,7 @@ async fn read_tar(
 }
 
 /// Queues `op` for a writing thread; fails if the thread stopped.
-async fn send(
-    ops: &tokio::sync::mpsc::Sender<WriteOp>,
-    op: WriteOp,
-) -> dr_core::Result<()> {
+async fn send(ops: &tokio::sync::mpsc::Sender<WriteOp>, op: WriteOp) -> dr_core::Result<()> {
     ops.send(op)
         .await
         .map_err(|_| dr_core::Error::io("writing files", std::io::Error::other("stopped")))

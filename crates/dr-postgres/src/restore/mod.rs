@@ -29,7 +29,6 @@ mod wal;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use dr_core::{
     ArchiveSource, Capabilities, Capability, ComponentId, JournalSource, Operation, RecoveryReport,
@@ -39,10 +38,10 @@ use jiff::Timestamp;
 
 use crate::archive::list_archive;
 
-use self::choose::BackupFacts;
 use self::extract::{chown_tree, sync_filesystems};
 use self::loss::data_loss;
 use self::recovery::wait_for_promotion;
+use crate::details::BaseBackupDetails;
 
 /// Starts PostgreSQL on a restored data directory.
 #[async_trait]
@@ -59,7 +58,6 @@ pub struct PitrRestore {
     tablespaces: BTreeMap<String, PathBuf>,
     owner: Option<(u32, u32)>,
     server: Option<Box<dyn StartServer>>,
-    promote_timeout: Duration,
 }
 
 impl std::fmt::Debug for PitrRestore {
@@ -84,7 +82,6 @@ impl PitrRestore {
             tablespaces: BTreeMap::new(),
             owner: None,
             server: None,
-            promote_timeout: Duration::from_secs(600),
         }
     }
 
@@ -104,12 +101,15 @@ impl PitrRestore {
         self
     }
 
-    /// Starts the server after the restore and waits (up to `timeout`) until
-    /// it has replayed to the target and promoted.
+    /// Starts the server after the restore and waits until it has replayed
+    /// to the target and promoted. A server that stops answering while it
+    /// replays fails the restore at once. How long replay may take is the
+    /// caller's to bound (`tokio::time::timeout` around the restore): if it
+    /// is cancelled while the server replays, the data directory is whole and
+    /// the server is left running.
     #[must_use]
-    pub fn start_with(mut self, server: impl StartServer + 'static, timeout: Duration) -> Self {
+    pub fn start_with(mut self, server: impl StartServer + 'static) -> Self {
         self.server = Some(Box::new(server));
-        self.promote_timeout = timeout;
         self
     }
 }
@@ -176,7 +176,7 @@ impl Restore for PitrRestore {
             }
             target => (self.choose(request.snapshots, target).await?, None),
         };
-        let facts = BackupFacts::read(&manifest)?;
+        let facts = BaseBackupDetails::of(&manifest)?;
         timeline.record_until_now(format!("choose base backup {}", manifest.id), t)?;
 
         let t = Timestamp::now();
@@ -187,7 +187,7 @@ impl Restore for PitrRestore {
                     archive.segments,
                     archive.journals,
                     &self.component,
-                    facts.segment_size,
+                    facts.wal_segment_size,
                 )
                 .await?
             }
@@ -275,7 +275,7 @@ impl Restore for PitrRestore {
 
         let t = Timestamp::now();
         let config = server.start(&self.data_dir).await?;
-        let promoted = wait_for_promotion(&config, self.promote_timeout).await?;
+        let promoted = wait_for_promotion(&config).await?;
         // Recovery is over: the staged WAL is needed no more.
         std::fs::remove_dir_all(&staging).ok();
         timeline.record_until_now("replay WAL and promote", t)?;
@@ -318,7 +318,7 @@ impl PitrRestore {
         self.data_dir.with_file_name(format!(".{name}.drkit-wal"))
     }
 
-    fn tablespace_targets(&self, facts: &BackupFacts) -> BTreeMap<String, PathBuf> {
+    fn tablespace_targets(&self, facts: &BaseBackupDetails) -> BTreeMap<String, PathBuf> {
         facts
             .tablespaces
             .iter()
@@ -334,7 +334,7 @@ impl PitrRestore {
     }
 
     /// The data directory and every tablespace target must be absent or empty.
-    fn check_destinations(&self, facts: &BackupFacts) -> dr_core::Result<()> {
+    fn check_destinations(&self, facts: &BaseBackupDetails) -> dr_core::Result<()> {
         let targets = [self.data_dir.clone(), self.staging_dir()]
             .into_iter()
             .chain(self.tablespace_targets(facts).into_values());

@@ -66,25 +66,38 @@ pub(super) struct Promoted {
     pub(super) replayed: Option<Lsn>,
 }
 
-/// Polls the restored server until it has left recovery.
+/// How many connection attempts in a row may fail, a poll apart, before a
+/// restored server that answered once is taken for stopped.
+const UNANSWERED_POLLS: u32 = 5;
+/// How often the restored server is asked whether it has promoted.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// Polls the restored server until it has left recovery. The server's own
+/// refusals while it starts (`the database system is starting up`) are
+/// waited out; a server that cannot be reached [`UNANSWERED_POLLS`] times in
+/// a row has stopped, and the last error says how.
 pub(super) async fn wait_for_promotion(
     config: &tokio_postgres::Config,
-    timeout: Duration,
 ) -> dr_core::Result<Promoted> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let mut unanswered = 0;
     loop {
-        let last_error = match query_promotion(config).await {
+        match query_promotion(config).await {
             Ok(Some(promoted)) => return Ok(promoted),
-            Ok(None) => "it was still recovering".to_owned(),
-            Err(e) => e.to_string(),
-        };
-        if tokio::time::Instant::now() >= deadline {
-            return Err(dr_core::Error::Timeout {
-                operation: format!("waiting for the restored server to promote ({last_error})"),
-                after: timeout,
-            });
+            Ok(None) => unanswered = 0,
+            Err(e) if e.as_db_error().is_some() => unanswered = 0,
+            Err(e) => {
+                unanswered += 1;
+                if unanswered >= UNANSWERED_POLLS {
+                    return Err(dr_core::Error::other(
+                        dr_core::ErrorKind::Unavailable,
+                        "the restored server stopped answering while it replayed WAL \
+                         (its log says why)",
+                        e,
+                    ));
+                }
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(POLL_EVERY).await;
     }
 }
 

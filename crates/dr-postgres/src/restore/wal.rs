@@ -12,8 +12,8 @@ use crate::reach::TargetReach;
 use crate::replication::TimelineHistory;
 use crate::wal::{TimelinePath, WalSegment, WalSegmentSize, history_file_name};
 
-use super::choose::BackupFacts;
 use super::{PitrRestore, Wal, create_private_dir};
+use crate::details::BaseBackupDetails;
 
 /// The WAL a restore needs, as checked in the archive.
 #[derive(Debug, Clone)]
@@ -45,10 +45,10 @@ impl PitrRestore {
         &self,
         archive: Wal<'_>,
         listing: &ArchiveListing,
-        facts: &BackupFacts,
+        facts: &BaseBackupDetails,
         target: &RecoveryTarget,
     ) -> dr_core::Result<WalPlan> {
-        let size = facts.segment_size;
+        let size = facts.wal_segment_size;
         let wanted_timeline = match target {
             RecoveryTarget::Position(Position::Postgres { timeline, .. }) => Some(*timeline),
             _ => None,
@@ -66,7 +66,8 @@ impl PitrRestore {
 
         // Walk from the backup's start segment along the path while the
         // archive has each segment; a partial one is the end of the WAL.
-        let first = WalSegment::containing(path.timeline_at(facts.start), facts.start, size);
+        let first =
+            WalSegment::containing(path.timeline_at(facts.start_lsn), facts.start_lsn, size);
         let limit = match target {
             RecoveryTarget::Position(Position::Postgres { lsn, .. }) => Some(*lsn),
             _ => None,
@@ -104,11 +105,11 @@ impl PitrRestore {
                  base backup's start {} ends at {reached})",
                 segment.file_name(size),
                 self.component,
-                facts.start
+                facts.start_lsn
             ))
         };
-        if reached <= facts.end {
-            return Err(missing(reached.max(facts.start)));
+        if reached <= facts.end_lsn {
+            return Err(missing(reached.max(facts.start_lsn)));
         }
         if limit.is_some_and(|l| reached <= l) {
             return Err(missing(reached));
@@ -136,7 +137,7 @@ impl PitrRestore {
         &self,
         archive: Wal<'_>,
         listing: &ArchiveListing,
-        facts: &BackupFacts,
+        facts: &BaseBackupDetails,
         wanted: Option<u32>,
     ) -> dr_core::Result<TimelinePath> {
         let newest = wanted.unwrap_or_else(|| {
@@ -157,7 +158,7 @@ impl PitrRestore {
             archive.journals,
             &self.component,
             &name,
-            facts.segment_size,
+            facts.wal_segment_size,
         )
         .await?
         .ok_or_else(|| {
@@ -171,12 +172,12 @@ impl PitrRestore {
             content,
         };
         let path = TimelinePath::from_history(&history)?;
-        if path.timeline_at(facts.start) != facts.start_timeline {
+        if path.timeline_at(facts.start_lsn) != facts.start_timeline {
             return Err(dr_core::Error::invalid(
                 "recovery target",
                 format!(
                     "timeline {newest} did not descend from the base backup's timeline {} at {}",
-                    facts.start_timeline, facts.start
+                    facts.start_timeline, facts.start_lsn
                 ),
             ));
         }
@@ -196,13 +197,13 @@ impl PitrRestore {
     pub(super) async fn stage_wal(
         &self,
         archive: Wal<'_>,
-        facts: &BackupFacts,
+        facts: &BaseBackupDetails,
         plan: &WalPlan,
         target: &RecoveryTarget,
         dir: &Path,
     ) -> dr_core::Result<StagedWal> {
         create_private_dir(dir)?;
-        let size = facts.segment_size;
+        let size = facts.wal_segment_size;
         let names: Vec<(String, Option<Lsn>)> = plan
             .histories
             .iter()
@@ -213,7 +214,7 @@ impl PitrRestore {
                     .map(|s| (s.file_name(size), Some(s.start(size)))),
             )
             .collect();
-        let mut reach = TargetReach::for_target(target, facts.end, size);
+        let mut reach = TargetReach::for_target(target, facts.end_lsn, size);
         let mut staged = StagedWal {
             segments: 0,
             read_from_pieces: Vec::new(),
@@ -270,7 +271,7 @@ impl PitrRestore {
                         segment.file_name(size),
                         self.component,
                         reach.target_time(),
-                        facts.start,
+                        facts.start_lsn,
                     )));
                 }
                 (verdict, _) => {

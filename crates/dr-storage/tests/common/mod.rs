@@ -3,9 +3,7 @@
 //! a condition. Each test file uses part of it.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dr_core::{
     ComponentId, Manifest, RecoveryPoint, SnapshotCommit, SnapshotId, StreamCheck, StreamName,
@@ -132,23 +130,6 @@ pub(crate) async fn stored_bytes(backend: &dyn WriteBackend, prefix: &str) -> u6
         .iter()
         .map(|o| o.size)
         .sum()
-}
-
-/// Polls `condition` every 100 ms until it holds; fails naming `what` after
-/// `timeout` (which only turns a hang into a clear failure).
-pub(crate) async fn eventually<F, Fut>(what: &str, timeout: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {timeout:?} for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The bucket of a test S3 server, under `prefix` (empty for none).
