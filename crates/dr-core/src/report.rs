@@ -109,6 +109,17 @@ impl Timeline {
         self.record(name, started_at, Timestamp::now())
     }
 
+    /// Records something that happened now and took no time (a warning, a
+    /// fallback taken) as a step of no duration, so that it shows in its
+    /// place among the steps.
+    ///
+    /// # Errors
+    /// As [`Timeline::record`].
+    pub fn mark(&mut self, name: impl Into<String>) -> Result<&Step> {
+        let now = Timestamp::now();
+        self.record(name, now, now)
+    }
+
     /// Runs `work` and records it as the step `name`, from when it began to
     /// when it ended. A step that fails is not recorded: its error is returned.
     ///

@@ -468,7 +468,8 @@ mod tests {
         m.metadata = commit.metadata;
         assert_eq!(m.details::<Dump>().unwrap(), Some(dump));
 
-        m.metadata.insert(Dump::KEY.into(), r#"{"taken_at":"1/28"}"#.into());
+        m.metadata
+            .insert(Dump::KEY.into(), r#"{"taken_at":"1/28"}"#.into());
         let err = m.details::<Dump>().unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Corrupt);
         assert!(err.to_string().contains("test.dump"), "{err}");

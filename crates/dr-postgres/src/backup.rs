@@ -9,9 +9,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
@@ -22,11 +21,13 @@ use dr_core::{
 };
 use jiff::Timestamp;
 
+use crate::chunks::{ChannelReader, Piece};
 use crate::delta::{DELTA_STREAM, DeltaFiles, store_delta};
 use crate::details::BaseBackupDetails;
 use crate::error::Error;
 use crate::replication::{
-    BaseBackupEvent, BaseBackupOptions, BaseBackupStream, ManifestChecksums, ReplicationClient, Tls,
+    BaseBackupEvent, BaseBackupOptions, BaseBackupStream, ManifestChecksums, ReplicationClient,
+    SystemIdentity, Tls,
 };
 use crate::verify::archived_files;
 use crate::wal::WalSegmentSize;
@@ -201,44 +202,50 @@ impl Backup for BaseBackup {
     }
 
     async fn backup(&self, request: BackupRequest<'_>) -> dr_core::Result<BackupReport> {
-        let sink = request.sink;
         let mut timeline = Timeline::start_now();
-        let t = Timestamp::now();
-        let mut client = ReplicationClient::connect(&self.config, &self.tls).await?;
-        let identity = client.identify_system().await?;
-        let segment_size = client.wal_segment_size().await?;
-        let version = client.server_version().unwrap_or("unknown").to_owned();
-        let full = self.full_backup(request.base, identity.system_id).await?;
-        timeline.record_until_now("connect", t)?;
+        let Connected {
+            client,
+            identity,
+            segment_size,
+            version,
+            full,
+        } = timeline.step("connect", self.connect(request.base)).await?;
 
-        let t = Timestamp::now();
         let options = BaseBackupOptions::new(&self.label)
             .fast_checkpoint(self.fast_checkpoint)
             .manifest(Some(self.checksums))
             .max_rate_kbps(self.max_rate_kbps);
         let addr = client.addr().to_owned();
-        let stream = client.base_backup(&options).await?;
-        timeline.record_until_now("checkpoint", t)?;
+        let stream = timeline
+            .step("checkpoint", async {
+                Ok::<_, dr_core::Error>(client.base_backup(&options).await?)
+            })
+            .await?;
 
-        let t = Timestamp::now();
-        let mut writer = sink.begin(&self.component, t).await?;
         let (start_lsn, start_timeline) = (stream.start_lsn(), stream.timeline());
         let mut events = ReadAhead::spawn(stream);
-        let streamed = stream_archives(&mut events, writer.as_mut(), &addr, full.as_ref()).await;
-        let (end, end_timeline, tablespaces) = match streamed {
-            Ok(done) => done,
-            Err(e) => {
-                writer.abort().await.ok();
-                return Err(e);
-            }
-        };
-        timeline.record_until_now("stream archives", t)?;
+        let (writer, (end_lsn, end_timeline, tablespaces)) = timeline
+            .step("stream archives", async {
+                let mut writer = request
+                    .sink
+                    .begin(&self.component, Timestamp::now())
+                    .await?;
+                let streamed =
+                    stream_archives(&mut events, writer.as_mut(), &addr, full.as_ref()).await;
+                match streamed {
+                    Ok(done) => Ok((writer, done)),
+                    Err(e) => {
+                        writer.abort().await.ok();
+                        Err(e)
+                    }
+                }
+            })
+            .await?;
 
-        let t = Timestamp::now();
         let point = RecoveryPoint::new(Timestamp::now()).with_position(Position::Postgres {
             system_identifier: identity.system_id,
             timeline: end_timeline,
-            lsn: end,
+            lsn: end_lsn,
         });
         let mut commit = SnapshotCommit::new(point);
         for (key, value) in &request.labels {
@@ -249,10 +256,10 @@ impl Backup for BaseBackup {
             .details(&BaseBackupDetails {
                 start_lsn,
                 start_timeline,
-                end_lsn: end,
+                end_lsn,
                 end_timeline,
                 system_identifier: identity.system_id,
-                wal_segment_size: WalSegmentSize::new(segment_size)?,
+                wal_segment_size: segment_size,
                 server_version: version,
                 tablespaces,
             })?;
@@ -260,12 +267,40 @@ impl Backup for BaseBackup {
             Some(full) => commit.depends_on(full.manifest.id),
             None => commit,
         };
-        let manifest = writer.commit(commit).await?;
-        timeline.record_until_now("commit", t)?;
+        let manifest = timeline.step("commit", writer.commit(commit)).await?;
         if let Some(stream) = events.finish().await {
             stream.into_client().await?.close().await.ok();
         }
         Ok(BackupReport { manifest, timeline })
+    }
+}
+
+/// A replication connection, with what a backup needs to know first.
+struct Connected<'a> {
+    client: ReplicationClient,
+    identity: SystemIdentity,
+    segment_size: WalSegmentSize,
+    version: String,
+    /// The full backup a delta is stored against.
+    full: Option<Full<'a>>,
+}
+
+impl BaseBackup {
+    /// Connects, identifies the cluster and finds the full backup `base`
+    /// names, checking it is of this cluster.
+    async fn connect<'a>(&self, base: Option<BackupBase<'a>>) -> dr_core::Result<Connected<'a>> {
+        let mut client = ReplicationClient::connect(&self.config, &self.tls).await?;
+        let identity = client.identify_system().await?;
+        let segment_size = WalSegmentSize::new(client.wal_segment_size().await?)?;
+        let version = client.server_version().unwrap_or("unknown").to_owned();
+        let full = self.full_backup(base, identity.system_id).await?;
+        Ok(Connected {
+            client,
+            identity,
+            segment_size,
+            version,
+            full,
+        })
     }
 }
 
@@ -346,13 +381,9 @@ async fn stream_archives(
 /// the server stopped sending whenever the backup paused to cut, hash or
 /// wait for a pack upload: its socket buffer holds a few messages only.
 struct ReadAhead {
-    rx: mpsc::Receiver<crate::error::Result<BaseBackupEvent>>,
+    reader: ChannelReader<crate::error::Result<BaseBackupEvent>>,
     /// Hands the stream back once it ended.
     pump: Option<tokio::task::JoinHandle<Option<BaseBackupStream>>>,
-    /// The rest of the `Data` being read.
-    leftover: Bytes,
-    /// A non-`Data` event that ended a reader, for the next `next`.
-    pending: Option<BaseBackupEvent>,
 }
 
 /// Messages read ahead: the server sends `Data` of 32 KiB, so about 16 MiB.
@@ -378,20 +409,14 @@ impl ReadAhead {
             }
         });
         Self {
-            rx,
+            reader: ChannelReader::new(rx, archive_content),
             pump: Some(pump),
-            leftover: Bytes::new(),
-            pending: None,
         }
     }
 
     /// The next event (after what a reader left); `None` once the stream ended.
     async fn next(&mut self) -> crate::error::Result<Option<BaseBackupEvent>> {
-        if let Some(event) = self.pending.take() {
-            return Ok(Some(event));
-        }
-        self.leftover = Bytes::new();
-        self.rx.recv().await.transpose()
+        self.reader.next_item().await.transpose()
     }
 }
 
@@ -418,23 +443,18 @@ impl AsyncRead for ReadAhead {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if !this.leftover.is_empty() {
-                let n = buf.remaining().min(this.leftover.len());
-                buf.put_slice(&this.leftover.split_to(n));
-                return Poll::Ready(Ok(()));
-            }
-            if this.pending.is_some() || buf.remaining() == 0 {
-                return Poll::Ready(Ok(()));
-            }
-            match ready!(this.rx.poll_recv(cx)) {
-                Some(Ok(BaseBackupEvent::Data(data))) => this.leftover = data,
-                Some(Ok(BaseBackupEvent::Progress { .. })) => {}
-                Some(Ok(event)) => this.pending = Some(event),
-                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
-                None => return Poll::Ready(Ok(())),
-            }
-        }
+        Pin::new(&mut self.get_mut().reader).poll_read(cx, buf)
+    }
+}
+
+/// An archive's content is its `Data`; any other event but progress ends it.
+fn archive_content(
+    event: crate::error::Result<BaseBackupEvent>,
+) -> Piece<crate::error::Result<BaseBackupEvent>> {
+    match event {
+        Ok(BaseBackupEvent::Data(data)) => Piece::Bytes(data),
+        Ok(BaseBackupEvent::Progress { .. }) => Piece::Skip,
+        Ok(event) => Piece::Stop(Ok(event)),
+        Err(e) => Piece::Fail(io::Error::other(e)),
     }
 }

@@ -24,17 +24,16 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use dr_core::{
     ByteStream, ErrorKind, Manifest, SnapshotSource, SnapshotSourceExt, SnapshotWriter,
     StreamCheck, StreamLayout, StreamName,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
+use crate::chunks::{ChannelReader, Piece};
 use crate::tar::{BLOCK, EntryKind, TarReader, parse_header};
 
 /// The stream of a delta backup that records, for each archive, the files
@@ -266,7 +265,7 @@ fn transformed<'a>(
     pairing: Pairing,
 ) -> (
     impl Future<Output = io::Result<Vec<String>>> + 'a,
-    ChannelReader,
+    ChannelReader<io::Result<Bytes>>,
 ) {
     let (tx, rx) = mpsc::channel(4);
     let transform = async move {
@@ -278,7 +277,7 @@ fn transformed<'a>(
         }
         done
     };
-    (transform, ChannelReader::new(rx))
+    (transform, ChannelReader::new(rx, bytes_or_failure))
 }
 
 /// Stores the archive `input` as stream `name` of `writer`, with every file
@@ -318,7 +317,7 @@ fn restore_delta(
     base: ByteStream,
     files: Vec<String>,
     what: String,
-) -> ChannelReader {
+) -> ChannelReader<io::Result<Bytes>> {
     let (transform, reader) = transformed(stored, base, what, Pairing::decode(files));
     tokio::spawn(transform);
     reader
@@ -421,38 +420,11 @@ pub(crate) async fn open_archive(
     )))
 }
 
-/// Reads what a transform sends; an error it sends ends the stream in that error.
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl ChannelReader {
-    fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
-        Self {
-            rx,
-            current: Bytes::new(),
-        }
-    }
-}
-
-impl AsyncRead for ChannelReader {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        while this.current.is_empty() {
-            match ready!(this.rx.poll_recv(cx)) {
-                Some(Ok(bytes)) => this.current = bytes,
-                Some(Err(e)) => return Poll::Ready(Err(e)),
-                None => return Poll::Ready(Ok(())),
-            }
-        }
-        let n = buf.remaining().min(this.current.len());
-        buf.put_slice(&this.current.split_to(n));
-        Poll::Ready(Ok(()))
+/// A transform sends its output, or the error that ended it.
+fn bytes_or_failure(item: io::Result<Bytes>) -> Piece<io::Result<Bytes>> {
+    match item {
+        Ok(bytes) => Piece::Bytes(bytes),
+        Err(e) => Piece::Fail(e),
     }
 }
 

@@ -85,6 +85,7 @@
 mod archive;
 mod archiver;
 mod backup;
+mod chunks;
 mod delta;
 mod details;
 mod error;

@@ -31,17 +31,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use dr_core::{
-    ArchiveSource, Capabilities, Capability, ComponentId, JournalSource, Operation, RecoveryReport,
-    RecoveryTarget, Restore, RestoreRequest, Timeline, async_trait,
+    ArchiveSource, Capabilities, Capability, ComponentId, JournalSource, Manifest, Operation,
+    RecoveryReport, RecoveryTarget, Restore, RestoreRequest, SnapshotSource, Timeline, async_trait,
 };
-use jiff::Timestamp;
 
-use crate::archive::list_archive;
+use crate::archive::{ArchiveListing, list_archive};
+use crate::details::BaseBackupDetails;
 
 use self::extract::{chown_tree, sync_filesystems};
 use self::loss::data_loss;
 use self::recovery::wait_for_promotion;
-use crate::details::BaseBackupDetails;
+use self::wal::WalPlan;
 
 /// Starts PostgreSQL on a restored data directory.
 #[async_trait]
@@ -147,7 +147,6 @@ impl Restore for PitrRestore {
             journals: request.journals,
         };
 
-        let t = Timestamp::now();
         // Read before the archive is listed: what it covers is then listed.
         // Only the latest point needs it; a damaged record costs only the
         // measurement, and says so.
@@ -156,129 +155,117 @@ impl Restore for PitrRestore {
                 match archive.segments.coverage(&self.component).await {
                     Ok(coverage) => coverage,
                     Err(e) => {
-                        timeline.record_until_now(
-                            format!("warning: the archive's coverage record is unreadable ({e}); the data lost is bounded from the last transaction"),
-                            t,
-                        )?;
+                        timeline.mark(format!(
+                            "warning: the archive's coverage record is unreadable ({e}); \
+                             the data lost is bounded from the last transaction"
+                        ))?;
                         None
                     }
                 }
             }
             _ => None,
         };
-        // Choosing for a restore point reads the archive's listing already.
-        let (manifest, listed) = match request.target {
-            RecoveryTarget::RestorePoint(name) => {
-                let (manifest, listing) = self
-                    .choose_for_restore_point(request.snapshots, archive, name)
-                    .await?;
-                (manifest, Some(listing))
-            }
-            target => (self.choose(request.snapshots, target).await?, None),
-        };
-        let facts = BaseBackupDetails::of(&manifest)?;
-        timeline.record_until_now(format!("choose base backup {}", manifest.id), t)?;
-
-        let t = Timestamp::now();
-        let listing = match listed {
-            Some(listing) => listing,
-            None => {
-                list_archive(
-                    archive.segments,
-                    archive.journals,
-                    &self.component,
-                    facts.wal_segment_size,
-                )
-                .await?
-            }
-        };
-        let plan = self
-            .plan_wal(archive, &listing, &facts, request.target)
+        let (manifest, listed) = timeline
+            .step_named(
+                self.choose_base(request.snapshots, archive, request.target),
+                |(manifest, _)| format!("choose base backup {}", manifest.id),
+            )
             .await?;
-        self.check_destinations(&facts)?;
-        timeline.record_until_now(format!("check WAL ({} segments)", plan.segments.len()), t)?;
+        let facts = BaseBackupDetails::of(&manifest)?;
+
+        let plan = timeline
+            .step_named(
+                async {
+                    let listing = match listed {
+                        Some(listing) => listing,
+                        None => {
+                            list_archive(
+                                archive.segments,
+                                archive.journals,
+                                &self.component,
+                                facts.wal_segment_size,
+                            )
+                            .await?
+                        }
+                    };
+                    let plan = self
+                        .plan_wal(archive, &listing, &facts, request.target)
+                        .await?;
+                    self.check_destinations(&facts)?;
+                    Ok::<_, dr_core::Error>(plan)
+                },
+                |plan| format!("check WAL ({} segments)", plan.segments.len()),
+            )
+            .await?;
 
         // The WAL first, beside the target: a damaged segment fails the
         // restore before the target directory is touched.
-        let t = Timestamp::now();
         let staging = self.staging_dir();
-        let staged = match self
-            .stage_wal(archive, &facts, &plan, request.target, &staging)
-            .await
-        {
-            Ok(staged) => staged,
-            Err(e) => {
-                std::fs::remove_dir_all(&staging).ok();
-                return Err(e);
-            }
-        };
-        timeline.record_until_now(
-            format!("fetch and check WAL ({} segments)", staged.segments),
-            t,
-        )?;
+        let staged = timeline
+            .step_named(
+                async {
+                    let staged = self
+                        .stage_wal(archive, &facts, &plan, request.target, &staging)
+                        .await;
+                    if staged.is_err() {
+                        std::fs::remove_dir_all(&staging).ok();
+                    }
+                    staged
+                },
+                |staged| format!("fetch and check WAL ({} segments)", staged.segments),
+            )
+            .await?;
         for (name, why) in &staged.read_from_pieces {
-            let now = Timestamp::now();
-            timeline.record(
-                format!(
-                    "warning: WAL segment {name}'s whole object is unreadable ({why}); \
-                     its pieces, which hold the same bytes, were used"
-                ),
-                now,
-                now,
-            )?;
+            timeline.mark(format!(
+                "warning: WAL segment {name}'s whole object is unreadable ({why}); \
+                 its pieces, which hold the same bytes, were used"
+            ))?;
         }
 
-        let t = Timestamp::now();
-        if let Err(e) = self.extract(request.snapshots, &manifest, &facts).await {
-            // Leave nothing half-restored: the destinations were empty.
-            std::fs::remove_dir_all(&staging).ok();
-            std::fs::remove_dir_all(&self.data_dir).ok();
-            for dir in self.tablespace_targets(&facts).into_values() {
-                std::fs::remove_dir_all(dir).ok();
-            }
-            return Err(e);
-        }
-        timeline.record_until_now("extract base backup", t)?;
+        timeline
+            .step("extract base backup", async {
+                let extracted = self.extract(request.snapshots, &manifest, &facts).await;
+                if extracted.is_err() {
+                    // Leave nothing half-restored: the destinations were empty.
+                    std::fs::remove_dir_all(&staging).ok();
+                    std::fs::remove_dir_all(&self.data_dir).ok();
+                    for dir in self.tablespace_targets(&facts).into_values() {
+                        std::fs::remove_dir_all(dir).ok();
+                    }
+                }
+                extracted
+            })
+            .await?;
 
-        let t = Timestamp::now();
-        self.write_recovery_settings(request.target, &plan)?;
-        let dirs: Vec<PathBuf> = [self.data_dir.clone(), staging.clone()]
-            .into_iter()
-            .chain(self.tablespace_targets(&facts).into_values())
-            .collect();
-        let owner = self.owner;
-        tokio::task::spawn_blocking(move || {
-            if let Some((uid, gid)) = owner {
-                dirs.iter()
-                    .try_for_each(|d| chown_tree(d, uid, gid))
-                    .map_err(|e| dr_core::Error::io("changing owners", e))?;
-            }
-            // Durable before anything reports it restored or starts on it.
-            sync_filesystems(&dirs)
-        })
-        .await
-        .map_err(|e| dr_core::Error::io("finishing the restore", std::io::Error::other(e)))??;
-        timeline.record_until_now("recovery settings and sync to disk", t)?;
+        timeline
+            .step(
+                "recovery settings and sync to disk",
+                self.finish_files(request.target, &plan, &facts, &staging),
+            )
+            .await?;
 
-        let mut report = RecoveryReport::new(
-            self.component.clone(),
-            Operation::Restore,
-            request.objectives,
-            timeline.clone(),
-        );
         let Some(server) = &self.server else {
+            let mut report = RecoveryReport::new(
+                self.component.clone(),
+                Operation::Restore,
+                request.objectives,
+                timeline,
+            );
             if let Some(at) = request.incident_at {
                 report = report.with_incident_at(at);
             }
             return Ok(report);
         };
 
-        let t = Timestamp::now();
-        let config = server.start(&self.data_dir).await?;
-        let promoted = wait_for_promotion(&config).await?;
-        // Recovery is over: the staged WAL is needed no more.
-        std::fs::remove_dir_all(&staging).ok();
-        timeline.record_until_now("replay WAL and promote", t)?;
+        let promoted = timeline
+            .step("replay WAL and promote", async {
+                let config = server.start(&self.data_dir).await?;
+                let promoted = wait_for_promotion(&config).await?;
+                // Recovery is over: the staged WAL is needed no more.
+                std::fs::remove_dir_all(&staging).ok();
+                Ok::<_, dr_core::Error>(promoted)
+            })
+            .await?;
 
         let mut report = RecoveryReport::new(
             self.component.clone(),
@@ -296,6 +283,55 @@ impl Restore for PitrRestore {
             &promoted,
             coverage.as_ref(),
         ))
+    }
+}
+
+impl PitrRestore {
+    /// Chooses the base backup for `target`, with the archive's listing
+    /// when choosing read it already (for a restore point).
+    async fn choose_base(
+        &self,
+        snapshots: &dyn SnapshotSource,
+        archive: Wal<'_>,
+        target: &RecoveryTarget,
+    ) -> dr_core::Result<(Manifest, Option<ArchiveListing>)> {
+        Ok(match target {
+            RecoveryTarget::RestorePoint(name) => {
+                let (manifest, listing) = self
+                    .choose_for_restore_point(snapshots, archive, name)
+                    .await?;
+                (manifest, Some(listing))
+            }
+            target => (self.choose(snapshots, target).await?, None),
+        })
+    }
+
+    /// Writes the recovery settings, gives the files their owner and makes
+    /// everything durable, before anything reports it restored or starts
+    /// on it.
+    async fn finish_files(
+        &self,
+        target: &RecoveryTarget,
+        plan: &WalPlan,
+        facts: &BaseBackupDetails,
+        staging: &Path,
+    ) -> dr_core::Result<()> {
+        self.write_recovery_settings(target, plan)?;
+        let dirs: Vec<PathBuf> = [self.data_dir.clone(), staging.to_owned()]
+            .into_iter()
+            .chain(self.tablespace_targets(facts).into_values())
+            .collect();
+        let owner = self.owner;
+        tokio::task::spawn_blocking(move || {
+            if let Some((uid, gid)) = owner {
+                dirs.iter()
+                    .try_for_each(|d| chown_tree(d, uid, gid))
+                    .map_err(|e| dr_core::Error::io("changing owners", e))?;
+            }
+            sync_filesystems(&dirs)
+        })
+        .await
+        .map_err(|e| dr_core::Error::io("finishing the restore", std::io::Error::other(e)))?
     }
 }
 
