@@ -186,14 +186,12 @@ async fn restore(
         restore = restore.owner(uid, gid);
     }
     let journals = repo.segment_journals();
-    let restoring = restore.restore(RestoreRequest {
-        snapshots: repo,
-        archive: Some(repo),
-        journals: journals.as_ref().map(|j| j as &dyn JournalSource),
-        target: &target,
-        objectives,
-        incident_at: incident,
-    });
+    let mut request = RestoreRequest::new(repo, &target, objectives).archive(repo);
+    if let Some(journals) = &journals {
+        request = request.journals(journals);
+    }
+    request.incident_at = incident;
+    let restoring = restore.restore(request);
     let report = tokio::time::timeout(RESTORE_WITHIN, restoring)
         .await
         .map_err(|_| format!("the restore did not finish within {RESTORE_WITHIN:?}"))??;

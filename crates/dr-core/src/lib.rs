@@ -10,14 +10,15 @@
 //!   [`ReplicationId`] and offset).
 //! - **The snapshot model**: [`SnapshotSink`] / [`SnapshotWriter`] /
 //!   [`SnapshotSource`] for snapshots of named byte streams committed by a
-//!   [`Manifest`], and [`ArchiveSink`] / [`ArchiveSource`] for continuous
+//!   [`Manifest`] (with each kind's typed [`SnapshotDetails`]), and [`ArchiveSink`] / [`ArchiveSource`] for continuous
 //!   segments such as WAL. Storage crates implement them; system crates write to them.
 //!   A store that can append in place also offers [`JournalSink`] /
 //!   [`JournalSource`]: segment journals, a segment's in-progress form.
 //! - **Operations**: the [`Backup`], [`Restore`] and [`Failover`] traits, their
 //!   optional [`Capabilities`], and the [`RecoveryReport`] every restore and
 //!   failover returns: a [`Timeline`] of steps, the achieved RTO and RPO, and an
-//!   [`Assessment`] against the objectives.
+//!   [`Assessment`] against the objectives. Requests carry an optional
+//!   [`ProgressSink`] that long operations report [`Progress`] to.
 //! - **Failover** as a typed sequence: [`Failover::assess`] gives a
 //!   [`ClusterAssessment`], [`Failover::plan`] a [`FailoverPlan`] (a dry run
 //!   is this step alone: [`dry_run`]), and [`execute`] runs it between the
@@ -71,6 +72,7 @@ pub(crate) mod journal;
 pub(crate) mod objectives;
 pub(crate) mod ops;
 pub(crate) mod point;
+pub(crate) mod progress;
 pub(crate) mod report;
 pub(crate) mod retention;
 pub(crate) mod snapshot;
@@ -90,6 +92,7 @@ pub use crate::ops::{
     Problem, RecoveryTarget, Restore, RestoreRequest, VerificationReport, Verify,
 };
 pub use crate::point::{Lsn, Position, RecoveryPoint, ReplicationId};
+pub use crate::progress::{Progress, ProgressSink};
 pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};
 pub use crate::retention::{Candidate, Decision, KeepReason, RetentionPolicy};
 pub use crate::snapshot::{

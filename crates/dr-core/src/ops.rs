@@ -12,6 +12,7 @@ use crate::id::{ComponentId, SnapshotId};
 use crate::journal::JournalSource;
 use crate::objectives::Objectives;
 use crate::point::Position;
+use crate::progress::ProgressSink;
 use crate::report::{RecoveryReport, Timeline};
 use crate::snapshot::{ArchiveSource, Labels, Manifest, SnapshotSink, SnapshotSource};
 
@@ -172,6 +173,8 @@ pub struct BackupRequest<'a> {
     pub base: Option<BackupBase<'a>>,
     /// Labels for selection and retention, besides the component's own.
     pub labels: Labels,
+    /// Where the backup reports how far it has come.
+    pub progress: Option<&'a dyn ProgressSink>,
 }
 
 impl<'a> BackupRequest<'a> {
@@ -181,7 +184,15 @@ impl<'a> BackupRequest<'a> {
             sink,
             base: None,
             labels: Labels::new(),
+            progress: None,
         }
+    }
+
+    /// Reports progress to `sink` as the backup goes.
+    #[must_use]
+    pub fn progress(mut self, sink: &'a dyn ProgressSink) -> Self {
+        self.progress = Some(sink);
+        self
     }
 
     /// Builds on `base`.
@@ -204,6 +215,7 @@ impl fmt::Debug for BackupRequest<'_> {
         f.debug_struct("BackupRequest")
             .field("base", &self.base)
             .field("labels", &self.labels)
+            .field("progress", &self.progress.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -240,8 +252,23 @@ pub trait BackupExt: Backup {
 
 impl<T: Backup + ?Sized> BackupExt for T {}
 
-/// A restore request: where the data is, what to restore to, and the objectives to report against.
+/// A restore request: where the data is, what to restore to, and the
+/// objectives to report against.
+///
+/// ```
+/// # fn demo(repo: &(impl dr_core::SnapshotSource + dr_core::ArchiveSource + dr_core::JournalSource)) -> dr_core::Result<()> {
+/// use dr_core::{Objectives, RecoveryTarget, RestoreRequest};
+///
+/// let target = RecoveryTarget::Latest;
+/// let objectives = Objectives::new("15 minutes".parse()?, "0 seconds".parse()?);
+/// let request = RestoreRequest::new(repo, &target, objectives)
+///     .archive(repo)
+///     .journals(repo)
+///     .progress(&|p: &dr_core::Progress| eprintln!("{p}"));
+/// # let _ = request; Ok(()) }
+/// ```
 #[derive(Clone, Copy)]
+#[non_exhaustive]
 pub struct RestoreRequest<'a> {
     /// The stored snapshots.
     pub snapshots: &'a dyn SnapshotSource,
@@ -257,6 +284,55 @@ pub struct RestoreRequest<'a> {
     pub objectives: Objectives,
     /// When the incident happened, if the RTO clock started before the restore.
     pub incident_at: Option<Timestamp>,
+    /// Where the restore reports how far it has come.
+    pub progress: Option<&'a dyn ProgressSink>,
+}
+
+impl<'a> RestoreRequest<'a> {
+    /// A restore of `target` from `snapshots`, without an archive.
+    pub fn new(
+        snapshots: &'a dyn SnapshotSource,
+        target: &'a RecoveryTarget,
+        objectives: Objectives,
+    ) -> Self {
+        Self {
+            snapshots,
+            archive: None,
+            journals: None,
+            target,
+            objectives,
+            incident_at: None,
+            progress: None,
+        }
+    }
+
+    /// Reads the continuous archive from `archive`.
+    #[must_use]
+    pub fn archive(mut self, archive: &'a dyn ArchiveSource) -> Self {
+        self.archive = Some(archive);
+        self
+    }
+
+    /// Reads the archive's segment journals from `journals`.
+    #[must_use]
+    pub fn journals(mut self, journals: &'a dyn JournalSource) -> Self {
+        self.journals = Some(journals);
+        self
+    }
+
+    /// Starts the RTO clock at `at`, when the incident happened.
+    #[must_use]
+    pub fn incident_at(mut self, at: Timestamp) -> Self {
+        self.incident_at = Some(at);
+        self
+    }
+
+    /// Reports progress to `sink` as the restore goes.
+    #[must_use]
+    pub fn progress(mut self, sink: &'a dyn ProgressSink) -> Self {
+        self.progress = Some(sink);
+        self
+    }
 }
 
 impl fmt::Debug for RestoreRequest<'_> {
@@ -267,6 +343,7 @@ impl fmt::Debug for RestoreRequest<'_> {
             .field("target", self.target)
             .field("objectives", &self.objectives)
             .field("incident_at", &self.incident_at)
+            .field("progress", &self.progress.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -42,8 +42,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use dr_core::{
-    Backup, BackupBase, BackupRequest, ComponentId, JournalSource, Lsn, Objectives, RecoveryTarget,
-    Restore, RestoreRequest,
+    Backup, BackupBase, BackupRequest, ComponentId, Lsn, Objectives, RecoveryTarget, Restore,
+    RestoreRequest,
 };
 use dr_postgres::{
     ArchiverHandle, ArchiverOptions, ArchiverStatus, BaseBackup, PitrRestore, Tls, WalArchiver,
@@ -276,16 +276,13 @@ async fn restore(dir: PathBuf, to: PathBuf, owner: Option<(u32, u32)>) -> AnyRes
         restore = restore.owner(uid, gid);
     }
     let journals = repo.segment_journals();
-    let report = restore
-        .restore(RestoreRequest {
-            snapshots: &repo,
-            archive: Some(&repo),
-            journals: journals.as_ref().map(|j| j as &dyn JournalSource),
-            target: &RecoveryTarget::Latest,
-            objectives: Objectives::new("1h".parse()?, "1h".parse()?),
-            incident_at: None,
-        })
-        .await?;
+    let objectives = Objectives::new("1h".parse()?, "1h".parse()?);
+    let mut request =
+        RestoreRequest::new(&repo, &RecoveryTarget::Latest, objectives).archive(&repo);
+    if let Some(journals) = &journals {
+        request = request.journals(journals);
+    }
+    let report = restore.restore(request).await?;
     for step in report.timeline.steps() {
         eprintln!("{}: {:.2} s", step.name, step.duration().as_secs_f64());
     }

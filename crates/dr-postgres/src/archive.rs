@@ -375,6 +375,13 @@ pub(crate) async fn fetch_wal_noting(
             .is_some_and(|&(_, end)| u64::from(end) == segment_len)
             && let Ok(bytes) = assemble(source, component, segment, &pieces, &journal, size).await
         {
+            tracing::warn!(
+                %component,
+                segment = file,
+                error = %unreadable,
+                "a WAL segment's whole object is unreadable; its pieces, which hold the same \
+                 bytes, were read instead"
+            );
             return Ok(Some(FetchedWal {
                 bytes,
                 whole_unreadable: Some(unreadable),

@@ -25,17 +25,22 @@ use crate::chunks::{ChannelReader, Piece};
 use crate::delta::{DELTA_STREAM, DeltaFiles, store_delta};
 use crate::details::BaseBackupDetails;
 use crate::error::Error;
+use crate::metered::Meter;
 use crate::replication::{
     BaseBackupEvent, BaseBackupOptions, BaseBackupStream, ManifestChecksums, ReplicationClient,
     SystemIdentity, Tls,
 };
 use crate::verify::archived_files;
 use crate::wal::WalSegmentSize;
+use tracing::Instrument;
 
 /// The stream holding the backup manifest.
 pub const MANIFEST_STREAM: &str = "backup_manifest";
 /// The label every base backup snapshot carries: `kind=base`.
 pub const KIND_LABEL: (&str, &str) = ("kind", "base");
+
+/// The backup's step that streams the archives, as its timeline names it.
+const STREAM_STEP: &str = "stream archives";
 
 /// Takes physical base backups of one PostgreSQL cluster.
 ///
@@ -202,6 +207,27 @@ impl Backup for BaseBackup {
     }
 
     async fn backup(&self, request: BackupRequest<'_>) -> dr_core::Result<BackupReport> {
+        let span = tracing::info_span!(
+            "base_backup",
+            component = %self.component,
+            delta = request.base.is_some(),
+        );
+        let taken = self.backup_traced(request).instrument(span).await;
+        match &taken {
+            Ok(report) => tracing::info!(
+                snapshot = %report.manifest.id,
+                bytes = report.manifest.total_size(),
+                seconds = report.timeline.elapsed().as_secs_f64(),
+                "base backup committed"
+            ),
+            Err(error) => tracing::warn!(%error, "the base backup failed; nothing was committed"),
+        }
+        taken
+    }
+}
+
+impl BaseBackup {
+    async fn backup_traced(&self, request: BackupRequest<'_>) -> dr_core::Result<BackupReport> {
         let mut timeline = Timeline::start_now();
         let Connected {
             client,
@@ -211,10 +237,13 @@ impl Backup for BaseBackup {
             full,
         } = timeline.step("connect", self.connect(request.base)).await?;
 
+        // Sizing the tablespaces first costs the server a scan of its data
+        // directory: only for a caller who asked for progress.
         let options = BaseBackupOptions::new(&self.label)
             .fast_checkpoint(self.fast_checkpoint)
             .manifest(Some(self.checksums))
-            .max_rate_kbps(self.max_rate_kbps);
+            .max_rate_kbps(self.max_rate_kbps)
+            .progress(request.progress.is_some());
         let addr = client.addr().to_owned();
         let stream = timeline
             .step("checkpoint", async {
@@ -223,15 +252,23 @@ impl Backup for BaseBackup {
             .await?;
 
         let (start_lsn, start_timeline) = (stream.start_lsn(), stream.timeline());
+        let estimate = stream
+            .tablespaces()
+            .iter()
+            .map(|t| t.size_kib.map(|kib| kib * 1024))
+            .sum::<Option<u64>>();
+        let meter = Meter::new(request.progress, STREAM_STEP, estimate);
         let mut events = ReadAhead::spawn(stream);
         let (writer, (end_lsn, end_timeline, tablespaces)) = timeline
-            .step("stream archives", async {
+            .step(STREAM_STEP, async {
                 let mut writer = request
                     .sink
                     .begin(&self.component, Timestamp::now())
                     .await?;
                 let streamed =
-                    stream_archives(&mut events, writer.as_mut(), &addr, full.as_ref()).await;
+                    stream_archives(&mut events, writer.as_mut(), &addr, full.as_ref(), &meter)
+                        .await;
+                meter.finish();
                 match streamed {
                     Ok(done) => Ok((writer, done)),
                     Err(e) => {
@@ -313,6 +350,7 @@ async fn stream_archives(
     writer: &mut dyn SnapshotWriter,
     addr: &str,
     full: Option<&Full<'_>>,
+    meter: &Meter<'_>,
 ) -> dr_core::Result<(Lsn, u32, BTreeMap<String, String>)> {
     let mut tablespaces = BTreeMap::new();
     let mut manifest = false;
@@ -334,12 +372,15 @@ async fn stream_archives(
                             .source
                             .open_stream(&full.manifest.id, &stream_name)
                             .await?;
-                        let files = store_delta(stream, base, listed, writer, &stream_name).await?;
+                        let mut input = meter.reader(&mut *stream);
+                        let files =
+                            store_delta(&mut input, base, listed, writer, &stream_name).await?;
                         paired.insert(name, files);
                     }
                     None => {
+                        let mut input = meter.reader(&mut *stream);
                         writer
-                            .add_stream_with(&stream_name, stream, StreamLayout::Tar)
+                            .add_stream_with(&stream_name, &mut input, StreamLayout::Tar)
                             .await?;
                     }
                 }

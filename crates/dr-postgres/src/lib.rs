@@ -64,14 +64,12 @@
 //! let server = PgCtl::new("/usr/lib/postgresql/15/bin", 5432, "/run/postgresql", config);
 //! let restore = PitrRestore::new(component, "/var/lib/postgresql/15/restored").start_with(server);
 //! let journals = repo.segment_journals();
-//! let request = RestoreRequest {
-//!     snapshots: repo.as_ref(),
-//!     archive: Some(repo.as_ref()),
-//!     journals: journals.as_ref().map(|j| j as &dyn dr_core::JournalSource),
-//!     target: &RecoveryTarget::Latest,
-//!     objectives: Objectives::new("15 minutes".parse()?, "0 seconds".parse()?),
-//!     incident_at: None,
-//! };
+//! let target = RecoveryTarget::Latest;
+//! let objectives = Objectives::new("15 minutes".parse()?, "0 seconds".parse()?);
+//! let mut request = RestoreRequest::new(repo.as_ref(), &target, objectives).archive(repo.as_ref());
+//! if let Some(journals) = &journals {
+//!     request = request.journals(journals);
+//! }
 //! let report = tokio::time::timeout(Duration::from_secs(1800), restore.restore(request))
 //!     .await
 //!     .map_err(|_| dr_core::Error::Timeout {
@@ -89,6 +87,7 @@ mod chunks;
 mod delta;
 mod details;
 mod error;
+mod metered;
 mod pg_ctl;
 mod reach;
 pub mod replication;

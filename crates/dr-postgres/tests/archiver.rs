@@ -26,7 +26,7 @@ use dr_storage::{
     WriteBackend,
 };
 use dr_testkit::eventually;
-use dr_testkit::{Postgres, PostgresOptions};
+use dr_testkit::{CapturedEvents, Postgres, PostgresOptions};
 
 const SIZE: dr_postgres::WalSegmentSize = DEFAULT_SEGMENT_SIZE;
 
@@ -1154,4 +1154,42 @@ async fn failed_synchronous_piece(repo: Arc<Repository>, faulty: Faulty) {
         archived[..covered] == on_disk[..covered],
         "the archived commits differ"
     );
+}
+
+/// A lost connection is a warning that names the error, each session says
+/// where it streams from, and no event carries the password. (A
+/// current-thread runtime: the capture sees the archiver's task.)
+#[tokio::test]
+async fn a_reconnect_is_a_warning_and_each_session_says_where_it_streams_from() {
+    let events = CapturedEvents::new();
+    let _capture = events.capture();
+    let mut pg = Postgres::start().await.unwrap();
+    let repo = memory_repository().await;
+    let component: ComponentId = "postgres/traced".parse().unwrap();
+    let handle = archiver(&pg, &repo, &component, options("drkit_traced"));
+    let sessions = |events: &CapturedEvents| {
+        events
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("INFO") && l.contains("streaming WAL into the archive"))
+            .count()
+    };
+    eventually("the archiver to stream", WAIT, || async {
+        (sessions(&events) == 1).then_some(())
+    })
+    .await;
+
+    pg.restart().await.unwrap();
+    eventually("a warning about the lost connection", WAIT, || async {
+        events
+            .any(|l| l.starts_with("WARN") && l.contains("reconnecting") && l.contains("error="))
+            .then_some(())
+    })
+    .await;
+    eventually("a second session", WAIT, || async {
+        (sessions(&events) >= 2).then_some(())
+    })
+    .await;
+    handle.shutdown().await.unwrap();
+    assert!(!events.any(|l| l.contains(pg.password())), "{events:?}");
 }

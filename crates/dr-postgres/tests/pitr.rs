@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::flushed;
 use dr_core::{
     ArchiveSource, Backup, BackupBase, BackupExt, BackupRequest, ComponentId, ErrorKind,
-    JournalSource, Lsn, Objectives, RecoveryTarget, Restore, RestoreRequest, Rpo, Verify,
+    JournalSource, Lsn, Objectives, Progress, RecoveryTarget, Restore, RestoreRequest, Rpo, Verify,
 };
 use dr_postgres::{
     ArchiverHandle, ArchiverOptions, BaseBackup, BaseBackupDetails, BaseBackupVerifier,
@@ -50,8 +50,8 @@ struct Setup {
 
 impl Setup {
     /// The journals, as listings, fetches and restores take them.
-    fn journals(&self) -> Option<&dyn JournalSource> {
-        Some(self.journals.as_ref())
+    fn journals(&self) -> &dyn JournalSource {
+        self.journals.as_ref()
     }
 }
 
@@ -203,18 +203,24 @@ async fn restore(
 ) -> (Restored, dr_core::RecoveryReport) {
     let restored = Restored::new();
     let restore = restored.restore().start_with(restored.pg_ctl());
-    let restoring = restore.restore(RestoreRequest {
-        snapshots: setup.repo.as_ref(),
-        archive: Some(setup.repo.as_ref()),
-        journals: setup.journals(),
-        target: &target,
-        objectives: objectives(),
-        incident_at,
-    });
+    let extracted = std::sync::Mutex::new(None);
+    let progress = |p: &Progress| *extracted.lock().unwrap() = Some(p.clone());
+    let mut request = RestoreRequest::new(setup.repo.as_ref(), &target, objectives())
+        .archive(setup.repo.as_ref())
+        .journals(setup.journals())
+        .progress(&progress);
+    request.incident_at = incident_at;
+    let restoring = restore.restore(request);
     let report = tokio::time::timeout(Duration::from_secs(120), restoring)
         .await
         .expect("the restore to finish within 2 minutes")
         .unwrap();
+    let last = extracted
+        .into_inner()
+        .unwrap()
+        .expect("progress was reported");
+    assert_eq!(last.step, "extract base backup");
+    assert!(last.bytes_done > 0, "{last:?}");
     // Recovery is over: its staged WAL is gone.
     assert!(!restore.staging_dir().exists());
     (restored, report)
@@ -236,16 +242,21 @@ async fn row_xids(pg: &Postgres) -> Vec<(i32, u32)> {
 /// `from` on, in WAL order, as far as the archive's WAL runs without a gap.
 async fn transaction_ends(setup: &Setup, from: Lsn) -> Vec<WalRecordEvent> {
     let size = DEFAULT_SEGMENT_SIZE;
-    let listing = list_archive(setup.repo.as_ref(), setup.journals(), &component(), size)
-        .await
-        .unwrap();
+    let listing = list_archive(
+        setup.repo.as_ref(),
+        Some(setup.journals()),
+        &component(),
+        size,
+    )
+    .await
+    .unwrap();
     let mut reader = WalRecordReader::new(size);
     let mut ends = Vec::new();
     let mut segment = WalSegment::containing(1, from, size);
     while listing.segments.contains_key(&segment) && reader.end_reason().is_none() {
         let bytes = fetch_wal(
             setup.repo.as_ref(),
-            setup.journals(),
+            Some(setup.journals()),
             &component(),
             &segment.file_name(size),
             size,
@@ -316,8 +327,31 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
         })
     };
     let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
-    let report = backup.backup_to(setup.repo.as_ref()).await.unwrap();
+    let reported = std::sync::Mutex::new(Vec::new());
+    let progress = |p: &Progress| reported.lock().unwrap().push(p.clone());
+    let report = backup
+        .backup(BackupRequest::new(setup.repo.as_ref()).progress(&progress))
+        .await
+        .unwrap();
     writer.await.unwrap();
+    // Progress ends at every byte of the archives, against the server's estimate.
+    let reported = reported.into_inner().unwrap();
+    let last = reported.last().expect("progress was reported");
+    assert_eq!(last.step, "stream archives");
+    let streamed: u64 = report
+        .manifest
+        .streams
+        .iter()
+        .filter(|s| s.name.as_str().ends_with(".tar"))
+        .map(|s| s.size)
+        .sum();
+    assert_eq!(last.bytes_done, streamed);
+    assert!(last.bytes_total.is_some_and(|t| t > 0), "{last:?}");
+    assert!(
+        reported
+            .windows(2)
+            .all(|w| w[0].bytes_done <= w[1].bytes_done)
+    );
     write_rows(&setup.pg, 60, 120).await;
     // Checked without restoring it, through dr-core's Verify.
     let verifier = BaseBackupVerifier::new(component());
@@ -519,14 +553,11 @@ async fn missing_or_damaged_wal_fails_before_the_target_is_touched() {
     let target_parent = tempfile::tempdir().unwrap();
     let data_dir = target_parent.path().join("restored");
     let attempt = PitrRestore::new(component(), &data_dir)
-        .restore(RestoreRequest {
-            snapshots: setup.repo.as_ref(),
-            archive: Some(setup.repo.as_ref()),
-            journals: setup.journals(),
-            target: &RecoveryTarget::Latest,
-            objectives: objectives(),
-            incident_at: None,
-        })
+        .restore(
+            RestoreRequest::new(setup.repo.as_ref(), &RecoveryTarget::Latest, objectives())
+                .archive(setup.repo.as_ref())
+                .journals(setup.journals()),
+        )
         .await
         .unwrap_err();
     assert_eq!(attempt.kind(), ErrorKind::Corrupt, "{attempt}");
@@ -536,14 +567,11 @@ async fn missing_or_damaged_wal_fails_before_the_target_is_touched() {
     // A segment gone: the error names it, before anything is written.
     setup.backend.delete(&key).await.unwrap();
     let err = PitrRestore::new(component(), &data_dir)
-        .restore(RestoreRequest {
-            snapshots: setup.repo.as_ref(),
-            archive: Some(setup.repo.as_ref()),
-            journals: setup.journals(),
-            target: &RecoveryTarget::Latest,
-            objectives: objectives(),
-            incident_at: None,
-        })
+        .restore(
+            RestoreRequest::new(setup.repo.as_ref(), &RecoveryTarget::Latest, objectives())
+                .archive(setup.repo.as_ref())
+                .journals(setup.journals()),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
@@ -557,14 +585,11 @@ async fn refused_restore(setup: &Setup, target: RecoveryTarget) -> dr_core::Erro
     let target_parent = tempfile::tempdir().unwrap();
     let data_dir = target_parent.path().join("restored");
     let err = PitrRestore::new(component(), &data_dir)
-        .restore(RestoreRequest {
-            snapshots: setup.repo.as_ref(),
-            archive: Some(setup.repo.as_ref()),
-            journals: setup.journals(),
-            target: &target,
-            objectives: objectives(),
-            incident_at: None,
-        })
+        .restore(
+            RestoreRequest::new(setup.repo.as_ref(), &target, objectives())
+                .archive(setup.repo.as_ref())
+                .journals(setup.journals()),
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -869,7 +894,7 @@ async fn forgetting_old_base_backups_removes_only_the_wal_they_alone_needed() {
     setup.repo.forget_snapshots(&[old.id]).await.unwrap();
     let unneeded = dr_postgres::unneeded_wal(
         setup.repo.as_ref(),
-        setup.journals(),
+        Some(setup.journals()),
         &component(),
         std::slice::from_ref(&kept),
     )
@@ -895,10 +920,15 @@ async fn forgetting_old_base_backups_removes_only_the_wal_they_alone_needed() {
     assert_eq!(kit.rows().await, (0..40).collect::<Vec<_>>());
     // And with no kept backup, nothing is declared unneeded.
     assert!(
-        dr_postgres::unneeded_wal(setup.repo.as_ref(), setup.journals(), &component(), &[])
-            .await
-            .unwrap()
-            .is_empty()
+        dr_postgres::unneeded_wal(
+            setup.repo.as_ref(),
+            Some(setup.journals()),
+            &component(),
+            &[]
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
 }
 
@@ -1203,14 +1233,11 @@ async fn concurrent_writers_restore_by_wal_order_with_measured_rpo_and_a_checkab
     let restored = Restored::new();
     let restore = restored.restore();
     restore
-        .restore(RestoreRequest {
-            snapshots: setup.repo.as_ref(),
-            archive: Some(setup.repo.as_ref()),
-            journals: setup.journals(),
-            target: &RecoveryTarget::Latest,
-            objectives: objectives(),
-            incident_at: None,
-        })
+        .restore(
+            RestoreRequest::new(setup.repo.as_ref(), &RecoveryTarget::Latest, objectives())
+                .archive(setup.repo.as_ref())
+                .journals(setup.journals()),
+        )
         .await
         .unwrap();
     let output = tokio::process::Command::new(restored.slot.binaries().path("pg_verifybackup"))

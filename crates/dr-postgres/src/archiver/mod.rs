@@ -39,6 +39,7 @@ use crate::replication::Tls;
 
 use self::handle::Stop;
 use self::task::Task;
+use tracing::Instrument;
 
 /// Streams a PostgreSQL server's WAL into an archive, continuously: like
 /// `pg_receivewal`, with the archive as its directory.
@@ -165,7 +166,17 @@ impl WalArchiver {
     pub fn spawn(self) -> ArchiverHandle {
         let (status_tx, status_rx) = watch::channel(ArchiverStatus::new());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(Task::new(self, status_tx).run(Stop(stop_rx)));
+        let span = tracing::info_span!(
+            "wal_archiver",
+            component = %self.component,
+            slot = %self.options.slot,
+            synchronous = self.options.synchronous,
+        );
+        let task = tokio::spawn(
+            Task::new(self, status_tx)
+                .run(Stop(stop_rx))
+                .instrument(span),
+        );
         ArchiverHandle {
             status: status_rx,
             stop: stop_tx,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dr_core::{Manifest, SnapshotSource, StreamCheck};
+use dr_core::{Manifest, ProgressSink, SnapshotSource, StreamCheck};
 
 use crate::backup::MANIFEST_STREAM;
 use crate::delta::{DELTA_STREAM, DeltaBase, open_archive};
@@ -12,6 +12,10 @@ use crate::verify::ManifestFiles;
 
 use super::{PitrRestore, create_private_dir};
 use crate::details::BaseBackupDetails;
+use crate::metered::Meter;
+
+/// The restore's step that extracts, as its timeline names it.
+pub(super) const EXTRACT_STEP: &str = "extract base backup";
 
 impl PitrRestore {
     pub(super) async fn extract(
@@ -19,6 +23,7 @@ impl PitrRestore {
         source: &dyn SnapshotSource,
         manifest: &Manifest,
         facts: &BaseBackupDetails,
+        progress: Option<&dyn ProgressSink>,
     ) -> dr_core::Result<()> {
         let targets = self.tablespace_targets(facts);
         // Tablespace links point where their archives are extracted.
@@ -41,6 +46,16 @@ impl PitrRestore {
         } else {
             StreamCheck::Digest
         };
+        // A delta's stored streams are smaller than the archives they make.
+        let total = delta.is_none().then(|| {
+            manifest
+                .streams
+                .iter()
+                .filter(|s| s.name.as_str() != MANIFEST_STREAM)
+                .map(|s| s.size)
+                .sum()
+        });
+        let meter = Meter::new(progress, EXTRACT_STEP, total);
         for entry in &manifest.streams {
             let name = entry.name.as_str();
             if name == MANIFEST_STREAM || name == DELTA_STREAM {
@@ -67,8 +82,9 @@ impl PitrRestore {
                 dir: &dir,
                 links,
             };
-            extract_tar(stream, &archive, &mut files).await?;
+            extract_tar(meter.reader(stream), &archive, &mut files).await?;
         }
+        meter.finish();
         files.finish_all();
         if !files.problems.is_empty() {
             const SHOWN: usize = 5;

@@ -38,10 +38,11 @@ use dr_core::{
 use crate::archive::{ArchiveListing, list_archive};
 use crate::details::BaseBackupDetails;
 
-use self::extract::{chown_tree, sync_filesystems};
+use self::extract::{EXTRACT_STEP, chown_tree, sync_filesystems};
 use self::loss::data_loss;
 use self::recovery::wait_for_promotion;
 use self::wal::WalPlan;
+use tracing::Instrument;
 
 /// Starts PostgreSQL on a restored data directory.
 #[async_trait]
@@ -136,6 +137,26 @@ impl Restore for PitrRestore {
     }
 
     async fn restore(&self, request: RestoreRequest<'_>) -> dr_core::Result<RecoveryReport> {
+        let span = tracing::info_span!(
+            "pitr_restore",
+            component = %self.component,
+            target = ?request.target,
+            data_dir = %self.data_dir.display(),
+        );
+        let restored = self.restore_traced(request).instrument(span).await;
+        match &restored {
+            Ok(report) => tracing::info!(
+                seconds = report.timeline.elapsed().as_secs_f64(),
+                "restored"
+            ),
+            Err(error) => tracing::warn!(%error, "the restore failed"),
+        }
+        restored
+    }
+}
+
+impl PitrRestore {
+    async fn restore_traced(&self, request: RestoreRequest<'_>) -> dr_core::Result<RecoveryReport> {
         let mut timeline = Timeline::start_now();
         let archive = Wal {
             segments: request.archive.ok_or_else(|| {
@@ -155,6 +176,7 @@ impl Restore for PitrRestore {
                 match archive.segments.coverage(&self.component).await {
                     Ok(coverage) => coverage,
                     Err(e) => {
+                        tracing::warn!(error = %e, "the archive's coverage record is unreadable");
                         timeline.mark(format!(
                             "warning: the archive's coverage record is unreadable ({e}); \
                              the data lost is bounded from the last transaction"
@@ -172,6 +194,12 @@ impl Restore for PitrRestore {
             )
             .await?;
         let facts = BaseBackupDetails::of(&manifest)?;
+        tracing::info!(
+            base_backup = %manifest.id,
+            start = %facts.start_lsn,
+            end = %facts.end_lsn,
+            "chose the base backup"
+        );
 
         let plan = timeline
             .step_named(
@@ -223,8 +251,10 @@ impl Restore for PitrRestore {
         }
 
         timeline
-            .step("extract base backup", async {
-                let extracted = self.extract(request.snapshots, &manifest, &facts).await;
+            .step(EXTRACT_STEP, async {
+                let extracted = self
+                    .extract(request.snapshots, &manifest, &facts, request.progress)
+                    .await;
                 if extracted.is_err() {
                     // Leave nothing half-restored: the destinations were empty.
                     std::fs::remove_dir_all(&staging).ok();

@@ -241,42 +241,10 @@ mod tests {
         );
     }
 
-    /// Collects the messages of the events emitted while it is the default.
-    #[derive(Default, Clone)]
-    struct Messages(std::sync::Arc<Mutex<Vec<String>>>);
-
-    impl tracing::Subscriber for Messages {
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-            tracing::span::Id::from_u64(1)
-        }
-        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-        fn event(&self, event: &tracing::Event<'_>) {
-            struct Message<'a>(&'a mut String);
-            impl tracing::field::Visit for Message<'_> {
-                fn record_debug(
-                    &mut self,
-                    field: &tracing::field::Field,
-                    value: &dyn std::fmt::Debug,
-                ) {
-                    self.0.push_str(&format!("{}={value:?} ", field.name()));
-                }
-            }
-            let mut text = format!("{} ", event.metadata().level());
-            event.record(&mut Message(&mut text));
-            self.0.lock().unwrap().push(text);
-        }
-        fn enter(&self, _: &tracing::span::Id) {}
-        fn exit(&self, _: &tracing::span::Id) {}
-    }
-
     #[tokio::test]
     async fn each_retry_is_a_warning_naming_the_failure() {
-        let messages = Messages::default();
-        let _default = tracing::subscriber::set_default(messages.clone());
+        let events = dr_testkit::CapturedEvents::new();
+        let _capture = events.capture();
         let store = Retry::new(
             FaultInjection::new(MemoryBackend::new(), FaultOptions::new(1)),
             fast(3),
@@ -286,7 +254,7 @@ mod tests {
             .put("k", Bytes::from_static(b"v"), PutOptions::OVERWRITE)
             .await
             .unwrap();
-        let seen = messages.0.lock().unwrap().clone();
+        let seen = events.lines();
         let retries: Vec<&String> = seen.iter().filter(|m| m.contains("retrying")).collect();
         assert_eq!(retries.len(), 2, "{seen:?}");
         assert!(

@@ -46,6 +46,7 @@ impl Task {
                 .take()
                 .and_then(futures_util::FutureExt::now_or_never)
             {
+                tracing::warn!(error = %e, "writing the archive's coverage record failed");
                 self.status.last_error = Some(ErrorSummary::of(&e));
             }
         }
@@ -95,6 +96,12 @@ impl Task {
                 .take()
                 .and_then(futures_util::FutureExt::now_or_never)
             {
+                if required != self.required_for_commits {
+                    tracing::info!(
+                        required,
+                        "the server's synchronous_standby_names changed whether commits wait for this archiver"
+                    );
+                }
                 self.required_for_commits = required;
             }
         }

@@ -148,6 +148,7 @@ impl Task {
                 Err(error) => {
                     self.status.last_error = Some(ErrorSummary::of(&error));
                     if is_fatal(&error) {
+                        tracing::error!(%error, "the WAL archiver stops: retrying cannot heal this");
                         self.stopped();
                         return Err(error);
                     }
@@ -168,6 +169,13 @@ impl Task {
             }
             self.status.state = ArchiverState::Reconnecting;
             self.publish();
+            if let Some(error) = &self.status.last_error {
+                tracing::warn!(
+                    error = %error.message,
+                    retry_in = ?backoff,
+                    "the WAL archiver lost its connection; reconnecting"
+                );
+            }
             tokio::select! {
                 () = stop.wait() => return Ok(self.stopped()),
                 () = tokio::time::sleep(backoff) => {}
@@ -198,11 +206,19 @@ impl Task {
                 .as_u64()
                 .saturating_sub(restart.as_u64());
             self.status.slot_retained_bytes = Some(retained);
-            self.status.slot_warning = self
+            let warning = self
                 .archiver
                 .options
                 .slot_warning_bytes
                 .is_some_and(|limit| retained > limit);
+            if warning && !self.status.slot_warning {
+                tracing::warn!(
+                    retained_bytes = retained,
+                    slot = %self.archiver.options.slot,
+                    "the replication slot holds back more WAL than the warning limit"
+                );
+            }
+            self.status.slot_warning = warning;
         }
         self.status_tx.send_replace(self.status.clone());
     }
@@ -258,6 +274,11 @@ impl Task {
                             "the server ended the WAL stream".to_owned(),
                         ));
                     };
+                    tracing::info!(
+                        timeline = ended.next_timeline,
+                        from = %ended.next_start,
+                        "the server switched timelines; following"
+                    );
                     self.ensure_histories(&mut client, ended.next_timeline)
                         .await?;
                     let size = current.size;

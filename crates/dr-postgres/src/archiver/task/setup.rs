@@ -31,6 +31,7 @@ impl Task {
     pub(super) async fn setup(&mut self) -> dr_core::Result<(WalStream, Current)> {
         let archiver = &self.archiver;
         let mut client = ReplicationClient::connect(&archiver.config, &archiver.tls).await?;
+        let client_addr = client.addr().to_owned();
         self.status.connections += 1;
         let identity = client.identify_system().await?;
         let names = client.show("synchronous_standby_names").await?;
@@ -132,6 +133,13 @@ impl Task {
                 Some(plan.segment.timeline),
             )
             .await?;
+        tracing::info!(
+            server = %client_addr,
+            timeline = plan.segment.timeline,
+            from = %plan.segment.start(size),
+            durable = %plan.durable,
+            "streaming WAL into the archive"
+        );
         Ok((stream, Current::new(size, plan.segment, plan.stored)))
     }
 

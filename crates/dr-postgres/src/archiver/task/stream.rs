@@ -266,6 +266,13 @@ impl Task {
             buffer.clear();
             self.spare_buffer = Some(buffer);
         }
+        if let Err(error) = &result {
+            tracing::warn!(
+                %error,
+                "storing a whole WAL segment failed; it is durable in pieces and is stored \
+                 whole after reconnecting"
+            );
+        }
         result?;
         self.status.segments_stored += 1;
         Ok(())
