@@ -17,7 +17,7 @@ load_seconds="${DRKIT_BENCH_SECONDS:-60}"
 base="${DRKIT_BENCH_DIR:-${TMPDIR:-/tmp}}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
-bench="$target/release/examples/pg_bench"
+bench="$target/release/pg_bench"
 build_log="$target/bench-postgres-build.log"
 piece_ms=200
 
@@ -70,7 +70,7 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 as_pg() { "${pg_user[@]}" "$@"; }
 
-build_example dr-postgres pg_bench "$build_log"
+build_bench pg_bench "$build_log"
 
 # --- working directory -----------------------------------------------------
 
@@ -257,7 +257,7 @@ say "WAL archiving under load: drkit (a piece every $piece_ms ms; synchronous mo
 mkfifo "$work/archiver.stop"
 /usr/bin/time -f '%e %M %U %S' -o "$work/archiver.time" \
   "$bench" archive --repo "$ours_repo" --conninfo "$conninfo" --samples "$samples" \
-  --piece-interval-ms "$piece_ms" --synchronous-too yes \
+  --piece-interval-ms "$piece_ms" --synchronous-too \
   --peers pg_receivewal_sync,drkit_bench,drkit_bench_sync \
   <"$work/archiver.stop" >"$work/archiver.out" 2>"$work/archiver.err" &
 archiver_pid=$!
@@ -306,7 +306,7 @@ sql "SELECT pg_drop_replication_slot('receivewal_bench')" >/dev/null
 say "backups after the load"
 sql "CHECKPOINT" >/dev/null
 before="$(ours_stored)"
-timed ours incr "$bench" backup --repo "$ours_repo" --conninfo "$conninfo" --delta yes
+timed ours incr "$bench" backup --repo "$ours_repo" --conninfo "$conninfo" --delta
 ours_incr_bytes=$(($(ours_stored) - before))
 say "  drkit: ${seconds[ours.incr]} s, $(mib "${memory[ours.incr]}") peak, $ours_incr_bytes bytes stored"
 notes ours incr

@@ -13,7 +13,7 @@ size="${DRKIT_BENCH_SIZE:-$gib}"
 repeat="${DRKIT_BENCH_REPEAT:-3}"
 base="${DRKIT_BENCH_DIR:-${TMPDIR:-/tmp}}"
 target="${CARGO_TARGET_DIR:-$root/target}"
-bench="$target/release/examples/storage_bench"
+bench="$target/release/storage_bench"
 build_log="$target/bench-storage-build.log"
 
 bench_name=storage
@@ -44,7 +44,7 @@ if [ "$size" -lt "$gib" ]; then
   say "DRKIT_BENCH_SIZE=$size is below 1 GiB: a quick check, not a result"
 fi
 
-build_example dr-storage storage_bench "$build_log"
+build_bench storage_bench "$build_log"
 
 # --- working directory -----------------------------------------------------
 

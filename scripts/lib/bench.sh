@@ -30,13 +30,14 @@ positive() {
   [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 must be a whole number above zero (it is '$2')"
 }
 
-# build_example <package> <example> <log>: builds a release example of ours.
-build_example() {
-  say "building the example (release; log: $3)"
-  mkdir -p "$(dirname "$3")"
-  if ! cargo build --release -p "$1" --example "$2" --locked >"$3" 2>&1; then
-    tail -n 30 "$3" >&2
-    die "the build failed; see $3"
+# build_bench <bin> <log>: builds one of our benchmark drivers (the drkit-bench
+# crate, bench/), in release mode, into $target/release/<bin>.
+build_bench() {
+  say "building $1 (release; log: $2)"
+  mkdir -p "$(dirname "$2")"
+  if ! cargo build --release -p drkit-bench --bin "$1" --locked >"$2" 2>&1; then
+    tail -n 30 "$2" >&2
+    die "the build failed; see $2"
   fi
 }
 

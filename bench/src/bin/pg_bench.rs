@@ -3,15 +3,15 @@
 //! pgBackRest, pg_basebackup and pg_receivewal on one cluster.
 //!
 //! ```text
-//! pg_bench backup  --repo <dir> --conninfo <conninfo> [--delta yes]
+//! pg_bench backup  --repo <dir> --conninfo <conninfo> [--delta]
 //! pg_bench restore --repo <dir> --to <dir> [--owner <uid>:<gid>]
 //! pg_bench archive --repo <dir> --conninfo <conninfo> --samples <file>
-//!                  [--piece-interval-ms 200] [--synchronous-too yes] [--peers <name,...>]
+//!                  [--piece-interval-ms 200] [--synchronous-too] [--peers <name,...>]
 //! pg_bench lag     --samples <file> --from <unix seconds> --to <unix seconds>
 //! ```
 //!
 //! `backup` takes a [`BaseBackup`] into the repository, creating it (encrypted,
-//! zstd at its default level, 1) if the directory is empty; with `--delta yes`,
+//! zstd at its default level, 1) if the directory is empty; with `--delta`,
 //! a delta backup against the latest full one. `restore` prepares a data
 //! directory from the latest base backup with [`PitrRestore`], without
 //! starting a server: files extracted, WAL staged, recovery settings written.
@@ -33,24 +33,23 @@
 //! The repository password comes from `DRKIT_PASSWORD`; key derivation runs
 //! at the recommended cost, every time. Timings go to standard error.
 
-use std::collections::HashMap;
-use std::error::Error;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use clap::{Parser, Subcommand};
 use dr_core::{
     Backup, BackupBase, BackupRequest, ComponentId, Lsn, Objectives, RecoveryTarget, Restore,
-    RestoreRequest,
+    RestoreRequest, Timeline,
 };
 use dr_postgres::{
     ArchiverHandle, ArchiverOptions, ArchiverStatus, BaseBackup, PitrRestore, Tls, WalArchiver,
 };
-use dr_storage::{FsBackend, InitOptions, Repository, Secret, WriteBackend};
-
-type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+use dr_storage::InitOptions;
+use drkit_bench::{AnyResult, RepoArgs, runtime, secs};
 
 /// The component base backups and the piece-interval archiver write.
 const COMPONENT: &str = "bench/postgres";
@@ -64,199 +63,113 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 /// How long `archive` waits, once told to stop, for the archive to catch up.
 const CATCH_UP: Duration = Duration::from_secs(300);
 
-const USAGE: &str = "usage:
-  pg_bench backup  --repo <dir> --conninfo <conninfo> [--delta yes]
-  pg_bench restore --repo <dir> --to <dir> [--owner <uid>:<gid>]
-  pg_bench archive --repo <dir> --conninfo <conninfo> --samples <file>
-                   [--piece-interval-ms 200] [--synchronous-too yes] [--peers <name,...>]
-  pg_bench lag     --samples <file> --from <unix seconds> --to <unix seconds>
-the repository password comes from DRKIT_PASSWORD";
+/// Drives dr-postgres's base backup, restore and WAL archiver for `scripts/bench postgres`.
+#[derive(Parser)]
+#[command(
+    name = "pg_bench",
+    after_help = "The repository password comes from DRKIT_PASSWORD."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Takes a base backup into the repository, creating it if its directory is empty
+    Backup {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// The server, as a libpq connection string
+        #[arg(long)]
+        conninfo: tokio_postgres::Config,
+        /// A delta backup against the latest full one
+        #[arg(long)]
+        delta: bool,
+    },
+    /// Prepares a data directory from the latest base backup, without starting a server
+    Restore {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// The data directory to create
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+        /// Who owns the restored files
+        #[arg(long, value_name = "UID:GID")]
+        owner: Option<Owner>,
+    },
+    /// Archives WAL and samples every receiver's position until standard input ends
+    Archive(ArchiveArgs),
+    /// Archiving lag per receiver from an `archive` samples file: name p50 p99 max samples unresolved
+    Lag {
+        /// The samples file `archive` wrote
+        #[arg(long, value_name = "FILE")]
+        samples: PathBuf,
+        /// Samples from this time on (Unix seconds)
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        from: f64,
+        /// Samples up to this time (Unix seconds)
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        to: f64,
+    },
+}
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let mut message = format!("pg_bench: {e}");
-            let mut source = e.source();
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{message}");
-            ExitCode::FAILURE
-        }
+    drkit_bench::main(|cli: Cli| match cli.command {
+        Command::Backup {
+            repo,
+            conninfo,
+            delta,
+        } => runtime()?.block_on(backup(&repo, conninfo, delta)),
+        Command::Restore { repo, to, owner } => runtime()?.block_on(restore(&repo, to, owner)),
+        Command::Archive(args) => runtime()?.block_on(archive(args)),
+        Command::Lag { samples, from, to } => lag(&samples, from, to),
+    })
+}
+
+/// `--owner <uid>:<gid>`.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+}
+
+impl FromStr for Owner {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let id = |part: &str| {
+            part.parse()
+                .map_err(|e| format!("{part:?} is not a numeric id: {e}"))
+        };
+        let (uid, gid) = text.split_once(':').ok_or("expected <uid>:<gid>")?;
+        Ok(Self {
+            uid: id(uid)?,
+            gid: id(gid)?,
+        })
     }
 }
 
-fn run() -> AnyResult<()> {
-    let mut args = std::env::args().skip(1);
-    let command = args.next().ok_or(USAGE)?;
-    let args = Args::parse(args)?;
-    match command.as_str() {
-        "backup" => {
-            args.allow(&["repo", "conninfo", "delta"])?;
-            let delta = args.yes_or_no("delta")?;
-            runtime()?.block_on(backup(args.path("repo")?, args.conninfo()?, delta))
-        }
-        "restore" => {
-            args.allow(&["repo", "to", "owner"])?;
-            let owner = args.get("owner").map(parse_owner).transpose()?;
-            runtime()?.block_on(restore(args.path("repo")?, args.path("to")?, owner))
-        }
-        "archive" => {
-            args.allow(&[
-                "repo",
-                "conninfo",
-                "samples",
-                "piece-interval-ms",
-                "synchronous-too",
-                "peers",
-            ])?;
-            let options = ArchiveArgs {
-                repo: args.path("repo")?,
-                conninfo: args.conninfo()?,
-                samples: args.path("samples")?,
-                piece_interval: Duration::from_millis(
-                    args.number("piece-interval-ms")?.unwrap_or(200),
-                ),
-                synchronous_too: args.yes_or_no("synchronous-too")?,
-                peers: args
-                    .get("peers")
-                    .map(|p| {
-                        p.split(',')
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
-            runtime()?.block_on(archive(options))
-        }
-        "lag" => {
-            args.allow(&["samples", "from", "to"])?;
-            let from = args.number("from")?.ok_or("lag needs --from")?;
-            let to = args.number("to")?.ok_or("lag needs --to")?;
-            lag(&args.path("samples")?, from, to)
-        }
-        _ => Err(USAGE.into()),
+/// Prints each step of a timeline with its duration.
+fn print_steps(timeline: &Timeline) {
+    for step in timeline.steps() {
+        eprintln!("{}: {:.2} s", step.name, step.duration().as_secs_f64());
     }
-}
-
-/// `--name value` options.
-struct Args {
-    options: HashMap<String, String>,
-}
-
-impl Args {
-    fn parse(mut args: impl Iterator<Item = String>) -> AnyResult<Self> {
-        let mut options = HashMap::new();
-        while let Some(arg) = args.next() {
-            let name = arg
-                .strip_prefix("--")
-                .ok_or_else(|| format!("unexpected argument {arg:?}\n{USAGE}"))?;
-            let value = args.next().ok_or(format!("--{name} needs a value"))?;
-            options.insert(name.to_owned(), value);
-        }
-        Ok(Self { options })
-    }
-
-    /// Fails on an option not in `names`, so a misspelt one is not ignored.
-    fn allow(&self, names: &[&str]) -> AnyResult<()> {
-        match self.options.keys().find(|k| !names.contains(&k.as_str())) {
-            Some(unknown) => Err(format!("unknown option --{unknown}\n{USAGE}").into()),
-            None => Ok(()),
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.options.get(name).map(String::as_str)
-    }
-
-    /// `--name yes` or `--name no` (the default).
-    fn yes_or_no(&self, name: &str) -> AnyResult<bool> {
-        match self.get(name) {
-            None | Some("no") => Ok(false),
-            Some("yes") => Ok(true),
-            Some(other) => Err(format!("--{name} {other:?}: yes or no").into()),
-        }
-    }
-
-    fn number<T: std::str::FromStr>(&self, name: &str) -> AnyResult<Option<T>>
-    where
-        T::Err: Error + Send + Sync + 'static,
-    {
-        self.get(name)
-            .map(|v| v.parse().map_err(|e| format!("--{name} {v:?}: {e}").into()))
-            .transpose()
-    }
-
-    fn path(&self, name: &str) -> AnyResult<PathBuf> {
-        Ok(self
-            .get(name)
-            .ok_or(format!("--{name} is required"))?
-            .into())
-    }
-
-    fn conninfo(&self) -> AnyResult<tokio_postgres::Config> {
-        let text = self.get("conninfo").ok_or("--conninfo is required")?;
-        Ok(text.parse()?)
-    }
-}
-
-fn parse_owner(text: &str) -> AnyResult<(u32, u32)> {
-    let (uid, gid) = text.split_once(':').ok_or("--owner takes <uid>:<gid>")?;
-    Ok((uid.parse()?, gid.parse()?))
-}
-
-fn password() -> AnyResult<Secret> {
-    let password = std::env::var("DRKIT_PASSWORD").map_err(|_| "set DRKIT_PASSWORD")?;
-    Ok(Secret::password(password))
-}
-
-fn runtime() -> AnyResult<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
-}
-
-fn secs(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64()
-}
-
-/// Opens the repository in `dir`, creating it there if the directory is empty.
-async fn open_repo(dir: &Path) -> AnyResult<Repository> {
-    let started = Instant::now();
-    let fresh = match std::fs::read_dir(dir) {
-        Ok(mut entries) => entries.next().is_none(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(e) => return Err(format!("reading {}: {e}", dir.display()).into()),
-    };
-    let backend: Arc<dyn WriteBackend> = Arc::new(FsBackend::new(dir)?);
-    let repo = if fresh {
-        Repository::init(backend, InitOptions::encrypted(password()?)).await?
-    } else {
-        Repository::open(backend, Some(&password()?)).await?
-    };
-    let verb = if fresh { "created" } else { "opened" };
-    eprintln!("{verb} the repository in {:.2} s", secs(started));
-    Ok(repo)
 }
 
 // ---------------------------------------------------------------------------
 // Backup and restore
 
-async fn backup(dir: PathBuf, config: tokio_postgres::Config, delta: bool) -> AnyResult<()> {
+async fn backup(args: &RepoArgs, config: tokio_postgres::Config, delta: bool) -> AnyResult<()> {
     let started = Instant::now();
-    let repo = Arc::new(open_repo(&dir).await?);
+    let repo = Arc::new(args.open_or_create(InitOptions::encrypted).await?);
     let backup = BaseBackup::new(COMPONENT.parse()?, config, Tls::none()).label("drkit bench");
     let mut request = BackupRequest::new(repo.as_ref());
     if delta {
         request = request.base(BackupBase::LatestFull(repo.as_ref()));
     }
     let report = backup.backup(request).await?;
-    for step in report.timeline.steps() {
-        eprintln!("{}: {:.2} s", step.name, step.duration().as_secs_f64());
-    }
+    print_steps(&report.timeline);
     eprintln!(
         "snapshot {}: {} bytes in {} streams; {:.2} s in all",
         report.manifest.id,
@@ -267,12 +180,12 @@ async fn backup(dir: PathBuf, config: tokio_postgres::Config, delta: bool) -> An
     Ok(())
 }
 
-async fn restore(dir: PathBuf, to: PathBuf, owner: Option<(u32, u32)>) -> AnyResult<()> {
+async fn restore(args: &RepoArgs, to: PathBuf, owner: Option<Owner>) -> AnyResult<()> {
     let started = Instant::now();
-    let repo = open_repo(&dir).await?;
+    let repo = args.open_or_create(InitOptions::encrypted).await?;
     let component: ComponentId = COMPONENT.parse()?;
     let mut restore = PitrRestore::new(component, &to);
-    if let Some((uid, gid)) = owner {
+    if let Some(Owner { uid, gid }) = owner {
         restore = restore.owner(uid, gid);
     }
     let journals = repo.segment_journals();
@@ -283,9 +196,7 @@ async fn restore(dir: PathBuf, to: PathBuf, owner: Option<(u32, u32)>) -> AnyRes
         request = request.journals(journals);
     }
     let report = restore.restore(request).await?;
-    for step in report.timeline.steps() {
-        eprintln!("{}: {:.2} s", step.name, step.duration().as_secs_f64());
-    }
+    print_steps(&report.timeline);
     eprintln!("prepared {} in {:.2} s in all", to.display(), secs(started));
     Ok(())
 }
@@ -293,17 +204,31 @@ async fn restore(dir: PathBuf, to: PathBuf, owner: Option<(u32, u32)>) -> AnyRes
 // ---------------------------------------------------------------------------
 // Archiving and its lag
 
+#[derive(clap::Args)]
 struct ArchiveArgs {
-    repo: PathBuf,
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// The server, as a libpq connection string
+    #[arg(long)]
     conninfo: tokio_postgres::Config,
+    /// The samples file to write
+    #[arg(long, value_name = "FILE")]
     samples: PathBuf,
-    piece_interval: Duration,
+    /// How often the first archiver stores a piece of the current segment
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    piece_interval_ms: u64,
+    /// Runs a second archiver too, in synchronous mode, into its own component
+    #[arg(long)]
     synchronous_too: bool,
+    /// Other receivers to sample, by application_name
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
     peers: Vec<String>,
 }
 
-async fn archive(args: ArchiveArgs) -> AnyResult<()> {
-    let repo = Arc::new(open_repo(&args.repo).await?);
+async fn archive(mut args: ArchiveArgs) -> AnyResult<()> {
+    args.peers.retain(|peer| !peer.is_empty());
+    let piece_interval = Duration::from_millis(args.piece_interval_ms);
+    let repo = Arc::new(args.repo.open_or_create(InitOptions::encrypted).await?);
     // A directory keeps segment journals, which synchronous pieces go to.
     let journals = repo.segment_journals().map(Arc::new);
     let spawn = |component: &str, options: ArchiverOptions| -> AnyResult<ArchiverHandle> {
@@ -321,13 +246,13 @@ async fn archive(args: ArchiveArgs) -> AnyResult<()> {
         .spawn())
     };
     let mut archivers = vec![(
-        format!("ours_piece_{}ms", args.piece_interval.as_millis()),
+        format!("ours_piece_{}ms", piece_interval.as_millis()),
         spawn(
             COMPONENT,
             ArchiverOptions::new()
                 .slot(PIECE_NAME)
                 .application_name(PIECE_NAME)
-                .piece_interval(Some(args.piece_interval)),
+                .piece_interval(Some(piece_interval)),
         )?,
     )];
     if args.synchronous_too {

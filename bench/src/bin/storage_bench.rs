@@ -19,26 +19,23 @@
 //! `DRKIT_PASSWORD`; key derivation runs at the recommended cost, every time.
 //! Timings go to standard error.
 
-use std::collections::HashMap;
-use std::error::Error;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
+use clap::{Parser, Subcommand};
 use dr_core::{
     ComponentId, RecoveryPoint, SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotSourceExt,
     StreamName,
 };
-use dr_storage::{FsBackend, InitOptions, Repository, Secret, WriteBackend};
+use dr_storage::{InitOptions, Secret};
+use drkit_bench::{AnyResult, RepoArgs, runtime, secs};
 use jiff::Timestamp;
 use tokio::io::{AsyncWriteExt, BufReader};
-
-type AnyResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 /// Text and random data alternate in blocks of this size.
 const BLOCK: u64 = 4 << 20;
@@ -46,148 +43,98 @@ const BLOCK: u64 = 4 << 20;
 const COMPONENT: &str = "bench/storage";
 const STREAM: &str = "data.bin";
 
-const USAGE: &str = "usage:
-  storage_bench generate --size <bytes> [--seed N] <path>
-  storage_bench mutate [--fraction 0.05] [--region-size <bytes>] [--seed N] <path>
-  storage_bench backup --repo <dir> [--compression-level N] [--pack-size <bytes>]  < data
-  storage_bench restore --repo <dir>  > data
-backup and restore read the password from DRKIT_PASSWORD";
+/// Drives a dr-storage repository for `scripts/bench storage`.
+#[derive(Parser)]
+#[command(
+    name = "storage_bench",
+    after_help = "backup and restore read the repository password from DRKIT_PASSWORD"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Writes a reproducible data set: 4 MiB blocks, alternately text-like and random
+    Generate {
+        /// Bytes to write
+        #[arg(long, value_name = "BYTES")]
+        size: u64,
+        /// Seed of the data
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The file to write
+        path: PathBuf,
+    },
+    /// Overwrites a fraction of a data set in place, in regions spread evenly over it
+    Mutate {
+        /// The fraction to overwrite, 0 to 1
+        #[arg(long, default_value_t = 0.05)]
+        fraction: f64,
+        /// Bytes in each region overwritten
+        #[arg(long, value_name = "BYTES", default_value_t = 256 << 10)]
+        region_size: u64,
+        /// Seed of the new data
+        #[arg(long, default_value_t = 2)]
+        seed: u64,
+        /// The file to change
+        path: PathBuf,
+    },
+    /// Stores standard input as one stream, creating the repository if its directory is empty
+    Backup {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// zstd level (1 to 19) of a repository this creates
+        #[arg(long, value_name = "N")]
+        compression_level: Option<i32>,
+        /// Pack size of a repository this creates
+        #[arg(long, value_name = "BYTES")]
+        pack_size: Option<u32>,
+    },
+    /// Writes the latest snapshot's stream to standard output
+    Restore {
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+}
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let mut message = format!("storage_bench: {e}");
-            let mut source = e.source();
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> AnyResult<()> {
-    let mut args = std::env::args().skip(1);
-    let command = args.next().ok_or(USAGE)?;
-    let args = Args::parse(args)?;
-    args.allow(match command.as_str() {
-        "generate" => &["size", "seed"],
-        "mutate" => &["fraction", "region-size", "seed"],
-        "backup" => &["repo", "compression-level", "pack-size"],
-        _ => &["repo"],
-    })?;
-    match command.as_str() {
-        "generate" => generate(
-            &args.path()?,
-            args.number("size")?.ok_or("generate needs --size")?,
-            args.number("seed")?.unwrap_or(1),
-        ),
-        "mutate" => mutate(
-            &args.path()?,
-            args.number("fraction")?.unwrap_or(0.05),
-            args.number("region-size")?.unwrap_or(256 << 10),
-            args.number("seed")?.unwrap_or(2),
-        ),
-        "backup" => {
-            let repo = args.repo()?;
-            let mut options = InitOptions::encrypted(password()?);
-            if let Some(level) = args.number("compression-level")? {
-                options = options.compression_level(level);
-            }
-            if let Some(bytes) = args.number("pack-size")? {
-                options = options.pack_size(bytes);
-            }
-            runtime()?.block_on(backup(repo, options))
-        }
-        "restore" => runtime()?.block_on(restore(args.repo()?)),
-        _ => Err(USAGE.into()),
-    }
-}
-
-/// `--name value` options and positional arguments.
-struct Args {
-    options: HashMap<String, String>,
-    positional: Vec<String>,
-}
-
-impl Args {
-    fn parse(mut args: impl Iterator<Item = String>) -> AnyResult<Self> {
-        let mut options = HashMap::new();
-        let mut positional = Vec::new();
-        while let Some(arg) = args.next() {
-            match arg.strip_prefix("--") {
-                Some(name) => {
-                    let value = args.next().ok_or(format!("--{name} needs a value"))?;
-                    options.insert(name.to_owned(), value);
+    drkit_bench::main(|cli: Cli| match cli.command {
+        Command::Generate { size, seed, path } => generate(&path, size, seed),
+        Command::Mutate {
+            fraction,
+            region_size,
+            seed,
+            path,
+        } => mutate(&path, fraction, region_size, seed),
+        Command::Backup {
+            repo,
+            compression_level,
+            pack_size,
+        } => {
+            let options = move |secret| {
+                let mut options = InitOptions::encrypted(secret);
+                if let Some(level) = compression_level {
+                    options = options.compression_level(level);
                 }
-                None => positional.push(arg),
-            }
+                if let Some(bytes) = pack_size {
+                    options = options.pack_size(bytes);
+                }
+                options
+            };
+            runtime()?.block_on(backup(&repo, options))
         }
-        Ok(Self {
-            options,
-            positional,
-        })
-    }
-
-    /// Fails on an option not in `names`, so a misspelt one is not ignored.
-    fn allow(&self, names: &[&str]) -> AnyResult<()> {
-        match self.options.keys().find(|k| !names.contains(&k.as_str())) {
-            Some(unknown) => Err(format!("unknown option --{unknown}\n{USAGE}").into()),
-            None => Ok(()),
-        }
-    }
-
-    fn number<T: std::str::FromStr>(&self, name: &str) -> AnyResult<Option<T>>
-    where
-        T::Err: Error + Send + Sync + 'static,
-    {
-        self.options
-            .get(name)
-            .map(|v| v.parse().map_err(|e| format!("--{name} {v:?}: {e}").into()))
-            .transpose()
-    }
-
-    fn path(&self) -> AnyResult<PathBuf> {
-        match self.positional.as_slice() {
-            [path] => Ok(path.into()),
-            _ => Err(format!("expected one path\n{USAGE}").into()),
-        }
-    }
-
-    fn repo(&self) -> AnyResult<PathBuf> {
-        Ok(self.options.get("repo").ok_or("--repo is required")?.into())
-    }
-}
-
-fn password() -> AnyResult<Secret> {
-    let password = std::env::var("DRKIT_PASSWORD").map_err(|_| "set DRKIT_PASSWORD")?;
-    Ok(Secret::password(password))
-}
-
-fn runtime() -> AnyResult<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+        Command::Restore { repo } => runtime()?.block_on(restore(&repo)),
+    })
 }
 
 // ---------------------------------------------------------------------------
 // Backup and restore
 
-async fn backup(dir: PathBuf, options: InitOptions) -> AnyResult<()> {
+async fn backup(args: &RepoArgs, options: impl FnOnce(Secret) -> InitOptions) -> AnyResult<()> {
     let started = Instant::now();
-    let fresh = is_empty_dir(&dir)?;
-    let backend: Arc<dyn WriteBackend> = Arc::new(FsBackend::new(&dir)?);
-    let repo = if fresh {
-        Repository::init(backend, options).await?
-    } else {
-        let secret = password()?;
-        Repository::open(backend, Some(&secret)).await?
-    };
-    let verb = if fresh { "created" } else { "opened" };
-    eprintln!("{verb} the repository in {:.2} s", secs(started));
+    let repo = args.open_or_create(options).await?;
 
     let began = Instant::now();
     let mut writer = repo.begin(&COMPONENT.parse()?, Timestamp::now()).await?;
@@ -210,19 +157,16 @@ async fn backup(dir: PathBuf, options: InitOptions) -> AnyResult<()> {
     Ok(())
 }
 
-async fn restore(dir: PathBuf) -> AnyResult<()> {
+async fn restore(args: &RepoArgs) -> AnyResult<()> {
     let started = Instant::now();
-    let secret = password()?;
-    let repo = Repository::open(Arc::new(FsBackend::new(&dir)?), Some(&secret)).await?;
-    eprintln!("opened the repository in {:.2} s", secs(started));
+    let repo = args.open().await?;
 
     let began = Instant::now();
     let component: ComponentId = COMPONENT.parse()?;
-    let latest = repo
-        .snapshots(&component)
-        .await?
-        .pop()
-        .ok_or(format!("no snapshot of {component} in {}", dir.display()))?;
+    let latest = repo.snapshots(&component).await?.pop().ok_or(format!(
+        "no snapshot of {component} in {}",
+        args.dir.display()
+    ))?;
     let name: StreamName = STREAM.parse()?;
     let mut stream = BufReader::with_capacity(1 << 20, repo.open_stream(&latest.id, &name).await?);
     let mut stdout =
@@ -237,18 +181,6 @@ async fn restore(dir: PathBuf) -> AnyResult<()> {
         secs(started),
     );
     Ok(())
-}
-
-fn is_empty_dir(dir: &Path) -> AnyResult<bool> {
-    match std::fs::read_dir(dir) {
-        Ok(mut entries) => Ok(entries.next().is_none()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(format!("reading {}: {e}", dir.display()).into()),
-    }
-}
-
-fn secs(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64()
 }
 
 // ---------------------------------------------------------------------------
