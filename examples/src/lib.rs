@@ -148,7 +148,7 @@ pub async fn transaction_ends(
 /// later time, so its time alone does not tell. `ends` is
 /// [`transaction_ends`] from the base backup's start; `rows` is
 /// [`row_xids`].
-pub fn kept_at(target: Timestamp, ends: &[WalRecordEvent], rows: &[(i64, u32)]) -> Vec<i64> {
+pub fn kept_at<Id: Copy>(target: Timestamp, ends: &[WalRecordEvent], rows: &[(Id, u32)]) -> Vec<Id> {
     let stop = ends
         .iter()
         .position(|e| e.time() > target)

@@ -11,14 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::flushed;
+use drkit_examples::kept_at;
 use dr_core::{
     ArchiveSource, Backup, BackupBase, BackupExt, BackupRequest, ComponentId, ErrorKind,
     JournalSource, Lsn, Objectives, Progress, RecoveryTarget, Restore, RestoreRequest, Rpo, Verify,
 };
 use dr_postgres::{
     ArchiverHandle, ArchiverOptions, BaseBackup, BaseBackupDetails, BaseBackupVerifier,
-    DEFAULT_SEGMENT_SIZE, PgCtl, PitrRestore, Tls, WalArchiver, WalRecordEvent, WalRecordReader,
-    WalSegment, fetch_wal, list_archive, verify_base_backup,
+    DEFAULT_SEGMENT_SIZE, PgCtl, PitrRestore, Tls, WalArchiver, WalRecordEvent,
+    WalSegment, verify_base_backup,
 };
 use dr_storage::{
     FsBackend, InitOptions, KdfParams, ReadBackendExt, Repository, RepositoryJournals, Secret,
@@ -239,64 +240,17 @@ async fn row_xids(pg: &Postgres) -> Vec<(i32, u32)> {
 }
 
 /// Every commit and abort in the archived WAL from the segment holding
-/// `from` on, in WAL order, as far as the archive's WAL runs without a gap.
+/// `from` on, in WAL order, as far as the archive's WAL runs without a gap
+/// (the drill's own reading of it).
 async fn transaction_ends(setup: &Setup, from: Lsn) -> Vec<WalRecordEvent> {
-    let size = DEFAULT_SEGMENT_SIZE;
-    let listing = list_archive(
+    drkit_examples::transaction_ends(
         setup.repo.as_ref(),
         Some(setup.journals()),
         &component(),
-        size,
+        from,
     )
     .await
-    .unwrap();
-    let mut reader = WalRecordReader::new(size);
-    let mut ends = Vec::new();
-    let mut segment = WalSegment::containing(1, from, size);
-    while listing.segments.contains_key(&segment) && reader.end_reason().is_none() {
-        let bytes = fetch_wal(
-            setup.repo.as_ref(),
-            Some(setup.journals()),
-            &component(),
-            &segment.file_name(size),
-            size,
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        let events = reader.feed_segment(segment.start(size), &bytes).unwrap();
-        ends.extend(events.into_iter().filter(|e| {
-            matches!(
-                e,
-                WalRecordEvent::Commit { .. } | WalRecordEvent::Abort { .. }
-            )
-        }));
-        segment.number += 1;
-    }
-    ends
-}
-
-/// The rows a recovery to `target` keeps, by PostgreSQL's rule: it stops
-/// before the first commit or abort, in WAL order, whose time is after the
-/// target, so a row is kept unless its commit comes at or after that
-/// record. (Its commit time alone does not tell: with concurrent writers a
-/// commit can reach the WAL after one with a later time.)
-fn kept_at(target: Timestamp, ends: &[WalRecordEvent], rows: &[(i32, u32)]) -> Vec<i32> {
-    let stop = ends
-        .iter()
-        .position(|e| e.time() > target)
-        .unwrap_or(ends.len());
-    let replayed_not: std::collections::BTreeSet<u32> = ends[stop..]
-        .iter()
-        .filter_map(|e| match e {
-            WalRecordEvent::Commit { xid, .. } => Some(*xid),
-            _ => None,
-        })
-        .collect();
-    rows.iter()
-        .filter(|(_, xid)| !replayed_not.contains(xid))
-        .map(|(id, _)| *id)
-        .collect()
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
