@@ -148,7 +148,11 @@ pub async fn transaction_ends(
 /// later time, so its time alone does not tell. `ends` is
 /// [`transaction_ends`] from the base backup's start; `rows` is
 /// [`row_xids`].
-pub fn kept_at<Id: Copy>(target: Timestamp, ends: &[WalRecordEvent], rows: &[(Id, u32)]) -> Vec<Id> {
+pub fn kept_at<Id: Copy>(
+    target: Timestamp,
+    ends: &[WalRecordEvent],
+    rows: &[(Id, u32)],
+) -> Vec<Id> {
     let stop = ends
         .iter()
         .position(|e| e.time() > target)

@@ -11,21 +11,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::flushed;
-use drkit_examples::kept_at;
 use dr_core::{
     ArchiveSource, Backup, BackupBase, BackupExt, BackupRequest, ComponentId, ErrorKind,
     JournalSource, Lsn, Objectives, Progress, RecoveryTarget, Restore, RestoreRequest, Rpo, Verify,
 };
 use dr_postgres::{
     ArchiverHandle, ArchiverOptions, BaseBackup, BaseBackupDetails, BaseBackupVerifier,
-    DEFAULT_SEGMENT_SIZE, PgCtl, PitrRestore, Tls, WalArchiver, WalRecordEvent,
-    WalSegment, verify_base_backup,
+    DEFAULT_SEGMENT_SIZE, PgCtl, PitrRestore, Tls, WalArchiver, WalRecordEvent, WalSegment,
+    verify_base_backup,
 };
 use dr_storage::{
     FsBackend, InitOptions, KdfParams, ReadBackendExt, Repository, RepositoryJournals, Secret,
     WriteBackend,
 };
 use dr_testkit::{Postgres, PostgresOptions, RestoreSlot};
+use drkit_examples::kept_at;
 use jiff::Timestamp;
 
 fn component() -> ComponentId {
