@@ -132,7 +132,8 @@ impl RecoveryTarget {
 }
 
 /// What a backup produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BackupReport {
     /// The committed snapshot.
     pub manifest: Manifest,
