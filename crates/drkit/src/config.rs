@@ -255,6 +255,7 @@ pub struct Component {
     objectives: Objectives,
     retention: RetentionPolicy,
     schedules: Vec<JobSchedule>,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     settings: Settings,
 }
 
@@ -483,7 +484,14 @@ from_str_config!(
     RepositoryLocation,
     "an absolute path, \"file:///path\" or \"s3://bucket/prefix\""
 );
-from_str_config!(Job, "a job name: \"backup\" or \"verify\"");
+
+impl FromConfig for Job {
+    const EXPECTED: &'static str = "a job name: \"backup\" or \"verify\"";
+
+    fn from_config(text: &str) -> std::result::Result<Self, String> {
+        text.parse().map_err(|_| format!("unknown job {text:?}"))
+    }
+}
 from_str_config!(
     SocketAddr,
     "an address and port such as \"0.0.0.0:9187\" or \"[::1]:9187\""
@@ -678,6 +686,8 @@ impl RawRepository {
 }
 
 impl RawComponent {
+    // A build without any kind refuses every component before its settings.
+    #[cfg_attr(not(feature = "postgres"), allow(unreachable_code, unused_variables))]
     fn check(self, source: &Source<'_>, index: usize, span: Range<usize>) -> Result<Component> {
         let at = |field: &str| format!("component[{index}].{field}");
         let id = self.id.into_inner().0;
@@ -798,6 +808,25 @@ mod tests {
             assert_eq!(job.to_string().parse::<Job>().unwrap(), job);
         }
         assert!("prune".parse::<Job>().is_err());
+    }
+
+    /// Only a build without the `postgres` feature runs this
+    /// (`cargo test -p drkit --no-default-features`).
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn a_kind_not_compiled_in_is_refused() {
+        let text = "[repository]\nlocation = \"/srv/drkit\"\npassword = { env = \"P\" }\n\
+                    [[component]]\nid = \"postgres/main\"\nkind = \"postgres\"\n\
+                    objectives = { rto = \"1h\", rpo = \"5m\" }\nretention = \"daily=7\"\n\
+                    wal_archiving = true\nconnection = { host = \"db\" }\n";
+        let err = Config::from_toml(text, "x.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "x.toml:6:8: component[0].kind: component kind \"postgres\" is not compiled"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("cargo feature \"postgres\""), "{err}");
     }
 
     #[test]

@@ -203,7 +203,8 @@ impl FromConfig for TlsMode {
         "a TLS mode: \"disable\", \"require\", \"verify-ca\" or \"verify-full\"";
 
     fn from_config(text: &str) -> std::result::Result<Self, String> {
-        text.parse().map_err(|e| format!("{e}"))
+        text.parse()
+            .map_err(|_| format!("unknown TLS mode {text:?}"))
     }
 }
 

@@ -86,6 +86,15 @@ const WEEKDAY: Field = Field {
 ///
 /// Expressions that can never run, such as `0 0 30 feb *`, are rejected.
 ///
+/// # Daylight-saving time
+///
+/// Times are found in the time zone's civil calendar, so a job keeps its
+/// wall-clock time across changes, with the rule cron implementations share:
+/// a time the spring change skips (02:30 when clocks jump from 02:00 to
+/// 03:00) runs once, at the instant of the change; a time the autumn change
+/// repeats (02:30 when clocks fall back from 03:00 to 02:00) runs once, at
+/// its first occurrence.
+///
 /// ```
 /// use drkit::Cron;
 ///
@@ -120,7 +129,7 @@ impl Cron {
 
     /// The first time strictly after `after` that the expression matches, in
     /// `after`'s time zone, at a whole minute; daylight-saving changes are
-    /// handled as the [module](self) describes. `None` if there is none
+    /// handled as the [type's docs](Cron#daylight-saving-time) say. `None` if there is none
     /// before the end of the calendar jiff supports.
     pub fn next_after(&self, after: &Zoned) -> Option<Zoned> {
         let tz = after.time_zone();

@@ -173,6 +173,7 @@ fn the_gomeet_plan() {
     );
 
     let plan = config.plan(now()).to_string();
+    println!("{plan}");
     for expected in [
         "config gomeet.toml, next runs after 2026-11-21T08:00:00Z",
         "repository s3://gomeet-dr/backups/prod (region ap-southeast-1, endpoint https://minio.gomeet.svc:9000, path-style)",
