@@ -1,0 +1,843 @@
+//! The config file: parsed with serde (`deny_unknown_fields` everywhere),
+//! then checked as a whole. Errors name the origin, the line and column, the
+//! field path and what is expected.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use dr_core::{ComponentId, Objectives, RetentionPolicy, Rpo, Rto};
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use toml::Spanned;
+
+use crate::error::{Error, Result};
+use crate::schedule::{Cron, Schedule};
+use crate::secret::SecretSource;
+
+#[cfg(feature = "postgres")]
+use crate::postgres::{PostgresSettings, RawConnection};
+
+/// The component kinds this build can handle.
+const COMPILED_KINDS: &[&str] = &[
+    #[cfg(feature = "postgres")]
+    "postgres",
+];
+
+/// Every kind drkit has a cargo feature for, compiled in or not.
+const FEATURE_KINDS: &[&str] = &["postgres"];
+
+/// The `drkit` config file, parsed and checked.
+///
+/// Built by [`Config::load`] (a file) or [`Config::from_toml`] (text and the
+/// name of where it came from). Parsing does no I/O beyond reading the file:
+/// passwords, certificates and keys are read only when resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    origin: String,
+    repository: RepositorySettings,
+    components: Vec<Component>,
+    agent: Option<AgentSettings>,
+}
+
+impl Config {
+    /// Reads and parses the config file at `path`.
+    ///
+    /// # Errors
+    /// [`Error::Read`] if the file cannot be read, [`Error::Config`] if it
+    /// is not a valid config.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses a config from TOML text; `origin` names it in errors (a path,
+    /// or something like `<embedded>`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the text is not a valid config.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let source = Source { origin, text };
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| source.error(e.span(), "", e.message()))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let field = field_path(e.path());
+            let inner = e.into_inner();
+            source.error(inner.span(), &field, inner.message())
+        })?;
+        raw.check(&source)
+    }
+
+    /// Where the config came from, as given to [`from_toml`](Self::from_toml)
+    /// or the path given to [`load`](Self::load).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The repository.
+    pub fn repository(&self) -> &RepositorySettings {
+        &self.repository
+    }
+
+    /// The components, in the order of the file; at least one, ids unique.
+    pub fn components(&self) -> &[Component] {
+        &self.components
+    }
+
+    /// The component with this id.
+    pub fn component(&self, id: &ComponentId) -> Option<&Component> {
+        self.components.iter().find(|c| c.id() == id)
+    }
+
+    /// The agent's settings, if the file has an `[agent]` table.
+    pub fn agent(&self) -> Option<&AgentSettings> {
+        self.agent.as_ref()
+    }
+}
+
+/// The `[repository]` table: where backups are stored and how the
+/// repository's password is obtained.
+#[derive(Debug, Clone)]
+pub struct RepositorySettings {
+    location: RepositoryLocation,
+    password: SecretSource,
+    s3: Option<S3Settings>,
+}
+
+impl RepositorySettings {
+    /// Where the repository is.
+    pub fn location(&self) -> &RepositoryLocation {
+        &self.location
+    }
+
+    /// Where the repository's password comes from.
+    pub fn password(&self) -> &SecretSource {
+        &self.password
+    }
+
+    /// The `[repository.s3]` settings, for an S3 location that has them.
+    pub fn s3(&self) -> Option<&S3Settings> {
+        self.s3.as_ref()
+    }
+}
+
+/// Where a repository is: an absolute path (written as such or as a
+/// `file:///` URL) or an S3 bucket and prefix (`s3://bucket/prefix`).
+///
+/// ```
+/// use drkit::RepositoryLocation;
+///
+/// let s3: RepositoryLocation = "s3://gomeet-dr/backups/prod/".parse()?;
+/// assert_eq!(s3.to_string(), "s3://gomeet-dr/backups/prod");
+/// let local: RepositoryLocation = "file:///var/lib/drkit/repo".parse()?;
+/// assert_eq!(local, RepositoryLocation::Local("/var/lib/drkit/repo".into()));
+/// assert!("backups/repo".parse::<RepositoryLocation>().is_err());
+/// # Ok::<(), drkit::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RepositoryLocation {
+    /// A directory on a local or mounted file system.
+    Local(PathBuf),
+    /// An S3 bucket, and a prefix inside it (empty for the bucket's root;
+    /// no leading or trailing `/`).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The prefix of every object's key, without a trailing `/`.
+        prefix: String,
+    },
+}
+
+impl FromStr for RepositoryLocation {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::Invalid {
+            what: "repository location",
+            input: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let bucket_ok = (3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                })
+                && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+            if !bucket_ok {
+                return Err(invalid(
+                    "the bucket must be 3-63 lowercase letters, digits, '.' or '-'",
+                ));
+            }
+            let prefix = prefix.trim_end_matches('/');
+            if prefix.split('/').any(str::is_empty) && !prefix.is_empty() {
+                return Err(invalid("the prefix has an empty segment ('//')"));
+            }
+            return Ok(RepositoryLocation::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+            });
+        }
+        let path = match s.strip_prefix("file://") {
+            Some(path) if !path.starts_with('/') => {
+                return Err(invalid(
+                    "a file URL names no host: write file:///absolute/path",
+                ));
+            }
+            Some(path) => path,
+            None if s.contains("://") => return Err(invalid("only file:// and s3:// are known")),
+            None => s,
+        };
+        if !Path::new(path).is_absolute() {
+            return Err(invalid("a local path must be absolute"));
+        }
+        Ok(RepositoryLocation::Local(PathBuf::from(path)))
+    }
+}
+
+impl fmt::Display for RepositoryLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RepositoryLocation::Local(path) => write!(f, "{}", path.display()),
+            RepositoryLocation::S3 { bucket, prefix } if prefix.is_empty() => {
+                write!(f, "s3://{bucket}")
+            }
+            RepositoryLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// The `[repository.s3]` table. Bucket and prefix come from the location;
+/// credentials from the standard AWS chain (environment, profile, web
+/// identity, instance metadata), never from this file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    region: Option<String>,
+    endpoint: Option<String>,
+    #[serde(default)]
+    path_style: bool,
+}
+
+impl S3Settings {
+    /// The region; when absent, the standard chain's.
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    /// An endpoint other than AWS's (`https://minio.internal:9000`).
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
+    }
+
+    /// Whether buckets are addressed by path (`endpoint/bucket/key`) rather
+    /// than by host name; many S3-compatible stores need it. Default false.
+    pub fn path_style(&self) -> bool {
+        self.path_style
+    }
+}
+
+/// One `[[component]]`: a system to back up, its objectives, retention and
+/// schedules, and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Component {
+    id: ComponentId,
+    objectives: Objectives,
+    retention: RetentionPolicy,
+    schedules: Vec<JobSchedule>,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    settings: Settings,
+}
+
+/// The kind-specific part of a component.
+#[derive(Debug, Clone)]
+enum Settings {
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresSettings),
+}
+
+impl Component {
+    /// The component's id, such as `postgres/gomeet_primary`.
+    pub fn id(&self) -> &ComponentId {
+        &self.id
+    }
+
+    /// The kind of system, the id's first segment: `postgres`.
+    pub fn kind(&self) -> &str {
+        self.id.kind()
+    }
+
+    /// The recovery objectives.
+    pub fn objectives(&self) -> Objectives {
+        self.objectives
+    }
+
+    /// Which snapshots to keep; never empty.
+    pub fn retention(&self) -> &RetentionPolicy {
+        &self.retention
+    }
+
+    /// When jobs run, in the order of the file.
+    pub fn schedules(&self) -> &[JobSchedule] {
+        &self.schedules
+    }
+
+    /// The PostgreSQL settings of a `postgres` component.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(&self) -> Option<&PostgresSettings> {
+        match &self.settings {
+            Settings::Postgres(settings) => Some(settings),
+        }
+    }
+}
+
+/// A scheduled job of a component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Job {
+    /// Take a backup.
+    Backup,
+    /// Verify the latest backup against its manifest.
+    Verify,
+}
+
+impl Job {
+    /// Every job, in the order a config lists them.
+    pub const ALL: [Job; 2] = [Job::Backup, Job::Verify];
+
+    /// The name as written in the file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Job::Backup => "backup",
+            Job::Verify => "verify",
+        }
+    }
+}
+
+impl fmt::Display for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Job {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Job::ALL
+            .into_iter()
+            .find(|job| job.as_str() == s)
+            .ok_or_else(|| Error::Invalid {
+                what: "job",
+                input: s.to_owned(),
+                reason: "expected backup or verify".to_owned(),
+            })
+    }
+}
+
+/// One `[[component.schedule]]` entry: a job and when it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSchedule {
+    job: Job,
+    schedule: Schedule,
+}
+
+impl JobSchedule {
+    /// The job.
+    pub fn job(&self) -> Job {
+        self.job
+    }
+
+    /// When it runs.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+}
+
+/// The `[agent]` table: the long-running form's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettings {
+    listen: SocketAddr,
+    prune: Schedule,
+}
+
+impl AgentSettings {
+    /// Where `/metrics` and `/healthz` are served.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// When the repository is pruned by the components' retention.
+    pub fn prune(&self) -> &Schedule {
+        &self.prune
+    }
+}
+
+// ---- Parsing -------------------------------------------------------------
+
+/// The text being parsed and its name, for errors.
+pub(crate) struct Source<'a> {
+    pub(crate) origin: &'a str,
+    pub(crate) text: &'a str,
+}
+
+impl Source<'_> {
+    /// A config error at `span` (a byte range of the text).
+    pub(crate) fn error(&self, span: Option<Range<usize>>, field: &str, message: &str) -> Error {
+        let offset = span.map_or(0, |s| s.start);
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Error::Config {
+            origin: self.origin.to_owned(),
+            line,
+            column,
+            field: field.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// The path serde took to a failing value, as `component[1].objectives.rpo`,
+/// without the keys toml's `Spanned` reads internally.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } if key.starts_with("$__serde_spanned") => {}
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// A value written as a string and parsed, with what was expected.
+pub(crate) trait FromConfig: Sized {
+    /// What a valid value looks like, for errors: "a duration such as \"15m\"".
+    const EXPECTED: &'static str;
+
+    fn from_config(text: &str) -> std::result::Result<Self, String>;
+}
+
+/// A [`FromConfig`] value, deserialized from a string.
+pub(crate) struct Parsed<T>(pub(crate) T);
+
+impl<'de, T: FromConfig> Deserialize<'de> for Parsed<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_str(ParsedVisitor(PhantomData))
+    }
+}
+
+struct ParsedVisitor<T>(PhantomData<T>);
+
+impl<T: FromConfig> Visitor<'_> for ParsedVisitor<T> {
+    type Value = Parsed<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(T::EXPECTED)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> std::result::Result<Parsed<T>, E> {
+        T::from_config(text)
+            .map(Parsed)
+            .map_err(|reason| E::custom(format!("{reason}; expected {}", T::EXPECTED)))
+    }
+}
+
+macro_rules! from_str_config {
+    ($type:ty, $expected:literal) => {
+        impl FromConfig for $type {
+            const EXPECTED: &'static str = $expected;
+
+            fn from_config(text: &str) -> std::result::Result<Self, String> {
+                text.parse().map_err(|e| format!("{e}"))
+            }
+        }
+    };
+}
+
+from_str_config!(
+    ComponentId,
+    "a component id such as \"postgres/gomeet_primary\""
+);
+from_str_config!(Rto, "a duration such as \"30m\" or \"1h30m\"");
+from_str_config!(Rpo, "a duration such as \"15m\" or \"1h\"");
+from_str_config!(
+    RepositoryLocation,
+    "an absolute path, \"file:///path\" or \"s3://bucket/prefix\""
+);
+
+impl FromConfig for Job {
+    const EXPECTED: &'static str = "a job name: \"backup\" or \"verify\"";
+
+    fn from_config(text: &str) -> std::result::Result<Self, String> {
+        text.parse().map_err(|_| format!("unknown job {text:?}"))
+    }
+}
+from_str_config!(
+    SocketAddr,
+    "an address and port such as \"0.0.0.0:9187\" or \"[::1]:9187\""
+);
+
+impl FromConfig for RetentionPolicy {
+    const EXPECTED: &'static str = "a retention policy such as \"daily=30,within=7d\" (keys last, hourly, daily, weekly, monthly, yearly, within)";
+
+    fn from_config(text: &str) -> std::result::Result<Self, String> {
+        let policy: RetentionPolicy = text.parse().map_err(|e| format!("{e}"))?;
+        if policy.is_empty() {
+            return Err("an empty policy would keep every snapshot forever".to_owned());
+        }
+        Ok(policy)
+    }
+}
+
+/// A time zone with the name it was given by.
+pub(crate) struct Zone {
+    pub(crate) name: String,
+    pub(crate) zone: TimeZone,
+}
+
+impl FromConfig for Zone {
+    const EXPECTED: &'static str = "an IANA time zone such as \"UTC\" or \"Europe/Berlin\"";
+
+    fn from_config(text: &str) -> std::result::Result<Self, String> {
+        let zone = TimeZone::get(text).map_err(|_| format!("unknown time zone {text:?}"))?;
+        Ok(Zone {
+            name: text.to_owned(),
+            zone,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    repository: RawRepository,
+    #[serde(default)]
+    component: Vec<Spanned<RawComponent>>,
+    agent: Option<RawAgent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepository {
+    location: Parsed<RepositoryLocation>,
+    password: SecretSource,
+    s3: Option<Spanned<S3Settings>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComponent {
+    id: Spanned<Parsed<ComponentId>>,
+    kind: Spanned<String>,
+    objectives: RawObjectives,
+    retention: Parsed<RetentionPolicy>,
+    #[serde(default)]
+    schedule: Vec<RawSchedule>,
+    #[cfg(feature = "postgres")]
+    wal_archiving: Option<bool>,
+    #[cfg(feature = "postgres")]
+    connection: Option<Spanned<RawConnection>>,
+    // Without the feature, a `postgres` component is refused by its kind.
+    #[cfg(not(feature = "postgres"))]
+    #[allow(dead_code)]
+    wal_archiving: Option<de::IgnoredAny>,
+    #[cfg(not(feature = "postgres"))]
+    #[allow(dead_code)]
+    connection: Option<de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjectives {
+    rto: Parsed<Rto>,
+    rpo: Parsed<Rpo>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    job: Parsed<Job>,
+    cron: Cron,
+    timezone: Option<Parsed<Zone>>,
+}
+
+/// A cron expression in its time zone, UTC unless given.
+fn schedule(cron: Cron, timezone: Option<Parsed<Zone>>) -> Schedule {
+    match timezone {
+        Some(Parsed(zone)) => Schedule::from_parts(cron, zone.zone, zone.name),
+        None => Schedule::utc(cron),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    listen: Parsed<SocketAddr>,
+    prune: RawPrune,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrune {
+    cron: Cron,
+    timezone: Option<Parsed<Zone>>,
+}
+
+impl RawConfig {
+    fn check(self, source: &Source<'_>) -> Result<Config> {
+        let repository = self.repository.check(source)?;
+        if self.component.is_empty() {
+            return Err(source.error(
+                None,
+                "component",
+                "no components; expected at least one [[component]] table",
+            ));
+        }
+        let mut components: Vec<Component> = Vec::with_capacity(self.component.len());
+        for (index, raw) in self.component.into_iter().enumerate() {
+            let span = raw.span();
+            let raw = raw.into_inner();
+            let id_span = raw.id.span();
+            let component = raw.check(source, index, span)?;
+            if let Some(first) = components.iter().position(|c| c.id == component.id) {
+                return Err(source.error(
+                    Some(id_span),
+                    &format!("component[{index}].id"),
+                    &format!(
+                        "duplicate component id \"{}\", also component[{first}]; \
+                         expected every id once",
+                        component.id
+                    ),
+                ));
+            }
+            components.push(component);
+        }
+        let agent = self.agent.map(|agent| AgentSettings {
+            listen: agent.listen.0,
+            prune: schedule(agent.prune.cron, agent.prune.timezone),
+        });
+        Ok(Config {
+            origin: source.origin.to_owned(),
+            repository,
+            components,
+            agent,
+        })
+    }
+}
+
+impl RawRepository {
+    fn check(self, source: &Source<'_>) -> Result<RepositorySettings> {
+        let location = self.location.0;
+        let s3 = match self.s3 {
+            None => None,
+            Some(s3) => {
+                let span = s3.span();
+                if !matches!(location, RepositoryLocation::S3 { .. }) {
+                    return Err(source.error(
+                        Some(span),
+                        "repository.s3",
+                        &format!(
+                            "S3 settings for the location \"{location}\"; \
+                             expected them only with an s3:// location"
+                        ),
+                    ));
+                }
+                let s3 = s3.into_inner();
+                if let Some(endpoint) = &s3.endpoint
+                    && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+                {
+                    return Err(source.error(
+                        Some(span),
+                        "repository.s3.endpoint",
+                        &format!(
+                            "endpoint {endpoint:?}; expected a URL such as \"https://s3.example.com\""
+                        ),
+                    ));
+                }
+                Some(s3)
+            }
+        };
+        Ok(RepositorySettings {
+            location,
+            password: self.password,
+            s3,
+        })
+    }
+}
+
+impl RawComponent {
+    // A build without any kind refuses every component before its settings.
+    #[cfg_attr(not(feature = "postgres"), allow(unreachable_code, unused_variables))]
+    fn check(self, source: &Source<'_>, index: usize, span: Range<usize>) -> Result<Component> {
+        let at = |field: &str| format!("component[{index}].{field}");
+        let id = self.id.into_inner().0;
+        let kind_span = self.kind.span();
+        let kind = self.kind.into_inner();
+        if !COMPILED_KINDS.contains(&kind.as_str()) {
+            let message = if FEATURE_KINDS.contains(&kind.as_str()) {
+                format!(
+                    "component kind \"{kind}\" is not compiled into this build; \
+                     expected one of [{}] or a build with the cargo feature \"{kind}\"",
+                    COMPILED_KINDS.join(", ")
+                )
+            } else {
+                format!(
+                    "unknown component kind \"{kind}\"; expected one of [{}]",
+                    COMPILED_KINDS.join(", ")
+                )
+            };
+            return Err(source.error(Some(kind_span), &at("kind"), &message));
+        }
+        if id.kind() != kind {
+            return Err(source.error(
+                Some(kind_span),
+                &at("kind"),
+                &format!(
+                    "kind \"{kind}\" but the id \"{id}\" is of kind \"{}\"; \
+                     expected the id to start with \"{kind}/\"",
+                    id.kind()
+                ),
+            ));
+        }
+        let schedules = self
+            .schedule
+            .into_iter()
+            .map(|s| JobSchedule {
+                job: s.job.0,
+                schedule: schedule(s.cron, s.timezone),
+            })
+            .collect();
+        let settings = match kind.as_str() {
+            #[cfg(feature = "postgres")]
+            "postgres" => {
+                let Some(wal_archiving) = self.wal_archiving else {
+                    return Err(source.error(
+                        Some(span),
+                        &at("wal_archiving"),
+                        "missing field `wal_archiving`; expected true or false",
+                    ));
+                };
+                let Some(connection) = self.connection else {
+                    return Err(source.error(
+                        Some(span),
+                        &at("connection"),
+                        "missing table `connection`; expected the PostgreSQL connection \
+                         (host, port, user, tls)",
+                    ));
+                };
+                Settings::Postgres(PostgresSettings::check(
+                    connection,
+                    wal_archiving,
+                    &id,
+                    source,
+                    &at("connection"),
+                )?)
+            }
+            _ => {
+                let _ = span;
+                return Err(source.error(
+                    Some(kind_span),
+                    &at("kind"),
+                    &format!("component kind \"{kind}\" is not compiled into this build"),
+                ));
+            }
+        };
+        Ok(Component {
+            id,
+            objectives: Objectives::new(self.objectives.rto.0, self.objectives.rpo.0),
+            retention: self.retention.0,
+            schedules,
+            settings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        let cases = [
+            ("/var/lib/drkit/repo", "/var/lib/drkit/repo"),
+            ("file:///var/lib/drkit/repo", "/var/lib/drkit/repo"),
+            ("s3://gomeet-dr", "s3://gomeet-dr"),
+            ("s3://gomeet-dr/", "s3://gomeet-dr"),
+            ("s3://gomeet-dr/a/b/", "s3://gomeet-dr/a/b"),
+        ];
+        for (text, printed) in cases {
+            let location: RepositoryLocation = text.parse().unwrap();
+            assert_eq!(location.to_string(), printed, "{text}");
+        }
+        for bad in [
+            "repo",
+            "file://host/repo",
+            "s3://Bucket/x",
+            "s3://ab",
+            "s3://bucket/a//b",
+            "gs://bucket/x",
+            "",
+        ] {
+            assert!(bad.parse::<RepositoryLocation>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn jobs_parse_and_print() {
+        for job in Job::ALL {
+            assert_eq!(job.to_string().parse::<Job>().unwrap(), job);
+        }
+        assert!("prune".parse::<Job>().is_err());
+    }
+
+    /// Only a build without the `postgres` feature runs this
+    /// (`cargo test -p drkit --no-default-features`).
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn a_kind_not_compiled_in_is_refused() {
+        let text = "[repository]\nlocation = \"/srv/drkit\"\npassword = { env = \"P\" }\n\
+                    [[component]]\nid = \"postgres/main\"\nkind = \"postgres\"\n\
+                    objectives = { rto = \"1h\", rpo = \"5m\" }\nretention = \"daily=7\"\n\
+                    wal_archiving = true\nconnection = { host = \"db\" }\n";
+        let err = Config::from_toml(text, "x.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "x.toml:6:8: component[0].kind: component kind \"postgres\" is not compiled"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("cargo feature \"postgres\""), "{err}");
+    }
+
+    #[test]
+    fn line_and_column_count_characters() {
+        let source = Source {
+            origin: "x.toml",
+            text: "a = 1\nbé = \"x\"\n",
+        };
+        let Error::Config { line, column, .. } = source.error(Some(11..14), "", "m") else {
+            unreachable!()
+        };
+        assert_eq!((line, column), (2, 5));
+    }
+}

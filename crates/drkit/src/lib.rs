@@ -1,0 +1,138 @@
+//! The config file of the `drkit` operator's binary, as a library, so that a
+//! service can embed the same config.
+//!
+//! - [`Config`]: the whole file, from [`Config::load`] (a path) or
+//!   [`Config::from_toml`] (text and its origin), parsed with serde
+//!   (`deny_unknown_fields` everywhere) and checked as a whole. Its
+//!   [`plan`](Config::plan) prints what it resolves to, with each
+//!   schedule's next run.
+//! - [`RepositorySettings`]: the [`RepositoryLocation`] (a local path or
+//!   `s3://bucket/prefix`), [`S3Settings`] and the password's
+//!   [`SecretSource`].
+//! - [`Component`]: a dr-core `ComponentId`, its `Objectives` and
+//!   `RetentionPolicy`, its [`JobSchedule`]s, and for PostgreSQL (cargo
+//!   feature `postgres`, on by default) [`PostgresSettings`] with
+//!   [`TlsSettings`], which become a `tokio_postgres::Config` and a
+//!   `dr_postgres::Tls`.
+//! - [`Cron`] and [`Schedule`]: five-field cron expressions in an IANA time
+//!   zone (the database is bundled), with [`Schedule::next_after`] across
+//!   daylight-saving changes.
+//! - [`AgentSettings`]: the long-running form's listen address and prune
+//!   schedule.
+//! - [`Error`]: one error type; a config error names the origin, the line
+//!   and column, the field (`component[1].objectives.rpo`) and what is
+//!   expected.
+//!
+//! Parsing does no I/O but reading the file; passwords, certificates and
+//! keys are read only when resolved ([`SecretSource::resolve`],
+//! [`PostgresSettings::resolve`]), and the environment only through the
+//! lookup the caller passes.
+//!
+//! # The file
+//!
+//! ```toml
+//! [repository]
+//! # An absolute path, file:///path, or s3://bucket/prefix.
+//! location = "s3://gomeet-dr/backups"
+//! # Exactly one of file, command (argv, no shell) or env; never the password itself.
+//! password = { file = "/etc/drkit/repository.pass" }
+//!
+//! [repository.s3]            # only for an s3:// location; all optional
+//! region = "ap-southeast-1"
+//! endpoint = "https://s3.ap-southeast-1.amazonaws.com"
+//! path_style = false         # credentials come from the standard AWS chain
+//!
+//! [[component]]
+//! id = "postgres/gomeet_primary"
+//! kind = "postgres"          # must match the id's first segment
+//! objectives = { rto = "30m", rpo = "15m" }   # required, no defaults
+//! retention = "daily=30,within=7d"            # required, not empty
+//! wal_archiving = true                        # required for postgres
+//!
+//! [component.connection]
+//! host = "postgres-primary.gomeet.svc"        # or a list; "/run/postgresql" for a socket
+//! port = 5432                                  # default 5432
+//! user = "replicator"
+//! dbname = "gomeet"                            # optional
+//! password = { env = "GOMEET_PG_PASSWORD" }    # optional, same three forms
+//! application_name = "drkit"                   # default "drkit"
+//!
+//! [component.connection.tls]                   # required
+//! mode = "verify-full"       # disable | require | verify-ca | verify-full
+//! ca_file = "/etc/drkit/pg-ca.pem"             # required by verify-ca and verify-full
+//! cert_file = "/etc/drkit/pg-client.pem"       # optional, with key_file
+//! key_file = "/etc/drkit/pg-client.key"
+//!
+//! [[component.schedule]]
+//! job = "backup"             # backup | verify
+//! cron = "0 2 * * *"
+//! timezone = "Asia/Jakarta"  # IANA name, default UTC
+//!
+//! [[component.schedule]]
+//! job = "verify"
+//! cron = "0 */6 * * *"
+//!
+//! [agent]                    # optional
+//! listen = "0.0.0.0:9187"    # /metrics and /healthz
+//! prune = { cron = "0 4 * * 0", timezone = "UTC" }
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use drkit::{Config, Job, SecretSource};
+//!
+//! let config = Config::from_toml(
+//!     r#"
+//!     [repository]
+//!     location = "/var/lib/drkit/repo"
+//!     password = { command = ["pass", "show", "drkit/repository"] }
+//!
+//!     [[component]]
+//!     id = "postgres/gomeet_primary"
+//!     kind = "postgres"
+//!     objectives = { rto = "30m", rpo = "15m" }
+//!     retention = "daily=30,within=7d"
+//!     wal_archiving = true
+//!     connection = { host = "127.0.0.1", user = "replicator", tls = { mode = "disable" } }
+//!     schedule = [{ job = "backup", cron = "0 2 * * *", timezone = "Asia/Jakarta" }]
+//!     "#,
+//!     "<example>",
+//! )?;
+//!
+//! let primary = &config.components()[0];
+//! assert_eq!(primary.objectives().rpo.to_string(), "15m");
+//! assert_eq!(primary.schedules()[0].job(), Job::Backup);
+//! assert!(matches!(config.repository().password(), SecretSource::Command(_)));
+//!
+//! let now: jiff::Timestamp = "2026-11-21T08:00:00Z".parse().unwrap();
+//! let next = primary.schedules()[0].schedule().next_after_timestamp(now).unwrap();
+//! assert_eq!(next.to_string(), "2026-11-22T02:00:00+07:00[Asia/Jakarta]");
+//! println!("{}", config.plan(now));
+//!
+//! // Errors say where and what was expected.
+//! let err = Config::from_toml("[repository]\nlocation = \"repo\"\n", "drkit.toml").unwrap_err();
+//! assert!(err.to_string().starts_with("drkit.toml:2:12: repository.location: "));
+//! # Ok::<(), drkit::Error>(())
+//! ```
+
+pub(crate) mod config;
+pub(crate) mod error;
+pub(crate) mod plan;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+pub(crate) mod schedule;
+pub(crate) mod secret;
+
+#[cfg(feature = "postgres")]
+pub use crate::postgres::{PostgresSettings, TlsMode, TlsSettings};
+pub use crate::{
+    config::{
+        AgentSettings, Component, Config, Job, JobSchedule, RepositoryLocation, RepositorySettings,
+        S3Settings,
+    },
+    error::{Error, ErrorKind, Result},
+    plan::Plan,
+    schedule::{Cron, Schedule},
+    secret::{Password, SecretSource},
+};

@@ -1,0 +1,115 @@
+//! The resolved plan, as `drkit config check` prints it.
+
+use std::fmt;
+
+use jiff::Timestamp;
+
+use crate::config::{Config, RepositoryLocation};
+use crate::schedule::Schedule;
+
+/// A [`Config`] as a plan: the repository, every component with its
+/// objectives, retention and schedules, and when each schedule runs next
+/// after a given instant. Made by [`Config::plan`]; read it through
+/// `Display`.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan<'a> {
+    config: &'a Config,
+    now: Timestamp,
+}
+
+impl Config {
+    /// The plan, with next runs computed strictly after `now` (the caller's
+    /// clock: `jiff::Timestamp::now()` in a binary).
+    pub fn plan(&self, now: Timestamp) -> Plan<'_> {
+        Plan { config: self, now }
+    }
+}
+
+impl Plan<'_> {
+    fn schedule_line(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        what: &str,
+        schedule: &Schedule,
+    ) -> fmt::Result {
+        let when = schedule.to_string();
+        match schedule.next_after_timestamp(self.now) {
+            Some(next) => writeln!(f, "  {what:<11} {when:<30} next {next}"),
+            None => writeln!(f, "  {what:<11} {when:<30} never runs"),
+        }
+    }
+}
+
+impl fmt::Display for Plan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = self.config;
+        writeln!(
+            f,
+            "config {}, next runs after {}",
+            config.origin(),
+            self.now
+        )?;
+        let repository = config.repository();
+        write!(f, "repository {}", repository.location())?;
+        if let (RepositoryLocation::S3 { .. }, Some(s3)) = (repository.location(), repository.s3())
+        {
+            let mut details = Vec::new();
+            if let Some(region) = s3.region() {
+                details.push(format!("region {region}"));
+            }
+            if let Some(endpoint) = s3.endpoint() {
+                details.push(format!("endpoint {endpoint}"));
+            }
+            if s3.path_style() {
+                details.push("path-style".to_owned());
+            }
+            if !details.is_empty() {
+                write!(f, " ({})", details.join(", "))?;
+            }
+        }
+        writeln!(f)?;
+        writeln!(f, "  {:<11} from {}", "password", repository.password())?;
+        for component in config.components() {
+            writeln!(f, "component {}", component.id())?;
+            let objectives = component.objectives();
+            writeln!(
+                f,
+                "  {:<11} RTO {}, RPO {}",
+                "objectives", objectives.rto, objectives.rpo
+            )?;
+            writeln!(f, "  {:<11} {}", "retention", component.retention())?;
+            #[cfg(feature = "postgres")]
+            if let Some(pg) = component.postgres() {
+                let db = pg.dbname().map(|d| format!(" db {d}")).unwrap_or_default();
+                writeln!(
+                    f,
+                    "  {:<11} {}@{} port {}{db}, tls {}, WAL archiving {}",
+                    "postgres",
+                    pg.user(),
+                    pg.hosts().join(","),
+                    pg.port(),
+                    pg.tls().mode(),
+                    if pg.wal_archiving() { "on" } else { "off" },
+                )?;
+                if let Some(password) = pg.password() {
+                    writeln!(f, "  {:<11} from {password}", "password")?;
+                }
+            }
+            if component.schedules().is_empty() {
+                writeln!(f, "  {:<11} none (run by hand)", "schedules")?;
+            }
+            for job in component.schedules() {
+                self.schedule_line(f, job.job().as_str(), job.schedule())?;
+            }
+        }
+        if let Some(agent) = config.agent() {
+            writeln!(
+                f,
+                "agent listening on {} (/metrics, /healthz)",
+                agent.listen()
+            )?;
+            self.schedule_line(f, "prune", agent.prune())?;
+        }
+        Ok(())
+    }
+}

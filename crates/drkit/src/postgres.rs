@@ -1,0 +1,593 @@
+//! A PostgreSQL component's settings: the connection, its TLS, and what
+//! they become: a `tokio_postgres::Config` and a `dr_postgres::Tls`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use dr_core::ComponentId;
+use dr_postgres::Tls;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use tokio_postgres::config::SslMode;
+use toml::Spanned;
+
+use crate::config::{FromConfig, Parsed, Source};
+use crate::error::{Error, Result};
+use crate::secret::{Password, SecretSource};
+
+/// The application name servers see when the file gives none.
+const DEFAULT_APPLICATION_NAME: &str = "drkit";
+
+/// A `postgres` component's settings: `wal_archiving` and the
+/// `[component.connection]` table.
+#[derive(Debug, Clone)]
+pub struct PostgresSettings {
+    component: ComponentId,
+    wal_archiving: bool,
+    hosts: Vec<String>,
+    port: u16,
+    user: String,
+    dbname: Option<String>,
+    password: Option<SecretSource>,
+    application_name: String,
+    tls: TlsSettings,
+}
+
+impl PostgresSettings {
+    /// Whether WAL is archived continuously (an RPO of seconds) or only
+    /// with each base backup.
+    pub fn wal_archiving(&self) -> bool {
+        self.wal_archiving
+    }
+
+    /// The hosts, tried in order: names, addresses, or (starting with `/`)
+    /// Unix socket directories.
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+
+    /// The port (default 5432).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The user to connect as; it needs the `REPLICATION` attribute.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The database for control connections, if given (the server's
+    /// default is the user's name).
+    pub fn dbname(&self) -> Option<&str> {
+        self.dbname.as_deref()
+    }
+
+    /// Where the password comes from, if the server asks for one.
+    pub fn password(&self) -> Option<&SecretSource> {
+        self.password.as_ref()
+    }
+
+    /// The application name the server shows in `pg_stat_activity`
+    /// (default `drkit`).
+    pub fn application_name(&self) -> &str {
+        &self.application_name
+    }
+
+    /// The TLS settings.
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
+    }
+
+    /// The connection settings with `password`, if any: hosts, port, user,
+    /// database, application name, and `sslmode` `disable` or `require` as
+    /// the TLS mode says (how the certificate is checked is the
+    /// [`Tls`]'s business, from [`load_tls`](Self::load_tls)).
+    pub fn pg_config(&self, password: Option<&Password>) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        for host in &self.hosts {
+            config.host(host);
+        }
+        config
+            .port(self.port)
+            .user(&self.user)
+            .application_name(&self.application_name)
+            .ssl_mode(match self.tls.mode {
+                TlsMode::Disable => SslMode::Disable,
+                TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
+            });
+        if let Some(dbname) = &self.dbname {
+            config.dbname(dbname);
+        }
+        if let Some(password) = password {
+            config.password(password.expose());
+        }
+        config
+    }
+
+    /// The [`Tls`] the TLS settings describe, reading the CA, certificate and
+    /// key files now.
+    ///
+    /// # Errors
+    /// [`Error::Tls`] if a file cannot be read or holds no PEM certificate or
+    /// key, or rustls refuses them.
+    pub async fn load_tls(&self) -> Result<Tls> {
+        self.tls.load(&self.component).await
+    }
+
+    /// Both at once: the password resolved (see [`SecretSource::resolve`]
+    /// for `env`), the TLS files read.
+    ///
+    /// # Errors
+    /// [`Error::Secret`] if the password cannot be obtained, [`Error::Tls`]
+    /// as [`load_tls`](Self::load_tls).
+    pub async fn resolve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(tokio_postgres::Config, Tls)> {
+        let password = match &self.password {
+            Some(source) => Some(source.resolve(env).await?),
+            None => None,
+        };
+        let tls = self.load_tls().await?;
+        Ok((self.pg_config(password.as_ref()), tls))
+    }
+}
+
+/// How a connection uses TLS, as libpq's `sslmode` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsMode {
+    /// No TLS.
+    Disable,
+    /// Encrypt, without checking the server's certificate, unless `ca_file`
+    /// is given: then as [`VerifyCa`](Self::VerifyCa) (libpq does the same).
+    Require,
+    /// Encrypt; the certificate must chain to `ca_file`.
+    VerifyCa,
+    /// Encrypt; the certificate must chain to `ca_file` and name the host.
+    VerifyFull,
+}
+
+impl TlsMode {
+    /// Every mode, weakest first.
+    pub const ALL: [TlsMode; 4] = [
+        TlsMode::Disable,
+        TlsMode::Require,
+        TlsMode::VerifyCa,
+        TlsMode::VerifyFull,
+    ];
+
+    /// The name as written in the file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TlsMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        TlsMode::ALL
+            .into_iter()
+            .find(|mode| mode.as_str() == s)
+            .ok_or_else(|| Error::Invalid {
+                what: "TLS mode",
+                input: s.to_owned(),
+                reason: "expected disable, require, verify-ca or verify-full".to_owned(),
+            })
+    }
+}
+
+impl FromConfig for TlsMode {
+    const EXPECTED: &'static str =
+        "a TLS mode: \"disable\", \"require\", \"verify-ca\" or \"verify-full\"";
+
+    fn from_config(text: &str) -> std::result::Result<Self, String> {
+        text.parse()
+            .map_err(|_| format!("unknown TLS mode {text:?}"))
+    }
+}
+
+/// The `[component.connection.tls]` table. It is required: whether a
+/// connection is encrypted is the operator's choice, not a default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    mode: TlsMode,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+impl TlsSettings {
+    /// The mode.
+    pub fn mode(&self) -> TlsMode {
+        self.mode
+    }
+
+    /// The PEM file of the certificate authorities the server's certificate
+    /// must chain to.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// The PEM files of the client certificate (with its chain) and its key.
+    pub fn client_cert(&self) -> Option<(&Path, &Path)> {
+        self.client_cert
+            .as_ref()
+            .map(|(cert, key)| (cert.as_path(), key.as_path()))
+    }
+
+    async fn load(&self, component: &ComponentId) -> Result<Tls> {
+        let fail =
+            |reason: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| Error::Tls {
+                component: component.to_string(),
+                reason,
+                source,
+            };
+        let Some(ca_file) = &self.ca_file else {
+            return match self.mode {
+                TlsMode::Disable => Ok(Tls::none()),
+                // Checked when parsing: only `require` comes here, without a client certificate.
+                _ => Tls::dangerous_accept_any_certificate()
+                    .map_err(|e| fail("rustls refused the settings".into(), Some(Box::new(e)))),
+            };
+        };
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = RootCertStore::empty();
+        for cert in read_certificates(ca_file, component).await? {
+            roots.add(cert).map_err(|e| {
+                fail(
+                    format!("{}: not a usable CA certificate", ca_file.display()),
+                    Some(Box::new(e)),
+                )
+            })?;
+        }
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| {
+                fail(
+                    "rustls refused the protocol versions".into(),
+                    Some(Box::new(e)),
+                )
+            })?;
+        let builder = if self.mode == TlsMode::VerifyFull {
+            builder.with_root_certificates(roots)
+        } else {
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| fail("rustls refused the CA file".into(), Some(Box::new(e))))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
+        };
+        let config = match &self.client_cert {
+            None => builder.with_no_client_auth(),
+            Some((cert_file, key_file)) => {
+                let chain = read_certificates(cert_file, component).await?;
+                let pem = read(key_file, component).await?;
+                let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                    fail(
+                        format!("{}: no PEM private key", key_file.display()),
+                        Some(Box::new(e)),
+                    )
+                })?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| {
+                    fail(
+                        "rustls refused the client certificate and key".into(),
+                        Some(Box::new(e)),
+                    )
+                })?
+            }
+        };
+        Ok(Tls::from_client_config(Arc::new(config)))
+    }
+}
+
+async fn read(path: &Path, component: &ComponentId) -> Result<Vec<u8>> {
+    tokio::fs::read(path).await.map_err(|e| Error::Tls {
+        component: component.to_string(),
+        reason: format!("reading {}", path.display()),
+        source: Some(Box::new(e)),
+    })
+}
+
+async fn read_certificates(
+    path: &Path,
+    component: &ComponentId,
+) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = read(path, component).await?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Tls {
+            component: component.to_string(),
+            reason: format!("{}: bad PEM", path.display()),
+            source: Some(Box::new(e)),
+        })?;
+    if certs.is_empty() {
+        return Err(Error::Tls {
+            component: component.to_string(),
+            reason: format!("{}: no PEM certificate", path.display()),
+            source: None,
+        });
+    }
+    Ok(certs)
+}
+
+/// libpq's `verify-ca`: the certificate must chain to the roots, whatever
+/// host it names. Everything else is webpki's check.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        // webpki checks the chain before the name, so a wrong name means
+        // the chain is good.
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+// ---- Parsing -------------------------------------------------------------
+
+/// `host = "db1"` or `host = ["db1", "db2"]`.
+struct Hosts(Vec<String>);
+
+impl<'de> Deserialize<'de> for Hosts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(HostsVisitor)
+    }
+}
+
+struct HostsVisitor;
+
+const HOST_EXPECTED: &str = "a host name, address or socket directory, or a list of them, such as \"db1\" or [\"db1\", \"db2\"]";
+
+impl<'de> Visitor<'de> for HostsVisitor {
+    type Value = Hosts;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(HOST_EXPECTED)
+    }
+
+    fn visit_str<E: de::Error>(self, host: &str) -> std::result::Result<Hosts, E> {
+        if host.is_empty() {
+            return Err(E::custom(format!("empty host; expected {HOST_EXPECTED}")));
+        }
+        Ok(Hosts(vec![host.to_owned()]))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Hosts, A::Error> {
+        let mut hosts = Vec::new();
+        while let Some(host) = seq.next_element::<String>()? {
+            if host.is_empty() {
+                return Err(de::Error::custom(format!(
+                    "empty host; expected {HOST_EXPECTED}"
+                )));
+            }
+            hosts.push(host);
+        }
+        if hosts.is_empty() {
+            return Err(de::Error::custom(format!(
+                "no hosts; expected {HOST_EXPECTED}"
+            )));
+        }
+        Ok(Hosts(hosts))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConnection {
+    host: Hosts,
+    port: Option<u16>,
+    user: String,
+    dbname: Option<String>,
+    password: Option<SecretSource>,
+    application_name: Option<String>,
+    tls: Spanned<RawTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    mode: Parsed<TlsMode>,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+impl PostgresSettings {
+    /// Checks a parsed connection table; `field` is its path.
+    pub(crate) fn check(
+        connection: Spanned<RawConnection>,
+        wal_archiving: bool,
+        component: &ComponentId,
+        source: &Source<'_>,
+        field: &str,
+    ) -> Result<Self> {
+        let span = connection.span();
+        let raw = connection.into_inner();
+        if raw.user.is_empty() {
+            return Err(source.error(
+                Some(span),
+                &format!("{field}.user"),
+                "empty user; expected the role to connect as",
+            ));
+        }
+        let tls_span = raw.tls.span();
+        let tls_field = format!("{field}.tls");
+        let tls_error = |message: &str| source.error(Some(tls_span.clone()), &tls_field, message);
+        let tls = raw.tls.into_inner();
+        let mode = tls.mode.0;
+        let client_cert = match (tls.cert_file, tls.key_file) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(tls_error(
+                    "cert_file without key_file or key_file without cert_file; \
+                     expected both or neither",
+                ));
+            }
+        };
+        match mode {
+            TlsMode::Disable if tls.ca_file.is_some() || client_cert.is_some() => {
+                return Err(tls_error(
+                    "certificate files with mode \"disable\"; expected a mode that uses them \
+                     (\"verify-full\") or no files",
+                ));
+            }
+            TlsMode::VerifyCa | TlsMode::VerifyFull if tls.ca_file.is_none() => {
+                return Err(tls_error(&format!(
+                    "mode \"{mode}\" checks the server's certificate against ca_file; \
+                     expected ca_file"
+                )));
+            }
+            TlsMode::Require if tls.ca_file.is_none() && client_cert.is_some() => {
+                return Err(tls_error(
+                    "a client certificate for a server whose certificate is not checked; \
+                     expected ca_file (or mode \"verify-full\") too",
+                ));
+            }
+            _ => {}
+        }
+        if mode != TlsMode::Disable && raw.host.0.iter().any(|h| h.starts_with('/')) {
+            return Err(tls_error(&format!(
+                "mode \"{mode}\" with a Unix socket host, where PostgreSQL offers no TLS; \
+                 expected mode \"disable\" for socket directories"
+            )));
+        }
+        Ok(PostgresSettings {
+            component: component.clone(),
+            wal_archiving,
+            hosts: raw.host.0,
+            port: raw.port.unwrap_or(5432),
+            user: raw.user,
+            dbname: raw.dbname,
+            password: raw.password,
+            application_name: raw
+                .application_name
+                .unwrap_or_else(|| DEFAULT_APPLICATION_NAME.to_owned()),
+            tls: TlsSettings {
+                mode,
+                ca_file: tls.ca_file,
+                client_cert,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificates(name: &str) -> Vec<CertificateDer<'static>> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/tls")
+            .join(name);
+        let pem = std::fs::read(path).unwrap();
+        CertificateDer::pem_slice_iter(&pem)
+            .collect::<std::result::Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn verify_ca_checks_the_chain_but_not_the_name() {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = RootCertStore::empty();
+        for cert in certificates("ca.pem") {
+            roots.add(cert).unwrap();
+        }
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+        let server = &certificates("server.pem")[0];
+        let other = &certificates("other-ca.pem")[0];
+        let right = ServerName::try_from("db.internal").unwrap();
+        let wrong = ServerName::try_from("10.0.0.7").unwrap();
+        let now = UnixTime::now();
+
+        // verify-full: the name must match.
+        assert!(
+            webpki
+                .verify_server_cert(server, &[], &right, &[], now)
+                .is_ok()
+        );
+        assert!(
+            webpki
+                .verify_server_cert(server, &[], &wrong, &[], now)
+                .is_err()
+        );
+        // verify-ca: any name, but the chain still counts.
+        let chain_only = ChainOnly(webpki);
+        assert!(
+            chain_only
+                .verify_server_cert(server, &[], &right, &[], now)
+                .is_ok()
+        );
+        assert!(
+            chain_only
+                .verify_server_cert(server, &[], &wrong, &[], now)
+                .is_ok()
+        );
+        assert!(
+            chain_only
+                .verify_server_cert(other, &[], &right, &[], now)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,664 @@
+//! Config files as operators write them, and every way one can be wrong.
+
+use std::path::Path;
+
+use drkit::{Config, ErrorKind, Job, RepositoryLocation, SecretSource, TlsMode};
+use jiff::Timestamp;
+
+/// Modelled on the GoMeet plan: PostgreSQL with RTO 30 minutes and RPO 15
+/// minutes, a daily backup at 02:00 (its CronJob's `0 2 * * *`), a check
+/// every six hours (`0 */6 * * *`), 30 days of dailies, backups in S3.
+const GOMEET: &str = r#"
+[repository]
+location = "s3://gomeet-dr/backups/prod"
+password = { file = "/etc/drkit/repository.pass" }
+
+[repository.s3]
+region = "ap-southeast-1"
+endpoint = "https://minio.gomeet.svc:9000"
+path_style = true
+
+[[component]]
+id = "postgres/gomeet_primary"
+kind = "postgres"
+objectives = { rto = "30m", rpo = "15m" }
+retention = "daily=30,within=7d"
+wal_archiving = true
+
+[component.connection]
+host = ["postgres-primary.gomeet.svc", "postgres-replica.gomeet.svc"]
+port = 5432
+user = "replicator"
+dbname = "gomeet"
+password = { env = "GOMEET_PG_PASSWORD" }
+application_name = "drkit-gomeet"
+
+[component.connection.tls]
+mode = "verify-full"
+ca_file = "/etc/drkit/pg-ca.pem"
+cert_file = "/etc/drkit/pg-client.pem"
+key_file = "/etc/drkit/pg-client.key"
+
+[[component.schedule]]
+job = "backup"
+cron = "0 2 * * *"
+timezone = "Asia/Jakarta"
+
+[[component.schedule]]
+job = "verify"
+cron = "0 */6 * * *"
+
+[agent]
+listen = "0.0.0.0:9187"
+prune = { cron = "30 3 * * sun", timezone = "Asia/Jakarta" }
+"#;
+
+/// A small installation: a local repository, PostgreSQL over its socket.
+const LOCAL: &str = r#"
+[repository]
+location = "file:///var/lib/drkit/repo"
+password = { command = ["systemd-creds", "cat", "drkit-repository"] }
+
+[[component]]
+id = "postgres/main"
+kind = "postgres"
+objectives = { rto = "< 4 hours", rpo = "< 1 hour" }
+retention = "last=3,daily=7,weekly=4"
+wal_archiving = false
+connection = { host = "/run/postgresql", user = "postgres", tls = { mode = "disable" } }
+schedule = [{ job = "backup", cron = "@hourly" }]
+
+[[component]]
+id = "postgres/analytics"
+kind = "postgres"
+objectives = { rto = "2h", rpo = "1d" }
+retention = "daily=14"
+wal_archiving = false
+connection = { host = "10.0.0.7", user = "backup", tls = { mode = "require" } }
+"#;
+
+fn now() -> Timestamp {
+    "2026-11-21T08:00:00Z".parse().unwrap()
+}
+
+#[test]
+fn the_gomeet_plan() {
+    let config = Config::from_toml(GOMEET, "gomeet.toml").unwrap();
+    let repository = config.repository();
+    assert_eq!(
+        repository.location(),
+        &RepositoryLocation::S3 {
+            bucket: "gomeet-dr".into(),
+            prefix: "backups/prod".into()
+        }
+    );
+    let s3 = repository.s3().unwrap();
+    assert_eq!(s3.region(), Some("ap-southeast-1"));
+    assert_eq!(s3.endpoint(), Some("https://minio.gomeet.svc:9000"));
+    assert!(s3.path_style());
+    assert_eq!(
+        repository.password(),
+        &SecretSource::File("/etc/drkit/repository.pass".into())
+    );
+
+    let [primary] = config.components() else {
+        panic!("one component")
+    };
+    assert_eq!(primary.id().as_str(), "postgres/gomeet_primary");
+    assert_eq!(primary.kind(), "postgres");
+    assert_eq!(primary.objectives().rto.to_string(), "30m");
+    assert_eq!(primary.objectives().rpo.to_string(), "15m");
+    assert_eq!(primary.retention().to_string(), "daily=30,within=7d");
+    let jobs: Vec<_> = primary
+        .schedules()
+        .iter()
+        .map(|s| (s.job(), s.schedule().to_string()))
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            (Job::Backup, "0 2 * * * (Asia/Jakarta)".to_owned()),
+            (Job::Verify, "0 */6 * * * (UTC)".to_owned())
+        ]
+    );
+    let backup = primary.schedules()[0].schedule();
+    assert_eq!(
+        backup.next_after_timestamp(now()).unwrap().to_string(),
+        "2026-11-22T02:00:00+07:00[Asia/Jakarta]"
+    );
+
+    let pg = primary.postgres().unwrap();
+    assert!(pg.wal_archiving());
+    assert_eq!(
+        pg.hosts(),
+        ["postgres-primary.gomeet.svc", "postgres-replica.gomeet.svc"]
+    );
+    assert_eq!(pg.port(), 5432);
+    assert_eq!(pg.user(), "replicator");
+    assert_eq!(pg.dbname(), Some("gomeet"));
+    assert_eq!(pg.application_name(), "drkit-gomeet");
+    assert_eq!(
+        pg.password(),
+        Some(&SecretSource::Env("GOMEET_PG_PASSWORD".into()))
+    );
+    assert_eq!(pg.tls().mode(), TlsMode::VerifyFull);
+    assert_eq!(pg.tls().ca_file(), Some(Path::new("/etc/drkit/pg-ca.pem")));
+    assert_eq!(
+        pg.tls().client_cert(),
+        Some((
+            Path::new("/etc/drkit/pg-client.pem"),
+            Path::new("/etc/drkit/pg-client.key")
+        ))
+    );
+    let pg_config = pg.pg_config(Some(&drkit::Password::new("pw")));
+    assert_eq!(pg_config.get_hosts().len(), 2);
+    assert_eq!(pg_config.get_user(), Some("replicator"));
+    assert_eq!(pg_config.get_dbname(), Some("gomeet"));
+    assert_eq!(pg_config.get_password(), Some(&b"pw"[..]));
+    assert_eq!(pg_config.get_application_name(), Some("drkit-gomeet"));
+    assert_eq!(
+        pg_config.get_ssl_mode(),
+        tokio_postgres::config::SslMode::Require
+    );
+
+    let agent = config.agent().unwrap();
+    assert_eq!(agent.listen().to_string(), "0.0.0.0:9187");
+    assert_eq!(
+        agent
+            .prune()
+            .next_after_timestamp(now())
+            .unwrap()
+            .to_string(),
+        "2026-11-22T03:30:00+07:00[Asia/Jakarta]"
+    );
+
+    let plan = config.plan(now()).to_string();
+    println!("{plan}");
+    for expected in [
+        "config gomeet.toml, next runs after 2026-11-21T08:00:00Z",
+        "repository s3://gomeet-dr/backups/prod (region ap-southeast-1, endpoint https://minio.gomeet.svc:9000, path-style)",
+        "password    from file /etc/drkit/repository.pass",
+        "component postgres/gomeet_primary",
+        "objectives  RTO 30m, RPO 15m",
+        "retention   daily=30,within=7d",
+        "tls verify-full, WAL archiving on",
+        "password    from environment variable GOMEET_PG_PASSWORD",
+        "next 2026-11-22T02:00:00+07:00[Asia/Jakarta]",
+        "next 2026-11-21T12:00:00+00:00[UTC]",
+        "agent listening on 0.0.0.0:9187",
+        "next 2026-11-22T03:30:00+07:00[Asia/Jakarta]",
+    ] {
+        assert!(plan.contains(expected), "{expected:?} missing from\n{plan}");
+    }
+}
+
+#[test]
+fn a_local_installation() {
+    let config = Config::from_toml(LOCAL, "local.toml").unwrap();
+    assert_eq!(
+        config.repository().location(),
+        &RepositoryLocation::Local("/var/lib/drkit/repo".into())
+    );
+    assert!(config.agent().is_none());
+    assert_eq!(config.components().len(), 2);
+    let main = config.component(&"postgres/main".parse().unwrap()).unwrap();
+    assert_eq!(main.objectives().rto.to_string(), "4h");
+    let pg = main.postgres().unwrap();
+    assert!(!pg.wal_archiving());
+    assert_eq!(pg.port(), 5432);
+    assert_eq!(pg.application_name(), "drkit");
+    assert_eq!(
+        pg.pg_config(None).get_ssl_mode(),
+        tokio_postgres::config::SslMode::Disable
+    );
+    let analytics = &config.components()[1];
+    assert!(analytics.schedules().is_empty());
+    let plan = config.plan(now()).to_string();
+    assert!(plan.contains("none (run by hand)"), "{plan}");
+    assert!(
+        plan.contains("next 2026-11-21T09:00:00+00:00[UTC]"),
+        "{plan}"
+    );
+}
+
+#[tokio::test]
+async fn connections_resolve_passwords_and_tls_files() {
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
+    let text = format!(
+        r#"
+[repository]
+location = "/srv/drkit"
+password = {{ env = "DRKIT_REPOSITORY_PASSWORD" }}
+
+[[component]]
+id = "postgres/gomeet_primary"
+kind = "postgres"
+objectives = {{ rto = "30m", rpo = "15m" }}
+retention = "daily=30"
+wal_archiving = true
+[component.connection]
+host = "db.internal"
+user = "replicator"
+password = {{ env = "PGPASSWORD" }}
+tls = {{ mode = "verify-ca", ca_file = "{ca}", cert_file = "{cert}", key_file = "{key}" }}
+
+[[component]]
+id = "postgres/other"
+kind = "postgres"
+objectives = {{ rto = "30m", rpo = "15m" }}
+retention = "daily=30"
+wal_archiving = false
+connection = {{ host = "db.internal", user = "u", tls = {{ mode = "verify-full", ca_file = "{missing}" }} }}
+"#,
+        ca = tls.join("ca.pem").display(),
+        cert = tls.join("client.pem").display(),
+        key = tls.join("client.key").display(),
+        missing = tls.join("absent.pem").display(),
+    );
+    let config = Config::from_toml(&text, "tls.toml").unwrap();
+    let env = |name: &str| (name == "PGPASSWORD").then(|| "from-env".to_owned());
+    let pg = config.components()[0].postgres().unwrap();
+    let (pg_config, tls_config) = pg.resolve(env).await.unwrap();
+    assert_eq!(pg_config.get_password(), Some(&b"from-env"[..]));
+    assert_eq!(format!("{tls_config:?}"), "Tls(rustls::ClientConfig)");
+
+    let err = config.components()[1]
+        .postgres()
+        .unwrap()
+        .load_tls()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Tls);
+    assert!(err.to_string().contains("postgres/other"), "{err}");
+    assert!(
+        std::error::Error::source(&err)
+            .unwrap()
+            .to_string()
+            .contains("No such file")
+    );
+
+    let err = config
+        .repository()
+        .password()
+        .resolve(env)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("DRKIT_REPOSITORY_PASSWORD"),
+        "{err}"
+    );
+}
+
+#[test]
+fn load_reads_a_file_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drkit.toml");
+    std::fs::write(&path, LOCAL).unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.origin(), path.display().to_string());
+
+    std::fs::write(&path, LOCAL.replace("\"2h\"", "\"2 fortnights\"")).unwrap();
+    let err = Config::load(&path).unwrap_err().to_string();
+    let line = line_of(LOCAL, "\"2h\"");
+    assert!(
+        err.starts_with(&format!("{}:{line}:", path.display())),
+        "{err}"
+    );
+    assert!(err.contains("component[1].objectives.rto"), "{err}");
+
+    let err = Config::load(dir.path().join("absent.toml")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Read);
+    assert!(err.to_string().contains("absent.toml"));
+}
+
+/// Replaces `from` (which must occur once) in the GoMeet file and parses it.
+fn gomeet_with(from: &str, to: &str) -> drkit::Error {
+    assert_eq!(GOMEET.matches(from).count(), 1, "{from}");
+    let text = GOMEET.replace(from, to);
+    Config::from_toml(&text, "gomeet.toml").unwrap_err()
+}
+
+/// The line of the file on which `needle` starts.
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).unwrap();
+    text[..at].matches('\n').count() + 1
+}
+
+/// Asserts the error is a config error in gomeet.toml at `line`, for `field`,
+/// and its message has every one of `words`.
+#[track_caller]
+fn assert_error(err: &drkit::Error, line: usize, field: &str, words: &[&str]) {
+    let text = err.to_string();
+    assert_eq!(err.kind(), ErrorKind::Config, "{text}");
+    assert_eq!(err.field(), Some(field), "{text}");
+    assert_eq!(err.line_column().map(|(l, _)| l), Some(line), "{text}");
+    let prefix = format!("gomeet.toml:{line}:");
+    assert!(text.starts_with(&prefix), "{text}");
+    assert!(text.contains(&format!(": {field}: ")), "{text}");
+    for word in words {
+        assert!(text.contains(word), "{word:?} missing from {text}");
+    }
+}
+
+#[test]
+fn an_unknown_field() {
+    let err = gomeet_with(
+        "wal_archiving = true",
+        "wal_archiving = true\nretension = \"daily=1\"",
+    );
+    let line = line_of(GOMEET, "wal_archiving = true") + 1;
+    assert_error(
+        &err,
+        line,
+        "component[0].retension",
+        &["unknown field `retension`", "expected one of"],
+    );
+
+    let err = gomeet_with("path_style = true", "path_style = true\nbucket = \"x\"");
+    let line = line_of(GOMEET, "path_style = true") + 1;
+    assert_error(
+        &err,
+        line,
+        "repository.s3.bucket",
+        &["unknown field `bucket`"],
+    );
+}
+
+#[test]
+fn a_bad_cron_expression() {
+    let err = gomeet_with("cron = \"0 */6 * * *\"", "cron = \"0 */6 * *\"");
+    let line = line_of(GOMEET, "cron = \"0 */6 * * *\"");
+    assert_error(
+        &err,
+        line,
+        "component[0].schedule[1].cron",
+        &[
+            "expected 5 fields",
+            "expected a cron expression such as \"0 2 * * *\"",
+        ],
+    );
+    let err = gomeet_with("cron = \"0 2 * * *\"", "cron = \"0 25 * * *\"");
+    let line = line_of(GOMEET, "cron = \"0 2 * * *\"");
+    assert_error(
+        &err,
+        line,
+        "component[0].schedule[0].cron",
+        &["hour 25 is out of range 0-23"],
+    );
+}
+
+#[test]
+fn a_bad_duration() {
+    let err = gomeet_with("rpo = \"15m\"", "rpo = \"15 fortnights\"");
+    let line = line_of(GOMEET, "rpo = \"15m\"");
+    assert_error(
+        &err,
+        line,
+        "component[0].objectives.rpo",
+        &["unknown unit", "expected a duration such as \"15m\""],
+    );
+    // The second component's: the index counts.
+    let text = format!(
+        "{}\n[[component]]{}",
+        GOMEET.split("[agent]").next().unwrap(),
+        LOCAL
+            .split("[[component]]")
+            .nth(1)
+            .unwrap()
+            .replace("rto = \"< 4 hours\"", "rto = 30")
+    );
+    let err = Config::from_toml(&text, "gomeet.toml").unwrap_err();
+    assert_error(
+        &err,
+        line_of(&text, "rto = 30"),
+        "component[1].objectives.rto",
+        &["invalid type: integer `30`", "a duration such as \"30m\""],
+    );
+    // Objectives have no defaults.
+    let err = gomeet_with(
+        "objectives = { rto = \"30m\", rpo = \"15m\" }",
+        "objectives = { rto = \"30m\" }",
+    );
+    assert_error(
+        &err,
+        line_of(GOMEET, "objectives = "),
+        "component[0].objectives",
+        &["missing field `rpo`"],
+    );
+}
+
+#[test]
+fn a_bad_time_zone() {
+    let err = gomeet_with(
+        "timezone = \"Asia/Jakarta\"\n",
+        "timezone = \"Asia/Djakarta City\"\n",
+    );
+    let line = line_of(GOMEET, "timezone = \"Asia/Jakarta\"");
+    assert_error(
+        &err,
+        line,
+        "component[0].schedule[0].timezone",
+        &[
+            "unknown time zone \"Asia/Djakarta City\"",
+            "expected an IANA time zone",
+        ],
+    );
+    let err = gomeet_with(
+        "prune = { cron = \"30 3 * * sun\", timezone = \"Asia/Jakarta\" }",
+        "prune = { cron = \"30 3 * * sun\", timezone = \"WIB\" }",
+    );
+    assert_error(
+        &err,
+        line_of(GOMEET, "prune = "),
+        "agent.prune.timezone",
+        &["unknown time zone \"WIB\""],
+    );
+}
+
+#[test]
+fn an_inline_password() {
+    let err = gomeet_with(
+        "password = { file = \"/etc/drkit/repository.pass\" }",
+        "password = \"hunter2\"",
+    );
+    let line = line_of(GOMEET, "password = { file");
+    assert_error(
+        &err,
+        line,
+        "repository.password",
+        &[
+            "never written in the config file",
+            "file =",
+            "command =",
+            "env =",
+        ],
+    );
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+
+    let err = gomeet_with(
+        "password = { env = \"GOMEET_PG_PASSWORD\" }",
+        "password = \"s3cret\"",
+    );
+    assert_error(
+        &err,
+        line_of(GOMEET, "password = { env"),
+        "component[0].connection.password",
+        &["never written in the config file"],
+    );
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+
+    let err = gomeet_with(
+        "password = { env = \"GOMEET_PG_PASSWORD\" }",
+        "password = { env = \"GOMEET_PG_PASSWORD\", file = \"/x\" }",
+    );
+    assert_error(
+        &err,
+        line_of(GOMEET, "password = { env"),
+        "component[0].connection.password",
+        &[
+            "more than one source",
+            "exactly one of `file`, `command` or `env`",
+        ],
+    );
+}
+
+#[test]
+fn a_duplicate_id() {
+    let component = GOMEET
+        .split("[agent]")
+        .next()
+        .unwrap()
+        .split("[[component]]")
+        .nth(1)
+        .unwrap();
+    // The same component twice, the agent table last.
+    let second = format!(
+        "{}[[component]]{component}[agent]{}",
+        GOMEET.split("[agent]").next().unwrap(),
+        GOMEET.split("[agent]").nth(1).unwrap()
+    );
+    let err = Config::from_toml(&second, "gomeet.toml").unwrap_err();
+    let second_id = second.rfind("id = \"postgres/gomeet_primary\"").unwrap();
+    let line = second[..second_id].matches('\n').count() + 1;
+    assert_error(
+        &err,
+        line,
+        "component[1].id",
+        &["duplicate component id \"postgres/gomeet_primary\", also component[0]"],
+    );
+}
+
+#[test]
+fn an_unknown_kind() {
+    let err = gomeet_with(
+        "id = \"postgres/gomeet_primary\"\nkind = \"postgres\"",
+        "id = \"redis/gomeet_cache\"\nkind = \"redis\"",
+    );
+    let line = line_of(GOMEET, "kind = \"postgres\"");
+    assert_error(
+        &err,
+        line,
+        "component[0].kind",
+        &[
+            "unknown component kind \"redis\"",
+            "expected one of [postgres]",
+        ],
+    );
+    // A kind the id does not have.
+    let err = gomeet_with(
+        "id = \"postgres/gomeet_primary\"",
+        "id = \"redis/gomeet_primary\"",
+    );
+    assert_error(
+        &err,
+        line,
+        "component[0].kind",
+        &[
+            "the id \"redis/gomeet_primary\" is of kind \"redis\"",
+            "start with \"postgres/\"",
+        ],
+    );
+}
+
+#[test]
+fn settings_that_contradict_each_other() {
+    let err = gomeet_with("ca_file = \"/etc/drkit/pg-ca.pem\"\n", "");
+    assert_error(
+        &err,
+        line_of(GOMEET, "[component.connection.tls]"),
+        "component[0].connection.tls",
+        &["mode \"verify-full\" checks the server's certificate against ca_file"],
+    );
+    let err = gomeet_with("key_file = \"/etc/drkit/pg-client.key\"", "");
+    assert_error(
+        &err,
+        line_of(GOMEET, "[component.connection.tls]"),
+        "component[0].connection.tls",
+        &["expected both or neither"],
+    );
+    let err = gomeet_with("mode = \"verify-full\"", "mode = \"verify-host\"");
+    assert_error(
+        &err,
+        line_of(GOMEET, "mode = \"verify-full\""),
+        "component[0].connection.tls.mode",
+        &["expected a TLS mode"],
+    );
+    let err = gomeet_with(
+        "location = \"s3://gomeet-dr/backups/prod\"",
+        "location = \"/srv/drkit\"",
+    );
+    assert_error(
+        &err,
+        line_of(GOMEET, "[repository.s3]"),
+        "repository.s3",
+        &["expected them only with an s3:// location"],
+    );
+    let err = gomeet_with("wal_archiving = true\n", "");
+    assert_error(
+        &err,
+        line_of(GOMEET, "[[component]]"),
+        "component[0].wal_archiving",
+        &["missing field `wal_archiving`"],
+    );
+    let err = gomeet_with("retention = \"daily=30,within=7d\"", "retention = \"\"");
+    assert_error(
+        &err,
+        line_of(GOMEET, "retention ="),
+        "component[0].retention",
+        &["empty", "expected a retention policy"],
+    );
+    let err = gomeet_with("job = \"verify\"", "job = \"restore\"");
+    assert_error(
+        &err,
+        line_of(GOMEET, "job = \"verify\""),
+        "component[0].schedule[1].job",
+        &["backup\" or \"verify"],
+    );
+    let err = gomeet_with("listen = \"0.0.0.0:9187\"", "listen = \"localhost\"");
+    assert_error(
+        &err,
+        line_of(GOMEET, "listen ="),
+        "agent.listen",
+        &["an address and port"],
+    );
+
+    let socket_tls = LOCAL.replace(
+        "tls = { mode = \"disable\" }",
+        "tls = { mode = \"require\" }",
+    );
+    let err = Config::from_toml(&socket_tls, "gomeet.toml").unwrap_err();
+    assert_error(
+        &err,
+        line_of(&socket_tls, "host = \"/run/postgresql\""),
+        "component[0].connection.tls",
+        &["Unix socket"],
+    );
+}
+
+#[test]
+fn no_components_and_bad_toml() {
+    let text = GOMEET.split("[[component]]").next().unwrap();
+    let err = Config::from_toml(text, "gomeet.toml").unwrap_err();
+    assert_error(
+        &err,
+        1,
+        "component",
+        &["expected at least one [[component]]"],
+    );
+
+    let err = gomeet_with("port = 5432", "port = 5432 5433");
+    let line = line_of(GOMEET, "port = 5432");
+    assert_eq!(err.line_column().map(|(l, _)| l), Some(line), "{err}");
+    assert!(
+        err.to_string().starts_with(&format!("gomeet.toml:{line}:")),
+        "{err}"
+    );
+
+    let err = gomeet_with("port = 5432", "port = 65536");
+    assert_error(
+        &err,
+        line_of(GOMEET, "port = 5432"),
+        "component[0].connection.port",
+        &["65536"],
+    );
+}
