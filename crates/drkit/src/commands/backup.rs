@@ -1,0 +1,62 @@
+//! `drkit backup <component>`: a base backup into the repository, full or
+//! (`--delta`) against the component's latest full backup.
+
+use dr_core::{Backup, BackupBase, BackupReport, BackupRequest};
+use dr_postgres::BaseBackup;
+use dr_storage::Repository;
+
+use crate::failure::{Failure, Outcome};
+use crate::output::{Output, bytes};
+
+/// Takes the backup and prints what it stored.
+pub(crate) async fn run(
+    backup: &BaseBackup,
+    repo: &Repository,
+    delta: bool,
+    labels: &[(String, String)],
+    out: &Output,
+) -> Outcome {
+    let mut request = BackupRequest::new(repo);
+    if delta {
+        request = request.base(BackupBase::LatestFull(repo));
+    }
+    for (key, value) in labels {
+        request = request.label(key, value);
+    }
+    let progress = out.progress("stream archives");
+    if let Some(progress) = &progress {
+        request = request.progress(progress);
+    }
+    let report = backup
+        .backup(request)
+        .await
+        .map_err(|e| Failure::of(format_args!("backing up {}", backup.component()), &e))?;
+    drop(progress);
+    print(&report, out)
+}
+
+fn print(report: &BackupReport, out: &Output) -> Outcome {
+    if out.json {
+        return out.json(report);
+    }
+    let manifest = &report.manifest;
+    out.line(format_args!(
+        "snapshot {} of {}: {} in {} streams{}",
+        manifest.id,
+        manifest.component,
+        bytes(manifest.total_size()),
+        manifest.streams.len(),
+        manifest
+            .depends_on
+            .map(|full| format!(", a delta against {full}"))
+            .unwrap_or_default()
+    ));
+    for step in report.timeline.steps() {
+        out.line(format_args!(
+            "  {:<20} {:.2} s",
+            step.name,
+            step.duration().as_secs_f64()
+        ));
+    }
+    Ok(())
+}

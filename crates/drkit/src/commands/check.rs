@@ -1,0 +1,38 @@
+//! `drkit config check`: everything that can be checked without acting —
+//! the file, the repository (reachable, the password right, opened
+//! read-only so nothing is written) and each PostgreSQL server (reachable,
+//! the credentials right, the cluster's identity) — with the plan printed.
+
+use dr_postgres::replication::ReplicationClient;
+
+use crate::context::{Access, Context};
+use crate::failure::{Failure, Outcome};
+
+/// Checks, printing one line per check; the first failure ends it.
+pub(crate) async fn run(cx: &Context) -> Outcome {
+    cx.out.line(cx.config.plan(jiff::Timestamp::now()));
+    cx.repository(Access::ReadOnly).await?;
+    cx.out
+        .line(format_args!("repository {}: opened", cx.location()));
+    for component in cx.config.components() {
+        if component.postgres().is_none() {
+            continue;
+        }
+        let (config, tls) = cx.postgres(component).await?;
+        let id = component.id();
+        let mut client = ReplicationClient::connect(&config, &tls)
+            .await
+            .map_err(|e| Failure::of(format_args!("connecting to {id}"), &e))?;
+        let identity = client
+            .identify_system()
+            .await
+            .map_err(|e| Failure::of(format_args!("identifying {id}"), &e))?;
+        cx.out.line(format_args!(
+            "{id}: {} answers, system identifier {}, timeline {}",
+            client.addr(),
+            identity.system_id,
+            identity.timeline
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! One module per command; each takes what it needs resolved, so that its
+//! logic reads as the library calls it makes.
+
+pub(crate) mod backup;
+pub(crate) mod check;
+pub(crate) mod init;
+pub(crate) mod report;
+pub(crate) mod restore;
+pub(crate) mod snapshots;
+pub(crate) mod target;
+pub(crate) mod wal;

@@ -1,0 +1,204 @@
+//! What every command starts from: the config file, the repository it
+//! names, and the components' connections, each resolved when a command
+//! needs it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use dr_core::ComponentId;
+use dr_postgres::BaseBackup;
+use dr_storage::{FsBackend, InitOptions, Repository, S3Backend, S3Options, Secret, WriteBackend};
+use drkit::{Component, Config, ErrorKind, RepositoryLocation, SecretSource};
+
+use crate::failure::Failure;
+use crate::output::Output;
+
+/// The loaded config and how to print.
+pub(crate) struct Context {
+    pub(crate) config: Config,
+    pub(crate) out: Output,
+}
+
+/// How a command opens the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Backups, forget, prune, `wal push`.
+    ReadWrite,
+    /// Restores, listings, `wal fetch`: nothing written, not even the
+    /// open's probe, so credentials that may only read suffice.
+    ReadOnly,
+}
+
+/// The environment, as the config's `env` password sources read it.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Context {
+    /// Loads the config file: a missing file or a wrong one is exit 2.
+    pub(crate) fn load(path: &Path, out: Output) -> Result<Self, Failure> {
+        let config = Config::load(path).map_err(|e| match e.kind() {
+            ErrorKind::Read => Failure::Usage(format!(
+                "{}: {}",
+                failure_text(&e),
+                "pass --config or set DRKIT_CONFIG to name the config file"
+            )),
+            _ => Failure::Usage(failure_text(&e)),
+        })?;
+        Ok(Self { config, out })
+    }
+
+    /// The component the config names `id`; an unknown one is exit 2.
+    pub(crate) fn component(&self, id: &str) -> Result<&Component, Failure> {
+        let parsed: ComponentId = id
+            .parse()
+            .map_err(|e| Failure::Usage(format!("{id:?} is not a component id: {e}")))?;
+        self.config.component(&parsed).ok_or_else(|| {
+            let known: Vec<String> = self
+                .config
+                .components()
+                .iter()
+                .map(|c| c.id().to_string())
+                .collect();
+            Failure::Usage(format!(
+                "{} names no component {id}; it has {}",
+                self.config.origin(),
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// The PostgreSQL component `id`, or the config's only one.
+    pub(crate) fn postgres_component(&self, id: Option<&str>) -> Result<&Component, Failure> {
+        if let Some(id) = id {
+            let component = self.component(id)?;
+            component
+                .postgres()
+                .ok_or_else(|| Failure::Usage(format!("{id} is not a PostgreSQL component")))?;
+            return Ok(component);
+        }
+        let mut postgres = self
+            .config
+            .components()
+            .iter()
+            .filter(|c| c.postgres().is_some());
+        match (postgres.next(), postgres.next()) {
+            (Some(only), None) => Ok(only),
+            (None, _) => Err(Failure::Usage(format!(
+                "{} has no PostgreSQL component",
+                self.config.origin()
+            ))),
+            (Some(_), Some(_)) => Err(Failure::Usage(format!(
+                "{} has several PostgreSQL components: name one with --component",
+                self.config.origin()
+            ))),
+        }
+    }
+
+    /// The repository's password.
+    pub(crate) async fn secret(&self) -> Result<Secret, Failure> {
+        let source: &SecretSource = self.config.repository().password();
+        let password = source
+            .resolve(env)
+            .await
+            .map_err(|e| Failure::Usage(failure_text(&e)))?;
+        Ok(Secret::password(password.expose()))
+    }
+
+    /// Where the repository is, as the config names it.
+    pub(crate) fn location(&self) -> &RepositoryLocation {
+        self.config.repository().location()
+    }
+
+    /// The store the repository lives in. A local directory must exist,
+    /// unless `create` (for `init`).
+    async fn backend(&self, create: bool) -> Result<Arc<dyn WriteBackend>, Failure> {
+        let location = self.location();
+        let store =
+            |e: dr_storage::Error| Failure::of(format_args!("the repository at {location}"), &e);
+        match location {
+            RepositoryLocation::Local(path) => {
+                if !create && !path.is_dir() {
+                    return Err(Failure::Failed(format!(
+                        "there is no repository directory {} (create the repository with drkit init)",
+                        path.display()
+                    )));
+                }
+                Ok(Arc::new(FsBackend::new(path).map_err(store)?))
+            }
+            RepositoryLocation::S3 { bucket, prefix } => {
+                let s3 = self.config.repository().s3();
+                let region = s3.and_then(|s| s.region()).unwrap_or("us-east-1");
+                let mut options = S3Options::new(bucket, region).prefix(prefix);
+                if let Some(endpoint) = s3.and_then(|s| s.endpoint()) {
+                    options = options.endpoint(endpoint);
+                }
+                if s3.is_some_and(|s| s.path_style()) {
+                    options = options.force_path_style(true);
+                }
+                Ok(Arc::new(S3Backend::new(options).await.map_err(store)?))
+            }
+            other => Err(Failure::Usage(format!(
+                "this build cannot open a repository at {other}"
+            ))),
+        }
+    }
+
+    /// Creates the repository, encrypted with the config's password.
+    pub(crate) async fn init_repository(&self) -> Result<Repository, Failure> {
+        let backend = self.backend(true).await?;
+        let secret = self.secret().await?;
+        let location = self.location();
+        Repository::init(backend, InitOptions::encrypted(secret))
+            .await
+            .map_err(|e| match e.kind() {
+                dr_core::ErrorKind::AlreadyExists => Failure::Failed(format!(
+                    "there is a repository at {location} already; nothing was changed"
+                )),
+                _ => Failure::of(format_args!("creating the repository at {location}"), &e),
+            })
+    }
+
+    /// Opens the repository.
+    pub(crate) async fn repository(&self, access: Access) -> Result<Repository, Failure> {
+        let backend = self.backend(false).await?;
+        let secret = self.secret().await?;
+        let location = self.location();
+        let opened = match access {
+            Access::ReadWrite => Repository::open(backend, Some(&secret)).await,
+            Access::ReadOnly => Repository::open_read_only(backend, Some(&secret)).await,
+        };
+        opened.map_err(|e| match e.kind() {
+            dr_core::ErrorKind::NotFound => Failure::Failed(format!(
+                "there is no drkit repository at {location} (create it with drkit init)"
+            )),
+            _ => Failure::of(format_args!("opening the repository at {location}"), &e),
+        })
+    }
+
+    /// The connection settings and TLS of a PostgreSQL component.
+    pub(crate) async fn postgres(
+        &self,
+        component: &Component,
+    ) -> Result<(tokio_postgres::Config, dr_postgres::Tls), Failure> {
+        let settings = component.postgres().ok_or_else(|| {
+            Failure::Usage(format!("{} is not a PostgreSQL component", component.id()))
+        })?;
+        settings
+            .resolve(env)
+            .await
+            .map_err(|e| Failure::Failed(failure_text(&e)))
+    }
+
+    /// The base backup of component `id`.
+    pub(crate) async fn base_backup(&self, id: &str) -> Result<BaseBackup, Failure> {
+        let component = self.component(id)?;
+        let (config, tls) = self.postgres(component).await?;
+        Ok(BaseBackup::new(component.id().clone(), config, tls))
+    }
+}
+
+/// An error and its causes.
+fn failure_text(error: &(dyn std::error::Error + 'static)) -> String {
+    crate::failure::chain(error)
+}

@@ -1,0 +1,303 @@
+//! `drkit`: the operator's binary. One config file (`--config`, default
+//! `./drkit.toml`, or `DRKIT_CONFIG`) names the repository and the
+//! components; every command is a thin layer over the library calls a
+//! service could make itself.
+//!
+//! Exit status: 0 done; 1 the operation failed; 2 the command line or the
+//! config file is wrong; 3 the operation succeeded but missed its objective.
+
+mod commands;
+mod context;
+mod failure;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use dr_postgres::{DEFAULT_SEGMENT_SIZE, PitrRestore};
+use dr_storage::SnapshotFilter;
+
+use crate::commands::target::TargetArg;
+use crate::context::{Access, Context};
+use crate::failure::{Failure, Outcome};
+use crate::output::Output;
+
+/// Disaster recovery for PostgreSQL: backups, WAL archiving and
+/// point-in-time restores into one repository, measured against the
+/// objectives of your DR plan.
+#[derive(Debug, Parser)]
+#[command(name = "drkit", version, max_term_width = 100)]
+struct Cli {
+    /// The config file.
+    #[arg(
+        long,
+        global = true,
+        env = "DRKIT_CONFIG",
+        default_value = "drkit.toml"
+    )]
+    config: PathBuf,
+    /// Print listings and reports as JSON on standard output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress and no informational lines.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// How log lines on standard error look; which are shown is RUST_LOG's
+    /// (default: warnings and errors).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The config file: checked, and the plan it resolves to printed.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Creates the repository the config names.
+    Init,
+    /// Takes a base backup of a component.
+    Backup {
+        /// The component, as the config names it (`postgres/main`).
+        component: String,
+        /// Store only what changed since the component's latest full backup.
+        #[arg(long)]
+        delta: bool,
+        /// A label for the snapshot, `key=value`; repeatable.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Lists the committed snapshots.
+    Snapshots {
+        /// Only this component's.
+        #[arg(long)]
+        component: Option<String>,
+        /// Only those committed at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<jiff::Timestamp>,
+        /// Only those committed before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<jiff::Timestamp>,
+        /// Only those with this label, `key=value`; repeatable.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Restores a component into a new data directory.
+    Restore {
+        /// The component, as the config names it.
+        component: String,
+        /// What to recover to: latest, a time (2026-12-06T14:30:00Z),
+        /// lsn:<lsn>[@<timeline>], name:<restore point>, or a snapshot id.
+        #[arg(long)]
+        to: TargetArg,
+        /// The new data directory: absent or empty.
+        #[arg(long)]
+        target: PathBuf,
+        /// Who the restored files belong to, `<uid>:<gid>` (the server's
+        /// user, when drkit runs as root).
+        #[arg(long)]
+        owner: Option<Owner>,
+        /// When the incident happened (RFC 3339): the RTO is measured from it.
+        #[arg(long)]
+        incident_at: Option<jiff::Timestamp>,
+        /// Saves the recovery report as JSON.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// PostgreSQL's archive_command and restore_command.
+    #[command(subcommand)]
+    Wal(WalCommand),
+    /// Prints a recovery report saved with `restore --report`.
+    Report {
+        /// The saved report.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Checks the config file, the repository (reachable, the password
+    /// right) and every component's server, without changing anything, and
+    /// prints the plan.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum WalCommand {
+    /// Stores a WAL file in the archive: archive_command = 'drkit wal push %p'.
+    Push {
+        /// The file (PostgreSQL's %p).
+        path: PathBuf,
+        /// The component; needed only when the config has several PostgreSQL components.
+        #[arg(long)]
+        component: Option<String>,
+    },
+    /// Writes an archived WAL file: restore_command = 'drkit wal fetch %f %p'.
+    Fetch {
+        /// The file's name (PostgreSQL's %f).
+        name: String,
+        /// Where to write it (PostgreSQL's %p).
+        path: PathBuf,
+        /// The component; needed only when the config has several PostgreSQL components.
+        #[arg(long)]
+        component: Option<String>,
+    },
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not key=value")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let out = Output {
+        json: cli.json,
+        quiet: cli.quiet,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return report(&Failure::of("starting the runtime", &e)),
+    };
+    match runtime.block_on(run(cli, out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => report(&failure),
+    }
+}
+
+fn report(failure: &Failure) -> ExitCode {
+    eprintln!("drkit: {failure}");
+    failure.exit_code()
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli, out: Output) -> Outcome {
+    if let Command::Report { file } = &cli.command {
+        return commands::report::run(file, &out);
+    }
+    let cx = Context::load(&cli.config, out)?;
+    match cli.command {
+        Command::Config(ConfigCommand::Check) => commands::check::run(&cx).await,
+        Command::Init => commands::init::run(&cx).await,
+        Command::Backup {
+            component,
+            delta,
+            labels,
+        } => {
+            let backup = cx.base_backup(&component).await?;
+            let repo = cx.repository(Access::ReadWrite).await?;
+            commands::backup::run(&backup, &repo, delta, &labels, &out).await
+        }
+        Command::Snapshots {
+            component,
+            since,
+            until,
+            labels,
+        } => {
+            let mut filter = SnapshotFilter::new();
+            if let Some(id) = component {
+                filter = filter.component(cx.component(&id)?.id().clone());
+            }
+            if let Some(at) = since {
+                filter = filter.since(at);
+            }
+            if let Some(at) = until {
+                filter = filter.until(at);
+            }
+            for (key, value) in labels {
+                filter = filter.label(key, value);
+            }
+            let repo = cx.repository(Access::ReadOnly).await?;
+            commands::snapshots::run(&repo, &filter, &out).await
+        }
+        Command::Restore {
+            component,
+            to,
+            target,
+            owner,
+            incident_at,
+            report,
+        } => {
+            let settings = cx.component(&component)?;
+            let mut restore = PitrRestore::new(settings.id().clone(), &target);
+            if let Some(Owner { uid, gid }) = owner {
+                restore = restore.owner(uid, gid);
+            }
+            let repo = cx.repository(Access::ReadOnly).await?;
+            let args = commands::restore::RestoreArgs {
+                target: &to,
+                data_dir: &target,
+                objectives: settings.objectives(),
+                incident_at,
+                report_file: report,
+            };
+            commands::restore::run(restore, &repo, args, &out).await
+        }
+        Command::Wal(WalCommand::Push { path, component }) => {
+            let settings = cx.postgres_component(component.as_deref())?;
+            let repo = cx.repository(Access::ReadWrite).await?;
+            commands::wal::push(&repo, settings.id(), DEFAULT_SEGMENT_SIZE, &path).await
+        }
+        Command::Wal(WalCommand::Fetch {
+            name,
+            path,
+            component,
+        }) => {
+            let settings = cx.postgres_component(component.as_deref())?;
+            let repo = cx.repository(Access::ReadOnly).await?;
+            commands::wal::fetch(&repo, settings.id(), DEFAULT_SEGMENT_SIZE, &name, &path).await
+        }
+        Command::Report { .. } => Ok(()),
+    }
+}
+
+/// `--owner <uid>:<gid>`: who the restored files belong to.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+}
+
+impl std::str::FromStr for Owner {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (uid, gid) = text
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?} is not <uid>:<gid>"))?;
+        let number = |n: &str| {
+            n.parse::<u32>()
+                .map_err(|_| format!("{text:?}: {n:?} is not a numeric id"))
+        };
+        Ok(Self {
+            uid: number(uid)?,
+            gid: number(gid)?,
+        })
+    }
+}

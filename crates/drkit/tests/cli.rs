@@ -1,0 +1,349 @@
+//! `drkit` driven as an operator drives it, against a real PostgreSQL and a
+//! repository on disk: init, WAL archived through `drkit wal push` as the
+//! server's `archive_command`, a base backup, the snapshot listing, a
+//! restore to the latest point that a server then starts on with every row,
+//! the exit codes, and bad input that changes nothing.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use dr_testkit::{Postgres, PostgresOptions, eventually};
+
+const BIN: &str = env!("CARGO_BIN_EXE_drkit");
+const PASSWORD: &str = "drkit-cli-password";
+const COMPONENT: &str = "postgres/main";
+
+/// Gives a tree to the user the server runs as (the tests run as root).
+fn give_tree(owner: (u32, u32), path: &Path) {
+    std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1)).unwrap();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            give_tree(owner, &entry.unwrap().path());
+        }
+    }
+}
+
+fn owner_of(path: &Path) -> (u32, u32) {
+    let meta = std::fs::metadata(path).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+/// A config file, its repository directory and password file, all usable by
+/// the server's user.
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    repo: PathBuf,
+}
+
+impl Setup {
+    fn new(pg: &Postgres, objectives: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let repo = dir.path().join("repo");
+        let password_file = dir.path().join("repository.pass");
+        std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let pg_password = dir.path().join("pg.pass");
+        std::fs::write(&pg_password, pg.password()).unwrap();
+        let config = dir.path().join("drkit.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[repository]
+location = "{repo}"
+password = {{ file = "{password_file}" }}
+
+[[component]]
+id = "{COMPONENT}"
+kind = "postgres"
+objectives = {objectives}
+retention = "last=3"
+wal_archiving = true
+
+[component.connection]
+host = "127.0.0.1"
+port = {port}
+user = "postgres"
+password = {{ file = "{pg_password}" }}
+tls = {{ mode = "disable" }}
+"#,
+                repo = repo.display(),
+                password_file = password_file.display(),
+                pg_password = pg_password.display(),
+                port = pg.port(),
+            ),
+        )
+        .unwrap();
+        Self { dir, config, repo }
+    }
+
+    async fn drkit(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("DRKIT_CONFIG")
+            .output()
+            .await
+            .unwrap()
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+async fn rows(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The operator's whole path: a repository created, WAL archived by the
+/// server through `drkit wal push`, a base backup, the listing, and a
+/// restore to the latest point on which a server starts with every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_archive_backup_list_and_restore_to_the_latest_point() {
+    let mut pg = Postgres::start().await.unwrap();
+    let setup = Setup::new(&pg, r#"{ rto = "30m", rpo = "15m" }"#);
+    let init = setup.drkit(&["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+    let again = setup.drkit(&["init"]).await;
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(text(&again).contains("already"), "{}", text(&again));
+
+    // The server's user runs archive_command: it gets the files.
+    give_tree(owner_of(&pg.data_dir()), setup.dir.path());
+    let archive_command = format!("{BIN} --config {} wal push %p", setup.config.display());
+    let control = pg.connect("postgres").await.unwrap();
+    control
+        .batch_execute("ALTER SYSTEM SET archive_mode = on")
+        .await
+        .unwrap();
+    control
+        .execute(
+            &format!(
+                "ALTER SYSTEM SET archive_command = '{}'",
+                archive_command.replace('\'', "''")
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    drop(control);
+    pg.restart().await.unwrap();
+    let client = pg.connect("postgres").await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int, pad text);
+             INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 5000) g",
+        )
+        .await
+        .unwrap();
+
+    let backup = setup
+        .drkit(&["backup", COMPONENT, "--label", "trigger=test"])
+        .await;
+    assert!(backup.status.success(), "{}", text(&backup));
+    client
+        .batch_execute("INSERT INTO t SELECT g, 'after' FROM generate_series(5001, 6000) g")
+        .await
+        .unwrap();
+    let switched: String = client
+        .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+        .await
+        .unwrap()
+        .get(0);
+    eventually(
+        "the switched segment to be archived",
+        Duration::from_secs(60),
+        || async {
+            let archived: Option<String> = client
+                .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
+                .await
+                .ok()?
+                .get(0);
+            (archived.as_deref() >= Some(switched.as_str())).then_some(())
+        },
+    )
+    .await;
+
+    let listed = setup
+        .drkit(&["--json", "snapshots", "--component", COMPONENT])
+        .await;
+    assert!(listed.status.success(), "{}", text(&listed));
+    let snapshots: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let snapshots = snapshots.as_array().unwrap();
+    assert_eq!(snapshots.len(), 1, "{}", text(&listed));
+    assert_eq!(snapshots[0]["component"], COMPONENT);
+    assert_eq!(snapshots[0]["labels"]["trigger"], "test");
+
+    let slot = Postgres::restore_slot(PostgresOptions::default()).unwrap();
+    let target = slot.data_dir();
+    let report_file = setup.dir.path().join("report.json");
+    let mut args = vec![
+        "restore".to_owned(),
+        COMPONENT.to_owned(),
+        "--to".to_owned(),
+        "latest".to_owned(),
+        "--target".to_owned(),
+        target.display().to_string(),
+        "--report".to_owned(),
+        report_file.display().to_string(),
+    ];
+    if let Some((uid, gid)) = slot.owner() {
+        args.extend(["--owner".to_owned(), format!("{uid}:{gid}")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let restore = setup.drkit(&args).await;
+    assert!(restore.status.success(), "{}", text(&restore));
+    assert!(
+        text(&restore).contains("RTO achieved"),
+        "{}",
+        text(&restore)
+    );
+    let shown = setup
+        .drkit(&["report", report_file.to_str().unwrap()])
+        .await;
+    assert!(shown.status.success(), "{}", text(&shown));
+
+    let restored = slot.start().await.unwrap();
+    let restored_client = restored.connect("postgres").await.unwrap();
+    eventually(
+        "the restored server to promote",
+        Duration::from_secs(60),
+        || async {
+            let recovering: bool = restored_client
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await
+                .ok()?
+                .get(0);
+            (!recovering).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(rows(&restored_client).await, 6000);
+}
+
+/// Bad input gets a message naming what is wrong and the documented exit
+/// code, and changes nothing in the repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_named_with_its_exit_code_and_changes_nothing() {
+    let pg = Postgres::start().await.unwrap();
+    let setup = Setup::new(&pg, r#"{ rto = "30m", rpo = "15m" }"#);
+    let init = setup.drkit(&["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+    let objects = || {
+        let mut all = Vec::new();
+        let mut stack = vec![setup.repo.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    all.push(path);
+                }
+            }
+        }
+        all.sort();
+        all
+    };
+    let before = objects();
+    let original = std::fs::read_to_string(&setup.config).unwrap();
+
+    // Config errors: exit 2, naming the file, the line and the field.
+    for (wrong, field) in [
+        (original.replace("retention = ", "retenton = "), "retenton"),
+        (
+            original.replace(r#"rpo = "15m""#, r#"rpo = "15 fortnights""#),
+            "objectives.rpo",
+        ),
+        (
+            format!(
+                "{original}\n[[component.schedule]]\njob = \"backup\"\ncron = \"61 * * * *\"\n"
+            ),
+            "schedule",
+        ),
+    ] {
+        std::fs::write(&setup.config, &wrong).unwrap();
+        let output = setup.drkit(&["backup", COMPONENT]).await;
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        let said = text(&output);
+        assert!(
+            said.contains("drkit.toml:") && said.contains(field),
+            "{said}"
+        );
+    }
+    std::fs::write(&setup.config, &original).unwrap();
+
+    // A missing password file: exit 2, naming it.
+    let password_file = setup.dir.path().join("repository.pass");
+    std::fs::rename(&password_file, setup.dir.path().join("moved")).unwrap();
+    let output = setup.drkit(&["backup", COMPONENT]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("repository.pass"),
+        "{}",
+        text(&output)
+    );
+
+    // A wrong password: exit 1, saying so.
+    std::fs::write(&password_file, "not-the-password\n").unwrap();
+    let output = setup.drkit(&["snapshots"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("password"), "{}", text(&output));
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+
+    // An unknown component and a bad target: exit 2.
+    let output = setup.drkit(&["backup", "postgres/other"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("postgres/other"),
+        "{}",
+        text(&output)
+    );
+    let output = setup
+        .drkit(&[
+            "restore",
+            COMPONENT,
+            "--to",
+            "yesterday",
+            "--target",
+            "/tmp/x",
+        ])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+
+    // An unreachable server: exit 1, naming it; no snapshot appears.
+    drop(pg);
+    let output = setup.drkit(&["backup", COMPONENT]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("127.0.0.1"), "{}", text(&output));
+
+    let listed = setup.drkit(&["--json", "snapshots"]).await;
+    assert!(listed.status.success(), "{}", text(&listed));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&listed.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    let after: Vec<PathBuf> = objects()
+        .into_iter()
+        .filter(|p| !p.starts_with(setup.repo.join("locks")))
+        .collect();
+    let before: Vec<PathBuf> = before
+        .into_iter()
+        .filter(|p| !p.starts_with(setup.repo.join("locks")))
+        .collect();
+    assert_eq!(after, before, "the repository changed");
+}
