@@ -4,110 +4,13 @@
 //! restore to the latest point that a server then starts on with every row,
 //! the exit codes, and bad input that changes nothing.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::Output;
+mod common;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
+use common::{BIN, COMPONENT, PASSWORD, Setup, give_tree, owner_of, rows, text};
 use dr_testkit::{Postgres, PostgresOptions, eventually};
-
-const BIN: &str = env!("CARGO_BIN_EXE_drkit");
-const PASSWORD: &str = "drkit-cli-password";
-const COMPONENT: &str = "postgres/main";
-
-/// Gives a tree to the user the server runs as (the tests run as root).
-fn give_tree(owner: (u32, u32), path: &Path) {
-    std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1)).unwrap();
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path).unwrap() {
-            give_tree(owner, &entry.unwrap().path());
-        }
-    }
-}
-
-fn owner_of(path: &Path) -> (u32, u32) {
-    let meta = std::fs::metadata(path).unwrap();
-    (meta.uid(), meta.gid())
-}
-
-/// A config file, its repository directory and password file, all usable by
-/// the server's user.
-struct Setup {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    repo: PathBuf,
-}
-
-impl Setup {
-    fn new(pg: &Postgres, objectives: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let repo = dir.path().join("repo");
-        let password_file = dir.path().join("repository.pass");
-        std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
-        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let pg_password = dir.path().join("pg.pass");
-        std::fs::write(&pg_password, pg.password()).unwrap();
-        let config = dir.path().join("drkit.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"[repository]
-location = "{repo}"
-password = {{ file = "{password_file}" }}
-
-[[component]]
-id = "{COMPONENT}"
-kind = "postgres"
-objectives = {objectives}
-retention = "last=3"
-wal_archiving = true
-
-[component.connection]
-host = "127.0.0.1"
-port = {port}
-user = "postgres"
-password = {{ file = "{pg_password}" }}
-tls = {{ mode = "disable" }}
-"#,
-                repo = repo.display(),
-                password_file = password_file.display(),
-                pg_password = pg_password.display(),
-                port = pg.port(),
-            ),
-        )
-        .unwrap();
-        Self { dir, config, repo }
-    }
-
-    async fn drkit(&self, args: &[&str]) -> Output {
-        tokio::process::Command::new(BIN)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("DRKIT_CONFIG")
-            .output()
-            .await
-            .unwrap()
-    }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-async fn rows(client: &tokio_postgres::Client) -> i64 {
-    client
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0)
-}
 
 /// The operator's whole path: a repository created, WAL archived by the
 /// server through `drkit wal push`, a base backup, the listing, and a
@@ -115,7 +18,7 @@ async fn rows(client: &tokio_postgres::Client) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_archive_backup_list_and_restore_to_the_latest_point() {
     let mut pg = Postgres::start().await.unwrap();
-    let setup = Setup::new(&pg, r#"{ rto = "30m", rpo = "15m" }"#);
+    let setup = Setup::new(pg.port(), pg.password(), r#"{ rto = "30m", rpo = "15m" }"#);
     let init = setup.drkit(&["init"]).await;
     assert!(init.status.success(), "{}", text(&init));
     let again = setup.drkit(&["init"]).await;
@@ -240,7 +143,7 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_named_with_its_exit_code_and_changes_nothing() {
     let pg = Postgres::start().await.unwrap();
-    let setup = Setup::new(&pg, r#"{ rto = "30m", rpo = "15m" }"#);
+    let setup = Setup::new(pg.port(), pg.password(), r#"{ rto = "30m", rpo = "15m" }"#);
     let init = setup.drkit(&["init"]).await;
     assert!(init.status.success(), "{}", text(&init));
     let objects = || {

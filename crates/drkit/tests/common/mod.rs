@@ -1,0 +1,121 @@
+//! What the tests of the `drkit` binary share: a config file with its
+//! repository and password files, and running the binary.
+#![allow(dead_code)]
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_drkit");
+pub(crate) const PASSWORD: &str = "drkit-cli-password";
+pub(crate) const COMPONENT: &str = "postgres/main";
+
+/// Gives a tree to the user the server runs as (the tests run as root).
+pub(crate) fn give_tree(owner: (u32, u32), path: &Path) {
+    std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1)).unwrap();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            give_tree(owner, &entry.unwrap().path());
+        }
+    }
+}
+
+pub(crate) fn owner_of(path: &Path) -> (u32, u32) {
+    let meta = std::fs::metadata(path).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+/// A config file, its repository directory and password file, all usable by
+/// the server's user.
+pub(crate) struct Setup {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) config: PathBuf,
+    pub(crate) repo: PathBuf,
+}
+
+impl Setup {
+    /// A local repository (not yet created) and one PostgreSQL component on
+    /// `port` with these objectives.
+    pub(crate) fn new(port: u16, pg_password_text: &str, objectives: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let repo = dir.path().join("repo");
+        let password_file = dir.path().join("repository.pass");
+        std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let pg_password = dir.path().join("pg.pass");
+        std::fs::write(&pg_password, pg_password_text).unwrap();
+        let config = dir.path().join("drkit.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[repository]
+location = "{repo}"
+password = {{ file = "{password_file}" }}
+
+[[component]]
+id = "{COMPONENT}"
+kind = "postgres"
+objectives = {objectives}
+retention = "last=3"
+wal_archiving = true
+
+[component.connection]
+host = "127.0.0.1"
+port = {port}
+user = "postgres"
+password = {{ file = "{pg_password}" }}
+tls = {{ mode = "disable" }}
+"#,
+                repo = repo.display(),
+                password_file = password_file.display(),
+                pg_password = pg_password.display(),
+                port = port,
+            ),
+        )
+        .unwrap();
+        Self { dir, config, repo }
+    }
+
+    /// Replaces the config's `[repository]` table with `table`.
+    pub(crate) fn set_repository(&self, table: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let rest = &text[text.find("[[component]]").unwrap()..];
+        std::fs::write(&self.config, format!("{table}\n\n{rest}")).unwrap();
+    }
+
+    /// Runs `drkit --config <file> <args>`.
+    pub(crate) async fn drkit(&self, args: &[&str]) -> Output {
+        self.drkit_with(args, &[]).await
+    }
+
+    /// Runs `drkit --config <file> <args>` with more environment variables.
+    pub(crate) async fn drkit_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        tokio::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("DRKIT_CONFIG")
+            .envs(env.iter().copied())
+            .output()
+            .await
+            .unwrap()
+    }
+}
+
+pub(crate) fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+pub(crate) async fn rows(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
