@@ -12,12 +12,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No object under this key.
-    #[error("{location}: {key} not found")]
+    /// No object under this key, or (with an empty key) no store at all:
+    /// a local directory that does not exist.
+    #[error("{location}{}", MissingKey(key))]
     NotFound {
         /// The store ("/backups", "s3://bucket/prefix").
         location: String,
-        /// The object key.
+        /// The object key; empty when the store itself is missing.
         key: String,
     },
     /// A create-only write found the key taken.
@@ -131,6 +132,19 @@ pub enum Error {
     },
 }
 
+/// The end of a `NotFound` message: the key, or that the store itself is missing.
+struct MissingKey<'a>(&'a str);
+
+impl std::fmt::Display for MissingKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str(" does not exist")
+        } else {
+            write!(f, ": {} not found", self.0)
+        }
+    }
+}
+
 impl Error {
     /// The class of this error, in dr-core's terms.
     pub fn kind(&self) -> ErrorKind {
@@ -187,6 +201,9 @@ impl Error {
 impl From<Error> for dr_core::Error {
     fn from(err: Error) -> Self {
         match err {
+            Error::NotFound { location, key } if key.is_empty() => {
+                dr_core::Error::not_found(location)
+            }
             Error::NotFound { location, key } => {
                 dr_core::Error::not_found(format!("{location}: {key}"))
             }

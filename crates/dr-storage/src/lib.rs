@@ -16,6 +16,12 @@
 //!   [`Repository::unlock`]; [`Repository::open_read_only`] for restores and
 //!   verifies with credentials that may only read.
 //!
+//! - **Locations**: a [`Location`] (`/path`, `file:///path`,
+//!   `s3://bucket/prefix`) and its [`LocationOptions`] open a store
+//!   ([`Location::backend`]) or a repository ([`Repository::init_at`],
+//!   [`Repository::open_at`], [`Repository::open_read_only_at`]): the one way
+//!   a command line or a config file names where a repository is.
+//!
 //! [`prelude`] brings the traits behind the common calls into scope
 //! (dr-core's sink and source traits, the backend traits).
 //!
@@ -44,6 +50,7 @@
 pub(crate) mod backend;
 pub(crate) mod crypto;
 pub(crate) mod error;
+pub(crate) mod location;
 pub(crate) mod pack;
 pub(crate) mod repository;
 
@@ -55,6 +62,7 @@ pub use crate::backend::{
 };
 pub use crate::crypto::{KdfParams, Secret};
 pub use crate::error::{BoxError, Error, Result};
+pub use crate::location::{LocalPath, Location, LocationOptions, S3Location};
 pub use crate::repository::{
     CheckReport, ChunkerParams, DEFAULT_LOCK_WAIT, Damage, Encryption, ForgetPlan, ForgetReport,
     InitOptions, LockInfo, ObjectLock, PruneOptions, PruneReport, REPOSITORY_FORMAT, Repository,
