@@ -6,10 +6,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use dr_core::{ComponentId, Objectives, RetentionPolicy, Rpo, Rto};
+use dr_storage::Location;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
@@ -107,14 +108,15 @@ impl Config {
 /// repository's password is obtained.
 #[derive(Debug, Clone)]
 pub struct RepositorySettings {
-    location: RepositoryLocation,
+    location: Location,
     password: SecretSource,
     s3: Option<S3Settings>,
 }
 
 impl RepositorySettings {
-    /// Where the repository is.
-    pub fn location(&self) -> &RepositoryLocation {
+    /// Where the repository is: an absolute path (written as such or as a
+    /// `file:///` URL) or `s3://bucket/prefix`, as dr-storage reads it.
+    pub fn location(&self) -> &Location {
         &self.location
     }
 
@@ -126,94 +128,6 @@ impl RepositorySettings {
     /// The `[repository.s3]` settings, for an S3 location that has them.
     pub fn s3(&self) -> Option<&S3Settings> {
         self.s3.as_ref()
-    }
-}
-
-/// Where a repository is: an absolute path (written as such or as a
-/// `file:///` URL) or an S3 bucket and prefix (`s3://bucket/prefix`).
-///
-/// ```
-/// use drkit::RepositoryLocation;
-///
-/// let s3: RepositoryLocation = "s3://gomeet-dr/backups/prod/".parse()?;
-/// assert_eq!(s3.to_string(), "s3://gomeet-dr/backups/prod");
-/// let local: RepositoryLocation = "file:///var/lib/drkit/repo".parse()?;
-/// assert_eq!(local, RepositoryLocation::Local("/var/lib/drkit/repo".into()));
-/// assert!("backups/repo".parse::<RepositoryLocation>().is_err());
-/// # Ok::<(), drkit::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RepositoryLocation {
-    /// A directory on a local or mounted file system.
-    Local(PathBuf),
-    /// An S3 bucket, and a prefix inside it (empty for the bucket's root;
-    /// no leading or trailing `/`).
-    S3 {
-        /// The bucket.
-        bucket: String,
-        /// The prefix of every object's key, without a trailing `/`.
-        prefix: String,
-    },
-}
-
-impl FromStr for RepositoryLocation {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        let invalid = |reason: &str| Error::Invalid {
-            what: "repository location",
-            input: s.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if let Some(rest) = s.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let bucket_ok = (3..=63).contains(&bucket.len())
-                && bucket.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
-                })
-                && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
-            if !bucket_ok {
-                return Err(invalid(
-                    "the bucket must be 3-63 lowercase letters, digits, '.' or '-'",
-                ));
-            }
-            let prefix = prefix.trim_end_matches('/');
-            if prefix.split('/').any(str::is_empty) && !prefix.is_empty() {
-                return Err(invalid("the prefix has an empty segment ('//')"));
-            }
-            return Ok(RepositoryLocation::S3 {
-                bucket: bucket.to_owned(),
-                prefix: prefix.to_owned(),
-            });
-        }
-        let path = match s.strip_prefix("file://") {
-            Some(path) if !path.starts_with('/') => {
-                return Err(invalid(
-                    "a file URL names no host: write file:///absolute/path",
-                ));
-            }
-            Some(path) => path,
-            None if s.contains("://") => return Err(invalid("only file:// and s3:// are known")),
-            None => s,
-        };
-        if !Path::new(path).is_absolute() {
-            return Err(invalid("a local path must be absolute"));
-        }
-        Ok(RepositoryLocation::Local(PathBuf::from(path)))
-    }
-}
-
-impl fmt::Display for RepositoryLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RepositoryLocation::Local(path) => write!(f, "{}", path.display()),
-            RepositoryLocation::S3 { bucket, prefix } if prefix.is_empty() => {
-                write!(f, "s3://{bucket}")
-            }
-            RepositoryLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
-        }
     }
 }
 
@@ -480,10 +394,24 @@ from_str_config!(
 );
 from_str_config!(Rto, "a duration such as \"30m\" or \"1h30m\"");
 from_str_config!(Rpo, "a duration such as \"15m\" or \"1h\"");
-from_str_config!(
-    RepositoryLocation,
-    "an absolute path, \"file:///path\" or \"s3://bucket/prefix\""
-);
+impl FromConfig for Location {
+    const EXPECTED: &'static str =
+        "an absolute path, a file:///absolute/path URL or s3://bucket/prefix";
+
+    fn from_config(text: &str) -> std::result::Result<Self, String> {
+        let location: Location = text.parse().map_err(|e| format!("{e}"))?;
+        // Relative to what? The config is read from several places (the
+        // agent's working directory, PostgreSQL's archive_command).
+        if let Location::Local(path) = &location
+            && !path.as_path().is_absolute()
+        {
+            return Err(format!(
+                "{text:?} is relative; a local path must be absolute"
+            ));
+        }
+        Ok(location)
+    }
+}
 
 impl FromConfig for Job {
     const EXPECTED: &'static str = "a job name: \"backup\" or \"verify\"";
@@ -539,7 +467,7 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRepository {
-    location: Parsed<RepositoryLocation>,
+    location: Parsed<Location>,
     password: SecretSource,
     s3: Option<Spanned<S3Settings>>,
 }
@@ -652,7 +580,7 @@ impl RawRepository {
             None => None,
             Some(s3) => {
                 let span = s3.span();
-                if !matches!(location, RepositoryLocation::S3 { .. }) {
+                if !matches!(location, Location::S3(_)) {
                     return Err(source.error(
                         Some(span),
                         "repository.s3",
@@ -775,32 +703,6 @@ impl RawComponent {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn locations() {
-        let cases = [
-            ("/var/lib/drkit/repo", "/var/lib/drkit/repo"),
-            ("file:///var/lib/drkit/repo", "/var/lib/drkit/repo"),
-            ("s3://gomeet-dr", "s3://gomeet-dr"),
-            ("s3://gomeet-dr/", "s3://gomeet-dr"),
-            ("s3://gomeet-dr/a/b/", "s3://gomeet-dr/a/b"),
-        ];
-        for (text, printed) in cases {
-            let location: RepositoryLocation = text.parse().unwrap();
-            assert_eq!(location.to_string(), printed, "{text}");
-        }
-        for bad in [
-            "repo",
-            "file://host/repo",
-            "s3://Bucket/x",
-            "s3://ab",
-            "s3://bucket/a//b",
-            "gs://bucket/x",
-            "",
-        ] {
-            assert!(bad.parse::<RepositoryLocation>().is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn jobs_parse_and_print() {

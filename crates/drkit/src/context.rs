@@ -3,12 +3,11 @@
 //! needs it.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use dr_core::ComponentId;
 use dr_postgres::BaseBackup;
-use dr_storage::{FsBackend, InitOptions, Repository, S3Backend, S3Options, Secret, WriteBackend};
-use drkit::{Component, Config, ErrorKind, RepositoryLocation, SecretSource};
+use dr_storage::{InitOptions, Location, LocationOptions, Repository, Secret};
+use drkit::{Component, Config, ErrorKind, SecretSource};
 
 use crate::failure::Failure;
 use crate::output::Output;
@@ -106,71 +105,57 @@ impl Context {
     }
 
     /// Where the repository is, as the config names it.
-    pub(crate) fn location(&self) -> &RepositoryLocation {
+    pub(crate) fn location(&self) -> &Location {
         self.config.repository().location()
     }
 
-    /// The store the repository lives in. A local directory must exist,
-    /// unless `create` (for `init`).
-    async fn backend(&self, create: bool) -> Result<Arc<dyn WriteBackend>, Failure> {
-        let location = self.location();
-        let store =
-            |e: dr_storage::Error| Failure::of(format_args!("the repository at {location}"), &e);
-        match location {
-            RepositoryLocation::Local(path) => {
-                if !create && !path.is_dir() {
-                    return Err(Failure::Failed(format!(
-                        "there is no repository directory {} (create the repository with drkit init)",
-                        path.display()
-                    )));
-                }
-                Ok(Arc::new(FsBackend::new(path).map_err(store)?))
+    /// How to reach the repository's store: the `[repository.s3]` settings.
+    fn location_options(&self) -> LocationOptions {
+        let mut options = LocationOptions::default();
+        if let Some(s3) = self.config.repository().s3() {
+            if let Some(region) = s3.region() {
+                options = options.region(region);
             }
-            RepositoryLocation::S3 { bucket, prefix } => {
-                let s3 = self.config.repository().s3();
-                let region = s3.and_then(|s| s.region()).unwrap_or("us-east-1");
-                let mut options = S3Options::new(bucket, region).prefix(prefix);
-                if let Some(endpoint) = s3.and_then(|s| s.endpoint()) {
-                    options = options.endpoint(endpoint);
-                }
-                if s3.is_some_and(|s| s.path_style()) {
-                    options = options.force_path_style(true);
-                }
-                Ok(Arc::new(S3Backend::new(options).await.map_err(store)?))
+            if let Some(endpoint) = s3.endpoint() {
+                options = options.endpoint(endpoint);
             }
-            other => Err(Failure::Usage(format!(
-                "this build cannot open a repository at {other}"
-            ))),
+            options = options.path_style(s3.path_style());
         }
+        options
     }
 
     /// Creates the repository, encrypted with the config's password.
     pub(crate) async fn init_repository(&self) -> Result<Repository, Failure> {
-        let backend = self.backend(true).await?;
         let secret = self.secret().await?;
         let location = self.location();
-        Repository::init(backend, InitOptions::encrypted(secret))
-            .await
-            .map_err(|e| match e.kind() {
-                dr_core::ErrorKind::AlreadyExists => Failure::Failed(format!(
-                    "there is a repository at {location} already; nothing was changed"
-                )),
-                _ => Failure::of(format_args!("creating the repository at {location}"), &e),
-            })
+        Repository::init_at(
+            location,
+            &self.location_options(),
+            InitOptions::encrypted(secret),
+        )
+        .await
+        .map_err(|e| match e.kind() {
+            dr_core::ErrorKind::AlreadyExists => Failure::Failed(format!(
+                "there is a repository at {location} already; nothing was changed"
+            )),
+            _ => Failure::of(format_args!("creating the repository at {location}"), &e),
+        })
     }
 
     /// Opens the repository.
     pub(crate) async fn repository(&self, access: Access) -> Result<Repository, Failure> {
-        let backend = self.backend(false).await?;
         let secret = self.secret().await?;
         let location = self.location();
+        let options = self.location_options();
         let opened = match access {
-            Access::ReadWrite => Repository::open(backend, Some(&secret)).await,
-            Access::ReadOnly => Repository::open_read_only(backend, Some(&secret)).await,
+            Access::ReadWrite => Repository::open_at(location, &options, Some(&secret)).await,
+            Access::ReadOnly => {
+                Repository::open_read_only_at(location, &options, Some(&secret)).await
+            }
         };
         opened.map_err(|e| match e.kind() {
             dr_core::ErrorKind::NotFound => Failure::Failed(format!(
-                "there is no drkit repository at {location} (create it with drkit init)"
+                "there is no drkit repository at {location} ({e}; create it with drkit init)"
             )),
             _ => Failure::of(format_args!("opening the repository at {location}"), &e),
         })

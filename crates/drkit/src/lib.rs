@@ -6,7 +6,7 @@
 //!   (`deny_unknown_fields` everywhere) and checked as a whole. Its
 //!   [`plan`](Config::plan) prints what it resolves to, with each
 //!   schedule's next run.
-//! - [`RepositorySettings`]: the [`RepositoryLocation`] (a local path or
+//! - [`RepositorySettings`]: the `dr_storage::Location` (an absolute local path or
 //!   `s3://bucket/prefix`), [`S3Settings`] and the password's
 //!   [`SecretSource`].
 //! - [`Component`]: a dr-core `ComponentId`, its `Objectives` and
@@ -127,10 +127,7 @@ pub(crate) mod secret;
 #[cfg(feature = "postgres")]
 pub use crate::postgres::{PostgresSettings, TlsMode, TlsSettings};
 pub use crate::{
-    config::{
-        AgentSettings, Component, Config, Job, JobSchedule, RepositoryLocation, RepositorySettings,
-        S3Settings,
-    },
+    config::{AgentSettings, Component, Config, Job, JobSchedule, RepositorySettings, S3Settings},
     error::{Error, ErrorKind, Result},
     plan::Plan,
     schedule::{Cron, Schedule},

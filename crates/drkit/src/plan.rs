@@ -4,7 +4,9 @@ use std::fmt;
 
 use jiff::Timestamp;
 
-use crate::config::{Config, RepositoryLocation};
+use dr_storage::Location;
+
+use crate::config::Config;
 use crate::schedule::Schedule;
 
 /// A [`Config`] as a plan: the repository, every component with its
@@ -51,8 +53,7 @@ impl fmt::Display for Plan<'_> {
         )?;
         let repository = config.repository();
         write!(f, "repository {}", repository.location())?;
-        if let (RepositoryLocation::S3 { .. }, Some(s3)) = (repository.location(), repository.s3())
-        {
+        if let (Location::S3(_), Some(s3)) = (repository.location(), repository.s3()) {
             let mut details = Vec::new();
             if let Some(region) = s3.region() {
                 details.push(format!("region {region}"));

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use drkit::{Config, ErrorKind, Job, RepositoryLocation, SecretSource, TlsMode};
+use drkit::{Config, ErrorKind, Job, SecretSource, TlsMode};
 use jiff::Timestamp;
 
 /// Modelled on the GoMeet plan: PostgreSQL with RTO 30 minutes and RPO 15
@@ -86,11 +86,8 @@ fn the_gomeet_plan() {
     let config = Config::from_toml(GOMEET, "gomeet.toml").unwrap();
     let repository = config.repository();
     assert_eq!(
-        repository.location(),
-        &RepositoryLocation::S3 {
-            bucket: "gomeet-dr".into(),
-            prefix: "backups/prod".into()
-        }
+        repository.location().to_string(),
+        "s3://gomeet-dr/backups/prod"
     );
     let s3 = repository.s3().unwrap();
     assert_eq!(s3.region(), Some("ap-southeast-1"));
@@ -196,8 +193,8 @@ fn the_gomeet_plan() {
 fn a_local_installation() {
     let config = Config::from_toml(LOCAL, "local.toml").unwrap();
     assert_eq!(
-        config.repository().location(),
-        &RepositoryLocation::Local("/var/lib/drkit/repo".into())
+        config.repository().location().to_string(),
+        "/var/lib/drkit/repo"
     );
     assert!(config.agent().is_none());
     assert_eq!(config.components().len(), 2);
