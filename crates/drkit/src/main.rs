@@ -113,6 +113,26 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Reads the repository's data back and checks it.
+    Verify {
+        /// Read only this random fraction of the data (0 to 1).
+        #[arg(long, default_value_t = 1.0)]
+        fraction: f64,
+    },
+    /// Checks the repository's structure without reading the data.
+    Check,
+    /// Forgets the snapshots each component's retention policy does not keep.
+    Forget {
+        /// Only say what would be forgotten.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Removes the data no snapshot needs any more.
+    Prune {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// PostgreSQL's archive_command and restore_command.
     #[command(subcommand)]
     Wal(WalCommand),
@@ -258,6 +278,22 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                 report_file: report,
             };
             commands::restore::run(restore, &repo, args, &out).await
+        }
+        Command::Verify { fraction } => {
+            let repo = cx.repository(Access::ReadOnly).await?;
+            commands::maintenance::verify(&repo, fraction, &out).await
+        }
+        Command::Check => {
+            let repo = cx.repository(Access::ReadOnly).await?;
+            commands::maintenance::check(&repo, &out).await
+        }
+        Command::Forget { dry_run } => {
+            let repo = cx.repository(Access::ReadWrite).await?;
+            commands::maintenance::forget(&repo, &cx.config, dry_run, &out).await
+        }
+        Command::Prune { dry_run } => {
+            let repo = cx.repository(Access::ReadWrite).await?;
+            commands::maintenance::prune(&repo, dry_run, &out).await
         }
         Command::Wal(WalCommand::Push { path, component }) => {
             let settings = cx.postgres_component(component.as_deref())?;

@@ -136,6 +136,38 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
     )
     .await;
     assert_eq!(rows(&restored_client).await, 6000);
+
+    // Upkeep: the data reads back, the structure holds, retention keeps
+    // the one backup, and prune finds nothing to remove.
+    for args in [
+        &["verify"][..],
+        &["check"][..],
+        &["forget", "--dry-run"][..],
+        &["prune"][..],
+    ] {
+        let output = setup.drkit(args).await;
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+    let verified = setup.drkit(&["--json", "verify"]).await;
+    let verified: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert!(verified["packs"].as_u64().unwrap() > 0, "{verified}");
+    assert_eq!(verified["damaged"], serde_json::json!([]));
+
+    // A damaged pack: verify fails and names it.
+    let pack = std::fs::read_dir(setup.repo.join("data"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .next()
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&pack, bytes).unwrap();
+    let output = setup.drkit(&["verify"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let name = pack.file_name().unwrap().to_str().unwrap();
+    assert!(text(&output).contains(name), "{}", text(&output));
 }
 
 /// Bad input gets a message naming what is wrong and the documented exit

@@ -4,6 +4,7 @@
 pub(crate) mod backup;
 pub(crate) mod check;
 pub(crate) mod init;
+pub(crate) mod maintenance;
 pub(crate) mod report;
 pub(crate) mod restore;
 pub(crate) mod snapshots;
