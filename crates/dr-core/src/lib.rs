@@ -93,7 +93,7 @@ pub use crate::ops::{
 };
 pub use crate::point::{Lsn, Position, RecoveryPoint, ReplicationId};
 pub use crate::progress::{Progress, ProgressSink};
-pub use crate::report::{Assessment, Operation, RecoveryReport, Step, Timeline};
+pub use crate::report::{Assessment, Compliance, Operation, RecoveryReport, Step, Timeline};
 pub use crate::retention::{Candidate, Decision, KeepReason, RetentionPolicy};
 pub use crate::snapshot::{
     ArchiveCoverage, ArchiveSink, ArchiveSource, ByteStream, Labels, MANIFEST_FORMAT, Manifest,

@@ -233,6 +233,79 @@ impl fmt::Display for Assessment {
     }
 }
 
+/// Where a standing exposure is against its objective, for monitoring: the
+/// data a component would lose if it failed now, against its RPO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Compliance {
+    /// At most half the objective is used.
+    Met {
+        /// Objective minus exposure.
+        #[serde(with = "duration_seconds")]
+        to_spare: Duration,
+    },
+    /// More than half the objective is used, not all of it.
+    AtRisk {
+        /// Objective minus exposure.
+        #[serde(with = "duration_seconds")]
+        to_spare: Duration,
+    },
+    /// The exposure is beyond the objective.
+    Missed {
+        /// Exposure minus objective.
+        #[serde(with = "duration_seconds")]
+        by: Duration,
+    },
+}
+
+impl Compliance {
+    /// `exposure` against `objective`: met up to half of it, at risk up to
+    /// all of it, missed beyond.
+    pub fn of(exposure: Duration, objective: Duration) -> Self {
+        match objective.checked_sub(exposure) {
+            None => Compliance::Missed {
+                by: exposure - objective,
+            },
+            Some(to_spare) if exposure * 2 > objective => Compliance::AtRisk { to_spare },
+            Some(to_spare) => Compliance::Met { to_spare },
+        }
+    }
+
+    /// Whether the objective is missed.
+    pub fn is_missed(self) -> bool {
+        matches!(self, Compliance::Missed { .. })
+    }
+}
+
+impl fmt::Display for Compliance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (state, amount, tail) = match self {
+            Compliance::Met { to_spare } => ("met, ", to_spare, " to spare"),
+            Compliance::AtRisk { to_spare } => ("AT RISK, ", to_spare, " to spare"),
+            Compliance::Missed { by } => ("MISSED by ", by, ""),
+        };
+        f.write_str(state)?;
+        format_duration(round_to_millis(*amount), f)?;
+        f.write_str(tail)
+    }
+}
+
+/// A duration as (fractional) seconds in JSON.
+mod duration_seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let seconds = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(seconds).map_err(serde::de::Error::custom)
+    }
+}
+
 /// What kind of recovery a report is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -399,6 +472,36 @@ fn round_to_millis(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compliance_is_met_up_to_half_the_objective_then_at_risk_then_missed() {
+        let rpo = Duration::from_secs(900);
+        let secs = Duration::from_secs;
+        assert_eq!(
+            Compliance::of(secs(450), rpo),
+            Compliance::Met {
+                to_spare: secs(450)
+            }
+        );
+        assert_eq!(
+            Compliance::of(secs(451), rpo),
+            Compliance::AtRisk {
+                to_spare: secs(449)
+            }
+        );
+        assert_eq!(
+            Compliance::of(rpo, rpo),
+            Compliance::AtRisk { to_spare: secs(0) }
+        );
+        assert_eq!(
+            Compliance::of(secs(960), rpo),
+            Compliance::Missed { by: secs(60) }
+        );
+        assert_eq!(Compliance::of(secs(960), rpo).to_string(), "MISSED by 1m");
+        assert!(Compliance::of(secs(960), rpo).is_missed());
+        let json = serde_json::to_string(&Compliance::of(secs(600), rpo)).unwrap();
+        assert_eq!(json, r#"{"state":"at_risk","to_spare":300.0}"#);
+    }
 
     #[tokio::test]
     async fn steps_are_timed_and_named_after_what_they_returned() {

@@ -35,6 +35,7 @@ use dr_core::{ArchiveSource, ComponentId, Error, JournalSource, Lsn, SegmentName
 use tokio::io::AsyncReadExt;
 
 use crate::wal::{WalSegment, WalSegmentSize, history_file_name, history_file_timeline};
+use crate::wal_records::{WalRecordEvent, WalRecordReader};
 
 /// What separates a segment's file name from a piece's byte range.
 const PIECE_INFIX: &str = ".partial.";
@@ -292,6 +293,75 @@ pub async fn fetch_wal(
     Ok(fetch_wal_noting(source, journals, component, file, size)
         .await?
         .map(|fetched| fetched.bytes))
+}
+
+/// How many of the newest segments [`newest_archived_transaction`] reads at
+/// most, looking for a commit or an abort.
+const NEWEST_SEGMENTS_READ: u64 = 4;
+
+/// The newest commit or abort in `component`'s archive, on its newest
+/// timeline: the last transaction a restore to the latest point recovers,
+/// and so, for monitoring, how much a failure now would lose. It reads the
+/// newest segments back (at most four), newest first, until one holds a
+/// transaction's end; `None` if none does (an idle cluster, or an empty
+/// archive).
+///
+/// # Errors
+/// The archive cannot be listed or read, or its newest WAL is damaged.
+pub async fn newest_archived_transaction(
+    source: &dyn ArchiveSource,
+    journals: Option<&dyn JournalSource>,
+    component: &ComponentId,
+    size: WalSegmentSize,
+) -> dr_core::Result<Option<WalRecordEvent>> {
+    let listing = list_archive(source, journals, component, size).await?;
+    let Some(timeline) = listing.latest_timeline() else {
+        return Ok(None);
+    };
+    let Some(newest) = listing
+        .segments
+        .keys()
+        .filter(|s| s.timeline == timeline)
+        .max()
+        .copied()
+    else {
+        return Ok(None);
+    };
+    let mut bytes = std::collections::VecDeque::new();
+    for back in 0..NEWEST_SEGMENTS_READ.min(newest.number + 1) {
+        let segment = WalSegment {
+            timeline,
+            number: newest.number - back,
+        };
+        if !listing.segments.contains_key(&segment) {
+            break;
+        }
+        let Some(read) =
+            fetch_wal(source, journals, component, &segment.file_name(size), size).await?
+        else {
+            break;
+        };
+        bytes.push_front((segment, read));
+        // Read forwards from the oldest segment fetched so far: a record
+        // begun in the segment before is skipped, as recovery would not
+        // stop in it either.
+        let mut reader = WalRecordReader::new(size);
+        let mut last = None;
+        for (segment, read) in &bytes {
+            for event in reader.feed_segment(segment.start(size), read)? {
+                if matches!(
+                    event,
+                    WalRecordEvent::Commit { .. } | WalRecordEvent::Abort { .. }
+                ) {
+                    last = Some(event);
+                }
+            }
+        }
+        if last.is_some() {
+            return Ok(last);
+        }
+    }
+    Ok(None)
 }
 
 /// A WAL file as [`fetch_wal_noting`] read it.

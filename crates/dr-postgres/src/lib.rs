@@ -98,7 +98,9 @@ mod verify;
 mod wal;
 mod wal_records;
 
-pub use crate::archive::{ArchiveListing, ArchivedWal, Coverage, fetch_wal, list_archive};
+pub use crate::archive::{
+    ArchiveListing, ArchivedWal, Coverage, fetch_wal, list_archive, newest_archived_transaction,
+};
 pub use crate::archiver::{
     ArchiverHandle, ArchiverOptions, ArchiverState, ArchiverStatus, ErrorSummary, WalArchiver,
 };

@@ -356,6 +356,17 @@ async fn restores_to_random_moments_of_a_workload_and_to_the_latest_after_kill_9
     let backup_done = report.manifest.recovery_point.at;
     let start: Lsn = BaseBackupDetails::of(&report.manifest).unwrap().start_lsn;
     let ends = transaction_ends(&setup, start).await;
+    // What monitoring reads as the newest restorable transaction is the
+    // last one the archive holds.
+    let newest = dr_postgres::newest_archived_transaction(
+        setup.repo.as_ref(),
+        Some(setup.journals()),
+        &component(),
+        DEFAULT_SEGMENT_SIZE,
+    )
+    .await
+    .unwrap();
+    assert_eq!(newest.as_ref(), ends.last());
     let candidates: Vec<usize> = (1..times.len())
         .filter(|&i| times[i - 1].1 > backup_done)
         .collect();

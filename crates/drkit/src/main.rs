@@ -113,6 +113,9 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Per component: the newest restorable point, its age, and the RPO
+    /// objective met, at risk or missed (exit 3).
+    Status,
     /// Reads the repository's data back and checks it.
     Verify {
         /// Read only this random fraction of the data (0 to 1).
@@ -278,6 +281,10 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                 report_file: report,
             };
             commands::restore::run(restore, &repo, args, &out).await
+        }
+        Command::Status => {
+            let repo = cx.repository(Access::ReadOnly).await?;
+            commands::status::run(&repo, &cx.config, &out).await
         }
         Command::Verify { fraction } => {
             let repo = cx.repository(Access::ReadOnly).await?;

@@ -91,6 +91,19 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
     assert_eq!(snapshots[0]["component"], COMPONENT);
     assert_eq!(snapshots[0]["labels"]["trigger"], "test");
 
+    // Status: the backup, the archived WAL beyond it, the RPO kept.
+    let status = setup.drkit(&["--json", "status"]).await;
+    assert!(status.status.success(), "{}", text(&status));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let main = &status[0];
+    assert_eq!(main["component"], COMPONENT);
+    assert_eq!(main["last_backup"]["id"], snapshots[0]["id"]);
+    assert_eq!(
+        main["wal_reaches"]["from"],
+        "the newest archived transaction"
+    );
+    assert_eq!(main["rpo"]["state"], "met", "{status}");
+
     let slot = Postgres::restore_slot(PostgresOptions::default()).unwrap();
     let target = slot.data_dir();
     let report_file = setup.dir.path().join("report.json");
@@ -152,6 +165,19 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
     let verified: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
     assert!(verified["packs"].as_u64().unwrap() > 0, "{verified}");
     assert_eq!(verified["damaged"], serde_json::json!([]));
+
+    // An objective tighter than the data's age: status says MISSED, exit 3.
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        config.replace(r#"rpo = "15m""#, r#"rpo = "1s""#),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = setup.drkit(&["status"]).await;
+    assert_eq!(status.status.code(), Some(3), "{}", text(&status));
+    assert!(text(&status).contains("MISSED"), "{}", text(&status));
+    std::fs::write(&setup.config, config).unwrap();
 
     // A damaged pack: verify fails and names it.
     let pack = std::fs::read_dir(setup.repo.join("data"))

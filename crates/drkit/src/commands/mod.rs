@@ -8,5 +8,6 @@ pub(crate) mod maintenance;
 pub(crate) mod report;
 pub(crate) mod restore;
 pub(crate) mod snapshots;
+pub(crate) mod status;
 pub(crate) mod target;
 pub(crate) mod wal;

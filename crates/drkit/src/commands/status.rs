@@ -1,0 +1,176 @@
+//! `drkit status`: per component, the newest point a restore reaches (the
+//! last base backup, and the archived WAL beyond it), its age, and whether
+//! that age keeps within the RPO objective: met (at most half of it used),
+//! at risk, or missed (exit 3).
+
+use std::time::Duration;
+
+use dr_core::{ArchiveSource, Compliance, JournalSource, Manifest, SnapshotSource};
+use dr_postgres::{DEFAULT_SEGMENT_SIZE, KIND_LABEL, newest_archived_transaction};
+use dr_storage::Repository;
+use drkit::{Component, Config};
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::failure::{Failure, Outcome};
+use crate::output::Output;
+
+/// Where one component stands.
+struct Standing {
+    last_backup: Option<Manifest>,
+    /// The newest point the archived WAL reaches, and how that is known.
+    wal: Option<(Timestamp, &'static str)>,
+    /// The newest restorable point.
+    restorable: Option<Timestamp>,
+    compliance: Option<Compliance>,
+}
+
+/// Prints every component's standing; exit 3 if one misses its RPO.
+pub(crate) async fn run(repo: &Repository, config: &Config, out: &Output) -> Outcome {
+    let now = Timestamp::now();
+    let mut rows = Vec::new();
+    let mut missed = Vec::new();
+    for component in config.components() {
+        let standing = standing(repo, component, now).await?;
+        if standing.compliance.is_some_and(Compliance::is_missed) {
+            missed.push(component.id().to_string());
+        }
+        rows.push((component, standing));
+    }
+    if out.json {
+        let json: Vec<_> = rows
+            .iter()
+            .map(|(component, s)| {
+                json!({
+                    "component": component.id().to_string(),
+                    "rpo_objective": component.objectives().rpo.to_string(),
+                    "last_backup": s.last_backup.as_ref().map(|m| json!({
+                        "id": m.id.to_string(),
+                        "committed_at": m.committed_at.to_string(),
+                    })),
+                    "wal_reaches": s.wal.map(|(at, how)| json!({ "at": at.to_string(), "from": how })),
+                    "restorable_to": s.restorable.map(|at| at.to_string()),
+                    "exposure_seconds": s.restorable.map(|at| age(now, at).as_secs_f64()),
+                    "rpo": s.compliance,
+                })
+            })
+            .collect();
+        out.json(&json)?;
+    } else {
+        for (component, s) in &rows {
+            out.line(component.id());
+            match &s.last_backup {
+                Some(m) => out.line(format_args!(
+                    "  last backup   {} ({} ago)",
+                    m.id,
+                    ago(now, m.committed_at)
+                )),
+                None => out.line("  last backup   none"),
+            }
+            if let Some((at, how)) = s.wal {
+                out.line(format_args!(
+                    "  WAL reaches   {at} ({} ago; {how})",
+                    ago(now, at)
+                ));
+            }
+            match s.compliance {
+                Some(c) => out.line(format_args!(
+                    "  RPO objective {}: {c}",
+                    component.objectives().rpo
+                )),
+                None => out.line(format_args!(
+                    "  RPO objective {}: MISSED, nothing is restorable",
+                    component.objectives().rpo
+                )),
+            }
+        }
+    }
+    let unrestorable: Vec<String> = rows
+        .iter()
+        .filter(|(_, s)| s.restorable.is_none())
+        .map(|(c, _)| c.id().to_string())
+        .collect();
+    missed.extend(unrestorable);
+    if missed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::MissedObjective(format!(
+            "RPO missed for {}",
+            missed.join(", ")
+        )))
+    }
+}
+
+async fn standing(
+    repo: &Repository,
+    component: &Component,
+    now: Timestamp,
+) -> Result<Standing, Failure> {
+    let id = component.id();
+    let snapshots = repo
+        .snapshots(id)
+        .await
+        .map_err(|e| Failure::of(format_args!("listing the snapshots of {id}"), &e))?;
+    let last_backup = snapshots
+        .into_iter()
+        .filter(|m| m.labels.get(KIND_LABEL.0).map(String::as_str) == Some(KIND_LABEL.1))
+        .max_by_key(|m| m.id);
+    let archives_wal = component.postgres().is_some_and(|p| p.wal_archiving());
+    let wal = if archives_wal {
+        wal_reaches(repo, component).await?
+    } else {
+        None
+    };
+    let restorable = [
+        last_backup.as_ref().map(|m| m.recovery_point.at),
+        wal.map(|(at, _)| at),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    let compliance =
+        restorable.map(|at| Compliance::of(age(now, at), component.objectives().rpo.as_duration()));
+    Ok(Standing {
+        last_backup,
+        wal,
+        restorable,
+        compliance,
+    })
+}
+
+/// The newest point the archived WAL reaches: where the continuous
+/// archiver last saw the archive hold everything the server wrote (its
+/// coverage record), or else the newest transaction archived.
+async fn wal_reaches(
+    repo: &Repository,
+    component: &Component,
+) -> Result<Option<(Timestamp, &'static str)>, Failure> {
+    let id = component.id();
+    let covered = repo
+        .coverage(id)
+        .await
+        .map_err(|e| Failure::of(format_args!("reading the archive coverage of {id}"), &e))?
+        .map(|c| (c.seen_at, "the archiver's coverage record"));
+    let journals = repo.segment_journals();
+    let newest = newest_archived_transaction(
+        repo,
+        journals.as_ref().map(|j| j as &dyn JournalSource),
+        id,
+        DEFAULT_SEGMENT_SIZE,
+    )
+    .await
+    .map_err(|e| Failure::of(format_args!("reading the newest archived WAL of {id}"), &e))?
+    .map(|event| (event.time(), "the newest archived transaction"));
+    Ok([covered, newest]
+        .into_iter()
+        .flatten()
+        .max_by_key(|(at, _)| *at))
+}
+
+fn age(now: Timestamp, at: Timestamp) -> Duration {
+    now.duration_since(at).try_into().unwrap_or(Duration::ZERO)
+}
+
+fn ago(now: Timestamp, at: Timestamp) -> dr_core::Rpo {
+    dr_core::Rpo::new(Duration::from_secs(age(now, at).as_secs()))
+}
