@@ -308,3 +308,49 @@ async fn bad_input_is_named_with_its_exit_code_and_changes_nothing() {
         .collect();
     assert_eq!(after, before, "the repository changed");
 }
+
+/// Interrupted mid-backup (Ctrl-C), a backup leaves no snapshot, and the
+/// next one succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_backup_leaves_no_snapshot_and_the_next_one_succeeds() {
+    let pg = Postgres::start().await.unwrap();
+    let setup = Setup::new(pg.port(), pg.password(), r#"{ rto = "30m", rpo = "15m" }"#);
+    let init = setup.drkit(&["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+    let client = pg.connect("postgres").await.unwrap();
+    // Enough data that the backup is still streaming when interrupted.
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int, pad text);
+             INSERT INTO t SELECT g, md5(g::text) || repeat('x', 400) FROM generate_series(1, 300000) g",
+        )
+        .await
+        .unwrap();
+    let mut backup = tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&setup.config)
+        .args(["--quiet", "backup", COMPONENT])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let pid = nix::unistd::Pid::from_raw(backup.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = backup.wait().await.unwrap();
+    assert!(
+        !status.success(),
+        "the backup finished before it was interrupted"
+    );
+
+    let listed = setup.drkit(&["--json", "snapshots"]).await;
+    assert!(listed.status.success(), "{}", text(&listed));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&listed.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    let again = setup.drkit(&["backup", COMPONENT]).await;
+    assert!(again.status.success(), "{}", text(&again));
+    let check = setup.drkit(&["check"]).await;
+    assert!(check.status.success(), "{}", text(&check));
+}
