@@ -56,6 +56,7 @@
 //! dbname = "gomeet"                            # optional
 //! password = { env = "GOMEET_PG_PASSWORD" }    # optional, same three forms
 //! application_name = "drkit"                   # default "drkit"
+//! wal_segment_size = "16MB"                    # initdb --wal-segsize; default 16MB
 //!
 //! [component.connection.tls]                   # required
 //! mode = "verify-full"       # disable | require | verify-ca | verify-full

@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use dr_postgres::{DEFAULT_SEGMENT_SIZE, PitrRestore};
+use dr_postgres::{DEFAULT_SEGMENT_SIZE, PitrRestore, WalSegmentSize};
 use dr_storage::SnapshotFilter;
 
 use crate::commands::target::TargetArg;
@@ -304,8 +304,9 @@ async fn run(cli: Cli, out: Output) -> Outcome {
         }
         Command::Wal(WalCommand::Push { path, component }) => {
             let settings = cx.postgres_component(component.as_deref())?;
+            let size = segment_size(settings);
             let repo = cx.repository(Access::ReadWrite).await?;
-            commands::wal::push(&repo, settings.id(), DEFAULT_SEGMENT_SIZE, &path).await
+            commands::wal::push(&repo, settings.id(), size, &path).await
         }
         Command::Wal(WalCommand::Fetch {
             name,
@@ -313,11 +314,20 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             component,
         }) => {
             let settings = cx.postgres_component(component.as_deref())?;
+            let size = segment_size(settings);
             let repo = cx.repository(Access::ReadOnly).await?;
-            commands::wal::fetch(&repo, settings.id(), DEFAULT_SEGMENT_SIZE, &name, &path).await
+            commands::wal::fetch(&repo, settings.id(), size, &name, &path).await
         }
         Command::Report { .. } => Ok(()),
     }
+}
+
+/// A PostgreSQL component's WAL segment size, as its config says.
+fn segment_size(component: &drkit::Component) -> WalSegmentSize {
+    component.postgres().map_or(
+        DEFAULT_SEGMENT_SIZE,
+        drkit::PostgresSettings::wal_segment_size,
+    )
 }
 
 /// `--owner <uid>:<gid>`: who the restored files belong to.

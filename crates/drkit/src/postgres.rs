@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use dr_core::ComponentId;
-use dr_postgres::Tls;
+use dr_postgres::{DEFAULT_SEGMENT_SIZE, Tls, WalSegmentSize};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -39,10 +39,17 @@ pub struct PostgresSettings {
     dbname: Option<String>,
     password: Option<SecretSource>,
     application_name: String,
+    wal_segment_size: WalSegmentSize,
     tls: TlsSettings,
 }
 
 impl PostgresSettings {
+    /// The cluster's WAL segment size (`initdb --wal-segsize`; default
+    /// 16MB), which the WAL commands check segments against.
+    pub fn wal_segment_size(&self) -> WalSegmentSize {
+        self.wal_segment_size
+    }
+
     /// Whether WAL is archived continuously (an RPO of seconds) or only
     /// with each base backup.
     pub fn wal_archiving(&self) -> bool {
@@ -439,7 +446,17 @@ pub(crate) struct RawConnection {
     dbname: Option<String>,
     password: Option<SecretSource>,
     application_name: Option<String>,
+    wal_segment_size: Option<Parsed<WalSegmentSize>>,
     tls: Spanned<RawTls>,
+}
+
+impl FromConfig for WalSegmentSize {
+    const EXPECTED: &'static str =
+        "a WAL segment size such as \"16MB\" (a power of two from 1MB to 1GB)";
+
+    fn from_config(text: &str) -> std::result::Result<Self, String> {
+        text.parse().map_err(|e| format!("{e}"))
+    }
 }
 
 #[derive(Deserialize)]
@@ -522,6 +539,9 @@ impl PostgresSettings {
             application_name: raw
                 .application_name
                 .unwrap_or_else(|| DEFAULT_APPLICATION_NAME.to_owned()),
+            wal_segment_size: raw
+                .wal_segment_size
+                .map_or(DEFAULT_SEGMENT_SIZE, |size| size.0),
             tls: TlsSettings {
                 mode,
                 ca_file: tls.ca_file,

@@ -151,3 +151,33 @@ async fn an_s3_repository_is_named_in_the_config_and_reached_with_the_standard_c
     assert!(fetch.status.success(), "{}", text(&fetch));
     assert!(std::fs::read(&dest).unwrap() == bytes);
 }
+
+#[tokio::test]
+async fn the_segment_size_comes_from_the_config() {
+    let setup = Setup::new(1, "unused", r#"{ rto = "30m", rpo = "0s" }"#);
+    let init = setup.drkit(&["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    let with_size = |size: &str| {
+        config.replace(
+            r#"tls = { mode = "disable" }"#,
+            &format!("tls = {{ mode = \"disable\" }}\nwal_segment_size = \"{size}\""),
+        )
+    };
+    // A 16 MiB segment of a cluster whose segments are 64 MiB is refused.
+    std::fs::write(&setup.config, with_size("64MB")).unwrap();
+    let segment = setup.dir.path().join("000000010000000000000001");
+    std::fs::write(&segment, segment_bytes(1)).unwrap();
+    let push = setup
+        .drkit(&["wal", "push", segment.to_str().unwrap()])
+        .await;
+    assert_eq!(push.status.code(), Some(1), "{}", text(&push));
+    assert!(text(&push).contains("67108864"), "{}", text(&push));
+    // A size PostgreSQL does not allow is a config error naming the field.
+    std::fs::write(&setup.config, with_size("3MB")).unwrap();
+    let push = setup
+        .drkit(&["wal", "push", segment.to_str().unwrap()])
+        .await;
+    assert_eq!(push.status.code(), Some(2), "{}", text(&push));
+    assert!(text(&push).contains("wal_segment_size"), "{}", text(&push));
+}

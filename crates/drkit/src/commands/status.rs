@@ -152,11 +152,15 @@ async fn wal_reaches(
         .map_err(|e| Failure::of(format_args!("reading the archive coverage of {id}"), &e))?
         .map(|c| (c.seen_at, "the archiver's coverage record"));
     let journals = repo.segment_journals();
+    let size = component.postgres().map_or(
+        DEFAULT_SEGMENT_SIZE,
+        drkit::PostgresSettings::wal_segment_size,
+    );
     let newest = newest_archived_transaction(
         repo,
         journals.as_ref().map(|j| j as &dyn JournalSource),
         id,
-        DEFAULT_SEGMENT_SIZE,
+        size,
     )
     .await
     .map_err(|e| Failure::of(format_args!("reading the newest archived WAL of {id}"), &e))?
