@@ -25,6 +25,11 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
     assert!(text(&again).contains("already"), "{}", text(&again));
 
+    // Before the server archives through drkit, the check says so.
+    let check = setup.drkit(&["config", "check"]).await;
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    assert!(text(&check).contains("wal push"), "{}", text(&check));
+
     // The server's user runs archive_command: it gets the files.
     give_tree(owner_of(&pg.data_dir()), setup.dir.path());
     let archive_command = format!("{BIN} --config {} wal push %p", setup.config.display());

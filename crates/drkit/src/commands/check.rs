@@ -33,6 +33,35 @@ pub(crate) async fn run(cx: &Context) -> Outcome {
             identity.system_id,
             identity.timeline
         ));
+        if component.postgres().is_some_and(|p| p.wal_archiving()) {
+            let shown = |name: &'static str| {
+                move |e: dr_postgres::Error| Failure::of(format_args!("reading {name} of {id}"), &e)
+            };
+            let mode = client
+                .show("archive_mode")
+                .await
+                .map_err(shown("archive_mode"))?;
+            let command = client
+                .show("archive_command")
+                .await
+                .map_err(shown("archive_command"))?;
+            let archiving = mode != "off" && command.contains("wal push");
+            cx.out.line(format_args!(
+                "{id}: archive_mode = {mode}, archive_command = '{command}'{}",
+                if archiving {
+                    ""
+                } else {
+                    ": WAL is not archived through drkit \
+                     (archive_command = 'drkit --config <file> wal push %p')"
+                }
+            ));
+            if !archiving {
+                return Err(Failure::Failed(format!(
+                    "{id} has wal_archiving = true, but its server does not archive WAL \
+                     through drkit wal push"
+                )));
+            }
+        }
     }
     Ok(())
 }
