@@ -214,10 +214,12 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    // Only this binary installs a subscriber, once: a failure would mean
+    // another already logs, which is as good.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 async fn run(cli: Cli, out: Output) -> Outcome {
@@ -318,6 +320,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             let repo = cx.repository(Access::ReadOnly).await?;
             commands::wal::fetch(&repo, settings.id(), size, &name, &path).await
         }
+        // Printed above: a saved report needs no config.
         Command::Report { .. } => Ok(()),
     }
 }
