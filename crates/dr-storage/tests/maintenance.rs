@@ -508,6 +508,26 @@ async fn verify_can_read_a_fraction() {
     assert!(part.damaged.is_empty());
     assert!(VerifyOptions::fraction(0.0).is_err());
     assert!(VerifyOptions::fraction(1.5).is_err());
+
+    // Progress: bytes read, one report per object, ending at the total.
+    let reported = std::sync::Mutex::new(Vec::new());
+    let sink = |p: &dr_core::Progress| reported.lock().unwrap().push(p.clone());
+    let again = repo
+        .verify_reporting(VerifyOptions::ALL, Some(&sink))
+        .await
+        .unwrap();
+    let reported = reported.into_inner().unwrap();
+    assert_eq!(
+        reported.len(),
+        again.packs + again.segments + again.journals
+    );
+    let last = reported.last().unwrap();
+    assert_eq!(Some(last.bytes_done), last.bytes_total);
+    assert!(
+        reported
+            .windows(2)
+            .all(|w| w[0].bytes_done < w[1].bytes_done)
+    );
 }
 
 #[tokio::test]

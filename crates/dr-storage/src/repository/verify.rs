@@ -1,9 +1,13 @@
 //! `verify`: re-read stored data and name every damaged object.
 
+use std::collections::HashMap;
+
+use dr_core::{Progress, ProgressSink};
+
 use super::archive::decode_segment;
 use super::lock::Lock;
 use super::{Repository, join_error};
-use crate::backend::ReadBackendExt;
+use crate::backend::{ObjectMeta, ReadBackendExt};
 use crate::crypto::{Crypter, content_name, fill_random, hex};
 use crate::error::{Error, Result};
 use crate::pack::{BlobCheck, open_blob, read_header};
@@ -99,10 +103,49 @@ impl Repository {
     /// Only when the store itself fails (listing or reading), or the lock
     /// cannot be taken.
     pub async fn verify_with(&self, options: VerifyOptions) -> Result<VerifyReport> {
+        self.verify_reporting(options, None).await
+    }
+
+    /// As [`Repository::verify_with`], reporting the bytes read so far to
+    /// `progress` (step `verify`) against the total of what was chosen.
+    ///
+    /// # Errors
+    /// As [`Repository::verify_with`].
+    pub async fn verify_reporting(
+        &self,
+        options: VerifyOptions,
+        progress: Option<&dyn ProgressSink>,
+    ) -> Result<VerifyReport> {
         let lock = self.read_lock().await?;
         let mut report = VerifyReport::default();
-        let packs = self.inner.backend.list("data/").await?;
-        for key in options.choose(packs.into_iter().map(|o| o.key).collect())? {
+        let listed = |objects: Vec<ObjectMeta>| -> Result<Vec<(String, u64)>> {
+            let sizes: HashMap<String, u64> =
+                objects.iter().map(|o| (o.key.clone(), o.size)).collect();
+            let chosen = options.choose(objects.into_iter().map(|o| o.key).collect())?;
+            Ok(chosen
+                .into_iter()
+                .map(|key| {
+                    let size = sizes.get(&key).copied().unwrap_or(0);
+                    (key, size)
+                })
+                .collect())
+        };
+        let packs = listed(self.inner.backend.list("data/").await?)?;
+        let segments = listed(self.inner.backend.list("archive/").await?)?;
+        let journals = listed(self.inner.backend.list("journal/").await?)?;
+        let total = [&packs, &segments, &journals]
+            .into_iter()
+            .flatten()
+            .map(|(_, size)| size)
+            .sum();
+        let mut done = 0;
+        let mut read = |size: u64| {
+            done += size;
+            if let Some(progress) = progress {
+                progress.report(&Progress::new("verify", done, Some(total)));
+            }
+        };
+        for (key, size) in packs {
             let bytes = self.inner.backend.get_all(&key).await?;
             let crypter = self.inner.crypter.clone();
             let (blobs, damaged) =
@@ -112,9 +155,9 @@ impl Repository {
             report.packs += 1;
             report.blobs += blobs;
             report.damaged.extend(damaged);
+            read(size);
         }
-        let segments = self.inner.backend.list("archive/").await?;
-        for key in options.choose(segments.into_iter().map(|o| o.key).collect())? {
+        for (key, size) in segments {
             let stored = self.inner.backend.get_all(&key).await?;
             let crypter = self.inner.crypter.clone();
             let what = key.clone();
@@ -129,10 +172,11 @@ impl Repository {
                     reason: e.to_string(),
                 });
             }
+            read(size);
         }
-        let journals = self.inner.backend.list("journal/").await?;
-        for key in options.choose(journals.into_iter().map(|o| o.key).collect())? {
+        for (key, size) in journals {
             report.journals += 1;
+            read(size);
             match self.parse_journal_at(&key).await {
                 Ok(_) => {}
                 Err(e) if super::check::is_damage(&e) => report.damaged.push(Damage {

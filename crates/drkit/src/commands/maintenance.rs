@@ -15,10 +15,15 @@ use crate::output::{Output, bytes};
 pub(crate) async fn verify(repo: &Repository, fraction: f64, out: &Output) -> Outcome {
     let options = VerifyOptions::fraction(fraction)
         .map_err(|e| Failure::Usage(format!("--fraction: {e}")))?;
+    let progress = out.progress("verify");
     let report = repo
-        .verify_with(options)
+        .verify_reporting(
+            options,
+            progress.as_ref().map(|p| p as &dyn dr_core::ProgressSink),
+        )
         .await
         .map_err(|e| Failure::of("verifying the repository", &e))?;
+    drop(progress);
     if out.json {
         out.json(&json!({
             "packs": report.packs,
