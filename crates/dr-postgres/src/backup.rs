@@ -42,6 +42,29 @@ pub const KIND_LABEL: (&str, &str) = ("kind", "base");
 /// The backup's step that streams the archives, as its timeline names it.
 const STREAM_STEP: &str = "stream archives";
 
+/// Whether `manifest` is a base backup's (labelled [`KIND_LABEL`]).
+pub fn is_base_backup(manifest: &Manifest) -> bool {
+    manifest.labels.get(KIND_LABEL.0).map(String::as_str) == Some(KIND_LABEL.1)
+}
+
+/// The committed base backups of `component` in `source`, oldest first.
+///
+/// # Errors
+/// The source cannot list its snapshots.
+pub async fn base_backups(
+    source: &dyn SnapshotSource,
+    component: &ComponentId,
+) -> dr_core::Result<Vec<Manifest>> {
+    let mut bases: Vec<Manifest> = source
+        .snapshots(component)
+        .await?
+        .into_iter()
+        .filter(is_base_backup)
+        .collect();
+    bases.sort_by_key(|m| m.id);
+    Ok(bases)
+}
+
 /// Takes physical base backups of one PostgreSQL cluster.
 ///
 /// ```no_run
@@ -114,7 +137,7 @@ impl BaseBackup {
     ) -> dr_core::Result<Option<Full<'a>>> {
         let is_full_of_this_cluster = |m: &Manifest| {
             m.component == self.component
-                && m.labels.get(KIND_LABEL.0).map(String::as_str) == Some(KIND_LABEL.1)
+                && is_base_backup(m)
                 && m.depends_on.is_none()
                 && BaseBackupDetails::of(m).is_ok_and(|d| d.system_identifier == system_identifier)
         };

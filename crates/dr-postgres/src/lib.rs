@@ -104,12 +104,12 @@ pub use crate::archive::{
 pub use crate::archiver::{
     ArchiverHandle, ArchiverOptions, ArchiverState, ArchiverStatus, ErrorSummary, WalArchiver,
 };
-pub use crate::backup::{BaseBackup, KIND_LABEL, MANIFEST_STREAM};
+pub use crate::backup::{BaseBackup, KIND_LABEL, MANIFEST_STREAM, base_backups, is_base_backup};
 pub use crate::delta::DELTA_STREAM;
 pub use crate::details::BaseBackupDetails;
 pub use crate::error::{BoxError, Error, Result, ServerError, SqlState};
 pub use crate::pg_ctl::PgCtl;
-pub use crate::replication::Tls;
+pub use crate::replication::{ClientCertificate, ServerCheck, Tls};
 pub use crate::restore::{PitrRestore, StartServer};
 pub use crate::retention::unneeded_wal;
 pub use crate::verify::{BaseBackupVerifier, verify_base_backup};

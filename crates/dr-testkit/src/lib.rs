@@ -10,7 +10,8 @@
 //! - [`S3`]: moto's S3 server with a fresh bucket (optionally with Object Lock),
 //!   and an `aws-sdk-s3` client configured for it.
 //! - Test helpers the crates' tests share: [`eventually`] waits for a
-//!   condition, [`CapturedEvents`] collects the `tracing` events emitted.
+//!   condition, [`CapturedEvents`] collects the `tracing` events emitted,
+//!   [`tls_fixture`] names a test certificate.
 //!
 //! Every handle owns its process (in its own process group) and its temp dir
 //! (named `drkit-tk-*`): it waits until the server answers, keeps the server's
@@ -33,6 +34,7 @@
 
 pub(crate) mod error;
 pub(crate) mod events;
+pub(crate) mod fixtures;
 pub(crate) mod postgres;
 pub(crate) mod process;
 pub(crate) mod redis;
@@ -42,6 +44,7 @@ pub(crate) mod wait;
 
 pub use crate::error::{Error, Result};
 pub use crate::events::CapturedEvents;
+pub use crate::fixtures::tls_fixture;
 pub use crate::postgres::{Auth, PgBinaries, Postgres, PostgresOptions, RestoreSlot, SUPERUSER};
 pub use crate::process::process_exists;
 pub use crate::redis::{Persistence, Redis, RedisCluster, RedisOptions};

@@ -4,17 +4,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
 
 use dr_core::ComponentId;
-use dr_postgres::{DEFAULT_SEGMENT_SIZE, Tls, WalSegmentSize};
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use dr_postgres::{ClientCertificate, DEFAULT_SEGMENT_SIZE, ServerCheck, Tls, WalSegmentSize};
+use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use tokio_postgres::config::SslMode;
@@ -250,44 +245,29 @@ impl TlsSettings {
                 reason,
                 source,
             };
-        let Some(ca_file) = &self.ca_file else {
-            return match self.mode {
-                TlsMode::Disable => Ok(Tls::none()),
-                // Checked when parsing: only `require` comes here, without a client certificate.
-                _ => Tls::dangerous_accept_any_certificate()
-                    .map_err(|e| fail("rustls refused the settings".into(), Some(Box::new(e)))),
-            };
+        let check = match &self.ca_file {
+            // Checked when parsing: only `require` comes here, without a client certificate.
+            None if self.mode == TlsMode::Disable => return Ok(Tls::none()),
+            None => ServerCheck::AnyCertificate,
+            Some(ca_file) => {
+                let mut roots = RootCertStore::empty();
+                for cert in read_certificates(ca_file, component).await? {
+                    roots.add(cert).map_err(|e| {
+                        fail(
+                            format!("{}: not a usable CA certificate", ca_file.display()),
+                            Some(Box::new(e)),
+                        )
+                    })?;
+                }
+                if self.mode == TlsMode::VerifyFull {
+                    ServerCheck::ChainAndHost(roots)
+                } else {
+                    ServerCheck::Chain(roots)
+                }
+            }
         };
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = RootCertStore::empty();
-        for cert in read_certificates(ca_file, component).await? {
-            roots.add(cert).map_err(|e| {
-                fail(
-                    format!("{}: not a usable CA certificate", ca_file.display()),
-                    Some(Box::new(e)),
-                )
-            })?;
-        }
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| {
-                fail(
-                    "rustls refused the protocol versions".into(),
-                    Some(Box::new(e)),
-                )
-            })?;
-        let builder = if self.mode == TlsMode::VerifyFull {
-            builder.with_root_certificates(roots)
-        } else {
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| fail("rustls refused the CA file".into(), Some(Box::new(e))))?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
-        };
-        let config = match &self.client_cert {
-            None => builder.with_no_client_auth(),
+        let client = match &self.client_cert {
+            None => None,
             Some((cert_file, key_file)) => {
                 let chain = read_certificates(cert_file, component).await?;
                 let pem = read(key_file, component).await?;
@@ -297,15 +277,11 @@ impl TlsSettings {
                         Some(Box::new(e)),
                     )
                 })?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    fail(
-                        "rustls refused the client certificate and key".into(),
-                        Some(Box::new(e)),
-                    )
-                })?
+                Some(ClientCertificate::new(chain, key))
             }
         };
-        Ok(Tls::from_client_config(Arc::new(config)))
+        Tls::new(check, client)
+            .map_err(|e| fail("rustls refused the settings".into(), Some(Box::new(e))))
     }
 }
 
@@ -337,56 +313,6 @@ async fn read_certificates(
         });
     }
     Ok(certs)
-}
-
-/// libpq's `verify-ca`: the certificate must chain to the roots, whatever
-/// host it names. Everything else is webpki's check.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        // webpki checks the chain before the name, so a wrong name means
-        // the chain is good.
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
 }
 
 // ---- Parsing -------------------------------------------------------------
@@ -548,66 +474,5 @@ impl PostgresSettings {
                 client_cert,
             },
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn certificates(name: &str) -> Vec<CertificateDer<'static>> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/tls")
-            .join(name);
-        let pem = std::fs::read(path).unwrap();
-        CertificateDer::pem_slice_iter(&pem)
-            .collect::<std::result::Result<_, _>>()
-            .unwrap()
-    }
-
-    #[test]
-    fn verify_ca_checks_the_chain_but_not_the_name() {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = RootCertStore::empty();
-        for cert in certificates("ca.pem") {
-            roots.add(cert).unwrap();
-        }
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .unwrap();
-        let server = &certificates("server.pem")[0];
-        let other = &certificates("other-ca.pem")[0];
-        let right = ServerName::try_from("db.internal").unwrap();
-        let wrong = ServerName::try_from("10.0.0.7").unwrap();
-        let now = UnixTime::now();
-
-        // verify-full: the name must match.
-        assert!(
-            webpki
-                .verify_server_cert(server, &[], &right, &[], now)
-                .is_ok()
-        );
-        assert!(
-            webpki
-                .verify_server_cert(server, &[], &wrong, &[], now)
-                .is_err()
-        );
-        // verify-ca: any name, but the chain still counts.
-        let chain_only = ChainOnly(webpki);
-        assert!(
-            chain_only
-                .verify_server_cert(server, &[], &right, &[], now)
-                .is_ok()
-        );
-        assert!(
-            chain_only
-                .verify_server_cert(server, &[], &wrong, &[], now)
-                .is_ok()
-        );
-        assert!(
-            chain_only
-                .verify_server_cert(other, &[], &right, &[], now)
-                .is_err()
-        );
     }
 }

@@ -220,7 +220,7 @@ fn a_local_installation() {
 
 #[tokio::test]
 async fn connections_resolve_passwords_and_tls_files() {
-    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
+    let tls = dr_testkit::tls_fixture("");
     let text = format!(
         r#"
 [repository]

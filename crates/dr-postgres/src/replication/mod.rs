@@ -26,7 +26,7 @@ pub use self::client::{
     TimelineHistory,
 };
 pub use self::row::Row;
-pub use self::tls::Tls;
+pub use self::tls::{ClientCertificate, ServerCheck, Tls};
 pub use self::wal::{Keepalive, StandbyStatus, TimelineEnded, WalEvent, WalStream, XLogData};
 
 /// Streams move into spawned tasks: this fails to compile if one stops being `Send`.

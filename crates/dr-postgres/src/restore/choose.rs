@@ -3,7 +3,7 @@
 use dr_core::{Lsn, Manifest, Position, RecoveryTarget, SnapshotSource};
 
 use crate::archive::{ArchiveListing, fetch_wal, list_archive};
-use crate::backup::KIND_LABEL;
+use crate::backup::base_backups;
 use crate::details::BaseBackupDetails;
 use crate::reach::read_records;
 use crate::wal::{WalSegment, WalSegmentSize};
@@ -12,24 +12,12 @@ use crate::wal_records::{WalRecordEvent, WalRecordReader};
 use super::{PitrRestore, Wal};
 
 impl PitrRestore {
-    /// The committed base backups of the component, oldest first.
-    async fn base_backups(&self, source: &dyn SnapshotSource) -> dr_core::Result<Vec<Manifest>> {
-        let mut bases: Vec<Manifest> = source
-            .snapshots(&self.component)
-            .await?
-            .into_iter()
-            .filter(|m| m.labels.get(KIND_LABEL.0).map(String::as_str) == Some(KIND_LABEL.1))
-            .collect();
-        bases.sort_by_key(|m| m.id);
-        Ok(bases)
-    }
-
     pub(super) async fn choose(
         &self,
         source: &dyn SnapshotSource,
         target: &RecoveryTarget,
     ) -> dr_core::Result<Manifest> {
-        let mut bases = self.base_backups(source).await?;
+        let mut bases = base_backups(source, &self.component).await?;
         let none = |why: String| {
             dr_core::Error::not_found(format!("a base backup of {} {why}", self.component))
         };
@@ -87,7 +75,7 @@ impl PitrRestore {
         archive: Wal<'_>,
         name: &str,
     ) -> dr_core::Result<(Manifest, ArchiveListing)> {
-        let bases = self.base_backups(source).await?;
+        let bases = base_backups(source, &self.component).await?;
         // Listed once (again only for a backup of another segment size).
         let mut listed: Option<(WalSegmentSize, ArchiveListing)> = None;
         // The first restore point of the name at or after `read_from`, the

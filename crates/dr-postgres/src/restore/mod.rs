@@ -274,17 +274,20 @@ impl PitrRestore {
             )
             .await?;
 
-        let Some(server) = &self.server else {
-            let mut report = RecoveryReport::new(
+        let report = |timeline: Timeline| {
+            let report = RecoveryReport::new(
                 self.component.clone(),
                 Operation::Restore,
                 request.objectives,
                 timeline,
             );
-            if let Some(at) = request.incident_at {
-                report = report.with_incident_at(at);
+            match request.incident_at {
+                Some(at) => report.with_incident_at(at),
+                None => report,
             }
-            return Ok(report);
+        };
+        let Some(server) = &self.server else {
+            return Ok(report(timeline));
         };
 
         let promoted = timeline
@@ -297,17 +300,8 @@ impl PitrRestore {
             })
             .await?;
 
-        let mut report = RecoveryReport::new(
-            self.component.clone(),
-            Operation::Restore,
-            request.objectives,
-            timeline,
-        );
-        if let Some(at) = request.incident_at {
-            report = report.with_incident_at(at);
-        }
         Ok(data_loss(
-            report,
+            report(timeline),
             &request,
             &manifest,
             &promoted,

@@ -3,7 +3,7 @@
 //! retention policy from the config) and `drkit prune` (remove what no
 //! snapshot needs).
 
-use dr_storage::{PruneOptions, Repository, SnapshotFilter, VerifyOptions};
+use dr_storage::{Damage, PruneOptions, Repository, SnapshotFilter, VerifyOptions};
 use drkit::Config;
 use serde_json::json;
 
@@ -30,9 +30,7 @@ pub(crate) async fn verify(repo: &Repository, fraction: f64, out: &Output) -> Ou
             "blobs": report.blobs,
             "segments": report.segments,
             "journals": report.journals,
-            "damaged": report.damaged.iter()
-                .map(|d| json!({ "object": d.object, "reason": d.reason }))
-                .collect::<Vec<_>>(),
+            "damaged": damage_json(&report.damaged),
         }))?;
     } else {
         out.line(format_args!(
@@ -54,6 +52,14 @@ pub(crate) async fn verify(repo: &Repository, fraction: f64, out: &Output) -> Ou
     }
 }
 
+/// Damaged objects, each with why, as JSON.
+fn damage_json(damaged: &[Damage]) -> serde_json::Value {
+    damaged
+        .iter()
+        .map(|d| json!({ "object": d.object, "reason": d.reason }))
+        .collect()
+}
+
 /// Checks the repository's structure without reading the data; any problem
 /// is exit 1.
 pub(crate) async fn check(repo: &Repository, out: &Output) -> Outcome {
@@ -70,9 +76,7 @@ pub(crate) async fn check(repo: &Repository, out: &Output) -> Outcome {
             "segments": report.segments,
             "journals": report.journals,
             "unfinished_writes": report.unfinished_writes.len(),
-            "problems": report.problems.iter()
-                .map(|d| json!({ "object": d.object, "reason": d.reason }))
-                .collect::<Vec<_>>(),
+            "problems": damage_json(&report.problems),
         }))?;
     } else {
         out.line(format_args!(

@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 
 use dr_core::{
     Assessment, JournalSource, Objectives, RecoveryReport, RecoveryTarget, Restore, RestoreRequest,
-    SnapshotSource,
 };
-use dr_postgres::{BaseBackupDetails, KIND_LABEL, PitrRestore, list_archive};
+use dr_postgres::{BaseBackupDetails, PitrRestore, base_backups, list_archive};
 use dr_storage::Repository;
 use jiff::Timestamp;
 
@@ -111,16 +110,12 @@ async fn resolve(
         Ok(target) => return Ok(target),
         Err(lsn) => lsn,
     };
-    let bases = repo
-        .snapshots(component)
+    let newest = base_backups(repo, component)
         .await
-        .map_err(|e| Failure::of("listing the base backups", &e))?;
-    let newest = bases
-        .iter()
-        .filter(|m| m.labels.get(KIND_LABEL.0).map(String::as_str) == Some(KIND_LABEL.1))
-        .max_by_key(|m| m.id)
+        .map_err(|e| Failure::of("listing the base backups", &e))?
+        .pop()
         .ok_or_else(|| Failure::Failed(format!("{component} has no base backup to restore")))?;
-    let details = BaseBackupDetails::of(newest)
+    let details = BaseBackupDetails::of(&newest)
         .map_err(|e| Failure::of(format_args!("base backup {}", newest.id), &e))?;
     let journals = repo.segment_journals();
     let listing = list_archive(

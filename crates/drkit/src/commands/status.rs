@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use dr_core::{ArchiveSource, Compliance, JournalSource, Manifest, SnapshotSource};
-use dr_postgres::{DEFAULT_SEGMENT_SIZE, KIND_LABEL, newest_archived_transaction};
+use dr_core::{ArchiveSource, Compliance, JournalSource, Manifest};
+use dr_postgres::{DEFAULT_SEGMENT_SIZE, base_backups, newest_archived_transaction};
 use dr_storage::Repository;
 use drkit::{Component, Config};
 use jiff::Timestamp;
@@ -107,14 +107,10 @@ async fn standing(
     now: Timestamp,
 ) -> Result<Standing, Failure> {
     let id = component.id();
-    let snapshots = repo
-        .snapshots(id)
+    let last_backup = base_backups(repo, id)
         .await
-        .map_err(|e| Failure::of(format_args!("listing the snapshots of {id}"), &e))?;
-    let last_backup = snapshots
-        .into_iter()
-        .filter(|m| m.labels.get(KIND_LABEL.0).map(String::as_str) == Some(KIND_LABEL.1))
-        .max_by_key(|m| m.id);
+        .map_err(|e| Failure::of(format_args!("listing the base backups of {id}"), &e))?
+        .pop();
     let archives_wal = component.postgres().is_some_and(|p| p.wal_archiving());
     let wal = if archives_wal {
         wal_reaches(repo, component).await?
