@@ -66,7 +66,7 @@ pub use crate::location::{LocalPath, Location, LocationOptions, S3Location};
 pub use crate::repository::{
     CheckReport, ChunkerParams, DEFAULT_LOCK_WAIT, Damage, Encryption, ForgetPlan, ForgetReport,
     InitOptions, LockInfo, ObjectLock, PruneOptions, PruneReport, REPOSITORY_FORMAT, Repository,
-    RepositoryJournals, RepositoryWriter, SegmentForgetReport, SnapshotFilter, Unlock,
+    RepositoryJournals, RepositoryWriter, SegmentForgetReport, SnapshotFilter, Unlock, Usage,
     VerifyOptions, VerifyReport,
 };
 

@@ -640,3 +640,46 @@ async fn archive_segments_can_be_forgotten() {
     assert_eq!(report.forgotten, names[..2]);
     assert_eq!(repo.segments(&pg, "").await.unwrap(), names[2..]);
 }
+
+#[tokio::test]
+async fn usage_counts_packs_archive_and_the_rest_from_one_listing() {
+    use dr_core::ArchiveSink;
+    let backend = Arc::new(MemoryBackend::new());
+    let repo = Repository::init(backend.clone(), small()).await.unwrap();
+    let empty = repo.usage().await.unwrap();
+    assert_eq!((empty.packs, empty.archive_objects), (0, 0));
+    assert!(empty.metadata_bytes > 0, "the config and key are metadata");
+
+    let pg = component("postgres/main");
+    backup_at(&repo, &pg, Timestamp::now(), &data(7, 200_000), &[]).await;
+    for name in ["000000010000000000000001", "000000010000000000000002"] {
+        let name = name.parse().unwrap();
+        repo.put_segment(&pg, &name, &mut &[9u8; 4096][..])
+            .await
+            .unwrap();
+    }
+    let usage = repo.usage().await.unwrap();
+    let listed = |prefix: &'static str| {
+        let backend = backend.clone();
+        async move {
+            let objects = backend.list(prefix).await.unwrap();
+            (
+                objects.len() as u64,
+                objects.iter().map(|o| o.size).sum::<u64>(),
+            )
+        }
+    };
+    assert_eq!((usage.packs, usage.pack_bytes), listed("data/").await);
+    assert!(usage.packs > 0);
+    assert_eq!(
+        (usage.archive_objects, usage.archive_bytes),
+        listed("archive/").await
+    );
+    assert_eq!(usage.archive_objects, 2);
+    let (_, all) = listed("").await;
+    assert_eq!(usage.total_bytes(), all);
+    assert!(
+        usage.metadata_bytes > empty.metadata_bytes,
+        "a snapshot and an index were added"
+    );
+}

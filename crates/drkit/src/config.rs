@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
 
 use dr_core::{ComponentId, Objectives, RetentionPolicy, Rpo, Rto};
 use dr_storage::Location;
@@ -283,19 +284,59 @@ impl JobSchedule {
 pub struct AgentSettings {
     listen: SocketAddr,
     prune: Schedule,
+    retry: Duration,
+    refresh: Duration,
+    shutdown_grace: Duration,
 }
 
 impl AgentSettings {
+    /// The defaults of the optional settings, with this address and prune
+    /// schedule.
+    pub fn new(listen: SocketAddr, prune: Schedule) -> Self {
+        Self {
+            listen,
+            prune,
+            retry: DEFAULT_RETRY,
+            refresh: DEFAULT_REFRESH,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+
     /// Where `/metrics` and `/healthz` are served.
     pub fn listen(&self) -> SocketAddr {
         self.listen
     }
 
-    /// When the repository is pruned by the components' retention.
+    /// When the repository is pruned: the data no snapshot needs removed.
+    /// (Each component's retention is applied after each of its backups.)
     pub fn prune(&self) -> &Schedule {
         &self.prune
     }
+
+    /// The first wait before a failed job runs again; it doubles after each
+    /// failure in a row, up to an hour, and never delays the job's next
+    /// scheduled run. Default one minute.
+    pub fn retry(&self) -> Duration {
+        self.retry
+    }
+
+    /// How often the repository figures behind `/metrics` are read anew
+    /// (snapshots, stored bytes, how far the archived WAL reaches). Default
+    /// 30 seconds.
+    pub fn refresh(&self) -> Duration {
+        self.refresh
+    }
+
+    /// On SIGTERM, how long a running job may take to finish before it is
+    /// aborted (an aborted backup leaves no snapshot). Default five minutes.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace
+    }
 }
+
+const DEFAULT_RETRY: Duration = Duration::from_secs(60);
+const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5 * 60);
 
 // ---- Parsing -------------------------------------------------------------
 
@@ -522,6 +563,27 @@ fn schedule(cron: Cron, timezone: Option<Parsed<Zone>>) -> Schedule {
 struct RawAgent {
     listen: Parsed<SocketAddr>,
     prune: RawPrune,
+    retry: Option<Parsed<Interval>>,
+    refresh: Option<Parsed<Interval>>,
+    shutdown_grace: Option<Parsed<Interval>>,
+}
+
+/// A positive duration of the agent's settings.
+pub(crate) struct Interval(Duration);
+
+impl FromConfig for Interval {
+    const EXPECTED: &'static str = "a duration such as \"30s\", \"5m\" or \"1h\"";
+
+    fn from_config(text: &str) -> std::result::Result<Self, String> {
+        let duration = text
+            .parse::<Rto>()
+            .map_err(|_| format!("{text:?} is not a duration"))?
+            .as_duration();
+        if duration.is_zero() {
+            return Err(format!("{text:?} is zero"));
+        }
+        Ok(Interval(duration))
+    }
 }
 
 #[derive(Deserialize)]
@@ -563,6 +625,11 @@ impl RawConfig {
         let agent = self.agent.map(|agent| AgentSettings {
             listen: agent.listen.0,
             prune: schedule(agent.prune.cron, agent.prune.timezone),
+            retry: agent.retry.map_or(DEFAULT_RETRY, |i| i.0.0),
+            refresh: agent.refresh.map_or(DEFAULT_REFRESH, |i| i.0.0),
+            shutdown_grace: agent
+                .shutdown_grace
+                .map_or(DEFAULT_SHUTDOWN_GRACE, |i| i.0.0),
         });
         Ok(Config {
             origin: source.origin.to_owned(),

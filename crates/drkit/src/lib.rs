@@ -14,11 +14,11 @@
 //!   feature `postgres`, on by default) [`PostgresSettings`] with
 //!   [`TlsSettings`], which become a `tokio_postgres::Config` and a
 //!   `dr_postgres::Tls`.
-//! - [`Cron`] and [`Schedule`]: five-field cron expressions in an IANA time
-//!   zone (the database is bundled), with [`Schedule::next_after`] across
+//! - [`Cron`] and [`Schedule`]: five-field cron expressions (six with
+//!   seconds) in an IANA time zone (the database is bundled), with [`Schedule::next_after`] across
 //!   daylight-saving changes.
-//! - [`AgentSettings`]: the long-running form's listen address and prune
-//!   schedule.
+//! - [`AgentSettings`]: the long-running form's listen address, prune
+//!   schedule, retry backoff, refresh interval and shutdown grace.
 //! - [`Error`]: one error type; a config error names the origin, the line
 //!   and column, the field (`component[1].objectives.rpo`) and what is
 //!   expected.
@@ -76,6 +76,9 @@
 //! [agent]                    # optional
 //! listen = "0.0.0.0:9187"    # /metrics and /healthz
 //! prune = { cron = "0 4 * * 0", timezone = "UTC" }
+//! retry = "1m"               # first wait after a failed job, doubling; default 1m
+//! refresh = "30s"            # how often /metrics reads the repository; default 30s
+//! shutdown_grace = "5m"      # on SIGTERM, how long a running job may finish; default 5m
 //! ```
 //!
 //! # Example

@@ -45,7 +45,7 @@ struct Cli {
     #[arg(long, short, global = true)]
     quiet: bool,
     /// How log lines on standard error look; which are shown is RUST_LOG's
-    /// (default: warnings and errors).
+    /// (default: warnings and errors; for the agent, also what it does).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -139,6 +139,9 @@ enum Command {
     /// PostgreSQL's archive_command and restore_command.
     #[command(subcommand)]
     Wal(WalCommand),
+    /// Runs every schedule of the config, the continuous WAL archivers and
+    /// /metrics, until SIGTERM.
+    Agent,
     /// Prints a recovery report saved with `restore --report`.
     Report {
         /// The saved report.
@@ -185,7 +188,12 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // A long-running agent logs what it does; a command only what goes wrong.
+    let default_level = match cli.command {
+        Command::Agent => "info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default_level);
     let out = Output {
         json: cli.json,
         quiet: cli.quiet,
@@ -208,9 +216,9 @@ fn report(failure: &Failure) -> ExitCode {
     failure.exit_code()
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -320,6 +328,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             let repo = cx.repository(Access::ReadOnly).await?;
             commands::wal::fetch(&repo, settings.id(), size, &name, &path).await
         }
+        Command::Agent => commands::agent::run(cx).await,
         // Printed above: a saved report needs no config.
         Command::Report { .. } => Ok(()),
     }

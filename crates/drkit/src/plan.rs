@@ -4,6 +4,7 @@ use std::fmt;
 
 use jiff::Timestamp;
 
+use dr_core::Rto;
 use dr_storage::Location;
 
 use crate::config::Config;
@@ -110,6 +111,15 @@ impl fmt::Display for Plan<'_> {
                 agent.listen()
             )?;
             self.schedule_line(f, "prune", agent.prune())?;
+            writeln!(
+                f,
+                "  {:<11} first after {}, doubling; repository read every {}; \
+                 {} for a running job on SIGTERM",
+                "retry",
+                Rto::new(agent.retry()),
+                Rto::new(agent.refresh()),
+                Rto::new(agent.shutdown_grace())
+            )?;
         }
         Ok(())
     }

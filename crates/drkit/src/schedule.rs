@@ -1,6 +1,7 @@
 //! Cron schedules in a time zone: when a job runs next.
 //!
-//! [`Cron`] is the classic five-field expression; [`Schedule`] is a cron
+//! [`Cron`] is the classic five-field expression (with an optional leading
+//! seconds field); [`Schedule`] is a cron
 //! expression in an IANA time zone. Times are found day by day in the
 //! zone's civil calendar, so a schedule keeps its wall-clock time across
 //! daylight-saving changes, with the rule cron implementations share:
@@ -39,6 +40,12 @@ struct Field {
     names: &'static [&'static str],
 }
 
+const SECOND: Field = Field {
+    name: "second",
+    min: 0,
+    max: 59,
+    names: &[],
+};
 const MINUTE: Field = Field {
     name: "minute",
     min: 0,
@@ -71,7 +78,10 @@ const WEEKDAY: Field = Field {
     names: &WEEKDAY_NAMES,
 };
 
-/// A cron expression: `minute hour day-of-month month day-of-week`.
+/// A cron expression: `minute hour day-of-month month day-of-week`, or with
+/// six fields `second minute hour day-of-month month day-of-week` (as
+/// Quartz and most cron libraries read six fields), for jobs more frequent
+/// than once a minute.
 ///
 /// Each field is `*`, a number, a range `a-b`, a step `*/n`, `a-b/n` or
 /// `a/n` (from `a` to the field's end), or a comma-separated list of these.
@@ -108,6 +118,8 @@ const WEEKDAY: Field = Field {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Cron {
     text: String,
+    /// Bit `s` for second `s`; only bit 0 for five fields.
+    seconds: u64,
     /// Bit `m` for minute `m`.
     minutes: u64,
     hours: u64,
@@ -128,14 +140,17 @@ impl Cron {
     }
 
     /// The first time strictly after `after` that the expression matches, in
-    /// `after`'s time zone, at a whole minute; daylight-saving changes are
+    /// `after`'s time zone, at a whole minute (a whole second with six
+    /// fields); daylight-saving changes are
     /// handled as the [type's docs](Cron#daylight-saving-time) say. `None` if there is none
     /// before the end of the calendar jiff supports.
     pub fn next_after(&self, after: &Zoned) -> Option<Zoned> {
         let tz = after.time_zone();
         let instant = after.timestamp();
         let start = after.datetime();
-        let start_minute = start.date().at(start.hour(), start.minute(), 0, 0);
+        let start_second = start
+            .date()
+            .at(start.hour(), start.minute(), start.second(), 0);
         let mut date = start.date();
         let end = date.year().checked_add(SEARCH_YEARS)?;
         while date.year() <= end {
@@ -146,17 +161,19 @@ impl Cron {
             if self.day_matches(date) {
                 for hour in bits(self.hours) {
                     for minute in bits(self.minutes) {
-                        let civil = date.at(hour, minute, 0, 0);
-                        // Earlier civil times ran before `after` (or, in a
-                        // repeated hour, at their first occurrence).
-                        if civil < start_minute {
-                            continue;
-                        }
-                        let Some(run) = first_instant(tz, civil) else {
-                            continue;
-                        };
-                        if run > instant {
-                            return Some(run.to_zoned(tz.clone()));
+                        for second in bits(self.seconds) {
+                            let civil = date.at(hour, minute, second, 0);
+                            // Earlier civil times ran before `after` (or, in a
+                            // repeated hour, at their first occurrence).
+                            if civil < start_second {
+                                continue;
+                            }
+                            let Some(run) = first_instant(tz, civil) else {
+                                continue;
+                            };
+                            if run > instant {
+                                return Some(run.to_zoned(tz.clone()));
+                            }
                         }
                     }
                 }
@@ -166,9 +183,11 @@ impl Cron {
         None
     }
 
-    /// Whether the civil time `at` (its minute) is one the expression names.
+    /// Whether the civil time `at` (its minute, and its second with six
+    /// fields) is one the expression names.
     pub fn matches(&self, at: DateTime) -> bool {
-        bit(self.months, at.month())
+        bit(self.seconds, at.second())
+            && bit(self.months, at.month())
             && self.day_matches(at.date())
             && bit(self.hours, at.hour())
             && bit(self.minutes, at.minute())
@@ -244,14 +263,21 @@ impl FromStr for Cron {
             _ => text,
         };
         let fields: Vec<&str> = expanded.split_whitespace().collect();
-        let [minute, hour, day, month, weekday] = fields[..] else {
-            return Err(invalid(
-                s,
-                format!(
-                    "expected 5 fields (minute hour day-of-month month day-of-week), found {}",
-                    fields.len()
-                ),
-            ));
+        let (second, [minute, hour, day, month, weekday]) = match fields[..] {
+            [minute, hour, day, month, weekday] => ("0", [minute, hour, day, month, weekday]),
+            [second, minute, hour, day, month, weekday] => {
+                (second, [minute, hour, day, month, weekday])
+            }
+            _ => {
+                return Err(invalid(
+                    s,
+                    format!(
+                        "expected 5 fields (minute hour day-of-month month day-of-week) \
+                         or 6 with seconds first, found {}",
+                        fields.len()
+                    ),
+                ));
+            }
         };
         let field = |text: &str, spec: &Field| parse_field(text, spec).map_err(|r| invalid(s, r));
         let mut weekdays = field(weekday, &WEEKDAY)?;
@@ -260,6 +286,7 @@ impl FromStr for Cron {
         }
         let cron = Cron {
             text: text.to_owned(),
+            seconds: field(second, &SECOND)?,
             minutes: field(minute, &MINUTE)?,
             hours: field(hour, &HOUR)?,
             days: field(day, &DAY)?,
@@ -369,7 +396,7 @@ impl<'de> Deserialize<'de> for Cron {
         text.parse().map_err(|e: Error| {
             de::Error::custom(format!(
                 "{e}; expected a cron expression such as \"0 2 * * *\" \
-                 (minute hour day-of-month month day-of-week)"
+                 (minute hour day-of-month month day-of-week, optionally seconds first)"
             ))
         })
     }
@@ -715,10 +742,47 @@ mod tests {
     }
 
     #[test]
+    fn six_fields_start_with_seconds() {
+        let every_five = cron("*/5 * * * * *");
+        let after = zoned("2026-11-21T23:59:52.5Z[UTC]");
+        assert_eq!(
+            runs(&every_five, &after, 3),
+            [
+                "2026-11-21T23:59:55+00:00[UTC]",
+                "2026-11-22T00:00:00+00:00[UTC]",
+                "2026-11-22T00:00:05+00:00[UTC]"
+            ]
+        );
+        let at_thirty = cron("30 0 2 * * *");
+        let after = zoned("2026-11-21T02:00:30Z[UTC]");
+        assert_eq!(
+            runs(&at_thirty, &after, 1),
+            ["2026-11-22T02:00:30+00:00[UTC]"]
+        );
+        assert!(at_thirty.matches("2026-11-21T02:00:30".parse().unwrap()));
+        assert!(!at_thirty.matches("2026-11-21T02:00:00".parse().unwrap()));
+        // Five fields run at second 0 only.
+        assert!(!cron("* * * * *").matches("2026-11-21T02:00:01".parse().unwrap()));
+        // Seconds skipped by the spring change run once, at the change.
+        let tz = berlin();
+        let every_second_at_two = cron("* 30 2 * * *");
+        let after = zoned("2026-03-29T01:59:00+01:00[Europe/Berlin]").with_time_zone(tz);
+        assert_eq!(
+            runs(&every_second_at_two, &after, 2),
+            [
+                "2026-03-29T03:00:00+02:00[Europe/Berlin]",
+                "2026-03-30T02:30:00+02:00[Europe/Berlin]"
+            ]
+        );
+        let err = "60 * * * * *".parse::<Cron>().unwrap_err().to_string();
+        assert!(err.contains("second 60 is out of range 0-59"), "{err}");
+    }
+
+    #[test]
     fn bad_expressions_say_why() {
         for (expr, reason) in [
             ("0 2 * *", "expected 5 fields"),
-            ("0 2 * * * *", "expected 5 fields"),
+            ("0 0 2 * * * *", "or 6 with seconds first, found 7"),
             ("60 2 * * *", "minute 60 is out of range 0-59"),
             ("0 24 * * *", "hour 24 is out of range 0-23"),
             ("0 0 0 * *", "day of month 0 is out of range 1-31"),

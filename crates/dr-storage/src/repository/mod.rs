@@ -53,6 +53,7 @@ mod lock;
 mod prune;
 mod read;
 mod tar_cuts;
+mod usage;
 mod verify;
 mod write;
 
@@ -62,6 +63,7 @@ pub use self::forget::{ForgetPlan, ForgetReport, SnapshotFilter};
 pub use self::journal::RepositoryJournals;
 pub use self::lock::{LockInfo, Unlock};
 pub use self::prune::{PruneOptions, PruneReport};
+pub use self::usage::Usage;
 pub use self::verify::{Damage, VerifyOptions, VerifyReport};
 pub use self::write::RepositoryWriter;
 

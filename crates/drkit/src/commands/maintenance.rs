@@ -3,8 +3,8 @@
 //! retention policy from the config) and `drkit prune` (remove what no
 //! snapshot needs).
 
-use dr_storage::{Damage, PruneOptions, Repository, SnapshotFilter, VerifyOptions};
-use drkit::Config;
+use dr_storage::{Damage, ForgetPlan, PruneOptions, Repository, SnapshotFilter, VerifyOptions};
+use drkit::{Component, Config};
 use serde_json::json;
 
 use crate::failure::{Failure, Outcome};
@@ -118,22 +118,8 @@ pub(crate) async fn forget(
     let now = jiff::Timestamp::now();
     let mut listed = Vec::new();
     for component in config.components() {
-        let filter = SnapshotFilter::new().component(component.id().clone());
-        let plan = repo
-            .plan_forget(&filter, component.retention(), now)
-            .await
-            .map_err(|e| {
-                Failure::of(format_args!("planning what {} forgets", component.id()), &e)
-            })?;
+        let plan = apply_retention(repo, component, dry_run, now).await?;
         let forgotten: Vec<String> = plan.forget.iter().map(|m| m.id.to_string()).collect();
-        if !dry_run && !plan.forget.is_empty() {
-            repo.forget(&plan).await.map_err(|e| {
-                Failure::of(
-                    format_args!("forgetting snapshots of {}", component.id()),
-                    &e,
-                )
-            })?;
-        }
         out.line(format_args!(
             "{}: {} {} of {} snapshots by \"{}\"",
             component.id(),
@@ -156,6 +142,30 @@ pub(crate) async fn forget(
         out.json(&listed)?;
     }
     Ok(())
+}
+
+/// Forgets the snapshots of `component` that its retention policy does
+/// not keep as of `now` (with `dry_run`, only plans it); returns the plan.
+pub(crate) async fn apply_retention(
+    repo: &Repository,
+    component: &Component,
+    dry_run: bool,
+    now: jiff::Timestamp,
+) -> Result<ForgetPlan, Failure> {
+    let filter = SnapshotFilter::new().component(component.id().clone());
+    let plan = repo
+        .plan_forget(&filter, component.retention(), now)
+        .await
+        .map_err(|e| Failure::of(format_args!("planning what {} forgets", component.id()), &e))?;
+    if !dry_run && !plan.forget.is_empty() {
+        repo.forget(&plan).await.map_err(|e| {
+            Failure::of(
+                format_args!("forgetting snapshots of {}", component.id()),
+                &e,
+            )
+        })?;
+    }
+    Ok(plan)
 }
 
 /// Removes the data no snapshot needs any more, repacking where packs are

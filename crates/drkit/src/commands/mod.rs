@@ -1,6 +1,7 @@
 //! One module per command; each takes what it needs resolved, so that its
 //! logic reads as the library calls it makes.
 
+pub(crate) mod agent;
 pub(crate) mod backup;
 pub(crate) mod check;
 pub(crate) mod init;

@@ -1,0 +1,598 @@
+//! What the agent knows of its components, jobs and repository, and its
+//! rendering in the Prometheus text format (version 0.0.4) for `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use dr_core::{Compliance, ComponentId, Rpo, Rto};
+use dr_postgres::{ArchiverState, ArchiverStatus};
+use dr_storage::Usage;
+use jiff::Timestamp;
+use tokio::sync::watch;
+
+/// What a scheduled run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Work {
+    /// A base backup, then the component's retention.
+    Backup,
+    /// The latest base backup read back and checked.
+    Verify,
+    /// The repository's unneeded data removed.
+    Prune,
+}
+
+impl Work {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Work::Backup => "backup",
+            Work::Verify => "verify",
+            Work::Prune => "prune",
+        }
+    }
+}
+
+/// A job: a component's backup or verify, or the repository's prune.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct JobKey {
+    pub(crate) component: Option<ComponentId>,
+    pub(crate) work: Work,
+}
+
+impl std::fmt::Display for JobKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.component {
+            Some(id) => write!(f, "{} of {id}", self.work.as_str()),
+            None => f.write_str(self.work.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct JobFigures {
+    succeeded: u64,
+    failed: u64,
+    last_success: Option<Timestamp>,
+    last_failure: Option<Timestamp>,
+    last_duration: Option<Duration>,
+    running: bool,
+    next_run: Option<Timestamp>,
+}
+
+struct ComponentFigures {
+    rpo: Rpo,
+    rto: Rto,
+    /// The last backup the agent took: how long it took and its size.
+    last_backup: Option<(Duration, u64)>,
+    /// From the repository, at the last refresh.
+    restorable_at: Option<Timestamp>,
+    snapshots: Option<u64>,
+    /// The running archiver's status, for components whose WAL is archived.
+    archiver: Option<watch::Receiver<ArchiverStatus>>,
+    archiver_restarts: u64,
+}
+
+struct State {
+    components: BTreeMap<ComponentId, ComponentFigures>,
+    jobs: BTreeMap<JobKey, JobFigures>,
+    usage: Option<Usage>,
+    refreshed_at: Option<Timestamp>,
+    refresh_failures: u64,
+    stopping: bool,
+}
+
+/// What `/metrics` shows, updated by the agent's tasks.
+pub(crate) struct Metrics {
+    state: Mutex<State>,
+}
+
+/// What a refresh read from the repository for one component.
+pub(crate) struct Standing {
+    pub(crate) restorable_at: Option<Timestamp>,
+    pub(crate) snapshots: u64,
+}
+
+impl Metrics {
+    /// Figures for these components and their objectives.
+    pub(crate) fn new(components: impl IntoIterator<Item = (ComponentId, Rto, Rpo)>) -> Self {
+        let components = components
+            .into_iter()
+            .map(|(id, rto, rpo)| {
+                let figures = ComponentFigures {
+                    rpo,
+                    rto,
+                    last_backup: None,
+                    restorable_at: None,
+                    snapshots: None,
+                    archiver: None,
+                    archiver_restarts: 0,
+                };
+                (id, figures)
+            })
+            .collect();
+        Self {
+            state: Mutex::new(State {
+                components,
+                jobs: BTreeMap::new(),
+                usage: None,
+                refreshed_at: None,
+                refresh_failures: 0,
+                stopping: false,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves figures, not invariants.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn next_run(&self, job: &JobKey, at: Option<Timestamp>) {
+        self.state().jobs.entry(job.clone()).or_default().next_run = at;
+    }
+
+    pub(crate) fn started(&self, job: &JobKey) {
+        self.state().jobs.entry(job.clone()).or_default().running = true;
+    }
+
+    pub(crate) fn finished(&self, job: &JobKey, ok: bool, took: Duration) {
+        let now = Timestamp::now();
+        let mut state = self.state();
+        let figures = state.jobs.entry(job.clone()).or_default();
+        figures.running = false;
+        figures.last_duration = Some(took);
+        if ok {
+            figures.succeeded += 1;
+            figures.last_success = Some(now);
+        } else {
+            figures.failed += 1;
+            figures.last_failure = Some(now);
+        }
+    }
+
+    pub(crate) fn backed_up(&self, component: &ComponentId, took: Duration, bytes: u64) {
+        if let Some(c) = self.state().components.get_mut(component) {
+            c.last_backup = Some((took, bytes));
+        }
+    }
+
+    pub(crate) fn archiver(
+        &self,
+        component: &ComponentId,
+        status: watch::Receiver<ArchiverStatus>,
+    ) {
+        if let Some(c) = self.state().components.get_mut(component) {
+            c.archiver = Some(status);
+        }
+    }
+
+    pub(crate) fn archiver_restarted(&self, component: &ComponentId) {
+        if let Some(c) = self.state().components.get_mut(component) {
+            c.archiver_restarts += 1;
+        }
+    }
+
+    pub(crate) fn refreshed(&self, standings: Vec<(ComponentId, Standing)>, usage: Usage) {
+        let mut state = self.state();
+        for (id, standing) in standings {
+            if let Some(c) = state.components.get_mut(&id) {
+                c.restorable_at = standing.restorable_at;
+                c.snapshots = Some(standing.snapshots);
+            }
+        }
+        state.usage = Some(usage);
+        state.refreshed_at = Some(Timestamp::now());
+    }
+
+    pub(crate) fn refresh_failed(&self) {
+        self.state().refresh_failures += 1;
+    }
+
+    pub(crate) fn stopping(&self) {
+        self.state().stopping = true;
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.state().stopping
+    }
+
+    /// The Prometheus text exposition of every figure, as of `now`.
+    pub(crate) fn render(&self, now: Timestamp) -> String {
+        let state = self.state();
+        let mut out = Exposition::default();
+
+        out.family(
+            "drkit_up",
+            "gauge",
+            "1 while the agent runs, 0 once it is shutting down.",
+        );
+        out.sample("drkit_up", &[], if state.stopping { 0.0 } else { 1.0 });
+
+        render_jobs(&mut out, &state.jobs);
+        render_components(&mut out, &state.components, now);
+
+        out.family(
+            "drkit_repository_stored_bytes",
+            "gauge",
+            "Bytes the repository occupies in its store, by kind of object.",
+        );
+        if let Some(usage) = state.usage {
+            for (kind, bytes) in [
+                ("packs", usage.pack_bytes),
+                ("archive", usage.archive_bytes),
+                ("metadata", usage.metadata_bytes),
+            ] {
+                out.sample(
+                    "drkit_repository_stored_bytes",
+                    &[("kind", kind)],
+                    bytes as f64,
+                );
+            }
+        }
+        out.family(
+            "drkit_repository_refresh_timestamp_seconds",
+            "gauge",
+            "When the repository's figures were last read.",
+        );
+        if let Some(at) = state.refreshed_at {
+            out.sample(
+                "drkit_repository_refresh_timestamp_seconds",
+                &[],
+                seconds(at),
+            );
+        }
+        out.family(
+            "drkit_repository_refresh_failures_total",
+            "counter",
+            "Reads of the repository's figures that failed.",
+        );
+        out.sample(
+            "drkit_repository_refresh_failures_total",
+            &[],
+            state.refresh_failures as f64,
+        );
+        out.text
+    }
+}
+
+fn render_jobs(out: &mut Exposition, jobs: &BTreeMap<JobKey, JobFigures>) {
+    let labels = |key: &JobKey| -> Vec<(&'static str, String)> {
+        let mut labels = Vec::new();
+        if let Some(id) = &key.component {
+            labels.push(("component", id.to_string()));
+        }
+        labels.push(("job", key.work.as_str().to_owned()));
+        labels
+    };
+    out.family(
+        "drkit_job_runs_total",
+        "counter",
+        "Finished runs of a job, by result.",
+    );
+    for (key, f) in jobs {
+        for (result, n) in [("success", f.succeeded), ("failure", f.failed)] {
+            let mut l = labels(key);
+            l.push(("result", result.to_owned()));
+            out.sample_owned("drkit_job_runs_total", &l, n as f64);
+        }
+    }
+    type Field = fn(&JobFigures) -> Option<f64>;
+    let gauges: [(&str, &str, Field); 5] = [
+        (
+            "drkit_job_last_success_timestamp_seconds",
+            "When the job last succeeded.",
+            |f| f.last_success.map(seconds),
+        ),
+        (
+            "drkit_job_last_failure_timestamp_seconds",
+            "When the job last failed.",
+            |f| f.last_failure.map(seconds),
+        ),
+        (
+            "drkit_job_last_duration_seconds",
+            "How long the job's last run took.",
+            |f| f.last_duration.map(|d| d.as_secs_f64()),
+        ),
+        ("drkit_job_running", "1 while the job runs.", |f| {
+            Some(if f.running { 1.0 } else { 0.0 })
+        }),
+        (
+            "drkit_job_next_run_timestamp_seconds",
+            "When the job runs next by its schedule (or its retry).",
+            |f| f.next_run.map(seconds),
+        ),
+    ];
+    for (name, help, field) in gauges {
+        out.family(name, "gauge", help);
+        for (key, f) in jobs {
+            if let Some(value) = field(f) {
+                out.sample_owned(name, &labels(key), value);
+            }
+        }
+    }
+}
+
+fn render_components(
+    out: &mut Exposition,
+    components: &BTreeMap<ComponentId, ComponentFigures>,
+    now: Timestamp,
+) {
+    type Field = fn(&ComponentFigures, Timestamp) -> Option<f64>;
+    let gauges: [(&str, &str, &str, Field); 10] = [
+        (
+            "drkit_backup_last_duration_seconds",
+            "gauge",
+            "How long the last backup the agent took ran.",
+            |c, _| c.last_backup.map(|(took, _)| took.as_secs_f64()),
+        ),
+        (
+            "drkit_backup_last_bytes",
+            "gauge",
+            "The size of the last backup the agent took, before deduplication.",
+            |c, _| c.last_backup.map(|(_, bytes)| bytes as f64),
+        ),
+        (
+            "drkit_rpo_objective_seconds",
+            "gauge",
+            "The component's recovery point objective.",
+            |c, _| Some(c.rpo.as_duration().as_secs_f64()),
+        ),
+        (
+            "drkit_rto_objective_seconds",
+            "gauge",
+            "The component's recovery time objective.",
+            |c, _| Some(c.rto.as_duration().as_secs_f64()),
+        ),
+        (
+            "drkit_restorable_timestamp_seconds",
+            "gauge",
+            "The newest point a restore reaches: the last backup, or how far the archived WAL holds everything.",
+            |c, _| c.restorable_at.map(seconds),
+        ),
+        (
+            "drkit_rpo_exposure_seconds",
+            "gauge",
+            "Seconds of data at risk: the age of the newest restorable point.",
+            |c, now| c.restorable_at.map(|at| exposure(now, at).as_secs_f64()),
+        ),
+        (
+            "drkit_repository_snapshots",
+            "gauge",
+            "The component's snapshots in the repository.",
+            |c, _| c.snapshots.map(|n| n as f64),
+        ),
+        (
+            "drkit_wal_archiver_up",
+            "gauge",
+            "1 while the component's WAL archiver streams from the server.",
+            |c, _| {
+                c.archiver.as_ref().map(|a| {
+                    let streaming = a.borrow().state == ArchiverState::Streaming;
+                    if streaming { 1.0 } else { 0.0 }
+                })
+            },
+        ),
+        (
+            "drkit_wal_archive_lag_seconds",
+            "gauge",
+            "How long the oldest WAL the server reported has waited to be archived.",
+            |c, _| c.archiver.as_ref().map(|a| a.borrow().lag().as_secs_f64()),
+        ),
+        (
+            "drkit_wal_archive_lag_bytes",
+            "gauge",
+            "WAL the server reported that the archive does not hold yet.",
+            |c, _| c.archiver.as_ref().map(|a| a.borrow().lag_bytes() as f64),
+        ),
+    ];
+    for (name, kind, help, field) in gauges {
+        out.family(name, kind, help);
+        for (id, c) in components {
+            if let Some(value) = field(c, now) {
+                out.sample(name, &[("component", id.as_str())], value);
+            }
+        }
+    }
+    out.family(
+        "drkit_wal_archiver_restarts_total",
+        "counter",
+        "Times the agent started the component's WAL archiver again after it stopped.",
+    );
+    for (id, c) in components.iter().filter(|(_, c)| c.archiver.is_some()) {
+        out.sample(
+            "drkit_wal_archiver_restarts_total",
+            &[("component", id.as_str())],
+            c.archiver_restarts as f64,
+        );
+    }
+    out.family(
+        "drkit_rpo_compliance",
+        "gauge",
+        "1 for the component's RPO state: met (at most half the objective used), at_risk, or missed (also when nothing is restorable).",
+    );
+    for (id, c) in components {
+        let state = match c.restorable_at {
+            Some(at) => match Compliance::of(exposure(now, at), c.rpo.as_duration()) {
+                Compliance::Met { .. } => "met",
+                Compliance::AtRisk { .. } => "at_risk",
+                Compliance::Missed { .. } => "missed",
+            },
+            // Not yet read: no claim either way.
+            None if c.snapshots.is_none() => continue,
+            None => "missed",
+        };
+        for candidate in ["met", "at_risk", "missed"] {
+            out.sample(
+                "drkit_rpo_compliance",
+                &[("component", id.as_str()), ("state", candidate)],
+                if candidate == state { 1.0 } else { 0.0 },
+            );
+        }
+    }
+}
+
+fn exposure(now: Timestamp, at: Timestamp) -> Duration {
+    now.duration_since(at).try_into().unwrap_or(Duration::ZERO)
+}
+
+fn seconds(at: Timestamp) -> f64 {
+    at.as_millisecond() as f64 / 1000.0
+}
+
+/// The text being written.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.text.push(',');
+                }
+                let _ = write!(self.text, "{key}=\"{}\"", escape_label(value));
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {}", number(value));
+    }
+
+    fn sample_owned(&mut self, name: &str, labels: &[(&'static str, String)], value: f64) {
+        let borrowed: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.sample(name, &borrowed, value);
+    }
+}
+
+/// A label value: backslash, double quote and line feed escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
+}
+
+/// A help text: backslash and line feed escaped.
+fn escape_help(text: &str) -> String {
+    text.replace('\\', r"\\").replace('\n', r"\n")
+}
+
+/// A sample value as Prometheus reads it.
+fn number(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_owned()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
+    } else {
+        format!("{value}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(text: &str) -> ComponentId {
+        text.parse().unwrap()
+    }
+
+    fn metrics() -> Metrics {
+        Metrics::new([(
+            id("postgres/main"),
+            "30m".parse().unwrap(),
+            "10m".parse().unwrap(),
+        )])
+    }
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
+        assert_eq!(escape_help("a\\b\nc"), r"a\\b\nc");
+        assert_eq!(number(f64::INFINITY), "+Inf");
+        assert_eq!(number(1.5), "1.5");
+        assert_eq!(number(3.0), "3");
+    }
+
+    #[test]
+    fn compliance_follows_the_age_of_the_newest_restorable_point() {
+        let m = metrics();
+        let now = Timestamp::now();
+        let state_of = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with("drkit_rpo_compliance{") && l.ends_with(" 1"))
+                .map(str::to_owned)
+        };
+        // Not read yet: no claim.
+        assert_eq!(state_of(&m.render(now)), None);
+        let standing = |at: Option<Timestamp>| {
+            vec![(
+                id("postgres/main"),
+                Standing {
+                    restorable_at: at,
+                    snapshots: 1,
+                },
+            )]
+        };
+        for (age_minutes, state) in [(2, "met"), (7, "at_risk"), (12, "missed")] {
+            let at = now
+                .checked_sub(jiff::SignedDuration::from_mins(age_minutes))
+                .unwrap();
+            m.refreshed(standing(Some(at)), Usage::default());
+            let line = state_of(&m.render(now)).unwrap();
+            assert!(
+                line.contains(&format!("state=\"{state}\"")),
+                "{age_minutes}: {line}"
+            );
+        }
+        m.refreshed(standing(None), Usage::default());
+        assert!(state_of(&m.render(now)).unwrap().contains("missed"));
+    }
+
+    #[test]
+    fn every_sample_follows_its_family_header() {
+        let m = metrics();
+        let backup = JobKey {
+            component: Some(id("postgres/main")),
+            work: Work::Backup,
+        };
+        m.started(&backup);
+        m.finished(&backup, true, Duration::from_millis(1500));
+        m.finished(
+            &JobKey {
+                component: None,
+                work: Work::Prune,
+            },
+            false,
+            Duration::ZERO,
+        );
+        m.backed_up(&id("postgres/main"), Duration::from_secs(2), 4096);
+        let text = m.render(Timestamp::now());
+        let mut declared = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                assert!(
+                    declared.insert(rest.split(' ').next().unwrap().to_owned()),
+                    "{line}"
+                );
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert!(declared.contains(name), "{line} before its # TYPE");
+            }
+        }
+        assert!(text.contains(
+            "drkit_job_runs_total{component=\"postgres/main\",job=\"backup\",result=\"success\"} 1"
+        ));
+        assert!(text.contains("drkit_job_runs_total{job=\"prune\",result=\"failure\"} 1"));
+        assert!(text.contains("drkit_backup_last_bytes{component=\"postgres/main\"} 4096"));
+        assert!(text.contains("drkit_job_running{component=\"postgres/main\",job=\"backup\"} 0"));
+    }
+}
