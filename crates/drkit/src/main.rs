@@ -10,6 +10,7 @@ mod commands;
 mod context;
 mod failure;
 mod output;
+mod yaml;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,6 +76,10 @@ enum Command {
         /// A label for the snapshot, `key=value`; repeatable.
         #[arg(long = "label", value_parser = parse_label)]
         labels: Vec<(String, String)>,
+        /// Then forget the snapshots the component's retention policy does
+        /// not keep.
+        #[arg(long)]
+        forget: bool,
     },
     /// Lists the committed snapshots.
     Snapshots {
@@ -119,8 +124,12 @@ enum Command {
     /// Reads the repository's data back and checks it.
     Verify {
         /// Read only this random fraction of the data (0 to 1).
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, conflicts_with = "component")]
         fraction: f64,
+        /// Check only this component's latest base backup, against its own
+        /// checksums.
+        #[arg(long)]
+        component: Option<String>,
     },
     /// Checks the repository's structure without reading the data.
     Check,
@@ -142,6 +151,9 @@ enum Command {
     /// Runs every schedule of the config, the continuous WAL archivers and
     /// /metrics, until SIGTERM.
     Agent,
+    /// Running drkit in Kubernetes.
+    #[command(subcommand)]
+    Kubernetes(KubernetesCommand),
     /// Prints a recovery report saved with `restore --report`.
     Report {
         /// The saved report.
@@ -155,6 +167,53 @@ enum ConfigCommand {
     /// right) and every component's server, without changing anything, and
     /// prints the plan.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum KubernetesCommand {
+    /// Prints the YAML that runs drkit in a cluster: the config as a
+    /// ConfigMap, Secret references, a ServiceAccount, and the agent's
+    /// Deployment (one replica, Recreate) or one CronJob per schedule.
+    Manifests {
+        /// The image, with drkit at /usr/local/bin/drkit as its entrypoint.
+        #[arg(long, default_value = concat!("drkit:", env!("CARGO_PKG_VERSION")))]
+        image: String,
+        /// The namespace of every object; else kubectl's.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The name of the objects.
+        #[arg(long, default_value = "drkit")]
+        name: String,
+        /// One CronJob per schedule instead of the agent's Deployment.
+        #[arg(long)]
+        cronjobs: bool,
+        /// What a local repository's volume claims.
+        #[arg(long, default_value = "100Gi")]
+        repository_size: String,
+        /// An annotation of the ServiceAccount, `key=value`, such as
+        /// eks.amazonaws.com/role-arn for workload identity; repeatable.
+        #[arg(long = "service-account-annotation", value_parser = parse_label)]
+        service_account_annotations: Vec<(String, String)>,
+    },
+    /// Prints the strategic merge patch that gives a PostgreSQL
+    /// StatefulSet's pods drkit (an init container copies it) and the
+    /// config, for archive_command.
+    PostgresPatch {
+        /// The image with drkit.
+        #[arg(long, default_value = concat!("drkit:", env!("CARGO_PKG_VERSION")))]
+        image: String,
+        /// The PostgreSQL container's name in the pod.
+        #[arg(long, default_value = "postgres")]
+        container: String,
+        /// The name given to `manifests` (its ConfigMap and Secret).
+        #[arg(long, default_value = "drkit")]
+        name: String,
+    },
+    /// Copies this executable to a path: the init container's job.
+    CopyBinary {
+        /// Where to put it.
+        dest: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +293,9 @@ async fn run(cli: Cli, out: Output) -> Outcome {
     if let Command::Report { file } = &cli.command {
         return commands::report::run(file, &out);
     }
+    if let Command::Kubernetes(KubernetesCommand::CopyBinary { dest }) = &cli.command {
+        return commands::kubernetes::copy_binary(dest);
+    }
     let cx = Context::load(&cli.config, out)?;
     match cli.command {
         Command::Config(ConfigCommand::Check) => commands::check::run(&cx).await,
@@ -242,10 +304,15 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             component,
             delta,
             labels,
+            forget,
         } => {
             let backup = cx.base_backup(&component).await?;
             let repo = cx.repository(Access::ReadWrite).await?;
-            commands::backup::run(&backup, &repo, delta, &labels, &out).await
+            commands::backup::run(&backup, &repo, delta, &labels, &out).await?;
+            if forget {
+                commands::backup::forget_after(&repo, cx.component(&component)?, &out).await?;
+            }
+            Ok(())
         }
         Command::Snapshots {
             component,
@@ -296,9 +363,18 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             let repo = cx.repository(Access::ReadOnly).await?;
             commands::status::run(&repo, &cx.config, &out).await
         }
-        Command::Verify { fraction } => {
+        Command::Verify {
+            fraction,
+            component,
+        } => {
             let repo = cx.repository(Access::ReadOnly).await?;
-            commands::maintenance::verify(&repo, fraction, &out).await
+            match component {
+                Some(id) => {
+                    let id = cx.component(&id)?.id().clone();
+                    commands::maintenance::verify_component(&repo, &id, &out).await
+                }
+                None => commands::maintenance::verify(&repo, fraction, &out).await,
+            }
         }
         Command::Check => {
             let repo = cx.repository(Access::ReadOnly).await?;
@@ -329,6 +405,31 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             commands::wal::fetch(&repo, settings.id(), size, &name, &path).await
         }
         Command::Agent => commands::agent::run(cx).await,
+        Command::Kubernetes(KubernetesCommand::Manifests {
+            image,
+            namespace,
+            name,
+            cronjobs,
+            repository_size,
+            service_account_annotations,
+        }) => {
+            let options = commands::kubernetes::ManifestOptions {
+                image,
+                namespace,
+                name,
+                cronjobs,
+                repository_size,
+                service_account_annotations,
+            };
+            commands::kubernetes::manifests(&cx.config, &cli.config, &options)
+        }
+        Command::Kubernetes(KubernetesCommand::PostgresPatch {
+            image,
+            container,
+            name,
+        }) => commands::kubernetes::postgres_patch(&cx.config, &image, &container, &name),
+        // Done above: it needs no config.
+        Command::Kubernetes(KubernetesCommand::CopyBinary { .. }) => Ok(()),
         // Printed above: a saved report needs no config.
         Command::Report { .. } => Ok(()),
     }

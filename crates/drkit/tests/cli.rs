@@ -170,6 +170,9 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
     let verified: serde_json::Value = serde_json::from_slice(&verified.stdout).unwrap();
     assert!(verified["packs"].as_u64().unwrap() > 0, "{verified}");
     assert_eq!(verified["damaged"], serde_json::json!([]));
+    let latest = setup.drkit(&["verify", "--component", COMPONENT]).await;
+    assert!(latest.status.success(), "{}", text(&latest));
+    assert!(text(&latest).contains("sound"), "{}", text(&latest));
 
     // An objective tighter than the data's age: status says MISSED, exit 3.
     let config = std::fs::read_to_string(&setup.config).unwrap();
@@ -197,6 +200,8 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
     std::fs::write(&pack, bytes).unwrap();
     let output = setup.drkit(&["verify"]).await;
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let latest = setup.drkit(&["verify", "--component", COMPONENT]).await;
+    assert_eq!(latest.status.code(), Some(1), "{}", text(&latest));
     let name = pack.file_name().unwrap().to_str().unwrap();
     assert!(text(&output).contains(name), "{}", text(&output));
 }
@@ -356,6 +361,15 @@ async fn an_interrupted_backup_leaves_no_snapshot_and_the_next_one_succeeds() {
     );
     let again = setup.drkit(&["backup", COMPONENT]).await;
     assert!(again.status.success(), "{}", text(&again));
+    // Backups with --forget keep what the retention ("last=3") keeps.
+    for _ in 0..3 {
+        let output = setup.drkit(&["backup", COMPONENT, "--forget"]).await;
+        assert!(output.status.success(), "{}", text(&output));
+        assert!(text(&output).contains("forgot"), "{}", text(&output));
+    }
+    let listed = setup.drkit(&["--json", "snapshots"]).await;
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
     let check = setup.drkit(&["check"]).await;
     assert!(check.status.success(), "{}", text(&check));
 }

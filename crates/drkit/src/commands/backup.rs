@@ -35,6 +35,30 @@ pub(crate) async fn run(
     print(&report, out)
 }
 
+/// `--forget`: after the backup, the component's retention policy applied.
+pub(crate) async fn forget_after(
+    repo: &Repository,
+    component: &drkit::Component,
+    out: &Output,
+) -> Outcome {
+    let plan = crate::commands::maintenance::apply_retention(
+        repo,
+        component,
+        false,
+        jiff::Timestamp::now(),
+    )
+    .await?;
+    if !out.json {
+        out.line(format_args!(
+            "forgot {} snapshots of {} by \"{}\"",
+            plan.forget.len(),
+            component.id(),
+            component.retention()
+        ));
+    }
+    Ok(())
+}
+
 fn print(report: &BackupReport, out: &Output) -> Outcome {
     if out.json {
         return out.json(report);

@@ -5,6 +5,7 @@ pub(crate) mod agent;
 pub(crate) mod backup;
 pub(crate) mod check;
 pub(crate) mod init;
+pub(crate) mod kubernetes;
 pub(crate) mod maintenance;
 pub(crate) mod report;
 pub(crate) mod restore;

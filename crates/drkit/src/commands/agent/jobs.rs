@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dr_core::{Backup, BackupRequest, ComponentId};
-use dr_postgres::{BaseBackup, base_backups, verify_base_backup};
+use dr_postgres::{BaseBackup, base_backups};
 use drkit::{Job, Schedule};
 use jiff::Timestamp;
 
@@ -239,22 +239,8 @@ async fn backup(agent: &Agent, component: &ComponentId) -> Result<(), Failure> {
 
 /// The latest base backup of `component`, read back and checked.
 async fn verify(agent: &Agent, component: &ComponentId) -> Result<(), Failure> {
-    let latest = base_backups(agent.repo.as_ref(), component)
-        .await
-        .map_err(|e| Failure::of(format_args!("listing the base backups of {component}"), &e))?
-        .pop()
-        .ok_or_else(|| Failure::Failed(format!("{component} has no base backup to verify")))?;
-    let report = verify_base_backup(agent.repo.as_ref(), &latest.id)
-        .await
-        .map_err(|e| Failure::of(format_args!("verifying snapshot {}", latest.id), &e))?;
-    if let Some(first) = report.findings.first() {
-        return Err(Failure::Failed(format!(
-            "snapshot {} of {component} has {} problems, the first: {first}",
-            latest.id,
-            report.findings.len()
-        )));
-    }
-    tracing::info!(%component, snapshot = %latest.id, bytes = report.bytes, "verified");
+    let report = maintenance::verify_latest(&agent.repo, component).await?;
+    tracing::info!(%component, snapshot = %report.snapshot, bytes = report.bytes, "verified");
     Ok(())
 }
 
