@@ -2,7 +2,8 @@
 //! repository on disk: init, WAL archived through `drkit wal push` as the
 //! server's `archive_command`, a base backup, the snapshot listing, a
 //! restore to the latest point that a server then starts on with every row,
-//! the exit codes, and bad input that changes nothing.
+//! the exit codes, bad input that changes nothing, and the same path with
+//! the repository on the S3 server.
 
 mod common;
 
@@ -372,4 +373,135 @@ async fn an_interrupted_backup_leaves_no_snapshot_and_the_next_one_succeeds() {
     assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
     let check = setup.drkit(&["check"]).await;
     assert!(check.status.success(), "{}", text(&check));
+}
+
+/// The operator's path with the repository on the S3 server, credentials
+/// from the standard chain (the environment): init, a backup, the listing,
+/// verify, a restore to the snapshot on which a server starts with every
+/// row, status, forget and prune.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_on_s3_backs_up_and_restores() {
+    let mut pg = Postgres::start().await.unwrap();
+    let s3 = dr_testkit::S3::start().await.unwrap();
+    let setup = Setup::new(pg.port(), pg.password(), r#"{ rto = "30m", rpo = "15m" }"#);
+    setup.set_repository(&format!(
+        "[repository]\nlocation = \"s3://{bucket}/drkit\"\npassword = {{ file = \"{pass}\" }}\n\n\
+         [repository.s3]\nregion = \"{region}\"\nendpoint = \"{endpoint}\"\npath_style = true",
+        bucket = s3.bucket(),
+        pass = setup.dir.path().join("repository.pass").display(),
+        region = s3.region(),
+        endpoint = s3.endpoint(),
+    ));
+    let env = [
+        ("AWS_ACCESS_KEY_ID", s3.access_key_id()),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key()),
+    ];
+    let drkit = |args: &'static [&'static str]| setup.drkit_with(args, &env);
+    let init = drkit(&["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+    // The server archives through drkit, with the credentials in the
+    // command (archive_command runs through the shell).
+    give_tree(owner_of(&pg.data_dir()), setup.dir.path());
+    let archive_command = format!(
+        "AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} {BIN} --config {} wal push %p",
+        s3.access_key_id(),
+        s3.secret_access_key(),
+        setup.config.display()
+    );
+    let control = pg.connect("postgres").await.unwrap();
+    for setting in [
+        "ALTER SYSTEM SET archive_mode = on".to_owned(),
+        format!(
+            "ALTER SYSTEM SET archive_command = '{}'",
+            archive_command.replace('\'', "''")
+        ),
+    ] {
+        control.batch_execute(&setting).await.unwrap();
+    }
+    drop(control);
+    pg.restart().await.unwrap();
+    let client = pg.connect("postgres").await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int, pad text);
+             INSERT INTO t SELECT g, repeat('s', 100) FROM generate_series(1, 3000) g",
+        )
+        .await
+        .unwrap();
+    let backup = drkit(&["backup", COMPONENT]).await;
+    assert!(backup.status.success(), "{}", text(&backup));
+    client
+        .batch_execute("INSERT INTO t SELECT g, 'after' FROM generate_series(3001, 4000) g")
+        .await
+        .unwrap();
+    let switched: String = client
+        .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+        .await
+        .unwrap()
+        .get(0);
+    eventually(
+        "the switched segment archived in S3",
+        Duration::from_secs(60),
+        || async {
+            let archived: Option<String> = client
+                .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
+                .await
+                .ok()?
+                .get(0);
+            (archived.as_deref() >= Some(switched.as_str())).then_some(())
+        },
+    )
+    .await;
+    let listed = drkit(&["--json", "snapshots", "--component", COMPONENT]).await;
+    assert!(listed.status.success(), "{}", text(&listed));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    for args in [
+        &["verify"][..],
+        &["verify", "--component", COMPONENT][..],
+        &["check"][..],
+        &["status"][..],
+    ] {
+        let output = setup.drkit_with(args, &env).await;
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+
+    let slot = Postgres::restore_slot(PostgresOptions::default()).unwrap();
+    let target = slot.data_dir().display().to_string();
+    let mut args = vec!["restore", COMPONENT, "--to", "latest", "--target", &target];
+    let owner = slot.owner().map(|(uid, gid)| format!("{uid}:{gid}"));
+    if let Some(owner) = &owner {
+        args.extend(["--owner", owner]);
+    }
+    let restore = setup.drkit_with(&args, &env).await;
+    assert!(restore.status.success(), "{}", text(&restore));
+    let restored = slot.start().await.unwrap();
+    let restored_client = restored.connect("postgres").await.unwrap();
+    eventually(
+        "the restored server to promote",
+        Duration::from_secs(60),
+        || async {
+            let recovering: bool = restored_client
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await
+                .ok()?
+                .get(0);
+            (!recovering).then_some(())
+        },
+    )
+    .await;
+    let restored_rows: i64 = restored_client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(restored_rows, 4000);
+
+    for args in [&["forget"][..], &["prune"][..]] {
+        let output = setup.drkit_with(args, &env).await;
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+    }
+    // Without credentials the store refuses: a failure, not a panic.
+    let denied = setup.drkit(&["snapshots"]).await;
+    assert_eq!(denied.status.code(), Some(1), "{}", text(&denied));
 }
