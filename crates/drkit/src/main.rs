@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use dr_postgres::{DEFAULT_SEGMENT_SIZE, PitrRestore, WalSegmentSize};
+use dr_postgres::{DEFAULT_SEGMENT_SIZE, PgCtl, PitrRestore, WalSegmentSize};
 use dr_storage::SnapshotFilter;
 
 use crate::commands::target::TargetArg;
@@ -117,6 +117,20 @@ enum Command {
         /// Saves the recovery report as JSON.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Then start PostgreSQL on the new directory and wait until it has
+        /// replayed to the target and promoted: the RTO measured includes the
+        /// replay. The server keeps running.
+        #[arg(long)]
+        start: bool,
+        /// The port the started server listens on.
+        #[arg(long, requires = "start", default_value_t = 5432)]
+        port: u16,
+        /// The directory of the started server's Unix socket.
+        #[arg(long, requires = "start", default_value = "/tmp")]
+        socket_dir: PathBuf,
+        /// PostgreSQL's server programs (pg_ctl); default `pg_config --bindir`.
+        #[arg(long, requires = "start")]
+        pg_bin: Option<PathBuf>,
     },
     /// Per component: the newest restorable point, its age, and the RPO
     /// objective met, at risk or missed (exit 3).
@@ -343,11 +357,29 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             owner,
             incident_at,
             report,
+            start,
+            port,
+            socket_dir,
+            pg_bin,
         } => {
             let settings = cx.component(&component)?;
             let mut restore = PitrRestore::new(settings.id().clone(), &target);
             if let Some(Owner { uid, gid }) = owner {
                 restore = restore.owner(uid, gid);
+            }
+            if start {
+                let bindir = match pg_bin {
+                    Some(dir) => dir,
+                    None => commands::restore::pg_bindir().await?,
+                };
+                let (connection, _) = cx.postgres(settings).await?;
+                let server = PgCtl::new(
+                    bindir,
+                    port,
+                    socket_dir,
+                    commands::restore::local_connection(&connection),
+                );
+                restore = restore.start_with(server);
             }
             let repo = cx.repository(Access::ReadOnly).await?;
             let args = commands::restore::RestoreArgs {

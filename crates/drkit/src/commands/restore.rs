@@ -61,6 +61,44 @@ pub(crate) async fn run(
     verdict(&report)
 }
 
+/// PostgreSQL's server programs, as `pg_config --bindir` names them.
+pub(crate) async fn pg_bindir() -> Result<PathBuf, Failure> {
+    let output = tokio::process::Command::new("pg_config")
+        .arg("--bindir")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            Failure::Usage(format!(
+                "--start needs PostgreSQL's server programs: running pg_config failed ({e}); \
+                 name their directory with --pg-bin"
+            ))
+        })?;
+    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    if !output.status.success() || !dir.join("pg_ctl").is_file() {
+        return Err(Failure::Usage(format!(
+            "--start needs pg_ctl, which pg_config --bindir ({}) does not have; \
+             name the directory of PostgreSQL's server programs with --pg-bin",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// How to reach the restored server on its Unix socket: the component's
+/// user, password and database, no host (the socket directory is used).
+pub(crate) fn local_connection(component: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut local = tokio_postgres::Config::new();
+    if let Some(user) = component.get_user() {
+        local.user(user);
+    }
+    if let Some(password) = component.get_password() {
+        local.password(password);
+    }
+    local.dbname(component.get_dbname().unwrap_or("postgres"));
+    local
+}
+
 /// Prints a report: its steps and the achieved RTO and RPO against the objectives.
 pub(crate) fn print(report: &RecoveryReport, out: &Output) -> Outcome {
     if out.json {
