@@ -189,32 +189,15 @@ enum KubernetesCommand {
     /// ConfigMap, Secret references, a ServiceAccount, and the agent's
     /// Deployment (one replica, Recreate) or one CronJob per schedule.
     Manifests {
-        /// The image, with drkit at /usr/local/bin/drkit as its entrypoint.
-        #[arg(long, default_value = concat!("drkit:", env!("CARGO_PKG_VERSION")))]
-        image: String,
-        /// The namespace of every object; else kubectl's.
-        #[arg(long)]
-        namespace: Option<String>,
-        /// The name of the objects.
-        #[arg(long, default_value = "drkit")]
-        name: String,
-        /// One CronJob per schedule instead of the agent's Deployment.
-        #[arg(long)]
-        cronjobs: bool,
-        /// What a local repository's volume claims.
-        #[arg(long, default_value = "100Gi")]
-        repository_size: String,
-        /// An annotation of the ServiceAccount, `key=value`, such as
-        /// eks.amazonaws.com/role-arn for workload identity; repeatable.
-        #[arg(long = "service-account-annotation", value_parser = parse_label)]
-        service_account_annotations: Vec<(String, String)>,
+        #[command(flatten)]
+        options: commands::kubernetes::ManifestOptions,
     },
     /// Prints the strategic merge patch that gives a PostgreSQL
     /// StatefulSet's pods drkit (an init container copies it) and the
     /// config, for archive_command.
     PostgresPatch {
         /// The image with drkit.
-        #[arg(long, default_value = concat!("drkit:", env!("CARGO_PKG_VERSION")))]
+        #[arg(long, default_value = commands::kubernetes::DEFAULT_IMAGE)]
         image: String,
         /// The PostgreSQL container's name in the pod.
         #[arg(long, default_value = "postgres")]
@@ -252,7 +235,7 @@ enum WalCommand {
     },
 }
 
-fn parse_label(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("{text:?} is not key=value")),
@@ -437,22 +420,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             commands::wal::fetch(&repo, settings.id(), size, &name, &path).await
         }
         Command::Agent => commands::agent::run(cx).await,
-        Command::Kubernetes(KubernetesCommand::Manifests {
-            image,
-            namespace,
-            name,
-            cronjobs,
-            repository_size,
-            service_account_annotations,
-        }) => {
-            let options = commands::kubernetes::ManifestOptions {
-                image,
-                namespace,
-                name,
-                cronjobs,
-                repository_size,
-                service_account_annotations,
-            };
+        Command::Kubernetes(KubernetesCommand::Manifests { options }) => {
             commands::kubernetes::manifests(&cx.config, &cli.config, &options)
         }
         Command::Kubernetes(KubernetesCommand::PostgresPatch {

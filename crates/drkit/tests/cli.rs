@@ -31,26 +31,7 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
     assert_eq!(check.status.code(), Some(1), "{}", text(&check));
     assert!(text(&check).contains("wal push"), "{}", text(&check));
 
-    // The server's user runs archive_command: it gets the files.
-    give_tree(owner_of(&pg.data_dir()), setup.dir.path());
-    let archive_command = format!("{BIN} --config {} wal push %p", setup.config.display());
-    let control = pg.connect("postgres").await.unwrap();
-    control
-        .batch_execute("ALTER SYSTEM SET archive_mode = on")
-        .await
-        .unwrap();
-    control
-        .execute(
-            &format!(
-                "ALTER SYSTEM SET archive_command = '{}'",
-                archive_command.replace('\'', "''")
-            ),
-            &[],
-        )
-        .await
-        .unwrap();
-    drop(control);
-    pg.restart().await.unwrap();
+    archive_through_drkit(&mut pg, &setup, "").await;
     let client = pg.connect("postgres").await.unwrap();
     client
         .batch_execute(
@@ -68,24 +49,7 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
         .batch_execute("INSERT INTO t SELECT g, 'after' FROM generate_series(5001, 6000) g")
         .await
         .unwrap();
-    let switched: String = client
-        .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
-        .await
-        .unwrap()
-        .get(0);
-    eventually(
-        "the switched segment to be archived",
-        Duration::from_secs(60),
-        || async {
-            let archived: Option<String> = client
-                .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
-                .await
-                .ok()?
-                .get(0);
-            (archived.as_deref() >= Some(switched.as_str())).then_some(())
-        },
-    )
-    .await;
+    switch_and_wait_archived(&client).await;
 
     let listed = setup
         .drkit(&["--json", "snapshots", "--component", COMPONENT])
@@ -384,42 +348,14 @@ async fn a_repository_on_s3_backs_up_and_restores() {
     let mut pg = Postgres::start().await.unwrap();
     let s3 = dr_testkit::S3::start().await.unwrap();
     let setup = Setup::new(pg.port(), pg.password(), r#"{ rto = "30m", rpo = "15m" }"#);
-    setup.set_repository(&format!(
-        "[repository]\nlocation = \"s3://{bucket}/drkit\"\npassword = {{ file = \"{pass}\" }}\n\n\
-         [repository.s3]\nregion = \"{region}\"\nendpoint = \"{endpoint}\"\npath_style = true",
-        bucket = s3.bucket(),
-        pass = setup.dir.path().join("repository.pass").display(),
-        region = s3.region(),
-        endpoint = s3.endpoint(),
-    ));
-    let env = [
-        ("AWS_ACCESS_KEY_ID", s3.access_key_id()),
-        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key()),
-    ];
+    let env = setup.use_s3(&s3, "drkit");
     let drkit = |args: &'static [&'static str]| setup.drkit_with(args, &env);
     let init = drkit(&["init"]).await;
     assert!(init.status.success(), "{}", text(&init));
     // The server archives through drkit, with the credentials in the
     // command (archive_command runs through the shell).
-    give_tree(owner_of(&pg.data_dir()), setup.dir.path());
-    let archive_command = format!(
-        "AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} {BIN} --config {} wal push %p",
-        s3.access_key_id(),
-        s3.secret_access_key(),
-        setup.config.display()
-    );
-    let control = pg.connect("postgres").await.unwrap();
-    for setting in [
-        "ALTER SYSTEM SET archive_mode = on".to_owned(),
-        format!(
-            "ALTER SYSTEM SET archive_command = '{}'",
-            archive_command.replace('\'', "''")
-        ),
-    ] {
-        control.batch_execute(&setting).await.unwrap();
-    }
-    drop(control);
-    pg.restart().await.unwrap();
+    let credentials = env.map(|(name, value)| format!("{name}={value} ")).concat();
+    archive_through_drkit(&mut pg, &setup, &credentials).await;
     let client = pg.connect("postgres").await.unwrap();
     client
         .batch_execute(
@@ -434,24 +370,7 @@ async fn a_repository_on_s3_backs_up_and_restores() {
         .batch_execute("INSERT INTO t SELECT g, 'after' FROM generate_series(3001, 4000) g")
         .await
         .unwrap();
-    let switched: String = client
-        .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
-        .await
-        .unwrap()
-        .get(0);
-    eventually(
-        "the switched segment archived in S3",
-        Duration::from_secs(60),
-        || async {
-            let archived: Option<String> = client
-                .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
-                .await
-                .ok()?
-                .get(0);
-            (archived.as_deref() >= Some(switched.as_str())).then_some(())
-        },
-    )
-    .await;
+    switch_and_wait_archived(&client).await;
     let listed = drkit(&["--json", "snapshots", "--component", COMPONENT]).await;
     assert!(listed.status.success(), "{}", text(&listed));
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
@@ -521,4 +440,50 @@ async fn a_repository_on_s3_backs_up_and_restores() {
     // Without credentials the store refuses: a failure, not a panic.
     let denied = setup.drkit(&["snapshots"]).await;
     assert_eq!(denied.status.code(), Some(1), "{}", text(&denied));
+}
+
+/// Sets the server's `archive_command` to `drkit wal push` (after
+/// `prefix`, such as variable assignments), with the config's files given
+/// to the server's user, and restarts it.
+async fn archive_through_drkit(pg: &mut Postgres, setup: &Setup, prefix: &str) {
+    give_tree(owner_of(&pg.data_dir()), setup.dir.path());
+    let archive_command = format!(
+        "{prefix}{BIN} --config {} wal push %p",
+        setup.config.display()
+    );
+    let control = pg.connect("postgres").await.unwrap();
+    for setting in [
+        "ALTER SYSTEM SET archive_mode = on".to_owned(),
+        format!(
+            "ALTER SYSTEM SET archive_command = '{}'",
+            archive_command.replace('\'', "''")
+        ),
+    ] {
+        control.batch_execute(&setting).await.unwrap();
+    }
+    drop(control);
+    pg.restart().await.unwrap();
+}
+
+/// Switches to a new WAL segment and waits until the server has archived
+/// the one it closed.
+async fn switch_and_wait_archived(client: &tokio_postgres::Client) {
+    let switched: String = client
+        .query_one("SELECT pg_walfile_name(pg_switch_wal())", &[])
+        .await
+        .unwrap()
+        .get(0);
+    eventually(
+        "the switched segment to be archived",
+        Duration::from_secs(60),
+        || async {
+            let archived: Option<String> = client
+                .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
+                .await
+                .ok()?
+                .get(0);
+            (archived.as_deref() >= Some(switched.as_str())).then_some(())
+        },
+    )
+    .await;
 }

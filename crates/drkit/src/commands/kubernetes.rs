@@ -38,19 +38,30 @@ const CACHE_DIR: &str = "/var/cache/drkit";
 /// Where an init container puts the binary in a PostgreSQL pod.
 const BIN_DIR: &str = "/drkit/bin";
 
+/// The image `drkit kubernetes` names unless told another.
+pub(crate) const DEFAULT_IMAGE: &str = concat!("drkit:", env!("CARGO_PKG_VERSION"));
+
 /// What `drkit kubernetes manifests` is asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ManifestOptions {
-    /// The image with `drkit` at `/usr/local/bin/drkit`.
+    /// The image, with drkit at /usr/local/bin/drkit as its entrypoint.
+    #[arg(long, default_value = DEFAULT_IMAGE)]
     pub(crate) image: String,
+    /// The namespace of every object; else kubectl's.
+    #[arg(long)]
     pub(crate) namespace: Option<String>,
-    /// The name of every object, and their `app.kubernetes.io/instance`.
+    /// The name of the objects.
+    #[arg(long, default_value = "drkit")]
     pub(crate) name: String,
-    /// CronJobs instead of the agent's Deployment.
+    /// One CronJob per schedule instead of the agent's Deployment.
+    #[arg(long)]
     pub(crate) cronjobs: bool,
-    /// The size requested for a local repository's volume.
+    /// What a local repository's volume claims.
+    #[arg(long, default_value = "100Gi")]
     pub(crate) repository_size: String,
-    /// Annotations of the ServiceAccount (workload identity).
+    /// An annotation of the ServiceAccount, `key=value`, such as
+    /// eks.amazonaws.com/role-arn for workload identity; repeatable.
+    #[arg(long = "service-account-annotation", value_parser = crate::parse_label)]
     pub(crate) service_account_annotations: Vec<(String, String)>,
 }
 
@@ -108,6 +119,32 @@ impl Secrets {
             secrets.files.insert(key, path.to_owned());
         }
         Ok(secrets)
+    }
+
+    /// The Secret `secret_name` as the volume `volume`, and a mount of each
+    /// of its files at the path the config reads it from (group-readable:
+    /// the pod's fsGroup reads them); `None` when the config reads no file.
+    fn volume(&self, volume: &str, secret_name: &str) -> Option<(Value, Vec<Value>)> {
+        if self.files.is_empty() {
+            return None;
+        }
+        let mounts = self
+            .files
+            .iter()
+            .map(|(key, path)| {
+                json!({
+                    "name": volume,
+                    "mountPath": path.display().to_string(),
+                    "subPath": key,
+                    "readOnly": true,
+                })
+            })
+            .collect();
+        let volume = json!({
+            "name": volume,
+            "secret": { "secretName": secret_name, "defaultMode": 0o440 },
+        });
+        Some((volume, mounts))
     }
 
     /// `wanted`, or `wanted-2`, ... if a key has that name already.
@@ -175,19 +212,9 @@ pub(crate) fn manifests(config: &Config, config_path: &Path, options: &ManifestO
         json!({ "name": "config", "mountPath": CONFIG_DIR, "readOnly": true }),
         json!({ "name": "cache", "mountPath": CACHE_DIR }),
     ];
-    if !secrets.files.is_empty() {
-        volumes.push(json!({
-            "name": "secrets",
-            "secret": { "secretName": secret_name, "defaultMode": 0o440 },
-        }));
-        for (key, path) in &secrets.files {
-            mounts.push(json!({
-                "name": "secrets",
-                "mountPath": path.display().to_string(),
-                "subPath": key,
-                "readOnly": true,
-            }));
-        }
+    if let Some((volume, files)) = secrets.volume("secrets", &secret_name) {
+        volumes.push(volume);
+        mounts.extend(files);
     }
     if let Location::Local(path) = config.repository().location() {
         docs.push(object(
@@ -546,19 +573,9 @@ pub(crate) fn postgres_patch(config: &Config, image: &str, container: &str, name
         json!({ "name": "drkit-bin", "mountPath": BIN_DIR, "readOnly": true }),
         json!({ "name": "drkit-config", "mountPath": CONFIG_DIR, "readOnly": true }),
     ];
-    if !secrets.files.is_empty() {
-        volumes.push(json!({
-            "name": "drkit-secrets",
-            "secret": { "secretName": format!("{name}-secrets"), "defaultMode": 0o440 },
-        }));
-        for (key, path) in &secrets.files {
-            mounts.push(json!({
-                "name": "drkit-secrets",
-                "mountPath": path.display().to_string(),
-                "subPath": key,
-                "readOnly": true,
-            }));
-        }
+    if let Some((volume, files)) = secrets.volume("drkit-secrets", &format!("{name}-secrets")) {
+        volumes.push(volume);
+        mounts.extend(files);
     }
     let archive_command = format!("{BIN_DIR}/drkit --config {CONFIG_FILE} wal push %p");
     let patch = json!({

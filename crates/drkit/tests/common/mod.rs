@@ -84,6 +84,27 @@ tls = {{ mode = "disable" }}
         std::fs::write(&self.config, format!("{table}\n\n{rest}")).unwrap();
     }
 
+    /// Puts the repository on the S3 server `s3`, under `prefix`; returns
+    /// the environment that gives its credentials (the standard chain).
+    pub(crate) fn use_s3<'a>(
+        &self,
+        s3: &'a dr_testkit::S3,
+        prefix: &str,
+    ) -> [(&'static str, &'a str); 2] {
+        self.set_repository(&format!(
+            "[repository]\nlocation = \"s3://{bucket}/{prefix}\"\npassword = {{ file = \"{pass}\" }}\n\n\
+             [repository.s3]\nregion = \"{region}\"\nendpoint = \"{endpoint}\"\npath_style = true",
+            bucket = s3.bucket(),
+            pass = self.dir.path().join("repository.pass").display(),
+            region = s3.region(),
+            endpoint = s3.endpoint(),
+        ));
+        [
+            ("AWS_ACCESS_KEY_ID", s3.access_key_id()),
+            ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key()),
+        ]
+    }
+
     /// Runs `drkit --config <file> <args>`.
     pub(crate) async fn drkit(&self, args: &[&str]) -> Output {
         self.drkit_with(args, &[]).await
