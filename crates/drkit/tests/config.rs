@@ -51,6 +51,7 @@ cron = "0 */6 * * *"
 [agent]
 listen = "0.0.0.0:9187"
 prune = { cron = "30 3 * * sun", timezone = "Asia/Jakarta" }
+retry = "30s"
 "#;
 
 /// A small installation: a local repository, PostgreSQL over its socket.
@@ -160,6 +161,10 @@ fn the_gomeet_plan() {
 
     let agent = config.agent().unwrap();
     assert_eq!(agent.listen().to_string(), "0.0.0.0:9187");
+    assert_eq!(agent.retry(), std::time::Duration::from_secs(30));
+    // Unset: the defaults.
+    assert_eq!(agent.refresh(), std::time::Duration::from_secs(30));
+    assert_eq!(agent.shutdown_grace(), std::time::Duration::from_secs(300));
     assert_eq!(
         agent
             .prune()
@@ -184,6 +189,7 @@ fn the_gomeet_plan() {
         "next 2026-11-21T12:00:00+00:00[UTC]",
         "agent listening on 0.0.0.0:9187",
         "next 2026-11-22T03:30:00+07:00[Asia/Jakarta]",
+        "first after 30s, doubling; repository read every 30s; 5m for a running job on SIGTERM",
     ] {
         assert!(plan.contains(expected), "{expected:?} missing from\n{plan}");
     }
@@ -618,6 +624,19 @@ fn settings_that_contradict_each_other() {
         "agent.listen",
         &["an address and port"],
     );
+    for (wrong, field) in [
+        ("retry = \"soon\"", "agent.retry"),
+        ("retry = \"0s\"", "agent.retry"),
+        ("shutdown_grace = \"5 fortnights\"", "agent.shutdown_grace"),
+    ] {
+        let err = gomeet_with("retry = \"30s\"", wrong);
+        assert_error(
+            &err,
+            line_of(GOMEET, "retry ="),
+            field,
+            &["expected a duration"],
+        );
+    }
 
     let socket_tls = LOCAL.replace(
         "tls = { mode = \"disable\" }",
