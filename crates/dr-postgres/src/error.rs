@@ -115,6 +115,17 @@ pub enum Error {
         server_version: String,
     },
     /// WAL bytes could not be read: the caller fed the wrong bytes, or the
+    /// One of PostgreSQL's programs (`pg_dump`, `pg_dumpall`, `pg_restore`)
+    /// is missing, of a version that cannot serve, or failed.
+    #[error("{program}: {reason}")]
+    Tool {
+        /// The program.
+        program: String,
+        /// Which of the three.
+        problem: ToolProblem,
+        /// What happened, with what the program said.
+        reason: String,
+    },
     /// WAL is damaged. [`WalReadError::kind`] tells which.
     #[error(transparent)]
     Wal(#[from] WalReadError),
@@ -129,6 +140,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// How one of PostgreSQL's programs let a caller down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ToolProblem {
+    /// Not installed where it was looked for.
+    Missing,
+    /// Its version cannot serve this server (a `pg_dump` older than it).
+    Version,
+    /// It ran and failed.
+    Failed,
 }
 
 /// An error the server reported, in its own words.
@@ -215,6 +238,11 @@ impl Error {
             Error::Protocol { .. } => ErrorKind::Internal,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Wal(error) => error.kind(),
+            Error::Tool { problem, .. } => match problem {
+                ToolProblem::Missing => ErrorKind::NotFound,
+                ToolProblem::Version => ErrorKind::Unsupported,
+                ToolProblem::Failed => ErrorKind::Internal,
+            },
         }
     }
 
@@ -239,6 +267,7 @@ impl Error {
             | Error::InvalidInput { .. }
             | Error::InvalidState { .. }
             | Error::Timeout { .. }
+            | Error::Tool { .. }
             | Error::Wal(_) => None,
         }
     }

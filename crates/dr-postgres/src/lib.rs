@@ -87,6 +87,7 @@ mod chunks;
 mod delta;
 mod details;
 mod error;
+mod logical;
 mod metered;
 mod pg_ctl;
 mod reach;
@@ -107,7 +108,11 @@ pub use crate::archiver::{
 pub use crate::backup::{BaseBackup, KIND_LABEL, MANIFEST_STREAM, base_backups, is_base_backup};
 pub use crate::delta::DELTA_STREAM;
 pub use crate::details::BaseBackupDetails;
-pub use crate::error::{BoxError, Error, Result, ServerError, SqlState};
+pub use crate::error::{BoxError, Error, Result, ServerError, SqlState, ToolProblem};
+pub use crate::logical::{
+    Databases, DumpedDatabase, DumpedTable, GLOBALS_STREAM, LOGICAL_KIND_LABEL, LibpqTls,
+    LogicalBackup, LogicalBackupDetails, PgTools, is_logical_backup, logical_backups,
+};
 pub use crate::pg_ctl::PgCtl;
 pub use crate::replication::{ClientCertificate, ServerCheck, Tls};
 pub use crate::restore::{PitrRestore, StartServer};

@@ -492,7 +492,7 @@ pub(crate) fn quote_literal(text: &str) -> Result<String> {
 
 /// The major version from `server_version`: `15.18 (Debian ...)` is 15,
 /// `9.6.24` is 9, `17beta1` is 17.
-fn major_version(version: &str) -> Option<u32> {
+pub(crate) fn major_version(version: &str) -> Option<u32> {
     let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }

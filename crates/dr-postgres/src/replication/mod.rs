@@ -6,6 +6,7 @@
 //! - `client`: [`ReplicationClient`] and its one-shot commands.
 //! - `base_backup`: `BASE_BACKUP` as a [`BaseBackupStream`].
 //! - `wal`: `START_REPLICATION` as a [`WalStream`].
+//! - `sql`: [`SqlClient`], a plain SQL session on the same wire client.
 //! - `tls`: [`Tls`], how the server's certificate is checked.
 
 pub(crate) mod base_backup;
@@ -13,6 +14,7 @@ pub(crate) mod client;
 pub(crate) mod conn;
 pub(crate) mod message;
 pub(crate) mod row;
+pub(crate) mod sql;
 pub(crate) mod startup;
 pub(crate) mod tls;
 pub(crate) mod wal;
@@ -26,6 +28,7 @@ pub use self::client::{
     TimelineHistory,
 };
 pub use self::row::Row;
+pub use self::sql::SqlClient;
 pub use self::tls::{ClientCertificate, ServerCheck, Tls};
 pub use self::wal::{Keepalive, StandbyStatus, TimelineEnded, WalEvent, WalStream, XLogData};
 
@@ -35,5 +38,6 @@ fn _assert_send() {
     send::<ReplicationClient>();
     send::<BaseBackupStream>();
     send::<WalStream>();
+    send::<SqlClient>();
     send::<crate::Error>();
 }

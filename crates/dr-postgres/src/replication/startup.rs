@@ -44,9 +44,27 @@ impl Target {
     }
 }
 
+/// What a connection is for, as its startup message says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Session<'a> {
+    /// A physical replication connection (`replication=true`).
+    Replication,
+    /// A plain SQL session on this database.
+    Database(&'a str),
+}
+
 /// Connects to the first host of `config` that accepts a replication
 /// connection, in the order given, as libpq does.
 pub(crate) async fn connect(config: &tokio_postgres::Config, tls: &Tls) -> Result<Conn> {
+    connect_session(config, tls, Session::Replication).await
+}
+
+/// Connects to the first host of `config` that accepts a `session`.
+pub(crate) async fn connect_session(
+    config: &tokio_postgres::Config,
+    tls: &Tls,
+    session: Session<'_>,
+) -> Result<Conn> {
     let user = config.get_user().ok_or_else(|| Error::Config {
         reason: "no user is set".into(),
     })?;
@@ -63,7 +81,7 @@ pub(crate) async fn connect(config: &tokio_postgres::Config, tls: &Tls) -> Resul
     let targets = targets(config)?;
     let mut last = None;
     for target in targets {
-        let attempt = connect_one(&target, user, config, tls);
+        let attempt = connect_one(&target, user, config, tls, session);
         let result = match config.get_connect_timeout() {
             Some(&after) => match tokio::time::timeout(after, attempt).await {
                 Ok(result) => result,
@@ -143,6 +161,7 @@ async fn connect_one(
     user: &str,
     config: &tokio_postgres::Config,
     tls: &Tls,
+    session: Session<'_>,
 ) -> Result<Conn> {
     let addr = target.addr();
     let connect_error = |source| Error::Connect {
@@ -180,7 +199,7 @@ async fn connect_one(
     };
     let is_tls = matches!(transport, Transport::Tls(_));
     let mut conn = Conn::new(transport, addr, is_tls);
-    startup(&mut conn, user, config).await?;
+    startup(&mut conn, user, config, session).await?;
     Ok(conn)
 }
 
@@ -244,12 +263,17 @@ async fn negotiate_tls(
 }
 
 /// The startup message and the authentication exchange, up to ReadyForQuery.
-async fn startup(conn: &mut Conn, user: &str, config: &tokio_postgres::Config) -> Result<()> {
-    let mut params = vec![
-        ("user", user),
-        ("replication", "true"),
-        ("client_encoding", "UTF8"),
-    ];
+async fn startup(
+    conn: &mut Conn,
+    user: &str,
+    config: &tokio_postgres::Config,
+    session: Session<'_>,
+) -> Result<()> {
+    let mut params = vec![("user", user), ("client_encoding", "UTF8")];
+    match session {
+        Session::Replication => params.push(("replication", "true")),
+        Session::Database(name) => params.push(("database", name)),
+    }
     if let Some(name) = config.get_application_name() {
         params.push(("application_name", name));
     }

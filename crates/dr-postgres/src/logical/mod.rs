@@ -1,0 +1,21 @@
+//! Logical backups: `pg_dump` of a server's databases streamed into one
+//! snapshot, with what the dump saw recorded beside it.
+//!
+//! - `backup`: [`LogicalBackup`] (dr-core `Backup`), [`Databases`],
+//!   [`logical_backups`].
+//! - `details`: [`LogicalBackupDetails`], [`DumpedDatabase`], [`DumpedTable`].
+//! - `catalog`: the exported snapshot, the tables and their row counts.
+//! - `tools`: [`PgTools`] (where `pg_dump` is, its version) and
+//!   [`LibpqTls`] (how it connects).
+
+pub(crate) mod backup;
+pub(crate) mod catalog;
+pub(crate) mod details;
+pub(crate) mod tools;
+
+pub use self::backup::{
+    Databases, GLOBALS_STREAM, LOGICAL_KIND_LABEL, LogicalBackup, is_logical_backup,
+    logical_backups,
+};
+pub use self::details::{DumpedDatabase, DumpedTable, LogicalBackupDetails};
+pub use self::tools::{LibpqTls, PgTools};

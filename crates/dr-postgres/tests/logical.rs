@@ -1,0 +1,278 @@
+//! Logical backups against a real PostgreSQL: several databases dumped into
+//! one snapshot while a writer runs, each table's recorded row count that of
+//! the dump's own snapshot (a restored dump has exactly as many rows), the
+//! globals stored, a second dump after a small change storing little, and
+//! the errors of a missing database, a wrong password and missing programs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dr_core::{Backup, BackupRequest, ComponentId, ErrorKind, SnapshotSource, SnapshotSourceExt};
+use dr_postgres::{
+    Databases, LibpqTls, LogicalBackup, LogicalBackupDetails, PgTools, Tls, is_logical_backup,
+};
+use dr_storage::{
+    ChunkerParams, FsBackend, InitOptions, KdfParams, Repository, Secret, WriteBackend,
+};
+use dr_testkit::Postgres;
+
+fn component() -> ComponentId {
+    "postgres/apps".parse().unwrap()
+}
+
+/// A repository with chunks small enough that a dump of a few megabytes
+/// makes many: what a change touches is then measurable.
+async fn repository(dir: &tempfile::TempDir) -> Repository {
+    let backend: Arc<dyn WriteBackend> = Arc::new(FsBackend::new(dir.path()).unwrap());
+    let options = InitOptions::encrypted(Secret::password("pw"))
+        .kdf(KdfParams::INSECURE_FAST)
+        .chunker(ChunkerParams {
+            min: 16 * 1024,
+            avg: 64 * 1024,
+            max: 256 * 1024,
+        });
+    Repository::init(backend, options).await.unwrap()
+}
+
+fn dump_of(pg: &Postgres) -> LogicalBackup {
+    LogicalBackup::new(
+        component(),
+        pg.config("postgres"),
+        Tls::none(),
+        LibpqTls::disable(),
+    )
+    .tools(PgTools::in_dir(pg.binaries().dir()))
+}
+
+/// Creates the databases `app1` (a table the writer appends to) and `app2`
+/// (a quoted schema and table), with rows.
+async fn databases(pg: &Postgres) {
+    let admin = pg.connect("postgres").await.unwrap();
+    admin.batch_execute("CREATE DATABASE app1").await.unwrap();
+    admin.batch_execute("CREATE DATABASE app2").await.unwrap();
+    let app1 = pg.connect("app1").await.unwrap();
+    app1.batch_execute(
+        "CREATE TABLE events (id bigserial PRIMARY KEY, body text NOT NULL);
+         INSERT INTO events (body) SELECT md5(g::text) || md5((g * 3)::text) FROM generate_series(1, 200000) g",
+    )
+    .await
+    .unwrap();
+    let app2 = pg.connect("app2").await.unwrap();
+    app2.batch_execute(
+        "CREATE SCHEMA \"Sales\";
+         CREATE TABLE \"Sales\".\"Orders\" (id int PRIMARY KEY, total numeric(10,2) DEFAULT 0);
+         INSERT INTO \"Sales\".\"Orders\" SELECT g, g * 1.5 FROM generate_series(1, 3000) g;
+         CREATE INDEX orders_total ON \"Sales\".\"Orders\" (total)",
+    )
+    .await
+    .unwrap();
+}
+
+/// A stored stream, whole.
+async fn read(
+    repo: &Repository,
+    snapshot: &dr_core::SnapshotId,
+    stream: &dr_core::StreamName,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut reader = repo.open_stream(snapshot, stream).await.unwrap();
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes).await.unwrap();
+    bytes
+}
+
+/// Bytes the repository's store holds.
+async fn stored(repo: &Repository) -> u64 {
+    repo.usage().await.unwrap().total_bytes()
+}
+
+/// Restores the stored dump `stream` of `snapshot` into the new database
+/// `into` with `pg_restore`, as an operator would.
+async fn pg_restore(
+    pg: &Postgres,
+    repo: &Repository,
+    snapshot: &dr_core::SnapshotId,
+    stream: &dr_core::StreamName,
+    into: &str,
+) {
+    let bytes = read(repo, snapshot, stream).await;
+    let admin = pg.connect("postgres").await.unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {into}"))
+        .await
+        .unwrap();
+    let mut restore = pg.command("pg_restore");
+    restore
+        .arg(format!("--dbname={}", pg.connection_string(into)))
+        .arg("--exit-on-error")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = restore.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        stdin.write_all(&bytes).await.unwrap();
+    });
+    let output = child.wait_with_output().await.unwrap();
+    feed.await.unwrap();
+    assert!(
+        output.status.success(),
+        "pg_restore: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn count(pg: &Postgres, database: &str, table: &str) -> i64 {
+    let client = pg.connect(database).await.unwrap();
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_database_is_dumped_with_the_row_counts_of_its_own_snapshot() {
+    let pg = Postgres::start().await.unwrap();
+    databases(&pg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+
+    // A writer appends to app1 all through the backup.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let client = pg.connect("app1").await.unwrap();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut batches = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                client
+                    .batch_execute(
+                        "INSERT INTO events (body) SELECT 'late' FROM generate_series(1, 200)",
+                    )
+                    .await
+                    .unwrap();
+                batches += 1;
+            }
+            batches
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let report = dump_of(&pg)
+        .backup(BackupRequest::new(&repo).label("trigger", "test"))
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        writer.await.unwrap() > 0,
+        "the writer wrote during the backup"
+    );
+
+    let manifest = &report.manifest;
+    assert!(is_logical_backup(manifest));
+    assert_eq!(
+        manifest.labels.get("trigger").map(String::as_str),
+        Some("test")
+    );
+    let details = LogicalBackupDetails::of(manifest).unwrap();
+    let names: Vec<&str> = details.databases.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["app1", "app2", "postgres"]);
+    assert!(details.server_version.starts_with(char::is_numeric));
+    assert!(details.pg_dump_version.starts_with(char::is_numeric));
+    assert!(manifest.recovery_point.position.is_some());
+
+    // app1: the recorded count is the dump's; the table has grown since.
+    let app1 = details.database("app1").unwrap();
+    let events = app1.tables.iter().find(|t| t.name == "events").unwrap();
+    assert!(events.rows >= 200_000, "{}", events.rows);
+    pg_restore(&pg, &repo, &manifest.id, &app1.stream, "app1_restored").await;
+    assert_eq!(
+        count(&pg, "app1_restored", "events").await as u64,
+        events.rows
+    );
+    assert!(count(&pg, "app1", "events").await as u64 > events.rows);
+
+    // app2: quoted names, their definition fingerprinted.
+    let app2 = details.database("app2").unwrap();
+    let orders = app2.tables.iter().find(|t| t.name == "Orders").unwrap();
+    assert_eq!((orders.schema.as_str(), orders.rows), ("Sales", 3000));
+    assert_eq!(orders.qualified_name(), "\"Sales\".\"Orders\"");
+    assert_eq!(orders.fingerprint.len(), 64);
+    pg_restore(&pg, &repo, &manifest.id, &app2.stream, "app2_restored").await;
+    assert_eq!(
+        count(&pg, "app2_restored", "\"Sales\".\"Orders\"").await,
+        3000
+    );
+
+    // The globals: the roles.
+    let globals = read(&repo, &manifest.id, details.globals.as_ref().unwrap()).await;
+    assert!(String::from_utf8_lossy(&globals).contains("CREATE ROLE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_dump_after_a_small_change_stores_little() {
+    let pg = Postgres::start().await.unwrap();
+    databases(&pg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    let dump = dump_of(&pg).databases(Databases::Named(vec!["app1".into()]));
+
+    let empty = stored(&repo).await;
+    dump.backup(BackupRequest::new(&repo)).await.unwrap();
+    let first = stored(&repo).await - empty;
+    let app1 = pg.connect("app1").await.unwrap();
+    // Rows like the others: they go to the table's end, as a day's appends
+    // do (short rows would fill the pages' gaps everywhere).
+    app1.batch_execute(
+        "INSERT INTO events (body) SELECT md5(g::text) || md5((g * 5)::text) FROM generate_series(1, 500) g",
+    )
+        .await
+        .unwrap();
+    let report = dump.backup(BackupRequest::new(&repo)).await.unwrap();
+    let second = stored(&repo).await - empty - first;
+    assert!(
+        second * 10 < first,
+        "the second dump stored {second} bytes, the first {first}"
+    );
+    let details = LogicalBackupDetails::of(&report.manifest).unwrap();
+    assert_eq!(details.databases.len(), 1);
+    assert_eq!(details.databases[0].tables[0].rows, 200_500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_named_and_leaves_no_snapshot() {
+    let pg = Postgres::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+
+    let missing = dump_of(&pg)
+        .databases(Databases::Named(vec!["nope".into()]))
+        .backup(BackupRequest::new(&repo))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::InvalidInput, "{missing}");
+    assert!(missing.to_string().contains("\"nope\""), "{missing}");
+
+    let mut wrong = pg.config("postgres");
+    wrong.password("not the password");
+    let refused = LogicalBackup::new(component(), wrong, Tls::none(), LibpqTls::disable())
+        .tools(PgTools::in_dir(pg.binaries().dir()))
+        .backup(BackupRequest::new(&repo))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Auth, "{refused}");
+
+    let no_tools = dump_of(&pg)
+        .tools(PgTools::in_dir(dir.path().join("no-bin")))
+        .backup(BackupRequest::new(&repo))
+        .await
+        .unwrap_err();
+    assert_eq!(no_tools.kind(), ErrorKind::NotFound, "{no_tools}");
+    assert!(
+        no_tools.to_string().contains("postgresql-client"),
+        "{no_tools}"
+    );
+
+    assert!(repo.snapshots(&component()).await.unwrap().is_empty());
+}
