@@ -5,6 +5,8 @@
 //!   [`logical_backups`].
 //! - `details`: [`LogicalBackupDetails`], [`DumpedDatabase`], [`DumpedTable`].
 //! - `catalog`: the exported snapshot, the tables and their row counts.
+//! - `verify`: [`verify_logical_backup`] and [`LogicalBackupVerifier`]
+//!   (dr-core `Verify`): `pg_restore --list` of each stored dump.
 //! - `tools`: [`PgTools`] (where `pg_dump` is, its version) and
 //!   [`LibpqTls`] (how it connects).
 
@@ -12,6 +14,7 @@ pub(crate) mod backup;
 pub(crate) mod catalog;
 pub(crate) mod details;
 pub(crate) mod tools;
+pub(crate) mod verify;
 
 pub use self::backup::{
     Databases, GLOBALS_STREAM, LOGICAL_KIND_LABEL, LogicalBackup, is_logical_backup,
@@ -19,3 +22,4 @@ pub use self::backup::{
 };
 pub use self::details::{DumpedDatabase, DumpedTable, LogicalBackupDetails};
 pub use self::tools::{LibpqTls, PgTools};
+pub use self::verify::{LogicalBackupVerifier, verify_logical_backup};

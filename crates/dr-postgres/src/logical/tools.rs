@@ -321,6 +321,89 @@ impl Environment {
     }
 }
 
+/// How a program fed from a stream ended.
+pub(crate) struct Fed {
+    pub(crate) status: std::process::ExitStatus,
+    /// Its standard output, whole (for `--list`), or empty when not kept.
+    pub(crate) stdout: Vec<u8>,
+    /// The end of its standard error.
+    pub(crate) stderr: String,
+    /// Reading `input` failed (damaged stored data): the program was cut
+    /// off, and this says why.
+    pub(crate) input_error: Option<std::io::Error>,
+}
+
+/// Runs `command` with `input` on its standard input, keeping its standard
+/// output when `keep_stdout` (else discarding it). A failure to read
+/// `input` closes the program's input and is returned in [`Fed`], with
+/// whatever the program made of it.
+pub(crate) async fn feed(
+    program: &str,
+    mut command: tokio::process::Command,
+    input: &mut (dyn AsyncRead + Send + Unpin),
+    keep_stdout: bool,
+) -> Result<Fed> {
+    use tokio::io::AsyncWriteExt;
+    command
+        .stdin(Stdio::piped())
+        .stdout(if keep_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| failed(program, format!("starting it: {e}")))?;
+    let (Some(mut stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
+        return Err(failed(
+            program,
+            "its input and output could not be opened".into(),
+        ));
+    };
+    let stdout = child.stdout.take();
+    let said = tokio::spawn(tail(stderr));
+    let output = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        if let Some(mut stdout) = stdout {
+            let _ = stdout.read_to_end(&mut kept).await;
+        }
+        kept
+    });
+    let mut input_error = None;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match input.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                input_error = Some(e);
+                break;
+            }
+        };
+        // The program may stop reading early (it failed): its error says why.
+        if stdin.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    drop(stdin);
+    if input_error.is_some() {
+        // Whatever it does with a cut-off input must not count.
+        child.kill().await.ok();
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| failed(program, format!("waiting for it: {e}")))?;
+    Ok(Fed {
+        status,
+        stdout: output.await.unwrap_or_default(),
+        stderr: said.await.unwrap_or_default(),
+        input_error,
+    })
+}
+
 /// What a program wrote on its standard error, the last 16 KiB of it.
 pub(crate) async fn tail(mut stderr: impl AsyncRead + Unpin) -> String {
     const KEEP: usize = 16 * 1024;
