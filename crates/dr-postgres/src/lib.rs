@@ -110,9 +110,10 @@ pub use crate::delta::DELTA_STREAM;
 pub use crate::details::BaseBackupDetails;
 pub use crate::error::{BoxError, Error, Result, ServerError, SqlState, ToolProblem};
 pub use crate::logical::{
-    Databases, DumpedDatabase, DumpedTable, GLOBALS_STREAM, LOGICAL_KIND_LABEL, LibpqTls,
-    LogicalBackup, LogicalBackupDetails, LogicalBackupVerifier, PgTools, is_logical_backup,
-    logical_backups, verify_logical_backup,
+    CheckOutcome, Databases, DumpedDatabase, DumpedTable, GLOBALS_STREAM, LOGICAL_KIND_LABEL,
+    LibpqTls, LogicalBackup, LogicalBackupDetails, LogicalBackupVerifier, LogicalRestore, PgTools,
+    RestoreInto, Selection, SmokeCheck, SmokeReport, is_logical_backup, logical_backups,
+    smoke_check, verify_logical_backup,
 };
 pub use crate::pg_ctl::PgCtl;
 pub use crate::replication::{ClientCertificate, ServerCheck, Tls};

@@ -340,6 +340,8 @@ impl LogicalBackup {
                     name: table.name.clone(),
                     rows,
                     fingerprint: table.fingerprint.clone(),
+                    indexes: table.indexes.clone(),
+                    sequences: table.sequences.clone(),
                 });
             }
             Ok::<_, Error>(counted)

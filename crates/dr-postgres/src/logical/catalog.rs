@@ -24,6 +24,10 @@ pub(crate) struct Table {
     pub(crate) schema: String,
     pub(crate) name: String,
     pub(crate) fingerprint: String,
+    /// Its indexes' names (those behind constraints too).
+    pub(crate) indexes: Vec<String>,
+    /// The sequences it owns (`serial`, identity columns).
+    pub(crate) sequences: Vec<String>,
 }
 
 /// Opens a repeatable-read, read-only transaction on `sql` and exports its
@@ -91,7 +95,16 @@ pub(crate) async fn tables(sql: &mut SqlClient) -> Result<Vec<Table>> {
                  coalesce((SELECT string_agg(pg_get_indexdef(i.indexrelid), '; '
                                              ORDER BY pg_get_indexdef(i.indexrelid))
                            FROM pg_index i WHERE i.indrelid = c.oid), ''),
-                 'UTF8')), 'hex')
+                 'UTF8')), 'hex'),
+                 coalesce((SELECT json_agg(ic.relname ORDER BY ic.relname)
+                           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                           WHERE i.indrelid = c.oid), '[]'),
+                 coalesce((SELECT json_agg(s.relname ORDER BY s.relname)
+                           FROM pg_depend dep JOIN pg_class s ON s.oid = dep.objid
+                           WHERE dep.classid = 'pg_class'::regclass
+                             AND dep.refclassid = 'pg_class'::regclass
+                             AND dep.refobjid = c.oid AND s.relkind = 'S'
+                             AND dep.deptype IN ('a', 'i')), '[]')
              FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind = 'r'
@@ -107,10 +120,16 @@ pub(crate) async fn tables(sql: &mut SqlClient) -> Result<Vec<Table>> {
         .await?;
     rows.iter()
         .map(|row| {
+            let names = |column: usize| -> Result<Vec<String>> {
+                serde_json::from_str(text(sql, row, column)?)
+                    .map_err(|e| protocol(sql, format!("column {column}: {e}")))
+            };
             Ok(Table {
                 schema: text(sql, row, 0)?.to_owned(),
                 name: text(sql, row, 1)?.to_owned(),
                 fingerprint: text(sql, row, 2)?.to_owned(),
+                indexes: names(3)?,
+                sequences: names(4)?,
             })
         })
         .collect()

@@ -51,6 +51,11 @@ pub struct DumpedTable {
     /// SHA-256 of its definition: columns with types, nullability and
     /// defaults, constraints, and indexes.
     pub fingerprint: String,
+    /// Its indexes' names (those behind its constraints too), which a
+    /// restore of the table alone brings with it.
+    pub indexes: Vec<String>,
+    /// The sequences it owns (`serial` and identity columns).
+    pub sequences: Vec<String>,
 }
 
 impl DumpedTable {
