@@ -93,7 +93,9 @@ mod pg_ctl;
 mod reach;
 pub mod replication;
 mod restore;
+mod restore_test;
 mod retention;
+mod scratch;
 mod tar;
 mod verify;
 mod wal;
@@ -118,7 +120,9 @@ pub use crate::logical::{
 pub use crate::pg_ctl::PgCtl;
 pub use crate::replication::{ClientCertificate, ServerCheck, Tls};
 pub use crate::restore::{PitrRestore, StartServer};
+pub use crate::restore_test::{RestoreTest, RestoreTestKind, RestoreTestReport};
 pub use crate::retention::unneeded_wal;
+pub use crate::scratch::{ScratchOptions, ScratchServer};
 pub use crate::verify::{BaseBackupVerifier, verify_base_backup};
 pub use crate::wal::{
     DEFAULT_SEGMENT_SIZE, TimelinePath, WalSegment, WalSegmentSize, history_file_name,

@@ -13,7 +13,8 @@ use dr_core::{
 };
 use dr_postgres::{
     Databases, LibpqTls, LogicalBackup, LogicalBackupDetails, LogicalRestore, PgTools, RestoreInto,
-    Selection, SmokeCheck, Tls, is_logical_backup, smoke_check, verify_logical_backup,
+    RestoreTest, RestoreTestKind, ScratchOptions, Selection, SmokeCheck, Tls, is_logical_backup,
+    smoke_check, verify_logical_backup,
 };
 use dr_storage::{
     ChunkerParams, FsBackend, InitOptions, KdfParams, Repository, Secret, WriteBackend,
@@ -658,4 +659,80 @@ async fn smoke_checks_and_damaged_dumps_fail_the_restore() {
         .unwrap_err();
     assert_eq!(over.kind(), ErrorKind::Corrupt, "{over}");
     assert_eq!(digest(&pg, "checked", "\"Sales\".\"Orders\"").await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_test_restores_every_database_into_a_scratch_server() {
+    let pg = Postgres::start().await.unwrap();
+    databases(&pg).await;
+    let admin = pg.connect("postgres").await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE ROLE reporting LOGIN;
+             ALTER DATABASE app2 OWNER TO reporting",
+        )
+        .await
+        .unwrap();
+    let app2 = pg.connect("app2").await.unwrap();
+    app2.batch_execute("ALTER TABLE \"Sales\".\"Orders\" OWNER TO reporting")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    let taken = dump_of(&pg)
+        .backup(BackupRequest::new(&repo))
+        .await
+        .unwrap()
+        .manifest;
+
+    let parent = tempfile::tempdir().unwrap();
+    let mut scratch = ScratchOptions::new().parent(parent.path());
+    if let Some((uid, gid)) = Postgres::restore_slot(Default::default()).unwrap().owner() {
+        std::os::unix::fs::chown(parent.path(), Some(uid), Some(gid)).unwrap();
+        scratch = scratch.run_as(uid, gid);
+    }
+    let report = RestoreTest::new(component(), RestoreTestKind::Logical, tools(&pg))
+        .scratch(scratch)
+        .check(
+            SmokeCheck::new(
+                "orders have totals",
+                "SELECT bool_and(total > 0) FROM \"Sales\".\"Orders\"",
+            )
+            .database("app2"),
+        )
+        .run(RestoreRequest::new(
+            &repo,
+            &RecoveryTarget::Latest,
+            objectives(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(report.snapshot, Some(taken.id));
+    assert!(report.is_ok(), "{:?}", report.smoke);
+    let names: Vec<&str> = report
+        .smoke
+        .outcomes
+        .iter()
+        .map(|o| o.name.as_str())
+        .collect();
+    assert!(names.contains(&"app1: rows of public.events"), "{names:?}");
+    assert!(names.contains(&"app2: orders have totals"), "{names:?}");
+    assert!(report.recovery.data_loss.is_some());
+    let steps: Vec<&str> = report
+        .recovery
+        .timeline
+        .steps()
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "start a scratch server",
+            "restore app1",
+            "restore app2",
+            "restore postgres"
+        ]
+    );
+    assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
 }

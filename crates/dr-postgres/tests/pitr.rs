@@ -20,6 +20,7 @@ use dr_postgres::{
     DEFAULT_SEGMENT_SIZE, PgCtl, PitrRestore, Tls, WalArchiver, WalRecordEvent, WalSegment,
     verify_base_backup,
 };
+use dr_postgres::{PgTools, RestoreTest, RestoreTestKind, ScratchOptions, SmokeCheck};
 use dr_storage::{
     FsBackend, InitOptions, KdfParams, ReadBackendExt, Repository, RepositoryJournals, Secret,
     WriteBackend,
@@ -1337,4 +1338,70 @@ async fn a_missing_middle_segment_blocks_only_targets_beyond_it_and_damaged_whol
     let err = refused_restore(&setup, RecoveryTarget::Latest).await;
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains(&gap), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_test_restores_into_a_scratch_server_checks_it_and_removes_it() {
+    let setup = setup(options()).await;
+    let archiver = archiver(&setup, ArchiverOptions::new().slot("drkit_restore_test"));
+    let backup = BaseBackup::new(component(), setup.pg.config("postgres"), Tls::none());
+    let taken = backup
+        .backup_to(setup.repo.as_ref())
+        .await
+        .unwrap()
+        .manifest;
+    write_rows(&setup.pg, 0, 20).await;
+    flushed(
+        &archiver,
+        current_lsn(&setup.pg).await,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    archiver.shutdown().await.unwrap();
+
+    let parent = tempfile::tempdir().unwrap();
+    let mut scratch = ScratchOptions::new().parent(parent.path());
+    if let Some((uid, gid)) = Postgres::restore_slot(options()).unwrap().owner() {
+        std::os::unix::fs::chown(parent.path(), Some(uid), Some(gid)).unwrap();
+        scratch = scratch.run_as(uid, gid);
+    }
+    let mut connect = tokio_postgres::Config::new();
+    connect.user("postgres").dbname("postgres");
+    let test = RestoreTest::new(
+        component(),
+        RestoreTestKind::Physical(Box::new(connect)),
+        PgTools::in_dir(setup.pg.binaries().dir()),
+    )
+    .scratch(scratch)
+    .check(SmokeCheck::new("every row", "SELECT count(*) = 20 FROM t"))
+    .check(SmokeCheck::new(
+        "no such table",
+        "SELECT count(*) FROM nope",
+    ));
+    let request = RestoreRequest::new(setup.repo.as_ref(), &RecoveryTarget::Latest, objectives())
+        .archive(setup.repo.as_ref())
+        .journals(setup.journals());
+    let report = test.run(request).await.unwrap();
+    assert_eq!(report.snapshot, Some(taken.id));
+    let outcomes: Vec<(&str, bool)> = report
+        .smoke
+        .outcomes
+        .iter()
+        .map(|o| (o.name.as_str(), o.passed))
+        .collect();
+    assert_eq!(outcomes, [("every row", true), ("no such table", false)]);
+    assert!(!report.is_ok());
+    assert!(
+        report
+            .recovery
+            .timeline
+            .steps()
+            .iter()
+            .any(|s| s.name == "replay WAL and promote"),
+        "{}",
+        report.recovery
+    );
+    // The scratch server is gone, and its directory with it.
+    assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
 }

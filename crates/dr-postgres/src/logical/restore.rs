@@ -67,15 +67,30 @@ pub enum Selection {
 pub struct SmokeCheck {
     name: String,
     sql: String,
+    database: Option<String>,
 }
 
 impl SmokeCheck {
-    /// A check named `name` running `sql`.
+    /// A check named `name` running `sql` in the restored database.
     pub fn new(name: impl Into<String>, sql: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             sql: sql.into(),
+            database: None,
         }
+    }
+
+    /// Runs only where the database restored is `database` (a dumped
+    /// database's name), for restores of several.
+    #[must_use]
+    pub fn database(mut self, database: impl Into<String>) -> Self {
+        self.database = Some(database.into());
+        self
+    }
+
+    /// Whether it runs after a restore of the dumped database `database`.
+    pub(crate) fn applies_to(&self, database: &str) -> bool {
+        self.database.as_deref().is_none_or(|d| d == database)
     }
 }
 
@@ -543,12 +558,18 @@ impl LogicalRestore {
 
     /// Every restored table has the rows recorded; the caller's checks pass.
     async fn smoke(&self, tables: &[DumpedTable]) -> crate::Result<SmokeReport> {
+        let checks: Vec<SmokeCheck> = self
+            .checks
+            .iter()
+            .filter(|c| c.applies_to(&self.database))
+            .cloned()
+            .collect();
         smoke_check(
             &self.config,
             &self.tls,
             self.into.database(),
             tables,
-            &self.checks,
+            &checks,
         )
         .await
     }

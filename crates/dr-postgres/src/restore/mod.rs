@@ -52,6 +52,9 @@ pub trait StartServer: Send + Sync {
     async fn start(&self, data_dir: &Path) -> dr_core::Result<tokio_postgres::Config>;
 }
 
+/// The restore's first step, named `<this> <snapshot id>`.
+pub(crate) const CHOOSE_STEP: &str = "choose base backup";
+
 /// Restores one PostgreSQL cluster to a point in time.
 pub struct PitrRestore {
     component: ComponentId,
@@ -190,7 +193,7 @@ impl PitrRestore {
         let (manifest, listed) = timeline
             .step_named(
                 self.choose_base(request.snapshots, archive, request.target),
-                |(manifest, _)| format!("choose base backup {}", manifest.id),
+                |(manifest, _)| format!("{CHOOSE_STEP} {}", manifest.id),
             )
             .await?;
         let facts = BaseBackupDetails::of(&manifest)?;
