@@ -19,6 +19,18 @@
 //! - [`verify_base_backup`] and [`BaseBackupVerifier`] ([`dr_core::Verify`]):
 //!   a stored base backup checked against its backup manifest, without
 //!   restoring it.
+//! - [`LogicalBackup`] ([`dr_core::Backup`]): `pg_dump` of every or chosen
+//!   database streamed into one snapshot (uncompressed, so the repository
+//!   deduplicates across dumps), with each table's row count and schema
+//!   fingerprint read in the dump's own snapshot, and the globals.
+//!   [`verify_logical_backup`] lists each stored dump with `pg_restore`;
+//!   [`LogicalRestore`] ([`dr_core::Restore`]) restores a database into a
+//!   new one or over one, whole, a schema or one table, then runs the
+//!   [`SmokeCheck`]s. [`PgTools`] says where PostgreSQL's programs are,
+//!   [`LibpqTls`] how they connect.
+//! - [`RestoreTest`]: a backup of either kind restored into a
+//!   [`ScratchServer`] made for it, checked, timed against the objectives
+//!   and removed.
 //! - The archive: [`list_archive`], [`fetch_wal`] (PostgreSQL's
 //!   `restore_command`), [`unneeded_wal`] for retention, WAL names
 //!   ([`WalSegment`], [`TimelinePath`]) and [`WalRecordReader`], which
