@@ -30,9 +30,15 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
     assert_eq!(check.status.code(), Some(1), "{}", text(&check));
     assert!(text(&check).contains("wal push"), "{}", text(&check));
 
-    // The server's user runs archive_command: it gets the files.
+    // The server's user runs archive_command: it gets the files, and caches
+    // the repository's key beside them.
     give_tree(owner_of(&pg.data_dir()), setup.dir.path());
-    let archive_command = format!("{BIN} --config {} wal push %p", setup.config.display());
+    let server_cache = setup.dir.path().join("server-cache");
+    let archive_command = format!(
+        "XDG_CACHE_HOME={} {BIN} --config {} wal push %p",
+        server_cache.display(),
+        setup.config.display()
+    );
     let control = pg.connect("postgres").await.unwrap();
     control
         .batch_execute("ALTER SYSTEM SET archive_mode = on")
@@ -85,6 +91,10 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
         },
     )
     .await;
+    let cached: Vec<_> = std::fs::read_dir(server_cache.join("drkit/keys"))
+        .unwrap()
+        .collect();
+    assert_eq!(cached.len(), 1, "the server's user cached the key");
 
     let listed = setup
         .drkit(&["--json", "snapshots", "--component", COMPONENT])
