@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # scripts/bench postgres: drkit's PostgreSQL backup, restore and WAL archiving
 # against pgBackRest, pg_basebackup and pg_receivewal, on one cluster, in one
-# run. The method (what each tool does, how time, memory, stored bytes and
-# archiving lag are measured), the figures and the environment variables that
-# adjust it (DRKIT_BENCH_SCALE, DRKIT_BENCH_SECONDS, DRKIT_BENCH_REPEAT,
-# DRKIT_BENCH_DIR) are in BENCHMARKS.md. Needs PostgreSQL 15 or newer,
-# pgBackRest and GNU time (installed as root from Debian's packages); it
-# downloads nothing else.
+# run, and `drkit wal push` against `pgbackrest archive-push` as
+# archive_command. The method (what each tool does, how time, memory, stored
+# bytes and archiving lag are measured), the figures and the environment
+# variables that adjust it (DRKIT_BENCH_SCALE, DRKIT_BENCH_SECONDS,
+# DRKIT_BENCH_REPEAT, DRKIT_BENCH_SEGMENTS, DRKIT_BENCH_DIR) are in
+# BENCHMARKS.md. Needs PostgreSQL 15 or newer, pgBackRest and GNU time
+# (installed as root from Debian's packages); it downloads nothing else.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -18,7 +19,9 @@ base="${DRKIT_BENCH_DIR:-${TMPDIR:-/tmp}}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
 bench="$target/release/pg_bench"
+drkit="$target/release/drkit"
 build_log="$target/bench-postgres-build.log"
+segments="${DRKIT_BENCH_SEGMENTS:-200}"
 piece_ms=200
 
 bench_name=postgres
@@ -55,8 +58,12 @@ say "peer: $(pgbackrest version)"
 positive DRKIT_BENCH_SCALE "$scale"
 positive DRKIT_BENCH_REPEAT "$repeat"
 positive DRKIT_BENCH_SECONDS "$load_seconds"
+positive DRKIT_BENCH_SEGMENTS "$segments"
 if [ "$scale" -lt 50 ]; then
   say "DRKIT_BENCH_SCALE=$scale is below 50: a quick check, not a result"
+fi
+if [ "$segments" -lt 200 ]; then
+  say "DRKIT_BENCH_SEGMENTS=$segments is below 200: the archive_command figure is a quick check, not a result"
 fi
 
 # As root, PostgreSQL and pgBackRest run as the postgres OS user (initdb
@@ -71,6 +78,7 @@ fi
 as_pg() { "${pg_user[@]}" "$@"; }
 
 build_bench pg_bench "$build_log"
+build_drkit "$target/bench-postgres-build-drkit.log"
 
 # --- working directory -----------------------------------------------------
 
@@ -369,6 +377,132 @@ while IFS= read -r note; do say "    $note"; done <<<"$lags"
 lag_of() { awk -v name="$1" -v column="$2" '$1 == name { print $column }' <<<"$lags"; }
 say "load after: $(uptime)"
 
+# --- archive_command: drkit wal push against pgbackrest archive-push ---------
+
+# The same real segments for both: the server's own WAL under pgbench (a
+# CHECKPOINT between rounds, so that full-page images come back as they do
+# in production), copied aside by a plain archive_command until there are
+# $segments, then pushed, one call per segment as PostgreSQL makes them, by
+# each tool in turn, each call timed.
+say "archive_command: collecting $segments WAL segments under pgbench"
+wal_src="$work/wal-src"
+mkdir -m 700 "$wal_src"
+if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$wal_src"; fi
+full_segments() { find "$wal_src" -maxdepth 1 -regextype posix-extended -regex '.*/[0-9A-F]{24}' -type f | sort; }
+archive_to "test ! -f $wal_src/%f && cp %p $wal_src/%f"
+while [ "$(full_segments | wc -l)" -lt "$segments" ]; do
+  "$pgbin/pgbench" -c 4 -j 2 -T 10 -h "$sock" -p "$port" -U postgres bench \
+    >>"$work/pgbench-wal.log" 2>&1 || die "pgbench failed: $(tail -n 5 "$work/pgbench-wal.log")"
+  sql "CHECKPOINT" >/dev/null
+  sql "SELECT pg_switch_wal()" >/dev/null
+  sleep 1
+done
+mapfile -t wal_files < <(full_segments | head -n "$segments")
+# The last one chosen may still be being copied: wait until it is archived.
+wanted="$(basename "${wal_files[-1]}")"
+for _ in $(seq 600); do
+  archived="$(sql "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")"
+  [[ "$archived" < "$wanted" ]] || break
+  sleep 0.1
+done
+[[ "$archived" < "$wanted" ]] && die "$wanted was not archived within a minute"
+archive_to /bin/true
+say "  $(full_segments | wc -l) segments collected; pushing the first ${#wal_files[@]}"
+
+push_repo="$work/drkit-push-repo"
+push_conf="$work/drkit-push.toml"
+push_pass="$work/drkit-push.pass"
+key_cache="$work/drkit-key-cache"
+mkdir "$push_repo"
+mkdir -m 700 "$key_cache"
+printf '%s\n' "$DRKIT_PASSWORD" >"$push_pass"
+chmod 600 "$push_pass"
+cat >"$push_conf" <<EOF
+[repository]
+location = "$push_repo"
+password = { file = "$push_pass" }
+key_cache = "$key_cache"
+
+[[component]]
+id = "postgres/bench"
+kind = "postgres"
+objectives = { rto = "30m", rpo = "5m" }
+retention = "last=3"
+wal_archiving = true
+connection = { host = "$sock", port = $port, user = "postgres", tls = { mode = "disable" } }
+EOF
+if [ "$(id -u)" -eq 0 ]; then
+  chown postgres:postgres "$push_repo" "$key_cache" "$push_pass" "$push_conf"
+fi
+as_pg "$drkit" --config "$push_conf" init >"$work/drkit-push-init.log" 2>&1 ||
+  die "drkit init failed: $(cat "$work/drkit-push-init.log")"
+
+# push <tool> <file>: one archive_command call, as the server's user; adds
+# its wall seconds to push_total[<tool>] and push_secs[<tool>], and keeps
+# its peak memory in peak[<tool>.push] (peak[<tool>.push_first] for the
+# tool's first call).
+declare -A push_total=([ours]=0 [peer]=0) push_secs=()
+push() {
+  local tool="$1" file="$2" t0 t1 kib
+  t0="$EPOCHREALTIME"
+  if [ "$tool" = ours ]; then
+    /usr/bin/time -f '%M' -o "$work/push.time" "${pg_user[@]}" "$drkit" --config "$push_conf" \
+      wal push "$file" >"$work/push.out" 2>&1
+  else
+    /usr/bin/time -f '%M' -o "$work/push.time" "${pgbackrest[@]}" archive-push "$file" \
+      >"$work/push.out" 2>&1
+  fi || die "$tool could not push $file: $(tail -n 5 "$work/push.out")"
+  t1="$EPOCHREALTIME"
+  read -r kib <"$work/push.time"
+  push_total[$tool]="$(awk -v a="${push_total[$tool]}" -v b="$t0" -v c="$t1" 'BEGIN { printf "%.6f", a + c - b }')"
+  push_secs[$tool]+=" $(awk -v b="$t0" -v c="$t1" 'BEGIN { printf "%.6f", c - b }')"
+  if [ -z "${peak[$tool.push_first]:-}" ]; then
+    peak[$tool.push_first]=$((kib * 1024))
+  elif [ $((kib * 1024)) -gt "${peak[$tool.push]:-0}" ]; then
+    peak[$tool.push]=$((kib * 1024))
+  fi
+  return 0
+}
+say "pushing ${#wal_files[@]} segments, one call each, the tools taking turns (drkit's first call derives the key)"
+i=0
+for file in "${wal_files[@]}"; do
+  if [ $((i % 2)) -eq 0 ]; then
+    push ours "$file"
+    push peer "$file"
+  else
+    push peer "$file"
+    push ours "$file"
+  fi
+  i=$((i + 1))
+done
+[ -n "$(ls -A "$key_cache")" ] || die "drkit wrote no key cache entry in $key_cache: $(cat "$work/push.out")"
+per_segment() { awk -v t="$1" -v n="${#wal_files[@]}" 'BEGIN { printf "%.4f", t / n }'; }
+ours_push="$(per_segment "${push_total[ours]}")"
+peer_push="$(per_segment "${push_total[peer]}")"
+for tool in ours peer; do
+  say "  $( [ "$tool" = ours ] && echo drkit || echo pgBackRest): ${push_total[$tool]} s in all," \
+    "median $(median "${push_secs[$tool]}") s; peak memory $(mib "${peak[$tool.push_first]}") (first call)," \
+    "$(mib "${peak[$tool.push]:-0}") (the others)"
+done
+peer_pushed_bytes=0
+for file in "${wal_files[@]}"; do
+  while read -r bytes; do
+    peer_pushed_bytes=$((peer_pushed_bytes + bytes))
+  done < <(find "$pbr/repo/archive" -type f -name "$(basename "$file")-*" -printf '%s\n')
+done
+say "  stored: drkit $(stored "$push_repo/archive") bytes, pgBackRest $peer_pushed_bytes bytes, of $((${#wal_files[@]} * $(stat -c %s "${wal_files[0]}"))) bytes of WAL"
+# Both hold what they were given: the last segment comes back from each.
+last="${wal_files[-1]}"
+for tool in ours peer; do
+  if [ "$tool" = ours ]; then
+    as_pg "$drkit" --config "$push_conf" wal fetch "$(basename "$last")" "$wal_src/back" >"$work/push.out" 2>&1
+  else
+    "${pgbackrest[@]}" archive-get "$(basename "$last")" "$wal_src/back" >"$work/push.out" 2>&1
+  fi || die "$tool could not give back $(basename "$last"): $(tail -n 5 "$work/push.out")"
+  cmp -s "$last" "$wal_src/back" || die "$tool gave back other bytes for $(basename "$last")"
+  rm -f "$wal_src/back"
+done
+
 
 line full_backup_seconds "$(median "${runs[ours.full]}")" "$(median "${runs[peer.full]}")"
 line full_backup_seconds_vs_pg_basebackup "$(median "${runs[ours.full]}")" "$(median "${runs[basebackup.full]}")"
@@ -385,3 +519,4 @@ line wal_lag_p99_seconds "$(lag_of drkit_bench_sync 3)" "$(lag_of pg_receivewal_
 line wal_lag_p99_seconds_own_status "$(lag_of ours_synchronous 3)" "$(lag_of pg_receivewal_sync 3)"
 line "wal_lag_p50_seconds_piece_${piece_ms}ms" "$(lag_of drkit_bench 2)" "$(lag_of pg_receivewal_sync 2)"
 line "wal_lag_p99_seconds_piece_${piece_ms}ms" "$(lag_of drkit_bench 3)" "$(lag_of pg_receivewal_sync 3)"
+line archive_push_seconds_per_segment "$ours_push" "$peer_push"

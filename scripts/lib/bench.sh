@@ -41,6 +41,17 @@ build_bench() {
   fi
 }
 
+# build_drkit <log>: builds the operator's binary `drkit` (crates/drkit), in
+# release mode, into $target/release/drkit.
+build_drkit() {
+  say "building drkit (release; log: $1)"
+  mkdir -p "$(dirname "$1")"
+  if ! cargo build --release -p drkit --bin drkit --locked >"$1" 2>&1; then
+    tail -n 30 "$1" >&2
+    die "the build failed; see $1"
+  fi
+}
+
 # timed [--in FILE] [--out FILE] <tool> <phase> <command...>: runs the
 # command under GNU time (standard input from FILE or /dev/null; standard
 # output to FILE or $work/<tool>-<phase>.out; standard error to

@@ -68,6 +68,8 @@ impl KdfParams {
     };
 
     fn derive(&self, secret: &Secret, salt: &[u8]) -> Result<[u8; 32]> {
+        #[cfg(test)]
+        derivations::count(secret);
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
             .map_err(|e| Error::InvalidInput {
                 what: "key derivation parameters".into(),
@@ -179,6 +181,60 @@ impl WrappedKey {
             .try_into()
             .map_err(|_| Error::corrupt("key file", "master key has the wrong length"))?;
         Ok(Some(MasterKey::from_bytes(&bytes)))
+    }
+}
+
+/// What seals a key cache entry: a key derived cheaply (BLAKE3, not
+/// Argon2id) from the secret and the salt of the wrapped key the entry
+/// stands for, and the entry's address as associated data. Only the secret
+/// that unwraps the key opens the entry; a wrong one, or an entry of
+/// another repository or key file, does not open. `Debug` never shows the key.
+#[derive(Clone)]
+pub(crate) struct CacheSeal {
+    key: [u8; 32],
+    aad: Vec<u8>,
+}
+
+/// The plaintext of a cache entry starts with this version byte.
+const CACHE_ENTRY_FORMAT: u8 = 1;
+
+impl CacheSeal {
+    /// The seal of the cache entry `address` (the repository id and the key
+    /// file's content name) for `wrapped`, opened with `secret`.
+    pub(crate) fn new(secret: &Secret, wrapped: &WrappedKey, address: &str) -> Self {
+        let mut hasher = blake3::Hasher::new_derive_key("drkit 2025-01 key cache entry key");
+        hasher.update(&(secret.as_bytes().len() as u64).to_le_bytes());
+        hasher.update(secret.as_bytes());
+        hasher.update(&wrapped.salt);
+        let mut aad = b"drkit key cache entry ".to_vec();
+        aad.extend_from_slice(address.as_bytes());
+        Self {
+            key: hasher.finalize().into(),
+            aad,
+        }
+    }
+
+    /// `master` and `note` (free bytes the cache keeps beside the key),
+    /// sealed.
+    pub(crate) fn seal(&self, master: &MasterKey, note: &[u8]) -> Result<Vec<u8>> {
+        let mut plain = Vec::with_capacity(1 + MASTER_LEN + note.len());
+        plain.push(CACHE_ENTRY_FORMAT);
+        plain.extend_from_slice(&master.to_bytes());
+        plain.extend_from_slice(note);
+        seal(&self.key, &plain, &self.aad)
+    }
+
+    /// The master key and the note of a sealed entry, or `None` if it does
+    /// not open (another secret, damage) or is of an unknown format.
+    pub(crate) fn open(&self, sealed: &[u8]) -> Option<(MasterKey, Vec<u8>)> {
+        let plain = open(&self.key, sealed, &self.aad).ok()?;
+        let (&format, rest) = plain.split_first()?;
+        if format != CACHE_ENTRY_FORMAT || rest.len() < MASTER_LEN {
+            return None;
+        }
+        let (master, note) = rest.split_at(MASTER_LEN);
+        let master: &[u8; MASTER_LEN] = master.try_into().ok()?;
+        Some((MasterKey::from_bytes(master), note.to_vec()))
     }
 }
 
@@ -341,6 +397,36 @@ mod b64 {
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let text = String::deserialize(d)?;
         STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How many times each secret went through Argon2id in this process: what
+/// tests count to tell that an open did not derive a key.
+#[cfg(test)]
+pub(crate) mod derivations {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, PoisonError};
+
+    use super::Secret;
+
+    static COUNTS: Mutex<Option<HashMap<Vec<u8>, usize>>> = Mutex::new(None);
+
+    pub(super) fn count(secret: &Secret) {
+        let mut counts = COUNTS.lock().unwrap_or_else(PoisonError::into_inner);
+        *counts
+            .get_or_insert_with(HashMap::new)
+            .entry(secret.as_bytes().to_vec())
+            .or_default() += 1;
+    }
+
+    /// Argon2id derivations from `secret` so far (tests use a secret of their own).
+    pub(crate) fn of(secret: &Secret) -> usize {
+        COUNTS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(|c| c.get(secret.as_bytes()).copied())
+            .unwrap_or(0)
     }
 }
 

@@ -15,6 +15,11 @@
 //! - **Maintenance**: forget and prune, [`Repository::locks`] and
 //!   [`Repository::unlock`]; [`Repository::open_read_only`] for restores and
 //!   verifies with credentials that may only read.
+//! - **Opening often**: [`OpenOptions`] with a [`KeyCache`], a private local
+//!   directory where a process that opens the same repository again with
+//!   the same secret finds its key without Argon2id
+//!   ([`Repository::open_with`], [`Repository::key_origin`]), as a command
+//!   run once per WAL segment must.
 //!
 //! - **Locations**: a [`Location`] (`/path`, `file:///path`,
 //!   `s3://bucket/prefix`) and its [`LocationOptions`] open a store
@@ -50,6 +55,7 @@
 pub(crate) mod backend;
 pub(crate) mod crypto;
 pub(crate) mod error;
+pub(crate) mod key_cache;
 pub(crate) mod location;
 pub(crate) mod pack;
 pub(crate) mod repository;
@@ -62,12 +68,13 @@ pub use crate::backend::{
 };
 pub use crate::crypto::{KdfParams, Secret};
 pub use crate::error::{BoxError, Error, Result};
+pub use crate::key_cache::KeyCache;
 pub use crate::location::{LocalPath, Location, LocationOptions, S3Location};
 pub use crate::repository::{
     CheckReport, ChunkerParams, DEFAULT_LOCK_WAIT, Damage, Encryption, ForgetPlan, ForgetReport,
-    InitOptions, LockInfo, ObjectLock, PruneOptions, PruneReport, REPOSITORY_FORMAT, Repository,
-    RepositoryJournals, RepositoryWriter, SegmentForgetReport, SnapshotFilter, Unlock, Usage,
-    VerifyOptions, VerifyReport,
+    InitOptions, KeyOrigin, LockInfo, ObjectLock, OpenOptions, PruneOptions, PruneReport,
+    REPOSITORY_FORMAT, Repository, RepositoryJournals, RepositoryWriter, SegmentForgetReport,
+    SnapshotFilter, Unlock, Usage, VerifyOptions, VerifyReport,
 };
 
 /// The traits behind the common calls, in one glob import: dr-core's

@@ -17,7 +17,7 @@ use crate::backend::{
 };
 use crate::crypto::Secret;
 use crate::error::{Error, Result};
-use crate::repository::{InitOptions, Repository};
+use crate::repository::{InitOptions, OpenOptions, Repository};
 
 /// The forms a location may take, for error messages.
 const FORMS: &str = "a location is a local directory (/var/lib/drkit/repo, ./repo), \
@@ -469,6 +469,20 @@ impl Repository {
         Self::open(location.backend(options).await?, secret).await
     }
 
+    /// Opens the repository at `location`, as [`Repository::open_with`]
+    /// does (with the secret and key cache of `open`) on the store
+    /// [`Location::backend`] opens. Nothing is created in the store.
+    ///
+    /// # Errors
+    /// As [`Location::backend`] and [`Repository::open_with`].
+    pub async fn open_at_with(
+        location: &Location,
+        options: &LocationOptions,
+        open: OpenOptions,
+    ) -> Result<Self> {
+        Self::open_with(location.backend(options).await?, open).await
+    }
+
     /// Opens the repository at `location` for reading only, as
     /// [`Repository::open_read_only`] does on the store
     /// [`Location::read_backend`] opens.
@@ -481,6 +495,20 @@ impl Repository {
         secret: Option<&Secret>,
     ) -> Result<Self> {
         Self::open_read_only(location.read_backend(options).await?, secret).await
+    }
+
+    /// Opens the repository at `location` for reading only, as
+    /// [`Repository::open_read_only_with`] does (with the secret and key
+    /// cache of `open`) on the store [`Location::read_backend`] opens.
+    ///
+    /// # Errors
+    /// As [`Location::read_backend`] and [`Repository::open_read_only_with`].
+    pub async fn open_read_only_at_with(
+        location: &Location,
+        options: &LocationOptions,
+        open: OpenOptions,
+    ) -> Result<Self> {
+        Self::open_read_only_with(location.read_backend(options).await?, open).await
     }
 }
 

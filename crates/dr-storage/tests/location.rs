@@ -10,8 +10,8 @@ use std::time::Duration;
 use dr_core::ErrorKind;
 use dr_storage::prelude::*;
 use dr_storage::{
-    Error, LocalPath, Location, LocationOptions, Repository, RetryOptions, S3Credentials,
-    S3Location, Secret,
+    Error, KeyCache, KeyOrigin, LocalPath, Location, LocationOptions, OpenOptions, Repository,
+    RetryOptions, S3Credentials, S3Location, Secret,
 };
 use proptest::prelude::*;
 
@@ -269,7 +269,7 @@ async fn backup(repo: &Repository, seed: u64, len: usize) -> (dr_core::SnapshotI
 /// Creates a repository at `location` and checks it through every way of
 /// opening it: a snapshot written after `init_at` reads back after
 /// `open_at` (which writes one of its own) and after `open_read_only_at`,
-/// and a wrong password is refused as `Auth`.
+/// also through a key cache, and a wrong password is refused as `Auth`.
 async fn init_write_open_read(location: &Location, options: &LocationOptions) -> Repository {
     let repo = Repository::init_at(location, options, small())
         .await
@@ -301,6 +301,39 @@ async fn init_write_open_read(location: &Location, options: &LocationOptions) ->
         .unwrap_err();
     assert!(matches!(wrong, Error::WrongPassword { .. }), "{wrong:?}");
     assert_eq!(wrong.kind(), ErrorKind::Auth);
+
+    // Through a key cache: the first open derives the key, the next ones
+    // take it from the cache and read the same data; a wrong password
+    // still fails.
+    let cache = tempfile::tempdir().unwrap();
+    let with_cache = |secret: Secret| {
+        OpenOptions::new()
+            .secret(secret)
+            .key_cache(KeyCache::new(cache.path().join("keys")).unwrap())
+    };
+    let deriving = Repository::open_at_with(location, options, with_cache(secret()))
+        .await
+        .unwrap();
+    assert_eq!(deriving.key_origin(), KeyOrigin::Derived);
+    let cached = Repository::open_at_with(location, options, with_cache(secret()))
+        .await
+        .unwrap();
+    assert_eq!(cached.key_origin(), KeyOrigin::Cache);
+    assert!(!cached.is_read_only());
+    assert_eq!(read(&cached, &first_id, "dump.rdb").await.unwrap(), first);
+    let read_only = Repository::open_read_only_at_with(location, options, with_cache(secret()))
+        .await
+        .unwrap();
+    assert_eq!(read_only.key_origin(), KeyOrigin::Cache);
+    assert!(read_only.is_read_only());
+    assert_eq!(
+        read(&read_only, &second_id, "dump.rdb").await.unwrap(),
+        second
+    );
+    let wrong = Repository::open_at_with(location, options, with_cache(Secret::password("not it")))
+        .await
+        .unwrap_err();
+    assert!(matches!(wrong, Error::WrongPassword { .. }), "{wrong:?}");
     repo
 }
 

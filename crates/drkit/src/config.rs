@@ -6,7 +6,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -105,13 +105,14 @@ impl Config {
     }
 }
 
-/// The `[repository]` table: where backups are stored and how the
-/// repository's password is obtained.
+/// The `[repository]` table: where backups are stored, how the
+/// repository's password is obtained, and where its unlocked key is cached.
 #[derive(Debug, Clone)]
 pub struct RepositorySettings {
     location: Location,
     password: SecretSource,
     s3: Option<S3Settings>,
+    key_cache: KeyCacheSetting,
 }
 
 impl RepositorySettings {
@@ -129,6 +130,71 @@ impl RepositorySettings {
     /// The `[repository.s3]` settings, for an S3 location that has them.
     pub fn s3(&self) -> Option<&S3Settings> {
         self.s3.as_ref()
+    }
+
+    /// Where processes that open the repository cache its unlocked key
+    /// (`key_cache`).
+    pub fn key_cache(&self) -> &KeyCacheSetting {
+        &self.key_cache
+    }
+}
+
+/// The `[repository]` table's `key_cache`: where a process that opens the
+/// repository caches its unlocked key, so the next one with the same
+/// password skips the key derivation (`dr_storage::KeyCache`, private to the
+/// user that runs it). `drkit wal push`, run once per WAL segment, needs it
+/// to keep up with a busy server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyCacheSetting {
+    /// Not given: the binary's default, `$XDG_CACHE_HOME/drkit/keys` or
+    /// `$HOME/.cache/drkit/keys` of the user that runs it.
+    Default,
+    /// `key_cache = "/absolute/directory"`.
+    Dir(PathBuf),
+    /// `key_cache = false`: nothing cached; every process derives the key.
+    Off,
+}
+
+/// `key_cache` as written: an absolute directory, or `false`.
+struct RawKeyCache(KeyCacheSetting);
+
+impl<'de> Deserialize<'de> for RawKeyCache {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct KeyCacheVisitor;
+
+        const EXPECTED: &str =
+            "an absolute directory such as \"/var/lib/postgresql/.cache/drkit/keys\", or false";
+
+        impl Visitor<'_> for KeyCacheVisitor {
+            type Value = RawKeyCache;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> std::result::Result<RawKeyCache, E> {
+                // Relative to what? The binary runs from PostgreSQL's data
+                // directory as archive_command, from anywhere by hand.
+                if !Path::new(text).is_absolute() {
+                    return Err(E::custom(format!(
+                        "{text:?} is relative; expected {EXPECTED}"
+                    )));
+                }
+                Ok(RawKeyCache(KeyCacheSetting::Dir(PathBuf::from(text))))
+            }
+
+            fn visit_bool<E: de::Error>(self, on: bool) -> std::result::Result<RawKeyCache, E> {
+                if on {
+                    return Err(E::custom(format!(
+                        "true is the default (leave key_cache out); expected {EXPECTED}"
+                    )));
+                }
+                Ok(RawKeyCache(KeyCacheSetting::Off))
+            }
+        }
+
+        deserializer.deserialize_any(KeyCacheVisitor)
     }
 }
 
@@ -511,6 +577,7 @@ struct RawRepository {
     location: Parsed<Location>,
     password: SecretSource,
     s3: Option<Spanned<S3Settings>>,
+    key_cache: Option<RawKeyCache>,
 }
 
 #[derive(Deserialize)]
@@ -676,6 +743,7 @@ impl RawRepository {
             location,
             password: self.password,
             s3,
+            key_cache: self.key_cache.map_or(KeyCacheSetting::Default, |raw| raw.0),
         })
     }
 }

@@ -2,12 +2,14 @@
 //! names, and the components' connections, each resolved when a command
 //! needs it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dr_core::ComponentId;
 use dr_postgres::BaseBackup;
-use dr_storage::{InitOptions, Location, LocationOptions, Repository, Secret};
-use drkit::{Component, Config, ErrorKind, SecretSource};
+use dr_storage::{
+    InitOptions, KeyCache, Location, LocationOptions, OpenOptions, Repository, Secret,
+};
+use drkit::{Component, Config, ErrorKind, KeyCacheSetting, SecretSource};
 
 use crate::failure::Failure;
 use crate::output::Output;
@@ -142,16 +144,54 @@ impl Context {
         })
     }
 
-    /// Opens the repository.
+    /// Where this user caches the repository's unlocked key, so that the
+    /// next process (the next `wal push`) skips the key derivation: the
+    /// config's `key_cache`, else `$XDG_CACHE_HOME/drkit/keys` or
+    /// `$HOME/.cache/drkit/keys`; none with `key_cache = false`,
+    /// `DRKIT_KEY_CACHE=off`, or no absolute home.
+    fn key_cache(&self) -> Result<Option<KeyCache>, Failure> {
+        match env("DRKIT_KEY_CACHE").as_deref() {
+            None | Some("") => {}
+            Some("off") => return Ok(None),
+            Some(other) => {
+                return Err(Failure::Usage(format!(
+                    "DRKIT_KEY_CACHE={other:?}: expected off (no key cache), or not set"
+                )));
+            }
+        }
+        let dir = match self.config.repository().key_cache() {
+            KeyCacheSetting::Off => return Ok(None),
+            KeyCacheSetting::Dir(dir) => dir.clone(),
+            _ => {
+                // As the XDG base directory specification says: a relative
+                // $XDG_CACHE_HOME is ignored.
+                let absolute = |name| {
+                    std::env::var_os(name)
+                        .map(PathBuf::from)
+                        .filter(|p| p.is_absolute())
+                };
+                let Some(base) = absolute("XDG_CACHE_HOME")
+                    .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+                else {
+                    return Ok(None);
+                };
+                base.join("drkit").join("keys")
+            }
+        };
+        Ok(KeyCache::new(dir).ok())
+    }
+
+    /// Opens the repository, through the key cache.
     pub(crate) async fn repository(&self, access: Access) -> Result<Repository, Failure> {
-        let secret = self.secret().await?;
+        let mut open = OpenOptions::new().secret(self.secret().await?);
+        if let Some(cache) = self.key_cache()? {
+            open = open.key_cache(cache);
+        }
         let location = self.location();
         let options = self.location_options();
         let opened = match access {
-            Access::ReadWrite => Repository::open_at(location, &options, Some(&secret)).await,
-            Access::ReadOnly => {
-                Repository::open_read_only_at(location, &options, Some(&secret)).await
-            }
+            Access::ReadWrite => Repository::open_at_with(location, &options, open).await,
+            Access::ReadOnly => Repository::open_read_only_at_with(location, &options, open).await,
         };
         opened.map_err(|e| match e.kind() {
             dr_core::ErrorKind::NotFound => Failure::Failed(format!(

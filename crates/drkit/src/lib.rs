@@ -7,8 +7,8 @@
 //!   [`plan`](Config::plan) prints what it resolves to, with each
 //!   schedule's next run.
 //! - [`RepositorySettings`]: the `dr_storage::Location` (an absolute local path or
-//!   `s3://bucket/prefix`), [`S3Settings`] and the password's
-//!   [`SecretSource`].
+//!   `s3://bucket/prefix`), [`S3Settings`], the password's
+//!   [`SecretSource`] and the [`KeyCacheSetting`].
 //! - [`Component`]: a dr-core `ComponentId`, its `Objectives` and
 //!   `RetentionPolicy`, its [`JobSchedule`]s, and for PostgreSQL (cargo
 //!   feature `postgres`, on by default) [`PostgresSettings`] with
@@ -36,6 +36,11 @@
 //! location = "s3://gomeet-dr/backups"
 //! # Exactly one of file, command (argv, no shell) or env; never the password itself.
 //! password = { file = "/etc/drkit/repository.pass" }
+//! # Where the user that runs drkit caches the unlocked key (mode 0700), so
+//! # that each `wal push` skips the key derivation: an absolute directory, or
+//! # false for no cache. Optional; by default $XDG_CACHE_HOME/drkit/keys,
+//! # else $HOME/.cache/drkit/keys (DRKIT_KEY_CACHE=off turns it off).
+//! key_cache = "/var/lib/postgresql/.cache/drkit/keys"
 //!
 //! [repository.s3]            # only for an s3:// location; all optional
 //! region = "ap-southeast-1"
@@ -131,7 +136,10 @@ pub(crate) mod secret;
 #[cfg(feature = "postgres")]
 pub use crate::postgres::{PostgresSettings, TlsMode, TlsSettings};
 pub use crate::{
-    config::{AgentSettings, Component, Config, Job, JobSchedule, RepositorySettings, S3Settings},
+    config::{
+        AgentSettings, Component, Config, Job, JobSchedule, KeyCacheSetting, RepositorySettings,
+        S3Settings,
+    },
     error::{Error, ErrorKind, Result},
     plan::Plan,
     schedule::{Cron, Schedule},

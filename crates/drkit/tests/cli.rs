@@ -31,7 +31,15 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
     assert_eq!(check.status.code(), Some(1), "{}", text(&check));
     assert!(text(&check).contains("wal push"), "{}", text(&check));
 
-    archive_through_drkit(&mut pg, &setup, "").await;
+    // The server's user runs archive_command: it gets the files, and caches
+    // the repository's key beside them.
+    let server_cache = setup.dir.path().join("server-cache");
+    archive_through_drkit(
+        &mut pg,
+        &setup,
+        &format!("XDG_CACHE_HOME={} ", server_cache.display()),
+    )
+    .await;
     let client = pg.connect("postgres").await.unwrap();
     client
         .batch_execute(
@@ -50,6 +58,10 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
         .await
         .unwrap();
     switch_and_wait_archived(&client).await;
+    let cached: Vec<_> = std::fs::read_dir(server_cache.join("drkit/keys"))
+        .unwrap()
+        .collect();
+    assert_eq!(cached.len(), 1, "the server's user cached the key");
 
     let listed = setup
         .drkit(&["--json", "snapshots", "--component", COMPONENT])

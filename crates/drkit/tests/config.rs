@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use drkit::{Config, ErrorKind, Job, SecretSource, TlsMode};
+use drkit::{Config, ErrorKind, Job, KeyCacheSetting, SecretSource, TlsMode};
 use jiff::Timestamp;
 
 /// Modelled on the GoMeet plan: PostgreSQL with RTO 30 minutes and RPO 15
@@ -365,6 +365,34 @@ fn an_unknown_field() {
         "repository.s3.bucket",
         &["unknown field `bucket`"],
     );
+}
+
+#[test]
+fn the_key_cache_setting() {
+    let gomeet = Config::from_toml(GOMEET, "gomeet.toml").unwrap();
+    assert_eq!(gomeet.repository().key_cache(), &KeyCacheSetting::Default);
+    let password = r#"password = { file = "/etc/drkit/repository.pass" }"#;
+    let with = |value: &str| GOMEET.replace(password, &format!("{password}\nkey_cache = {value}"));
+    let dir = Config::from_toml(&with(r#""/var/lib/postgresql/.cache/drkit/keys""#), "g").unwrap();
+    assert_eq!(
+        dir.repository().key_cache(),
+        &KeyCacheSetting::Dir("/var/lib/postgresql/.cache/drkit/keys".into())
+    );
+    let off = Config::from_toml(&with("false"), "g").unwrap();
+    assert_eq!(off.repository().key_cache(), &KeyCacheSetting::Off);
+
+    let line = line_of(GOMEET, password) + 1;
+    for (value, words) in [
+        (
+            r#""keys""#,
+            &["\"keys\" is relative", "expected an absolute directory"][..],
+        ),
+        ("true", &["true is the default", "or false"][..]),
+        ("7", &["invalid type", "expected an absolute directory"][..]),
+    ] {
+        let err = gomeet_with(password, &format!("{password}\nkey_cache = {value}"));
+        assert_error(&err, line, "repository.key_cache", words);
+    }
 }
 
 #[test]

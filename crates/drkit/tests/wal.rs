@@ -121,19 +121,8 @@ async fn fetch_returns_the_bytes_pushed_and_refuses_what_would_lose_data() {
 async fn an_s3_repository_is_named_in_the_config_and_reached_with_the_standard_chain() {
     let s3 = dr_testkit::S3::start().await.unwrap();
     let setup = Setup::new(1, "unused", r#"{ rto = "30m", rpo = "0s" }"#);
-    setup.set_repository(&format!(
-        "[repository]\nlocation = \"s3://{bucket}/wal\"\npassword = {{ file = \"{pass}\" }}\n\n\
-         [repository.s3]\nregion = \"{region}\"\nendpoint = \"{endpoint}\"\npath_style = true",
-        bucket = s3.bucket(),
-        pass = setup.dir.path().join("repository.pass").display(),
-        region = s3.region(),
-        endpoint = s3.endpoint(),
-    ));
     // Credentials come from the standard chain: here, the environment.
-    let env = [
-        ("AWS_ACCESS_KEY_ID", s3.access_key_id()),
-        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key()),
-    ];
+    let env = setup.use_s3(&s3, "wal");
     let init = setup.drkit_with(&["init"], &env).await;
     assert!(init.status.success(), "{}", text(&init));
     let name = "000000010000000000000001";
@@ -180,4 +169,200 @@ async fn the_segment_size_comes_from_the_config() {
         .await;
     assert_eq!(push.status.code(), Some(2), "{}", text(&push));
     assert!(text(&push).contains("wal_segment_size"), "{}", text(&push));
+}
+
+/// The files in `dir`, sorted.
+fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn pushes_take_the_key_from_the_cache_and_a_wrong_password_still_fails() {
+    let setup = Setup::new(1, "unused", r#"{ rto = "30m", rpo = "0s" }"#);
+    let dir = setup.dir.path();
+    let cache = dir.join("key-cache");
+    let password_file = dir.join("repository.pass");
+    setup.set_repository(&format!(
+        "[repository]\nlocation = \"{}\"\npassword = {{ file = \"{}\" }}\nkey_cache = \"{}\"",
+        setup.repo.display(),
+        password_file.display(),
+        cache.display()
+    ));
+    let init = setup.drkit(&["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+    let debug = [("RUST_LOG", "dr_storage=debug")];
+    let segment = |n: u32| {
+        let path = dir.join(format!("0000000100000000000000{n:02X}"));
+        std::fs::write(&path, segment_bytes(n)).unwrap();
+        path
+    };
+
+    // The first push derives the key and caches it, privately.
+    let first = segment(1);
+    let push = setup
+        .drkit_with(&["wal", "push", first.to_str().unwrap()], &debug)
+        .await;
+    assert!(push.status.success(), "{}", text(&push));
+    assert!(
+        !text(&push).contains("from the key cache"),
+        "{}",
+        text(&push)
+    );
+    let entries = files_in(&cache);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(mode_of(&cache), 0o700);
+    assert_eq!(mode_of(&entries[0]), 0o600);
+    let entry = std::fs::read(&entries[0]).unwrap();
+
+    // The next ones take it from there, and skip the store's create-only check.
+    for n in [2, 3] {
+        let push = setup
+            .drkit_with(&["wal", "push", segment(n).to_str().unwrap()], &debug)
+            .await;
+        assert!(push.status.success(), "{}", text(&push));
+        assert!(
+            text(&push).contains("from the key cache"),
+            "{}",
+            text(&push)
+        );
+        assert!(
+            text(&push).contains("create-only check skipped"),
+            "{}",
+            text(&push)
+        );
+    }
+
+    // A wrong password fails as it did without a cache, and stores nothing.
+    std::fs::write(&password_file, "guess\n").unwrap();
+    let fourth = segment(4);
+    let push = setup
+        .drkit_with(&["wal", "push", fourth.to_str().unwrap()], &debug)
+        .await;
+    assert_eq!(push.status.code(), Some(1), "{}", text(&push));
+    assert!(text(&push).contains("wrong password"), "{}", text(&push));
+    assert!(
+        !text(&push).contains("from the key cache"),
+        "{}",
+        text(&push)
+    );
+    assert_eq!(files_in(&cache), entries);
+    assert_eq!(
+        std::fs::read(&entries[0]).unwrap(),
+        entry,
+        "the entry is kept"
+    );
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let fetch = setup
+        .drkit(&[
+            "wal",
+            "fetch",
+            "000000010000000000000004",
+            dir.join("back").to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(fetch.status.code(), Some(1), "{}", text(&fetch));
+
+    // Every segment pushed comes back.
+    for n in 1..=3 {
+        let name = format!("0000000100000000000000{n:02X}");
+        let back = dir.join("back");
+        let fetch = setup
+            .drkit(&["wal", "fetch", &name, back.to_str().unwrap()])
+            .await;
+        assert!(fetch.status.success(), "{}", text(&fetch));
+        assert!(std::fs::read(&back).unwrap() == segment_bytes(n));
+    }
+
+    // DRKIT_KEY_CACHE=off: no cache, the key derived.
+    let push = setup
+        .drkit_with(
+            &["wal", "push", fourth.to_str().unwrap()],
+            &[("RUST_LOG", "dr_storage=debug"), ("DRKIT_KEY_CACHE", "off")],
+        )
+        .await;
+    assert!(push.status.success(), "{}", text(&push));
+    assert!(!text(&push).contains("key cache"), "{}", text(&push));
+    let push = setup
+        .drkit_with(
+            &["wal", "push", fourth.to_str().unwrap()],
+            &[("DRKIT_KEY_CACHE", "maybe")],
+        )
+        .await;
+    assert_eq!(push.status.code(), Some(2), "{}", text(&push));
+    assert!(text(&push).contains("DRKIT_KEY_CACHE"), "{}", text(&push));
+
+    // A cache directory others may read is not used, and says so.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let push = setup
+        .drkit_with(&["wal", "push", segment(5).to_str().unwrap()], &debug)
+        .await;
+    assert!(push.status.success(), "{}", text(&push));
+    assert!(
+        text(&push).contains("key cache not used"),
+        "{}",
+        text(&push)
+    );
+    assert!(
+        !text(&push).contains("from the key cache"),
+        "{}",
+        text(&push)
+    );
+}
+
+#[tokio::test]
+async fn without_a_setting_the_key_is_cached_under_the_users_cache_directory() {
+    let setup = Setup::new(1, "unused", r#"{ rto = "30m", rpo = "0s" }"#);
+    let init = setup.drkit(&["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+    let segment = setup.dir.path().join("000000010000000000000001");
+    std::fs::write(&segment, segment_bytes(1)).unwrap();
+    // Setup::drkit points XDG_CACHE_HOME at a directory of the test's own.
+    let push = setup
+        .drkit(&["wal", "push", segment.to_str().unwrap()])
+        .await;
+    assert!(push.status.success(), "{}", text(&push));
+    let keys = setup.cache_home.path().join("drkit/keys");
+    assert_eq!(files_in(&keys).len(), 1);
+    assert_eq!(mode_of(&keys), 0o700);
+
+    // With key_cache = false, nothing is cached.
+    std::fs::remove_dir_all(&keys).unwrap();
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        config.replace("[[component]]", "key_cache = false\n\n[[component]]"),
+    )
+    .unwrap();
+    let push = setup
+        .drkit(&["wal", "push", segment.to_str().unwrap()])
+        .await;
+    assert!(push.status.success(), "{}", text(&push));
+    assert!(!keys.exists());
+
+    // A relative directory is a config error naming the field.
+    std::fs::write(
+        &setup.config,
+        config.replace("[[component]]", "key_cache = \"keys\"\n\n[[component]]"),
+    )
+    .unwrap();
+    let push = setup
+        .drkit(&["wal", "push", segment.to_str().unwrap()])
+        .await;
+    assert_eq!(push.status.code(), Some(2), "{}", text(&push));
+    assert!(
+        text(&push).contains("repository.key_cache") && text(&push).contains("relative"),
+        "{}",
+        text(&push)
+    );
 }

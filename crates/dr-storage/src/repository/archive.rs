@@ -45,17 +45,43 @@ impl ArchiveSink for Repository {
         data: &mut (dyn AsyncRead + Send + Unpin),
     ) -> dr_core::Result<SegmentInfo> {
         let mut raw = Vec::new();
-        let read = data
-            .take(MAX_SEGMENT + 1)
+        data.take(MAX_SEGMENT + 1)
             .read_to_end(&mut raw)
             .await
             .map_err(|e| dr_core::Error::io(format!("reading segment {name}"), e))?;
-        if read as u64 > MAX_SEGMENT {
-            return Err(dr_core::Error::invalid(
-                format!("segment {name}"),
-                "larger than 1 GiB",
-            ));
+        match self.put_segment_bytes(component, name, raw).await {
+            Err(Error::AlreadyExists { .. }) => Err(dr_core::Error::AlreadyExists {
+                what: format!("segment {name} of {component} (with other content)"),
+            }),
+            other => Ok(other?),
         }
+    }
+}
+
+impl Repository {
+    /// Stores archive segment `name` of `component` from bytes in memory,
+    /// as [`ArchiveSink::put_segment`] does from a reader, without copying
+    /// them first: for a caller that reads a whole file (`drkit wal push`,
+    /// once per WAL segment). It returns once the segment is durable in the
+    /// store. Storing the same bytes again succeeds.
+    ///
+    /// # Errors
+    /// `InvalidInput` for more than 1 GiB; `AlreadyExists` if the archive
+    /// holds other bytes under this name (they are kept); the store's error
+    /// if it failed.
+    pub async fn put_segment_bytes(
+        &self,
+        component: &ComponentId,
+        name: &SegmentName,
+        raw: Vec<u8>,
+    ) -> Result<SegmentInfo> {
+        if raw.len() as u64 > MAX_SEGMENT {
+            return Err(Error::InvalidInput {
+                what: format!("segment {name}"),
+                reason: "larger than 1 GiB".into(),
+            });
+        }
+        self.writable("storing an archive segment")?;
         let crypter = self.inner.crypter.clone();
         let level = self.inner.config.compression_level;
         let (info, stored) =
@@ -74,7 +100,7 @@ impl ArchiveSink for Repository {
             .await
         {
             Ok(()) => Ok(info),
-            Err(Error::AlreadyExists { .. }) => {
+            Err(Error::AlreadyExists { location, key }) => {
                 // Write-once: the same bytes again are fine, other bytes are not.
                 let existing = self.inner.backend.get_all(&key).await?;
                 let crypter = self.inner.crypter.clone();
@@ -86,12 +112,10 @@ impl ArchiveSink for Repository {
                 if old == info.sha256 {
                     Ok(info)
                 } else {
-                    Err(dr_core::Error::AlreadyExists {
-                        what: format!("segment {name} of {component} (with other content)"),
-                    })
+                    Err(Error::AlreadyExists { location, key })
                 }
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 }
@@ -158,9 +182,12 @@ impl ArchiveSource for Repository {
     }
 }
 
-/// A segment object: sealed [`segment_plain`].
+/// A segment object: [`segment_plain`], sealed where it lies (not copied).
 fn encode_segment(crypter: &Crypter, raw: &[u8], level: i32) -> Result<(SegmentInfo, Vec<u8>)> {
-    let (digest, plain) = segment_plain(raw, level, &[])?;
+    // Room for the nonce in front, which sealing writes.
+    let (digest, mut sealed) = segment_plain(raw, level, &vec![0; crypter.prefix_len()])?;
+    sealed.reserve_exact(crypter.overhead() - crypter.prefix_len());
+    crypter.seal_in_place(&mut sealed, SEGMENT_CONTEXT)?;
     let info = SegmentInfo {
         // The caller sets the real name.
         name: "segment"
@@ -169,7 +196,7 @@ fn encode_segment(crypter: &Crypter, raw: &[u8], level: i32) -> Result<(SegmentI
         size: raw.len() as u64,
         sha256: digest,
     };
-    Ok((info, crypter.seal(&plain, SEGMENT_CONTEXT)?))
+    Ok((info, sealed))
 }
 
 pub(super) fn decode_segment(
@@ -181,16 +208,43 @@ pub(super) fn decode_segment(
     parse_segment_plain(&plain, what)
 }
 
+/// Segments at least this large are hashed and compressed on three threads.
+const PARALLEL_MIN: usize = 4 << 20;
+
 /// `prefix | sha256 (32) | raw length (u64 LE) | compression (u8) | body`:
 /// the plaintext of a segment (with no prefix) or of a journal record.
+///
+/// The body is one zstd frame, or, for a segment of [`PARALLEL_MIN`] bytes
+/// or more, two frames (each half of the segment compressed on a thread of
+/// its own, while a third computes the SHA-256), which decompress as one:
+/// `drkit wal push` runs once per segment, and its wait is the server's.
 pub(super) fn segment_plain(
     raw: &[u8],
     level: i32,
     prefix: &[u8],
 ) -> Result<(Sha256Digest, Vec<u8>)> {
-    let digest: [u8; 32] = Sha256::digest(raw).into();
-    let compressed =
-        zstd::bulk::compress(raw, level).map_err(|e| Error::io("compressing a segment", e))?;
+    let compress = |part: &[u8]| {
+        zstd::bulk::compress(part, level).map_err(|e| Error::io("compressing a segment", e))
+    };
+    let (digest, compressed): ([u8; 32], Vec<u8>) = if raw.len() < PARALLEL_MIN {
+        (Sha256::digest(raw).into(), compress(raw)?)
+    } else {
+        let (first, second) = raw.split_at(raw.len() / 2);
+        std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| Sha256::digest(raw));
+            let compressing = scope.spawn(|| compress(second));
+            let mut compressed = compress(first)?;
+            let thread_failed = || {
+                Error::io(
+                    "compressing a segment",
+                    io::Error::other("a thread panicked"),
+                )
+            };
+            compressed.extend_from_slice(&compressing.join().map_err(|_| thread_failed())??);
+            let digest = hashing.join().map_err(|_| thread_failed())?;
+            Ok::<_, Error>((digest.into(), compressed))
+        })?
+    };
     let (flag, body) = if compressed.len() < raw.len() {
         (1u8, compressed.as_slice())
     } else {
@@ -282,5 +336,57 @@ impl Repository {
         }
         lock.release().await?;
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{MasterKey, fill_random};
+
+    /// WAL-like bytes: records of counters and text, with runs of zeros.
+    fn wal_like(len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        let mut i = 0u64;
+        while out.len() < len {
+            out.extend_from_slice(&i.to_le_bytes());
+            out.extend_from_slice(format!("row {} of pgbench_accounts", i % 9973).as_bytes());
+            out.extend_from_slice(&[0; 40]);
+            i = i
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn segments_large_and_small_round_trip() {
+        let crypter = Crypter::Keyed(MasterKey::generate().unwrap());
+        for len in [
+            0,
+            1000,
+            PARALLEL_MIN - 1,
+            PARALLEL_MIN,
+            16 << 20,
+            (16 << 20) + 3,
+        ] {
+            let raw = wal_like(len);
+            let (info, stored) = encode_segment(&crypter, &raw, 1).unwrap();
+            assert_eq!(info.size, len as u64);
+            assert_eq!(info.sha256.as_bytes()[..], Sha256::digest(&raw)[..]);
+            if len > 1000 {
+                assert!(stored.len() < len / 2, "{len}: {} stored", stored.len());
+            }
+            let (back, digest) = decode_segment(&crypter, &stored, "segment").unwrap();
+            assert!(back == raw, "{len} bytes come back as they went in");
+            assert_eq!(digest, info.sha256);
+        }
+        // Incompressible: stored as it is.
+        let mut noise = vec![0u8; PARALLEL_MIN + 5];
+        fill_random(&mut noise).unwrap();
+        let (_, plain) = segment_plain(&noise, 1, b"").unwrap();
+        assert_eq!(plain[40], 0);
+        assert_eq!(parse_segment_plain(&plain, "s").unwrap().0, noise);
     }
 }

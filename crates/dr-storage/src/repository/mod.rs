@@ -42,6 +42,7 @@ use crate::crypto::{
     Crypter, Id, KdfParams, MasterKey, Secret, WrappedKey, content_name, fill_random, hex,
 };
 use crate::error::{Error, Result};
+use crate::key_cache::{CacheEntry, KeyCache, Lookup};
 use crate::pack::BlobEntry;
 
 mod archive;
@@ -222,6 +223,62 @@ impl InitOptions {
     }
 }
 
+/// How to open an existing repository: the secret that unlocks an encrypted
+/// one and, optionally, a [`KeyCache`] that saves the key derivation on the
+/// next open.
+///
+/// ```
+/// use dr_storage::{KeyCache, OpenOptions, Secret};
+///
+/// let options = OpenOptions::new()
+///     .secret(Secret::password("correct horse"))
+///     .key_cache(KeyCache::new("/var/lib/postgresql/.cache/drkit/keys")?);
+/// assert!(options.key_cache.is_some());
+/// # Ok::<(), dr_storage::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// The password or key file; needed if the repository is encrypted.
+    pub secret: Option<Secret>,
+    /// Where unlocked keys are cached; none if not given.
+    pub key_cache: Option<KeyCache>,
+}
+
+impl OpenOptions {
+    /// No secret and no key cache: enough for an unencrypted repository.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`OpenOptions::secret`].
+    #[must_use]
+    pub fn secret(mut self, secret: Secret) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// Sets [`OpenOptions::key_cache`].
+    #[must_use]
+    pub fn key_cache(mut self, cache: KeyCache) -> Self {
+        self.key_cache = Some(cache);
+        self
+    }
+}
+
+/// Where an open repository's key came from ([`Repository::key_origin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyOrigin {
+    /// The repository is not encrypted: it has no key.
+    Unencrypted,
+    /// Derived from the secret with Argon2id and unwrapped from a key file
+    /// (by [`Repository::init`] or an open that found no cached key).
+    Derived,
+    /// From a [`KeyCache`] entry the secret opened: no key derivation ran.
+    Cache,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
@@ -274,6 +331,8 @@ struct Inner {
     concurrency: usize,
     /// Opened with [`Repository::open_read_only`]: no locks, no writes.
     read_only: bool,
+    /// Where the key came from.
+    key_origin: KeyOrigin,
 }
 
 /// Where every known blob is, and which index files that came from.
@@ -384,7 +443,11 @@ impl Repository {
             pack_size: options.pack_size,
             object_lock: options.object_lock,
         };
-        let repo = Self::assemble(backend, crypter, config, false);
+        let origin = match crypter {
+            Crypter::Plain => KeyOrigin::Unencrypted,
+            Crypter::Keyed(_) => KeyOrigin::Derived,
+        };
+        let repo = Self::assemble(backend, crypter, origin, config, false);
         let backend = &repo.inner.backend;
         if let Some(wrapped) = wrapped {
             let bytes =
@@ -414,17 +477,51 @@ impl Repository {
 
     /// Opens an existing repository. `secret` is needed if it is encrypted.
     ///
+    /// Every read-write open first checks that the store honours create-only
+    /// writes (a write, a second create-only write of the same key that
+    /// must fail, a delete): concurrent backups, prune and leases rely on it.
+    /// [`Repository::open_with`] with a [`KeyCache`] makes that check once
+    /// per store.
+    ///
     /// # Errors
     /// `NotFound` if there is no repository; `WrongPassword`;
     /// `UnsupportedVersion` for a newer format; `Unsupported` if the store does
     /// not honour create-only writes; `Corrupt` for a damaged config.
     pub async fn open(backend: Arc<dyn WriteBackend>, secret: Option<&Secret>) -> Result<Self> {
+        Self::open_with(backend, open_options(secret)).await
+    }
+
+    /// Opens an existing repository as [`Repository::open`] does, with the
+    /// secret and key cache of `options`.
+    ///
+    /// With a key cache, the key is taken from the cache entry the secret
+    /// opens, without Argon2id ([`Repository::key_origin`] says
+    /// [`KeyOrigin::Cache`]); without one that opens, it is derived as
+    /// always and the entry written afterwards. The create-only check is
+    /// made once per store: the entry remembers the store it passed on.
+    /// See [`KeyCache`] for what the cache holds and when it is not used.
+    ///
+    /// # Errors
+    /// As [`Repository::open`]. A key cache never adds one: an entry that
+    /// cannot be read, opened or written is passed over (and logged).
+    pub async fn open_with(backend: Arc<dyn WriteBackend>, options: OpenOptions) -> Result<Self> {
         let config = read_config(backend.as_ref()).await?;
-        check_create_only(backend.as_ref()).await?;
-        let crypter = crypter_for(backend.as_ref(), &config, secret).await?;
+        let unlocked = crypter_for(backend.as_ref(), &config, &options).await?;
+        let store = backend.location();
+        if unlocked.checked_store() == Some(store.as_str()) {
+            tracing::debug!(
+                store,
+                "create-only check skipped: the key cache says it passed on this store"
+            );
+        } else {
+            check_create_only(backend.as_ref()).await?;
+            // A derived key is cached here, and a cached one learns the store.
+            unlocked.remember(Some(&store)).await;
+        }
         // The index is read when it is first needed (a backup or a read),
         // not here: archive segments (WAL) never need it.
-        Ok(Self::assemble(backend, crypter, config, false))
+        let (crypter, origin) = (unlocked.crypter, unlocked.origin);
+        Ok(Self::assemble(backend, crypter, origin, config, false))
     }
 
     /// Opens an existing repository for reading only, with credentials that
@@ -444,10 +541,35 @@ impl Repository {
         backend: Arc<dyn ReadBackend>,
         secret: Option<&Secret>,
     ) -> Result<Self> {
+        Self::open_read_only_with(backend, open_options(secret)).await
+    }
+
+    /// Opens an existing repository for reading only, as
+    /// [`Repository::open_read_only`] does, with the secret and key cache
+    /// of `options` (see [`Repository::open_with`]). Nothing is written to
+    /// the store; a key derived here is written to the key cache, a local
+    /// directory.
+    ///
+    /// # Errors
+    /// As [`Repository::open_read_only`].
+    pub async fn open_read_only_with(
+        backend: Arc<dyn ReadBackend>,
+        options: OpenOptions,
+    ) -> Result<Self> {
         let backend: Arc<dyn WriteBackend> = Arc::new(ReadOnly::new(backend));
         let config = read_config(backend.as_ref()).await?;
-        let crypter = crypter_for(backend.as_ref(), &config, secret).await?;
-        Ok(Self::assemble(backend, crypter, config, true))
+        let unlocked = crypter_for(backend.as_ref(), &config, &options).await?;
+        if unlocked.origin == KeyOrigin::Derived {
+            unlocked.remember(None).await;
+        }
+        let (crypter, origin) = (unlocked.crypter, unlocked.origin);
+        Ok(Self::assemble(backend, crypter, origin, config, true))
+    }
+
+    /// Where the key this repository was opened with came from: none
+    /// (unencrypted), derived from the secret, or a [`KeyCache`].
+    pub fn key_origin(&self) -> KeyOrigin {
+        self.inner.key_origin
     }
 
     /// Whether the repository was opened with [`Repository::open_read_only`].
@@ -497,29 +619,83 @@ async fn read_config(backend: &dyn WriteBackend) -> Result<Config> {
     Ok(config)
 }
 
+/// The options of [`Repository::open`]: the secret, no key cache.
+fn open_options(secret: Option<&Secret>) -> OpenOptions {
+    OpenOptions {
+        secret: secret.cloned(),
+        key_cache: None,
+    }
+}
+
 /// The key that opens the repository's objects.
 async fn crypter_for(
     backend: &dyn WriteBackend,
     config: &Config,
-    secret: Option<&Secret>,
-) -> Result<Crypter> {
+    options: &OpenOptions,
+) -> Result<Unlocked> {
     if !config.encrypted {
-        return Ok(Crypter::Plain);
+        return Ok(Unlocked {
+            crypter: Crypter::Plain,
+            origin: KeyOrigin::Unencrypted,
+            cached: None,
+        });
     }
-    let secret = secret.ok_or_else(|| Error::InvalidInput {
+    let secret = options.secret.as_ref().ok_or_else(|| Error::InvalidInput {
         what: "secret".into(),
         reason: format!(
             "the repository at {} is encrypted: give its password or key file",
             backend.location()
         ),
     })?;
-    unlock(backend, secret).await
+    unlock(backend, &config.id, secret, options.key_cache.as_ref()).await
+}
+
+/// A repository's key, where it came from, and its key cache entry.
+struct Unlocked {
+    crypter: Crypter,
+    origin: KeyOrigin,
+    cached: Option<Cached>,
+}
+
+/// The key cache entry of an unlocked key.
+struct Cached {
+    cache: KeyCache,
+    entry: CacheEntry,
+    master: MasterKey,
+    /// The store the create-only check passed on, as the entry remembers it.
+    checked: Option<String>,
+}
+
+impl Unlocked {
+    /// The store on which the key cache says the create-only check passed.
+    fn checked_store(&self) -> Option<&str> {
+        self.cached.as_ref()?.checked.as_deref()
+    }
+
+    /// Writes the key cache entry, remembering `checked` (the store on which
+    /// the create-only check just passed), if there is a cache. Failures
+    /// are logged, not returned.
+    async fn remember(&self, checked: Option<&str>) {
+        let Some(cached) = &self.cached else {
+            return;
+        };
+        let cache = cached.cache.clone();
+        let entry = cached.entry.clone();
+        let master = cached.master.clone();
+        let note = checked.unwrap_or_default().as_bytes().to_vec();
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || cache.store(&entry, &master, &note)).await
+        {
+            tracing::warn!(error = %e, "key cache entry not written");
+        }
+    }
 }
 
 impl Repository {
     fn assemble(
         backend: Arc<dyn WriteBackend>,
         crypter: Crypter,
+        key_origin: KeyOrigin,
         config: Config,
         read_only: bool,
     ) -> Self {
@@ -534,6 +710,7 @@ impl Repository {
                 index: RwLock::new(Index::default()),
                 concurrency,
                 read_only,
+                key_origin,
             }),
             lock_wait: DEFAULT_LOCK_WAIT,
         }
@@ -546,6 +723,12 @@ impl Repository {
     pub fn with_lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = wait;
         self
+    }
+
+    /// How blobs are sealed and named: what tests compare to tell keys apart.
+    #[cfg(test)]
+    pub(crate) fn crypter(&self) -> &Crypter {
+        &self.inner.crypter
     }
 
     /// The store the repository is on.
@@ -738,18 +921,89 @@ async fn check_create_only(backend: &dyn WriteBackend) -> Result<()> {
     }
 }
 
-async fn unlock(backend: &dyn WriteBackend, secret: &Secret) -> Result<Crypter> {
-    let keys = backend.list("keys/").await?;
-    for object in keys {
+/// Unlocks the repository `id`: from the first key cache entry `secret`
+/// opens, else by deriving the key of each key file in turn.
+async fn unlock(
+    backend: &dyn WriteBackend,
+    id: &str,
+    secret: &Secret,
+    cache: Option<&KeyCache>,
+) -> Result<Unlocked> {
+    let mut keys = Vec::new();
+    for object in backend.list("keys/").await? {
         let raw = backend.get_all(&object.key).await?;
+        keys.push((object.key, raw));
+    }
+    // Each key file that parses, by the content name of its bytes: the
+    // address of its cache entries. One that does not parse fails below.
+    let parsed: Vec<(usize, String, WrappedKey)> = keys
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, raw))| {
+            let wrapped = serde_json::from_slice(raw).ok()?;
+            Some((i, content_name(raw), wrapped))
+        })
+        .collect();
+    let mut entries: Vec<(usize, CacheEntry)> = Vec::new();
+    if let Some(cache) = cache
+        && let Some(found) = cache.entries(
+            id,
+            parsed.iter().map(|(_, name, w)| (name.as_str(), w)),
+            secret,
+        )
+    {
+        entries = parsed.iter().map(|(i, ..)| *i).zip(found).collect();
+        let lookup = {
+            let cache = cache.clone();
+            let all: Vec<CacheEntry> = entries.iter().map(|(_, e)| e.clone()).collect();
+            tokio::task::spawn_blocking(move || cache.find(&all))
+                .await
+                .map_err(join_error)?
+        };
+        match lookup {
+            Lookup::Hit {
+                index,
+                master,
+                note,
+            } => {
+                let checked = String::from_utf8(note).ok().filter(|s| !s.is_empty());
+                return Ok(Unlocked {
+                    crypter: Crypter::Keyed(master.clone()),
+                    origin: KeyOrigin::Cache,
+                    cached: Some(Cached {
+                        cache: cache.clone(),
+                        entry: entries.swap_remove(index).1,
+                        master,
+                        checked,
+                    }),
+                });
+            }
+            Lookup::Refused => entries.clear(),
+            Lookup::Miss => {}
+        }
+    }
+    for (i, (key, raw)) in keys.iter().enumerate() {
         let wrapped: WrappedKey =
-            serde_json::from_slice(&raw).map_err(|e| Error::corrupt(&object.key, e.to_string()))?;
-        let secret = secret.clone();
-        let opened = tokio::task::spawn_blocking(move || wrapped.unwrap_with(&secret))
+            serde_json::from_slice(raw).map_err(|e| Error::corrupt(key, e.to_string()))?;
+        let owned = secret.clone();
+        let opened = tokio::task::spawn_blocking(move || wrapped.unwrap_with(&owned))
             .await
             .map_err(|e| Error::io("deriving the key", io::Error::other(e)))??;
         if let Some(master) = opened {
-            return Ok(Crypter::Keyed(master));
+            let cached = match (cache, entries.iter().position(|(k, _)| *k == i)) {
+                (Some(cache), Some(at)) => Some(Cached {
+                    cache: cache.clone(),
+                    entry: entries.swap_remove(at).1,
+                    master: master.clone(),
+                    checked: None,
+                }),
+                _ => None,
+            };
+            return Ok(Unlocked {
+                crypter: Crypter::Keyed(master),
+                origin: KeyOrigin::Derived,
+                cached,
+            });
         }
     }
     Err(Error::WrongPassword {

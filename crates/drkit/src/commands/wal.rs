@@ -5,11 +5,19 @@
 //! archive_command = 'drkit --config /etc/drkit/drkit.toml wal push %p'
 //! restore_command = 'drkit --config /etc/drkit/drkit.toml wal fetch %f %p'
 //! ```
+//!
+//! A push runs once per segment, so it must be cheap: the repository is
+//! opened through the user's key cache (the config's `key_cache`), so only
+//! the first push derives the key and checks the store's create-only
+//! writes; the file is read whole and handed to the repository without a
+//! copy. It still exits 0 only once the segment is durable in the store
+//! (on a local directory: written, fsynced, linked into place and the
+//! directory fsynced).
 
 use std::ffi::OsString;
 use std::path::Path;
 
-use dr_core::{ArchiveSink, ComponentId, ErrorKind, JournalSource, SegmentName};
+use dr_core::{ComponentId, ErrorKind, JournalSource, SegmentName};
 use dr_postgres::{ArchivedWal, WalSegmentSize, fetch_wal};
 use dr_storage::Repository;
 use tokio::io::AsyncWriteExt;
@@ -35,31 +43,45 @@ pub(crate) async fn push(
             "{file_name:?} cannot be stored in the archive: {e}"
         ))
     })?;
-    let mut file = tokio::fs::File::open(path)
+    let expected = match ArchivedWal::parse(file_name, size) {
+        Some(ArchivedWal::Segment(_)) => Some(size.bytes()),
+        _ => None,
+    };
+    // Read whole, in one go off the runtime: the segment is handed to the
+    // repository as it is, without a copy.
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || read_whole(&owned, expected))
         .await
-        .map_err(|e| Failure::of(format_args!("opening {}", path.display()), &e))?;
-    if let Some(ArchivedWal::Segment(_)) = ArchivedWal::parse(file_name, size) {
-        let len = file
-            .metadata()
-            .await
-            .map_err(|e| Failure::of(format_args!("reading {}", path.display()), &e))?
-            .len();
-        if len != size.bytes() {
-            return Err(Failure::Failed(format!(
-                "{} has {len} bytes, but this cluster's WAL segments have {} \
-                 (the component's wal_segment_size)",
-                path.display(),
-                size.bytes()
-            )));
-        }
-    }
-    match repo.put_segment(component, &name, &mut file).await {
+        .map_err(|e| Failure::of(format_args!("reading {}", path.display()), &e))?
+        .map_err(|e| Failure::of(format_args!("reading {}", path.display()), &e))?;
+    let data = read.map_err(|len| {
+        Failure::Failed(format!(
+            "{} has {len} bytes, but this cluster's WAL segments have {} \
+             (the component's wal_segment_size)",
+            path.display(),
+            size.bytes()
+        ))
+    })?;
+    match repo.put_segment_bytes(component, &name, data).await {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(Failure::Failed(format!(
             "{name} is already archived for {component} with different content; not overwriting it"
         ))),
         Err(e) => Err(Failure::of(format_args!("archiving {name}"), &e)),
     }
+}
+
+/// The bytes of the file at `path`, or its length if it is not `expected`.
+fn read_whole(path: &Path, expected: Option<u64>) -> std::io::Result<Result<Vec<u8>, u64>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if expected.is_some_and(|bytes| bytes != len) {
+        return Ok(Err(len));
+    }
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.read_to_end(&mut data)?;
+    Ok(Ok(data))
 }
 
 /// Writes the archived file `file` of `component` to `dest`, atomically

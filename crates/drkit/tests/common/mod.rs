@@ -26,11 +26,14 @@ pub(crate) fn owner_of(path: &Path) -> (u32, u32) {
 }
 
 /// A config file, its repository directory and password file, all usable by
-/// the server's user.
+/// the server's user; and the directory the binary, run by the test,
+/// caches keys under (its `XDG_CACHE_HOME`), apart so that the test's user
+/// keeps it when the rest is given to the server's.
 pub(crate) struct Setup {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) config: PathBuf,
     pub(crate) repo: PathBuf,
+    pub(crate) cache_home: tempfile::TempDir,
 }
 
 impl Setup {
@@ -74,7 +77,12 @@ tls = {{ mode = "disable" }}
             ),
         )
         .unwrap();
-        Self { dir, config, repo }
+        Self {
+            dir,
+            config,
+            repo,
+            cache_home: tempfile::tempdir().unwrap(),
+        }
     }
 
     /// Replaces the config's `[repository]` table with `table`.
@@ -117,6 +125,8 @@ tls = {{ mode = "disable" }}
             .arg(&self.config)
             .args(args)
             .env_remove("DRKIT_CONFIG")
+            .env_remove("DRKIT_KEY_CACHE")
+            .env("XDG_CACHE_HOME", self.cache_home.path())
             .envs(env.iter().copied())
             .output()
             .await
