@@ -22,16 +22,18 @@ use crate::schedule::{Cron, Schedule};
 use crate::secret::SecretSource;
 
 #[cfg(feature = "postgres")]
-use crate::postgres::{PostgresSettings, RawConnection};
+use crate::postgres::{DumpSettings, PostgresSettings, RawConnection, RawDatabases};
 
 /// The component kinds this build can handle.
 const COMPILED_KINDS: &[&str] = &[
     #[cfg(feature = "postgres")]
     "postgres",
+    #[cfg(feature = "postgres")]
+    "postgres-dump",
 ];
 
 /// Every kind drkit has a cargo feature for, compiled in or not.
-const FEATURE_KINDS: &[&str] = &["postgres"];
+const FEATURE_KINDS: &[&str] = &["postgres", "postgres-dump"];
 
 /// The `drkit` config file, parsed and checked.
 ///
@@ -245,6 +247,8 @@ pub struct Component {
 enum Settings {
     #[cfg(feature = "postgres")]
     Postgres(PostgresSettings),
+    #[cfg(feature = "postgres")]
+    PostgresDump(DumpSettings),
 }
 
 impl Component {
@@ -273,11 +277,31 @@ impl Component {
         &self.schedules
     }
 
-    /// The PostgreSQL settings of a `postgres` component.
+    /// The PostgreSQL settings of a `postgres` component (physical backups
+    /// and WAL).
     #[cfg(feature = "postgres")]
     pub fn postgres(&self) -> Option<&PostgresSettings> {
         match &self.settings {
             Settings::Postgres(settings) => Some(settings),
+            Settings::PostgresDump(_) => None,
+        }
+    }
+
+    /// The settings of a `postgres-dump` component (logical backups).
+    #[cfg(feature = "postgres")]
+    pub fn postgres_dump(&self) -> Option<&DumpSettings> {
+        match &self.settings {
+            Settings::PostgresDump(settings) => Some(settings),
+            Settings::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL connection of either PostgreSQL kind.
+    #[cfg(feature = "postgres")]
+    pub fn connection(&self) -> &PostgresSettings {
+        match &self.settings {
+            Settings::Postgres(settings) => settings,
+            Settings::PostgresDump(settings) => settings.connection(),
         }
     }
 }
@@ -290,17 +314,21 @@ pub enum Job {
     Backup,
     /// Verify the latest backup against its manifest.
     Verify,
+    /// Restore the latest backup into a scratch server, check it, time it
+    /// against the RTO, and remove the server.
+    RestoreTest,
 }
 
 impl Job {
     /// Every job, in the order a config lists them.
-    pub const ALL: [Job; 2] = [Job::Backup, Job::Verify];
+    pub const ALL: [Job; 3] = [Job::Backup, Job::Verify, Job::RestoreTest];
 
     /// The name as written in the file.
     pub const fn as_str(self) -> &'static str {
         match self {
             Job::Backup => "backup",
             Job::Verify => "verify",
+            Job::RestoreTest => "restore-test",
         }
     }
 }
@@ -321,7 +349,7 @@ impl FromStr for Job {
             .ok_or_else(|| Error::Invalid {
                 what: "job",
                 input: s.to_owned(),
-                reason: "expected backup or verify".to_owned(),
+                reason: "expected backup, verify or restore-test".to_owned(),
             })
     }
 }
@@ -521,7 +549,7 @@ impl FromConfig for Location {
 }
 
 impl FromConfig for Job {
-    const EXPECTED: &'static str = "a job name: \"backup\" or \"verify\"";
+    const EXPECTED: &'static str = "a job name: \"backup\", \"verify\" or \"restore-test\"";
 
     fn from_config(text: &str) -> std::result::Result<Self, String> {
         text.parse().map_err(|_| format!("unknown job {text:?}"))
@@ -593,6 +621,12 @@ struct RawComponent {
     wal_archiving: Option<bool>,
     #[cfg(feature = "postgres")]
     connection: Option<Spanned<RawConnection>>,
+    #[cfg(feature = "postgres")]
+    databases: Option<Spanned<RawDatabases>>,
+    #[cfg(feature = "postgres")]
+    globals: Option<Spanned<bool>>,
+    #[cfg(feature = "postgres")]
+    pg_bin: Option<Spanned<std::path::PathBuf>>,
     // Without the feature, a `postgres` component is refused by its kind.
     #[cfg(not(feature = "postgres"))]
     #[allow(dead_code)]
@@ -600,6 +634,15 @@ struct RawComponent {
     #[cfg(not(feature = "postgres"))]
     #[allow(dead_code)]
     connection: Option<de::IgnoredAny>,
+    #[cfg(not(feature = "postgres"))]
+    #[allow(dead_code)]
+    databases: Option<de::IgnoredAny>,
+    #[cfg(not(feature = "postgres"))]
+    #[allow(dead_code)]
+    globals: Option<de::IgnoredAny>,
+    #[cfg(not(feature = "postgres"))]
+    #[allow(dead_code)]
+    pg_bin: Option<de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -790,9 +833,36 @@ impl RawComponent {
                 schedule: schedule(s.cron, s.timezone),
             })
             .collect();
+        #[cfg(feature = "postgres")]
+        let pg_bin = match self.pg_bin {
+            Some(path) if !path.get_ref().is_absolute() => {
+                return Err(source.error(
+                    Some(path.span()),
+                    &at("pg_bin"),
+                    "a relative path; expected the absolute directory of PostgreSQL's programs \
+                     (pg_config --bindir)",
+                ));
+            }
+            other => other.map(Spanned::into_inner),
+        };
         let settings = match kind.as_str() {
             #[cfg(feature = "postgres")]
             "postgres" => {
+                for (present, field) in [
+                    (self.databases.as_ref().map(Spanned::span), "databases"),
+                    (self.globals.as_ref().map(Spanned::span), "globals"),
+                ] {
+                    if let Some(span) = present {
+                        return Err(source.error(
+                            Some(span),
+                            &at(field),
+                            &format!(
+                                "`{field}` is for postgres-dump components (logical backups); \
+                                 expected it only there"
+                            ),
+                        ));
+                    }
+                }
                 let Some(wal_archiving) = self.wal_archiving else {
                     return Err(source.error(
                         Some(span),
@@ -808,13 +878,52 @@ impl RawComponent {
                          (host, port, user, tls)",
                     ));
                 };
-                Settings::Postgres(PostgresSettings::check(
+                Settings::Postgres(
+                    PostgresSettings::check(
+                        connection,
+                        wal_archiving,
+                        &id,
+                        source,
+                        &at("connection"),
+                    )?
+                    .with_pg_bin(pg_bin),
+                )
+            }
+            #[cfg(feature = "postgres")]
+            "postgres-dump" => {
+                if self.wal_archiving.is_some() {
+                    return Err(source.error(
+                        Some(span),
+                        &at("wal_archiving"),
+                        "`wal_archiving` is for postgres components; a dump archives no WAL",
+                    ));
+                }
+                let Some(connection) = self.connection else {
+                    return Err(source.error(
+                        Some(span),
+                        &at("connection"),
+                        "missing table `connection`; expected the PostgreSQL connection \
+                         (host, port, user, tls)",
+                    ));
+                };
+                let Some(databases) = self.databases else {
+                    return Err(source.error(
+                        Some(span),
+                        &at("databases"),
+                        "missing field `databases`; expected \"all\" or a list of database names",
+                    ));
+                };
+                let databases = databases.into_inner().check().map_err(|message| {
+                    source.error(Some(span.clone()), &at("databases"), &message)
+                })?;
+                let connection =
+                    PostgresSettings::check(connection, false, &id, source, &at("connection"))?
+                        .with_pg_bin(pg_bin);
+                Settings::PostgresDump(DumpSettings::new(
                     connection,
-                    wal_archiving,
-                    &id,
-                    source,
-                    &at("connection"),
-                )?)
+                    databases,
+                    self.globals.is_none_or(Spanned::into_inner),
+                ))
             }
             _ => {
                 let _ = span;

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use dr_core::ComponentId;
-use dr_postgres::BaseBackup;
 use dr_storage::{
     InitOptions, KeyCache, Location, LocationOptions, OpenOptions, Repository, Secret,
 };
@@ -201,25 +200,33 @@ impl Context {
         })
     }
 
-    /// The connection settings and TLS of a PostgreSQL component.
+    /// The connection settings and TLS of a PostgreSQL component (either kind).
     pub(crate) async fn postgres(
         &self,
         component: &Component,
     ) -> Result<(tokio_postgres::Config, dr_postgres::Tls), Failure> {
-        let settings = component.postgres().ok_or_else(|| {
-            Failure::Usage(format!("{} is not a PostgreSQL component", component.id()))
-        })?;
-        settings
+        component
+            .connection()
             .resolve(env)
             .await
             .map_err(|e| Failure::Failed(failure_text(&e)))
     }
 
-    /// The base backup of component `id`.
-    pub(crate) async fn base_backup(&self, id: &str) -> Result<BaseBackup, Failure> {
-        let component = self.component(id)?;
-        let (config, tls) = self.postgres(component).await?;
-        Ok(BaseBackup::new(component.id().clone(), config, tls))
+    /// The OS user a PostgreSQL this process starts runs as: none when not
+    /// root; as root, the `postgres` user, which PostgreSQL's packages create.
+    pub(crate) fn postgres_os_user(&self) -> Result<Option<(u32, u32)>, Failure> {
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(None);
+        }
+        match nix::unistd::User::from_name("postgres") {
+            Ok(Some(user)) => Ok(Some((user.uid.as_raw(), user.gid.as_raw()))),
+            _ => Err(Failure::Usage(
+                "running as root, drkit starts PostgreSQL as the postgres OS user, and there is \
+                 none: create it (Debian's postgresql package does), or run drkit as the user \
+                 PostgreSQL should run as"
+                    .to_owned(),
+            )),
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 mod commands;
 mod context;
 mod failure;
+mod kinds;
 mod output;
 mod yaml;
 
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use dr_postgres::{DEFAULT_SEGMENT_SIZE, PgCtl, PitrRestore, WalSegmentSize};
+use dr_postgres::{DEFAULT_SEGMENT_SIZE, PgCtl, PitrRestore, SmokeCheck, WalSegmentSize};
 use dr_storage::SnapshotFilter;
 
 use crate::commands::target::TargetArg;
@@ -102,11 +103,11 @@ enum Command {
         component: String,
         /// What to recover to: latest, a time (2026-12-06T14:30:00Z),
         /// lsn:<lsn>[@<timeline>], name:<restore point>, or a snapshot id.
-        #[arg(long)]
+        #[arg(long, default_value = "latest")]
         to: TargetArg,
-        /// The new data directory: absent or empty.
+        /// The new data directory: absent or empty (postgres components).
         #[arg(long)]
-        target: PathBuf,
+        target: Option<PathBuf>,
         /// Who the restored files belong to, `<uid>:<gid>` (the server's
         /// user, when drkit runs as root).
         #[arg(long)]
@@ -131,6 +132,43 @@ enum Command {
         /// PostgreSQL's server programs (pg_ctl); default `pg_config --bindir`.
         #[arg(long, requires = "start")]
         pg_bin: Option<PathBuf>,
+        /// The dumped database to restore, when the dump holds several
+        /// (postgres-dump components).
+        #[arg(long)]
+        database: Option<String>,
+        /// The new database to restore into; default `<database>_restored`.
+        #[arg(long, conflicts_with = "over")]
+        into: Option<String>,
+        /// Restore over this existing database, dropping what the dump holds
+        /// there first (pg_restore --clean --if-exists).
+        #[arg(long)]
+        over: Option<String>,
+        /// Only this table (`schema.name`, or `name` in public), with its
+        /// indexes, constraints and sequences.
+        #[arg(long, conflicts_with = "schema")]
+        table: Option<String>,
+        /// Only this schema.
+        #[arg(long)]
+        schema: Option<String>,
+        /// Restore the roles and tablespaces first.
+        #[arg(long)]
+        globals: bool,
+        /// A check after the restore, `name=SQL`, passing when the query's
+        /// first value is neither NULL, false nor 0; repeatable.
+        #[arg(long = "check", value_parser = parse_label)]
+        checks: Vec<(String, String)>,
+    },
+    /// Restores the latest backup into a scratch server started for it,
+    /// checks it, times it against the RTO, and removes the server.
+    RestoreTest {
+        /// The component.
+        component: String,
+        /// A check on the restored data, `name=SQL`; repeatable.
+        #[arg(long = "check", value_parser = parse_label)]
+        checks: Vec<(String, String)>,
+        /// Saves the report as JSON.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Per component: the newest restorable point, its age, and the RPO
     /// objective met, at risk or missed (exit 3).
@@ -303,9 +341,16 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             labels,
             forget,
         } => {
-            let backup = cx.base_backup(&component).await?;
+            let settings = cx.component(&component)?;
+            if delta && settings.postgres_dump().is_some() {
+                return Err(Failure::Usage(format!(
+                    "{component} is a postgres-dump component: a dump has no delta \
+                     (the repository stores only what changed anyway)"
+                )));
+            }
+            let backup = kinds::backup_of(&cx, settings).await?;
             let repo = cx.repository(Access::ReadWrite).await?;
-            commands::backup::run(&backup, &repo, delta, &labels, &out).await?;
+            commands::backup::run(backup.as_ref(), &repo, delta, &labels, &out).await?;
             if forget {
                 commands::backup::forget_after(&repo, cx.component(&component)?, &out).await?;
             }
@@ -344,8 +389,55 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             port,
             socket_dir,
             pg_bin,
+            database,
+            into,
+            over,
+            table,
+            schema,
+            globals,
+            checks,
         } => {
             let settings = cx.component(&component)?;
+            let checks: Vec<SmokeCheck> = checks
+                .into_iter()
+                .map(|(name, sql)| SmokeCheck::new(name, sql))
+                .collect();
+            if settings.postgres_dump().is_some() {
+                let repo = cx.repository(Access::ReadOnly).await?;
+                let args = commands::dump::DumpRestoreArgs {
+                    to,
+                    database,
+                    into,
+                    over,
+                    table,
+                    schema,
+                    globals,
+                    checks,
+                    incident_at,
+                    report_file: report,
+                };
+                return commands::dump::restore(&cx, &repo, settings, args, &out).await;
+            }
+            let dump_only = [
+                ("--database", database.is_some()),
+                ("--into", into.is_some()),
+                ("--over", over.is_some()),
+                ("--table", table.is_some()),
+                ("--schema", schema.is_some()),
+                ("--globals", globals),
+                ("--check", !checks.is_empty()),
+            ];
+            if let Some((flag, _)) = dump_only.iter().find(|(_, given)| *given) {
+                return Err(Failure::Usage(format!(
+                    "{flag} is for postgres-dump components; {component} is restored \
+                     physically into --target"
+                )));
+            }
+            let Some(target) = target else {
+                return Err(Failure::Usage(format!(
+                    "restoring {component} needs --target <new data directory>"
+                )));
+            };
             let mut restore = PitrRestore::new(settings.id().clone(), &target);
             if let Some(Owner { uid, gid }) = owner {
                 restore = restore.owner(uid, gid);
@@ -374,6 +466,20 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             };
             commands::restore::run(restore, &repo, args, &out).await
         }
+        Command::RestoreTest {
+            component,
+            checks,
+            report,
+        } => {
+            let settings = cx.component(&component)?;
+            let checks: Vec<SmokeCheck> = checks
+                .into_iter()
+                .map(|(name, sql)| SmokeCheck::new(name, sql))
+                .collect();
+            let repo = cx.repository(Access::ReadOnly).await?;
+            commands::dump::restore_test(&cx, &repo, settings, &checks, report.as_deref(), &out)
+                .await
+        }
         Command::Status => {
             let repo = cx.repository(Access::ReadOnly).await?;
             commands::status::run(&repo, &cx.config, &out).await
@@ -385,8 +491,8 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             let repo = cx.repository(Access::ReadOnly).await?;
             match component {
                 Some(id) => {
-                    let id = cx.component(&id)?.id().clone();
-                    commands::maintenance::verify_component(&repo, &id, &out).await
+                    let component = cx.component(&id)?;
+                    commands::maintenance::verify_component(&repo, component, &out).await
                 }
                 None => commands::maintenance::verify(&repo, fraction, &out).await,
             }

@@ -97,6 +97,31 @@ impl fmt::Display for Plan<'_> {
                     writeln!(f, "  {:<11} from {password}", "password")?;
                 }
             }
+            #[cfg(feature = "postgres")]
+            if let Some(dump) = component.postgres_dump() {
+                let pg = dump.connection();
+                let databases = match dump.databases() {
+                    dr_postgres::Databases::Named(names) => names.join(", "),
+                    _ => "every database".to_owned(),
+                };
+                writeln!(
+                    f,
+                    "  {:<11} {}@{} port {}, tls {}: pg_dump of {databases}{}",
+                    "dump",
+                    pg.user(),
+                    pg.hosts().join(","),
+                    pg.port(),
+                    pg.tls().mode(),
+                    if dump.globals() {
+                        " and the globals"
+                    } else {
+                        ""
+                    },
+                )?;
+                if let Some(password) = pg.password() {
+                    writeln!(f, "  {:<11} from {password}", "password")?;
+                }
+            }
             if component.schedules().is_empty() {
                 writeln!(f, "  {:<11} none (run by hand)", "schedules")?;
             }

@@ -36,9 +36,44 @@ pub struct PostgresSettings {
     application_name: String,
     wal_segment_size: WalSegmentSize,
     tls: TlsSettings,
+    pg_bin: Option<PathBuf>,
 }
 
 impl PostgresSettings {
+    /// With PostgreSQL's programs in `dir`.
+    pub(crate) fn with_pg_bin(mut self, dir: Option<PathBuf>) -> Self {
+        self.pg_bin = dir;
+        self
+    }
+
+    /// Where PostgreSQL's programs are (`pg_bin`; else the `PATH`).
+    pub fn pg_tools(&self) -> dr_postgres::PgTools {
+        match &self.pg_bin {
+            Some(dir) => dr_postgres::PgTools::in_dir(dir),
+            None => dr_postgres::PgTools::from_path(),
+        }
+    }
+
+    /// The directory of PostgreSQL's programs, if the file names one.
+    pub fn pg_bin(&self) -> Option<&Path> {
+        self.pg_bin.as_deref()
+    }
+
+    /// How PostgreSQL's own programs (`pg_dump`, `pg_restore`) check the
+    /// server's certificate and present the client's.
+    pub fn libpq_tls(&self) -> dr_postgres::LibpqTls {
+        let tls = &self.tls;
+        let base = match (tls.mode, &tls.ca_file) {
+            (TlsMode::Disable, _) => dr_postgres::LibpqTls::disable(),
+            (TlsMode::VerifyCa, Some(ca)) => dr_postgres::LibpqTls::verify_ca(ca),
+            (TlsMode::VerifyFull, Some(ca)) => dr_postgres::LibpqTls::verify_full(ca),
+            _ => dr_postgres::LibpqTls::require(),
+        };
+        match &tls.client_cert {
+            Some((cert, key)) => base.client_certificate(cert, key),
+            None => base,
+        }
+    }
     /// The cluster's WAL segment size (`initdb --wal-segsize`; default
     /// 16MB), which the WAL commands check segments against.
     pub fn wal_segment_size(&self) -> WalSegmentSize {
@@ -473,6 +508,73 @@ impl PostgresSettings {
                 ca_file: tls.ca_file,
                 client_cert,
             },
+            pg_bin: None,
         })
+    }
+}
+
+/// A `postgres-dump` component's settings: the connection, which databases,
+/// and whether the globals (roles, tablespaces) are dumped too.
+#[derive(Debug, Clone)]
+pub struct DumpSettings {
+    connection: PostgresSettings,
+    databases: dr_postgres::Databases,
+    globals: bool,
+}
+
+impl DumpSettings {
+    pub(crate) fn new(
+        connection: PostgresSettings,
+        databases: dr_postgres::Databases,
+        globals: bool,
+    ) -> Self {
+        Self {
+            connection,
+            databases,
+            globals,
+        }
+    }
+
+    /// The server's connection settings.
+    pub fn connection(&self) -> &PostgresSettings {
+        &self.connection
+    }
+
+    /// Which databases are dumped.
+    pub fn databases(&self) -> &dr_postgres::Databases {
+        &self.databases
+    }
+
+    /// Whether the globals are dumped too (default true).
+    pub fn globals(&self) -> bool {
+        self.globals
+    }
+}
+
+/// `databases = "all"` or a list of names.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawDatabases {
+    Word(String),
+    Names(Vec<String>),
+}
+
+impl RawDatabases {
+    pub(crate) fn check(self) -> std::result::Result<dr_postgres::Databases, String> {
+        match self {
+            RawDatabases::Word(word) if word == "all" => Ok(dr_postgres::Databases::All),
+            RawDatabases::Word(word) => Err(format!(
+                "{word:?}; expected \"all\" or a list of database names such as [\"{word}\"]"
+            )),
+            RawDatabases::Names(names) if names.is_empty() => {
+                Err("an empty list; expected \"all\" or at least one database name".to_owned())
+            }
+            RawDatabases::Names(names) => {
+                if let Some(empty) = names.iter().position(String::is_empty) {
+                    return Err(format!("name {empty} is empty; expected database names"));
+                }
+                Ok(dr_postgres::Databases::Named(names))
+            }
+        }
     }
 }

@@ -572,7 +572,7 @@ fn an_unknown_kind() {
         "component[0].kind",
         &[
             "unknown component kind \"redis\"",
-            "expected one of [postgres]",
+            "expected one of [postgres, postgres-dump]",
         ],
     );
     // A kind the id does not have.
@@ -643,7 +643,7 @@ fn settings_that_contradict_each_other() {
         &err,
         line_of(GOMEET, "job = \"verify\""),
         "component[0].schedule[1].job",
-        &["backup\" or \"verify"],
+        &["\"backup\", \"verify\" or \"restore-test\""],
     );
     let err = gomeet_with("listen = \"0.0.0.0:9187\"", "listen = \"localhost\"");
     assert_error(

@@ -152,6 +152,22 @@ impl LogicalBackup {
         self
     }
 
+    /// Checks that `tools` has a `pg_dump` (and `pg_dumpall`) that can dump
+    /// a server of `server_version`; returns `pg_dump`'s version.
+    ///
+    /// # Errors
+    /// [`Error::Tool`] naming what is missing or both versions.
+    pub async fn check_tools(tools: &PgTools, server_version: &str) -> Result<String> {
+        let major = crate::replication::client::major_version(server_version).unwrap_or(0);
+        let version = tools
+            .check_version("pg_dump", server_version, major)
+            .await?;
+        tools
+            .check_version("pg_dumpall", server_version, major)
+            .await?;
+        Ok(version)
+    }
+
     /// The database the databases are listed from.
     fn maintenance_database(&self) -> &str {
         self.config.get_dbname().unwrap_or("postgres")

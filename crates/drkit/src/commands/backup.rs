@@ -2,7 +2,6 @@
 //! (`--delta`) against the component's latest full backup.
 
 use dr_core::{Backup, BackupBase, BackupReport, BackupRequest};
-use dr_postgres::BaseBackup;
 use dr_storage::Repository;
 
 use crate::failure::{Failure, Outcome};
@@ -10,7 +9,7 @@ use crate::output::{Output, bytes};
 
 /// Takes the backup and prints what it stored.
 pub(crate) async fn run(
-    backup: &BaseBackup,
+    backup: &dyn Backup,
     repo: &Repository,
     delta: bool,
     labels: &[(String, String)],
@@ -23,7 +22,7 @@ pub(crate) async fn run(
     for (key, value) in labels {
         request = request.label(key, value);
     }
-    let progress = out.progress("stream archives");
+    let progress = out.progress("backup");
     if let Some(progress) = &progress {
         request = request.progress(progress);
     }

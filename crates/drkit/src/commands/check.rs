@@ -3,7 +3,7 @@
 //! read-only so nothing is written) and each PostgreSQL server (reachable,
 //! the credentials right, the cluster's identity) — with the plan printed.
 
-use dr_postgres::replication::ReplicationClient;
+use dr_postgres::replication::{ReplicationClient, SqlClient};
 
 use crate::context::{Access, Context};
 use crate::failure::{Failure, Outcome};
@@ -15,6 +15,10 @@ pub(crate) async fn run(cx: &Context) -> Outcome {
     cx.out
         .line(format_args!("repository {}: opened", cx.location()));
     for component in cx.config.components() {
+        if let Some(dump) = component.postgres_dump() {
+            check_dump(cx, component, dump).await?;
+            continue;
+        }
         if component.postgres().is_none() {
             continue;
         }
@@ -63,5 +67,30 @@ pub(crate) async fn run(cx: &Context) -> Outcome {
             }
         }
     }
+    Ok(())
+}
+
+/// A `postgres-dump` component: the server answers SQL with these
+/// credentials, and the `pg_dump` found can dump it.
+async fn check_dump(
+    cx: &Context,
+    component: &drkit::Component,
+    dump: &drkit::DumpSettings,
+) -> Outcome {
+    let id = component.id();
+    let (config, tls) = cx.postgres(component).await?;
+    let database = config.get_dbname().unwrap_or("postgres").to_owned();
+    let sql = SqlClient::connect(&config, &tls, &database)
+        .await
+        .map_err(|e| Failure::of(format_args!("connecting to {id}"), &e))?;
+    let version = sql.server_version().unwrap_or("unknown").to_owned();
+    sql.close().await.ok();
+    let tools = dump.connection().pg_tools();
+    let pg_dump = dr_postgres::LogicalBackup::check_tools(&tools, &version)
+        .await
+        .map_err(|e| Failure::of(format_args!("checking pg_dump for {id}"), &e))?;
+    cx.out.line(format_args!(
+        "{id}: PostgreSQL {version} answers; pg_dump {pg_dump} can dump it"
+    ));
     Ok(())
 }

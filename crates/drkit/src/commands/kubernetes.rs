@@ -82,7 +82,8 @@ impl Secrets {
         let mut sources = vec![config.repository().password()];
         let mut files: Vec<&Path> = Vec::new();
         for component in config.components() {
-            if let Some(pg) = component.postgres() {
+            {
+                let pg = component.connection();
                 sources.extend(pg.password());
                 files.extend(pg.tls().ca_file());
                 if let Some((cert, key)) = pg.tls().client_cert() {
@@ -207,10 +208,13 @@ pub(crate) fn manifests(config: &Config, config_path: &Path, options: &ManifestO
     let mut volumes = vec![
         json!({ "name": "config", "configMap": { "name": format!("{name}-config") } }),
         json!({ "name": "cache", "emptyDir": {} }),
+        // Restore tests run a scratch server there; the root is read-only.
+        json!({ "name": "tmp", "emptyDir": {} }),
     ];
     let mut mounts = vec![
         json!({ "name": "config", "mountPath": CONFIG_DIR, "readOnly": true }),
         json!({ "name": "cache", "mountPath": CACHE_DIR }),
+        json!({ "name": "tmp", "mountPath": "/tmp" }),
     ];
     if let Some((volume, files)) = secrets.volume("secrets", &secret_name) {
         volumes.push(volume);
@@ -277,6 +281,8 @@ pub(crate) fn manifests(config: &Config, config_path: &Path, options: &ManifestO
                         "--component".to_owned(),
                         component.id().to_string(),
                     ],
+                    // The image then needs PostgreSQL's server programs.
+                    Job::RestoreTest => vec!["restore-test".to_owned(), component.id().to_string()],
                     other => {
                         return Err(Failure::Usage(format!("no CronJob runs a {other} job")));
                     }

@@ -3,7 +3,6 @@
 //! retention policy from the config) and `drkit prune` (remove what no
 //! snapshot needs).
 
-use dr_core::{ComponentId, VerificationReport};
 use dr_storage::{Damage, ForgetPlan, PruneOptions, Repository, SnapshotFilter, VerifyOptions};
 use drkit::{Component, Config};
 use serde_json::json;
@@ -53,37 +52,14 @@ pub(crate) async fn verify(repo: &Repository, fraction: f64, out: &Output) -> Ou
     }
 }
 
-/// Reads the latest base backup of `component` back and checks it against
-/// its own checksums; any problem is a failure naming the first.
-pub(crate) async fn verify_latest(
-    repo: &Repository,
-    component: &ComponentId,
-) -> Result<VerificationReport, Failure> {
-    let latest = dr_postgres::base_backups(repo, component)
-        .await
-        .map_err(|e| Failure::of(format_args!("listing the base backups of {component}"), &e))?
-        .pop()
-        .ok_or_else(|| Failure::Failed(format!("{component} has no base backup to verify")))?;
-    let report = dr_postgres::verify_base_backup(repo, &latest.id)
-        .await
-        .map_err(|e| Failure::of(format_args!("verifying snapshot {}", latest.id), &e))?;
-    if let Some(first) = report.findings.first() {
-        return Err(Failure::Failed(format!(
-            "snapshot {} of {component} has {} problems, the first: {first}",
-            latest.id,
-            report.findings.len()
-        )));
-    }
-    Ok(report)
-}
-
 /// `drkit verify --component`: the component's latest base backup checked.
 pub(crate) async fn verify_component(
     repo: &Repository,
-    component: &ComponentId,
+    component: &Component,
     out: &Output,
 ) -> Outcome {
-    let report = verify_latest(repo, component).await?;
+    let report = crate::kinds::verify_latest(repo, component).await?;
+    let component = component.id();
     if out.json {
         return out.json(&json!({
             "component": component.to_string(),

@@ -130,7 +130,7 @@ pub(crate) fn verdict(report: &RecoveryReport) -> Outcome {
     )))
 }
 
-fn save(report: &RecoveryReport, path: &Path) -> Outcome {
+pub(crate) fn save(report: &RecoveryReport, path: &Path) -> Outcome {
     let json = serde_json::to_vec_pretty(report).map_err(|e| Failure::of("the report", &e))?;
     std::fs::write(path, json)
         .map_err(|e| Failure::of(format_args!("saving the report to {}", path.display()), &e))

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use dr_core::{ArchiveSource, Compliance, JournalSource, Manifest};
-use dr_postgres::{DEFAULT_SEGMENT_SIZE, base_backups, newest_archived_transaction};
+use dr_postgres::{DEFAULT_SEGMENT_SIZE, newest_archived_transaction};
 use dr_storage::Repository;
 use drkit::{Component, Config};
 use jiff::Timestamp;
@@ -106,11 +106,7 @@ async fn standing(
     component: &Component,
     now: Timestamp,
 ) -> Result<Standing, Failure> {
-    let id = component.id();
-    let last_backup = base_backups(repo, id)
-        .await
-        .map_err(|e| Failure::of(format_args!("listing the base backups of {id}"), &e))?
-        .pop();
+    let last_backup = crate::kinds::latest_backup(repo, component).await?;
     let archives_wal = component.postgres().is_some_and(|p| p.wal_archiving());
     let wal = if archives_wal {
         wal_reaches(repo, component).await?

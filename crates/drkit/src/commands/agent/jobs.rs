@@ -13,8 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dr_core::{Backup, BackupRequest, ComponentId};
-use dr_postgres::{BaseBackup, base_backups};
+use dr_core::{BackupRequest, ComponentId};
 use drkit::{Job, Schedule};
 use jiff::Timestamp;
 
@@ -34,6 +33,7 @@ pub(crate) fn work_of(job: Job) -> Option<Work> {
     match job {
         Job::Backup => Some(Work::Backup),
         Job::Verify => Some(Work::Verify),
+        Job::RestoreTest => Some(Work::RestoreTest),
         _ => None,
     }
 }
@@ -128,15 +128,15 @@ async fn first_due(agent: &Agent, job: &JobKey, schedule: &Schedule) -> Option<D
     }
 }
 
-/// When the component's latest base backup was committed.
+/// When the component's latest backup was committed.
 async fn latest_backup(
     agent: &Agent,
     component: &ComponentId,
 ) -> Result<Option<Timestamp>, Failure> {
-    let bases = base_backups(agent.repo.as_ref(), component)
-        .await
-        .map_err(|e| Failure::of(format_args!("listing the base backups of {component}"), &e))?;
-    Ok(bases.iter().map(|m| m.committed_at).max())
+    let settings = agent.cx.component(component.as_str())?;
+    Ok(crate::kinds::latest_backup(&agent.repo, settings)
+        .await?
+        .map(|m| m.committed_at))
 }
 
 /// Runs `job`, retrying a failure with backoff while its next scheduled
@@ -198,6 +198,7 @@ async fn run_once(agent: &Agent, job: &JobKey, missed: Option<Timestamp>) -> Ran
     let result = match (&job.work, &job.component) {
         (Work::Backup, Some(component)) => backup(agent, component).await,
         (Work::Verify, Some(component)) => verify(agent, component).await,
+        (Work::RestoreTest, Some(component)) => restore_test(agent, component).await,
         (Work::Prune, _) => prune(agent).await,
         (_, None) => Err(Failure::Failed(format!("{job} names no component"))),
     };
@@ -216,9 +217,9 @@ async fn run_once(agent: &Agent, job: &JobKey, missed: Option<Timestamp>) -> Ran
 /// A base backup of `component`, then its retention.
 async fn backup(agent: &Agent, component: &ComponentId) -> Result<(), Failure> {
     let settings = agent.cx.component(component.as_str())?;
-    let (config, tls) = agent.cx.postgres(settings).await?;
+    let backup = crate::kinds::backup_of(&agent.cx, settings).await?;
     let started = Instant::now();
-    let report = BaseBackup::new(component.clone(), config, tls)
+    let report = backup
         .backup(BackupRequest::new(agent.repo.as_ref()).label("trigger", "schedule"))
         .await
         .map_err(|e| Failure::of(format_args!("backing up {component}"), &e))?;
@@ -239,8 +240,38 @@ async fn backup(agent: &Agent, component: &ComponentId) -> Result<(), Failure> {
 
 /// The latest base backup of `component`, read back and checked.
 async fn verify(agent: &Agent, component: &ComponentId) -> Result<(), Failure> {
-    let report = maintenance::verify_latest(&agent.repo, component).await?;
+    let settings = agent.cx.component(component.as_str())?;
+    let report = crate::kinds::verify_latest(&agent.repo, settings).await?;
     tracing::info!(%component, snapshot = %report.snapshot, bytes = report.bytes, "verified");
+    Ok(())
+}
+
+/// The latest backup restored into a scratch server, checked and timed.
+async fn restore_test(agent: &Agent, component: &ComponentId) -> Result<(), Failure> {
+    let settings = agent.cx.component(component.as_str())?;
+    let tested = crate::kinds::restore_test(&agent.cx, &agent.repo, settings, &[]).await?;
+    let passed = tested.is_ok();
+    let rto = tested.recovery.achieved_rto().as_duration();
+    agent.metrics.restore_tested(component, rto, passed);
+    if !tested.smoke.is_ok() {
+        let failed: Vec<String> = tested
+            .smoke
+            .failures()
+            .map(|o| format!("{}: {}", o.name, o.detail))
+            .collect();
+        return Err(Failure::Failed(format!(
+            "the restore test's checks failed: {}",
+            failed.join("; ")
+        )));
+    }
+    if !tested.recovery.objectives_met() {
+        return Err(Failure::MissedObjective(format!(
+            "the restore test took {}, more than the RTO of {}",
+            tested.recovery.achieved_rto(),
+            settings.objectives().rto
+        )));
+    }
+    tracing::info!(%component, rto = %tested.recovery.achieved_rto(), "restore test passed");
     Ok(())
 }
 

@@ -21,6 +21,8 @@ pub(crate) enum Work {
     Verify,
     /// The repository's unneeded data removed.
     Prune,
+    /// The latest backup restored into a scratch server and checked.
+    RestoreTest,
 }
 
 impl Work {
@@ -29,6 +31,7 @@ impl Work {
             Work::Backup => "backup",
             Work::Verify => "verify",
             Work::Prune => "prune",
+            Work::RestoreTest => "restore-test",
         }
     }
 }
@@ -65,6 +68,8 @@ struct ComponentFigures {
     rto: Rto,
     /// The last backup the agent took: how long it took and its size.
     last_backup: Option<(Duration, u64)>,
+    /// The last restore test: its achieved RTO, and whether it passed.
+    last_restore_test: Option<(Duration, bool)>,
     /// From the repository, at the last refresh.
     restorable_at: Option<Timestamp>,
     snapshots: Option<u64>,
@@ -103,6 +108,7 @@ impl Metrics {
                     rpo,
                     rto,
                     last_backup: None,
+                    last_restore_test: None,
                     restorable_at: None,
                     snapshots: None,
                     archiver: None,
@@ -164,6 +170,12 @@ impl Metrics {
     ) {
         if let Some(c) = self.state().components.get_mut(component) {
             c.archiver = Some(status);
+        }
+    }
+
+    pub(crate) fn restore_tested(&self, component: &ComponentId, rto: Duration, passed: bool) {
+        if let Some(c) = self.state().components.get_mut(component) {
+            c.last_restore_test = Some((rto, passed));
         }
     }
 
@@ -319,7 +331,22 @@ fn render_components(
     now: Timestamp,
 ) {
     type Field = fn(&ComponentFigures, Timestamp) -> Option<f64>;
-    let gauges: [(&str, &str, &str, Field); 10] = [
+    let gauges: [(&str, &str, &str, Field); 12] = [
+        (
+            "drkit_restore_test_rto_seconds",
+            "gauge",
+            "The RTO the last restore test achieved: restored into a scratch server and checked.",
+            |c, _| c.last_restore_test.map(|(rto, _)| rto.as_secs_f64()),
+        ),
+        (
+            "drkit_restore_test_passed",
+            "gauge",
+            "1 if the last restore test's checks passed and it met the objectives.",
+            |c, _| {
+                c.last_restore_test
+                    .map(|(_, ok)| if ok { 1.0 } else { 0.0 })
+            },
+        ),
         (
             "drkit_backup_last_duration_seconds",
             "gauge",

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use dr_core::{ArchiveSource, SnapshotSource};
-use dr_postgres::base_backups;
 
 use super::metrics::Standing;
 use super::{Agent, stopped};
@@ -43,10 +42,8 @@ async fn read(
             .snapshots(id)
             .await
             .map_err(|e| Failure::of(format_args!("listing the snapshots of {id}"), &e))?;
-        let last_backup = base_backups(repo, id)
-            .await
-            .map_err(|e| Failure::of(format_args!("listing the base backups of {id}"), &e))?
-            .pop()
+        let last_backup = crate::kinds::latest_backup(repo, component)
+            .await?
             .map(|m| m.recovery_point.at);
         let covered = if component.postgres().is_some_and(|p| p.wal_archiving()) {
             repo.coverage(id)

@@ -1,0 +1,110 @@
+//! What each kind of component does for the commands and the agent: its
+//! backup, its latest backup, the check of it, and its restore test. The
+//! work is the libraries'; this only picks which.
+
+use dr_core::{Backup, Manifest, RestoreRequest, VerificationReport};
+use dr_postgres::{
+    BaseBackup, LogicalBackup, RestoreTest, RestoreTestKind, RestoreTestReport, ScratchOptions,
+    SmokeCheck, base_backups, logical_backups, verify_base_backup, verify_logical_backup,
+};
+use dr_storage::Repository;
+use drkit::Component;
+
+use crate::context::Context;
+use crate::failure::Failure;
+
+/// The backup a `backup` of `component` takes.
+pub(crate) async fn backup_of(
+    cx: &Context,
+    component: &Component,
+) -> Result<Box<dyn Backup>, Failure> {
+    let (config, tls) = cx.postgres(component).await?;
+    let id = component.id().clone();
+    if let Some(dump) = component.postgres_dump() {
+        let connection = dump.connection();
+        return Ok(Box::new(
+            LogicalBackup::new(id, config, tls, connection.libpq_tls())
+                .databases(dump.databases().clone())
+                .globals(dump.globals())
+                .tools(connection.pg_tools()),
+        ));
+    }
+    Ok(Box::new(BaseBackup::new(id, config, tls)))
+}
+
+/// The newest committed backup of `component`, of its kind.
+pub(crate) async fn latest_backup(
+    repo: &Repository,
+    component: &Component,
+) -> Result<Option<Manifest>, Failure> {
+    let id = component.id();
+    let listed = if component.postgres_dump().is_some() {
+        logical_backups(repo, id).await
+    } else {
+        base_backups(repo, id).await
+    };
+    listed
+        .map(|mut all| all.pop())
+        .map_err(|e| Failure::of(format_args!("listing the backups of {id}"), &e))
+}
+
+/// Checks the latest backup of `component` without restoring it; any
+/// problem is a failure naming the first.
+pub(crate) async fn verify_latest(
+    repo: &Repository,
+    component: &Component,
+) -> Result<VerificationReport, Failure> {
+    let id = component.id();
+    let latest = latest_backup(repo, component)
+        .await?
+        .ok_or_else(|| Failure::Failed(format!("{id} has no backup to verify")))?;
+    let report = if component.postgres_dump().is_some() {
+        verify_logical_backup(repo, &latest.id, &component.connection().pg_tools()).await
+    } else {
+        verify_base_backup(repo, &latest.id).await
+    }
+    .map_err(|e| Failure::of(format_args!("verifying snapshot {}", latest.id), &e))?;
+    if let Some(first) = report.findings.first() {
+        return Err(Failure::Failed(format!(
+            "snapshot {} of {id} has {} problems, the first: {first}",
+            latest.id,
+            report.findings.len()
+        )));
+    }
+    Ok(report)
+}
+
+/// Restores the latest backup of `component` into a scratch server,
+/// checks it and removes the server.
+pub(crate) async fn restore_test(
+    cx: &Context,
+    repo: &Repository,
+    component: &Component,
+    checks: &[SmokeCheck],
+) -> Result<RestoreTestReport, Failure> {
+    let id = component.id();
+    let connection = component.connection();
+    let kind = if component.postgres_dump().is_some() {
+        RestoreTestKind::Logical
+    } else {
+        let (config, _) = cx.postgres(component).await?;
+        RestoreTestKind::Physical(Box::new(config))
+    };
+    let mut scratch = ScratchOptions::new();
+    if let Some((uid, gid)) = cx.postgres_os_user()? {
+        scratch = scratch.run_as(uid, gid);
+    }
+    let mut test = RestoreTest::new(id.clone(), kind, connection.pg_tools()).scratch(scratch);
+    for check in checks {
+        test = test.check(check.clone());
+    }
+    let target = dr_core::RecoveryTarget::Latest;
+    let journals = repo.segment_journals();
+    let mut request = RestoreRequest::new(repo, &target, component.objectives()).archive(repo);
+    if let Some(journals) = &journals {
+        request = request.journals(journals);
+    }
+    test.run(request)
+        .await
+        .map_err(|e| Failure::of(format_args!("the restore test of {id}"), &e))
+}
