@@ -477,7 +477,7 @@ impl Repository {
 
     /// Opens an existing repository. `secret` is needed if it is encrypted.
     ///
-    /// Every read-write open first checks that the store honours create-only
+    /// Every read-write open also checks that the store honours create-only
     /// writes (a write, a second create-only write of the same key that
     /// must fail, a delete): concurrent backups, prune and leases rely on it.
     /// [`Repository::open_with`] with a [`KeyCache`] makes that check once
