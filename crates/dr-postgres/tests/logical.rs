@@ -491,6 +491,49 @@ async fn restores_whole_one_table_and_over_a_damaged_database() {
     )
     .await
     .unwrap();
+    // First a copy of the damaged table beside it, under another name,
+    // with its indexes and sequence renamed too.
+    restore_of(&pg, "app2", RestoreInto::Over("app2".into()))
+        .selection(Selection::Table {
+            schema: "public".into(),
+            name: "customers".into(),
+        })
+        .rename_table("customers_restored")
+        .restore(RestoreRequest::new(
+            &repo,
+            &RecoveryTarget::Latest,
+            objectives(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        digest(&pg, "app2", "customers_restored").await,
+        customers_before
+    );
+    assert_ne!(digest(&pg, "app2", "customers").await, customers_before);
+    let indexes: Vec<String> = app2
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'customers_restored' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        indexes,
+        ["customers_restored_name_key", "customers_restored_pkey"]
+    );
+    let scratch: i64 = app2
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'drkit_scratch_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(scratch, 0, "the scratch database is dropped");
     drop(app2);
     restore_of(&pg, "app2", RestoreInto::Over("app2".into()))
         .restore(RestoreRequest::new(
@@ -735,4 +778,38 @@ async fn a_restore_test_restores_every_database_into_a_scratch_server() {
         ]
     );
     assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
+}
+
+/// A `pg_dump` older than the server is refused before anything is dumped,
+/// naming both versions. (Only one PostgreSQL is installed here: the old
+/// `pg_dump` is a script that answers `--version` as a 14 would.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pg_dump_older_than_the_server_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = Postgres::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for program in ["pg_dump", "pg_dumpall"] {
+        let path = bin.join(program);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho '{program} (PostgreSQL) 14.13'\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let repo = repository(&dir).await;
+    let err = dump_of(&pg)
+        .tools(PgTools::in_dir(&bin))
+        .backup(BackupRequest::new(&repo))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("14.13") && text.contains("server's 15"),
+        "{text}"
+    );
+    assert!(repo.snapshots(&component()).await.unwrap().is_empty());
 }

@@ -147,6 +147,10 @@ enum Command {
         /// indexes, constraints and sequences.
         #[arg(long, conflicts_with = "schema")]
         table: Option<String>,
+        /// Restore the --table under this name, beside the original (through
+        /// a scratch database), with its indexes and sequences renamed.
+        #[arg(long, requires = "table")]
+        rename: Option<String>,
         /// Only this schema.
         #[arg(long)]
         schema: Option<String>,
@@ -393,6 +397,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             into,
             over,
             table,
+            rename,
             schema,
             globals,
             checks,
@@ -410,6 +415,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                     into,
                     over,
                     table,
+                    rename,
                     schema,
                     globals,
                     checks,
@@ -423,6 +429,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                 ("--into", into.is_some()),
                 ("--over", over.is_some()),
                 ("--table", table.is_some()),
+                ("--rename", rename.is_some()),
                 ("--schema", schema.is_some()),
                 ("--globals", globals),
                 ("--check", !checks.is_empty()),

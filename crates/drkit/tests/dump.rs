@@ -97,10 +97,26 @@ async fn a_dump_component_backs_up_verifies_restores_and_tests_restores() {
     assert_eq!(digest(&pg, "app_copy", "users").await, users);
     assert_eq!(digest(&pg, "app_copy", "orders").await, orders);
 
-    // One table, over the database where a bad deploy damaged it.
+    // One table, over the database where a bad deploy damaged it: first a
+    // copy beside it to compare, then the table itself.
     app.batch_execute("UPDATE orders SET total = 0 WHERE id % 3 = 0")
         .await
         .unwrap();
+    let copy = setup
+        .drkit(&[
+            "restore",
+            DUMP,
+            "--table",
+            "public.orders",
+            "--rename",
+            "orders_before_deploy",
+            "--over",
+            "app",
+        ])
+        .await;
+    assert!(copy.status.success(), "{}", text(&copy));
+    assert_eq!(digest(&pg, "app", "orders_before_deploy").await, orders);
+    assert_ne!(digest(&pg, "app", "orders").await, orders);
     let table = setup
         .drkit(&["restore", DUMP, "--table", "orders", "--over", "app"])
         .await;

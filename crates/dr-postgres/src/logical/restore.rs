@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use crate::error::Error;
 use crate::logical::backup::logical_backups;
 use crate::logical::catalog;
-use crate::logical::details::{DumpedDatabase, DumpedTable, LogicalBackupDetails};
+use crate::logical::details::{DumpedDatabase, DumpedTable, LogicalBackupDetails, sql_name};
 use crate::logical::tools::{Environment, LibpqTls, PgTools, environment, failed, feed};
 use crate::replication::{SqlClient, Tls};
 
@@ -171,6 +171,7 @@ pub struct LogicalRestore {
     selection: Selection,
     globals: bool,
     checks: Vec<SmokeCheck>,
+    rename: Option<String>,
 }
 
 impl LogicalRestore {
@@ -197,7 +198,19 @@ impl LogicalRestore {
             selection: Selection::Whole,
             globals: false,
             checks: Vec::new(),
+            rename: None,
         }
+    }
+
+    /// Restores the selected table under this name (in its schema), beside
+    /// the damaged one: `pg_restore` cannot rename, so it is restored into
+    /// a scratch database on the same server, renamed there with its
+    /// indexes and sequences, and copied across with `pg_dump`. Its foreign
+    /// keys are not brought: the copy is for comparing and repairing.
+    #[must_use]
+    pub fn rename_table(mut self, name: impl Into<String>) -> Self {
+        self.rename = Some(name.into());
+        self
     }
 
     /// What to restore.
@@ -252,7 +265,19 @@ impl LogicalRestore {
                 self.choose(request.snapshots, request.target),
             )
             .await?;
-        let tables = self.selected_tables(&dumped)?;
+        let mut tables = self.selected_tables(&dumped)?;
+        if let Some(new_name) = &self.rename {
+            if !matches!(self.selection, Selection::Table { .. }) {
+                return Err(dr_core::Error::invalid(
+                    "restore",
+                    "only a table can be restored under another name",
+                ));
+            }
+            // The smoke check counts the copy.
+            for table in &mut tables {
+                table.name.clone_from(new_name);
+            }
+        }
         let environment = timeline
             .step("connect", async {
                 Ok::<_, dr_core::Error>(self.prepare().await?)
@@ -278,9 +303,30 @@ impl LogicalRestore {
             let create = async { Ok::<_, dr_core::Error>(self.create_database(name).await?) };
             timeline.step("create the database", create).await?;
         }
-        let restored = self
-            .run_pg_restore(request.snapshots, &manifest, &dumped, &environment)
-            .await;
+        let over = matches!(self.into, RestoreInto::Over(_));
+        let restored = match &self.rename {
+            None => {
+                self.run_pg_restore(
+                    request.snapshots,
+                    &manifest,
+                    &dumped,
+                    &environment,
+                    self.into.database(),
+                    over,
+                )
+                .await
+            }
+            Some(new_name) => {
+                self.restore_renamed(
+                    request.snapshots,
+                    &manifest,
+                    &dumped,
+                    &environment,
+                    new_name,
+                )
+                .await
+            }
+        };
         match restored {
             Ok(()) => timeline.mark("pg_restore")?,
             Err(error) => {
@@ -489,22 +535,24 @@ impl LogicalRestore {
         Ok(())
     }
 
+    /// `pg_restore` of the selection into `database`; `over` drops what
+    /// the dump holds there first, and keeps a table's foreign keys (the
+    /// tables they point at are there).
     async fn run_pg_restore(
         &self,
         source: &dyn SnapshotSource,
         manifest: &Manifest,
         dumped: &DumpedDatabase,
         environment: &Environment,
+        database: &str,
+        over: bool,
     ) -> dr_core::Result<()> {
         let program = self.tools.program("pg_restore")?;
         let mut command = tokio::process::Command::new(&program);
         command
             .args(["--no-password", "--exit-on-error", "--single-transaction"])
-            .arg(format!(
-                "--dbname={}",
-                conninfo_dbname(self.into.database())
-            ));
-        if let RestoreInto::Over(_) = &self.into {
+            .arg(format!("--dbname={}", conninfo_dbname(database)));
+        if over {
             command.args(["--clean", "--if-exists"]);
         }
         // Dropped when the restore ends.
@@ -525,12 +573,12 @@ impl LogicalRestore {
                             format!("{schema}.{name} is not in the dump"),
                         )
                     })?;
-                let file = table_list(source, manifest, dumped, table, &program).await?;
+                let file = table_list(source, manifest, dumped, table, &program, over).await?;
                 command.arg("--use-list").arg(file.path());
                 list = Some(file);
             }
         }
-        environment.apply(&mut command);
+        environment.database(database).apply(&mut command);
         let mut reader = source.open_stream(&manifest.id, &dumped.stream).await?;
         let fed = feed("pg_restore", command, &mut reader, false).await?;
         drop(list);
@@ -544,10 +592,154 @@ impl LogicalRestore {
             return Err(failed(
                 "pg_restore",
                 format!(
-                    "restoring {:?} into {:?} failed ({}): {}",
-                    dumped.name,
+                    "restoring {:?} into {database:?} failed ({}): {}",
+                    dumped.name, fed.status, fed.stderr
+                ),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The selected table restored as `new_name`, through a scratch
+    /// database that is dropped again whatever happens.
+    async fn restore_renamed(
+        &self,
+        source: &dyn SnapshotSource,
+        manifest: &Manifest,
+        dumped: &DumpedDatabase,
+        environment: &Environment,
+        new_name: &str,
+    ) -> dr_core::Result<()> {
+        let Selection::Table { schema, name } = &self.selection else {
+            return Err(dr_core::Error::invalid(
+                "restore",
+                "only a table can be restored under another name",
+            ));
+        };
+        let table = dumped
+            .tables
+            .iter()
+            .find(|t| t.schema == *schema && t.name == *name)
+            .ok_or_else(|| {
+                dr_core::Error::invalid("table", format!("{schema}.{name} is not in the dump"))
+            })?;
+        let scratch = format!("drkit_scratch_{}", Timestamp::now().as_nanosecond());
+        self.create_database(&scratch).await?;
+        let copied = async {
+            self.run_pg_restore(source, manifest, dumped, environment, &scratch, false)
+                .await?;
+            self.rename_in(&scratch, table, new_name).await?;
+            self.copy_table(environment, &scratch, schema, new_name)
+                .await
+        }
+        .await;
+        self.drop_database(&scratch).await;
+        copied
+    }
+
+    /// Renames `table`, its indexes (their constraints with them) and its
+    /// sequences in `database`: the copy's names must not meet the
+    /// original's in the target schema.
+    async fn rename_in(
+        &self,
+        database: &str,
+        table: &DumpedTable,
+        new_name: &str,
+    ) -> crate::Result<()> {
+        use crate::replication::client::quote_ident;
+        let renamed = |old: &str| -> String {
+            let name = match old.strip_prefix(table.name.as_str()) {
+                Some(rest) => format!("{new_name}{rest}"),
+                None => format!("{new_name}_{old}"),
+            };
+            // PostgreSQL truncates names to 63 bytes.
+            let mut end = name.len().min(63);
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            name[..end].to_owned()
+        };
+        let schema = quote_ident(&table.schema)?;
+        let mut statements = vec![format!(
+            "ALTER TABLE {schema}.{} RENAME TO {}",
+            quote_ident(&table.name)?,
+            quote_ident(new_name)?
+        )];
+        for index in &table.indexes {
+            statements.push(format!(
+                "ALTER INDEX {schema}.{} RENAME TO {}",
+                quote_ident(index)?,
+                quote_ident(&renamed(index))?
+            ));
+        }
+        for sequence in &table.sequences {
+            statements.push(format!(
+                "ALTER SEQUENCE {schema}.{} RENAME TO {}",
+                quote_ident(sequence)?,
+                quote_ident(&renamed(sequence))?
+            ));
+        }
+        let mut sql = SqlClient::connect(&self.config, &self.tls, database).await?;
+        sql.query(&statements.join(";\n")).await?;
+        sql.close().await.ok();
+        Ok(())
+    }
+
+    /// `pg_dump -t schema.name` of `from` piped into `pg_restore` into the
+    /// target database.
+    async fn copy_table(
+        &self,
+        environment: &Environment,
+        from: &str,
+        schema: &str,
+        name: &str,
+    ) -> dr_core::Result<()> {
+        let dump_program = self.tools.program("pg_dump")?;
+        let restore_program = self.tools.program("pg_restore")?;
+        let mut dump = tokio::process::Command::new(&dump_program);
+        dump.args(["--format=custom", "--compress=0", "--no-password"])
+            .arg(format!("--table={}.{}", sql_name(schema), sql_name(name)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        environment.database(from).apply(&mut dump);
+        let mut dumping = dump
+            .spawn()
+            .map_err(|e| failed("pg_dump", format!("starting it: {e}")))?;
+        let (Some(mut stdout), Some(stderr)) = (dumping.stdout.take(), dumping.stderr.take())
+        else {
+            return Err(failed("pg_dump", "its output could not be read".into()).into());
+        };
+        let said = tokio::spawn(crate::logical::tools::tail(stderr));
+        let mut restore = tokio::process::Command::new(&restore_program);
+        restore
+            .args(["--no-password", "--exit-on-error", "--single-transaction"])
+            .arg(format!(
+                "--dbname={}",
+                conninfo_dbname(self.into.database())
+            ));
+        environment
+            .database(self.into.database())
+            .apply(&mut restore);
+        let fed = feed("pg_restore", restore, &mut stdout, false).await?;
+        let dumped = dumping
+            .wait()
+            .await
+            .map_err(|e| failed("pg_dump", format!("waiting for it: {e}")))?;
+        let said = said.await.unwrap_or_default();
+        if !dumped.success() {
+            return Err(
+                failed("pg_dump", format!("copying {schema}.{name} failed: {said}")).into(),
+            );
+        }
+        if !fed.status.success() {
+            return Err(failed(
+                "pg_restore",
+                format!(
+                    "copying {schema}.{name} into {:?} failed: {}",
                     self.into.database(),
-                    fed.status,
                     fed.stderr
                 ),
             )
@@ -697,13 +889,15 @@ async fn read_whole(
 
 /// A `pg_restore --use-list` file naming `table`'s entries: the table, its
 /// data, its constraints, indexes, triggers, defaults, comments and
-/// grants, and the sequences it owns.
+/// grants, and the sequences it owns; its foreign keys only with
+/// `foreign_keys` (the tables they point at must be there).
 async fn table_list(
     source: &dyn SnapshotSource,
     manifest: &Manifest,
     dumped: &DumpedDatabase,
     table: &DumpedTable,
     program: &Path,
+    foreign_keys: bool,
 ) -> dr_core::Result<ListFile> {
     let mut reader = source.open_stream(&manifest.id, &dumped.stream).await?;
     let mut command = tokio::process::Command::new(program);
@@ -723,6 +917,7 @@ async fn table_list(
     let kept: Vec<&str> = listing
         .lines()
         .filter(|line| !line.starts_with(';') && belongs_to(line, table))
+        .filter(|line| foreign_keys || !line.contains(" FK CONSTRAINT "))
         .collect();
     if kept.is_empty() {
         return Err(dr_core::Error::corrupt(

@@ -23,6 +23,7 @@ pub(crate) struct DumpRestoreArgs {
     pub(crate) into: Option<String>,
     pub(crate) over: Option<String>,
     pub(crate) table: Option<String>,
+    pub(crate) rename: Option<String>,
     pub(crate) schema: Option<String>,
     pub(crate) globals: bool,
     pub(crate) checks: Vec<SmokeCheck>,
@@ -87,6 +88,9 @@ pub(crate) async fn restore(
     .tools(connection.pg_tools());
     for check in args.checks {
         restore = restore.check(check);
+    }
+    if let Some(name) = args.rename {
+        restore = restore.rename_table(name);
     }
     let mut request = RestoreRequest::new(repo, &target, component.objectives());
     if let Some(at) = args.incident_at {
