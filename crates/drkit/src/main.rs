@@ -60,6 +60,8 @@ enum LogFormat {
     Json,
 }
 
+// Parsed once per process: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The config file: checked, and the plan it resolves to printed.
