@@ -13,7 +13,8 @@
 //!   `RetentionPolicy`, its [`JobSchedule`]s, and for PostgreSQL (cargo
 //!   feature `postgres`, on by default) [`PostgresSettings`] with
 //!   [`TlsSettings`], which become a `tokio_postgres::Config` and a
-//!   `dr_postgres::Tls`.
+//!   `dr_postgres::Tls` (kind `postgres`: physical backups and WAL), or
+//!   [`DumpSettings`] (kind `postgres-dump`: logical backups).
 //! - [`Cron`] and [`Schedule`]: five-field cron expressions (six with
 //!   seconds) in an IANA time zone (the database is bundled), with [`Schedule::next_after`] across
 //!   daylight-saving changes.
@@ -75,8 +76,19 @@
 //! timezone = "Asia/Jakarta"  # IANA name, default UTC
 //!
 //! [[component.schedule]]
-//! job = "verify"
+//! job = "verify"             # backup | verify | restore-test
 //! cron = "0 */6 * * *"
+//!
+//! [[component]]              # logical backups: pg_dump of these databases
+//! id = "postgres-dump/gomeet"
+//! kind = "postgres-dump"
+//! objectives = { rto = "1h", rpo = "24h" }
+//! retention = "within=30d"
+//! databases = ["gomeet_primary", "gomeet_shard_1"]   # or "all"
+//! globals = true                                     # roles and tablespaces; default true
+//! pg_bin = "/usr/lib/postgresql/15/bin"              # optional; else the PATH
+//! connection = { host = "10.0.0.5", user = "backup", tls = { mode = "require" } }
+//! schedule = [{ job = "restore-test", cron = "0 4 1 * *" }]
 //!
 //! [agent]                    # optional
 //! listen = "0.0.0.0:9187"    # /metrics and /healthz

@@ -706,3 +706,38 @@ fn no_components_and_bad_toml() {
         &["65536"],
     );
 }
+
+/// A `postgres-dump` component as the README writes it.
+#[test]
+fn a_dump_component_reads_as_the_readme_writes_it() {
+    let text = r#"
+[repository]
+location = "/var/lib/drkit/repo"
+password = { file = "/etc/drkit/repository.pass" }
+
+[[component]]
+id = "postgres-dump/gomeet"
+kind = "postgres-dump"
+objectives = { rto = "1h", rpo = "24h" }
+retention = "within=30d"
+databases = ["gomeet_primary", "gomeet_shard_1"]
+connection = { host = "10.0.0.5", user = "backup", password = { env = "PGPASSWORD_BACKUP" }, tls = { mode = "require" } }
+schedule = [{ job = "backup", cron = "0 2 * * *" }, { job = "restore-test", cron = "0 4 1 * *" }]
+"#;
+    let config = Config::from_toml(text, "drkit.toml").unwrap();
+    let dump = &config.components()[0];
+    assert!(dump.postgres().is_none());
+    let settings = dump.postgres_dump().unwrap();
+    assert_eq!(
+        settings.databases(),
+        &dr_postgres::Databases::Named(vec!["gomeet_primary".into(), "gomeet_shard_1".into()])
+    );
+    assert!(settings.globals());
+    assert_eq!(dump.connection().user(), "backup");
+    assert_eq!(dump.schedules()[1].job(), drkit::Job::RestoreTest);
+    let plan = config.plan(now()).to_string();
+    assert!(
+        plan.contains("pg_dump of gomeet_primary, gomeet_shard_1 and the globals"),
+        "{plan}"
+    );
+}

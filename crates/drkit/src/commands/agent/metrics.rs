@@ -602,6 +602,7 @@ mod tests {
             Duration::ZERO,
         );
         m.backed_up(&id("postgres/main"), Duration::from_secs(2), 4096);
+        m.restore_tested(&id("postgres/main"), Duration::from_secs(95), false);
         let text = m.render(Timestamp::now());
         let mut declared = std::collections::HashSet::new();
         for line in text.lines() {
@@ -620,6 +621,8 @@ mod tests {
         ));
         assert!(text.contains("drkit_job_runs_total{job=\"prune\",result=\"failure\"} 1"));
         assert!(text.contains("drkit_backup_last_bytes{component=\"postgres/main\"} 4096"));
+        assert!(text.contains("drkit_restore_test_rto_seconds{component=\"postgres/main\"} 95"));
+        assert!(text.contains("drkit_restore_test_passed{component=\"postgres/main\"} 0"));
         assert!(text.contains("drkit_job_running{component=\"postgres/main\",job=\"backup\"} 0"));
     }
 }
