@@ -55,14 +55,23 @@ pub async fn base_backups(
     source: &dyn SnapshotSource,
     component: &ComponentId,
 ) -> dr_core::Result<Vec<Manifest>> {
-    let mut bases: Vec<Manifest> = source
+    snapshots_where(source, component, is_base_backup).await
+}
+
+/// The committed snapshots of `component` in `source` that `keep`, oldest first.
+pub(crate) async fn snapshots_where(
+    source: &dyn SnapshotSource,
+    component: &ComponentId,
+    keep: fn(&Manifest) -> bool,
+) -> dr_core::Result<Vec<Manifest>> {
+    let mut kept: Vec<Manifest> = source
         .snapshots(component)
         .await?
         .into_iter()
-        .filter(is_base_backup)
+        .filter(keep)
         .collect();
-    bases.sort_by_key(|m| m.id);
-    Ok(bases)
+    kept.sort_by_key(|m| m.id);
+    Ok(kept)
 }
 
 /// Takes physical base backups of one PostgreSQL cluster.

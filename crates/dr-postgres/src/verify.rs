@@ -46,18 +46,29 @@ impl Verify for BaseBackupVerifier {
         source: &dyn SnapshotSource,
         snapshot: &SnapshotId,
     ) -> dr_core::Result<VerificationReport> {
-        let manifest = source.manifest(snapshot).await?;
-        if manifest.component != self.component {
-            return Err(dr_core::Error::invalid(
-                format!("snapshot {snapshot}"),
-                format!(
-                    "it is a snapshot of {}, not of {}",
-                    manifest.component, self.component
-                ),
-            ));
-        }
+        check_component(source, snapshot, &self.component).await?;
         verify_base_backup(source, snapshot).await
     }
+}
+
+/// Fails unless `snapshot` of `source` is one of `component`'s: a
+/// verifier checks only its own component's snapshots.
+pub(crate) async fn check_component(
+    source: &dyn SnapshotSource,
+    snapshot: &SnapshotId,
+    component: &ComponentId,
+) -> dr_core::Result<()> {
+    let manifest = source.manifest(snapshot).await?;
+    if manifest.component != *component {
+        return Err(dr_core::Error::invalid(
+            format!("snapshot {snapshot}"),
+            format!(
+                "it is a snapshot of {}, not of {component}",
+                manifest.component
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]

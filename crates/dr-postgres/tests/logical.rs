@@ -343,6 +343,11 @@ async fn bad_input_is_named_and_leaves_no_snapshot() {
     assert!(repo.snapshots(&component()).await.unwrap().is_empty());
 }
 
+/// A request for the latest backup in `repo`.
+fn latest(repo: &Repository) -> RestoreRequest<'_> {
+    RestoreRequest::new(repo, &RecoveryTarget::Latest, objectives())
+}
+
 fn objectives() -> dr_core::Objectives {
     dr_core::Objectives::new("30m".parse().unwrap(), "24h".parse().unwrap())
 }
@@ -413,11 +418,7 @@ async fn restores_whole_one_table_and_over_a_damaged_database() {
             "customers exist",
             "SELECT count(*) FROM customers",
         ))
-        .restore_checked(RestoreRequest::new(
-            &repo,
-            &RecoveryTarget::Latest,
-            objectives(),
-        ))
+        .restore_checked(latest(&repo))
         .await
         .unwrap();
     assert!(smoke.is_ok(), "{smoke:?}");
@@ -440,11 +441,7 @@ async fn restores_whole_one_table_and_over_a_damaged_database() {
         RestoreInto::NewDatabase("customers_only".into()),
     )
     .selection(table)
-    .restore(RestoreRequest::new(
-        &repo,
-        &RecoveryTarget::Latest,
-        objectives(),
-    ))
+    .restore(latest(&repo))
     .await
     .unwrap();
     assert_eq!(
@@ -499,11 +496,7 @@ async fn restores_whole_one_table_and_over_a_damaged_database() {
             name: "customers".into(),
         })
         .rename_table("customers_restored")
-        .restore(RestoreRequest::new(
-            &repo,
-            &RecoveryTarget::Latest,
-            objectives(),
-        ))
+        .restore(latest(&repo))
         .await
         .unwrap();
     assert_eq!(
@@ -536,11 +529,7 @@ async fn restores_whole_one_table_and_over_a_damaged_database() {
     assert_eq!(scratch, 0, "the scratch database is dropped");
     drop(app2);
     restore_of(&pg, "app2", RestoreInto::Over("app2".into()))
-        .restore(RestoreRequest::new(
-            &repo,
-            &RecoveryTarget::Latest,
-            objectives(),
-        ))
+        .restore(latest(&repo))
         .await
         .unwrap();
     assert_eq!(digest(&pg, "app2", orders).await, orders_before);
@@ -552,20 +541,12 @@ async fn restores_whole_one_table_and_over_a_damaged_database() {
             schema: "public".into(),
             name: "nope".into(),
         })
-        .restore(RestoreRequest::new(
-            &repo,
-            &RecoveryTarget::Latest,
-            objectives(),
-        ))
+        .restore(latest(&repo))
         .await
         .unwrap_err();
     assert!(missing.to_string().contains("public.nope"), "{missing}");
     let exists_already = restore_of(&pg, "app2", RestoreInto::NewDatabase("app1".into()))
-        .restore(RestoreRequest::new(
-            &repo,
-            &RecoveryTarget::Latest,
-            objectives(),
-        ))
+        .restore(latest(&repo))
         .await
         .unwrap_err();
     assert!(
@@ -591,11 +572,7 @@ async fn smoke_checks_and_damaged_dumps_fail_the_restore() {
     // A caller's check that does not hold fails the restore, saying which.
     let failed = restore_of(&pg, "app2", RestoreInto::NewDatabase("checked".into()))
         .check(SmokeCheck::new("users exist", "SELECT count(*) FROM users"))
-        .restore(RestoreRequest::new(
-            &repo,
-            &RecoveryTarget::Latest,
-            objectives(),
-        ))
+        .restore(latest(&repo))
         .await
         .unwrap_err();
     assert!(failed.to_string().contains("users exist"), "{failed}");
@@ -634,11 +611,7 @@ async fn smoke_checks_and_damaged_dumps_fail_the_restore() {
             "no order is negative",
             "SELECT bool_and(total >= 0) FROM \"Sales\".\"Orders\"",
         ))
-        .restore_checked(RestoreRequest::new(
-            &repo,
-            &RecoveryTarget::Latest,
-            objectives(),
-        ))
+        .restore_checked(latest(&repo))
         .await
         .unwrap();
     assert!(over.is_ok(), "{over:?}");
@@ -665,11 +638,7 @@ async fn smoke_checks_and_damaged_dumps_fail_the_restore() {
             schema: "Sales".into(),
             name: "Orders".into(),
         })
-        .restore(RestoreRequest::new(
-            &repo,
-            &RecoveryTarget::Latest,
-            objectives(),
-        ))
+        .restore(latest(&repo))
         .await
         .unwrap();
 
@@ -682,22 +651,14 @@ async fn smoke_checks_and_damaged_dumps_fail_the_restore() {
         std::fs::write(&entry, bytes).unwrap();
     }
     let broken = restore_of(&pg, "app2", RestoreInto::NewDatabase("broken".into()))
-        .restore(RestoreRequest::new(
-            &repo,
-            &RecoveryTarget::Latest,
-            objectives(),
-        ))
+        .restore(latest(&repo))
         .await
         .unwrap_err();
     assert_eq!(broken.kind(), ErrorKind::Corrupt, "{broken}");
     assert!(!exists(&pg, "broken").await);
     let before = digest(&pg, "checked", "\"Sales\".\"Orders\"").await;
     let over = restore_of(&pg, "app2", RestoreInto::Over("checked".into()))
-        .restore(RestoreRequest::new(
-            &repo,
-            &RecoveryTarget::Latest,
-            objectives(),
-        ))
+        .restore(latest(&repo))
         .await
         .unwrap_err();
     assert_eq!(over.kind(), ErrorKind::Corrupt, "{over}");
@@ -743,11 +704,7 @@ async fn a_restore_test_restores_every_database_into_a_scratch_server() {
             )
             .database("app2"),
         )
-        .run(RestoreRequest::new(
-            &repo,
-            &RecoveryTarget::Latest,
-            objectives(),
-        ))
+        .run(latest(&repo))
         .await
         .unwrap();
     assert_eq!(report.snapshot, Some(taken.id));

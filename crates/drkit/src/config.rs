@@ -870,14 +870,7 @@ impl RawComponent {
                         "missing field `wal_archiving`; expected true or false",
                     ));
                 };
-                let Some(connection) = self.connection else {
-                    return Err(source.error(
-                        Some(span),
-                        &at("connection"),
-                        "missing table `connection`; expected the PostgreSQL connection \
-                         (host, port, user, tls)",
-                    ));
-                };
+                let connection = required_connection(self.connection, source, &span, &at)?;
                 Settings::Postgres(
                     PostgresSettings::check(
                         connection,
@@ -898,14 +891,7 @@ impl RawComponent {
                         "`wal_archiving` is for postgres components; a dump archives no WAL",
                     ));
                 }
-                let Some(connection) = self.connection else {
-                    return Err(source.error(
-                        Some(span),
-                        &at("connection"),
-                        "missing table `connection`; expected the PostgreSQL connection \
-                         (host, port, user, tls)",
-                    ));
-                };
+                let connection = required_connection(self.connection, source, &span, &at)?;
                 let Some(databases) = self.databases else {
                     return Err(source.error(
                         Some(span),
@@ -942,6 +928,24 @@ impl RawComponent {
             settings,
         })
     }
+}
+
+/// A PostgreSQL component's `[component.connection]`, which it must have.
+#[cfg(feature = "postgres")]
+fn required_connection(
+    connection: Option<Spanned<RawConnection>>,
+    source: &Source<'_>,
+    span: &Range<usize>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Spanned<RawConnection>> {
+    connection.ok_or_else(|| {
+        source.error(
+            Some(span.clone()),
+            &at("connection"),
+            "missing table `connection`; expected the PostgreSQL connection \
+             (host, port, user, tls)",
+        )
+    })
 }
 
 #[cfg(test)]

@@ -161,8 +161,8 @@ enum Command {
         globals: bool,
         /// A check after the restore, `name=SQL`, passing when the query's
         /// first value is neither NULL, false nor 0; repeatable.
-        #[arg(long = "check", value_parser = parse_label)]
-        checks: Vec<(String, String)>,
+        #[arg(long = "check", value_parser = parse_check)]
+        checks: Vec<SmokeCheck>,
     },
     /// Restores the latest backup into a scratch server started for it,
     /// checks it, times it against the RTO, and removes the server.
@@ -170,8 +170,8 @@ enum Command {
         /// The component.
         component: String,
         /// A check on the restored data, `name=SQL`; repeatable.
-        #[arg(long = "check", value_parser = parse_label)]
-        checks: Vec<(String, String)>,
+        #[arg(long = "check", value_parser = parse_check)]
+        checks: Vec<SmokeCheck>,
         /// Saves the report as JSON.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -277,6 +277,12 @@ enum WalCommand {
         #[arg(long)]
         component: Option<String>,
     },
+}
+
+/// `--check name=SQL`.
+fn parse_check(text: &str) -> Result<SmokeCheck, String> {
+    let (name, sql) = parse_label(text)?;
+    Ok(SmokeCheck::new(name, sql))
 }
 
 pub(crate) fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -405,10 +411,6 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             checks,
         } => {
             let settings = cx.component(&component)?;
-            let checks: Vec<SmokeCheck> = checks
-                .into_iter()
-                .map(|(name, sql)| SmokeCheck::new(name, sql))
-                .collect();
             if settings.postgres_dump().is_some() {
                 let repo = cx.repository(Access::ReadOnly).await?;
                 let args = commands::dump::DumpRestoreArgs {
@@ -481,10 +483,6 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             report,
         } => {
             let settings = cx.component(&component)?;
-            let checks: Vec<SmokeCheck> = checks
-                .into_iter()
-                .map(|(name, sql)| SmokeCheck::new(name, sql))
-                .collect();
             let repo = cx.repository(Access::ReadOnly).await?;
             commands::dump::restore_test(&cx, &repo, settings, &checks, report.as_deref(), &out)
                 .await

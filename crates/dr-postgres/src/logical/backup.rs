@@ -41,14 +41,7 @@ pub async fn logical_backups(
     source: &dyn SnapshotSource,
     component: &ComponentId,
 ) -> dr_core::Result<Vec<Manifest>> {
-    let mut dumps: Vec<Manifest> = source
-        .snapshots(component)
-        .await?
-        .into_iter()
-        .filter(is_logical_backup)
-        .collect();
-    dumps.sort_by_key(|m| m.id);
-    Ok(dumps)
+    crate::backup::snapshots_where(source, component, is_logical_backup).await
 }
 
 /// Which databases a [`LogicalBackup`] dumps.

@@ -37,16 +37,7 @@ impl Verify for LogicalBackupVerifier {
         source: &dyn SnapshotSource,
         snapshot: &SnapshotId,
     ) -> dr_core::Result<VerificationReport> {
-        let manifest = source.manifest(snapshot).await?;
-        if manifest.component != self.component {
-            return Err(dr_core::Error::invalid(
-                format!("snapshot {snapshot}"),
-                format!(
-                    "it is a snapshot of {}, not of {}",
-                    manifest.component, self.component
-                ),
-            ));
-        }
+        crate::verify::check_component(source, snapshot, &self.component).await?;
         verify_logical_backup(source, snapshot, &self.tools).await
     }
 }
