@@ -90,6 +90,19 @@ fn archiver(setup: &Setup, options: ArchiverOptions) -> ArchiverHandle {
     .spawn()
 }
 
+/// Waits until the archiver holds the server's WAL as of now, then shuts
+/// it down.
+async fn archive_everything(setup: &Setup, archiver: ArchiverHandle) {
+    flushed(
+        &archiver,
+        current_lsn(&setup.pg).await,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    archiver.shutdown().await.unwrap();
+}
+
 /// Inserts rows `from..to` one transaction each, a little apart.
 async fn write_rows(pg: &Postgres, from: i32, to: i32) {
     let client = pg.connect("postgres").await.unwrap();
@@ -490,14 +503,7 @@ async fn missing_or_damaged_wal_fails_before_the_target_is_touched() {
             .await
             .unwrap();
     }
-    flushed(
-        &archiver,
-        current_lsn(&setup.pg).await,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    archiver.shutdown().await.unwrap();
+    archive_everything(&setup, archiver).await;
 
     // Damage one complete segment in the store.
     let segments = setup.repo.segments(&component(), "").await.unwrap();
@@ -588,14 +594,7 @@ async fn restores_to_a_named_restore_point_from_the_backup_before_it_and_refuses
     backup.backup_to(setup.repo.as_ref()).await.unwrap();
     write_rows(&setup.pg, 100, 110).await;
     let last_commit = commit_times(&setup.pg).await.last().unwrap().1;
-    flushed(
-        &archiver,
-        current_lsn(&setup.pg).await,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    archiver.shutdown().await.unwrap();
+    archive_everything(&setup, archiver).await;
 
     let (kit, _) = restore(
         &setup,
@@ -634,14 +633,7 @@ async fn a_restore_checks_every_file_against_the_servers_backup_manifest() {
         .await
         .unwrap()
         .manifest;
-    flushed(
-        &archiver,
-        current_lsn(&setup.pg).await,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    archiver.shutdown().await.unwrap();
+    archive_everything(&setup, archiver).await;
 
     // The same backup stored again with one file's bytes changed in its
     // archive: every stream is whole and matches its own SHA-256, so only
@@ -848,14 +840,7 @@ async fn forgetting_old_base_backups_removes_only_the_wal_they_alone_needed() {
         .unwrap()
         .manifest;
     write_rows(&setup.pg, 30, 40).await;
-    flushed(
-        &archiver,
-        current_lsn(&setup.pg).await,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    archiver.shutdown().await.unwrap();
+    archive_everything(&setup, archiver).await;
 
     setup.repo.forget_snapshots(&[old.id]).await.unwrap();
     let unneeded = dr_postgres::unneeded_wal(
@@ -1000,14 +985,7 @@ async fn delta_backups_store_changed_bytes_and_restore_exactly() {
     assert!(check.is_ok(), "{check:?}");
     assert!(check.checked > 100, "{check:?}");
 
-    flushed(
-        &archiver,
-        current_lsn(&setup.pg).await,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    archiver.shutdown().await.unwrap();
+    archive_everything(&setup, archiver).await;
     let (kit, _) = restore(&setup, RecoveryTarget::Snapshot(delta.id), None).await;
     assert_eq!(table_digest(&kit.client().await).await, expected);
 
@@ -1135,14 +1113,7 @@ async fn concurrent_writers_restore_by_wal_order_with_measured_rpo_and_a_checkab
     let target = inverted.expect("concurrent commits reached the WAL out of time order");
     // One more, so that the archived WAL has a transaction after everything.
     write_rows(&setup.pg, -1, 0).await;
-    flushed(
-        &archiver,
-        current_lsn(&setup.pg).await,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    archiver.shutdown().await.unwrap();
+    archive_everything(&setup, archiver).await;
     let rows = row_xids(&setup.pg).await;
     let ends = transaction_ends(&setup, start).await;
 
@@ -1266,14 +1237,7 @@ async fn a_missing_middle_segment_blocks_only_targets_beyond_it_and_damaged_whol
             .unwrap();
     }
     write_rows(&setup.pg, 1000, 1001).await;
-    flushed(
-        &archiver,
-        current_lsn(&setup.pg).await,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    archiver.shutdown().await.unwrap();
+    archive_everything(&setup, archiver).await;
     let rows = row_xids(&setup.pg).await;
     let ends = transaction_ends(&setup, start).await;
     let size = DEFAULT_SEGMENT_SIZE;
@@ -1351,14 +1315,7 @@ async fn a_restore_test_restores_into_a_scratch_server_checks_it_and_removes_it(
         .unwrap()
         .manifest;
     write_rows(&setup.pg, 0, 20).await;
-    flushed(
-        &archiver,
-        current_lsn(&setup.pg).await,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
-    archiver.shutdown().await.unwrap();
+    archive_everything(&setup, archiver).await;
 
     let parent = tempfile::tempdir().unwrap();
     let mut scratch = ScratchOptions::new().parent(parent.path());

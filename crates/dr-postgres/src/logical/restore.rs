@@ -465,13 +465,16 @@ impl LogicalRestore {
     }
 
     async fn create_database(&self, name: &str) -> crate::Result<()> {
+        let name = crate::replication::client::quote_ident(name)?;
+        self.on_maintenance_database(&format!("CREATE DATABASE {name} TEMPLATE template0"))
+            .await
+    }
+
+    /// Runs `statement` on the server's maintenance database.
+    async fn on_maintenance_database(&self, statement: &str) -> crate::Result<()> {
         let mut sql =
             SqlClient::connect(&self.config, &self.tls, self.maintenance_database()).await?;
-        sql.query(&format!(
-            "CREATE DATABASE {} TEMPLATE template0",
-            crate::replication::client::quote_ident(name)?
-        ))
-        .await?;
+        sql.query(statement).await?;
         sql.close().await.ok();
         Ok(())
     }
@@ -479,15 +482,9 @@ impl LogicalRestore {
     /// Drops the database this restore created, after a failure.
     async fn drop_database(&self, name: &str) {
         let dropped = async {
-            let mut sql =
-                SqlClient::connect(&self.config, &self.tls, self.maintenance_database()).await?;
-            sql.query(&format!(
-                "DROP DATABASE IF EXISTS {}",
-                crate::replication::client::quote_ident(name)?
-            ))
-            .await?;
-            sql.close().await.ok();
-            Ok::<_, Error>(())
+            let name = crate::replication::client::quote_ident(name)?;
+            self.on_maintenance_database(&format!("DROP DATABASE IF EXISTS {name}"))
+                .await
         };
         if let Err(error) = dropped.await {
             tracing::warn!(%error, database = name, "dropping the half-restored database failed");
