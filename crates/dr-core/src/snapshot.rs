@@ -265,6 +265,26 @@ pub trait SnapshotWriter: Send {
         self.add_stream(name, data).await
     }
 
+    /// Stores several streams at once, each read to its end, and returns
+    /// their entries in the order given: for a source that produces them
+    /// in parallel (several databases dumped at the same time). A sink
+    /// that can take them concurrently does; this default stores them one
+    /// after another.
+    ///
+    /// # Errors
+    /// As [`SnapshotWriter::add_stream`], for the first that fails; the
+    /// snapshot can still be aborted.
+    async fn add_streams(
+        &mut self,
+        streams: Vec<(StreamName, &mut (dyn AsyncRead + Send + Unpin))>,
+    ) -> Result<Vec<StreamEntry>> {
+        let mut entries = Vec::with_capacity(streams.len());
+        for (name, data) in streams {
+            entries.push(self.add_stream(&name, data).await?);
+        }
+        Ok(entries)
+    }
+
     /// Writes the manifest: the snapshot now exists.
     ///
     /// # Errors

@@ -187,6 +187,15 @@ async fn every_database_is_dumped_with_the_row_counts_of_its_own_snapshot() {
     let details = LogicalBackupDetails::of(manifest).unwrap();
     let names: Vec<&str> = details.databases.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names, ["app1", "app2", "postgres"]);
+    // Two at a time, by default.
+    let steps: Vec<&str> = report
+        .timeline
+        .steps()
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(steps.contains(&"dump app1, app2"), "{steps:?}");
+    assert!(steps.contains(&"dump postgres"), "{steps:?}");
     assert!(details.server_version.starts_with(char::is_numeric));
     assert!(details.pg_dump_version.starts_with(char::is_numeric));
     assert!(manifest.recovery_point.position.is_some());

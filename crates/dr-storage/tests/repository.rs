@@ -602,3 +602,69 @@ async fn archive_coverage_is_replaced_and_kept_apart_per_component() {
     let err = repo.coverage(&outer).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
 }
+
+/// Streams stored at once on one writer read back whole, their shared
+/// chunks stored once; a name twice or one already added is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_stored_at_once_read_back() {
+    let backend = Arc::new(MemoryBackend::new());
+    let repo = Repository::init(backend.clone(), small()).await.unwrap();
+    let a = data(11, 2 * 1024 * 1024 + 5);
+    let b = data(12, 1024 * 1024);
+    // The same bytes as `a`: stored once.
+    let c = a.clone();
+    let mut writer = repo
+        .begin(&component(), jiff::Timestamp::now())
+        .await
+        .unwrap();
+    let (mut ra, mut rb, mut rc) = (a.as_slice(), b.as_slice(), c.as_slice());
+    let entries = writer
+        .add_streams(vec![
+            (
+                stream("a"),
+                &mut ra as &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+            ),
+            (stream("b"), &mut rb),
+            (stream("c"), &mut rc),
+        ])
+        .await
+        .unwrap();
+    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(entries[0].sha256, entries[2].sha256);
+    let mut again = b"x".as_slice();
+    let twice = writer
+        .add_streams(vec![(
+            stream("a"),
+            &mut again as &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+        )])
+        .await
+        .unwrap_err();
+    assert_eq!(twice.kind(), ErrorKind::InvalidInput, "{twice}");
+    let (mut x, mut y) = (b"1".as_slice(), b"2".as_slice());
+    let duplicate = writer
+        .add_streams(vec![
+            (
+                stream("d"),
+                &mut x as &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+            ),
+            (stream("d"), &mut y),
+        ])
+        .await
+        .unwrap_err();
+    assert_eq!(duplicate.kind(), ErrorKind::InvalidInput, "{duplicate}");
+    let manifest = writer
+        .commit(SnapshotCommit::new(RecoveryPoint::new(
+            jiff::Timestamp::now(),
+        )))
+        .await
+        .unwrap();
+    for (name, bytes) in [("a", &a), ("b", &b), ("c", &c)] {
+        assert_eq!(&read(&repo, &manifest.id, name).await.unwrap(), bytes);
+    }
+    let packed = stored_bytes(backend.as_ref(), "data/").await;
+    assert!(
+        packed < (a.len() + b.len()) as u64 + (a.len() / 2) as u64,
+        "{packed} bytes packed: the copy of a was stored again"
+    );
+}

@@ -91,6 +91,7 @@ pub struct LogicalBackup {
     databases: Databases,
     globals: bool,
     role_passwords: bool,
+    jobs: usize,
 }
 
 impl LogicalBackup {
@@ -113,7 +114,16 @@ impl LogicalBackup {
             databases: Databases::All,
             globals: true,
             role_passwords: true,
+            jobs: 2,
         }
+    }
+
+    /// How many databases are dumped at once (each a `pg_dump` and a
+    /// session on the server). Default 2; at least 1.
+    #[must_use]
+    pub fn jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
     }
 
     /// Which databases to dump.
@@ -219,9 +229,13 @@ impl LogicalBackup {
         let mut dumped = Vec::with_capacity(plan.databases.len());
         let mut globals = None;
         let result: dr_core::Result<()> = async {
-            for database in &plan.databases {
-                let dump = self.dump(database, &plan, writer.as_mut(), &meter);
-                dumped.push(timeline.step(format!("dump {database}"), dump).await?);
+            for batch in plan.databases.chunks(self.jobs) {
+                let dump = self.dump_batch(batch, &plan, writer.as_mut(), &meter);
+                dumped.extend(
+                    timeline
+                        .step(format!("dump {}", batch.join(", ")), dump)
+                        .await?,
+                );
             }
             if self.globals {
                 let dump = self.dump_globals(&plan, writer.as_mut());
@@ -308,20 +322,68 @@ impl LogicalBackup {
         })
     }
 
-    /// Dumps `database` into `writer`, counting its tables in the dump's
-    /// snapshot meanwhile.
-    async fn dump(
+    /// Dumps `batch`'s databases at once into `writer`, each counting its
+    /// tables in its dump's snapshot meanwhile.
+    async fn dump_batch(
         &self,
-        database: &str,
+        batch: &[String],
         plan: &Plan,
         writer: &mut dyn SnapshotWriter,
         meter: &Meter<'_>,
-    ) -> dr_core::Result<(DumpedDatabase, Option<dr_core::Position>)> {
+    ) -> dr_core::Result<Vec<(DumpedDatabase, Option<dr_core::Position>)>> {
+        let mut started = Vec::with_capacity(batch.len());
+        for database in batch {
+            // A failure drops (and so kills) the dumps already started.
+            started.push(self.start_dump(database, plan).await?);
+        }
+        let mut readers: Vec<_> = started
+            .iter_mut()
+            .filter_map(|s| s.stdout.take())
+            .map(|stdout| meter.reader(stdout))
+            .collect();
+        let streams: Vec<(StreamName, &mut (dyn tokio::io::AsyncRead + Send + Unpin))> = started
+            .iter()
+            .map(|s| s.stream.clone())
+            .zip(
+                readers
+                    .iter_mut()
+                    .map(|r| r as &mut (dyn tokio::io::AsyncRead + Send + Unpin)),
+            )
+            .collect();
+        let counting = futures_util::future::try_join_all(
+            started
+                .iter_mut()
+                .map(|s| count_tables(&mut s.sql, &s.tables)),
+        );
+        let storing = writer.add_streams(streams);
+        let (counted, stored) = tokio::join!(counting, storing);
+        drop(readers);
+        if counted.is_err() || stored.is_err() {
+            for dump in &mut started {
+                dump.child.kill().await.ok();
+            }
+        }
+        let mut finished = Vec::with_capacity(started.len());
+        for dump in &mut started {
+            finished.push(dump.finish().await);
+        }
+        let counted = counted?;
+        stored?;
+        let mut dumped = Vec::with_capacity(started.len());
+        for ((dump, tables), status) in started.into_iter().zip(counted).zip(finished) {
+            status?;
+            dumped.push(dump.close(tables).await?);
+        }
+        Ok(dumped)
+    }
+
+    /// Connects to `database`, exports a snapshot, reads its tables, and
+    /// starts `pg_dump` on that snapshot.
+    async fn start_dump(&self, database: &str, plan: &Plan) -> dr_core::Result<Started> {
         let mut sql = SqlClient::connect(&self.config, &self.tls, database).await?;
         let snapshot = catalog::export_snapshot(&mut sql).await?;
         let tables = catalog::tables(&mut sql).await?;
         let stream = database_stream(database)?;
-
         let program = self.tools.program("pg_dump")?;
         let mut command = tokio::process::Command::new(&program);
         command
@@ -338,55 +400,16 @@ impl LogicalBackup {
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(failed("pg_dump", "its output could not be read".into()).into());
         };
-        let said = tokio::spawn(tail(stderr));
-
-        let counting = async {
-            let mut counted = Vec::with_capacity(tables.len());
-            for table in &tables {
-                let rows = catalog::count(&mut sql, &table.schema, &table.name).await?;
-                counted.push(DumpedTable {
-                    schema: table.schema.clone(),
-                    name: table.name.clone(),
-                    rows,
-                    fingerprint: table.fingerprint.clone(),
-                    indexes: table.indexes.clone(),
-                    sequences: table.sequences.clone(),
-                });
-            }
-            Ok::<_, Error>(counted)
-        };
-        let mut reader = meter.reader(stdout);
-        let storing = writer.add_stream(&stream, &mut reader);
-        let (counted, stored) = tokio::join!(counting, storing);
-        if counted.is_err() || stored.is_err() {
-            child.kill().await.ok();
-        }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| failed("pg_dump", format!("waiting for it: {e}")))?;
-        let said = said.await.unwrap_or_default();
-        if !status.success() {
-            return Err(failed(
-                "pg_dump",
-                format!("dumping {database:?} failed ({status}): {said}"),
-            )
-            .into());
-        }
-        let tables = counted?;
-        stored?;
-        // The snapshot's transaction ends only now that pg_dump is done.
-        sql.query("COMMIT").await?;
-        sql.close().await.ok();
-        Ok((
-            DumpedDatabase {
-                name: database.to_owned(),
-                stream,
-                snapshot_at: snapshot.at,
-                tables,
-            },
-            snapshot.position,
-        ))
+        Ok(Started {
+            database: database.to_owned(),
+            sql,
+            snapshot,
+            tables,
+            stream,
+            child,
+            stdout: Some(stdout),
+            said: tokio::spawn(tail(stderr)),
+        })
     }
 
     /// `pg_dumpall --globals-only` into `writer`.
@@ -440,6 +463,74 @@ impl LogicalBackup {
         stored?;
         Ok(stream)
     }
+}
+
+/// A database's dump under way: the session holding its snapshot, its
+/// tables, and `pg_dump` running on that snapshot.
+struct Started {
+    database: String,
+    sql: SqlClient,
+    snapshot: catalog::ExportedSnapshot,
+    tables: Vec<catalog::Table>,
+    stream: StreamName,
+    child: tokio::process::Child,
+    stdout: Option<tokio::process::ChildStdout>,
+    said: tokio::task::JoinHandle<String>,
+}
+
+impl Started {
+    /// Waits for `pg_dump`; its failure names the database and what it said.
+    async fn finish(&mut self) -> dr_core::Result<()> {
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| failed("pg_dump", format!("waiting for it: {e}")))?;
+        let said = (&mut self.said).await.unwrap_or_default();
+        if !status.success() {
+            return Err(failed(
+                "pg_dump",
+                format!("dumping {:?} failed ({status}): {said}", self.database),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Ends the snapshot's transaction, now that `pg_dump` is done.
+    async fn close(
+        mut self,
+        tables: Vec<DumpedTable>,
+    ) -> dr_core::Result<(DumpedDatabase, Option<dr_core::Position>)> {
+        self.sql.query("COMMIT").await?;
+        self.sql.close().await.ok();
+        Ok((
+            DumpedDatabase {
+                name: self.database,
+                stream: self.stream,
+                snapshot_at: self.snapshot.at,
+                tables,
+            },
+            self.snapshot.position,
+        ))
+    }
+}
+
+/// Every table's rows, counted in the session's snapshot.
+async fn count_tables(sql: &mut SqlClient, tables: &[catalog::Table]) -> Result<Vec<DumpedTable>> {
+    let mut counted = Vec::with_capacity(tables.len());
+    for table in tables {
+        let rows = catalog::count(sql, &table.schema, &table.name).await?;
+        counted.push(DumpedTable {
+            schema: table.schema.clone(),
+            name: table.name.clone(),
+            rows,
+            fingerprint: table.fingerprint.clone(),
+            indexes: table.indexes.clone(),
+            sequences: table.sequences.clone(),
+        });
+    }
+    Ok(counted)
 }
 
 /// The stream of `database`'s dump: `databases/<name>.dump`, with every

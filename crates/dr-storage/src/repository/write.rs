@@ -221,7 +221,8 @@ pub struct RepositoryWriter {
     started_at: Timestamp,
     streams: Vec<StreamEntry>,
     chunks: BTreeMap<StreamName, Vec<String>>,
-    packer: Packer,
+    /// Shared by the streams stored at once (`add_streams`).
+    packer: tokio::sync::Mutex<Packer>,
     lock: Lock,
 }
 
@@ -329,12 +330,159 @@ impl SnapshotWriter for RepositoryWriter {
         data: &mut (dyn AsyncRead + Send + Unpin),
         layout: StreamLayout,
     ) -> dr_core::Result<StreamEntry> {
-        if self.chunks.contains_key(name) {
-            return Err(dr_core::Error::invalid(
-                format!("stream {name}"),
-                "already added to this snapshot",
-            ));
+        self.check_new(std::slice::from_ref(name))?;
+        let (entry, ids) = self.store_stream(name, data, layout).await?;
+        self.chunks.insert(name.clone(), ids);
+        self.streams.push(entry.clone());
+        Ok(entry)
+    }
+
+    async fn add_streams(
+        &mut self,
+        streams: Vec<(StreamName, &mut (dyn AsyncRead + Send + Unpin))>,
+    ) -> dr_core::Result<Vec<StreamEntry>> {
+        let names: Vec<StreamName> = streams.iter().map(|(name, _)| name.clone()).collect();
+        self.check_new(&names)?;
+        let this = &*self;
+        let stored = futures_util::future::try_join_all(
+            streams.into_iter().map(|(name, data)| async move {
+                this.store_stream(&name, data, StreamLayout::Opaque).await
+            }),
+        )
+        .await?;
+        let mut entries = Vec::with_capacity(stored.len());
+        for (entry, ids) in stored {
+            self.chunks.insert(entry.name.clone(), ids);
+            self.streams.push(entry.clone());
+            entries.push(entry);
         }
+        Ok(entries)
+    }
+
+    async fn commit(self: Box<Self>, commit: SnapshotCommit) -> dr_core::Result<Manifest> {
+        let this = *self;
+        let repo = this.repo.clone();
+        let packs = this.packer.into_inner().finish().await?;
+        // Everything below refers to packs a prune must not have taken for
+        // abandoned: only index them under a lock that is still ours.
+        this.lock.confirm().await?;
+        if let Some(base) = commit.depends_on {
+            // Forget refuses to delete a snapshot others depend on, and it
+            // cannot run while this writer holds its lock: checked once is enough.
+            match repo.snapshot_file(&base).await {
+                Ok(_) => {}
+                Err(Error::NotFound { .. }) => {
+                    return Err(dr_core::Error::not_found(format!(
+                        "snapshot {base}, which snapshot {} is stored against",
+                        this.id
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut index_key = None;
+        if !packs.is_empty() {
+            let index = IndexFile {
+                format: REPOSITORY_FORMAT,
+                packs: packs.clone(),
+            };
+            let bytes = repo.encode(&index, INDEX_CONTEXT)?;
+            let key = format!("index/{}", content_name(&bytes));
+            repo.inner
+                .backend
+                .put(&key, bytes.into(), repo.put_options()?)
+                .await?;
+            index_key = Some(key);
+        }
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            id: this.id,
+            component: this.component,
+            started_at: this.started_at,
+            committed_at: Timestamp::now(),
+            recovery_point: commit.recovery_point,
+            streams: this.streams,
+            labels: commit.labels,
+            metadata: commit.metadata,
+            depends_on: commit.depends_on,
+        };
+        let file = SnapshotFile {
+            manifest,
+            chunks: this.chunks,
+        };
+        let bytes = repo.encode(&file, SNAPSHOT_CONTEXT)?;
+        // Once more, right before the commit point: a lock removed while the
+        // index was written means a prune may be deleting these packs.
+        if let Err(lost) = this.lock.confirm().await {
+            if let Some(key) = &index_key {
+                // So that no later backup takes its blobs for stored; a
+                // prune would drop it too.
+                repo.inner.backend.delete(key).await.ok();
+            }
+            return Err(lost.into());
+        }
+        // The commit point: from here on the snapshot exists.
+        repo.inner
+            .backend
+            .put(
+                &snapshot_key(&file.manifest.id),
+                bytes.into(),
+                repo.put_options()?,
+            )
+            .await?;
+        if let Some(key) = index_key {
+            repo.add_to_index(key, &packs);
+        }
+        this.lock.release().await?;
+        tracing::info!(
+            store = %repo.inner.backend.location(),
+            component = %file.manifest.component,
+            snapshot = %file.manifest.id,
+            streams = file.manifest.streams.len(),
+            bytes = file.manifest.total_size(),
+            packs = packs.len(),
+            "snapshot committed"
+        );
+        Ok(file.manifest)
+    }
+
+    async fn abort(self: Box<Self>) -> dr_core::Result<()> {
+        // Packs already uploaded stay unreferenced until a prune; nothing is
+        // visible. Dropping the packer stops the uploads in flight.
+        let this = *self;
+        drop(this.packer);
+        this.lock.release().await?;
+        tracing::info!(
+            component = %this.component,
+            snapshot = %this.id,
+            "snapshot aborted; nothing is visible"
+        );
+        Ok(())
+    }
+}
+
+impl RepositoryWriter {
+    /// Fails if a stream of `names` is in the snapshot already, or named twice.
+    fn check_new(&self, names: &[StreamName]) -> dr_core::Result<()> {
+        for (i, name) in names.iter().enumerate() {
+            if self.chunks.contains_key(name) || names[..i].contains(name) {
+                return Err(dr_core::Error::invalid(
+                    format!("stream {name}"),
+                    "already added to this snapshot",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `data` to its end and stores it: its entry and its chunks' ids.
+    /// Several run at once on one writer, sharing its packer.
+    async fn store_stream(
+        &self,
+        name: &StreamName,
+        data: &mut (dyn AsyncRead + Send + Unpin),
+        layout: StreamLayout,
+    ) -> dr_core::Result<(StreamEntry, Vec<String>)> {
         let max = self.repo.inner.config.chunker.max as usize;
         let level = self.repo.inner.config.compression_level;
         let mut buffers = ReadBuffers::new(2 * max);
@@ -445,117 +593,12 @@ impl SnapshotWriter for RepositoryWriter {
             chunks = ids.len(),
             "stream stored"
         );
-        self.chunks.insert(name.clone(), ids);
-        self.streams.push(entry.clone());
-        Ok(entry)
+        Ok((entry, ids))
     }
 
-    async fn commit(self: Box<Self>, commit: SnapshotCommit) -> dr_core::Result<Manifest> {
-        let this = *self;
-        let repo = this.repo.clone();
-        let packs = this.packer.finish().await?;
-        // Everything below refers to packs a prune must not have taken for
-        // abandoned: only index them under a lock that is still ours.
-        this.lock.confirm().await?;
-        if let Some(base) = commit.depends_on {
-            // Forget refuses to delete a snapshot others depend on, and it
-            // cannot run while this writer holds its lock: checked once is enough.
-            match repo.snapshot_file(&base).await {
-                Ok(_) => {}
-                Err(Error::NotFound { .. }) => {
-                    return Err(dr_core::Error::not_found(format!(
-                        "snapshot {base}, which snapshot {} is stored against",
-                        this.id
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let mut index_key = None;
-        if !packs.is_empty() {
-            let index = IndexFile {
-                format: REPOSITORY_FORMAT,
-                packs: packs.clone(),
-            };
-            let bytes = repo.encode(&index, INDEX_CONTEXT)?;
-            let key = format!("index/{}", content_name(&bytes));
-            repo.inner
-                .backend
-                .put(&key, bytes.into(), repo.put_options()?)
-                .await?;
-            index_key = Some(key);
-        }
-        let manifest = Manifest {
-            format: MANIFEST_FORMAT,
-            id: this.id,
-            component: this.component,
-            started_at: this.started_at,
-            committed_at: Timestamp::now(),
-            recovery_point: commit.recovery_point,
-            streams: this.streams,
-            labels: commit.labels,
-            metadata: commit.metadata,
-            depends_on: commit.depends_on,
-        };
-        let file = SnapshotFile {
-            manifest,
-            chunks: this.chunks,
-        };
-        let bytes = repo.encode(&file, SNAPSHOT_CONTEXT)?;
-        // Once more, right before the commit point: a lock removed while the
-        // index was written means a prune may be deleting these packs.
-        if let Err(lost) = this.lock.confirm().await {
-            if let Some(key) = &index_key {
-                // So that no later backup takes its blobs for stored; a
-                // prune would drop it too.
-                repo.inner.backend.delete(key).await.ok();
-            }
-            return Err(lost.into());
-        }
-        // The commit point: from here on the snapshot exists.
-        repo.inner
-            .backend
-            .put(
-                &snapshot_key(&file.manifest.id),
-                bytes.into(),
-                repo.put_options()?,
-            )
-            .await?;
-        if let Some(key) = index_key {
-            repo.add_to_index(key, &packs);
-        }
-        this.lock.release().await?;
-        tracing::info!(
-            store = %repo.inner.backend.location(),
-            component = %file.manifest.component,
-            snapshot = %file.manifest.id,
-            streams = file.manifest.streams.len(),
-            bytes = file.manifest.total_size(),
-            packs = packs.len(),
-            "snapshot committed"
-        );
-        Ok(file.manifest)
-    }
-
-    async fn abort(self: Box<Self>) -> dr_core::Result<()> {
-        // Packs already uploaded stay unreferenced until a prune; nothing is
-        // visible. Dropping the packer stops the uploads in flight.
-        let this = *self;
-        drop(this.packer);
-        this.lock.release().await?;
-        tracing::info!(
-            component = %this.component,
-            snapshot = %this.id,
-            "snapshot aborted; nothing is visible"
-        );
-        Ok(())
-    }
-}
-
-impl RepositoryWriter {
     /// Packs whichever chunk is done first and records its id in its place.
     async fn take_processed(
-        &mut self,
+        &self,
         in_flight: &mut JoinSet<Result<Processed>>,
         ids: &mut [Id],
     ) -> Result<()> {
@@ -565,7 +608,7 @@ impl RepositoryWriter {
         let processed = job.map_err(join_error)??;
         ids[processed.index] = processed.id;
         if let Some(blob) = processed.blob {
-            self.packer.add(blob).await?;
+            self.packer.lock().await.add(blob).await?;
         }
         Ok(())
     }
@@ -589,7 +632,7 @@ impl SnapshotSink for Repository {
             started_at,
             streams: Vec::new(),
             chunks: BTreeMap::new(),
-            packer: Packer::new(self.clone()),
+            packer: tokio::sync::Mutex::new(Packer::new(self.clone())),
             lock,
         }))
     }
