@@ -439,6 +439,24 @@ async fn restores_whole_one_table_and_over_a_damaged_database() {
         customers_before
     );
 
+    // In parallel, from a spooled copy of the dump, removed afterwards.
+    let spool = tempfile::tempdir().unwrap();
+    restore_of(
+        &pg,
+        "app2",
+        RestoreInto::NewDatabase("app2_parallel".into()),
+    )
+    .parallel(2, spool.path())
+    .restore(latest(&repo))
+    .await
+    .unwrap();
+    assert_eq!(digest(&pg, "app2_parallel", orders).await, orders_before);
+    assert_eq!(
+        digest(&pg, "app2_parallel", "customers").await,
+        customers_before
+    );
+    assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0);
+
     // One table alone, with its index and its sequence.
     let table = Selection::Table {
         schema: "public".into(),

@@ -159,6 +159,13 @@ enum Command {
         /// Restore the roles and tablespaces first.
         #[arg(long)]
         globals: bool,
+        /// Restore into the new database with this many pg_restore jobs; the
+        /// dump is first written to --spool-dir (as large as the dump).
+        #[arg(long, conflicts_with = "over")]
+        jobs: Option<usize>,
+        /// Where a parallel restore spools the dump; default the temporary directory.
+        #[arg(long, requires = "jobs")]
+        spool_dir: Option<PathBuf>,
         /// A check after the restore, `name=SQL`, passing when the query's
         /// first value is neither NULL, false nor 0; repeatable.
         #[arg(long = "check", value_parser = parse_check)]
@@ -408,6 +415,8 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             rename,
             schema,
             globals,
+            jobs,
+            spool_dir,
             checks,
         } => {
             let settings = cx.component(&component)?;
@@ -422,6 +431,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                     rename,
                     schema,
                     globals,
+                    parallel: jobs.map(|jobs| (jobs, spool_dir.unwrap_or_else(std::env::temp_dir))),
                     checks,
                     incident_at,
                     report_file: report,
@@ -436,6 +446,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                 ("--rename", rename.is_some()),
                 ("--schema", schema.is_some()),
                 ("--globals", globals),
+                ("--jobs", jobs.is_some()),
                 ("--check", !checks.is_empty()),
             ];
             if let Some((flag, _)) = dump_only.iter().find(|(_, given)| *given) {

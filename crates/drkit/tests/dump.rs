@@ -88,6 +88,8 @@ async fn a_dump_component_backs_up_verifies_restores_and_tests_restores() {
             "latest",
             "--into",
             "app_copy",
+            "--jobs",
+            "2",
             "--check",
             "users=SELECT count(*) FROM users",
         ])

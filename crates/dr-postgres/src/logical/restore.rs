@@ -172,6 +172,7 @@ pub struct LogicalRestore {
     globals: bool,
     checks: Vec<SmokeCheck>,
     rename: Option<String>,
+    parallel: Option<(usize, PathBuf)>,
 }
 
 impl LogicalRestore {
@@ -199,7 +200,18 @@ impl LogicalRestore {
             globals: false,
             checks: Vec::new(),
             rename: None,
+            parallel: None,
         }
+    }
+
+    /// Restores into a new database with `pg_restore --jobs=jobs`. That
+    /// needs the dump as a file: it is written to `spool_dir` first (as
+    /// large as the dump; readable only by this user) and removed after.
+    /// A restore over a database stays in one transaction, not parallel.
+    #[must_use]
+    pub fn parallel(mut self, jobs: usize, spool_dir: impl Into<PathBuf>) -> Self {
+        self.parallel = (jobs > 1).then(|| (jobs, spool_dir.into()));
+        self
     }
 
     /// Restores the selected table under this name (in its schema), beside
@@ -547,8 +559,19 @@ impl LogicalRestore {
         let program = self.tools.program("pg_restore")?;
         let mut command = tokio::process::Command::new(&program);
         command
-            .args(["--no-password", "--exit-on-error", "--single-transaction"])
+            .args(["--no-password", "--exit-on-error"])
             .arg(format!("--dbname={}", conninfo_dbname(database)));
+        // Over a database, in one transaction: a failure drops nothing.
+        // Into a new one, in parallel when asked: a failure drops it whole.
+        let parallel = self.parallel.as_ref().filter(|_| !over);
+        match parallel {
+            Some((jobs, _)) => {
+                command.arg(format!("--jobs={jobs}"));
+            }
+            None => {
+                command.arg("--single-transaction");
+            }
+        }
         if over {
             command.args(["--clean", "--if-exists"]);
         }
@@ -577,7 +600,26 @@ impl LogicalRestore {
         }
         environment.database(database).apply(&mut command);
         let mut reader = source.open_stream(&manifest.id, &dumped.stream).await?;
-        let fed = feed("pg_restore", command, &mut reader, false).await?;
+        let fed = match parallel {
+            // pg_restore -j reads a file, not a pipe: the dump is spooled.
+            Some((_, spool_dir)) => {
+                let spool = Spool::write(spool_dir, &mut reader)
+                    .await
+                    .map_err(|e| match e {
+                        SpoolError::Read(e) => dr_core::Error::corrupt(
+                            format!("snapshot {}: {}", manifest.id, dumped.stream),
+                            format!("the stored dump does not read back: {e}"),
+                        ),
+                        SpoolError::Write(e) => dr_core::Error::io(
+                            format!("spooling the dump in {}", spool_dir.display()),
+                            e,
+                        ),
+                    })?;
+                command.arg(spool.path());
+                feed("pg_restore", command, &mut tokio::io::empty(), false).await?
+            }
+            None => feed("pg_restore", command, &mut reader, false).await?,
+        };
         drop(list);
         if let Some(e) = fed.input_error {
             return Err(dr_core::Error::corrupt(
@@ -965,6 +1007,61 @@ fn belongs_to(line: &str, table: &DumpedTable) -> bool {
         || ["SEQUENCE", "SEQUENCE OWNED BY", "SEQUENCE SET"]
             .iter()
             .any(|kind| named(kind, &table.sequences))
+}
+
+/// Why a dump could not be spooled.
+enum SpoolError {
+    /// The stored dump did not read back.
+    Read(std::io::Error),
+    /// The spool file could not be written.
+    Write(std::io::Error),
+}
+
+/// A stored dump written to a file for `pg_restore --jobs`, removed when dropped.
+struct Spool {
+    path: PathBuf,
+}
+
+impl Spool {
+    async fn write(
+        dir: &Path,
+        reader: &mut (dyn tokio::io::AsyncRead + Send + Unpin),
+    ) -> Result<Self, SpoolError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let path = dir.join(format!(
+            "drkit-restore-{}-{}.dump",
+            std::process::id(),
+            Timestamp::now().as_nanosecond()
+        ));
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .await
+            .map_err(SpoolError::Write)?;
+        let spool = Self { path };
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf).await.map_err(SpoolError::Read)?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n]).await.map_err(SpoolError::Write)?;
+        }
+        file.flush().await.map_err(SpoolError::Write)?;
+        Ok(spool)
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// The list file of one restore, removed when dropped.

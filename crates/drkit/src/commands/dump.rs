@@ -26,6 +26,7 @@ pub(crate) struct DumpRestoreArgs {
     pub(crate) rename: Option<String>,
     pub(crate) schema: Option<String>,
     pub(crate) globals: bool,
+    pub(crate) parallel: Option<(usize, std::path::PathBuf)>,
     pub(crate) checks: Vec<SmokeCheck>,
     pub(crate) incident_at: Option<Timestamp>,
     pub(crate) report_file: Option<std::path::PathBuf>,
@@ -91,6 +92,9 @@ pub(crate) async fn restore(
     }
     if let Some(name) = args.rename {
         restore = restore.rename_table(name);
+    }
+    if let Some((jobs, spool_dir)) = args.parallel {
+        restore = restore.parallel(jobs, spool_dir);
     }
     let mut request = RestoreRequest::new(repo, &target, component.objectives());
     if let Some(at) = args.incident_at {
