@@ -4,7 +4,7 @@
 //! missed once the archiver and the backups can no longer reach the server,
 //! a backup missed while the agent was down runs once at start (found from
 //! the repository), and SIGTERM aborts a running backup without leaving a
-//! snapshot.
+//! snapshot, and a postgres-dump component dumped and restore-tested by it.
 
 mod common;
 
@@ -452,4 +452,85 @@ async fn an_agent_without_its_table_is_a_config_error() {
     let output = setup.drkit(&["agent"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("[agent]"), "{}", text(&output));
+}
+
+/// A `postgres-dump` component under the agent: the missing dump taken at
+/// start, then restore tests on their schedule, passed, in `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_component_is_dumped_and_restore_tested_by_the_agent() {
+    let pg = Postgres::start().await.unwrap();
+    let admin = pg.connect("postgres").await.unwrap();
+    for statement in [
+        "CREATE DATABASE app",
+        "CREATE ROLE drkit_agent LOGIN SUPERUSER PASSWORD 'agent-password'",
+    ] {
+        admin.batch_execute(statement).await.unwrap();
+    }
+    let app = pg.connect("app").await.unwrap();
+    app.batch_execute("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g")
+        .await
+        .unwrap();
+    let setup = agent_setup(
+        &pg,
+        "24h",
+        r#"[[component.schedule]]
+job = "backup"
+cron = "0 3 * * *"
+
+[[component.schedule]]
+job = "restore-test"
+cron = "*/4 * * * * *"
+"#,
+        "prune = { cron = \"0 4 * * 0\" }\nrefresh = \"1s\"",
+    );
+    let dump = "postgres-dump/main";
+    let config = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("id = \"postgres/main\"", &format!("id = \"{dump}\""))
+        .replace("kind = \"postgres\"", "kind = \"postgres-dump\"")
+        .replace(
+            "wal_archiving = true",
+            &format!(
+                "databases = [\"app\"]\npg_bin = \"{}\"",
+                pg.binaries().dir().display()
+            ),
+        );
+    std::fs::write(&setup.config, config).unwrap();
+    let init = setup.drkit(&["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+
+    let agent = Agent::start(&setup, "dump-agent").await;
+    let labels = |job: &'static str| [("component", dump), ("job", job), ("result", "success")];
+    let scrape = eventually(
+        "a dump and a restore test",
+        Duration::from_secs(120),
+        || async {
+            let scrape = agent.scrape().await;
+            let done = |job| value(&scrape, "drkit_job_runs_total", &labels(job)).unwrap_or(0.0);
+            (done("backup") >= 1.0 && done("restore-test") >= 1.0).then_some(scrape)
+        },
+    )
+    .await;
+    assert_eq!(
+        value(&scrape, "drkit_restore_test_passed", &[("component", dump)]),
+        Some(1.0),
+        "{}",
+        agent.log()
+    );
+    assert!(
+        value(
+            &scrape,
+            "drkit_restore_test_rto_seconds",
+            &[("component", dump)]
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert_eq!(
+        value(&scrape, "drkit_job_runs_total", &labels("backup")),
+        Some(1.0),
+        "one dump at start, then none until 03:00"
+    );
+    let (code, log) = agent.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
 }
