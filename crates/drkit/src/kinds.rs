@@ -87,8 +87,12 @@ pub(crate) async fn restore_test(
     let kind = if component.postgres_dump().is_some() {
         RestoreTestKind::Logical
     } else {
+        // The restored cluster answers on the scratch server's socket, as
+        // the component's user.
         let (config, _) = cx.postgres(component).await?;
-        RestoreTestKind::Physical(Box::new(config))
+        RestoreTestKind::Physical(Box::new(crate::commands::restore::local_connection(
+            &config,
+        )))
     };
     let mut scratch = ScratchOptions::new();
     if let Some((uid, gid)) = cx.postgres_os_user()? {

@@ -115,6 +115,22 @@ async fn init_archive_backup_list_and_restore_to_the_latest_point() {
         .await;
     assert!(shown.status.success(), "{}", text(&shown));
 
+    // The same backup and WAL restored into a scratch server, checked, gone.
+    let tested = setup
+        .drkit(&[
+            "restore-test",
+            COMPONENT,
+            "--check",
+            "every row=SELECT count(*) = 6000 FROM t",
+        ])
+        .await;
+    assert!(tested.status.success(), "{}", text(&tested));
+    assert!(
+        text(&tested).contains("ok   every row"),
+        "{}",
+        text(&tested)
+    );
+
     let restored = slot.start().await.unwrap();
     let restored_client = restored.connect("postgres").await.unwrap();
     eventually(
