@@ -1,13 +1,17 @@
-//! Drives dr-postgres's base backup, restore and WAL archiver from the
-//! command line; `scripts/bench postgres` runs it side by side with
-//! pgBackRest, pg_basebackup and pg_receivewal on one cluster.
+//! Drives dr-postgres's base backup, restore, WAL archiver and logical
+//! backup and restore from the command line; `scripts/bench postgres` runs
+//! it side by side with pgBackRest, pg_basebackup, pg_receivewal, pg_dump and
+//! pg_restore on one cluster.
 //!
 //! ```text
-//! pg_bench backup  --repo <dir> --conninfo <conninfo> [--delta]
-//! pg_bench restore --repo <dir> --to <dir> [--owner <uid>:<gid>]
-//! pg_bench archive --repo <dir> --conninfo <conninfo> --samples <file>
-//!                  [--piece-interval-ms 200] [--synchronous-too] [--peers <name,...>]
-//! pg_bench lag     --samples <file> --from <unix seconds> --to <unix seconds>
+//! pg_bench backup       --repo <dir> --conninfo <conninfo> [--delta]
+//! pg_bench restore      --repo <dir> --to <dir> [--owner <uid>:<gid>]
+//! pg_bench archive      --repo <dir> --conninfo <conninfo> --samples <file>
+//!                       [--piece-interval-ms 200] [--synchronous-too] [--peers <name,...>]
+//! pg_bench lag          --samples <file> --from <unix seconds> --to <unix seconds>
+//! pg_bench dump         --repo <dir> --conninfo <conninfo> --database <name> [--bindir <dir>]
+//! pg_bench restore-dump --repo <dir> --conninfo <conninfo> --database <name> --into <name>
+//!                       [--bindir <dir>]
 //! ```
 //!
 //! `backup` takes a [`BaseBackup`] into the repository, creating it (encrypted,
@@ -15,6 +19,15 @@
 //! a delta backup against the latest full one. `restore` prepares a data
 //! directory from the latest base backup with [`PitrRestore`], without
 //! starting a server: files extracted, WAL staged, recovery settings written.
+//!
+//! `dump` takes a [`LogicalBackup`] of one database (`pg_dump
+//! --format=custom --compress=0` streamed into the repository, which
+//! compresses and deduplicates it; no globals) into the repository, creating
+//! it as `backup` does. `restore-dump` restores that database from the latest
+//! logical backup into a new database with [`LogicalRestore`] (`pg_restore`
+//! reading the stored dump as it streams, then the smoke checks of every
+//! table's recorded row count). Both take PostgreSQL's programs from
+//! `--bindir`, or else from the `PATH`.
 //!
 //! `archive` runs a [`WalArchiver`] (piece interval as given; with
 //! `--synchronous-too`, a second one in synchronous mode into its own
@@ -46,12 +59,15 @@ use dr_core::{
     RestoreRequest, Timeline,
 };
 use dr_postgres::{
-    ArchiverHandle, ArchiverOptions, ArchiverStatus, BaseBackup, PitrRestore, Tls, WalArchiver,
+    ArchiverHandle, ArchiverOptions, ArchiverStatus, BaseBackup, Databases, LibpqTls,
+    LogicalBackup, LogicalBackupDetails, LogicalRestore, PgTools, PitrRestore, RestoreInto, Tls,
+    WalArchiver,
 };
 use dr_storage::InitOptions;
 use drkit_bench::{AnyResult, RepoArgs, runtime, secs};
 
-/// The component base backups and the piece-interval archiver write.
+/// The component base backups, logical backups and the piece-interval
+/// archiver write.
 const COMPONENT: &str = "bench/postgres";
 /// The component the synchronous archiver writes.
 const SYNC_COMPONENT: &str = "bench/postgres-sync";
@@ -63,7 +79,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 /// How long `archive` waits, once told to stop, for the archive to catch up.
 const CATCH_UP: Duration = Duration::from_secs(300);
 
-/// Drives dr-postgres's base backup, restore and WAL archiver for `scripts/bench postgres`.
+/// Drives dr-postgres's backups, restores and WAL archiver for `scripts/bench postgres`.
 #[derive(Parser)]
 #[command(
     name = "pg_bench",
@@ -112,6 +128,49 @@ enum Command {
         #[arg(long, value_name = "UNIX_SECONDS")]
         to: f64,
     },
+    /// Takes a logical backup (pg_dump) of one database into the repository, creating it if its directory is empty
+    Dump {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        server: DumpServer,
+        /// The database to dump
+        #[arg(long, value_name = "NAME")]
+        database: String,
+    },
+    /// Restores a database of the latest logical backup into a new database (pg_restore)
+    RestoreDump {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        server: DumpServer,
+        /// The dumped database to restore
+        #[arg(long, value_name = "NAME")]
+        database: String,
+        /// The database to create and restore into
+        #[arg(long, value_name = "NAME")]
+        into: String,
+    },
+}
+
+/// The server a logical backup or restore connects to, and where
+/// PostgreSQL's programs are.
+#[derive(clap::Args)]
+struct DumpServer {
+    /// The server, as a libpq connection string
+    #[arg(long)]
+    conninfo: tokio_postgres::Config,
+    /// The directory of pg_dump and pg_restore (default: the PATH)
+    #[arg(long, value_name = "DIR")]
+    bindir: Option<PathBuf>,
+}
+
+impl DumpServer {
+    fn tools(&self) -> PgTools {
+        self.bindir
+            .as_ref()
+            .map_or_else(PgTools::from_path, PgTools::in_dir)
+    }
 }
 
 fn main() -> ExitCode {
@@ -124,6 +183,17 @@ fn main() -> ExitCode {
         Command::Restore { repo, to, owner } => runtime()?.block_on(restore(&repo, to, owner)),
         Command::Archive(args) => runtime()?.block_on(archive(args)),
         Command::Lag { samples, from, to } => lag(&samples, from, to),
+        Command::Dump {
+            repo,
+            server,
+            database,
+        } => runtime()?.block_on(dump(&repo, &server, database)),
+        Command::RestoreDump {
+            repo,
+            server,
+            database,
+            into,
+        } => runtime()?.block_on(restore_dump(&repo, &server, database, into)),
     })
 }
 
@@ -198,6 +268,83 @@ async fn restore(args: &RepoArgs, to: PathBuf, owner: Option<Owner>) -> AnyResul
     let report = restore.restore(request).await?;
     print_steps(&report.timeline);
     eprintln!("prepared {} in {:.2} s in all", to.display(), secs(started));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Logical backup and restore
+
+async fn dump(args: &RepoArgs, server: &DumpServer, database: String) -> AnyResult<()> {
+    let started = Instant::now();
+    let repo = args.open_or_create(InitOptions::encrypted).await?;
+    let backup = LogicalBackup::new(
+        COMPONENT.parse()?,
+        server.conninfo.clone(),
+        Tls::none(),
+        LibpqTls::disable(),
+    )
+    .databases(Databases::Named(vec![database]))
+    .globals(false)
+    .tools(server.tools());
+    let report = backup.backup(BackupRequest::new(&repo)).await?;
+    print_steps(&report.timeline);
+    let details = LogicalBackupDetails::of(&report.manifest)?;
+    for dumped in &details.databases {
+        let rows: u64 = dumped.tables.iter().map(|t| t.rows).sum();
+        eprintln!(
+            "{}: {} tables, {rows} rows counted in the dump's snapshot",
+            dumped.name,
+            dumped.tables.len()
+        );
+    }
+    eprintln!(
+        "snapshot {}: {} bytes dumped (pg_dump {}); {:.2} s in all",
+        report.manifest.id,
+        report.manifest.total_size(),
+        details.pg_dump_version,
+        secs(started)
+    );
+    Ok(())
+}
+
+async fn restore_dump(
+    args: &RepoArgs,
+    server: &DumpServer,
+    database: String,
+    into: String,
+) -> AnyResult<()> {
+    let started = Instant::now();
+    let repo = args.open().await?;
+    let restore = LogicalRestore::new(
+        COMPONENT.parse()?,
+        server.conninfo.clone(),
+        Tls::none(),
+        LibpqTls::disable(),
+        database,
+        RestoreInto::NewDatabase(into.clone()),
+    )
+    .tools(server.tools());
+    let objectives = Objectives::new("1h".parse()?, "1h".parse()?);
+    let (report, smoke) = restore
+        .restore_checked(RestoreRequest::new(
+            &repo,
+            &RecoveryTarget::Latest,
+            objectives,
+        ))
+        .await?;
+    print_steps(&report.timeline);
+    let failed: Vec<String> = smoke
+        .failures()
+        .map(|o| format!("{}: {}", o.name, o.detail))
+        .collect();
+    if !failed.is_empty() {
+        return Err(format!("smoke checks of {into} failed: {}", failed.join("; ")).into());
+    }
+    eprintln!(
+        "restored into {into}, {} smoke checks passed; {:.2} s in all",
+        smoke.outcomes.len(),
+        secs(started)
+    );
     Ok(())
 }
 
