@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # scripts/bench postgres: drkit's PostgreSQL backup, restore and WAL archiving
 # against pgBackRest, pg_basebackup and pg_receivewal, on one cluster, in one
-# run, and `drkit wal push` against `pgbackrest archive-push` as
-# archive_command. The method (what each tool does, how time, memory, stored
+# run, `drkit wal push` against `pgbackrest archive-push` as
+# archive_command, and drkit's logical backup and restore against pg_dump
+# and pg_restore. The method (what each tool does, how time, memory, stored
 # bytes and archiving lag are measured), the figures and the environment
 # variables that adjust it (DRKIT_BENCH_SCALE, DRKIT_BENCH_SECONDS,
-# DRKIT_BENCH_REPEAT, DRKIT_BENCH_SEGMENTS, DRKIT_BENCH_DIR) are in
-# BENCHMARKS.md. Needs PostgreSQL 15 or newer, pgBackRest and GNU time
+# DRKIT_BENCH_REPEAT, DRKIT_BENCH_SEGMENTS, DRKIT_BENCH_DIR,
+# DRKIT_BENCH_ONLY) are in BENCHMARKS.md. Needs PostgreSQL 15 or newer, pgBackRest and GNU time
 # (installed as root from Debian's packages); it downloads nothing else.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -22,6 +23,7 @@ bench="$target/release/pg_bench"
 drkit="$target/release/drkit"
 build_log="$target/bench-postgres-build.log"
 segments="${DRKIT_BENCH_SEGMENTS:-200}"
+only="${DRKIT_BENCH_ONLY:-}"
 piece_ms=200
 
 bench_name=postgres
@@ -41,26 +43,34 @@ find_pg_bin() {
   [ -n "$dir" ] && [ -x "$dir/initdb" ] && echo "$dir"
 }
 
+case "$only" in
+  "" | logical) ;;
+  *) die "DRKIT_BENCH_ONLY must be unset (everything) or 'logical' (it is '$only')" ;;
+esac
+
 missing=()
 [ -n "$(find_pg_bin)" ] || missing+=(postgresql)
-command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
+[ "$only" = logical ] || command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
 missing+=($(gnu_time_missing))
 install_missing "${missing[@]}"
 pgbin="$(find_pg_bin)" || die "PostgreSQL's programs were not found (pg_config --bindir, /usr/lib/postgresql/*/bin)"
-for tool in initdb pg_ctl psql pgbench pg_basebackup pg_receivewal; do
+for tool in initdb pg_ctl psql pgbench pg_basebackup pg_receivewal pg_dump pg_restore createdb; do
   [ -x "$pgbin/$tool" ] || die "$pgbin/$tool is missing"
 done
 pg_major="$("$pgbin/pg_basebackup" --version | sed -E 's/.* ([0-9]+)[.0-9]*.*/\1/')"
 [ "$pg_major" -ge 15 ] 2>/dev/null ||
   die "PostgreSQL 15 or newer is needed (base backups with --compress=zstd); found $("$pgbin/pg_basebackup" --version)"
 say "PostgreSQL: $("$pgbin/pg_basebackup" --version | sed 's/^pg_basebackup (PostgreSQL) //')"
-say "peer: $(pgbackrest version)"
+[ "$only" = logical ] || say "peer: $(pgbackrest version)"
 positive DRKIT_BENCH_SCALE "$scale"
 positive DRKIT_BENCH_REPEAT "$repeat"
 positive DRKIT_BENCH_SECONDS "$load_seconds"
 positive DRKIT_BENCH_SEGMENTS "$segments"
 if [ "$scale" -lt 50 ]; then
   say "DRKIT_BENCH_SCALE=$scale is below 50: a quick check, not a result"
+fi
+if [ "$only" = logical ]; then
+  say "DRKIT_BENCH_ONLY=logical: only the logical backups and restores, not a whole run"
 fi
 if [ "$segments" -lt 200 ]; then
   say "DRKIT_BENCH_SEGMENTS=$segments is below 200: the archive_command figure is a quick check, not a result"
@@ -78,7 +88,7 @@ fi
 as_pg() { "${pg_user[@]}" "$@"; }
 
 build_bench pg_bench "$build_log"
-build_drkit "$target/bench-postgres-build-drkit.log"
+[ "$only" = logical ] || build_drkit "$target/bench-postgres-build-drkit.log"
 
 # --- working directory -----------------------------------------------------
 
@@ -210,6 +220,208 @@ peer_stored() { stored "$pbr/repo/backup"; }
 
 
 lsn_of() { sql "SELECT (pg_current_wal_lsn() - '0/0')::int8"; }
+
+# --- logical backups: drkit against pg_dump and pg_restore -----------------
+
+# A database of its own, created when this part starts: pgbench's tables at
+# $scale and `blobs`, 200 MiB of random bytes (bytea, 1 KiB a row). A dump
+# writes bytea as hex text, so no compressor brings that table below about
+# its size.
+logical_db=logical
+logical_dir="$work/logical"
+logical_repo="$logical_dir/drkit-repo"
+logical_rows=204800
+pg_dump=("${pg_user[@]}" "$pgbin/pg_dump" -h "$sock" -p "$port" -U postgres --no-password)
+restore_new="$work/restore-new"
+
+logical_setup() {
+  mkdir -m 755 "$logical_dir"
+  if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$logical_dir"; fi
+  # pg_restore into a database it creates first, as drkit's restore does.
+  cat >"$restore_new" <<EOF
+#!/bin/sh
+# restore-new <database> <pg_restore arguments...>: creates the database
+# (from template0), then pg_restore restores into it.
+set -e
+database="\$1"
+shift
+"$pgbin/createdb" -h "$sock" -p $port -U postgres -T template0 "\$database"
+exec "$pgbin/pg_restore" -h "$sock" -p $port -U postgres --no-password --exit-on-error -d "\$database" "\$@"
+EOF
+  chmod 755 "$restore_new"
+
+  say "logical: pgbench -i -s $scale and $logical_rows KiB of random bytes into the database $logical_db"
+  sql "CREATE DATABASE $logical_db" >/dev/null
+  "$pgbin/pgbench" -i -s "$scale" -q -h "$sock" -p "$port" -U postgres "$logical_db" \
+    >"$work/pgbench-init-logical.log" 2>&1 ||
+    die "pgbench -i failed: $(tail -n 5 "$work/pgbench-init-logical.log")"
+  sql "CREATE TABLE blobs (id int PRIMARY KEY, v bytea NOT NULL)" "$logical_db" >/dev/null
+  if [ "$(sql "SELECT count(*) FROM pg_available_extensions WHERE name = 'pgcrypto'")" -eq 1 ]; then
+    sql "CREATE EXTENSION pgcrypto" "$logical_db" >/dev/null
+    sql "INSERT INTO blobs SELECT g, gen_random_bytes(1024) FROM generate_series(1, $logical_rows) g" \
+      "$logical_db" >/dev/null
+    sql "DROP EXTENSION pgcrypto" "$logical_db" >/dev/null
+  else
+    say "  (no pgcrypto: the random bytes come from md5(random()), 64 digests a row)"
+    sql "INSERT INTO blobs SELECT g, (SELECT decode(string_agg(md5(random()::text || g || i), ''), 'hex')
+           FROM generate_series(1, 64) i) FROM generate_series(1, $logical_rows) g" "$logical_db" >/dev/null
+  fi
+  # Hint bits set and statistics taken now, not by whichever dump reads first.
+  sql "VACUUM (FREEZE, ANALYZE)" "$logical_db" >/dev/null
+  sql "CHECKPOINT" >/dev/null
+  say "  database: $(sql "SELECT pg_database_size('$logical_db')") bytes, of which blobs" \
+    "$(sql "SELECT pg_total_relation_size('blobs')" "$logical_db") bytes"
+}
+
+# logical_dump <repo> <phase>: drkit's logical backup of the database into <repo>.
+logical_dump() {
+  timed ours "$2" "${pg_user[@]}" "$bench" dump --repo "$1" --conninfo "$conninfo" \
+    --database "$logical_db" --bindir "$pgbin"
+}
+
+# pg_dump_file <file> <phase>: the peer's dump into a file, compressed at gzip's level 9.
+pg_dump_file() {
+  rm -f "$1"
+  timed peer "$2" "${pg_dump[@]}" --format=custom --compress=9 -f "$1" "$logical_db"
+}
+
+# drop_restored <database>: drops a restored database, then checkpoints, so
+# that the next restore pays for none of it.
+drop_restored() {
+  PGOPTIONS="-c client_min_messages=warning" sql "DROP DATABASE IF EXISTS $1" >/dev/null
+  sql "CHECKPOINT" >/dev/null
+}
+
+# logical_digest <database>: rows and sums of every table, and a digest of blobs.
+logical_digest() {
+  sql "SELECT concat_ws(' ',
+         (SELECT count(*) || ':' || coalesce(sum(abalance), 0) FROM pgbench_accounts),
+         (SELECT count(*) || ':' || coalesce(sum(bbalance), 0) FROM pgbench_branches),
+         (SELECT count(*) || ':' || coalesce(sum(tbalance), 0) FROM pgbench_tellers),
+         (SELECT count(*) FROM pgbench_history),
+         (SELECT count(*) || ':' || md5(string_agg(md5(v), '' ORDER BY id)) FROM blobs))" "$1"
+}
+
+logical_run() {
+  logical_setup
+  local r repo digest database before accounts
+
+  say "logical backups ($repeat rounds, the tools taking turns): drkit, pg_dump --format=custom" \
+    "--compress=9, pg_dump --format=directory -j 2, and pg_dump --compress=0 into /dev/null" \
+    "(pg_dump's own share of drkit's time)"
+  for r in $(seq "$repeat"); do
+    repo="$logical_dir/drkit-$r"
+    [ "$r" -eq "$repeat" ] && repo="$logical_repo"
+    logical_dump "$repo" logical_backup
+    ours_dump_bytes="$(stored "$repo")"
+    say "  drkit: ${seconds[ours.logical_backup]} s, $(mib "${memory[ours.logical_backup]}") peak," \
+      "$ours_dump_bytes bytes stored"
+    [ "$repo" = "$logical_repo" ] || rm -rf "$repo"
+
+    pg_dump_file "$logical_dir/first.dump" logical_backup
+    peer_dump_bytes="$(stat -c %s "$logical_dir/first.dump")"
+    say "  pg_dump -Fc -Z9: ${seconds[peer.logical_backup]} s, $(mib "${memory[peer.logical_backup]}") peak," \
+      "$peer_dump_bytes bytes"
+
+    rm -rf "$logical_dir/first.d"
+    timed pg_dump_dir logical_backup "${pg_dump[@]}" --format=directory -j 2 -f "$logical_dir/first.d" "$logical_db"
+    say "  pg_dump -Fd -j 2: ${seconds[pg_dump_dir.logical_backup]} s," \
+      "$(mib "${memory[pg_dump_dir.logical_backup]}") peak, $(stored "$logical_dir/first.d") bytes"
+
+    timed --out /dev/null pg_dump_z0 logical_backup "${pg_dump[@]}" --format=custom --compress=0 "$logical_db"
+    say "  pg_dump -Fc -Z0 into /dev/null: ${seconds[pg_dump_z0.logical_backup]} s"
+  done
+  notes ours logical_backup
+  say "  medians: drkit $(median "${runs[ours.logical_backup]}") s, pg_dump -Fc -Z9" \
+    "$(median "${runs[peer.logical_backup]}") s, pg_dump -Fd -j 2 $(median "${runs[pg_dump_dir.logical_backup]}") s," \
+    "pg_dump -Fc -Z0 into /dev/null $(median "${runs[pg_dump_z0.logical_backup]}") s"
+
+  # drkit's restore runs `pg_restore --single-transaction` reading the dump
+  # on its standard input: the same, fed from an uncompressed file, is
+  # pg_restore's own share of drkit's time.
+  "${pg_dump[@]}" --format=custom --compress=0 -f "$logical_dir/first-z0.dump" "$logical_db" ||
+    die "pg_dump --compress=0 failed"
+  say "logical restores into a new database ($repeat rounds, the tools taking turns): drkit, pg_restore" \
+    "of the -Z9 file, pg_restore -j 2 of the directory, and pg_restore --single-transaction of a -Z0" \
+    "dump on standard input (pg_restore's own share of drkit's time)"
+  for r in $(seq "$repeat"); do
+    drop_restored restored_ours
+    timed ours logical_restore "${pg_user[@]}" "$bench" restore-dump --repo "$logical_repo" \
+      --conninfo "$conninfo" --database "$logical_db" --into restored_ours --bindir "$pgbin"
+    say "  drkit: ${seconds[ours.logical_restore]} s, $(mib "${memory[ours.logical_restore]}") peak"
+    drop_restored restored_peer
+    timed peer logical_restore "${pg_user[@]}" "$restore_new" restored_peer "$logical_dir/first.dump"
+    say "  pg_restore: ${seconds[peer.logical_restore]} s, $(mib "${memory[peer.logical_restore]}") peak"
+    drop_restored restored_dir
+    timed pg_restore_dir logical_restore "${pg_user[@]}" "$restore_new" restored_dir -j 2 "$logical_dir/first.d"
+    say "  pg_restore -j 2: ${seconds[pg_restore_dir.logical_restore]} s," \
+      "$(mib "${memory[pg_restore_dir.logical_restore]}") peak"
+    drop_restored restored_stdin
+    timed --in "$logical_dir/first-z0.dump" pg_restore_stdin logical_restore \
+      "${pg_user[@]}" "$restore_new" restored_stdin --single-transaction
+    say "  pg_restore --single-transaction of a -Z0 dump on standard input:" \
+      "${seconds[pg_restore_stdin.logical_restore]} s"
+  done
+  notes ours logical_restore
+  say "  medians: drkit $(median "${runs[ours.logical_restore]}") s, pg_restore" \
+    "$(median "${runs[peer.logical_restore]}") s, pg_restore -j 2 $(median "${runs[pg_restore_dir.logical_restore]}") s," \
+    "pg_restore --single-transaction of a -Z0 dump on standard input $(median "${runs[pg_restore_stdin.logical_restore]}") s"
+  # Each restored what was dumped: nothing has written to it since.
+  digest="$(logical_digest "$logical_db")"
+  for database in restored_ours restored_peer restored_dir restored_stdin; do
+    [ "$(logical_digest "$database")" = "$digest" ] ||
+      die "$database differs from $logical_db: $(logical_digest "$database") against $digest"
+    drop_restored "$database"
+  done
+  rm -f "$logical_dir/first-z0.dump"
+  say "  every restore holds the same rows as $logical_db ($digest)"
+
+  accounts="$(sql "SELECT count(*) FROM pgbench_accounts" "$logical_db")"
+  say "a day's change: $((accounts / 100)) rows (1%) appended to pgbench_accounts, nothing else touched"
+  sql "INSERT INTO pgbench_accounts (aid, bid, abalance, filler)
+         SELECT aid, (aid - 1) % $scale + 1, 0, '' FROM generate_series($accounts + 1, $accounts + $accounts / 100) aid" \
+    "$logical_db" >/dev/null
+  sql "CHECKPOINT" >/dev/null
+  before="$(stored "$logical_repo")"
+  logical_dump "$logical_repo" logical_second
+  ours_second_bytes=$(($(stored "$logical_repo") - before))
+  say "  drkit: ${seconds[ours.logical_second]} s, $ours_second_bytes bytes stored"
+  notes ours logical_second
+  pg_dump_file "$logical_dir/second.dump" logical_second
+  peer_second_bytes="$(stat -c %s "$logical_dir/second.dump")"
+  say "  pg_dump -Fc -Z9: ${seconds[peer.logical_second]} s, $peer_second_bytes bytes"
+
+  say "pgbench -c 4 -j 2 -T $load_seconds on $logical_db"
+  "$pgbin/pgbench" -c 4 -j 2 -T "$load_seconds" -h "$sock" -p "$port" -U postgres "$logical_db" \
+    >"$work/pgbench-logical.log" 2>&1 || die "pgbench failed: $(tail -n 5 "$work/pgbench-logical.log")"
+  say "  $(grep -E '^tps' "$work/pgbench-logical.log" | head -n 1)"
+  sql "CHECKPOINT" >/dev/null
+  before="$(stored "$logical_repo")"
+  logical_dump "$logical_repo" logical_third
+  ours_third_bytes=$(($(stored "$logical_repo") - before))
+  say "  drkit: ${seconds[ours.logical_third]} s, $ours_third_bytes bytes stored"
+  pg_dump_file "$logical_dir/third.dump" logical_third
+  peer_third_bytes="$(stat -c %s "$logical_dir/third.dump")"
+  say "  pg_dump -Fc -Z9: ${seconds[peer.logical_third]} s, $peer_third_bytes bytes"
+}
+
+logical_lines() {
+  line logical_backup_seconds "$(median "${runs[ours.logical_backup]}")" "$(median "${runs[peer.logical_backup]}")"
+  line logical_backup_seconds_vs_directory "$(median "${runs[ours.logical_backup]}")" \
+    "$(median "${runs[pg_dump_dir.logical_backup]}")"
+  line logical_restore_seconds "$(median "${runs[ours.logical_restore]}")" "$(median "${runs[peer.logical_restore]}")"
+  line logical_restore_seconds_vs_directory "$(median "${runs[ours.logical_restore]}")" \
+    "$(median "${runs[pg_restore_dir.logical_restore]}")"
+  line logical_first_dump_bytes "$ours_dump_bytes" "$peer_dump_bytes"
+  line logical_second_dump_bytes "$ours_second_bytes" "$peer_second_bytes"
+  line logical_after_pgbench_bytes "$ours_third_bytes" "$peer_third_bytes"
+}
+
+if [ "$only" = logical ]; then
+  logical_run
+  logical_lines
+  exit 0
+fi
 
 # --- the run ---------------------------------------------------------------
 
@@ -503,6 +715,9 @@ for tool in ours peer; do
   rm -f "$wal_src/back"
 done
 
+# --- logical backups ---------------------------------------------------------
+
+logical_run
 
 line full_backup_seconds "$(median "${runs[ours.full]}")" "$(median "${runs[peer.full]}")"
 line full_backup_seconds_vs_pg_basebackup "$(median "${runs[ours.full]}")" "$(median "${runs[basebackup.full]}")"
@@ -520,3 +735,4 @@ line wal_lag_p99_seconds_own_status "$(lag_of ours_synchronous 3)" "$(lag_of pg_
 line "wal_lag_p50_seconds_piece_${piece_ms}ms" "$(lag_of drkit_bench 2)" "$(lag_of pg_receivewal_sync 2)"
 line "wal_lag_p99_seconds_piece_${piece_ms}ms" "$(lag_of drkit_bench 3)" "$(lag_of pg_receivewal_sync 3)"
 line archive_push_seconds_per_segment "$ours_push" "$peer_push"
+logical_lines
