@@ -285,13 +285,6 @@ pg_dump_file() {
   timed peer "$2" "${pg_dump[@]}" --format=custom --compress=9 -f "$1" "$logical_db"
 }
 
-# drop_restored <database>: drops a restored database, then checkpoints, so
-# that the next restore pays for none of it.
-drop_restored() {
-  PGOPTIONS="-c client_min_messages=warning" sql "DROP DATABASE IF EXISTS $1" >/dev/null
-  sql "CHECKPOINT" >/dev/null
-}
-
 # logical_digest <database>: rows and sums of every table, and a digest of blobs.
 logical_digest() {
   sql "SELECT concat_ws(' ',
@@ -302,9 +295,22 @@ logical_digest() {
          (SELECT count(*) || ':' || md5(string_agg(md5(v), '' ORDER BY id)) FROM blobs))" "$1"
 }
 
+# check_restored <database>: stops unless a restored database holds what the
+# dumped one does (nothing writes to that during the restores), then drops
+# it and checkpoints, so that the next restore has its room and pays for
+# none of it.
+check_restored() {
+  local restored
+  restored="$(logical_digest "$1")"
+  [ "$restored" = "$logical_expected" ] ||
+    die "$1 differs from $logical_db: $restored against $logical_expected"
+  sql "DROP DATABASE $1" >/dev/null
+  sql "CHECKPOINT" >/dev/null
+}
+
 logical_run() {
   logical_setup
-  local r repo digest database before accounts
+  local r repo before accounts
 
   say "logical backups ($repeat rounds, the tools taking turns): drkit, pg_dump --format=custom" \
     "--compress=9, pg_dump --format=directory -j 2, and pg_dump --compress=0 into /dev/null" \
@@ -341,40 +347,35 @@ logical_run() {
   # pg_restore's own share of drkit's time.
   "${pg_dump[@]}" --format=custom --compress=0 -f "$logical_dir/first-z0.dump" "$logical_db" ||
     die "pg_dump --compress=0 failed"
+  logical_expected="$(logical_digest "$logical_db")"
+  sql "CHECKPOINT" >/dev/null
   say "logical restores into a new database ($repeat rounds, the tools taking turns): drkit, pg_restore" \
     "of the -Z9 file, pg_restore -j 2 of the directory, and pg_restore --single-transaction of a -Z0" \
-    "dump on standard input (pg_restore's own share of drkit's time)"
+    "dump on standard input (pg_restore's own share of drkit's time); each restored database is" \
+    "compared with $logical_db ($logical_expected), then dropped"
   for r in $(seq "$repeat"); do
-    drop_restored restored_ours
     timed ours logical_restore "${pg_user[@]}" "$bench" restore-dump --repo "$logical_repo" \
       --conninfo "$conninfo" --database "$logical_db" --into restored_ours --bindir "$pgbin"
     say "  drkit: ${seconds[ours.logical_restore]} s, $(mib "${memory[ours.logical_restore]}") peak"
-    drop_restored restored_peer
+    check_restored restored_ours
     timed peer logical_restore "${pg_user[@]}" "$restore_new" restored_peer "$logical_dir/first.dump"
     say "  pg_restore: ${seconds[peer.logical_restore]} s, $(mib "${memory[peer.logical_restore]}") peak"
-    drop_restored restored_dir
+    check_restored restored_peer
     timed pg_restore_dir logical_restore "${pg_user[@]}" "$restore_new" restored_dir -j 2 "$logical_dir/first.d"
     say "  pg_restore -j 2: ${seconds[pg_restore_dir.logical_restore]} s," \
       "$(mib "${memory[pg_restore_dir.logical_restore]}") peak"
-    drop_restored restored_stdin
+    check_restored restored_dir
     timed --in "$logical_dir/first-z0.dump" pg_restore_stdin logical_restore \
       "${pg_user[@]}" "$restore_new" restored_stdin --single-transaction
     say "  pg_restore --single-transaction of a -Z0 dump on standard input:" \
       "${seconds[pg_restore_stdin.logical_restore]} s"
+    check_restored restored_stdin
   done
   notes ours logical_restore
   say "  medians: drkit $(median "${runs[ours.logical_restore]}") s, pg_restore" \
     "$(median "${runs[peer.logical_restore]}") s, pg_restore -j 2 $(median "${runs[pg_restore_dir.logical_restore]}") s," \
     "pg_restore --single-transaction of a -Z0 dump on standard input $(median "${runs[pg_restore_stdin.logical_restore]}") s"
-  # Each restored what was dumped: nothing has written to it since.
-  digest="$(logical_digest "$logical_db")"
-  for database in restored_ours restored_peer restored_dir restored_stdin; do
-    [ "$(logical_digest "$database")" = "$digest" ] ||
-      die "$database differs from $logical_db: $(logical_digest "$database") against $digest"
-    drop_restored "$database"
-  done
   rm -f "$logical_dir/first-z0.dump"
-  say "  every restore holds the same rows as $logical_db ($digest)"
 
   accounts="$(sql "SELECT count(*) FROM pgbench_accounts" "$logical_db")"
   say "a day's change: $((accounts / 100)) rows (1%) appended to pgbench_accounts, nothing else touched"
@@ -717,6 +718,9 @@ done
 
 # --- logical backups ---------------------------------------------------------
 
+# Nothing reads these again, and the logical part needs the room.
+rm -rf "$wal_src" "$push_repo" "$work/restore-ours" "$work/.restore-ours.drkit-wal" \
+  "$work/restore-peer" "$work/basebackup"
 logical_run
 
 line full_backup_seconds "$(median "${runs[ours.full]}")" "$(median "${runs[peer.full]}")"
