@@ -1,8 +1,8 @@
 //! What drkit's two benchmark drivers share: `storage_bench` (dr-storage's
 //! repository, which `scripts/bench storage` runs beside restic) and
-//! `pg_bench` (dr-postgres's base backup, restore and WAL archiver, which
-//! `scripts/bench postgres` runs beside pgBackRest, pg_basebackup and
-//! pg_receivewal).
+//! `pg_bench` (dr-postgres's base backup, restore, WAL archiver and logical
+//! backup and restore, which `scripts/bench postgres` runs beside
+//! pgBackRest, pg_basebackup, pg_receivewal, pg_dump and pg_restore).
 //!
 //! - [`main`] parses a driver's command line with clap and runs it; a failure
 //!   is printed with its chain of causes, and the exit code is 1.

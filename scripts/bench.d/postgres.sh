@@ -7,8 +7,9 @@
 # bytes and archiving lag are measured), the figures and the environment
 # variables that adjust it (DRKIT_BENCH_SCALE, DRKIT_BENCH_SECONDS,
 # DRKIT_BENCH_REPEAT, DRKIT_BENCH_SEGMENTS, DRKIT_BENCH_DIR,
-# DRKIT_BENCH_ONLY) are in BENCHMARKS.md. Needs PostgreSQL 15 or newer, pgBackRest and GNU time
-# (installed as root from Debian's packages); it downloads nothing else.
+# DRKIT_BENCH_ONLY) are in BENCHMARKS.md. Needs PostgreSQL 15 or newer,
+# pgBackRest and GNU time (installed as root from Debian's packages); it
+# downloads nothing else.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
