@@ -433,6 +433,13 @@ async fn restores_whole_one_table_and_over_a_damaged_database() {
     assert!(smoke.is_ok(), "{smoke:?}");
     assert_eq!(smoke.outcomes.len(), 3);
     assert!(report.data_loss.is_some());
+    let pg_restore = report
+        .timeline
+        .steps()
+        .iter()
+        .find(|s| s.name == "pg_restore")
+        .unwrap();
+    assert!(!pg_restore.duration().is_zero(), "pg_restore is timed");
     assert_eq!(digest(&pg, "app2_copy", orders).await, orders_before);
     assert_eq!(
         digest(&pg, "app2_copy", "customers").await,

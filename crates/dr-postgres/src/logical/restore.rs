@@ -316,6 +316,7 @@ impl LogicalRestore {
             timeline.step("create the database", create).await?;
         }
         let over = matches!(self.into, RestoreInto::Over(_));
+        let restore_started = Timestamp::now();
         let restored = match &self.rename {
             None => {
                 self.run_pg_restore(
@@ -340,7 +341,7 @@ impl LogicalRestore {
             }
         };
         match restored {
-            Ok(()) => timeline.mark("pg_restore")?,
+            Ok(()) => timeline.record_until_now("pg_restore", restore_started)?,
             Err(error) => {
                 if let RestoreInto::NewDatabase(name) = &self.into {
                     self.drop_database(name).await;
