@@ -48,6 +48,16 @@ pub(crate) async fn latest_backup(
         .map_err(|e| Failure::of(format_args!("listing the backups of {id}"), &e))
 }
 
+/// Whether `manifest` is a backup of `component`'s kind (a dump, or a base
+/// backup), for a caller that has listed the snapshots already.
+pub(crate) fn is_backup_of(component: &Component, manifest: &Manifest) -> bool {
+    if component.postgres_dump().is_some() {
+        dr_postgres::is_logical_backup(manifest)
+    } else {
+        dr_postgres::is_base_backup(manifest)
+    }
+}
+
 /// Checks the latest backup of `component` without restoring it; any
 /// problem is a failure naming the first.
 pub(crate) async fn verify_latest(

@@ -42,8 +42,11 @@ async fn read(
             .snapshots(id)
             .await
             .map_err(|e| Failure::of(format_args!("listing the snapshots of {id}"), &e))?;
-        let last_backup = crate::kinds::latest_backup(repo, component)
-            .await?
+        // One listing gives both the count and the newest backup.
+        let last_backup = snapshots
+            .iter()
+            .filter(|m| crate::kinds::is_backup_of(component, m))
+            .max_by_key(|m| m.id)
             .map(|m| m.recovery_point.at);
         let covered = if component.postgres().is_some_and(|p| p.wal_archiving()) {
             repo.coverage(id)
