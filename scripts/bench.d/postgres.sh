@@ -343,22 +343,22 @@ logical_run() {
     "$(median "${runs[peer.logical_backup]}") s, pg_dump -Fd -j 2 $(median "${runs[pg_dump_dir.logical_backup]}") s," \
     "pg_dump -Fc -Z0 into /dev/null $(median "${runs[pg_dump_z0.logical_backup]}") s"
 
-  # drkit's restore runs `pg_restore --single-transaction` reading the dump
-  # on its standard input: the same, fed from an uncompressed file, is
-  # pg_restore's own share of drkit's time.
-  "${pg_dump[@]}" --format=custom --compress=0 -f "$logical_dir/first-z0.dump" "$logical_db" ||
-    die "pg_dump --compress=0 failed"
   logical_expected="$(logical_digest "$logical_db")"
   sql "CHECKPOINT" >/dev/null
-  say "logical restores into a new database ($repeat rounds, the tools taking turns): drkit, pg_restore" \
-    "of the -Z9 file, pg_restore -j 2 of the directory, and pg_restore --single-transaction of a -Z0" \
-    "dump on standard input (pg_restore's own share of drkit's time); each restored database is" \
-    "compared with $logical_db ($logical_expected), then dropped"
+  say "logical restores into a new database ($repeat rounds, the tools taking turns): drkit with 2 jobs" \
+    "(the dump spooled into a file, pg_restore -j 2), drkit streaming (pg_restore --single-transaction" \
+    "reading the dump as it comes out of the repository), pg_restore of the -Z9 file, and pg_restore -j 2" \
+    "of the directory; each restored database is compared with $logical_db ($logical_expected), then dropped"
   for r in $(seq "$repeat"); do
     timed ours logical_restore "${pg_user[@]}" "$bench" restore-dump --repo "$logical_repo" \
-      --conninfo "$conninfo" --database "$logical_db" --into restored_ours --bindir "$pgbin"
-    say "  drkit: ${seconds[ours.logical_restore]} s, $(mib "${memory[ours.logical_restore]}") peak"
+      --conninfo "$conninfo" --database "$logical_db" --into restored_ours --bindir "$pgbin" \
+      --jobs 2 --spool-dir "$logical_dir"
+    say "  drkit, 2 jobs: ${seconds[ours.logical_restore]} s, $(mib "${memory[ours.logical_restore]}") peak"
     check_restored restored_ours
+    timed streamed logical_restore "${pg_user[@]}" "$bench" restore-dump --repo "$logical_repo" \
+      --conninfo "$conninfo" --database "$logical_db" --into restored_streamed --bindir "$pgbin"
+    say "  drkit, streaming: ${seconds[streamed.logical_restore]} s, $(mib "${memory[streamed.logical_restore]}") peak"
+    check_restored restored_streamed
     timed peer logical_restore "${pg_user[@]}" "$restore_new" restored_peer "$logical_dir/first.dump"
     say "  pg_restore: ${seconds[peer.logical_restore]} s, $(mib "${memory[peer.logical_restore]}") peak"
     check_restored restored_peer
@@ -366,17 +366,12 @@ logical_run() {
     say "  pg_restore -j 2: ${seconds[pg_restore_dir.logical_restore]} s," \
       "$(mib "${memory[pg_restore_dir.logical_restore]}") peak"
     check_restored restored_dir
-    timed --in "$logical_dir/first-z0.dump" pg_restore_stdin logical_restore \
-      "${pg_user[@]}" "$restore_new" restored_stdin --single-transaction
-    say "  pg_restore --single-transaction of a -Z0 dump on standard input:" \
-      "${seconds[pg_restore_stdin.logical_restore]} s"
-    check_restored restored_stdin
   done
   notes ours logical_restore
-  say "  medians: drkit $(median "${runs[ours.logical_restore]}") s, pg_restore" \
-    "$(median "${runs[peer.logical_restore]}") s, pg_restore -j 2 $(median "${runs[pg_restore_dir.logical_restore]}") s," \
-    "pg_restore --single-transaction of a -Z0 dump on standard input $(median "${runs[pg_restore_stdin.logical_restore]}") s"
-  rm -f "$logical_dir/first-z0.dump"
+  notes streamed logical_restore
+  say "  medians: drkit with 2 jobs $(median "${runs[ours.logical_restore]}") s, drkit streaming" \
+    "$(median "${runs[streamed.logical_restore]}") s, pg_restore $(median "${runs[peer.logical_restore]}") s," \
+    "pg_restore -j 2 $(median "${runs[pg_restore_dir.logical_restore]}") s"
 
   accounts="$(sql "SELECT count(*) FROM pgbench_accounts" "$logical_db")"
   say "a day's change: $((accounts / 100)) rows (1%) appended to pgbench_accounts, nothing else touched"
@@ -414,6 +409,8 @@ logical_lines() {
   line logical_restore_seconds "$(median "${runs[ours.logical_restore]}")" "$(median "${runs[peer.logical_restore]}")"
   line logical_restore_seconds_vs_directory "$(median "${runs[ours.logical_restore]}")" \
     "$(median "${runs[pg_restore_dir.logical_restore]}")"
+  line logical_restore_streamed_seconds "$(median "${runs[streamed.logical_restore]}")" \
+    "$(median "${runs[peer.logical_restore]}")"
   line logical_first_dump_bytes "$ours_dump_bytes" "$peer_dump_bytes"
   line logical_second_dump_bytes "$ours_second_bytes" "$peer_second_bytes"
   line logical_after_pgbench_bytes "$ours_third_bytes" "$peer_third_bytes"

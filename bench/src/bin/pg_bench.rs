@@ -150,6 +150,14 @@ enum Command {
         /// The database to create and restore into
         #[arg(long, value_name = "NAME")]
         into: String,
+        /// `pg_restore --jobs`; above 1 the dump is first written to
+        /// `--spool-dir`
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Where a parallel restore writes the dump (default: the system's
+        /// temporary directory)
+        #[arg(long, value_name = "DIR")]
+        spool_dir: Option<PathBuf>,
     },
 }
 
@@ -193,7 +201,18 @@ fn main() -> ExitCode {
             server,
             database,
             into,
-        } => runtime()?.block_on(restore_dump(&repo, &server, database, into)),
+            jobs,
+            spool_dir,
+        } => {
+            let spool_dir = spool_dir.unwrap_or_else(std::env::temp_dir);
+            runtime()?.block_on(restore_dump(
+                &repo,
+                &server,
+                database,
+                into,
+                (jobs, spool_dir),
+            ))
+        }
     })
 }
 
@@ -312,6 +331,7 @@ async fn restore_dump(
     server: &DumpServer,
     database: String,
     into: String,
+    (jobs, spool_dir): (usize, PathBuf),
 ) -> AnyResult<()> {
     let started = Instant::now();
     let repo = args.open().await?;
@@ -323,7 +343,8 @@ async fn restore_dump(
         database,
         RestoreInto::NewDatabase(into.clone()),
     )
-    .tools(server.tools());
+    .tools(server.tools())
+    .parallel(jobs, spool_dir);
     let objectives = Objectives::new("1h".parse()?, "1h".parse()?);
     let (report, smoke) = restore
         .restore_checked(RestoreRequest::new(

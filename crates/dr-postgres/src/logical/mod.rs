@@ -13,6 +13,7 @@
 //! - `tools`: [`PgTools`] (where `pg_dump` is, its version) and
 //!   [`LibpqTls`] (how it connects).
 
+pub(crate) mod archive;
 pub(crate) mod backup;
 pub(crate) mod catalog;
 pub(crate) mod details;

@@ -14,6 +14,7 @@ use dr_core::{
 use jiff::Timestamp;
 
 use crate::error::Error;
+use crate::logical::archive::OffsetScanner;
 use crate::logical::backup::logical_backups;
 use crate::logical::catalog;
 use crate::logical::details::{DumpedDatabase, DumpedTable, LogicalBackupDetails, sql_name};
@@ -316,10 +317,10 @@ impl LogicalRestore {
             timeline.step("create the database", create).await?;
         }
         let over = matches!(self.into, RestoreInto::Over(_));
-        let restore_started = Timestamp::now();
         let restored = match &self.rename {
             None => {
                 self.run_pg_restore(
+                    &mut timeline,
                     request.snapshots,
                     &manifest,
                     &dumped,
@@ -331,6 +332,7 @@ impl LogicalRestore {
             }
             Some(new_name) => {
                 self.restore_renamed(
+                    &mut timeline,
                     request.snapshots,
                     &manifest,
                     &dumped,
@@ -340,15 +342,12 @@ impl LogicalRestore {
                 .await
             }
         };
-        match restored {
-            Ok(()) => timeline.record_until_now("pg_restore", restore_started)?,
-            Err(error) => {
-                if let RestoreInto::NewDatabase(name) = &self.into {
-                    self.drop_database(name).await;
-                }
-                return Err(error);
+        if let Err(error) = restored {
+            if let RestoreInto::NewDatabase(name) = &self.into {
+                self.drop_database(name).await;
             }
-        };
+            return Err(error);
+        }
         let smoke = timeline
             .step("smoke checks", async {
                 Ok::<_, dr_core::Error>(self.smoke(&tables).await?)
@@ -545,11 +544,14 @@ impl LogicalRestore {
         Ok(())
     }
 
-    /// `pg_restore` of the selection into `database`; `over` drops what
-    /// the dump holds there first, and keeps a table's foreign keys (the
-    /// tables they point at are there).
+    /// `pg_restore` of the selection into `database`, recorded in
+    /// `timeline` (the spooling of the dump a parallel restore reads as a
+    /// step of its own); `over` drops what the dump holds there first, and
+    /// keeps a table's foreign keys (the tables they point at are there).
+    #[allow(clippy::too_many_arguments)]
     async fn run_pg_restore(
         &self,
+        timeline: &mut Timeline,
         source: &dyn SnapshotSource,
         manifest: &Manifest,
         dumped: &DumpedDatabase,
@@ -601,26 +603,36 @@ impl LogicalRestore {
         }
         environment.database(database).apply(&mut command);
         let mut reader = source.open_stream(&manifest.id, &dumped.stream).await?;
-        let fed = match parallel {
-            // pg_restore -j reads a file, not a pipe: the dump is spooled.
+        // pg_restore -j reads a file, not a pipe: the dump is spooled first.
+        let spool = match parallel {
             Some((_, spool_dir)) => {
-                let spool = Spool::write(spool_dir, &mut reader)
-                    .await
-                    .map_err(|e| match e {
-                        SpoolError::Read(e) => dr_core::Error::corrupt(
-                            format!("snapshot {}: {}", manifest.id, dumped.stream),
-                            format!("the stored dump does not read back: {e}"),
-                        ),
-                        SpoolError::Write(e) => dr_core::Error::io(
-                            format!("spooling the dump in {}", spool_dir.display()),
-                            e,
-                        ),
-                    })?;
+                let spooling = async {
+                    Spool::write(spool_dir, &mut reader)
+                        .await
+                        .map_err(|e| match e {
+                            SpoolError::Read(e) => dr_core::Error::corrupt(
+                                format!("snapshot {}: {}", manifest.id, dumped.stream),
+                                format!("the stored dump does not read back: {e}"),
+                            ),
+                            SpoolError::Write(e) => dr_core::Error::io(
+                                format!("spooling the dump in {}", spool_dir.display()),
+                                e,
+                            ),
+                        })
+                };
+                Some(timeline.step("spool the dump", spooling).await?)
+            }
+            None => None,
+        };
+        let started = Timestamp::now();
+        let fed = match &spool {
+            Some(spool) => {
                 command.arg(spool.path());
                 feed("pg_restore", command, &mut tokio::io::empty(), false).await?
             }
             None => feed("pg_restore", command, &mut reader, false).await?,
         };
+        drop(spool);
         drop(list);
         if let Some(e) = fed.input_error {
             return Err(dr_core::Error::corrupt(
@@ -638,6 +650,7 @@ impl LogicalRestore {
             )
             .into());
         }
+        timeline.record_until_now("pg_restore", started)?;
         Ok(())
     }
 
@@ -645,6 +658,7 @@ impl LogicalRestore {
     /// database that is dropped again whatever happens.
     async fn restore_renamed(
         &self,
+        timeline: &mut Timeline,
         source: &dyn SnapshotSource,
         manifest: &Manifest,
         dumped: &DumpedDatabase,
@@ -667,10 +681,23 @@ impl LogicalRestore {
         let scratch = format!("drkit_scratch_{}", Timestamp::now().as_nanosecond());
         self.create_database(&scratch).await?;
         let copied = async {
-            self.run_pg_restore(source, manifest, dumped, environment, &scratch, false)
-                .await?;
-            self.rename_in(&scratch, table, new_name).await?;
-            self.copy_table(environment, &scratch, schema, new_name)
+            self.run_pg_restore(
+                timeline,
+                source,
+                manifest,
+                dumped,
+                environment,
+                &scratch,
+                false,
+            )
+            .await?;
+            let copy = async {
+                self.rename_in(&scratch, table, new_name).await?;
+                self.copy_table(environment, &scratch, schema, new_name)
+                    .await
+            };
+            timeline
+                .step(format!("copy the table as {new_name}"), copy)
                 .await
         }
         .await;
@@ -1042,15 +1069,37 @@ impl Spool {
             .await
             .map_err(SpoolError::Write)?;
         let spool = Self { path };
+        let mut scanner = OffsetScanner::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = reader.read(&mut buf).await.map_err(SpoolError::Read)?;
             if n == 0 {
                 break;
             }
+            scanner.feed(&buf[..n]);
             file.write_all(&buf[..n]).await.map_err(SpoolError::Write)?;
         }
         file.flush().await.map_err(SpoolError::Write)?;
+        // The data offsets pg_dump could not write into a pipe: with them
+        // pg_restore --jobs seeks to each table and starts the largest first.
+        match scanner.patches() {
+            Ok(patches) => {
+                let file = file.into_std().await;
+                tokio::task::spawn_blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    patches
+                        .iter()
+                        .try_for_each(|patch| file.write_all_at(&patch.bytes, patch.at))
+                })
+                .await
+                .map_err(|e| SpoolError::Write(std::io::Error::other(e)))?
+                .map_err(SpoolError::Write)?;
+            }
+            Err(why) => tracing::info!(
+                %why,
+                "the spooled dump keeps its unset data offsets: pg_restore --jobs scans for each table's data"
+            ),
+        }
         Ok(spool)
     }
 
