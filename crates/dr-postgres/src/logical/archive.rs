@@ -661,28 +661,42 @@ mod tests {
         }
     }
 
-    #[test]
-    fn arbitrary_bytes_never_panic() {
-        let (dump, _, _) = archive(&["1\n", "2\n"]);
-        // A fixed xorshift sequence: every byte of the dump flipped in turn,
-        // and random garbage after a valid header.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for i in 0..dump.len() {
-            let mut damaged = dump.clone();
-            damaged[i] ^= (next() as u8) | 1;
-            let _ = scan(&[&damaged]);
+    proptest::proptest! {
+        /// Whatever the bytes after a valid start, and however they are cut
+        /// into pieces, the scanner answers without panicking.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            keep in 0usize..400,
+            garbage in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            cuts in proptest::collection::vec(1usize..97, 1..8),
+        ) {
+            let (dump, _, _) = archive(&["1\n", "2\n"]);
+            let mut bytes = dump[..keep.min(dump.len())].to_vec();
+            bytes.extend_from_slice(&garbage);
+            let mut pieces = Vec::new();
+            let mut rest = &bytes[..];
+            for cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (piece, after) = rest.split_at((*cut).min(rest.len()));
+                pieces.push(piece);
+                rest = after;
+            }
+            let _ = scan(&pieces);
         }
-        for _ in 0..200 {
-            let len = (next() % 512) as usize;
-            let mut bytes = dump[..100].to_vec();
-            bytes.extend((0..len).map(|_| next() as u8));
-            let _ = scan(&[&bytes]);
+
+        /// Any rows, any piece size: the same offsets as the whole dump gives.
+        #[test]
+        fn pieces_do_not_change_the_offsets(
+            rows in proptest::collection::vec("[a-z0-9\t]{0,40}\n", 0..30),
+            size in 1usize..300,
+        ) {
+            let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+            let (dump, _, _) = archive(&rows);
+            let whole = scan(&[&dump]).unwrap();
+            let pieces: Vec<&[u8]> = dump.chunks(size).collect();
+            proptest::prop_assert_eq!(scan(&pieces).unwrap(), whole);
         }
     }
 }
