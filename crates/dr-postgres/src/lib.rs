@@ -31,6 +31,11 @@
 //! - [`RestoreTest`]: a backup of either kind restored into a
 //!   [`ScratchServer`] made for it, checked, timed against the objectives
 //!   and removed.
+//! - [`PgFailover`] ([`dr_core::Failover`]): a [`PgCluster`]'s primary
+//!   failed over to its most advanced healthy replica, refused beyond the
+//!   caller's loss limit, the other replicas made to follow;
+//!   [`ClusterState`] is the cluster looked at now (roles, timelines,
+//!   positions, each replica's lag).
 //! - The archive: [`list_archive`], [`fetch_wal`] (PostgreSQL's
 //!   `restore_command`), [`unneeded_wal`] for retention, WAL names
 //!   ([`WalSegment`], [`TimelinePath`]) and [`WalRecordReader`], which
@@ -99,6 +104,7 @@ mod chunks;
 mod delta;
 mod details;
 mod error;
+mod failover;
 mod logical;
 mod metered;
 mod pg_ctl;
@@ -123,6 +129,12 @@ pub use crate::backup::{BaseBackup, KIND_LABEL, MANIFEST_STREAM, base_backups, i
 pub use crate::delta::DELTA_STREAM;
 pub use crate::details::BaseBackupDetails;
 pub use crate::error::{BoxError, Error, Result, ServerError, SqlState, ToolProblem};
+pub use crate::failover::PgFailover;
+pub use crate::failover::cluster::{PgCluster, PgMember};
+pub use crate::failover::fence::SqlFence;
+pub use crate::failover::state::{
+    ClusterState, MemberState, MemberStatus, PrimaryState, ReplicaLag, ReplicaState, StandbyView,
+};
 pub use crate::logical::{
     CheckOutcome, Databases, DumpedDatabase, DumpedTable, GLOBALS_STREAM, LOGICAL_KIND_LABEL,
     LibpqTls, LogicalBackup, LogicalBackupDetails, LogicalBackupVerifier, LogicalRestore, PgTools,

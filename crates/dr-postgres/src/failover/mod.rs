@@ -1,0 +1,466 @@
+//! Failover of a primary to one of its streaming replicas.
+//!
+//! - `cluster`: [`PgCluster`] and [`PgMember`], the servers and how much
+//!   each may be promoted.
+//! - `state`: [`ClusterState`], every member looked at now: role, timeline,
+//!   positions, lag in bytes and seconds, the primary's view of each.
+//! - [`PgFailover`] (dr-core `Failover`): plans from an assessment (the most
+//!   advanced healthy replica, a loss guard, what to fence), promotes with
+//!   `pg_promote`, and points the remaining replicas at the new primary.
+//!   dr-core's `execute` runs it between the lease, the fences and the
+//!   clients' rewiring.
+//! - `fence`: [`SqlFence`](crate::SqlFence), a primary that still answers
+//!   made read-only.
+
+pub(crate) mod cluster;
+pub(crate) mod fence;
+pub(crate) mod state;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dr_core::async_trait;
+use dr_core::{
+    Capabilities, Capability, ClusterAssessment, ComponentId, Failover, FailoverMode, FailoverPlan,
+    FailoverRequest, Lag, LossLimit, Lsn, Member, PassedOver, Position, Promotion, Role, Rpo,
+};
+use jiff::Timestamp;
+
+use crate::error::Error;
+use crate::failover::cluster::PgCluster;
+use crate::failover::state::ClusterState;
+use crate::replication::SqlClient;
+use crate::replication::client::quote_literal;
+
+/// Where the primary last was, as an assessment saw it: what a failover
+/// after it became unreachable would lose is measured from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LastSeen {
+    system_identifier: u64,
+    timeline: u32,
+    flush_lsn: Lsn,
+    at: Timestamp,
+}
+
+/// Fails a PostgreSQL primary over to its most advanced healthy replica.
+///
+/// ```no_run
+/// use dr_core::{FailoverHooks, FailoverMode, FailoverRequest, LossLimit, Objectives};
+/// use dr_postgres::{PgCluster, PgFailover, PgMember, Tls};
+///
+/// # async fn demo(fence: &dyn dr_core::Fence) -> dr_core::Result<()> {
+/// let member = |name: &str, host: &str| -> dr_core::Result<PgMember> {
+///     let config = format!("host={host} user=postgres password=secret")
+///         .parse()
+///         .map_err(|e| dr_core::Error::invalid("connection settings", format!("{e}")))?;
+///     Ok(PgMember::new(name, config))
+/// };
+/// let cluster = PgCluster::new("postgres/main".parse()?, Tls::none())
+///     .member(member("pg-1", "10.0.0.1")?)
+///     .member(member("pg-2", "10.0.0.2")?)
+///     .member(member("pg-3", "10.0.0.3")?.never_promote());
+/// let failover = PgFailover::new(cluster);
+/// println!("{}", failover.state().await?);
+///
+/// let objectives = Objectives::new("5m".parse()?, "1m".parse()?);
+/// let request = FailoverRequest::new(FailoverMode::Failover, objectives, LossLimit::Bytes(1 << 20));
+/// let hooks = FailoverHooks { fence: Some(fence), ..FailoverHooks::default() };
+/// let outcome = dr_core::execute(&failover, &request, hooks).await?;
+/// println!("{}\n{}", outcome.plan, outcome.report);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct PgFailover {
+    cluster: PgCluster,
+    promote_wait: Duration,
+    last_seen: Mutex<Option<LastSeen>>,
+}
+
+impl PgFailover {
+    /// Fails `cluster` over; promotion waits up to a minute.
+    pub fn new(cluster: PgCluster) -> Self {
+        Self {
+            cluster,
+            promote_wait: Duration::from_secs(60),
+            last_seen: Mutex::new(None),
+        }
+    }
+
+    /// How long `pg_promote` may take to end recovery (default a minute).
+    #[must_use]
+    pub fn promote_wait(mut self, wait: Duration) -> Self {
+        self.promote_wait = wait;
+        self
+    }
+
+    /// The cluster.
+    pub fn cluster(&self) -> &PgCluster {
+        &self.cluster
+    }
+
+    /// Looks at every member now, and remembers where the primary was for
+    /// a later failover's loss.
+    ///
+    /// # Errors
+    /// The cluster has no members or two with one name.
+    pub async fn state(&self) -> dr_core::Result<ClusterState> {
+        let state = ClusterState::assess(&self.cluster).await?;
+        if let Some((_, primary)) = state.primary() {
+            let seen = LastSeen {
+                system_identifier: primary.system_identifier,
+                timeline: primary.timeline,
+                flush_lsn: primary.flush_lsn,
+                at: state.assessed_at,
+            };
+            *self.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
+        }
+        Ok(state)
+    }
+
+    fn last_seen(&self) -> Option<LastSeen> {
+        *self.last_seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Points every other reachable replica of the cluster at `primary`:
+    /// its `primary_conninfo` set (with its own name as `application_name`)
+    /// and the configuration reloaded, so that its WAL receiver reconnects
+    /// and follows the new timeline.
+    async fn follow(&self, primary: &str) -> dr_core::Result<Vec<String>> {
+        let new_primary = self
+            .cluster
+            .get(primary)
+            .ok_or_else(|| dr_core::Error::invalid("member", format!("no member {primary}")))?;
+        let mut repointed = Vec::new();
+        let state = ClusterState::assess(&self.cluster).await?;
+        for (member, _) in state.replicas() {
+            let Some(replica) = self.cluster.get(&member.name) else {
+                continue;
+            };
+            let conninfo = replication_conninfo(new_primary.config(), &member.name);
+            let database = replica.config.get_dbname().unwrap_or("postgres");
+            let mut sql = SqlClient::connect(&replica.config, &self.cluster.tls, database).await?;
+            sql.query(&format!(
+                "ALTER SYSTEM SET primary_conninfo = {}",
+                quote_literal(&conninfo)?
+            ))
+            .await?;
+            sql.query("SELECT pg_reload_conf()").await?;
+            sql.close().await.ok();
+            repointed.push(member.name.clone());
+        }
+        Ok(repointed)
+    }
+}
+
+/// A `primary_conninfo` reaching the server `config` points at, as the
+/// replica `name`.
+fn replication_conninfo(config: &tokio_postgres::Config, name: &str) -> String {
+    use tokio_postgres::config::Host;
+    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    let mut parts = Vec::new();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            Host::Unix(dir) => dir.display().to_string(),
+        })
+        .collect();
+    if !hosts.is_empty() {
+        parts.push(format!("host={}", quote(&hosts.join(","))));
+    }
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    if !ports.is_empty() {
+        parts.push(format!("port={}", quote(&ports.join(","))));
+    }
+    if let Some(user) = config.get_user() {
+        parts.push(format!("user={}", quote(user)));
+    }
+    if let Some(password) = config.get_password() {
+        parts.push(format!(
+            "password={}",
+            quote(&String::from_utf8_lossy(password))
+        ));
+    }
+    parts.push(format!("application_name={}", quote(name)));
+    parts.join(" ")
+}
+
+fn refused(component: &ComponentId, reason: String) -> dr_core::Error {
+    dr_core::Error::Refused {
+        operation: format!("failover of {component}"),
+        reason,
+    }
+}
+
+fn postgres_position(member: &Member) -> Option<(u64, u32, Lsn)> {
+    match member.position.as_ref()? {
+        Position::Postgres {
+            system_identifier,
+            timeline,
+            lsn,
+        } => Some((*system_identifier, *timeline, *lsn)),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Failover for PgFailover {
+    fn component(&self) -> &ComponentId {
+        &self.cluster.component
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE.with(Capability::Fencing)
+    }
+
+    async fn assess(&self) -> dr_core::Result<ClusterAssessment> {
+        Ok(self.state().await?.to_assessment())
+    }
+
+    fn plan(
+        &self,
+        assessment: &ClusterAssessment,
+        request: &FailoverRequest,
+    ) -> dr_core::Result<FailoverPlan> {
+        let component = &self.cluster.component;
+        if request.mode == FailoverMode::Switchover {
+            return Err(refused(
+                component,
+                "a planned switchover is not supported yet; fail over instead".into(),
+            ));
+        }
+        let primaries: Vec<&Member> = assessment
+            .members
+            .iter()
+            .filter(|m| m.role == Role::Primary && m.reachable)
+            .collect();
+        // Where the old primary's history ended, as far as it is known.
+        let last_seen = self.last_seen();
+        let reference: Option<(u64, u32, Lsn)> = match primaries.as_slice() {
+            [one] => postgres_position(one),
+            [] => last_seen.map(|s| (s.system_identifier, s.timeline, s.flush_lsn)),
+            _ => None,
+        };
+        let system = reference.map(|(id, _, _)| id).or_else(|| {
+            // No primary known: the identifier most replicas share.
+            let mut ids: Vec<u64> = assessment
+                .members
+                .iter()
+                .filter_map(|m| postgres_position(m).map(|p| p.0))
+                .collect();
+            ids.sort_unstable();
+            ids.chunk_by(|a, b| a == b)
+                .max_by_key(|run| run.len())
+                .map(|run| run[0])
+        });
+
+        let mut passed_over = Vec::new();
+        let mut candidates: Vec<(&Member, u32, Lsn)> = Vec::new();
+        for member in &assessment.members {
+            let reason = match (member.role, postgres_position(member)) {
+                (Role::Primary, _) => continue,
+                (Role::Unknown, _) => Some("unreachable".to_owned()),
+                (Role::Replica, _) if !member.promotable => Some("never promoted".to_owned()),
+                (Role::Replica, None) => Some("its position could not be read".to_owned()),
+                (Role::Replica, Some((id, _, _))) if Some(id) != system => {
+                    Some(format!("another cluster (system identifier {id})"))
+                }
+                (Role::Replica, Some((_, timeline, lsn))) => {
+                    candidates.push((member, timeline, lsn));
+                    None
+                }
+            };
+            if let Some(reason) = reason {
+                passed_over.push(PassedOver {
+                    name: member.name.clone(),
+                    reason,
+                });
+            }
+        }
+        // The newest timeline, the most WAL received, then the priority,
+        // then the name for a stable choice.
+        candidates.sort_by(|a, b| {
+            (b.1, b.2)
+                .cmp(&(a.1, a.2))
+                .then(b.0.priority.cmp(&a.0.priority))
+                .then(a.0.name.cmp(&b.0.name))
+        });
+        let Some(&(chosen, timeline, lsn)) = candidates.first() else {
+            return Err(refused(
+                component,
+                format!(
+                    "no replica can be promoted{}",
+                    passed_over
+                        .iter()
+                        .map(|p| format!("; {}: {}", p.name, p.reason))
+                        .collect::<String>()
+                ),
+            ));
+        };
+        for (other, _, other_lsn) in &candidates[1..] {
+            passed_over.push(PassedOver {
+                name: other.name.clone(),
+                reason: if *other_lsn < lsn {
+                    format!("behind {} ({other_lsn} against {lsn})", chosen.name)
+                } else {
+                    format!(
+                        "as advanced as {}, lower priority or later name",
+                        chosen.name
+                    )
+                },
+            });
+        }
+
+        // What promoting it loses: the old primary's flushed WAL it has not.
+        let expected_loss = match reference {
+            Some((_, ref_timeline, ref_lsn)) if ref_timeline == timeline => {
+                let bytes = ref_lsn.as_u64().saturating_sub(lsn.as_u64());
+                let behind = match (bytes, primaries.len()) {
+                    (0, _) => Some(Duration::ZERO),
+                    (_, 1) => chosen.lag.and_then(|l| l.behind),
+                    _ => None,
+                };
+                Lag {
+                    bytes: Some(bytes),
+                    behind,
+                }
+            }
+            _ => Lag::default(),
+        };
+        if !request.force {
+            let where_seen = match (primaries.len(), last_seen) {
+                (1, _) => "the primary's flushed WAL".to_owned(),
+                (_, Some(seen)) => format!("the primary's flushed WAL as last seen at {}", seen.at),
+                _ => String::new(),
+            };
+            let over = match (
+                request.loss_limit,
+                expected_loss.bytes,
+                expected_loss.behind,
+            ) {
+                (_, None, _) => Some(format!(
+                    "what promoting {} would lose cannot be told: the primary is not reachable \
+                     and was not seen before",
+                    chosen.name
+                )),
+                (LossLimit::Bytes(limit), Some(bytes), _) if bytes > limit => Some(format!(
+                    "promoting {} would lose {bytes} bytes of WAL (it has {lsn}, {where_seen} \
+                     is further), more than the {limit} allowed",
+                    chosen.name
+                )),
+                (LossLimit::Within(_), Some(bytes), None) if bytes > 0 => Some(format!(
+                    "promoting {} would lose {bytes} bytes of WAL and how much time that is \
+                     cannot be told",
+                    chosen.name
+                )),
+                (LossLimit::Within(rpo), Some(bytes), Some(behind))
+                    if behind > rpo.as_duration() =>
+                {
+                    Some(format!(
+                        "promoting {} would lose {bytes} bytes of WAL, {} of changes, more than \
+                         the {rpo} allowed",
+                        chosen.name,
+                        Rpo::new(behind)
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(reason) = over {
+                return Err(refused(
+                    component,
+                    format!("{reason}; nothing was promoted (force to promote anyway)"),
+                ));
+            }
+        }
+
+        // Fence whatever might still take writes: a reachable primary, and
+        // every unreachable member (the old primary may be among them and
+        // come back).
+        let fence: Vec<Member> = assessment
+            .members
+            .iter()
+            .filter(|m| m.role == Role::Primary || !m.reachable)
+            .cloned()
+            .collect();
+        Ok(FailoverPlan {
+            component: component.clone(),
+            mode: request.mode,
+            assessed_at: assessment.assessed_at,
+            promote: chosen.clone(),
+            fence,
+            expected_loss,
+            passed_over,
+        })
+    }
+
+    async fn promote(&self, plan: &FailoverPlan) -> dr_core::Result<Promotion> {
+        let name = &plan.promote.name;
+        let member = self
+            .cluster
+            .get(name)
+            .ok_or_else(|| dr_core::Error::invalid("member", format!("no member {name}")))?;
+        let database = member.config.get_dbname().unwrap_or("postgres");
+        let mut sql = SqlClient::connect(&member.config, &self.cluster.tls, database).await?;
+        let wait = self.promote_wait.as_secs().max(1);
+        let rows = sql
+            .query(&format!("SELECT pg_promote(true, {wait}) AS promoted"))
+            .await?;
+        let promoted = rows
+            .first()
+            .and_then(|r| r.get_named("promoted").ok().flatten())
+            .is_some_and(|v| v == "t");
+        if !promoted {
+            return Err(Error::Timeout {
+                operation: format!("promoting {name}"),
+                after: self.promote_wait,
+            }
+            .into());
+        }
+        // The first write of the new primary: what the RTO runs to.
+        let rows = sql
+            .query(
+                "SELECT pg_is_in_recovery() AS in_recovery,
+                        (SELECT system_identifier FROM pg_control_system()) AS system_identifier,
+                        pg_walfile_name(pg_current_wal_lsn()) AS walfile,
+                        pg_current_wal_lsn() AS lsn",
+            )
+            .await?;
+        sql.close().await.ok();
+        let row = rows.first();
+        let field = |column: &str| {
+            row.and_then(|r| r.get_named(column).ok().flatten())
+                .map(str::to_owned)
+        };
+        if field("in_recovery").as_deref() != Some("f") {
+            return Err(refused(
+                &plan.component,
+                format!("{name} is still in recovery after pg_promote"),
+            ));
+        }
+        let position = match (
+            field("system_identifier").and_then(|v| v.parse().ok()),
+            field("walfile").and_then(|w| w.get(..8).and_then(|t| u32::from_str_radix(t, 16).ok())),
+            field("lsn").and_then(|v| v.parse().ok()),
+        ) {
+            (Some(system_identifier), Some(timeline), Some(lsn)) => Some(Position::Postgres {
+                system_identifier,
+                timeline,
+                lsn,
+            }),
+            _ => None,
+        };
+        let repointed = self.follow(name).await?;
+        tracing::info!(
+            component = %plan.component,
+            promoted = %name,
+            replicas = ?repointed,
+            "promoted; the other replicas follow it"
+        );
+        Ok(Promotion {
+            position,
+            data_loss: plan.expected_loss.behind.map(Rpo::new),
+        })
+    }
+}

@@ -1,0 +1,395 @@
+//! Failover of a real primary to one of two streaming replicas: the cluster
+//! assessed, the plan and its loss guard, the fence, the promotion, and the
+//! remaining replica following the new primary.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dr_core::{
+    Failover, FailoverHooks, FailoverMode, FailoverRequest, Fence, LossLimit, Member, Objectives,
+    async_trait,
+};
+use dr_postgres::{MemberStatus, PgCluster, PgFailover, PgMember, SqlFence, Tls};
+use dr_testkit::{Postgres, eventually};
+
+use common::WAIT;
+
+/// A primary and two streaming replicas, with a table written on the primary.
+async fn three() -> (Postgres, Postgres, Postgres) {
+    let primary = Postgres::start().await.unwrap();
+    primary
+        .connect("postgres")
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE events (id serial PRIMARY KEY, at timestamptz DEFAULT now())")
+        .await
+        .unwrap();
+    let one = primary.start_replica().await.unwrap();
+    let two = primary.start_replica().await.unwrap();
+    (primary, one, two)
+}
+
+fn cluster(members: &[(&str, &Postgres)]) -> PgCluster {
+    members.iter().fold(
+        PgCluster::new("postgres/main".parse().unwrap(), Tls::none())
+            .probe_timeout(Duration::from_secs(3)),
+        |cluster, (name, pg)| cluster.member(PgMember::new(*name, pg.config("postgres"))),
+    )
+}
+
+fn request(limit: LossLimit) -> FailoverRequest {
+    let objectives = Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap());
+    FailoverRequest::new(FailoverMode::Failover, objectives, limit)
+}
+
+async fn write(pg: &Postgres, rows: u32) {
+    pg.connect("postgres")
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO events (at) SELECT now() FROM generate_series(1, $1)",
+            &[&i32::try_from(rows).unwrap()],
+        )
+        .await
+        .unwrap();
+}
+
+async fn count(pg: &Postgres) -> i64 {
+    pg.connect("postgres")
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Waits until every replica has replayed what the primary flushed.
+async fn caught_up(failover: &PgFailover) {
+    eventually("the replicas to catch up", WAIT, || async {
+        let state = failover.state().await.unwrap();
+        state
+            .replicas()
+            .all(|(_, r)| r.lag.is_some_and(|l| l.replay_bytes == 0))
+            .then_some(())
+    })
+    .await;
+}
+
+/// A fence that records what it was asked to fence, and fails if told to.
+#[derive(Default)]
+struct RecordingFence {
+    fenced: Mutex<Vec<String>>,
+    fail: bool,
+}
+
+#[async_trait]
+impl Fence for RecordingFence {
+    async fn fence(&self, member: &Member) -> dr_core::Result<()> {
+        if self.fail {
+            return Err(dr_core::Error::invalid(
+                "fence",
+                "the power switch did not answer",
+            ));
+        }
+        self.fenced.lock().unwrap().push(member.name.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_is_assessed_with_each_replicas_lag() {
+    let (primary, one, two) = three().await;
+    let failover = PgFailover::new(cluster(&[
+        ("pg-1", &primary),
+        ("pg-2", &one),
+        ("pg-3", &two),
+    ]));
+    write(&primary, 100).await;
+    caught_up(&failover).await;
+
+    let state = failover.state().await.unwrap();
+    let (member, p) = state.primary().expect("one primary");
+    assert_eq!(member.name, "pg-1");
+    assert!(p.writable);
+    assert_eq!(p.timeline, 1);
+    assert_eq!(p.standbys.len(), 2);
+    assert!(p.standbys.iter().all(|s| s.state == "streaming"));
+    for (_, replica) in state.replicas() {
+        assert_eq!(replica.system_identifier, p.system_identifier);
+        assert_eq!(replica.timeline, 1);
+        assert_eq!(replica.receiver.as_deref(), Some("streaming"));
+        let lag = replica.lag.expect("measured against the primary");
+        assert_eq!(lag.receive_bytes, 0);
+        assert_eq!(lag.replay_seconds, Some(0.0));
+    }
+    assert!(state.problems().is_empty(), "{:?}", state.problems());
+    let text = state.to_string();
+    assert!(text.contains("pg-1") && text.contains("primary"), "{text}");
+    // Serializable, for `drkit status --json`.
+    let json = serde_json::to_value(&state).unwrap();
+    assert_eq!(json["members"][0]["status"]["role"], "primary");
+
+    // The members' shared view, for dr-core's failover.
+    let assessment = failover.assess().await.unwrap();
+    assert_eq!(assessment.primary().unwrap().name, "pg-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_members_and_wrong_credentials_are_told_apart() {
+    let (primary, one, two) = three().await;
+    let stranger = Postgres::start().await.unwrap();
+    let mut wrong = one.config("postgres");
+    wrong.password("not-the-password");
+    let members = cluster(&[("pg-1", &primary), ("pg-3", &two), ("stranger", &stranger)])
+        .member(PgMember::new("pg-2", wrong))
+        .member(PgMember::new(
+            "gone",
+            "host=127.0.0.1 port=1 user=postgres password=x"
+                .parse()
+                .unwrap(),
+        ));
+    let failover = PgFailover::new(members);
+    let state = failover.state().await.unwrap();
+    let status = |name: &str| &state.member(name).unwrap().status;
+    match status("pg-2") {
+        MemberStatus::Unreachable { error } => {
+            assert!(
+                error.contains("password") || error.contains("auth"),
+                "{error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(status("gone"), MemberStatus::Unreachable { .. }));
+    let problems = state.problems().join("\n");
+    // A second primary, of another cluster.
+    assert!(problems.contains("more than one primary"), "{problems}");
+    assert!(
+        problems.contains("stranger belongs to another cluster"),
+        "{problems}"
+    );
+
+    // Two primaries: what a promotion would lose cannot be told.
+    let refused = failover
+        .plan(
+            &failover.assess().await.unwrap(),
+            &request(LossLimit::Bytes(0)),
+        )
+        .unwrap_err();
+    assert!(refused.to_string().contains("cannot be told"), "{refused}");
+
+    // Nothing to promote: the only replica is unreachable.
+    let mut wrong = one.config("postgres");
+    wrong.password("not-the-password");
+    let failover =
+        PgFailover::new(cluster(&[("pg-1", &primary)]).member(PgMember::new("pg-2", wrong)));
+    let refused = failover
+        .plan(
+            &failover.assess().await.unwrap(),
+            &request(LossLimit::Bytes(0)),
+        )
+        .unwrap_err();
+    let text = refused.to_string();
+    assert!(
+        text.contains("no replica can be promoted; pg-2: unreachable"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_lost_the_most_advanced_replica_is_promoted_and_the_other_follows() {
+    let (mut primary, one, two) = three().await;
+    let failover = PgFailover::new(cluster(&[
+        ("pg-1", &primary),
+        ("pg-2", &one),
+        ("pg-3", &two),
+    ]));
+    write(&primary, 500).await;
+    caught_up(&failover).await;
+    let before = count(&primary).await;
+
+    primary.kill9();
+    // A dry run: the plan, nothing done.
+    let plan = dr_core::dry_run(&failover, &request(LossLimit::Bytes(0)))
+        .await
+        .unwrap();
+    assert_eq!(plan.promote.name, "pg-2", "{plan}");
+    assert_eq!(plan.expected_loss.bytes, Some(0));
+    assert_eq!(
+        plan.fence
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>(),
+        ["pg-1"]
+    );
+    assert!(failover.state().await.unwrap().primary().is_none());
+
+    // A fence that fails stops it.
+    let broken = RecordingFence {
+        fail: true,
+        ..RecordingFence::default()
+    };
+    let hooks = FailoverHooks {
+        fence: Some(&broken),
+        ..FailoverHooks::default()
+    };
+    let stopped = dr_core::execute(&failover, &request(LossLimit::Bytes(0)), hooks)
+        .await
+        .unwrap_err();
+    assert!(
+        stopped.to_string().contains("fencing pg-1 failed"),
+        "{stopped}"
+    );
+    assert!(failover.state().await.unwrap().primary().is_none());
+
+    let fence = RecordingFence::default();
+    let hooks = FailoverHooks {
+        fence: Some(&fence),
+        ..FailoverHooks::default()
+    };
+    let outcome = dr_core::execute(&failover, &request(LossLimit::Bytes(0)), hooks)
+        .await
+        .unwrap();
+    assert_eq!(*fence.fenced.lock().unwrap(), ["pg-1"]);
+    assert_eq!(outcome.plan.promote.name, "pg-2");
+    let steps: Vec<&str> = outcome
+        .report
+        .timeline
+        .steps()
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(
+        steps.iter().any(|s| s.starts_with("promote pg-2")),
+        "{steps:?}"
+    );
+
+    // Everything written before the loss is there, and it takes writes.
+    assert_eq!(count(&one).await, before);
+    write(&one, 10).await;
+
+    // The other replica follows it on the new timeline.
+    eventually("pg-3 to stream from pg-2", WAIT, || async {
+        let state = failover.state().await.unwrap();
+        let (_, p) = state.primary()?;
+        let (_, r) = state.replicas().find(|(m, _)| m.name == "pg-3")?;
+        (p.timeline == 2
+            && r.timeline == 2
+            && r.seen_by_primary
+                .as_ref()
+                .is_some_and(|v| v.state == "streaming")
+            && r.lag.is_some_and(|l| l.replay_bytes == 0))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(count(&two).await, before + 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loss_guard_refuses_a_replica_that_did_not_receive_everything() {
+    let (primary, one, _two) = three().await;
+    let failover = PgFailover::new(cluster(&[("pg-1", &primary), ("pg-2", &one)]));
+    caught_up(&failover).await;
+
+    // Replay paused: what it received is still replayed when promoted, so
+    // nothing would be lost and nothing is refused.
+    let replica = one.connect("postgres").await.unwrap();
+    replica
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    write(&primary, 200).await;
+    eventually("pg-2 to receive the rows", WAIT, || async {
+        let state = failover.state().await.unwrap();
+        let (_, r) = state.replicas().next()?;
+        let lag = r.lag?;
+        (lag.receive_bytes == 0 && lag.replay_bytes > 0).then_some(())
+    })
+    .await;
+    let plan = failover
+        .plan(
+            &failover.assess().await.unwrap(),
+            &request(LossLimit::Bytes(1024)),
+        )
+        .unwrap();
+    assert!(plan.expected_loss.bytes.unwrap() < 1024, "{plan}");
+
+    // Its WAL receiver stopped (a paused replay would hold the change
+    // back): what the primary writes now never reaches it.
+    replica
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    replica
+        .batch_execute("ALTER SYSTEM SET primary_conninfo = ''")
+        .await
+        .unwrap();
+    replica
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    eventually("pg-2's receiver to stop", WAIT, || async {
+        let state = failover.state().await.unwrap();
+        let (_, r) = state.replicas().next()?;
+        r.receiver.is_none().then_some(())
+    })
+    .await;
+    write(&primary, 200).await;
+    let assessment = failover.assess().await.unwrap();
+    let refused = failover
+        .plan(&assessment, &request(LossLimit::Bytes(1024)))
+        .unwrap_err();
+    let text = refused.to_string();
+    assert!(text.contains("promoting pg-2 would lose"), "{text}");
+    assert!(text.contains("more than the 1024 allowed"), "{text}");
+
+    // Forced, it is promoted: the rows it received are there, the later ones not.
+    let plan = failover
+        .plan(&assessment, &request(LossLimit::Bytes(1024)).force())
+        .unwrap();
+    assert!(plan.expected_loss.bytes.unwrap() > 1024);
+    failover.promote(&plan).await.unwrap();
+    assert_eq!(count(&one).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_answers_is_fenced_read_only_and_one_that_does_not_is_not() {
+    let (mut primary, one, _two) = three().await;
+    let cluster = cluster(&[("pg-1", &primary), ("pg-2", &one)]);
+    let failover = PgFailover::new(cluster.clone());
+    let fence = SqlFence::new(cluster);
+    let writer = primary.connect("postgres").await.unwrap();
+    let assessment = failover.assess().await.unwrap();
+    let pg1 = assessment.member("pg-1").unwrap();
+    fence.fence(pg1).await.unwrap();
+    // The session that was open is gone; a new one cannot write.
+    assert!(
+        writer
+            .execute("INSERT INTO events DEFAULT VALUES", &[])
+            .await
+            .is_err()
+    );
+    let refused = primary
+        .connect("postgres")
+        .await
+        .unwrap()
+        .execute("INSERT INTO events DEFAULT VALUES", &[])
+        .await
+        .unwrap_err();
+    let message = refused.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        message.as_deref().is_some_and(|m| m.contains("read-only")),
+        "{refused:?}"
+    );
+    let state = failover.state().await.unwrap();
+    assert!(matches!(
+        &state.member("pg-1").unwrap().status,
+        MemberStatus::Primary(p) if !p.writable
+    ));
+
+    primary.kill9();
+    assert!(fence.fence(pg1).await.is_err());
+}
