@@ -34,6 +34,9 @@ pub enum Role {
     Primary,
     /// Follows a primary.
     Replica,
+    /// Follows no primary and takes no writes: a former primary fenced
+    /// (made read-only) that is yet to rejoin as a replica.
+    Fenced,
     /// Could not be told (unreachable).
     Unknown,
 }
@@ -146,6 +149,9 @@ pub struct FailoverRequest {
     pub old_primary_known_dead: bool,
     /// When the primary was lost, if the RTO clock started before the failover.
     pub incident_at: Option<Timestamp>,
+    /// The member to promote, instead of the fittest: refused if it is not
+    /// fit at all.
+    pub target: Option<String>,
 }
 
 impl FailoverRequest {
@@ -158,7 +164,15 @@ impl FailoverRequest {
             force: false,
             old_primary_known_dead: false,
             incident_at: None,
+            target: None,
         }
+    }
+
+    /// Promotes `member`, if it is fit, instead of the fittest.
+    #[must_use]
+    pub fn to(mut self, member: impl Into<String>) -> Self {
+        self.target = Some(member.into());
+        self
     }
 
     /// Promotes even beyond the loss limit.

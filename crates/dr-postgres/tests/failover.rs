@@ -393,3 +393,132 @@ async fn a_primary_that_answers_is_fenced_read_only_and_one_that_does_not_is_not
     primary.kill9();
     assert!(fence.fence(pg1).await.is_err());
 }
+
+fn switchover(to: Option<&str>) -> FailoverRequest {
+    let objectives = Objectives::new("5m".parse().unwrap(), "0s".parse().unwrap());
+    let request = FailoverRequest::new(FailoverMode::Switchover, objectives, LossLimit::Bytes(0));
+    match to {
+        Some(name) => request.to(name),
+        None => request,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_under_writes_loses_no_acknowledged_commit() {
+    let (primary, one, two) = three().await;
+    let members = cluster(&[("pg-1", &primary), ("pg-2", &one), ("pg-3", &two)]);
+    let failover = PgFailover::new(members.clone());
+    let fence = SqlFence::new(members);
+
+    // A writer that counts the commits the old primary acknowledged.
+    let writer = primary.connect("postgres").await.unwrap();
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let counter = acknowledged.clone();
+    let writing = tokio::spawn(async move {
+        while writer
+            .execute("INSERT INTO events DEFAULT VALUES", &[])
+            .await
+            .is_ok()
+        {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let hooks = FailoverHooks {
+        fence: Some(&fence),
+        ..FailoverHooks::default()
+    };
+    let outcome = dr_core::execute(&failover, &switchover(Some("pg-3")), hooks)
+        .await
+        .unwrap();
+    writing.await.unwrap();
+    assert_eq!(outcome.plan.promote.name, "pg-3");
+    assert_eq!(
+        outcome
+            .plan
+            .fence
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>(),
+        ["pg-1"]
+    );
+    assert_eq!(outcome.report.achieved_rpo(), Some("0s".parse().unwrap()));
+    let written = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(written > 0);
+    // Every acknowledged commit; at most one more, whose answer the fence
+    // cut off after it committed.
+    let rows = count(&two).await;
+    assert!(
+        (written..=written + 1).contains(&rows),
+        "{rows} rows, {written} acknowledged"
+    );
+
+    // The old primary is fenced, awaiting a rejoin; pg-2 follows pg-3.
+    eventually("pg-2 to stream from pg-3", WAIT, || async {
+        let state = failover.state().await.unwrap();
+        let (m, p) = state.primary()?;
+        let (_, r) = state.replicas().find(|(m, _)| m.name == "pg-2")?;
+        (m.name == "pg-3"
+            && r.timeline == p.timeline
+            && r.seen_by_primary
+                .as_ref()
+                .is_some_and(|v| v.state == "streaming"))
+        .then_some(())
+    })
+    .await;
+    let state = failover.state().await.unwrap();
+    assert_eq!(state.fenced().next().unwrap().0.name, "pg-1");
+    let problems = state.problems().join("\n");
+    assert!(
+        problems.contains("pg-1 is a primary fenced read-only"),
+        "{problems}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_whose_replica_cannot_catch_up_gives_the_primary_back() {
+    let (primary, one, _two) = three().await;
+    let members = cluster(&[("pg-1", &primary), ("pg-2", &one)]);
+    let failover = PgFailover::new(members.clone()).catch_up_wait(Duration::from_secs(1));
+    let fence = SqlFence::new(members);
+    caught_up(&failover).await;
+    one.connect("postgres")
+        .await
+        .unwrap()
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    write(&primary, 50).await;
+
+    let hooks = FailoverHooks {
+        fence: Some(&fence),
+        ..FailoverHooks::default()
+    };
+    let refused = dr_core::execute(&failover, &switchover(None), hooks)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("did not replay"), "{refused}");
+    assert!(refused.contains("pg-1 takes writes again"), "{refused}");
+    eventually("pg-1 to take writes", WAIT, || async {
+        let state = failover.state().await.unwrap();
+        state
+            .primary()
+            .is_some_and(|(m, _)| m.name == "pg-1")
+            .then_some(())
+    })
+    .await;
+    write(&primary, 1).await;
+
+    // A named member that cannot be promoted is refused by name.
+    let assessment = failover.assess().await.unwrap();
+    let refused = failover
+        .plan(&assessment, &switchover(Some("pg-1")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("pg-1 cannot be promoted: it is the primary"),
+        "{refused}"
+    );
+}

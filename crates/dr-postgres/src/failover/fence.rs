@@ -27,6 +27,26 @@ impl SqlFence {
     }
 }
 
+impl SqlFence {
+    /// Lifts the fence: `default_transaction_read_only` reset and the
+    /// configuration reloaded, so that the member takes writes again.
+    ///
+    /// # Errors
+    /// The member is not in the cluster, or does not answer.
+    pub async fn lift(&self, member: &Member) -> dr_core::Result<()> {
+        let pg = self.cluster.get(&member.name).ok_or_else(|| {
+            dr_core::Error::invalid("fence", format!("{} is not a member", member.name))
+        })?;
+        let database = pg.config.get_dbname().unwrap_or("postgres");
+        let mut sql = SqlClient::connect(&pg.config, &self.cluster.tls, database).await?;
+        sql.query("ALTER SYSTEM RESET default_transaction_read_only")
+            .await?;
+        sql.query("SELECT pg_reload_conf()").await?;
+        sql.close().await.ok();
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Fence for SqlFence {
     async fn fence(&self, member: &Member) -> dr_core::Result<()> {

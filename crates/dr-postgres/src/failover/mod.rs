@@ -28,6 +28,7 @@ use jiff::Timestamp;
 
 use crate::error::Error;
 use crate::failover::cluster::PgCluster;
+use crate::failover::fence::SqlFence;
 use crate::failover::state::ClusterState;
 use crate::replication::SqlClient;
 use crate::replication::client::quote_literal;
@@ -73,6 +74,7 @@ struct LastSeen {
 pub struct PgFailover {
     cluster: PgCluster,
     promote_wait: Duration,
+    catch_up_wait: Duration,
     last_seen: Mutex<Option<LastSeen>>,
 }
 
@@ -82,6 +84,7 @@ impl PgFailover {
         Self {
             cluster,
             promote_wait: Duration::from_secs(60),
+            catch_up_wait: Duration::from_secs(30),
             last_seen: Mutex::new(None),
         }
     }
@@ -90,6 +93,14 @@ impl PgFailover {
     #[must_use]
     pub fn promote_wait(mut self, wait: Duration) -> Self {
         self.promote_wait = wait;
+        self
+    }
+
+    /// How long a switchover waits for the replica to replay the old
+    /// primary's last WAL (default 30 s).
+    #[must_use]
+    pub fn catch_up_wait(mut self, wait: Duration) -> Self {
+        self.catch_up_wait = wait;
         self
     }
 
@@ -119,6 +130,72 @@ impl PgFailover {
 
     fn last_seen(&self) -> Option<LastSeen> {
         *self.last_seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// In a switchover, once the old primary is fenced: waits until the
+    /// replica to promote has received and replayed every byte of WAL the
+    /// old primary flushed. The fence is lifted again if it does not catch
+    /// up in time, and the switchover stops.
+    async fn catch_up(&self, plan: &FailoverPlan) -> dr_core::Result<()> {
+        let old = plan
+            .fence
+            .first()
+            .and_then(|m| self.cluster.get(&m.name))
+            .ok_or_else(|| refused(&plan.component, "a switchover needs its old primary".into()))?;
+        let database = old.config.get_dbname().unwrap_or("postgres");
+        let mut sql = SqlClient::connect(&old.config, &self.cluster.tls, database).await?;
+        let rows = sql
+            .query(
+                "SELECT pg_current_wal_flush_lsn() AS flush_lsn,
+                        current_setting('default_transaction_read_only') AS read_only",
+            )
+            .await?;
+        sql.close().await.ok();
+        let field = |column: &str| {
+            rows.first()
+                .and_then(|r| r.get_named(column).ok().flatten())
+                .map(str::to_owned)
+        };
+        if field("read_only").as_deref() != Some("on") {
+            return Err(refused(
+                &plan.component,
+                format!("{} still takes writes: fence it first", old.name),
+            ));
+        }
+        let target: Lsn = field("flush_lsn")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| refused(&plan.component, "the old primary's position".into()))?;
+        let name = &plan.promote.name;
+        let deadline = tokio::time::Instant::now() + self.catch_up_wait;
+        loop {
+            let state = ClusterState::assess(&self.cluster).await?;
+            let caught_up = state.replicas().any(|(m, r)| {
+                m.name == *name
+                    && r.receive_lsn.is_some_and(|l| l >= target)
+                    && r.replay_lsn.is_some_and(|l| l >= target)
+            });
+            if caught_up {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let lifted = SqlFence::new(self.cluster.clone())
+                    .lift(&plan.fence[0])
+                    .await;
+                return Err(refused(
+                    &plan.component,
+                    format!(
+                        "{name} did not replay the old primary's WAL up to {target} within {:?}; \
+                         nothing was promoted, and {}",
+                        self.catch_up_wait,
+                        match lifted {
+                            Ok(()) => format!("{} takes writes again", old.name),
+                            Err(e) => format!("{}'s fence could not be lifted: {e}", old.name),
+                        }
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Points every other reachable replica of the cluster at `primary`:
@@ -212,7 +289,9 @@ impl Failover for PgFailover {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::NONE.with(Capability::Fencing)
+        Capabilities::NONE
+            .with(Capability::Fencing)
+            .with(Capability::PlannedSwitchover)
     }
 
     async fn assess(&self) -> dr_core::Result<ClusterAssessment> {
@@ -225,22 +304,37 @@ impl Failover for PgFailover {
         request: &FailoverRequest,
     ) -> dr_core::Result<FailoverPlan> {
         let component = &self.cluster.component;
-        if request.mode == FailoverMode::Switchover {
-            return Err(refused(
-                component,
-                "a planned switchover is not supported yet; fail over instead".into(),
-            ));
-        }
+        let switchover = request.mode == FailoverMode::Switchover;
         let primaries: Vec<&Member> = assessment
             .members
             .iter()
             .filter(|m| m.role == Role::Primary && m.reachable)
             .collect();
+        let fenced: Vec<&Member> = assessment
+            .members
+            .iter()
+            .filter(|m| m.role == Role::Fenced)
+            .collect();
+        // The old primary, when it answers: taking writes, or fenced already
+        // (a switchover tried again).
+        let old_primary: Option<&Member> = match (primaries.as_slice(), fenced.as_slice()) {
+            ([one], _) | ([], [one]) => Some(one),
+            _ => None,
+        };
+        if switchover && old_primary.is_none() {
+            return Err(refused(
+                component,
+                match primaries.len() {
+                    0 => "a switchover needs the primary up; fail over instead".to_owned(),
+                    n => format!("{n} members take writes; fence all but one first"),
+                },
+            ));
+        }
         // Where the old primary's history ended, as far as it is known.
         let last_seen = self.last_seen();
-        let reference: Option<(u64, u32, Lsn)> = match primaries.as_slice() {
-            [one] => postgres_position(one),
-            [] => last_seen.map(|s| (s.system_identifier, s.timeline, s.flush_lsn)),
+        let reference: Option<(u64, u32, Lsn)> = match (old_primary, primaries.len()) {
+            (Some(one), _) => postgres_position(one),
+            (None, 0) => last_seen.map(|s| (s.system_identifier, s.timeline, s.flush_lsn)),
             _ => None,
         };
         let system = reference.map(|(id, _, _)| id).or_else(|| {
@@ -261,11 +355,19 @@ impl Failover for PgFailover {
         for member in &assessment.members {
             let reason = match (member.role, postgres_position(member)) {
                 (Role::Primary, _) => continue,
+                (Role::Fenced, _) => Some("a fenced former primary".to_owned()),
                 (Role::Unknown, _) => Some("unreachable".to_owned()),
                 (Role::Replica, _) if !member.promotable => Some("never promoted".to_owned()),
                 (Role::Replica, None) => Some("its position could not be read".to_owned()),
                 (Role::Replica, Some((id, _, _))) if Some(id) != system => {
                     Some(format!("another cluster (system identifier {id})"))
+                }
+                (Role::Replica, _)
+                    if switchover
+                        && member.detail.get("receiver").map(String::as_str)
+                            != Some("streaming") =>
+                {
+                    Some("not streaming: it could not catch up".to_owned())
                 }
                 (Role::Replica, Some((_, timeline, lsn))) => {
                     candidates.push((member, timeline, lsn));
@@ -280,13 +382,30 @@ impl Failover for PgFailover {
             }
         }
         // The newest timeline, the most WAL received, then the priority,
-        // then the name for a stable choice.
+        // then the name for a stable choice; or the one the caller named.
         candidates.sort_by(|a, b| {
             (b.1, b.2)
                 .cmp(&(a.1, a.2))
                 .then(b.0.priority.cmp(&a.0.priority))
                 .then(a.0.name.cmp(&b.0.name))
         });
+        if let Some(target) = &request.target {
+            let Some(i) = candidates.iter().position(|(m, _, _)| m.name == *target) else {
+                let why = passed_over.iter().find(|p| p.name == *target).map_or_else(
+                    || match assessment.member(target) {
+                        Some(_) => "it is the primary".to_owned(),
+                        None => "no member has that name".to_owned(),
+                    },
+                    |p| p.reason.clone(),
+                );
+                return Err(refused(
+                    component,
+                    format!("{target} cannot be promoted: {why}"),
+                ));
+            };
+            let chosen = candidates.remove(i);
+            candidates.insert(0, chosen);
+        }
         let Some(&(chosen, timeline, lsn)) = candidates.first() else {
             return Err(refused(
                 component,
@@ -302,7 +421,9 @@ impl Failover for PgFailover {
         for (other, _, other_lsn) in &candidates[1..] {
             passed_over.push(PassedOver {
                 name: other.name.clone(),
-                reason: if *other_lsn < lsn {
+                reason: if request.target.is_some() {
+                    format!("{} was asked for", chosen.name)
+                } else if *other_lsn < lsn {
                     format!("behind {} ({other_lsn} against {lsn})", chosen.name)
                 } else {
                     format!(
@@ -314,13 +435,18 @@ impl Failover for PgFailover {
         }
 
         // What promoting it loses: the old primary's flushed WAL it has not.
+        // A switchover waits for it to catch up first, and loses nothing.
         let expected_loss = match reference {
+            _ if switchover => Lag {
+                bytes: Some(0),
+                behind: Some(Duration::ZERO),
+            },
             Some((_, ref_timeline, ref_lsn)) if ref_timeline == timeline => {
                 let bytes = ref_lsn.as_u64().saturating_sub(lsn.as_u64());
-                let behind = match (bytes, primaries.len()) {
+                let behind = match (bytes, old_primary.is_some()) {
                     (0, _) => Some(Duration::ZERO),
-                    (_, 1) => chosen.lag.and_then(|l| l.behind),
-                    _ => None,
+                    (_, true) => chosen.lag.and_then(|l| l.behind),
+                    (_, false) => None,
                 };
                 Lag {
                     bytes: Some(bytes),
@@ -330,10 +456,12 @@ impl Failover for PgFailover {
             _ => Lag::default(),
         };
         if !request.force {
-            let where_seen = match (primaries.len(), last_seen) {
-                (1, _) => "the primary's flushed WAL".to_owned(),
-                (_, Some(seen)) => format!("the primary's flushed WAL as last seen at {}", seen.at),
-                _ => String::new(),
+            let where_seen = match (old_primary, last_seen) {
+                (Some(_), _) => "the primary's flushed WAL".to_owned(),
+                (None, Some(seen)) => {
+                    format!("the primary's flushed WAL as last seen at {}", seen.at)
+                }
+                (None, None) => String::new(),
             };
             let over = match (
                 request.loss_limit,
@@ -375,13 +503,18 @@ impl Failover for PgFailover {
             }
         }
 
-        // Fence whatever might still take writes: a reachable primary, and
-        // every unreachable member (the old primary may be among them and
-        // come back).
+        // Fence whatever might still take writes: a primary that answers,
+        // and in a failover every unreachable member (the old primary may be
+        // among them and come back). A fenced one stays fenced.
         let fence: Vec<Member> = assessment
             .members
             .iter()
-            .filter(|m| m.role == Role::Primary || !m.reachable)
+            .filter(|m| match m.role {
+                Role::Primary => true,
+                Role::Fenced => switchover,
+                Role::Unknown => !switchover,
+                Role::Replica => false,
+            })
             .cloned()
             .collect();
         Ok(FailoverPlan {
@@ -401,6 +534,9 @@ impl Failover for PgFailover {
             .cluster
             .get(name)
             .ok_or_else(|| dr_core::Error::invalid("member", format!("no member {name}")))?;
+        if plan.mode == FailoverMode::Switchover {
+            self.catch_up(plan).await?;
+        }
         let database = member.config.get_dbname().unwrap_or("postgres");
         let mut sql = SqlClient::connect(&member.config, &self.cluster.tls, database).await?;
         let wait = self.promote_wait.as_secs().max(1);
@@ -460,7 +596,10 @@ impl Failover for PgFailover {
         );
         Ok(Promotion {
             position,
-            data_loss: plan.expected_loss.behind.map(Rpo::new),
+            data_loss: match plan.mode {
+                FailoverMode::Switchover => Some(Rpo::new(Duration::ZERO)),
+                FailoverMode::Failover => plan.expected_loss.behind.map(Rpo::new),
+            },
         })
     }
 }

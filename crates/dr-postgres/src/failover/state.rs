@@ -183,15 +183,24 @@ impl ClusterState {
         })
     }
 
-    /// The reachable members not in recovery.
+    /// The reachable members not in recovery that take writes.
     pub fn primaries(&self) -> impl Iterator<Item = (&MemberState, &PrimaryState)> {
         self.members.iter().filter_map(|m| match &m.status {
-            MemberStatus::Primary(p) => Some((m, p)),
+            MemberStatus::Primary(p) if p.writable => Some((m, p)),
             _ => None,
         })
     }
 
-    /// The one primary, if exactly one member is not in recovery.
+    /// The reachable members not in recovery that take no writes: fenced
+    /// former primaries.
+    pub fn fenced(&self) -> impl Iterator<Item = (&MemberState, &PrimaryState)> {
+        self.members.iter().filter_map(|m| match &m.status {
+            MemberStatus::Primary(p) if !p.writable => Some((m, p)),
+            _ => None,
+        })
+    }
+
+    /// The one primary, if exactly one member takes writes.
     pub fn primary(&self) -> Option<(&MemberState, &PrimaryState)> {
         let mut primaries = self.primaries();
         match (primaries.next(), primaries.next()) {
@@ -206,6 +215,18 @@ impl ClusterState {
             MemberStatus::Replica(r) => Some((m, r.as_ref())),
             _ => None,
         })
+    }
+
+    /// With no primary taking writes, the one fenced former primary.
+    pub(crate) fn only_fenced(&self) -> Option<(&MemberState, &PrimaryState)> {
+        if self.primaries().next().is_some() {
+            return None;
+        }
+        let mut fenced = self.fenced();
+        match (fenced.next(), fenced.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
     }
 
     /// The member named `name`.
@@ -233,8 +254,17 @@ impl ClusterState {
                 MemberStatus::Unreachable { error } => {
                     problems.push(format!("{} is unreachable: {error}", member.name));
                 }
-                MemberStatus::Primary(p) if Some(p.system_identifier) != reference => {
-                    problems.push(foreign(&member.name, p.system_identifier, reference));
+                MemberStatus::Primary(p) => {
+                    if Some(p.system_identifier) != reference {
+                        problems.push(foreign(&member.name, p.system_identifier, reference));
+                    }
+                    if !p.writable {
+                        problems.push(format!(
+                            "{} is a primary fenced read-only: rejoin it as a replica, or lift \
+                             the fence",
+                            member.name
+                        ));
+                    }
                 }
                 MemberStatus::Replica(r) => {
                     if Some(r.system_identifier) != reference {
@@ -256,7 +286,6 @@ impl ClusterState {
                         problems.push(format!("{} has its replay paused", member.name));
                     }
                 }
-                MemberStatus::Primary(_) => {}
             }
         }
         problems
@@ -265,7 +294,7 @@ impl ClusterState {
     /// The system identifier the cluster is taken to have: the one primary's,
     /// else the one most members report.
     pub(crate) fn reference_identifier(&self) -> Option<u64> {
-        if let Some((_, primary)) = self.primary() {
+        if let Some((_, primary)) = self.primary().or_else(|| self.only_fenced()) {
             return Some(primary.system_identifier);
         }
         let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
@@ -291,13 +320,17 @@ impl ClusterState {
                         (Role::Unknown, false, None, None)
                     }
                     MemberStatus::Primary(p) => {
-                        detail.insert("writable".to_owned(), p.writable.to_string());
                         let position = Position::Postgres {
                             system_identifier: p.system_identifier,
                             timeline: p.timeline,
                             lsn: p.flush_lsn,
                         };
-                        (Role::Primary, true, Some(position), None)
+                        let role = if p.writable {
+                            Role::Primary
+                        } else {
+                            Role::Fenced
+                        };
+                        (role, true, Some(position), None)
                     }
                     MemberStatus::Replica(r) => {
                         if let Some(receiver) = &r.receiver {
@@ -518,16 +551,26 @@ async fn read_status(sql: &mut SqlClient) -> Result<MemberStatus> {
     })))
 }
 
-/// Fills in what needs the primary: each replica's lag behind it and the
-/// primary's view of each (matched by `application_name`, where only one
+/// Fills in what needs the primary (the one that takes writes, or with
+/// none, the one fenced former primary): each replica's lag behind it and
+/// the primary's view of each (matched by `application_name`, where only one
 /// replica gives that name).
 fn relate(members: &mut [MemberState]) {
-    let mut primaries = members.iter().filter_map(|m| match &m.status {
-        MemberStatus::Primary(p) => Some(p.clone()),
-        _ => None,
-    });
-    let (Some(primary), None) = (primaries.next(), primaries.next()) else {
-        return;
+    let not_in_recovery: Vec<&PrimaryState> = members
+        .iter()
+        .filter_map(|m| match &m.status {
+            MemberStatus::Primary(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let writable: Vec<&PrimaryState> = not_in_recovery
+        .iter()
+        .copied()
+        .filter(|p| p.writable)
+        .collect();
+    let primary = match (writable.as_slice(), not_in_recovery.as_slice()) {
+        ([one], _) | ([], [one]) => (*one).clone(),
+        _ => return,
     };
     let names: Vec<String> = members
         .iter()
