@@ -11,14 +11,23 @@ use dr_core::{
     Failover, FailoverHooks, FailoverMode, FailoverRequest, Fence, LossLimit, Member, Objectives,
     async_trait,
 };
-use dr_postgres::{MemberStatus, PgCluster, PgFailover, PgMember, SqlFence, Tls};
-use dr_testkit::{Postgres, eventually};
+use dr_postgres::{
+    MemberStatus, PgCluster, PgFailover, PgMember, PgTools, Rejoin, RejoinMethod, SqlFence, Tls,
+};
+use dr_testkit::{Postgres, PostgresOptions, eventually};
 
 use common::WAIT;
 
 /// A primary and two streaming replicas, with a table written on the primary.
+/// The primary keeps WAL for a rewind of its own after it is lost (a
+/// crash recovery's checkpoint would otherwise recycle what pg_rewind
+/// reads).
 async fn three() -> (Postgres, Postgres, Postgres) {
-    let primary = Postgres::start().await.unwrap();
+    three_with(PostgresOptions::default().setting("wal_keep_size", "256MB")).await
+}
+
+async fn three_with(options: PostgresOptions) -> (Postgres, Postgres, Postgres) {
+    let primary = Postgres::start_with(options).await.unwrap();
     primary
         .connect("postgres")
         .await
@@ -521,4 +530,116 @@ async fn a_switchover_whose_replica_cannot_catch_up_gives_the_primary_back() {
         refused.contains("pg-1 cannot be promoted: it is the primary"),
         "{refused}"
     );
+}
+
+/// Stops a replica's WAL receiver: what the primary writes next never
+/// reaches it.
+async fn cut_off(replica: &Postgres) {
+    let client = replica.connect("postgres").await.unwrap();
+    client
+        .batch_execute("ALTER SYSTEM SET primary_conninfo = ''")
+        .await
+        .unwrap();
+    client
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    eventually("the WAL receiver to stop", WAIT, || async {
+        let row = client
+            .query_one("SELECT count(*) FROM pg_stat_wal_receiver", &[])
+            .await
+            .ok()?;
+        (row.get::<_, i64>(0) == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diverged_old_primary_is_rewound_and_follows_the_new_one() {
+    rejoin_after_divergence(true).await;
+}
+
+/// Without the WAL pg_rewind needs (the old primary's crash recovery
+/// recycles it), the old directory is kept aside and a fresh copy follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_primary_that_cannot_be_rewound_is_copied_afresh() {
+    rejoin_after_divergence(false).await;
+}
+
+async fn rejoin_after_divergence(keep_wal: bool) {
+    let options = match keep_wal {
+        true => PostgresOptions::default().setting("wal_keep_size", "256MB"),
+        false => PostgresOptions::default(),
+    };
+    let (mut primary, one, two) = three_with(options).await;
+    let failover = PgFailover::new(cluster(&[
+        ("pg-1", &primary),
+        ("pg-2", &one),
+        ("pg-3", &two),
+    ]));
+    write(&primary, 100).await;
+    caught_up(&failover).await;
+
+    // The old primary writes what no replica receives, then is lost.
+    cut_off(&one).await;
+    cut_off(&two).await;
+    write(&primary, 40).await;
+    assert_eq!(count(&primary).await, 140);
+    primary.kill9();
+    let fence = RecordingFence::default();
+    let hooks = FailoverHooks {
+        fence: Some(&fence),
+        ..FailoverHooks::default()
+    };
+    dr_core::execute(&failover, &request(LossLimit::Bytes(0)).force(), hooks)
+        .await
+        .unwrap();
+    write(&one, 5).await;
+
+    // A running server is refused; the stopped one is rewound.
+    let bindir = PgTools::in_dir(primary.binaries().dir());
+    let refused = Rejoin::new("pg-2", one.data_dir())
+        .tools(bindir.clone())
+        .run(&one.config("postgres"))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("stop it first"), "{refused}");
+    let report = Rejoin::new("pg-1", primary.data_dir())
+        .tools(bindir)
+        .run(&one.config("postgres"))
+        .await
+        .unwrap();
+    match (&report.method, keep_wal) {
+        (RejoinMethod::Rewound, true) => {}
+        (
+            RejoinMethod::Cloned {
+                kept_aside,
+                rewind_failed,
+            },
+            false,
+        ) => {
+            assert!(rewind_failed.contains("pg_rewind"), "{rewind_failed}");
+            assert!(kept_aside.join("PG_VERSION").exists());
+            std::fs::remove_dir_all(kept_aside).unwrap();
+        }
+        (method, _) => panic!("{method:?}"),
+    }
+    primary.restart().await.unwrap();
+
+    // It follows pg-2: its own 40 rows are gone, pg-2's are there.
+    eventually("pg-1 to stream from pg-2", WAIT, || async {
+        let state = failover.state().await.unwrap();
+        let (m, _) = state.primary()?;
+        let (_, r) = state.replicas().find(|(m, _)| m.name == "pg-1")?;
+        (m.name == "pg-2"
+            && r.seen_by_primary
+                .as_ref()
+                .is_some_and(|v| v.state == "streaming")
+            && r.lag.is_some_and(|l| l.replay_bytes == 0))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(count(&primary).await, 105);
+    let state = failover.state().await.unwrap();
+    assert!(state.problems().is_empty(), "{:?}", state.problems());
 }

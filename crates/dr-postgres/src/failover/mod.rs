@@ -11,9 +11,12 @@
 //!   clients' rewiring.
 //! - `fence`: [`SqlFence`](crate::SqlFence), a primary that still answers
 //!   made read-only.
+//! - `rejoin`: [`Rejoin`](crate::Rejoin), a former primary's stopped data
+//!   directory rewound (or copied afresh) to follow the new primary.
 
 pub(crate) mod cluster;
 pub(crate) mod fence;
+pub(crate) mod rejoin;
 pub(crate) mod state;
 
 use std::sync::Mutex;
