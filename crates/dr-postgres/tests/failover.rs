@@ -12,7 +12,8 @@ use dr_core::{
     async_trait,
 };
 use dr_postgres::{
-    MemberStatus, PgCluster, PgFailover, PgMember, PgTools, Rejoin, RejoinMethod, SqlFence, Tls,
+    MemberStatus, Monitor, MonitorEvent, MonitorOptions, PgCluster, PgFailover, PgMember, PgTools,
+    Rejoin, RejoinMethod, SqlFence, Tls,
 };
 use dr_testkit::{Postgres, PostgresOptions, eventually};
 
@@ -295,6 +296,19 @@ async fn the_primary_lost_the_most_advanced_replica_is_promoted_and_the_other_fo
     })
     .await;
     assert_eq!(count(&two).await, before + 10);
+    // Through a slot of its own on the new primary, which keeps its WAL.
+    let active: bool = one
+        .connect("postgres")
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = 'drkit_pg_3'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(active);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,5 +655,201 @@ async fn rejoin_after_divergence(keep_wal: bool) {
     .await;
     assert_eq!(count(&primary).await, 105);
     let state = failover.state().await.unwrap();
+    if !state.problems().is_empty() {
+        let log = two.log();
+        eprintln!("DEBUG {}", &log[log.len().saturating_sub(2500)..]);
+    }
     assert!(state.problems().is_empty(), "{:?}", state.problems());
+}
+
+/// The test's power switch: a member that answers is fenced read-only; one
+/// that does not was killed by the test, which is as good as fenced.
+struct PowerFence {
+    sql: SqlFence,
+    fenced: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Fence for PowerFence {
+    async fn fence(&self, member: &Member) -> dr_core::Result<()> {
+        if member.reachable {
+            self.sql.fence(member).await?;
+        }
+        self.fenced.lock().unwrap().push(member.name.clone());
+        Ok(())
+    }
+}
+
+async fn lease_store() -> std::sync::Arc<dr_storage::Repository> {
+    use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
+    let options = InitOptions::encrypted(Secret::password("lease")).kdf(KdfParams::INSECURE_FAST);
+    std::sync::Arc::new(
+        Repository::init(std::sync::Arc::new(MemoryBackend::new()), options)
+            .await
+            .unwrap(),
+    )
+}
+
+fn monitor(
+    members: &PgCluster,
+    lease: std::sync::Arc<dr_storage::Repository>,
+    holder: &str,
+) -> (dr_postgres::MonitorHandle, std::sync::Arc<PowerFence>) {
+    let fence = std::sync::Arc::new(PowerFence {
+        sql: SqlFence::new(members.clone()),
+        fenced: Mutex::new(Vec::new()),
+    });
+    let options = MonitorOptions::new(Duration::from_millis(200), Duration::from_millis(500), 3);
+    let handle = Monitor::new(
+        std::sync::Arc::new(PgFailover::new(members.clone())),
+        options,
+    )
+    .fail_over_automatically(
+        request(LossLimit::Bytes(1 << 20)),
+        fence.clone(),
+        lease,
+        holder,
+    )
+    .spawn();
+    (handle, fence)
+}
+
+/// The events until `done` says so, within `WAIT`.
+async fn events_until(
+    handle: &mut dr_postgres::MonitorHandle,
+    mut done: impl FnMut(&MonitorEvent) -> bool,
+) -> Vec<MonitorEvent> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(event) = handle.next_event().await {
+            let stop = done(&event);
+            seen.push(event);
+            if stop {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("waited {WAIT:?}; saw {seen:?}"));
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_fails_a_killed_primary_over_by_itself_losing_no_synchronous_commit() {
+    let (mut primary, one, two) = three().await;
+    // Synchronous once the replicas stream (a commit would wait forever
+    // before).
+    let admin = primary.connect("postgres").await.unwrap();
+    admin
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    let members = cluster(&[("pg-1", &primary), ("pg-2", &one), ("pg-3", &two)]);
+    eventually("a synchronous standby", WAIT, || async {
+        let state = PgFailover::new(members.clone()).state().await.unwrap();
+        let (_, p) = state.primary()?;
+        p.standbys
+            .iter()
+            .any(|s| s.sync_state == "quorum")
+            .then_some(())
+    })
+    .await;
+    let (mut handle, fence) = monitor(&members, lease_store().await, "monitor-a");
+
+    // Writes acknowledged by the primary, each only once a replica has it.
+    let writer = primary.connect("postgres").await.unwrap();
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let counter = acknowledged.clone();
+    let writing = tokio::spawn(async move {
+        while writer
+            .execute("INSERT INTO events DEFAULT VALUES", &[])
+            .await
+            .is_ok()
+        {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    primary.kill9();
+    writing.await.unwrap();
+    let written = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(written > 0);
+
+    let events = events_until(&mut handle, |e| matches!(e, MonitorEvent::FailedOver(_))).await;
+    let downs = events
+        .iter()
+        .filter(|e| matches!(e, MonitorEvent::PrimaryDown { .. }))
+        .count();
+    assert!(downs >= 3, "{events:?}");
+    let Some(MonitorEvent::FailedOver(outcome)) = events.last() else {
+        unreachable!()
+    };
+    assert_eq!(*fence.fenced.lock().unwrap(), ["pg-1"]);
+    let new_primary = match outcome.plan.promote.name.as_str() {
+        "pg-2" => &one,
+        "pg-3" => &two,
+        other => panic!("{other}"),
+    };
+    assert!(count(new_primary).await >= written);
+    write(new_primary, 1).await;
+
+    // The old primary comes back writable: the monitor fences it again.
+    primary.restart().await.unwrap();
+    let events = events_until(&mut handle, |e| matches!(e, MonitorEvent::Refenced { .. })).await;
+    let Some(MonitorEvent::Refenced { name, result }) = events.last() else {
+        unreachable!()
+    };
+    assert_eq!(name, "pg-1");
+    assert_eq!(*result, Ok(()));
+    let state = PgFailover::new(members).state().await.unwrap();
+    assert_eq!(state.primary().unwrap().0.name, outcome.plan.promote.name);
+    assert_eq!(state.fenced().next().unwrap().0.name, "pg-1");
+    handle.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_monitors_racing_promote_one_replica() {
+    let (mut primary, one, two) = three().await;
+    let members = cluster(&[("pg-1", &primary), ("pg-2", &one), ("pg-3", &two)]);
+    let lease = lease_store().await;
+    let (mut a, _) = monitor(&members, lease.clone(), "monitor-a");
+    let (mut b, _) = monitor(&members, lease, "monitor-b");
+    write(&primary, 10).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    primary.kill9();
+
+    // Each monitor either fails over or, once the other did, finds a
+    // primary again (or is refused the lease meanwhile).
+    let settled = |e: &MonitorEvent| {
+        matches!(
+            e,
+            MonitorEvent::FailedOver(_) | MonitorEvent::PrimaryBack { .. }
+        )
+    };
+    let (seen_a, seen_b) = tokio::join!(
+        events_until(&mut a, |e| settled(e)
+            || matches!(e, MonitorEvent::FailoverFailed { .. })),
+        events_until(&mut b, |e| settled(e)
+            || matches!(e, MonitorEvent::FailoverFailed { .. })),
+    );
+    let failed_over = seen_a
+        .iter()
+        .chain(&seen_b)
+        .filter(|e| matches!(e, MonitorEvent::FailedOver(_)))
+        .count();
+    eventually("one primary", WAIT, || async {
+        let state = PgFailover::new(members.clone()).state().await.unwrap();
+        (state.primaries().count() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(failed_over, 1, "{seen_a:?}\n{seen_b:?}");
+    let state = PgFailover::new(members.clone()).state().await.unwrap();
+    assert_eq!(state.primaries().count(), 1, "{state}");
+    assert_eq!(state.replicas().count(), 1, "{state}");
+    a.stop().await;
+    b.stop().await;
 }

@@ -11,11 +11,15 @@
 //!   clients' rewiring.
 //! - `fence`: [`SqlFence`](crate::SqlFence), a primary that still answers
 //!   made read-only.
+//! - `monitor`: [`Monitor`](crate::Monitor), the primary probed every
+//!   interval and failed over by itself under the lease; a former primary
+//!   that comes back writable fenced again.
 //! - `rejoin`: [`Rejoin`](crate::Rejoin), a former primary's stopped data
 //!   directory rewound (or copied afresh) to follow the new primary.
 
 pub(crate) mod cluster;
 pub(crate) mod fence;
+pub(crate) mod monitor;
 pub(crate) mod rejoin;
 pub(crate) mod state;
 
@@ -118,7 +122,15 @@ impl PgFailover {
     /// # Errors
     /// The cluster has no members or two with one name.
     pub async fn state(&self) -> dr_core::Result<ClusterState> {
-        let state = ClusterState::assess(&self.cluster).await?;
+        self.state_within(self.cluster.probe_timeout).await
+    }
+
+    /// As [`PgFailover::state`], a member unreachable after `timeout`.
+    ///
+    /// # Errors
+    /// The cluster has no members or two with one name.
+    pub async fn state_within(&self, timeout: Duration) -> dr_core::Result<ClusterState> {
+        let state = ClusterState::assess_within(&self.cluster, timeout).await?;
         if let Some((_, primary)) = state.primary() {
             let seen = LastSeen {
                 system_identifier: primary.system_identifier,
@@ -212,11 +224,18 @@ impl PgFailover {
             .ok_or_else(|| dr_core::Error::invalid("member", format!("no member {primary}")))?;
         let mut repointed = Vec::new();
         let state = ClusterState::assess(&self.cluster).await?;
-        for (member, _) in state.replicas() {
-            let Some(replica) = self.cluster.get(&member.name) else {
+        let followers: Vec<&str> = state.replicas().map(|(m, _)| m.name.as_str()).collect();
+        // Each follower's slot first: the new primary keeps the WAL it has
+        // not streamed yet, whatever checkpoints come meanwhile.
+        let mut slots = Vec::with_capacity(followers.len());
+        for name in &followers {
+            slots.push(ensure_slot(new_primary, &self.cluster.tls, name).await?);
+        }
+        for (name, slot) in followers.iter().zip(&slots) {
+            let Some(replica) = self.cluster.get(name) else {
                 continue;
             };
-            let conninfo = replication_conninfo(new_primary.config(), &member.name);
+            let conninfo = replication_conninfo(new_primary.config(), name);
             let database = replica.config.get_dbname().unwrap_or("postgres");
             let mut sql = SqlClient::connect(&replica.config, &self.cluster.tls, database).await?;
             sql.query(&format!(
@@ -224,12 +243,51 @@ impl PgFailover {
                 quote_literal(&conninfo)?
             ))
             .await?;
+            sql.query(&format!(
+                "ALTER SYSTEM SET primary_slot_name = {}",
+                quote_literal(slot)?
+            ))
+            .await?;
             sql.query("SELECT pg_reload_conf()").await?;
             sql.close().await.ok();
-            repointed.push(member.name.clone());
+            repointed.push((*name).to_owned());
         }
         Ok(repointed)
     }
+}
+
+/// The physical replication slot the member `name` streams through, as
+/// PostgreSQL allows slot names: `drkit_` and the name's letters and digits
+/// in lower case, anything else an underscore.
+pub(crate) fn slot_name(name: &str) -> String {
+    let mut slot = String::from("drkit_");
+    slot.extend(name.chars().map(|c| match c {
+        'a'..='z' | '0'..='9' | '_' => c,
+        'A'..='Z' => c.to_ascii_lowercase(),
+        _ => '_',
+    }));
+    slot.truncate(63);
+    slot
+}
+
+/// Creates `name`'s slot on `primary` unless it exists, reserving WAL
+/// from now; returns its name.
+pub(crate) async fn ensure_slot(
+    primary: &crate::failover::cluster::PgMember,
+    tls: &crate::replication::Tls,
+    name: &str,
+) -> dr_core::Result<String> {
+    let slot = slot_name(name);
+    let literal = quote_literal(&slot)?;
+    let database = primary.config.get_dbname().unwrap_or("postgres");
+    let mut sql = SqlClient::connect(&primary.config, tls, database).await?;
+    sql.query(&format!(
+        "SELECT pg_create_physical_replication_slot({literal}, true)
+          WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = {literal})"
+    ))
+    .await?;
+    sql.close().await.ok();
+    Ok(slot)
 }
 
 /// A `primary_conninfo` reaching the server `config` points at, as the

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use dr_core::Timeline;
 use jiff::Timestamp;
 
+use crate::failover::cluster::PgMember;
 use crate::logical::tools::{Environment, LibpqTls, PgTools, environment, failed};
 use crate::replication::client::quote_literal;
 use crate::replication::{SqlClient, Tls};
@@ -120,8 +121,12 @@ impl Rejoin {
         }
         let owner = owner_for(&self.data_dir)?;
         let env = environment(source, &self.libpq, "postgres")?;
-        // pg_rewind reads the new timeline from the source's control file,
-        // which a promoted replica updates only at its next checkpoint.
+        // Its slot on the new primary first, so that the WAL from here on
+        // waits for it. pg_rewind reads the new timeline from the source's
+        // control file, which a promoted replica updates only at its next
+        // checkpoint.
+        let source_member = PgMember::new(self.name.clone(), source.clone());
+        let slot = super::ensure_slot(&source_member, &self.tls, &self.name).await?;
         let checkpoint = async {
             let mut sql = SqlClient::connect(source, &self.tls, "postgres").await?;
             sql.query("CHECKPOINT").await?;
@@ -156,7 +161,7 @@ impl Rejoin {
         };
         timeline
             .step("follow the new primary", async {
-                self.configure(source, owner)
+                self.configure(source, owner, &slot)
             })
             .await?;
         Ok(RejoinReport { method, timeline })
@@ -200,12 +205,13 @@ impl Rejoin {
     }
 
     /// `standby.signal`, and in `postgresql.auto.conf` a `primary_conninfo`
-    /// reaching `source` as this member, without a fence's read-only
-    /// setting.
+    /// reaching `source` as this member through `slot`, without a fence's
+    /// read-only setting.
     fn configure(
         &self,
         source: &tokio_postgres::Config,
         owner: Option<(u32, u32)>,
+        slot: &str,
     ) -> dr_core::Result<()> {
         let io = |what: &Path, e| dr_core::Error::io(format!("writing {}", what.display()), e);
         let signal = self.data_dir.join("standby.signal");
@@ -217,12 +223,15 @@ impl Rejoin {
             .filter(|line| {
                 let setting = line.trim_start();
                 !setting.starts_with("primary_conninfo")
+                    && !setting.starts_with("primary_slot_name")
                     && !setting.starts_with("default_transaction_read_only")
             })
             .collect();
         let conninfo = super::replication_conninfo(source, &self.name);
         let line = format!("primary_conninfo = {}", quote_literal(&conninfo)?);
         kept.push(&line);
+        let slot_line = format!("primary_slot_name = {}", quote_literal(slot)?);
+        kept.push(&slot_line);
         let mut new = kept.join("\n");
         new.push('\n');
         std::fs::write(&auto, new).map_err(|e| io(&auto, e))?;

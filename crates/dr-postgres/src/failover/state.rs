@@ -152,18 +152,25 @@ impl ClusterState {
     /// # Errors
     /// The cluster has no members or two with one name.
     pub async fn assess(cluster: &PgCluster) -> dr_core::Result<Self> {
+        Self::assess_within(cluster, cluster.probe_timeout).await
+    }
+
+    /// As [`ClusterState::assess`], a member unreachable after `timeout`.
+    ///
+    /// # Errors
+    /// The cluster has no members or two with one name.
+    pub async fn assess_within(cluster: &PgCluster, timeout: Duration) -> dr_core::Result<Self> {
         cluster.check()?;
         let assessed_at = Timestamp::now();
         let probes = cluster.members.iter().map(|member| async move {
-            let probed =
-                tokio::time::timeout(cluster.probe_timeout, probe(member, &cluster.tls)).await;
+            let probed = tokio::time::timeout(timeout, probe(member, &cluster.tls)).await;
             let status = match probed {
                 Ok(Ok(status)) => status,
                 Ok(Err(e)) => MemberStatus::Unreachable {
                     error: e.to_string(),
                 },
                 Err(_) => MemberStatus::Unreachable {
-                    error: format!("no answer within {}", humantime_secs(cluster.probe_timeout)),
+                    error: format!("no answer within {}", humantime_secs(timeout)),
                 },
             };
             MemberState {
