@@ -22,7 +22,7 @@ use crate::schedule::{Cron, Schedule};
 use crate::secret::SecretSource;
 
 #[cfg(feature = "postgres")]
-use crate::postgres::{DumpSettings, PostgresSettings, RawConnection, RawDatabases};
+use crate::postgres::{DumpSettings, PostgresSettings, RawConnection, RawDatabases, RawFailover};
 
 /// The component kinds this build can handle.
 const COMPILED_KINDS: &[&str] = &[
@@ -627,6 +627,11 @@ struct RawComponent {
     globals: Option<Spanned<bool>>,
     #[cfg(feature = "postgres")]
     pg_bin: Option<Spanned<std::path::PathBuf>>,
+    #[cfg(feature = "postgres")]
+    failover: Option<Spanned<RawFailover>>,
+    #[cfg(not(feature = "postgres"))]
+    #[allow(dead_code)]
+    failover: Option<de::IgnoredAny>,
     // Without the feature, a `postgres` component is refused by its kind.
     #[cfg(not(feature = "postgres"))]
     #[allow(dead_code)]
@@ -871,6 +876,15 @@ impl RawComponent {
                     ));
                 };
                 let connection = required_connection(self.connection, source, &span, &at)?;
+                let failover = match self.failover {
+                    Some(raw) => {
+                        let failover_span = raw.span();
+                        Some(raw.into_inner().check().map_err(|message| {
+                            source.error(Some(failover_span), &at("failover"), &message)
+                        })?)
+                    }
+                    None => None,
+                };
                 Settings::Postgres(
                     PostgresSettings::check(
                         connection,
@@ -879,7 +893,8 @@ impl RawComponent {
                         source,
                         &at("connection"),
                     )?
-                    .with_pg_bin(pg_bin),
+                    .with_pg_bin(pg_bin)
+                    .with_failover(failover),
                 )
             }
             #[cfg(feature = "postgres")]
@@ -889,6 +904,14 @@ impl RawComponent {
                         Some(span),
                         &at("wal_archiving"),
                         "`wal_archiving` is for postgres components; a dump archives no WAL",
+                    ));
+                }
+                if let Some(failover) = &self.failover {
+                    return Err(source.error(
+                        Some(failover.span()),
+                        &at("failover"),
+                        "`failover` is for postgres components, the servers themselves; \
+                         expected it there",
                     ));
                 }
                 let connection = required_connection(self.connection, source, &span, &at)?;

@@ -146,7 +146,10 @@ pub(crate) mod schedule;
 pub(crate) mod secret;
 
 #[cfg(feature = "postgres")]
-pub use crate::postgres::{DumpSettings, PostgresSettings, TlsMode, TlsSettings};
+pub use crate::postgres::{
+    DumpSettings, FailoverSettings, LossLimitSetting, MemberSettings, PostgresSettings, TlsMode,
+    TlsSettings,
+};
 pub use crate::{
     config::{
         AgentSettings, Component, Config, Job, JobSchedule, KeyCacheSetting, RepositorySettings,

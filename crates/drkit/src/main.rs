@@ -184,8 +184,34 @@ enum Command {
         report: Option<PathBuf>,
     },
     /// Per component: the newest restorable point, its age, and the RPO
-    /// objective met, at risk or missed (exit 3).
+    /// objective met, at risk or missed (exit 3); and for a cluster with a
+    /// [component.failover] table, each member's role, timeline and lag.
     Status,
+    /// Fails a PostgreSQL primary over to its most advanced healthy replica
+    /// (members, loss limit and fence in [component.failover]).
+    Failover {
+        /// The component.
+        component: String,
+        /// Prints the plan (which replica, what would be lost, what is
+        /// fenced) and does nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// A planned move of a healthy primary, losing nothing: the old
+        /// primary is fenced and the replica waited for until it replayed
+        /// everything.
+        #[arg(long)]
+        switchover: bool,
+        /// Promotes even beyond the loss limit.
+        #[arg(long)]
+        force: bool,
+        /// Promotes this replica instead of the most advanced.
+        #[arg(long, value_name = "MEMBER")]
+        to: Option<String>,
+        /// The old primary is known to be dead: a fence that fails does not
+        /// stop the failover.
+        #[arg(long)]
+        known_dead: bool,
+    },
     /// Reads the repository's data back and checks it.
     Verify {
         /// Read only this random fraction of the data (0 to 1).
@@ -500,7 +526,30 @@ async fn run(cli: Cli, out: Output) -> Outcome {
         }
         Command::Status => {
             let repo = cx.repository(Access::ReadOnly).await?;
-            commands::status::run(&repo, &cx.config, &out).await
+            commands::status::run(&cx, &repo, &out).await
+        }
+        Command::Failover {
+            component,
+            dry_run,
+            switchover,
+            force,
+            to,
+            known_dead,
+        } => {
+            let settings = cx.postgres_component(Some(&component))?;
+            let repo = if dry_run {
+                None
+            } else {
+                Some(cx.repository(Access::ReadWrite).await?)
+            };
+            let args = commands::failover::FailoverArgs {
+                dry_run,
+                switchover,
+                force,
+                to,
+                known_dead,
+            };
+            commands::failover::run(&cx, repo.as_ref(), settings, &args, &out).await
         }
         Command::Verify {
             fraction,

@@ -37,6 +37,7 @@ pub struct PostgresSettings {
     wal_segment_size: WalSegmentSize,
     tls: TlsSettings,
     pg_bin: Option<PathBuf>,
+    failover: Option<FailoverSettings>,
 }
 
 impl PostgresSettings {
@@ -44,6 +45,17 @@ impl PostgresSettings {
     pub(crate) fn with_pg_bin(mut self, dir: Option<PathBuf>) -> Self {
         self.pg_bin = dir;
         self
+    }
+
+    /// With the `[component.failover]` table.
+    pub(crate) fn with_failover(mut self, failover: Option<FailoverSettings>) -> Self {
+        self.failover = failover;
+        self
+    }
+
+    /// The cluster's members and how it fails over, if the file says.
+    pub fn failover(&self) -> Option<&FailoverSettings> {
+        self.failover.as_ref()
     }
 
     /// Where PostgreSQL's programs are (`pg_bin`; else the `PATH`).
@@ -509,6 +521,7 @@ impl PostgresSettings {
                 client_cert,
             },
             pg_bin: None,
+            failover: None,
         })
     }
 }
@@ -577,4 +590,197 @@ impl RawDatabases {
             }
         }
     }
+}
+
+// ---- Failover --------------------------------------------------------------
+
+/// A `postgres` component's `[component.failover]` table: the cluster's
+/// members (each reached like the component's connection, at its own host
+/// and port), what a failover may lose, and how an unreachable member is
+/// fenced.
+#[derive(Debug, Clone)]
+pub struct FailoverSettings {
+    members: Vec<MemberSettings>,
+    loss_limit: LossLimitSetting,
+    fence_command: Option<Vec<String>>,
+}
+
+/// One member of `[component.failover]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSettings {
+    name: String,
+    hosts: Vec<String>,
+    port: u16,
+    priority: i32,
+    never_promote: bool,
+}
+
+/// `loss_limit`: bytes of WAL, or the component's RPO objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossLimitSetting {
+    /// At most this many bytes of WAL.
+    Bytes(u64),
+    /// At most the RPO objective's window of changes.
+    Rpo,
+}
+
+impl FailoverSettings {
+    /// The members, in the file's order.
+    pub fn members(&self) -> &[MemberSettings] {
+        &self.members
+    }
+
+    /// What a failover may lose.
+    pub fn loss_limit(&self) -> LossLimitSetting {
+        self.loss_limit
+    }
+
+    /// The command that fences a member that does not answer: its words,
+    /// with `{member}` and `{address}` replaced. None: such a member cannot
+    /// be fenced, and a failover needs `--known-dead`.
+    pub fn fence_command(&self) -> Option<&[String]> {
+        self.fence_command.as_deref()
+    }
+
+    /// The cluster, each member connecting as `connection` (user, password,
+    /// TLS, database) does, at its own hosts and port.
+    pub fn cluster(
+        &self,
+        component: &ComponentId,
+        connection: &tokio_postgres::Config,
+        tls: Tls,
+    ) -> dr_postgres::PgCluster {
+        self.members.iter().fold(
+            dr_postgres::PgCluster::new(component.clone(), tls),
+            |cluster, member| {
+                let mut config = connection.clone();
+                // tokio-postgres appends hosts and ports: start from none.
+                let mut fresh = tokio_postgres::Config::new();
+                if let Some(user) = config.get_user() {
+                    fresh.user(user);
+                }
+                if let Some(password) = config.get_password() {
+                    fresh.password(password);
+                }
+                if let Some(dbname) = config.get_dbname() {
+                    fresh.dbname(dbname);
+                }
+                if let Some(name) = config.get_application_name() {
+                    fresh.application_name(name);
+                }
+                fresh.ssl_mode(config.get_ssl_mode());
+                for host in &member.hosts {
+                    fresh.host(host);
+                }
+                fresh.port(member.port);
+                config = fresh;
+                let mut pg =
+                    dr_postgres::PgMember::new(&member.name, config).priority(member.priority);
+                if member.never_promote {
+                    pg = pg.never_promote();
+                }
+                cluster.member(pg)
+            },
+        )
+    }
+}
+
+impl MemberSettings {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `host:port`, for the fence command.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.hosts.join(","), self.port)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFailover {
+    members: Vec<RawMember>,
+    loss_limit: String,
+    fence_command: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    name: String,
+    host: Hosts,
+    port: Option<u16>,
+    priority: Option<i32>,
+    never_promote: Option<bool>,
+}
+
+impl RawFailover {
+    /// Checks the table; the error says what is wrong.
+    pub(crate) fn check(self) -> std::result::Result<FailoverSettings, String> {
+        if self.members.len() < 2 {
+            return Err(format!(
+                "{} member(s); expected the primary and at least one replica",
+                self.members.len()
+            ));
+        }
+        let mut members: Vec<MemberSettings> = Vec::with_capacity(self.members.len());
+        for raw in self.members {
+            if raw.name.is_empty() {
+                return Err("a member with an empty name; expected a name for each".into());
+            }
+            if members.iter().any(|m| m.name == raw.name) {
+                return Err(format!(
+                    "two members are named {:?}; expected unique names",
+                    raw.name
+                ));
+            }
+            members.push(MemberSettings {
+                name: raw.name,
+                hosts: raw.host.0,
+                port: raw.port.unwrap_or(5432),
+                priority: raw.priority.unwrap_or(0),
+                never_promote: raw.never_promote.unwrap_or(false),
+            });
+        }
+        let loss_limit = match self.loss_limit.as_str() {
+            "rpo" => LossLimitSetting::Rpo,
+            text => LossLimitSetting::Bytes(parse_size(text).ok_or_else(|| {
+                format!(
+                    "loss_limit {text:?}; expected \"rpo\" (the RPO objective) or a size of WAL \
+                     such as \"0\", \"64kB\" or \"1MB\""
+                )
+            })?),
+        };
+        if let Some(command) = &self.fence_command
+            && command.first().is_none_or(String::is_empty)
+        {
+            return Err(
+                "an empty fence_command; expected a program and its arguments, such as \
+                 [\"/usr/local/sbin/fence\", \"{member}\"]"
+                    .into(),
+            );
+        }
+        Ok(FailoverSettings {
+            members,
+            loss_limit,
+            fence_command: self.fence_command,
+        })
+    }
+}
+
+/// `0`, `512`, `64kB`, `16MB`, `1GB` (powers of 1024, as PostgreSQL reads
+/// sizes).
+fn parse_size(text: &str) -> Option<u64> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let n: u64 = digits.trim().parse().ok()?;
+    let scale: u64 = match unit {
+        "" | "B" => 1,
+        "kB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale)
 }

@@ -515,3 +515,101 @@ async fn switch_and_wait_archived(client: &tokio_postgres::Client) {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_cluster_and_failover_promotes_the_replica() {
+    let mut primary = Postgres::start().await.unwrap();
+    let replica = primary.start_replica().await.unwrap();
+    let setup = Setup::new(
+        primary.port(),
+        primary.password(),
+        r#"{ rto = "5m", rpo = "1m" }"#,
+    );
+    let mut config = std::fs::read_to_string(&setup.config).unwrap();
+    config.push_str(&format!(
+        r#"
+[component.failover]
+members = [
+  {{ name = "pg-1", host = "127.0.0.1", port = {p} }},
+  {{ name = "pg-2", host = "127.0.0.1", port = {r} }},
+]
+loss_limit = "1MB"
+fence_command = ["/bin/sh", "-c", "echo fenced {{member}} at {{address}} >> {log}"]
+"#,
+        p = primary.port(),
+        r = replica.port(),
+        log = setup.dir.path().join("fenced.log").display(),
+    ));
+    std::fs::write(&setup.config, config).unwrap();
+    let init = setup.drkit(&["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+
+    let status = setup.drkit(&["status"]).await;
+    let shown = text(&status);
+    assert!(
+        shown.contains("pg-1") && shown.contains("primary"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("pg-2") && shown.contains("replica"),
+        "{shown}"
+    );
+
+    let plan = setup.drkit(&["failover", COMPONENT, "--dry-run"]).await;
+    let shown = text(&plan);
+    assert!(plan.status.success(), "{shown}");
+    assert!(
+        shown.contains("promote  pg-2") && shown.contains("dry run"),
+        "{shown}"
+    );
+    // A named member that is not a replica is refused, and nothing changes.
+    let refused = setup
+        .drkit(&["failover", COMPONENT, "--dry-run", "--to", "pg-1"])
+        .await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("pg-1 cannot be promoted"),
+        "{}",
+        text(&refused)
+    );
+    let in_recovery: bool = replica
+        .connect("postgres")
+        .await
+        .unwrap()
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(in_recovery);
+
+    // The primary lost: fenced by the command, the replica promoted.
+    primary.kill9();
+    // This process never saw the primary: what would be lost is not known.
+    let refused = setup.drkit(&["failover", COMPONENT]).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("cannot be told"),
+        "{}",
+        text(&refused)
+    );
+    let done = setup.drkit(&["failover", COMPONENT, "--force"]).await;
+    let shown = text(&done);
+    assert!(done.status.success(), "{shown}");
+    assert!(shown.contains("promote pg-2"), "{shown}");
+    let fenced = std::fs::read_to_string(setup.dir.path().join("fenced.log")).unwrap();
+    assert_eq!(
+        fenced.trim(),
+        format!("fenced pg-1 at 127.0.0.1:{}", primary.port())
+    );
+    replica
+        .connect("postgres")
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE after_failover (id int)")
+        .await
+        .unwrap();
+    let status = setup.drkit(&["--json", "status"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let members = &json[0]["cluster"]["members"];
+    assert_eq!(members[1]["status"]["role"], "primary", "{json}");
+}

@@ -741,3 +741,70 @@ schedule = [{ job = "backup", cron = "0 2 * * *" }, { job = "restore-test", cron
         "{plan}"
     );
 }
+
+#[test]
+fn a_failover_table_names_the_members_and_its_mistakes() {
+    let table = r#"
+[component.failover]
+members = [
+  { name = "pg-1", host = "10.0.0.1" },
+  { name = "pg-2", host = "10.0.0.2", port = 5433, priority = 10 },
+  { name = "pg-3", host = "10.0.0.3", never_promote = true },
+]
+loss_limit = "1MB"
+fence_command = ["/usr/local/sbin/fence", "{member}"]
+"#;
+    let with = |table: &str| {
+        let text = GOMEET.replacen(
+            "\n[[component.schedule]]",
+            &format!("{table}\n[[component.schedule]]"),
+            1,
+        );
+        assert_ne!(text, GOMEET);
+        (Config::from_toml(&text, "gomeet.toml"), text)
+    };
+    let (config, _) = with(table);
+    let config = config.unwrap();
+    let failover = config.components()[0]
+        .postgres()
+        .unwrap()
+        .failover()
+        .unwrap();
+    let names: Vec<&str> = failover.members().iter().map(|m| m.name()).collect();
+    assert_eq!(names, ["pg-1", "pg-2", "pg-3"]);
+    assert_eq!(failover.members()[1].address(), "10.0.0.2:5433");
+    assert_eq!(
+        failover.loss_limit(),
+        drkit::LossLimitSetting::Bytes(1 << 20)
+    );
+    assert_eq!(failover.fence_command().unwrap()[1], "{member}");
+
+    for (change, words) in [
+        (
+            ("loss_limit = \"1MB\"", "loss_limit = \"a lot\""),
+            "expected \"rpo\"",
+        ),
+        (
+            (
+                "{ name = \"pg-2\", host = \"10.0.0.2\", port = 5433, priority = 10 }",
+                "{ name = \"pg-1\", host = \"10.0.0.2\" }",
+            ),
+            "two members are named \"pg-1\"",
+        ),
+        (
+            ("[\"/usr/local/sbin/fence\", \"{member}\"]", "[]"),
+            "an empty fence_command",
+        ),
+    ] {
+        let (result, text) = with(&table.replace(change.0, change.1));
+        let err = result.unwrap_err();
+        assert_error(
+            &err,
+            line_of(&text, "[component.failover]"),
+            "component[0].failover",
+            &[words],
+        );
+    }
+    let (result, _) = with(&table.replace("loss_limit", "lost_limit"));
+    assert!(result.unwrap_err().to_string().contains("lost_limit"));
+}

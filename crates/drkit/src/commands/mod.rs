@@ -5,6 +5,7 @@ pub(crate) mod agent;
 pub(crate) mod backup;
 pub(crate) mod check;
 pub(crate) mod dump;
+pub(crate) mod failover;
 pub(crate) mod init;
 pub(crate) mod kubernetes;
 pub(crate) mod maintenance;

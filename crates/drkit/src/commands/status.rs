@@ -1,7 +1,8 @@
 //! `drkit status`: per component, the newest point a restore reaches (the
 //! last base backup, and the archived WAL beyond it), its age, and whether
 //! that age keeps within the RPO objective: met (at most half of it used),
-//! at risk, or missed (exit 3).
+//! at risk, or missed (exit 3). For a PostgreSQL cluster with a
+//! `[component.failover]` table, each member's role, timeline and lag too.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use drkit::{Component, Config};
 use jiff::Timestamp;
 use serde_json::json;
 
+use crate::context::Context;
 use crate::failure::{Failure, Outcome};
 use crate::output::Output;
 
@@ -23,15 +25,18 @@ struct Standing {
     /// The newest restorable point.
     restorable: Option<Timestamp>,
     compliance: Option<Compliance>,
+    cluster: Option<dr_postgres::ClusterState>,
 }
 
 /// Prints every component's standing; exit 3 if one misses its RPO.
-pub(crate) async fn run(repo: &Repository, config: &Config, out: &Output) -> Outcome {
+pub(crate) async fn run(cx: &Context, repo: &Repository, out: &Output) -> Outcome {
+    let config: &Config = &cx.config;
     let now = Timestamp::now();
     let mut rows = Vec::new();
     let mut missed = Vec::new();
     for component in config.components() {
-        let standing = standing(repo, component, now).await?;
+        let mut standing = standing(repo, component, now).await?;
+        standing.cluster = crate::commands::failover::state(cx, component).await?;
         if standing.compliance.is_some_and(Compliance::is_missed) {
             missed.push(component.id().to_string());
         }
@@ -52,6 +57,7 @@ pub(crate) async fn run(repo: &Repository, config: &Config, out: &Output) -> Out
                     "restorable_to": s.restorable.map(|at| at.to_string()),
                     "exposure_seconds": s.restorable.map(|at| age(now, at).as_secs_f64()),
                     "rpo": s.compliance,
+                    "cluster": s.cluster,
                 })
             })
             .collect();
@@ -82,6 +88,12 @@ pub(crate) async fn run(repo: &Repository, config: &Config, out: &Output) -> Out
                     "  RPO objective {}: MISSED, nothing is restorable",
                     component.objectives().rpo
                 )),
+            }
+            if let Some(cluster) = &s.cluster {
+                out.line("  cluster");
+                for line in cluster.to_string().lines().skip(1) {
+                    out.line(format_args!("  {line}"));
+                }
             }
         }
     }
@@ -127,6 +139,7 @@ async fn standing(
         wal,
         restorable,
         compliance,
+        cluster: None,
     })
 }
 

@@ -1,0 +1,206 @@
+//! `drkit failover <component>`: the primary failed over to the most
+//! advanced healthy replica (or the one named), or moved in a planned
+//! switchover; `--dry-run` prints the plan alone. A member that answers is
+//! fenced read-only over SQL; one that does not, by the component's
+//! `fence_command`. The failover lease is taken in the repository, so that
+//! two operators (or an agent) never promote twice.
+
+use std::sync::Arc;
+
+use dr_core::{
+    FailoverHooks, FailoverMode, FailoverRequest, Fence, LossLimit, Member, async_trait,
+};
+use dr_postgres::{ClusterState, PgCluster, PgFailover, SqlFence};
+use dr_storage::Repository;
+use drkit::{Component, FailoverSettings, LossLimitSetting};
+
+use crate::context::Context;
+use crate::failure::{Failure, Outcome};
+use crate::output::Output;
+
+/// What the command line asks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FailoverArgs {
+    pub(crate) dry_run: bool,
+    pub(crate) switchover: bool,
+    pub(crate) force: bool,
+    pub(crate) to: Option<String>,
+    pub(crate) known_dead: bool,
+}
+
+fn settings(component: &Component) -> Result<&FailoverSettings, Failure> {
+    component
+        .postgres()
+        .and_then(|pg| pg.failover())
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "{} has no [component.failover] table naming its members; add one to fail it over",
+                component.id()
+            ))
+        })
+}
+
+async fn pg_cluster(cx: &Context, component: &Component) -> Result<PgCluster, Failure> {
+    let failover = settings(component)?;
+    let (config, tls) = cx.postgres(component).await?;
+    Ok(failover.cluster(component.id(), &config, tls))
+}
+
+/// The cluster as it is now, for `drkit status`; none without a
+/// `[component.failover]` table.
+pub(crate) async fn state(
+    cx: &Context,
+    component: &Component,
+) -> Result<Option<ClusterState>, Failure> {
+    if component.postgres().and_then(|pg| pg.failover()).is_none() {
+        return Ok(None);
+    }
+    let cluster = pg_cluster(cx, component).await?;
+    ClusterState::assess(&cluster)
+        .await
+        .map(Some)
+        .map_err(|e| Failure::of(format_args!("assessing {}", component.id()), &e))
+}
+
+/// Runs the failover (or prints its plan).
+pub(crate) async fn run(
+    cx: &Context,
+    repo: Option<&Repository>,
+    component: &Component,
+    args: &FailoverArgs,
+    out: &Output,
+) -> Outcome {
+    let failover_settings = settings(component)?;
+    let cluster = pg_cluster(cx, component).await?;
+    let mode = if args.switchover {
+        FailoverMode::Switchover
+    } else {
+        FailoverMode::Failover
+    };
+    let loss_limit = match failover_settings.loss_limit() {
+        LossLimitSetting::Bytes(n) => LossLimit::Bytes(n),
+        LossLimitSetting::Rpo => LossLimit::Within(component.objectives().rpo),
+    };
+    let mut request = FailoverRequest::new(mode, component.objectives(), loss_limit);
+    if args.force {
+        request = request.force();
+    }
+    if args.known_dead {
+        request = request.old_primary_known_dead();
+    }
+    if let Some(to) = &args.to {
+        request = request.to(to.clone());
+    }
+    let failover = PgFailover::new(cluster.clone());
+    if args.dry_run {
+        let plan = dr_core::dry_run(&failover, &request)
+            .await
+            .map_err(|e| Failure::Failed(format!("{e}")))?;
+        if out.json {
+            return out.json(&plan);
+        }
+        out.line(format_args!("{plan}"));
+        out.line("(dry run: nothing was done)");
+        return Ok(());
+    }
+    let Some(repo) = repo else {
+        return Err(Failure::Failed(
+            "a failover takes the lease in the repository".into(),
+        ));
+    };
+    let fence = ClusterFence {
+        sql: SqlFence::new(cluster.clone()),
+        command: failover_settings.fence_command().map(<[String]>::to_vec),
+        members: failover_settings
+            .members()
+            .iter()
+            .map(|m| (m.name().to_owned(), m.address()))
+            .collect(),
+    };
+    let holder = format!(
+        "drkit-{}-{}",
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".into()),
+        std::process::id()
+    );
+    let lease: Arc<dyn dr_core::FailoverLease> = Arc::new(repo.clone());
+    let hooks = FailoverHooks {
+        lease: Some((
+            lease.as_ref(),
+            holder.as_str(),
+            std::time::Duration::from_secs(120),
+        )),
+        fence: Some(&fence),
+        rewire: None,
+    };
+    let outcome = dr_core::execute(&failover, &request, hooks)
+        .await
+        .map_err(|e| Failure::Failed(format!("{e}")))?;
+    if out.json {
+        out.json(&serde_json::json!({
+            "plan": outcome.plan,
+            "report": outcome.report,
+        }))?;
+    } else {
+        out.line(format_args!("{}", outcome.plan));
+        out.line(format_args!("{}", outcome.report));
+    }
+    crate::commands::restore::verdict(&outcome.report)
+}
+
+/// Fences a member that answers over SQL (read-only, its sessions ended),
+/// and one that does not with the `fence_command`.
+struct ClusterFence {
+    sql: SqlFence,
+    command: Option<Vec<String>>,
+    members: Vec<(String, String)>,
+}
+
+#[async_trait]
+impl Fence for ClusterFence {
+    async fn fence(&self, member: &Member) -> dr_core::Result<()> {
+        if member.reachable {
+            return self.sql.fence(member).await;
+        }
+        let Some(words) = &self.command else {
+            return Err(dr_core::Error::Refused {
+                operation: format!("fencing {}", member.name),
+                reason: "it does not answer and the component has no fence_command".into(),
+            });
+        };
+        let address = self
+            .members
+            .iter()
+            .find(|(name, _)| *name == member.name)
+            .map_or("", |(_, address)| address.as_str());
+        let words: Vec<String> = words
+            .iter()
+            .map(|w| {
+                w.replace("{member}", &member.name)
+                    .replace("{address}", address)
+            })
+            .collect();
+        let output = tokio::process::Command::new(&words[0])
+            .args(&words[1..])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| {
+                dr_core::Error::io(format!("running the fence command {}", words[0]), e)
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(dr_core::Error::Refused {
+            operation: format!("fencing {}", member.name),
+            reason: format!(
+                "the fence command {} ended {}: {}",
+                words.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        })
+    }
+}
