@@ -7,7 +7,15 @@
 //! 4. restore to the latest point, and to a moment in the past;
 //! 5. check every row against the workload's log, and report the achieved
 //!    RTO and RPO against the plan's objectives (PostgreSQL: RTO 30 minutes,
-//!    RPO 15 minutes).
+//!    RPO 15 minutes);
+//! 6. a primary failure, as the plans' monthly drill does it on purpose: a
+//!    primary with two synchronous replicas under the workload, the monitor
+//!    (1 s probes, 3 failures) watching; kill -9 of the primary; the monitor
+//!    fences and promotes by itself under the repository's lease; every
+//!    acknowledged row checked on the new primary; the old primary rewound
+//!    and following it. The RTO runs from the kill to the first write the
+//!    new primary takes (the plans' "Database Primary Failure": RTO 5
+//!    minutes), the RPO is the acknowledged rows lost.
 //!
 //! Run: `cargo run --example drill` (or `scripts/drill`, which installs
 //! PostgreSQL first where it can). `--repo <dir>` keeps the repository.
@@ -16,10 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dr_core::{
-    BackupExt, ComponentId, JournalSource, Objectives, RecoveryReport, RecoveryTarget, Restore,
-    RestoreRequest,
+    BackupExt, ComponentId, FailoverMode, FailoverRequest, Fence, JournalSource, LossLimit, Member,
+    Objectives, RecoveryReport, RecoveryTarget, Restore, RestoreRequest, async_trait,
 };
-use dr_postgres::{ArchiverOptions, BaseBackup, PitrRestore, Tls, WalArchiver, verify_base_backup};
+use dr_postgres::{
+    ArchiverOptions, BaseBackup, Monitor, MonitorEvent, MonitorOptions, PgCluster, PgFailover,
+    PgMember, PgTools, PitrRestore, Rejoin, SqlFence, Tls, WalArchiver, verify_base_backup,
+};
 use dr_storage::{FsBackend, InitOptions, Repository, Secret};
 use dr_testkit::{Postgres, PostgresOptions};
 use drkit_examples::{Comparison, RestoreTarget, Workload, kept_at, row_xids, transaction_ends};
@@ -145,6 +156,8 @@ async fn main() -> Result<()> {
     let expected_then = kept_at(past, &ends, &before_kill);
     let earlier_check = Comparison::of(&earlier_rows, &expected_then);
 
+    let (failover_met, failover_report) = primary_failure(repo.clone()).await?;
+
     println!("\n=== drill report ===");
     print_restore("latest point", &latest, &latest_check, expected.len());
     print_restore(
@@ -153,7 +166,8 @@ async fn main() -> Result<()> {
         &earlier_check,
         expected_then.len(),
     );
-    let all_met = latest.objectives_met() && earlier.objectives_met();
+    println!("{failover_report}");
+    let all_met = latest.objectives_met() && earlier.objectives_met() && failover_met;
     let exact_past = earlier_check.exact();
     println!(
         "\nverdict: objectives {}; past-point restore {}",
@@ -216,6 +230,173 @@ fn print_restore(what: &str, report: &RecoveryReport, check: &Comparison, expect
         check.missing.len(),
         check.unexpected.len()
     );
+}
+
+/// The primary-failure scenario: whether its objectives were met, and its
+/// report.
+async fn primary_failure(repo: Arc<Repository>) -> Result<(bool, String)> {
+    let objectives = Objectives::new("5 minutes".parse()?, "0 seconds".parse()?);
+    step("primary failure: a primary and two replicas, synchronous (ANY 1), the workload");
+    let options = PostgresOptions::default().setting("wal_keep_size", "256MB");
+    let mut primary = Postgres::start_with(options).await?;
+    let one = primary.start_replica().await?;
+    let two = primary.start_replica().await?;
+    let admin = primary.connect("postgres").await?;
+    admin
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'")
+        .await?;
+    admin.batch_execute("SELECT pg_reload_conf()").await?;
+    let cluster = [("pg-1", &primary), ("pg-2", &one), ("pg-3", &two)]
+        .into_iter()
+        .fold(
+            PgCluster::new("postgres/drill-cluster".parse()?, Tls::none())
+                .probe_timeout(Duration::from_secs(1)),
+            |cluster, (name, pg)| cluster.member(PgMember::new(name, pg.config("postgres"))),
+        );
+    let failover = Arc::new(PgFailover::new(cluster.clone()));
+    let workload = Workload::start(primary.config("postgres"), Duration::from_millis(20)).await?;
+    let fence = Arc::new(KilledOrReadOnly(SqlFence::new(cluster.clone())));
+    let request = FailoverRequest::new(FailoverMode::Failover, objectives, LossLimit::Bytes(0));
+    let mut monitor = Monitor::new(
+        failover.clone(),
+        MonitorOptions::new(Duration::from_secs(1), Duration::from_secs(1), 3),
+    )
+    .fail_over_automatically(request, fence, repo, "drill-monitor")
+    .spawn();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("{}", indent(&failover.state().await?.to_string()));
+
+    step("the disaster: kill -9 of the primary");
+    let killed_at = Timestamp::now();
+    primary.kill9();
+    let acknowledged = workload.stop().await;
+    // The first write the new primary takes: one libpq multi-host client,
+    // as an application would reconnect.
+    let mut any_primary = tokio_postgres::Config::new();
+    for pg in [&one, &two] {
+        any_primary.host("127.0.0.1").port(pg.port());
+    }
+    any_primary
+        .user("postgres")
+        .password(one.password())
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(1))
+        .target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    let first_write = loop {
+        if let Ok((client, connection)) = any_primary.connect(tokio_postgres::NoTls).await {
+            tokio::spawn(connection);
+            if client
+                .execute(
+                    "INSERT INTO drill VALUES (-1, 'first write after the failover')",
+                    &[],
+                )
+                .await
+                .is_ok()
+            {
+                break Timestamp::now();
+            }
+        }
+        if killed_at.duration_until(Timestamp::now()).as_secs() > 300 {
+            return Err("no primary took a write within 5 minutes of the kill".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let outcome = loop {
+        match monitor.next_event().await {
+            Some(MonitorEvent::FailedOver(outcome)) => break outcome,
+            Some(MonitorEvent::FailoverFailed { reason }) => println!("  monitor: {reason}"),
+            Some(_) => {}
+            None => return Err("the monitor stopped".into()),
+        }
+    };
+    let new_primary = match outcome.plan.promote.name.as_str() {
+        "pg-2" => &one,
+        _ => &two,
+    };
+    let rows: Vec<i64> = new_primary
+        .connect("postgres")
+        .await?
+        .query("SELECT id FROM drill WHERE id >= 0 ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: Vec<i64> = acknowledged.iter().map(|a| a.id).collect();
+    let check = Comparison::of(&rows, &expected);
+
+    step("the old primary rewound to follow the new one");
+    let rejoined = Rejoin::new("pg-1", primary.data_dir())
+        .tools(PgTools::in_dir(primary.binaries().dir()))
+        .run(&new_primary.config("postgres"))
+        .await?;
+    primary.restart().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let state = loop {
+        let state = failover.state().await?;
+        let following = state
+            .replicas()
+            .filter(|(_, r)| {
+                r.seen_by_primary
+                    .as_ref()
+                    .is_some_and(|v| v.state == "streaming")
+            })
+            .count();
+        if following == 2 || tokio::time::Instant::now() > deadline {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    monitor.stop().await;
+
+    let rto = Duration::try_from(killed_at.duration_until(first_write))?;
+    let lost = check.missing.len();
+    let mut report = String::from("\nprimary failure:\n");
+    for line in outcome.report.to_string().lines() {
+        report.push_str(&format!("  {line}\n"));
+    }
+    report.push_str(&format!(
+        "  kill -9 to the first write on {}: {:.1} s (RTO objective {})\n",
+        outcome.plan.promote.name,
+        rto.as_secs_f64(),
+        objectives.rto
+    ));
+    report.push_str(&format!(
+        "  rows: {} of {} acknowledged present, {lost} lost (RPO objective {}: no acknowledged \
+         commit lost)\n",
+        check.present,
+        expected.len(),
+        objectives.rpo
+    ));
+    report.push_str(&format!(
+        "  old primary: {:?} in {} ms; the cluster now:\n{}",
+        rejoined.method,
+        rejoined.timeline.elapsed().as_millis(),
+        indent(&state.to_string())
+    ));
+    let met = rto <= objectives.rto.as_duration() && lost == 0 && state.problems().is_empty();
+    Ok((met, report))
+}
+
+/// The drill's power switch: a member that answers is made read-only; one
+/// that does not was killed by the drill itself.
+struct KilledOrReadOnly(SqlFence);
+
+#[async_trait]
+impl Fence for KilledOrReadOnly {
+    async fn fence(&self, member: &Member) -> dr_core::Result<()> {
+        if member.reachable {
+            self.0.fence(member).await
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn step(what: &str) {

@@ -789,6 +789,12 @@ async fn the_monitor_fails_a_killed_primary_over_by_itself_losing_no_synchronous
         unreachable!()
     };
     assert_eq!(*fence.fenced.lock().unwrap(), ["pg-1"]);
+    // The RTO counts from the first failed probe: three probes 200 ms apart.
+    assert!(
+        outcome.report.achieved_rto().as_duration() >= Duration::from_millis(400),
+        "{}",
+        outcome.report
+    );
     let new_primary = match outcome.plan.promote.name.as_str() {
         "pg-2" => &one,
         "pg-3" => &two,

@@ -82,7 +82,8 @@ pub enum MonitorEvent {
     },
 }
 
-/// Watches a cluster's primary, and fails it over when told to.
+/// Watches a cluster's primary, and fails it over when told to. The
+/// failover's report counts its RTO from the first of the failed probes.
 pub struct Monitor {
     failover: Arc<PgFailover>,
     options: MonitorOptions,
@@ -160,6 +161,9 @@ impl Monitor {
 
     async fn run(self, events: mpsc::Sender<MonitorEvent>, mut stopped: watch::Receiver<bool>) {
         let mut failures = 0u32;
+        // When the first of the failed probes in a row was: the incident,
+        // as far as the monitor knows, which the RTO counts from.
+        let mut first_failure: Option<jiff::Timestamp> = None;
         let mut last_primary: Option<String> = None;
         // The member this monitor promoted: the one primary it stands by.
         let mut promoted: Option<String> = None;
@@ -211,10 +215,12 @@ impl Monitor {
                     }
                 }
                 failures = 0;
+                first_failure = None;
                 last_primary = Some(one.clone());
                 continue;
             }
             failures += 1;
+            let detected = *first_failure.get_or_insert(state.assessed_at);
             tracing::warn!(?last_primary, failures, "no primary takes writes");
             let event = MonitorEvent::PrimaryDown {
                 last_primary: last_primary.clone(),
@@ -238,10 +244,11 @@ impl Monitor {
                 fence: Some(automatic.fence.as_ref()),
                 rewire: automatic.rewire.as_deref(),
             };
-            let request = automatic.request.clone();
+            let request = automatic.request.clone().incident_at(detected);
             let event = match dr_core::execute(self.failover.as_ref(), &request, hooks).await {
                 Ok(outcome) => {
                     failures = 0;
+                    first_failure = None;
                     promoted = Some(outcome.plan.promote.name.clone());
                     last_primary.clone_from(&promoted);
                     tracing::info!(promoted = ?promoted, "failed over");

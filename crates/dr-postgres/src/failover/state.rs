@@ -88,7 +88,8 @@ pub struct ReplicaState {
     /// The timeline it receives (or, with no WAL receiver running, that of
     /// its last restartpoint).
     pub timeline: u32,
-    /// WAL received and flushed to its disk (`pg_last_wal_receive_lsn`).
+    /// WAL received and flushed to its disk (`pg_last_wal_receive_lsn`, or
+    /// the replayed position where that is further, as just after a start).
     pub receive_lsn: Option<Lsn>,
     /// WAL replayed (`pg_last_wal_replay_lsn`).
     pub replay_lsn: Option<Lsn>,
@@ -543,11 +544,22 @@ async fn read_status(sql: &mut SqlClient) -> Result<MemberStatus> {
         .filter(|n| !n.is_empty())
         .or_else(|| (!cluster_name.is_empty()).then(|| cluster_name.clone()))
         .unwrap_or_else(|| "walreceiver".to_owned());
+    // Just after a start, the receiver reports where it began streaming
+    // (a segment's start), behind what was replayed from disk: what the
+    // replica has is the larger.
+    let replay_lsn: Option<Lsn> = optional(row, "replay_lsn").map_err(bad)?;
+    let receive_lsn = match (
+        optional::<Lsn>(row, "receive_lsn").map_err(bad)?,
+        replay_lsn,
+    ) {
+        (Some(received), Some(replayed)) => Some(received.max(replayed)),
+        (received, replayed) => received.or(replayed),
+    };
     Ok(MemberStatus::Replica(Box::new(ReplicaState {
         system_identifier,
         timeline,
-        receive_lsn: optional(row, "receive_lsn").map_err(bad)?,
-        replay_lsn: optional(row, "replay_lsn").map_err(bad)?,
+        receive_lsn,
+        replay_lsn,
         replay_age: optional(row, "replay_age").map_err(bad)?,
         replay_paused: boolean(row, "paused").map_err(bad)?,
         receiver: optional_text(row, "receiver").map_err(bad)?,
