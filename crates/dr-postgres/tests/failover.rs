@@ -830,11 +830,10 @@ async fn two_monitors_racing_promote_one_replica() {
 
     // Each monitor either fails over or, once the other did, finds a
     // primary again (or is refused the lease meanwhile).
-    let settled = |e: &MonitorEvent| {
-        matches!(
-            e,
-            MonitorEvent::FailedOver(_) | MonitorEvent::PrimaryBack { .. }
-        )
+    let settled = |e: &MonitorEvent| match e {
+        MonitorEvent::FailedOver(_) => true,
+        MonitorEvent::PrimaryUp { name } => name != "pg-1",
+        _ => false,
     };
     let (seen_a, seen_b) = tokio::join!(
         events_until(&mut a, |e| settled(e)

@@ -686,6 +686,13 @@ struct RawAgent {
 /// A positive duration of the agent's settings.
 pub(crate) struct Interval(Duration);
 
+impl Interval {
+    /// The duration.
+    pub(crate) fn get(&self) -> Duration {
+        self.0
+    }
+}
+
 impl FromConfig for Interval {
     const EXPECTED: &'static str = "a duration such as \"30s\", \"5m\" or \"1h\"";
 

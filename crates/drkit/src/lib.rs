@@ -147,8 +147,8 @@ pub(crate) mod secret;
 
 #[cfg(feature = "postgres")]
 pub use crate::postgres::{
-    DumpSettings, FailoverSettings, LossLimitSetting, MemberSettings, PostgresSettings, TlsMode,
-    TlsSettings,
+    AutomaticFailover, DumpSettings, FailoverSettings, LossLimitSetting, MemberSettings,
+    PostgresSettings, TlsMode, TlsSettings,
 };
 pub use crate::{
     config::{

@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use tokio_postgres::config::SslMode;
 use toml::Spanned;
 
-use crate::config::{FromConfig, Parsed, Source};
+use crate::config::{FromConfig, Interval, Parsed, Source};
 use crate::error::{Error, Result};
 use crate::secret::{Password, SecretSource};
 
@@ -603,6 +603,20 @@ pub struct FailoverSettings {
     members: Vec<MemberSettings>,
     loss_limit: LossLimitSetting,
     fence_command: Option<Vec<String>>,
+    automatic: Option<AutomaticFailover>,
+}
+
+/// `automatic = { interval, timeout, failures }`: the agent's monitor
+/// probes every `interval`, a probe failing after `timeout`, and fails
+/// over after `failures` in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutomaticFailover {
+    /// Time between probes.
+    pub interval: std::time::Duration,
+    /// How long a probe may take.
+    pub timeout: std::time::Duration,
+    /// Failed probes in a row before failing over.
+    pub failures: u32,
 }
 
 /// One member of `[component.failover]`.
@@ -640,6 +654,11 @@ impl FailoverSettings {
     /// be fenced, and a failover needs `--known-dead`.
     pub fn fence_command(&self) -> Option<&[String]> {
         self.fence_command.as_deref()
+    }
+
+    /// Whether, and how, the agent fails the cluster over by itself.
+    pub fn automatic(&self) -> Option<AutomaticFailover> {
+        self.automatic
     }
 
     /// The cluster, each member connecting as `connection` (user, password,
@@ -703,6 +722,15 @@ pub(crate) struct RawFailover {
     members: Vec<RawMember>,
     loss_limit: String,
     fence_command: Option<Vec<String>>,
+    automatic: Option<RawAutomatic>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAutomatic {
+    interval: Parsed<Interval>,
+    timeout: Parsed<Interval>,
+    failures: u32,
 }
 
 #[derive(Deserialize)]
@@ -761,10 +789,30 @@ impl RawFailover {
                     .into(),
             );
         }
+        let automatic = match self.automatic {
+            None => None,
+            Some(_) if self.fence_command.is_none() => {
+                return Err(
+                    "automatic failover without a fence_command: the primary it fails over does \
+                     not answer, so only a fence that works without it can make sure it takes no \
+                     more writes; expected a fence_command"
+                        .into(),
+                );
+            }
+            Some(raw) if raw.failures == 0 => {
+                return Err("automatic.failures = 0; expected at least 1".into());
+            }
+            Some(raw) => Some(AutomaticFailover {
+                interval: raw.interval.0.get(),
+                timeout: raw.timeout.0.get(),
+                failures: raw.failures,
+            }),
+        };
         Ok(FailoverSettings {
             members,
             loss_limit,
             fence_command: self.fence_command,
+            automatic,
         })
     }
 }

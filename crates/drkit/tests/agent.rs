@@ -534,3 +534,87 @@ cron = "*/4 * * * * *"
     let (code, log) = agent.terminate().await;
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// A cluster whose `[component.failover]` asks for automatic failover: the
+/// agent's monitor sees the primary, and once it is killed fences it with
+/// the command and promotes the replica by itself; `/metrics` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_fails_a_lost_primary_over_by_itself() {
+    let mut primary = Postgres::start().await.unwrap();
+    let replica = primary.start_replica().await.unwrap();
+    let setup = Setup::new(
+        primary.port(),
+        primary.password(),
+        r#"{ rto = "5m", rpo = "1m" }"#,
+    );
+    let fenced = setup.dir.path().join("fenced");
+    let config = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("wal_archiving = true", "wal_archiving = false");
+    std::fs::write(
+        &setup.config,
+        format!(
+            r#"{config}
+[component.failover]
+members = [
+  {{ name = "pg-1", host = "127.0.0.1", port = {p} }},
+  {{ name = "pg-2", host = "127.0.0.1", port = {r} }},
+]
+loss_limit = "1MB"
+fence_command = ["/bin/sh", "-c", "echo {{member}} > {fenced}"]
+automatic = {{ interval = "200ms", timeout = "500ms", failures = 3 }}
+
+[agent]
+listen = "127.0.0.1:0"
+prune = {{ cron = "0 4 * * 0" }}
+"#,
+            p = primary.port(),
+            r = replica.port(),
+            fenced = fenced.display(),
+        ),
+    )
+    .unwrap();
+    let init = setup.drkit(&["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+    let agent = Agent::start(&setup, "agent").await;
+    let up = |scrape: &Scrape| {
+        value(
+            scrape,
+            "drkit_cluster_primary_up",
+            &[("component", COMPONENT)],
+        )
+    };
+    eventually(
+        "the monitor to see the primary",
+        Duration::from_secs(30),
+        || async { (up(&agent.scrape().await) == Some(1.0)).then_some(()) },
+    )
+    .await;
+
+    primary.kill9();
+    eventually(
+        "the agent to fail over",
+        Duration::from_secs(30),
+        || async {
+            let scrape = agent.scrape().await;
+            let done = value(
+                &scrape,
+                "drkit_failovers_total",
+                &[("component", COMPONENT)],
+            );
+            (done == Some(1.0) && up(&scrape) == Some(1.0)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(std::fs::read_to_string(&fenced).unwrap().trim(), "pg-1");
+    replica
+        .connect("postgres")
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE written_after_the_failover (id int)")
+        .await
+        .unwrap();
+    let (status, log) = agent.terminate().await;
+    assert_eq!(status, Some(0), "{log}");
+    assert!(log.contains("failed over"), "{log}");
+}

@@ -805,6 +805,25 @@ fence_command = ["/usr/local/sbin/fence", "{member}"]
             &[words],
         );
     }
+    let automatic = "automatic = { interval = \"1s\", timeout = \"1s\", failures = 3 }";
+    let (config, _) = with(&format!("{table}{automatic}\n"));
+    let config = config.unwrap();
+    let failover = config.components()[0]
+        .postgres()
+        .unwrap()
+        .failover()
+        .unwrap();
+    assert_eq!(failover.automatic().unwrap().failures, 3);
+    let (result, text) = with(&table.replace(
+        "fence_command = [\"/usr/local/sbin/fence\", \"{member}\"]",
+        automatic,
+    ));
+    assert_error(
+        &result.unwrap_err(),
+        line_of(&text, "[component.failover]"),
+        "component[0].failover",
+        &["automatic failover without a fence_command"],
+    );
     let (result, _) = with(&table.replace("loss_limit", "lost_limit"));
     assert!(result.unwrap_err().to_string().contains("lost_limit"));
 }

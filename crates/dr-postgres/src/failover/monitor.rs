@@ -57,9 +57,9 @@ pub enum MonitorEvent {
         /// Failed probes in a row.
         failures: u32,
     },
-    /// A primary takes writes again after failed probes: the same one, or
-    /// one that another monitor promoted.
-    PrimaryBack {
+    /// A primary takes writes: the first seen, one seen again after failed
+    /// probes, or one another monitor promoted.
+    PrimaryUp {
         /// Its name.
         name: String,
     },
@@ -208,8 +208,8 @@ impl Monitor {
                 continue;
             }
             if let [one] = writable.as_slice() {
-                if failures > 0 {
-                    let event = MonitorEvent::PrimaryBack { name: one.clone() };
+                if failures > 0 || last_primary.as_deref() != Some(one.as_str()) {
+                    let event = MonitorEvent::PrimaryUp { name: one.clone() };
                     if events.send(event).await.is_err() {
                         return;
                     }

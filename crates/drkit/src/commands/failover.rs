@@ -28,7 +28,7 @@ pub(crate) struct FailoverArgs {
     pub(crate) known_dead: bool,
 }
 
-fn settings(component: &Component) -> Result<&FailoverSettings, Failure> {
+pub(crate) fn settings(component: &Component) -> Result<&FailoverSettings, Failure> {
     component
         .postgres()
         .and_then(|pg| pg.failover())
@@ -40,7 +40,7 @@ fn settings(component: &Component) -> Result<&FailoverSettings, Failure> {
         })
 }
 
-async fn pg_cluster(cx: &Context, component: &Component) -> Result<PgCluster, Failure> {
+pub(crate) async fn pg_cluster(cx: &Context, component: &Component) -> Result<PgCluster, Failure> {
     let failover = settings(component)?;
     let (config, tls) = cx.postgres(component).await?;
     Ok(failover.cluster(component.id(), &config, tls))
@@ -77,11 +77,7 @@ pub(crate) async fn run(
     } else {
         FailoverMode::Failover
     };
-    let loss_limit = match failover_settings.loss_limit() {
-        LossLimitSetting::Bytes(n) => LossLimit::Bytes(n),
-        LossLimitSetting::Rpo => LossLimit::Within(component.objectives().rpo),
-    };
-    let mut request = FailoverRequest::new(mode, component.objectives(), loss_limit);
+    let mut request = request(component, failover_settings, mode);
     if args.force {
         request = request.force();
     }
@@ -108,22 +104,8 @@ pub(crate) async fn run(
             "a failover takes the lease in the repository".into(),
         ));
     };
-    let fence = ClusterFence {
-        sql: SqlFence::new(cluster.clone()),
-        command: failover_settings.fence_command().map(<[String]>::to_vec),
-        members: failover_settings
-            .members()
-            .iter()
-            .map(|m| (m.name().to_owned(), m.address()))
-            .collect(),
-    };
-    let holder = format!(
-        "drkit-{}-{}",
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "host".into()),
-        std::process::id()
-    );
+    let fence = ClusterFence::new(&cluster, failover_settings);
+    let holder = holder("drkit");
     let lease: Arc<dyn dr_core::FailoverLease> = Arc::new(repo.clone());
     let hooks = FailoverHooks {
         lease: Some((
@@ -149,12 +131,51 @@ pub(crate) async fn run(
     crate::commands::restore::verdict(&outcome.report)
 }
 
+/// Who takes the failover lease: `<what>-<host>-<process>`.
+pub(crate) fn holder(what: &str) -> String {
+    format!(
+        "{what}-{}-{}",
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".into()),
+        std::process::id()
+    )
+}
+
+/// The request a failover of `component` makes: its objectives, its loss
+/// limit.
+pub(crate) fn request(
+    component: &Component,
+    settings: &FailoverSettings,
+    mode: FailoverMode,
+) -> FailoverRequest {
+    let loss_limit = match settings.loss_limit() {
+        LossLimitSetting::Bytes(n) => LossLimit::Bytes(n),
+        LossLimitSetting::Rpo => LossLimit::Within(component.objectives().rpo),
+    };
+    FailoverRequest::new(mode, component.objectives(), loss_limit)
+}
+
 /// Fences a member that answers over SQL (read-only, its sessions ended),
 /// and one that does not with the `fence_command`.
-struct ClusterFence {
+pub(crate) struct ClusterFence {
     sql: SqlFence,
     command: Option<Vec<String>>,
     members: Vec<(String, String)>,
+}
+
+impl ClusterFence {
+    pub(crate) fn new(cluster: &PgCluster, settings: &FailoverSettings) -> Self {
+        Self {
+            sql: SqlFence::new(cluster.clone()),
+            command: settings.fence_command().map(<[String]>::to_vec),
+            members: settings
+                .members()
+                .iter()
+                .map(|m| (m.name().to_owned(), m.address()))
+                .collect(),
+        }
+    }
 }
 
 #[async_trait]

@@ -76,6 +76,10 @@ struct ComponentFigures {
     /// The running archiver's status, for components whose WAL is archived.
     archiver: Option<watch::Receiver<ArchiverStatus>>,
     archiver_restarts: u64,
+    /// Whether a primary took writes at the failover monitor's last probe.
+    primary_up: Option<bool>,
+    /// Failovers the monitor ran, and those refused or failed.
+    failovers: (u64, u64),
 }
 
 struct State {
@@ -113,6 +117,8 @@ impl Metrics {
                     snapshots: None,
                     archiver: None,
                     archiver_restarts: 0,
+                    primary_up: None,
+                    failovers: (0, 0),
                 };
                 (id, figures)
             })
@@ -176,6 +182,22 @@ impl Metrics {
     pub(crate) fn restore_tested(&self, component: &ComponentId, rto: Duration, passed: bool) {
         if let Some(c) = self.state().components.get_mut(component) {
             c.last_restore_test = Some((rto, passed));
+        }
+    }
+
+    pub(crate) fn primary_up(&self, component: &ComponentId, up: bool) {
+        if let Some(c) = self.state().components.get_mut(component) {
+            c.primary_up = Some(up);
+        }
+    }
+
+    pub(crate) fn failed_over(&self, component: &ComponentId, done: bool) {
+        if let Some(c) = self.state().components.get_mut(component) {
+            if done {
+                c.failovers.0 += 1;
+            } else {
+                c.failovers.1 += 1;
+            }
         }
     }
 
@@ -331,7 +353,25 @@ fn render_components(
     now: Timestamp,
 ) {
     type Field = fn(&ComponentFigures, Timestamp) -> Option<f64>;
-    let gauges: [(&str, &str, &str, Field); 12] = [
+    let gauges: [(&str, &str, &str, Field); 15] = [
+        (
+            "drkit_cluster_primary_up",
+            "gauge",
+            "1 if a primary took writes at the failover monitor's last probe.",
+            |c, _| c.primary_up.map(|up| if up { 1.0 } else { 0.0 }),
+        ),
+        (
+            "drkit_failovers_total",
+            "counter",
+            "Failovers the failover monitor carried out.",
+            |c, _| c.primary_up.map(|_| c.failovers.0 as f64),
+        ),
+        (
+            "drkit_failovers_failed_total",
+            "counter",
+            "Failovers the failover monitor attempted that were refused or failed.",
+            |c, _| c.primary_up.map(|_| c.failovers.1 as f64),
+        ),
         (
             "drkit_restore_test_rto_seconds",
             "gauge",

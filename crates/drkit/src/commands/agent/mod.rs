@@ -9,6 +9,8 @@
 //! - The WAL archiver of each PostgreSQL component with `wal_archiving`
 //!   streams continuously ([`archivers`]), started again with backoff
 //!   when it stops.
+//! - A cluster whose `[component.failover]` asks for it is watched by the
+//!   failover monitor ([`monitors`]), which fails it over by itself.
 //! - `/metrics` and `/healthz` are served ([`http`]) from [`Metrics`],
 //!   which the tasks update and [`refresh`] completes from the repository.
 //! - SIGTERM (or SIGINT) stops new work; a running job gets the
@@ -20,6 +22,7 @@ mod archivers;
 mod http;
 mod jobs;
 mod metrics;
+mod monitors;
 mod refresh;
 
 use std::collections::HashMap;
@@ -141,6 +144,13 @@ pub(crate) async fn run(cx: Context) -> Outcome {
     for component in agent.cx.config.components() {
         if component.postgres().is_some_and(|p| p.wal_archiving()) {
             background.spawn(archivers::archive(agent.clone(), component.id().clone()));
+        }
+        let automatic = component
+            .postgres()
+            .and_then(|p| p.failover())
+            .and_then(drkit::FailoverSettings::automatic);
+        if automatic.is_some() {
+            background.spawn(monitors::watch(agent.clone(), component.id().clone()));
         }
     }
     background.spawn(refresh::run(agent.clone()));
