@@ -212,6 +212,18 @@ enum Command {
         #[arg(long)]
         known_dead: bool,
     },
+    /// On a former primary's host, its server stopped: rewinds its data
+    /// directory (pg_rewind, or a fresh copy with the old one kept aside)
+    /// to follow the cluster's primary; start the server afterwards.
+    Rejoin {
+        /// The component.
+        component: String,
+        /// The member to rejoin, as [component.failover] names it.
+        member: String,
+        /// Its data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
     /// Reads the repository's data back and checks it.
     Verify {
         /// Read only this random fraction of the data (0 to 1).
@@ -550,6 +562,14 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                 known_dead,
             };
             commands::failover::run(&cx, repo.as_ref(), settings, &args, &out).await
+        }
+        Command::Rejoin {
+            component,
+            member,
+            data_dir,
+        } => {
+            let settings = cx.postgres_component(Some(&component))?;
+            commands::failover::rejoin(&cx, settings, &member, &data_dir, &out).await
         }
         Command::Verify {
             fraction,

@@ -612,4 +612,27 @@ fence_command = ["/bin/sh", "-c", "echo fenced {{member}} at {{address}} >> {log
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     let members = &json[0]["cluster"]["members"];
     assert_eq!(members[1]["status"]["role"], "primary", "{json}");
+
+    // The old primary, its server stopped, rejoins as a replica of pg-2.
+    let data_dir = primary.data_dir();
+    let rejoined = setup
+        .drkit(&[
+            "rejoin",
+            COMPONENT,
+            "pg-1",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ])
+        .await;
+    let shown = text(&rejoined);
+    assert!(rejoined.status.success(), "{shown}");
+    assert!(shown.contains("it follows pg-2 once started"), "{shown}");
+    primary.restart().await.unwrap();
+    eventually("pg-1 to follow pg-2", Duration::from_secs(30), || async {
+        let status = setup.drkit(&["--json", "status"]).await;
+        let json: serde_json::Value = serde_json::from_slice(&status.stdout).ok()?;
+        let pg1 = &json[0]["cluster"]["members"][0]["status"];
+        (pg1["role"] == "replica" && pg1["seen_by_primary"]["state"] == "streaming").then_some(())
+    })
+    .await;
 }

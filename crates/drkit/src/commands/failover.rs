@@ -225,3 +225,82 @@ impl Fence for ClusterFence {
         })
     }
 }
+
+/// `drkit rejoin <component> <member> --data-dir <dir>`, on the former
+/// primary's host, its server stopped: the data directory rewound (or
+/// copied afresh, the old one kept aside) to follow the cluster's primary.
+pub(crate) async fn rejoin(
+    cx: &Context,
+    component: &Component,
+    member: &str,
+    data_dir: &std::path::Path,
+    out: &Output,
+) -> Outcome {
+    let cluster = pg_cluster(cx, component).await?;
+    if cluster.get(member).is_none() {
+        return Err(Failure::Usage(format!(
+            "{member} is not a member of {} (see its [component.failover] table)",
+            component.id()
+        )));
+    }
+    let state = ClusterState::assess(&cluster)
+        .await
+        .map_err(|e| Failure::of(format_args!("assessing {}", component.id()), &e))?;
+    let Some((primary, _)) = state.primary() else {
+        return Err(Failure::Failed(format!(
+            "{} has no one primary taking writes to follow:\n{state}",
+            component.id()
+        )));
+    };
+    if primary.name == member {
+        return Err(Failure::Failed(format!(
+            "{member} is the primary: there is nothing to rejoin"
+        )));
+    }
+    let source = cluster
+        .get(&primary.name)
+        .map(|m| m.config().clone())
+        .ok_or_else(|| Failure::Failed(format!("no member {}", primary.name)))?;
+    let postgres = component.postgres().ok_or_else(|| {
+        Failure::Usage(format!("{} is not a PostgreSQL component", component.id()))
+    })?;
+    let (_, tls) = cx.postgres(component).await?;
+    let report = dr_postgres::Rejoin::new(member, data_dir)
+        .tools(postgres.pg_tools())
+        .libpq_tls(postgres.libpq_tls())
+        .tls(tls)
+        .run(&source)
+        .await
+        .map_err(|e| Failure::Failed(format!("rejoining {member}: {e}")))?;
+    let how = match &report.method {
+        dr_postgres::RejoinMethod::Rewound => "rewound with pg_rewind".to_owned(),
+        dr_postgres::RejoinMethod::Cloned {
+            rewind_failed,
+            kept_aside,
+        } => format!(
+            "copied afresh with pg_basebackup (pg_rewind failed: {rewind_failed}); the old \
+             directory is kept at {}",
+            kept_aside.display()
+        ),
+    };
+    if out.json {
+        return out.json(&serde_json::json!({
+            "member": member,
+            "follows": primary.name,
+            "method": how,
+            "timeline": report.timeline,
+        }));
+    }
+    out.line(format_args!(
+        "{member}: {how}; it follows {} once started",
+        primary.name
+    ));
+    for step in report.timeline.steps() {
+        out.line(format_args!(
+            "  {:<40} {}",
+            step.name,
+            dr_core::Rto::new(step.duration())
+        ));
+    }
+    Ok(())
+}
