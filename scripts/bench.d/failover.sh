@@ -38,13 +38,13 @@
 # are the acknowledged ids missing on the new primary. The cluster is then
 # torn down and the next tool's built. DRKIT_BENCH_REPEAT rounds (5 by
 # default), the tools taking turns; the medians count. A round in which no
-# write succeeds within DRKIT_BENCH_TIMEOUT seconds (180 by default) counts
+# write succeeds within DRKIT_BENCH_TIMEOUT seconds (120 by default) counts
 # no time and says so, with the tool's last log lines. This is a benchmark,
 # not a test: nothing here fails on a slow figure.
 #
 # Environment: DRKIT_BENCH_REPEAT (5), DRKIT_BENCH_SECONDS (load before the
 # kill, 10), DRKIT_BENCH_SCALE (pgbench's scale, 5), DRKIT_BENCH_TIMEOUT
-# (180), DRKIT_BENCH_PORT (first of the ports used, 26400: PostgreSQL
+# (120), DRKIT_BENCH_PORT (first of the ports used, 26400: PostgreSQL
 # base+1..3, Patroni's REST API base+11..13, etcd base+20..21, the
 # pg_auto_failover monitor base+30), DRKIT_BENCH_PGAF (1; 0 leaves
 # pg_auto_failover out), DRKIT_BENCH_ONLY (a space-separated subset of
@@ -61,7 +61,7 @@ cd "$root"
 repeat="${DRKIT_BENCH_REPEAT:-5}"
 load_seconds="${DRKIT_BENCH_SECONDS:-10}"
 scale="${DRKIT_BENCH_SCALE:-5}"
-give_up="${DRKIT_BENCH_TIMEOUT:-180}"
+give_up="${DRKIT_BENCH_TIMEOUT:-120}"
 port_base="${DRKIT_BENCH_PORT:-26400}"
 with_pgaf="${DRKIT_BENCH_PGAF:-1}"
 only="${DRKIT_BENCH_ONLY:-}"
@@ -247,6 +247,11 @@ wait_for() {
 # replicas_streaming <port>: the server on <port> takes writes and two replicas stream from it.
 replicas_streaming() {
   [ "$(sql_at "$1" "SELECT CASE WHEN pg_is_in_recovery() THEN -1 ELSE (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming') END")" = 2 ]
+}
+
+# caught_up: every replica has replayed what the primary has written.
+caught_up() {
+  [ "$(sql_primary "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn >= pg_current_wal_lsn()")" = 2 ]
 }
 
 # --- drkit -----------------------------------------------------------------
@@ -526,10 +531,13 @@ writer() {
 declare -A times lost
 # measure <key> <label>: load, kill, time and count on the cluster just built.
 measure() {
-  local key="$1" label="$2" d="$round_dir" killed first took n_acked n_lost writer_pid pgbench_pid
+  local key="$1" label="$2" d="$round_dir" killed first took n_acked n_lost writer_pid pgbench_pid lag
   sql_primary "CREATE TABLE acked (id bigint PRIMARY KEY)" >/dev/null
   "$pgbin/pgbench" -i -s "$scale" -q "$multihost" >"$d/pgbench-init.log" 2>&1 ||
     die "pgbench -i failed: $(tail -n 5 "$d/pgbench-init.log")"
+  # The replicas catch up with the initialization's WAL before the load starts.
+  wait_for 120 "the replicas" caught_up ||
+    say "  (the replicas did not replay everything pgbench -i wrote within two minutes)"
   "$pgbin/pgbench" -c 2 -j 1 -T 3600 -n "$multihost" >"$d/pgbench.log" 2>&1 &
   procs+=($!)
   pgbench_pid=$!
@@ -541,6 +549,8 @@ measure() {
   n_acked="$(wc -l <"$d/acked")"
   [ "$n_acked" -gt 0 ] || die "$label: the writer had no write acknowledged in $load_seconds s"
   kill -0 "$pgbench_pid" 2>/dev/null || die "$label: pgbench stopped before the kill: $(tail -n 5 "$d/pgbench.log")"
+  lag="$(sql_primary "SELECT string_agg((pg_current_wal_lsn() - replay_lsn)::text, ' ' ORDER BY application_name)
+    FROM pg_stat_replication" 2>/dev/null || echo '?')"
   kill_node
   killed="$EPOCHREALTIME"
   first=""
@@ -560,7 +570,8 @@ measure() {
   kill_tree "$pgbench_pid"
   wait "$pgbench_pid" 2>/dev/null || true
   if [ -z "$first" ]; then
-    say "  $label: no write succeeded within $give_up s of the kill; no time counted. Its last log lines:"
+    say "  $label: no write succeeded within $give_up s of the kill; no time counted (replicas' replay" \
+      "lag just before the kill: ${lag:-none} bytes). Its last log lines:"
     while IFS= read -r note; do say "    $note"; done < <(tool_log)
     return
   fi
@@ -570,7 +581,13 @@ measure() {
   sql_primary "SELECT id FROM acked" | sort -n >"$d/present"
   n_lost="$(cut -d' ' -f1 "$d/acked" | sort -n | comm -23 - "$d/present" | wc -l)"
   lost[$key]="${lost[$key]:-} $n_lost"
-  say "  $label: first write on the new primary $took s after the kill; $n_lost of $n_acked acknowledged writes lost"
+  say "  $label: first write on the new primary $took s after the kill; $n_lost of $n_acked acknowledged writes lost" \
+    "(replicas' replay lag just before the kill: ${lag:-none} bytes)"
+  if [ "$key" = drkit ]; then
+    # What the agent said of it.
+    grep -m 1 'failed over' "$d/agent.log" | sed 's/\x1b\[[0-9;]*m//g' | while IFS= read -r note; do say "    agent: $note"; done ||
+      say "    (the agent's log says nothing of a failover)"
+  fi
 }
 
 # round <key> <label>: builds the tool's cluster, measures, tears it down.
