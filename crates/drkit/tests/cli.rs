@@ -636,3 +636,72 @@ fence_command = ["/bin/sh", "-c", "echo fenced {{member}} at {{address}} >> {log
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_moves_the_primary_and_fences_the_old_one() {
+    let primary = Postgres::start().await.unwrap();
+    let replica = primary.start_replica().await.unwrap();
+    let setup = Setup::new(
+        primary.port(),
+        primary.password(),
+        r#"{ rto = "5m", rpo = "1m" }"#,
+    );
+    let mut config = std::fs::read_to_string(&setup.config).unwrap();
+    config.push_str(&format!(
+        r#"
+[component.failover]
+members = [
+  {{ name = "pg-1", host = "127.0.0.1", port = {p} }},
+  {{ name = "pg-2", host = "127.0.0.1", port = {r} }},
+]
+loss_limit = "0"
+"#,
+        p = primary.port(),
+        r = replica.port(),
+    ));
+    std::fs::write(&setup.config, config).unwrap();
+    let init = setup.drkit(&["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+    primary
+        .connect("postgres")
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE before_the_switchover (id int); INSERT INTO before_the_switchover VALUES (1)")
+        .await
+        .unwrap();
+
+    let moved = setup
+        .drkit(&["failover", COMPONENT, "--switchover", "--to", "pg-2"])
+        .await;
+    let shown = text(&moved);
+    assert!(moved.status.success(), "{shown}");
+    assert!(
+        shown.contains("switchover of postgres/main") && shown.contains("promote  pg-2"),
+        "{shown}"
+    );
+    let new_primary = replica.connect("postgres").await.unwrap();
+    let rows: i64 = new_primary
+        .query_one("SELECT count(*) FROM before_the_switchover", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+    new_primary
+        .batch_execute("INSERT INTO before_the_switchover VALUES (2)")
+        .await
+        .unwrap();
+    // The old primary takes no writes, and status says it awaits a rejoin.
+    let refused = primary
+        .connect("postgres")
+        .await
+        .unwrap()
+        .batch_execute("INSERT INTO before_the_switchover VALUES (3)")
+        .await
+        .unwrap_err();
+    assert!(format!("{refused:?}").contains("read-only"), "{refused:?}");
+    let status = text(&setup.drkit(&["status"]).await);
+    assert!(
+        status.contains("pg-1 is a primary fenced read-only"),
+        "{status}"
+    );
+}
