@@ -76,16 +76,6 @@ source "$root/scripts/lib/bench.sh"
 
 # --- prerequisites ---------------------------------------------------------
 
-find_pg_bin() {
-  local dir
-  if dir="$(pg_config --bindir 2>/dev/null)" && [ -x "$dir/initdb" ]; then
-    echo "$dir"
-    return
-  fi
-  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
-  [ -n "$dir" ] && [ -x "$dir/initdb" ] && echo "$dir"
-}
-
 positive DRKIT_BENCH_REPEAT "$repeat"
 positive DRKIT_BENCH_SECONDS "$load_seconds"
 positive DRKIT_BENCH_SCALE "$scale"

@@ -33,17 +33,6 @@ source "$root/scripts/lib/bench.sh"
 
 # --- prerequisites ---------------------------------------------------------
 
-# PostgreSQL's programs: `pg_config --bindir`, else Debian's newest.
-find_pg_bin() {
-  local dir
-  if dir="$(pg_config --bindir 2>/dev/null)" && [ -x "$dir/initdb" ]; then
-    echo "$dir"
-    return
-  fi
-  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
-  [ -n "$dir" ] && [ -x "$dir/initdb" ] && echo "$dir"
-}
-
 case "$only" in
   "" | logical) ;;
   *) die "DRKIT_BENCH_ONLY must be unset (everything) or 'logical' (it is '$only')" ;;

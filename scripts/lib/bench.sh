@@ -23,6 +23,17 @@ install_missing() {
 }
 
 # gnu_time_missing: prints `time` if GNU time is not installed.
+# find_pg_bin: PostgreSQL's programs: `pg_config --bindir`, else Debian's newest.
+find_pg_bin() {
+  local dir
+  if dir="$(pg_config --bindir 2>/dev/null)" && [ -x "$dir/initdb" ]; then
+    echo "$dir"
+    return
+  fi
+  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  [ -n "$dir" ] && [ -x "$dir/initdb" ] && echo "$dir"
+}
+
 gnu_time_missing() { /usr/bin/time --version 2>&1 | grep -q GNU || echo time; }
 
 # positive <name> <value>: stops unless the value is a whole number above zero.

@@ -167,26 +167,13 @@ impl PgCtl {
     /// The user and group to run as: those given, or when root, the owner
     /// of the data directory.
     fn user_for(&self, data_dir: &Path) -> dr_core::Result<Option<(u32, u32)>> {
-        use std::os::unix::fs::MetadataExt;
         if self.run_as.is_some() {
             return Ok(self.run_as);
         }
-        if !nix::unistd::geteuid().is_root() {
-            return Ok(None);
-        }
-        let meta = std::fs::metadata(data_dir)
-            .map_err(|e| dr_core::Error::io(format!("reading {}", data_dir.display()), e))?;
-        if meta.uid() == 0 {
-            return Err(dr_core::Error::invalid(
-                "data directory",
-                format!(
-                    "{} belongs to root, and PostgreSQL does not run as root: give the restore \
-                     an owner (PitrRestore::owner) or PgCtl a user (PgCtl::run_as)",
-                    data_dir.display()
-                ),
-            ));
-        }
-        Ok(Some((meta.uid(), meta.gid())))
+        owner_when_root(
+            data_dir,
+            "give the restore an owner (PitrRestore::owner) or PgCtl a user (PgCtl::run_as)",
+        )
     }
 
     async fn run(
@@ -293,4 +280,29 @@ impl StartServer for PgCtl {
         wait_for_connections(&config, deadline, self.timeout).await?;
         Ok(config)
     }
+}
+
+/// When this process is root, the owner of `data_dir`, whom PostgreSQL's
+/// programs run as (they refuse root); `None` otherwise. A directory root
+/// owns is refused, saying `remedy`.
+pub(crate) fn owner_when_root(
+    data_dir: &Path,
+    remedy: &str,
+) -> dr_core::Result<Option<(u32, u32)>> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let meta = std::fs::metadata(data_dir)
+        .map_err(|e| dr_core::Error::io(format!("reading {}", data_dir.display()), e))?;
+    if meta.uid() == 0 {
+        return Err(dr_core::Error::invalid(
+            "data directory",
+            format!(
+                "{} belongs to root, and PostgreSQL's programs do not run as root: {remedy}",
+                data_dir.display()
+            ),
+        ));
+    }
+    Ok(Some((meta.uid(), meta.gid())))
 }

@@ -76,6 +76,23 @@ async fn count(pg: &Postgres) -> i64 {
         .get(0)
 }
 
+/// Inserts into `events` on `pg` one row after another until an insert
+/// fails; the task returns how many were acknowledged.
+async fn acknowledged_writes(pg: &Postgres) -> tokio::task::JoinHandle<i64> {
+    let writer = pg.connect("postgres").await.unwrap();
+    tokio::spawn(async move {
+        let mut acknowledged = 0;
+        while writer
+            .execute("INSERT INTO events DEFAULT VALUES", &[])
+            .await
+            .is_ok()
+        {
+            acknowledged += 1;
+        }
+        acknowledged
+    })
+}
+
 /// Waits until every replica has replayed what the primary flushed.
 async fn caught_up(failover: &PgFailover) {
     eventually("the replicas to catch up", WAIT, || async {
@@ -434,18 +451,7 @@ async fn a_switchover_under_writes_loses_no_acknowledged_commit() {
     let fence = SqlFence::new(members);
 
     // A writer that counts the commits the old primary acknowledged.
-    let writer = primary.connect("postgres").await.unwrap();
-    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
-    let counter = acknowledged.clone();
-    let writing = tokio::spawn(async move {
-        while writer
-            .execute("INSERT INTO events DEFAULT VALUES", &[])
-            .await
-            .is_ok()
-        {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    });
+    let writing = acknowledged_writes(&primary).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let hooks = FailoverHooks {
@@ -455,7 +461,7 @@ async fn a_switchover_under_writes_loses_no_acknowledged_commit() {
     let outcome = dr_core::execute(&failover, &switchover(Some("pg-3")), hooks)
         .await
         .unwrap();
-    writing.await.unwrap();
+    let written = writing.await.unwrap();
     assert_eq!(outcome.plan.promote.name, "pg-3");
     assert_eq!(
         outcome
@@ -467,7 +473,6 @@ async fn a_switchover_under_writes_loses_no_acknowledged_commit() {
         ["pg-1"]
     );
     assert_eq!(outcome.report.achieved_rpo(), Some("0s".parse().unwrap()));
-    let written = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
     assert!(written > 0);
     // Every acknowledged commit; at most one more, whose answer the fence
     // cut off after it committed.
@@ -761,22 +766,10 @@ async fn the_monitor_fails_a_killed_primary_over_by_itself_losing_no_synchronous
     let (mut handle, fence) = monitor(&members, lease_store().await, "monitor-a");
 
     // Writes acknowledged by the primary, each only once a replica has it.
-    let writer = primary.connect("postgres").await.unwrap();
-    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
-    let counter = acknowledged.clone();
-    let writing = tokio::spawn(async move {
-        while writer
-            .execute("INSERT INTO events DEFAULT VALUES", &[])
-            .await
-            .is_ok()
-        {
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    });
+    let writing = acknowledged_writes(&primary).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     primary.kill9();
-    writing.await.unwrap();
-    let written = acknowledged.load(std::sync::atomic::Ordering::SeqCst);
+    let written = writing.await.unwrap();
     assert!(written > 0);
 
     let events = events_until(&mut handle, |e| matches!(e, MonitorEvent::FailedOver(_))).await;

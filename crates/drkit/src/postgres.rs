@@ -672,27 +672,25 @@ impl FailoverSettings {
         self.members.iter().fold(
             dr_postgres::PgCluster::new(component.clone(), tls),
             |cluster, member| {
-                let mut config = connection.clone();
                 // tokio-postgres appends hosts and ports: start from none.
-                let mut fresh = tokio_postgres::Config::new();
-                if let Some(user) = config.get_user() {
-                    fresh.user(user);
+                let mut config = tokio_postgres::Config::new();
+                if let Some(user) = connection.get_user() {
+                    config.user(user);
                 }
-                if let Some(password) = config.get_password() {
-                    fresh.password(password);
+                if let Some(password) = connection.get_password() {
+                    config.password(password);
                 }
-                if let Some(dbname) = config.get_dbname() {
-                    fresh.dbname(dbname);
+                if let Some(dbname) = connection.get_dbname() {
+                    config.dbname(dbname);
                 }
-                if let Some(name) = config.get_application_name() {
-                    fresh.application_name(name);
+                if let Some(name) = connection.get_application_name() {
+                    config.application_name(name);
                 }
-                fresh.ssl_mode(config.get_ssl_mode());
+                config.ssl_mode(connection.get_ssl_mode());
                 for host in &member.hosts {
-                    fresh.host(host);
+                    config.host(host);
                 }
-                fresh.port(member.port);
-                config = fresh;
+                config.port(member.port);
                 let mut pg =
                     dr_postgres::PgMember::new(&member.name, config).priority(member.priority);
                 if member.never_promote {

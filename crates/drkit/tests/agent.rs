@@ -542,38 +542,23 @@ cron = "*/4 * * * * *"
 async fn the_agent_fails_a_lost_primary_over_by_itself() {
     let mut primary = Postgres::start().await.unwrap();
     let replica = primary.start_replica().await.unwrap();
-    let setup = Setup::new(
-        primary.port(),
-        primary.password(),
-        r#"{ rto = "5m", rpo = "1m" }"#,
-    );
-    let fenced = setup.dir.path().join("fenced");
-    let config = std::fs::read_to_string(&setup.config)
-        .unwrap()
-        .replace("wal_archiving = true", "wal_archiving = false");
-    std::fs::write(
-        &setup.config,
+    let setup = Setup::cluster(&primary, &replica, |dir| {
         format!(
-            r#"{config}
-[component.failover]
-members = [
-  {{ name = "pg-1", host = "127.0.0.1", port = {p} }},
-  {{ name = "pg-2", host = "127.0.0.1", port = {r} }},
-]
-loss_limit = "1MB"
+            r#"loss_limit = "1MB"
 fence_command = ["/bin/sh", "-c", "echo {{member}} > {fenced}"]
 automatic = {{ interval = "200ms", timeout = "500ms", failures = 3 }}
 
 [agent]
 listen = "127.0.0.1:0"
-prune = {{ cron = "0 4 * * 0" }}
-"#,
-            p = primary.port(),
-            r = replica.port(),
-            fenced = fenced.display(),
-        ),
-    )
-    .unwrap();
+prune = {{ cron = "0 4 * * 0" }}"#,
+            fenced = dir.join("fenced").display(),
+        )
+    });
+    let fenced = setup.dir.path().join("fenced");
+    let config = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("wal_archiving = true", "wal_archiving = false");
+    std::fs::write(&setup.config, config).unwrap();
     let init = setup.drkit(&["init"]).await;
     assert!(init.status.success(), "{}", text(&init));
     let agent = Agent::start(&setup, "agent").await;

@@ -520,27 +520,13 @@ async fn switch_and_wait_archived(client: &tokio_postgres::Client) {
 async fn status_shows_the_cluster_and_failover_promotes_the_replica() {
     let mut primary = Postgres::start().await.unwrap();
     let replica = primary.start_replica().await.unwrap();
-    let setup = Setup::new(
-        primary.port(),
-        primary.password(),
-        r#"{ rto = "5m", rpo = "1m" }"#,
-    );
-    let mut config = std::fs::read_to_string(&setup.config).unwrap();
-    config.push_str(&format!(
-        r#"
-[component.failover]
-members = [
-  {{ name = "pg-1", host = "127.0.0.1", port = {p} }},
-  {{ name = "pg-2", host = "127.0.0.1", port = {r} }},
-]
-loss_limit = "1MB"
-fence_command = ["/bin/sh", "-c", "echo fenced {{member}} at {{address}} >> {log}"]
-"#,
-        p = primary.port(),
-        r = replica.port(),
-        log = setup.dir.path().join("fenced.log").display(),
-    ));
-    std::fs::write(&setup.config, config).unwrap();
+    let setup = Setup::cluster(&primary, &replica, |dir| {
+        format!(
+            "loss_limit = \"1MB\"\nfence_command = [\"/bin/sh\", \"-c\", \
+             \"echo fenced {{member}} at {{address}} >> {}\"]",
+            dir.join("fenced.log").display()
+        )
+    });
     let init = setup.drkit(&["init"]).await;
     assert!(init.status.success(), "{}", text(&init));
 
@@ -641,25 +627,7 @@ fence_command = ["/bin/sh", "-c", "echo fenced {{member}} at {{address}} >> {log
 async fn a_switchover_moves_the_primary_and_fences_the_old_one() {
     let primary = Postgres::start().await.unwrap();
     let replica = primary.start_replica().await.unwrap();
-    let setup = Setup::new(
-        primary.port(),
-        primary.password(),
-        r#"{ rto = "5m", rpo = "1m" }"#,
-    );
-    let mut config = std::fs::read_to_string(&setup.config).unwrap();
-    config.push_str(&format!(
-        r#"
-[component.failover]
-members = [
-  {{ name = "pg-1", host = "127.0.0.1", port = {p} }},
-  {{ name = "pg-2", host = "127.0.0.1", port = {r} }},
-]
-loss_limit = "0"
-"#,
-        p = primary.port(),
-        r = replica.port(),
-    ));
-    std::fs::write(&setup.config, config).unwrap();
+    let setup = Setup::cluster(&primary, &replica, |_| "loss_limit = \"0\"".to_owned());
     let init = setup.drkit(&["init"]).await;
     assert!(init.status.success(), "{}", text(&init));
     primary

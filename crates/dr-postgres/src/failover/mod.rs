@@ -181,15 +181,25 @@ impl PgFailover {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| refused(&plan.component, "the old primary's position".into()))?;
         let name = &plan.promote.name;
+        let candidate = self
+            .cluster
+            .get(name)
+            .ok_or_else(|| dr_core::Error::invalid("member", format!("no member {name}")))?;
+        let database = candidate.config.get_dbname().unwrap_or("postgres");
+        let mut replica =
+            SqlClient::connect(&candidate.config, &self.cluster.tls, database).await?;
         let deadline = tokio::time::Instant::now() + self.catch_up_wait;
         loop {
-            let state = ClusterState::assess(&self.cluster).await?;
-            let caught_up = state.replicas().any(|(m, r)| {
-                m.name == *name
-                    && r.receive_lsn.is_some_and(|l| l >= target)
-                    && r.replay_lsn.is_some_and(|l| l >= target)
-            });
-            if caught_up {
+            // Replayed is received too; a replica replays only what it has.
+            let rows = replica
+                .query("SELECT pg_last_wal_replay_lsn() AS replayed")
+                .await?;
+            let replayed: Option<Lsn> = rows
+                .first()
+                .and_then(|r| r.get_named("replayed").ok().flatten())
+                .and_then(|v| v.parse().ok());
+            if replayed.is_some_and(|l| l >= target) {
+                replica.close().await.ok();
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {

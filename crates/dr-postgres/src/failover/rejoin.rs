@@ -119,7 +119,10 @@ impl Rejoin {
                 ),
             });
         }
-        let owner = owner_for(&self.data_dir)?;
+        let owner = crate::pg_ctl::owner_when_root(
+            &self.data_dir,
+            "give the directory to the PostgreSQL OS user (chown -R postgres)",
+        )?;
         let env = environment(source, &self.libpq, "postgres")?;
         // Its slot on the new primary first, so that the WAL from here on
         // waits for it. pg_rewind reads the new timeline from the source's
@@ -250,26 +253,6 @@ fn running_postmaster(data_dir: &Path) -> Option<i32> {
     let pid: i32 = text.lines().next()?.trim().parse().ok()?;
     let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
     alive.then_some(pid)
-}
-
-/// As root, the data directory's owner, whom the programs run as.
-fn owner_for(data_dir: &Path) -> dr_core::Result<Option<(u32, u32)>> {
-    use std::os::unix::fs::MetadataExt;
-    if !nix::unistd::geteuid().is_root() {
-        return Ok(None);
-    }
-    let meta = std::fs::metadata(data_dir)
-        .map_err(|e| dr_core::Error::io(format!("reading {}", data_dir.display()), e))?;
-    if meta.uid() == 0 {
-        return Err(dr_core::Error::invalid(
-            "data directory",
-            format!(
-                "{} belongs to root, and PostgreSQL's programs do not run as root",
-                data_dir.display()
-            ),
-        ));
-    }
-    Ok(Some((meta.uid(), meta.gid())))
 }
 
 async fn run(

@@ -85,6 +85,34 @@ tls = {{ mode = "disable" }}
         }
     }
 
+    /// A config for the primary `primary` with one streaming replica: the
+    /// component connects to the primary, and its `[component.failover]`
+    /// names both (`pg-1` the primary, `pg-2` the replica); `rest` gives
+    /// the lines after it (the table's others, later tables) from the
+    /// setup's directory.
+    pub(crate) fn cluster(
+        primary: &dr_testkit::Postgres,
+        replica: &dr_testkit::Postgres,
+        rest: impl FnOnce(&Path) -> String,
+    ) -> Self {
+        let setup = Self::new(
+            primary.port(),
+            primary.password(),
+            r#"{ rto = "5m", rpo = "1m" }"#,
+        );
+        let rest = rest(setup.dir.path());
+        let mut config = std::fs::read_to_string(&setup.config).unwrap();
+        config.push_str(&format!(
+            "\n[component.failover]\nmembers = [\n  \
+             {{ name = \"pg-1\", host = \"127.0.0.1\", port = {p} }},\n  \
+             {{ name = \"pg-2\", host = \"127.0.0.1\", port = {r} }},\n]\n{rest}\n",
+            p = primary.port(),
+            r = replica.port(),
+        ));
+        std::fs::write(&setup.config, config).unwrap();
+        setup
+    }
+
     /// Replaces the config's `[repository]` table with `table`.
     pub(crate) fn set_repository(&self, table: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();
