@@ -123,7 +123,8 @@ pub use crate::archive::{
     ArchiveListing, ArchivedWal, Coverage, fetch_wal, list_archive, newest_archived_transaction,
 };
 pub use crate::archiver::{
-    ArchiverHandle, ArchiverOptions, ArchiverState, ArchiverStatus, ErrorSummary, WalArchiver,
+    ArchiverHandle, ArchiverOptions, ArchiverState, ArchiverStatus, ErrorSummary, StandbySlot,
+    StandbySlotState, WalArchiver,
 };
 pub use crate::backup::{BaseBackup, KIND_LABEL, MANIFEST_STREAM, base_backups, is_base_backup};
 pub use crate::delta::DELTA_STREAM;

@@ -2,7 +2,8 @@
 //! segments byte for byte, pieces within their interval, whole segments
 //! stored in the background (slow or failing), synchronous commits that
 //! survive kill -9, resuming without gaps or overlaps, a timeline switch
-//! after promotion, refused credentials and clusters.
+//! after promotion, refused credentials and clusters, and the archiver of a
+//! cluster holding WAL on the replicas through a failover.
 
 mod common;
 
@@ -19,7 +20,8 @@ use dr_core::{
 };
 use dr_postgres::{
     ArchiveListing, ArchivedWal, ArchiverHandle, ArchiverOptions, ArchiverState, Coverage,
-    DEFAULT_SEGMENT_SIZE, Tls, WalArchiver, WalSegment, fetch_wal, list_archive,
+    DEFAULT_SEGMENT_SIZE, PgCluster, PgMember, StandbySlotState, Tls, WalArchiver, WalSegment,
+    fetch_wal, list_archive,
 };
 use dr_storage::{
     FsBackend, InitOptions, KdfParams, MemoryBackend, Repository, RepositoryJournals, Secret,
@@ -1192,4 +1194,130 @@ async fn a_reconnect_is_a_warning_and_each_session_says_where_it_streams_from() 
     .await;
     handle.shutdown().await.unwrap();
     assert!(!events.any(|l| l.contains(pg.password())), "{events:?}");
+}
+
+/// Whether `data_dir`'s `pg_wal` has the timeline-1 segment holding `lsn`.
+fn has_segment(data_dir: &Path, lsn: Lsn) -> bool {
+    let name = WalSegment::containing(1, lsn, SIZE).file_name(SIZE);
+    data_dir.join("pg_wal").join(name).exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_archiver_holds_wal_on_the_replicas_and_resumes_on_the_promoted_one_without_a_gap()
+ {
+    let mut primary = Postgres::start().await.unwrap();
+    let replica = primary.start_replica().await.unwrap();
+    let other = primary.start_replica().await.unwrap();
+    let repo = memory_repository().await;
+    let component: ComponentId = "postgres/cluster".parse().unwrap();
+    let cluster = PgCluster::new(component.clone(), Tls::none())
+        .member(PgMember::new("a", primary.config("postgres")))
+        .member(PgMember::new("b", replica.config("postgres")))
+        .member(PgMember::new("c", other.config("postgres")))
+        .probe_timeout(Duration::from_secs(2));
+    // The connection settings name the archiver only: the cluster says where to go.
+    let named = primary.config("postgres");
+    let start = || {
+        WalArchiver::new(
+            named.clone(),
+            Tls::none(),
+            repo.clone(),
+            component.clone(),
+            options("drkit_wal"),
+        )
+        .cluster(cluster.clone())
+        .spawn()
+    };
+    let held = |handle: &ArchiverHandle, member: &str| {
+        handle
+            .standby_slots()
+            .into_iter()
+            .find(|s| s.member == member)
+            .map(|s| s.state)
+    };
+
+    let first = start();
+    let control = primary.connect("postgres").await.unwrap();
+    control
+        .batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 10000)")
+        .await
+        .unwrap();
+    let written = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
+    flushed(&first, written, WAIT).await.unwrap();
+    // Both replicas hold WAL from what the archive holds, no further back.
+    for member in ["b", "c"] {
+        eventually("the replica's slot to follow the archive", WAIT, || async {
+            match held(&first, member) {
+                Some(StandbySlotState::Held { restart_lsn }) if restart_lsn >= written => Some(()),
+                _ => None,
+            }
+        })
+        .await;
+    }
+    assert_eq!(held(&first, "a"), Some(StandbySlotState::NotReplica));
+    // The archiver stops (its host is replaced, say) while writes go on.
+    let archived = first.shutdown().await.unwrap().flushed;
+
+    for _ in 0..4 {
+        control
+            .batch_execute("INSERT INTO t SELECT generate_series(1, 20000); SELECT pg_switch_wal()")
+            .await
+            .unwrap();
+    }
+    control.batch_execute("CHECKPOINT").await.unwrap();
+    let primary_end = lsn(&control, "SELECT pg_current_wal_lsn()::text").await;
+    for standby in [&replica, &other] {
+        let session = standby.connect("postgres").await.unwrap();
+        eventually("the replica to replay", WAIT, || async {
+            (lsn(&session, "SELECT pg_last_wal_replay_lsn()::text").await >= primary_end)
+                .then_some(())
+        })
+        .await;
+        // A restartpoint, which recycles every segment no slot holds.
+        session.batch_execute("CHECKPOINT").await.unwrap();
+        assert!(
+            has_segment(&standby.data_dir(), archived),
+            "the replica kept the segment the archive ends in"
+        );
+    }
+    drop(control);
+
+    // The primary dies; a replica is promoted; the archiver starts again.
+    primary.kill9();
+    replica.promote().await.unwrap();
+    let second = start();
+    let control = replica.connect("postgres").await.unwrap();
+    control
+        .batch_execute("INSERT INTO t SELECT generate_series(1, 5000)")
+        .await
+        .unwrap();
+    let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
+    let full = WalSegment::containing(2, Lsn::new(switched.as_u64() - 1), SIZE);
+    let status = flushed(&second, full.end(SIZE), WAIT).await.unwrap();
+    assert_eq!(status.timeline, Some(2));
+    eventually(
+        "the promoted member to be seen as the primary",
+        WAIT,
+        || async { (held(&second, "b") == Some(StandbySlotState::NotReplica)).then_some(()) },
+    )
+    .await;
+    assert!(matches!(
+        held(&second, "a"),
+        Some(StandbySlotState::Failed { .. })
+    ));
+    second.shutdown().await.unwrap();
+
+    // Timeline 1 is whole up to the switch, then timeline 2 goes on.
+    let listing = list(&repo, &component).await;
+    let history = std::fs::read(replica.data_dir().join("pg_wal/00000002.history")).unwrap();
+    let text = String::from_utf8(history).unwrap();
+    let switch: Lsn = text.split('\t').nth(1).unwrap().parse().unwrap();
+    assert!(switch >= primary_end, "{switch} {primary_end}");
+    assert_eq!(listing.end_of(1, SIZE), Some(switch), "{listing:?}");
+    assert_contiguous(&repo, &component, &listing, 1).await;
+    assert_contiguous(&repo, &component, &listing, 2).await;
+    let first_segment = listing.segments.keys().find(|s| s.timeline == 1).unwrap();
+    assert!(first_segment.start(SIZE) <= archived);
+    let at_switch = WalSegment::containing(2, switch, SIZE);
+    assert_eq!(listing.segments.get(&at_switch), Some(&Coverage::Complete));
 }

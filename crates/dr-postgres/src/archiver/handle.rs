@@ -4,7 +4,7 @@ use dr_core::{Error, ErrorKind, Lsn};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{ArchiverState, ArchiverStatus};
+use super::{ArchiverState, ArchiverStatus, StandbySlot};
 
 /// A running [`WalArchiver`](crate::WalArchiver). Dropping the handle shuts the archiver down
 /// as [`ArchiverHandle::shutdown`] does, without waiting for it.
@@ -13,6 +13,8 @@ pub struct ArchiverHandle {
     pub(super) status: watch::Receiver<ArchiverStatus>,
     pub(super) stop: watch::Sender<bool>,
     pub(super) task: JoinHandle<dr_core::Result<ArchiverStatus>>,
+    /// With a cluster: what the slot keeper found, and its task.
+    pub(super) keeper: Option<(watch::Receiver<Vec<StandbySlot>>, JoinHandle<()>)>,
 }
 
 impl ArchiverHandle {
@@ -24,6 +26,16 @@ impl ArchiverHandle {
     /// A receiver that sees every status change, for a service to watch.
     pub fn subscribe(&self) -> watch::Receiver<ArchiverStatus> {
         self.status.clone()
+    }
+
+    /// Where the archiver's slot is held on the members of its cluster, as
+    /// last looked at; empty for an archiver of one server
+    /// ([`WalArchiver::cluster`](crate::WalArchiver::cluster)) or before the first look.
+    pub fn standby_slots(&self) -> Vec<StandbySlot> {
+        self.keeper
+            .as_ref()
+            .map(|(found, _)| found.borrow().clone())
+            .unwrap_or_default()
     }
 
     /// Whether the archiver has stopped (shut down or failed).
@@ -74,6 +86,10 @@ impl ArchiverHandle {
     /// is in [`ArchiverStatus::last_error`](crate::ArchiverStatus::last_error).
     pub async fn shutdown(self) -> dr_core::Result<ArchiverStatus> {
         let _ = self.stop.send(true);
+        if let Some((_, keeper)) = self.keeper {
+            // It ends at the stop, between two looks.
+            let _ = keeper.await;
+        }
         match self.task.await {
             Ok(result) => result,
             Err(e) => Err(Error::other(

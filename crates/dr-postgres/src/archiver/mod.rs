@@ -21,11 +21,13 @@
 //! created ahead of need, and a segment's journal is removed once the
 //! segment is stored whole.
 
+mod cluster;
 mod handle;
 mod options;
 mod status;
 mod task;
 
+pub use self::cluster::{StandbySlot, StandbySlotState};
 pub use self::handle::ArchiverHandle;
 pub use self::options::ArchiverOptions;
 pub use self::status::{ArchiverState, ArchiverStatus, ErrorSummary};
@@ -35,6 +37,7 @@ use std::sync::Arc;
 use dr_core::{ArchiveSink, ArchiveSource, ComponentId, JournalSink, JournalSource};
 use tokio::sync::watch;
 
+use crate::failover::cluster::PgCluster;
 use crate::replication::Tls;
 
 use self::handle::Stop;
@@ -97,6 +100,8 @@ pub struct WalArchiver {
     journal_source: Option<Arc<dyn JournalSource>>,
     component: ComponentId,
     options: ArchiverOptions,
+    /// The cluster to follow, where the caller gave one.
+    cluster: Option<PgCluster>,
 }
 
 impl std::fmt::Debug for WalArchiver {
@@ -104,6 +109,7 @@ impl std::fmt::Debug for WalArchiver {
         f.debug_struct("WalArchiver")
             .field("component", &self.component)
             .field("journals", &self.journal_sink.is_some())
+            .field("cluster", &self.cluster.as_ref().map(PgCluster::component))
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
@@ -142,7 +148,25 @@ impl WalArchiver {
             journal_source: None,
             component,
             options,
+            cluster: None,
         }
+    }
+
+    /// Archives the cluster `cluster` rather than one server: each
+    /// connection goes to the member that is then the primary (the one that
+    /// takes writes, or with none, the one fenced former primary), with the
+    /// user and password of its member settings; and the archiver's slot is
+    /// kept on every replica, created where missing and moved forward to
+    /// what the archive holds every 2 s
+    /// ([`ArchiverHandle::standby_slots`](crate::ArchiverHandle::standby_slots)
+    /// says where it is held). So the replica a failover promotes still has
+    /// the WAL the archive lacks, and the archiver resumes on it, across the
+    /// timeline switch, without a gap. The connection settings given to
+    /// [`WalArchiver::new`] then serve for their `application_name` only.
+    #[must_use]
+    pub fn cluster(mut self, cluster: PgCluster) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Hands the archiver the segment journals of the store `archive` is
@@ -172,6 +196,17 @@ impl WalArchiver {
             slot = %self.options.slot,
             synchronous = self.options.synchronous,
         );
+        let keeper = self.cluster.clone().map(|cluster| {
+            let (found_tx, found_rx) = watch::channel(Vec::new());
+            let keeper = cluster::keep_slots(
+                cluster,
+                self.options.slot.clone(),
+                status_rx.clone(),
+                found_tx,
+                Stop(stop_rx.clone()),
+            );
+            (found_rx, tokio::spawn(keeper.instrument(span.clone())))
+        });
         let task = tokio::spawn(
             Task::new(self, status_tx)
                 .run(Stop(stop_rx))
@@ -181,6 +216,7 @@ impl WalArchiver {
             status: status_rx,
             stop: stop_tx,
             task,
+            keeper,
         }
     }
 }

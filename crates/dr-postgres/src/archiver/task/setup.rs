@@ -30,7 +30,17 @@ impl Task {
     /// start, and starts streaming.
     pub(super) async fn setup(&mut self) -> dr_core::Result<(WalStream, Current)> {
         let archiver = &self.archiver;
-        let mut client = ReplicationClient::connect(&archiver.config, &archiver.tls).await?;
+        let mut client = match &archiver.cluster {
+            None => ReplicationClient::connect(&archiver.config, &archiver.tls).await?,
+            Some(cluster) => {
+                let application = archiver
+                    .config
+                    .get_application_name()
+                    .unwrap_or("drkit_wal");
+                let config = super::super::cluster::primary_config(cluster, application).await?;
+                ReplicationClient::connect(&config, &cluster.tls).await?
+            }
+        };
         let client_addr = client.addr().to_owned();
         self.status.connections += 1;
         let identity = client.identify_system().await?;
