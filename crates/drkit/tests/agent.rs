@@ -555,10 +555,6 @@ prune = {{ cron = "0 4 * * 0" }}"#,
         )
     });
     let fenced = setup.dir.path().join("fenced");
-    let config = std::fs::read_to_string(&setup.config)
-        .unwrap()
-        .replace("wal_archiving = true", "wal_archiving = false");
-    std::fs::write(&setup.config, config).unwrap();
     let init = setup.drkit(&["init"]).await;
     assert!(init.status.success(), "{}", text(&init));
     let agent = Agent::start(&setup, "agent").await;
@@ -573,6 +569,25 @@ prune = {{ cron = "0 4 * * 0" }}"#,
         "the monitor to see the primary",
         Duration::from_secs(30),
         || async { (up(&agent.scrape().await) == Some(1.0)).then_some(()) },
+    )
+    .await;
+    // The archiver streams from the primary and holds WAL on the replica.
+    let archiving = |scrape: &Scrape| {
+        let of = |name| value(scrape, name, &[("component", COMPONENT)]);
+        of("drkit_wal_archiver_up") == Some(1.0) && of("drkit_wal_archive_lag_bytes") == Some(0.0)
+    };
+    eventually(
+        "the replica to hold WAL for the archive",
+        Duration::from_secs(30),
+        || async {
+            let scrape = agent.scrape().await;
+            let held = value(
+                &scrape,
+                "drkit_wal_standby_slot_held",
+                &[("component", COMPONENT), ("member", "pg-2")],
+            );
+            (held == Some(1.0) && archiving(&scrape)).then_some(())
+        },
     )
     .await;
 
@@ -592,13 +607,30 @@ prune = {{ cron = "0 4 * * 0" }}"#,
     )
     .await;
     assert_eq!(std::fs::read_to_string(&fenced).unwrap().trim(), "pg-1");
-    replica
-        .connect("postgres")
-        .await
-        .unwrap()
-        .batch_execute("CREATE TABLE written_after_the_failover (id int)")
+    let promoted = replica.connect("postgres").await.unwrap();
+    promoted
+        .batch_execute("CREATE TABLE written_after_the_failover (id int); SELECT pg_switch_wal()")
         .await
         .unwrap();
+    // The archiver went on with the new primary, through the slot it kept there.
+    eventually(
+        "the archiver to stream from the new primary",
+        Duration::from_secs(30),
+        || async {
+            let streaming: i64 = promoted
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_replication r JOIN pg_replication_slots s
+                        ON s.active_pid = r.pid
+                      WHERE s.slot_name = 'drkit_wal' AND r.state = 'streaming'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (streaming == 1 && archiving(&agent.scrape().await)).then_some(())
+        },
+    )
+    .await;
     let (status, log) = agent.terminate().await;
     assert_eq!(status, Some(0), "{log}");
     assert!(log.contains("failed over"), "{log}");

@@ -38,6 +38,12 @@ impl ArchiverHandle {
             .unwrap_or_default()
     }
 
+    /// A receiver that sees every change of [`ArchiverHandle::standby_slots`];
+    /// `None` for an archiver of one server.
+    pub fn subscribe_standby_slots(&self) -> Option<watch::Receiver<Vec<StandbySlot>>> {
+        self.keeper.as_ref().map(|(found, _)| found.clone())
+    }
+
     /// Whether the archiver has stopped (shut down or failed).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()

@@ -1,7 +1,9 @@
 //! The continuous WAL archiver of each PostgreSQL component whose WAL is
 //! archived: started at once, and started again with backoff whenever it
 //! stops by itself (refused credentials, a server of another cluster, a
-//! conflicting archive: errors its own reconnecting cannot heal).
+//! conflicting archive: errors its own reconnecting cannot heal). A
+//! component with failover members is archived as a cluster: from whichever
+//! member is the primary, with the archiver's slot kept on the replicas.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,7 +38,11 @@ pub(crate) async fn archive(agent: Arc<Agent>, component: ComponentId) {
         let why = match start(&agent, &component).await {
             Err(failure) => failure.to_string(),
             Ok(handle) => {
-                agent.metrics.archiver(&component, handle.subscribe());
+                agent.metrics.archiver(
+                    &component,
+                    handle.subscribe(),
+                    handle.subscribe_standby_slots(),
+                );
                 let mut status = handle.subscribe();
                 let by_agent = tokio::select! {
                     _ = status.wait_for(|s| s.state == ArchiverState::Stopped) => false,
@@ -86,6 +92,12 @@ async fn start(
 ) -> Result<dr_postgres::ArchiverHandle, crate::failure::Failure> {
     let settings = agent.cx.component(component.as_str())?;
     let (config, tls) = agent.cx.postgres(settings).await?;
+    // With failover members, the archiver follows the primary and holds
+    // WAL on the replicas for whichever is promoted.
+    let cluster = settings
+        .postgres()
+        .and_then(|pg| pg.failover())
+        .map(|failover| failover.cluster(component, &config, tls.clone()));
     let mut archiver = WalArchiver::new(
         config,
         tls,
@@ -93,6 +105,9 @@ async fn start(
         component.clone(),
         ArchiverOptions::new(),
     );
+    if let Some(cluster) = cluster {
+        archiver = archiver.cluster(cluster);
+    }
     if let Some(journals) = agent.repo.segment_journals() {
         archiver = archiver.journals(Arc::new(journals));
     }

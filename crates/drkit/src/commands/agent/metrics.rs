@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use dr_core::{Compliance, ComponentId, Rpo, Rto};
-use dr_postgres::{ArchiverState, ArchiverStatus};
+use dr_postgres::{ArchiverState, ArchiverStatus, StandbySlot, StandbySlotState};
 use dr_storage::Usage;
 use jiff::Timestamp;
 use tokio::sync::watch;
@@ -75,6 +75,9 @@ struct ComponentFigures {
     snapshots: Option<u64>,
     /// The running archiver's status, for components whose WAL is archived.
     archiver: Option<watch::Receiver<ArchiverStatus>>,
+    /// Where the archiver's slot is held on the members of the component's
+    /// cluster, for components with a `[component.failover]` table.
+    standby_slots: Option<watch::Receiver<Vec<StandbySlot>>>,
     archiver_restarts: u64,
     /// Whether a primary took writes at the failover monitor's last probe.
     primary_up: Option<bool>,
@@ -116,6 +119,7 @@ impl Metrics {
                     restorable_at: None,
                     snapshots: None,
                     archiver: None,
+                    standby_slots: None,
                     archiver_restarts: 0,
                     primary_up: None,
                     failovers: (0, 0),
@@ -173,9 +177,11 @@ impl Metrics {
         &self,
         component: &ComponentId,
         status: watch::Receiver<ArchiverStatus>,
+        standby_slots: Option<watch::Receiver<Vec<StandbySlot>>>,
     ) {
         if let Some(c) = self.state().components.get_mut(component) {
             c.archiver = Some(status);
+            c.standby_slots = standby_slots;
         }
     }
 
@@ -472,6 +478,28 @@ fn render_components(
             &[("component", id.as_str())],
             c.archiver_restarts as f64,
         );
+    }
+    out.family(
+        "drkit_wal_standby_slot_held",
+        "gauge",
+        "1 while the replica keeps the WAL the archive lacks in the archiver's slot (what a failover to it needs to archive on without a gap), 0 when it cannot be reached or the slot cannot be kept.",
+    );
+    for (id, c) in components {
+        let Some(slots) = &c.standby_slots else {
+            continue;
+        };
+        for slot in slots.borrow().iter() {
+            let held = match slot.state {
+                StandbySlotState::Held { .. } => 1.0,
+                StandbySlotState::Failed { .. } => 0.0,
+                _ => continue,
+            };
+            out.sample(
+                "drkit_wal_standby_slot_held",
+                &[("component", id.as_str()), ("member", &slot.member)],
+                held,
+            );
+        }
     }
     out.family(
         "drkit_rpo_compliance",
