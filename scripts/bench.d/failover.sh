@@ -20,9 +20,15 @@
 #   patroni_tuned    the same with ttl 20, loop_wait 2, retry_timeout 5 (ttl's
 #                    documented minimum, loop_wait + 2 * retry_timeout <= ttl);
 #   pg_auto_failover Debian's pg_autoctl: a monitor and three nodes, at its
-#                    defaults (which make the replicas synchronous: the other
-#                    two tools run them asynchronous); DRKIT_BENCH_PGAF=0
-#                    leaves it out.
+#                    defaults (which make the replicas synchronous: the tools
+#                    above run them asynchronous); DRKIT_BENCH_PGAF=0
+#                    leaves it out;
+#   drkit_sync       drkit as above with synchronous replication:
+#                    synchronous_standby_names = 'ANY 1 (*)' on every server
+#                    (ALTER SYSTEM), so every commit waits for one replica;
+#   patroni_sync     Patroni tuned as above with synchronous_mode: true (it
+#                    names one synchronous standby and promotes only it).
+#                    DRKIT_BENCH_SYNC=0 leaves these two out.
 # Then pgbench (-c 2 -j 1, scale DRKIT_BENCH_SCALE) and a writer loop run
 # against the primary through one libpq multi-host connection string
 # (target_session_attrs=read-write, connect_timeout=1): every ~50 ms the
@@ -44,11 +50,12 @@
 #
 # Environment: DRKIT_BENCH_REPEAT (5), DRKIT_BENCH_SECONDS (load before the
 # kill, 10), DRKIT_BENCH_SCALE (pgbench's scale, 5), DRKIT_BENCH_TIMEOUT
-# (120), DRKIT_BENCH_PORT (first of the ports used, 26400: PostgreSQL
+# (120), DRKIT_BENCH_SYNC (1; 0 leaves the synchronous pair out),
+# DRKIT_BENCH_PORT (first of the ports used, 26400: PostgreSQL
 # base+1..3, Patroni's REST API base+11..13, etcd base+20..21, the
 # pg_auto_failover monitor base+30), DRKIT_BENCH_PGAF (1; 0 leaves
 # pg_auto_failover out), DRKIT_BENCH_ONLY (a space-separated subset of
-# drkit patroni_default patroni_tuned pgaf, for checking the script: not a
+# drkit patroni_default patroni_tuned pgaf drkit_sync patroni_sync, for checking the script: not a
 # result), DRKIT_BENCH_DIR (where the temporary directory
 # goes, $TMPDIR or /tmp). Needs PostgreSQL 15 or newer, Patroni, etcd,
 # pg_auto_failover and curl, installed as root from Debian's packages
@@ -64,6 +71,7 @@ scale="${DRKIT_BENCH_SCALE:-5}"
 give_up="${DRKIT_BENCH_TIMEOUT:-120}"
 port_base="${DRKIT_BENCH_PORT:-26400}"
 with_pgaf="${DRKIT_BENCH_PGAF:-1}"
+with_sync="${DRKIT_BENCH_SYNC:-1}"
 only="${DRKIT_BENCH_ONLY:-}"
 base="${DRKIT_BENCH_DIR:-${TMPDIR:-/tmp}}"
 target="${CARGO_TARGET_DIR:-$root/target}"
@@ -82,6 +90,7 @@ positive DRKIT_BENCH_SCALE "$scale"
 positive DRKIT_BENCH_TIMEOUT "$give_up"
 positive DRKIT_BENCH_PORT "$port_base"
 case "$with_pgaf" in 0 | 1) ;; *) die "DRKIT_BENCH_PGAF must be 0 or 1 (it is '$with_pgaf')" ;; esac
+case "$with_sync" in 0 | 1) ;; *) die "DRKIT_BENCH_SYNC must be 0 or 1 (it is '$with_sync')" ;; esac
 
 missing=()
 [ -n "$(find_pg_bin)" ] || missing+=(postgresql)
@@ -113,6 +122,7 @@ give() { if [ "$(id -u)" -eq 0 ]; then chown -R postgres:postgres "$@"; fi; }
 
 keys=(drkit patroni_default patroni_tuned)
 [ "$with_pgaf" = 1 ] && keys+=(pgaf)
+[ "$with_sync" = 1 ] && keys+=(drkit_sync patroni_sync)
 if [ -n "$only" ]; then
   for key in $only; do
     case " ${keys[*]} " in *" $key "*) ;; *) die "DRKIT_BENCH_ONLY: no tool '$key' (${keys[*]})" ;; esac
@@ -120,7 +130,7 @@ if [ -n "$only" ]; then
   keys=($only)
   say "DRKIT_BENCH_ONLY=$only: a check of the script, not a result"
 fi
-case " ${keys[*]} " in *" drkit "*) build_drkit "$target/bench-failover-build-drkit.log" ;; esac
+case " ${keys[*]} " in *" drkit "* | *" drkit_sync "*) build_drkit "$target/bench-failover-build-drkit.log" ;; esac
 
 # --- working directory and cleanup -----------------------------------------
 
@@ -239,6 +249,11 @@ replicas_streaming() {
   [ "$(sql_at "$1" "SELECT CASE WHEN pg_is_in_recovery() THEN -1 ELSE (SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming') END")" = 2 ]
 }
 
+# synchronous_replicas <port>: the server on <port> waits for a replica on each commit.
+synchronous_replicas() {
+  [ "$(sql_at "$1" "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')")" -ge 1 ]
+}
+
 # caught_up: every replica has replayed what the primary has written.
 caught_up() {
   [ "$(sql_primary "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn >= pg_current_wal_lsn()")" = 2 ]
@@ -246,6 +261,8 @@ caught_up() {
 
 # --- drkit -----------------------------------------------------------------
 
+# drkit_up [sync]: the cluster, the repository and the agent; with `sync`,
+# every commit waits for one replica.
 drkit_up() {
   local d="$round_dir" i n
   for i in 0 1 2; do as_pg mkdir -m 700 "$d/n$i"; done
@@ -278,6 +295,16 @@ EOF
   done
   wait_for 60 streaming replicas_streaming "${pg_ports[0]}" ||
     die "the replicas did not stream within a minute"
+  if [ "${1:-}" = sync ]; then
+    # On every server, so that the promoted one keeps it (set once the
+    # replicas stream, or the first commits would wait for none).
+    for i in 0 1 2; do
+      sql_at "${pg_ports[$i]}" "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'" >/dev/null
+      sql_at "${pg_ports[$i]}" "SELECT pg_reload_conf()" >/dev/null
+    done
+    wait_for 30 "synchronous replicas" synchronous_replicas "${pg_ports[0]}" ||
+      die "the replicas did not become synchronous within 30 s"
+  fi
 
   mkdir -m 700 "$d/repo" "$d/key-cache"
   printf 'bench-%s\n' "$(date +%s%N)" >"$d/repository.pass"
@@ -341,9 +368,10 @@ EOF
 
 # --- Patroni ---------------------------------------------------------------
 
-# patroni_up <ttl> <loop_wait> <retry_timeout>
+# patroni_up <ttl> <loop_wait> <retry_timeout> [sync]
 patroni_up() {
-  local d="$round_dir" ttl="$1" loop_wait="$2" retry_timeout="$3" i
+  local d="$round_dir" ttl="$1" loop_wait="$2" retry_timeout="$3" i synchronous=false
+  [ "${4:-}" = sync ] && synchronous=true
   as_pg mkdir -m 700 "$d/etcd"
   as_pg etcd --name bench --data-dir "$d/etcd/data" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -374,6 +402,7 @@ bootstrap:
     loop_wait: $loop_wait
     retry_timeout: $retry_timeout
     maximum_lag_on_failover: 1048576
+    synchronous_mode: $synchronous
     postgresql:
       use_pg_rewind: true
       parameters:
@@ -423,6 +452,10 @@ EOF
   done
   wait_for 180 streaming replicas_streaming "${pg_ports[0]}" ||
     die "Patroni's replicas did not stream within three minutes: $(tail -n 10 "$d/n1/patroni.log")"
+  if [ "$synchronous" = true ]; then
+    wait_for 60 "a synchronous standby" synchronous_replicas "${pg_ports[0]}" ||
+      die "Patroni named no synchronous standby within a minute: $(tail -n 10 "$d/n0/patroni.log")"
+  fi
   kill_node() {
     local i
     for i in 0 1 2; do
@@ -573,7 +606,7 @@ measure() {
   lost[$key]="${lost[$key]:-} $n_lost"
   say "  $label: first write on the new primary $took s after the kill; $n_lost of $n_acked acknowledged writes lost" \
     "(replicas' replay lag just before the kill: ${lag:-none} bytes)"
-  if [ "$key" = drkit ]; then
+  if [ "$key" = drkit ] || [ "$key" = drkit_sync ]; then
     # What the agent said of it.
     grep -m 1 'failed over' "$d/agent.log" | sed 's/\x1b\[[0-9;]*m//g' | while IFS= read -r note; do say "    agent: $note"; done ||
       say "    (the agent's log says nothing of a failover)"
@@ -589,13 +622,17 @@ round() {
     patroni_default) patroni_up 30 10 10 ;;
     patroni_tuned) patroni_up 20 2 5 ;;
     pgaf) pgaf_up ;;
+    drkit_sync) drkit_up sync ;;
+    patroni_sync) patroni_up 20 2 5 sync ;;
   esac
   measure "$key" "$label"
   teardown
 }
 
 declare -A labels=([drkit]="drkit" [patroni_default]="Patroni (ttl 30, loop_wait 10, retry_timeout 10)"
-  [patroni_tuned]="Patroni (ttl 20, loop_wait 2, retry_timeout 5)" [pgaf]="pg_auto_failover")
+  [patroni_tuned]="Patroni (ttl 20, loop_wait 2, retry_timeout 5)" [pgaf]="pg_auto_failover"
+  [drkit_sync]="drkit, synchronous (ANY 1 (*))"
+  [patroni_sync]="Patroni (ttl 20, loop_wait 2, retry_timeout 5), synchronous_mode")
 say "$repeat rounds, the tools taking turns: a fresh three-node cluster each, pgbench -c 2 -j 1 (scale $scale)" \
   "and the writer for $load_seconds s, then the primary's node killed"
 for r in $(seq "$repeat"); do
@@ -610,6 +647,8 @@ for key in "${keys[@]}"; do
   say "${labels[$key]}: failover seconds${times[$key]:- (none)}; lost writes${lost[$key]:- (none)}"
 done
 result() {
+  case " ${keys[*]} " in *" $2 "*) ;; *) return 0 ;; esac
+  case " ${keys[*]} " in *" $3 "*) ;; *) return 0 ;; esac
   if [ -n "${times[$2]:-}" ] && [ -n "${times[$3]:-}" ]; then
     line "$1" "$(median "${times[$2]}")" "$(median "${times[$3]}")"
   else
@@ -618,5 +657,6 @@ result() {
 }
 result failover_seconds drkit patroni_tuned
 result failover_seconds_vs_patroni_default drkit patroni_default
-case " ${keys[*]} " in *" pgaf "*) result failover_seconds_vs_pg_auto_failover drkit pgaf ;; esac
+result failover_seconds_vs_pg_auto_failover drkit pgaf
+result failover_seconds_synchronous drkit_sync patroni_sync
 exit 0
