@@ -225,6 +225,13 @@ pub struct FailoverPlan {
     pub fence: Vec<Member>,
     /// What promoting it would lose, as far as it can be known before.
     pub expected_loss: Lag,
+    /// Where synchronous replication promises that the member promoted
+    /// holds every change acknowledged to clients: why, for people. Then
+    /// what [`FailoverPlan::expected_loss`] counts was never acknowledged.
+    /// `None` where nothing promises it (asynchronous replication, or too
+    /// few of the synchronous partners left to tell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_kept: Option<String>,
     /// The other candidates, and why they were passed over.
     pub passed_over: Vec<PassedOver>,
 }
@@ -252,6 +259,9 @@ impl fmt::Display for FailoverPlan {
                 }
                 writeln!(f)?;
             }
+        }
+        if let Some(why) = &self.acknowledged_kept {
+            writeln!(f, "  keeps    every acknowledged change: {why}")?;
         }
         for passed in &self.passed_over {
             writeln!(f, "  passed over {}: {}", passed.name, passed.reason)?;
@@ -697,6 +707,7 @@ mod tests {
                     bytes: Some(lost),
                     behind: Some(Duration::from_millis(lost)),
                 },
+                acknowledged_kept: None,
                 passed_over,
             })
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use dr_core::{
     Failover, FailoverHooks, FailoverMode, FailoverRequest, Fence, LossLimit, Member, Objectives,
-    async_trait,
+    Rpo, async_trait,
 };
 use dr_postgres::{
     MemberStatus, Monitor, MonitorEvent, MonitorOptions, PgCluster, PgFailover, PgMember, PgTools,
@@ -245,6 +245,8 @@ async fn the_primary_lost_the_most_advanced_replica_is_promoted_and_the_other_fo
         .unwrap();
     assert_eq!(plan.promote.name, "pg-2", "{plan}");
     assert_eq!(plan.expected_loss.bytes, Some(0));
+    // Asynchronous: nothing promises that acknowledged commits are kept.
+    assert_eq!(plan.acknowledged_kept, None, "{plan}");
     assert_eq!(
         plan.fence
             .iter()
@@ -739,9 +741,32 @@ async fn events_until(
     seen
 }
 
+/// Makes `replica` connect as `name`, so that the primary's
+/// `pg_stat_replication` tells it apart (pg_basebackup -R names every
+/// replica `walreceiver`).
+async fn name_replica(replica: &Postgres, name: &str) {
+    let session = replica.connect("postgres").await.unwrap();
+    let conninfo: String = session
+        .query_one("SHOW primary_conninfo", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let named = format!("{conninfo} application_name={name}").replace('\'', "''");
+    session
+        .batch_execute(&format!("ALTER SYSTEM SET primary_conninfo = '{named}'"))
+        .await
+        .unwrap();
+    session
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monitor_fails_a_killed_primary_over_by_itself_losing_no_synchronous_commit() {
     let (mut primary, one, two) = three().await;
+    name_replica(&one, "pg-2").await;
+    name_replica(&two, "pg-3").await;
     // Synchronous once the replicas stream (a commit would wait forever
     // before).
     let admin = primary.connect("postgres").await.unwrap();
@@ -756,11 +781,15 @@ async fn the_monitor_fails_a_killed_primary_over_by_itself_losing_no_synchronous
     let members = cluster(&[("pg-1", &primary), ("pg-2", &one), ("pg-3", &two)]);
     eventually("a synchronous standby", WAIT, || async {
         let state = PgFailover::new(members.clone()).state().await.unwrap();
-        let (_, p) = state.primary()?;
-        p.standbys
-            .iter()
-            .any(|s| s.sync_state == "quorum")
-            .then_some(())
+        let quorum = state
+            .replicas()
+            .filter(|(_, r)| {
+                r.seen_by_primary
+                    .as_ref()
+                    .is_some_and(|v| v.sync_state == "quorum")
+            })
+            .count();
+        (quorum == 2).then_some(())
     })
     .await;
     let (mut handle, fence) = monitor(&members, lease_store().await, "monitor-a");
@@ -795,6 +824,18 @@ async fn the_monitor_fails_a_killed_primary_over_by_itself_losing_no_synchronous
     };
     assert!(count(new_primary).await >= written);
     write(new_primary, 1).await;
+    // What the plan promised, and the report says: no acknowledged commit lost.
+    let kept = outcome
+        .plan
+        .acknowledged_kept
+        .as_deref()
+        .unwrap_or_default();
+    assert!(
+        kept.contains("every commit waited for 1 of the 2 synchronous standbys"),
+        "{}",
+        outcome.plan
+    );
+    assert_eq!(outcome.report.data_loss, Some(Rpo::new(Duration::ZERO)));
 
     // The old primary comes back writable: the monitor fences it again.
     primary.restart().await.unwrap();
