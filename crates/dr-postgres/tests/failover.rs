@@ -295,6 +295,17 @@ async fn the_primary_lost_the_most_advanced_replica_is_promoted_and_the_other_fo
         steps.iter().any(|s| s.starts_with("promote pg-2")),
         "{steps:?}"
     );
+    // The check wrote on pg-2, and waited for pg-3 to stream from it; the
+    // RTO runs to that write.
+    assert_eq!(steps.last(), Some(&"check pg-2"), "{steps:?}");
+    let first_write = outcome.report.restored_at.expect("a first write");
+    assert!(first_write <= outcome.report.timeline.finished_at());
+    let state = failover.state().await.unwrap();
+    let (_, pg3) = state.replicas().find(|(m, _)| m.name == "pg-3").unwrap();
+    assert_eq!(
+        pg3.seen_by_primary.as_ref().map(|v| v.state.as_str()),
+        Some("streaming")
+    );
 
     // Everything written before the loss is there, and it takes writes.
     assert_eq!(count(&one).await, before);
@@ -328,6 +339,45 @@ async fn the_primary_lost_the_most_advanced_replica_is_promoted_and_the_other_fo
         .unwrap()
         .get(0);
     assert!(active);
+}
+
+/// A promoted replica whose commits wait for a standby that does not exist
+/// takes no write: the check after the promotion says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_primary_that_takes_no_write_fails_the_check() {
+    let (mut primary, one, two) = three().await;
+    let failover = PgFailover::new(cluster(&[
+        ("pg-1", &primary),
+        ("pg-2", &one),
+        ("pg-3", &two),
+    ]))
+    .verify_wait(Duration::from_secs(2));
+    write(&primary, 10).await;
+    caught_up(&failover).await;
+    // Read at the promotion: only a standby named `nobody` may acknowledge.
+    let session = one.connect("postgres").await.unwrap();
+    session
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+        .await
+        .unwrap();
+    session
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    primary.kill9();
+    let fence = RecordingFence::default();
+    let hooks = FailoverHooks {
+        fence: Some(&fence),
+        ..FailoverHooks::default()
+    };
+    let err = dr_core::execute(&failover, &request(LossLimit::Bytes(0)), hooks)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a write on pg-2 was not acknowledged within 2 s"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

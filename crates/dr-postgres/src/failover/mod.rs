@@ -141,6 +141,7 @@ pub struct PgFailover {
     cluster: PgCluster,
     promote_wait: Duration,
     catch_up_wait: Duration,
+    verify_wait: Duration,
     last_seen: Mutex<Option<LastSeen>>,
 }
 
@@ -151,6 +152,7 @@ impl PgFailover {
             cluster,
             promote_wait: Duration::from_secs(60),
             catch_up_wait: Duration::from_secs(30),
+            verify_wait: Duration::from_secs(30),
             last_seen: Mutex::new(None),
         }
     }
@@ -167,6 +169,16 @@ impl PgFailover {
     #[must_use]
     pub fn catch_up_wait(mut self, wait: Duration) -> Self {
         self.catch_up_wait = wait;
+        self
+    }
+
+    /// How long the check after a promotion waits for the first write on
+    /// the new primary (with synchronous replication it waits for a
+    /// replica to follow) and for every reachable replica to stream from
+    /// it (default 30 s).
+    #[must_use]
+    pub fn verify_wait(mut self, wait: Duration) -> Self {
+        self.verify_wait = wait;
         self
     }
 
@@ -760,6 +772,104 @@ impl Failover for PgFailover {
                 FailoverMode::Failover => plan.expected_loss.behind.map(Rpo::new),
             },
         })
+    }
+
+    /// A write and a read on the new primary (its time is the first
+    /// write's, which ends the RTO), then a wait until it is the one
+    /// primary and every reachable replica streams from it.
+    async fn verify(&self, plan: &FailoverPlan) -> dr_core::Result<Option<Timestamp>> {
+        let name = &plan.promote.name;
+        let member = self
+            .cluster
+            .get(name)
+            .ok_or_else(|| dr_core::Error::invalid("member", format!("no member {name}")))?;
+        let deadline = tokio::time::Instant::now() + self.verify_wait;
+        let write = async {
+            let database = member.config.get_dbname().unwrap_or("postgres");
+            let mut sql = SqlClient::connect(&member.config, &self.cluster.tls, database).await?;
+            // A transactional message: a commit like any client's, which
+            // with synchronous replication waits for a replica too.
+            let rows = sql
+                .query(
+                    "SELECT pg_logical_emit_message(true, 'drkit', 'failover check')::text AS lsn",
+                )
+                .await?;
+            let at = Timestamp::now();
+            let lsn = rows
+                .first()
+                .and_then(|r| r.get_named("lsn").ok().flatten())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    refused(
+                        &plan.component,
+                        format!("{name} returned no position for the write"),
+                    )
+                })?;
+            let rows = sql
+                .query(&format!(
+                    "SELECT pg_current_wal_flush_lsn() >= {}::pg_lsn AS durable",
+                    quote_literal(&lsn)?
+                ))
+                .await?;
+            sql.close().await.ok();
+            let durable = rows
+                .first()
+                .and_then(|r| r.get_named("durable").ok().flatten())
+                .is_some_and(|v| v == "t");
+            if !durable {
+                return Err(refused(
+                    &plan.component,
+                    format!("{name} does not read back its write at {lsn} as flushed"),
+                ));
+            }
+            Ok::<_, dr_core::Error>(at)
+        };
+        let first_write = tokio::time::timeout_at(deadline, write)
+            .await
+            .map_err(|_| {
+                refused(
+                    &plan.component,
+                    format!(
+                        "a write on {name} was not acknowledged within {} s (with synchronous \
+                         replication, no replica it waits for follows it)",
+                        self.verify_wait.as_secs()
+                    ),
+                )
+            })??;
+        loop {
+            let state = self.state().await?;
+            let problem = match state.primary() {
+                Some((primary, _)) if primary.name == *name => {
+                    let behind: Vec<&str> = state
+                        .replicas()
+                        .filter(|(_, r)| {
+                            r.seen_by_primary
+                                .as_ref()
+                                .is_none_or(|v| v.state != "streaming")
+                        })
+                        .map(|(m, _)| m.name.as_str())
+                        .collect();
+                    if behind.is_empty() {
+                        return Ok(Some(first_write));
+                    }
+                    format!("{} not streaming from {name}", behind.join(", "))
+                }
+                other => format!(
+                    "{name} was promoted, but the primary is {}",
+                    other.map_or("not one member".to_owned(), |(m, _)| m.name.clone())
+                ),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(refused(
+                    &plan.component,
+                    format!(
+                        "after {} s, {problem}:\n{state}",
+                        self.verify_wait.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
