@@ -17,7 +17,7 @@ use dr_postgres::{
 };
 use dr_testkit::{Postgres, PostgresOptions, eventually};
 
-use common::WAIT;
+use common::{WAIT, lsn};
 
 /// A primary and two streaming replicas, with a table written on the primary.
 /// The primary keeps WAL for a rewind of its own after it is lost (a
@@ -430,7 +430,13 @@ async fn the_loss_guard_refuses_a_replica_that_did_not_receive_everything() {
     })
     .await;
     write(&primary, 200).await;
+    // What it would lose, measured on both servers around the assessment.
+    let on_primary = primary.connect("postgres").await.unwrap();
+    let flushed = || lsn(&on_primary, "SELECT pg_current_wal_flush_lsn()::text");
+    let received = lsn(&replica, "SELECT pg_last_wal_receive_lsn()::text").await;
+    let before = flushed().await;
     let assessment = failover.assess().await.unwrap();
+    let after = flushed().await;
     let refused = failover
         .plan(&assessment, &request(LossLimit::Bytes(1024)))
         .unwrap_err();
@@ -442,7 +448,13 @@ async fn the_loss_guard_refuses_a_replica_that_did_not_receive_everything() {
     let plan = failover
         .plan(&assessment, &request(LossLimit::Bytes(1024)).force())
         .unwrap();
-    assert!(plan.expected_loss.bytes.unwrap() > 1024);
+    let lost = plan.expected_loss.bytes.unwrap();
+    assert!(lost > 1024);
+    let measured = (before.as_u64() - received.as_u64())..=(after.as_u64() - received.as_u64());
+    assert!(
+        measured.contains(&lost),
+        "{lost} bytes, measured {measured:?}"
+    );
     failover.promote(&plan).await.unwrap();
     assert_eq!(count(&one).await, 200);
 }
