@@ -382,3 +382,34 @@ fn newer_and_foreign_formats_are_refused_by_name() {
     );
     assert!(err.to_string().contains("at byte 9"), "{err}");
 }
+
+#[test]
+fn per_key_opcodes_reach_their_key() {
+    let mut idle = vec![0xf8];
+    idle.extend(len(3600));
+    let mut old_expiry = vec![0xfd];
+    old_expiry.extend(1_900_000_000i32.to_le_bytes());
+    let rdb = RdbBuilder::new(9)
+        .raw(&idle)
+        .key(0, b"idle", &string(b"1"))
+        .raw(&[0xf9, 7])
+        .key(0, b"freq", &string(b"2"))
+        .raw(&old_expiry)
+        .key(0, b"seconds", &string(b"3"))
+        .key(0, b"plain", &string(b"4"))
+        .finish();
+    let got = keys(&rdb);
+    let meta: Vec<_> = got
+        .iter()
+        .map(|(key, _)| (key.idle_seconds, key.lfu_freq, key.expire_at_ms))
+        .collect();
+    assert_eq!(
+        meta,
+        [
+            (Some(3600), None, None),
+            (None, Some(7), None),
+            (None, None, Some(1_900_000_000_000)),
+            (None, None, None),
+        ]
+    );
+}

@@ -38,32 +38,16 @@ fuzz_target!(|data: &[u8]| {
         let mut parser = RdbParser::new();
         let mut pieced = Vec::new();
         let mut failed = false;
-        'feed: for piece in data.chunks(size) {
+        for piece in data.chunks(size) {
             parser.feed(piece);
-            loop {
-                match parser.next_event() {
-                    Ok(Some(event)) => pieced.push(Ok(event)),
-                    Ok(None) => break,
-                    Err(e) => {
-                        pieced.push(Err(e.to_string()));
-                        failed = true;
-                        break 'feed;
-                    }
-                }
+            failed = drain(&mut parser, &mut pieced);
+            if failed {
+                break;
             }
         }
         if !failed {
             parser.end_input();
-            loop {
-                match parser.next_event() {
-                    Ok(Some(event)) => pieced.push(Ok(event)),
-                    Ok(None) => break,
-                    Err(e) => {
-                        pieced.push(Err(e.to_string()));
-                        break;
-                    }
-                }
-            }
+            drain(&mut parser, &mut pieced);
         }
         assert_eq!(format!("{whole:?}"), format!("{pieced:?}"));
     }
@@ -75,3 +59,17 @@ fuzz_target!(|data: &[u8]| {
         let _ = DumpPayload::parse(Bytes::copy_from_slice(data)).map(|p| p.decode());
     }
 });
+
+/// Takes the events the parser has; true if it failed.
+fn drain(parser: &mut RdbParser, out: &mut Vec<Result<Event, String>>) -> bool {
+    loop {
+        match parser.next_event() {
+            Ok(Some(event)) => out.push(Ok(event)),
+            Ok(None) => return false,
+            Err(e) => {
+                out.push(Err(e.to_string()));
+                return true;
+            }
+        }
+    }
+}

@@ -54,14 +54,18 @@ pub(crate) fn decompress(input: &[u8], len: u64) -> Result<Vec<u8>, String> {
             if out.len() + run > len {
                 return Err("LZF output longer than declared".into());
             }
-            if distance >= run {
-                out.extend_from_within(start..start + run);
-            } else {
-                // Overlapping: the reference repeats bytes it is writing.
-                for i in start..start + run {
-                    let byte = out[i];
-                    out.push(byte);
-                }
+            // A reference closer than its length repeats the `distance`
+            // bytes from `start`: copy whole periods, doubling each time.
+            let mut left = run;
+            while left > 0 {
+                let period = out.len() - start;
+                let n = if left <= period {
+                    left
+                } else {
+                    period - period % distance
+                };
+                out.extend_from_within(start..start + n);
+                left -= n;
             }
         }
     }
@@ -86,6 +90,14 @@ mod tests {
         // Distance 3, length 4 (control 0b010_00000 + 2 = 4).
         let compressed = [2, b'x', b'y', b'z', (2 << 5), 2];
         assert_eq!(decompress(&compressed, 7).unwrap(), b"xyzxyzx");
+        // Distance 1, length 264: one byte repeated, as Redis writes padding.
+        let compressed = [1, b'v', 0, 0xe0, 255, 0];
+        let mut expected = b"v".to_vec();
+        expected.extend([0; 265]);
+        assert_eq!(decompress(&compressed, 266).unwrap(), expected);
+        // Distance 2 over an odd length.
+        let compressed = [1, b'a', b'b', (3 << 5), 1];
+        assert_eq!(decompress(&compressed, 7).unwrap(), b"abababa");
     }
 
     #[test]

@@ -43,47 +43,46 @@ impl Elem<'_> {
     }
 }
 
-/// A reader of the elements of a listpack (`listpack.c`'s layout):
-/// `<u32 total bytes><u16 count>` entries `0xFF`, each entry its encoding,
-/// its data and its length written backwards.
-pub(crate) struct Listpack<'a> {
+/// What listpacks and ziplists share: a blob that states its own size and
+/// element count in its header and ends with `0xFF`.
+pub(crate) struct Counted<'a> {
     data: &'a [u8],
-    pos: usize,
     base: usize,
     declared: Option<u16>,
     seen: u64,
+    what: &'static str,
 }
 
-/// A listpack's count field when the count is too large for it.
-const UNKNOWN_COUNT: u16 = u16::MAX;
-
-impl<'a> Listpack<'a> {
-    pub(crate) fn new(data: &'a [u8], base: usize) -> Read<Self> {
-        let mut cursor = Cursor::new(data);
-        let total = cursor
-            .u32_le()
-            .map_err(|_| Stop::bad(base, "listpack shorter than its header"))?;
-        let count = cursor
-            .u16_le()
-            .map_err(|_| Stop::bad(base, "listpack shorter than its header"))?;
+impl<'a> Counted<'a> {
+    /// Checks the header's total size and the end marker after a header of
+    /// `header` bytes.
+    fn new(
+        what: &'static str,
+        data: &'a [u8],
+        base: usize,
+        total: u32,
+        count: u16,
+        header: usize,
+    ) -> Read<Self> {
         if total as usize != data.len() {
             return Err(Stop::bad(
                 base,
                 format!(
-                    "listpack says it has {total} bytes, its string has {}",
+                    "{what} says it has {total} bytes, its string has {}",
                     data.len()
                 ),
             ));
         }
-        if data.len() < 7 || data[data.len() - 1] != 0xff {
-            return Err(Stop::bad(base, "listpack without its end marker"));
+        if data.len() <= header || data[data.len() - 1] != 0xff {
+            return Err(Stop::bad(base, format!("{what} without its end marker")));
         }
         Ok(Self {
             data,
-            pos: 6,
             base,
-            declared: (count != UNKNOWN_COUNT).then_some(count),
+            // The count field's largest value means "too many to say".
+            declared: (count != u16::MAX).then_some(count),
             seen: 0,
+            what,
         })
     }
 
@@ -91,11 +90,119 @@ impl<'a> Listpack<'a> {
         Stop::bad(self.base + at, reason)
     }
 
+    /// The end marker at `at`: it must be the last byte, after as many
+    /// elements as the header said.
+    fn end(&self, at: usize) -> Read<Option<Elem<'a>>> {
+        if at != self.data.len() - 1 {
+            return Err(self.bad(at, format!("{} end marker before its end", self.what)));
+        }
+        if let Some(declared) = self.declared
+            && u64::from(declared) != self.seen
+        {
+            return Err(self.bad(
+                0,
+                format!(
+                    "{} says it has {declared} elements, it has {}",
+                    self.what, self.seen
+                ),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// An entry from `at` to `end` was read: the end marker must still follow.
+    fn entry(&mut self, at: usize, end: usize) -> Read<()> {
+        if end >= self.data.len() {
+            return Err(self.bad(at, format!("{} entry runs over its end marker", self.what)));
+        }
+        self.seen += 1;
+        Ok(())
+    }
+}
+
+/// Readers of elements one after the other.
+pub(crate) trait Elements<'a>: Sized {
     /// The next element, `None` at the end marker.
-    pub(crate) fn next(&mut self) -> Read<Option<Elem<'a>>> {
+    fn next(&mut self) -> Read<Option<Elem<'a>>>;
+
+    /// The blob being read.
+    fn blob(&self) -> &Counted<'a>;
+
+    /// Every remaining element.
+    fn all(mut self) -> Read<Vec<Elem<'a>>> {
+        // Each element takes two bytes at least; a vector grows past 1024.
+        let mut items = Vec::with_capacity((self.blob().data.len() / 2).min(1024));
+        while let Some(elem) = self.next()? {
+            items.push(elem);
+        }
+        Ok(items)
+    }
+}
+
+/// A 24-bit two's complement integer, little-endian.
+fn int24([a, b, c]: [u8; 3]) -> i64 {
+    i64::from(i32::from_le_bytes([0, a, b, c]) >> 8)
+}
+
+/// A reader of the elements of a listpack (`listpack.c`'s layout):
+/// `<u32 total bytes><u16 count>` entries `0xFF`, each entry its encoding,
+/// its data and its length written backwards.
+pub(crate) struct Listpack<'a> {
+    blob: Counted<'a>,
+    pos: usize,
+}
+
+impl<'a> Listpack<'a> {
+    pub(crate) fn new(data: &'a [u8], base: usize) -> Read<Self> {
+        let mut cursor = Cursor::new(data);
+        let short = |_| Stop::bad(base, "listpack shorter than its header");
+        let total = cursor.u32_le().map_err(short)?;
+        let count = cursor.u16_le().map_err(short)?;
+        Ok(Self {
+            blob: Counted::new("listpack", data, base, total, count, 6)?,
+            pos: 6,
+        })
+    }
+
+    /// The next element, which must be there.
+    pub(crate) fn expect(&mut self, what: &'static str) -> Read<Elem<'a>> {
         let at = self.pos;
-        let mut cursor = Cursor::at(self.data, at);
-        let cut = |_| self.bad(at, "listpack entry runs past its end");
+        self.next()?.ok_or_else(|| {
+            self.blob
+                .bad(at, format!("listpack ends before its {what}"))
+        })
+    }
+
+    /// The next element as an integer.
+    pub(crate) fn int(&mut self, what: &'static str) -> Read<i64> {
+        let at = self.pos;
+        self.expect(what)?.to_int().ok_or_else(|| {
+            self.blob
+                .bad(at, format!("listpack {what} is not an integer"))
+        })
+    }
+
+    /// The offset of the next entry in the value, for errors.
+    pub(crate) fn offset(&self) -> usize {
+        self.blob.base + self.pos
+    }
+
+    /// How many elements the listpack can hold at most: each takes two
+    /// bytes at least.
+    pub(crate) fn capacity_hint(&self) -> usize {
+        self.blob.data.len() / 2
+    }
+}
+
+impl<'a> Elements<'a> for Listpack<'a> {
+    fn blob(&self) -> &Counted<'a> {
+        &self.blob
+    }
+
+    fn next(&mut self) -> Read<Option<Elem<'a>>> {
+        let at = self.pos;
+        let mut cursor = Cursor::at(self.blob.data, at);
+        let cut = |_| self.blob.bad(at, "listpack entry runs past its end");
         let first = cursor.u8().map_err(cut)?;
         let elem = match first {
             0x00..=0x7f => Elem::Int(i64::from(first)),
@@ -114,71 +221,27 @@ impl<'a> Listpack<'a> {
                 Elem::Str(cursor.take(u64::from(len)).map_err(cut)?)
             }
             0xf1 => Elem::Int(i64::from(i16::from_le_bytes(cursor.array().map_err(cut)?))),
-            0xf2 => {
-                let [a, b, c] = cursor.array().map_err(cut)?;
-                // 24-bit two's complement: sign-extend from the top byte.
-                Elem::Int(i64::from(i32::from_le_bytes([0, a, b, c]) >> 8))
-            }
+            0xf2 => Elem::Int(int24(cursor.array().map_err(cut)?)),
             0xf3 => Elem::Int(i64::from(i32::from_le_bytes(cursor.array().map_err(cut)?))),
             0xf4 => Elem::Int(cursor.i64_le().map_err(cut)?),
-            0xff => {
-                if at != self.data.len() - 1 {
-                    return Err(self.bad(at, "listpack end marker before its end"));
-                }
-                if let Some(declared) = self.declared
-                    && u64::from(declared) != self.seen
-                {
-                    return Err(self.bad(
-                        0,
-                        format!(
-                            "listpack says it has {declared} elements, it has {}",
-                            self.seen
-                        ),
-                    ));
-                }
-                return Ok(None);
+            0xff => return self.blob.end(at),
+            other => {
+                return Err(self
+                    .blob
+                    .bad(at, format!("unknown listpack encoding {other:#04x}")));
             }
-            other => return Err(self.bad(at, format!("unknown listpack encoding {other:#04x}"))),
         };
         let entry_len = (cursor.pos() - at) as u64;
         let (backlen, size) = encode_backlen(entry_len);
         let stored = cursor.take(size as u64).map_err(cut)?;
         if stored != &backlen[..size] {
-            return Err(self.bad(at, "listpack entry's back length does not match it"));
+            return Err(self
+                .blob
+                .bad(at, "listpack entry's back length does not match it"));
         }
-        // The end marker must still follow.
-        if cursor.is_at_end() {
-            return Err(self.bad(at, "listpack entry runs over its end marker"));
-        }
+        self.blob.entry(at, cursor.pos())?;
         self.pos = cursor.pos();
-        self.seen += 1;
         Ok(Some(elem))
-    }
-
-    /// The next element, which must be there.
-    pub(crate) fn expect(&mut self, what: &'static str) -> Read<Elem<'a>> {
-        let at = self.pos;
-        self.next()?
-            .ok_or_else(|| self.bad(at, format!("listpack ends before its {what}")))
-    }
-
-    /// The next element as an integer.
-    pub(crate) fn int(&mut self, what: &'static str) -> Read<i64> {
-        let at = self.pos;
-        self.expect(what)?
-            .to_int()
-            .ok_or_else(|| self.bad(at, format!("listpack {what} is not an integer")))
-    }
-
-    /// The offset of the next entry in the value, for errors.
-    pub(crate) fn offset(&self) -> usize {
-        self.base + self.pos
-    }
-
-    /// How many elements a collection of these can hold at most, for
-    /// reserving memory: each takes two bytes at least.
-    pub(crate) fn capacity_hint(&self) -> usize {
-        self.data.len() / 2
     }
 }
 
@@ -204,11 +267,8 @@ fn encode_backlen(len: u64) -> ([u8; 5], usize) {
 /// `<u32 bytes><u32 tail><u16 count>` entries `0xFF`, each entry the previous
 /// entry's length, its encoding and its data.
 pub(crate) struct Ziplist<'a> {
-    data: &'a [u8],
+    blob: Counted<'a>,
     pos: usize,
-    base: usize,
-    declared: Option<u16>,
-    seen: u64,
     previous_len: usize,
 }
 
@@ -219,53 +279,30 @@ impl<'a> Ziplist<'a> {
         let total = cursor.u32_le().map_err(short)?;
         let tail = cursor.u32_le().map_err(short)?;
         let count = cursor.u16_le().map_err(short)?;
-        if total as usize != data.len() {
-            return Err(Stop::bad(
-                base,
-                format!(
-                    "ziplist says it has {total} bytes, its string has {}",
-                    data.len()
-                ),
-            ));
-        }
-        if data.len() < 11 || data[data.len() - 1] != 0xff || tail as usize >= data.len() {
-            return Err(Stop::bad(base, "ziplist without its end marker"));
+        let blob = Counted::new("ziplist", data, base, total, count, 10)?;
+        if tail as usize >= data.len() {
+            return Err(Stop::bad(base, "ziplist's tail offset past its end"));
         }
         Ok(Self {
-            data,
+            blob,
             pos: 10,
-            base,
-            declared: (count != u16::MAX).then_some(count),
-            seen: 0,
             previous_len: 0,
         })
     }
+}
 
-    fn bad(&self, at: usize, reason: impl Into<std::borrow::Cow<'static, str>>) -> Stop {
-        Stop::bad(self.base + at, reason)
+impl<'a> Elements<'a> for Ziplist<'a> {
+    fn blob(&self) -> &Counted<'a> {
+        &self.blob
     }
 
-    pub(crate) fn next(&mut self) -> Read<Option<Elem<'a>>> {
+    fn next(&mut self) -> Read<Option<Elem<'a>>> {
         let at = self.pos;
-        let mut cursor = Cursor::at(self.data, at);
-        let cut = |_| self.bad(at, "ziplist entry runs past its end");
+        let mut cursor = Cursor::at(self.blob.data, at);
+        let cut = |_| self.blob.bad(at, "ziplist entry runs past its end");
         let first = cursor.u8().map_err(cut)?;
         if first == 0xff {
-            if at != self.data.len() - 1 {
-                return Err(self.bad(at, "ziplist end marker before its end"));
-            }
-            if let Some(declared) = self.declared
-                && u64::from(declared) != self.seen
-            {
-                return Err(self.bad(
-                    0,
-                    format!(
-                        "ziplist says it has {declared} elements, it has {}",
-                        self.seen
-                    ),
-                ));
-            }
-            return Ok(None);
+            return self.blob.end(at);
         }
         let previous = if first == 0xfe {
             cursor.u32_le().map_err(cut)? as usize
@@ -273,7 +310,7 @@ impl<'a> Ziplist<'a> {
             usize::from(first)
         };
         if previous != self.previous_len {
-            return Err(self.bad(
+            return Err(self.blob.bad(
                 at,
                 format!(
                     "ziplist entry says the one before has {previous} bytes, it has {}",
@@ -296,28 +333,20 @@ impl<'a> Ziplist<'a> {
                 0xc0 => Elem::Int(i64::from(i16::from_le_bytes(cursor.array().map_err(cut)?))),
                 0xd0 => Elem::Int(i64::from(i32::from_le_bytes(cursor.array().map_err(cut)?))),
                 0xe0 => Elem::Int(cursor.i64_le().map_err(cut)?),
-                0xf0 => {
-                    let [a, b, c] = cursor.array().map_err(cut)?;
-                    Elem::Int(i64::from(i32::from_le_bytes([0, a, b, c]) >> 8))
-                }
+                0xf0 => Elem::Int(int24(cursor.array().map_err(cut)?)),
                 0xfe => Elem::Int(i64::from(cursor.u8().map_err(cut)? as i8)),
                 0xf1..=0xfd => Elem::Int(i64::from(encoding & 0x0f) - 1),
                 other => {
-                    return Err(self.bad(at, format!("unknown ziplist encoding {other:#04x}")));
+                    return Err(self
+                        .blob
+                        .bad(at, format!("unknown ziplist encoding {other:#04x}")));
                 }
             },
         };
-        if cursor.is_at_end() {
-            return Err(self.bad(at, "ziplist entry runs over its end marker"));
-        }
+        self.blob.entry(at, cursor.pos())?;
         self.previous_len = cursor.pos() - at;
         self.pos = cursor.pos();
-        self.seen += 1;
         Ok(Some(elem))
-    }
-
-    pub(crate) fn capacity_hint(&self) -> usize {
-        self.data.len() / 2
     }
 }
 

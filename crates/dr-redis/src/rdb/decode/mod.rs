@@ -18,7 +18,7 @@ use crate::error::{Error, Place, Result};
 use crate::rdb::frame::ModuleId;
 use crate::rdb::wire::{Cursor, Read, Stop};
 use crate::rdb::{KeyKind, ValueType};
-use blobs::{Elem, Listpack, Ziplist};
+use blobs::{Elem, Elements, Listpack, Ziplist};
 pub use stream::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry};
 
 /// A stream entry id, `ms-seq`.
@@ -447,21 +447,11 @@ fn slice(base: &Bytes, bytes: &[u8]) -> Bytes {
 }
 
 fn listpack_elems(blob: &Bytes, base: usize) -> Read<Vec<Elem<'_>>> {
-    let mut lp = Listpack::new(blob, base)?;
-    let mut items = Vec::with_capacity(lp.capacity_hint().min(1024));
-    while let Some(elem) = lp.next()? {
-        items.push(elem);
-    }
-    Ok(items)
+    Listpack::new(blob, base)?.all()
 }
 
 fn ziplist_elems(blob: &Bytes, base: usize) -> Read<Vec<Elem<'_>>> {
-    let mut zl = Ziplist::new(blob, base)?;
-    let mut items = Vec::with_capacity(zl.capacity_hint().min(1024));
-    while let Some(elem) = zl.next()? {
-        items.push(elem);
-    }
-    Ok(items)
+    Ziplist::new(blob, base)?.all()
 }
 
 fn ziplist(blob: &Bytes, base: usize) -> Read<Vec<Bytes>> {

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::blobs::Listpack;
+use super::blobs::{Elements, Listpack};
 use super::{StreamId, reserve};
 use crate::rdb::wire::{Cursor, Read, Stop};
 
