@@ -11,7 +11,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // The whole input as an RDB.
-    let whole: Vec<Result<Event, String>> = events(data).map(|e| e.map_err(|e| e.to_string())).collect();
+    let whole: Vec<Result<Event, String>> =
+        events(data).map(|e| e.map_err(|e| e.to_string())).collect();
     let mut version = 0;
     for event in whole.iter().flatten() {
         match event {
