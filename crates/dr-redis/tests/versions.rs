@@ -473,3 +473,142 @@ fn key_counts_compare_with_recorded_ones() {
     let back: dr_redis::RdbSummary = serde_json::from_str(&json).unwrap();
     assert!(back.counts.differences(&one.counts).is_empty());
 }
+
+#[test]
+fn stream_of_type_15_has_no_newer_fields() {
+    // Redis 5 and 6: no first id, max deleted id, entries added, entries
+    // read nor active time.
+    let node = listpack(&[
+        Lp::Int(1),
+        Lp::Int(0),
+        Lp::Int(1),
+        Lp::Str(b"f"),
+        Lp::Int(0),
+        Lp::Int(2),
+        Lp::Int(0),
+        Lp::Int(0),
+        Lp::Str(b"v"),
+        Lp::Int(4),
+    ]);
+    let mut value = len(1);
+    value.extend(string(&raw_id(5, 0)));
+    value.extend(string(&node));
+    value.extend(len(1));
+    value.extend(len(5));
+    value.extend(len(0));
+    value.extend(len(1)); // one group
+    value.extend(string(b"g"));
+    value.extend(len(5));
+    value.extend(len(0));
+    value.extend(len(1)); // PEL
+    value.extend(raw_id(5, 0));
+    value.extend(7u64.to_le_bytes());
+    value.extend(len(2));
+    value.extend(len(1)); // consumer
+    value.extend(string(b"c"));
+    value.extend(9u64.to_le_bytes());
+    value.extend(len(1));
+    value.extend(raw_id(5, 0));
+    let rdb = RdbBuilder::new(9).key(15, b"s", &value).finish();
+    let got = keys(&rdb);
+    let Value::Stream(stream) = &got[0].1 else {
+        panic!("{:?}", got[0].1)
+    };
+    assert_eq!(stream.entries[0].fields, [(b("f"), b("v"))]);
+    assert_eq!((stream.first_id, stream.entries_added), (None, None));
+    let group = &stream.groups[0];
+    assert_eq!(group.entries_read, None);
+    assert_eq!(
+        (
+            group.pending[0].delivery_time_ms,
+            group.pending[0].delivery_count
+        ),
+        (7, 2)
+    );
+    assert_eq!(
+        (
+            group.consumers[0].seen_time_ms,
+            group.consumers[0].active_time_ms
+        ),
+        (9, None)
+    );
+    // A consumer owning an entry the group does not have pending is corrupt.
+    let mut bad = value.clone();
+    let at = bad.len() - 1;
+    bad[at] = 1;
+    let err = decode_value(ValueType::STREAM_LISTPACKS, &Bytes::from(bad), 9).unwrap_err();
+    assert!(err.to_string().contains("not pending"), "{err}");
+}
+
+#[test]
+fn hashes_of_redis_7_4_release_candidates() {
+    // Type 22: absolute expiries; type 23: a listpack of triples, no minimum.
+    let mut metadata = len(1);
+    metadata.extend(len(1_900_000_000_000));
+    metadata.extend(string(b"f"));
+    metadata.extend(string(b"v"));
+    let value = decode_value(ValueType(22), &Bytes::from(metadata), 12).unwrap();
+    let Value::Hash(fields) = value else { panic!() };
+    assert_eq!(fields[0].expire_at_ms, Some(1_900_000_000_000));
+    let triples = string(&listpack(&[Lp::Str(b"f"), Lp::Str(b"v"), Lp::Int(0)]));
+    let value = decode_value(ValueType(23), &Bytes::from(triples.clone()), 12).unwrap();
+    let Value::Hash(fields) = value else { panic!() };
+    assert_eq!(
+        (fields[0].value.clone(), fields[0].expire_at_ms),
+        (b("v"), None)
+    );
+    // Not triples.
+    let pairs = string(&listpack(&[Lp::Str(b"f"), Lp::Str(b"v")]));
+    assert!(decode_value(ValueType(23), &Bytes::from(pairs), 12).is_err());
+    // An expiry beyond 2^48 - 1 is out of range.
+    let far = string(&listpack(&[Lp::Str(b"f"), Lp::Str(b"v"), Lp::Int(1 << 50)]));
+    assert!(decode_value(ValueType(23), &Bytes::from(far), 12).is_err());
+}
+
+#[test]
+fn sorted_sets_of_type_3_with_special_scores() {
+    let mut value = len(4);
+    for (member, score) in [
+        (&b"n"[..], &[253u8][..]),
+        (b"p", &[254]),
+        (b"m", &[255]),
+        (b"x", b"\x041.25"),
+    ] {
+        value.extend(string(member));
+        value.extend_from_slice(score);
+    }
+    let Value::SortedSet(members) = decode_value(ValueType::ZSET, &Bytes::from(value), 9).unwrap()
+    else {
+        panic!()
+    };
+    assert!(members[0].1.is_nan());
+    assert_eq!(members[1].1, f64::INFINITY);
+    assert_eq!(members[2].1, f64::NEG_INFINITY);
+    assert_eq!(members[3], (b("x"), 1.25));
+    // Text that is no number.
+    let mut bad = len(1);
+    bad.extend(string(b"a"));
+    bad.extend(b"\x03abc");
+    assert!(decode_value(ValueType::ZSET, &Bytes::from(bad), 9).is_err());
+}
+
+#[test]
+fn lzf_keys_and_values() {
+    // "aaaaaaaaaa" as LZF: one literal, then a back reference of 7 + 0 + 2
+    // at distance 1.
+    let mut lzf = vec![0xc3];
+    lzf.extend(len(5));
+    lzf.extend(len(10));
+    lzf.extend([0, b'a', 7 << 5, 0, 0]);
+    let rdb = RdbBuilder::new(10).raw(&[0]).raw(&lzf).raw(&lzf).finish();
+    let got = keys(&rdb);
+    assert_eq!(got[0].0.key, "aaaaaaaaaa");
+    assert_eq!(got[0].1, Value::String(b("aaaaaaaaaa")));
+    // A length the compressed bytes cannot make.
+    let mut lie = vec![0xc3];
+    lie.extend(len(5));
+    lie.extend(len(11));
+    lie.extend([0, b'a', 7 << 5, 0, 0]);
+    let err = decode_value(ValueType::STRING, &Bytes::from(lie), 10).unwrap_err();
+    assert!(err.to_string().contains("LZF"), "{err}");
+}
