@@ -1,0 +1,320 @@
+//! dr-redis's error: what is wrong with an RDB or a DUMP payload, and where.
+
+use std::fmt;
+
+use dr_core::ErrorKind;
+
+/// The result type of dr-redis.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where in an RDB (or in one value) a problem was found. Every part is
+/// optional: a DUMP payload has no key and no database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Place {
+    /// The byte offset from the start of the RDB.
+    pub offset: Option<u64>,
+    /// The byte offset from the start of the value's raw bytes, when the
+    /// value was decoded on its own (a DUMP payload, [`decode_value`](crate::decode_value)).
+    pub value_offset: Option<u64>,
+    /// The database of the key.
+    pub db: Option<u64>,
+    /// The key, printable (non-printable bytes escaped, long keys cut).
+    pub key: Option<String>,
+    /// The value's type byte.
+    pub value_type: Option<u8>,
+}
+
+impl Place {
+    /// A place in the RDB at `offset`.
+    pub(crate) fn at(offset: u64) -> Self {
+        Self {
+            offset: Some(offset),
+            ..Self::default()
+        }
+    }
+
+    /// A place inside a value at `offset` from its start.
+    pub(crate) fn in_value(offset: u64) -> Self {
+        Self {
+            value_offset: Some(offset),
+            ..Self::default()
+        }
+    }
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        match (self.offset, self.value_offset) {
+            (Some(offset), _) => parts.push(format!("at byte {offset}")),
+            (None, Some(offset)) => parts.push(format!("at byte {offset} of the value")),
+            (None, None) => {}
+        }
+        if let Some(db) = self.db {
+            parts.push(format!("db {db}"));
+        }
+        if let Some(key) = &self.key {
+            parts.push(format!("key {key}"));
+        }
+        if let Some(value_type) = self.value_type {
+            parts.push(format!(
+                "type {value_type} ({})",
+                crate::rdb::ValueType(value_type).name()
+            ));
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// A key as printable text for error messages: UTF-8 shown as it is, other
+/// bytes escaped, cut after 64 bytes.
+pub(crate) fn printable(key: &[u8]) -> String {
+    const MAX: usize = 64;
+    let shown = &key[..key.len().min(MAX)];
+    let mut text = format!("\"{}\"", shown.escape_ascii());
+    if key.len() > MAX {
+        text.push_str(&format!("… ({} bytes)", key.len()));
+    }
+    text
+}
+
+/// What is wrong with an RDB or a DUMP payload.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bytes break the format: a bad length, an unknown opcode, a
+    /// listpack that does not add up, a value that ends before it should.
+    #[error("RDB is corrupt ({place}): {reason}")]
+    Corrupt {
+        /// Where.
+        place: Box<Place>,
+        /// What check failed.
+        reason: String,
+    },
+    /// The input ended before the RDB did (before its EOF opcode and checksum).
+    #[error("RDB ends early ({place}): {reason}")]
+    Truncated {
+        /// Where the input ended.
+        place: Box<Place>,
+        /// What was being read.
+        reason: &'static str,
+    },
+    /// The CRC-64 at the end of the RDB (or of a DUMP payload) does not match
+    /// its contents.
+    #[error(
+        "{what} checksum mismatch: it says {expected:#018x}, its contents give {computed:#018x}"
+    )]
+    Checksum {
+        /// "RDB" or "DUMP payload".
+        what: &'static str,
+        /// The checksum written in the data.
+        expected: u64,
+        /// The checksum of the contents.
+        computed: u64,
+    },
+    /// A DUMP payload too short to hold a value and its trailer.
+    #[error("invalid DUMP payload: {reason}")]
+    InvalidPayload {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The RDB version is one this build does not read (it reads 1 to 12;
+    /// Redis 8.6's version 13 is refused).
+    #[error("{what} has RDB version {version}; this build reads versions {SUPPORTED_VERSIONS}")]
+    UnsupportedVersion {
+        /// "RDB" or "DUMP payload".
+        what: &'static str,
+        /// The version found.
+        version: u32,
+    },
+    /// The file is not a Redis RDB this build reads: another magic, such as
+    /// Valkey 9's `VALKEY080`.
+    #[error("unsupported RDB format \"{magic}\": {reason}")]
+    UnsupportedFormat {
+        /// The first bytes, printable.
+        magic: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A value type byte this build does not read (a newer Redis, a module
+    /// from Redis 4.0's release candidates).
+    #[error("unsupported value type {value_type} ({place})")]
+    UnsupportedType {
+        /// The type byte.
+        value_type: u8,
+        /// Where.
+        place: Box<Place>,
+    },
+    /// The parser was used after it failed, or fed after its input ended.
+    #[error("RDB parser misused: {reason}")]
+    InvalidState {
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// Reading the RDB from its reader failed.
+    #[error("reading the RDB failed at byte {offset}")]
+    Io {
+        /// How many bytes had been read.
+        offset: u64,
+        /// The reader's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The RDB versions this build reads, as text.
+pub const SUPPORTED_VERSIONS: &str = "1-12";
+
+impl Error {
+    /// The class of this error: [`ErrorKind::Corrupt`] for damaged or
+    /// truncated data and checksum mismatches, [`ErrorKind::UnsupportedVersion`]
+    /// for versions, formats and types this build does not read.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Corrupt { .. }
+            | Error::Truncated { .. }
+            | Error::Checksum { .. }
+            | Error::InvalidPayload { .. } => ErrorKind::Corrupt,
+            Error::UnsupportedVersion { .. }
+            | Error::UnsupportedFormat { .. }
+            | Error::UnsupportedType { .. } => ErrorKind::UnsupportedVersion,
+            Error::InvalidState { .. } => ErrorKind::InvalidInput,
+            Error::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    /// Whether reading again may succeed: only for I/O errors that are
+    /// transient. Damaged data stays damaged.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
+    }
+
+    /// Where the problem is, when the error has a place.
+    pub fn place(&self) -> Option<&Place> {
+        match self {
+            Error::Corrupt { place, .. }
+            | Error::Truncated { place, .. }
+            | Error::UnsupportedType { place, .. } => Some(place),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn corrupt(place: Place, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            place: Box::new(place),
+            reason: reason.into(),
+        }
+    }
+
+    /// This error with its place completed by `locate`.
+    pub(crate) fn locate(mut self, locate: impl FnOnce(&mut Place)) -> Self {
+        if let Error::Corrupt { place, .. }
+        | Error::Truncated { place, .. }
+        | Error::UnsupportedType { place, .. } = &mut self
+        {
+            locate(place);
+        }
+        self
+    }
+
+    /// This error placed at a key: its database, printable name, type, and
+    /// the RDB offset where its value starts (to which an offset inside the
+    /// value is added).
+    pub(crate) fn at_key(
+        self,
+        db: u64,
+        key: &[u8],
+        value_type: u8,
+        value_start: Option<u64>,
+    ) -> Self {
+        self.locate(|place| {
+            place.db = Some(db);
+            place.key = Some(printable(key));
+            place.value_type = Some(value_type);
+            if let (Some(start), Some(inner), None) =
+                (value_start, place.value_offset, place.offset)
+            {
+                place.offset = start.checked_add(inner);
+            }
+        })
+    }
+}
+
+impl From<Error> for dr_core::Error {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::UnsupportedVersion { what, version } => dr_core::Error::UnsupportedVersion {
+                what: what.to_owned(),
+                found: version,
+                supported: SUPPORTED_VERSIONS.to_owned(),
+            },
+            Error::Io { offset, source } => {
+                dr_core::Error::io(format!("reading an RDB at byte {offset}"), source)
+            }
+            other => dr_core::Error::other(other.kind(), other.to_string(), other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_places() {
+        let err = Error::corrupt(Place::in_value(7), "bad listpack").at_key(
+            2,
+            b"user:\x01",
+            16,
+            Some(100),
+        );
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert_eq!(
+            err.to_string(),
+            "RDB is corrupt (at byte 107, db 2, key \"user:\\x01\", type 16 (hash listpack)): bad listpack"
+        );
+        let core: dr_core::Error = err.into();
+        assert_eq!(core.kind(), ErrorKind::Corrupt);
+
+        let version = Error::UnsupportedVersion {
+            what: "RDB",
+            version: 13,
+        };
+        assert_eq!(
+            version.to_string(),
+            "RDB has RDB version 13; this build reads versions 1-12"
+        );
+        assert_eq!(
+            dr_core::Error::from(version).kind(),
+            ErrorKind::UnsupportedVersion
+        );
+        assert!(
+            !Error::Checksum {
+                what: "RDB",
+                expected: 1,
+                computed: 2
+            }
+            .is_retryable()
+        );
+    }
+
+    #[test]
+    fn long_keys_are_cut() {
+        let key = vec![b'a'; 100];
+        assert_eq!(
+            printable(&key),
+            format!("\"{}\"… (100 bytes)", "a".repeat(64))
+        );
+    }
+}

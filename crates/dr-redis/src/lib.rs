@@ -1,0 +1,86 @@
+//! drkit for Redis. For now: Redis's RDB format, read by a parser of our
+//! own that streams, so that a snapshot can be checked while it arrives from
+//! a server and stored without ever being held whole.
+//!
+//! - [`RdbParser`]: push bytes in pieces of any size, take [`Event`]s out in
+//!   file order: the [`Header`], AUX fields, function libraries, module data
+//!   ([`ModuleAux`], raw), databases, resize and slot hints, each key as a
+//!   [`KeyEntry`] (database, key, expiry, LRU/LFU hints, [`ValueType`] and
+//!   the raw value bytes, sliced from the parser's buffer, not copied), and
+//!   the [`Eof`] with its CRC-64 checked. [`RdbReader`] runs it over an
+//!   `AsyncRead`, [`events`] over bytes in memory. RDB versions 1 to 12
+//!   (Redis up to 8.4) are read; version 13 (Redis 8.6) and Valkey 9's
+//!   `VALKEY080` are refused with an error that names them.
+//! - [`DumpPayload`]: what `DUMP` gives and `RESTORE` takes, built from a
+//!   framed key's raw bytes or checked (length, version, CRC-64).
+//! - [`decode_value`]: a [`Value`] from a type byte and raw bytes: strings
+//!   (integer and LZF encodings), lists (ziplists, quicklists), sets
+//!   (intsets, listpacks), sorted sets, hashes (zipmaps, ziplists,
+//!   listpacks, with field expiries), [`Stream`]s with their consumer
+//!   groups, and module values ([`ModuleValue`], read without the module).
+//! - [`verify`] (and [`Verifier`], [`verify_slice`]): a whole RDB framed,
+//!   decoded and checked, summed up in an [`RdbSummary`] whose
+//!   [`KeyCounts`] compare with those recorded at backup time.
+//! - [`Error`]: one error type, saying where (byte offset, database, key,
+//!   type); it converts into [`dr_core::Error`] with a kind a caller can act
+//!   on ([`Corrupt`](dr_core::ErrorKind::Corrupt),
+//!   [`UnsupportedVersion`](dr_core::ErrorKind::UnsupportedVersion)).
+//!
+//! Malformed input gives an error, never a panic, a hang or memory beyond
+//! what was fed: a fuzz target (`crates/dr-redis/fuzz`) holds the parser to it.
+//!
+//! # Example
+//!
+//! Framing an RDB as it arrives, each key's value decoded, and a DUMP
+//! payload made from one key:
+//!
+//! ```
+//! use dr_redis::{DumpPayload, Event, RdbParser, Value, decode_value};
+//!
+//! // An RDB 11 with one key, "greeting" = "hello", expiring at a time.
+//! let mut rdb = b"REDIS0011\xfe\x00\xfc".to_vec();
+//! rdb.extend(1_900_000_000_000i64.to_le_bytes());
+//! rdb.extend(b"\x00\x08greeting\x05hello\xff");
+//! rdb.extend([0; 8]); // a checksum of zero: "not computed"
+//!
+//! let mut parser = RdbParser::new();
+//! let mut version = 0;
+//! for piece in rdb.chunks(5) {
+//!     parser.feed(piece);
+//!     while let Some(event) = parser.next_event()? {
+//!         match event {
+//!             Event::Header(header) => version = header.version,
+//!             Event::Key(key) => {
+//!                 assert_eq!(key.key, "greeting");
+//!                 assert_eq!(key.expire_at_ms, Some(1_900_000_000_000));
+//!                 let value = decode_value(key.value_type, &key.value, version)?;
+//!                 assert_eq!(value, Value::String("hello".into()));
+//!                 let payload = DumpPayload::from_key(&key, version);
+//!                 assert_eq!(payload.decode()?, value);
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! parser.end_input();
+//! assert!(parser.next_event()?.is_none() && parser.is_done());
+//!
+//! // The same file checked whole.
+//! let summary = dr_redis::verify_slice(&rdb)?;
+//! assert_eq!((summary.rdb_version, summary.counts.keys(), summary.counts.expires()), (11, 1, 1));
+//! # Ok::<(), dr_redis::Error>(())
+//! ```
+
+mod error;
+mod rdb;
+
+pub use error::{Error, Place, Result, SUPPORTED_VERSIONS};
+pub use rdb::decode::{
+    Consumer, ConsumerGroup, HashField, ModuleField, ModuleValue, PendingEntry, Stream,
+    StreamEntry, StreamId, Value, decode_value,
+};
+pub use rdb::dump::DumpPayload;
+pub use rdb::frame::{Eof, Event, Header, KeyEntry, ModuleAux, ModuleId, RdbParser};
+pub use rdb::reader::{Events, RdbReader, events};
+pub use rdb::verify::{DbCounts, KeyCounts, RdbSummary, Verifier, verify, verify_slice};
+pub use rdb::{KeyKind, MAX_RDB_VERSION, ValueType};

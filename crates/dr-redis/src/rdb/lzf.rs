@@ -1,0 +1,112 @@
+//! LZF decompression (the format of liblzf's `lzf_d.c`, written anew):
+//! a control byte below 32 copies that many plus one literal bytes; any other
+//! copies `len + 2` bytes from `offset + 1` back in the output, where `len`
+//! is the top three bits (7 meaning "add the next byte") and `offset` the low
+//! five bits and the next byte.
+//!
+//! **The output never grows past the declared length**, and memory is
+//! reserved as output is produced, never by the declared length alone.
+
+/// The most one input byte can expand to (a three-byte back reference copies
+/// up to 264 bytes): a declared length beyond `compressed * MAX_RATIO` is a lie.
+const MAX_RATIO: u64 = 132;
+
+/// The decompressed bytes, exactly `len` of them.
+pub(crate) fn decompress(input: &[u8], len: u64) -> Result<Vec<u8>, String> {
+    let bound = (input.len() as u64).saturating_mul(MAX_RATIO);
+    if len > bound {
+        return Err(format!(
+            "LZF string claims {len} bytes from {} compressed bytes",
+            input.len()
+        ));
+    }
+    let len = usize::try_from(len).map_err(|_| "LZF length too large for this machine")?;
+    // The bound above keeps this within 132 times bytes actually held.
+    let mut out = Vec::with_capacity(len);
+    let mut pos = 0;
+    while pos < input.len() {
+        let control = usize::from(input[pos]);
+        pos += 1;
+        if control < 32 {
+            let run = control + 1;
+            let literal = input
+                .get(pos..pos + run)
+                .ok_or("LZF literal runs past the compressed bytes")?;
+            if out.len() + run > len {
+                return Err("LZF output longer than declared".into());
+            }
+            out.extend_from_slice(literal);
+            pos += run;
+        } else {
+            let mut run = control >> 5;
+            if run == 7 {
+                run += usize::from(*input.get(pos).ok_or("LZF back reference cut short")?);
+                pos += 1;
+            }
+            run += 2;
+            let low = usize::from(*input.get(pos).ok_or("LZF back reference cut short")?);
+            pos += 1;
+            let distance = ((control & 0x1f) << 8) + low + 1;
+            let start = out
+                .len()
+                .checked_sub(distance)
+                .ok_or("LZF back reference before the start")?;
+            if out.len() + run > len {
+                return Err("LZF output longer than declared".into());
+            }
+            // A reference closer than its length repeats the `distance`
+            // bytes from `start`: copy whole periods, doubling each time.
+            let mut left = run;
+            while left > 0 {
+                let period = out.len() - start;
+                let n = if left <= period {
+                    left
+                } else {
+                    period - period % distance
+                };
+                out.extend_from_within(start..start + n);
+                left -= n;
+            }
+        }
+    }
+    if out.len() != len {
+        return Err(format!(
+            "LZF string expands to {} bytes, declared {len}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_and_references() {
+        // "abcabcabcabc": three literals, then a back reference of 9 at distance 3.
+        let compressed = [2, b'a', b'b', b'c', (7 << 5), 0, 2];
+        assert_eq!(decompress(&compressed, 12).unwrap(), b"abcabcabcabc");
+        // Distance 3, length 4 (control 0b010_00000 + 2 = 4).
+        let compressed = [2, b'x', b'y', b'z', (2 << 5), 2];
+        assert_eq!(decompress(&compressed, 7).unwrap(), b"xyzxyzx");
+        // Distance 1, length 264: one byte repeated, as Redis writes padding.
+        let compressed = [1, b'v', 0, 0xe0, 255, 0];
+        let mut expected = b"v".to_vec();
+        expected.extend([0; 265]);
+        assert_eq!(decompress(&compressed, 266).unwrap(), expected);
+        // Distance 2 over an odd length.
+        let compressed = [1, b'a', b'b', (3 << 5), 1];
+        assert_eq!(decompress(&compressed, 7).unwrap(), b"abababa");
+    }
+
+    #[test]
+    fn lies_are_errors() {
+        assert!(decompress(&[2, b'a', b'b', b'c'], 4).is_err());
+        assert!(decompress(&[2, b'a', b'b', b'c'], 2).is_err());
+        assert!(decompress(&[5, b'a'], 6).is_err());
+        assert!(decompress(&[0, b'a', (1 << 5), 5], 4).is_err());
+        assert!(decompress(&[0, b'a'], u64::MAX).is_err());
+        assert!(decompress(&[0, b'a', 0xe0], 10).is_err());
+    }
+}
