@@ -9,7 +9,8 @@
 //!    RTO and RPO against the plan's objectives (PostgreSQL: RTO 30 minutes,
 //!    RPO 15 minutes);
 //! 6. a primary failure, as the plans' monthly drill does it on purpose: a
-//!    primary with two synchronous replicas under the workload, the monitor
+//!    primary with two synchronous replicas under the workload and the
+//!    cluster's WAL archiver (it must go on with the new primary, no gap), the monitor
 //!    (1 s probes, 3 failures) watching; kill -9 of the primary; the monitor
 //!    fences and promotes by itself under the repository's lease; every
 //!    acknowledged row checked on the new primary; the old primary rewound
@@ -28,8 +29,9 @@ use dr_core::{
     Objectives, RecoveryReport, RecoveryTarget, Restore, RestoreRequest, async_trait,
 };
 use dr_postgres::{
-    ArchiverOptions, BaseBackup, Monitor, MonitorEvent, MonitorOptions, PgCluster, PgFailover,
-    PgMember, PgTools, PitrRestore, Rejoin, SqlFence, Tls, WalArchiver, verify_base_backup,
+    ArchiverHandle, ArchiverOptions, BaseBackup, DEFAULT_SEGMENT_SIZE, Monitor, MonitorEvent,
+    MonitorOptions, PgCluster, PgFailover, PgMember, PgTools, PitrRestore, Rejoin, SqlFence, Tls,
+    WalArchiver, list_archive, verify_base_backup,
 };
 use dr_storage::{FsBackend, InitOptions, Repository, Secret};
 use dr_testkit::{Postgres, PostgresOptions};
@@ -236,23 +238,53 @@ fn print_restore(what: &str, report: &RecoveryReport, check: &Comparison, expect
 /// report.
 async fn primary_failure(repo: Arc<Repository>) -> Result<(bool, String)> {
     let objectives = Objectives::new("5 minutes".parse()?, "0 seconds".parse()?);
-    step("primary failure: a primary and two replicas, synchronous (ANY 1), the workload");
+    step(
+        "primary failure: a primary and two replicas, synchronous (ANY 1), the workload, \
+         the cluster's WAL archiver",
+    );
     let options = PostgresOptions::default().setting("wal_keep_size", "256MB");
     let mut primary = Postgres::start_with(options).await?;
     let one = primary.start_replica().await?;
     let two = primary.start_replica().await?;
+    // Each replica connects as its member, so that the primary names it.
+    for (pg, name) in [(&one, "pg-2"), (&two, "pg-3")] {
+        let session = pg.connect("postgres").await?;
+        let conninfo: String = session
+            .query_one("SHOW primary_conninfo", &[])
+            .await?
+            .get(0);
+        let named = format!("{conninfo} application_name={name}").replace('\'', "''");
+        session
+            .batch_execute(&format!("ALTER SYSTEM SET primary_conninfo = '{named}'"))
+            .await?;
+        session.batch_execute("SELECT pg_reload_conf()").await?;
+    }
     let admin = primary.connect("postgres").await?;
     admin
-        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'")
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (\"pg-2\", \"pg-3\")'")
         .await?;
     admin.batch_execute("SELECT pg_reload_conf()").await?;
+    let component: ComponentId = "postgres/drill-cluster".parse()?;
     let cluster = [("pg-1", &primary), ("pg-2", &one), ("pg-3", &two)]
         .into_iter()
         .fold(
-            PgCluster::new("postgres/drill-cluster".parse()?, Tls::none())
-                .probe_timeout(Duration::from_secs(1)),
+            PgCluster::new(component.clone(), Tls::none()).probe_timeout(Duration::from_secs(1)),
             |cluster, (name, pg)| cluster.member(PgMember::new(name, pg.config("postgres"))),
         );
+    // The archiver follows the primary and holds WAL on both replicas.
+    let archiver = WalArchiver::new(
+        primary.config("postgres"),
+        Tls::none(),
+        repo.clone(),
+        component.clone(),
+        ArchiverOptions::new().piece_interval(Some(Duration::from_millis(500))),
+    )
+    .cluster(cluster.clone());
+    let archiver = match repo.segment_journals() {
+        Some(journals) => archiver.journals(Arc::new(journals)),
+        None => archiver,
+    }
+    .spawn();
     let failover = Arc::new(PgFailover::new(cluster.clone()));
     let workload = Workload::start(primary.config("postgres"), Duration::from_millis(20)).await?;
     let fence = Arc::new(KilledOrReadOnly(SqlFence::new(cluster.clone())));
@@ -261,10 +293,13 @@ async fn primary_failure(repo: Arc<Repository>) -> Result<(bool, String)> {
         failover.clone(),
         MonitorOptions::new(Duration::from_secs(1), Duration::from_secs(1), 3),
     )
-    .fail_over_automatically(request, fence, repo, "drill-monitor")
+    .fail_over_automatically(request, fence, repo.clone(), "drill-monitor")
     .spawn();
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("{}", indent(&failover.state().await?.to_string()));
+    for slot in archiver.standby_slots() {
+        println!("  the archiver's slot on {slot}");
+    }
 
     step("the disaster: kill -9 of the primary");
     let killed_at = Timestamp::now();
@@ -324,6 +359,10 @@ async fn primary_failure(repo: Arc<Repository>) -> Result<(bool, String)> {
     let expected: Vec<i64> = acknowledged.iter().map(|a| a.id).collect();
     let check = Comparison::of(&rows, &expected);
 
+    step("the archiver goes on with the new primary");
+    let archive = archive_continues(&archiver, new_primary, &repo, &component).await?;
+    archiver.shutdown().await?;
+
     step("the old primary rewound to follow the new one");
     let rejoined = Rejoin::new("pg-1", primary.data_dir())
         .tools(PgTools::in_dir(primary.binaries().dir()))
@@ -354,6 +393,12 @@ async fn primary_failure(repo: Arc<Repository>) -> Result<(bool, String)> {
     for line in outcome.report.to_string().lines() {
         report.push_str(&format!("  {line}\n"));
     }
+    if let Some(why) = &outcome.plan.acknowledged_kept {
+        report.push_str(&format!(
+            "  promised: every acknowledged commit kept, as {why}\n"
+        ));
+    }
+    report.push_str(&format!("  archive: {archive}\n"));
     report.push_str(&format!(
         "  kill -9 to the first write on {}: {:.1} s (RTO objective {})\n",
         outcome.plan.promote.name,
@@ -375,6 +420,63 @@ async fn primary_failure(repo: Arc<Repository>) -> Result<(bool, String)> {
     ));
     let met = rto <= objectives.rto.as_duration() && lost == 0 && state.problems().is_empty();
     Ok((met, report))
+}
+
+/// Waits until the archiver holds a segment the new primary completed on
+/// its timeline, then checks the archive: the old timeline whole up to the
+/// switch, the new one from there. Says how it stands.
+async fn archive_continues(
+    archiver: &ArchiverHandle,
+    new_primary: &Postgres,
+    repo: &Arc<Repository>,
+    component: &ComponentId,
+) -> Result<String> {
+    let session = new_primary.connect("postgres").await?;
+    let switched: String = session
+        .query_one("SELECT pg_switch_wal()::text", &[])
+        .await?
+        .get(0);
+    let switched: dr_core::Lsn = switched.parse()?;
+    tokio::time::timeout(Duration::from_secs(60), archiver.wait_for_flush(switched))
+        .await
+        .map_err(|_| "the archiver did not go on with the new primary within a minute")??;
+    let journals = repo.segment_journals();
+    let listing = list_archive(
+        repo.as_ref(),
+        journals.as_ref().map(|j| j as &dyn JournalSource),
+        component,
+        DEFAULT_SEGMENT_SIZE,
+    )
+    .await?;
+    let Some(timeline) = listing.latest_timeline() else {
+        return Err("the archive is empty".into());
+    };
+    let mut said = Vec::new();
+    for tli in 1..=timeline {
+        let segments: Vec<_> = listing
+            .segments
+            .keys()
+            .filter(|s| s.timeline == tli)
+            .collect();
+        let gaps = segments
+            .windows(2)
+            .filter(|pair| pair[1].number != pair[0].number + 1)
+            .count();
+        if gaps > 0 {
+            return Err(format!("the archive has {gaps} gaps on timeline {tli}").into());
+        }
+        if let (Some(first), Some(last)) = (segments.first(), segments.last()) {
+            said.push(format!(
+                "timeline {tli}: segments {:X} to {:X}",
+                first.number, last.number
+            ));
+        }
+    }
+    Ok(format!(
+        "{}, no gap (the history of timeline {timeline} stored: {})",
+        said.join("; "),
+        listing.histories.contains(&timeline)
+    ))
 }
 
 /// The drill's power switch: a member that answers is made read-only; one

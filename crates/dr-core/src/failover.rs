@@ -225,6 +225,13 @@ pub struct FailoverPlan {
     pub fence: Vec<Member>,
     /// What promoting it would lose, as far as it can be known before.
     pub expected_loss: Lag,
+    /// Where synchronous replication promises that the member promoted
+    /// holds every change acknowledged to clients: why, for people. Then
+    /// what [`FailoverPlan::expected_loss`] counts was never acknowledged.
+    /// `None` where nothing promises it (asynchronous replication, or too
+    /// few of the synchronous partners left to tell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_kept: Option<String>,
     /// The other candidates, and why they were passed over.
     pub passed_over: Vec<PassedOver>,
 }
@@ -252,6 +259,9 @@ impl fmt::Display for FailoverPlan {
                 }
                 writeln!(f)?;
             }
+        }
+        if let Some(why) = &self.acknowledged_kept {
+            writeln!(f, "  keeps    every acknowledged change: {why}")?;
         }
         for passed in &self.passed_over {
             writeln!(f, "  passed over {}: {}", passed.name, passed.reason)?;
@@ -308,6 +318,29 @@ pub trait Failover: Send + Sync {
     /// # Errors
     /// The member refused, or did not take writes in time.
     async fn promote(&self, plan: &FailoverPlan) -> Result<Promotion>;
+
+    /// Checks the promoted member once it is promoted and clients are
+    /// pointed at it, and returns when it took its first write, where the
+    /// check made one: the achieved RTO runs to there. The default finds it
+    /// the one primary in a new assessment and makes no write; a component
+    /// checks what it can (a write and a read, the other members following).
+    ///
+    /// # Errors
+    /// It is not the one primary, or the component's own checks failed.
+    async fn verify(&self, plan: &FailoverPlan) -> Result<Option<Timestamp>> {
+        let promoted = &plan.promote.name;
+        let after = self.assess().await?;
+        match after.primary() {
+            Some(primary) if primary.name == *promoted => Ok(None),
+            other => Err(Error::Refused {
+                operation: format!("failover of {}", plan.component),
+                reason: format!(
+                    "{promoted} was promoted, but afterwards the primary is {}",
+                    other.map_or("not one member".to_owned(), |m| m.name.clone())
+                ),
+            }),
+        }
+    }
 }
 
 /// Makes a member unable to take writes, whether or not it can be reached:
@@ -451,9 +484,12 @@ pub async fn execute(
             released?;
         }
     }
-    let (plan, promotion) = result?;
+    let (plan, promotion, first_write) = result?;
     let mut report =
         RecoveryReport::new(component, Operation::Failover, request.objectives, timeline);
+    if let Some(at) = first_write {
+        report = report.with_restored_at(at);
+    }
     if let Some(at) = request.incident_at {
         report = report.with_incident_at(at);
     }
@@ -472,7 +508,7 @@ async fn run(
     hooks: FailoverHooks<'_>,
     timeline: &mut Timeline,
     grant: Option<&(&dyn FailoverLease, LeaseGrant)>,
-) -> Result<(FailoverPlan, Promotion)> {
+) -> Result<(FailoverPlan, Promotion, Option<Timestamp>)> {
     let confirm = || async {
         match grant {
             Some((lease, grant)) => lease.confirm(grant).await,
@@ -534,23 +570,10 @@ async fn run(
             .await?;
     }
 
-    let check = async {
-        let after = failover.assess().await?;
-        match after.primary() {
-            Some(primary) if primary.name == *promoted => Ok(()),
-            other => Err(Error::Refused {
-                operation: format!("failover of {}", plan.component),
-                reason: format!(
-                    "{promoted} was promoted, but afterwards the primary is {}",
-                    other.map_or("not one member".to_owned(), |m| m.name.clone())
-                ),
-            }),
-        }
-    };
-    timeline
-        .step(format!("check {promoted} is the one primary"), check)
+    let first_write = timeline
+        .step(format!("check {promoted}"), failover.verify(&plan))
         .await?;
-    Ok((plan, promotion))
+    Ok((plan, promotion, first_write))
 }
 
 /// Optional durations as seconds (with fractions) in JSON.
@@ -697,6 +720,7 @@ mod tests {
                     bytes: Some(lost),
                     behind: Some(Duration::from_millis(lost)),
                 },
+                acknowledged_kept: None,
                 passed_over,
             })
         }
@@ -882,7 +906,7 @@ mod tests {
                 "fence pg-0",
                 "promote pg-2",
                 "point clients at pg-2",
-                "check pg-2 is the one primary",
+                "check pg-2",
             ]
         );
         assert_eq!(

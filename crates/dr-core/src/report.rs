@@ -354,6 +354,11 @@ pub struct RecoveryReport {
     /// The window of data lost, if measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_loss: Option<Rpo>,
+    /// When service was back (a failover's first write on the new
+    /// primary), if before the timeline's end: the achieved RTO runs to
+    /// here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_at: Option<Timestamp>,
 }
 
 impl RecoveryReport {
@@ -371,6 +376,7 @@ impl RecoveryReport {
             timeline,
             incident_at: None,
             data_loss: None,
+            restored_at: None,
         }
     }
 
@@ -393,10 +399,21 @@ impl RecoveryReport {
         self.with_data_loss(Rpo::new(span(recovered, wanted)))
     }
 
-    /// From the incident (or the start of the timeline) to the end of the last step.
+    /// Counts the RTO up to `restored_at` (service back, checks after it
+    /// still running) rather than to the end of the timeline.
+    pub fn with_restored_at(mut self, restored_at: Timestamp) -> Self {
+        self.restored_at = Some(restored_at);
+        self
+    }
+
+    /// From the incident (or the start of the timeline) to when service was
+    /// back, or else to the end of the last step.
     pub fn achieved_rto(&self) -> Rto {
         let from = self.incident_at.unwrap_or(self.timeline.started_at());
-        Rto::new(span(from, self.timeline.finished_at()))
+        let to = self.restored_at.map_or(self.timeline.finished_at(), |at| {
+            at.min(self.timeline.finished_at())
+        });
+        Rto::new(span(from, to))
     }
 
     /// The window of data lost, if measured.
@@ -472,6 +489,37 @@ fn round_to_millis(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rto_runs_to_when_service_was_back_where_that_is_known() {
+        let start: Timestamp = "2026-12-06T10:00:00Z".parse().unwrap();
+        let mut timeline = Timeline::new(start);
+        timeline
+            .record("promote", start, "2026-12-06T10:00:02Z".parse().unwrap())
+            .unwrap();
+        timeline
+            .record(
+                "check",
+                "2026-12-06T10:00:02Z".parse().unwrap(),
+                "2026-12-06T10:00:09Z".parse().unwrap(),
+            )
+            .unwrap();
+        let objectives = Objectives::new("5m".parse().unwrap(), "0s".parse().unwrap());
+        let report = RecoveryReport::new(
+            "postgres/main".parse().unwrap(),
+            Operation::Failover,
+            objectives,
+            timeline,
+        );
+        assert_eq!(report.achieved_rto().as_duration(), Duration::from_secs(9));
+        let back = report
+            .clone()
+            .with_restored_at("2026-12-06T10:00:03Z".parse().unwrap());
+        assert_eq!(back.achieved_rto().as_duration(), Duration::from_secs(3));
+        // Never past the timeline's end.
+        let late = report.with_restored_at("2026-12-06T10:01:00Z".parse().unwrap());
+        assert_eq!(late.achieved_rto().as_duration(), Duration::from_secs(9));
+    }
 
     #[test]
     fn compliance_is_met_up_to_half_the_objective_then_at_risk_then_missed() {

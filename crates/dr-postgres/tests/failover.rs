@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use dr_core::{
     Failover, FailoverHooks, FailoverMode, FailoverRequest, Fence, LossLimit, Member, Objectives,
-    async_trait,
+    Rpo, async_trait,
 };
 use dr_postgres::{
     MemberStatus, Monitor, MonitorEvent, MonitorOptions, PgCluster, PgFailover, PgMember, PgTools,
@@ -17,7 +17,7 @@ use dr_postgres::{
 };
 use dr_testkit::{Postgres, PostgresOptions, eventually};
 
-use common::WAIT;
+use common::{WAIT, lsn};
 
 /// A primary and two streaming replicas, with a table written on the primary.
 /// The primary keeps WAL for a rewind of its own after it is lost (a
@@ -245,6 +245,8 @@ async fn the_primary_lost_the_most_advanced_replica_is_promoted_and_the_other_fo
         .unwrap();
     assert_eq!(plan.promote.name, "pg-2", "{plan}");
     assert_eq!(plan.expected_loss.bytes, Some(0));
+    // Asynchronous: nothing promises that acknowledged commits are kept.
+    assert_eq!(plan.acknowledged_kept, None, "{plan}");
     assert_eq!(
         plan.fence
             .iter()
@@ -293,6 +295,17 @@ async fn the_primary_lost_the_most_advanced_replica_is_promoted_and_the_other_fo
         steps.iter().any(|s| s.starts_with("promote pg-2")),
         "{steps:?}"
     );
+    // The check wrote on pg-2, and waited for pg-3 to stream from it; the
+    // RTO runs to that write.
+    assert_eq!(steps.last(), Some(&"check pg-2"), "{steps:?}");
+    let first_write = outcome.report.restored_at.expect("a first write");
+    assert!(first_write <= outcome.report.timeline.finished_at());
+    let state = failover.state().await.unwrap();
+    let (_, pg3) = state.replicas().find(|(m, _)| m.name == "pg-3").unwrap();
+    assert_eq!(
+        pg3.seen_by_primary.as_ref().map(|v| v.state.as_str()),
+        Some("streaming")
+    );
 
     // Everything written before the loss is there, and it takes writes.
     assert_eq!(count(&one).await, before);
@@ -326,6 +339,45 @@ async fn the_primary_lost_the_most_advanced_replica_is_promoted_and_the_other_fo
         .unwrap()
         .get(0);
     assert!(active);
+}
+
+/// A promoted replica whose commits wait for a standby that does not exist
+/// takes no write: the check after the promotion says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_primary_that_takes_no_write_fails_the_check() {
+    let (mut primary, one, two) = three().await;
+    let failover = PgFailover::new(cluster(&[
+        ("pg-1", &primary),
+        ("pg-2", &one),
+        ("pg-3", &two),
+    ]))
+    .verify_wait(Duration::from_secs(2));
+    write(&primary, 10).await;
+    caught_up(&failover).await;
+    // Read at the promotion: only a standby named `nobody` may acknowledge.
+    let session = one.connect("postgres").await.unwrap();
+    session
+        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+        .await
+        .unwrap();
+    session
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    primary.kill9();
+    let fence = RecordingFence::default();
+    let hooks = FailoverHooks {
+        fence: Some(&fence),
+        ..FailoverHooks::default()
+    };
+    let err = dr_core::execute(&failover, &request(LossLimit::Bytes(0)), hooks)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a write on pg-2 was not acknowledged within 2 s"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,7 +430,13 @@ async fn the_loss_guard_refuses_a_replica_that_did_not_receive_everything() {
     })
     .await;
     write(&primary, 200).await;
+    // What it would lose, measured on both servers around the assessment.
+    let on_primary = primary.connect("postgres").await.unwrap();
+    let flushed = || lsn(&on_primary, "SELECT pg_current_wal_flush_lsn()::text");
+    let received = lsn(&replica, "SELECT pg_last_wal_receive_lsn()::text").await;
+    let before = flushed().await;
     let assessment = failover.assess().await.unwrap();
+    let after = flushed().await;
     let refused = failover
         .plan(&assessment, &request(LossLimit::Bytes(1024)))
         .unwrap_err();
@@ -390,7 +448,13 @@ async fn the_loss_guard_refuses_a_replica_that_did_not_receive_everything() {
     let plan = failover
         .plan(&assessment, &request(LossLimit::Bytes(1024)).force())
         .unwrap();
-    assert!(plan.expected_loss.bytes.unwrap() > 1024);
+    let lost = plan.expected_loss.bytes.unwrap();
+    assert!(lost > 1024);
+    let measured = (before.as_u64() - received.as_u64())..=(after.as_u64() - received.as_u64());
+    assert!(
+        measured.contains(&lost),
+        "{lost} bytes, measured {measured:?}"
+    );
     failover.promote(&plan).await.unwrap();
     assert_eq!(count(&one).await, 200);
 }
@@ -739,9 +803,32 @@ async fn events_until(
     seen
 }
 
+/// Makes `replica` connect as `name`, so that the primary's
+/// `pg_stat_replication` tells it apart (pg_basebackup -R names every
+/// replica `walreceiver`).
+async fn name_replica(replica: &Postgres, name: &str) {
+    let session = replica.connect("postgres").await.unwrap();
+    let conninfo: String = session
+        .query_one("SHOW primary_conninfo", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let named = format!("{conninfo} application_name={name}").replace('\'', "''");
+    session
+        .batch_execute(&format!("ALTER SYSTEM SET primary_conninfo = '{named}'"))
+        .await
+        .unwrap();
+    session
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_monitor_fails_a_killed_primary_over_by_itself_losing_no_synchronous_commit() {
     let (mut primary, one, two) = three().await;
+    name_replica(&one, "pg-2").await;
+    name_replica(&two, "pg-3").await;
     // Synchronous once the replicas stream (a commit would wait forever
     // before).
     let admin = primary.connect("postgres").await.unwrap();
@@ -756,11 +843,15 @@ async fn the_monitor_fails_a_killed_primary_over_by_itself_losing_no_synchronous
     let members = cluster(&[("pg-1", &primary), ("pg-2", &one), ("pg-3", &two)]);
     eventually("a synchronous standby", WAIT, || async {
         let state = PgFailover::new(members.clone()).state().await.unwrap();
-        let (_, p) = state.primary()?;
-        p.standbys
-            .iter()
-            .any(|s| s.sync_state == "quorum")
-            .then_some(())
+        let quorum = state
+            .replicas()
+            .filter(|(_, r)| {
+                r.seen_by_primary
+                    .as_ref()
+                    .is_some_and(|v| v.sync_state == "quorum")
+            })
+            .count();
+        (quorum == 2).then_some(())
     })
     .await;
     let (mut handle, fence) = monitor(&members, lease_store().await, "monitor-a");
@@ -795,6 +886,18 @@ async fn the_monitor_fails_a_killed_primary_over_by_itself_losing_no_synchronous
     };
     assert!(count(new_primary).await >= written);
     write(new_primary, 1).await;
+    // What the plan promised, and the report says: no acknowledged commit lost.
+    let kept = outcome
+        .plan
+        .acknowledged_kept
+        .as_deref()
+        .unwrap_or_default();
+    assert!(
+        kept.contains("every commit waited for 1 of the 2 synchronous standbys"),
+        "{}",
+        outcome.plan
+    );
+    assert_eq!(outcome.report.data_loss, Some(Rpo::new(Duration::ZERO)));
 
     // The old primary comes back writable: the monitor fences it again.
     primary.restart().await.unwrap();

@@ -47,7 +47,7 @@ pub use crate::events::CapturedEvents;
 pub use crate::fixtures::tls_fixture;
 pub use crate::postgres::{Auth, PgBinaries, Postgres, PostgresOptions, RestoreSlot, SUPERUSER};
 pub use crate::process::process_exists;
-pub use crate::redis::{Persistence, Redis, RedisCluster, RedisOptions};
+pub use crate::redis::{Persistence, Redis, RedisCluster, RedisOptions, RedisVersion};
 pub use crate::s3::{MOTO_VENV, S3, S3Options};
 pub use crate::sweep::{SweepReport, leftovers, sweep};
 pub use crate::wait::eventually;

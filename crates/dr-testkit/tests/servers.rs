@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dr_testkit::{
-    Auth, Error, Persistence, Postgres, PostgresOptions, Redis, RedisCluster, RedisOptions, S3,
-    S3Options, process_exists,
+    Auth, Error, Persistence, Postgres, PostgresOptions, Redis, RedisCluster, RedisOptions,
+    RedisVersion, S3, S3Options, process_exists,
 };
 use redis::AsyncCommands;
 
@@ -236,6 +236,42 @@ async fn redis_persists_across_kill9_and_restart() {
     let (pid, dir) = (redis.pid().unwrap(), redis.dir().to_owned());
     drop(redis);
     assert_cleaned_up(pid, dir);
+}
+
+/// Both Redis versions run, write the RDB version they are known for, and
+/// their own `redis-check-rdb` accepts it.
+#[tokio::test]
+async fn redis_7_and_8_write_their_rdb_versions() {
+    for (version, server, rdb) in [
+        (RedisVersion::System, "redis_version:7.", "REDIS0010"),
+        (RedisVersion::Redis8, "redis_version:8.2", "REDIS0012"),
+    ] {
+        let redis = Redis::start_with(RedisOptions::default().version(version))
+            .await
+            .unwrap();
+        assert_eq!(redis.version(), version);
+        let mut con = redis.connection().await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert!(info.contains(server), "{version:?}: {info}");
+        let _: () = con.set("k", "v").await.unwrap();
+        let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
+        let file = redis.dir().join("dump.rdb");
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(&bytes[..9], rdb.as_bytes(), "{version:?}");
+        let checked = std::process::Command::new(version.check_rdb().unwrap())
+            .arg(&file)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&checked.stdout);
+        assert!(
+            checked.status.success() && said.contains("RDB looks OK"),
+            "{version:?}: {said}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -603,6 +603,7 @@ pub struct FailoverSettings {
     members: Vec<MemberSettings>,
     loss_limit: LossLimitSetting,
     fence_command: Option<Vec<String>>,
+    rewire_command: Option<Vec<String>>,
     automatic: Option<AutomaticFailover>,
 }
 
@@ -654,6 +655,14 @@ impl FailoverSettings {
     /// be fenced, and a failover needs `--known-dead`.
     pub fn fence_command(&self) -> Option<&[String]> {
         self.fence_command.as_deref()
+    }
+
+    /// The command that points clients at the new primary once it is
+    /// promoted (a DNS record, a proxy's backend, a service's selector):
+    /// its words, with `{member}` and `{address}` the new primary's. None:
+    /// clients find it themselves (a multi-host connection string).
+    pub fn rewire_command(&self) -> Option<&[String]> {
+        self.rewire_command.as_deref()
     }
 
     /// Whether, and how, the agent fails the cluster over by itself.
@@ -720,6 +729,7 @@ pub(crate) struct RawFailover {
     members: Vec<RawMember>,
     loss_limit: String,
     fence_command: Option<Vec<String>>,
+    rewire_command: Option<Vec<String>>,
     automatic: Option<RawAutomatic>,
 }
 
@@ -778,14 +788,26 @@ impl RawFailover {
                 )
             })?),
         };
-        if let Some(command) = &self.fence_command
-            && command.first().is_none_or(String::is_empty)
-        {
-            return Err(
-                "an empty fence_command; expected a program and its arguments, such as \
-                 [\"/usr/local/sbin/fence\", \"{member}\"]"
-                    .into(),
-            );
+        for (name, command, example) in [
+            (
+                "fence_command",
+                &self.fence_command,
+                "/usr/local/sbin/fence",
+            ),
+            (
+                "rewire_command",
+                &self.rewire_command,
+                "/usr/local/sbin/repoint",
+            ),
+        ] {
+            if let Some(command) = command
+                && command.first().is_none_or(String::is_empty)
+            {
+                return Err(format!(
+                    "an empty {name}; expected a program and its arguments, such as \
+                     [\"{example}\", \"{{member}}\", \"{{address}}\"]"
+                ));
+            }
         }
         let automatic = match self.automatic {
             None => None,
@@ -810,6 +832,7 @@ impl RawFailover {
             members,
             loss_limit,
             fence_command: self.fence_command,
+            rewire_command: self.rewire_command,
             automatic,
         })
     }

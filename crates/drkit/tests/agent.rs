@@ -546,12 +546,14 @@ async fn the_agent_fails_a_lost_primary_over_by_itself() {
         format!(
             r#"loss_limit = "1MB"
 fence_command = ["/bin/sh", "-c", "echo {{member}} > {fenced}"]
+rewire_command = ["/bin/sh", "-c", "echo {{member}} > {rewired}"]
 automatic = {{ interval = "200ms", timeout = "500ms", failures = 3 }}
 
 [agent]
 listen = "127.0.0.1:0"
 prune = {{ cron = "0 4 * * 0" }}"#,
             fenced = dir.join("fenced").display(),
+            rewired = dir.join("rewired").display(),
         )
     });
     let fenced = setup.dir.path().join("fenced");
@@ -607,6 +609,8 @@ prune = {{ cron = "0 4 * * 0" }}"#,
     )
     .await;
     assert_eq!(std::fs::read_to_string(&fenced).unwrap().trim(), "pg-1");
+    let rewired = setup.dir.path().join("rewired");
+    assert_eq!(std::fs::read_to_string(&rewired).unwrap().trim(), "pg-2");
     let promoted = replica.connect("postgres").await.unwrap();
     promoted
         .batch_execute("CREATE TABLE written_after_the_failover (id int); SELECT pg_switch_wal()")

@@ -523,8 +523,10 @@ async fn status_shows_the_cluster_and_failover_promotes_the_replica() {
     let setup = Setup::cluster(&primary, &replica, |dir| {
         format!(
             "loss_limit = \"1MB\"\nfence_command = [\"/bin/sh\", \"-c\", \
-             \"echo fenced {{member}} at {{address}} >> {}\"]",
-            dir.join("fenced.log").display()
+             \"echo fenced {{member}} at {{address}} >> {log}\"]\n\
+             rewire_command = [\"/bin/sh\", \"-c\", \
+             \"echo clients to {{member}} at {{address}} >> {log}\"]",
+            log = dir.join("hooks.log").display()
         )
     });
     let init = setup.drkit(&["init"]).await;
@@ -582,10 +584,15 @@ async fn status_shows_the_cluster_and_failover_promotes_the_replica() {
     let shown = text(&done);
     assert!(done.status.success(), "{shown}");
     assert!(shown.contains("promote pg-2"), "{shown}");
-    let fenced = std::fs::read_to_string(setup.dir.path().join("fenced.log")).unwrap();
+    assert!(shown.contains("point clients at pg-2"), "{shown}");
+    // The fence ran before the promotion, the rewire after it.
+    let hooks = std::fs::read_to_string(setup.dir.path().join("hooks.log")).unwrap();
     assert_eq!(
-        fenced.trim(),
-        format!("fenced pg-1 at 127.0.0.1:{}", primary.port())
+        hooks.lines().collect::<Vec<_>>(),
+        [
+            format!("fenced pg-1 at 127.0.0.1:{}", primary.port()),
+            format!("clients to pg-2 at 127.0.0.1:{}", replica.port()),
+        ]
     );
     replica
         .connect("postgres")

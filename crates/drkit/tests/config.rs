@@ -753,6 +753,7 @@ members = [
 ]
 loss_limit = "1MB"
 fence_command = ["/usr/local/sbin/fence", "{member}"]
+rewire_command = ["/usr/local/sbin/repoint", "{member}", "{address}"]
 "#;
     let with = |table: &str| {
         let text = GOMEET.replacen(
@@ -778,6 +779,7 @@ fence_command = ["/usr/local/sbin/fence", "{member}"]
         drkit::LossLimitSetting::Bytes(1 << 20)
     );
     assert_eq!(failover.fence_command().unwrap()[1], "{member}");
+    assert_eq!(failover.rewire_command().unwrap()[2], "{address}");
 
     for (change, words) in [
         (
@@ -794,6 +796,13 @@ fence_command = ["/usr/local/sbin/fence", "{member}"]
         (
             ("[\"/usr/local/sbin/fence\", \"{member}\"]", "[]"),
             "an empty fence_command",
+        ),
+        (
+            (
+                "[\"/usr/local/sbin/repoint\", \"{member}\", \"{address}\"]",
+                "[\"\"]",
+            ),
+            "an empty rewire_command",
         ),
     ] {
         let (result, text) = with(&table.replace(change.0, change.1));

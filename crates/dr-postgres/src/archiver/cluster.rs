@@ -59,6 +59,20 @@ pub enum StandbySlotState {
     },
 }
 
+impl std::fmt::Display for StandbySlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.state {
+            StandbySlotState::Held { restart_lsn } => {
+                write!(f, "{}: holds WAL from {restart_lsn}", self.member)
+            }
+            StandbySlotState::NotReplica => write!(f, "{}: not a replica", self.member),
+            StandbySlotState::Failed { error } => {
+                write!(f, "{}: holds no WAL for the archive: {error}", self.member)
+            }
+        }
+    }
+}
+
 /// The connection settings of the member to stream from: the one primary
 /// that takes writes, or with none, the one fenced former primary.
 ///

@@ -36,18 +36,77 @@ use jiff::Timestamp;
 use crate::error::Error;
 use crate::failover::cluster::PgCluster;
 use crate::failover::fence::SqlFence;
-use crate::failover::state::ClusterState;
+use crate::failover::state::{ClusterState, PrimaryState};
 use crate::replication::SqlClient;
 use crate::replication::client::quote_literal;
 
 /// Where the primary last was, as an assessment saw it: what a failover
 /// after it became unreachable would lose is measured from here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct LastSeen {
     system_identifier: u64,
     timeline: u32,
     flush_lsn: Lsn,
     at: Timestamp,
+    /// With synchronous replication, the standbys commits waited for.
+    synchronous: Option<Synchronous>,
+}
+
+/// The primary's synchronous replication, as last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Synchronous {
+    /// How many standbys every commit waited for.
+    waits_for: u32,
+    /// The standbys that could be among them (`sync`, `quorum` or
+    /// `potential` in `pg_stat_replication`): the member each is, where its
+    /// `application_name` names one.
+    standbys: Vec<Option<String>>,
+}
+
+impl Synchronous {
+    fn of(state: &ClusterState, primary: &PrimaryState) -> Option<Self> {
+        let waits_for = primary.commits_wait_for();
+        if waits_for == 0 {
+            return None;
+        }
+        let standbys = primary
+            .standbys
+            .iter()
+            .filter(|view| matches!(view.sync_state.as_str(), "sync" | "quorum" | "potential"))
+            .map(|view| {
+                state
+                    .replicas()
+                    .find(|(_, replica)| replica.seen_by_primary.as_ref() == Some(view))
+                    .map(|(member, _)| member.name.clone())
+            })
+            .collect();
+        Some(Self {
+            waits_for,
+            standbys,
+        })
+    }
+
+    /// Why promoting `chosen`, the most advanced of `candidates`, keeps
+    /// every acknowledged commit; `None` if fewer than one of the standbys
+    /// each commit waited for is sure to be among the candidates.
+    fn keeps(&self, chosen: &str, candidates: &[&str]) -> Option<String> {
+        let known: Vec<&str> = self
+            .standbys
+            .iter()
+            .filter_map(|s| s.as_deref().filter(|name| candidates.contains(name)))
+            .collect();
+        let missing = self.standbys.len() - known.len();
+        (missing < self.waits_for as usize).then(|| {
+            format!(
+                "every commit waited for {} of the {} synchronous standbys; {} of them can be \
+                 promoted ({}), and {chosen} has the most WAL",
+                self.waits_for,
+                self.standbys.len(),
+                known.len(),
+                known.join(", ")
+            )
+        })
+    }
 }
 
 /// Fails a PostgreSQL primary over to its most advanced healthy replica.
@@ -82,6 +141,7 @@ pub struct PgFailover {
     cluster: PgCluster,
     promote_wait: Duration,
     catch_up_wait: Duration,
+    verify_wait: Duration,
     last_seen: Mutex<Option<LastSeen>>,
 }
 
@@ -92,6 +152,7 @@ impl PgFailover {
             cluster,
             promote_wait: Duration::from_secs(60),
             catch_up_wait: Duration::from_secs(30),
+            verify_wait: Duration::from_secs(30),
             last_seen: Mutex::new(None),
         }
     }
@@ -108,6 +169,16 @@ impl PgFailover {
     #[must_use]
     pub fn catch_up_wait(mut self, wait: Duration) -> Self {
         self.catch_up_wait = wait;
+        self
+    }
+
+    /// How long the check after a promotion waits for the first write on
+    /// the new primary (with synchronous replication it waits for a
+    /// replica to follow) and for every reachable replica to stream from
+    /// it (default 30 s).
+    #[must_use]
+    pub fn verify_wait(mut self, wait: Duration) -> Self {
+        self.verify_wait = wait;
         self
     }
 
@@ -137,6 +208,7 @@ impl PgFailover {
                 timeline: primary.timeline,
                 flush_lsn: primary.flush_lsn,
                 at: state.assessed_at,
+                synchronous: Synchronous::of(&state, primary),
             };
             *self.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
         }
@@ -144,7 +216,10 @@ impl PgFailover {
     }
 
     fn last_seen(&self) -> Option<LastSeen> {
-        *self.last_seen.lock().unwrap_or_else(|p| p.into_inner())
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// In a switchover, once the old primary is fenced: waits until the
@@ -405,7 +480,9 @@ impl Failover for PgFailover {
         let last_seen = self.last_seen();
         let reference: Option<(u64, u32, Lsn)> = match (old_primary, primaries.len()) {
             (Some(one), _) => postgres_position(one),
-            (None, 0) => last_seen.map(|s| (s.system_identifier, s.timeline, s.flush_lsn)),
+            (None, 0) => last_seen
+                .as_ref()
+                .map(|s| (s.system_identifier, s.timeline, s.flush_lsn)),
             _ => None,
         };
         let system = reference.map(|(id, _, _)| id).or_else(|| {
@@ -526,8 +603,26 @@ impl Failover for PgFailover {
             }
             _ => Lag::default(),
         };
-        if !request.force {
-            let where_seen = match (old_primary, last_seen) {
+        // With synchronous replication, what the loss counts may never have
+        // been acknowledged: then the guard has nothing to guard.
+        let most_wal = candidates.iter().map(|c| (c.1, c.2)).max();
+        let acknowledged_kept = match (&last_seen, switchover) {
+            (Some(seen), false)
+                if seen.timeline == timeline && most_wal == Some((timeline, lsn)) =>
+            {
+                let names: Vec<&str> = candidates.iter().map(|c| c.0.name.as_str()).collect();
+                seen.synchronous
+                    .as_ref()
+                    .and_then(|sync| sync.keeps(&chosen.name, &names))
+                    .map(|why| match old_primary {
+                        Some(_) => why,
+                        None => format!("{why} (the primary as last seen at {})", seen.at),
+                    })
+            }
+            _ => None,
+        };
+        if !request.force && acknowledged_kept.is_none() {
+            let where_seen = match (old_primary, &last_seen) {
                 (Some(_), _) => "the primary's flushed WAL".to_owned(),
                 (None, Some(seen)) => {
                     format!("the primary's flushed WAL as last seen at {}", seen.at)
@@ -595,6 +690,7 @@ impl Failover for PgFailover {
             promote: chosen.clone(),
             fence,
             expected_loss,
+            acknowledged_kept,
             passed_over,
         })
     }
@@ -669,8 +765,146 @@ impl Failover for PgFailover {
             position,
             data_loss: match plan.mode {
                 FailoverMode::Switchover => Some(Rpo::new(Duration::ZERO)),
+                // No acknowledged commit lost: the window lost is empty.
+                FailoverMode::Failover if plan.acknowledged_kept.is_some() => {
+                    Some(Rpo::new(Duration::ZERO))
+                }
                 FailoverMode::Failover => plan.expected_loss.behind.map(Rpo::new),
             },
         })
+    }
+
+    /// A write and a read on the new primary (its time is the first
+    /// write's, which ends the RTO), then a wait until it is the one
+    /// primary and every reachable replica streams from it.
+    async fn verify(&self, plan: &FailoverPlan) -> dr_core::Result<Option<Timestamp>> {
+        let name = &plan.promote.name;
+        let member = self
+            .cluster
+            .get(name)
+            .ok_or_else(|| dr_core::Error::invalid("member", format!("no member {name}")))?;
+        let deadline = tokio::time::Instant::now() + self.verify_wait;
+        let write = async {
+            let database = member.config.get_dbname().unwrap_or("postgres");
+            let mut sql = SqlClient::connect(&member.config, &self.cluster.tls, database).await?;
+            // A transactional message: a commit like any client's, which
+            // with synchronous replication waits for a replica too.
+            let rows = sql
+                .query(
+                    "SELECT pg_logical_emit_message(true, 'drkit', 'failover check')::text AS lsn",
+                )
+                .await?;
+            let at = Timestamp::now();
+            let lsn = rows
+                .first()
+                .and_then(|r| r.get_named("lsn").ok().flatten())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    refused(
+                        &plan.component,
+                        format!("{name} returned no position for the write"),
+                    )
+                })?;
+            let rows = sql
+                .query(&format!(
+                    "SELECT pg_current_wal_flush_lsn() >= {}::pg_lsn AS durable",
+                    quote_literal(&lsn)?
+                ))
+                .await?;
+            sql.close().await.ok();
+            let durable = rows
+                .first()
+                .and_then(|r| r.get_named("durable").ok().flatten())
+                .is_some_and(|v| v == "t");
+            if !durable {
+                return Err(refused(
+                    &plan.component,
+                    format!("{name} does not read back its write at {lsn} as flushed"),
+                ));
+            }
+            Ok::<_, dr_core::Error>(at)
+        };
+        let first_write = tokio::time::timeout_at(deadline, write)
+            .await
+            .map_err(|_| {
+                refused(
+                    &plan.component,
+                    format!(
+                        "a write on {name} was not acknowledged within {} s (with synchronous \
+                         replication, no replica it waits for follows it)",
+                        self.verify_wait.as_secs()
+                    ),
+                )
+            })??;
+        loop {
+            let state = self.state().await?;
+            let problem = match state.primary() {
+                Some((primary, _)) if primary.name == *name => {
+                    let behind: Vec<&str> = state
+                        .replicas()
+                        .filter(|(_, r)| {
+                            r.seen_by_primary
+                                .as_ref()
+                                .is_none_or(|v| v.state != "streaming")
+                        })
+                        .map(|(m, _)| m.name.as_str())
+                        .collect();
+                    if behind.is_empty() {
+                        return Ok(Some(first_write));
+                    }
+                    format!("{} not streaming from {name}", behind.join(", "))
+                }
+                other => format!(
+                    "{name} was promoted, but the primary is {}",
+                    other.map_or("not one member".to_owned(), |(m, _)| m.name.clone())
+                ),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(refused(
+                    &plan.component,
+                    format!(
+                        "after {} s, {problem}:\n{state}",
+                        self.verify_wait.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Synchronous;
+
+    fn sync(waits_for: u32, standbys: &[Option<&str>]) -> Synchronous {
+        Synchronous {
+            waits_for,
+            standbys: standbys.iter().map(|s| s.map(str::to_owned)).collect(),
+        }
+    }
+
+    #[test]
+    fn acknowledged_commits_are_promised_only_while_enough_synchronous_standbys_remain() {
+        let both = ["pg-2", "pg-3"];
+        // ANY 1 of two: either one left is enough, as the most advanced.
+        let any1 = sync(1, &[Some("pg-2"), Some("pg-3")]);
+        assert!(any1.keeps("pg-2", &both).is_some());
+        assert!(
+            any1.keeps("pg-2", &["pg-2"]).is_none(),
+            "pg-3 may hold the last commits"
+        );
+        // A standby the primary named that is no member (an archiver, a
+        // replica known only as walreceiver) counts as missing.
+        let unnamed = sync(1, &[Some("pg-2"), None]);
+        assert!(unnamed.keeps("pg-2", &both).is_none());
+        // ANY 2 of three: one may be missing.
+        let any2 = sync(2, &[Some("pg-2"), Some("pg-3"), Some("pg-4")]);
+        assert!(any2.keeps("pg-3", &both).is_some());
+        assert!(any2.keeps("pg-3", &["pg-3"]).is_none());
+        // FIRST 1 with a potential standby: both must remain, as the
+        // synchronous one may have changed since last seen.
+        let first1 = sync(1, &[Some("pg-2"), Some("pg-3")]);
+        assert!(first1.keeps("pg-3", &["pg-3"]).is_none());
     }
 }

@@ -77,6 +77,51 @@ pub struct PrimaryState {
     pub flush_lsn: Lsn,
     /// Its replication connections (`pg_stat_replication`).
     pub standbys: Vec<StandbyView>,
+    /// Its `synchronous_standby_names`: empty where commits wait for no standby.
+    #[serde(default)]
+    pub synchronous_standby_names: String,
+    /// Its `synchronous_commit`.
+    #[serde(default)]
+    pub synchronous_commit: String,
+}
+
+impl PrimaryState {
+    /// How many standbys every commit waits for before it is acknowledged
+    /// (`synchronous_standby_names` with `synchronous_commit` at `on`,
+    /// `remote_write` or `remote_apply`); 0 with asynchronous replication.
+    pub fn commits_wait_for(&self) -> u32 {
+        match self.synchronous_commit.as_str() {
+            "on" | "remote_write" | "remote_apply" => {
+                standbys_waited_for(&self.synchronous_standby_names)
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// How many standbys a commit waits for under `synchronous_standby_names`:
+/// `FIRST 2 (a, b, c)` and `2 (a, b)` two, `ANY 1 (*)` one, a plain list
+/// one, an empty setting none.
+fn standbys_waited_for(names: &str) -> u32 {
+    let names = names.trim();
+    if names.is_empty() {
+        return 0;
+    }
+    let mut rest = names;
+    for keyword in ["FIRST", "ANY"] {
+        if let Some(head) = rest.get(..keyword.len())
+            && head.eq_ignore_ascii_case(keyword)
+            && rest[keyword.len()..].starts_with(char::is_whitespace)
+        {
+            rest = rest[keyword.len()..].trim_start();
+            break;
+        }
+    }
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    match rest[..digits].parse() {
+        Ok(n) if rest[digits..].trim_start().starts_with('(') => n,
+        _ => 1,
+    }
 }
 
 /// A replica's state.
@@ -484,7 +529,9 @@ async fn read_status(sql: &mut SqlClient) -> Result<MemberStatus> {
             .query(
                 "SELECT pg_current_wal_lsn() AS current_lsn,
                         pg_current_wal_flush_lsn() AS flush_lsn,
-                        pg_walfile_name(pg_current_wal_lsn()) AS walfile",
+                        pg_walfile_name(pg_current_wal_lsn()) AS walfile,
+                        current_setting('synchronous_standby_names') AS synchronous_standby_names,
+                        current_setting('synchronous_commit') AS synchronous_commit",
             )
             .await?;
         let row = only(&rows).map_err(bad)?;
@@ -495,6 +542,8 @@ async fn read_status(sql: &mut SqlClient) -> Result<MemberStatus> {
             .ok_or_else(|| bad(format!("WAL file name {walfile:?}")))?;
         let current_lsn = parsed(row, "current_lsn").map_err(bad)?;
         let flush_lsn = parsed(row, "flush_lsn").map_err(bad)?;
+        let synchronous_standby_names = text(row, "synchronous_standby_names").map_err(bad)?;
+        let synchronous_commit = text(row, "synchronous_commit").map_err(bad)?;
         let standbys = sql
             .query(
                 "SELECT application_name, client_addr, state, sync_state,
@@ -513,6 +562,8 @@ async fn read_status(sql: &mut SqlClient) -> Result<MemberStatus> {
             current_lsn,
             flush_lsn,
             standbys,
+            synchronous_standby_names,
+            synchronous_commit,
         }));
     }
     let rows = sql
@@ -747,7 +798,28 @@ fn boolean(row: &Row, column: &str) -> Answer<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::conninfo_value;
+    use super::{conninfo_value, standbys_waited_for};
+
+    #[test]
+    fn the_standbys_a_commit_waits_for_are_counted_in_every_form() {
+        for (names, count) in [
+            ("", 0),
+            ("  ", 0),
+            ("pg_2", 1),
+            ("pg_2, pg_3", 1),
+            ("*", 1),
+            ("FIRST 2 (pg_2, pg_3, pg_4)", 2),
+            ("first 1 (pg_2)", 1),
+            ("ANY 2 (*)", 2),
+            ("any 1 (\"pg 2\", pg_3)", 1),
+            ("2 (pg_2, pg_3)", 2),
+            ("2(pg_2, pg_3)", 2),
+            ("\"2\"", 1),
+            ("firstling", 1),
+        ] {
+            assert_eq!(standbys_waited_for(names), count, "{names:?}");
+        }
+    }
 
     #[test]
     fn application_names_are_read_from_either_form_of_conninfo() {

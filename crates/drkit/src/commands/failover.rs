@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use dr_core::{
-    FailoverHooks, FailoverMode, FailoverRequest, Fence, LossLimit, Member, async_trait,
+    ComponentId, FailoverHooks, FailoverMode, FailoverRequest, Fence, LossLimit, Member, Rewire,
+    async_trait,
 };
 use dr_postgres::{ClusterState, PgCluster, PgFailover, SqlFence};
 use dr_storage::Repository;
@@ -105,6 +106,7 @@ pub(crate) async fn run(
         ));
     };
     let fence = ClusterFence::new(&cluster, failover_settings);
+    let rewire = CommandRewire::of(failover_settings);
     let holder = holder("drkit");
     let lease: Arc<dyn dr_core::FailoverLease> = Arc::new(repo.clone());
     let hooks = FailoverHooks {
@@ -114,7 +116,7 @@ pub(crate) async fn run(
             std::time::Duration::from_secs(120),
         )),
         fence: Some(&fence),
-        rewire: None,
+        rewire: rewire.as_ref().map(|r| r as &dyn Rewire),
     };
     let outcome = dr_core::execute(&failover, &request, hooks)
         .await
@@ -160,20 +162,16 @@ pub(crate) fn request(
 /// and one that does not with the `fence_command`.
 pub(crate) struct ClusterFence {
     sql: SqlFence,
-    command: Option<Vec<String>>,
-    members: Vec<(String, String)>,
+    command: Option<HookCommand>,
 }
 
 impl ClusterFence {
     pub(crate) fn new(cluster: &PgCluster, settings: &FailoverSettings) -> Self {
         Self {
             sql: SqlFence::new(cluster.clone()),
-            command: settings.fence_command().map(<[String]>::to_vec),
-            members: settings
-                .members()
-                .iter()
-                .map(|m| (m.name().to_owned(), m.address()))
-                .collect(),
+            command: settings
+                .fence_command()
+                .map(|words| HookCommand::new("fence", words, settings)),
         }
     }
 }
@@ -184,18 +182,72 @@ impl Fence for ClusterFence {
         if member.reachable {
             return self.sql.fence(member).await;
         }
-        let Some(words) = &self.command else {
+        let Some(command) = &self.command else {
             return Err(dr_core::Error::Refused {
                 operation: format!("fencing {}", member.name),
                 reason: "it does not answer and the component has no fence_command".into(),
             });
         };
+        command
+            .run(&format!("fencing {}", member.name), member)
+            .await
+    }
+}
+
+/// The `rewire_command`: clients pointed at the new primary.
+pub(crate) struct CommandRewire(HookCommand);
+
+impl CommandRewire {
+    /// The component's `rewire_command`, if it has one.
+    pub(crate) fn of(settings: &FailoverSettings) -> Option<Self> {
+        settings
+            .rewire_command()
+            .map(|words| Self(HookCommand::new("rewire", words, settings)))
+    }
+}
+
+#[async_trait]
+impl Rewire for CommandRewire {
+    async fn rewire(&self, component: &ComponentId, primary: &Member) -> dr_core::Result<()> {
+        self.0
+            .run(
+                &format!("pointing {component}'s clients at {}", primary.name),
+                primary,
+            )
+            .await
+    }
+}
+
+/// A command of the failover table, run for one member: its words with
+/// `{member}` and `{address}` replaced; it must exit 0.
+pub(crate) struct HookCommand {
+    what: &'static str,
+    words: Vec<String>,
+    /// Each member's name and `host:port`.
+    members: Vec<(String, String)>,
+}
+
+impl HookCommand {
+    fn new(what: &'static str, words: &[String], settings: &FailoverSettings) -> Self {
+        Self {
+            what,
+            words: words.to_vec(),
+            members: settings
+                .members()
+                .iter()
+                .map(|m| (m.name().to_owned(), m.address()))
+                .collect(),
+        }
+    }
+
+    async fn run(&self, operation: &str, member: &Member) -> dr_core::Result<()> {
         let address = self
             .members
             .iter()
             .find(|(name, _)| *name == member.name)
             .map_or("", |(_, address)| address.as_str());
-        let words: Vec<String> = words
+        let words: Vec<String> = self
+            .words
             .iter()
             .map(|w| {
                 w.replace("{member}", &member.name)
@@ -209,15 +261,16 @@ impl Fence for ClusterFence {
             .output()
             .await
             .map_err(|e| {
-                dr_core::Error::io(format!("running the fence command {}", words[0]), e)
+                dr_core::Error::io(format!("running the {} command {}", self.what, words[0]), e)
             })?;
         if output.status.success() {
             return Ok(());
         }
         Err(dr_core::Error::Refused {
-            operation: format!("fencing {}", member.name),
+            operation: operation.to_owned(),
             reason: format!(
-                "the fence command {} ended {}: {}",
+                "the {} command {} ended {}: {}",
+                self.what,
                 words.join(" "),
                 output.status,
                 String::from_utf8_lossy(&output.stderr).trim()

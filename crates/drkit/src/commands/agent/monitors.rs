@@ -10,7 +10,9 @@ use dr_core::{ComponentId, FailoverLease, FailoverMode};
 use dr_postgres::{Monitor, MonitorEvent, MonitorOptions, PgFailover};
 
 use super::{Agent, stopped};
-use crate::commands::failover::{ClusterFence, holder, pg_cluster, request, settings};
+use crate::commands::failover::{
+    ClusterFence, CommandRewire, holder, pg_cluster, request, settings,
+};
 
 /// Watches `component`'s primary until the agent stops.
 pub(crate) async fn watch(agent: Arc<Agent>, component: ComponentId) {
@@ -74,12 +76,15 @@ async fn start(
     let lease: Arc<dyn FailoverLease> = agent.repo.clone();
     let options = MonitorOptions::new(automatic.interval, automatic.timeout, automatic.failures);
     tracing::info!(%component, "failover monitor starting");
-    Ok(Monitor::new(Arc::new(PgFailover::new(cluster)), options)
+    let mut monitor = Monitor::new(Arc::new(PgFailover::new(cluster)), options)
         .fail_over_automatically(
             request(settings_of, failover, FailoverMode::Failover),
             fence,
             lease,
             holder("drkit-agent"),
-        )
-        .spawn())
+        );
+    if let Some(rewire) = CommandRewire::of(failover) {
+        monitor = monitor.rewire(Arc::new(rewire));
+    }
+    Ok(monitor.spawn())
 }
