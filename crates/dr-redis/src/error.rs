@@ -161,6 +161,92 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A Redis server could not be connected to.
+    #[error("Redis server {addr} cannot be reached")]
+    Unreachable {
+        /// `host:port`.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection to a Redis server broke.
+    #[error("the connection to Redis server {addr} broke while {what}")]
+    Connection {
+        /// `host:port`.
+        addr: String,
+        /// What was being done.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Redis server closed the connection before answering.
+    #[error("Redis server {addr} closed the connection while {what}")]
+    Closed {
+        /// `host:port`.
+        addr: String,
+        /// What was being done.
+        what: &'static str,
+    },
+    /// A Redis server closed the connection before the RDB it was sending
+    /// ended.
+    #[error(
+        "Redis server {addr} closed the connection after {received} bytes of the RDB{}",
+        expected.map(|n| format!(" of {n}")).unwrap_or_default()
+    )]
+    EndedEarly {
+        /// `host:port`.
+        addr: String,
+        /// RDB bytes received.
+        received: u64,
+        /// The RDB's announced length, if it was announced.
+        expected: Option<u64>,
+    },
+    /// Nothing arrived from a Redis server for too long.
+    #[error("Redis server {addr} sent nothing for {} s while {what}", after.as_secs_f64())]
+    Idle {
+        /// `host:port`.
+        addr: String,
+        /// What was being done.
+        what: &'static str,
+        /// How long.
+        after: std::time::Duration,
+    },
+    /// A Redis server answered a command with an error: a refused password
+    /// (`WRONGPASS`), a user without the permission (`NOPERM`), a command a
+    /// managed service disabled, a replica whose master link is down.
+    #[error("Redis server {addr} refused {command}: {message}")]
+    ServerRefused {
+        /// `host:port`.
+        addr: String,
+        /// The command.
+        command: &'static str,
+        /// The server's error line, without its `-`.
+        message: String,
+    },
+    /// The peer does not speak Redis's protocol as expected.
+    #[error("{addr} does not answer as a Redis server: {reason}")]
+    NotRedis {
+        /// `host:port`.
+        addr: String,
+        /// What it said.
+        reason: String,
+    },
+}
+
+/// The kind of a server's error reply, by its code.
+fn refusal_kind(message: &str) -> ErrorKind {
+    let code = message.split(' ').next().unwrap_or_default();
+    match code {
+        "WRONGPASS" | "NOAUTH" | "NOPERM" => ErrorKind::Auth,
+        "LOADING" | "BUSY" | "MASTERDOWN" | "NOMASTERLINK" | "TRYAGAIN" | "CLUSTERDOWN" => {
+            ErrorKind::Unavailable
+        }
+        // An unknown or disabled command: a managed service without SYNC.
+        _ if message.contains("unknown command") => ErrorKind::Unsupported,
+        _ => ErrorKind::Refused,
+    }
 }
 
 /// The RDB versions this build reads, as text.
@@ -179,8 +265,14 @@ impl Error {
             Error::UnsupportedVersion { .. }
             | Error::UnsupportedFormat { .. }
             | Error::UnsupportedType { .. } => ErrorKind::UnsupportedVersion,
-            Error::InvalidState { .. } => ErrorKind::InvalidInput,
+            Error::InvalidState { .. } | Error::NotRedis { .. } => ErrorKind::InvalidInput,
             Error::Io { .. } => ErrorKind::Io,
+            Error::Unreachable { .. }
+            | Error::Connection { .. }
+            | Error::Closed { .. }
+            | Error::EndedEarly { .. } => ErrorKind::Unavailable,
+            Error::Idle { .. } => ErrorKind::Timeout,
+            Error::ServerRefused { message, .. } => refusal_kind(message),
         }
     }
 
@@ -196,6 +288,12 @@ impl Error {
                     | std::io::ErrorKind::ConnectionAborted
                     | std::io::ErrorKind::UnexpectedEof
             ),
+            Error::Unreachable { .. }
+            | Error::Connection { .. }
+            | Error::Closed { .. }
+            | Error::EndedEarly { .. }
+            | Error::Idle { .. } => true,
+            Error::ServerRefused { .. } => self.kind() == ErrorKind::Unavailable,
             _ => false,
         }
     }

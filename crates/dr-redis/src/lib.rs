@@ -72,9 +72,11 @@
 //! ```
 
 mod error;
+mod fetch;
 mod rdb;
 
 pub use error::{Error, Place, Result, SUPPORTED_VERSIONS};
+pub use fetch::{Framing, RdbTransfer, RedisServer};
 pub use rdb::decode::{
     Consumer, ConsumerGroup, HashField, ModuleField, ModuleValue, PendingEntry, Stream,
     StreamEntry, StreamId, Value, decode_value,

@@ -1,0 +1,288 @@
+//! Fetching RDB snapshots over the replication protocol from real Redis 7.0
+//! and 8.2 servers, in both framings, and from peers that misbehave: a wrong
+//! password, a user without the permission, something that is not Redis, a
+//! server that closes mid-transfer or goes quiet, keep-alives and an end mark
+//! split across reads.
+
+use std::time::Duration;
+
+use dr_core::ErrorKind;
+use dr_redis::{Error, Framing, RdbTransfer, RedisServer, verify_slice};
+use dr_testkit::{Redis, RedisOptions, RedisVersion};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+async fn fetch_all(transfer: &mut RdbTransfer) -> Result<Vec<u8>, Error> {
+    let mut rdb = Vec::new();
+    while let Some(chunk) = transfer.next_chunk().await? {
+        rdb.extend_from_slice(&chunk);
+    }
+    Ok(rdb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_versions_send_a_whole_rdb_in_either_framing() {
+    for (version, rdb_version, prefix) in [
+        (RedisVersion::System, 10, "7."),
+        (RedisVersion::Redis8, 12, "8.2"),
+    ] {
+        for diskless in ["yes", "no"] {
+            let redis = Redis::start_with(
+                RedisOptions::default()
+                    .version(version)
+                    .password("secret")
+                    .setting("repl-diskless-sync", diskless),
+            )
+            .await
+            .unwrap();
+            let mut con = redis.connection().await.unwrap();
+            let mut pipe = redis::pipe();
+            for i in 0..2000 {
+                pipe.cmd("SET")
+                    .arg(format!("key:{i}"))
+                    .arg(vec![b'x'; 100 + i % 300])
+                    .ignore();
+            }
+            pipe.cmd("RPUSH").arg("list").arg(&[1, 2, 3]).ignore();
+            let (): () = pipe.query_async(&mut con).await.unwrap();
+
+            let server = RedisServer::new("127.0.0.1", redis.port()).auth(None, "secret");
+            let mut transfer = server.begin_rdb().await.unwrap();
+            assert!(
+                transfer.server_version().starts_with(prefix),
+                "{transfer:?}"
+            );
+            assert_eq!(transfer.replication_id().len(), 40);
+            let rdb = fetch_all(&mut transfer).await.unwrap();
+            match (diskless, transfer.framing()) {
+                ("yes", Some(Framing::EofMark(_))) => {}
+                ("no", Some(Framing::Length(n))) => assert_eq!(n, rdb.len() as u64),
+                other => panic!("{version:?}: {other:?}"),
+            }
+            assert_eq!(transfer.received(), rdb.len() as u64);
+            // The whole RDB, its checksum right, every key in it.
+            let summary = verify_slice(&rdb).unwrap();
+            assert_eq!(summary.rdb_version, rdb_version, "{version:?} {diskless}");
+            assert_eq!(summary.counts.keys(), 2001, "{version:?} {diskless}");
+            // The server goes on serving.
+            let answer: String = redis::cmd("PING").query_async(&mut con).await.unwrap();
+            assert_eq!(answer, "PONG");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_and_permissions_are_auth_errors() {
+    let redis = Redis::start_with(RedisOptions::default().password("secret"))
+        .await
+        .unwrap();
+    let err = RedisServer::new("127.0.0.1", redis.port())
+        .auth(None, "wrong")
+        .begin_rdb()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(err.to_string().contains("refused AUTH"), "{err}");
+
+    // An ACL user that may read but not replicate.
+    let mut con = redis.connection().await.unwrap();
+    let (): () = redis::cmd("ACL")
+        .arg(&["SETUSER", "reader", "on", ">pw", "~*", "+@read", "+info"])
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let err = RedisServer::new("127.0.0.1", redis.port())
+        .auth(Some("reader".into()), "pw")
+        .begin_rdb()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(err.to_string().contains("NOPERM"), "{err}");
+
+    // Nothing listening.
+    let port = redis.port();
+    drop(con);
+    drop(redis);
+    let err = RedisServer::new("127.0.0.1", port)
+        .begin_rdb()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+}
+
+/// A peer on loopback that answers the handshake as a Redis master would,
+/// then sends `transfer` in pieces, pausing between them, then stays
+/// silent or closes.
+async fn fake_master(transfer: Vec<Vec<u8>>, then_close: bool) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut seen = Vec::new();
+        // INFO, two REPLCONFs, PSYNC: four commands, each ending a request.
+        let info = "# Server\r\nredis_version:7.0.99\r\n";
+        let info = format!("${}\r\n{info}\r\n", info.len());
+        let answers: [&[u8]; 3] = [info.as_bytes(), b"+OK\r\n", b"+OK\r\n"];
+        let mut answered = 0;
+        while answered < 4 {
+            let n = socket.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            // Each command is one array; answer each complete one.
+            while let Some(end) = find_command_end(&seen) {
+                seen.drain(..end);
+                if answered < 3 {
+                    socket.write_all(answers[answered]).await.unwrap();
+                } else {
+                    socket
+                        .write_all(
+                            b"\n\n+FULLRESYNC 0123456789abcdef0123456789abcdef01234567 42\r\n",
+                        )
+                        .await
+                        .unwrap();
+                }
+                answered += 1;
+            }
+        }
+        for piece in transfer {
+            socket.write_all(&piece).await.unwrap();
+            socket.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        if !then_close {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    });
+    port
+}
+
+/// The end of the first complete RESP array of bulk strings in `data`.
+fn find_command_end(data: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(data).ok()?;
+    let count: usize = text.strip_prefix('*')?.split("\r\n").next()?.parse().ok()?;
+    let mut at = text.find("\r\n")? + 2;
+    for _ in 0..count {
+        let line_end = at + text[at..].find("\r\n")?;
+        let len: usize = text[at + 1..line_end].parse().ok()?;
+        at = line_end + 2 + len + 2;
+        if at > text.len() {
+            return None;
+        }
+    }
+    Some(at)
+}
+
+/// A small valid RDB (version 10, one key, checksum "not computed").
+fn small_rdb() -> Vec<u8> {
+    let mut rdb = b"REDIS0010\xfe\x00\x00\x01k\x01v\xff".to_vec();
+    rdb.extend([0; 8]);
+    rdb
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alives_and_an_end_mark_split_across_reads_are_framed_exactly() {
+    let rdb = small_rdb();
+    let mark = b"abcdefghij0123456789abcdefghij0123456789";
+    let mut stream = b"\n\n\n$EOF:".to_vec();
+    stream.extend_from_slice(mark);
+    stream.extend_from_slice(b"\r\n");
+    stream.extend_from_slice(&rdb);
+    stream.extend_from_slice(mark);
+    // Old servers' newlines after the mark.
+    stream.extend_from_slice(b"\n\n");
+    // Cut so that the mark is split, and in one place a single byte.
+    let cut = stream.len() - 2 - 25;
+    let pieces = vec![
+        stream[..5].to_vec(),
+        stream[5..cut].to_vec(),
+        stream[cut..cut + 1].to_vec(),
+        stream[cut + 1..].to_vec(),
+    ];
+    let port = fake_master(pieces, false).await;
+    let mut transfer = RedisServer::new("127.0.0.1", port)
+        .begin_rdb()
+        .await
+        .unwrap();
+    assert_eq!(transfer.offset(), 42);
+    let fetched = fetch_all(&mut transfer).await.unwrap();
+    assert_eq!(fetched, rdb);
+    assert_eq!(transfer.framing(), Some(Framing::EofMark(*mark)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_cut_short_or_gone_quiet_is_an_error_never_a_short_rdb() {
+    // Announced 1000 bytes, sent 12, closed.
+    let port = fake_master(
+        vec![b"$1000\r\n".to_vec(), small_rdb()[..12].to_vec()],
+        true,
+    )
+    .await;
+    let mut transfer = RedisServer::new("127.0.0.1", port)
+        .begin_rdb()
+        .await
+        .unwrap();
+    let err = fetch_all(&mut transfer).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::EndedEarly {
+                received: 12,
+                expected: Some(1000),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+
+    // Diskless, closed before the end mark: the bytes so far are not an RDB.
+    let mut stream = b"$EOF:abcdefghij0123456789abcdefghij0123456789\r\n".to_vec();
+    stream.extend_from_slice(&small_rdb());
+    let port = fake_master(vec![stream], true).await;
+    let mut transfer = RedisServer::new("127.0.0.1", port)
+        .begin_rdb()
+        .await
+        .unwrap();
+    let err = fetch_all(&mut transfer).await.unwrap_err();
+    assert!(
+        matches!(err, Error::EndedEarly { expected: None, .. }),
+        "{err}"
+    );
+
+    // Silent after the preamble: the idle timeout, not a hang.
+    let port = fake_master(vec![b"$1000\r\nREDIS".to_vec()], false).await;
+    let mut transfer = RedisServer::new("127.0.0.1", port)
+        .idle_timeout(Duration::from_millis(300))
+        .begin_rdb()
+        .await
+        .unwrap();
+    let err = fetch_all(&mut transfer).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_is_not_redis_is_named_so() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = socket.read(&mut buf).await;
+        let _ = socket
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+    });
+    let err = RedisServer::new("127.0.0.1", port)
+        .begin_rdb()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(
+        err.to_string()
+            .contains("does not answer as a Redis server"),
+        "{err}"
+    );
+}
