@@ -21,6 +21,9 @@
 //! - [`verify`] (and [`Verifier`], [`verify_slice`]): a whole RDB framed,
 //!   decoded and checked, summed up in an [`RdbSummary`] whose
 //!   [`KeyCounts`] compare with those recorded at backup time.
+//! - [`RedisServer::begin_rdb`]: an RDB fetched over the replication
+//!   protocol as `redis-cli --rdb` does ([`RdbTransfer`]: `PSYNC`, either
+//!   [`Framing`], keep-alives, an idle timeout rather than a total one).
 //! - [`Error`]: one error type, saying where (byte offset, database, key,
 //!   type); it converts into [`dr_core::Error`] with a kind a caller can act
 //!   on ([`Corrupt`](dr_core::ErrorKind::Corrupt),

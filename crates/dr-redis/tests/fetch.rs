@@ -159,6 +159,22 @@ async fn fake_master(transfer: Vec<Vec<u8>>, then_close: bool) -> u16 {
     port
 }
 
+/// What a fetch from a [`fake_master`] sending `sent` gives, with an idle
+/// timeout where given.
+async fn fetch_from_fake(
+    sent: Vec<Vec<u8>>,
+    then_close: bool,
+    idle: Option<Duration>,
+) -> Result<Vec<u8>, Error> {
+    let port = fake_master(sent, then_close).await;
+    let mut server = RedisServer::new("127.0.0.1", port);
+    if let Some(idle) = idle {
+        server = server.idle_timeout(idle);
+    }
+    let mut transfer = server.begin_rdb().await.unwrap();
+    fetch_all(&mut transfer).await
+}
+
 /// The end of the first complete RESP array of bulk strings in `data`.
 fn find_command_end(data: &[u8]) -> Option<usize> {
     let text = std::str::from_utf8(data).ok()?;
@@ -215,16 +231,8 @@ async fn keep_alives_and_an_end_mark_split_across_reads_are_framed_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_cut_short_or_gone_quiet_is_an_error_never_a_short_rdb() {
     // Announced 1000 bytes, sent 12, closed.
-    let port = fake_master(
-        vec![b"$1000\r\n".to_vec(), small_rdb()[..12].to_vec()],
-        true,
-    )
-    .await;
-    let mut transfer = RedisServer::new("127.0.0.1", port)
-        .begin_rdb()
-        .await
-        .unwrap();
-    let err = fetch_all(&mut transfer).await.unwrap_err();
+    let sent = vec![b"$1000\r\n".to_vec(), small_rdb()[..12].to_vec()];
+    let err = fetch_from_fake(sent, true, None).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -241,25 +249,17 @@ async fn a_transfer_cut_short_or_gone_quiet_is_an_error_never_a_short_rdb() {
     // Diskless, closed before the end mark: the bytes so far are not an RDB.
     let mut stream = b"$EOF:abcdefghij0123456789abcdefghij0123456789\r\n".to_vec();
     stream.extend_from_slice(&small_rdb());
-    let port = fake_master(vec![stream], true).await;
-    let mut transfer = RedisServer::new("127.0.0.1", port)
-        .begin_rdb()
-        .await
-        .unwrap();
-    let err = fetch_all(&mut transfer).await.unwrap_err();
+    let err = fetch_from_fake(vec![stream], true, None).await.unwrap_err();
     assert!(
         matches!(err, Error::EndedEarly { expected: None, .. }),
         "{err}"
     );
 
     // Silent after the preamble: the idle timeout, not a hang.
-    let port = fake_master(vec![b"$1000\r\nREDIS".to_vec()], false).await;
-    let mut transfer = RedisServer::new("127.0.0.1", port)
-        .idle_timeout(Duration::from_millis(300))
-        .begin_rdb()
+    let idle = Some(Duration::from_millis(300));
+    let err = fetch_from_fake(vec![b"$1000\r\nREDIS".to_vec()], false, idle)
         .await
-        .unwrap();
-    let err = fetch_all(&mut transfer).await.unwrap_err();
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
 }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use dr_redis::{DumpPayload, Event, KeyEntry, KeyKind, RdbReader, Value, decode_value};
-use dr_testkit::{Redis, RedisOptions};
+use dr_testkit::{Redis, RedisOptions, RedisVersion};
 use proptest::prelude::*;
 use redis::aio::MultiplexedConnection;
 
@@ -205,9 +205,27 @@ const EXPIRE_AT: i64 = 4_102_444_800_000; // 2100-01-01
 const LIBRARY: &str = "#!lua name=drkit\nredis.register_function('drkit_ping', function(keys, args) return 'pong' end)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_dump_rdb_decodes_to_what_was_written() {
+async fn a_redis_7_dump_rdb_decodes_to_what_was_written() {
+    decodes_to_what_was_written(RedisVersion::System, 10, "7.", 19).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_8_dump_rdb_decodes_to_what_was_written() {
+    decodes_to_what_was_written(RedisVersion::Redis8, 12, "8.2", 21).await;
+}
+
+/// A real server of `server` writes RDB version `rdb_version`, names itself
+/// `prefix…`, and writes streams as type `stream_type`.
+async fn decodes_to_what_was_written(
+    server: RedisVersion,
+    rdb_version: u16,
+    prefix: &str,
+    stream_type: u8,
+) {
     // DEBUG lowers the size from which a list element gets a PLAIN node.
-    let options = RedisOptions::default().setting("enable-debug-command", "yes");
+    let options = RedisOptions::default()
+        .version(server)
+        .setting("enable-debug-command", "yes");
     let redis = Redis::start_with(options).await.unwrap();
     let mut con = redis.connection().await.unwrap();
     cmd::<()>(
@@ -284,14 +302,14 @@ async fn a_real_dump_rdb_decodes_to_what_was_written() {
     cmd::<String>(&mut con, &[b"FUNCTION", b"LOAD", LIBRARY.as_bytes()]).await;
 
     let (version, keys, others) = save_and_read(&redis, &mut con).await;
-    assert_eq!(version, 10);
+    assert_eq!(version, rdb_version);
     assert!(
         others
             .iter()
             .any(|e| matches!(e, Event::Function(code) if code == LIBRARY))
     );
     assert!(others.iter().any(
-        |e| matches!(e, Event::Aux { key, value } if key == "redis-ver" && value.starts_with(b"7."))
+        |e| matches!(e, Event::Aux { key, value } if key == "redis-ver" && value.starts_with(prefix.as_bytes()))
     ));
 
     let by_name: BTreeMap<Vec<u8>, &KeyEntry> = keys.iter().map(|k| (k.key.to_vec(), k)).collect();
@@ -307,7 +325,7 @@ async fn a_real_dump_rdb_decodes_to_what_was_written() {
     }
     // Both encodings of each kind were exercised.
     let types: BTreeSet<u8> = keys.iter().map(|k| k.value_type.0).collect();
-    for wanted in [0, 2, 4, 5, 11, 16, 17, 18, 19] {
+    for wanted in [0, 2, 4, 5, 11, 16, 17, 18, stream_type] {
         assert!(
             types.contains(&wanted),
             "type {wanted} missing from {types:?}"
@@ -380,7 +398,7 @@ async fn a_real_dump_rdb_decodes_to_what_was_written() {
         let built = DumpPayload::from_key(by_name[name.as_bytes()], version);
         assert_eq!(built.as_bytes(), &dumped[..], "{name}");
         let parsed = DumpPayload::parse(Bytes::from(dumped)).unwrap();
-        assert_eq!(parsed.rdb_version(), 10);
+        assert_eq!(parsed.rdb_version(), rdb_version);
     }
 
     // verify counts as INFO keyspace does.
@@ -406,7 +424,7 @@ async fn a_real_dump_rdb_decodes_to_what_was_written() {
         summary
             .redis_version
             .as_deref()
-            .is_some_and(|v| v.starts_with("7."))
+            .is_some_and(|v| v.starts_with(prefix))
     );
     assert!(summary.checksum.is_some());
     assert!(summary.counts.differences(&summary.counts).is_empty());
