@@ -24,6 +24,11 @@
 //! - [`RedisServer::begin_rdb`]: an RDB fetched over the replication
 //!   protocol as `redis-cli --rdb` does ([`RdbTransfer`]: `PSYNC`, either
 //!   [`Framing`], keep-alives, an idle timeout rather than a total one).
+//! - [`RdbSnapshot`] ([`dr_core::Backup`]): that RDB stored as a snapshot
+//!   as it arrives, framed and checksummed on the way
+//!   ([`Verifier::framing_only`]), committed only whole; its
+//!   [`RdbSnapshotDetails`] keep the key counts and the server's version,
+//!   its recovery point the replication id and offset.
 //! - [`Error`]: one error type, saying where (byte offset, database, key,
 //!   type); it converts into [`dr_core::Error`] with a kind a caller can act
 //!   on ([`Corrupt`](dr_core::ErrorKind::Corrupt),
@@ -77,6 +82,7 @@
 mod error;
 mod fetch;
 mod rdb;
+mod snapshot;
 
 pub use error::{Error, Place, Result, SUPPORTED_VERSIONS};
 pub use fetch::{Framing, RdbTransfer, RedisServer};
@@ -89,3 +95,4 @@ pub use rdb::frame::{Eof, Event, Header, KeyEntry, ModuleAux, ModuleId, RdbParse
 pub use rdb::reader::{Events, RdbReader, events};
 pub use rdb::verify::{DbCounts, KeyCounts, RdbSummary, Verifier, verify, verify_slice};
 pub use rdb::{KeyKind, MAX_RDB_VERSION, ValueType};
+pub use snapshot::{RDB_STREAM, RdbSnapshot, RdbSnapshotDetails};

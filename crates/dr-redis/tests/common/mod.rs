@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+pub mod fake_master;
+
 /// A test file from `tests/data`.
 pub fn data(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,176 @@
+//! [`RdbSnapshot`] (dr-core `Backup`): one server's RDB, fetched over the
+//! replication protocol straight into a snapshot, with no copy on disk: the
+//! bytes are framed and their checksum checked on the way, and the snapshot
+//! is committed only if the RDB arrived whole and sound.
+
+use dr_core::{
+    Backup, BackupReport, BackupRequest, Capabilities, ComponentId, Manifest, Position,
+    RecoveryPoint, SnapshotCommit, SnapshotDetails, StreamName, Timeline, async_trait,
+};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::fetch::{Framing, RedisServer};
+use crate::rdb::verify::{KeyCounts, Verifier};
+
+/// The stream an RDB snapshot stores its RDB in.
+pub const RDB_STREAM: &str = "rdb";
+
+/// How far ahead of the store the transfer may read.
+const PIPE: usize = 4 << 20;
+
+/// What an RDB snapshot records beside its stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RdbSnapshotDetails {
+    /// The server's `redis_version`.
+    pub server_version: String,
+    /// The RDB version it wrote.
+    pub rdb_version: u16,
+    /// `length` (the server saved to its disk first) or `diskless`.
+    pub framing: String,
+    /// Keys per database and kind, counted as the RDB arrived: what a
+    /// verification or a restore compares with.
+    pub counts: KeyCounts,
+    /// Function libraries in it.
+    pub functions: u64,
+    /// The RDB's size in bytes.
+    pub bytes: u64,
+    /// Its CRC-64, where the server computed one.
+    pub checksum: Option<u64>,
+}
+
+impl SnapshotDetails for RdbSnapshotDetails {
+    const KEY: &'static str = "redis.rdb";
+}
+
+impl RdbSnapshotDetails {
+    /// The details RDB snapshot `manifest` records.
+    ///
+    /// # Errors
+    /// [`dr_core::Error::Corrupt`] if it records none (it is not an RDB
+    /// snapshot) or they do not read.
+    pub fn of(manifest: &Manifest) -> dr_core::Result<Self> {
+        manifest.details()?.ok_or_else(|| {
+            dr_core::Error::corrupt(
+                format!("snapshot {}", manifest.id),
+                format!("not an RDB snapshot: it records no {} details", Self::KEY),
+            )
+        })
+    }
+}
+
+/// Backs one Redis server up as `redis-cli --rdb` does, into a snapshot.
+///
+/// Its recovery point is the instant the server forked (its `+FULLRESYNC`
+/// answer) with the replication id and offset it gave. The fork happens on
+/// the server named: point it at a replica to spare the master. The
+/// server's `repl-diskless-sync-delay` (5 s by default) passes before a
+/// diskless transfer begins.
+///
+/// ```no_run
+/// # async fn demo(repo: &dr_storage::Repository) -> dr_core::Result<()> {
+/// use dr_core::BackupExt;
+/// use dr_redis::{RdbSnapshot, RdbSnapshotDetails, RedisServer};
+///
+/// let server = RedisServer::new("10.0.0.8", 6379).auth(Some("backup".into()), "secret");
+/// let snapshot = RdbSnapshot::new("redis/sessions".parse()?, server);
+/// let report = snapshot.backup_to(repo).await?;
+/// let details = RdbSnapshotDetails::of(&report.manifest)?;
+/// println!("{} keys, RDB {}", details.counts.keys(), details.rdb_version);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RdbSnapshot {
+    component: ComponentId,
+    server: RedisServer,
+}
+
+impl RdbSnapshot {
+    /// Snapshots of `server`, as the component `component`.
+    pub fn new(component: ComponentId, server: RedisServer) -> Self {
+        Self { component, server }
+    }
+}
+
+#[async_trait]
+impl Backup for RdbSnapshot {
+    fn component(&self) -> &ComponentId {
+        &self.component
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
+
+    async fn backup(&self, request: BackupRequest<'_>) -> dr_core::Result<BackupReport> {
+        let mut timeline = Timeline::start_now();
+        let mut transfer = timeline
+            .step("fork (PSYNC)", async {
+                Ok::<_, dr_core::Error>(self.server.begin_rdb().await?)
+            })
+            .await?;
+        let forked_at = Timestamp::now();
+        let position = Position::Redis {
+            replication_id: transfer.replication_id().parse()?,
+            offset: transfer.offset(),
+        };
+        let mut writer = request.sink.begin(&self.component, forked_at).await?;
+        let name = RDB_STREAM.parse::<StreamName>()?;
+        let (mut pipe_in, pipe_out) = tokio::io::duplex(PIPE);
+        let fetched = timeline
+            .step("fetch and store the RDB", async {
+                let fetch = async {
+                    let mut checker = Verifier::framing_only();
+                    while let Some(chunk) = transfer.next_chunk().await? {
+                        checker.feed(&chunk)?;
+                        // The store stopped reading: its own error says why.
+                        if pipe_in.write_all(&chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                    pipe_in.shutdown().await.ok();
+                    drop(pipe_in);
+                    checker.finish()
+                };
+                let store = async {
+                    // Moved in: once the store ends, the fetch's writes fail.
+                    let mut pipe_out = pipe_out;
+                    writer.add_stream(&name, &mut pipe_out).await
+                };
+                let (summary, stored) = tokio::join!(fetch, store);
+                stored?;
+                Ok::<_, dr_core::Error>(summary?)
+            })
+            .await;
+        let summary = match fetched {
+            Ok(summary) => summary,
+            Err(error) => {
+                writer.abort().await.ok();
+                return Err(error);
+            }
+        };
+        let framing = match transfer.framing() {
+            Some(Framing::EofMark(_)) => "diskless",
+            _ => "length",
+        };
+        let details = RdbSnapshotDetails {
+            server_version: transfer.server_version().to_owned(),
+            rdb_version: summary.rdb_version,
+            framing: framing.to_owned(),
+            counts: summary.counts,
+            functions: summary.functions,
+            bytes: summary.bytes,
+            checksum: summary.checksum,
+        };
+        let mut commit = SnapshotCommit::new(RecoveryPoint::new(forked_at).with_position(position));
+        for (key, value) in &request.labels {
+            commit = commit.label(key, value);
+        }
+        let commit = commit.details(&details)?;
+        let manifest = timeline.step("commit", writer.commit(commit)).await?;
+        Ok(BackupReport { manifest, timeline })
+    }
+}
