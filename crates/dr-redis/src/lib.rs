@@ -24,6 +24,9 @@
 //! - [`RedisServer::begin_rdb`]: an RDB fetched over the replication
 //!   protocol as `redis-cli --rdb` does ([`RdbTransfer`]: `PSYNC`, either
 //!   [`Framing`], keep-alives, an idle timeout rather than a total one).
+//! - [`RedisServer::begin_logical`]: for servers that refuse `SYNC`, every
+//!   key read with `SCAN`, `DUMP` and `PTTL` and written out as an RDB
+//!   ([`LogicalDump`]).
 //! - [`RdbSnapshot`] ([`dr_core::Backup`]): that RDB stored as a snapshot
 //!   as it arrives, framed and checksummed on the way
 //!   ([`Verifier::framing_only`]), committed only whole; its
@@ -85,7 +88,7 @@ mod rdb;
 mod snapshot;
 
 pub use error::{Error, Place, Result, SUPPORTED_VERSIONS};
-pub use fetch::{Framing, RdbTransfer, RedisServer};
+pub use fetch::{Framing, LogicalDump, RdbTransfer, RedisServer};
 pub use rdb::decode::{
     Consumer, ConsumerGroup, HashField, ModuleField, ModuleValue, PendingEntry, Stream,
     StreamEntry, StreamId, Value, decode_value,
@@ -95,4 +98,4 @@ pub use rdb::frame::{Eof, Event, Header, KeyEntry, ModuleAux, ModuleId, RdbParse
 pub use rdb::reader::{Events, RdbReader, events};
 pub use rdb::verify::{DbCounts, KeyCounts, RdbSummary, Verifier, verify, verify_slice};
 pub use rdb::{KeyKind, MAX_RDB_VERSION, ValueType};
-pub use snapshot::{RDB_STREAM, RdbSnapshot, RdbSnapshotDetails};
+pub use snapshot::{RDB_STREAM, RdbSnapshot, RdbSnapshotDetails, SnapshotMode};

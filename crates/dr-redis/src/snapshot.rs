@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::fetch::{Framing, RedisServer};
+use crate::fetch::{Framing, LogicalDump, RdbTransfer, RedisServer};
 use crate::rdb::verify::{KeyCounts, Verifier};
 
 /// The stream an RDB snapshot stores its RDB in.
@@ -29,7 +29,8 @@ pub struct RdbSnapshotDetails {
     pub server_version: String,
     /// The RDB version it wrote.
     pub rdb_version: u16,
-    /// `length` (the server saved to its disk first) or `diskless`.
+    /// `length` (the server saved to its disk first), `diskless`, or
+    /// `logical` (written from `SCAN`, `DUMP` and `PTTL`: not one instant).
     pub framing: String,
     /// Keys per database and kind, counted as the RDB arrived: what a
     /// verification or a restore compares with.
@@ -86,12 +87,55 @@ impl RdbSnapshotDetails {
 pub struct RdbSnapshot {
     component: ComponentId,
     server: RedisServer,
+    mode: SnapshotMode,
+}
+
+/// Where a snapshot's RDB comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SnapshotMode {
+    /// The replication protocol: the server forks and sends its RDB, one
+    /// instant, with its replication id and offset.
+    #[default]
+    Replication,
+    /// `SCAN`, `DUMP` and `PTTL` ([`RedisServer::begin_logical`]), for
+    /// servers that refuse `SYNC` (managed services): each key as of when it
+    /// was read; the recovery point is when the scan began, without a
+    /// replication position.
+    Logical,
 }
 
 impl RdbSnapshot {
-    /// Snapshots of `server`, as the component `component`.
+    /// Snapshots of `server`, as the component `component`, over the
+    /// replication protocol.
     pub fn new(component: ComponentId, server: RedisServer) -> Self {
-        Self { component, server }
+        Self {
+            component,
+            server,
+            mode: SnapshotMode::Replication,
+        }
+    }
+
+    /// Takes them in `mode` instead.
+    #[must_use]
+    pub fn mode(mut self, mode: SnapshotMode) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+/// A snapshot's source of RDB bytes.
+enum Source {
+    Replication(Box<RdbTransfer>),
+    Logical(Box<LogicalDump>),
+}
+
+impl Source {
+    async fn next_chunk(&mut self) -> crate::Result<Option<bytes::Bytes>> {
+        match self {
+            Source::Replication(transfer) => transfer.next_chunk().await,
+            Source::Logical(dump) => dump.next_chunk().await,
+        }
     }
 }
 
@@ -107,24 +151,39 @@ impl Backup for RdbSnapshot {
 
     async fn backup(&self, request: BackupRequest<'_>) -> dr_core::Result<BackupReport> {
         let mut timeline = Timeline::start_now();
-        let mut transfer = timeline
-            .step("fork (PSYNC)", async {
-                Ok::<_, dr_core::Error>(self.server.begin_rdb().await?)
-            })
-            .await?;
-        let forked_at = Timestamp::now();
-        let position = Position::Redis {
-            replication_id: transfer.replication_id().parse()?,
-            offset: transfer.offset(),
+        let (mut source, point, server_version) = match self.mode {
+            SnapshotMode::Replication => {
+                let transfer = timeline
+                    .step("fork (PSYNC)", async {
+                        Ok::<_, dr_core::Error>(self.server.begin_rdb().await?)
+                    })
+                    .await?;
+                let point = RecoveryPoint::new(Timestamp::now()).with_position(Position::Redis {
+                    replication_id: transfer.replication_id().parse()?,
+                    offset: transfer.offset(),
+                });
+                let version = transfer.server_version().to_owned();
+                (Source::Replication(Box::new(transfer)), point, version)
+            }
+            SnapshotMode::Logical => {
+                let dump = timeline
+                    .step("connect (logical: SCAN, DUMP, PTTL)", async {
+                        Ok::<_, dr_core::Error>(self.server.begin_logical().await?)
+                    })
+                    .await?;
+                let point = RecoveryPoint::new(dump.started_at());
+                let version = dump.server_version().to_owned();
+                (Source::Logical(Box::new(dump)), point, version)
+            }
         };
-        let mut writer = request.sink.begin(&self.component, forked_at).await?;
+        let mut writer = request.sink.begin(&self.component, point.at).await?;
         let name = RDB_STREAM.parse::<StreamName>()?;
         let (mut pipe_in, pipe_out) = tokio::io::duplex(PIPE);
         let fetched = timeline
             .step("fetch and store the RDB", async {
                 let fetch = async {
                     let mut checker = Verifier::framing_only();
-                    while let Some(chunk) = transfer.next_chunk().await? {
+                    while let Some(chunk) = source.next_chunk().await? {
                         checker.feed(&chunk)?;
                         // The store stopped reading: its own error says why.
                         if pipe_in.write_all(&chunk).await.is_err() {
@@ -152,12 +211,15 @@ impl Backup for RdbSnapshot {
                 return Err(error);
             }
         };
-        let framing = match transfer.framing() {
-            Some(Framing::EofMark(_)) => "diskless",
-            _ => "length",
+        let framing = match &source {
+            Source::Logical(_) => "logical",
+            Source::Replication(transfer) => match transfer.framing() {
+                Some(Framing::EofMark(_)) => "diskless",
+                _ => "length",
+            },
         };
         let details = RdbSnapshotDetails {
-            server_version: transfer.server_version().to_owned(),
+            server_version,
             rdb_version: summary.rdb_version,
             framing: framing.to_owned(),
             counts: summary.counts,
@@ -165,7 +227,7 @@ impl Backup for RdbSnapshot {
             bytes: summary.bytes,
             checksum: summary.checksum,
         };
-        let mut commit = SnapshotCommit::new(RecoveryPoint::new(forked_at).with_position(position));
+        let mut commit = SnapshotCommit::new(point);
         for (key, value) in &request.labels {
             commit = commit.label(key, value);
         }

@@ -12,8 +12,11 @@ use crate::error::{Error, Result};
 
 /// The longest reply line accepted (a `+FULLRESYNC`, an error message).
 const MAX_LINE: usize = 64 * 1024;
-/// The largest bulk reply accepted (an `INFO` answer).
-const MAX_BULK: usize = 16 << 20;
+/// The largest bulk reply accepted (an `INFO` answer, a `DUMP` payload:
+/// Redis's own limit on a bulk argument is 512 MB).
+const MAX_BULK: usize = 512 << 20;
+/// The most elements an array reply may have (a `SCAN` batch).
+const MAX_ARRAY: usize = 1 << 20;
 
 /// A reply to a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +27,19 @@ pub(crate) enum Reply {
     Integer(i64),
     /// `$n` and its bytes; `None` for `$-1`.
     Bulk(Option<Vec<u8>>),
+    /// `*n` and its elements (arrays within arrays only one level deep);
+    /// `None` for `*-1`.
+    Array(Option<Vec<Reply>>),
+}
+
+/// Appends one command to `out`, as RESP's array of bulk strings.
+pub(crate) fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// A connection: the socket and what was read past the last reply.
@@ -70,16 +86,16 @@ impl Conn {
     /// Sends one command.
     pub(crate) async fn send(&mut self, args: &[&[u8]]) -> Result<()> {
         let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for arg in args {
-            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            out.extend_from_slice(arg);
-            out.extend_from_slice(b"\r\n");
-        }
+        encode(&mut out, args);
+        self.send_raw(&out).await
+    }
+
+    /// Sends commands already [`encode`]d, in one write.
+    pub(crate) async fn send_raw(&mut self, commands: &[u8]) -> Result<()> {
         self.stream
-            .write_all(&out)
+            .write_all(commands)
             .await
-            .map_err(|source| self.broken("sending a command", source))
+            .map_err(|source| self.broken("sending commands", source))
     }
 
     /// Sends a command and reads its reply; an error reply is
@@ -91,8 +107,54 @@ impl Conn {
 
     /// Reads one reply.
     pub(crate) async fn reply(&mut self, command: &'static str) -> Result<Reply> {
+        match self.scalar(command).await? {
+            Err(count) => {
+                let mut items = Vec::with_capacity(count.min(1024));
+                for _ in 0..count {
+                    items.push(match self.scalar(command).await? {
+                        Ok(reply) => reply,
+                        Err(inner) => {
+                            let mut nested = Vec::with_capacity(inner.min(1024));
+                            for _ in 0..inner {
+                                nested.push(self.scalar(command).await?.map_err(|_| {
+                                    self.not_redis("arrays nested three deep".to_owned())
+                                })?);
+                            }
+                            Reply::Array(Some(nested))
+                        }
+                    });
+                }
+                Ok(Reply::Array(Some(items)))
+            }
+            Ok(reply) => Ok(reply),
+        }
+    }
+
+    /// Reads one reply that is not an array, or the header of an array:
+    /// `Err(count)` with its elements still to read.
+    async fn scalar(&mut self, command: &'static str) -> Result<std::result::Result<Reply, usize>> {
         let line = self.line(command, false).await?;
-        let (kind, rest) = line.split_at(1);
+        if let Some(count) = line.strip_prefix('*') {
+            let count: i64 = count
+                .parse()
+                .map_err(|_| self.not_redis(format!("an array reply {line:?}")))?;
+            if count < 0 {
+                return Ok(Ok(Reply::Array(None)));
+            }
+            return usize::try_from(count)
+                .ok()
+                .filter(|&n| n <= MAX_ARRAY)
+                .map(Err)
+                .ok_or_else(|| self.not_redis(format!("an array reply of {count} elements")));
+        }
+        self.single(command, &line).await.map(Ok)
+    }
+
+    /// The reply that `line` begins.
+    async fn single(&mut self, command: &'static str, line: &str) -> Result<Reply> {
+        let (Some(kind), Some(rest)) = (line.get(..1), line.get(1..)) else {
+            return Err(self.not_redis(format!("a reply {line:?}")));
+        };
         match kind {
             "+" => Ok(Reply::Simple(rest.to_owned())),
             "-" => Err(Error::ServerRefused {

@@ -7,7 +7,10 @@
 //! forks. Every read waits at most an idle timeout, never a total one: a
 //! large snapshot takes as long as it takes while bytes keep coming.
 
-mod conn;
+pub(crate) mod conn;
+mod logical;
+
+pub use self::logical::LogicalDump;
 
 use std::fmt;
 use std::time::Duration;
@@ -103,29 +106,8 @@ impl RedisServer {
     /// [`Error::NotRedis`] for a peer that does not speak RESP,
     /// [`Error::Idle`].
     pub async fn begin_rdb(&self) -> Result<RdbTransfer> {
-        let addr = self.addr();
-        let mut conn = Conn::connect(&addr, self.connect_timeout, self.idle_timeout).await?;
-        if let Some(password) = &self.password {
-            let mut args: Vec<&[u8]> = vec![b"AUTH"];
-            if let Some(user) = &self.username {
-                args.push(user.as_bytes());
-            }
-            args.push(password.as_bytes());
-            conn.call("AUTH", &args).await?;
-        }
-        let info = match conn.call("INFO", &[b"INFO", b"server"]).await? {
-            Reply::Bulk(Some(text)) => String::from_utf8_lossy(&text).into_owned(),
-            other => {
-                return Err(Error::NotRedis {
-                    addr,
-                    reason: format!("INFO answered {other:?}"),
-                });
-            }
-        };
-        let version = info_field(&info, "redis_version").ok_or_else(|| Error::NotRedis {
-            addr: addr.clone(),
-            reason: "INFO server names no redis_version".into(),
-        })?;
+        let (mut conn, version) = self.connect().await?;
+        let addr = conn.addr().to_owned();
         // Older servers refuse these; the transfer works without them.
         for option in [
             &[&b"REPLCONF"[..], b"capa", b"eof"],
@@ -168,13 +150,48 @@ impl RedisServer {
         };
         Ok(RdbTransfer {
             conn,
-            server_version: version.to_owned(),
+            server_version: version,
             replication_id,
             offset,
             framing: None,
             received: 0,
             done: false,
         })
+    }
+}
+
+impl RedisServer {
+    /// Connects, authenticates, and reads the server's `redis_version`.
+    pub(crate) async fn connect(&self) -> Result<(Conn, String)> {
+        let addr = self.addr();
+        let mut conn = Conn::connect(&addr, self.connect_timeout, self.idle_timeout).await?;
+        if let Some(password) = &self.password {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            if let Some(user) = &self.username {
+                args.push(user.as_bytes());
+            }
+            args.push(password.as_bytes());
+            conn.call("AUTH", &args).await?;
+        }
+        let info = info(&mut conn, "server").await?;
+        let version = info_field(&info, "redis_version")
+            .ok_or_else(|| Error::NotRedis {
+                addr: addr.clone(),
+                reason: "INFO server names no redis_version".into(),
+            })?
+            .to_owned();
+        Ok((conn, version))
+    }
+}
+
+/// `INFO <section>`'s text.
+pub(crate) async fn info(conn: &mut Conn, section: &str) -> Result<String> {
+    match conn.call("INFO", &[b"INFO", section.as_bytes()]).await? {
+        Reply::Bulk(Some(text)) => Ok(String::from_utf8_lossy(&text).into_owned()),
+        other => Err(Error::NotRedis {
+            addr: conn.addr().to_owned(),
+            reason: format!("INFO answered {other:?}"),
+        }),
     }
 }
 
@@ -352,7 +369,7 @@ impl RdbTransfer {
 }
 
 /// A field of an `INFO` answer.
-fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines().find_map(|line| {
         line.strip_prefix(name)
             .and_then(|rest| rest.strip_prefix(':'))
