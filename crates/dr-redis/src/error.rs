@@ -225,6 +225,15 @@ pub enum Error {
         /// The server's error line, without its `-`.
         message: String,
     },
+    /// A path given as Redis's files is neither an RDB file nor an
+    /// append-only directory this build reads.
+    #[error("{path} is not Redis's files: {reason}")]
+    NotRedisFiles {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The peer does not speak Redis's protocol as expected.
     #[error("{addr} does not answer as a Redis server: {reason}")]
     NotRedis {
@@ -265,7 +274,9 @@ impl Error {
             Error::UnsupportedVersion { .. }
             | Error::UnsupportedFormat { .. }
             | Error::UnsupportedType { .. } => ErrorKind::UnsupportedVersion,
-            Error::InvalidState { .. } | Error::NotRedis { .. } => ErrorKind::InvalidInput,
+            Error::InvalidState { .. } | Error::NotRedis { .. } | Error::NotRedisFiles { .. } => {
+                ErrorKind::InvalidInput
+            }
             Error::Io { .. } => ErrorKind::Io,
             Error::Unreachable { .. }
             | Error::Connection { .. }

@@ -32,6 +32,9 @@
 //!   ([`Verifier::framing_only`]), committed only whole; its
 //!   [`RdbSnapshotDetails`] keep the key counts and the server's version,
 //!   its recovery point the replication id and offset.
+//! - [`FileSnapshot`] ([`dr_core::Backup`]): Redis's own files from a path
+//!   (an RDB file, or a Redis 7 `appendonlydir`), for a sidecar that mounts
+//!   the data volume; the RDB checked as it is stored.
 //! - [`Error`]: one error type, saying where (byte offset, database, key,
 //!   type); it converts into [`dr_core::Error`] with a kind a caller can act
 //!   on ([`Corrupt`](dr_core::ErrorKind::Corrupt),
@@ -84,11 +87,13 @@
 
 mod error;
 mod fetch;
+mod files;
 mod rdb;
 mod snapshot;
 
 pub use error::{Error, Place, Result, SUPPORTED_VERSIONS};
 pub use fetch::{Framing, LogicalDump, RdbTransfer, RedisServer};
+pub use files::{AOF_STREAM_PREFIX, FileSnapshot};
 pub use rdb::decode::{
     Consumer, ConsumerGroup, HashField, ModuleField, ModuleValue, PendingEntry, Stream,
     StreamEntry, StreamId, Value, decode_value,

@@ -3,16 +3,18 @@
 //! bytes are framed and their checksum checked on the way, and the snapshot
 //! is committed only if the RDB arrived whole and sound.
 
+use bytes::Bytes;
 use dr_core::{
     Backup, BackupReport, BackupRequest, Capabilities, ComponentId, Manifest, Position,
-    RecoveryPoint, SnapshotCommit, SnapshotDetails, StreamName, Timeline, async_trait,
+    RecoveryPoint, SnapshotCommit, SnapshotDetails, SnapshotWriter, StreamName, Timeline,
+    async_trait,
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::fetch::{Framing, LogicalDump, RdbTransfer, RedisServer};
-use crate::rdb::verify::{KeyCounts, Verifier};
+use crate::rdb::verify::{KeyCounts, RdbSummary, Verifier};
 
 /// The stream an RDB snapshot stores its RDB in.
 pub const RDB_STREAM: &str = "rdb";
@@ -130,13 +132,56 @@ enum Source {
     Logical(Box<LogicalDump>),
 }
 
-impl Source {
-    async fn next_chunk(&mut self) -> crate::Result<Option<bytes::Bytes>> {
+/// Where an RDB's bytes come from, a piece at a time.
+#[async_trait]
+pub(crate) trait Chunks: Send {
+    /// The next bytes; `None` at the end.
+    async fn next_chunk(&mut self) -> crate::Result<Option<Bytes>>;
+}
+
+#[async_trait]
+impl Chunks for Source {
+    async fn next_chunk(&mut self) -> crate::Result<Option<Bytes>> {
         match self {
             Source::Replication(transfer) => transfer.next_chunk().await,
             Source::Logical(dump) => dump.next_chunk().await,
         }
     }
+}
+
+/// Stores the RDB `source` yields as the stream `name`, framing it and
+/// checking its checksum on the way; the summary once both are done.
+///
+/// # Errors
+/// The source's, the check's (a damaged or incomplete RDB) or the store's.
+/// The snapshot must then be aborted.
+pub(crate) async fn store_checked(
+    writer: &mut dyn SnapshotWriter,
+    name: &StreamName,
+    source: &mut dyn Chunks,
+) -> dr_core::Result<RdbSummary> {
+    let (mut pipe_in, pipe_out) = tokio::io::duplex(PIPE);
+    let fetch = async {
+        let mut checker = Verifier::framing_only();
+        while let Some(chunk) = source.next_chunk().await? {
+            checker.feed(&chunk)?;
+            // The store stopped reading: its own error says why.
+            if pipe_in.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        pipe_in.shutdown().await.ok();
+        drop(pipe_in);
+        checker.finish()
+    };
+    let store = async {
+        // Moved in: once the store ends, the fetch's writes fail.
+        let mut pipe_out = pipe_out;
+        writer.add_stream(name, &mut pipe_out).await
+    };
+    let (summary, stored) = tokio::join!(fetch, store);
+    stored?;
+    Ok(summary?)
 }
 
 #[async_trait]
@@ -178,31 +223,11 @@ impl Backup for RdbSnapshot {
         };
         let mut writer = request.sink.begin(&self.component, point.at).await?;
         let name = RDB_STREAM.parse::<StreamName>()?;
-        let (mut pipe_in, pipe_out) = tokio::io::duplex(PIPE);
         let fetched = timeline
-            .step("fetch and store the RDB", async {
-                let fetch = async {
-                    let mut checker = Verifier::framing_only();
-                    while let Some(chunk) = source.next_chunk().await? {
-                        checker.feed(&chunk)?;
-                        // The store stopped reading: its own error says why.
-                        if pipe_in.write_all(&chunk).await.is_err() {
-                            break;
-                        }
-                    }
-                    pipe_in.shutdown().await.ok();
-                    drop(pipe_in);
-                    checker.finish()
-                };
-                let store = async {
-                    // Moved in: once the store ends, the fetch's writes fail.
-                    let mut pipe_out = pipe_out;
-                    writer.add_stream(&name, &mut pipe_out).await
-                };
-                let (summary, stored) = tokio::join!(fetch, store);
-                stored?;
-                Ok::<_, dr_core::Error>(summary?)
-            })
+            .step(
+                "fetch and store the RDB",
+                store_checked(writer.as_mut(), &name, &mut source),
+            )
             .await;
         let summary = match fetched {
             Ok(summary) => summary,
