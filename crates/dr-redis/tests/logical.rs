@@ -7,13 +7,17 @@ use std::sync::Arc;
 
 use dr_core::{BackupExt, ErrorKind, SnapshotSourceExt, StreamName};
 use dr_redis::{
-    Event, RDB_STREAM, RdbSnapshot, RdbSnapshotDetails, RedisServer, SnapshotMode, Value,
-    decode_value, events, verify_slice,
+    DumpPayload, Event, RDB_STREAM, RdbSnapshot, RdbSnapshotDetails, RedisServer, SnapshotMode,
+    Value, ValueType, decode_value, events, verify_slice,
 };
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Redis, RedisOptions, RedisVersion};
 use redis::aio::MultiplexedConnection;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+mod common;
+use common::fake_master::{command_args, find_command_end};
 
 /// Every key of an RDB: (database, key) → (value, expiry in ms).
 type Keys = BTreeMap<(u64, Vec<u8>), (Value, Option<i64>)>;
@@ -232,4 +236,81 @@ async fn a_user_who_may_read_but_not_replicate_gets_a_logical_snapshot() {
         .unwrap();
     let details = RdbSnapshotDetails::of(&report.manifest).unwrap();
     assert_eq!(details.counts.keys(), 1);
+}
+
+/// A server whose SCAN returns a key twice (as a rehashing Redis may):
+/// the logical RDB holds it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_scan_returns_twice_is_written_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let bulk = |b: &[u8]| {
+            let mut out = format!("${}\r\n", b.len()).into_bytes();
+            out.extend_from_slice(b);
+            out.extend_from_slice(b"\r\n");
+            out
+        };
+        let array = |items: &[&[u8]]| {
+            let mut out = format!("*{}\r\n", items.len()).into_bytes();
+            for item in items {
+                out.extend(bulk(item));
+            }
+            out
+        };
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            while let Some(end) = find_command_end(&seen) {
+                let args = command_args(&seen[..end]);
+                seen.drain(..end);
+                let answer = match (args[0].as_str(), args.get(1).map(String::as_str)) {
+                    ("INFO", Some("server")) => bulk(b"redis_version:7.0.99\r\n"),
+                    ("INFO", _) => bulk(b"# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n"),
+                    ("FUNCTION", _) => b"-ERR unknown command 'FUNCTION'\r\n".to_vec(),
+                    ("SELECT", _) => b"+OK\r\n".to_vec(),
+                    ("SCAN", Some("0")) => {
+                        let mut out = b"*2\r\n".to_vec();
+                        out.extend(bulk(b"7"));
+                        out.extend(array(&[b"a", b"b"]));
+                        out
+                    }
+                    ("SCAN", _) => {
+                        let mut out = b"*2\r\n".to_vec();
+                        out.extend(bulk(b"0"));
+                        out.extend(array(&[b"b", b"c"]));
+                        out
+                    }
+                    ("DUMP", Some(key)) => {
+                        let mut raw = vec![key.len() as u8];
+                        raw.extend_from_slice(key.as_bytes());
+                        bulk(DumpPayload::new(ValueType(0), &raw, 10).as_bytes())
+                    }
+                    ("PTTL", _) => b":-1\r\n".to_vec(),
+                    other => panic!("{other:?}"),
+                };
+                socket.write_all(&answer).await.unwrap();
+            }
+        }
+    });
+    let mut dump = RedisServer::new("127.0.0.1", port)
+        .begin_logical()
+        .await
+        .unwrap();
+    let mut rdb = Vec::new();
+    while let Some(chunk) = dump.next_chunk().await.unwrap() {
+        rdb.extend_from_slice(&chunk);
+    }
+    let (keys, _) = keys_of(&rdb);
+    let names: Vec<&[u8]> = keys.keys().map(|(_, k)| k.as_slice()).collect();
+    assert_eq!(names, [b"a".as_slice(), b"b", b"c"]);
+    assert_eq!(keys[&(0, b"b".to_vec())].0, Value::String("b".into()));
+    // The map above would hide a second "b"; the RDB's own count does not.
+    assert_eq!(verify_slice(&rdb).unwrap().counts.keys(), 3);
 }

@@ -7,8 +7,10 @@
 //!
 //! The snapshot is not one instant: each key is read when `SCAN` reaches it.
 //! A key deleted in between is skipped; an expiry is made absolute when read.
+//! `SCAN` may return a key more than once (while the server rehashes); it
+//! is written once, as Redis refuses to load an RDB with a duplicate key.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use jiff::Timestamp;
@@ -65,6 +67,7 @@ impl RedisServer {
             started_at,
             databases,
             cursor: None,
+            seen: HashSet::new(),
             functions,
             version: None,
             written_db: None,
@@ -85,6 +88,8 @@ pub struct LogicalDump {
     databases: VecDeque<u64>,
     /// The `SCAN` cursor in the first of them, once begun.
     cursor: Option<Vec<u8>>,
+    /// The keys of that database already written.
+    seen: HashSet<Vec<u8>>,
     /// `FUNCTION DUMP`'s payload, until written.
     functions: Option<DumpPayload>,
     /// The RDB version, once the header is written.
@@ -176,13 +181,16 @@ impl LogicalDump {
             },
             _ => return Err(self.odd("SCAN")),
         };
-        let keys: Vec<Vec<u8>> = keys
-            .into_iter()
-            .map(|k| match k {
-                Reply::Bulk(Some(key)) => Ok(key),
-                _ => Err(self.odd("SCAN")),
-            })
-            .collect::<Result<_>>()?;
+        let mut fresh = Vec::with_capacity(keys.len());
+        for key in keys {
+            match key {
+                // Returned again: written already.
+                Reply::Bulk(Some(key)) if self.seen.contains(&key) => {}
+                Reply::Bulk(Some(key)) => fresh.push(key),
+                _ => return Err(self.odd("SCAN")),
+            }
+        }
+        let keys = fresh;
         // One write and one round trip for the whole batch.
         let mut batch = Vec::with_capacity(keys.iter().map(|k| k.len() + 40).sum());
         for key in &keys {
@@ -204,9 +212,11 @@ impl LogicalDump {
             };
             let payload = DumpPayload::parse(Bytes::from(payload))?;
             self.key(db, &key, &payload, expire_at)?;
+            self.seen.insert(key);
         }
         if next == b"0" {
             self.databases.pop_front();
+            self.seen.clear();
         } else {
             self.cursor = Some(next);
         }

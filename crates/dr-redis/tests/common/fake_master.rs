@@ -57,7 +57,7 @@ pub async fn fake_master(transfer: Vec<Vec<u8>>, then_close: bool) -> u16 {
 }
 
 /// The end of the first complete RESP array of bulk strings in `data`.
-fn find_command_end(data: &[u8]) -> Option<usize> {
+pub fn find_command_end(data: &[u8]) -> Option<usize> {
     let text = std::str::from_utf8(data).ok()?;
     let count: usize = text.strip_prefix('*')?.split("\r\n").next()?.parse().ok()?;
     let mut at = text.find("\r\n")? + 2;
@@ -77,4 +77,16 @@ pub fn small_rdb() -> Vec<u8> {
     let mut rdb = b"REDIS0010\xfe\x00\x00\x01k\x01v\xff".to_vec();
     rdb.extend([0; 8]);
     rdb
+}
+
+/// The arguments of the complete command `data` begins with (as
+/// [`find_command_end`] found it).
+pub fn command_args(data: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.split("\r\n").skip(1);
+    let mut args = Vec::new();
+    while let (Some(_len), Some(arg)) = (lines.next(), lines.next()) {
+        args.push(arg.to_owned());
+    }
+    args
 }
