@@ -757,67 +757,10 @@ async fn timelines_are_followed_after_promotion() {
     stream.finish().await.unwrap();
 }
 
-/// Runs the openssl CLI in `dir`.
-async fn openssl(dir: &Path, args: &[&str]) {
-    let output = tokio::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .await
-        .expect("openssl runs");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Makes a CA and a server certificate for 127.0.0.1 with the openssl CLI;
-/// returns the CA certificate's PEM path.
+/// Makes a CA and a server certificate for 127.0.0.1 and gives the server
+/// its key and certificate; returns the CA certificate's PEM path.
 async fn make_certificates(pg: &Postgres, dir: &Path) -> std::path::PathBuf {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=drkit test CA"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
-    openssl(dir, &ca).await;
-    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
-    openssl(dir, &csr).await;
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.crt",
-        ],
-    )
-    .await;
-
+    dr_testkit::make_certificates(dir).unwrap();
     // The server reads its key and certificate from its own directory.
     for name in ["server.key", "server.crt"] {
         let target = pg.dir().join(name);

@@ -225,6 +225,16 @@ pub enum Error {
         /// The server's error line, without its `-`.
         message: String,
     },
+    /// The TLS handshake with a Redis server failed: a certificate that
+    /// does not check, or a server that does not speak TLS.
+    #[error("TLS with Redis server {addr} failed")]
+    Tls {
+        /// `host:port`.
+        addr: String,
+        /// The handshake's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A path given as Redis's files is neither an RDB file nor an
     /// append-only directory this build reads.
     #[error("{path} is not Redis's files: {reason}")]
@@ -283,6 +293,12 @@ impl Error {
             | Error::Closed { .. }
             | Error::EndedEarly { .. } => ErrorKind::Unavailable,
             Error::Idle { .. } => ErrorKind::Timeout,
+            // rustls reports certificate and protocol failures as InvalidData;
+            // anything else is the connection going away mid-handshake.
+            Error::Tls { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => {
+                ErrorKind::Auth
+            }
+            Error::Tls { .. } => ErrorKind::Unavailable,
             Error::ServerRefused { message, .. } => refusal_kind(message),
         }
     }

@@ -23,7 +23,8 @@
 //!   [`KeyCounts`] compare with those recorded at backup time.
 //! - [`RedisServer::begin_rdb`]: an RDB fetched over the replication
 //!   protocol as `redis-cli --rdb` does ([`RdbTransfer`]: `PSYNC`, either
-//!   [`Framing`], keep-alives, an idle timeout rather than a total one).
+//!   [`Framing`], keep-alives, an idle timeout rather than a total one;
+//!   TLS with [`RedisServer::tls`]).
 //! - [`RedisServer::begin_logical`]: for servers that refuse `SYNC`, every
 //!   key read with `SCAN`, `DUMP` and `PTTL` and written out as an RDB
 //!   ([`LogicalDump`]).

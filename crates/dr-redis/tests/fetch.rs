@@ -217,3 +217,64 @@ async fn a_peer_that_is_not_redis_is_named_so() {
         "{err}"
     );
 }
+
+/// rustls client settings trusting the CA in `ca_pem`.
+fn trusting(ca_pem: &std::path::Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca_pem).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_servers_certificate_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dr_testkit::make_certificates(dir.path()).unwrap();
+    let tls_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let redis = Redis::start_with(
+        RedisOptions::default()
+            .setting("tls-port", tls_port.to_string())
+            .setting("tls-cert-file", certs.cert.display().to_string())
+            .setting("tls-key-file", certs.key.display().to_string())
+            .setting("tls-auth-clients", "no"),
+    )
+    .await
+    .unwrap();
+    let mut con = redis.connection().await.unwrap();
+    let (): () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let server = RedisServer::new("127.0.0.1", tls_port)
+        .tls(trusting(&certs.ca))
+        .unwrap();
+    let mut transfer = server.begin_rdb().await.unwrap();
+    let rdb = fetch_all(&mut transfer).await.unwrap();
+    assert_eq!(verify_slice(&rdb).unwrap().counts.keys(), 1);
+
+    // A CA that did not sign the server's certificate.
+    let err = RedisServer::new("127.0.0.1", tls_port)
+        .tls(trusting(&dr_testkit::tls_fixture("other-ca.pem")))
+        .unwrap()
+        .begin_rdb()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(matches!(err, Error::Tls { .. }), "{err}");
+}

@@ -5,8 +5,27 @@
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+/// The socket, plain or under TLS.
+trait Socket: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Socket for T {}
+
+/// TLS for a connection: the client's settings and the name the server's
+/// certificate must carry.
+#[derive(Clone)]
+pub(crate) struct TlsSettings {
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) server_name: ServerName<'static>,
+}
 
 use crate::error::{Error, Result};
 
@@ -44,7 +63,7 @@ pub(crate) fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
 
 /// A connection: the socket and what was read past the last reply.
 pub(crate) struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Socket>,
     buf: BytesMut,
     addr: String,
     idle: Duration,
@@ -52,8 +71,13 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// Connects to `addr` (`host:port`) within `timeout`.
-    pub(crate) async fn connect(addr: &str, timeout: Duration, idle: Duration) -> Result<Self> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    pub(crate) async fn connect(
+        addr: &str,
+        timeout: Duration,
+        idle: Duration,
+        tls: Option<&TlsSettings>,
+    ) -> Result<Self> {
+        let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => {
                 return Err(Error::Unreachable {
@@ -69,7 +93,30 @@ impl Conn {
                 });
             }
         };
-        stream.set_nodelay(true).ok();
+        tcp.set_nodelay(true).ok();
+        let stream: Box<dyn Socket> = match tls {
+            None => Box::new(tcp),
+            Some(tls) => {
+                let connector = TlsConnector::from(tls.config.clone());
+                let handshake = connector.connect(tls.server_name.clone(), tcp);
+                match tokio::time::timeout(timeout, handshake).await {
+                    Ok(Ok(stream)) => Box::new(stream),
+                    Ok(Err(source)) => {
+                        return Err(Error::Tls {
+                            addr: addr.to_owned(),
+                            source,
+                        });
+                    }
+                    Err(_) => {
+                        return Err(Error::Idle {
+                            addr: addr.to_owned(),
+                            what: "negotiating TLS",
+                            after: timeout,
+                        });
+                    }
+                }
+            }
+        };
         Ok(Self {
             stream,
             buf: BytesMut::with_capacity(64 * 1024),

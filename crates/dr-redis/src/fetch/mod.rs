@@ -19,7 +19,12 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
-use self::conn::{Conn, Reply};
+use std::sync::Arc;
+
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
+
+use self::conn::{Conn, Reply, TlsSettings};
 
 /// The end mark of a diskless transfer is this long.
 const MARK_LEN: usize = 40;
@@ -33,6 +38,7 @@ pub struct RedisServer {
     password: Option<String>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    tls: Option<TlsSettings>,
 }
 
 impl fmt::Debug for RedisServer {
@@ -43,6 +49,7 @@ impl fmt::Debug for RedisServer {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("connect_timeout", &self.connect_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -58,7 +65,30 @@ impl RedisServer {
             password: None,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            tls: None,
         }
+    }
+
+    /// Connects over TLS with `config` (its root certificates decide which
+    /// servers are trusted; a client certificate in it is presented), the
+    /// server's certificate checked against the host given to
+    /// [`RedisServer::new`] (a DNS name or an IP address).
+    ///
+    /// # Errors
+    /// [`Error::NotRedis`] if the host cannot be a certificate's name.
+    pub fn tls(mut self, config: Arc<ClientConfig>) -> Result<Self> {
+        let server_name = ServerName::try_from(self.host.clone()).map_err(|e| Error::NotRedis {
+            addr: self.addr(),
+            reason: format!(
+                "{:?} cannot be checked against a TLS certificate: {e}",
+                self.host
+            ),
+        })?;
+        self.tls = Some(TlsSettings {
+            config,
+            server_name,
+        });
+        Ok(self)
     }
 
     /// Authenticates with `password`, as the ACL user `username` where
@@ -164,7 +194,13 @@ impl RedisServer {
     /// Connects, authenticates, and reads the server's `redis_version`.
     pub(crate) async fn connect(&self) -> Result<(Conn, String)> {
         let addr = self.addr();
-        let mut conn = Conn::connect(&addr, self.connect_timeout, self.idle_timeout).await?;
+        let mut conn = Conn::connect(
+            &addr,
+            self.connect_timeout,
+            self.idle_timeout,
+            self.tls.as_ref(),
+        )
+        .await?;
         if let Some(password) = &self.password {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];
             if let Some(user) = &self.username {
