@@ -8,7 +8,9 @@ use std::time::Duration;
 use dr_core::{BackupExt, ErrorKind, SnapshotSource, SnapshotSourceExt};
 use dr_redis::{AOF_STREAM_PREFIX, FileSnapshot, RdbSnapshotDetails};
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
-use dr_testkit::{Persistence, Redis, RedisOptions, eventually};
+use dr_testkit::{Persistence, Redis, RedisOptions, RedisVersion, eventually};
+
+mod common;
 use redis::aio::MultiplexedConnection;
 use tokio::io::AsyncReadExt;
 
@@ -169,6 +171,9 @@ async fn damaged_or_foreign_files_leave_no_snapshot() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    // Redis's own checker refuses it too.
+    let (sound, said) = common::redis_check_rdb(RedisVersion::System, &rdb);
+    assert!(!sound, "{said}");
 
     // A directory with no append-only manifest.
     let err = FileSnapshot::new(component.clone(), files.path())

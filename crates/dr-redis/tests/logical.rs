@@ -179,6 +179,9 @@ async fn a_logical_snapshot_holds_what_the_servers_own_save_holds() {
         .unwrap();
         let summary = verify_slice(&rdb).unwrap();
         assert_eq!(summary.rdb_version, rdb_version);
+        // The RDB written from DUMP payloads is one Redis's own checker accepts.
+        let (sound, said) = common::redis_check_rdb(version, &rdb);
+        assert!(sound, "{version:?}: {said}");
         assert_eq!(summary.functions, 1);
         let (dumped, functions) = keys_of(&rdb);
         assert_eq!(functions, expected_functions);

@@ -209,3 +209,24 @@ pub fn raw_id(ms: u64, seq: u64) -> Vec<u8> {
     out.extend(seq.to_be_bytes());
     out
 }
+
+/// What `redis-check-rdb` of `version` says of `rdb`: whether it finds it
+/// sound, and its output.
+pub fn redis_check_rdb(version: dr_testkit::RedisVersion, rdb: &[u8]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("checked.rdb");
+    std::fs::write(&file, rdb).unwrap();
+    let output = std::process::Command::new(version.check_rdb().unwrap())
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        output.status.success() && said.contains("RDB looks OK"),
+        said,
+    )
+}
