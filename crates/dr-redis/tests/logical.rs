@@ -154,6 +154,19 @@ async fn a_logical_snapshot_holds_what_the_servers_own_save_holds() {
         let saved = std::fs::read(redis.dir().join("dump.rdb")).unwrap();
         let (expected, expected_functions) = keys_of(&saved);
 
+        let connections = |con: MultiplexedConnection| async move {
+            let mut con = con;
+            let info: String = redis::cmd("INFO")
+                .arg("stats")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            info.lines()
+                .find_map(|l| l.strip_prefix("total_connections_received:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap()
+        };
+        let before = connections(con.clone()).await;
         let dir = tempfile::tempdir().unwrap();
         let repo = repository(&dir).await;
         let snapshot = RdbSnapshot::new(
@@ -164,6 +177,8 @@ async fn a_logical_snapshot_holds_what_the_servers_own_save_holds() {
         let report = snapshot.backup_to(&repo).await.unwrap();
         let details = RdbSnapshotDetails::of(&report.manifest).unwrap();
         assert_eq!(details.framing, "logical");
+        // SCAN on one connection, DUMP and PTTL on three more.
+        assert_eq!(connections(con.clone()).await - before, 4);
         assert_eq!(details.rdb_version, rdb_version);
         assert!(report.manifest.recovery_point.position.is_none());
 
@@ -248,58 +263,10 @@ async fn a_key_scan_returns_twice_is_written_once() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let bulk = |b: &[u8]| {
-            let mut out = format!("${}\r\n", b.len()).into_bytes();
-            out.extend_from_slice(b);
-            out.extend_from_slice(b"\r\n");
-            out
-        };
-        let array = |items: &[&[u8]]| {
-            let mut out = format!("*{}\r\n", items.len()).into_bytes();
-            for item in items {
-                out.extend(bulk(item));
-            }
-            out
-        };
-        let mut seen = Vec::new();
-        let mut buf = vec![0u8; 4096];
+        // The scanning connection and the reading ones.
         loop {
-            let n = socket.read(&mut buf).await.unwrap();
-            if n == 0 {
-                return;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            while let Some(end) = find_command_end(&seen) {
-                let args = command_args(&seen[..end]);
-                seen.drain(..end);
-                let answer = match (args[0].as_str(), args.get(1).map(String::as_str)) {
-                    ("INFO", Some("server")) => bulk(b"redis_version:7.0.99\r\n"),
-                    ("INFO", _) => bulk(b"# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n"),
-                    ("FUNCTION", _) => b"-ERR unknown command 'FUNCTION'\r\n".to_vec(),
-                    ("SELECT", _) => b"+OK\r\n".to_vec(),
-                    ("SCAN", Some("0")) => {
-                        let mut out = b"*2\r\n".to_vec();
-                        out.extend(bulk(b"7"));
-                        out.extend(array(&[b"a", b"b"]));
-                        out
-                    }
-                    ("SCAN", _) => {
-                        let mut out = b"*2\r\n".to_vec();
-                        out.extend(bulk(b"0"));
-                        out.extend(array(&[b"b", b"c"]));
-                        out
-                    }
-                    ("DUMP", Some(key)) => {
-                        let mut raw = vec![key.len() as u8];
-                        raw.extend_from_slice(key.as_bytes());
-                        bulk(DumpPayload::new(ValueType(0), &raw, 10).as_bytes())
-                    }
-                    ("PTTL", _) => b":-1\r\n".to_vec(),
-                    other => panic!("{other:?}"),
-                };
-                socket.write_all(&answer).await.unwrap();
-            }
+            let (socket, _) = listener.accept().await.unwrap();
+            tokio::spawn(serve_scan_twice(socket));
         }
     });
     let mut dump = RedisServer::new("127.0.0.1", port)
@@ -316,4 +283,60 @@ async fn a_key_scan_returns_twice_is_written_once() {
     assert_eq!(keys[&(0, b"b".to_vec())].0, Value::String("b".into()));
     // The map above would hide a second "b"; the RDB's own count does not.
     assert_eq!(verify_slice(&rdb).unwrap().counts.keys(), 3);
+}
+
+/// One connection of a server whose `SCAN` returns `b` twice.
+async fn serve_scan_twice(mut socket: tokio::net::TcpStream) {
+    let bulk = |b: &[u8]| {
+        let mut out = format!("${}\r\n", b.len()).into_bytes();
+        out.extend_from_slice(b);
+        out.extend_from_slice(b"\r\n");
+        out
+    };
+    let array = |items: &[&[u8]]| {
+        let mut out = format!("*{}\r\n", items.len()).into_bytes();
+        for item in items {
+            out.extend(bulk(item));
+        }
+        out
+    };
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = socket.read(&mut buf).await.unwrap();
+        if n == 0 {
+            return;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        while let Some(end) = find_command_end(&seen) {
+            let args = command_args(&seen[..end]);
+            seen.drain(..end);
+            let answer = match (args[0].as_str(), args.get(1).map(String::as_str)) {
+                ("INFO", Some("server")) => bulk(b"redis_version:7.0.99\r\n"),
+                ("INFO", _) => bulk(b"# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n"),
+                ("FUNCTION", _) => b"-ERR unknown command 'FUNCTION'\r\n".to_vec(),
+                ("SELECT", _) => b"+OK\r\n".to_vec(),
+                ("SCAN", Some("0")) => {
+                    let mut out = b"*2\r\n".to_vec();
+                    out.extend(bulk(b"7"));
+                    out.extend(array(&[b"a", b"b"]));
+                    out
+                }
+                ("SCAN", _) => {
+                    let mut out = b"*2\r\n".to_vec();
+                    out.extend(bulk(b"0"));
+                    out.extend(array(&[b"b", b"c"]));
+                    out
+                }
+                ("DUMP", Some(key)) => {
+                    let mut raw = vec![key.len() as u8];
+                    raw.extend_from_slice(key.as_bytes());
+                    bulk(DumpPayload::new(ValueType(0), &raw, 10).as_bytes())
+                }
+                ("PTTL", _) => b":-1\r\n".to_vec(),
+                other => panic!("{other:?}"),
+            };
+            socket.write_all(&answer).await.unwrap();
+        }
+    }
 }

@@ -37,10 +37,12 @@ const EXPIRETIME_MS: u8 = 0xFC;
 const EOF: u8 = 0xFF;
 
 impl RedisServer {
-    /// Connects and starts reading every key with `SCAN`, `DUMP` and `PTTL`
-    /// (the user needs `INFO`, `SELECT`, `SCAN`, `DUMP`, `PTTL` and, for
-    /// functions, `FUNCTION DUMP`): [`LogicalDump::next_chunk`] yields an
-    /// RDB written from what they return.
+    /// Connects and starts reading every key: `SCAN` on one connection,
+    /// `DUMP` and `PTTL` pipelined on [`RedisServer::logical_connections`]
+    /// others at once (the user needs `INFO`, `SELECT`, `SCAN`, `DUMP`,
+    /// `PTTL` and, for functions, `FUNCTION DUMP`):
+    /// [`LogicalDump::next_chunk`] yields an RDB written from what they
+    /// return.
     ///
     /// # Errors
     /// As [`RedisServer::begin_rdb`], for the connection and `INFO`.
@@ -61,8 +63,14 @@ impl RedisServer {
             Err(Error::ServerRefused { message, .. }) if message.contains("unknown") => None,
             Err(e) => return Err(e),
         };
+        let mut workers = Vec::with_capacity(self.logical_connections);
+        for _ in 0..self.logical_connections {
+            let (conn, _) = self.connect().await?;
+            workers.push(Worker { conn, db: None });
+        }
         Ok(LogicalDump {
             conn,
+            workers,
             server_version,
             started_at,
             databases,
@@ -81,7 +89,10 @@ impl RedisServer {
 
 /// A logical dump under way: [`LogicalDump::next_chunk`] yields an RDB.
 pub struct LogicalDump {
+    /// The connection `SCAN` runs on.
     conn: Conn,
+    /// The connections `DUMP` and `PTTL` run on.
+    workers: Vec<Worker>,
     server_version: String,
     started_at: Timestamp,
     /// Databases not yet read, in order.
@@ -151,6 +162,8 @@ impl LogicalDump {
     }
 
     /// One `SCAN` batch, or the end.
+    ///
+    /// (`SCAN` runs on the first connection; `DUMP` and `PTTL` on all.)
     async fn step(&mut self) -> Result<()> {
         let Some(&db) = self.databases.front() else {
             self.header(EMPTY_VERSION);
@@ -190,18 +203,17 @@ impl LogicalDump {
                 _ => return Err(self.odd("SCAN")),
             }
         }
-        let keys = fresh;
-        // One write and one round trip for the whole batch.
-        let mut batch = Vec::with_capacity(keys.iter().map(|k| k.len() + 40).sum());
-        for key in &keys {
-            conn::encode(&mut batch, &[b"DUMP", key]);
-            conn::encode(&mut batch, &[b"PTTL", key]);
-        }
-        self.conn.send_raw(&batch).await?;
-        for key in keys {
-            let dumped = self.conn.reply("DUMP").await?;
-            let ttl = self.conn.reply("PTTL").await?;
-            let now = Timestamp::now().as_millisecond();
+        // The batch shared out among the connections, each part one write
+        // and one round trip, all at once.
+        let share = fresh.len().div_ceil(self.workers.len()).max(1);
+        let parts: Vec<Vec<Vec<u8>>> = fresh.chunks(share).map(<[_]>::to_vec).collect();
+        let read = self
+            .workers
+            .iter_mut()
+            .zip(parts)
+            .map(|(worker, keys)| dump_part(worker, db, keys));
+        let answers = futures_util::future::try_join_all(read).await?;
+        for (key, dumped, ttl, now) in answers.into_iter().flatten() {
             let (payload, expire_at) = match (dumped, ttl) {
                 // Deleted since SCAN saw it.
                 (Reply::Bulk(None), _) | (_, Reply::Integer(-2)) => continue,
@@ -316,9 +328,50 @@ impl LogicalDump {
     }
 
     fn odd(&self, command: &str) -> Error {
-        Error::NotRedis {
-            addr: self.conn.addr().to_owned(),
-            reason: format!("{command} answered outside the protocol"),
-        }
+        odd(&self.conn, command)
+    }
+}
+
+/// `DUMP` and `PTTL` of `keys` in database `db` on one connection: each
+/// key with the two answers and the time they arrived (ms).
+async fn dump_part(
+    worker: &mut Worker,
+    db: u64,
+    keys: Vec<Vec<u8>>,
+) -> Result<Vec<(Vec<u8>, Reply, Reply, i64)>> {
+    if worker.db != Some(db) {
+        let number = db.to_string();
+        worker
+            .conn
+            .call("SELECT", &[b"SELECT", number.as_bytes()])
+            .await?;
+        worker.db = Some(db);
+    }
+    let mut batch = Vec::with_capacity(keys.iter().map(|k| k.len() + 40).sum());
+    for key in &keys {
+        conn::encode(&mut batch, &[b"DUMP", key]);
+        conn::encode(&mut batch, &[b"PTTL", key]);
+    }
+    worker.conn.send_raw(&batch).await?;
+    let mut answers = Vec::with_capacity(keys.len());
+    for key in keys {
+        let dumped = worker.conn.reply("DUMP").await?;
+        let ttl = worker.conn.reply("PTTL").await?;
+        answers.push((key, dumped, ttl, Timestamp::now().as_millisecond()));
+    }
+    Ok(answers)
+}
+
+/// One of the connections `DUMP` and `PTTL` run on, and the database it
+/// has selected.
+struct Worker {
+    conn: Conn,
+    db: Option<u64>,
+}
+
+fn odd(conn: &Conn, command: &str) -> Error {
+    Error::NotRedis {
+        addr: conn.addr().to_owned(),
+        reason: format!("{command} answered outside the protocol"),
     }
 }

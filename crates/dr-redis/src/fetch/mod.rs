@@ -39,6 +39,7 @@ pub struct RedisServer {
     connect_timeout: Duration,
     idle_timeout: Duration,
     tls: Option<TlsSettings>,
+    logical_connections: usize,
 }
 
 impl fmt::Debug for RedisServer {
@@ -66,7 +67,16 @@ impl RedisServer {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             tls: None,
+            logical_connections: 3,
         }
+    }
+
+    /// How many connections logical mode reads keys on with `DUMP` and
+    /// `PTTL`, besides the one `SCAN` runs on (default 3, at least 1).
+    #[must_use]
+    pub fn logical_connections(mut self, connections: usize) -> Self {
+        self.logical_connections = connections.max(1);
+        self
     }
 
     /// Connects over TLS with `config` (its root certificates decide which
