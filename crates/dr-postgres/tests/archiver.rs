@@ -796,17 +796,7 @@ async fn timeline_switches_are_followed_to_a_promoted_replica() {
     // The archiver pointed at the promoted replica: it finishes timeline 1
     // up to the switch point, stores 00000002.history, goes on with timeline 2.
     let second = archiver(&replica, &repo, &component, options("drkit_tl"));
-    let control = replica.connect("postgres").await.unwrap();
-    control
-        .batch_execute("INSERT INTO t SELECT generate_series(1, 5000)")
-        .await
-        .unwrap();
-    let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
-    let full = WalSegment::containing(2, Lsn::new(switched.as_u64() - 1), SIZE);
-    let status = flushed(&second, full.end(SIZE), Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert_eq!(status.timeline, Some(2));
+    let (full, status) = a_segment_on_timeline_2(&replica, &second).await;
     assert!(status.histories_stored >= 1, "{status:?}");
     second.shutdown().await.unwrap();
 
@@ -922,17 +912,7 @@ async fn a_multi_host_archiver_reconnects_to_the_promoted_standby() {
     // The primary dies; the archiver moves to the standby, which is promoted.
     primary.kill9();
     replica.promote().await.unwrap();
-    let control = replica.connect("postgres").await.unwrap();
-    control
-        .batch_execute("INSERT INTO t SELECT generate_series(1, 5000)")
-        .await
-        .unwrap();
-    let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
-    let full = WalSegment::containing(2, Lsn::new(switched.as_u64() - 1), SIZE);
-    let status = flushed(&handle, full.end(SIZE), Duration::from_secs(20))
-        .await
-        .unwrap();
-    assert_eq!(status.timeline, Some(2));
+    let (full, status) = a_segment_on_timeline_2(&replica, &handle).await;
     assert!(status.connections >= 2, "{status:?}");
     assert!(
         status.last_error.is_some(),
@@ -1196,6 +1176,24 @@ async fn a_reconnect_is_a_warning_and_each_session_says_where_it_streams_from() 
     assert!(!events.any(|l| l.contains(pg.password())), "{events:?}");
 }
 
+/// Writes on `promoted` (on timeline 2) and switches segments; returns the
+/// segment completed, once `handle` has archived it, and the status then.
+async fn a_segment_on_timeline_2(
+    promoted: &Postgres,
+    handle: &ArchiverHandle,
+) -> (WalSegment, dr_postgres::ArchiverStatus) {
+    let control = promoted.connect("postgres").await.unwrap();
+    control
+        .batch_execute("INSERT INTO t SELECT generate_series(1, 5000)")
+        .await
+        .unwrap();
+    let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
+    let full = WalSegment::containing(2, Lsn::new(switched.as_u64() - 1), SIZE);
+    let status = flushed(handle, full.end(SIZE), WAIT).await.unwrap();
+    assert_eq!(status.timeline, Some(2));
+    (full, status)
+}
+
 /// Whether `data_dir`'s `pg_wal` has the timeline-1 segment holding `lsn`.
 fn has_segment(data_dir: &Path, lsn: Lsn) -> bool {
     let name = WalSegment::containing(1, lsn, SIZE).file_name(SIZE);
@@ -1286,15 +1284,7 @@ async fn a_cluster_archiver_holds_wal_on_the_replicas_and_resumes_on_the_promote
     primary.kill9();
     replica.promote().await.unwrap();
     let second = start();
-    let control = replica.connect("postgres").await.unwrap();
-    control
-        .batch_execute("INSERT INTO t SELECT generate_series(1, 5000)")
-        .await
-        .unwrap();
-    let switched = lsn(&control, "SELECT pg_switch_wal()::text").await;
-    let full = WalSegment::containing(2, Lsn::new(switched.as_u64() - 1), SIZE);
-    let status = flushed(&second, full.end(SIZE), WAIT).await.unwrap();
-    assert_eq!(status.timeline, Some(2));
+    a_segment_on_timeline_2(&replica, &second).await;
     eventually(
         "the promoted member to be seen as the primary",
         WAIT,

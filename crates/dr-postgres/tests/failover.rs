@@ -49,6 +49,28 @@ fn cluster(members: &[(&str, &Postgres)]) -> PgCluster {
     )
 }
 
+/// The hooks of a failover that fences with `fence` alone.
+fn fenced(fence: &dyn Fence) -> FailoverHooks<'_> {
+    FailoverHooks {
+        fence: Some(fence),
+        ..FailoverHooks::default()
+    }
+}
+
+/// `ALTER SYSTEM SET setting = 'value'` on `pg`, then a reload.
+async fn alter_system(pg: &Postgres, setting: &str, value: &str) {
+    let session = pg.connect("postgres").await.unwrap();
+    let value = value.replace('\'', "''");
+    session
+        .batch_execute(&format!("ALTER SYSTEM SET {setting} = '{value}'"))
+        .await
+        .unwrap();
+    session
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+}
+
 fn request(limit: LossLimit) -> FailoverRequest {
     let objectives = Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap());
     FailoverRequest::new(FailoverMode::Failover, objectives, limit)
@@ -261,10 +283,7 @@ async fn the_primary_lost_the_most_advanced_replica_is_promoted_and_the_other_fo
         fail: true,
         ..RecordingFence::default()
     };
-    let hooks = FailoverHooks {
-        fence: Some(&broken),
-        ..FailoverHooks::default()
-    };
+    let hooks = fenced(&broken);
     let stopped = dr_core::execute(&failover, &request(LossLimit::Bytes(0)), hooks)
         .await
         .unwrap_err();
@@ -275,10 +294,7 @@ async fn the_primary_lost_the_most_advanced_replica_is_promoted_and_the_other_fo
     assert!(failover.state().await.unwrap().primary().is_none());
 
     let fence = RecordingFence::default();
-    let hooks = FailoverHooks {
-        fence: Some(&fence),
-        ..FailoverHooks::default()
-    };
+    let hooks = fenced(&fence);
     let outcome = dr_core::execute(&failover, &request(LossLimit::Bytes(0)), hooks)
         .await
         .unwrap();
@@ -355,21 +371,10 @@ async fn a_new_primary_that_takes_no_write_fails_the_check() {
     write(&primary, 10).await;
     caught_up(&failover).await;
     // Read at the promotion: only a standby named `nobody` may acknowledge.
-    let session = one.connect("postgres").await.unwrap();
-    session
-        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
-        .await
-        .unwrap();
-    session
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
+    alter_system(&one, "synchronous_standby_names", "nobody").await;
     primary.kill9();
     let fence = RecordingFence::default();
-    let hooks = FailoverHooks {
-        fence: Some(&fence),
-        ..FailoverHooks::default()
-    };
+    let hooks = fenced(&fence);
     let err = dr_core::execute(&failover, &request(LossLimit::Bytes(0)), hooks)
         .await
         .unwrap_err();
@@ -415,14 +420,7 @@ async fn the_loss_guard_refuses_a_replica_that_did_not_receive_everything() {
         .batch_execute("SELECT pg_wal_replay_resume()")
         .await
         .unwrap();
-    replica
-        .batch_execute("ALTER SYSTEM SET primary_conninfo = ''")
-        .await
-        .unwrap();
-    replica
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
+    alter_system(&one, "primary_conninfo", "").await;
     eventually("pg-2's receiver to stop", WAIT, || async {
         let state = failover.state().await.unwrap();
         let (_, r) = state.replicas().next()?;
@@ -518,10 +516,7 @@ async fn a_switchover_under_writes_loses_no_acknowledged_commit() {
     let writing = acknowledged_writes(&primary).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let hooks = FailoverHooks {
-        fence: Some(&fence),
-        ..FailoverHooks::default()
-    };
+    let hooks = fenced(&fence);
     let outcome = dr_core::execute(&failover, &switchover(Some("pg-3")), hooks)
         .await
         .unwrap();
@@ -583,10 +578,7 @@ async fn a_switchover_whose_replica_cannot_catch_up_gives_the_primary_back() {
         .unwrap();
     write(&primary, 50).await;
 
-    let hooks = FailoverHooks {
-        fence: Some(&fence),
-        ..FailoverHooks::default()
-    };
+    let hooks = fenced(&fence);
     let refused = dr_core::execute(&failover, &switchover(None), hooks)
         .await
         .unwrap_err()
@@ -618,15 +610,8 @@ async fn a_switchover_whose_replica_cannot_catch_up_gives_the_primary_back() {
 /// Stops a replica's WAL receiver: what the primary writes next never
 /// reaches it.
 async fn cut_off(replica: &Postgres) {
+    alter_system(replica, "primary_conninfo", "").await;
     let client = replica.connect("postgres").await.unwrap();
-    client
-        .batch_execute("ALTER SYSTEM SET primary_conninfo = ''")
-        .await
-        .unwrap();
-    client
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
     eventually("the WAL receiver to stop", WAIT, || async {
         let row = client
             .query_one("SELECT count(*) FROM pg_stat_wal_receiver", &[])
@@ -670,10 +655,7 @@ async fn rejoin_after_divergence(keep_wal: bool) {
     assert_eq!(count(&primary).await, 140);
     primary.kill9();
     let fence = RecordingFence::default();
-    let hooks = FailoverHooks {
-        fence: Some(&fence),
-        ..FailoverHooks::default()
-    };
+    let hooks = fenced(&fence);
     dr_core::execute(&failover, &request(LossLimit::Bytes(0)).force(), hooks)
         .await
         .unwrap();
@@ -813,15 +795,8 @@ async fn name_replica(replica: &Postgres, name: &str) {
         .await
         .unwrap()
         .get(0);
-    let named = format!("{conninfo} application_name={name}").replace('\'', "''");
-    session
-        .batch_execute(&format!("ALTER SYSTEM SET primary_conninfo = '{named}'"))
-        .await
-        .unwrap();
-    session
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
+    let named = format!("{conninfo} application_name={name}");
+    alter_system(replica, "primary_conninfo", &named).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -831,15 +806,7 @@ async fn the_monitor_fails_a_killed_primary_over_by_itself_losing_no_synchronous
     name_replica(&two, "pg-3").await;
     // Synchronous once the replicas stream (a commit would wait forever
     // before).
-    let admin = primary.connect("postgres").await.unwrap();
-    admin
-        .batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'")
-        .await
-        .unwrap();
-    admin
-        .batch_execute("SELECT pg_reload_conf()")
-        .await
-        .unwrap();
+    alter_system(&primary, "synchronous_standby_names", "ANY 1 (*)").await;
     let members = cluster(&[("pg-1", &primary), ("pg-2", &one), ("pg-3", &two)]);
     eventually("a synchronous standby", WAIT, || async {
         let state = PgFailover::new(members.clone()).state().await.unwrap();

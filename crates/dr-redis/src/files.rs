@@ -14,15 +14,15 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use dr_core::{
-    Backup, BackupReport, BackupRequest, Capabilities, ComponentId, RecoveryPoint, SnapshotCommit,
-    SnapshotWriter, StreamName, Timeline, async_trait,
+    Backup, BackupReport, BackupRequest, Capabilities, ComponentId, RecoveryPoint, SnapshotWriter,
+    StreamName, Timeline, async_trait,
 };
 use jiff::Timestamp;
 use tokio::io::AsyncReadExt;
 
 use crate::error::Error;
 use crate::rdb::verify::RdbSummary;
-use crate::snapshot::{Chunks, RDB_STREAM, RdbSnapshotDetails, store_checked};
+use crate::snapshot::{Chunks, RDB_STREAM, RdbSnapshotDetails, commit, store_checked};
 
 /// The prefix of an append-only directory's streams: the manifest and each
 /// file it lists keep their names under it.
@@ -97,22 +97,9 @@ impl Backup for FileSnapshot {
                 return Err(error);
             }
         };
-        let details = RdbSnapshotDetails {
-            server_version: summary.redis_version.unwrap_or_default(),
-            rdb_version: summary.rdb_version,
-            framing: framing.to_owned(),
-            counts: summary.counts,
-            functions: summary.functions,
-            bytes: summary.bytes,
-            checksum: summary.checksum,
-        };
-        let mut commit = SnapshotCommit::new(RecoveryPoint::new(at));
-        for (key, value) in &request.labels {
-            commit = commit.label(key, value);
-        }
-        let commit = commit.details(&details)?;
-        let manifest = timeline.step("commit", writer.commit(commit)).await?;
-        Ok(BackupReport { manifest, timeline })
+        let server_version = summary.redis_version.clone().unwrap_or_default();
+        let details = RdbSnapshotDetails::of_summary(summary, server_version, framing);
+        commit(writer, timeline, &request, RecoveryPoint::new(at), &details).await
     }
 }
 

@@ -50,6 +50,20 @@ impl SnapshotDetails for RdbSnapshotDetails {
 }
 
 impl RdbSnapshotDetails {
+    /// The details of an RDB summed up as `summary`, written by the Redis
+    /// `server_version` and stored as `framing` says.
+    pub(crate) fn of_summary(summary: RdbSummary, server_version: String, framing: &str) -> Self {
+        Self {
+            server_version,
+            rdb_version: summary.rdb_version,
+            framing: framing.to_owned(),
+            counts: summary.counts,
+            functions: summary.functions,
+            bytes: summary.bytes,
+            checksum: summary.checksum,
+        }
+    }
+
     /// The details RDB snapshot `manifest` records.
     ///
     /// # Errors
@@ -243,21 +257,25 @@ impl Backup for RdbSnapshot {
                 _ => "length",
             },
         };
-        let details = RdbSnapshotDetails {
-            server_version,
-            rdb_version: summary.rdb_version,
-            framing: framing.to_owned(),
-            counts: summary.counts,
-            functions: summary.functions,
-            bytes: summary.bytes,
-            checksum: summary.checksum,
-        };
-        let mut commit = SnapshotCommit::new(point);
-        for (key, value) in &request.labels {
-            commit = commit.label(key, value);
-        }
-        let commit = commit.details(&details)?;
-        let manifest = timeline.step("commit", writer.commit(commit)).await?;
-        Ok(BackupReport { manifest, timeline })
+        let details = RdbSnapshotDetails::of_summary(summary, server_version, framing);
+        commit(writer, timeline, &request, point, &details).await
     }
+}
+
+/// Commits an RDB snapshot with its details and the request's labels, as a
+/// step of `timeline`.
+pub(crate) async fn commit(
+    writer: Box<dyn SnapshotWriter>,
+    mut timeline: Timeline,
+    request: &BackupRequest<'_>,
+    point: RecoveryPoint,
+    details: &RdbSnapshotDetails,
+) -> dr_core::Result<BackupReport> {
+    let mut commit = SnapshotCommit::new(point);
+    for (key, value) in &request.labels {
+        commit = commit.label(key, value);
+    }
+    let commit = commit.details(details)?;
+    let manifest = timeline.step("commit", writer.commit(commit)).await?;
+    Ok(BackupReport { manifest, timeline })
 }
