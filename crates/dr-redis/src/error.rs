@@ -252,6 +252,40 @@ pub enum Error {
         /// What it said.
         reason: String,
     },
+    /// A restore's target cannot take a key of the snapshot: a server older
+    /// than the snapshot's RDB version rebuilds values from plain commands,
+    /// and some values have none.
+    #[error("key {key} cannot be restored into this server: it holds {what}")]
+    CannotCarry {
+        /// The key, printable.
+        key: String,
+        /// What the server lacks.
+        what: String,
+    },
+    /// Keys (or function libraries) of the snapshot already exist in the
+    /// restore's target, and the restore was asked to fail on conflicts.
+    #[error(
+        "{count} {what} of the snapshot already exist on {addr} (such as {examples}); \
+         nothing was written: restore with conflicts replaced or skipped, or into an empty server"
+    )]
+    Conflicts {
+        /// `host:port`.
+        addr: String,
+        /// `keys` or `function libraries`.
+        what: &'static str,
+        /// How many.
+        count: u64,
+        /// A few of them, printable.
+        examples: String,
+    },
+    /// The restore's target cannot take this restore at all.
+    #[error("Redis server {addr} cannot take this restore: {reason}")]
+    WrongTarget {
+        /// `host:port`.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The kind of a server's error reply, by its code.
@@ -284,9 +318,12 @@ impl Error {
             Error::UnsupportedVersion { .. }
             | Error::UnsupportedFormat { .. }
             | Error::UnsupportedType { .. } => ErrorKind::UnsupportedVersion,
-            Error::InvalidState { .. } | Error::NotRedis { .. } | Error::NotRedisFiles { .. } => {
-                ErrorKind::InvalidInput
-            }
+            Error::InvalidState { .. }
+            | Error::NotRedis { .. }
+            | Error::NotRedisFiles { .. }
+            | Error::WrongTarget { .. } => ErrorKind::InvalidInput,
+            Error::CannotCarry { .. } => ErrorKind::Unsupported,
+            Error::Conflicts { .. } => ErrorKind::AlreadyExists,
             Error::Io { .. } => ErrorKind::Io,
             Error::Unreachable { .. }
             | Error::Connection { .. }

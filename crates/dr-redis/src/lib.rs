@@ -36,6 +36,13 @@
 //! - [`FileSnapshot`] ([`dr_core::Backup`]): Redis's own files from a path
 //!   (an RDB file, or a Redis 7 `appendonlydir`), for a sidecar that mounts
 //!   the data volume; the RDB checked as it is stored.
+//! - [`RdbRestore`] ([`dr_core::Restore`]): a snapshot written into a
+//!   running server as pipelined `RESTORE … ABSTTL`s built from the raw
+//!   value bytes, after a first pass that checks the whole snapshot and the
+//!   target's conflicting keys ([`Conflict`]) so that a damaged snapshot or
+//!   a refused conflict writes nothing; a target older than the snapshot's
+//!   RDB version gets plain commands rebuilding each decoded value.
+//!   [`RestoreCounts`] says what was written, kept and skipped.
 //! - [`Error`]: one error type, saying where (byte offset, database, key,
 //!   type); it converts into [`dr_core::Error`] with a kind a caller can act
 //!   on ([`Corrupt`](dr_core::ErrorKind::Corrupt),
@@ -90,6 +97,7 @@ mod error;
 mod fetch;
 mod files;
 mod rdb;
+mod restore;
 mod snapshot;
 
 pub use error::{Error, Place, Result, SUPPORTED_VERSIONS};
@@ -104,4 +112,5 @@ pub use rdb::frame::{Eof, Event, Header, KeyEntry, ModuleAux, ModuleId, RdbParse
 pub use rdb::reader::{Events, RdbReader, events};
 pub use rdb::verify::{DbCounts, KeyCounts, RdbSummary, Verifier, verify, verify_slice};
 pub use rdb::{KeyKind, MAX_RDB_VERSION, ValueType};
+pub use restore::{Conflict, RdbRestore, RestoreCounts};
 pub use snapshot::{RDB_STREAM, RdbSnapshot, RdbSnapshotDetails, SnapshotMode};

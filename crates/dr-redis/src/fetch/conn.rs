@@ -36,6 +36,8 @@ const MAX_LINE: usize = 64 * 1024;
 const MAX_BULK: usize = 512 << 20;
 /// The most elements an array reply may have (a `SCAN` batch).
 const MAX_ARRAY: usize = 1 << 20;
+/// The deepest arrays within arrays accepted.
+const MAX_DEPTH: usize = 8;
 
 /// A reply to a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +48,7 @@ pub(crate) enum Reply {
     Integer(i64),
     /// `$n` and its bytes; `None` for `$-1`.
     Bulk(Option<Vec<u8>>),
-    /// `*n` and its elements (arrays within arrays only one level deep);
+    /// `*n` and its elements (arrays within arrays up to 8 deep);
     /// `None` for `*-1`.
     Array(Option<Vec<Reply>>),
 }
@@ -155,26 +157,32 @@ impl Conn {
     /// Reads one reply.
     pub(crate) async fn reply(&mut self, command: &'static str) -> Result<Reply> {
         match self.scalar(command).await? {
-            Err(count) => {
-                let mut items = Vec::with_capacity(count.min(1024));
-                for _ in 0..count {
-                    items.push(match self.scalar(command).await? {
-                        Ok(reply) => reply,
-                        Err(inner) => {
-                            let mut nested = Vec::with_capacity(inner.min(1024));
-                            for _ in 0..inner {
-                                nested.push(self.scalar(command).await?.map_err(|_| {
-                                    self.not_redis("arrays nested three deep".to_owned())
-                                })?);
-                            }
-                            Reply::Array(Some(nested))
-                        }
-                    });
-                }
-                Ok(Reply::Array(Some(items)))
-            }
             Ok(reply) => Ok(reply),
+            Err(count) => self.array(command, count, 1).await,
         }
+    }
+
+    /// Reads the `count` elements of an array `depth` deep (arrays within
+    /// arrays, such as `FUNCTION LIST`'s, up to [`MAX_DEPTH`]).
+    fn array<'a>(
+        &'a mut self,
+        command: &'static str,
+        count: usize,
+        depth: usize,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply>> + Send + 'a>> {
+        Box::pin(async move {
+            if depth > MAX_DEPTH {
+                return Err(self.not_redis(format!("arrays nested over {MAX_DEPTH} deep")));
+            }
+            let mut items = Vec::with_capacity(count.min(1024));
+            for _ in 0..count {
+                items.push(match self.scalar(command).await? {
+                    Ok(reply) => reply,
+                    Err(inner) => self.array(command, inner, depth + 1).await?,
+                });
+            }
+            Ok(Reply::Array(Some(items)))
+        })
     }
 
     /// Reads one reply that is not an array, or the header of an array:

@@ -1,0 +1,679 @@
+//! [`RdbRestore`] (dr-core `Restore`): an RDB snapshot written into a
+//! running server, key by key.
+//!
+//! Two passes over the stored snapshot. The first reads it whole (its
+//! digest, every key framed, the RDB's checksum, the key counts against
+//! those recorded) and asks the target which keys already exist where the
+//! conflict policy needs to know: a damaged snapshot, a conflict the caller
+//! asked to fail on, or a value the target cannot take is found before
+//! anything is written. The second sends each key as `RESTORE … ABSTTL`
+//! built from its raw bytes, pipelined; a target whose RDB version is older
+//! than the snapshot's gets plain commands rebuilding each decoded value
+//! instead.
+
+mod commands;
+mod pipeline;
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use dr_core::{
+    Capabilities, ComponentId, Manifest, Operation, Progress, RecoveryReport, RecoveryTarget,
+    Restore, RestoreRequest, SnapshotSourceExt, StreamCheck, StreamName, Timeline, async_trait,
+};
+use jiff::Timestamp;
+
+use self::commands::Rebuilder;
+use self::pipeline::{Answer, Expect, Pipeline, Sent};
+use crate::error::{Error, Result, printable};
+use crate::fetch::RedisServer;
+use crate::fetch::conn::{Conn, Reply};
+use crate::rdb::decode::decode_value;
+use crate::rdb::frame::{Event, KeyEntry};
+use crate::rdb::reader::RdbReader;
+use crate::rdb::verify::KeyCounts;
+use crate::snapshot::{RDB_STREAM, RdbSnapshotDetails};
+
+/// What a restore does with a key (or function library) the target already
+/// has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Conflict {
+    /// Refuse the restore before anything is written (the default).
+    #[default]
+    Fail,
+    /// Leave the target's key as it is.
+    Skip,
+    /// Overwrite it with the snapshot's.
+    Replace,
+}
+
+impl std::str::FromStr for Conflict {
+    type Err = dr_core::Error;
+
+    fn from_str(s: &str) -> dr_core::Result<Self> {
+        match s {
+            "fail" => Ok(Conflict::Fail),
+            "skip" => Ok(Conflict::Skip),
+            "replace" => Ok(Conflict::Replace),
+            other => Err(dr_core::Error::invalid(
+                "conflict policy",
+                format!("{other:?} is none of fail, skip, replace"),
+            )),
+        }
+    }
+}
+
+/// How a restore went, key by key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RestoreCounts {
+    /// Keys written.
+    pub restored: u64,
+    /// Keys left as the target had them ([`Conflict::Skip`]).
+    pub kept_existing: u64,
+    /// Keys whose expiry had passed by the restore: not written.
+    pub expired: u64,
+    /// Function libraries loaded.
+    pub functions: u64,
+    /// Function libraries left as the target had them.
+    pub kept_functions: u64,
+    /// Whether values were rebuilt from plain commands (the target's RDB
+    /// version is older than the snapshot's) rather than `RESTORE`d.
+    pub rebuilt: bool,
+}
+
+/// Restores RDB snapshots of a component into a running Redis server.
+///
+/// ```no_run
+/// # async fn demo(repo: &dr_storage::Repository) -> dr_core::Result<()> {
+/// use dr_core::{Objectives, RecoveryTarget, Restore, RestoreRequest};
+/// use dr_redis::{Conflict, RdbRestore, RedisServer};
+///
+/// let into = RedisServer::new("10.0.0.9", 6379).auth(None, "secret");
+/// let restore = RdbRestore::new("redis/sessions".parse()?, into).conflict(Conflict::Replace);
+/// let target = RecoveryTarget::Latest;
+/// let objectives = Objectives::new("5m".parse()?, "1m".parse()?);
+/// let report = restore.restore(RestoreRequest::new(repo, &target, objectives)).await?;
+/// println!("{report}");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RdbRestore {
+    component: ComponentId,
+    server: RedisServer,
+    conflict: Conflict,
+    window: usize,
+}
+
+impl RdbRestore {
+    /// Restores snapshots of `component` into `server`, failing if any of
+    /// their keys exists there.
+    pub fn new(component: ComponentId, server: RedisServer) -> Self {
+        Self {
+            component,
+            server,
+            conflict: Conflict::Fail,
+            window: 4,
+        }
+    }
+
+    /// What to do with keys the server already has.
+    #[must_use]
+    pub fn conflict(mut self, conflict: Conflict) -> Self {
+        self.conflict = conflict;
+        self
+    }
+
+    /// How many batches of commands (each about 256 KiB) may be unanswered
+    /// at once (default 4, at least 1).
+    #[must_use]
+    pub fn window(mut self, batches: usize) -> Self {
+        self.window = batches.max(1);
+        self
+    }
+
+    /// [`Restore::restore`], with the key counts.
+    ///
+    /// # Errors
+    /// As [`Restore::restore`].
+    pub async fn restore_counted(
+        &self,
+        request: RestoreRequest<'_>,
+    ) -> dr_core::Result<(RecoveryReport, RestoreCounts)> {
+        let mut timeline = Timeline::start_now();
+        let manifest = choose(request.snapshots, &self.component, request.target).await?;
+        let details = RdbSnapshotDetails::of(&manifest)?;
+        let (mut conn, version) = timeline
+            .step("connect to the target", async {
+                Ok::<_, dr_core::Error>(self.server.connect().await?)
+            })
+            .await?;
+        let plan = Plan::for_target(&mut conn, &version, &details, self.conflict).await?;
+        let name = RDB_STREAM.parse::<StreamName>()?;
+
+        let checked = timeline
+            .step("check the snapshot against the target", async {
+                let stream = request.snapshots.open_stream(&manifest.id, &name).await?;
+                let mut conn = Some(conn);
+                let checked = check(&mut conn, stream, &plan, &details, &request).await?;
+                Ok::<_, dr_core::Error>((checked, conn))
+            })
+            .await?;
+        let (existing, conn) = checked;
+        let conn = conn.ok_or_else(|| dr_core::Error::invalid("restore", "connection lost"))?;
+
+        let counts = timeline
+            .step("restore the keys", async {
+                let stream = request
+                    .snapshots
+                    .open_stream_with(&manifest.id, &name, StreamCheck::Pieces)
+                    .await?;
+                let pipeline = Pipeline::new(conn, self.window);
+                write(pipeline, stream, &plan, &existing, &details, &request).await
+            })
+            .await?;
+
+        let mut report = RecoveryReport::new(
+            self.component.clone(),
+            Operation::Restore,
+            request.objectives,
+            timeline,
+        );
+        let wanted = request.incident_at.unwrap_or(report.timeline.started_at());
+        if let Some(at) = request.incident_at {
+            report = report.with_incident_at(at);
+        }
+        let report = report.with_data_loss_between(manifest.recovery_point.at, wanted);
+        Ok((report, counts))
+    }
+}
+
+#[async_trait]
+impl Restore for RdbRestore {
+    fn component(&self) -> &ComponentId {
+        &self.component
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
+
+    async fn restore(&self, request: RestoreRequest<'_>) -> dr_core::Result<RecoveryReport> {
+        Ok(self.restore_counted(request).await?.0)
+    }
+}
+
+/// The snapshot `target` names among `component`'s.
+pub(crate) async fn choose(
+    source: &dyn dr_core::SnapshotSource,
+    component: &ComponentId,
+    target: &RecoveryTarget,
+) -> dr_core::Result<Manifest> {
+    let snapshots = source.snapshots(component).await?;
+    let manifest = match target {
+        RecoveryTarget::Latest => snapshots.last().cloned(),
+        RecoveryTarget::Snapshot(id) => snapshots.iter().find(|m| m.id == *id).cloned(),
+        RecoveryTarget::Time(at) => snapshots
+            .iter()
+            .rfind(|m| m.recovery_point.at <= *at)
+            .cloned(),
+        other => {
+            return Err(dr_core::Error::invalid(
+                format!("restore of {component}"),
+                format!("an RDB snapshot restores as it was taken; {other:?} needs an archive"),
+            ));
+        }
+    };
+    manifest.ok_or_else(|| {
+        dr_core::Error::not_found(format!("a snapshot of {component} for {target:?}"))
+    })
+}
+
+/// How the keys go in: as `RESTORE`s of their payloads, or rebuilt.
+#[derive(Debug)]
+struct Plan {
+    addr: String,
+    conflict: Conflict,
+    /// The snapshot's RDB version, which its payloads carry.
+    rdb_version: u16,
+    /// Plain commands, for a target older than the snapshot.
+    rebuild: Option<Rebuilder>,
+    /// The libraries the target has, by name.
+    libraries: HashSet<String>,
+}
+
+impl Plan {
+    async fn for_target(
+        conn: &mut Conn,
+        version: &str,
+        details: &RdbSnapshotDetails,
+        conflict: Conflict,
+    ) -> Result<Self> {
+        let addr = conn.addr().to_owned();
+        let wrong = |reason: String| Error::WrongTarget {
+            addr: addr.clone(),
+            reason,
+        };
+        let (major, minor) = parse_version(version)
+            .ok_or_else(|| wrong(format!("its redis_version {version:?} does not read")))?;
+        let cluster = crate::fetch::info(conn, "cluster").await?;
+        if crate::fetch::info_field(&cluster, "cluster_enabled") == Some("1") {
+            return Err(wrong(
+                "it is a Cluster node: restore into the Cluster, whose keys are routed by slot"
+                    .into(),
+            ));
+        }
+        if (major, minor) < (5, 0) {
+            return Err(wrong(format!(
+                "Redis {version} has no RESTORE … ABSTTL (5.0 and later)"
+            )));
+        }
+        let target_rdb = rdb_version_of(major, minor);
+        let rebuild = if target_rdb >= details.rdb_version {
+            None
+        } else if (major, minor) >= (7, 0) {
+            Some(Rebuilder::for_version(major, minor))
+        } else {
+            return Err(wrong(format!(
+                "Redis {version} reads RDB version {target_rdb}, older than the snapshot's {}, \
+                 and rebuilding values from commands needs Redis 7.0 or later",
+                details.rdb_version
+            )));
+        };
+        let libraries = if details.functions > 0 {
+            library_names(conn).await?
+        } else {
+            HashSet::new()
+        };
+        Ok(Self {
+            addr,
+            conflict,
+            rdb_version: details.rdb_version,
+            rebuild,
+            libraries,
+        })
+    }
+}
+
+/// `major.minor` of a `redis_version`.
+fn parse_version(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The RDB version a Redis `major.minor` writes, and the newest whose
+/// payloads it restores.
+fn rdb_version_of(major: u32, minor: u32) -> u16 {
+    match (major, minor) {
+        (0..=4, _) => 8,
+        (5 | 6, _) => 9,
+        (7, 0..=1) => 10,
+        (7, 2..=3) => 11,
+        (7, _) | (8, 0..=5) => 12,
+        _ => 13,
+    }
+}
+
+/// The function libraries the server has.
+async fn library_names(conn: &mut Conn) -> Result<HashSet<String>> {
+    let reply = conn.call("FUNCTION LIST", &[b"FUNCTION", b"LIST"]).await?;
+    let mut names = HashSet::new();
+    if let Reply::Array(Some(libraries)) = reply {
+        for library in libraries {
+            // Each library is a map: library_name, <name>, engine, …
+            if let Reply::Array(Some(fields)) = library {
+                let mut fields = fields.into_iter();
+                while let (Some(field), Some(value)) = (fields.next(), fields.next()) {
+                    if field == Reply::Bulk(Some(b"library_name".to_vec()))
+                        && let Reply::Bulk(Some(name)) = value
+                    {
+                        names.insert(String::from_utf8_lossy(&name).into_owned());
+                    }
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// A library's name, from the shebang of its code: `#!lua name=mylib`.
+fn library_name(code: &[u8]) -> Option<String> {
+    let first = code.split(|&b| b == b'\n').next()?;
+    let first = std::str::from_utf8(first).ok()?;
+    first
+        .strip_prefix("#!")?
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("name="))
+        .map(str::to_owned)
+}
+
+/// Counts one key as the backup counted it.
+fn tally(counts: &mut KeyCounts, key: &KeyEntry) {
+    let db = counts.databases.entry(key.db).or_default();
+    db.keys += 1;
+    if key.expire_at_ms.is_some() {
+        db.expires += 1;
+    }
+    if let Some(kind) = key.value_type.kind() {
+        *db.by_kind.entry(kind).or_insert(0) += 1;
+    }
+}
+
+/// Reports how far a pass has come, every 64 MiB.
+struct Reporter<'a> {
+    step: &'static str,
+    total: u64,
+    next: u64,
+    sink: Option<&'a dyn dr_core::ProgressSink>,
+}
+
+impl<'a> Reporter<'a> {
+    fn new(step: &'static str, details: &RdbSnapshotDetails, request: &RestoreRequest<'a>) -> Self {
+        Self {
+            step,
+            total: details.bytes,
+            next: 0,
+            sink: request.progress,
+        }
+    }
+
+    fn at(&mut self, bytes: u64) {
+        if let Some(sink) = self.sink
+            && bytes >= self.next
+        {
+            sink.report(&Progress::new(self.step, bytes, Some(self.total)));
+            self.next = bytes + (64 << 20);
+        }
+    }
+}
+
+/// The first pass: the stored RDB read whole and checked, the values a
+/// rebuild needs checked, and the keys that exist in the target found
+/// (where the conflict policy needs them). Returns the existing keys a
+/// rebuild must skip.
+async fn check(
+    conn: &mut Option<Conn>,
+    stream: dr_core::ByteStream,
+    plan: &Plan,
+    details: &RdbSnapshotDetails,
+    request: &RestoreRequest<'_>,
+) -> dr_core::Result<HashSet<(u64, Bytes)>> {
+    let mut reader = RdbReader::new(stream);
+    let mut counts = KeyCounts::default();
+    let mut reporter = Reporter::new("check the snapshot", details, request);
+    // Keys to ask about: only where the policy needs to know before writing.
+    let ask = plan.conflict == Conflict::Fail
+        || (plan.conflict == Conflict::Skip && plan.rebuild.is_some());
+    let taken = conn
+        .take()
+        .ok_or_else(|| dr_core::Error::invalid("restore", "no connection"))?;
+    let mut pipeline = Pipeline::new(taken, 4);
+    let mut existing: HashSet<(u64, Bytes)> = HashSet::new();
+    let mut existing_count = 0u64;
+    let mut conflicting_libraries = Vec::new();
+    let now = now_ms();
+    let mut answered = |sent: Sent, answer: Answer| -> Result<()> {
+        match answer {
+            Answer::Done { exists: true } => {
+                existing_count += 1;
+                if plan.conflict == Conflict::Skip || existing.len() < 5 {
+                    existing.insert((sent.db, sent.key));
+                }
+                Ok(())
+            }
+            Answer::Done { exists: false } | Answer::Busy => Ok(()),
+            Answer::Refused(message) => Err(Error::ServerRefused {
+                addr: plan.addr.clone(),
+                command: "EXISTS",
+                message,
+            }),
+        }
+    };
+    while let Some(event) = reader.next_event().await? {
+        match event {
+            Event::Key(key) => {
+                tally(&mut counts, &key);
+                if key.expire_at_ms.is_some_and(|at| at <= now) {
+                    continue;
+                }
+                if let Some(rebuild) = &plan.rebuild {
+                    let value = decode_value(key.value_type, &key.value, plan.rdb_version)?;
+                    rebuild.check(&key, &value)?;
+                }
+                if ask {
+                    let mut command = Vec::with_capacity(key.key.len() + 24);
+                    commands::encode(&mut command, &[b"EXISTS", &key.key]);
+                    let sent = Sent {
+                        db: key.db,
+                        key: key.key.clone(),
+                        command: Bytes::from(command),
+                        expect: Expect::Exists,
+                    };
+                    pipeline.push(sent, &mut answered).await?;
+                }
+                reporter.at(key.value_offset);
+            }
+            Event::Function(code) => {
+                if let Some(name) = library_name(&code)
+                    && plan.libraries.contains(&name)
+                {
+                    conflicting_libraries.push(name);
+                }
+            }
+            _ => {}
+        }
+    }
+    pipeline.finish(&mut answered).await?;
+    let differences = counts.differences(&details.counts);
+    if !differences.is_empty() {
+        return Err(dr_core::Error::corrupt(
+            "the stored RDB",
+            format!(
+                "its keys differ from those counted at backup time: {}",
+                differences.join("; ")
+            ),
+        ));
+    }
+    if plan.conflict == Conflict::Fail {
+        if existing_count > 0 {
+            let mut examples: Vec<String> = existing
+                .iter()
+                .map(|(db, key)| format!("db {db} {}", printable(key)))
+                .collect();
+            examples.sort();
+            return Err(Error::Conflicts {
+                addr: plan.addr.clone(),
+                what: "keys",
+                count: existing_count,
+                examples: examples.join(", "),
+            }
+            .into());
+        }
+        if !conflicting_libraries.is_empty() {
+            return Err(Error::Conflicts {
+                addr: plan.addr.clone(),
+                what: "function libraries",
+                count: conflicting_libraries.len() as u64,
+                examples: conflicting_libraries.join(", "),
+            }
+            .into());
+        }
+    }
+    *conn = Some(pipeline.into_conn());
+    Ok(existing)
+}
+
+/// The second pass: every key written.
+async fn write(
+    mut pipeline: Pipeline,
+    stream: dr_core::ByteStream,
+    plan: &Plan,
+    existing: &HashSet<(u64, Bytes)>,
+    details: &RdbSnapshotDetails,
+    request: &RestoreRequest<'_>,
+) -> dr_core::Result<RestoreCounts> {
+    let mut reader = RdbReader::new(stream);
+    let mut reporter = Reporter::new("restore the keys", details, request);
+    let mut counts = RestoreCounts {
+        rebuilt: plan.rebuild.is_some(),
+        ..RestoreCounts::default()
+    };
+    let now = now_ms();
+    let replace = plan.conflict == Conflict::Replace;
+    let mut restored = 0u64;
+    let mut kept = 0u64;
+    let mut functions = 0u64;
+    let mut answered = |sent: Sent, answer: Answer| -> Result<()> {
+        match (sent.expect, answer) {
+            (Expect::Restore | Expect::Step { last: true }, Answer::Done { .. }) => {
+                if sent.key.is_empty() {
+                    functions += 1;
+                } else {
+                    restored += 1;
+                }
+                Ok(())
+            }
+            (_, Answer::Done { .. }) => Ok(()),
+            (Expect::Restore, Answer::Busy) if plan.conflict == Conflict::Skip => {
+                kept += 1;
+                Ok(())
+            }
+            (_, Answer::Busy) => Err(Error::Conflicts {
+                addr: plan.addr.clone(),
+                what: "keys",
+                count: 1,
+                examples: format!(
+                    "db {} {}, written while the restore ran",
+                    sent.db,
+                    printable(&sent.key)
+                ),
+            }),
+            (Expect::Restore, Answer::Refused(message)) => Err(Error::ServerRefused {
+                addr: plan.addr.clone(),
+                command: "RESTORE",
+                message: format!("{message} (db {}, key {})", sent.db, printable(&sent.key)),
+            }),
+            (_, Answer::Refused(message)) if sent.key.is_empty() => Err(Error::ServerRefused {
+                addr: plan.addr.clone(),
+                command: "FUNCTION LOAD",
+                message,
+            }),
+            (_, Answer::Refused(message)) => Err(Error::ServerRefused {
+                addr: plan.addr.clone(),
+                command: "a command rebuilding a value",
+                message: format!(
+                    "{message} ({} in db {}, key {})",
+                    commands::name_of(&sent.command),
+                    sent.db,
+                    printable(&sent.key)
+                ),
+            }),
+        }
+    };
+    while let Some(event) = reader.next_event().await? {
+        match event {
+            Event::Function(code) => {
+                let name = library_name(&code);
+                if plan.conflict == Conflict::Skip
+                    && name.as_ref().is_some_and(|n| plan.libraries.contains(n))
+                {
+                    counts.kept_functions += 1;
+                    continue;
+                }
+                let mut command = Vec::with_capacity(code.len() + 48);
+                let mut args: Vec<&[u8]> = vec![b"FUNCTION", b"LOAD"];
+                if replace {
+                    args.push(b"REPLACE");
+                }
+                args.push(&code);
+                commands::encode(&mut command, &args);
+                let sent = Sent {
+                    db: 0,
+                    key: Bytes::new(),
+                    command: Bytes::from(command),
+                    expect: Expect::Step { last: true },
+                };
+                pipeline.push(sent, &mut answered).await?;
+            }
+            Event::Key(key) => {
+                reporter.at(key.value_offset);
+                if key.expire_at_ms.is_some_and(|at| at <= now) {
+                    counts.expired += 1;
+                    continue;
+                }
+                match &plan.rebuild {
+                    None => {
+                        let sent = Sent {
+                            db: key.db,
+                            command: commands::restore(&key, plan.rdb_version, replace),
+                            key: key.key,
+                            expect: Expect::Restore,
+                        };
+                        pipeline.push(sent, &mut answered).await?;
+                    }
+                    Some(rebuild) => {
+                        if existing.contains(&(key.db, key.key.clone())) {
+                            counts.kept_existing += 1;
+                            continue;
+                        }
+                        let value = decode_value(key.value_type, &key.value, plan.rdb_version)?;
+                        let steps = rebuild.commands(&key, &value, replace)?;
+                        let last = steps.len().saturating_sub(1);
+                        for (i, command) in steps.into_iter().enumerate() {
+                            let sent = Sent {
+                                db: key.db,
+                                key: key.key.clone(),
+                                command,
+                                expect: Expect::Step { last: i == last },
+                            };
+                            pipeline.push(sent, &mut answered).await?;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    pipeline.finish(&mut answered).await?;
+    counts.restored = restored;
+    counts.kept_existing += kept;
+    counts.functions = functions;
+    Ok(counts)
+}
+
+/// Now, in milliseconds since the epoch.
+fn now_ms() -> i64 {
+    Timestamp::now().as_millisecond()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_map_to_rdb_versions() {
+        assert_eq!(parse_version("7.0.15"), Some((7, 0)));
+        assert_eq!(parse_version("8.2.3"), Some((8, 2)));
+        assert_eq!(parse_version("seven"), None);
+        assert_eq!(rdb_version_of(7, 0), 10);
+        assert_eq!(rdb_version_of(7, 2), 11);
+        assert_eq!(rdb_version_of(7, 4), 12);
+        assert_eq!(rdb_version_of(8, 2), 12);
+        assert_eq!(rdb_version_of(6, 2), 9);
+    }
+
+    #[test]
+    fn library_names_come_from_the_shebang() {
+        assert_eq!(
+            library_name(
+                b"#!lua name=mylib\nredis.register_function('f', function() return 1 end)"
+            ),
+            Some("mylib".to_owned())
+        );
+        assert_eq!(library_name(b"#!lua\nreturn 1"), None);
+        assert_eq!(library_name(b"return 1"), None);
+    }
+}
