@@ -43,6 +43,14 @@
 //!   a refused conflict writes nothing; a target older than the snapshot's
 //!   RDB version gets plain commands rebuilding each decoded value.
 //!   [`RestoreCounts`] says what was written, kept and skipped.
+//!   [`RdbRestore::into_cluster`] routes keys to a Cluster's masters by slot.
+//! - [`ClusterSnapshot`] ([`dr_core::Backup`]): every shard of a Redis
+//!   Cluster at once, from a replica of each where one is in sync, with the
+//!   [`ClusterLayout`] in the same snapshot ([`ClusterSnapshotDetails`]);
+//!   optionally with writes paused on every master until each shard has
+//!   forked, for one consistent cut.
+//! - [`ClusterRebuild`] ([`dr_core::Restore`]): a whole cluster rebuilt on
+//!   empty nodes from its snapshot: slots, replicas, data, checks.
 //! - [`Error`]: one error type, saying where (byte offset, database, key,
 //!   type); it converts into [`dr_core::Error`] with a kind a caller can act
 //!   on ([`Corrupt`](dr_core::ErrorKind::Corrupt),
@@ -93,6 +101,7 @@
 //! # Ok::<(), dr_redis::Error>(())
 //! ```
 
+mod cluster;
 mod error;
 mod fetch;
 mod files;
@@ -100,6 +109,9 @@ mod rdb;
 mod restore;
 mod snapshot;
 
+pub use cluster::layout::{ClusterLayout, ClusterNode, NodeRole, SLOTS, slot_of};
+pub use cluster::rebuild::{ClusterRebuild, RebuildOutcome};
+pub use cluster::snapshot::{ClusterSnapshot, ClusterSnapshotDetails, ShardSnapshot};
 pub use error::{Error, Place, Result, SUPPORTED_VERSIONS};
 pub use fetch::{Framing, LogicalDump, RdbTransfer, RedisServer};
 pub use files::{AOF_STREAM_PREFIX, FileSnapshot};

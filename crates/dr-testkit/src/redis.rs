@@ -214,6 +214,15 @@ impl Redis {
         Self::spawn(options, None, false).await
     }
 
+    /// Starts a cluster-enabled server that knows no other node and serves
+    /// no slot: what a cluster is rebuilt on.
+    ///
+    /// # Errors
+    /// As [`Redis::start`].
+    pub async fn start_cluster_node(options: RedisOptions) -> Result<Self> {
+        Self::spawn(options, None, true).await
+    }
+
     /// Starts a replica of this server and waits until its link is up and the
     /// initial sync is done.
     ///

@@ -126,6 +126,33 @@ impl RedisServer {
         self
     }
 
+    /// The server at `addr` (`host:port`, as `CLUSTER NODES` gives it),
+    /// reached as this one is: the same credentials, timeouts and TLS
+    /// settings (the certificate checked against the new host).
+    ///
+    /// # Errors
+    /// [`Error::NotRedis`] if `addr` does not read as `host:port`, or the
+    /// host cannot be a certificate's name.
+    pub fn at(&self, addr: &str) -> Result<Self> {
+        let bad = || Error::NotRedis {
+            addr: addr.to_owned(),
+            reason: "not host:port".into(),
+        };
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = port.parse().map_err(|_| bad())?;
+        if host.is_empty() {
+            return Err(bad());
+        }
+        let mut server = self.clone();
+        server.host = host.to_owned();
+        server.port = port;
+        match self.tls.as_ref() {
+            Some(tls) => server.tls(tls.config.clone()),
+            None => Ok(server),
+        }
+    }
+
     /// `host:port`.
     pub fn addr(&self) -> String {
         if self.host.contains(':') {

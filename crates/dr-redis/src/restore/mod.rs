@@ -11,8 +11,8 @@
 //! than the snapshot's gets plain commands rebuilding each decoded value
 //! instead.
 
-mod commands;
-mod pipeline;
+pub(crate) mod commands;
+pub(crate) mod pipeline;
 
 use std::collections::HashSet;
 
@@ -25,6 +25,8 @@ use jiff::Timestamp;
 
 use self::commands::Rebuilder;
 use self::pipeline::{Answer, Expect, Pipeline, Sent};
+use crate::cluster::route::{ClusterPipelines, not_a_cluster_db};
+use crate::cluster::snapshot::{ClusterSnapshotDetails, cluster_layout};
 use crate::error::{Error, Result, printable};
 use crate::fetch::RedisServer;
 use crate::fetch::conn::{Conn, Reply};
@@ -83,7 +85,8 @@ pub struct RestoreCounts {
     pub rebuilt: bool,
 }
 
-/// Restores RDB snapshots of a component into a running Redis server.
+/// Restores RDB snapshots of a component (a server's, or a cluster's with
+/// one RDB per shard) into a running Redis server or Cluster.
 ///
 /// ```no_run
 /// # async fn demo(repo: &dr_storage::Repository) -> dr_core::Result<()> {
@@ -101,20 +104,40 @@ pub struct RestoreCounts {
 #[derive(Debug, Clone)]
 pub struct RdbRestore {
     component: ComponentId,
-    server: RedisServer,
+    into: Into,
     conflict: Conflict,
     window: usize,
 }
 
+/// Where a restore writes.
+#[derive(Debug, Clone)]
+enum Into {
+    /// One standalone server.
+    Server(RedisServer),
+    /// A Redis Cluster, found from a seed node.
+    Cluster(RedisServer),
+}
+
 impl RdbRestore {
-    /// Restores snapshots of `component` into `server`, failing if any of
-    /// their keys exists there.
+    /// Restores snapshots of `component` into the standalone `server`,
+    /// failing if any of their keys exists there.
     pub fn new(component: ComponentId, server: RedisServer) -> Self {
         Self {
             component,
-            server,
+            into: Into::Server(server),
             conflict: Conflict::Fail,
             window: 4,
+        }
+    }
+
+    /// Restores snapshots of `component` into the Redis Cluster `seed`
+    /// belongs to: each key sent to the master of its slot (as the target's
+    /// layout has them, whatever the snapshot's was), redirections followed,
+    /// function libraries loaded on every master.
+    pub fn into_cluster(component: ComponentId, seed: RedisServer) -> Self {
+        Self {
+            into: Into::Cluster(seed),
+            ..Self::new(component, RedisServer::new("", 0))
         }
     }
 
@@ -126,7 +149,7 @@ impl RdbRestore {
     }
 
     /// How many batches of commands (each about 256 KiB) may be unanswered
-    /// at once (default 4, at least 1).
+    /// at once on each connection (default 4, at least 1).
     #[must_use]
     pub fn window(mut self, batches: usize) -> Self {
         self.window = batches.max(1);
@@ -143,34 +166,64 @@ impl RdbRestore {
     ) -> dr_core::Result<(RecoveryReport, RestoreCounts)> {
         let mut timeline = Timeline::start_now();
         let manifest = choose(request.snapshots, &self.component, request.target).await?;
-        let details = RdbSnapshotDetails::of(&manifest)?;
-        let (mut conn, version) = timeline
+        let rdbs = rdb_streams(&manifest)?;
+        let (mut writers, target) = timeline
             .step("connect to the target", async {
-                Ok::<_, dr_core::Error>(self.server.connect().await?)
+                Ok::<_, dr_core::Error>(Writers::open(&self.into, self.window).await?)
             })
             .await?;
-        let plan = Plan::for_target(&mut conn, &version, &details, self.conflict).await?;
-        let name = RDB_STREAM.parse::<StreamName>()?;
+        let libraries = if rdbs.iter().any(|r| r.details.functions > 0) {
+            writers.library_names().await?
+        } else {
+            HashSet::new()
+        };
+        let mut plans = Vec::new();
+        for rdb in &rdbs {
+            plans.push(Plan::new(
+                &target,
+                &rdb.details,
+                self.conflict,
+                libraries.clone(),
+            )?);
+        }
 
-        let checked = timeline
+        let existing = timeline
             .step("check the snapshot against the target", async {
-                let stream = request.snapshots.open_stream(&manifest.id, &name).await?;
-                let mut conn = Some(conn);
-                let checked = check(&mut conn, stream, &plan, &details, &request).await?;
-                Ok::<_, dr_core::Error>((checked, conn))
+                let mut existing = Existing::default();
+                for (rdb, plan) in rdbs.iter().zip(&plans) {
+                    let stream = request
+                        .snapshots
+                        .open_stream(&manifest.id, &rdb.stream)
+                        .await?;
+                    check(&mut writers, stream, plan, rdb, &request, &mut existing).await?;
+                }
+                existing.refuse_if_failing(&target.addr, self.conflict)?;
+                Ok::<_, dr_core::Error>(existing)
             })
             .await?;
-        let (existing, conn) = checked;
-        let conn = conn.ok_or_else(|| dr_core::Error::invalid("restore", "connection lost"))?;
 
         let counts = timeline
             .step("restore the keys", async {
-                let stream = request
-                    .snapshots
-                    .open_stream_with(&manifest.id, &name, StreamCheck::Pieces)
+                let mut counts = RestoreCounts::default();
+                let mut loaded = HashSet::new();
+                for (rdb, plan) in rdbs.iter().zip(&plans) {
+                    let stream = request
+                        .snapshots
+                        .open_stream_with(&manifest.id, &rdb.stream, StreamCheck::Pieces)
+                        .await?;
+                    write(
+                        &mut writers,
+                        stream,
+                        plan,
+                        rdb,
+                        &existing,
+                        &request,
+                        &mut counts,
+                        &mut loaded,
+                    )
                     .await?;
-                let pipeline = Pipeline::new(conn, self.window);
-                write(pipeline, stream, &plan, &existing, &details, &request).await
+                }
+                Ok::<_, dr_core::Error>(counts)
             })
             .await?;
 
@@ -230,44 +283,201 @@ pub(crate) async fn choose(
     })
 }
 
-/// How the keys go in: as `RESTORE`s of their payloads, or rebuilt.
+/// One RDB of a snapshot: its stream and what was recorded of it.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredRdb {
+    pub(crate) stream: StreamName,
+    pub(crate) details: RdbSnapshotDetails,
+}
+
+/// The RDBs snapshot `manifest` holds: one for a server's snapshot, one
+/// per shard for a cluster's.
+///
+/// # Errors
+/// [`dr_core::Error::Corrupt`] if it records neither kind of details.
+pub(crate) fn rdb_streams(manifest: &Manifest) -> dr_core::Result<Vec<StoredRdb>> {
+    if let Some(details) = manifest.details::<RdbSnapshotDetails>()? {
+        return Ok(vec![StoredRdb {
+            stream: RDB_STREAM.parse()?,
+            details,
+        }]);
+    }
+    if let Some(cluster) = manifest.details::<ClusterSnapshotDetails>()? {
+        return cluster
+            .shards
+            .into_iter()
+            .map(|shard| {
+                Ok(StoredRdb {
+                    stream: shard.stream.parse()?,
+                    details: shard.rdb,
+                })
+            })
+            .collect();
+    }
+    Err(dr_core::Error::corrupt(
+        format!("snapshot {}", manifest.id),
+        "it records neither an RDB's nor a cluster's details: not a Redis snapshot",
+    ))
+}
+
+/// What the target is: its address (for messages), the oldest version
+/// among its servers, and whether it is a cluster.
+#[derive(Debug)]
+struct TargetInfo {
+    addr: String,
+    major: u32,
+    minor: u32,
+    cluster: bool,
+}
+
+/// The connections a restore writes on.
+enum Writers {
+    One(Pipeline),
+    Cluster(Box<ClusterPipelines>),
+}
+
+impl Writers {
+    async fn open(into: &Into, window: usize) -> Result<(Self, TargetInfo)> {
+        let (writers, addr, versions) = match into {
+            Into::Server(server) => {
+                let (mut conn, version) = server.connect().await?;
+                let cluster = crate::fetch::info(&mut conn, "cluster").await?;
+                if crate::fetch::info_field(&cluster, "cluster_enabled") == Some("1") {
+                    return Err(Error::WrongTarget {
+                        addr: conn.addr().to_owned(),
+                        reason: "it is a Cluster node: restore into the Cluster, whose keys are \
+                                 routed by slot"
+                            .into(),
+                    });
+                }
+                let addr = conn.addr().to_owned();
+                (
+                    Writers::One(Pipeline::new(conn, window)),
+                    addr,
+                    vec![version],
+                )
+            }
+            Into::Cluster(seed) => {
+                let layout = cluster_layout(seed).await?;
+                let (pipelines, versions) =
+                    ClusterPipelines::connect(seed, &layout, window).await?;
+                let addr = format!("the Cluster of {}", seed.addr());
+                (Writers::Cluster(Box::new(pipelines)), addr, versions)
+            }
+        };
+        let mut oldest = (u32::MAX, u32::MAX);
+        for version in &versions {
+            let parsed = parse_version(version).ok_or_else(|| Error::WrongTarget {
+                addr: addr.clone(),
+                reason: format!("its redis_version {version:?} does not read"),
+            })?;
+            oldest = oldest.min(parsed);
+        }
+        let cluster = matches!(writers, Writers::Cluster(_));
+        Ok((
+            writers,
+            TargetInfo {
+                addr,
+                major: oldest.0,
+                minor: oldest.1,
+                cluster,
+            },
+        ))
+    }
+
+    async fn push(
+        &mut self,
+        sent: Sent,
+        answered: &mut (dyn FnMut(Sent, Answer) -> Result<()> + Send),
+    ) -> Result<()> {
+        match self {
+            Writers::One(pipeline) => pipeline.push(sent, answered).await,
+            Writers::Cluster(cluster) => cluster.push(sent, answered).await,
+        }
+    }
+
+    /// Sends `sent` to every master: a function library.
+    async fn push_everywhere(
+        &mut self,
+        sent: Sent,
+        answered: &mut (dyn FnMut(Sent, Answer) -> Result<()> + Send),
+    ) -> Result<()> {
+        match self {
+            Writers::One(pipeline) => pipeline.push(sent, answered).await,
+            Writers::Cluster(cluster) => cluster.push_everywhere(&sent, answered).await,
+        }
+    }
+
+    async fn finish(
+        &mut self,
+        answered: &mut (dyn FnMut(Sent, Answer) -> Result<()> + Send),
+    ) -> Result<()> {
+        match self {
+            Writers::One(pipeline) => pipeline.finish(answered).await,
+            Writers::Cluster(cluster) => cluster.finish(answered).await,
+        }
+    }
+
+    /// How many servers a library is loaded on.
+    fn masters(&self) -> usize {
+        match self {
+            Writers::One(_) => 1,
+            Writers::Cluster(cluster) => cluster.pipelines_count().max(1),
+        }
+    }
+
+    /// The function libraries the target has (on any master), by name.
+    async fn library_names(&mut self) -> Result<HashSet<String>> {
+        let mut names = HashSet::new();
+        match self {
+            Writers::One(pipeline) => names.extend(library_names(pipeline.conn_mut()).await?),
+            Writers::Cluster(cluster) => {
+                for pipeline in cluster.pipelines_mut() {
+                    names.extend(library_names(pipeline.conn_mut()).await?);
+                }
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// How the keys of one RDB go in: as `RESTORE`s of their payloads, or
+/// rebuilt.
 #[derive(Debug)]
 struct Plan {
     addr: String,
     conflict: Conflict,
-    /// The snapshot's RDB version, which its payloads carry.
+    /// Whether the target is a cluster (database 0 only).
+    cluster: bool,
+    /// The RDB's version, which its payloads carry.
     rdb_version: u16,
-    /// Plain commands, for a target older than the snapshot.
+    /// Plain commands, for a target older than the RDB.
     rebuild: Option<Rebuilder>,
     /// The libraries the target has, by name.
     libraries: HashSet<String>,
 }
 
 impl Plan {
-    async fn for_target(
-        conn: &mut Conn,
-        version: &str,
+    fn new(
+        target: &TargetInfo,
         details: &RdbSnapshotDetails,
         conflict: Conflict,
+        libraries: HashSet<String>,
     ) -> Result<Self> {
-        let addr = conn.addr().to_owned();
+        let (major, minor) = (target.major, target.minor);
         let wrong = |reason: String| Error::WrongTarget {
-            addr: addr.clone(),
+            addr: target.addr.clone(),
             reason,
         };
-        let (major, minor) = parse_version(version)
-            .ok_or_else(|| wrong(format!("its redis_version {version:?} does not read")))?;
-        let cluster = crate::fetch::info(conn, "cluster").await?;
-        if crate::fetch::info_field(&cluster, "cluster_enabled") == Some("1") {
-            return Err(wrong(
-                "it is a Cluster node: restore into the Cluster, whose keys are routed by slot"
-                    .into(),
-            ));
-        }
         if (major, minor) < (5, 0) {
             return Err(wrong(format!(
-                "Redis {version} has no RESTORE … ABSTTL (5.0 and later)"
+                "Redis {major}.{minor} has no RESTORE … ABSTTL (5.0 and later)"
             )));
+        }
+        if target.cluster
+            && let Some(db) = details.counts.databases.keys().find(|db| **db != 0)
+        {
+            return Err(not_a_cluster_db(&target.addr, *db));
         }
         let target_rdb = rdb_version_of(major, minor);
         let rebuild = if target_rdb >= details.rdb_version {
@@ -276,19 +486,15 @@ impl Plan {
             Some(Rebuilder::for_version(major, minor))
         } else {
             return Err(wrong(format!(
-                "Redis {version} reads RDB version {target_rdb}, older than the snapshot's {}, \
+                "Redis {major}.{minor} reads RDB version {target_rdb}, older than the snapshot's {}, \
                  and rebuilding values from commands needs Redis 7.0 or later",
                 details.rdb_version
             )));
         };
-        let libraries = if details.functions > 0 {
-            library_names(conn).await?
-        } else {
-            HashSet::new()
-        };
         Ok(Self {
-            addr,
+            addr: target.addr.clone(),
             conflict,
+            cluster: target.cluster,
             rdb_version: details.rdb_version,
             rebuild,
             libraries,
@@ -390,37 +596,77 @@ impl<'a> Reporter<'a> {
     }
 }
 
-/// The first pass: the stored RDB read whole and checked, the values a
+/// What the first pass found in the target.
+#[derive(Debug, Default)]
+struct Existing {
+    /// Keys that exist: all of them where a rebuild skips them, else a few
+    /// to name.
+    keys: HashSet<(u64, Bytes)>,
+    count: u64,
+    libraries: Vec<String>,
+}
+
+impl Existing {
+    fn refuse_if_failing(&self, addr: &str, conflict: Conflict) -> Result<()> {
+        if conflict != Conflict::Fail {
+            return Ok(());
+        }
+        if self.count > 0 {
+            let mut examples: Vec<String> = self
+                .keys
+                .iter()
+                .map(|(db, key)| format!("db {db} {}", printable(key)))
+                .collect();
+            examples.sort();
+            examples.truncate(5);
+            return Err(Error::Conflicts {
+                addr: addr.to_owned(),
+                what: "keys",
+                count: self.count,
+                examples: examples.join(", "),
+            });
+        }
+        if !self.libraries.is_empty() {
+            return Err(Error::Conflicts {
+                addr: addr.to_owned(),
+                what: "function libraries",
+                count: self.libraries.len() as u64,
+                examples: self.libraries.join(", "),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The first pass over one RDB: read whole and checked, the values a
 /// rebuild needs checked, and the keys that exist in the target found
-/// (where the conflict policy needs them). Returns the existing keys a
-/// rebuild must skip.
+/// (where the conflict policy needs them).
 async fn check(
-    conn: &mut Option<Conn>,
+    writers: &mut Writers,
     stream: dr_core::ByteStream,
     plan: &Plan,
-    details: &RdbSnapshotDetails,
+    rdb: &StoredRdb,
     request: &RestoreRequest<'_>,
-) -> dr_core::Result<HashSet<(u64, Bytes)>> {
+    existing: &mut Existing,
+) -> dr_core::Result<()> {
     let mut reader = RdbReader::new(stream);
     let mut counts = KeyCounts::default();
-    let mut reporter = Reporter::new("check the snapshot", details, request);
+    let mut reporter = Reporter::new("check the snapshot", &rdb.details, request);
     // Keys to ask about: only where the policy needs to know before writing.
     let ask = plan.conflict == Conflict::Fail
         || (plan.conflict == Conflict::Skip && plan.rebuild.is_some());
-    let taken = conn
-        .take()
-        .ok_or_else(|| dr_core::Error::invalid("restore", "no connection"))?;
-    let mut pipeline = Pipeline::new(taken, 4);
-    let mut existing: HashSet<(u64, Bytes)> = HashSet::new();
-    let mut existing_count = 0u64;
-    let mut conflicting_libraries = Vec::new();
     let now = now_ms();
+    let Existing {
+        keys,
+        count,
+        libraries,
+    } = existing;
     let mut answered = |sent: Sent, answer: Answer| -> Result<()> {
         match answer {
             Answer::Done { exists: true } => {
-                existing_count += 1;
-                if plan.conflict == Conflict::Skip || existing.len() < 5 {
-                    existing.insert((sent.db, sent.key));
+                *count += 1;
+                if plan.conflict == Conflict::Skip || keys.len() < 5 {
+                    keys.insert((sent.db, sent.key));
                 }
                 Ok(())
             }
@@ -451,76 +697,53 @@ async fn check(
                         key: key.key.clone(),
                         command: Bytes::from(command),
                         expect: Expect::Exists,
+                        tries: 0,
                     };
-                    pipeline.push(sent, &mut answered).await?;
+                    writers.push(sent, &mut answered).await?;
                 }
                 reporter.at(key.value_offset);
             }
             Event::Function(code) => {
                 if let Some(name) = library_name(&code)
                     && plan.libraries.contains(&name)
+                    && !libraries.contains(&name)
                 {
-                    conflicting_libraries.push(name);
+                    libraries.push(name);
                 }
             }
             _ => {}
         }
     }
-    pipeline.finish(&mut answered).await?;
-    let differences = counts.differences(&details.counts);
+    writers.finish(&mut answered).await?;
+    let differences = counts.differences(&rdb.details.counts);
     if !differences.is_empty() {
         return Err(dr_core::Error::corrupt(
-            "the stored RDB",
+            format!("the stored RDB {}", rdb.stream),
             format!(
                 "its keys differ from those counted at backup time: {}",
                 differences.join("; ")
             ),
         ));
     }
-    if plan.conflict == Conflict::Fail {
-        if existing_count > 0 {
-            let mut examples: Vec<String> = existing
-                .iter()
-                .map(|(db, key)| format!("db {db} {}", printable(key)))
-                .collect();
-            examples.sort();
-            return Err(Error::Conflicts {
-                addr: plan.addr.clone(),
-                what: "keys",
-                count: existing_count,
-                examples: examples.join(", "),
-            }
-            .into());
-        }
-        if !conflicting_libraries.is_empty() {
-            return Err(Error::Conflicts {
-                addr: plan.addr.clone(),
-                what: "function libraries",
-                count: conflicting_libraries.len() as u64,
-                examples: conflicting_libraries.join(", "),
-            }
-            .into());
-        }
-    }
-    *conn = Some(pipeline.into_conn());
-    Ok(existing)
+    Ok(())
 }
 
-/// The second pass: every key written.
+/// The second pass over one RDB: every key written; function libraries
+/// once each (`loaded` holds those already sent, by code).
+#[allow(clippy::too_many_arguments)]
 async fn write(
-    mut pipeline: Pipeline,
+    writers: &mut Writers,
     stream: dr_core::ByteStream,
     plan: &Plan,
-    existing: &HashSet<(u64, Bytes)>,
-    details: &RdbSnapshotDetails,
+    rdb: &StoredRdb,
+    existing: &Existing,
     request: &RestoreRequest<'_>,
-) -> dr_core::Result<RestoreCounts> {
+    counts: &mut RestoreCounts,
+    loaded: &mut HashSet<Bytes>,
+) -> dr_core::Result<()> {
     let mut reader = RdbReader::new(stream);
-    let mut reporter = Reporter::new("restore the keys", details, request);
-    let mut counts = RestoreCounts {
-        rebuilt: plan.rebuild.is_some(),
-        ..RestoreCounts::default()
-    };
+    let mut reporter = Reporter::new("restore the keys", &rdb.details, request);
+    counts.rebuilt |= plan.rebuild.is_some();
     let now = now_ms();
     let replace = plan.conflict == Conflict::Replace;
     let mut restored = 0u64;
@@ -576,6 +799,9 @@ async fn write(
     while let Some(event) = reader.next_event().await? {
         match event {
             Event::Function(code) => {
+                if !loaded.insert(code.clone()) {
+                    continue;
+                }
                 let name = library_name(&code);
                 if plan.conflict == Conflict::Skip
                     && name.as_ref().is_some_and(|n| plan.libraries.contains(n))
@@ -595,14 +821,18 @@ async fn write(
                     key: Bytes::new(),
                     command: Bytes::from(command),
                     expect: Expect::Step { last: true },
+                    tries: 0,
                 };
-                pipeline.push(sent, &mut answered).await?;
+                writers.push_everywhere(sent, &mut answered).await?;
             }
             Event::Key(key) => {
                 reporter.at(key.value_offset);
                 if key.expire_at_ms.is_some_and(|at| at <= now) {
                     counts.expired += 1;
                     continue;
+                }
+                if plan.cluster && key.db != 0 {
+                    return Err(not_a_cluster_db(&plan.addr, key.db).into());
                 }
                 match &plan.rebuild {
                     None => {
@@ -611,11 +841,12 @@ async fn write(
                             command: commands::restore(&key, plan.rdb_version, replace),
                             key: key.key,
                             expect: Expect::Restore,
+                            tries: 0,
                         };
-                        pipeline.push(sent, &mut answered).await?;
+                        writers.push(sent, &mut answered).await?;
                     }
                     Some(rebuild) => {
-                        if existing.contains(&(key.db, key.key.clone())) {
+                        if existing.keys.contains(&(key.db, key.key.clone())) {
                             counts.kept_existing += 1;
                             continue;
                         }
@@ -628,8 +859,9 @@ async fn write(
                                 key: key.key.clone(),
                                 command,
                                 expect: Expect::Step { last: i == last },
+                                tries: 0,
                             };
-                            pipeline.push(sent, &mut answered).await?;
+                            writers.push(sent, &mut answered).await?;
                         }
                     }
                 }
@@ -637,11 +869,12 @@ async fn write(
             _ => {}
         }
     }
-    pipeline.finish(&mut answered).await?;
-    counts.restored = restored;
+    writers.finish(&mut answered).await?;
+    counts.restored += restored;
     counts.kept_existing += kept;
-    counts.functions = functions;
-    Ok(counts)
+    // A library loaded on every master counts once.
+    counts.functions += functions / writers.masters() as u64;
+    Ok(())
 }
 
 /// Now, in milliseconds since the epoch.

@@ -40,6 +40,8 @@ pub(crate) struct Sent {
     /// Its encoded bytes, to send again elsewhere (a Cluster's redirection).
     pub(crate) command: Bytes,
     pub(crate) expect: Expect,
+    /// How many times it was sent before (a Cluster's redirections).
+    pub(crate) tries: u8,
 }
 
 /// How one reply came out.
@@ -83,10 +85,10 @@ impl Pipeline {
         }
     }
 
-    /// The connection back, once [`Pipeline::finish`] has read every
-    /// answer. Its database is whichever the last command ran in.
-    pub(crate) fn into_conn(self) -> Conn {
-        self.conn
+    /// The connection, for a command of its own between batches: only
+    /// once [`Pipeline::finish`] has read every answer.
+    pub(crate) fn conn_mut(&mut self) -> &mut Conn {
+        &mut self.conn
     }
 
     /// Queues `sent`, writing a batch once enough is gathered; the answers
@@ -106,6 +108,7 @@ impl Pipeline {
                 key: Bytes::new(),
                 command: Bytes::new(),
                 expect: Expect::Step { last: false },
+                tries: 0,
             });
             self.gathered += 1;
         }

@@ -1,0 +1,269 @@
+//! Real Redis Clusters: a snapshot of every shard at once (from replicas,
+//! with writes paused for one cut), restored into a fresh cluster of a
+//! different shape key for key, and a whole cluster rebuilt on empty nodes
+//! from its snapshot (Redis 7.0 and 8.2).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dr_core::{BackupExt, ErrorKind, Objectives, RecoveryTarget, RestoreRequest};
+use dr_redis::{
+    ClusterRebuild, ClusterSnapshot, ClusterSnapshotDetails, DumpPayload, RdbRestore, RedisServer,
+    SLOTS, Value, slot_of,
+};
+use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
+use dr_testkit::{Redis, RedisCluster, RedisOptions, RedisVersion};
+
+async fn repository(dir: &tempfile::TempDir) -> Repository {
+    let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
+    let options = InitOptions::encrypted(Secret::password("rdb")).kdf(KdfParams::INSECURE_FAST);
+    Repository::init(backend, options).await.unwrap()
+}
+
+fn server(node: &Redis) -> RedisServer {
+    RedisServer::new("127.0.0.1", node.port())
+}
+
+/// The master of `key` in a kit cluster (slots split evenly, in order).
+fn master_for<'a>(cluster: &'a RedisCluster, key: &[u8]) -> &'a Redis {
+    let n = cluster.masters().len();
+    let slot = usize::from(slot_of(key));
+    let index = (0..n)
+        .find(|i| slot < usize::from(SLOTS) * (i + 1) / n)
+        .unwrap();
+    &cluster.masters()[index]
+}
+
+/// Keys of several kinds spread over every slot range, and a library on
+/// every master.
+async fn fill(cluster: &RedisCluster, keys: usize) {
+    let mut pipes: BTreeMap<u16, (redis::Pipeline, &Redis)> = BTreeMap::new();
+    for i in 0..keys {
+        let key = format!("k:{i}");
+        let master = master_for(cluster, key.as_bytes());
+        let (pipe, _) = pipes
+            .entry(master.port())
+            .or_insert_with(|| (redis::pipe(), master));
+        match i % 5 {
+            0 => pipe.cmd("SET").arg(&key).arg(i).ignore(),
+            1 => pipe.cmd("HSET").arg(&key).arg("f").arg(i).ignore(),
+            2 => pipe.cmd("RPUSH").arg(&key).arg(&["a", "b"]).ignore(),
+            3 => pipe.cmd("ZADD").arg(&key).arg(1.5).arg("m").ignore(),
+            _ => pipe
+                .cmd("SET")
+                .arg(&key)
+                .arg("t")
+                .arg("PX")
+                .arg(3_600_000)
+                .ignore(),
+        };
+    }
+    for (pipe, master) in pipes.values() {
+        let mut con = master.connection().await.unwrap();
+        let (): () = pipe.query_async(&mut con).await.unwrap();
+    }
+    for master in cluster.masters() {
+        let mut con = master.connection().await.unwrap();
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("#!lua name=lib\nredis.register_function('one', function() return 1 end)")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+}
+
+/// Every key of the given masters: value (from `DUMP`) and absolute expiry.
+async fn keys_of<'a>(masters: impl Iterator<Item = &'a Redis>) -> BTreeMap<Vec<u8>, (Value, i64)> {
+    let mut keys = BTreeMap::new();
+    for master in masters {
+        let mut con = master.connection().await.unwrap();
+        let names: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        for name in names {
+            let dump: Vec<u8> = redis::cmd("DUMP")
+                .arg(&name)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            let at: i64 = redis::cmd("PEXPIRETIME")
+                .arg(&name)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            let value = DumpPayload::parse(dump.into()).unwrap().decode().unwrap();
+            keys.insert(name, (value, at));
+        }
+    }
+    keys
+}
+
+fn objectives() -> Objectives {
+    Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_cluster_snapshot_restores_into_a_cluster_of_another_shape() {
+    let source = RedisCluster::start(3, 1).await.unwrap();
+    fill(&source, 3000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    let component = "redis/cluster".parse().unwrap();
+    let snapshot = ClusterSnapshot::new(component, server(&source.masters()[1]))
+        .pause_writes(Duration::from_secs(10));
+    let report = snapshot.backup_to(&repo).await.unwrap();
+
+    let details = ClusterSnapshotDetails::of(&report.manifest).unwrap();
+    assert_eq!(details.shards.len(), 3);
+    assert_eq!(details.layout.nodes.len(), 6);
+    assert_eq!(details.keys(), 3000);
+    let paused = details.paused_ms.expect("writes were paused");
+    assert!(paused < 10_000, "{paused} ms");
+    // Each shard came from its replica, whose master is the shard's.
+    for (shard, replica) in details.shards.iter().zip(source.replicas()) {
+        assert_eq!(shard.source, format!("127.0.0.1:{}", replica.port()));
+        let master = details
+            .layout
+            .nodes
+            .iter()
+            .find(|n| n.id == shard.master_id)
+            .unwrap();
+        let replica_node = details
+            .layout
+            .nodes
+            .iter()
+            .find(|n| n.addr == shard.source)
+            .unwrap();
+        assert_eq!(
+            replica_node.role,
+            dr_redis::NodeRole::Replica {
+                of: master.id.clone()
+            }
+        );
+        assert!(shard.rdb.counts.keys() > 800, "{shard:?}");
+    }
+
+    // Two masters instead of three: keys go where the target's slots are.
+    let target = RedisCluster::start(2, 0).await.unwrap();
+    let restore = RdbRestore::into_cluster(
+        "redis/cluster".parse().unwrap(),
+        server(&target.masters()[0]),
+    );
+    let latest = RecoveryTarget::Latest;
+    let (_, counts) = restore
+        .restore_counted(RestoreRequest::new(&repo, &latest, objectives()))
+        .await
+        .unwrap();
+    assert_eq!((counts.restored, counts.functions), (3000, 1));
+    assert_eq!(
+        keys_of(target.masters().iter()).await,
+        keys_of(source.masters().iter()).await
+    );
+    for master in target.masters() {
+        let mut con = master.connection().await.unwrap();
+        let one: i64 = redis::cmd("FCALL")
+            .arg("one")
+            .arg(0)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
+    }
+
+    // Again: every key conflicts, and nothing is written.
+    let err = restore
+        .restore_counted(RestoreRequest::new(&repo, &latest, objectives()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+    assert!(err.to_string().contains("3000 keys"), "{err}");
+
+    // A standalone server is not a cluster, and the other way round.
+    let standalone = Redis::start().await.unwrap();
+    let err = RdbRestore::new(
+        "redis/cluster".parse().unwrap(),
+        server(&target.masters()[0]),
+    )
+    .restore_counted(RestoreRequest::new(&repo, &latest, objectives()))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let err = RdbRestore::into_cluster("redis/cluster".parse().unwrap(), server(&standalone))
+        .restore_counted(RestoreRequest::new(&repo, &latest, objectives()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_cluster_is_rebuilt_on_empty_nodes_from_its_snapshot() {
+    let options = RedisOptions::default().version(RedisVersion::Redis8);
+    let source = RedisCluster::start_with(3, 1, options.clone())
+        .await
+        .unwrap();
+    fill(&source, 2000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    let component: dr_core::ComponentId = "redis/cluster".parse().unwrap();
+    let report = ClusterSnapshot::new(component.clone(), server(&source.masters()[0]))
+        .from_masters()
+        .backup_to(&repo)
+        .await
+        .unwrap();
+    let details = ClusterSnapshotDetails::of(&report.manifest).unwrap();
+    assert_eq!(details.paused_ms, None);
+    for (shard, master) in details.shards.iter().zip(source.masters()) {
+        assert_eq!(shard.source, format!("127.0.0.1:{}", master.port()));
+        assert_eq!(shard.rdb.rdb_version, 12);
+    }
+
+    // Six empty cluster nodes, as after the loss of every machine.
+    let mut nodes = Vec::new();
+    for _ in 0..6 {
+        nodes.push(Redis::start_cluster_node(options.clone()).await.unwrap());
+    }
+    let rebuild = ClusterRebuild::new(component, nodes.iter().map(server).collect());
+    let latest = RecoveryTarget::Latest;
+    let (report, outcome) = rebuild
+        .rebuild(RestoreRequest::new(&repo, &latest, objectives()))
+        .await
+        .unwrap();
+    assert_eq!(outcome.counts.restored, 2000);
+    assert_eq!(outcome.masters.len(), 3);
+    assert_eq!(outcome.replicas.len(), 3);
+    let per_shard: Vec<u64> = details.shards.iter().map(|s| s.rdb.counts.keys()).collect();
+    assert_eq!(outcome.keys_per_master, per_shard);
+    assert!(report.objectives_met(), "{report}");
+    assert_eq!(
+        keys_of(nodes[..3].iter()).await,
+        keys_of(source.masters().iter()).await
+    );
+    // Each master serves the slots its counterpart did.
+    for (node, master) in nodes[..3].iter().zip(details.layout.masters()) {
+        let mut con = node.connection().await.unwrap();
+        let text: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let me = text.lines().find(|l| l.contains("myself")).unwrap();
+        let ranges: Vec<String> = master
+            .slots
+            .iter()
+            .map(|(a, b)| format!("{a}-{b}"))
+            .collect();
+        assert!(me.ends_with(&ranges.join(" ")), "{me} vs {ranges:?}");
+    }
+
+    // Nodes that are not empty are refused before anything is changed.
+    let err = rebuild
+        .rebuild(RestoreRequest::new(&repo, &latest, objectives()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("not an empty node"), "{err}");
+}
