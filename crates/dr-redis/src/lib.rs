@@ -44,6 +44,8 @@
 //!   RDB version gets plain commands rebuilding each decoded value.
 //!   [`RestoreCounts`] says what was written, kept and skipped.
 //!   [`RdbRestore::into_cluster`] routes keys to a Cluster's masters by slot.
+//!   [`RdbFileRestore`]: a cold restore, the RDB written whole where a
+//!   stopped server loads it.
 //! - [`ClusterSnapshot`] ([`dr_core::Backup`]): every shard of a Redis
 //!   Cluster at once, from a replica of each where one is in sync, with the
 //!   [`ClusterLayout`] in the same snapshot ([`ClusterSnapshotDetails`]);
@@ -124,5 +126,5 @@ pub use rdb::frame::{Eof, Event, Header, KeyEntry, ModuleAux, ModuleId, RdbParse
 pub use rdb::reader::{Events, RdbReader, events};
 pub use rdb::verify::{DbCounts, KeyCounts, RdbSummary, Verifier, verify, verify_slice};
 pub use rdb::{KeyKind, MAX_RDB_VERSION, ValueType};
-pub use restore::{Conflict, RdbRestore, RestoreCounts};
+pub use restore::{Conflict, RdbFileRestore, RdbRestore, RestoreCounts};
 pub use snapshot::{RDB_STREAM, RdbSnapshot, RdbSnapshotDetails, SnapshotMode};

@@ -585,3 +585,48 @@ fn proptest_data_sets_restore_as_they_were_on_7_0_and_8_2() {
         });
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_restore_writes_the_file_a_stopped_server_loads() {
+    let source = Redis::start().await.unwrap();
+    let mut con = source.connection().await.unwrap();
+    fill(&mut con, false, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    snapshot(&repo, &source).await;
+
+    let mut target = Redis::start().await.unwrap();
+    target.stop().await;
+    let path = target.dir().join("dump.rdb");
+    let restore = dr_redis::RdbFileRestore::new("redis/main".parse().unwrap(), &path);
+    let latest = RecoveryTarget::Latest;
+    let objectives = Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap());
+    use dr_core::Restore;
+    restore
+        .restore(RestoreRequest::new(&repo, &latest, objectives))
+        .await
+        .unwrap();
+    target.restart().await.unwrap();
+    assert_eq!(keys_of(&target, true).await, keys_of(&source, true).await);
+
+    // A damaged snapshot leaves the path as it was, and no partial file.
+    target.stop().await;
+    std::fs::write(&path, b"the file before").unwrap();
+    for entry in walk(&dir.path().join("data")) {
+        let mut bytes = std::fs::read(&entry).unwrap();
+        let late = bytes.len() * 9 / 10;
+        bytes[late] ^= 0x55;
+        std::fs::write(&entry, bytes).unwrap();
+    }
+    let err = restore
+        .restore(RestoreRequest::new(&repo, &latest, objectives))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"the file before");
+    let names: Vec<_> = std::fs::read_dir(target.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("partial")), "{names:?}");
+}

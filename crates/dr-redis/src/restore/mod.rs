@@ -12,7 +12,10 @@
 //! instead.
 
 pub(crate) mod commands;
+mod file;
 pub(crate) mod pipeline;
+
+pub use self::file::RdbFileRestore;
 
 use std::collections::HashSet;
 
