@@ -53,6 +53,10 @@
 //!   forked, for one consistent cut.
 //! - [`ClusterRebuild`] ([`dr_core::Restore`]): a whole cluster rebuilt on
 //!   empty nodes from its snapshot: slots, replicas, data, checks.
+//! - [`verify_snapshot`]: a stored snapshot (a server's or a cluster's)
+//!   read back whole, every value decoded, against what was recorded;
+//!   [`inspect`]: keys per type and database, the biggest keys and an
+//!   expiry histogram of an RDB.
 //! - [`Error`]: one error type, saying where (byte offset, database, key,
 //!   type); it converts into [`dr_core::Error`] with a kind a caller can act
 //!   on ([`Corrupt`](dr_core::ErrorKind::Corrupt),
@@ -107,6 +111,7 @@ mod cluster;
 mod error;
 mod fetch;
 mod files;
+mod inspect;
 mod rdb;
 mod restore;
 mod snapshot;
@@ -115,8 +120,12 @@ pub use cluster::layout::{ClusterLayout, ClusterNode, NodeRole, SLOTS, slot_of};
 pub use cluster::rebuild::{ClusterRebuild, RebuildOutcome};
 pub use cluster::snapshot::{ClusterSnapshot, ClusterSnapshotDetails, ShardSnapshot};
 pub use error::{Error, Place, Result, SUPPORTED_VERSIONS};
-pub use fetch::{Framing, LogicalDump, RdbTransfer, RedisServer};
+pub use fetch::{Framing, LogicalDump, RdbTransfer, RedisServer, ServerProbe};
 pub use files::{AOF_STREAM_PREFIX, FileSnapshot};
+pub use inspect::{
+    BigKey, ExpiryHistogram, Inspection, inspect, is_redis_snapshot, redis_snapshots,
+    verify_snapshot,
+};
 pub use rdb::decode::{
     Consumer, ConsumerGroup, HashField, ModuleField, ModuleValue, PendingEntry, Stream,
     StreamEntry, StreamId, Value, decode_value,

@@ -24,16 +24,23 @@ use crate::secret::SecretSource;
 #[cfg(feature = "postgres")]
 use crate::postgres::{DumpSettings, PostgresSettings, RawConnection, RawDatabases, RawFailover};
 
+#[cfg(feature = "redis")]
+use crate::redis::{RawRedis, RedisSettings};
+
 /// The component kinds this build can handle.
 const COMPILED_KINDS: &[&str] = &[
     #[cfg(feature = "postgres")]
     "postgres",
     #[cfg(feature = "postgres")]
     "postgres-dump",
+    #[cfg(feature = "redis")]
+    "redis",
+    #[cfg(feature = "redis")]
+    "redis-cluster",
 ];
 
 /// Every kind drkit has a cargo feature for, compiled in or not.
-const FEATURE_KINDS: &[&str] = &["postgres", "postgres-dump"];
+const FEATURE_KINDS: &[&str] = &["postgres", "postgres-dump", "redis", "redis-cluster"];
 
 /// The `drkit` config file, parsed and checked.
 ///
@@ -249,6 +256,9 @@ enum Settings {
     Postgres(PostgresSettings),
     #[cfg(feature = "postgres")]
     PostgresDump(DumpSettings),
+    /// `redis` and `redis-cluster`.
+    #[cfg(feature = "redis")]
+    Redis(RedisSettings),
 }
 
 impl Component {
@@ -283,7 +293,7 @@ impl Component {
     pub fn postgres(&self) -> Option<&PostgresSettings> {
         match &self.settings {
             Settings::Postgres(settings) => Some(settings),
-            Settings::PostgresDump(_) => None,
+            _ => None,
         }
     }
 
@@ -292,16 +302,29 @@ impl Component {
     pub fn postgres_dump(&self) -> Option<&DumpSettings> {
         match &self.settings {
             Settings::PostgresDump(settings) => Some(settings),
-            Settings::Postgres(_) => None,
+            _ => None,
         }
     }
 
-    /// The PostgreSQL connection of either PostgreSQL kind.
+    /// The PostgreSQL connection of either PostgreSQL kind; `None` for
+    /// other kinds.
     #[cfg(feature = "postgres")]
-    pub fn connection(&self) -> &PostgresSettings {
+    pub fn connection(&self) -> Option<&PostgresSettings> {
         match &self.settings {
-            Settings::Postgres(settings) => settings,
-            Settings::PostgresDump(settings) => settings.connection(),
+            Settings::Postgres(settings) => Some(settings),
+            Settings::PostgresDump(settings) => Some(settings.connection()),
+            #[cfg(feature = "redis")]
+            Settings::Redis(_) => None,
+        }
+    }
+
+    /// The settings of a `redis` or `redis-cluster` component.
+    #[cfg(feature = "redis")]
+    pub fn redis(&self) -> Option<&RedisSettings> {
+        match &self.settings {
+            Settings::Redis(settings) => Some(settings),
+            #[allow(unreachable_patterns)]
+            _ => None,
         }
     }
 }
@@ -629,6 +652,11 @@ struct RawComponent {
     pg_bin: Option<Spanned<std::path::PathBuf>>,
     #[cfg(feature = "postgres")]
     failover: Option<Spanned<RawFailover>>,
+    #[cfg(feature = "redis")]
+    redis: Option<Spanned<RawRedis>>,
+    #[cfg(not(feature = "redis"))]
+    #[allow(dead_code)]
+    redis: Option<de::IgnoredAny>,
     #[cfg(not(feature = "postgres"))]
     #[allow(dead_code)]
     failover: Option<de::IgnoredAny>,
@@ -837,7 +865,7 @@ impl RawComponent {
                 ),
             ));
         }
-        let schedules = self
+        let schedules: Vec<JobSchedule> = self
             .schedule
             .into_iter()
             .map(|s| JobSchedule {
@@ -857,6 +885,16 @@ impl RawComponent {
             }
             other => other.map(Spanned::into_inner),
         };
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis
+            && !kind.starts_with("redis")
+        {
+            return Err(source.error(
+                Some(redis.span()),
+                &at("redis"),
+                &format!("`redis` is for redis and redis-cluster components, not {kind}"),
+            ));
+        }
         let settings = match kind.as_str() {
             #[cfg(feature = "postgres")]
             "postgres" => {
@@ -940,6 +978,65 @@ impl RawComponent {
                     databases,
                     self.globals.is_none_or(Spanned::into_inner),
                 ))
+            }
+            #[cfg(feature = "redis")]
+            "redis" | "redis-cluster" => {
+                let postgres_only = [
+                    #[cfg(feature = "postgres")]
+                    (self.connection.as_ref().map(Spanned::span), "connection"),
+                    #[cfg(feature = "postgres")]
+                    (self.databases.as_ref().map(Spanned::span), "databases"),
+                    #[cfg(feature = "postgres")]
+                    (self.failover.as_ref().map(Spanned::span), "failover"),
+                    #[cfg(feature = "postgres")]
+                    (pg_bin.is_some().then(|| span.clone()), "pg_bin"),
+                    #[cfg(feature = "postgres")]
+                    (
+                        self.wal_archiving.is_some().then(|| span.clone()),
+                        "wal_archiving",
+                    ),
+                ];
+                for (present, field) in postgres_only {
+                    if let Some(span) = present {
+                        return Err(source.error(
+                            Some(span),
+                            &at(field),
+                            &format!(
+                                "`{field}` is for PostgreSQL components; a {kind} component \
+                                 has [component.redis]"
+                            ),
+                        ));
+                    }
+                }
+                if let Some(job) = schedules
+                    .iter()
+                    .find(|s: &&JobSchedule| s.job == Job::RestoreTest)
+                {
+                    return Err(source.error(
+                        Some(span),
+                        &at("schedule"),
+                        &format!(
+                            "job \"{}\": restore tests into a scratch server are for PostgreSQL \
+                             components; expected backup or verify",
+                            job.job
+                        ),
+                    ));
+                }
+                let Some(redis) = self.redis else {
+                    return Err(source.error(
+                        Some(span),
+                        &at("redis"),
+                        "missing table `redis`; expected where the server is \
+                         (address, or seeds for a cluster), credentials and tls",
+                    ));
+                };
+                Settings::Redis(RedisSettings::check(
+                    redis,
+                    kind == "redis-cluster",
+                    &id,
+                    source,
+                    &at("redis"),
+                )?)
             }
             _ => {
                 let _ = span;

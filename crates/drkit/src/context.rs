@@ -207,9 +207,53 @@ impl Context {
     ) -> Result<(tokio_postgres::Config, dr_postgres::Tls), Failure> {
         component
             .connection()
+            .ok_or_else(|| {
+                Failure::Usage(format!("{} is not a PostgreSQL component", component.id()))
+            })?
             .resolve(env)
             .await
             .map_err(|e| Failure::Failed(failure_text(&e)))
+    }
+
+    /// A Redis component's settings.
+    pub(crate) fn redis<'c>(
+        &self,
+        component: &'c Component,
+    ) -> Result<&'c drkit::RedisSettings, Failure> {
+        component
+            .redis()
+            .ok_or_else(|| Failure::Usage(format!("{} is not a Redis component", component.id())))
+    }
+
+    /// The server at `addr` (`host:port`), reached with Redis component
+    /// `component`'s credentials and TLS.
+    pub(crate) async fn redis_server(
+        &self,
+        component: &Component,
+        addr: &str,
+    ) -> Result<dr_redis::RedisServer, Failure> {
+        self.redis(component)?
+            .server(addr, env)
+            .await
+            .map_err(|e| Failure::Failed(failure_text(&e)))
+    }
+
+    /// The server of a `redis` component, or the first seed of a
+    /// `redis-cluster` component that answers (else the first).
+    pub(crate) async fn redis_seed(
+        &self,
+        component: &Component,
+    ) -> Result<dr_redis::RedisServer, Failure> {
+        let settings = self.redis(component)?;
+        let mut first = None;
+        for addr in settings.addresses() {
+            let server = self.redis_server(component, addr).await?;
+            if settings.addresses().len() == 1 || server.probe().await.is_ok() {
+                return Ok(server);
+            }
+            first.get_or_insert(server);
+        }
+        first.ok_or_else(|| Failure::Usage(format!("{} names no server", component.id())))
     }
 
     /// The OS user a PostgreSQL this process starts runs as: none when not

@@ -7,6 +7,7 @@ use dr_postgres::{
     BaseBackup, LogicalBackup, RestoreTest, RestoreTestKind, RestoreTestReport, ScratchOptions,
     SmokeCheck, base_backups, logical_backups, verify_base_backup, verify_logical_backup,
 };
+use dr_redis::{ClusterSnapshot, RdbSnapshot};
 use dr_storage::Repository;
 use drkit::Component;
 
@@ -18,6 +19,21 @@ pub(crate) async fn backup_of(
     cx: &Context,
     component: &Component,
 ) -> Result<Box<dyn Backup>, Failure> {
+    if let Some(redis) = component.redis() {
+        let id = component.id().clone();
+        let seed = cx.redis_seed(component).await?;
+        if !redis.is_cluster() {
+            return Ok(Box::new(RdbSnapshot::new(id, seed).mode(redis.mode())));
+        }
+        let mut snapshot = ClusterSnapshot::new(id, seed);
+        if let Some(at_most) = redis.pause_writes() {
+            snapshot = snapshot.pause_writes(at_most);
+        }
+        if redis.from_masters() {
+            snapshot = snapshot.from_masters();
+        }
+        return Ok(Box::new(snapshot));
+    }
     let (config, tls) = cx.postgres(component).await?;
     let id = component.id().clone();
     if let Some(dump) = component.postgres_dump() {
@@ -38,7 +54,9 @@ pub(crate) async fn latest_backup(
     component: &Component,
 ) -> Result<Option<Manifest>, Failure> {
     let id = component.id();
-    let listed = if component.postgres_dump().is_some() {
+    let listed = if component.redis().is_some() {
+        dr_redis::redis_snapshots(repo, id).await
+    } else if component.postgres_dump().is_some() {
         logical_backups(repo, id).await
     } else {
         base_backups(repo, id).await
@@ -51,7 +69,9 @@ pub(crate) async fn latest_backup(
 /// Whether `manifest` is a backup of `component`'s kind (a dump, or a base
 /// backup), for a caller that has listed the snapshots already.
 pub(crate) fn is_backup_of(component: &Component, manifest: &Manifest) -> bool {
-    if component.postgres_dump().is_some() {
+    if component.redis().is_some() {
+        dr_redis::is_redis_snapshot(manifest)
+    } else if component.postgres_dump().is_some() {
         dr_postgres::is_logical_backup(manifest)
     } else {
         dr_postgres::is_base_backup(manifest)
@@ -68,8 +88,10 @@ pub(crate) async fn verify_latest(
     let latest = latest_backup(repo, component)
         .await?
         .ok_or_else(|| Failure::Failed(format!("{id} has no backup to verify")))?;
-    let report = if component.postgres_dump().is_some() {
-        verify_logical_backup(repo, &latest.id, &component.connection().pg_tools()).await
+    let report = if component.redis().is_some() {
+        dr_redis::verify_snapshot(repo, &latest.id).await
+    } else if let Some(dump) = component.postgres_dump() {
+        verify_logical_backup(repo, &latest.id, &dump.connection().pg_tools()).await
     } else {
         verify_base_backup(repo, &latest.id).await
     }
@@ -93,7 +115,12 @@ pub(crate) async fn restore_test(
     checks: &[SmokeCheck],
 ) -> Result<RestoreTestReport, Failure> {
     let id = component.id();
-    let connection = component.connection();
+    let connection = component.connection().ok_or_else(|| {
+        Failure::Usage(format!(
+            "{id}: restore tests into a scratch server are for PostgreSQL components; \
+             check a Redis snapshot with drkit verify --component {id}"
+        ))
+    })?;
     let kind = if component.postgres_dump().is_some() {
         RestoreTestKind::Logical
     } else {

@@ -14,7 +14,10 @@
 //!   feature `postgres`, on by default) [`PostgresSettings`] with
 //!   [`TlsSettings`], which become a `tokio_postgres::Config` and a
 //!   `dr_postgres::Tls` (kind `postgres`: physical backups and WAL), or
-//!   [`DumpSettings`] (kind `postgres-dump`: logical backups).
+//!   [`DumpSettings`] (kind `postgres-dump`: logical backups); for Redis
+//!   (cargo feature `redis`, on by default) [`RedisSettings`] with
+//!   [`RedisTls`], which become a `dr_redis::RedisServer` (kinds `redis`
+//!   and `redis-cluster`).
 //! - [`Cron`] and [`Schedule`]: five-field cron expressions (six with
 //!   seconds) in an IANA time zone (the database is bundled), with [`Schedule::next_after`] across
 //!   daylight-saving changes.
@@ -90,6 +93,29 @@
 //! connection = { host = "10.0.0.5", user = "backup", tls = { mode = "require" } }
 //! schedule = [{ job = "restore-test", cron = "0 4 1 * *" }]
 //!
+//! [[component]]              # a Redis server: RDB snapshots
+//! id = "redis/sessions"
+//! kind = "redis"
+//! objectives = { rto = "5m", rpo = "1m" }
+//! retention = "within=7d"
+//! schedule = [{ job = "backup", cron = "0 */6 * * *" }]   # backup | verify
+//!
+//! [component.redis]
+//! address = "10.0.0.8:6379"
+//! user = "backup"                             # an ACL user; optional
+//! password = { env = "REDIS_PASSWORD" }       # optional, same three forms
+//! mode = "replication"       # replication (PSYNC, as redis-cli --rdb) | logical (SCAN, DUMP)
+//! tls = { mode = "verify-full", ca_file = "/etc/drkit/redis-ca.pem" }   # required; or "disable"
+//!
+//! [[component]]              # a Redis Cluster: every shard at once
+//! id = "redis-cluster/gomeet"
+//! kind = "redis-cluster"
+//! objectives = { rto = "5m", rpo = "1m" }
+//! retention = "within=7d"
+//! redis = { seeds = ["10.0.1.10:7000", "10.0.1.11:7000"], pause_writes = "10s", tls = { mode = "disable" } }
+//! # pause_writes: CLIENT PAUSE WRITE on every master until each shard forked (one cut);
+//! # source = "replicas" (default: a replica in sync, else the master) | "masters"
+//!
 //! [agent]                    # optional
 //! listen = "0.0.0.0:9187"    # /metrics and /healthz
 //! prune = { cron = "0 4 * * 0", timezone = "UTC" }
@@ -142,6 +168,8 @@ pub(crate) mod error;
 pub(crate) mod plan;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 pub(crate) mod schedule;
 pub(crate) mod secret;
 
@@ -150,6 +178,8 @@ pub use crate::postgres::{
     AutomaticFailover, DumpSettings, FailoverSettings, LossLimitSetting, MemberSettings,
     PostgresSettings, TlsMode, TlsSettings,
 };
+#[cfg(feature = "redis")]
+pub use crate::redis::{RedisSettings, RedisTls};
 pub use crate::{
     config::{
         AgentSettings, Component, Config, Job, JobSchedule, KeyCacheSetting, RepositorySettings,

@@ -26,9 +26,9 @@ use crate::context::{Access, Context};
 use crate::failure::{Failure, Outcome};
 use crate::output::Output;
 
-/// Disaster recovery for PostgreSQL: backups, WAL archiving and
-/// point-in-time restores into one repository, measured against the
-/// objectives of your DR plan.
+/// Disaster recovery for PostgreSQL and Redis: backups, WAL archiving,
+/// point-in-time restores, Redis and Redis Cluster snapshots and restores,
+/// into one repository, measured against the objectives of your DR plan.
 #[derive(Debug, Parser)]
 #[command(name = "drkit", version, max_term_width = 100)]
 struct Cli {
@@ -69,7 +69,8 @@ enum Command {
     Config(ConfigCommand),
     /// Creates the repository the config names.
     Init,
-    /// Takes a base backup of a component.
+    /// Takes a backup of a component: a base backup or dump (PostgreSQL),
+    /// an RDB snapshot (Redis), every shard at once (Redis Cluster).
     Backup {
         /// The component, as the config names it (`postgres/main`).
         component: String,
@@ -99,7 +100,9 @@ enum Command {
         #[arg(long = "label", value_parser = parse_label)]
         labels: Vec<(String, String)>,
     },
-    /// Restores a component into a new data directory.
+    /// Restores a component: PostgreSQL into a new data directory (or a
+    /// dump into a database); Redis into a running server or Cluster, an
+    /// RDB file, or a cluster rebuilt on empty nodes.
     Restore {
         /// The component, as the config names it.
         component: String,
@@ -170,6 +173,30 @@ enum Command {
         /// first value is neither NULL, false nor 0; repeatable.
         #[arg(long = "check", value_parser = parse_check)]
         checks: Vec<SmokeCheck>,
+        /// Redis: restore into this server, `host:port`, instead of the
+        /// component's own.
+        #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["cluster", "file", "rebuild_on"])]
+        server: Option<String>,
+        /// Redis: restore into the running Cluster this node belongs to,
+        /// keys routed by slot.
+        #[arg(long, value_name = "HOST:PORT", conflicts_with_all = ["file", "rebuild_on"])]
+        cluster: Option<String>,
+        /// Redis: write the RDB as this file, for a stopped server to load
+        /// (a cold restore).
+        #[arg(long, conflicts_with = "rebuild_on")]
+        file: Option<PathBuf>,
+        /// Redis: the shard of a cluster snapshot to write with --file (its
+        /// master's node id or address).
+        #[arg(long, requires = "file")]
+        shard: Option<String>,
+        /// Redis: rebuild the whole cluster on these empty cluster-enabled
+        /// nodes (`host:port`, comma-separated): slots, replicas, data.
+        #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+        rebuild_on: Vec<String>,
+        /// Redis: what to do with keys the target has already: fail (before
+        /// writing anything), skip, or replace.
+        #[arg(long, default_value = "fail")]
+        conflict: dr_redis::Conflict,
     },
     /// Restores the latest backup into a scratch server started for it,
     /// checks it, times it against the RTO, and removes the server.
@@ -257,6 +284,9 @@ enum Command {
     /// Running drkit in Kubernetes.
     #[command(subcommand)]
     Kubernetes(KubernetesCommand),
+    /// Redis snapshots and RDB files.
+    #[command(subcommand)]
+    Redis(RedisCommand),
     /// Prints a recovery report saved with `restore --report`.
     Report {
         /// The saved report.
@@ -299,6 +329,26 @@ enum KubernetesCommand {
     CopyBinary {
         /// Where to put it.
         dest: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RedisCommand {
+    /// What an RDB holds: keys per type and database, stored bytes, the
+    /// biggest keys, and when keys expire.
+    Inspect {
+        /// The snapshot (its id, as `drkit snapshots` lists it).
+        #[arg(required_unless_present = "file")]
+        snapshot: Option<String>,
+        /// An RDB file instead of a snapshot (no config needed).
+        #[arg(long, conflicts_with = "snapshot")]
+        file: Option<PathBuf>,
+        /// The shard of a cluster snapshot: its master's node id or address.
+        #[arg(long)]
+        shard: Option<String>,
+        /// How many of the biggest keys to list.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
     },
 }
 
@@ -388,6 +438,16 @@ async fn run(cli: Cli, out: Output) -> Outcome {
     if let Command::Kubernetes(KubernetesCommand::CopyBinary { dest }) = &cli.command {
         return commands::kubernetes::copy_binary(dest);
     }
+    if let Command::Redis(RedisCommand::Inspect {
+        file: Some(file),
+        shard,
+        top,
+        ..
+    }) = &cli.command
+    {
+        return commands::redis::inspect(None, None, Some(file), shard.as_deref(), *top, &out)
+            .await;
+    }
     let cx = Context::load(&cli.config, out)?;
     match cli.command {
         Command::Config(ConfigCommand::Check) => commands::check::run(&cx).await,
@@ -399,6 +459,12 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             forget,
         } => {
             let settings = cx.component(&component)?;
+            if delta && settings.redis().is_some() {
+                return Err(Failure::Usage(format!(
+                    "{component} is a Redis component: a snapshot has no delta \
+                     (the repository stores only the chunks that changed anyway)"
+                )));
+            }
             if delta && settings.postgres_dump().is_some() {
                 return Err(Failure::Usage(format!(
                     "{component} is a postgres-dump component: a dump has no delta \
@@ -456,8 +522,62 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             jobs,
             spool_dir,
             checks,
+            server,
+            cluster,
+            file,
+            shard,
+            rebuild_on,
+            conflict,
         } => {
             let settings = cx.component(&component)?;
+            let redis_only = [
+                ("--server", server.is_some()),
+                ("--cluster", cluster.is_some()),
+                ("--file", file.is_some()),
+                ("--rebuild-on", !rebuild_on.is_empty()),
+            ];
+            if settings.redis().is_some() {
+                let postgres_only = [
+                    ("--target", target.is_some()),
+                    ("--owner", owner.is_some()),
+                    ("--start", start),
+                    ("--database", database.is_some()),
+                    ("--into", into.is_some()),
+                    ("--over", over.is_some()),
+                    ("--table", table.is_some()),
+                    ("--schema", schema.is_some()),
+                    ("--globals", globals),
+                    ("--jobs", jobs.is_some()),
+                    ("--check", !checks.is_empty()),
+                ];
+                if let Some((flag, _)) = postgres_only.iter().find(|(_, given)| *given) {
+                    return Err(Failure::Usage(format!(
+                        "{flag} is for PostgreSQL components; {component} is a Redis component \
+                         (--server, --cluster, --file or --rebuild-on)"
+                    )));
+                }
+                let destination = match (server, cluster, file, rebuild_on.is_empty()) {
+                    (Some(addr), _, _, _) => commands::redis::Destination::Server(addr),
+                    (_, Some(addr), _, _) => commands::redis::Destination::Cluster(addr),
+                    (_, _, Some(path), _) => commands::redis::Destination::File { path, shard },
+                    (_, _, _, false) => commands::redis::Destination::Rebuild(rebuild_on),
+                    _ => commands::redis::Destination::Own,
+                };
+                let repo = cx.repository(Access::ReadOnly).await?;
+                let args = commands::redis::RedisRestoreArgs {
+                    to,
+                    destination,
+                    conflict,
+                    incident_at,
+                    report_file: report,
+                };
+                return commands::redis::restore(&cx, &repo, settings, args, &out).await;
+            }
+            if let Some((flag, _)) = redis_only.iter().find(|(_, given)| *given) {
+                return Err(Failure::Usage(format!(
+                    "{flag} is for Redis components; {component} is a PostgreSQL component"
+                )));
+            }
             if settings.postgres_dump().is_some() {
                 let repo = cx.repository(Access::ReadOnly).await?;
                 let args = commands::dump::DumpRestoreArgs {
@@ -621,6 +741,23 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             container,
             name,
         }) => commands::kubernetes::postgres_patch(&cx.config, &image, &container, &name),
+        Command::Redis(RedisCommand::Inspect {
+            snapshot,
+            shard,
+            top,
+            ..
+        }) => {
+            let repo = cx.repository(Access::ReadOnly).await?;
+            commands::redis::inspect(
+                Some(&repo),
+                snapshot.as_deref(),
+                None,
+                shard.as_deref(),
+                top,
+                &out,
+            )
+            .await
+        }
         // Done above: it needs no config.
         Command::Kubernetes(KubernetesCommand::CopyBinary { .. }) => Ok(()),
         // Printed above: a saved report needs no config.

@@ -122,6 +122,46 @@ impl fmt::Display for Plan<'_> {
                     writeln!(f, "  {:<11} from {password}", "password")?;
                 }
             }
+            #[cfg(feature = "redis")]
+            if let Some(redis) = component.redis() {
+                let what = if redis.is_cluster() {
+                    let pause = redis
+                        .pause_writes()
+                        .map(|d| format!(", writes paused up to {}s for one cut", d.as_secs()))
+                        .unwrap_or_default();
+                    format!(
+                        "cluster seeds {}, shards from {}{pause}",
+                        redis.addresses().join(", "),
+                        if redis.from_masters() {
+                            "masters"
+                        } else {
+                            "replicas in sync"
+                        }
+                    )
+                } else {
+                    format!(
+                        "{}, {} snapshots",
+                        redis.addresses().join(", "),
+                        match redis.mode() {
+                            dr_redis::SnapshotMode::Logical => "logical (SCAN, DUMP)",
+                            _ => "replication (PSYNC)",
+                        }
+                    )
+                };
+                let tls = match redis.tls() {
+                    crate::redis::RedisTls::Disable => "off",
+                    _ => "verify-full",
+                };
+                writeln!(
+                    f,
+                    "  {:<11} {what}, user {}, tls {tls}",
+                    "redis",
+                    redis.user().unwrap_or("default"),
+                )?;
+                if let Some(password) = redis.password() {
+                    writeln!(f, "  {:<11} from {password}", "password")?;
+                }
+            }
             if component.schedules().is_empty() {
                 writeln!(f, "  {:<11} none (run by hand)", "schedules")?;
             }

@@ -563,7 +563,7 @@ fn a_duplicate_id() {
 fn an_unknown_kind() {
     let err = gomeet_with(
         "id = \"postgres/gomeet_primary\"\nkind = \"postgres\"",
-        "id = \"redis/gomeet_cache\"\nkind = \"redis\"",
+        "id = \"memcached/gomeet_cache\"\nkind = \"memcached\"",
     );
     let line = line_of(GOMEET, "kind = \"postgres\"");
     assert_error(
@@ -571,8 +571,8 @@ fn an_unknown_kind() {
         line,
         "component[0].kind",
         &[
-            "unknown component kind \"redis\"",
-            "expected one of [postgres, postgres-dump]",
+            "unknown component kind \"memcached\"",
+            "expected one of [postgres, postgres-dump, redis, redis-cluster]",
         ],
     );
     // A kind the id does not have.
@@ -733,7 +733,10 @@ schedule = [{ job = "backup", cron = "0 2 * * *" }, { job = "restore-test", cron
         &dr_postgres::Databases::Named(vec!["gomeet_primary".into(), "gomeet_shard_1".into()])
     );
     assert!(settings.globals());
-    assert_eq!(dump.connection().user(), "backup");
+    assert_eq!(
+        dump.connection().map(drkit::PostgresSettings::user),
+        Some("backup")
+    );
     assert_eq!(dump.schedules()[1].job(), drkit::Job::RestoreTest);
     let plan = config.plan(now()).to_string();
     assert!(
@@ -835,4 +838,126 @@ rewire_command = ["/usr/local/sbin/repoint", "{member}", "{address}"]
     );
     let (result, _) = with(&table.replace("loss_limit", "lost_limit"));
     assert!(result.unwrap_err().to_string().contains("lost_limit"));
+}
+
+/// GoMeet's Redis: a standalone session store and the cluster, snapshotted
+/// every six hours (`0 */6 * * *`), kept 7 days.
+const REDIS: &str = r#"
+[repository]
+location = "/var/lib/drkit/repo"
+password = { file = "/etc/drkit/repository.pass" }
+
+[[component]]
+id = "redis/sessions"
+kind = "redis"
+objectives = { rto = "5m", rpo = "1m" }
+retention = "within=7d"
+schedule = [{ job = "backup", cron = "0 */6 * * *" }, { job = "verify", cron = "30 */6 * * *" }]
+
+[component.redis]
+address = "redis-sessions.gomeet.svc:6379"
+user = "backup"
+password = { env = "REDIS_PASSWORD" }
+mode = "logical"
+tls = { mode = "verify-full", ca_file = "/etc/drkit/redis-ca.pem" }
+
+[[component]]
+id = "redis-cluster/gomeet"
+kind = "redis-cluster"
+objectives = { rto = "5m", rpo = "1m" }
+retention = "within=7d"
+schedule = [{ job = "backup", cron = "0 */6 * * *" }]
+
+[component.redis]
+seeds = ["10.0.1.10:7000", "10.0.1.11:7000"]
+pause_writes = "10s"
+tls = { mode = "disable" }
+"#;
+
+#[test]
+fn redis_components() {
+    let config = Config::from_toml(REDIS, "gomeet.toml").unwrap();
+    let sessions = config.components()[0].redis().unwrap();
+    assert!(!sessions.is_cluster());
+    assert_eq!(sessions.addresses(), ["redis-sessions.gomeet.svc:6379"]);
+    assert_eq!(sessions.user(), Some("backup"));
+    assert_eq!(sessions.mode(), dr_redis::SnapshotMode::Logical);
+    assert!(matches!(
+        sessions.tls(),
+        drkit::RedisTls::VerifyFull {
+            client_cert: None,
+            ..
+        }
+    ));
+    let cluster = config.components()[1].redis().unwrap();
+    assert!(cluster.is_cluster());
+    assert_eq!(cluster.addresses().len(), 2);
+    assert_eq!(
+        cluster.pause_writes(),
+        Some(std::time::Duration::from_secs(10))
+    );
+    assert!(config.components()[1].connection().is_none());
+    let plan = config.plan(now()).to_string();
+    assert!(
+        plan.contains("logical (SCAN, DUMP) snapshots, user backup, tls verify-full"),
+        "{plan}"
+    );
+    assert!(plan.contains("writes paused up to 10s"), "{plan}");
+
+    let wrong = |from: &str, to: &str| {
+        assert_eq!(REDIS.matches(from).count(), 1, "{from}");
+        Config::from_toml(&REDIS.replace(from, to), "gomeet.toml").unwrap_err()
+    };
+    let err = wrong(
+        "seeds = [\"10.0.1.10:7000\", \"10.0.1.11:7000\"]",
+        "address = \"10.0.1.10:7000\"",
+    );
+    assert!(
+        err.to_string().contains("component[1].redis.address"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("expected `seeds`"), "{err}");
+    let err = wrong(
+        "address = \"redis-sessions.gomeet.svc:6379\"",
+        "address = \"redis-sessions\"",
+    );
+    assert!(err.to_string().contains("expected host:port"), "{err}");
+    let err = wrong("mode = \"logical\"", "mode = \"aof\"");
+    assert!(
+        err.to_string()
+            .contains("expected \"replication\" or \"logical\""),
+        "{err}"
+    );
+    let err = wrong(
+        "tls = { mode = \"disable\" }",
+        "tls = { mode = \"require\" }",
+    );
+    assert!(
+        err.to_string()
+            .contains("expected \"disable\" or \"verify-full\""),
+        "{err}"
+    );
+    let err = wrong(
+        "schedule = [{ job = \"backup\", cron = \"0 */6 * * *\" }]\n",
+        "schedule = [{ job = \"restore-test\", cron = \"0 */6 * * *\" }]\n",
+    );
+    assert!(
+        err.to_string()
+            .contains("restore tests into a scratch server are for PostgreSQL"),
+        "{err}"
+    );
+    let err = wrong(
+        "pause_writes = \"10s\"\n",
+        "pause_writes = \"10s\"\nwal_archiving = true\n",
+    );
+    assert!(err.to_string().contains("unknown field"), "{err}");
+    let err = wrong(
+        "[component.redis]\nseeds",
+        "connection = { host = \"x\", user = \"u\", tls = { mode = \"disable\" } }\n[component.redis]\nseeds",
+    );
+    assert!(
+        err.to_string()
+            .contains("`connection` is for PostgreSQL components"),
+        "{err}"
+    );
 }

@@ -227,6 +227,51 @@ impl RedisServer {
     }
 }
 
+/// What a server says of itself ([`RedisServer::probe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerProbe {
+    /// `host:port`.
+    pub addr: String,
+    /// `redis_version`.
+    pub version: String,
+    /// `master` or `slave`, as `INFO replication` says.
+    pub role: String,
+    /// Whether it runs in cluster mode.
+    pub cluster: bool,
+    /// Keys in all its databases.
+    pub keys: u64,
+}
+
+impl RedisServer {
+    /// Connects, authenticates and asks the server what it is, changing
+    /// nothing: for a check that the settings are right.
+    ///
+    /// # Errors
+    /// As [`RedisServer::begin_rdb`]'s connection.
+    pub async fn probe(&self) -> Result<ServerProbe> {
+        let (mut conn, version) = self.connect().await?;
+        let replication = info(&mut conn, "replication").await?;
+        let cluster = info(&mut conn, "cluster").await?;
+        let keyspace = info(&mut conn, "keyspace").await?;
+        let keys = keyspace
+            .lines()
+            .filter(|l| l.starts_with("db"))
+            .filter_map(|l| l.split([':', ',']).find_map(|kv| kv.strip_prefix("keys=")))
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .sum();
+        Ok(ServerProbe {
+            addr: conn.addr().to_owned(),
+            version,
+            role: info_field(&replication, "role")
+                .unwrap_or("unknown")
+                .to_owned(),
+            cluster: info_field(&cluster, "cluster_enabled") == Some("1"),
+            keys,
+        })
+    }
+}
+
 impl RedisServer {
     /// Connects, authenticates, and reads the server's `redis_version`.
     pub(crate) async fn connect(&self) -> Result<(Conn, String)> {

@@ -15,6 +15,10 @@ pub(crate) async fn run(cx: &Context) -> Outcome {
     cx.out
         .line(format_args!("repository {}: opened", cx.location()));
     for component in cx.config.components() {
+        if component.redis().is_some() {
+            crate::commands::redis::check(cx, component).await?;
+            continue;
+        }
         if let Some(dump) = component.postgres_dump() {
             check_dump(cx, component, dump).await?;
             continue;

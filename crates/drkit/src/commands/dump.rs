@@ -74,7 +74,9 @@ pub(crate) async fn restore(
         (None, None) => Selection::Whole,
     };
     let (config, tls) = cx.postgres(component).await?;
-    let connection = component.connection();
+    let connection = component.connection().ok_or_else(|| {
+        Failure::Usage(format!("{} is not a PostgreSQL component", component.id()))
+    })?;
     let into_name = into.database().to_owned();
     let mut restore = LogicalRestore::new(
         component.id().clone(),

@@ -82,12 +82,24 @@ impl Secrets {
         let mut sources = vec![config.repository().password()];
         let mut files: Vec<&Path> = Vec::new();
         for component in config.components() {
-            {
-                let pg = component.connection();
+            if let Some(pg) = component.connection() {
                 sources.extend(pg.password());
                 files.extend(pg.tls().ca_file());
                 if let Some((cert, key)) = pg.tls().client_cert() {
                     files.extend([cert, key]);
+                }
+            }
+            if let Some(redis) = component.redis() {
+                sources.extend(redis.password());
+                if let drkit::RedisTls::VerifyFull {
+                    ca_file,
+                    client_cert,
+                } = redis.tls()
+                {
+                    files.push(ca_file);
+                    if let Some((cert, key)) = client_cert {
+                        files.extend([cert.as_path(), key.as_path()]);
+                    }
                 }
             }
         }

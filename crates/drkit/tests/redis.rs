@@ -1,0 +1,272 @@
+//! `drkit` with Redis components, as an operator drives it against real
+//! Redis 7.0 servers and a real Cluster: the config checked, a snapshot
+//! taken, verified and inspected, restored into another server, refused on
+//! conflicts, skipped, written as a file; a cluster's snapshot inspected by
+//! shard and the whole cluster rebuilt on empty nodes; flags of the other
+//! kind refused.
+
+mod common;
+
+use std::path::Path;
+
+use common::{BIN, PASSWORD, text};
+use dr_testkit::{Redis, RedisCluster, RedisOptions};
+
+const SESSIONS: &str = "redis/sessions";
+const CACHE: &str = "redis-cluster/cache";
+
+/// A config with a repository, the password-protected server `source` as
+/// `redis/sessions`, and, where given, the cluster of `seed` as
+/// `redis-cluster/cache`.
+fn config(dir: &Path, source: &Redis, seed: Option<u16>) -> std::path::PathBuf {
+    let pass = dir.join("repository.pass");
+    std::fs::write(&pass, format!("{PASSWORD}\n")).unwrap();
+    let redis_pass = dir.join("redis.pass");
+    std::fs::write(&redis_pass, "s3cret\n").unwrap();
+    let mut text = format!(
+        r#"[repository]
+location = "{repo}"
+password = {{ file = "{pass}" }}
+
+[[component]]
+id = "{SESSIONS}"
+kind = "redis"
+objectives = {{ rto = "5m", rpo = "6h" }}
+retention = "within=7d"
+schedule = [{{ job = "backup", cron = "0 */6 * * *" }}]
+
+[component.redis]
+address = "127.0.0.1:{port}"
+password = {{ file = "{redis_pass}" }}
+tls = {{ mode = "disable" }}
+"#,
+        repo = dir.join("repo").display(),
+        pass = pass.display(),
+        port = source.port(),
+        redis_pass = redis_pass.display(),
+    );
+    if let Some(seed) = seed {
+        text.push_str(&format!(
+            r#"
+[[component]]
+id = "{CACHE}"
+kind = "redis-cluster"
+objectives = {{ rto = "5m", rpo = "1h" }}
+retention = "last=3"
+
+[component.redis]
+seeds = ["127.0.0.1:{seed}"]
+tls = {{ mode = "disable" }}
+pause_writes = "5s"
+"#
+        ));
+    }
+    let path = dir.join("drkit.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn drkit(config: &Path, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("DRKIT_CONFIG")
+        .env_remove("DRKIT_KEY_CACHE")
+        .env("XDG_CACHE_HOME", config.parent().unwrap().join("cache"))
+        .output()
+        .await
+        .unwrap()
+}
+
+async fn dbsize(redis: &Redis) -> i64 {
+    let mut con = redis.connection().await.unwrap();
+    redis::cmd("DBSIZE").query_async(&mut con).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_server_backed_up_verified_inspected_and_restored() {
+    let options = RedisOptions::default().password("s3cret");
+    let source = Redis::start_with(options.clone()).await.unwrap();
+    let mut con = source.connection().await.unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..500 {
+        pipe.cmd("SET").arg(format!("session:{i}")).arg(i).ignore();
+    }
+    pipe.cmd("HSET")
+        .arg("user:1")
+        .arg("name")
+        .arg("ada")
+        .ignore();
+    pipe.cmd("SET")
+        .arg("big")
+        .arg(vec![b'x'; 20_000])
+        .arg("PX")
+        .arg(600_000)
+        .ignore();
+    let (): () = pipe.query_async(&mut con).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &source, None);
+
+    let init = drkit(&config, &["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+    let check = drkit(&config, &["config", "check"]).await;
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains("Redis 7.0"), "{}", text(&check));
+    assert!(text(&check).contains("502 keys"), "{}", text(&check));
+
+    let backup = drkit(&config, &["backup", SESSIONS]).await;
+    assert!(backup.status.success(), "{}", text(&backup));
+    let listed = drkit(&config, &["--json", "snapshots", "--component", SESSIONS]).await;
+    let snapshots: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let id = snapshots[0]["id"].as_str().unwrap().to_owned();
+
+    let verify = drkit(&config, &["verify", "--component", SESSIONS]).await;
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(text(&verify).contains("502 items"), "{}", text(&verify));
+
+    let inspect = drkit(&config, &["--json", "redis", "inspect", &id, "--top", "1"]).await;
+    assert!(inspect.status.success(), "{}", text(&inspect));
+    let seen: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(seen["keys"]["0"]["string"], 501);
+    assert_eq!(seen["keys"]["0"]["hash"], 1);
+    assert_eq!(seen["biggest"][0]["key"], "\"big\"");
+    assert_eq!(seen["expiry"]["within_hour"], 1);
+
+    // Into another server with the same password.
+    let target = Redis::start_with(options).await.unwrap();
+    let into = format!("127.0.0.1:{}", target.port());
+    let restore = drkit(&config, &["restore", SESSIONS, "--server", &into]).await;
+    assert!(restore.status.success(), "{}", text(&restore));
+    assert!(
+        text(&restore).contains("502 keys restored"),
+        "{}",
+        text(&restore)
+    );
+    assert!(
+        text(&restore).contains("RTO achieved"),
+        "{}",
+        text(&restore)
+    );
+    assert_eq!(dbsize(&target).await, 502);
+
+    // Again: every key conflicts; nothing is written; skip is asked for.
+    let again = drkit(&config, &["restore", SESSIONS, "--server", &into]).await;
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        text(&again).contains("502 keys of the snapshot already exist"),
+        "{}",
+        text(&again)
+    );
+    let skip = drkit(
+        &config,
+        &["restore", SESSIONS, "--server", &into, "--conflict", "skip"],
+    )
+    .await;
+    assert!(skip.status.success(), "{}", text(&skip));
+    assert!(text(&skip).contains("502 kept"), "{}", text(&skip));
+
+    // A cold restore: the file, inspected without a config.
+    let file = dir.path().join("dump.rdb");
+    let cold = drkit(
+        &config,
+        &["restore", SESSIONS, "--file", file.to_str().unwrap()],
+    )
+    .await;
+    assert!(cold.status.success(), "{}", text(&cold));
+    let local = tokio::process::Command::new(BIN)
+        .args(["redis", "inspect", "--file", file.to_str().unwrap()])
+        .env("DRKIT_CONFIG", "/nonexistent/drkit.toml")
+        .output()
+        .await
+        .unwrap();
+    assert!(local.status.success(), "{}", text(&local));
+    assert!(text(&local).contains("db 0: 502 keys"), "{}", text(&local));
+
+    // The other kind's flags, and a delta, are usage errors.
+    for args in [
+        &["restore", SESSIONS, "--target", "/tmp/x"][..],
+        &["backup", SESSIONS, "--delta"][..],
+        &["restore", SESSIONS, "--to", "lsn:0/1"][..],
+    ] {
+        let refused = drkit(&config, args).await;
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&refused)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_backed_up_and_rebuilt_on_empty_nodes() {
+    let server = Redis::start_with(RedisOptions::default().password("s3cret"))
+        .await
+        .unwrap();
+    let cluster = RedisCluster::start(3, 0).await.unwrap();
+    for (i, master) in cluster.masters().iter().enumerate() {
+        // Keys each master owns: found by asking it.
+        let mut con = master.connection().await.unwrap();
+        let mut written = 0;
+        let mut n = 0;
+        while written < 50 {
+            let key = format!("k{i}:{n}");
+            n += 1;
+            // A key of another master's slot is refused (MOVED).
+            if redis::cmd("SET")
+                .arg(&key)
+                .arg(n)
+                .query_async::<()>(&mut con)
+                .await
+                .is_ok()
+            {
+                written += 1;
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &server, Some(cluster.masters()[0].port()));
+    assert!(drkit(&config, &["init"]).await.status.success());
+    let check = drkit(&config, &["config", "check"]).await;
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains("cluster node"), "{}", text(&check));
+
+    let backup = drkit(&config, &["backup", CACHE]).await;
+    assert!(backup.status.success(), "{}", text(&backup));
+    let listed = drkit(&config, &["--json", "snapshots", "--component", CACHE]).await;
+    let snapshots: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let id = snapshots[0]["id"].as_str().unwrap().to_owned();
+
+    let verify = drkit(&config, &["verify", "--component", CACHE]).await;
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(text(&verify).contains("150 items"), "{}", text(&verify));
+
+    // A cluster snapshot's RDB is a shard's.
+    let no_shard = drkit(&config, &["redis", "inspect", &id]).await;
+    assert_eq!(no_shard.status.code(), Some(2), "{}", text(&no_shard));
+    let first = format!("127.0.0.1:{}", cluster.masters()[0].port());
+    let shard = drkit(&config, &["redis", "inspect", &id, "--shard", &first]).await;
+    assert!(shard.status.success(), "{}", text(&shard));
+    assert!(text(&shard).contains("db 0: 50 keys"), "{}", text(&shard));
+
+    // Every machine lost: three empty nodes.
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(
+            Redis::start_cluster_node(RedisOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let on: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port()))
+        .collect();
+    let rebuild = drkit(&config, &["restore", CACHE, "--rebuild-on", &on.join(",")]).await;
+    assert!(rebuild.status.success(), "{}", text(&rebuild));
+    assert!(text(&rebuild).contains("150 keys"), "{}", text(&rebuild));
+    for node in &nodes {
+        assert_eq!(dbsize(node).await, 50);
+    }
+}
