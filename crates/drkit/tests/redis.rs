@@ -124,6 +124,12 @@ async fn a_redis_server_backed_up_verified_inspected_and_restored() {
     let verify = drkit(&config, &["verify", "--component", SESSIONS]).await;
     assert!(verify.status.success(), "{}", text(&verify));
     assert!(text(&verify).contains("502 items"), "{}", text(&verify));
+    let status = drkit(&config, &["--json", "status"]).await;
+    assert!(status.status.success(), "{}", text(&status));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["component"], SESSIONS);
+    assert_eq!(status[0]["last_backup"]["id"], id.as_str());
+    assert_eq!(status[0]["rpo"]["state"], "met", "{status}");
 
     let inspect = drkit(&config, &["--json", "redis", "inspect", &id, "--top", "1"]).await;
     assert!(inspect.status.success(), "{}", text(&inspect));
