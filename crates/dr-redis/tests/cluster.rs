@@ -102,6 +102,15 @@ async fn keys_of<'a>(masters: impl Iterator<Item = &'a Redis>) -> BTreeMap<Vec<u
     keys
 }
 
+async fn node_id(node: &Redis) -> String {
+    let mut con = node.connection().await.unwrap();
+    redis::cmd("CLUSTER")
+        .arg("MYID")
+        .query_async(&mut con)
+        .await
+        .unwrap()
+}
+
 fn objectives() -> Objectives {
     Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap())
 }
@@ -148,7 +157,35 @@ async fn a_paused_cluster_snapshot_restores_into_a_cluster_of_another_shape() {
     }
 
     // Two masters instead of three: keys go where the target's slots are.
+    // One slot with keys is migrating from its master to the other: its
+    // keys are asked for (ASK) on the importing master.
     let target = RedisCluster::start(2, 0).await.unwrap();
+    let migrating = slot_of(b"k:0");
+    let from = master_for(&target, b"k:0");
+    let to = target
+        .masters()
+        .iter()
+        .find(|m| m.port() != from.port())
+        .unwrap();
+    let (from_id, to_id) = (node_id(from).await, node_id(to).await);
+    let mut to_con = to.connection().await.unwrap();
+    let (): () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(migrating)
+        .arg("IMPORTING")
+        .arg(&from_id)
+        .query_async(&mut to_con)
+        .await
+        .unwrap();
+    let mut from_con = from.connection().await.unwrap();
+    let (): () = redis::cmd("CLUSTER")
+        .arg("SETSLOT")
+        .arg(migrating)
+        .arg("MIGRATING")
+        .arg(&to_id)
+        .query_async(&mut from_con)
+        .await
+        .unwrap();
     let restore = RdbRestore::into_cluster(
         "redis/cluster".parse().unwrap(),
         server(&target.masters()[0]),
@@ -159,10 +196,35 @@ async fn a_paused_cluster_snapshot_restores_into_a_cluster_of_another_shape() {
         .await
         .unwrap();
     assert_eq!((counts.restored, counts.functions), (3000, 1));
+    // The migration ends: the slot is the importing master's.
+    for con in [&mut to_con, &mut from_con] {
+        let (): () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(migrating)
+            .arg("NODE")
+            .arg(&to_id)
+            .query_async(con)
+            .await
+            .unwrap();
+    }
     assert_eq!(
         keys_of(target.masters().iter()).await,
         keys_of(source.masters().iter()).await
     );
+    // The migrating slot's keys went to the importing master.
+    let moved: i64 = redis::cmd("CLUSTER")
+        .arg("COUNTKEYSINSLOT")
+        .arg(migrating)
+        .query_async(&mut to_con)
+        .await
+        .unwrap();
+    let stayed: i64 = redis::cmd("CLUSTER")
+        .arg("COUNTKEYSINSLOT")
+        .arg(migrating)
+        .query_async(&mut from_con)
+        .await
+        .unwrap();
+    assert!(moved > 0 && stayed == 0, "{moved} moved, {stayed} stayed");
     for master in target.masters() {
         let mut con = master.connection().await.unwrap();
         let one: i64 = redis::cmd("FCALL")
