@@ -14,6 +14,27 @@ use dr_redis::{
 };
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Redis, RedisCluster, RedisOptions, RedisVersion};
+use tokio::io::AsyncReadExt;
+
+mod common;
+
+/// Every shard's stored RDB: sound to us and to `redis-check-rdb` of the
+/// version that wrote it.
+async fn shards_agree(repo: &Repository, manifest: &dr_core::Manifest, version: RedisVersion) {
+    use dr_core::SnapshotSourceExt;
+    for shard in ClusterSnapshotDetails::of(manifest).unwrap().shards {
+        let mut stream = repo
+            .open_stream(&manifest.id, &shard.stream.parse().unwrap())
+            .await
+            .unwrap();
+        let mut rdb = Vec::new();
+        stream.read_to_end(&mut rdb).await.unwrap();
+        let ours = dr_redis::verify_slice(&rdb).unwrap();
+        assert_eq!(ours.counts, shard.rdb.counts);
+        let (sound, said) = common::redis_check_rdb(version, &rdb);
+        assert!(sound, "{}: {said}", shard.stream);
+    }
+}
 
 async fn repository(dir: &tempfile::TempDir) -> Repository {
     let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
@@ -126,6 +147,7 @@ async fn a_paused_cluster_snapshot_restores_into_a_cluster_of_another_shape() {
         .pause_writes(Duration::from_secs(10));
     let report = snapshot.backup_to(&repo).await.unwrap();
 
+    shards_agree(&repo, &report.manifest, RedisVersion::System).await;
     let details = ClusterSnapshotDetails::of(&report.manifest).unwrap();
     assert_eq!(details.shards.len(), 3);
     assert_eq!(details.layout.nodes.len(), 6);
@@ -276,6 +298,7 @@ async fn a_whole_cluster_is_rebuilt_on_empty_nodes_from_its_snapshot() {
         .backup_to(&repo)
         .await
         .unwrap();
+    shards_agree(&repo, &report.manifest, RedisVersion::Redis8).await;
     let details = ClusterSnapshotDetails::of(&report.manifest).unwrap();
     assert_eq!(details.paused_ms, None);
     for (shard, master) in details.shards.iter().zip(source.masters()) {

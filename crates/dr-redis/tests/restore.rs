@@ -16,6 +16,8 @@ use dr_testkit::{Redis, RedisOptions, RedisVersion};
 use proptest::prelude::*;
 use redis::aio::MultiplexedConnection;
 
+mod common;
+
 async fn repository(dir: &tempfile::TempDir) -> Repository {
     let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
     let options = InitOptions::encrypted(Secret::password("rdb")).kdf(KdfParams::INSECURE_FAST);
@@ -606,6 +608,9 @@ async fn a_cold_restore_writes_the_file_a_stopped_server_loads() {
         .restore(RestoreRequest::new(&repo, &latest, objectives))
         .await
         .unwrap();
+    let (sound, said) =
+        common::redis_check_rdb(RedisVersion::System, &std::fs::read(&path).unwrap());
+    assert!(sound, "{said}");
     target.restart().await.unwrap();
     assert_eq!(keys_of(&target, true).await, keys_of(&source, true).await);
 
