@@ -146,7 +146,7 @@ async fn store_aof_dir(writer: &mut dyn SnapshotWriter, dir: &Path) -> dr_core::
         newest = newest.max(modified(&path).await?);
     }
     let base = base.ok_or_else(|| not_aof("it lists no base file".to_owned()))?;
-    Ok((base, newest, "appendonlydir"))
+    Ok((base, newest, crate::restore::APPENDONLYDIR))
 }
 
 /// The directory's `*.manifest` file and its text.

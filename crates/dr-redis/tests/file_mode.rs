@@ -5,8 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dr_core::{BackupExt, ErrorKind, SnapshotSource, SnapshotSourceExt};
-use dr_redis::{AOF_STREAM_PREFIX, FileSnapshot, RdbSnapshotDetails};
+use dr_core::{
+    BackupExt, ErrorKind, Objectives, RecoveryTarget, Restore, RestoreRequest, SnapshotSource,
+    SnapshotSourceExt,
+};
+use dr_redis::{
+    AOF_STREAM_PREFIX, FileSnapshot, RdbFileRestore, RdbRestore, RdbSnapshotDetails, RedisServer,
+};
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Persistence, Redis, RedisOptions, RedisVersion, eventually};
 
@@ -71,6 +76,26 @@ async fn an_rdb_file_is_stored_whole_and_counted() {
         .await
         .unwrap();
     assert_eq!(stored, std::fs::read(&file).unwrap());
+
+    // Restored online into a fresh server: every key.
+    let fresh = Redis::start().await.unwrap();
+    let latest = RecoveryTarget::Latest;
+    let objectives = Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap());
+    let (_, counts) = RdbRestore::new(
+        "redis/files".parse().unwrap(),
+        RedisServer::new("127.0.0.1", fresh.port()),
+    )
+    .restore_counted(RestoreRequest::new(&repo, &latest, objectives))
+    .await
+    .unwrap();
+    assert_eq!(counts.restored, 500);
+    let mut con = fresh.connection().await.unwrap();
+    let value: String = redis::cmd("GET")
+        .arg("k:499")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(value, "499");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,7 +125,7 @@ async fn an_append_only_directory_put_back_loads_every_key() {
     let dir = tempfile::tempdir().unwrap();
     let repo = repository(&dir).await;
     let component: dr_core::ComponentId = "redis/files".parse().unwrap();
-    let report = FileSnapshot::new(component, redis.dir().join("appendonlydir"))
+    let report = FileSnapshot::new(component.clone(), redis.dir().join("appendonlydir"))
         .backup_to(&repo)
         .await
         .unwrap();
@@ -125,23 +150,26 @@ async fn an_append_only_directory_put_back_loads_every_key() {
     assert!(names.iter().any(|n| n.ends_with(".base.rdb")), "{names:?}");
     assert!(names.iter().any(|n| n.ends_with(".incr.aof")), "{names:?}");
 
-    // Put back under a fresh server's directory: it loads all 500 keys.
+    // Restored as files under a fresh server's directory (emptied): it
+    // loads all 500 keys.
     let mut fresh = Redis::start_with(aof).await.unwrap();
     fresh.stop().await;
     let target = fresh.dir().join("appendonlydir");
     std::fs::remove_dir_all(&target).unwrap();
     std::fs::create_dir(&target).unwrap();
-    for entry in &report.manifest.streams {
-        let mut bytes = Vec::new();
-        repo.open_stream(&report.manifest.id, &entry.name)
-            .await
-            .unwrap()
-            .read_to_end(&mut bytes)
-            .await
-            .unwrap();
-        let name = entry.name.to_string();
-        std::fs::write(target.join(&name[AOF_STREAM_PREFIX.len()..]), bytes).unwrap();
-    }
+    let latest = RecoveryTarget::Latest;
+    let objectives = Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap());
+    RdbFileRestore::new(component.clone(), &target)
+        .restore(RestoreRequest::new(&repo, &latest, objectives))
+        .await
+        .unwrap();
+    // Online, it would need its incremental AOF replayed: refused, clearly.
+    let err = RdbRestore::new(component, RedisServer::new("127.0.0.1", redis.port()))
+        .restore(RestoreRequest::new(&repo, &latest, objectives))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("append-only directory"), "{err}");
     fresh.restart().await.unwrap();
     let mut con = fresh.connection().await.unwrap();
     let keys: u64 = redis::cmd("DBSIZE").query_async(&mut con).await.unwrap();

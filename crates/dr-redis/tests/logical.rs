@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dr_core::{BackupExt, ErrorKind, SnapshotSourceExt, StreamName};
+use dr_core::{
+    BackupExt, ErrorKind, Objectives, RecoveryTarget, RestoreRequest, SnapshotSourceExt, StreamName,
+};
 use dr_redis::{
-    DumpPayload, Event, RDB_STREAM, RdbSnapshot, RdbSnapshotDetails, RedisServer, SnapshotMode,
-    Value, ValueType, decode_value, events, verify_slice,
+    DumpPayload, Event, RDB_STREAM, RdbRestore, RdbSnapshot, RdbSnapshotDetails, RedisServer,
+    SnapshotMode, Value, ValueType, decode_value, events, verify_slice,
 };
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Redis, RedisOptions, RedisVersion};
@@ -38,6 +40,26 @@ fn keys_of(rdb: &[u8]) -> (Keys, u64) {
         }
     }
     (keys, functions)
+}
+
+/// A value with the members of sets, hashes and sorted sets in order: a
+/// hash table's order is its own.
+fn normal(value: &Value) -> Value {
+    match value.clone() {
+        Value::Set(mut members) => {
+            members.sort();
+            Value::Set(members)
+        }
+        Value::SortedSet(mut members) => {
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::SortedSet(members)
+        }
+        Value::Hash(mut fields) => {
+            fields.sort_by(|a, b| a.field.cmp(&b.field));
+            Value::Hash(fields)
+        }
+        other => other,
+    }
 }
 
 async fn run(con: &mut MultiplexedConnection, args: &[&str]) {
@@ -211,6 +233,34 @@ async fn a_logical_snapshot_holds_what_the_servers_own_save_holds() {
                 (Some(a), Some(b)) => assert!((a - b).abs() < 10_000, "{key:?}: {a} {b}"),
                 other => panic!("{key:?}: {other:?}"),
             }
+        }
+
+        // Restored into a fresh server, it holds every key again: the same
+        // restore path as any snapshot.
+        let fresh = Redis::start_with(RedisOptions::default().version(version))
+            .await
+            .unwrap();
+        let latest = RecoveryTarget::Latest;
+        let objectives = Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap());
+        let (_, counts) = RdbRestore::new(
+            "redis/main".parse().unwrap(),
+            RedisServer::new("127.0.0.1", fresh.port()),
+        )
+        .restore_counted(RestoreRequest::new(&repo, &latest, objectives))
+        .await
+        .unwrap();
+        assert_eq!((counts.restored, counts.functions), (1508, 1));
+        let mut con = fresh
+            .client()
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        run(&mut con, &["SAVE"]).await;
+        let (restored, _) = keys_of(&std::fs::read(fresh.dir().join("dump.rdb")).unwrap());
+        assert_eq!(restored.len(), expected.len());
+        for (key, (value, _)) in &expected {
+            assert_eq!(normal(&restored[key].0), normal(value), "{key:?}");
         }
     }
 }

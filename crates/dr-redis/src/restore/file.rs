@@ -9,9 +9,11 @@ use dr_core::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{StoredRdb, choose, rdb_streams};
+use super::{APPENDONLYDIR, StoredRdb, choose, rdb_streams};
 use crate::cluster::snapshot::ClusterSnapshotDetails;
+use crate::files::AOF_STREAM_PREFIX;
 use crate::rdb::verify::Verifier;
+use crate::snapshot::RdbSnapshotDetails;
 
 /// Writes a snapshot's RDB to a file: for a server that is stopped, whose
 /// `dir`/`dbfilename` the path is, to load at its next start.
@@ -21,7 +23,10 @@ use crate::rdb::verify::Verifier;
 /// renamed into place; a damaged snapshot leaves the path as it was. For a
 /// cluster snapshot, [`RdbFileRestore::shard`] names the master whose RDB
 /// to write; the node that loads it must serve that master's slots (keep
-/// its `nodes.conf`, or assign them before it takes traffic).
+/// its `nodes.conf`, or assign them before it takes traffic). A file-mode
+/// snapshot of an append-only directory is written back as that directory
+/// (the path absent or empty): its manifest, base RDB (checked) and
+/// incremental files, renamed into place once all are synced.
 ///
 /// ```no_run
 /// # async fn demo(repo: &dr_storage::Repository) -> dr_core::Result<()> {
@@ -111,13 +116,25 @@ impl Restore for RdbFileRestore {
     async fn restore(&self, request: RestoreRequest<'_>) -> dr_core::Result<RecoveryReport> {
         let mut timeline = Timeline::start_now();
         let manifest = choose(request.snapshots, &self.component, request.target).await?;
-        let rdb = self.pick(&manifest)?;
-        timeline
-            .step(
-                "write the RDB file",
-                write_file(request.snapshots, &manifest, &rdb, &self.path),
-            )
-            .await?;
+        match RdbSnapshotDetails::of(&manifest) {
+            Ok(details) if details.framing == APPENDONLYDIR => {
+                timeline
+                    .step(
+                        "write the append-only directory",
+                        write_aof_dir(request.snapshots, &manifest, &details, &self.path),
+                    )
+                    .await?;
+            }
+            _ => {
+                let rdb = self.pick(&manifest)?;
+                timeline
+                    .step(
+                        "write the RDB file",
+                        write_file(request.snapshots, &manifest, &rdb, &self.path),
+                    )
+                    .await?;
+            }
+        }
         let mut report = RecoveryReport::new(
             self.component.clone(),
             Operation::Restore,
@@ -130,6 +147,94 @@ impl Restore for RdbFileRestore {
         }
         Ok(report.with_data_loss_between(manifest.recovery_point.at, wanted))
     }
+}
+
+/// Writes the append-only directory snapshot `manifest` holds as the
+/// directory `path` (absent, or empty): its files written into a temporary
+/// directory beside it, the base RDB checked (framing, CRC-64, key counts),
+/// every file synced, then the directory renamed into place.
+async fn write_aof_dir(
+    source: &dyn dr_core::SnapshotSource,
+    manifest: &dr_core::Manifest,
+    details: &RdbSnapshotDetails,
+    path: &Path,
+) -> dr_core::Result<()> {
+    let io = |what: String, e: std::io::Error| dr_core::Error::io(what, e);
+    if let Ok(mut entries) = tokio::fs::read_dir(path).await
+        && entries
+            .next_entry()
+            .await
+            .map_err(|e| io(format!("reading {}", path.display()), e))?
+            .is_some()
+    {
+        return Err(dr_core::Error::invalid(
+            format!("restore to {}", path.display()),
+            "the directory is not empty: the append-only directory is written only where none is",
+        ));
+    }
+    let name = path.file_name().ok_or_else(|| {
+        dr_core::Error::invalid(
+            "append-only directory",
+            format!("{} names no directory", path.display()),
+        )
+    })?;
+    let mut temporary = name.to_os_string();
+    temporary.push(".drkit-partial");
+    let partial = path.with_file_name(temporary);
+    let written = async {
+        tokio::fs::create_dir(&partial)
+            .await
+            .map_err(|e| io(format!("creating {}", partial.display()), e))?;
+        for entry in &manifest.streams {
+            let Some(file_name) = entry.name.as_str().strip_prefix(AOF_STREAM_PREFIX) else {
+                continue;
+            };
+            let file = partial.join(file_name);
+            let rdb = StoredRdb {
+                stream: entry.name.clone(),
+                details: details.clone(),
+            };
+            if file_name.ends_with(".rdb") {
+                write_checked(source, manifest, &rdb, &file).await?;
+            } else {
+                copy_stream(source, manifest, &entry.name, &file).await?;
+            }
+        }
+        Ok::<_, dr_core::Error>(())
+    }
+    .await;
+    if let Err(e) = written {
+        tokio::fs::remove_dir_all(&partial).await.ok();
+        return Err(e);
+    }
+    // An empty directory in place gives way; a non-empty one was refused.
+    tokio::fs::remove_dir(path).await.ok();
+    tokio::fs::rename(&partial, path)
+        .await
+        .map_err(|e| io(format!("renaming {} into place", partial.display()), e))
+}
+
+/// One stream written as `file`, synced, unchecked beyond the store's own
+/// checks (an incremental AOF has no checksum of its own).
+async fn copy_stream(
+    source: &dyn dr_core::SnapshotSource,
+    manifest: &dr_core::Manifest,
+    stream: &dr_core::StreamName,
+    file: &Path,
+) -> dr_core::Result<()> {
+    let mut reader = source.open_stream(&manifest.id, stream).await?;
+    let mut out = tokio::fs::File::create(file)
+        .await
+        .map_err(|e| dr_core::Error::io(format!("creating {}", file.display()), e))?;
+    tokio::io::copy(&mut reader, &mut out).await.map_err(|e| {
+        dr_core::Error::corrupt(
+            format!("snapshot {}: {stream}", manifest.id),
+            format!("the stored file does not read back: {e}"),
+        )
+    })?;
+    out.sync_all()
+        .await
+        .map_err(|e| dr_core::Error::io(format!("syncing {}", file.display()), e))
 }
 
 /// Writes `rdb` of `manifest` to `path` through a temporary file beside it.
@@ -145,52 +250,56 @@ async fn write_file(
     let mut temporary = name.to_os_string();
     temporary.push(".drkit-partial");
     let partial = path.with_file_name(temporary);
-    let io = |what: &str, e: std::io::Error| {
-        dr_core::Error::io(format!("{what} {}", partial.display()), e)
-    };
-    let written = async {
-        let mut stream = source.open_stream(&manifest.id, &rdb.stream).await?;
-        let mut file = tokio::fs::File::create(&partial)
-            .await
-            .map_err(|e| io("creating", e))?;
-        let mut checker = Verifier::framing_only();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = stream.read(&mut buf).await.map_err(|e| {
-                dr_core::Error::corrupt(
-                    format!("snapshot {}: {}", manifest.id, rdb.stream),
-                    format!("the stored RDB does not read back: {e}"),
-                )
-            })?;
-            if n == 0 {
-                break;
-            }
-            checker.feed(&buf[..n])?;
-            file.write_all(&buf[..n])
-                .await
-                .map_err(|e| io("writing", e))?;
-        }
-        let summary = checker.finish()?;
-        let differences = summary.counts.differences(&rdb.details.counts);
-        if !differences.is_empty() {
-            return Err(dr_core::Error::corrupt(
-                format!("snapshot {}: {}", manifest.id, rdb.stream),
-                format!(
-                    "its keys differ from those counted at backup time: {}",
-                    differences.join("; ")
-                ),
-            ));
-        }
-        file.sync_all().await.map_err(|e| io("syncing", e))?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = written {
+    if let Err(e) = write_checked(source, manifest, rdb, &partial).await {
         tokio::fs::remove_file(&partial).await.ok();
         return Err(e);
     }
     tokio::fs::rename(&partial, path)
         .await
-        .map_err(|e| io("renaming into place", e))?;
-    Ok(())
+        .map_err(|e| dr_core::Error::io(format!("renaming {} into place", partial.display()), e))
+}
+
+/// Writes `rdb` of `manifest` as `file`, framing it and checking its
+/// CRC-64 and key counts on the way, and syncs it.
+async fn write_checked(
+    source: &dyn dr_core::SnapshotSource,
+    manifest: &dr_core::Manifest,
+    rdb: &StoredRdb,
+    file: &Path,
+) -> dr_core::Result<()> {
+    let io =
+        |what: &str, e: std::io::Error| dr_core::Error::io(format!("{what} {}", file.display()), e);
+    let mut stream = source.open_stream(&manifest.id, &rdb.stream).await?;
+    let mut out = tokio::fs::File::create(file)
+        .await
+        .map_err(|e| io("creating", e))?;
+    let mut checker = Verifier::framing_only();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = stream.read(&mut buf).await.map_err(|e| {
+            dr_core::Error::corrupt(
+                format!("snapshot {}: {}", manifest.id, rdb.stream),
+                format!("the stored RDB does not read back: {e}"),
+            )
+        })?;
+        if n == 0 {
+            break;
+        }
+        checker.feed(&buf[..n])?;
+        out.write_all(&buf[..n])
+            .await
+            .map_err(|e| io("writing", e))?;
+    }
+    let summary = checker.finish()?;
+    let differences = summary.counts.differences(&rdb.details.counts);
+    if !differences.is_empty() {
+        return Err(dr_core::Error::corrupt(
+            format!("snapshot {}: {}", manifest.id, rdb.stream),
+            format!(
+                "its keys differ from those counted at backup time: {}",
+                differences.join("; ")
+            ),
+        ));
+    }
+    out.sync_all().await.map_err(|e| io("syncing", e))
 }

@@ -286,6 +286,9 @@ pub(crate) async fn choose(
     })
 }
 
+/// The framing name file mode records for an append-only directory.
+pub(crate) const APPENDONLYDIR: &str = "appendonlydir";
+
 /// One RDB of a snapshot: its stream and what was recorded of it.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredRdb {
@@ -300,6 +303,14 @@ pub(crate) struct StoredRdb {
 /// [`dr_core::Error::Corrupt`] if it records neither kind of details.
 pub(crate) fn rdb_streams(manifest: &Manifest) -> dr_core::Result<Vec<StoredRdb>> {
     if let Some(details) = manifest.details::<RdbSnapshotDetails>()? {
+        if details.framing == APPENDONLYDIR {
+            return Err(dr_core::Error::invalid(
+                format!("snapshot {}", manifest.id),
+                "it is a Redis append-only directory (file mode): restore it as files for a \
+                 stopped server (RdbFileRestore, drkit restore --file <dir>); replaying its \
+                 incremental AOF into a running server is not built",
+            ));
+        }
         return Ok(vec![StoredRdb {
             stream: RDB_STREAM.parse()?,
             details,
