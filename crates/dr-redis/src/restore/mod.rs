@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use dr_core::{
     Capabilities, ComponentId, Manifest, Operation, Progress, RecoveryReport, RecoveryTarget,
-    Restore, RestoreRequest, SnapshotSourceExt, StreamCheck, StreamName, Timeline, async_trait,
+    Restore, RestoreRequest, StreamCheck, StreamName, Timeline, async_trait,
 };
 use jiff::Timestamp;
 
@@ -194,9 +194,18 @@ impl RdbRestore {
             .step("check the snapshot against the target", async {
                 let mut existing = Existing::default();
                 for (rdb, plan) in rdbs.iter().zip(&plans) {
+                    // The stored pieces are checked on every read; an RDB
+                    // with a checksum is checked end to end by it (order
+                    // included), so the stream's SHA-256 adds nothing. One
+                    // without (rdbchecksum no) is held to its digest.
+                    let check_stream = if rdb.details.checksum.is_some() {
+                        StreamCheck::Pieces
+                    } else {
+                        StreamCheck::Digest
+                    };
                     let stream = request
                         .snapshots
-                        .open_stream(&manifest.id, &rdb.stream)
+                        .open_stream_with(&manifest.id, &rdb.stream, check_stream)
                         .await?;
                     check(&mut writers, stream, plan, rdb, &request, &mut existing).await?;
                 }
@@ -724,6 +733,15 @@ async fn check(
                 {
                     libraries.push(name);
                 }
+            }
+            Event::Eof(eof) if eof.checksum != rdb.details.checksum => {
+                return Err(dr_core::Error::corrupt(
+                    format!("the stored RDB {}", rdb.stream),
+                    format!(
+                        "its checksum {:?} is not the one recorded at backup time, {:?}",
+                        eof.checksum, rdb.details.checksum
+                    ),
+                ));
             }
             _ => {}
         }
