@@ -2,8 +2,8 @@
 //! running server, key by key.
 //!
 //! Two passes over the stored snapshot. The first reads it whole (its
-//! digest, every key framed, the RDB's checksum, the key counts against
-//! those recorded) and asks the target which keys already exist where the
+//! pieces checked, every key framed, the RDB's checksum and key counts
+//! against those recorded) and asks the target which keys already exist where the
 //! conflict policy needs to know: a damaged snapshot, a conflict the caller
 //! asked to fail on, or a value the target cannot take is found before
 //! anything is written. The second sends each key as `RESTORE … ABSTTL`
