@@ -262,14 +262,14 @@ impl Backup for RdbSnapshot {
     }
 }
 
-/// Commits an RDB snapshot with its details and the request's labels, as a
-/// step of `timeline`.
+/// Commits a Redis snapshot with its details and the request's labels, as
+/// a step of `timeline`.
 pub(crate) async fn commit(
     writer: Box<dyn SnapshotWriter>,
     mut timeline: Timeline,
     request: &BackupRequest<'_>,
     point: RecoveryPoint,
-    details: &RdbSnapshotDetails,
+    details: &impl SnapshotDetails,
 ) -> dr_core::Result<BackupReport> {
     let mut commit = SnapshotCommit::new(point);
     for (key, value) in &request.labels {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use dr_core::{BackupExt, ErrorKind, Objectives, RecoveryTarget, RestoreRequest};
 use dr_redis::{
-    ClusterRebuild, ClusterSnapshot, ClusterSnapshotDetails, DumpPayload, RdbRestore, RedisServer,
-    SLOTS, Value, slot_of,
+    ClusterRebuild, ClusterSnapshot, ClusterSnapshotDetails, RdbRestore, RedisServer, SLOTS, Value,
+    slot_of,
 };
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Redis, RedisCluster, RedisOptions, RedisVersion};
@@ -100,25 +100,7 @@ async fn keys_of<'a>(masters: impl Iterator<Item = &'a Redis>) -> BTreeMap<Vec<u
     let mut keys = BTreeMap::new();
     for master in masters {
         let mut con = master.connection().await.unwrap();
-        let names: Vec<Vec<u8>> = redis::cmd("KEYS")
-            .arg("*")
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        for name in names {
-            let dump: Vec<u8> = redis::cmd("DUMP")
-                .arg(&name)
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            let at: i64 = redis::cmd("PEXPIRETIME")
-                .arg(&name)
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            let value = DumpPayload::parse(dump.into()).unwrap().decode().unwrap();
-            keys.insert(name, (value, at));
-        }
+        keys.extend(common::dumped_keys(&mut con, true).await);
     }
     keys
 }

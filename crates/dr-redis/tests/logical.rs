@@ -42,26 +42,6 @@ fn keys_of(rdb: &[u8]) -> (Keys, u64) {
     (keys, functions)
 }
 
-/// A value with the members of sets, hashes and sorted sets in order: a
-/// hash table's order is its own.
-fn normal(value: &Value) -> Value {
-    match value.clone() {
-        Value::Set(mut members) => {
-            members.sort();
-            Value::Set(members)
-        }
-        Value::SortedSet(mut members) => {
-            members.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::SortedSet(members)
-        }
-        Value::Hash(mut fields) => {
-            fields.sort_by(|a, b| a.field.cmp(&b.field));
-            Value::Hash(fields)
-        }
-        other => other,
-    }
-}
-
 async fn run(con: &mut MultiplexedConnection, args: &[&str]) {
     let _: redis::Value = redis::cmd(args[0])
         .arg(&args[1..])
@@ -260,7 +240,11 @@ async fn a_logical_snapshot_holds_what_the_servers_own_save_holds() {
         let (restored, _) = keys_of(&std::fs::read(fresh.dir().join("dump.rdb")).unwrap());
         assert_eq!(restored.len(), expected.len());
         for (key, (value, _)) in &expected {
-            assert_eq!(normal(&restored[key].0), normal(value), "{key:?}");
+            assert_eq!(
+                common::normal(restored[key].0.clone(), true),
+                common::normal(value.clone(), true),
+                "{key:?}"
+            );
         }
     }
 }

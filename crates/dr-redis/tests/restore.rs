@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dr_core::{BackupExt, ErrorKind, Objectives, RecoveryTarget, RestoreRequest};
-use dr_redis::{Conflict, DumpPayload, RdbRestore, RdbSnapshot, RedisServer, RestoreCounts, Value};
+use dr_redis::{Conflict, RdbRestore, RdbSnapshot, RedisServer, RestoreCounts, Value};
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Redis, RedisOptions, RedisVersion};
 use proptest::prelude::*;
@@ -160,37 +160,6 @@ async fn fill(con: &mut MultiplexedConnection, field_ttl: bool, deleted_pending:
     run(con, &["SELECT", "0"]).await;
 }
 
-/// A value as the test compares it: members of sets, hashes and sorted
-/// sets in order (their stored order is the encoding's); with `times`
-/// false, consumers' seen and active times left out (a rebuild claims
-/// pending entries now).
-fn normal(value: Value, times: bool) -> Value {
-    match value {
-        Value::Set(mut members) => {
-            members.sort();
-            Value::Set(members)
-        }
-        Value::SortedSet(mut members) => {
-            members.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::SortedSet(members)
-        }
-        Value::Hash(mut fields) => {
-            fields.sort_by(|a, b| a.field.cmp(&b.field));
-            Value::Hash(fields)
-        }
-        Value::Stream(mut stream) if !times => {
-            for group in &mut stream.groups {
-                for consumer in &mut group.consumers {
-                    consumer.seen_time_ms = 0;
-                    consumer.active_time_ms = None;
-                }
-            }
-            Value::Stream(stream)
-        }
-        other => other,
-    }
-}
-
 /// Every key of every database: value (from `DUMP`) and absolute expiry.
 type Keys = BTreeMap<(u64, Vec<u8>), (Value, i64)>;
 
@@ -208,24 +177,8 @@ async fn keys_of(redis: &Redis, times: bool) -> Keys {
     {
         let client = redis::Client::open(format!("{}{db}", redis.url())).unwrap();
         let mut con = client.get_multiplexed_async_connection().await.unwrap();
-        let names: Vec<Vec<u8>> = redis::cmd("KEYS")
-            .arg("*")
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        for name in names {
-            let dump: Vec<u8> = redis::cmd("DUMP")
-                .arg(&name)
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            let at: i64 = redis::cmd("PEXPIRETIME")
-                .arg(&name)
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            let value = DumpPayload::parse(dump.into()).unwrap().decode().unwrap();
-            keys.insert((db, name), (normal(value, times), at));
+        for (name, value) in common::dumped_keys(&mut con, times).await {
+            keys.insert((db, name), value);
         }
     }
     keys

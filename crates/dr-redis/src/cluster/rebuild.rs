@@ -7,15 +7,14 @@
 use std::time::{Duration, Instant};
 
 use dr_core::{
-    Capabilities, ComponentId, Operation, RecoveryReport, Restore, RestoreRequest, Timeline,
-    async_trait,
+    Capabilities, ComponentId, RecoveryReport, Restore, RestoreRequest, Timeline, async_trait,
 };
 
 use super::snapshot::ClusterSnapshotDetails;
 use crate::error::{Error, Result};
 use crate::fetch::conn::{Conn, Reply};
 use crate::fetch::{RedisServer, info_field};
-use crate::restore::{Conflict, RdbRestore, RestoreCounts, choose};
+use crate::restore::{Conflict, RdbRestore, RestoreCounts, choose, report_of};
 
 /// Rebuilds a cluster snapshot's cluster on empty nodes.
 ///
@@ -241,17 +240,7 @@ impl ClusterRebuild {
             })
             .await?;
 
-        let mut report = RecoveryReport::new(
-            self.component.clone(),
-            Operation::Restore,
-            request.objectives,
-            timeline,
-        );
-        let wanted = request.incident_at.unwrap_or(report.timeline.started_at());
-        if let Some(at) = request.incident_at {
-            report = report.with_incident_at(at);
-        }
-        let report = report.with_data_loss_between(manifest.recovery_point.at, wanted);
+        let report = report_of(&self.component, &request, timeline, &manifest);
         let outcome = RebuildOutcome {
             masters: self.nodes[..masters.len()]
                 .iter()

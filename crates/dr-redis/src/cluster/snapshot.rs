@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dr_core::{
     Backup, BackupReport, BackupRequest, Capabilities, ComponentId, Manifest, RecoveryPoint,
-    SnapshotCommit, SnapshotDetails, SnapshotWriter, StreamName, Timeline, async_trait,
+    SnapshotDetails, SnapshotWriter, StreamName, Timeline, async_trait,
 };
 use futures_util::future::{join_all, try_join_all};
 use jiff::Timestamp;
@@ -482,13 +482,7 @@ impl Backup for ClusterSnapshot {
             shards,
             paused_ms: paused.map(|d| d.as_millis() as u64),
         };
-        let mut commit = SnapshotCommit::new(point);
-        for (key, value) in &request.labels {
-            commit = commit.label(key, value);
-        }
-        let commit = commit.details(&details)?;
-        let manifest = timeline.step("commit", writer.commit(commit)).await?;
-        Ok(BackupReport { manifest, timeline })
+        crate::snapshot::commit(writer, timeline, &request, point, &details).await
     }
 }
 

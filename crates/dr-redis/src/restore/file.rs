@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use dr_core::{
-    Capabilities, ComponentId, Operation, RecoveryReport, Restore, RestoreRequest,
-    SnapshotSourceExt, Timeline, async_trait,
+    Capabilities, ComponentId, RecoveryReport, Restore, RestoreRequest, SnapshotSourceExt,
+    Timeline, async_trait,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{APPENDONLYDIR, StoredRdb, choose, rdb_streams};
+use super::{APPENDONLYDIR, StoredRdb, choose, rdb_streams, report_of};
 use crate::cluster::snapshot::ClusterSnapshotDetails;
 use crate::files::AOF_STREAM_PREFIX;
 use crate::rdb::verify::Verifier;
@@ -135,17 +135,7 @@ impl Restore for RdbFileRestore {
                     .await?;
             }
         }
-        let mut report = RecoveryReport::new(
-            self.component.clone(),
-            Operation::Restore,
-            request.objectives,
-            timeline,
-        );
-        let wanted = request.incident_at.unwrap_or(report.timeline.started_at());
-        if let Some(at) = request.incident_at {
-            report = report.with_incident_at(at);
-        }
-        Ok(report.with_data_loss_between(manifest.recovery_point.at, wanted))
+        Ok(report_of(&self.component, &request, timeline, &manifest))
     }
 }
 

@@ -239,17 +239,7 @@ impl RdbRestore {
             })
             .await?;
 
-        let mut report = RecoveryReport::new(
-            self.component.clone(),
-            Operation::Restore,
-            request.objectives,
-            timeline,
-        );
-        let wanted = request.incident_at.unwrap_or(report.timeline.started_at());
-        if let Some(at) = request.incident_at {
-            report = report.with_incident_at(at);
-        }
-        let report = report.with_data_loss_between(manifest.recovery_point.at, wanted);
+        let report = report_of(&self.component, &request, timeline, &manifest);
         Ok((report, counts))
     }
 }
@@ -267,6 +257,28 @@ impl Restore for RdbRestore {
     async fn restore(&self, request: RestoreRequest<'_>) -> dr_core::Result<RecoveryReport> {
         Ok(self.restore_counted(request).await?.0)
     }
+}
+
+/// The report of a restore of snapshot `manifest` of `component`: its
+/// timeline, the RTO from the incident (or the restore's start), and the
+/// data lost between the snapshot's point and then.
+pub(crate) fn report_of(
+    component: &ComponentId,
+    request: &RestoreRequest<'_>,
+    timeline: Timeline,
+    manifest: &Manifest,
+) -> RecoveryReport {
+    let mut report = RecoveryReport::new(
+        component.clone(),
+        Operation::Restore,
+        request.objectives,
+        timeline,
+    );
+    let wanted = request.incident_at.unwrap_or(report.timeline.started_at());
+    if let Some(at) = request.incident_at {
+        report = report.with_incident_at(at);
+    }
+    report.with_data_loss_between(manifest.recovery_point.at, wanted)
 }
 
 /// The snapshot `target` names among `component`'s.

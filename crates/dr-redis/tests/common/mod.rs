@@ -230,3 +230,63 @@ pub fn redis_check_rdb(version: dr_testkit::RedisVersion, rdb: &[u8]) -> (bool, 
         said,
     )
 }
+
+/// A value as tests compare it: members of sets, hashes and sorted sets in
+/// order (their stored order is the encoding's, a hash table's its own);
+/// with `times` false, stream consumers' seen and active times left out (a
+/// rebuild claims pending entries now).
+pub fn normal(value: dr_redis::Value, times: bool) -> dr_redis::Value {
+    use dr_redis::Value;
+    match value {
+        Value::Set(mut members) => {
+            members.sort();
+            Value::Set(members)
+        }
+        Value::SortedSet(mut members) => {
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::SortedSet(members)
+        }
+        Value::Hash(mut fields) => {
+            fields.sort_by(|a, b| a.field.cmp(&b.field));
+            Value::Hash(fields)
+        }
+        Value::Stream(mut stream) if !times => {
+            for group in &mut stream.groups {
+                for consumer in &mut group.consumers {
+                    consumer.seen_time_ms = 0;
+                    consumer.active_time_ms = None;
+                }
+            }
+            Value::Stream(stream)
+        }
+        other => other,
+    }
+}
+
+/// Every key of the connection's database: its value from `DUMP`
+/// ([`normal`]ised) and its absolute expiry (`PEXPIRETIME`, -1 for none).
+pub async fn dumped_keys(
+    con: &mut redis::aio::MultiplexedConnection,
+    times: bool,
+) -> std::collections::BTreeMap<Vec<u8>, (dr_redis::Value, i64)> {
+    let mut keys = std::collections::BTreeMap::new();
+    let names: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query_async(con).await.unwrap();
+    for name in names {
+        let dump: Vec<u8> = redis::cmd("DUMP")
+            .arg(&name)
+            .query_async(con)
+            .await
+            .unwrap();
+        let at: i64 = redis::cmd("PEXPIRETIME")
+            .arg(&name)
+            .query_async(con)
+            .await
+            .unwrap();
+        let value = dr_redis::DumpPayload::parse(dump.into())
+            .unwrap()
+            .decode()
+            .unwrap();
+        keys.insert(name, (normal(value, times), at));
+    }
+    keys
+}
