@@ -588,3 +588,39 @@ async fn a_cold_restore_writes_the_file_a_stopped_server_loads() {
         .collect();
     assert!(!names.iter().any(|n| n.contains("partial")), "{names:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_without_the_first_pass_checks_as_it_writes() {
+    let source = Redis::start().await.unwrap();
+    let mut con = source.connection().await.unwrap();
+    fill(&mut con, false, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    snapshot(&repo, &source).await;
+    let target = Redis::start().await.unwrap();
+    let latest = RecoveryTarget::Latest;
+    let objectives = Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap());
+    let once = RdbRestore::new("redis/main".parse().unwrap(), server(&target)).check_first(false);
+
+    let (report, counts) = once
+        .restore_counted(RestoreRequest::new(&repo, &latest, objectives))
+        .await
+        .unwrap();
+    assert!(
+        report
+            .timeline
+            .steps()
+            .iter()
+            .all(|s| !s.name.starts_with("check")),
+        "{report}"
+    );
+    assert_eq!(counts.restored, keys_of(&source, true).await.len() as u64);
+    assert_eq!(keys_of(&target, true).await, keys_of(&source, true).await);
+
+    // Every key exists now: the first RESTORE refused stops it.
+    let err = once
+        .restore_counted(RestoreRequest::new(&repo, &latest, objectives))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+}

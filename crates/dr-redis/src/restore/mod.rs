@@ -110,6 +110,7 @@ pub struct RdbRestore {
     into: Into,
     conflict: Conflict,
     window: usize,
+    check_first: bool,
 }
 
 /// Where a restore writes.
@@ -130,6 +131,7 @@ impl RdbRestore {
             into: Into::Server(server),
             conflict: Conflict::Fail,
             window: 4,
+            check_first: true,
         }
     }
 
@@ -156,6 +158,19 @@ impl RdbRestore {
     #[must_use]
     pub fn window(mut self, batches: usize) -> Self {
         self.window = batches.max(1);
+        self
+    }
+
+    /// Whether the whole snapshot is read and checked (and conflicts asked
+    /// about) before anything is written: yes by default. Without, the
+    /// restore reads the snapshot once, writing as it goes, and checks the
+    /// same things as it reads: a damaged snapshot, or a key that exists
+    /// under [`Conflict::Fail`], stops it with the keys before written. A
+    /// restore that must rebuild values from commands (an older target)
+    /// always checks first.
+    #[must_use]
+    pub fn check_first(mut self, check_first: bool) -> Self {
+        self.check_first = check_first;
         self
     }
 
@@ -190,29 +205,37 @@ impl RdbRestore {
             )?);
         }
 
-        let existing = timeline
-            .step("check the snapshot against the target", async {
-                let mut existing = Existing::default();
-                for (rdb, plan) in rdbs.iter().zip(&plans) {
-                    // The stored pieces are checked on every read; an RDB
-                    // with a checksum is checked end to end by it (order
-                    // included), so the stream's SHA-256 adds nothing. One
-                    // without (rdbchecksum no) is held to its digest.
-                    let check_stream = if rdb.details.checksum.is_some() {
-                        StreamCheck::Pieces
-                    } else {
-                        StreamCheck::Digest
-                    };
-                    let stream = request
-                        .snapshots
-                        .open_stream_with(&manifest.id, &rdb.stream, check_stream)
-                        .await?;
-                    check(&mut writers, stream, plan, rdb, &request, &mut existing).await?;
-                }
-                existing.refuse_if_failing(&target.addr, self.conflict)?;
-                Ok::<_, dr_core::Error>(existing)
-            })
-            .await?;
+        let check_first = self.check_first || plans.iter().any(|p| p.rebuild.is_some());
+        for plan in &mut plans {
+            plan.checked = check_first;
+        }
+        let existing = if !check_first {
+            Existing::default()
+        } else {
+            timeline
+                .step("check the snapshot against the target", async {
+                    let mut existing = Existing::default();
+                    for (rdb, plan) in rdbs.iter().zip(&plans) {
+                        // The stored pieces are checked on every read; an RDB
+                        // with a checksum is checked end to end by it (order
+                        // included), so the stream's SHA-256 adds nothing. One
+                        // without (rdbchecksum no) is held to its digest.
+                        let check_stream = if rdb.details.checksum.is_some() {
+                            StreamCheck::Pieces
+                        } else {
+                            StreamCheck::Digest
+                        };
+                        let stream = request
+                            .snapshots
+                            .open_stream_with(&manifest.id, &rdb.stream, check_stream)
+                            .await?;
+                        check(&mut writers, stream, plan, rdb, &request, &mut existing).await?;
+                    }
+                    existing.refuse_if_failing(&target.addr, self.conflict)?;
+                    Ok::<_, dr_core::Error>(existing)
+                })
+                .await?
+        };
 
         let counts = timeline
             .step("restore the keys", async {
@@ -490,6 +513,9 @@ struct Plan {
     rebuild: Option<Rebuilder>,
     /// The libraries the target has, by name.
     libraries: HashSet<String>,
+    /// Whether the first pass checked the RDB; if not, the writing pass
+    /// checks it as it goes.
+    checked: bool,
 }
 
 impl Plan {
@@ -533,6 +559,7 @@ impl Plan {
             rdb_version: details.rdb_version,
             rebuild,
             libraries,
+            checked: true,
         })
     }
 }
@@ -589,6 +616,17 @@ fn library_name(code: &[u8]) -> Option<String> {
         .split_whitespace()
         .find_map(|word| word.strip_prefix("name="))
         .map(str::to_owned)
+}
+
+/// The error of an RDB whose checksum is not the one recorded.
+fn changed_checksum(rdb: &StoredRdb, found: Option<u64>) -> dr_core::Error {
+    dr_core::Error::corrupt(
+        format!("the stored RDB {}", rdb.stream),
+        format!(
+            "its checksum {found:?} is not the one recorded at backup time, {:?}",
+            rdb.details.checksum
+        ),
+    )
 }
 
 /// Counts one key as the backup counted it.
@@ -747,13 +785,7 @@ async fn check(
                 }
             }
             Event::Eof(eof) if eof.checksum != rdb.details.checksum => {
-                return Err(dr_core::Error::corrupt(
-                    format!("the stored RDB {}", rdb.stream),
-                    format!(
-                        "its checksum {:?} is not the one recorded at backup time, {:?}",
-                        eof.checksum, rdb.details.checksum
-                    ),
-                ));
+                return Err(changed_checksum(rdb, eof.checksum));
             }
             _ => {}
         }
@@ -787,6 +819,7 @@ async fn write(
 ) -> dr_core::Result<()> {
     let mut reader = RdbReader::new(stream);
     let mut reporter = Reporter::new("restore the keys", &rdb.details, request);
+    let mut tallied = KeyCounts::default();
     counts.rebuilt |= plan.rebuild.is_some();
     let now = now_ms();
     let replace = plan.conflict == Conflict::Replace;
@@ -823,6 +856,16 @@ async fn write(
                 command: "RESTORE",
                 message: format!("{message} (db {}, key {})", sent.db, printable(&sent.key)),
             }),
+            (_, Answer::Refused(message))
+                if sent.key.is_empty() && message.contains("already exists") =>
+            {
+                Err(Error::Conflicts {
+                    addr: plan.addr.clone(),
+                    what: "function libraries",
+                    count: 1,
+                    examples: message,
+                })
+            }
             (_, Answer::Refused(message)) if sent.key.is_empty() => Err(Error::ServerRefused {
                 addr: plan.addr.clone(),
                 command: "FUNCTION LOAD",
@@ -871,6 +914,9 @@ async fn write(
             }
             Event::Key(key) => {
                 reporter.at(key.value_offset);
+                if !plan.checked {
+                    tally(&mut tallied, &key);
+                }
                 if key.expire_at_ms.is_some_and(|at| at <= now) {
                     counts.expired += 1;
                     continue;
@@ -910,10 +956,26 @@ async fn write(
                     }
                 }
             }
+            Event::Eof(eof) if !plan.checked && eof.checksum != rdb.details.checksum => {
+                return Err(changed_checksum(rdb, eof.checksum));
+            }
             _ => {}
         }
     }
     writers.finish(&mut answered).await?;
+    if !plan.checked {
+        let differences = tallied.differences(&rdb.details.counts);
+        if !differences.is_empty() {
+            return Err(dr_core::Error::corrupt(
+                format!("the stored RDB {}", rdb.stream),
+                format!(
+                    "its keys differ from those counted at backup time, found after {restored} \
+                     keys were written: {}",
+                    differences.join("; ")
+                ),
+            ));
+        }
+    }
     counts.restored += restored;
     counts.kept_existing += kept;
     // A library loaded on every master counts once.
