@@ -197,6 +197,11 @@ enum Command {
         /// writing anything), skip, or replace.
         #[arg(long, default_value = "fail")]
         conflict: dr_redis::Conflict,
+        /// Redis: write as the snapshot is read, checking it as it goes,
+        /// instead of reading it whole first: faster, but a damaged snapshot
+        /// then stops the restore with the keys before it written.
+        #[arg(long)]
+        single_pass: bool,
     },
     /// Restores the latest backup into a scratch server started for it,
     /// checks it, times it against the RTO, and removes the server.
@@ -528,6 +533,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             shard,
             rebuild_on,
             conflict,
+            single_pass,
         } => {
             let settings = cx.component(&component)?;
             let redis_only = [
@@ -535,6 +541,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                 ("--cluster", cluster.is_some()),
                 ("--file", file.is_some()),
                 ("--rebuild-on", !rebuild_on.is_empty()),
+                ("--single-pass", single_pass),
             ];
             if settings.redis().is_some() {
                 let postgres_only = [
@@ -568,6 +575,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                     to,
                     destination,
                     conflict,
+                    single_pass,
                     incident_at,
                     report_file: report,
                 };

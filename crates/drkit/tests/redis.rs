@@ -171,6 +171,25 @@ async fn a_redis_server_backed_up_verified_inspected_and_restored() {
     .await;
     assert!(skip.status.success(), "{}", text(&skip));
     assert!(text(&skip).contains("502 kept"), "{}", text(&skip));
+    let once = drkit(
+        &config,
+        &[
+            "restore",
+            SESSIONS,
+            "--server",
+            &into,
+            "--conflict",
+            "replace",
+            "--single-pass",
+        ],
+    )
+    .await;
+    assert!(once.status.success(), "{}", text(&once));
+    assert!(
+        !text(&once).contains("check the snapshot"),
+        "{}",
+        text(&once)
+    );
 
     // A cold restore: the file, inspected without a config.
     let file = dir.path().join("dump.rdb");

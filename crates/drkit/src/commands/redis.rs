@@ -42,6 +42,7 @@ pub(crate) struct RedisRestoreArgs {
     pub(crate) to: TargetArg,
     pub(crate) destination: Destination,
     pub(crate) conflict: Conflict,
+    pub(crate) single_pass: bool,
     pub(crate) incident_at: Option<Timestamp>,
     pub(crate) report_file: Option<PathBuf>,
 }
@@ -135,6 +136,7 @@ pub(crate) async fn restore(
             };
             let (report, counts) = restore
                 .conflict(args.conflict)
+                .check_first(!args.single_pass)
                 .restore_counted(request)
                 .await
                 .map_err(|e| Failure::of(format_args!("restoring {id} into {into}"), &e))?;
