@@ -53,6 +53,11 @@
 //!   forked, for one consistent cut.
 //! - [`ClusterRebuild`] ([`dr_core::Restore`]): a whole cluster rebuilt on
 //!   empty nodes from its snapshot: slots, replicas, data, checks.
+//! - [`RedisServer::replicate`]: following a master as a replica does
+//!   ([`Replication`]: a [`FullSync`]'s RDB then the stream, or the
+//!   history continued from a [`HistoryPoint`]); a [`ReplicaLink`] yields
+//!   the master's writes as [`StreamCommand`]s with their replication
+//!   offsets ([`CommandSplitter`]) and acknowledges only what it is told.
 //! - [`verify_snapshot`]: a stored snapshot (a server's or a cluster's)
 //!   read back whole, every value decoded, against what was recorded;
 //!   [`inspect`]: keys per type and database, the biggest keys and an
@@ -113,6 +118,7 @@ mod fetch;
 mod files;
 mod inspect;
 mod rdb;
+mod replication;
 mod restore;
 mod snapshot;
 
@@ -135,5 +141,7 @@ pub use rdb::frame::{Eof, Event, Header, KeyEntry, ModuleAux, ModuleId, RdbParse
 pub use rdb::reader::{Events, RdbReader, events};
 pub use rdb::verify::{DbCounts, KeyCounts, RdbSummary, Verifier, verify, verify_slice};
 pub use rdb::{KeyKind, MAX_RDB_VERSION, ValueType};
+pub use replication::commands::{CommandSplitter, StreamCommand};
+pub use replication::link::{FullSync, HistoryPoint, ReplicaLink, Replication};
 pub use restore::{Conflict, RdbFileRestore, RdbRestore, RestoreCounts};
 pub use snapshot::{RDB_STREAM, RdbSnapshot, RdbSnapshotDetails, SnapshotMode};

@@ -296,6 +296,26 @@ impl Conn {
         }
     }
 
+    /// Reads what arrives within `within` into the buffer: `None` if nothing
+    /// did, else how much (0 at the end of the stream).
+    pub(crate) async fn read_within(
+        &mut self,
+        what: &'static str,
+        within: Duration,
+    ) -> Result<Option<usize>> {
+        self.buf.reserve(64 * 1024);
+        match tokio::time::timeout(within, self.stream.read_buf(&mut self.buf)).await {
+            Ok(Ok(n)) => Ok(Some(n)),
+            Ok(Err(source)) => Err(self.broken(what, source)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// How long a read may wait for a byte.
+    pub(crate) fn idle(&self) -> Duration {
+        self.idle
+    }
+
     /// The bytes read but not yet consumed.
     pub(crate) fn buffered(&mut self) -> &mut BytesMut {
         &mut self.buf

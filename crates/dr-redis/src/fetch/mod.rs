@@ -174,7 +174,6 @@ impl RedisServer {
     /// [`Error::Idle`].
     pub async fn begin_rdb(&self) -> Result<RdbTransfer> {
         let (mut conn, version) = self.connect().await?;
-        let addr = conn.addr().to_owned();
         // Older servers refuse these; the transfer works without them.
         for option in [
             &[&b"REPLCONF"[..], b"capa", b"eof"],
@@ -188,42 +187,7 @@ impl RedisServer {
         }
         conn.send(&[b"PSYNC", b"?", b"-1"]).await?;
         let line = conn.line("waiting for the server to fork", true).await?;
-        let (replication_id, offset) = match line.strip_prefix("+FULLRESYNC ") {
-            Some(rest) => {
-                let mut words = rest.split(' ');
-                match (words.next(), words.next().map(str::parse::<u64>)) {
-                    (Some(id), Some(Ok(offset))) if id.len() == 40 => (id.to_owned(), offset),
-                    _ => {
-                        return Err(Error::NotRedis {
-                            addr,
-                            reason: format!("PSYNC answered {line:?}"),
-                        });
-                    }
-                }
-            }
-            None => {
-                return Err(match line.strip_prefix('-') {
-                    Some(message) => Error::ServerRefused {
-                        addr,
-                        command: "PSYNC",
-                        message: message.to_owned(),
-                    },
-                    None => Error::NotRedis {
-                        addr,
-                        reason: format!("PSYNC answered {line:?}, not +FULLRESYNC"),
-                    },
-                });
-            }
-        };
-        Ok(RdbTransfer {
-            conn,
-            server_version: version,
-            replication_id,
-            offset,
-            framing: None,
-            received: 0,
-            done: false,
-        })
+        RdbTransfer::after_fullresync(conn, version, &line)
     }
 }
 
@@ -348,6 +312,59 @@ impl fmt::Debug for RdbTransfer {
 }
 
 impl RdbTransfer {
+    /// The transfer announced by `line`, `PSYNC`'s answer on `conn`: it must
+    /// be `+FULLRESYNC <id> <offset>`.
+    pub(crate) fn after_fullresync(conn: Conn, server_version: String, line: &str) -> Result<Self> {
+        let addr = conn.addr().to_owned();
+        let (replication_id, offset) = match line.strip_prefix("+FULLRESYNC ") {
+            Some(rest) => {
+                let mut words = rest.split(' ');
+                match (words.next(), words.next().map(str::parse::<u64>)) {
+                    (Some(id), Some(Ok(offset))) if id.len() == 40 => (id.to_owned(), offset),
+                    _ => {
+                        return Err(Error::NotRedis {
+                            addr,
+                            reason: format!("PSYNC answered {line:?}"),
+                        });
+                    }
+                }
+            }
+            None => {
+                return Err(match line.strip_prefix('-') {
+                    Some(message) => Error::ServerRefused {
+                        addr,
+                        command: "PSYNC",
+                        message: message.to_owned(),
+                    },
+                    None => Error::NotRedis {
+                        addr,
+                        reason: format!("PSYNC answered {line:?}, not +FULLRESYNC"),
+                    },
+                });
+            }
+        };
+        Ok(RdbTransfer {
+            conn,
+            server_version,
+            replication_id,
+            offset,
+            framing: None,
+            received: 0,
+            done: false,
+        })
+    }
+
+    /// The connection, once the RDB was read to its end: a replica's
+    /// stream follows on it.
+    pub(crate) fn into_conn(self) -> Result<Conn> {
+        if !self.done {
+            return Err(Error::InvalidState {
+                reason: "the RDB transfer was not read to its end",
+            });
+        }
+        Ok(self.conn)
+    }
+
     /// The server's `redis_version`.
     pub fn server_version(&self) -> &str {
         &self.server_version
