@@ -56,7 +56,7 @@ impl StreamCommand {
 }
 
 /// Splits a replication stream into [`StreamCommand`]s: bytes go in with
-/// [`feed`](Self::feed), commands come out of [`next`](Self::next) once
+/// [`feed`](Self::feed), commands come out of [`next_command`](Self::next_command) once
 /// whole, each with its offsets.
 ///
 /// ```
@@ -64,12 +64,12 @@ impl StreamCommand {
 ///
 /// let mut split = CommandSplitter::new(1000);
 /// split.feed(b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk");
-/// let ping = split.next()?.unwrap();
+/// let ping = split.next_command()?.unwrap();
 /// assert!(ping.is("ping"));
 /// assert_eq!(ping.offsets, 1000..1014);
-/// assert!(split.next()?.is_none()); // the SET is not whole yet
+/// assert!(split.next_command()?.is_none()); // the SET is not whole yet
 /// split.feed(b"\r\n$1\r\nv\r\n");
-/// let set = split.next()?.unwrap();
+/// let set = split.next_command()?.unwrap();
 /// assert_eq!((set.arg(1), set.arg(2)), (Some(&b"k"[..]), Some(&b"v"[..])));
 /// assert_eq!(set.offsets.start, 1014);
 /// assert_eq!(split.offset(), set.offsets.end);
@@ -113,7 +113,7 @@ impl CommandSplitter {
     /// [`Error::Corrupt`] for bytes that are not a RESP array of bulk
     /// strings (with the offset where it went wrong), or lengths beyond
     /// Redis's own limits.
-    pub fn next(&mut self) -> Result<Option<StreamCommand>> {
+    pub fn next_command(&mut self) -> Result<Option<StreamCommand>> {
         let Some((len, args)) = self.measure()? else {
             return Ok(None);
         };
@@ -234,7 +234,7 @@ mod tests {
         ] {
             let mut split = CommandSplitter::new(100);
             split.feed(bytes);
-            let err = split.next().unwrap_err();
+            let err = split.next_command().unwrap_err();
             assert!(
                 err.to_string().contains(&format!("byte {at}")),
                 "{bytes:?}: {err}"
@@ -242,7 +242,7 @@ mod tests {
         }
         let mut split = CommandSplitter::new(0);
         split.feed(b"*99999999999\r\n");
-        assert!(split.next().is_err());
+        assert!(split.next_command().is_err());
     }
 
     proptest! {
@@ -272,7 +272,7 @@ mod tests {
                 let n = cuts.next().unwrap().min(rest.len());
                 split.feed(&rest[..n]);
                 rest = &rest[n..];
-                while let Some(command) = split.next().unwrap() {
+                while let Some(command) = split.next_command().unwrap() {
                     let args = (0..command.len()).map(|i| command.arg(i).unwrap().to_vec()).collect::<Vec<_>>();
                     got.push((command.offsets.clone(), args));
                 }

@@ -151,7 +151,7 @@ impl ReplicaLink {
                 self.split.feed(&bytes);
             }
             let mut commands = Vec::new();
-            while let Some(command) = self.split.next()? {
+            while let Some(command) = self.split.next_command()? {
                 commands.push(command);
             }
             if !commands.is_empty() {
