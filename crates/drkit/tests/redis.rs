@@ -295,3 +295,61 @@ async fn a_cluster_backed_up_and_rebuilt_on_empty_nodes() {
         assert_eq!(dbsize(node).await, 50);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_backs_a_redis_component_up_and_verifies_it() {
+    let source = Redis::start_with(RedisOptions::default().password("s3cret"))
+        .await
+        .unwrap();
+    let mut con = source.connection().await.unwrap();
+    let (): () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &source, None);
+    // Every few seconds, and the agent's table.
+    let text_of = std::fs::read_to_string(&config).unwrap().replace(
+        r#"schedule = [{ job = "backup", cron = "0 */6 * * *" }]"#,
+        r#"schedule = [{ job = "backup", cron = "*/3 * * * * *" }, { job = "verify", cron = "*/4 * * * * *" }]"#,
+    );
+    std::fs::write(
+        &config,
+        format!("{text_of}\n[agent]\nlisten = \"127.0.0.1:0\"\nprune = {{ cron = \"0 4 * * 0\" }}\nrefresh = \"1s\"\n"),
+    )
+    .unwrap();
+    assert!(drkit(&config, &["init"]).await.status.success());
+
+    let agent = common::agent::Agent::start_with(&config, dir.path(), "redis-agent").await;
+    let done = |scrape: &prometheus_parse::Scrape, job: &str| {
+        common::agent::value(
+            scrape,
+            "drkit_job_runs_total",
+            &[("component", SESSIONS), ("job", job), ("result", "success")],
+        )
+        .unwrap_or(0.0)
+    };
+    let scrape = dr_testkit::eventually(
+        "a backup and a verify",
+        std::time::Duration::from_secs(60),
+        || async {
+            let scrape = agent.scrape().await;
+            (done(&scrape, "backup") >= 1.0 && done(&scrape, "verify") >= 1.0).then_some(scrape)
+        },
+    )
+    .await;
+    assert_eq!(
+        common::agent::value(
+            &scrape,
+            "drkit_rpo_compliance",
+            &[("component", SESSIONS), ("state", "met")]
+        ),
+        Some(1.0),
+        "{}",
+        agent.log()
+    );
+    let (code, log) = agent.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+}

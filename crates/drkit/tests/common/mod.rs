@@ -6,6 +6,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+pub(crate) mod agent;
+
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_drkit");
 pub(crate) const PASSWORD: &str = "drkit-cli-password";
 pub(crate) const COMPONENT: &str = "postgres/main";
