@@ -112,6 +112,7 @@
 //! # Ok::<(), dr_redis::Error>(())
 //! ```
 
+mod archive;
 mod cluster;
 mod error;
 mod fetch;
@@ -122,6 +123,9 @@ mod replication;
 mod restore;
 mod snapshot;
 
+pub use archive::segment::{
+    HEADER_LEN, Record, SEGMENT_MAGIC, SegmentHeader, encode_record, parse_name, read_segment,
+};
 pub use cluster::layout::{ClusterLayout, ClusterNode, NodeRole, SLOTS, slot_of};
 pub use cluster::rebuild::{ClusterRebuild, RebuildOutcome};
 pub use cluster::snapshot::{ClusterSnapshot, ClusterSnapshotDetails, ShardSnapshot};

@@ -1,0 +1,3 @@
+//! Continuous archiving of a master's replication stream: its segments.
+
+pub(crate) mod segment;
