@@ -58,6 +58,10 @@
 //!   history continued from a [`HistoryPoint`]); a [`ReplicaLink`] yields
 //!   the master's writes as [`StreamCommand`]s with their replication
 //!   offsets ([`CommandSplitter`]) and acknowledges only what it is told.
+//! - [`CommandArchiver`]: a master's writes archived as they arrive, in
+//!   segments of records of whole commands with their offsets and arrival
+//!   times ([`read_segment`]), acknowledged to the master only once durable;
+//!   a full synchronization it must take is stored as a snapshot first.
 //! - [`verify_snapshot`]: a stored snapshot (a server's or a cluster's)
 //!   read back whole, every value decoded, against what was recorded;
 //!   [`inspect`]: keys per type and database, the biggest keys and an
@@ -123,6 +127,7 @@ mod replication;
 mod restore;
 mod snapshot;
 
+pub use archive::archiver::{ArchiverStop, CommandArchiver};
 pub use archive::segment::{
     HEADER_LEN, Record, SEGMENT_MAGIC, SegmentHeader, encode_record, parse_name, read_segment,
 };

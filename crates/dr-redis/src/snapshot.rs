@@ -154,6 +154,13 @@ pub(crate) trait Chunks: Send {
 }
 
 #[async_trait]
+impl Chunks for RdbTransfer {
+    async fn next_chunk(&mut self) -> crate::Result<Option<Bytes>> {
+        RdbTransfer::next_chunk(self).await
+    }
+}
+
+#[async_trait]
 impl Chunks for Source {
     async fn next_chunk(&mut self) -> crate::Result<Option<Bytes>> {
         match self {

@@ -1,3 +1,5 @@
-//! Continuous archiving of a master's replication stream: its segments.
+//! Continuous archiving of a master's replication stream: the archiver and
+//! its segments.
 
+pub(crate) mod archiver;
 pub(crate) mod segment;

@@ -145,15 +145,7 @@ impl ReplicaLink {
     pub async fn recv(&mut self) -> Result<Vec<StreamCommand>> {
         let mut quiet = Duration::ZERO;
         loop {
-            let buffered = self.conn.buffered();
-            if !buffered.is_empty() {
-                let bytes = buffered.split();
-                self.split.feed(&bytes);
-            }
-            let mut commands = Vec::new();
-            while let Some(command) = self.split.next_command()? {
-                commands.push(command);
-            }
+            let commands = self.split_buffered()?;
             if !commands.is_empty() {
                 return Ok(commands);
             }
@@ -182,6 +174,45 @@ impl ReplicaLink {
                 }
             }
         }
+    }
+
+    /// The whole commands that arrive within `within` (none if none did),
+    /// without acknowledging anything: for a caller that acknowledges on
+    /// its own schedule. Cancel-safe: it only reads.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the master closes the link,
+    /// [`Error::Corrupt`] for bytes that are not commands.
+    pub async fn recv_within(&mut self, within: Duration) -> Result<Vec<StreamCommand>> {
+        let mut commands = self.split_buffered()?;
+        if commands.is_empty() {
+            if let Some(0) = self
+                .conn
+                .read_within("following the master", within)
+                .await?
+            {
+                return Err(Error::Closed {
+                    addr: self.conn.addr().to_owned(),
+                    what: "following the master",
+                });
+            }
+            commands = self.split_buffered()?;
+        }
+        Ok(commands)
+    }
+
+    /// The whole commands among the bytes read so far.
+    fn split_buffered(&mut self) -> Result<Vec<StreamCommand>> {
+        let buffered = self.conn.buffered();
+        if !buffered.is_empty() {
+            let bytes = buffered.split();
+            self.split.feed(&bytes);
+        }
+        let mut commands = Vec::new();
+        while let Some(command) = self.split.next_command()? {
+            commands.push(command);
+        }
+        Ok(commands)
     }
 
     /// Tells the master the stream is processed up to `offset`

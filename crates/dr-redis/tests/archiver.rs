@@ -1,0 +1,218 @@
+//! The command archiver against real Redis 7.0 and 8.2: from nothing, a
+//! full synchronization stored as a snapshot, then every write archived in
+//! records whose offsets run on from the snapshot's, sealed into segments;
+//! acknowledged only once archived; resumed from the archive's end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dr_core::{ArchiveSource, Position, SnapshotSource};
+use dr_redis::{
+    CommandArchiver, CommandSplitter, RdbSnapshotDetails, RedisServer, parse_name, read_segment,
+};
+use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
+use dr_testkit::{Redis, RedisOptions, RedisVersion};
+use tokio::io::AsyncReadExt;
+
+async fn repository(dir: &tempfile::TempDir) -> Repository {
+    let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
+    let options = InitOptions::encrypted(Secret::password("rdb")).kdf(KdfParams::INSECURE_FAST);
+    Repository::init(backend, options).await.unwrap()
+}
+
+/// Every archived command of `component`, in offset order, checked to run
+/// on from `start` without a gap: (offset, name, first argument).
+async fn archived(
+    repo: &Repository,
+    component: &dr_core::ComponentId,
+    start: u64,
+) -> Vec<(u64, String, Vec<u8>)> {
+    let mut segments = Vec::new();
+    for name in repo.segments(component, "").await.unwrap() {
+        let header = parse_name(&name).unwrap();
+        let mut bytes = Vec::new();
+        repo.open_segment(component, &name)
+            .await
+            .unwrap()
+            .read_to_end(&mut bytes)
+            .await
+            .unwrap();
+        let (read_header, records) = read_segment(Bytes::from(bytes)).unwrap();
+        assert_eq!(read_header, header);
+        segments.push((header.start, records));
+    }
+    segments.sort_by_key(|(start, _)| *start);
+    let mut next = start;
+    let mut commands = Vec::new();
+    for (_, records) in segments {
+        for record in records {
+            assert_eq!(record.start, next, "no gap, no overlap");
+            let mut split = CommandSplitter::new(record.start);
+            split.feed(&record.data);
+            while let Some(command) = split.next_command().unwrap() {
+                commands.push((
+                    command.offsets.start,
+                    String::from_utf8_lossy(command.name()).to_uppercase(),
+                    command.arg(1).unwrap_or_default().to_vec(),
+                ));
+            }
+            assert_eq!(split.pending(), 0, "records hold whole commands");
+            next = record.offsets().end;
+        }
+    }
+    commands
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_archived_after_a_snapshot_and_acknowledged_once_durable() {
+    for version in [RedisVersion::System, RedisVersion::Redis8] {
+        let master = Redis::start_with(RedisOptions::default().version(version))
+            .await
+            .unwrap();
+        let mut con = master.connection().await.unwrap();
+        let (): () = redis::cmd("SET")
+            .arg("before")
+            .arg(1)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repository(&dir).await;
+        let journals = repo.segment_journals().unwrap();
+        let component: dr_core::ComponentId = "redis/archived".parse().unwrap();
+        let archiver = CommandArchiver::new(
+            component.clone(),
+            RedisServer::new("127.0.0.1", master.port()),
+        )
+        .interval(Duration::from_millis(50))
+        .seal_at(400, Duration::from_secs(600));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let run = {
+            let (repo, journals, archiver) = (repo.clone(), journals.clone(), archiver.clone());
+            tokio::spawn(async move {
+                archiver
+                    .run(&repo, Some(&journals), &repo, None, stopped)
+                    .await
+            })
+        };
+
+        // The full synchronization became a snapshot first.
+        let snapshot =
+            dr_testkit::eventually("the archiver's snapshot", Duration::from_secs(30), || {
+                let (repo, component) = (repo.clone(), component.clone());
+                async move { repo.snapshots(&component).await.unwrap().pop() }
+            })
+            .await;
+        let details = RdbSnapshotDetails::of(&snapshot).unwrap();
+        assert_eq!(details.counts.keys(), 1);
+        let Some(Position::Redis {
+            replication_id,
+            offset,
+        }) = snapshot.recovery_point.position.clone()
+        else {
+            panic!("{:?}", snapshot.recovery_point)
+        };
+        assert_eq!(
+            snapshot.labels.get("trigger").map(String::as_str),
+            Some("archiver")
+        );
+
+        for i in 0..40 {
+            let (): () = redis::cmd("SET")
+                .arg(format!("k{i}"))
+                .arg(i)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+        // WAIT counts the archiver once the writes are durable.
+        let waited: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(waited, 1, "{version:?}");
+        let (): () = redis::cmd("INCR")
+            .arg("n")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let waited: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(waited, 1, "{version:?}");
+
+        stop.send(true).unwrap();
+        let stopped = run.await.unwrap().unwrap();
+        assert_eq!(stopped.snapshots_taken, 1);
+        assert_eq!(stopped.archived.replication_id, replication_id.to_string());
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let master_offset: u64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("master_repl_offset:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        assert!(
+            stopped.archived.offset <= master_offset
+                && master_offset - stopped.archived.offset < 100
+        );
+
+        let commands = archived(&repo, &component, offset).await;
+        let sets: Vec<&(u64, String, Vec<u8>)> = commands.iter().filter(|c| c.1 == "SET").collect();
+        assert_eq!(sets.len(), 40, "{version:?}: {commands:?}");
+        assert_eq!(sets[0].2, b"k0");
+        assert!(commands.iter().any(|c| c.1 == "INCR"));
+        // Small seals: several segments; the journals were removed.
+        assert!(repo.segments(&component, "").await.unwrap().len() > 1);
+        let open = dr_core::JournalSource::journals(&journals, &component, "")
+            .await
+            .unwrap();
+        assert!(open.is_empty(), "{open:?}");
+
+        // Resumed from where the archive ends: no new snapshot, and the
+        // writes since run on from the same offsets.
+        let (stop, stopped_rx) = tokio::sync::watch::channel(false);
+        let point = stopped.archived.clone();
+        let run = {
+            let (repo, journals, archiver) = (repo.clone(), journals.clone(), archiver.clone());
+            tokio::spawn(async move {
+                archiver
+                    .run(&repo, Some(&journals), &repo, Some(point), stopped_rx)
+                    .await
+            })
+        };
+        for i in 0..5 {
+            let (): () = redis::cmd("SET")
+                .arg(format!("r{i}"))
+                .arg(i)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+        let waited: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(waited, 1, "{version:?}");
+        stop.send(true).unwrap();
+        let again = run.await.unwrap().unwrap();
+        assert_eq!(again.snapshots_taken, 0);
+        let commands = archived(&repo, &component, offset).await;
+        let resumed = commands
+            .iter()
+            .filter(|c| c.1 == "SET" && c.2.starts_with(b"r"))
+            .count();
+        assert_eq!(resumed, 5, "{version:?}");
+    }
+}
