@@ -210,17 +210,12 @@ impl CommandArchiver {
             return Ok(());
         };
         segment.append(&record).await?;
-        if journals.is_none() {
-            // Without journals, a record is durable only as a segment.
-            if let Some(segment) = open.take() {
-                segment.seal(&self.component, archive, journals).await?;
-            }
-        } else if segment.bytes.len() as u64 >= self.seal_bytes
-            || segment.opened.elapsed() >= self.seal_after
-        {
-            if let Some(segment) = open.take() {
-                segment.seal(&self.component, archive, journals).await?;
-            }
+        // Without journals, a record is durable only as a segment.
+        let due = journals.is_none()
+            || segment.bytes.len() as u64 >= self.seal_bytes
+            || segment.opened.elapsed() >= self.seal_after;
+        if due && let Some(segment) = open.take() {
+            segment.seal(&self.component, archive, journals).await?;
         }
         link.ack(end).await?;
         Ok(())
