@@ -62,6 +62,10 @@
 //!   segments of records of whole commands with their offsets and arrival
 //!   times ([`read_segment`]), acknowledged to the master only once durable;
 //!   a full synchronization it must take is stored as a snapshot first.
+//!   [`ArchiveRestore`] ([`dr_core::Restore`], point in time and position):
+//!   the newest snapshot before the target and the archived commands up to
+//!   it, served to an empty server that replicates from us as from its
+//!   master, then `REPLICAOF NO ONE`.
 //! - [`verify_snapshot`]: a stored snapshot (a server's or a cluster's)
 //!   read back whole, every value decoded, against what was recorded;
 //!   [`inspect`]: keys per type and database, the biggest keys and an
@@ -128,6 +132,7 @@ mod restore;
 mod snapshot;
 
 pub use archive::archiver::{ArchiverStop, CommandArchiver};
+pub use archive::replay::ArchiveRestore;
 pub use archive::segment::{
     HEADER_LEN, Record, SEGMENT_MAGIC, SegmentHeader, encode_record, parse_name, read_segment,
 };

@@ -2,4 +2,5 @@
 //! its segments.
 
 pub(crate) mod archiver;
+pub(crate) mod replay;
 pub(crate) mod segment;

@@ -565,7 +565,7 @@ impl Plan {
 }
 
 /// `major.minor` of a `redis_version`.
-fn parse_version(version: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_version(version: &str) -> Option<(u32, u32)> {
     let mut parts = version.split('.');
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
@@ -574,7 +574,7 @@ fn parse_version(version: &str) -> Option<(u32, u32)> {
 
 /// The RDB version a Redis `major.minor` writes, and the newest whose
 /// payloads it restores.
-fn rdb_version_of(major: u32, minor: u32) -> u16 {
+pub(crate) fn rdb_version_of(major: u32, minor: u32) -> u16 {
     match (major, minor) {
         (0..=4, _) => 8,
         (5 | 6, _) => 9,

@@ -1,0 +1,449 @@
+//! [`ArchiveRestore`] (dr-core `Restore`): a point-in-time restore. The
+//! newest snapshot before the target, then the archived commands up to it,
+//! fed to the target server **as its master**: it replicates from us (the
+//! RDB, then the stream) and applies exactly what the master did, expiring
+//! nothing by today's clock while it follows; then it is told `REPLICAOF NO
+//! ONE`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dr_core::{
+    ArchiveSource, Capabilities, Capability, ComponentId, Manifest, Position, RecoveryReport,
+    RecoveryTarget, Restore, RestoreRequest, SnapshotSourceExt, StreamName, Timeline, async_trait,
+};
+use jiff::Timestamp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::segment::{Record, parse_name, read_segment};
+use crate::error::Error;
+use crate::fetch::{RedisServer, info, info_field};
+use crate::inspect::redis_snapshots;
+use crate::rdb::verify::Verifier;
+use crate::replication::commands::CommandSplitter;
+use crate::restore::report_of;
+use crate::snapshot::{RDB_STREAM, RdbSnapshotDetails};
+
+/// Restores a component to a point in time from its snapshots and its
+/// command archive ([`crate::CommandArchiver`]), into an empty standalone
+/// server.
+///
+/// The target connects to this process as to a master (`REPLICAOF`): it
+/// must reach the address [`ArchiveRestore::serve_on`] listens on (127.0.0.1
+/// on a free port by default; [`ArchiveRestore::advertise`] names the host
+/// it should use).
+#[derive(Debug, Clone)]
+pub struct ArchiveRestore {
+    component: ComponentId,
+    into: RedisServer,
+    listen: SocketAddr,
+    advertise: Option<String>,
+    wait: Duration,
+}
+
+/// What will be replayed: the snapshot, and the commands after it.
+#[derive(Debug)]
+struct ReplayPlan {
+    manifest: Manifest,
+    details: RdbSnapshotDetails,
+    replication_id: String,
+    /// The snapshot's offset: where the commands start.
+    start: u64,
+    /// The stream after it, cut at the target: whole commands.
+    stream: Vec<Bytes>,
+    /// The offset after the last command replayed.
+    end: u64,
+    /// When the last record replayed arrived.
+    last_arrival: Option<Timestamp>,
+}
+
+impl ArchiveRestore {
+    /// Restores `component` into `into`, which must hold no key; waits up
+    /// to ten minutes for it to apply everything.
+    pub fn new(component: ComponentId, into: RedisServer) -> Self {
+        Self {
+            component,
+            into,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            wait: Duration::from_secs(600),
+        }
+    }
+
+    /// Listens for the target's replication connection on `addr`.
+    #[must_use]
+    pub fn serve_on(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Tells the target to connect to `host` (default: the listening
+    /// address's IP).
+    #[must_use]
+    pub fn advertise(mut self, host: impl Into<String>) -> Self {
+        self.advertise = Some(host.into());
+        self
+    }
+
+    /// How long the target may take to load and apply everything.
+    #[must_use]
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The snapshot and the archived commands that reach `target`: checked
+    /// whole (every segment read and checked, no gap, the RDB read and its
+    /// checksum and counts checked) before anything is touched.
+    async fn plan(&self, request: &RestoreRequest<'_>) -> dr_core::Result<ReplayPlan> {
+        let what = format!("point-in-time restore of {}", self.component);
+        let archive = request.archive.ok_or_else(|| {
+            dr_core::Error::invalid(
+                &what,
+                "it needs the command archive (RestoreRequest::archive)",
+            )
+        })?;
+        let records = archived_records(archive, &self.component).await?;
+        let snapshots = redis_snapshots(request.snapshots, &self.component).await?;
+        // The newest snapshot with a replication point the target is after.
+        let chosen = snapshots.iter().rev().find_map(|manifest| {
+            let Some(Position::Redis {
+                replication_id,
+                offset,
+            }) = &manifest.recovery_point.position
+            else {
+                return None;
+            };
+            let fits = match request.target {
+                RecoveryTarget::Latest => true,
+                RecoveryTarget::Time(at) => manifest.recovery_point.at <= *at,
+                RecoveryTarget::Position(Position::Redis { offset: to, .. }) => offset <= to,
+                _ => false,
+            };
+            fits.then(|| (manifest.clone(), replication_id.to_string(), *offset))
+        });
+        let (manifest, replication_id, start) = chosen.ok_or_else(|| {
+            dr_core::Error::not_found(format!(
+                "a snapshot of {} with a replication point before {:?}",
+                self.component, request.target
+            ))
+        })?;
+        let details = RdbSnapshotDetails::of(&manifest)?;
+
+        // The records from the snapshot's offset on, without a gap.
+        let mut stream = Vec::new();
+        let mut next = start;
+        let mut last_arrival = None;
+        let mut reached = None;
+        for record in records.iter().filter(|r| r.offsets().end > start) {
+            if record.start > next {
+                return Err(dr_core::Error::corrupt(
+                    format!("the command archive of {}", self.component),
+                    format!("it has no record from offset {next} to {}", record.start),
+                ));
+            }
+            let arrived = Timestamp::from_millisecond(record.arrived_ms).ok();
+            if let RecoveryTarget::Time(at) = request.target
+                && arrived.is_some_and(|t| t > *at)
+            {
+                reached = Some(next);
+                break;
+            }
+            let mut split = CommandSplitter::new(record.start);
+            split.feed(&record.data);
+            while let Some(command) = split.next_command()? {
+                if command.offsets.start < next {
+                    continue;
+                }
+                if let RecoveryTarget::Position(Position::Redis { offset: to, .. }) = request.target
+                    && command.offsets.end > *to
+                {
+                    reached = Some(next);
+                    break;
+                }
+                next = command.offsets.end;
+                stream.push(command.raw);
+            }
+            if reached.is_some() {
+                break;
+            }
+            last_arrival = arrived;
+        }
+        match request.target {
+            RecoveryTarget::Position(Position::Redis { offset: to, .. }) if next != *to => {
+                return Err(dr_core::Error::invalid(
+                    &what,
+                    format!(
+                        "offset {to} is not between two archived commands; the nearest before it is {next}"
+                    ),
+                ));
+            }
+            RecoveryTarget::Time(at) if reached.is_none() => {
+                let newest = last_arrival.map_or("none".to_owned(), |t| t.to_string());
+                return Err(dr_core::Error::invalid(
+                    &what,
+                    format!(
+                        "the archive does not reach {at}: its newest record arrived at {newest} \
+                         (offset {next}); restore to that time or earlier"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        // The RDB itself, read whole and checked before the target is touched.
+        let mut rdb = request
+            .snapshots
+            .open_stream(&manifest.id, &RDB_STREAM.parse::<StreamName>()?)
+            .await?;
+        let mut checker = Verifier::framing_only();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = rdb.read(&mut buf).await.map_err(|e| {
+                dr_core::Error::corrupt(
+                    format!("snapshot {}", manifest.id),
+                    format!("the stored RDB does not read back: {e}"),
+                )
+            })?;
+            if n == 0 {
+                break;
+            }
+            checker.feed(&buf[..n])?;
+        }
+        let summary = checker.finish()?;
+        let differences = summary.counts.differences(&details.counts);
+        if !differences.is_empty() {
+            return Err(dr_core::Error::corrupt(
+                format!("snapshot {}", manifest.id),
+                differences.join("; "),
+            ));
+        }
+        Ok(ReplayPlan {
+            manifest,
+            details,
+            replication_id,
+            start,
+            stream,
+            end: next,
+            last_arrival,
+        })
+    }
+}
+
+/// Every record of `component`'s command archive, by offset.
+async fn archived_records(
+    archive: &dyn ArchiveSource,
+    component: &ComponentId,
+) -> dr_core::Result<Vec<Record>> {
+    let mut records = Vec::new();
+    for name in archive.segments(component, "").await? {
+        if parse_name(&name).is_none() {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        archive
+            .open_segment(component, &name)
+            .await?
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| {
+                dr_core::Error::corrupt(
+                    format!("segment {name} of {component}"),
+                    format!("it does not read back: {e}"),
+                )
+            })?;
+        let (_, segment) = read_segment(Bytes::from(bytes)).map_err(|e| {
+            dr_core::Error::corrupt(format!("segment {name} of {component}"), e.to_string())
+        })?;
+        records.extend(segment);
+    }
+    records.sort_by_key(|r| r.start);
+    Ok(records)
+}
+
+#[async_trait]
+impl Restore for ArchiveRestore {
+    fn component(&self) -> &ComponentId {
+        &self.component
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+            .with(Capability::PointInTime)
+            .with(Capability::PositionTarget)
+    }
+
+    async fn restore(&self, request: RestoreRequest<'_>) -> dr_core::Result<RecoveryReport> {
+        let mut timeline = Timeline::start_now();
+        let plan = timeline
+            .step("check the snapshot and the archive", self.plan(&request))
+            .await?;
+        let listener = TcpListener::bind(self.listen)
+            .await
+            .map_err(|e| dr_core::Error::io(format!("listening on {}", self.listen), e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| dr_core::Error::io("the listening address", e))?;
+        let (mut conn, version) = self.into.connect().await?;
+        let addr = conn.addr().to_owned();
+        let keyspace = info(&mut conn, "keyspace").await?;
+        if keyspace.lines().any(|l| l.starts_with("db")) {
+            return Err(Error::WrongTarget {
+                addr,
+                reason: "it holds keys: a point-in-time restore replaces the whole data set, \
+                         so it goes into an empty server"
+                    .into(),
+            }
+            .into());
+        }
+        let (major, minor) = crate::restore::parse_version(&version).unwrap_or((0, 0));
+        let readable = crate::restore::rdb_version_of(major, minor);
+        if readable < plan.details.rdb_version {
+            return Err(Error::WrongTarget {
+                addr,
+                reason: format!(
+                    "Redis {version} reads RDB version {readable}, older than the snapshot's {}; \
+                     a replica loads the RDB as it is",
+                    plan.details.rdb_version
+                ),
+            }
+            .into());
+        }
+        let host = self
+            .advertise
+            .clone()
+            .unwrap_or_else(|| local.ip().to_string());
+        let port = local.port().to_string();
+        conn.call(
+            "REPLICAOF",
+            &[b"REPLICAOF", host.as_bytes(), port.as_bytes()],
+        )
+        .await?;
+        let served = timeline
+            .step("replay as the target's master", async {
+                tokio::time::timeout(self.wait, serve(&listener, &plan, &request))
+                    .await
+                    .map_err(|_| dr_core::Error::Timeout {
+                        operation: format!("{addr} applying the snapshot and the archive"),
+                        after: self.wait,
+                    })?
+            })
+            .await;
+        // Whatever happened, the target follows us no longer.
+        let detached = conn.call("REPLICAOF", &[b"REPLICAOF", b"NO", b"ONE"]).await;
+        served?;
+        detached?;
+        let replication = info(&mut conn, "replication").await?;
+        if info_field(&replication, "role") != Some("master") {
+            return Err(Error::WrongTarget {
+                addr,
+                reason: format!("after REPLICAOF NO ONE, INFO replication says {replication:?}"),
+            }
+            .into());
+        }
+        let report = report_of(&self.component, &request, timeline, &plan.manifest);
+        // The data is as of the last command replayed, not the snapshot.
+        let wanted = match request.target {
+            RecoveryTarget::Time(at) => *at,
+            _ => request.incident_at.unwrap_or(report.timeline.started_at()),
+        };
+        let recovered = plan.last_arrival.unwrap_or(plan.manifest.recovery_point.at);
+        Ok(report.with_data_loss_between(recovered.min(wanted), wanted))
+    }
+}
+
+/// Serves the target's replication connection: the handshake, the RDB,
+/// the stream; returns once it acknowledges the stream's end.
+async fn serve(
+    listener: &TcpListener,
+    plan: &ReplayPlan,
+    request: &RestoreRequest<'_>,
+) -> dr_core::Result<()> {
+    let (mut socket, peer) = listener
+        .accept()
+        .await
+        .map_err(|e| dr_core::Error::io("accepting the target's connection", e))?;
+    socket.set_nodelay(true).ok();
+    let peer = peer.to_string();
+    let mut split = CommandSplitter::new(0);
+    // The handshake, up to PSYNC or SYNC.
+    loop {
+        let command = next_command(&mut socket, &mut split, &peer).await?;
+        if command.is("PING") {
+            write(&mut socket, b"+PONG\r\n", &peer).await?;
+        } else if command.is("REPLCONF") || command.is("AUTH") {
+            write(&mut socket, b"+OK\r\n", &peer).await?;
+        } else if command.is("PSYNC") || command.is("SYNC") {
+            let line = format!("+FULLRESYNC {} {}\r\n", plan.replication_id, plan.start);
+            write(&mut socket, line.as_bytes(), &peer).await?;
+            break;
+        } else {
+            let line = format!(
+                "-ERR drkit's restore serves replication only, not {}\r\n",
+                String::from_utf8_lossy(command.name())
+            );
+            write(&mut socket, line.as_bytes(), &peer).await?;
+        }
+    }
+    let header = format!("${}\r\n", plan.details.bytes);
+    write(&mut socket, header.as_bytes(), &peer).await?;
+    let mut rdb = request
+        .snapshots
+        .open_stream(&plan.manifest.id, &RDB_STREAM.parse::<StreamName>()?)
+        .await?;
+    tokio::io::copy(&mut rdb, &mut socket)
+        .await
+        .map_err(|e| dr_core::Error::io(format!("sending the snapshot's RDB to {peer}"), e))?;
+    for piece in &plan.stream {
+        write(&mut socket, piece, &peer).await?;
+    }
+    // The replica acknowledges what it applied: REPLCONF ACK <offset>.
+    loop {
+        let command = next_command(&mut socket, &mut split, &peer).await?;
+        if command.is("REPLCONF")
+            && command
+                .arg(1)
+                .is_some_and(|a| a.eq_ignore_ascii_case(b"ACK"))
+            && let Some(offset) = command
+                .arg(2)
+                .and_then(|o| std::str::from_utf8(o).ok())
+                .and_then(|o| o.parse::<u64>().ok())
+            && offset >= plan.end
+        {
+            return Ok(());
+        }
+    }
+}
+
+async fn write(socket: &mut TcpStream, bytes: &[u8], peer: &str) -> dr_core::Result<()> {
+    socket
+        .write_all(bytes)
+        .await
+        .map_err(|e| dr_core::Error::io(format!("writing to the target {peer}"), e))
+}
+
+async fn next_command(
+    socket: &mut TcpStream,
+    split: &mut CommandSplitter,
+    peer: &str,
+) -> dr_core::Result<crate::replication::commands::StreamCommand> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(command) = split.next_command()? {
+            return Ok(command);
+        }
+        let n = socket
+            .read(&mut buf)
+            .await
+            .map_err(|e| dr_core::Error::io(format!("reading from the target {peer}"), e))?;
+        if n == 0 {
+            return Err(Error::Closed {
+                addr: peer.to_owned(),
+                what: "replicating from the restore",
+            }
+            .into());
+        }
+        split.feed(&buf[..n]);
+    }
+}

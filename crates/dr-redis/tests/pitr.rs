@@ -1,0 +1,188 @@
+//! Point-in-time restores from a real Redis 7.0's snapshot and command
+//! archive: the target server replicates from the restore, which plays the
+//! master. Writes are made 150 ms apart and archived every 50 ms, so a
+//! target time 100 ms after a write's acknowledgement falls between the
+//! record holding it and the next: the archive's receive-time precision is
+//! its interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dr_core::{ErrorKind, Objectives, RecoveryTarget, Restore, RestoreRequest};
+use dr_redis::{ArchiveRestore, CommandArchiver, RedisServer};
+use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
+use dr_testkit::Redis;
+use jiff::Timestamp;
+use redis::aio::MultiplexedConnection;
+
+async fn repository(dir: &tempfile::TempDir) -> Repository {
+    let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
+    let options = InitOptions::encrypted(Secret::password("rdb")).kdf(KdfParams::INSECURE_FAST);
+    Repository::init(backend, options).await.unwrap()
+}
+
+async fn keys(con: &mut MultiplexedConnection) -> Vec<String> {
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("w*").query_async(con).await.unwrap();
+    keys.sort_by_key(|k| k[1..].parse::<u32>().unwrap());
+    keys
+}
+
+fn names(range: std::ops::Range<u32>) -> Vec<String> {
+    range.map(|i| format!("w{i}")).collect()
+}
+
+async fn restore_to(
+    repo: &Repository,
+    target: RecoveryTarget,
+) -> (dr_core::Result<dr_core::RecoveryReport>, Redis) {
+    let into = Redis::start().await.unwrap();
+    let restore = ArchiveRestore::new(
+        "redis/pitr".parse().unwrap(),
+        RedisServer::new("127.0.0.1", into.port()),
+    )
+    .wait(Duration::from_secs(60));
+    let objectives = Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap());
+    let request = RestoreRequest::new(repo, &target, objectives).archive(repo);
+    (restore.restore(request).await, into)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_to_a_time_a_position_or_the_latest_replay_exactly_what_was_acknowledged() {
+    let master = Redis::start().await.unwrap();
+    let mut con = master.connection().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    let journals = repo.segment_journals().unwrap();
+    let archiver = CommandArchiver::new(
+        "redis/pitr".parse().unwrap(),
+        RedisServer::new("127.0.0.1", master.port()),
+    )
+    .interval(Duration::from_millis(50));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let run = {
+        let (repo, journals) = (repo.clone(), journals.clone());
+        tokio::spawn(async move {
+            archiver
+                .run(&repo, Some(&journals), &repo, None, stopped)
+                .await
+        })
+    };
+    // The archiver's snapshot first: WAIT returns once it follows.
+    dr_testkit::eventually("the archiver following", Duration::from_secs(30), || {
+        let mut con = con.clone();
+        async move {
+            let n: i64 = redis::cmd("WAIT")
+                .arg(1)
+                .arg(100)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+
+    let mut acked = Vec::new();
+    for i in 0..25u32 {
+        if i == 20 {
+            // The disaster replication cannot fix.
+            let (): () = redis::cmd("FLUSHALL").query_async(&mut con).await.unwrap();
+            acked.push(Timestamp::now());
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        let (): () = redis::cmd("SET")
+            .arg(format!("w{i}"))
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        acked.push(Timestamp::now());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let n: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    stop.send(true).unwrap();
+    let archived = run.await.unwrap().unwrap();
+    let after = |i: usize| acked[i] + Duration::from_millis(100);
+
+    // Just after w9: w0 to w9, nothing later.
+    let (report, into) = restore_to(&repo, RecoveryTarget::Time(after(9))).await;
+    let report = report.unwrap();
+    let mut restored = into.connection().await.unwrap();
+    assert_eq!(keys(&mut restored).await, names(0..10));
+    let role: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut restored)
+        .await
+        .unwrap();
+    assert!(role.contains("role:master"), "{role}");
+    assert!(report.achieved_rpo().is_some(), "{report}");
+
+    // Just before the FLUSHALL (acked[20]): everything written before it.
+    let (report, into) = restore_to(&repo, RecoveryTarget::Time(after(19))).await;
+    report.unwrap();
+    assert_eq!(
+        keys(&mut into.connection().await.unwrap()).await,
+        names(0..20)
+    );
+
+    // The latest: the FLUSHALL replayed, and what came after it.
+    let (report, into) = restore_to(&repo, RecoveryTarget::Latest).await;
+    report.unwrap();
+    assert_eq!(
+        keys(&mut into.connection().await.unwrap()).await,
+        names(20..25)
+    );
+
+    // The archive's end as a position: the same.
+    let position = dr_core::Position::Redis {
+        replication_id: archived.archived.replication_id.parse().unwrap(),
+        offset: archived.archived.offset,
+    };
+    let (report, into) = restore_to(&repo, RecoveryTarget::Position(position)).await;
+    report.unwrap();
+    assert_eq!(
+        keys(&mut into.connection().await.unwrap()).await,
+        names(20..25)
+    );
+
+    // A time the archive does not reach, or a target holding keys: refused
+    // before the target is touched.
+    let (report, into) = restore_to(
+        &repo,
+        RecoveryTarget::Time(Timestamp::now() + Duration::from_secs(3600)),
+    )
+    .await;
+    let err = report.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("does not reach"), "{err}");
+    let mut untouched = into.connection().await.unwrap();
+    let role: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut untouched)
+        .await
+        .unwrap();
+    assert!(role.contains("role:master"), "{role}");
+    let (): () = redis::cmd("SET")
+        .arg("mine")
+        .arg(1)
+        .query_async(&mut untouched)
+        .await
+        .unwrap();
+    let restore = ArchiveRestore::new(
+        "redis/pitr".parse().unwrap(),
+        RedisServer::new("127.0.0.1", into.port()),
+    );
+    let latest = RecoveryTarget::Latest;
+    let objectives = Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap());
+    let err = restore
+        .restore(RestoreRequest::new(&repo, &latest, objectives).archive(&repo))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("holds keys"), "{err}");
+}
