@@ -53,11 +53,13 @@ async fn restores_to_a_time_a_position_or_the_latest_replay_exactly_what_was_ack
     let dir = tempfile::tempdir().unwrap();
     let repo = repository(&dir).await;
     let journals = repo.segment_journals().unwrap();
+    // Small segments, so that one can go missing.
     let archiver = CommandArchiver::new(
         "redis/pitr".parse().unwrap(),
         RedisServer::new("127.0.0.1", master.port()),
     )
-    .interval(Duration::from_millis(50));
+    .interval(Duration::from_millis(50))
+    .seal_at(300, Duration::from_secs(600));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let run = {
         let (repo, journals) = (repo.clone(), journals.clone());
@@ -185,4 +187,30 @@ async fn restores_to_a_time_a_position_or_the_latest_replay_exactly_what_was_ack
         .await
         .unwrap_err();
     assert!(err.to_string().contains("holds keys"), "{err}");
+
+    // A segment gone from the middle of the archive: a gap, refused before
+    // the target is touched.
+    let component: dr_core::ComponentId = "redis/pitr".parse().unwrap();
+    let mut segments = dr_core::ArchiveSource::segments(&repo, &component, "")
+        .await
+        .unwrap();
+    segments.sort_by_key(|name| dr_redis::parse_name(name).unwrap().start);
+    assert!(segments.len() > 2, "{segments:?}");
+    repo.forget_segments(&component, &segments[1..2])
+        .await
+        .unwrap();
+    let (report, into) = restore_to(&repo, RecoveryTarget::Latest).await;
+    let err = report.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(
+        err.to_string().contains("has no record from offset"),
+        "{err}"
+    );
+    let mut untouched = into.connection().await.unwrap();
+    let role: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut untouched)
+        .await
+        .unwrap();
+    assert!(role.contains("role:master"), "{role}");
 }
