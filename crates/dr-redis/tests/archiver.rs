@@ -13,12 +13,31 @@ use dr_redis::{
 };
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Redis, RedisOptions, RedisVersion};
+use redis::aio::MultiplexedConnection;
 use tokio::io::AsyncReadExt;
 
 async fn repository(dir: &tempfile::TempDir) -> Repository {
     let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
     let options = InitOptions::encrypted(Secret::password("rdb")).kdf(KdfParams::INSECURE_FAST);
     Repository::init(backend, options).await.unwrap()
+}
+
+/// Waits until `n` replicas (the archiver among them) acknowledged every
+/// write so far, asking with short `WAIT`s.
+async fn acknowledged_by(con: &MultiplexedConnection, n: i64) {
+    dr_testkit::eventually("the acknowledgements", Duration::from_secs(30), || {
+        let mut con = con.clone();
+        async move {
+            let got: i64 = redis::cmd("WAIT")
+                .arg(n)
+                .arg(200)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            (got >= n).then_some(())
+        }
+    })
+    .await;
 }
 
 /// Every archived command of `component`, in offset order, checked to run
@@ -127,25 +146,13 @@ async fn writes_are_archived_after_a_snapshot_and_acknowledged_once_durable() {
                 .unwrap();
         }
         // WAIT counts the archiver once the writes are durable.
-        let waited: i64 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(5000)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        assert_eq!(waited, 1, "{version:?}");
+        acknowledged_by(&con, 1).await;
         let (): () = redis::cmd("INCR")
             .arg("n")
             .query_async(&mut con)
             .await
             .unwrap();
-        let waited: i64 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(5000)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        assert_eq!(waited, 1, "{version:?}");
+        acknowledged_by(&con, 1).await;
 
         stop.send(true).unwrap();
         let stopped = run.await.unwrap().unwrap();
@@ -198,13 +205,7 @@ async fn writes_are_archived_after_a_snapshot_and_acknowledged_once_durable() {
                 .await
                 .unwrap();
         }
-        let waited: i64 = redis::cmd("WAIT")
-            .arg(1)
-            .arg(5000)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        assert_eq!(waited, 1, "{version:?}");
+        acknowledged_by(&con, 1).await;
         stop.send(true).unwrap();
         let again = run.await.unwrap().unwrap();
         assert_eq!(again.snapshots_taken, 0);
@@ -215,4 +216,94 @@ async fn writes_are_archived_after_a_snapshot_and_acknowledged_once_durable() {
             .count();
         assert_eq!(resumed, 5, "{version:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archiving_continues_across_a_failover_without_a_gap() {
+    let mut master = Redis::start().await.unwrap();
+    let replica = master.start_replica().await.unwrap();
+    let mut con = master.connection().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    let journals = repo.segment_journals().unwrap();
+    let component: dr_core::ComponentId = "redis/failover".parse().unwrap();
+    let archiver = CommandArchiver::new(
+        component.clone(),
+        RedisServer::new("127.0.0.1", master.port()),
+    )
+    .candidates(vec![RedisServer::new("127.0.0.1", replica.port())])
+    .interval(Duration::from_millis(50))
+    .reconnect_for(Duration::from_secs(30));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let run = {
+        let (repo, journals) = (repo.clone(), journals.clone());
+        tokio::spawn(async move {
+            archiver
+                .run(&repo, Some(&journals), &repo, None, stopped)
+                .await
+        })
+    };
+    // Both follow the master before the writes begin.
+    acknowledged_by(&con, 2).await;
+    for i in 0..10 {
+        let (): () = redis::cmd("SET")
+            .arg(format!("before{i}"))
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    // The replica and the archiver both have every write.
+    acknowledged_by(&con, 2).await;
+    let snapshot = repo.snapshots(&component).await.unwrap().pop().unwrap();
+    let Some(Position::Redis { offset, .. }) = snapshot.recovery_point.position.clone() else {
+        panic!("{:?}", snapshot.recovery_point)
+    };
+
+    // The master dies; its replica is promoted and takes writes.
+    master.kill9();
+    let mut promoted = replica.connection().await.unwrap();
+    let (): () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut promoted)
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let (): () = redis::cmd("SET")
+            .arg(format!("after{i}"))
+            .arg(i)
+            .query_async(&mut promoted)
+            .await
+            .unwrap();
+    }
+    // The archiver follows the new master: it acknowledges there.
+    acknowledged_by(&promoted, 1).await;
+    stop.send(true).unwrap();
+    let stopped = run.await.unwrap().unwrap();
+    assert_eq!(
+        stopped.snapshots_taken, 1,
+        "the new master continued the history"
+    );
+
+    let commands = archived(&repo, &component, offset).await;
+    let sets: Vec<String> = commands
+        .iter()
+        .filter(|c| c.1 == "SET")
+        .map(|c| String::from_utf8_lossy(&c.2).into_owned())
+        .collect();
+    let expected: Vec<String> = (0..10)
+        .map(|i| format!("before{i}"))
+        .chain((0..10).map(|i| format!("after{i}")))
+        .collect();
+    assert_eq!(sets, expected);
+    // Two histories: the old master's id, then the promoted replica's.
+    let ids: std::collections::BTreeSet<String> = repo
+        .segments(&component, "")
+        .await
+        .unwrap()
+        .iter()
+        .map(|name| parse_name(name).unwrap().replication_id)
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
 }

@@ -101,13 +101,19 @@ async fn restores_to_a_time_a_position_or_the_latest_replay_exactly_what_was_ack
         acked.push(Timestamp::now());
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    let n: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5000)
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert_eq!(n, 1);
+    dr_testkit::eventually("every write archived", Duration::from_secs(30), || {
+        let mut con = con.clone();
+        async move {
+            let n: i64 = redis::cmd("WAIT")
+                .arg(1)
+                .arg(100)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            (n == 1).then_some(())
+        }
+    })
+    .await;
     stop.send(true).unwrap();
     let archived = run.await.unwrap().unwrap();
     let after = |i: usize| acked[i] + Duration::from_millis(100);

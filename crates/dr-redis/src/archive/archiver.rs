@@ -36,9 +36,11 @@ use crate::snapshot::{RDB_STREAM, RdbSnapshotDetails, commit, store_checked};
 pub struct CommandArchiver {
     component: ComponentId,
     server: RedisServer,
+    candidates: Vec<RedisServer>,
     interval: Duration,
     seal_bytes: u64,
     seal_after: Duration,
+    reconnect_for: Duration,
 }
 
 /// Why [`CommandArchiver::run`] returned.
@@ -58,10 +60,31 @@ impl CommandArchiver {
         Self {
             component,
             server,
+            candidates: Vec::new(),
             interval: Duration::from_millis(200),
             seal_bytes: 64 << 20,
             seal_after: Duration::from_secs(600),
+            reconnect_for: Duration::from_secs(300),
         }
+    }
+
+    /// Other servers that may become the master (its replicas): when the
+    /// link breaks, the archiver asks each in turn to continue the history
+    /// from where the archive ends. A promoted replica continues it (its
+    /// `replid2` is the old master's id), so a failover leaves no gap; a
+    /// replica whose master is gone refuses until it follows a new one.
+    #[must_use]
+    pub fn candidates(mut self, servers: Vec<RedisServer>) -> Self {
+        self.candidates = servers;
+        self
+    }
+
+    /// How long the archiver keeps asking for a master to continue from
+    /// before it gives up with the last error (default 5 minutes).
+    #[must_use]
+    pub fn reconnect_for(mut self, wait: Duration) -> Self {
+        self.reconnect_for = wait;
+        self
     }
 
     /// How often the commands that arrived are made durable (at least 10 ms).
@@ -82,11 +105,14 @@ impl CommandArchiver {
     /// Follows the master from `from` (or from a full synchronization,
     /// stored as a snapshot in `snapshots`, where `from` is `None` or the
     /// master cannot continue it) until `stop` says `true`; then seals the
-    /// open segment and returns where the archive stands.
+    /// open segment and returns where the archive stands. A broken link is
+    /// followed again from where the archive ends, on the server or a
+    /// [candidate](CommandArchiver::candidates).
     ///
     /// # Errors
-    /// The connection's (the caller reconnects with the point the archive
-    /// holds), the store's, a stream that does not read as commands.
+    /// No server continued the history within
+    /// [`reconnect_for`](CommandArchiver::reconnect_for) (the last one's
+    /// error), the store's, a stream that does not read as commands.
     pub async fn run(
         &self,
         archive: &dyn ArchiveSink,
@@ -96,21 +122,101 @@ impl CommandArchiver {
         mut stop: watch::Receiver<bool>,
     ) -> dr_core::Result<ArchiverStop> {
         let mut snapshots_taken = 0;
-        let mut link = match self.server.replicate(from.as_ref()).await? {
-            Replication::Continue(link) => link,
-            Replication::FullSync(sync) => {
-                snapshots_taken += 1;
-                self.store_full_sync(sync, snapshots).await?
-            }
-        };
         let mut open: Option<OpenSegment> = None;
+        let mut from = from;
+        loop {
+            let Some(mut link) = self
+                .connect(from.as_ref(), snapshots, &mut snapshots_taken, &mut stop)
+                .await?
+            else {
+                if let Some(segment) = open.take() {
+                    segment.seal(&self.component, archive, journals).await?;
+                }
+                return Ok(ArchiverStop {
+                    archived: from.unwrap_or(HistoryPoint {
+                        replication_id: String::new(),
+                        offset: 0,
+                    }),
+                    snapshots_taken,
+                });
+            };
+            match self
+                .follow(&mut link, &mut open, archive, journals, &mut stop)
+                .await
+            {
+                Ok(()) => {
+                    return Ok(ArchiverStop {
+                        archived: link.point(),
+                        snapshots_taken,
+                    });
+                }
+                // The link broke: what arrived whole is archived; go on
+                // from there, with whoever continues the history.
+                Err(e) if e.is_retryable() => from = Some(link.point()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A link continuing from `from`: the server first, then each
+    /// candidate, again and again with growing pauses, until one continues
+    /// the history or sends a full synchronization (stored as a snapshot);
+    /// `None` if asked to stop meanwhile.
+    async fn connect(
+        &self,
+        from: Option<&HistoryPoint>,
+        snapshots: &dyn SnapshotSink,
+        snapshots_taken: &mut u32,
+        stop: &mut watch::Receiver<bool>,
+    ) -> dr_core::Result<Option<ReplicaLink>> {
+        let deadline = Instant::now() + self.reconnect_for;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let mut last = None;
+            for server in std::iter::once(&self.server).chain(&self.candidates) {
+                if *stop.borrow_and_update() {
+                    return Ok(None);
+                }
+                match server.replicate(from).await {
+                    Ok(Replication::Continue(link)) => return Ok(Some(link)),
+                    Ok(Replication::FullSync(sync)) => {
+                        *snapshots_taken += 1;
+                        return Ok(Some(self.store_full_sync(sync, snapshots).await?));
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            if Instant::now() >= deadline
+                && let Some(e) = last
+            {
+                return Err(e.into());
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Archives what `link` brings until asked to stop (then the open
+    /// segment is sealed) or the link breaks (what arrived whole archived
+    /// first).
+    async fn follow(
+        &self,
+        link: &mut ReplicaLink,
+        open: &mut Option<OpenSegment>,
+        archive: &dyn ArchiveSink,
+        journals: Option<&dyn JournalSink>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> dr_core::Result<()> {
         let mut pending: Vec<StreamCommand> = Vec::new();
         let mut next_flush = Instant::now() + self.interval;
         loop {
             let stopping = *stop.borrow_and_update();
             let now = Instant::now();
             if now >= next_flush || stopping {
-                self.flush(&mut link, &mut open, &mut pending, archive, journals)
+                self.flush(link, open, &mut pending, archive, journals)
                     .await?;
                 next_flush = now + self.interval;
             }
@@ -118,14 +224,18 @@ impl CommandArchiver {
                 if let Some(segment) = open.take() {
                     segment.seal(&self.component, archive, journals).await?;
                 }
-                return Ok(ArchiverStop {
-                    archived: link.point(),
-                    snapshots_taken,
-                });
+                return Ok(());
             }
             let wait = next_flush.saturating_duration_since(Instant::now());
             tokio::select! {
-                received = link.recv_within(wait) => pending.extend(received?),
+                received = link.recv_within(wait) => match received {
+                    Ok(commands) => pending.extend(commands),
+                    Err(e) => {
+                        // Archived without an acknowledgement: the link is gone.
+                        self.flush_unacknowledged(link, open, &mut pending, archive, journals).await?;
+                        return Err(e.into());
+                    }
+                },
                 _ = stop.changed() => {}
             }
         }
@@ -174,8 +284,27 @@ impl CommandArchiver {
         archive: &dyn ArchiveSink,
         journals: Option<&dyn JournalSink>,
     ) -> dr_core::Result<()> {
+        if let Some(end) = self
+            .flush_unacknowledged(link, open, pending, archive, journals)
+            .await?
+        {
+            link.ack(end).await?;
+        }
+        Ok(())
+    }
+
+    /// [`CommandArchiver::flush`] without the acknowledgement: the end
+    /// offset archived, if anything was.
+    async fn flush_unacknowledged(
+        &self,
+        link: &mut ReplicaLink,
+        open: &mut Option<OpenSegment>,
+        pending: &mut Vec<StreamCommand>,
+        archive: &dyn ArchiveSink,
+        journals: Option<&dyn JournalSink>,
+    ) -> dr_core::Result<Option<u64>> {
         if pending.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let start = pending[0].offsets.start;
         let mut data = BytesMut::with_capacity(pending.iter().map(|c| c.raw.len()).sum());
@@ -207,7 +336,7 @@ impl CommandArchiver {
             );
         }
         let Some(segment) = open.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         segment.append(&record).await?;
         // Without journals, a record is durable only as a segment.
@@ -217,8 +346,7 @@ impl CommandArchiver {
         if due && let Some(segment) = open.take() {
             segment.seal(&self.component, archive, journals).await?;
         }
-        link.ack(end).await?;
-        Ok(())
+        Ok(Some(end))
     }
 }
 
