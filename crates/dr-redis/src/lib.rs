@@ -66,6 +66,11 @@
 //!   the newest snapshot before the target and the archived commands up to
 //!   it, served to an empty server that replicates from us as from its
 //!   master, then `REPLICAOF NO ONE`.
+//! - [`RedisFailover`] ([`dr_core::Failover`]): a standalone master's
+//!   replicas assessed by their offsets, the most advanced promoted
+//!   (`REPLICAOF NO ONE`) and the others pointed at it, or a planned
+//!   switchover with `FAILOVER TO`; [`PauseWrites`] fences a master that
+//!   still answers.
 //! - [`verify_snapshot`]: a stored snapshot (a server's or a cluster's)
 //!   read back whole, every value decoded, against what was recorded;
 //!   [`inspect`]: keys per type and database, the biggest keys and an
@@ -123,6 +128,7 @@
 mod archive;
 mod cluster;
 mod error;
+mod failover;
 mod fetch;
 mod files;
 mod inspect;
@@ -140,6 +146,7 @@ pub use cluster::layout::{ClusterLayout, ClusterNode, NodeRole, SLOTS, slot_of};
 pub use cluster::rebuild::{ClusterRebuild, RebuildOutcome};
 pub use cluster::snapshot::{ClusterSnapshot, ClusterSnapshotDetails, ShardSnapshot};
 pub use error::{Error, Place, Result, SUPPORTED_VERSIONS};
+pub use failover::{PauseWrites, RedisFailover};
 pub use fetch::{Framing, LogicalDump, RdbTransfer, RedisServer, ServerProbe};
 pub use files::{AOF_STREAM_PREFIX, FileSnapshot};
 pub use inspect::{

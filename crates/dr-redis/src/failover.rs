@@ -1,0 +1,404 @@
+//! [`RedisFailover`] (dr-core `Failover`): a standalone master and its
+//! replicas. A failover promotes the reachable replica with the highest
+//! replication offset (`REPLICAOF NO ONE`) and points the other replicas,
+//! and the old master where it answers, at it; a switchover hands over
+//! with Redis's own coordinated `FAILOVER TO`, which waits until the
+//! replica has every write. The writes lost are the master's last known
+//! offset minus the promoted replica's.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use dr_core::{
+    Capabilities, Capability, ClusterAssessment, ComponentId, Failover, FailoverMode, FailoverPlan,
+    FailoverRequest, Fence, Lag, LossLimit, Member, PassedOver, Position, Promotion, Role,
+    async_trait,
+};
+use jiff::Timestamp;
+
+use crate::error::Error;
+use crate::fetch::conn::Reply;
+use crate::fetch::{RedisServer, info, info_field};
+
+/// A standalone Redis master and its replicas, by name.
+#[derive(Debug, Clone)]
+pub struct RedisFailover {
+    component: ComponentId,
+    members: Vec<(String, RedisServer)>,
+    promote_wait: Duration,
+}
+
+impl RedisFailover {
+    /// The members of `component`'s replication set, each with a name.
+    pub fn new(component: ComponentId, members: Vec<(String, RedisServer)>) -> Self {
+        Self {
+            component,
+            members,
+            promote_wait: Duration::from_secs(10),
+        }
+    }
+
+    /// How long a promotion may take to show in the new master's role.
+    #[must_use]
+    pub fn promote_wait(mut self, wait: Duration) -> Self {
+        self.promote_wait = wait;
+        self
+    }
+
+    fn server(&self, name: &str) -> dr_core::Result<&RedisServer> {
+        self.members
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
+            .ok_or_else(|| {
+                dr_core::Error::not_found(format!("member {name} of {}", self.component))
+            })
+    }
+
+    fn refused(&self, reason: impl Into<String>) -> dr_core::Error {
+        dr_core::Error::Refused {
+            operation: format!("failover of {}", self.component),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One member as `INFO replication` shows it.
+async fn member(name: &str, server: &RedisServer) -> Member {
+    let mut detail = BTreeMap::new();
+    detail.insert("address".to_owned(), server.addr());
+    let unreachable = |detail: BTreeMap<String, String>| Member {
+        name: name.to_owned(),
+        role: Role::Unknown,
+        reachable: false,
+        position: None,
+        lag: None,
+        promotable: false,
+        priority: 0,
+        detail,
+    };
+    let Ok((mut conn, version)) = server.connect().await else {
+        return unreachable(detail);
+    };
+    let Ok(replication) = info(&mut conn, "replication").await else {
+        return unreachable(detail);
+    };
+    detail.insert("redis_version".to_owned(), version);
+    let field = |f: &str| info_field(&replication, f).map(str::to_owned);
+    let master = field("role").as_deref() == Some("master");
+    let offset = if master {
+        field("master_repl_offset")
+    } else {
+        field("slave_repl_offset")
+    }
+    .and_then(|o| o.parse::<u64>().ok());
+    let position = match (
+        field("master_replid").and_then(|id| id.parse().ok()),
+        offset,
+    ) {
+        (Some(replication_id), Some(offset)) => Some(Position::Redis {
+            replication_id,
+            offset,
+        }),
+        _ => None,
+    };
+    if let Some(link) = field("master_link_status") {
+        detail.insert("master_link_status".to_owned(), link);
+    }
+    if let (Some(host), Some(port)) = (field("master_host"), field("master_port")) {
+        detail.insert("master".to_owned(), format!("{host}:{port}"));
+    }
+    Member {
+        name: name.to_owned(),
+        role: if master { Role::Primary } else { Role::Replica },
+        reachable: true,
+        position,
+        lag: None,
+        promotable: !master,
+        priority: 0,
+        detail,
+    }
+}
+
+fn offset_of(member: &Member) -> Option<u64> {
+    match member.position {
+        Some(Position::Redis { offset, .. }) => Some(offset),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Failover for RedisFailover {
+    fn component(&self) -> &ComponentId {
+        &self.component
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE.with(Capability::PlannedSwitchover)
+    }
+
+    async fn assess(&self) -> dr_core::Result<ClusterAssessment> {
+        let assessed_at = Timestamp::now();
+        let mut members = Vec::new();
+        for (name, server) in &self.members {
+            members.push(member(name, server).await);
+        }
+        // Lag against the one master, where there is one.
+        let master_offset = {
+            let mut masters = members.iter().filter(|m| m.role == Role::Primary);
+            match (masters.next(), masters.next()) {
+                (Some(one), None) => offset_of(one),
+                _ => None,
+            }
+        };
+        if let Some(master_offset) = master_offset {
+            for m in members.iter_mut().filter(|m| m.role == Role::Replica) {
+                m.lag = offset_of(m).map(|o| Lag {
+                    bytes: Some(master_offset.saturating_sub(o)),
+                    behind: None,
+                });
+            }
+        }
+        Ok(ClusterAssessment {
+            component: self.component.clone(),
+            assessed_at,
+            members,
+        })
+    }
+
+    fn plan(
+        &self,
+        assessment: &ClusterAssessment,
+        request: &FailoverRequest,
+    ) -> dr_core::Result<FailoverPlan> {
+        let primaries: Vec<&Member> = assessment
+            .members
+            .iter()
+            .filter(|m| m.role == Role::Primary && m.reachable)
+            .collect();
+        let switchover = request.mode == FailoverMode::Switchover;
+        if switchover && primaries.len() != 1 {
+            return Err(self.refused(match primaries.len() {
+                0 => "a switchover needs the master up; fail over instead".to_owned(),
+                n => format!("{n} members are masters"),
+            }));
+        }
+        if !switchover && primaries.len() == 1 && !request.force {
+            return Err(self.refused(format!(
+                "{} answers as the master: switch over, or fail over with force",
+                primaries[0].name
+            )));
+        }
+        let mut passed_over = Vec::new();
+        let mut candidates: Vec<&Member> = Vec::new();
+        for m in &assessment.members {
+            if m.role == Role::Primary {
+                continue;
+            }
+            let reason = if !m.reachable {
+                Some("unreachable".to_owned())
+            } else if !m.promotable {
+                Some("not promotable".to_owned())
+            } else if request.target.as_deref().is_some_and(|t| t != m.name) {
+                Some("not the member asked for".to_owned())
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => passed_over.push(PassedOver {
+                    name: m.name.clone(),
+                    reason,
+                }),
+                None => candidates.push(m),
+            }
+        }
+        candidates.sort_by_key(|m| std::cmp::Reverse(offset_of(m)));
+        let Some(&promote) = candidates.first() else {
+            return Err(self.refused("no reachable replica to promote"));
+        };
+        for other in &candidates[1..] {
+            passed_over.push(PassedOver {
+                name: other.name.clone(),
+                reason: format!("behind {}", promote.name),
+            });
+        }
+        // The writes lost: the master's offset (where it answers) less the
+        // replica's; a switchover waits for every one.
+        let expected_loss = match (switchover, primaries.first()) {
+            (true, _) => Lag {
+                bytes: Some(0),
+                behind: None,
+            },
+            (false, Some(master)) => Lag {
+                bytes: offset_of(master)
+                    .zip(offset_of(promote))
+                    .map(|(m, r)| m.saturating_sub(r)),
+                behind: None,
+            },
+            (false, None) => Lag::default(),
+        };
+        if let (LossLimit::Bytes(limit), Some(lost)) = (request.loss_limit, expected_loss.bytes)
+            && lost > limit
+            && !request.force
+        {
+            return Err(self.refused(format!(
+                "promoting {} loses {lost} bytes of writes, over the limit of {limit}",
+                promote.name
+            )));
+        }
+        Ok(FailoverPlan {
+            component: self.component.clone(),
+            mode: request.mode,
+            assessed_at: assessment.assessed_at,
+            promote: promote.clone(),
+            fence: if switchover {
+                Vec::new()
+            } else {
+                primaries.into_iter().cloned().collect()
+            },
+            expected_loss,
+            acknowledged_kept: None,
+            passed_over,
+        })
+    }
+
+    async fn promote(&self, plan: &FailoverPlan) -> dr_core::Result<Promotion> {
+        let target = self.server(&plan.promote.name)?;
+        let target_addr = target.addr();
+        let (host, port) = target_addr
+            .rsplit_once(':')
+            .ok_or_else(|| self.refused(format!("{target_addr} is not host:port")))?;
+        if plan.mode == FailoverMode::Switchover {
+            // Redis's own handover: the master pauses writes, waits until
+            // the replica has them all, and swaps roles with it.
+            let mut handed = false;
+            for (name, server) in &self.members {
+                if *name == plan.promote.name {
+                    continue;
+                }
+                let Ok((mut conn, _)) = server.connect().await else {
+                    continue;
+                };
+                let replication = info(&mut conn, "replication").await?;
+                if info_field(&replication, "role") == Some("master") {
+                    conn.call(
+                        "FAILOVER",
+                        &[
+                            b"FAILOVER",
+                            b"TO",
+                            host.as_bytes(),
+                            port.as_bytes(),
+                            b"TIMEOUT",
+                            b"10000",
+                        ],
+                    )
+                    .await?;
+                    handed = true;
+                    break;
+                }
+            }
+            if !handed {
+                return Err(self.refused("the master no longer answers: fail over instead"));
+            }
+        } else {
+            let (mut conn, _) = target.connect().await?;
+            conn.call("REPLICAOF", &[b"REPLICAOF", b"NO", b"ONE"])
+                .await?;
+        }
+        let position = self.wait_for_master(target).await?;
+        // Every other member that answers follows the new master; a former
+        // master coming back does too, never left writable beside it.
+        for (name, server) in &self.members {
+            if *name == plan.promote.name {
+                continue;
+            }
+            if let Ok((mut conn, _)) = server.connect().await {
+                conn.call(
+                    "REPLICAOF",
+                    &[b"REPLICAOF", host.as_bytes(), port.as_bytes()],
+                )
+                .await
+                .ok();
+                // A fenced former master: its writes were paused.
+                conn.call("CLIENT UNPAUSE", &[b"CLIENT", b"UNPAUSE"])
+                    .await
+                    .ok();
+            }
+        }
+        Ok(Promotion {
+            position: Some(position),
+            data_loss: None,
+        })
+    }
+}
+
+impl RedisFailover {
+    /// Waits until `server` says it is a master; its position then.
+    async fn wait_for_master(&self, server: &RedisServer) -> dr_core::Result<Position> {
+        let deadline = Instant::now() + self.promote_wait;
+        loop {
+            let (mut conn, _) = server.connect().await?;
+            let role = conn.call("ROLE", &[b"ROLE"]).await?;
+            if let Reply::Array(Some(items)) = &role
+                && items.first() == Some(&Reply::Bulk(Some(b"master".to_vec())))
+            {
+                let replication = info(&mut conn, "replication").await?;
+                let id = info_field(&replication, "master_replid").unwrap_or_default();
+                let offset = info_field(&replication, "master_repl_offset")
+                    .and_then(|o| o.parse().ok())
+                    .unwrap_or(0);
+                return Ok(Position::Redis {
+                    replication_id: id.parse()?,
+                    offset,
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(dr_core::Error::from(Error::WrongTarget {
+                    addr: server.addr(),
+                    reason: format!(
+                        "not a master {} s after its promotion: ROLE says {role:?}",
+                        self.promote_wait.as_secs()
+                    ),
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Fences a Redis master that still answers: its writes paused
+/// (`CLIENT PAUSE … WRITE`) until the failover points it at the new master,
+/// which lifts the pause.
+#[derive(Debug, Clone)]
+pub struct PauseWrites {
+    members: Vec<(String, RedisServer)>,
+    at_most: Duration,
+}
+
+impl PauseWrites {
+    /// A fence over `members` (as [`RedisFailover::new`] names them),
+    /// pausing writes for at most `at_most` should the failover not finish.
+    pub fn new(members: Vec<(String, RedisServer)>, at_most: Duration) -> Self {
+        Self { members, at_most }
+    }
+}
+
+#[async_trait]
+impl Fence for PauseWrites {
+    async fn fence(&self, member: &Member) -> dr_core::Result<()> {
+        let server = self
+            .members
+            .iter()
+            .find(|(name, _)| *name == member.name)
+            .map(|(_, s)| s)
+            .ok_or_else(|| dr_core::Error::not_found(format!("member {}", member.name)))?;
+        let (mut conn, _) = server.connect().await?;
+        let ms = self.at_most.as_millis().max(1).to_string();
+        conn.call(
+            "CLIENT PAUSE",
+            &[b"CLIENT", b"PAUSE", ms.as_bytes(), b"WRITE"],
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! Failover of a real standalone Redis 7.0 master and its replicas: the
+//! master killed (-9) and the most advanced replica promoted, the other
+//! following it, writes accepted; a planned switchover with `FAILOVER TO`
+//! that loses nothing; a failover refused while the master answers, and
+//! with force, the answering master fenced and demoted, never left
+//! writable beside the new one.
+
+use std::time::Duration;
+
+use dr_core::{
+    ErrorKind, FailoverHooks, FailoverMode, FailoverRequest, LossLimit, Objectives, execute,
+};
+use dr_redis::{PauseWrites, RedisFailover, RedisServer};
+use dr_testkit::Redis;
+use redis::aio::MultiplexedConnection;
+
+fn members(nodes: &[(&str, &Redis)]) -> Vec<(String, RedisServer)> {
+    nodes
+        .iter()
+        .map(|(name, node)| {
+            (
+                (*name).to_owned(),
+                RedisServer::new("127.0.0.1", node.port()),
+            )
+        })
+        .collect()
+}
+
+fn request(mode: FailoverMode) -> FailoverRequest {
+    FailoverRequest::new(
+        mode,
+        Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap()),
+        LossLimit::Bytes(1 << 20),
+    )
+}
+
+async fn role(con: &mut MultiplexedConnection) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("role:") || l.starts_with("master_port:"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn dbsize(con: &mut MultiplexedConnection) -> i64 {
+    redis::cmd("DBSIZE").query_async(con).await.unwrap()
+}
+
+/// Writes `n` keys and waits until `replicas` acknowledged them.
+async fn write_and_sync(con: &mut MultiplexedConnection, prefix: &str, n: usize, replicas: i64) {
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.cmd("SET").arg(format!("{prefix}{i}")).arg(i).ignore();
+    }
+    let (): () = pipe.query_async(con).await.unwrap();
+    dr_testkit::eventually("the replicas", Duration::from_secs(30), || {
+        let mut con = con.clone();
+        async move {
+            let got: i64 = redis::cmd("WAIT")
+                .arg(replicas)
+                .arg(200)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            (got >= replicas).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_is_replaced_by_its_most_advanced_replica() {
+    let mut master = Redis::start().await.unwrap();
+    let first = master.start_replica().await.unwrap();
+    let second = master.start_replica().await.unwrap();
+    let mut con = master.connection().await.unwrap();
+    write_and_sync(&mut con, "k", 200, 2).await;
+    let failover = RedisFailover::new(
+        "redis/main".parse().unwrap(),
+        members(&[("r-0", &master), ("r-1", &first), ("r-2", &second)]),
+    );
+
+    // While the master answers, a failover is refused.
+    let err = execute(
+        &failover,
+        &request(FailoverMode::Failover),
+        FailoverHooks::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
+
+    master.kill9();
+    let outcome = execute(
+        &failover,
+        &request(FailoverMode::Failover),
+        FailoverHooks::default(),
+    )
+    .await
+    .unwrap();
+    let promoted = if outcome.plan.promote.name == "r-1" {
+        &first
+    } else {
+        &second
+    };
+    let other = if outcome.plan.promote.name == "r-1" {
+        &second
+    } else {
+        &first
+    };
+    let mut new_master = promoted.connection().await.unwrap();
+    assert!(role(&mut new_master).await.contains("role:master"));
+    let (): () = redis::cmd("SET")
+        .arg("after")
+        .arg(1)
+        .query_async(&mut new_master)
+        .await
+        .unwrap();
+    assert_eq!(dbsize(&mut new_master).await, 201);
+    // The other replica follows the new master and gets the new write.
+    let mut other_con = other.connection().await.unwrap();
+    assert!(
+        role(&mut other_con)
+            .await
+            .contains(&format!("master_port:{}", promoted.port()))
+    );
+    dr_testkit::eventually("the other replica", Duration::from_secs(30), || {
+        let mut other_con = other_con.clone();
+        async move { (dbsize(&mut other_con).await == 201).then_some(()) }
+    })
+    .await;
+    assert!(
+        outcome.report.achieved_rto().as_duration() < Duration::from_secs(10),
+        "{}",
+        outcome.report
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_loses_nothing_and_a_forced_failover_fences_the_master() {
+    let master = Redis::start().await.unwrap();
+    let replica = master.start_replica().await.unwrap();
+    let mut con = master.connection().await.unwrap();
+    write_and_sync(&mut con, "k", 100, 1).await;
+    let nodes = members(&[("r-0", &master), ("r-1", &replica)]);
+    let failover = RedisFailover::new("redis/main".parse().unwrap(), nodes.clone());
+
+    let outcome = execute(
+        &failover,
+        &request(FailoverMode::Switchover),
+        FailoverHooks::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.plan.promote.name, "r-1");
+    assert_eq!(outcome.plan.expected_loss.bytes, Some(0));
+    let mut new_master = replica.connection().await.unwrap();
+    assert!(role(&mut new_master).await.contains("role:master"));
+    assert_eq!(dbsize(&mut new_master).await, 100);
+    let mut old = master.connection().await.unwrap();
+    dr_testkit::eventually("the old master following", Duration::from_secs(30), || {
+        let mut old = old.clone();
+        let port = replica.port();
+        async move {
+            role(&mut old)
+                .await
+                .contains(&format!("master_port:{port}"))
+                .then_some(())
+        }
+    })
+    .await;
+
+    // Back the other way by force while both answer: the answering master
+    // is fenced (writes paused), then follows the promoted one.
+    write_and_sync(&mut new_master, "more", 10, 1).await;
+    let fence = PauseWrites::new(nodes, Duration::from_secs(60));
+    let hooks = FailoverHooks {
+        fence: Some(&fence),
+        ..FailoverHooks::default()
+    };
+    let outcome = execute(&failover, &request(FailoverMode::Failover).force(), hooks)
+        .await
+        .unwrap();
+    assert_eq!(outcome.plan.promote.name, "r-0");
+    assert_eq!(outcome.plan.fence.len(), 1);
+    assert!(role(&mut old).await.contains("role:master"));
+    let (): () = redis::cmd("SET")
+        .arg("back")
+        .arg(1)
+        .query_async(&mut old)
+        .await
+        .unwrap();
+    assert!(
+        role(&mut new_master)
+            .await
+            .contains(&format!("master_port:{}", master.port()))
+    );
+}
