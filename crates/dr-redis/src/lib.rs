@@ -70,7 +70,10 @@
 //!   replicas assessed by their offsets, the most advanced promoted
 //!   (`REPLICAOF NO ONE`) and the others pointed at it, or a planned
 //!   switchover with `FAILOVER TO`; [`PauseWrites`] fences a master that
-//!   still answers.
+//!   still answers. [`ClusterFailover`]: one shard of a Cluster by a
+//!   manual failover on its most advanced replica (`CLUSTER FAILOVER`,
+//!   `FORCE` for a lost master, then `TAKEOVER`), confirmed by the node's
+//!   own `CLUSTER NODES`.
 //! - [`verify_snapshot`]: a stored snapshot (a server's or a cluster's)
 //!   read back whole, every value decoded, against what was recorded;
 //!   [`inspect`]: keys per type and database, the biggest keys and an
@@ -142,6 +145,7 @@ pub use archive::replay::ArchiveRestore;
 pub use archive::segment::{
     HEADER_LEN, Record, SEGMENT_MAGIC, SegmentHeader, encode_record, parse_name, read_segment,
 };
+pub use cluster::failover::ClusterFailover;
 pub use cluster::layout::{ClusterLayout, ClusterNode, NodeRole, SLOTS, slot_of};
 pub use cluster::rebuild::{ClusterRebuild, RebuildOutcome};
 pub use cluster::snapshot::{ClusterSnapshot, ClusterSnapshotDetails, ShardSnapshot};

@@ -189,6 +189,30 @@ impl ClusterSnapshot {
 /// `CLUSTER NODES` of the cluster `seed` belongs to, checked: every slot
 /// served, no master failing.
 pub(crate) async fn cluster_layout(seed: &RedisServer) -> Result<ClusterLayout> {
+    let (layout, addr) = read_layout(seed).await?;
+    let uncovered = layout.uncovered();
+    if !uncovered.is_empty() {
+        let ranges: Vec<String> = uncovered.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+        return Err(Error::WrongTarget {
+            addr,
+            reason: format!("no master serves slots {}", ranges.join(", ")),
+        });
+    }
+    if let Some(failing) = layout.masters().find(|m| m.failing) {
+        return Err(Error::WrongTarget {
+            addr,
+            reason: format!(
+                "master {} ({}) is failing: wait for its failover",
+                failing.id, failing.addr
+            ),
+        });
+    }
+    Ok(layout)
+}
+
+/// `CLUSTER NODES` as the seed sees it, corrected by each reachable node's
+/// word on itself, unchecked; and the seed's address.
+pub(crate) async fn read_layout(seed: &RedisServer) -> Result<(ClusterLayout, String)> {
     let (mut conn, _) = seed.connect().await?;
     let addr = conn.addr().to_owned();
     let text = match conn.call("CLUSTER NODES", &[b"CLUSTER", b"NODES"]).await {
@@ -230,24 +254,7 @@ pub(crate) async fn cluster_layout(seed: &RedisServer) -> Result<ClusterLayout> 
         }
     }
     layout.update_from_self(&text, &addr)?;
-    let uncovered = layout.uncovered();
-    if !uncovered.is_empty() {
-        let ranges: Vec<String> = uncovered.iter().map(|(a, b)| format!("{a}-{b}")).collect();
-        return Err(Error::WrongTarget {
-            addr,
-            reason: format!("no master serves slots {}", ranges.join(", ")),
-        });
-    }
-    if let Some(failing) = layout.masters().find(|m| m.failing) {
-        return Err(Error::WrongTarget {
-            addr,
-            reason: format!(
-                "master {} ({}) is failing: wait for its failover",
-                failing.id, failing.addr
-            ),
-        });
-    }
-    Ok(layout)
+    Ok((layout, addr))
 }
 
 /// Writes paused on every master, until [`Pause::end`].

@@ -1,0 +1,375 @@
+//! [`ClusterFailover`] (dr-core `Failover`): one shard of a Redis Cluster,
+//! by a manual failover on its most advanced replica: `CLUSTER FAILOVER`
+//! (a switchover: the master hands over once the replica has every write),
+//! `FORCE` when the master is unreachable, `TAKEOVER` when the masters
+//! cannot vote (no majority). An OK reply is not success: the replica's
+//! own `CLUSTER NODES` must show it a master serving the shard's slots.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use dr_core::{
+    Capabilities, Capability, ClusterAssessment, ComponentId, Failover, FailoverMode, FailoverPlan,
+    FailoverRequest, Lag, LossLimit, Member, PassedOver, Position, Promotion, Role, async_trait,
+};
+use jiff::Timestamp;
+
+use super::layout::{ClusterLayout, NodeRole};
+use super::snapshot::read_layout;
+use crate::fetch::conn::Reply;
+use crate::fetch::{RedisServer, info, info_field};
+
+/// A Redis Cluster's shards, failed over one at a time. Members are named
+/// by their addresses, as `CLUSTER NODES` gives them.
+#[derive(Debug, Clone)]
+pub struct ClusterFailover {
+    component: ComponentId,
+    seeds: Vec<RedisServer>,
+    promote_wait: Duration,
+}
+
+impl ClusterFailover {
+    /// The cluster that `seeds` belong to (the first that answers is
+    /// asked; every node is reached with its credentials and TLS).
+    pub fn new(component: ComponentId, seeds: Vec<RedisServer>) -> Self {
+        Self {
+            component,
+            seeds,
+            promote_wait: Duration::from_secs(15),
+        }
+    }
+
+    /// How long a promotion may take to show (default 15 s; a forced
+    /// failover that has not shown by half of it is retried as a takeover).
+    #[must_use]
+    pub fn promote_wait(mut self, wait: Duration) -> Self {
+        self.promote_wait = wait;
+        self
+    }
+
+    async fn layout(&self) -> dr_core::Result<(ClusterLayout, RedisServer)> {
+        let mut last = None;
+        for seed in &self.seeds {
+            match read_layout(seed).await {
+                Ok((layout, _)) => return Ok((layout, seed.clone())),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(
+            || dr_core::Error::invalid("cluster failover", "no seed was given"),
+            dr_core::Error::from,
+        ))
+    }
+
+    fn refused(&self, reason: impl Into<String>) -> dr_core::Error {
+        dr_core::Error::Refused {
+            operation: format!("failover of {}", self.component),
+            reason: reason.into(),
+        }
+    }
+}
+
+fn offset_of(member: &Member) -> Option<u64> {
+    match member.position {
+        Some(Position::Redis { offset, .. }) => Some(offset),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl Failover for ClusterFailover {
+    fn component(&self) -> &ComponentId {
+        &self.component
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE.with(Capability::PlannedSwitchover)
+    }
+
+    async fn assess(&self) -> dr_core::Result<ClusterAssessment> {
+        let assessed_at = Timestamp::now();
+        let (layout, seed) = self.layout().await?;
+        let mut members = Vec::new();
+        for node in &layout.nodes {
+            let mut detail = BTreeMap::new();
+            detail.insert("node_id".to_owned(), node.id.clone());
+            let role = match &node.role {
+                NodeRole::Master => {
+                    let slots: Vec<String> =
+                        node.slots.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+                    detail.insert("slots".to_owned(), slots.join(" "));
+                    Role::Primary
+                }
+                NodeRole::Replica { of } => {
+                    detail.insert("master_id".to_owned(), of.clone());
+                    Role::Replica
+                }
+            };
+            let mut position = None;
+            let mut reachable = false;
+            if let Ok(server) = seed.at(&node.addr)
+                && let Ok((mut conn, _)) = server.connect().await
+                && let Ok(replication) = info(&mut conn, "replication").await
+            {
+                reachable = true;
+                let master = info_field(&replication, "role") == Some("master");
+                let offset = info_field(
+                    &replication,
+                    if master {
+                        "master_repl_offset"
+                    } else {
+                        "slave_repl_offset"
+                    },
+                )
+                .and_then(|o| o.parse().ok());
+                if let (Some(id), Some(offset)) = (
+                    info_field(&replication, "master_replid").and_then(|id| id.parse().ok()),
+                    offset,
+                ) {
+                    position = Some(Position::Redis {
+                        replication_id: id,
+                        offset,
+                    });
+                }
+            }
+            if node.failing {
+                detail.insert("failing".to_owned(), "true".to_owned());
+            }
+            members.push(Member {
+                name: node.addr.clone(),
+                role,
+                reachable,
+                position,
+                lag: None,
+                promotable: role == Role::Replica && reachable,
+                priority: 0,
+                detail,
+            });
+        }
+        Ok(ClusterAssessment {
+            component: self.component.clone(),
+            assessed_at,
+            members,
+        })
+    }
+
+    fn plan(
+        &self,
+        assessment: &ClusterAssessment,
+        request: &FailoverRequest,
+    ) -> dr_core::Result<FailoverPlan> {
+        let switchover = request.mode == FailoverMode::Switchover;
+        let node_id = |m: &Member| m.detail.get("node_id").cloned().unwrap_or_default();
+        let master_of = |m: &Member| m.detail.get("master_id").cloned();
+        // The shard: the one of the replica asked for, else the first whose
+        // master is lost.
+        let master = match request.target.as_deref() {
+            Some(target) => {
+                let replica = assessment.member(target).ok_or_else(|| {
+                    self.refused(format!("{target} is not a node of the cluster"))
+                })?;
+                let id = master_of(replica)
+                    .ok_or_else(|| self.refused(format!("{target} is not a replica")))?;
+                assessment
+                    .members
+                    .iter()
+                    .find(|m| node_id(m) == id)
+                    .ok_or_else(|| self.refused(format!("{target}'s master is not known")))?
+            }
+            None if switchover => {
+                return Err(self.refused("a switchover names the replica to promote"));
+            }
+            None => assessment
+                .members
+                .iter()
+                .find(|m| {
+                    m.role == Role::Primary && (!m.reachable || m.detail.contains_key("failing"))
+                })
+                .ok_or_else(|| {
+                    self.refused("every master answers: name the replica to switch over to")
+                })?,
+        };
+        if !switchover && master.reachable && !request.force {
+            return Err(self.refused(format!(
+                "{} answers as the master: switch over, or fail over with force",
+                master.name
+            )));
+        }
+        if switchover && !master.reachable {
+            return Err(self.refused(format!(
+                "{} does not answer: fail over instead",
+                master.name
+            )));
+        }
+        let master_id = node_id(master);
+        let mut passed_over = Vec::new();
+        let mut candidates: Vec<&Member> = Vec::new();
+        for m in assessment
+            .members
+            .iter()
+            .filter(|m| master_of(m).as_deref() == Some(master_id.as_str()))
+        {
+            if !m.promotable {
+                passed_over.push(PassedOver {
+                    name: m.name.clone(),
+                    reason: "unreachable".into(),
+                });
+            } else if request.target.as_deref().is_some_and(|t| t != m.name) {
+                passed_over.push(PassedOver {
+                    name: m.name.clone(),
+                    reason: "not the member asked for".into(),
+                });
+            } else {
+                candidates.push(m);
+            }
+        }
+        candidates.sort_by_key(|m| std::cmp::Reverse(offset_of(m)));
+        let Some(&promote) = candidates.first() else {
+            return Err(self.refused(format!(
+                "{} has no reachable replica to promote",
+                master.name
+            )));
+        };
+        let expected_loss = if switchover {
+            Lag {
+                bytes: Some(0),
+                behind: None,
+            }
+        } else {
+            Lag {
+                bytes: offset_of(master)
+                    .filter(|_| master.reachable)
+                    .zip(offset_of(promote))
+                    .map(|(m, r)| m.saturating_sub(r)),
+                behind: None,
+            }
+        };
+        if let (LossLimit::Bytes(limit), Some(lost)) = (request.loss_limit, expected_loss.bytes)
+            && lost > limit
+            && !request.force
+        {
+            return Err(self.refused(format!(
+                "promoting {} loses {lost} bytes of writes, over the limit of {limit}",
+                promote.name
+            )));
+        }
+        Ok(FailoverPlan {
+            component: self.component.clone(),
+            mode: request.mode,
+            assessed_at: assessment.assessed_at,
+            promote: promote.clone(),
+            // The cluster demotes a returning master itself (config epochs).
+            fence: Vec::new(),
+            expected_loss,
+            acknowledged_kept: None,
+            passed_over,
+        })
+    }
+
+    async fn promote(&self, plan: &FailoverPlan) -> dr_core::Result<Promotion> {
+        let (_, seed) = self.layout().await?;
+        let replica = seed.at(&plan.promote.name)?;
+        let (mut conn, _) = replica.connect().await?;
+        // A manual failover the master did not take up times out after
+        // 5 s on the replica: asked again once.
+        let modes: &[&[u8]] = match plan.mode {
+            FailoverMode::Switchover => &[b"", b""],
+            FailoverMode::Failover => &[b"FORCE", b"TAKEOVER"],
+        };
+        let deadline = Instant::now() + self.promote_wait;
+        for (i, mode) in modes.iter().enumerate() {
+            let mut args: Vec<&[u8]> = vec![b"CLUSTER", b"FAILOVER"];
+            if !mode.is_empty() {
+                args.push(mode);
+            }
+            conn.call("CLUSTER FAILOVER", &args).await?;
+            // One that has not shown by half the wait is tried again (a
+            // forced one as a takeover).
+            let until = if i + 1 < modes.len() {
+                Instant::now() + self.promote_wait / 2
+            } else {
+                deadline
+            };
+            if let Some(position) = self.wait_for_master(&replica, until).await? {
+                return Ok(Promotion {
+                    position: Some(position),
+                    data_loss: None,
+                });
+            }
+        }
+        Err(self.refused(format!(
+            "{} was not a master serving slots {} s after CLUSTER FAILOVER",
+            replica.addr(),
+            self.promote_wait.as_secs()
+        )))
+    }
+
+    async fn verify(&self, plan: &FailoverPlan) -> dr_core::Result<Option<Timestamp>> {
+        let (_, seed) = self.layout().await?;
+        let replica = seed.at(&plan.promote.name)?;
+        let deadline = Instant::now() + self.promote_wait;
+        loop {
+            let (mut conn, _) = replica.connect().await?;
+            let state = match conn.call("CLUSTER INFO", &[b"CLUSTER", b"INFO"]).await? {
+                Reply::Bulk(Some(text)) => String::from_utf8_lossy(&text).into_owned(),
+                _ => String::new(),
+            };
+            if info_field(&state, "cluster_state") == Some("ok") {
+                return Ok(None);
+            }
+            if Instant::now() > deadline {
+                return Err(self.refused(format!(
+                    "{} was promoted, but the cluster is not ok: {state:?}",
+                    plan.promote.name
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl ClusterFailover {
+    /// Waits until `replica`'s own `CLUSTER NODES` shows it a master with
+    /// slots; its position then, or `None` at `until`.
+    async fn wait_for_master(
+        &self,
+        replica: &RedisServer,
+        until: Instant,
+    ) -> dr_core::Result<Option<Position>> {
+        loop {
+            let (mut conn, _) = replica.connect().await?;
+            if let Reply::Bulk(Some(text)) =
+                conn.call("CLUSTER NODES", &[b"CLUSTER", b"NODES"]).await?
+            {
+                let text = String::from_utf8_lossy(&text);
+                let me = text.lines().find(|l| {
+                    l.split(' ')
+                        .nth(2)
+                        .is_some_and(|f| f.split(',').any(|f| f == "myself"))
+                });
+                let serving = me.is_some_and(|l| {
+                    let words: Vec<&str> = l.split(' ').collect();
+                    words
+                        .get(2)
+                        .is_some_and(|f| f.split(',').any(|f| f == "master"))
+                        && words.len() > 8
+                });
+                if serving {
+                    let replication = info(&mut conn, "replication").await?;
+                    let id = info_field(&replication, "master_replid").unwrap_or_default();
+                    let offset = info_field(&replication, "master_repl_offset")
+                        .and_then(|o| o.parse().ok())
+                        .unwrap_or(0);
+                    return Ok(Some(Position::Redis {
+                        replication_id: id.parse()?,
+                        offset,
+                    }));
+                }
+            }
+            if Instant::now() > until {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
