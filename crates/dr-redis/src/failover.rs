@@ -64,7 +64,7 @@ impl RedisFailover {
 }
 
 /// One member as `INFO replication` shows it.
-async fn member(name: &str, server: &RedisServer) -> Member {
+pub(crate) async fn member(name: &str, server: &RedisServer) -> Member {
     let mut detail = BTreeMap::new();
     detail.insert("address".to_owned(), server.addr());
     let unreachable = |detail: BTreeMap<String, String>| Member {

@@ -73,7 +73,9 @@
 //!   still answers. [`ClusterFailover`]: one shard of a Cluster by a
 //!   manual failover on its most advanced replica (`CLUSTER FAILOVER`,
 //!   `FORCE` for a lost master, then `TAKEOVER`), confirmed by the node's
-//!   own `CLUSTER NODES`.
+//!   own `CLUSTER NODES`. [`SentinelFailover`]: a master Sentinel watches,
+//!   failed over through `SENTINEL FAILOVER`, so that Sentinels and their
+//!   clients agree on the new master.
 //! - [`verify_snapshot`]: a stored snapshot (a server's or a cluster's)
 //!   read back whole, every value decoded, against what was recorded;
 //!   [`inspect`]: keys per type and database, the biggest keys and an
@@ -138,6 +140,7 @@ mod inspect;
 mod rdb;
 mod replication;
 mod restore;
+mod sentinel;
 mod snapshot;
 
 pub use archive::archiver::{ArchiverStop, CommandArchiver};
@@ -169,4 +172,5 @@ pub use rdb::{KeyKind, MAX_RDB_VERSION, ValueType};
 pub use replication::commands::{CommandSplitter, StreamCommand};
 pub use replication::link::{FullSync, HistoryPoint, ReplicaLink, Replication};
 pub use restore::{Conflict, RdbFileRestore, RdbRestore, RestoreCounts};
+pub use sentinel::SentinelFailover;
 pub use snapshot::{RDB_STREAM, RdbSnapshot, RdbSnapshotDetails, SnapshotMode};

@@ -47,7 +47,9 @@ pub use crate::events::CapturedEvents;
 pub use crate::fixtures::{TestCertificates, make_certificates, tls_fixture};
 pub use crate::postgres::{Auth, PgBinaries, Postgres, PostgresOptions, RestoreSlot, SUPERUSER};
 pub use crate::process::process_exists;
-pub use crate::redis::{Persistence, Redis, RedisCluster, RedisOptions, RedisVersion};
+pub use crate::redis::{
+    Persistence, Redis, RedisCluster, RedisOptions, RedisSentinels, RedisVersion,
+};
 pub use crate::s3::{MOTO_VENV, S3, S3Options};
 pub use crate::sweep::{SweepReport, leftovers, sweep};
 pub use crate::wait::eventually;

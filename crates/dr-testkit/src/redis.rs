@@ -642,3 +642,142 @@ impl RedisCluster {
         self.nodes().map(Redis::url).collect()
     }
 }
+
+/// Redis Sentinels on loopback watching one master under a name: real
+/// `redis-server --sentinel` processes, each with its own config file (a
+/// Sentinel rewrites it), removed with the set.
+///
+/// ```no_run
+/// # async fn demo() -> dr_testkit::Result<()> {
+/// let master = dr_testkit::Redis::start().await?;
+/// let _replica = master.start_replica().await?;
+/// let sentinels = dr_testkit::RedisSentinels::start(&master, "main", 3, 1000).await?;
+/// assert_eq!(sentinels.ports().len(), 3);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct RedisSentinels {
+    // Field order: the processes stop before the directory goes.
+    processes: Vec<ServerProcess>,
+    ports: Vec<u16>,
+    name: String,
+    dir: TempDir,
+}
+
+impl RedisSentinels {
+    /// Starts `count` Sentinels monitoring `master` as `name` (quorum: a
+    /// majority), declaring it down after `down_after_ms`, and waits until
+    /// every one knows the others and the master's replicas.
+    ///
+    /// # Errors
+    /// A Sentinel did not start, or they did not discover each other
+    /// within a minute.
+    pub async fn start(
+        master: &Redis,
+        name: &str,
+        count: usize,
+        down_after_ms: u64,
+    ) -> Result<Self> {
+        let binary = master.options.version.server()?;
+        let dir = kit_dir(&RunAs::current())?;
+        let quorum = count / 2 + 1;
+        let mut sentinels = Self {
+            processes: Vec::new(),
+            ports: Vec::new(),
+            name: name.to_owned(),
+            dir,
+        };
+        for i in 0..count {
+            let port = free_port(None)?;
+            let own = sentinels.dir.path().join(format!("sentinel-{i}"));
+            std::fs::create_dir_all(&own)
+                .map_err(|e| Error::io("creating a Sentinel's directory", e))?;
+            let conf = own.join("sentinel.conf");
+            let mut text = format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\nprotected-mode no\n\
+                 sentinel monitor {name} 127.0.0.1 {master} {quorum}\n\
+                 sentinel down-after-milliseconds {name} {down_after_ms}\n\
+                 sentinel failover-timeout {name} 10000\n\
+                 sentinel parallel-syncs {name} 1\n",
+                dir = own.display(),
+                master = master.port(),
+            );
+            if let Some(password) = &master.options.password {
+                text.push_str(&format!("sentinel auth-pass {name} {password}\n"));
+            }
+            std::fs::write(&conf, text).map_err(|e| Error::io("writing sentinel.conf", e))?;
+            let mut command = Command::new(&binary);
+            command.arg(&conf).arg("--sentinel").current_dir(&own);
+            let log = own.join("sentinel.log");
+            let mut process = ServerProcess::spawn(command, &log, Signal::SIGKILL)?;
+            let url = format!("redis://127.0.0.1:{port}/");
+            wait_ready(
+                &mut process,
+                "Redis Sentinel",
+                Duration::from_secs(30),
+                || {
+                    let url = url.clone();
+                    async move { ping(&url).await }
+                },
+            )
+            .await?;
+            sentinels.processes.push(process);
+            sentinels.ports.push(port);
+        }
+        sentinels.wait_until_acquainted(master).await?;
+        Ok(sentinels)
+    }
+
+    async fn wait_until_acquainted(&self, master: &Redis) -> Result<()> {
+        let mut con = master.connection().await?;
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut con)
+            .await?;
+        let replicas: usize = info_field(&info, "connected_slaves")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut all = true;
+            for port in &self.ports {
+                let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+                let mut con = client.get_multiplexed_async_connection().await?;
+                let others: Vec<redis::Value> = redis::cmd("SENTINEL")
+                    .arg("SENTINELS")
+                    .arg(&self.name)
+                    .query_async(&mut con)
+                    .await?;
+                let known: Vec<redis::Value> = redis::cmd("SENTINEL")
+                    .arg("REPLICAS")
+                    .arg(&self.name)
+                    .query_async(&mut con)
+                    .await?;
+                if others.len() + 1 < self.ports.len() || known.len() < replicas {
+                    all = false;
+                }
+            }
+            if all {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Server {
+                    server: "Redis Sentinel".into(),
+                    reason: "the Sentinels did not discover each other and the replicas within 60s"
+                        .into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Their ports.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports
+    }
+
+    /// The name the master is monitored under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
