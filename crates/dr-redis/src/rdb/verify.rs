@@ -266,6 +266,24 @@ impl Verifier {
         }
     }
 
+    /// Keeps where each key's record starts, for
+    /// [`Verifier::take_record_starts`].
+    pub(crate) fn collecting_record_starts(mut self) -> Self {
+        self.parser.collect_record_starts();
+        self
+    }
+
+    /// Moves the record starts found since the last call into `out`.
+    pub(crate) fn take_record_starts(&mut self, out: &mut Vec<u64>) {
+        self.parser.take_record_starts(out);
+    }
+
+    /// The offset below which every record start in the bytes fed has been
+    /// found ([`Verifier::take_record_starts`]).
+    pub(crate) fn settled(&self) -> u64 {
+        self.parser.settled()
+    }
+
     /// Takes the next bytes, decoding every whole value in them.
     ///
     /// # Errors
