@@ -7,7 +7,7 @@ use std::sync::Arc;
 use dr_core::{BackupExt, ErrorKind, Position, SnapshotSource, SnapshotSourceExt, StreamName};
 use dr_redis::{RDB_STREAM, RdbSnapshot, RdbSnapshotDetails, RedisServer, verify_slice};
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
-use dr_testkit::{Redis, RedisOptions, RedisVersion};
+use dr_testkit::{Redis, RedisOptions, RedisVersion, noise};
 use tokio::io::AsyncReadExt;
 
 mod common;
@@ -149,20 +149,6 @@ fn stored_bytes(dir: &std::path::Path) -> u64 {
             }
         })
         .sum()
-}
-
-/// `len` bytes that do not compress, from `seed`.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            // xorshift64*
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -382,19 +382,7 @@ mod hex_id {
 mod tests {
     use super::*;
     use crate::crypto::MasterKey;
-
-    /// `len` bytes of xorshift64*.
-    fn random(seed: u64, len: usize) -> Vec<u8> {
-        let mut state = seed | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state >> 12;
-                state ^= state << 25;
-                state ^= state >> 27;
-                (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-            })
-            .collect()
-    }
+    use dr_testkit::noise as random;
 
     #[test]
     fn only_chunks_spread_like_random_bytes_skip_compression() {
