@@ -242,7 +242,7 @@ pub enum StreamLayout {
 /// the chunks it lies in and no others. Hints decide only where chunks are
 /// cut, never what is stored.
 ///
-/// Made in pairs with [`CutHints::new`]: the producer keeps the
+/// Made in pairs with [`CutHints::pair`]: the producer keeps the
 /// [`CutHintsPublisher`] and hands the `CutHints` to
 /// [`SnapshotWriter::add_stream_hinted`]. **The producer publishes each
 /// offset before it writes the byte at that offset into the stream**: a
@@ -257,7 +257,7 @@ pub enum StreamLayout {
 /// dropped (a store that does not use them), publishing does nothing.
 ///
 /// ```
-/// let (publisher, hints) = dr_core::CutHints::new();
+/// let (publisher, hints) = dr_core::CutHints::pair();
 /// publisher.publish([0, 120, 4000]);
 /// let mut taken = Vec::new();
 /// hints.take_below(4000, &mut taken);
@@ -292,8 +292,7 @@ fn lock(queue: &Mutex<HintQueue>) -> MutexGuard<'_, HintQueue> {
 
 impl CutHints {
     /// A publisher and the hints it publishes to.
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new() -> (CutHintsPublisher, CutHints) {
+    pub fn pair() -> (CutHintsPublisher, CutHints) {
         let queue = Arc::new(Mutex::new(HintQueue::default()));
         (
             CutHintsPublisher {

@@ -185,7 +185,7 @@ pub(crate) async fn store_checked(
     source: &mut dyn Chunks,
 ) -> dr_core::Result<RdbSummary> {
     let (mut pipe_in, pipe_out) = tokio::io::duplex(PIPE);
-    let (publisher, hints) = CutHints::new();
+    let (publisher, hints) = CutHints::pair();
     let fetch = async {
         let mut checker = Verifier::framing_only().collecting_record_starts();
         // Fed and not yet written, from offset `written` on.

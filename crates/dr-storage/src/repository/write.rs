@@ -817,7 +817,7 @@ mod tests {
         // Over 4 MiB, so that it is read and cut in several rounds.
         for rewritten in [None, Some(300)] {
             let (bytes, starts) = records(600, rewritten);
-            let (publisher, hints) = CutHints::new();
+            let (publisher, hints) = CutHints::pair();
             // Published before any byte is written: the simplest producer.
             publisher.publish(starts.iter().copied());
             let mut writer = repo.begin(&component, Timestamp::now()).await.unwrap();
