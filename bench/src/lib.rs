@@ -1,8 +1,10 @@
-//! What drkit's two benchmark drivers share: `storage_bench` (dr-storage's
-//! repository, which `scripts/bench storage` runs beside restic) and
+//! What drkit's benchmark drivers share: `storage_bench` (dr-storage's
+//! repository, which `scripts/bench storage` runs beside restic),
 //! `pg_bench` (dr-postgres's base backup, restore, WAL archiver and logical
 //! backup and restore, which `scripts/bench postgres` runs beside
-//! pgBackRest, pg_basebackup, pg_receivewal, pg_dump and pg_restore).
+//! pgBackRest, pg_basebackup, pg_receivewal, pg_dump and pg_restore) and
+//! `redis_bench` (dr-redis's snapshots and RDB verification, which
+//! `scripts/bench redis` runs beside `redis-cli` and `redis-check-rdb`).
 //!
 //! - [`main`] parses a driver's command line with clap and runs it; a failure
 //!   is printed with its chain of causes, and the exit code is 1.

@@ -96,9 +96,9 @@ pub use crate::progress::{Progress, ProgressSink};
 pub use crate::report::{Assessment, Compliance, Operation, RecoveryReport, Step, Timeline};
 pub use crate::retention::{Candidate, Decision, KeepReason, RetentionPolicy};
 pub use crate::snapshot::{
-    ArchiveCoverage, ArchiveSink, ArchiveSource, ByteStream, Labels, MANIFEST_FORMAT, Manifest,
-    SegmentInfo, SnapshotCommit, SnapshotDetails, SnapshotSink, SnapshotSource, SnapshotSourceExt,
-    SnapshotWriter, StreamCheck, StreamEntry, StreamLayout,
+    ArchiveCoverage, ArchiveSink, ArchiveSource, ByteStream, CutHints, CutHintsPublisher, Labels,
+    MANIFEST_FORMAT, Manifest, SegmentInfo, SnapshotCommit, SnapshotDetails, SnapshotSink,
+    SnapshotSource, SnapshotSourceExt, SnapshotWriter, StreamCheck, StreamEntry, StreamLayout,
 };
 
 // The re-exported types name these crates in their APIs.

@@ -12,7 +12,8 @@
 //! on local disk can also keep a journal of it, through the opt-in
 //! [`JournalSink`](crate::JournalSink) and [`JournalSource`](crate::JournalSource).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -216,6 +217,10 @@ pub trait SnapshotSink: Send + Sync {
 
 /// How a stream's bytes are laid out, so that storage can cut them into
 /// chunks where they change between backups.
+///
+/// A stream of records whose starts only its producer knows (the keys of a
+/// Redis RDB) is not a layout: the starts come along with the bytes, as
+/// [`CutHints`] given to [`SnapshotWriter::add_stream_hinted`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum StreamLayout {
@@ -229,6 +234,111 @@ pub enum StreamLayout {
     /// content. Bytes that turn out not to be tar are cut as
     /// [`StreamLayout::Opaque`].
     Tar,
+}
+
+/// Where the records of a stream start (each key of a Redis RDB), told by
+/// the stream's producer to the store as the bytes go by, so that chunks are
+/// cut between records: a record rewritten between two backups then changes
+/// the chunks it lies in and no others. Hints decide only where chunks are
+/// cut, never what is stored.
+///
+/// Made in pairs with [`CutHints::pair`]: the producer keeps the
+/// [`CutHintsPublisher`] and hands the `CutHints` to
+/// [`SnapshotWriter::add_stream_hinted`]. **The producer publishes each
+/// offset before it writes the byte at that offset into the stream**: a
+/// store that has read the stream up to offset `end` has then been told of
+/// every record starting below `end`, so its cuts depend only on the
+/// offsets and the bytes, never on how the reads were split or timed. A
+/// producer that learns of a record start too late leaves it out.
+///
+/// The hints are a queue in memory, with no I/O: it holds the offsets of
+/// the bytes written and not yet taken by the store (one per record of
+/// what the pipe and the store's read-ahead hold). Once the `CutHints` is
+/// dropped (a store that does not use them), publishing does nothing.
+///
+/// ```
+/// let (publisher, hints) = dr_core::CutHints::pair();
+/// publisher.publish([0, 120, 4000]);
+/// let mut taken = Vec::new();
+/// hints.take_below(4000, &mut taken);
+/// assert_eq!(taken, [0, 120]);
+/// drop(hints);
+/// assert!(publisher.is_closed());
+/// ```
+#[derive(Debug)]
+pub struct CutHints {
+    queue: Arc<Mutex<HintQueue>>,
+}
+
+/// The producer's end of [`CutHints`].
+#[derive(Debug, Clone)]
+pub struct CutHintsPublisher {
+    queue: Arc<Mutex<HintQueue>>,
+}
+
+#[derive(Debug, Default)]
+struct HintQueue {
+    offsets: VecDeque<u64>,
+    /// The last offset published: offsets only grow.
+    last: Option<u64>,
+    /// The store dropped its end.
+    closed: bool,
+}
+
+fn lock(queue: &Mutex<HintQueue>) -> MutexGuard<'_, HintQueue> {
+    // Every method leaves the queue consistent, even one that panicked.
+    queue.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl CutHints {
+    /// A publisher and the hints it publishes to.
+    pub fn pair() -> (CutHintsPublisher, CutHints) {
+        let queue = Arc::new(Mutex::new(HintQueue::default()));
+        (
+            CutHintsPublisher {
+                queue: Arc::clone(&queue),
+            },
+            CutHints { queue },
+        )
+    }
+
+    /// Moves every offset published below `end` into `out`, in order.
+    pub fn take_below(&self, end: u64, out: &mut impl Extend<u64>) {
+        let mut queue = lock(&self.queue);
+        let n = queue.offsets.partition_point(|&offset| offset < end);
+        out.extend(queue.offsets.drain(..n));
+    }
+}
+
+impl Drop for CutHints {
+    fn drop(&mut self) {
+        let mut queue = lock(&self.queue);
+        queue.closed = true;
+        queue.offsets = VecDeque::new();
+    }
+}
+
+impl CutHintsPublisher {
+    /// Publishes record starts, in increasing order, each before the byte at
+    /// that offset is written into the stream. An offset not above the last
+    /// one published is left out.
+    pub fn publish(&self, offsets: impl IntoIterator<Item = u64>) {
+        let mut queue = lock(&self.queue);
+        if queue.closed {
+            return;
+        }
+        for offset in offsets {
+            if queue.last.is_none_or(|last| offset > last) {
+                queue.offsets.push_back(offset);
+                queue.last = Some(offset);
+            }
+        }
+    }
+
+    /// Whether the store dropped its end: nothing published is read.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.queue).closed
+    }
 }
 
 /// A snapshot being written. Streams are added one at a time; `commit` makes
@@ -262,6 +372,24 @@ pub trait SnapshotWriter: Send {
         layout: StreamLayout,
     ) -> Result<StreamEntry> {
         let _ = layout;
+        self.add_stream(name, data).await
+    }
+
+    /// [`SnapshotWriter::add_stream`] for a stream of records whose starts
+    /// its producer publishes to `hints` as it writes them: chunks are cut
+    /// at record boundaries, which decides only where chunks are cut, never
+    /// what is stored. The default drops the hints and stores the stream as
+    /// [`StreamLayout::Opaque`].
+    ///
+    /// # Errors
+    /// As [`SnapshotWriter::add_stream`].
+    async fn add_stream_hinted(
+        &mut self,
+        name: &StreamName,
+        data: &mut (dyn AsyncRead + Send + Unpin),
+        hints: CutHints,
+    ) -> Result<StreamEntry> {
+        drop(hints);
         self.add_stream(name, data).await
     }
 

@@ -3,15 +3,17 @@
 //! bytes are framed and their checksum checked on the way, and the snapshot
 //! is committed only if the RDB arrived whole and sound.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use dr_core::{
-    Backup, BackupReport, BackupRequest, Capabilities, ComponentId, Manifest, Position,
+    Backup, BackupReport, BackupRequest, Capabilities, ComponentId, CutHints, Manifest, Position,
     RecoveryPoint, SnapshotCommit, SnapshotDetails, SnapshotWriter, StreamName, Timeline,
     async_trait,
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::fetch::{Framing, LogicalDump, RdbTransfer, RedisServer};
 use crate::rdb::verify::{KeyCounts, RdbSummary, Verifier};
@@ -173,6 +175,14 @@ impl Chunks for Source {
 /// Stores the RDB `source` yields as the stream `name`, framing it and
 /// checking its checksum on the way; the summary once both are done.
 ///
+/// Each key's record start goes to the store as a [`CutHints`] offset, so
+/// that chunks are cut between keys and a key rewritten between two
+/// snapshots changes only the chunks it lies in. An offset is published
+/// before the bytes at it are written: bytes after the start of an item
+/// not yet whole (a key's type and name, an opcode's arguments) wait for
+/// the next piece, up to [`HOLD`] of them; beyond that they go, and that
+/// record's start is left out.
+///
 /// # Errors
 /// The source's, the check's (a damaged or incomplete RDB) or the store's.
 /// The snapshot must then be aborted.
@@ -182,15 +192,34 @@ pub(crate) async fn store_checked(
     source: &mut dyn Chunks,
 ) -> dr_core::Result<RdbSummary> {
     let (mut pipe_in, pipe_out) = tokio::io::duplex(PIPE);
+    let (publisher, hints) = CutHints::pair();
     let fetch = async {
-        let mut checker = Verifier::framing_only();
+        let mut checker = Verifier::framing_only().collecting_record_starts();
+        // Fed and not yet written, from offset `written` on.
+        let mut held: VecDeque<Bytes> = VecDeque::new();
+        let mut held_len = 0u64;
+        let mut written = 0u64;
+        let mut starts = Vec::new();
         while let Some(chunk) = source.next_chunk().await? {
             checker.feed(&chunk)?;
-            // The store stopped reading: its own error says why.
-            if pipe_in.write_all(&chunk).await.is_err() {
+            held_len += chunk.len() as u64;
+            held.push_back(chunk);
+            checker.take_record_starts(&mut starts);
+            // Those below what was written already came too late.
+            publisher.publish(starts.drain(..).filter(|&start| start >= written));
+            let mut release = checker.settled() - written;
+            if held_len - release > HOLD {
+                release = held_len;
+            }
+            if write_held(&mut pipe_in, &mut held, release).await.is_err() {
+                // The store stopped reading: its own error says why.
+                held.clear();
                 break;
             }
+            written += release;
+            held_len -= release;
         }
+        write_held(&mut pipe_in, &mut held, held_len).await.ok();
         pipe_in.shutdown().await.ok();
         drop(pipe_in);
         checker.finish()
@@ -198,11 +227,38 @@ pub(crate) async fn store_checked(
     let store = async {
         // Moved in: once the store ends, the fetch's writes fail.
         let mut pipe_out = pipe_out;
-        writer.add_stream(name, &mut pipe_out).await
+        writer.add_stream_hinted(name, &mut pipe_out, hints).await
     };
     let (summary, stored) = tokio::join!(fetch, store);
     stored?;
     Ok(summary?)
+}
+
+/// The most bytes [`store_checked`] holds back for a record start it does
+/// not know yet: longer key names are not cut before.
+const HOLD: u64 = 1 << 20;
+
+/// Writes the first `n` bytes of `held` into `pipe`, and drops them.
+async fn write_held(
+    pipe: &mut (impl AsyncWrite + Unpin),
+    held: &mut VecDeque<Bytes>,
+    mut n: u64,
+) -> std::io::Result<()> {
+    while n > 0 {
+        let Some(front) = held.front_mut() else {
+            break;
+        };
+        if front.len() as u64 <= n {
+            n -= front.len() as u64;
+            pipe.write_all(front).await?;
+            held.pop_front();
+        } else {
+            let part = front.split_to(n as usize);
+            pipe.write_all(&part).await?;
+            n = 0;
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -1,13 +1,13 @@
 //! RDB snapshots of real Redis 7.0 and 8.2 servers stored in a real
-//! repository, and what a broken transfer or refused credentials leave: no
-//! snapshot at all.
+//! repository, what a second snapshot after a few keys changed stores, and
+//! what a broken transfer or refused credentials leave: no snapshot at all.
 
 use std::sync::Arc;
 
 use dr_core::{BackupExt, ErrorKind, Position, SnapshotSource, SnapshotSourceExt, StreamName};
 use dr_redis::{RDB_STREAM, RdbSnapshot, RdbSnapshotDetails, RedisServer, verify_slice};
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
-use dr_testkit::{Redis, RedisOptions, RedisVersion};
+use dr_testkit::{Redis, RedisOptions, RedisVersion, noise};
 use tokio::io::AsyncReadExt;
 
 mod common;
@@ -133,4 +133,85 @@ async fn a_broken_transfer_or_a_refused_password_leaves_no_snapshot() {
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
 
     assert!(repo.snapshots(&component).await.unwrap().is_empty());
+}
+
+/// Bytes of every file under `dir`.
+fn stored_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stored_bytes(&entry.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_snapshot_stores_little_more_than_the_keys_that_changed() {
+    let redis = Redis::start().await.unwrap();
+    let mut con = redis.connection().await.unwrap();
+    // 4000 keys of 100 B to 4 KiB that do not compress: about 8 MB.
+    let value = |i: u64, version: u64| noise(i * 2 + version, 100 + (i as usize * 997) % 4000);
+    let mut pipe = redis::pipe();
+    for i in 0..4000u64 {
+        if i % 3 == 0 {
+            pipe.cmd("HSET")
+                .arg(format!("hash:{i}"))
+                .arg("a")
+                .arg(value(i, 0))
+                .arg("b")
+                .arg(noise(i + 1_000_000, 80))
+                .ignore();
+        } else {
+            pipe.cmd("SET")
+                .arg(format!("string:{i}"))
+                .arg(value(i, 0))
+                .ignore();
+        }
+    }
+    let (): () = pipe.query_async(&mut con).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    let snapshot = RdbSnapshot::new(
+        "redis/main".parse().unwrap(),
+        RedisServer::new("127.0.0.1", redis.port()),
+    );
+    let first = snapshot.backup_to(&repo).await.unwrap();
+    let after_first = stored_bytes(dir.path());
+
+    // 20 string keys rewritten, with values of other sizes.
+    let mut pipe = redis::pipe();
+    for i in (1..4000u64).filter(|i| i % 3 != 0).step_by(133).take(20) {
+        pipe.cmd("SET")
+            .arg(format!("string:{i}"))
+            .arg(noise(i * 2 + 1, 100 + (i as usize * 31) % 4000))
+            .ignore();
+    }
+    let (): () = pipe.query_async(&mut con).await.unwrap();
+    let second = snapshot.backup_to(&repo).await.unwrap();
+    let added = stored_bytes(dir.path()) - after_first;
+
+    let rdb = RdbSnapshotDetails::of(&second.manifest).unwrap().bytes;
+    eprintln!("second snapshot: {added} bytes stored, RDB of {rdb} bytes");
+    assert!(rdb > 7_000_000, "{rdb}");
+    assert_eq!(
+        RdbSnapshotDetails::of(&first.manifest)
+            .unwrap()
+            .counts
+            .keys(),
+        4000
+    );
+    // 20 keys of 4000 rewritten: what is stored again is their chunks (a
+    // few KiB each), the snapshot's list of chunks and the index of the new
+    // ones; far less than the RDB.
+    assert!(
+        added * 20 < rdb,
+        "the second snapshot stored {added} bytes of an RDB of {rdb}"
+    );
 }

@@ -1,4 +1,5 @@
-//! Files the tests share: TLS certificates made for them (see `tls/README.md`).
+//! Files and data the tests share: TLS certificates made for them (see `tls/README.md`), and
+//! bytes that do not compress ([`noise`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,4 +96,18 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// `len` bytes that do not compress and that spread like random bytes,
+/// the same for the same `seed` (xorshift64*, its top byte).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
 }

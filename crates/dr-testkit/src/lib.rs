@@ -44,7 +44,7 @@ pub(crate) mod wait;
 
 pub use crate::error::{Error, Result};
 pub use crate::events::CapturedEvents;
-pub use crate::fixtures::{TestCertificates, make_certificates, tls_fixture};
+pub use crate::fixtures::{TestCertificates, make_certificates, noise, tls_fixture};
 pub use crate::postgres::{Auth, PgBinaries, Postgres, PostgresOptions, RestoreSlot, SUPERUSER};
 pub use crate::process::process_exists;
 pub use crate::redis::{

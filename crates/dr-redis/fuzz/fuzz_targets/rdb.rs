@@ -11,14 +11,18 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     // The whole input as an RDB.
+    let mut read = events(data);
     let whole: Vec<Result<Event, String>> =
-        events(data).map(|e| e.map_err(|e| e.to_string())).collect();
+        read.by_ref().map(|e| e.map_err(|e| e.to_string())).collect();
+    let trailing = !read.parser().remainder().is_empty();
     let mut version = 0;
+    let mut decoded_all = true;
     for event in whole.iter().flatten() {
         match event {
             Event::Header(header) => version = header.version,
             Event::Key(key) => {
                 let value = decode_value(key.value_type, &key.value, version);
+                decoded_all &= value.is_ok();
                 let payload = DumpPayload::from_key(key, version);
                 let parsed = DumpPayload::parse(payload.into_bytes()).expect("a payload we built");
                 let again = parsed.decode();
@@ -31,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
             _ => {}
         }
     }
-    let _ = verify_slice(data);
+    // verify checks each value with the walk decoding runs, building
+    // nothing: it accepts exactly the whole RDBs whose values all decode.
+    let verified = verify_slice(data).is_ok();
+    let whole_rdb = matches!(whole.last(), Some(Ok(Event::Eof(_)))) && !trailing;
+    assert_eq!(verified, whole_rdb && decoded_all);
 
     // The same input in pieces: the same events and the same error.
     if let Some(&size) = data.first() {

@@ -156,6 +156,8 @@ pub enum Event {
 /// Per-key opcodes met before the key's type byte.
 #[derive(Debug, Clone, Copy, Default)]
 struct KeyMeta {
+    /// Where the key's record starts: its first per-key opcode.
+    start: Option<u64>,
     expire_at_ms: Option<i64>,
     idle_seconds: Option<u64>,
     lfu_freq: Option<u8>,
@@ -216,6 +218,9 @@ pub struct RdbParser {
     ended: bool,
     failed: bool,
     misfed: bool,
+    /// Where each key's record starts, once its type and name are read,
+    /// when asked for ([`RdbParser::collect_record_starts`]).
+    record_starts: Option<Vec<u64>>,
 }
 
 impl Default for RdbParser {
@@ -238,6 +243,30 @@ impl RdbParser {
             ended: false,
             failed: false,
             misfed: false,
+            record_starts: None,
+        }
+    }
+
+    /// From now on, keeps where each key's record starts (its first per-key
+    /// opcode, or its type byte), for [`RdbParser::take_record_starts`].
+    pub(crate) fn collect_record_starts(&mut self) {
+        self.record_starts.get_or_insert_with(Vec::new);
+    }
+
+    /// Moves the record starts found since the last call into `out`.
+    pub(crate) fn take_record_starts(&mut self, out: &mut Vec<u64>) {
+        if let Some(starts) = &mut self.record_starts {
+            out.append(starts);
+        }
+    }
+
+    /// The offset below which every record start in the bytes fed has been
+    /// found: the start of an item not yet whole, else the end of what was
+    /// fed (no record starts inside a value, the header or the checksum).
+    pub(crate) fn settled(&self) -> u64 {
+        match self.state {
+            State::Items => self.offset,
+            _ => self.offset + self.buf.len() as u64,
         }
     }
 
@@ -423,6 +452,16 @@ impl RdbParser {
             Err(stop) => return self.stopped(stop, "an item"),
         }
         let len = cursor.pos();
+        let starts_record = matches!(
+            kind,
+            opcode::EXPIRETIME_MS | opcode::EXPIRETIME | opcode::IDLE | opcode::FREQ
+        ) || kind < opcode::KEY_META;
+        if starts_record && self.meta.start.is_none() {
+            self.meta.start = Some(self.offset);
+            if let Some(starts) = &mut self.record_starts {
+                starts.push(self.offset);
+            }
+        }
         match kind {
             opcode::FUNCTION_PRE_GA => Err(Error::corrupt(
                 self.place_at(0),

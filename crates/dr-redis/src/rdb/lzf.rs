@@ -4,8 +4,8 @@
 //! is the top three bits (7 meaning "add the next byte") and `offset` the low
 //! five bits and the next byte.
 //!
-//! **The output never grows past the declared length**, and memory is
-//! reserved as output is produced, never by the declared length alone.
+//! **The output never grows past the declared length**, and the declared
+//! length is believed only as far as the compressed bytes could expand to.
 
 /// The most one input byte can expand to (a three-byte back reference copies
 /// up to 264 bytes): a declared length beyond `compressed * MAX_RATIO` is a lie.
@@ -22,21 +22,29 @@ pub(crate) fn decompress(input: &[u8], len: u64) -> Result<Vec<u8>, String> {
     }
     let len = usize::try_from(len).map_err(|_| "LZF length too large for this machine")?;
     // The bound above keeps this within 132 times bytes actually held.
-    let mut out = Vec::with_capacity(len);
+    let mut out = vec![0; len];
+    let mut o = 0;
     let mut pos = 0;
     while pos < input.len() {
         let control = usize::from(input[pos]);
         pos += 1;
         if control < 32 {
             let run = control + 1;
-            let literal = input
-                .get(pos..pos + run)
-                .ok_or("LZF literal runs past the compressed bytes")?;
-            if out.len() + run > len {
+            if pos + run > input.len() {
+                return Err("LZF literal runs past the compressed bytes".into());
+            }
+            if o + run > len {
                 return Err("LZF output longer than declared".into());
             }
-            out.extend_from_slice(literal);
+            if pos + BLOCK <= input.len() && o + BLOCK <= len {
+                // A whole block, of a size the compiler copies inline: what
+                // lies past the run is written over by what follows it.
+                out[o..o + BLOCK].copy_from_slice(&input[pos..pos + BLOCK]);
+            } else {
+                out[o..o + run].copy_from_slice(&input[pos..pos + run]);
+            }
             pos += run;
+            o += run;
         } else {
             let mut run = control >> 5;
             if run == 7 {
@@ -47,36 +55,34 @@ pub(crate) fn decompress(input: &[u8], len: u64) -> Result<Vec<u8>, String> {
             let low = usize::from(*input.get(pos).ok_or("LZF back reference cut short")?);
             pos += 1;
             let distance = ((control & 0x1f) << 8) + low + 1;
-            let start = out
-                .len()
+            let start = o
                 .checked_sub(distance)
                 .ok_or("LZF back reference before the start")?;
-            if out.len() + run > len {
+            if o + run > len {
                 return Err("LZF output longer than declared".into());
             }
-            // A reference closer than its length repeats the `distance`
-            // bytes from `start`: copy whole periods, doubling each time.
-            let mut left = run;
-            while left > 0 {
-                let period = out.len() - start;
-                let n = if left <= period {
-                    left
-                } else {
-                    period - period % distance
-                };
-                out.extend_from_within(start..start + n);
-                left -= n;
+            if distance >= BLOCK && run <= BLOCK && o + BLOCK <= len {
+                out.copy_within(start..start + BLOCK, o);
+            } else if distance >= run {
+                out.copy_within(start..start + run, o);
+            } else {
+                // A reference closer than its length repeats the `distance`
+                // bytes before it.
+                for i in 0..run {
+                    out[o + i] = out[start + i];
+                }
             }
+            o += run;
         }
     }
-    if out.len() != len {
-        return Err(format!(
-            "LZF string expands to {} bytes, declared {len}",
-            out.len()
-        ));
+    if o != len {
+        return Err(format!("LZF string expands to {o} bytes, declared {len}"));
     }
     Ok(out)
 }
+
+/// The size of the fixed copies of short runs.
+const BLOCK: usize = 32;
 
 #[cfg(test)]
 mod tests {

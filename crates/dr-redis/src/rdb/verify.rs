@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::{Error, Place, Result};
-use crate::rdb::KeyKind;
-use crate::rdb::decode::decode_value;
+use crate::rdb::decode::check_value;
 use crate::rdb::frame::{Event, RdbParser};
-use crate::rdb::reader::RdbReader;
+use crate::rdb::{KeyKind, ValueType};
 
 /// Keys counted per database: what a restore must bring back.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -112,14 +111,24 @@ pub struct RdbSummary {
     pub bytes: u64,
 }
 
+/// One database's keys as they are counted: per value type byte, in an
+/// array rather than a map, as this is done for every key.
+#[derive(Debug)]
+struct DbTally {
+    db: u64,
+    keys: u64,
+    expires: u64,
+    by_value_type: [u64; 256],
+}
+
 #[derive(Debug, Default)]
 struct Tally {
     /// Count keys by their type byte only, decoding nothing.
     framing_only: bool,
     version: u16,
     redis_version: Option<String>,
-    counts: KeyCounts,
-    by_value_type: BTreeMap<u8, u64>,
+    /// In the order first met; the last one is the one being read.
+    dbs: Vec<DbTally>,
     functions: u64,
     module_aux: u64,
     end: Option<(Option<u64>, u64)>,
@@ -138,23 +147,20 @@ impl Tally {
                 let placed = |err: Error| {
                     err.at_key(key.db, &key.key, key.value_type.0, Some(key.value_offset))
                 };
-                let kind = if self.framing_only {
-                    key.value_type.kind().ok_or_else(|| {
-                        placed(Error::UnsupportedType {
+                if self.framing_only {
+                    if key.value_type.kind().is_none() {
+                        return Err(placed(Error::UnsupportedType {
                             value_type: key.value_type.0,
                             place: Box::default(),
-                        })
-                    })?
+                        }));
+                    }
                 } else {
-                    decode_value(key.value_type, &key.value, self.version)
-                        .map_err(placed)?
-                        .kind()
-                };
-                let db = self.counts.databases.entry(key.db).or_default();
+                    check_value(key.value_type, &key.value, self.version).map_err(placed)?;
+                }
+                let db = self.db(key.db);
                 db.keys += 1;
                 db.expires += u64::from(key.expire_at_ms.is_some());
-                *db.by_kind.entry(kind).or_default() += 1;
-                *self.by_value_type.entry(key.value_type.0).or_default() += 1;
+                db.by_value_type[usize::from(key.value_type.0)] += 1;
             }
             Event::Eof(eof) => self.end = Some((eof.checksum, eof.size)),
             _ => {}
@@ -162,15 +168,53 @@ impl Tally {
         Ok(())
     }
 
+    /// The tally of database `db`.
+    fn db(&mut self, db: u64) -> &mut DbTally {
+        let at = match self.dbs.iter().rposition(|tally| tally.db == db) {
+            Some(at) => at,
+            None => {
+                self.dbs.push(DbTally {
+                    db,
+                    keys: 0,
+                    expires: 0,
+                    by_value_type: [0; 256],
+                });
+                self.dbs.len() - 1
+            }
+        };
+        // The database being read is moved last, where the next key finds it first.
+        let last = self.dbs.len() - 1;
+        self.dbs.swap(at, last);
+        &mut self.dbs[last]
+    }
+
     fn summary(self) -> Result<RdbSummary> {
         let (checksum, bytes) = self.end.ok_or(Error::InvalidState {
             reason: "the RDB has not ended",
         })?;
+        let mut counts = KeyCounts::default();
+        let mut by_value_type = BTreeMap::new();
+        for tally in self.dbs {
+            let db = counts.databases.entry(tally.db).or_default();
+            db.keys += tally.keys;
+            db.expires += tally.expires;
+            for (value_type, &n) in tally.by_value_type.iter().enumerate() {
+                if n == 0 {
+                    continue;
+                }
+                let value_type = ValueType(value_type as u8);
+                // Every key counted has a kind: one without was refused.
+                if let Some(kind) = value_type.kind() {
+                    *db.by_kind.entry(kind).or_default() += n;
+                }
+                *by_value_type.entry(value_type.0).or_default() += n;
+            }
+        }
         Ok(RdbSummary {
             rdb_version: self.version,
             redis_version: self.redis_version,
-            counts: self.counts,
-            by_value_type: self.by_value_type,
+            counts,
+            by_value_type,
             functions: self.functions,
             module_aux: self.module_aux,
             checksum,
@@ -220,6 +264,24 @@ impl Verifier {
             },
             ..Self::default()
         }
+    }
+
+    /// Keeps where each key's record starts, for
+    /// [`Verifier::take_record_starts`].
+    pub(crate) fn collecting_record_starts(mut self) -> Self {
+        self.parser.collect_record_starts();
+        self
+    }
+
+    /// Moves the record starts found since the last call into `out`.
+    pub(crate) fn take_record_starts(&mut self, out: &mut Vec<u64>) {
+        self.parser.take_record_starts(out);
+    }
+
+    /// The offset below which every record start in the bytes fed has been
+    /// found ([`Verifier::take_record_starts`]).
+    pub(crate) fn settled(&self) -> u64 {
+        self.parser.settled()
     }
 
     /// Takes the next bytes, decoding every whole value in them.
@@ -287,29 +349,41 @@ impl Verifier {
 /// value), [`Error::UnsupportedVersion`], [`Error::UnsupportedFormat`] or
 /// [`Error::UnsupportedType`] for what this build does not read,
 /// [`Error::Io`] when the reader fails.
-pub async fn verify<R: AsyncRead + Unpin>(reader: R) -> Result<RdbSummary> {
-    let mut reader = RdbReader::new(reader);
-    let mut tally = Tally::default();
-    while let Some(event) = reader.next_event().await? {
-        tally.observe(event)?;
+pub async fn verify<R: AsyncRead + Unpin>(mut reader: R) -> Result<RdbSummary> {
+    let mut verifier = Verifier::new();
+    let mut current = vec![0; READ_SIZE];
+    let mut ahead = vec![0; READ_SIZE];
+    let mut offset = 0;
+    let mut len = read_piece(&mut reader, &mut current, offset).await?;
+    while len > 0 {
+        offset += len as u64;
+        // The next piece is read while this one is checked: a file's read
+        // runs on a thread of its own once polled, so polled first.
+        let (read, checked) = tokio::join!(
+            biased;
+            read_piece(&mut reader, &mut ahead, offset),
+            async { verifier.feed(&current[..len]) },
+        );
+        checked?;
+        len = read?;
+        std::mem::swap(&mut current, &mut ahead);
     }
-    let end = reader.parser().offset();
-    if !reader.parser().remainder().is_empty() {
-        return Err(trailing(end));
-    }
-    let mut more = [0u8; 1];
-    let read = reader
-        .into_inner()
-        .read(&mut more)
+    verifier.finish()
+}
+
+/// How much [`verify`] reads at a time.
+const READ_SIZE: usize = 1 << 20;
+
+/// One read into `buf`, `offset` bytes into the input: how many bytes came.
+async fn read_piece<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut [u8],
+    offset: u64,
+) -> Result<usize> {
+    reader
+        .read(buf)
         .await
-        .map_err(|source| Error::Io {
-            offset: end,
-            source,
-        })?;
-    if read != 0 {
-        return Err(trailing(end));
-    }
-    tally.summary()
+        .map_err(|source| Error::Io { offset, source })
 }
 
 /// Verifies a whole RDB in memory, as [`verify`] does.

@@ -53,6 +53,7 @@ mod lease;
 mod lock;
 mod prune;
 mod read;
+mod record_cuts;
 mod tar_cuts;
 mod usage;
 mod verify;

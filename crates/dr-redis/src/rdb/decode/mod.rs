@@ -16,7 +16,8 @@ use bytes::Bytes;
 
 use crate::error::{Error, Place, Result};
 use crate::rdb::frame::ModuleId;
-use crate::rdb::wire::{Cursor, Read, Stop};
+use crate::rdb::lzf;
+use crate::rdb::wire::{Cursor, RdbStr, Read, Stop};
 use crate::rdb::{KeyKind, ValueType};
 use blobs::{Elem, Elements, Listpack, Ziplist};
 pub use stream::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry};
@@ -121,6 +122,28 @@ impl Value {
 /// (with the offset in the value), [`Error::UnsupportedType`] for a type this
 /// build does not read.
 pub fn decode_value(value_type: ValueType, raw: &Bytes, rdb_version: u16) -> Result<Value> {
+    let mut build = Build::default();
+    let kind = walk_value(value_type, raw, rdb_version, &mut build)?;
+    Ok(build.finish(kind))
+}
+
+/// Checks a value as [`decode_value`] does, every element walked and every
+/// check made, without building it: its kind when it is sound.
+///
+/// # Errors
+/// As [`decode_value`].
+pub(crate) fn check_value(value_type: ValueType, raw: &Bytes, rdb_version: u16) -> Result<KeyKind> {
+    walk_value(value_type, raw, rdb_version, &mut Check)
+}
+
+/// Walks a value, handing each element to `visit`: the one reading of
+/// values that both decoding and checking run.
+fn walk_value<V: Visit>(
+    value_type: ValueType,
+    raw: &Bytes,
+    rdb_version: u16,
+    visit: &mut V,
+) -> Result<KeyKind> {
     if let Some(since) = introduced(value_type.0)
         && rdb_version < since
     {
@@ -132,21 +155,21 @@ pub fn decode_value(value_type: ValueType, raw: &Bytes, rdb_version: u16) -> Res
             format!("type {value_type} in an RDB of version {rdb_version}, older than the type"),
         ));
     }
-    if value_type.kind().is_none() {
+    let Some(kind) = value_type.kind() else {
         return Err(Error::UnsupportedType {
             value_type: value_type.0,
             place: Box::new(Place::default()),
         });
-    }
+    };
     let mut cursor = Cursor::new(raw);
-    let decoded = decode(&mut cursor, value_type.0, raw).and_then(|value| {
+    let walked = walk(&mut cursor, value_type.0, raw, visit).and_then(|()| {
         if cursor.is_at_end() {
-            Ok(value)
+            Ok(kind)
         } else {
             Err(Stop::bad(cursor.pos(), "bytes left after the value"))
         }
     });
-    decoded.map_err(|stop| {
+    walked.map_err(|stop| {
         let (at, reason) = match stop {
             Stop::Incomplete => (raw.len(), "the value ends early".into()),
             Stop::Bad { at, reason } => (at, reason),
@@ -155,6 +178,126 @@ pub fn decode_value(value_type: ValueType, raw: &Bytes, rdb_version: u16) -> Res
         place.value_type = Some(value_type.0);
         Error::corrupt(place, reason)
     })
+}
+
+/// A string of a value as the walk finds it.
+pub(crate) enum Text<'a> {
+    /// Bytes of the blob or value being walked (the `base` passed along).
+    Slice(&'a [u8]),
+    /// An integer, which Redis shows in decimal.
+    Int(i64),
+    /// Bytes decompressed from LZF.
+    Owned(Vec<u8>),
+}
+
+impl Text<'_> {
+    /// The string's bytes; `base` must hold a [`Text::Slice`]'s.
+    fn into_bytes(self, base: &Bytes) -> Bytes {
+        match self {
+            Text::Slice([]) => Bytes::new(),
+            Text::Slice(bytes) => base.slice_ref(bytes),
+            Text::Int(value) => Bytes::from(value.to_string()),
+            Text::Owned(bytes) => Bytes::from(bytes),
+        }
+    }
+}
+
+impl<'a> From<Elem<'a>> for Text<'a> {
+    fn from(elem: Elem<'a>) -> Self {
+        match elem {
+            Elem::Str(bytes) => Text::Slice(bytes),
+            Elem::Int(value) => Text::Int(value),
+        }
+    }
+}
+
+/// A string read with the cursor, LZF decompressed.
+fn text(string: RdbStr<'_>) -> Read<Text<'_>> {
+    Ok(match string {
+        RdbStr::Raw(bytes) => Text::Slice(bytes),
+        RdbStr::Int(value) => Text::Int(value),
+        RdbStr::Lzf { data, len, at } => {
+            Text::Owned(lzf::decompress(data, len).map_err(|reason| Stop::bad(at, reason))?)
+        }
+    })
+}
+
+/// What a value's walk finds, element by element. Each string comes with
+/// `base`, the bytes its [`Text::Slice`] lies in.
+pub(crate) trait Visit {
+    /// About `n` elements follow.
+    fn reserve(&mut self, n: usize);
+    /// A string value, or one element of a list or set.
+    fn item(&mut self, base: &Bytes, item: Text<'_>);
+    /// A sorted set's member and its score.
+    fn scored(&mut self, base: &Bytes, member: Text<'_>, score: f64);
+    /// A hash's field, its value and its expiry.
+    fn field(&mut self, base: &Bytes, field: Text<'_>, value: Text<'_>, expire_at_ms: Option<u64>);
+    /// A stream or a module value, read whole.
+    fn whole(&mut self, value: Value);
+}
+
+/// Builds the [`Value`] a walk finds.
+#[derive(Default)]
+struct Build {
+    items: Vec<Bytes>,
+    scored: Vec<(Bytes, f64)>,
+    fields: Vec<HashField>,
+    whole: Option<Value>,
+}
+
+impl Build {
+    fn finish(self, kind: KeyKind) -> Value {
+        match kind {
+            KeyKind::String => Value::String(self.items.into_iter().next().unwrap_or_default()),
+            KeyKind::List => Value::List(self.items),
+            KeyKind::Set => Value::Set(self.items),
+            KeyKind::SortedSet => Value::SortedSet(self.scored),
+            KeyKind::Hash => Value::Hash(self.fields),
+            // Walked whole: streams and module values.
+            KeyKind::Stream | KeyKind::Module => {
+                self.whole.unwrap_or_else(|| Value::String(Bytes::new()))
+            }
+        }
+    }
+}
+
+impl Visit for Build {
+    fn reserve(&mut self, n: usize) {
+        self.items.reserve(n);
+    }
+
+    fn item(&mut self, base: &Bytes, item: Text<'_>) {
+        self.items.push(item.into_bytes(base));
+    }
+
+    fn scored(&mut self, base: &Bytes, member: Text<'_>, score: f64) {
+        self.scored.push((member.into_bytes(base), score));
+    }
+
+    fn field(&mut self, base: &Bytes, field: Text<'_>, value: Text<'_>, expire_at_ms: Option<u64>) {
+        self.fields.push(HashField {
+            field: field.into_bytes(base),
+            value: value.into_bytes(base),
+            expire_at_ms,
+        });
+    }
+
+    fn whole(&mut self, value: Value) {
+        self.whole = Some(value);
+    }
+}
+
+/// Checks without building: every string is read (LZF decompressed), and
+/// dropped.
+struct Check;
+
+impl Visit for Check {
+    fn reserve(&mut self, _: usize) {}
+    fn item(&mut self, _: &Bytes, _: Text<'_>) {}
+    fn scored(&mut self, _: &Bytes, _: Text<'_>, _: f64) {}
+    fn field(&mut self, _: &Bytes, _: Text<'_>, _: Text<'_>, _: Option<u64>) {}
+    fn whole(&mut self, _: Value) {}
 }
 
 /// The first RDB version with each newer type.
@@ -184,27 +327,21 @@ fn empty(at: usize, what: &str) -> Stop {
     Stop::bad(at, format!("empty {what}: Redis never writes an empty key"))
 }
 
-fn decode(cursor: &mut Cursor<'_>, value_type: u8, raw: &Bytes) -> Read<Value> {
-    Ok(match value_type {
-        0 => Value::String(cursor.string()?.to_bytes(raw)?),
+fn walk<V: Visit>(cursor: &mut Cursor<'_>, value_type: u8, raw: &Bytes, v: &mut V) -> Read<()> {
+    match value_type {
+        0 => v.item(raw, text(cursor.string()?)?),
         1 | 2 => {
             let count = cursor.len()?;
-            let mut items = Vec::with_capacity(reserve(count, cursor.remaining(), 1));
+            v.reserve(reserve(count, cursor.remaining(), 1));
             for _ in 0..count {
-                items.push(cursor.string()?.to_bytes(raw)?);
+                v.item(raw, text(cursor.string()?)?);
             }
-            nonempty(&items, 0, if value_type == 1 { "list" } else { "set" })?;
-            if value_type == 1 {
-                Value::List(items)
-            } else {
-                Value::Set(items)
-            }
+            nonempty(count, 0, if value_type == 1 { "list" } else { "set" })?;
         }
         3 | 5 => {
             let count = cursor.len()?;
-            let mut items = Vec::with_capacity(reserve(count, cursor.remaining(), 2));
             for _ in 0..count {
-                let member = cursor.string()?.to_bytes(raw)?;
+                let member = text(cursor.string()?)?;
                 let at = cursor.pos();
                 let score = if value_type == 3 {
                     cursor.ascii_double()?
@@ -214,124 +351,109 @@ fn decode(cursor: &mut Cursor<'_>, value_type: u8, raw: &Bytes) -> Read<Value> {
                 if score.is_nan() && value_type == 5 {
                     return Err(Stop::bad(at, "a score that is not a number"));
                 }
-                items.push((member, score));
+                v.scored(raw, member, score);
             }
-            nonempty(&items, 0, "sorted set")?;
-            Value::SortedSet(items)
+            nonempty(count, 0, "sorted set")?;
         }
         4 => {
             let count = cursor.len()?;
-            let mut fields = Vec::with_capacity(reserve(count, cursor.remaining(), 2));
             for _ in 0..count {
-                fields.push(HashField {
-                    field: cursor.string()?.to_bytes(raw)?,
-                    value: cursor.string()?.to_bytes(raw)?,
-                    expire_at_ms: None,
-                });
+                let field = text(cursor.string()?)?;
+                let value = text(cursor.string()?)?;
+                v.field(raw, field, value, None);
             }
-            nonempty(&fields, 0, "hash")?;
-            Value::Hash(fields)
+            nonempty(count, 0, "hash")?;
         }
-        7 => Value::Module(module(cursor, raw)?),
+        7 => v.whole(Value::Module(module(cursor, raw)?)),
         9 => {
             let (blob, base) = blob(cursor, raw)?;
             let pairs = blobs::zipmap(&blob, base)?;
-            nonempty(&pairs, base, "hash")?;
-            Value::Hash(
-                pairs
-                    .into_iter()
-                    .map(|(field, value)| HashField {
-                        field: slice(&blob, field),
-                        value: slice(&blob, value),
-                        expire_at_ms: None,
-                    })
-                    .collect(),
-            )
+            nonempty(pairs.len() as u64, base, "hash")?;
+            for (field, value) in pairs {
+                v.field(&blob, Text::Slice(field), Text::Slice(value), None);
+            }
         }
         10 => {
             let (blob, base) = blob(cursor, raw)?;
-            let items = ziplist(&blob, base)?;
-            nonempty(&items, base, "list")?;
-            Value::List(items)
+            let count = each(Ziplist::new(&blob, base)?, |elem| {
+                v.item(&blob, elem.into());
+                Ok(())
+            })?;
+            nonempty(count, base, "list")?;
         }
         11 => {
             let (blob, base) = blob(cursor, raw)?;
-            let ints = blobs::intset(&blob, base)?;
-            nonempty(&ints, base, "set")?;
-            Value::Set(
-                ints.into_iter()
-                    .map(|i| Bytes::from(i.to_string()))
-                    .collect(),
-            )
+            let count = blobs::intset(&blob, base, |int| v.item(&blob, Text::Int(int)))?;
+            nonempty(count, base, "set")?;
         }
         12 | 17 => {
             let (blob, base) = blob(cursor, raw)?;
-            let items = if value_type == 12 {
-                ziplist_elems(&blob, base)?
-            } else {
-                listpack_elems(&blob, base)?
-            };
-            let pairs = pairs(&items, base, "sorted set")?;
-            let mut out = Vec::with_capacity(pairs.len());
-            for (member, score) in pairs {
+            let mut scored = |member: Elem<'_>, score: Elem<'_>| {
                 let score = score
                     .to_f64()
                     .ok_or_else(|| Stop::bad(base, "a score that is not a number"))?;
-                out.push((member.to_bytes(&blob), score));
+                v.scored(&blob, member.into(), score);
+                Ok(())
+            };
+            if value_type == 12 {
+                pairs(Ziplist::new(&blob, base)?, base, "sorted set", &mut scored)?;
+            } else {
+                pairs(Listpack::new(&blob, base)?, base, "sorted set", &mut scored)?;
             }
-            Value::SortedSet(out)
         }
         13 | 16 => {
             let (blob, base) = blob(cursor, raw)?;
-            let items = if value_type == 13 {
-                ziplist_elems(&blob, base)?
-            } else {
-                listpack_elems(&blob, base)?
+            let mut field = |field: Elem<'_>, value: Elem<'_>| {
+                v.field(&blob, field.into(), value.into(), None);
+                Ok(())
             };
-            let fields = pairs(&items, base, "hash")?
-                .into_iter()
-                .map(|(field, value)| HashField {
-                    field: field.to_bytes(&blob),
-                    value: value.to_bytes(&blob),
-                    expire_at_ms: None,
-                })
-                .collect();
-            Value::Hash(fields)
+            if value_type == 13 {
+                pairs(Ziplist::new(&blob, base)?, base, "hash", &mut field)?;
+            } else {
+                pairs(Listpack::new(&blob, base)?, base, "hash", &mut field)?;
+            }
         }
         14 => {
             let nodes = cursor.len()?;
-            let mut items = Vec::new();
+            let mut count = 0;
             for _ in 0..nodes {
                 let (blob, base) = blob(cursor, raw)?;
-                let node = ziplist(&blob, base)?;
-                nonempty(&node, base, "quicklist node")?;
-                items.extend(node);
+                let node = each(Ziplist::new(&blob, base)?, |elem| {
+                    v.item(&blob, elem.into());
+                    Ok(())
+                })?;
+                nonempty(node, base, "quicklist node")?;
+                count += node;
             }
-            nonempty(&items, 0, "list")?;
-            Value::List(items)
+            nonempty(count, 0, "list")?;
         }
         18 => {
             let nodes = cursor.len()?;
-            let mut items = Vec::new();
+            let mut count = 0;
             for _ in 0..nodes {
                 let at = cursor.pos();
                 match cursor.len()? {
                     // PLAIN: the node is one element.
-                    1 => items.push(cursor.string()?.to_bytes(raw)?),
+                    1 => {
+                        v.item(raw, text(cursor.string()?)?);
+                        count += 1;
+                    }
                     // PACKED: a listpack of elements.
                     2 => {
                         let (blob, base) = blob(cursor, raw)?;
-                        let node = listpack_elems(&blob, base)?;
-                        nonempty(&node, base, "quicklist node")?;
-                        items.extend(node.into_iter().map(|elem| elem.to_bytes(&blob)));
+                        let node = each(Listpack::new(&blob, base)?, |elem| {
+                            v.item(&blob, elem.into());
+                            Ok(())
+                        })?;
+                        nonempty(node, base, "quicklist node")?;
+                        count += node;
                     }
                     other => {
                         return Err(Stop::bad(at, format!("quicklist node container {other}")));
                     }
                 }
             }
-            nonempty(&items, 0, "list")?;
-            Value::List(items)
+            nonempty(count, 0, "list")?;
         }
         15 | 19 | 21 => {
             let layout = match value_type {
@@ -339,13 +461,17 @@ fn decode(cursor: &mut Cursor<'_>, value_type: u8, raw: &Bytes) -> Read<Value> {
                 19 => 2,
                 _ => 3,
             };
-            Value::Stream(Box::new(stream::decode(cursor, raw, layout)?))
+            v.whole(Value::Stream(Box::new(stream::decode(
+                cursor, raw, layout,
+            )?)));
         }
         20 => {
             let (blob, base) = blob(cursor, raw)?;
-            let items = listpack_elems(&blob, base)?;
-            nonempty(&items, base, "set")?;
-            Value::Set(items.into_iter().map(|elem| elem.to_bytes(&blob)).collect())
+            let count = each(Listpack::new(&blob, base)?, |elem| {
+                v.item(&blob, elem.into());
+                Ok(())
+            })?;
+            nonempty(count, base, "set")?;
         }
         22 | 24 => {
             let min_expire = if value_type == 24 {
@@ -354,7 +480,6 @@ fn decode(cursor: &mut Cursor<'_>, value_type: u8, raw: &Bytes) -> Read<Value> {
                 None
             };
             let count = cursor.len()?;
-            let mut fields = Vec::with_capacity(reserve(count, cursor.remaining(), 3));
             for _ in 0..count {
                 let at = cursor.pos();
                 let ttl = cursor.len()?;
@@ -369,14 +494,11 @@ fn decode(cursor: &mut Cursor<'_>, value_type: u8, raw: &Bytes) -> Read<Value> {
                     ),
                 };
                 check_expiry(expire_at_ms, at)?;
-                fields.push(HashField {
-                    field: cursor.string()?.to_bytes(raw)?,
-                    value: cursor.string()?.to_bytes(raw)?,
-                    expire_at_ms,
-                });
+                let field = text(cursor.string()?)?;
+                let value = text(cursor.string()?)?;
+                v.field(raw, field, value, expire_at_ms);
             }
-            nonempty(&fields, 0, "hash")?;
-            Value::Hash(fields)
+            nonempty(count, 0, "hash")?;
         }
         23 | 25 => {
             if value_type == 25 {
@@ -384,34 +506,36 @@ fn decode(cursor: &mut Cursor<'_>, value_type: u8, raw: &Bytes) -> Read<Value> {
                 cursor.u64_le()?;
             }
             let (blob, base) = blob(cursor, raw)?;
-            let items = listpack_elems(&blob, base)?;
-            if items.is_empty() || !items.len().is_multiple_of(3) {
-                return Err(Stop::bad(
+            let mut elems = Listpack::new(&blob, base)?;
+            let mut count = 0u64;
+            let not_triples = |count: u64| {
+                Stop::bad(
                     base,
-                    format!(
-                        "hash listpack with expiries of {} elements, not triples",
-                        items.len()
-                    ),
-                ));
-            }
-            let mut fields = Vec::with_capacity(items.len() / 3);
-            for triple in items.chunks_exact(3) {
-                let expire_at_ms = match triple[2].to_int() {
+                    format!("hash listpack with expiries of {count} elements, not triples"),
+                )
+            };
+            while let Some(field) = elems.next()? {
+                let value = elems.next()?;
+                let expiry = if value.is_some() { elems.next()? } else { None };
+                let (Some(value), Some(expiry)) = (value, expiry) else {
+                    return Err(not_triples(count + 1 + u64::from(value.is_some())));
+                };
+                count += 3;
+                let expire_at_ms = match expiry.to_int() {
                     Some(0) => None,
                     Some(ms) if ms > 0 => Some(ms as u64),
                     _ => return Err(Stop::bad(base, "hash field expiry is not a time")),
                 };
                 check_expiry(expire_at_ms, base)?;
-                fields.push(HashField {
-                    field: triple[0].to_bytes(&blob),
-                    value: triple[1].to_bytes(&blob),
-                    expire_at_ms,
-                });
+                v.field(&blob, field.into(), value.into(), expire_at_ms);
             }
-            Value::Hash(fields)
+            if count == 0 {
+                return Err(not_triples(0));
+            }
         }
         other => return Err(Stop::bad(0, format!("unsupported value type {other}"))),
-    })
+    }
+    Ok(())
 }
 
 /// The largest field expiry Redis keeps (`EB_EXPIRE_TIME_MAX`, 2^48 - 1).
@@ -424,8 +548,8 @@ fn check_expiry(expire_at_ms: Option<u64>, at: usize) -> Read<()> {
     }
 }
 
-fn nonempty<T>(items: &[T], at: usize, what: &str) -> Read<()> {
-    if items.is_empty() {
+fn nonempty(count: u64, at: usize, what: &str) -> Read<()> {
+    if count == 0 {
         Err(empty(at, what))
     } else {
         Ok(())
@@ -438,44 +562,39 @@ fn blob(cursor: &mut Cursor<'_>, raw: &Bytes) -> Read<(Bytes, usize)> {
     Ok((blob.clone(), cursor.pos().saturating_sub(blob.len())))
 }
 
-fn slice(base: &Bytes, bytes: &[u8]) -> Bytes {
-    if bytes.is_empty() {
-        Bytes::new()
-    } else {
-        base.slice_ref(bytes)
+/// Hands every element to `f`; how many there were.
+fn each<'a, E: Elements<'a>>(mut elems: E, mut f: impl FnMut(Elem<'a>) -> Read<()>) -> Read<u64> {
+    let mut count = 0;
+    while let Some(elem) = elems.next()? {
+        f(elem)?;
+        count += 1;
     }
+    Ok(count)
 }
 
-fn listpack_elems(blob: &Bytes, base: usize) -> Read<Vec<Elem<'_>>> {
-    Listpack::new(blob, base)?.all()
-}
-
-fn ziplist_elems(blob: &Bytes, base: usize) -> Read<Vec<Elem<'_>>> {
-    Ziplist::new(blob, base)?.all()
-}
-
-fn ziplist(blob: &Bytes, base: usize) -> Read<Vec<Bytes>> {
-    Ok(ziplist_elems(blob, base)?
-        .into_iter()
-        .map(|elem| elem.to_bytes(blob))
-        .collect())
-}
-
-/// Elements taken two by two; an odd count or none at all is an error.
-fn pairs<'a>(items: &[Elem<'a>], base: usize, what: &str) -> Read<Vec<(Elem<'a>, Elem<'a>)>> {
-    if items.is_empty() {
+/// Hands the elements to `f` two by two; an odd count or none at all is an
+/// error.
+fn pairs<'a, E: Elements<'a>>(
+    mut elems: E,
+    base: usize,
+    what: &str,
+    f: &mut impl FnMut(Elem<'a>, Elem<'a>) -> Read<()>,
+) -> Read<()> {
+    let mut count = 0u64;
+    while let Some(first) = elems.next()? {
+        let Some(second) = elems.next()? else {
+            return Err(Stop::bad(
+                base,
+                format!("{what} of {} elements, not pairs", count + 1),
+            ));
+        };
+        count += 2;
+        f(first, second)?;
+    }
+    if count == 0 {
         return Err(empty(base, what));
     }
-    if !items.len().is_multiple_of(2) {
-        return Err(Stop::bad(
-            base,
-            format!("{what} of {} elements, not pairs", items.len()),
-        ));
-    }
-    Ok(items
-        .chunks_exact(2)
-        .map(|pair| (pair[0], pair[1]))
-        .collect())
+    Ok(())
 }
 
 fn module(cursor: &mut Cursor<'_>, raw: &Bytes) -> Read<ModuleValue> {
