@@ -413,6 +413,30 @@ pub trait SnapshotWriter: Send {
         Ok(entries)
     }
 
+    /// [`SnapshotWriter::add_streams`] where each stream may come with the
+    /// [`CutHints`] of its records ([`SnapshotWriter::add_stream_hinted`]).
+    /// The default stores them one after another.
+    ///
+    /// # Errors
+    /// As [`SnapshotWriter::add_streams`].
+    async fn add_streams_hinted(
+        &mut self,
+        streams: Vec<(
+            StreamName,
+            &mut (dyn AsyncRead + Send + Unpin),
+            Option<CutHints>,
+        )>,
+    ) -> Result<Vec<StreamEntry>> {
+        let mut entries = Vec::with_capacity(streams.len());
+        for (name, data, hints) in streams {
+            entries.push(match hints {
+                Some(hints) => self.add_stream_hinted(&name, data, hints).await?,
+                None => self.add_stream(&name, data).await?,
+            });
+        }
+        Ok(entries)
+    }
+
     /// Writes the manifest: the snapshot now exists.
     ///
     /// # Errors

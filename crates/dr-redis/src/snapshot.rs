@@ -7,9 +7,9 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use dr_core::{
-    Backup, BackupReport, BackupRequest, Capabilities, ComponentId, CutHints, Manifest, Position,
-    RecoveryPoint, SnapshotCommit, SnapshotDetails, SnapshotWriter, StreamName, Timeline,
-    async_trait,
+    Backup, BackupReport, BackupRequest, Capabilities, ComponentId, CutHints, CutHintsPublisher,
+    Manifest, Position, RecoveryPoint, SnapshotCommit, SnapshotDetails, SnapshotWriter, StreamName,
+    Timeline, async_trait,
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -191,39 +191,9 @@ pub(crate) async fn store_checked(
     name: &StreamName,
     source: &mut dyn Chunks,
 ) -> dr_core::Result<RdbSummary> {
-    let (mut pipe_in, pipe_out) = tokio::io::duplex(PIPE);
+    let (pipe_in, pipe_out) = tokio::io::duplex(PIPE);
     let (publisher, hints) = CutHints::pair();
-    let fetch = async {
-        let mut checker = Verifier::framing_only().collecting_record_starts();
-        // Fed and not yet written, from offset `written` on.
-        let mut held: VecDeque<Bytes> = VecDeque::new();
-        let mut held_len = 0u64;
-        let mut written = 0u64;
-        let mut starts = Vec::new();
-        while let Some(chunk) = source.next_chunk().await? {
-            checker.feed(&chunk)?;
-            held_len += chunk.len() as u64;
-            held.push_back(chunk);
-            checker.take_record_starts(&mut starts);
-            // Those below what was written already came too late.
-            publisher.publish(starts.drain(..).filter(|&start| start >= written));
-            let mut release = checker.settled() - written;
-            if held_len - release > HOLD {
-                release = held_len;
-            }
-            if write_held(&mut pipe_in, &mut held, release).await.is_err() {
-                // The store stopped reading: its own error says why.
-                held.clear();
-                break;
-            }
-            written += release;
-            held_len -= release;
-        }
-        write_held(&mut pipe_in, &mut held, held_len).await.ok();
-        pipe_in.shutdown().await.ok();
-        drop(pipe_in);
-        checker.finish()
-    };
+    let fetch = pump(source, pipe_in, publisher);
     let store = async {
         // Moved in: once the store ends, the fetch's writes fail.
         let mut pipe_out = pipe_out;
@@ -234,9 +204,51 @@ pub(crate) async fn store_checked(
     Ok(summary?)
 }
 
-/// The most bytes [`store_checked`] holds back for a record start it does
-/// not know yet: longer key names are not cut before.
+/// The most bytes [`pump`] holds back for a record start it does not know
+/// yet: longer key names are not cut before.
 const HOLD: u64 = 1 << 20;
+
+/// Feeds what `source` yields into `pipe` for the store, framing it and
+/// checking its checksum on the way and publishing each key's record start
+/// to `publisher` before the bytes at it are written (bytes after the start
+/// of an item not yet whole wait for the next piece, up to [`HOLD`]); the
+/// summary once the source ends. A store that stops reading ends the pump,
+/// and the check then fails as incomplete.
+pub(crate) async fn pump(
+    source: &mut (dyn Chunks + '_),
+    mut pipe: impl AsyncWrite + Unpin,
+    publisher: CutHintsPublisher,
+) -> crate::Result<RdbSummary> {
+    let mut checker = Verifier::framing_only().collecting_record_starts();
+    // Fed and not yet written, from offset `written` on.
+    let mut held: VecDeque<Bytes> = VecDeque::new();
+    let mut held_len = 0u64;
+    let mut written = 0u64;
+    let mut starts = Vec::new();
+    while let Some(chunk) = source.next_chunk().await? {
+        checker.feed(&chunk)?;
+        held_len += chunk.len() as u64;
+        held.push_back(chunk);
+        checker.take_record_starts(&mut starts);
+        // Those below what was written already came too late.
+        publisher.publish(starts.drain(..).filter(|&start| start >= written));
+        let mut release = checker.settled() - written;
+        if held_len - release > HOLD {
+            release = held_len;
+        }
+        if write_held(&mut pipe, &mut held, release).await.is_err() {
+            // The store stopped reading: its own error says why.
+            held.clear();
+            break;
+        }
+        written += release;
+        held_len -= release;
+    }
+    write_held(&mut pipe, &mut held, held_len).await.ok();
+    pipe.shutdown().await.ok();
+    drop(pipe);
+    checker.finish()
+}
 
 /// Writes the first `n` bytes of `held` into `pipe`, and drops them.
 async fn write_held(

@@ -334,3 +334,79 @@ async fn a_whole_cluster_is_rebuilt_on_empty_nodes_from_its_snapshot() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("not an empty node"), "{err}");
 }
+
+/// Bytes of every file under `dir`.
+fn stored_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stored_bytes(&entry.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
+/// `SET k:<i> <noise>` for each of `keys`, by master.
+fn noisy_writes(
+    cluster: &RedisCluster,
+    keys: Vec<usize>,
+    version: u64,
+) -> BTreeMap<u16, (redis::Pipeline, &Redis)> {
+    let mut pipes: BTreeMap<u16, (redis::Pipeline, &Redis)> = BTreeMap::new();
+    for i in keys {
+        let key = format!("k:{i}");
+        let master = master_for(cluster, key.as_bytes());
+        let (pipe, _) = pipes
+            .entry(master.port())
+            .or_insert_with(|| (redis::pipe(), master));
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(dr_testkit::noise(
+                i as u64 * 2 + version,
+                200 + (i * 997) % 3000,
+            ))
+            .ignore();
+    }
+    pipes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_cluster_snapshot_stores_little_more_than_the_keys_that_changed() {
+    let cluster = RedisCluster::start(3, 0).await.unwrap();
+    for (pipe, master) in noisy_writes(&cluster, (0..3000).collect(), 0).values() {
+        let mut con = master.connection().await.unwrap();
+        let (): () = pipe.query_async(&mut con).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    let snapshot = ClusterSnapshot::new(
+        "redis/cluster".parse().unwrap(),
+        server(&cluster.masters()[0]),
+    )
+    .from_masters();
+    let first = snapshot.backup_to(&repo).await.unwrap();
+    let rdb: u64 = ClusterSnapshotDetails::of(&first.manifest)
+        .unwrap()
+        .shards
+        .iter()
+        .map(|s| s.rdb.bytes)
+        .sum();
+    let after_first = stored_bytes(dir.path());
+    for (pipe, master) in noisy_writes(&cluster, (0..3000).step_by(200).collect(), 1).values() {
+        let mut con = master.connection().await.unwrap();
+        let (): () = pipe.query_async(&mut con).await.unwrap();
+    }
+    snapshot.backup_to(&repo).await.unwrap();
+    let added = stored_bytes(dir.path()) - after_first;
+    // 15 keys of 3000 rewritten: every shard cut at its keys.
+    assert!(rdb > 4_000_000, "{rdb}");
+    assert!(
+        added * 10 < rdb,
+        "the second snapshot stored {added} bytes of RDBs of {rdb}"
+    );
+}

@@ -6,20 +6,19 @@
 use std::time::{Duration, Instant};
 
 use dr_core::{
-    Backup, BackupReport, BackupRequest, Capabilities, ComponentId, Manifest, RecoveryPoint,
-    SnapshotDetails, SnapshotWriter, StreamName, Timeline, async_trait,
+    Backup, BackupReport, BackupRequest, Capabilities, ComponentId, CutHints, Manifest,
+    RecoveryPoint, SnapshotDetails, SnapshotWriter, StreamName, Timeline, async_trait,
 };
 use futures_util::future::{join_all, try_join_all};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
 use super::layout::ClusterLayout;
 use crate::error::{Error, Result};
 use crate::fetch::conn::{Conn, Reply};
 use crate::fetch::{Framing, RdbTransfer, RedisServer, info, info_field};
-use crate::rdb::verify::{RdbSummary, Verifier};
-use crate::snapshot::RdbSnapshotDetails;
+use crate::rdb::verify::RdbSummary;
+use crate::snapshot::{RdbSnapshotDetails, pump};
 
 /// How far ahead of the store each shard's transfer may read.
 const PIPE: usize = 4 << 20;
@@ -346,8 +345,9 @@ async fn caught_up(replica: &RedisServer, offset: u64, within: Duration) -> Resu
     }
 }
 
-/// Stores each transfer as its stream, all at once, framing each and
-/// checking its checksum on the way; their summaries once all are done.
+/// Stores each transfer as its stream, all at once, each through the same
+/// pump as a server's snapshot (framed, checksummed, cut at its keys);
+/// their summaries and framings once all are done.
 async fn store_all_checked(
     writer: &mut dyn SnapshotWriter,
     transfers: Vec<(StreamName, RdbTransfer)>,
@@ -355,37 +355,36 @@ async fn store_all_checked(
     let mut fetches = Vec::new();
     let mut outs = Vec::new();
     for (name, mut transfer) in transfers {
-        let (mut pipe_in, pipe_out) = tokio::io::duplex(PIPE);
-        outs.push((name, pipe_out));
+        let (pipe_in, pipe_out) = tokio::io::duplex(PIPE);
+        let (publisher, hints) = CutHints::pair();
+        outs.push((name, pipe_out, hints));
         fetches.push(async move {
-            let mut checker = Verifier::framing_only();
-            while let Some(chunk) = transfer.next_chunk().await? {
-                checker.feed(&chunk)?;
-                if pipe_in.write_all(&chunk).await.is_err() {
-                    break;
-                }
-            }
-            pipe_in.shutdown().await.ok();
-            drop(pipe_in);
+            let summary = pump(&mut transfer, pipe_in, publisher).await;
             let framing = match transfer.framing() {
                 Some(Framing::EofMark(_)) => "diskless",
                 _ => "length",
             };
-            Ok::<_, Error>((checker.finish()?, framing))
+            summary.map(|summary| (summary, framing))
         });
     }
     let store = async {
-        let mut outs = outs;
-        let streams = outs
+        let mut pipes: Vec<(StreamName, tokio::io::DuplexStream)> = Vec::new();
+        let mut all_hints = Vec::new();
+        for (name, out, hints) in outs {
+            pipes.push((name, out));
+            all_hints.push(hints);
+        }
+        let streams = pipes
             .iter_mut()
-            .map(|(name, out)| {
+            .zip(all_hints)
+            .map(|((name, out), hints)| {
                 let out: &mut (dyn tokio::io::AsyncRead + Send + Unpin) = out;
-                (name.clone(), out)
+                (name.clone(), out, Some(hints))
             })
             .collect();
-        let stored = writer.add_streams(streams).await;
+        let stored = writer.add_streams_hinted(streams).await;
         // Dropped here: a fetch still writing learns the store has ended.
-        drop(outs);
+        drop(pipes);
         stored
     };
     let (summaries, stored) = tokio::join!(join_all(fetches), store);

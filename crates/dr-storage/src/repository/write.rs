@@ -416,17 +416,37 @@ impl SnapshotWriter for RepositoryWriter {
         &mut self,
         streams: Vec<(StreamName, &mut (dyn AsyncRead + Send + Unpin))>,
     ) -> dr_core::Result<Vec<StreamEntry>> {
-        let names: Vec<StreamName> = streams.iter().map(|(name, _)| name.clone()).collect();
+        self.add_streams_hinted(
+            streams
+                .into_iter()
+                .map(|(name, data)| (name, data, None))
+                .collect(),
+        )
+        .await
+    }
+
+    async fn add_streams_hinted(
+        &mut self,
+        streams: Vec<(
+            StreamName,
+            &mut (dyn AsyncRead + Send + Unpin),
+            Option<CutHints>,
+        )>,
+    ) -> dr_core::Result<Vec<StreamEntry>> {
+        let names: Vec<StreamName> = streams.iter().map(|(name, _, _)| name.clone()).collect();
         self.check_new(&names)?;
         let this = &*self;
         let stored = futures_util::future::try_join_all(streams.into_iter().map(
-            |(name, data)| async move {
-                let cutter = Cutter::new(
+            |(name, data, hints)| async move {
+                let (chunker, seed) = (
                     this.repo.inner.config.chunker,
                     this.repo.inner.crypter.chunker_seed(),
-                    StreamLayout::Opaque,
                 );
-                this.store_stream(&name, data, cutter, None).await
+                let cutter = match hints {
+                    Some(_) => Cutter::records(chunker, seed),
+                    None => Cutter::new(chunker, seed, StreamLayout::Opaque),
+                };
+                this.store_stream(&name, data, cutter, hints.as_ref()).await
             },
         ))
         .await?;
