@@ -7,7 +7,10 @@
 # keys were rewritten against the second RDB file. The method, the figures
 # and the environment variables that adjust it (DRKIT_BENCH_KEYS,
 # DRKIT_BENCH_CHANGED, DRKIT_BENCH_REPEAT, DRKIT_BENCH_DIR) are in
-# BENCHMARKS.md. Needs redis-server, redis-cli, redis-check-rdb and GNU
+# BENCHMARKS.md. Then the online restore of that snapshot into an empty
+# server (RdbRestore, checking the whole snapshot first; and in one pass, for
+# information) against `redis-cli --pipe` fed the same RESTORE commands.
+# Needs redis-server, redis-cli, redis-check-rdb and GNU
 # time (installed as root from Debian's packages); it downloads nothing
 # else.
 set -euo pipefail
@@ -54,13 +57,14 @@ repo="$work/drkit-repo"
 DRKIT_PASSWORD="bench-$(date +%s%N)"
 export DRKIT_PASSWORD
 server_pid=""
+target_pid=""
 
 cleanup() {
   set +e
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null
-    wait "$server_pid" 2>/dev/null
-  fi
+  for pid in $server_pid $target_pid; do
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
   cd /
   rm -rf "$work"
 }
@@ -160,6 +164,51 @@ say "  medians: drkit $ours_parse s ($(mbps "$ours_parse") MB/s, $(rate "$keys" 
   "redis-check-rdb $peer_parse s ($(mbps "$peer_parse") MB/s, $(rate "$keys" "$peer_parse") keys/s)"
 notes ours parse
 
+# --- (d) the online restore ------------------------------------------------------
+
+# Into a second, empty server, emptied again before every run. The peer is
+# fed the RESTORE commands drkit sends (written from the same RDB, untimed).
+target_port="$(free_port)"
+while [ "$target_port" = "$port" ]; do target_port="$(free_port)"; done
+mkdir "$work/target"
+redis-server --port "$target_port" --bind 127.0.0.1 --dir "$work/target" --save "" --appendonly no \
+  --logfile "$work/target/server.log" &
+target_pid=$!
+for _ in $(seq 100); do
+  redis-cli -p "$target_port" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+redis-cli -p "$target_port" ping >/dev/null 2>&1 || die "the target Redis did not start: $(tail -n 5 "$work/target/server.log")"
+tcli() { redis-cli -p "$target_port" "$@"; }
+"$bench" restore-commands "$work/first.rdb" --out "$work/restore.resp" >"$work/commands.log" 2>&1 ||
+  die "writing the RESTORE commands failed: $(tail -n 5 "$work/commands.log")"
+say "restore: RdbRestore of the snapshot into an empty server against redis-cli --pipe of the same RESTORE commands, $repeat runs each, taking turns"
+say "  $(tail -n 1 "$work/commands.log")"
+ours_restore() { tcli flushall >/dev/null; timed ours "$1" "$bench" restore --port "$target_port" --repo "$repo" "${@:2}"; }
+peer_restore() { tcli flushall >/dev/null; timed --in "$work/restore.resp" peer restore redis-cli -p "$target_port" --pipe; }
+for i in $(seq "$repeat"); do
+  if [ $((i % 2)) -eq 1 ]; then
+    peer_restore
+    ours_restore restore
+  else
+    ours_restore restore
+    peer_restore
+  fi
+  say "  run $i: drkit ${seconds[ours.restore]} s ($(tcli dbsize) keys), redis-cli --pipe ${seconds[peer.restore]} s"
+done
+grep -q "errors: 0" "$work/peer-restore.out" || die "redis-cli --pipe reported errors: $(tail -n 3 "$work/peer-restore.out")"
+ours_restore single --single-pass
+restored_keys="$(tcli dbsize)"
+ours_restore_s="$(median "${runs[ours.restore]}")"
+peer_restore_s="$(median "${runs[peer.restore]}")"
+say "  medians: drkit $ours_restore_s s ($(rate "$restored_keys" "$ours_restore_s") keys/s," \
+  "$(mbps "$ours_restore_s") MB/s of RDB), redis-cli --pipe $peer_restore_s s" \
+  "($(rate "$restored_keys" "$peer_restore_s") keys/s); drkit in one pass ${seconds[ours.single]} s" \
+  "($(rate "$restored_keys" "${seconds[ours.single]}") keys/s)"
+notes ours restore
+tcli flushall >/dev/null
+rm -f "$work/restore.resp"
+
 # --- (c) a second snapshot after some keys changed --------------------------------
 
 rm -f "$work/first.rdb"
@@ -176,10 +225,9 @@ say "  drkit stored $second_stored more bytes in ${seconds[ours.second]} s;" \
 notes ours second
 rm -f "$work/second.rdb"
 
-# Steps to add here (the online restore against redis-cli --pipe) keep to the
-# same pattern: timed runs of both tools, then one `line` below.
-
 line fetch_seconds "$ours_fetch" "$peer_fetch_s"
 line fetch_peak_memory_bytes "${peak[ours.fetch]}" "${peak[peer.fetch]}"
 line parse_seconds "$ours_parse" "$peer_parse"
 line second_snapshot_stored_bytes "$second_stored" "$second_rdb"
+line restore_seconds "$ours_restore_s" "$peer_restore_s"
+line restore_seconds_single_pass "${seconds[ours.single]}" "$peer_restore_s"

@@ -20,7 +20,10 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use dr_core::BackupExt;
-use dr_redis::{RdbSnapshot, RdbSnapshotDetails, RedisServer};
+use dr_core::{Objectives, RecoveryTarget, RestoreRequest};
+use dr_redis::{
+    DumpPayload, Event, RdbReader, RdbRestore, RdbSnapshot, RdbSnapshotDetails, RedisServer,
+};
 use dr_storage::InitOptions;
 use drkit_bench::{AnyResult, RepoArgs, secs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,6 +95,25 @@ enum Command {
         /// The RDB file
         file: std::path::PathBuf,
     },
+    /// Restores the repository's latest snapshot into the (empty) server.
+    Restore {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Write as the snapshot is read, without reading it whole first
+        #[arg(long)]
+        single_pass: bool,
+    },
+    /// Writes, from an RDB file, the RESTORE commands `redis-cli --pipe`
+    /// sends: the same commands drkit's restore sends (expired keys left out).
+    RestoreCommands {
+        /// The RDB file
+        file: std::path::PathBuf,
+        /// Where the commands go
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -110,6 +132,14 @@ fn main() -> ExitCode {
                 Ok(())
             }),
             Command::Verify { file } => runtime.block_on(verify(&file)),
+            Command::Restore {
+                server,
+                repo,
+                single_pass,
+            } => runtime.block_on(restore(server.port, &repo, single_pass)),
+            Command::RestoreCommands { file, out } => {
+                runtime.block_on(restore_commands(&file, &out))
+            }
         }
     })
 }
@@ -523,5 +553,72 @@ async fn verify(file: &std::path::Path) -> AnyResult<()> {
         summary.bytes as f64 / seconds / 1e6,
         summary.counts.keys() as f64 / seconds,
     );
+    Ok(())
+}
+
+async fn restore(port: u16, args: &RepoArgs, single_pass: bool) -> AnyResult<()> {
+    let started = Instant::now();
+    let repo = args.open_or_create(InitOptions::encrypted).await?;
+    let restore = RdbRestore::new(COMPONENT.parse()?, RedisServer::new("127.0.0.1", port))
+        .check_first(!single_pass);
+    let target = RecoveryTarget::Latest;
+    let objectives = Objectives::new("1h".parse()?, "1h".parse()?);
+    let (report, counts) = restore
+        .restore_counted(RestoreRequest::new(&repo, &target, objectives))
+        .await?;
+    for step in report.timeline.steps() {
+        eprintln!("{}: {:.2} s", step.name, step.duration().as_secs_f64());
+    }
+    let seconds = secs(started);
+    eprintln!(
+        "restored {} keys ({} expired, not written) in {:.2} s, {:.0} keys/s",
+        counts.restored,
+        counts.expired,
+        seconds,
+        counts.restored as f64 / seconds,
+    );
+    Ok(())
+}
+
+async fn restore_commands(file: &std::path::Path, out: &std::path::Path) -> AnyResult<()> {
+    let mut reader = RdbReader::new(tokio::fs::File::open(file).await?);
+    let mut writer =
+        tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(out).await?);
+    let now = jiff::Timestamp::now().as_millisecond();
+    let mut version = 0;
+    let (mut written, mut expired) = (0u64, 0u64);
+    let mut command = Vec::new();
+    while let Some(event) = reader.next_event().await? {
+        match event {
+            Event::Header(header) => version = header.version,
+            Event::Key(key) => {
+                if key.expire_at_ms.is_some_and(|at| at <= now) {
+                    expired += 1;
+                    continue;
+                }
+                let payload = DumpPayload::from_key(&key, version);
+                let ttl = key.expire_at_ms.unwrap_or(0).to_string();
+                command.clear();
+                let args: [&[u8]; 5] = [
+                    b"RESTORE",
+                    &key.key,
+                    ttl.as_bytes(),
+                    payload.as_bytes(),
+                    b"ABSTTL",
+                ];
+                command.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+                for arg in args {
+                    command.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+                    command.extend_from_slice(arg);
+                    command.extend_from_slice(b"\r\n");
+                }
+                writer.write_all(&command).await?;
+                written += 1;
+            }
+            _ => {}
+        }
+    }
+    writer.flush().await?;
+    eprintln!("{written} RESTORE commands ({expired} expired keys left out)");
     Ok(())
 }

@@ -153,7 +153,7 @@ impl RdbRestore {
         self
     }
 
-    /// How many batches of commands (each about 256 KiB) may be unanswered
+    /// How many batches of commands (each about 1 MiB) may be unanswered
     /// at once on each connection (default 4, at least 1).
     #[must_use]
     pub fn window(mut self, batches: usize) -> Self {
@@ -206,8 +206,10 @@ impl RdbRestore {
         }
 
         let check_first = self.check_first || plans.iter().any(|p| p.rebuild.is_some());
+        let target_has_keys = writers.has_keys().await?;
         for plan in &mut plans {
             plan.checked = check_first;
+            plan.target_has_keys = target_has_keys;
         }
         let existing = if !check_first {
             Existing::default()
@@ -484,6 +486,21 @@ impl Writers {
         }
     }
 
+    /// Whether the target holds any key (in any database, on any master).
+    async fn has_keys(&mut self) -> Result<bool> {
+        let mut pipelines: Vec<&mut Pipeline> = match self {
+            Writers::One(pipeline) => vec![pipeline],
+            Writers::Cluster(cluster) => cluster.pipelines_mut().iter_mut().collect(),
+        };
+        for pipeline in &mut pipelines {
+            let keyspace = crate::fetch::info(pipeline.conn_mut(), "keyspace").await?;
+            if keyspace.lines().any(|l| l.starts_with("db")) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The function libraries the target has (on any master), by name.
     async fn library_names(&mut self) -> Result<HashSet<String>> {
         let mut names = HashSet::new();
@@ -516,6 +533,9 @@ struct Plan {
     /// Whether the first pass checked the RDB; if not, the writing pass
     /// checks it as it goes.
     checked: bool,
+    /// Whether the target held keys when the restore began: if not, no key
+    /// of the snapshot can exist there, and none is asked about.
+    target_has_keys: bool,
 }
 
 impl Plan {
@@ -560,6 +580,7 @@ impl Plan {
             rebuild,
             libraries,
             checked: true,
+            target_has_keys: true,
         })
     }
 }
@@ -726,8 +747,9 @@ async fn check(
     let mut counts = KeyCounts::default();
     let mut reporter = Reporter::new("check the snapshot", &rdb.details, request);
     // Keys to ask about: only where the policy needs to know before writing.
-    let ask = plan.conflict == Conflict::Fail
-        || (plan.conflict == Conflict::Skip && plan.rebuild.is_some());
+    let ask = plan.target_has_keys
+        && (plan.conflict == Conflict::Fail
+            || (plan.conflict == Conflict::Skip && plan.rebuild.is_some()));
     let now = now_ms();
     let Existing {
         keys,

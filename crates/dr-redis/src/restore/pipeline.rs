@@ -12,9 +12,9 @@ use crate::error::{Error, Result};
 use crate::fetch::conn::{Conn, Reply};
 
 /// About this many bytes of commands go out in one write.
-pub(crate) const BATCH_BYTES: usize = 256 * 1024;
+pub(crate) const BATCH_BYTES: usize = 1 << 20;
 /// And at most this many commands.
-const BATCH_COMMANDS: usize = 2048;
+const BATCH_COMMANDS: usize = 8192;
 
 /// What a command's reply means for the restore, decided by the caller when
 /// the command is queued.

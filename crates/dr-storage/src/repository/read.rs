@@ -1,4 +1,5 @@
-//! Reading snapshots back: blobs fetched a few at a time, opened on blocking
+//! Reading snapshots back: runs of blobs that lie together in a pack fetched
+//! with one read each, a few at a time, opened on blocking
 //! threads, and the whole stream checked against its manifest entry (its
 //! SHA-256 left out where the caller checks the content itself).
 
@@ -103,34 +104,36 @@ impl Repository {
                 hash.finalize()
             })
         });
-        let mut in_flight: VecDeque<JoinHandle<Result<Bytes>>> = VecDeque::new();
-        let mut pending = locations.into_iter();
+        let mut in_flight: VecDeque<JoinHandle<Result<Vec<Bytes>>>> = VecDeque::new();
+        let mut pending = runs(locations).into_iter();
         let mut seen = 0u64;
-        let outcome = loop {
+        let outcome = 'read: loop {
             while in_flight.len() < 2 * self.inner.concurrency {
-                let Some(location) = pending.next() else {
+                let Some(run) = pending.next() else {
                     break;
                 };
                 let repo = self.clone();
-                in_flight.push_back(tokio::spawn(async move { repo.read_blob(&location).await }));
+                in_flight.push_back(tokio::spawn(async move { repo.read_run(run).await }));
             }
             let Some(next) = in_flight.pop_front() else {
                 break Ok(());
             };
-            let bytes = match next.await.map_err(join_error).and_then(|r| r) {
-                Ok(bytes) => bytes,
+            let blobs = match next.await.map_err(join_error).and_then(|r| r) {
+                Ok(blobs) => blobs,
                 Err(e) => break Err(blob_failure(&what, e)),
             };
-            seen += bytes.len() as u64;
-            if seen > expected.size {
-                break Err(corrupt_io(&what, "longer than its manifest says"));
-            }
-            if hasher.is_some() && hash_tx.send(bytes.clone()).await.is_err() {
-                break Err(io::Error::other("the stream's hasher stopped"));
-            }
-            if tx.send(Ok(Some(bytes))).await.is_err() {
-                // The reader is gone: nobody to tell.
-                break Ok(());
+            for bytes in blobs {
+                seen += bytes.len() as u64;
+                if seen > expected.size {
+                    break 'read Err(corrupt_io(&what, "longer than its manifest says"));
+                }
+                if hasher.is_some() && hash_tx.send(bytes.clone()).await.is_err() {
+                    break 'read Err(io::Error::other("the stream's hasher stopped"));
+                }
+                if tx.send(Ok(Some(bytes))).await.is_err() {
+                    // The reader is gone: nobody to tell.
+                    break 'read Ok(());
+                }
             }
         };
         for job in in_flight {
@@ -156,29 +159,75 @@ impl Repository {
         tx.send(verdict).await.ok();
     }
 
-    async fn read_blob(&self, location: &Location) -> Result<Bytes> {
-        let entry = location.entry;
-        let range = entry.offset..entry.offset + u64::from(entry.length);
+    /// Reads a run of blobs (see [`runs`]) with one ranged read of their
+    /// pack, and opens each, in order, on one blocking thread.
+    async fn read_run(&self, run: Vec<Location>) -> Result<Vec<Bytes>> {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return Ok(Vec::new());
+        };
+        let start = first.entry.offset;
+        let end = last.entry.offset + u64::from(last.entry.length);
+        let pack = first.pack.clone();
         let sealed = self
             .inner
             .backend
-            .get(&pack_key(&location.pack), Some(range))
+            .get(&pack_key(&pack), Some(start..end))
             .await?;
-        if sealed.len() != entry.length as usize {
+        if sealed.len() as u64 != end - start {
             return Err(Error::corrupt(
-                format!("pack {}", location.pack),
+                format!("pack {pack}"),
                 "truncated: a blob extends past its end",
             ));
         }
         let crypter = self.inner.crypter.clone();
-        let pack = location.pack.clone();
-        let raw = tokio::task::spawn_blocking(move || {
-            open_blob(&crypter, &entry, &sealed, &pack, BlobCheck::Authenticity)
+        tokio::task::spawn_blocking(move || {
+            run.iter()
+                .map(|location| {
+                    let at = (location.entry.offset - start) as usize;
+                    let blob = &sealed[at..at + location.entry.length as usize];
+                    open_blob(
+                        &crypter,
+                        &location.entry,
+                        blob,
+                        &pack,
+                        BlobCheck::Authenticity,
+                    )
+                    .map(Bytes::from)
+                })
+                .collect()
         })
         .await
-        .map_err(join_error)??;
-        Ok(Bytes::from(raw))
+        .map_err(join_error)?
     }
+}
+
+/// The most bytes, and blobs, one read of a pack fetches.
+const RUN_BYTES: u64 = 4 << 20;
+const RUN_BLOBS: usize = 1024;
+
+/// `locations` gathered into runs: blobs that lie one after another in the
+/// same pack, read together (a stream cut into many small chunks, such as
+/// an RDB cut at its keys, is stored in order: one read per run instead of
+/// one per chunk).
+fn runs(locations: Vec<Location>) -> Vec<Vec<Location>> {
+    let mut runs: Vec<Vec<Location>> = Vec::new();
+    for location in locations {
+        let joins = runs.last().is_some_and(|run| {
+            let (Some(first), Some(last)) = (run.first(), run.last()) else {
+                return false;
+            };
+            run.len() < RUN_BLOBS
+                && last.pack == location.pack
+                && last.entry.offset + u64::from(last.entry.length) == location.entry.offset
+                && location.entry.offset + u64::from(location.entry.length) - first.entry.offset
+                    <= RUN_BYTES
+        });
+        match runs.last_mut() {
+            Some(run) if joins => run.push(location),
+            _ => runs.push(vec![location]),
+        }
+    }
+    runs
 }
 
 /// A stream from its producer task, which checks its length and SHA-256
