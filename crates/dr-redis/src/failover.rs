@@ -56,10 +56,7 @@ impl RedisFailover {
     }
 
     fn refused(&self, reason: impl Into<String>) -> dr_core::Error {
-        dr_core::Error::Refused {
-            operation: format!("failover of {}", self.component),
-            reason: reason.into(),
-        }
+        refused(&self.component, reason)
     }
 }
 
@@ -120,11 +117,43 @@ pub(crate) async fn member(name: &str, server: &RedisServer) -> Member {
     }
 }
 
-fn offset_of(member: &Member) -> Option<u64> {
+/// A member's replication offset, where it is known.
+pub(crate) fn offset_of(member: &Member) -> Option<u64> {
     match member.position {
         Some(Position::Redis { offset, .. }) => Some(offset),
         _ => None,
     }
+}
+
+/// A failover of `component` refused, and why.
+pub(crate) fn refused(component: &ComponentId, reason: impl Into<String>) -> dr_core::Error {
+    dr_core::Error::Refused {
+        operation: format!("failover of {component}"),
+        reason: reason.into(),
+    }
+}
+
+/// Refuses a promotion of `promote` that loses more than the request's
+/// byte limit, unless forced.
+pub(crate) fn within_loss_limit(
+    component: &ComponentId,
+    request: &FailoverRequest,
+    promote: &Member,
+    expected: &Lag,
+) -> dr_core::Result<()> {
+    if let (LossLimit::Bytes(limit), Some(lost)) = (request.loss_limit, expected.bytes)
+        && lost > limit
+        && !request.force
+    {
+        return Err(refused(
+            component,
+            format!(
+                "promoting {} loses {lost} bytes of writes, over the limit of {limit}",
+                promote.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -237,15 +266,7 @@ impl Failover for RedisFailover {
             },
             (false, None) => Lag::default(),
         };
-        if let (LossLimit::Bytes(limit), Some(lost)) = (request.loss_limit, expected_loss.bytes)
-            && lost > limit
-            && !request.force
-        {
-            return Err(self.refused(format!(
-                "promoting {} loses {lost} bytes of writes, over the limit of {limit}",
-                promote.name
-            )));
-        }
+        within_loss_limit(&self.component, request, promote, &expected_loss)?;
         Ok(FailoverPlan {
             component: self.component.clone(),
             mode: request.mode,

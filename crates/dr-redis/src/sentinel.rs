@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use dr_core::{
     Capabilities, ClusterAssessment, ComponentId, Failover, FailoverMode, FailoverPlan,
-    FailoverRequest, Lag, Member, PassedOver, Position, Promotion, Role, async_trait,
+    FailoverRequest, Lag, Member, PassedOver, Promotion, Role, async_trait,
 };
 use jiff::Timestamp;
 
 use crate::error::{Error, Result};
-use crate::failover::member;
+use crate::failover::{member, offset_of, refused};
 use crate::fetch::RedisServer;
 use crate::fetch::conn::Reply;
 
@@ -54,10 +54,7 @@ impl SentinelFailover {
     }
 
     fn refused(&self, reason: impl Into<String>) -> dr_core::Error {
-        dr_core::Error::Refused {
-            operation: format!("failover of {}", self.component),
-            reason: reason.into(),
-        }
+        refused(&self.component, reason)
     }
 
     /// Asks the first Sentinel that answers.
@@ -133,13 +130,6 @@ impl SentinelFailover {
                 .unwrap_or_default(),
             reason: format!("the Sentinels watch no master named {:?}", self.name),
         }
-    }
-}
-
-fn offset_of(member: &Member) -> Option<u64> {
-    match member.position {
-        Some(Position::Redis { offset, .. }) => Some(offset),
-        _ => None,
     }
 }
 

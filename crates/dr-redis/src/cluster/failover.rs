@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use dr_core::{
     Capabilities, Capability, ClusterAssessment, ComponentId, Failover, FailoverMode, FailoverPlan,
-    FailoverRequest, Lag, LossLimit, Member, PassedOver, Position, Promotion, Role, async_trait,
+    FailoverRequest, Lag, Member, PassedOver, Position, Promotion, Role, async_trait,
 };
 use jiff::Timestamp;
 
 use super::layout::{ClusterLayout, NodeRole};
 use super::snapshot::read_layout;
+use crate::failover::{offset_of, refused, within_loss_limit};
 use crate::fetch::conn::Reply;
 use crate::fetch::{RedisServer, info, info_field};
 
@@ -62,17 +63,7 @@ impl ClusterFailover {
     }
 
     fn refused(&self, reason: impl Into<String>) -> dr_core::Error {
-        dr_core::Error::Refused {
-            operation: format!("failover of {}", self.component),
-            reason: reason.into(),
-        }
-    }
-}
-
-fn offset_of(member: &Member) -> Option<u64> {
-    match member.position {
-        Some(Position::Redis { offset, .. }) => Some(offset),
-        _ => None,
+        refused(&self.component, reason)
     }
 }
 
@@ -244,15 +235,7 @@ impl Failover for ClusterFailover {
                 behind: None,
             }
         };
-        if let (LossLimit::Bytes(limit), Some(lost)) = (request.loss_limit, expected_loss.bytes)
-            && lost > limit
-            && !request.force
-        {
-            return Err(self.refused(format!(
-                "promoting {} loses {lost} bytes of writes, over the limit of {limit}",
-                promote.name
-            )));
-        }
+        within_loss_limit(&self.component, request, promote, &expected_loss)?;
         Ok(FailoverPlan {
             component: self.component.clone(),
             mode: request.mode,
