@@ -1,5 +1,5 @@
-//! Point-in-time restores from a real Redis 7.0's snapshot and command
-//! archive: the target server replicates from the restore, which plays the
+//! Point-in-time restores from a real Redis 7.0's (and 8.2's) snapshot and
+//! command archive, the writes plain, in transactions and from Lua: the target server replicates from the restore, which plays the
 //! master. Writes are made 150 ms apart and archived every 50 ms, so a
 //! target time 100 ms after a write's acknowledgement falls between the
 //! record holding it and the next: the archive's receive-time precision is
@@ -11,7 +11,7 @@ use std::time::Duration;
 use dr_core::{ErrorKind, Objectives, RecoveryTarget, Restore, RestoreRequest};
 use dr_redis::{ArchiveRestore, CommandArchiver, RedisServer};
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
-use dr_testkit::Redis;
+use dr_testkit::{Redis, RedisOptions, RedisVersion};
 use jiff::Timestamp;
 use redis::aio::MultiplexedConnection;
 
@@ -34,8 +34,11 @@ fn names(range: std::ops::Range<u32>) -> Vec<String> {
 async fn restore_to(
     repo: &Repository,
     target: RecoveryTarget,
+    version: RedisVersion,
 ) -> (dr_core::Result<dr_core::RecoveryReport>, Redis) {
-    let into = Redis::start().await.unwrap();
+    let into = Redis::start_with(RedisOptions::default().version(version))
+        .await
+        .unwrap();
     let restore = ArchiveRestore::new(
         "redis/pitr".parse().unwrap(),
         RedisServer::new("127.0.0.1", into.port()),
@@ -48,7 +51,20 @@ async fn restore_to(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_to_a_time_a_position_or_the_latest_replay_exactly_what_was_acknowledged() {
-    let master = Redis::start().await.unwrap();
+    scenario(RedisVersion::System).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_redis_8() {
+    scenario(RedisVersion::Redis8).await;
+}
+
+/// Writes (plain, in MULTI/EXEC, from Lua), a FLUSHALL, more writes; then
+/// restores to several points and checks each holds exactly what it should.
+async fn scenario(version: RedisVersion) {
+    let master = Redis::start_with(RedisOptions::default().version(version))
+        .await
+        .unwrap();
     let mut con = master.connection().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let repo = repository(&dir).await;
@@ -92,12 +108,44 @@ async fn restores_to_a_time_a_position_or_the_latest_replay_exactly_what_was_ack
             acked.push(Timestamp::now());
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
-        let (): () = redis::cmd("SET")
-            .arg(format!("w{i}"))
-            .arg(i)
-            .query_async(&mut con)
-            .await
-            .unwrap();
+        let key = format!("w{i}");
+        match i % 5 {
+            // A script's writes are replicated as their effects.
+            1 => {
+                let _: redis::Value = redis::cmd("EVAL")
+                    .arg("return redis.call('SET', KEYS[1], ARGV[1])")
+                    .arg(1)
+                    .arg(&key)
+                    .arg(i)
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+            }
+            // A transaction comes whole.
+            2 => {
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .cmd("SET")
+                    .arg(&key)
+                    .arg(i)
+                    .cmd("INCR")
+                    .arg("counter");
+                let _: redis::Value = pipe.query_async(&mut con).await.unwrap();
+                let (): () = redis::cmd("DEL")
+                    .arg("counter")
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                let (): () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(i)
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+            }
+        }
         acked.push(Timestamp::now());
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
@@ -119,7 +167,7 @@ async fn restores_to_a_time_a_position_or_the_latest_replay_exactly_what_was_ack
     let after = |i: usize| acked[i] + Duration::from_millis(100);
 
     // Just after w9: w0 to w9, nothing later.
-    let (report, into) = restore_to(&repo, RecoveryTarget::Time(after(9))).await;
+    let (report, into) = restore_to(&repo, RecoveryTarget::Time(after(9)), version).await;
     let report = report.unwrap();
     let mut restored = into.connection().await.unwrap();
     assert_eq!(keys(&mut restored).await, names(0..10));
@@ -132,7 +180,7 @@ async fn restores_to_a_time_a_position_or_the_latest_replay_exactly_what_was_ack
     assert!(report.achieved_rpo().is_some(), "{report}");
 
     // Just before the FLUSHALL (acked[20]): everything written before it.
-    let (report, into) = restore_to(&repo, RecoveryTarget::Time(after(19))).await;
+    let (report, into) = restore_to(&repo, RecoveryTarget::Time(after(19)), version).await;
     report.unwrap();
     assert_eq!(
         keys(&mut into.connection().await.unwrap()).await,
@@ -140,7 +188,7 @@ async fn restores_to_a_time_a_position_or_the_latest_replay_exactly_what_was_ack
     );
 
     // The latest: the FLUSHALL replayed, and what came after it.
-    let (report, into) = restore_to(&repo, RecoveryTarget::Latest).await;
+    let (report, into) = restore_to(&repo, RecoveryTarget::Latest, version).await;
     report.unwrap();
     assert_eq!(
         keys(&mut into.connection().await.unwrap()).await,
@@ -152,7 +200,7 @@ async fn restores_to_a_time_a_position_or_the_latest_replay_exactly_what_was_ack
         replication_id: archived.archived.replication_id.parse().unwrap(),
         offset: archived.archived.offset,
     };
-    let (report, into) = restore_to(&repo, RecoveryTarget::Position(position)).await;
+    let (report, into) = restore_to(&repo, RecoveryTarget::Position(position), version).await;
     report.unwrap();
     assert_eq!(
         keys(&mut into.connection().await.unwrap()).await,
@@ -164,6 +212,7 @@ async fn restores_to_a_time_a_position_or_the_latest_replay_exactly_what_was_ack
     let (report, into) = restore_to(
         &repo,
         RecoveryTarget::Time(Timestamp::now() + Duration::from_secs(3600)),
+        version,
     )
     .await;
     let err = report.unwrap_err();
@@ -205,7 +254,7 @@ async fn restores_to_a_time_a_position_or_the_latest_replay_exactly_what_was_ack
     repo.forget_segments(&component, &segments[1..2])
         .await
         .unwrap();
-    let (report, into) = restore_to(&repo, RecoveryTarget::Latest).await;
+    let (report, into) = restore_to(&repo, RecoveryTarget::Latest, version).await;
     let err = report.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(
