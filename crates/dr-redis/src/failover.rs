@@ -83,22 +83,7 @@ pub(crate) async fn member(name: &str, server: &RedisServer) -> Member {
     detail.insert("redis_version".to_owned(), version);
     let field = |f: &str| info_field(&replication, f).map(str::to_owned);
     let master = field("role").as_deref() == Some("master");
-    let offset = if master {
-        field("master_repl_offset")
-    } else {
-        field("slave_repl_offset")
-    }
-    .and_then(|o| o.parse::<u64>().ok());
-    let position = match (
-        field("master_replid").and_then(|id| id.parse().ok()),
-        offset,
-    ) {
-        (Some(replication_id), Some(offset)) => Some(Position::Redis {
-            replication_id,
-            offset,
-        }),
-        _ => None,
-    };
+    let position = position_of(&replication);
     if let Some(link) = field("master_link_status") {
         detail.insert("master_link_status".to_owned(), link);
     }
@@ -115,6 +100,27 @@ pub(crate) async fn member(name: &str, server: &RedisServer) -> Member {
         priority: 0,
         detail,
     }
+}
+
+/// Where a server stands in its history, from its `INFO replication`: its
+/// replication id and its offset (a master's `master_repl_offset`, a
+/// replica's `slave_repl_offset`).
+pub(crate) fn position_of(replication: &str) -> Option<Position> {
+    let master = info_field(replication, "role") == Some("master");
+    let offset = info_field(
+        replication,
+        if master {
+            "master_repl_offset"
+        } else {
+            "slave_repl_offset"
+        },
+    )?
+    .parse()
+    .ok()?;
+    Some(Position::Redis {
+        replication_id: info_field(replication, "master_replid")?.parse().ok()?,
+        offset,
+    })
 }
 
 /// A member's replication offset, where it is known.
@@ -364,13 +370,11 @@ impl RedisFailover {
                 && items.first() == Some(&Reply::Bulk(Some(b"master".to_vec())))
             {
                 let replication = info(&mut conn, "replication").await?;
-                let id = info_field(&replication, "master_replid").unwrap_or_default();
-                let offset = info_field(&replication, "master_repl_offset")
-                    .and_then(|o| o.parse().ok())
-                    .unwrap_or(0);
-                return Ok(Position::Redis {
-                    replication_id: id.parse()?,
-                    offset,
+                return position_of(&replication).ok_or_else(|| {
+                    dr_core::Error::from(Error::NotRedis {
+                        addr: server.addr(),
+                        reason: "INFO replication names no replication id and offset".into(),
+                    })
                 });
             }
             if Instant::now() > deadline {

@@ -335,22 +335,6 @@ async fn a_whole_cluster_is_rebuilt_on_empty_nodes_from_its_snapshot() {
     assert!(err.to_string().contains("not an empty node"), "{err}");
 }
 
-/// Bytes of every file under `dir`.
-fn stored_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                stored_bytes(&entry.path())
-            } else {
-                meta.len()
-            }
-        })
-        .sum()
-}
-
 /// `SET k:<i> <noise>` for each of `keys`, by master.
 fn noisy_writes(
     cluster: &RedisCluster,
@@ -396,13 +380,13 @@ async fn a_second_cluster_snapshot_stores_little_more_than_the_keys_that_changed
         .iter()
         .map(|s| s.rdb.bytes)
         .sum();
-    let after_first = stored_bytes(dir.path());
+    let after_first = common::stored_bytes(dir.path());
     for (pipe, master) in noisy_writes(&cluster, (0..3000).step_by(200).collect(), 1).values() {
         let mut con = master.connection().await.unwrap();
         let (): () = pipe.query_async(&mut con).await.unwrap();
     }
     snapshot.backup_to(&repo).await.unwrap();
-    let added = stored_bytes(dir.path()) - after_first;
+    let added = common::stored_bytes(dir.path()) - after_first;
     // 15 keys of 3000 rewritten: every shard cut at its keys.
     assert!(rdb > 4_000_000, "{rdb}");
     assert!(

@@ -135,22 +135,6 @@ async fn a_broken_transfer_or_a_refused_password_leaves_no_snapshot() {
     assert!(repo.snapshots(&component).await.unwrap().is_empty());
 }
 
-/// Bytes of every file under `dir`.
-fn stored_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                stored_bytes(&entry.path())
-            } else {
-                meta.len()
-            }
-        })
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_snapshot_stores_little_more_than_the_keys_that_changed() {
     let redis = Redis::start().await.unwrap();
@@ -183,7 +167,7 @@ async fn a_second_snapshot_stores_little_more_than_the_keys_that_changed() {
         RedisServer::new("127.0.0.1", redis.port()),
     );
     let first = snapshot.backup_to(&repo).await.unwrap();
-    let after_first = stored_bytes(dir.path());
+    let after_first = common::stored_bytes(dir.path());
 
     // 20 string keys rewritten, with values of other sizes.
     let mut pipe = redis::pipe();
@@ -195,7 +179,7 @@ async fn a_second_snapshot_stores_little_more_than_the_keys_that_changed() {
     }
     let (): () = pipe.query_async(&mut con).await.unwrap();
     let second = snapshot.backup_to(&repo).await.unwrap();
-    let added = stored_bytes(dir.path()) - after_first;
+    let added = common::stored_bytes(dir.path()) - after_first;
 
     let rdb = RdbSnapshotDetails::of(&second.manifest).unwrap().bytes;
     eprintln!("second snapshot: {added} bytes stored, RDB of {rdb} bytes");

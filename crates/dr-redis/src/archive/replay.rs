@@ -21,9 +21,8 @@ use super::segment::{Record, parse_name, read_segment};
 use crate::error::Error;
 use crate::fetch::{RedisServer, info, info_field};
 use crate::inspect::redis_snapshots;
-use crate::rdb::verify::Verifier;
 use crate::replication::commands::CommandSplitter;
-use crate::restore::report_of;
+use crate::restore::{StoredRdb, copy_checked, report_of};
 use crate::snapshot::{RDB_STREAM, RdbSnapshotDetails};
 
 /// Restores a component to a point in time from its snapshots and its
@@ -193,32 +192,11 @@ impl ArchiveRestore {
             _ => {}
         }
         // The RDB itself, read whole and checked before the target is touched.
-        let mut rdb = request
-            .snapshots
-            .open_stream(&manifest.id, &RDB_STREAM.parse::<StreamName>()?)
-            .await?;
-        let mut checker = Verifier::framing_only();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = rdb.read(&mut buf).await.map_err(|e| {
-                dr_core::Error::corrupt(
-                    format!("snapshot {}", manifest.id),
-                    format!("the stored RDB does not read back: {e}"),
-                )
-            })?;
-            if n == 0 {
-                break;
-            }
-            checker.feed(&buf[..n])?;
-        }
-        let summary = checker.finish()?;
-        let differences = summary.counts.differences(&details.counts);
-        if !differences.is_empty() {
-            return Err(dr_core::Error::corrupt(
-                format!("snapshot {}", manifest.id),
-                differences.join("; "),
-            ));
-        }
+        let rdb = StoredRdb {
+            stream: RDB_STREAM.parse()?,
+            details: details.clone(),
+        };
+        copy_checked(request.snapshots, &manifest, &rdb, &mut tokio::io::sink()).await?;
         Ok(ReplayPlan {
             manifest,
             details,

@@ -16,7 +16,7 @@ use jiff::Timestamp;
 
 use super::layout::{ClusterLayout, NodeRole};
 use super::snapshot::read_layout;
-use crate::failover::{offset_of, refused, within_loss_limit};
+use crate::failover::{member, offset_of, position_of, refused, within_loss_limit};
 use crate::fetch::conn::Reply;
 use crate::fetch::{RedisServer, info, info_field};
 
@@ -96,33 +96,12 @@ impl Failover for ClusterFailover {
                     Role::Replica
                 }
             };
-            let mut position = None;
-            let mut reachable = false;
-            if let Ok(server) = seed.at(&node.addr)
-                && let Ok((mut conn, _)) = server.connect().await
-                && let Ok(replication) = info(&mut conn, "replication").await
-            {
-                reachable = true;
-                let master = info_field(&replication, "role") == Some("master");
-                let offset = info_field(
-                    &replication,
-                    if master {
-                        "master_repl_offset"
-                    } else {
-                        "slave_repl_offset"
-                    },
-                )
-                .and_then(|o| o.parse().ok());
-                if let (Some(id), Some(offset)) = (
-                    info_field(&replication, "master_replid").and_then(|id| id.parse().ok()),
-                    offset,
-                ) {
-                    position = Some(Position::Redis {
-                        replication_id: id,
-                        offset,
-                    });
-                }
-            }
+            let probed = match seed.at(&node.addr) {
+                Ok(server) => Some(member(&node.addr, &server).await),
+                Err(_) => None,
+            };
+            let reachable = probed.as_ref().is_some_and(|m| m.reachable);
+            let position = probed.and_then(|m| m.position);
             if node.failing {
                 detail.insert("failing".to_owned(), "true".to_owned());
             }
@@ -337,16 +316,10 @@ impl ClusterFailover {
                         .is_some_and(|f| f.split(',').any(|f| f == "master"))
                         && words.len() > 8
                 });
-                if serving {
-                    let replication = info(&mut conn, "replication").await?;
-                    let id = info_field(&replication, "master_replid").unwrap_or_default();
-                    let offset = info_field(&replication, "master_repl_offset")
-                        .and_then(|o| o.parse().ok())
-                        .unwrap_or(0);
-                    return Ok(Some(Position::Redis {
-                        replication_id: id.parse()?,
-                        offset,
-                    }));
+                if serving
+                    && let Some(position) = position_of(&info(&mut conn, "replication").await?)
+                {
+                    return Ok(Some(position));
                 }
             }
             if Instant::now() > until {

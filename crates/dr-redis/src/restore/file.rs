@@ -259,18 +259,29 @@ async fn write_checked(
 ) -> dr_core::Result<()> {
     let io =
         |what: &str, e: std::io::Error| dr_core::Error::io(format!("{what} {}", file.display()), e);
-    let mut stream = source.open_stream(&manifest.id, &rdb.stream).await?;
     let mut out = tokio::fs::File::create(file)
         .await
         .map_err(|e| io("creating", e))?;
+    copy_checked(source, manifest, rdb, &mut out).await?;
+    out.sync_all().await.map_err(|e| io("syncing", e))
+}
+
+/// Reads `rdb` of `manifest` whole into `out` (a file, or
+/// `tokio::io::sink()` for a check alone), framing it and checking its
+/// CRC-64 and key counts on the way.
+pub(crate) async fn copy_checked(
+    source: &dyn dr_core::SnapshotSource,
+    manifest: &dr_core::Manifest,
+    rdb: &StoredRdb,
+    out: &mut (dyn tokio::io::AsyncWrite + Send + Unpin),
+) -> dr_core::Result<()> {
+    let what = format!("snapshot {}: {}", manifest.id, rdb.stream);
+    let mut stream = source.open_stream(&manifest.id, &rdb.stream).await?;
     let mut checker = Verifier::framing_only();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = stream.read(&mut buf).await.map_err(|e| {
-            dr_core::Error::corrupt(
-                format!("snapshot {}: {}", manifest.id, rdb.stream),
-                format!("the stored RDB does not read back: {e}"),
-            )
+            dr_core::Error::corrupt(&what, format!("the stored RDB does not read back: {e}"))
         })?;
         if n == 0 {
             break;
@@ -278,18 +289,18 @@ async fn write_checked(
         checker.feed(&buf[..n])?;
         out.write_all(&buf[..n])
             .await
-            .map_err(|e| io("writing", e))?;
+            .map_err(|e| dr_core::Error::io(format!("writing {what}"), e))?;
     }
     let summary = checker.finish()?;
     let differences = summary.counts.differences(&rdb.details.counts);
     if !differences.is_empty() {
         return Err(dr_core::Error::corrupt(
-            format!("snapshot {}: {}", manifest.id, rdb.stream),
+            &what,
             format!(
                 "its keys differ from those counted at backup time: {}",
                 differences.join("; ")
             ),
         ));
     }
-    out.sync_all().await.map_err(|e| io("syncing", e))
+    Ok(())
 }

@@ -16,6 +16,7 @@ mod file;
 pub(crate) mod pipeline;
 
 pub use self::file::RdbFileRestore;
+pub(crate) use self::file::copy_checked;
 
 use std::collections::HashSet;
 

@@ -290,3 +290,19 @@ pub async fn dumped_keys(
     }
     keys
 }
+
+/// Bytes of every file under `dir` (a repository's size on disk).
+pub fn stored_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stored_bytes(&entry.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
