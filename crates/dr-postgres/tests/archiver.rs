@@ -5,15 +5,13 @@
 //! after promotion, refused credentials and clusters, and the archiver of a
 //! cluster holding WAL on the replicas through a failover.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{WAIT, flushed, lsn};
+use crate::common::{WAIT, flushed, lsn};
 use dr_core::{
     ArchiveSink, ArchiveSource, ByteStream, ComponentId, ErrorKind, JournalRecord, JournalSink,
     JournalSource, Lsn, SegmentInfo, SegmentJournal, SegmentName,

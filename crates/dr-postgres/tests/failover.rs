@@ -2,8 +2,6 @@
 //! assessed, the plan and its loss guard, the fence, the promotion, and the
 //! remaining replica following the new primary.
 
-mod common;
-
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,7 +15,7 @@ use dr_postgres::{
 };
 use dr_testkit::{Postgres, PostgresOptions, eventually};
 
-use common::{WAIT, lsn};
+use crate::common::{WAIT, lsn};
 
 /// A primary and two streaming replicas, with a table written on the primary.
 /// The primary keeps WAL for a rewind of its own after it is lost (a

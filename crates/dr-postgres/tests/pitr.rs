@@ -5,12 +5,10 @@
 //! WAL, and targets the archived WAL does not reach, fail early, leaving the
 //! target directory untouched.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::flushed;
+use crate::common::flushed;
 use dr_core::{
     ArchiveSource, Backup, BackupBase, BackupExt, BackupRequest, ComponentId, ErrorKind,
     JournalSource, Lsn, Objectives, Progress, RecoveryTarget, Restore, RestoreRequest, Rpo, Verify,

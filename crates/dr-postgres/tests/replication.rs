@@ -3,15 +3,13 @@
 //! commands, a base backup taken apart, WAL streamed and acknowledged, and a
 //! timeline switch followed.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::WAIT;
+use crate::common::WAIT;
 use dr_core::{ErrorKind, Lsn};
 use dr_postgres::replication::{
     BaseBackupEvent, BaseBackupOptions, CreateSlotOptions, ReplicationClient, StandbyStatus,

@@ -4,11 +4,9 @@
 //! and segment boundaries and a WAL switch, in agreement with `pg_waldump`,
 //! and reading can start at a middle segment.
 
-mod common;
-
 use std::path::Path;
 
-use common::lsn;
+use crate::common::lsn;
 use dr_core::Lsn;
 use dr_postgres::{DEFAULT_SEGMENT_SIZE, WalRecordEvent, WalRecordReader, WalSegment};
 use dr_testkit::{Postgres, PostgresOptions};

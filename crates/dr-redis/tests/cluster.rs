@@ -16,8 +16,6 @@ use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Redis, RedisCluster, RedisOptions, RedisVersion};
 use tokio::io::AsyncReadExt;
 
-mod common;
-
 /// Every shard's stored RDB: sound to us and to `redis-check-rdb` of the
 /// version that wrote it.
 async fn shards_agree(repo: &Repository, manifest: &dr_core::Manifest, version: RedisVersion) {
@@ -31,7 +29,7 @@ async fn shards_agree(repo: &Repository, manifest: &dr_core::Manifest, version: 
         stream.read_to_end(&mut rdb).await.unwrap();
         let ours = dr_redis::verify_slice(&rdb).unwrap();
         assert_eq!(ours.counts, shard.rdb.counts);
-        let (sound, said) = common::redis_check_rdb(version, &rdb);
+        let (sound, said) = crate::common::redis_check_rdb(version, &rdb);
         assert!(sound, "{}: {said}", shard.stream);
     }
 }
@@ -100,7 +98,7 @@ async fn keys_of<'a>(masters: impl Iterator<Item = &'a Redis>) -> BTreeMap<Vec<u
     let mut keys = BTreeMap::new();
     for master in masters {
         let mut con = master.connection().await.unwrap();
-        keys.extend(common::dumped_keys(&mut con, true).await);
+        keys.extend(crate::common::dumped_keys(&mut con, true).await);
     }
     keys
 }
@@ -380,13 +378,13 @@ async fn a_second_cluster_snapshot_stores_little_more_than_the_keys_that_changed
         .iter()
         .map(|s| s.rdb.bytes)
         .sum();
-    let after_first = common::stored_bytes(dir.path());
+    let after_first = crate::common::stored_bytes(dir.path());
     for (pipe, master) in noisy_writes(&cluster, (0..3000).step_by(200).collect(), 1).values() {
         let mut con = master.connection().await.unwrap();
         let (): () = pipe.query_async(&mut con).await.unwrap();
     }
     snapshot.backup_to(&repo).await.unwrap();
-    let added = common::stored_bytes(dir.path()) - after_first;
+    let added = crate::common::stored_bytes(dir.path()) - after_first;
     // 15 keys of 3000 rewritten: every shard cut at its keys.
     assert!(rdb > 4_000_000, "{rdb}");
     assert!(

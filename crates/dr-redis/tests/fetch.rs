@@ -10,8 +10,7 @@ use dr_core::ErrorKind;
 use dr_redis::{Error, Framing, RdbTransfer, RedisServer, verify_slice};
 use dr_testkit::{Redis, RedisOptions, RedisVersion};
 
-mod common;
-use common::fake_master::{fake_master, small_rdb};
+use crate::common::fake_master::{fake_master, small_rdb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -15,7 +15,6 @@ use dr_redis::{
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Persistence, Redis, RedisOptions, RedisVersion, eventually};
 
-mod common;
 use redis::aio::MultiplexedConnection;
 use tokio::io::AsyncReadExt;
 
@@ -200,7 +199,7 @@ async fn damaged_or_foreign_files_leave_no_snapshot() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     // Redis's own checker refuses it too.
-    let (sound, said) = common::redis_check_rdb(RedisVersion::System, &rdb);
+    let (sound, said) = crate::common::redis_check_rdb(RedisVersion::System, &rdb);
     assert!(!sound, "{said}");
 
     // A directory with no append-only manifest.

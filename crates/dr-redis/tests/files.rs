@@ -1,10 +1,8 @@
 //! Real RDB files from Redis's test suite: the good ones parse and decode
 //! whole, the damaged ones give clear errors.
 
-mod common;
-
+use crate::common::{GOOD_FILES, data};
 use bytes::Bytes;
-use common::{GOOD_FILES, data};
 use dr_redis::{Event, KeyKind, Value, decode_value, events, verify, verify_slice};
 
 /// Every key of a file, decoded, by name.

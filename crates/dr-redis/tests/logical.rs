@@ -18,8 +18,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-mod common;
-use common::fake_master::{command_args, find_command_end};
+use crate::common::fake_master::{command_args, find_command_end};
 
 /// Every key of an RDB: (database, key) → (value, expiry in ms).
 type Keys = BTreeMap<(u64, Vec<u8>), (Value, Option<i64>)>;
@@ -197,7 +196,7 @@ async fn a_logical_snapshot_holds_what_the_servers_own_save_holds() {
         let summary = verify_slice(&rdb).unwrap();
         assert_eq!(summary.rdb_version, rdb_version);
         // The RDB written from DUMP payloads is one Redis's own checker accepts.
-        let (sound, said) = common::redis_check_rdb(version, &rdb);
+        let (sound, said) = crate::common::redis_check_rdb(version, &rdb);
         assert!(sound, "{version:?}: {said}");
         assert_eq!(summary.functions, 1);
         let (dumped, functions) = keys_of(&rdb);
@@ -241,8 +240,8 @@ async fn a_logical_snapshot_holds_what_the_servers_own_save_holds() {
         assert_eq!(restored.len(), expected.len());
         for (key, (value, _)) in &expected {
             assert_eq!(
-                common::normal(restored[key].0.clone(), true),
-                common::normal(value.clone(), true),
+                crate::common::normal(restored[key].0.clone(), true),
+                crate::common::normal(value.clone(), true),
                 "{key:?}"
             );
         }

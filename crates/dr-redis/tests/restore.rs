@@ -16,8 +16,6 @@ use dr_testkit::{Redis, RedisOptions, RedisVersion};
 use proptest::prelude::*;
 use redis::aio::MultiplexedConnection;
 
-mod common;
-
 async fn repository(dir: &tempfile::TempDir) -> Repository {
     let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
     let options = InitOptions::encrypted(Secret::password("rdb")).kdf(KdfParams::INSECURE_FAST);
@@ -177,7 +175,7 @@ async fn keys_of(redis: &Redis, times: bool) -> Keys {
     {
         let client = redis::Client::open(format!("{}{db}", redis.url())).unwrap();
         let mut con = client.get_multiplexed_async_connection().await.unwrap();
-        for (name, value) in common::dumped_keys(&mut con, times).await {
+        for (name, value) in crate::common::dumped_keys(&mut con, times).await {
             keys.insert((db, name), value);
         }
     }
@@ -565,7 +563,7 @@ async fn a_cold_restore_writes_the_file_a_stopped_server_loads() {
         .await
         .unwrap();
     let (sound, said) =
-        common::redis_check_rdb(RedisVersion::System, &std::fs::read(&path).unwrap());
+        crate::common::redis_check_rdb(RedisVersion::System, &std::fs::read(&path).unwrap());
     assert!(sound, "{said}");
     target.restart().await.unwrap();
     assert_eq!(keys_of(&target, true).await, keys_of(&source, true).await);

@@ -10,8 +10,7 @@ use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Redis, RedisOptions, RedisVersion, noise};
 use tokio::io::AsyncReadExt;
 
-mod common;
-use common::fake_master::{fake_master, small_rdb};
+use crate::common::fake_master::{fake_master, small_rdb};
 
 async fn repository(dir: &tempfile::TempDir) -> Repository {
     let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
@@ -82,7 +81,7 @@ async fn a_snapshot_stores_the_whole_rdb_with_its_counts_and_position() {
         let summary = verify_slice(&rdb).unwrap();
         assert!(summary.counts.differences(&details.counts).is_empty());
         // Redis's own checker of the same version agrees.
-        let (sound, said) = common::redis_check_rdb(version, &rdb);
+        let (sound, said) = crate::common::redis_check_rdb(version, &rdb);
         assert!(sound, "{version:?}: {said}");
         assert_eq!(summary.bytes, details.bytes);
     }
@@ -167,7 +166,7 @@ async fn a_second_snapshot_stores_little_more_than_the_keys_that_changed() {
         RedisServer::new("127.0.0.1", redis.port()),
     );
     let first = snapshot.backup_to(&repo).await.unwrap();
-    let after_first = common::stored_bytes(dir.path());
+    let after_first = crate::common::stored_bytes(dir.path());
 
     // 20 string keys rewritten, with values of other sizes.
     let mut pipe = redis::pipe();
@@ -179,7 +178,7 @@ async fn a_second_snapshot_stores_little_more_than_the_keys_that_changed() {
     }
     let (): () = pipe.query_async(&mut con).await.unwrap();
     let second = snapshot.backup_to(&repo).await.unwrap();
-    let added = common::stored_bytes(dir.path()) - after_first;
+    let added = crate::common::stored_bytes(dir.path()) - after_first;
 
     let rdb = RdbSnapshotDetails::of(&second.manifest).unwrap().bytes;
     eprintln!("second snapshot: {added} bytes stored, RDB of {rdb} bytes");

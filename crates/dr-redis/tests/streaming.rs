@@ -1,9 +1,7 @@
 //! The parser fed in pieces: the same events whatever the pieces; cut or
 //! damaged input gives errors, never a panic.
 
-mod common;
-
-use common::{GOOD_FILES, data};
+use crate::common::{GOOD_FILES, data};
 use dr_redis::{Error, Event, RdbParser, events, verify_slice};
 use proptest::prelude::*;
 

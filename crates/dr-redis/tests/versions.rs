@@ -2,10 +2,8 @@
 //! the format description: no installed server writes them yet. Real files
 //! from Redis 8.2 are left to the tests that will run against it.
 
-mod common;
-
+use crate::common::{Lp, RdbBuilder, len, listpack, raw_id, string};
 use bytes::Bytes;
-use common::{Lp, RdbBuilder, len, listpack, raw_id, string};
 use dr_redis::{
     DumpPayload, Error, Event, HashField, KeyKind, ModuleField, StreamId, Value, ValueType,
     decode_value, events, verify_slice,

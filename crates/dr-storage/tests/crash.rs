@@ -105,7 +105,12 @@ async fn killed_writers_lose_nothing_committed() {
     let committed = Arc::new(Mutex::new(Vec::new()));
     for round in 0..6u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["writer_process", "--exact", "--ignored", "--nocapture"])
+            .args([
+                "crash::writer_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
             .env(REPO_ENV, dir.path())
             .env("DRKIT_CRASH_TEST_SEED", (round * 1000).to_string())
             .stdout(Stdio::piped())

@@ -15,8 +15,7 @@ use dr_storage::{
 };
 use proptest::prelude::*;
 
-mod common;
-use common::{PASSWORD, read, small};
+use crate::common::{PASSWORD, read, small};
 
 fn local(path: &str) -> Location {
     Location::Local(LocalPath::new(path).unwrap())
@@ -259,10 +258,11 @@ fn secret() -> Secret {
 
 /// A snapshot of one stream of `len` bytes made from `seed`: its id and the bytes.
 async fn backup(repo: &Repository, seed: u64, len: usize) -> (dr_core::SnapshotId, Vec<u8>) {
-    let bytes = common::data(seed, len);
-    let component = common::component("redis/master-0");
+    let bytes = crate::common::data(seed, len);
+    let component = crate::common::component("redis/master-0");
     let at = jiff::Timestamp::now();
-    let manifest = common::backup_at(repo, &component, at, &[("dump.rdb", &bytes)], &[]).await;
+    let manifest =
+        crate::common::backup_at(repo, &component, at, &[("dump.rdb", &bytes)], &[]).await;
     (manifest.id, bytes)
 }
 

@@ -22,15 +22,14 @@ use dr_storage::{
 
 const REPO_ENV: &str = "DRKIT_LOCK_TEST_REPO";
 const MODE_ENV: &str = "DRKIT_LOCK_TEST_MODE";
-mod common;
-use common::{PASSWORD, noise as data, small as options};
+use crate::common::{PASSWORD, noise as data, small as options};
 
 fn component() -> ComponentId {
-    common::component("postgres/main")
+    crate::common::component("postgres/main")
 }
 
 fn stream() -> StreamName {
-    common::stream("data")
+    crate::common::stream("data")
 }
 
 async fn open(dir: &Path) -> Repository {
@@ -52,7 +51,7 @@ async fn fresh() -> (tempfile::TempDir, Arc<dyn WriteBackend>, Repository) {
 }
 
 async fn backup(repo: &Repository, bytes: &[u8]) -> Manifest {
-    common::backup_at(
+    crate::common::backup_at(
         repo,
         &component(),
         jiff::Timestamp::now(),
@@ -63,7 +62,9 @@ async fn backup(repo: &Repository, bytes: &[u8]) -> Manifest {
 }
 
 async fn restore(repo: &Repository, manifest: &Manifest) -> Vec<u8> {
-    common::read(repo, &manifest.id, "data").await.unwrap()
+    crate::common::read(repo, &manifest.id, "data")
+        .await
+        .unwrap()
 }
 
 /// The other process: prunes (`prune`), or begins a backup and waits to be
@@ -112,7 +113,7 @@ fn spawn(dir: &Path, mode: &str, own_pid_namespace: bool) -> Child {
         Command::new(exe)
     };
     command
-        .args(["lock_process", "--exact", "--ignored", "--nocapture"])
+        .args(["locks::lock_process", "--exact", "--ignored", "--nocapture"])
         .env(REPO_ENV, dir)
         .env(MODE_ENV, mode)
         .stdout(Stdio::piped())
@@ -400,7 +401,7 @@ async fn prune_removes_temporary_files_of_killed_writes_once_old() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_aborts_incomplete_multipart_uploads_on_s3() {
     let server = dr_testkit::S3::start().await.unwrap();
-    let backend = common::s3_backend(&server, "prod").await;
+    let backend = crate::common::s3_backend(&server, "prod").await;
     let repo = Repository::init(backend.clone(), options())
         .await
         .unwrap()
@@ -526,7 +527,7 @@ async fn the_failover_lease_keeps_one_holder_on_a_directory_and_on_s3() {
     lease_keeps_one_holder(&repo).await;
 
     let server = dr_testkit::S3::start().await.unwrap();
-    let backend = common::s3_backend(&server, "").await;
+    let backend = crate::common::s3_backend(&server, "").await;
     let repo = Repository::init(backend, options()).await.unwrap();
     lease_keeps_one_holder(&repo).await;
 }

@@ -15,8 +15,7 @@ use dr_storage::{
 };
 use jiff::{Timestamp, ToSpan};
 
-mod common;
-use common::{component, data, small};
+use crate::common::{component, data, small};
 
 /// Commits a snapshot of one stream, `data`.
 async fn backup_at(
@@ -26,16 +25,18 @@ async fn backup_at(
     bytes: &[u8],
     labels: &[(&str, &str)],
 ) -> Manifest {
-    common::backup_at(repo, component, at, &[("data", bytes)], labels).await
+    crate::common::backup_at(repo, component, at, &[("data", bytes)], labels).await
 }
 
 async fn restore(repo: &Repository, manifest: &Manifest) -> Vec<u8> {
-    common::read(repo, &manifest.id, "data").await.unwrap()
+    crate::common::read(repo, &manifest.id, "data")
+        .await
+        .unwrap()
 }
 
 /// Bytes of packs in the store.
 async fn stored(backend: &dyn WriteBackend) -> u64 {
-    common::stored_bytes(backend, "data/").await
+    crate::common::stored_bytes(backend, "data/").await
 }
 
 /// Waits until the packs in the store stop changing: a dropped writer's
@@ -198,7 +199,7 @@ async fn prune_repacks_partly_used_packs_and_removes_leftovers_of_dead_backups()
     let second = data(2, 400_000);
     let mut writer = repo.begin(&pg, hours_ago(now, 2)).await.unwrap();
     writer
-        .add_stream(&common::stream("data"), &mut &first[..])
+        .add_stream(&crate::common::stream("data"), &mut &first[..])
         .await
         .unwrap();
     writer
@@ -214,7 +215,7 @@ async fn prune_repacks_partly_used_packs_and_removes_leftovers_of_dead_backups()
     // A backup that died after uploading packs: they are in no index.
     let packs_before = backend.list("data/").await.unwrap().len();
     let mut dead = repo.begin(&pg, now).await.unwrap();
-    dead.add_stream(&common::stream("data"), &mut &data(3, 4_000_000)[..])
+    dead.add_stream(&crate::common::stream("data"), &mut &data(3, 4_000_000)[..])
         .await
         .unwrap();
     drop(dead);
@@ -255,7 +256,7 @@ async fn prune_waits_for_running_backups_and_backups_wait_for_prune() {
 
     let mut running = repo.begin(&pg, Timestamp::now()).await.unwrap();
     running
-        .add_stream(&common::stream("data"), &mut &data(7, 200_000)[..])
+        .add_stream(&crate::common::stream("data"), &mut &data(7, 200_000)[..])
         .await
         .unwrap();
     let err = impatient.prune(&PruneOptions::default()).await.unwrap_err();
@@ -364,7 +365,7 @@ async fn snapshots_stored_against_others_keep_them() {
     let delta_at = hours_ago(now, 10);
     let mut writer = repo.begin(&pg, delta_at).await.unwrap();
     writer
-        .add_stream(&common::stream("data"), &mut &b"d"[..])
+        .add_stream(&crate::common::stream("data"), &mut &b"d"[..])
         .await
         .unwrap();
     let delta = writer
@@ -380,7 +381,7 @@ async fn snapshots_stored_against_others_keep_them() {
     // A commit against a snapshot that is not there is refused, and invisible.
     let mut writer = repo.begin(&pg, now).await.unwrap();
     writer
-        .add_stream(&common::stream("data"), &mut &b"e"[..])
+        .add_stream(&crate::common::stream("data"), &mut &b"e"[..])
         .await
         .unwrap();
     let err = writer
@@ -425,7 +426,7 @@ async fn snapshots_stored_against_others_keep_them() {
     // A snapshot whose base went missing behind the repository's back is named by check.
     let mut writer = repo.begin(&pg, now).await.unwrap();
     writer
-        .add_stream(&common::stream("data"), &mut &b"f"[..])
+        .add_stream(&crate::common::stream("data"), &mut &b"f"[..])
         .await
         .unwrap();
     let orphan = writer
@@ -540,7 +541,7 @@ async fn object_lock_needs_a_store_that_supports_it() {
 }
 
 async fn s3_backend(server: &dr_testkit::S3) -> Arc<dyn WriteBackend> {
-    common::s3_backend(server, "").await
+    crate::common::s3_backend(server, "").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -602,7 +603,7 @@ async fn object_lock_keeps_backups_that_forget_and_prune_may_not_delete_yet() {
     // some are stored before it dies: those still uploading may be lost with it.
     let packs_of_kept = backend.list("data/").await.unwrap().len();
     let mut dead = repo.begin(&pg, Timestamp::now()).await.unwrap();
-    dead.add_stream(&common::stream("data"), &mut &data(5, 4_000_000)[..])
+    dead.add_stream(&crate::common::stream("data"), &mut &data(5, 4_000_000)[..])
         .await
         .unwrap();
     drop(dead);

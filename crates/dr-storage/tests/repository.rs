@@ -15,15 +15,14 @@ use dr_storage::{
 use proptest::prelude::*;
 use tokio::io::AsyncReadExt;
 
-mod common;
-use common::{data, read, read_checked, small, stored_bytes, stream};
+use crate::common::{data, read, read_checked, small, stored_bytes, stream};
 
 fn component() -> ComponentId {
-    common::component("postgres/main")
+    crate::common::component("postgres/main")
 }
 
 async fn backup(repo: &Repository, streams: &[(&str, &[u8])]) -> dr_core::Manifest {
-    common::backup_at(repo, &component(), jiff::Timestamp::now(), streams, &[]).await
+    crate::common::backup_at(repo, &component(), jiff::Timestamp::now(), streams, &[]).await
 }
 
 #[tokio::test]
@@ -354,10 +353,12 @@ async fn journals_append_in_place_and_reopen_at_their_end() {
     assert_eq!(journals.journals(&c, "").await.unwrap(), vec![name.clone()]);
 
     // Read-only, the journals are read all the same, and never written.
-    let read_only =
-        Repository::open_read_only(backend.clone(), Some(&Secret::password(common::PASSWORD)))
-            .await
-            .unwrap();
+    let read_only = Repository::open_read_only(
+        backend.clone(),
+        Some(&Secret::password(crate::common::PASSWORD)),
+    )
+    .await
+    .unwrap();
     let read_only_journals = read_only.segment_journals().unwrap();
     assert_eq!(
         read_only_journals.read_journal(&c, &name).await.unwrap(),

@@ -97,7 +97,7 @@ async fn postgres_starts_as_a_normal_user() {
     let output = tokio::process::Command::new(&exe)
         .args([
             "--exact",
-            "postgres_starts_as_a_normal_user",
+            "servers::postgres_starts_as_a_normal_user",
             "--nocapture",
             "--test-threads=1",
         ])

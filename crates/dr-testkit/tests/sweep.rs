@@ -36,7 +36,7 @@ struct Kit {
 impl Kit {
     fn start() -> Self {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["kit_process", "--exact", "--ignored", "--nocapture"])
+            .args(["sweep::kit_process", "--exact", "--ignored", "--nocapture"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

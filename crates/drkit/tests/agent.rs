@@ -6,12 +6,10 @@
 //! the repository), and SIGTERM aborts a running backup without leaving a
 //! snapshot, and a postgres-dump component dumped and restore-tested by it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::agent::{Agent, value};
-use common::{COMPONENT, Setup, text};
+use crate::common::agent::{Agent, value};
+use crate::common::{COMPONENT, Setup, text};
 use dr_testkit::{Postgres, eventually};
 use prometheus_parse::Scrape;
 

@@ -5,12 +5,10 @@
 //! the exit codes, bad input that changes nothing, and the same path with
 //! the repository on the S3 server.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{BIN, COMPONENT, PASSWORD, Setup, give_tree, owner_of, rows, text};
+use crate::common::{BIN, COMPONENT, PASSWORD, Setup, give_tree, owner_of, rows, text};
 use dr_testkit::{Postgres, PostgresOptions, eventually};
 
 /// The operator's whole path: a repository created, WAL archived by the

@@ -3,9 +3,7 @@
 //! restores whole, of one table and over a damaged database, a restore test
 //! into a scratch server, and the flags that do not apply to a dump.
 
-mod common;
-
-use common::{Setup, text};
+use crate::common::{Setup, text};
 use dr_testkit::Postgres;
 
 const DUMP: &str = "postgres-dump/main";

@@ -1,9 +1,7 @@
 //! `drkit kubernetes`: the printed YAML read back as Kubernetes's own types
 //! (k8s-openapi), for a config with a local repository and one with S3.
 
-mod common;
-
-use common::{PASSWORD, Setup, text};
+use crate::common::{PASSWORD, Setup, text};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{

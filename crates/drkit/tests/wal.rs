@@ -6,9 +6,7 @@
 //! credentials from the standard chain. (A real server archiving through
 //! them, then restored, is in `cli.rs`.)
 
-mod common;
-
-use common::{PASSWORD, Setup, text};
+use crate::common::{PASSWORD, Setup, text};
 
 /// A WAL segment's worth of bytes.
 fn segment_bytes(seed: u32) -> Vec<u8> {

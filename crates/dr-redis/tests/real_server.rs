@@ -3,8 +3,6 @@
 //! `dump.rdb` must decode to exactly what was written; `DUMP` must give the
 //! payload built from the framed raw bytes.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;

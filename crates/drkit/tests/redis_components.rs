@@ -5,11 +5,9 @@
 //! shard and the whole cluster rebuilt on empty nodes; flags of the other
 //! kind refused.
 
-mod common;
-
 use std::path::Path;
 
-use common::{BIN, PASSWORD, text};
+use crate::common::{BIN, PASSWORD, text};
 use dr_testkit::{Redis, RedisCluster, RedisOptions};
 
 const SESSIONS: &str = "redis/sessions";
@@ -322,9 +320,9 @@ async fn the_agent_backs_a_redis_component_up_and_verifies_it() {
     .unwrap();
     assert!(drkit(&config, &["init"]).await.status.success());
 
-    let agent = common::agent::Agent::start_with(&config, dir.path(), "redis-agent").await;
+    let agent = crate::common::agent::Agent::start_with(&config, dir.path(), "redis-agent").await;
     let done = |scrape: &prometheus_parse::Scrape, job: &str| {
-        common::agent::value(
+        crate::common::agent::value(
             scrape,
             "drkit_job_runs_total",
             &[("component", SESSIONS), ("job", job), ("result", "success")],
@@ -341,7 +339,7 @@ async fn the_agent_backs_a_redis_component_up_and_verifies_it() {
     )
     .await;
     assert_eq!(
-        common::agent::value(
+        crate::common::agent::value(
             &scrape,
             "drkit_rpo_compliance",
             &[("component", SESSIONS), ("state", "met")]

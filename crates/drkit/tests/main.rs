@@ -1,0 +1,16 @@
+//! `drkit`'s integration tests: its config, and the binary as an operator
+//! drives it.
+//!
+//! One binary, each file a module: one link instead of one per file, and one
+//! copy of the dependencies on disk. nextest still runs each test in its own
+//! process.
+
+mod common;
+
+mod agent;
+mod cli;
+mod config;
+mod dump;
+mod kubernetes;
+mod redis_components;
+mod wal;
