@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 
+/// What an object that fails its seal is said to be.
+pub(crate) const AUTHENTICATION_FAILED: &str = "authentication failed (damaged or altered)";
+
 /// The secret that unlocks a repository: a password or the bytes of a key file.
 /// Its `Debug` output never shows it.
 #[derive(Clone)]
@@ -302,12 +305,31 @@ impl Crypter {
         }
     }
 
+    /// Opens a sealed object onto the end of `out`: the plaintext is copied
+    /// once and decrypted where it lands. On failure (`Err(())`: damaged or
+    /// altered) `out` is as it was; the caller names what failed, so reading
+    /// many small blobs formats no names.
+    pub(crate) fn open_into(
+        &self,
+        sealed: &[u8],
+        context: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), ()> {
+        match self {
+            Crypter::Plain => {
+                out.extend_from_slice(sealed);
+                Ok(())
+            }
+            Crypter::Keyed(key) => open_into(&key.encryption, sealed, context, out),
+        }
+    }
+
     /// Opens a sealed blob, failing with `Corrupt` naming `what` if it was altered.
     pub(crate) fn open(&self, sealed: &[u8], context: &[u8], what: &str) -> Result<Vec<u8>> {
         match self {
             Crypter::Plain => Ok(sealed.to_vec()),
             Crypter::Keyed(key) => open(&key.encryption, sealed, context)
-                .map_err(|()| Error::corrupt(what, "authentication failed (damaged or altered)")),
+                .map_err(|()| Error::corrupt(what, AUTHENTICATION_FAILED)),
         }
     }
 }
@@ -350,6 +372,32 @@ fn open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> std::result::Result<Vec<u8
     XChaCha20Poly1305::new(key.into())
         .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad })
         .map_err(|_| ())
+}
+
+fn open_into(
+    key: &[u8; 32],
+    sealed: &[u8],
+    aad: &[u8],
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), ()> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(());
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let start = out.len();
+    out.extend_from_slice(body);
+    let opened = XChaCha20Poly1305::new(key.into()).decrypt_in_place_detached(
+        XNonce::from_slice(nonce),
+        aad,
+        &mut out[start..],
+        tag.into(),
+    );
+    if opened.is_err() {
+        out.truncate(start);
+        return Err(());
+    }
+    Ok(())
 }
 
 pub(crate) fn fill_random(buf: &mut [u8]) -> Result<()> {

@@ -9,7 +9,7 @@
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{Crypter, Id, hex};
+use crate::crypto::{AUTHENTICATION_FAILED, Crypter, Id, hex};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"DRK1";
@@ -176,6 +176,35 @@ pub(crate) fn decompress(compressed: &[u8], len: usize) -> std::io::Result<Vec<u
     })
 }
 
+/// Decompresses `compressed`, which must come out `len` bytes long, onto the
+/// end of `out`, with this thread's zstd context.
+fn decompress_onto(compressed: &[u8], len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let start = out.len();
+    out.reserve(len);
+    let mut behind = std::io::Cursor::new(std::mem::take(out));
+    behind.set_position(start as u64);
+    let written = DECOMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let decompressor = match cell.as_mut() {
+            Some(decompressor) => decompressor,
+            None => cell.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress_to_buffer(compressed, &mut behind)
+    });
+    *out = behind.into_inner();
+    match written {
+        Ok(n) if n == len => Ok(()),
+        Ok(n) => {
+            out.truncate(start);
+            Err(std::io::Error::other(format!("{n} bytes, expected {len}")))
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
 /// Runs `f` with this thread's zstd context for `level`.
 fn with_compressor<T>(
     level: i32,
@@ -220,24 +249,57 @@ pub(crate) fn open_blob(
     pack: &str,
     check: BlobCheck,
 ) -> Result<Vec<u8>> {
-    let what = format!("blob {} in pack {pack}", hex(&entry.id));
-    let body = crypter.open(sealed, BLOB_CONTEXT, &what)?;
-    let raw = match entry.compression {
-        Compression::None => body,
-        Compression::Zstd => decompress(&body, entry.raw_length as usize)
-            .map_err(|e| Error::corrupt(&what, format!("does not decompress: {e}")))?,
-    };
-    if raw.len() != entry.raw_length as usize {
-        return Err(Error::corrupt(
-            &what,
-            format!("{} bytes, expected {}", raw.len(), entry.raw_length),
-        ));
-    }
-    let hash = check == BlobCheck::Id || matches!(crypter, Crypter::Plain);
-    if hash && crypter.id(&raw) != entry.id {
-        return Err(Error::corrupt(&what, "content does not match its id"));
-    }
+    let mut raw = Vec::with_capacity(entry.raw_length as usize);
+    open_blob_into(crypter, entry, sealed, pack, check, &mut raw)?;
     Ok(raw)
+}
+
+/// Opens a blob as [`open_blob`] does, onto the end of `out`: a run of
+/// blobs read together opens into one buffer, each copied once. On error
+/// `out` is as it was.
+pub(crate) fn open_blob_into(
+    crypter: &Crypter,
+    entry: &BlobEntry,
+    sealed: &[u8],
+    pack: &str,
+    check: BlobCheck,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let what = || format!("blob {} in pack {pack}", hex(&entry.id));
+    let start = out.len();
+    let opened = match entry.compression {
+        Compression::None => crypter
+            .open_into(sealed, BLOB_CONTEXT, out)
+            .map_err(|()| Error::corrupt(what(), AUTHENTICATION_FAILED)),
+        Compression::Zstd => {
+            let mut body = Vec::with_capacity(sealed.len());
+            crypter
+                .open_into(sealed, BLOB_CONTEXT, &mut body)
+                .map_err(|()| Error::corrupt(what(), AUTHENTICATION_FAILED))
+                .and_then(|()| {
+                    decompress_onto(&body, entry.raw_length as usize, out)
+                        .map_err(|e| Error::corrupt(what(), format!("does not decompress: {e}")))
+                })
+        }
+    };
+    let checked = opened.and_then(|()| {
+        let raw = &out[start..];
+        if raw.len() != entry.raw_length as usize {
+            return Err(Error::corrupt(
+                what(),
+                format!("{} bytes, expected {}", raw.len(), entry.raw_length),
+            ));
+        }
+        let hash = check == BlobCheck::Id || matches!(crypter, Crypter::Plain);
+        if hash && crypter.id(raw) != entry.id {
+            return Err(Error::corrupt(what(), "content does not match its id"));
+        }
+        Ok(())
+    });
+    if checked.is_err() {
+        out.truncate(start);
+    }
+    checked
 }
 
 /// Builds one pack.
@@ -448,6 +510,44 @@ mod tests {
             }
             assert!(read_header(&crypter, &pack[..pack.len() - 3], "p").is_err());
             assert!(read_header(&crypter, &pack[5..], "p").is_err());
+        }
+    }
+
+    /// A run of blobs opens onto one buffer, compressed ones among them; a
+    /// damaged one is an error that leaves the buffer as it was.
+    #[test]
+    fn runs_of_blobs_open_onto_one_buffer() {
+        for crypter in [
+            Crypter::Plain,
+            Crypter::Keyed(MasterKey::generate().unwrap()),
+        ] {
+            let chunks: Vec<Vec<u8>> = vec![random(7, 3000), vec![b'z'; 4000], random(8, 1500)];
+            let mut builder = PackBuilder::default();
+            for c in &chunks {
+                builder
+                    .add(&seal_blob(&crypter, crypter.id(c), c, 1).unwrap())
+                    .unwrap();
+            }
+            let (pack, entries) = builder.finish(&crypter).unwrap();
+            assert_eq!(entries[1].compression, Compression::Zstd);
+            let sealed = |entry: &BlobEntry| {
+                &pack[entry.offset as usize..(entry.offset + u64::from(entry.length)) as usize]
+            };
+            let mut out = b"before".to_vec();
+            for entry in &entries {
+                open_blob_into(&crypter, entry, sealed(entry), "p", BlobCheck::Id, &mut out)
+                    .unwrap();
+            }
+            assert_eq!(out, [&b"before"[..], &chunks.concat()].concat());
+            for entry in &entries {
+                let mut bad = sealed(entry).to_vec();
+                let middle = bad.len() / 2;
+                bad[middle] ^= 1;
+                let kept = out.clone();
+                let check = BlobCheck::Id;
+                assert!(open_blob_into(&crypter, entry, &bad, "p", check, &mut out).is_err());
+                assert_eq!(out, kept);
+            }
         }
     }
 }

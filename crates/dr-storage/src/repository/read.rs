@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use super::{Location, Repository, join_error, pack_key, snapshot_key};
 use crate::crypto::parse_hex_id;
 use crate::error::{Error, Result};
-use crate::pack::{BlobCheck, open_blob};
+use crate::pack::{BlobCheck, open_blob_into};
 
 #[async_trait]
 impl SnapshotSource for Repository {
@@ -104,10 +104,10 @@ impl Repository {
                 hash.finalize()
             })
         });
-        let mut in_flight: VecDeque<JoinHandle<Result<Vec<Bytes>>>> = VecDeque::new();
+        let mut in_flight: VecDeque<JoinHandle<Result<Bytes>>> = VecDeque::new();
         let mut pending = runs(locations).into_iter();
         let mut seen = 0u64;
-        let outcome = 'read: loop {
+        let outcome = loop {
             while in_flight.len() < 2 * self.inner.concurrency {
                 let Some(run) = pending.next() else {
                     break;
@@ -118,22 +118,20 @@ impl Repository {
             let Some(next) = in_flight.pop_front() else {
                 break Ok(());
             };
-            let blobs = match next.await.map_err(join_error).and_then(|r| r) {
-                Ok(blobs) => blobs,
+            let bytes = match next.await.map_err(join_error).and_then(|r| r) {
+                Ok(bytes) => bytes,
                 Err(e) => break Err(blob_failure(&what, e)),
             };
-            for bytes in blobs {
-                seen += bytes.len() as u64;
-                if seen > expected.size {
-                    break 'read Err(corrupt_io(&what, "longer than its manifest says"));
-                }
-                if hasher.is_some() && hash_tx.send(bytes.clone()).await.is_err() {
-                    break 'read Err(io::Error::other("the stream's hasher stopped"));
-                }
-                if tx.send(Ok(Some(bytes))).await.is_err() {
-                    // The reader is gone: nobody to tell.
-                    break 'read Ok(());
-                }
+            seen += bytes.len() as u64;
+            if seen > expected.size {
+                break Err(corrupt_io(&what, "longer than its manifest says"));
+            }
+            if hasher.is_some() && hash_tx.send(bytes.clone()).await.is_err() {
+                break Err(io::Error::other("the stream's hasher stopped"));
+            }
+            if tx.send(Ok(Some(bytes))).await.is_err() {
+                // The reader is gone: nobody to tell.
+                break Ok(());
             }
         };
         for job in in_flight {
@@ -160,10 +158,11 @@ impl Repository {
     }
 
     /// Reads a run of blobs (see [`runs`]) with one ranged read of their
-    /// pack, and opens each, in order, on one blocking thread.
-    async fn read_run(&self, run: Vec<Location>) -> Result<Vec<Bytes>> {
+    /// pack, and opens each, in order, on one blocking thread, into one
+    /// buffer: a stream of small chunks reaches its reader a run at a time.
+    async fn read_run(&self, run: Vec<Location>) -> Result<Bytes> {
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         };
         let start = first.entry.offset;
         let end = last.entry.offset + u64::from(last.entry.length);
@@ -181,20 +180,21 @@ impl Repository {
         }
         let crypter = self.inner.crypter.clone();
         tokio::task::spawn_blocking(move || {
-            run.iter()
-                .map(|location| {
-                    let at = (location.entry.offset - start) as usize;
-                    let blob = &sealed[at..at + location.entry.length as usize];
-                    open_blob(
-                        &crypter,
-                        &location.entry,
-                        blob,
-                        &pack,
-                        BlobCheck::Authenticity,
-                    )
-                    .map(Bytes::from)
-                })
-                .collect()
+            let raw: usize = run.iter().map(|l| l.entry.raw_length as usize).sum();
+            let mut out = Vec::with_capacity(raw);
+            for location in &run {
+                let at = (location.entry.offset - start) as usize;
+                let blob = &sealed[at..at + location.entry.length as usize];
+                open_blob_into(
+                    &crypter,
+                    &location.entry,
+                    blob,
+                    &pack,
+                    BlobCheck::Authenticity,
+                    &mut out,
+                )?;
+            }
+            Ok(Bytes::from(out))
         })
         .await
         .map_err(join_error)?
