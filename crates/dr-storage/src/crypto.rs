@@ -353,7 +353,7 @@ fn seal_in_place(key: &[u8; 32], buf: &mut Vec<u8>, aad: &[u8]) -> Result<()> {
         });
     }
     let (nonce, body) = buf.split_at_mut(NONCE_LEN);
-    fill_random(nonce)?;
+    fill_nonce(nonce)?;
     let tag = XChaCha20Poly1305::new(key.into())
         .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, body)
         .map_err(|_| Error::InvalidInput {
@@ -398,6 +398,34 @@ fn open_into(
         return Err(());
     }
     Ok(())
+}
+
+thread_local! {
+    /// Random bytes from the system, taken a nonce at a time: one
+    /// `getrandom` call for many small blobs rather than one for each.
+    static NONCES: std::cell::RefCell<(Vec<u8>, usize)> = const {
+        std::cell::RefCell::new((Vec::new(), 0))
+    };
+}
+
+/// Fills `nonce` with random bytes never handed out before, from this
+/// thread's reserve of the system's random bytes.
+fn fill_nonce(nonce: &mut [u8]) -> Result<()> {
+    const RESERVE: usize = 170 * NONCE_LEN;
+    NONCES.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let (reserve, used) = &mut *cell;
+        if reserve.len() - *used < nonce.len() {
+            reserve.resize(RESERVE.max(nonce.len()), 0);
+            fill_random(reserve)?;
+            *used = 0;
+        }
+        nonce.copy_from_slice(&reserve[*used..*used + nonce.len()]);
+        // Bytes handed out are not kept.
+        reserve[*used..*used + nonce.len()].fill(0);
+        *used += nonce.len();
+        Ok(())
+    })
 }
 
 pub(crate) fn fill_random(buf: &mut [u8]) -> Result<()> {

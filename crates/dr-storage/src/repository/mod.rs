@@ -841,7 +841,9 @@ impl Repository {
 
     fn encode<T: Serialize>(&self, value: &T, context: &[u8]) -> Result<Vec<u8>> {
         let json = serde_json::to_vec(value).map_err(|e| Error::io("encoding", e.into()))?;
-        let packed = zstd::bulk::compress(&json, 3).map_err(|e| Error::io("compressing", e))?;
+        // Level 1: an index or a chunk list is mostly hex ids, which only
+        // entropy coding shrinks, and higher levels shrink them no further.
+        let packed = zstd::bulk::compress(&json, 1).map_err(|e| Error::io("compressing", e))?;
         self.inner.crypter.seal(&packed, context)
     }
 
