@@ -26,12 +26,13 @@ use std::time::Duration;
 
 use dr_core::{
     BackupExt, ComponentId, FailoverMode, FailoverRequest, Fence, JournalSource, LossLimit, Member,
-    Objectives, RecoveryReport, RecoveryTarget, Restore, RestoreRequest, async_trait,
+    Monitor, MonitorEvent, MonitorOptions, Objectives, RecoveryReport, RecoveryTarget, Restore,
+    RestoreRequest, async_trait,
 };
 use dr_postgres::{
-    ArchiverHandle, ArchiverOptions, BaseBackup, DEFAULT_SEGMENT_SIZE, Monitor, MonitorEvent,
-    MonitorOptions, PgCluster, PgFailover, PgMember, PgTools, PitrRestore, Rejoin, SqlFence, Tls,
-    WalArchiver, list_archive, verify_base_backup,
+    ArchiverHandle, ArchiverOptions, BaseBackup, DEFAULT_SEGMENT_SIZE, PgCluster, PgFailover,
+    PgMember, PgTools, PitrRestore, Rejoin, SqlFence, Tls, WalArchiver, list_archive,
+    verify_base_backup,
 };
 use dr_storage::{FsBackend, InitOptions, Repository, Secret};
 use dr_testkit::{Postgres, PostgresOptions};

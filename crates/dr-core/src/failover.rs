@@ -298,6 +298,23 @@ pub trait Failover: Send + Sync {
     /// The cluster cannot be looked at at all (no member answers, bad configuration).
     async fn assess(&self) -> Result<ClusterAssessment>;
 
+    /// As [`Failover::assess`], for a monitor's probe: done within
+    /// `timeout`. The default gives up on the whole assessment after
+    /// `timeout` ([`Error::Timeout`]); a component that probes its members
+    /// one by one counts a member that does not answer in time unreachable
+    /// instead, and still judges the others.
+    ///
+    /// # Errors
+    /// As [`Failover::assess`]; [`Error::Timeout`] by the default.
+    async fn assess_within(&self, timeout: Duration) -> Result<ClusterAssessment> {
+        tokio::time::timeout(timeout, self.assess())
+            .await
+            .map_err(|_| Error::Timeout {
+                operation: format!("assessing {}", self.component()),
+                after: timeout,
+            })?
+    }
+
     /// What a failover would do, decided from `assessment` alone: the fittest
     /// candidate, what to fence, what would be lost. Changes nothing.
     ///

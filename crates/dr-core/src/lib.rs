@@ -23,9 +23,13 @@
 //!   [`ClusterAssessment`], [`Failover::plan`] a [`FailoverPlan`] (a dry run
 //!   is this step alone: [`dry_run`]), and [`execute`] runs it between the
 //!   hooks every failover needs, [`FailoverLease`], [`Fence`] and [`Rewire`].
+//!   A [`Monitor`] probes any [`Failover`]'s members every interval and runs
+//!   that sequence by itself once no primary takes writes, fencing a former
+//!   primary that comes back.
 //! - **Errors**: one [`Error`] with a [`ErrorKind`] and [`Error::is_retryable`].
 //!
-//! dr-core does no I/O: no network, no processes, no global state.
+//! dr-core does no I/O: no network, no processes, no global state. (The
+//! monitor's probes are the [`Failover`]'s own.)
 //!
 //! # Example
 //!
@@ -69,6 +73,7 @@ pub(crate) mod failover;
 pub(crate) mod health;
 pub(crate) mod id;
 pub(crate) mod journal;
+pub(crate) mod monitor;
 pub(crate) mod objectives;
 pub(crate) mod ops;
 pub(crate) mod point;
@@ -86,6 +91,7 @@ pub use crate::failover::{
 pub use crate::health::{Health, HealthState, Probe};
 pub use crate::id::{ComponentId, MAX_NAME_LEN, SegmentName, Sha256Digest, SnapshotId, StreamName};
 pub use crate::journal::{JournalRecord, JournalSink, JournalSource, SegmentJournal};
+pub use crate::monitor::{Monitor, MonitorEvent, MonitorHandle, MonitorOptions};
 pub use crate::objectives::{Objectives, Rpo, Rto, Tier};
 pub use crate::ops::{
     Backup, BackupBase, BackupExt, BackupReport, BackupRequest, Capabilities, Capability, Finding,

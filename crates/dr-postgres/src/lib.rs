@@ -133,7 +133,6 @@ pub use crate::error::{BoxError, Error, Result, ServerError, SqlState, ToolProbl
 pub use crate::failover::PgFailover;
 pub use crate::failover::cluster::{PgCluster, PgMember};
 pub use crate::failover::fence::SqlFence;
-pub use crate::failover::monitor::{Monitor, MonitorEvent, MonitorHandle, MonitorOptions};
 pub use crate::failover::rejoin::{Rejoin, RejoinMethod, RejoinReport};
 pub use crate::failover::state::{
     ClusterState, MemberState, MemberStatus, PrimaryState, ReplicaLag, ReplicaState, StandbyView,

@@ -6,12 +6,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use dr_core::{
-    Failover, FailoverHooks, FailoverMode, FailoverRequest, Fence, LossLimit, Member, Objectives,
-    Rpo, async_trait,
+    Failover, FailoverHooks, FailoverMode, FailoverRequest, Fence, LossLimit, Member, Monitor,
+    MonitorEvent, MonitorOptions, Objectives, Rpo, async_trait,
 };
 use dr_postgres::{
-    MemberStatus, Monitor, MonitorEvent, MonitorOptions, PgCluster, PgFailover, PgMember, PgTools,
-    Rejoin, RejoinMethod, SqlFence, Tls,
+    MemberStatus, PgCluster, PgFailover, PgMember, PgTools, Rejoin, RejoinMethod, SqlFence, Tls,
 };
 use dr_testkit::{Postgres, PostgresOptions, eventually};
 
@@ -743,7 +742,7 @@ fn monitor(
     members: &PgCluster,
     lease: std::sync::Arc<dr_storage::Repository>,
     holder: &str,
-) -> (dr_postgres::MonitorHandle, std::sync::Arc<PowerFence>) {
+) -> (dr_core::MonitorHandle, std::sync::Arc<PowerFence>) {
     let fence = std::sync::Arc::new(PowerFence {
         sql: SqlFence::new(members.clone()),
         fenced: Mutex::new(Vec::new()),
@@ -765,7 +764,7 @@ fn monitor(
 
 /// The events until `done` says so, within `WAIT`.
 async fn events_until(
-    handle: &mut dr_postgres::MonitorHandle,
+    handle: &mut dr_core::MonitorHandle,
     mut done: impl FnMut(&MonitorEvent) -> bool,
 ) -> Vec<MonitorEvent> {
     let mut seen = Vec::new();

@@ -62,24 +62,16 @@ impl RedisFailover {
 
 /// One member as `INFO replication` shows it.
 pub(crate) async fn member(name: &str, server: &RedisServer) -> Member {
+    let (mut conn, version) = match server.connect().await {
+        Ok(connected) => connected,
+        Err(e) => return unreachable_member(name, server, e.to_string()),
+    };
+    let replication = match info(&mut conn, "replication").await {
+        Ok(replication) => replication,
+        Err(e) => return unreachable_member(name, server, e.to_string()),
+    };
     let mut detail = BTreeMap::new();
     detail.insert("address".to_owned(), server.addr());
-    let unreachable = |detail: BTreeMap<String, String>| Member {
-        name: name.to_owned(),
-        role: Role::Unknown,
-        reachable: false,
-        position: None,
-        lag: None,
-        promotable: false,
-        priority: 0,
-        detail,
-    };
-    let Ok((mut conn, version)) = server.connect().await else {
-        return unreachable(detail);
-    };
-    let Ok(replication) = info(&mut conn, "replication").await else {
-        return unreachable(detail);
-    };
     detail.insert("redis_version".to_owned(), version);
     let field = |f: &str| info_field(&replication, f).map(str::to_owned);
     let master = field("role").as_deref() == Some("master");
@@ -99,6 +91,23 @@ pub(crate) async fn member(name: &str, server: &RedisServer) -> Member {
         promotable: !master,
         priority: 0,
         detail,
+    }
+}
+
+/// A member that did not answer, and why.
+fn unreachable_member(name: &str, server: &RedisServer, error: String) -> Member {
+    Member {
+        name: name.to_owned(),
+        role: Role::Unknown,
+        reachable: false,
+        position: None,
+        lag: None,
+        promotable: false,
+        priority: 0,
+        detail: BTreeMap::from([
+            ("address".to_owned(), server.addr()),
+            ("error".to_owned(), error),
+        ]),
     }
 }
 
@@ -173,32 +182,11 @@ impl Failover for RedisFailover {
     }
 
     async fn assess(&self) -> dr_core::Result<ClusterAssessment> {
-        let assessed_at = Timestamp::now();
-        let mut members = Vec::new();
-        for (name, server) in &self.members {
-            members.push(member(name, server).await);
-        }
-        // Lag against the one master, where there is one.
-        let master_offset = {
-            let mut masters = members.iter().filter(|m| m.role == Role::Primary);
-            match (masters.next(), masters.next()) {
-                (Some(one), None) => offset_of(one),
-                _ => None,
-            }
-        };
-        if let Some(master_offset) = master_offset {
-            for m in members.iter_mut().filter(|m| m.role == Role::Replica) {
-                m.lag = offset_of(m).map(|o| Lag {
-                    bytes: Some(master_offset.saturating_sub(o)),
-                    behind: None,
-                });
-            }
-        }
-        Ok(ClusterAssessment {
-            component: self.component.clone(),
-            assessed_at,
-            members,
-        })
+        self.assess_members(None).await
+    }
+
+    async fn assess_within(&self, timeout: Duration) -> dr_core::Result<ClusterAssessment> {
+        self.assess_members(Some(timeout)).await
     }
 
     fn plan(
@@ -360,6 +348,50 @@ impl Failover for RedisFailover {
 }
 
 impl RedisFailover {
+    /// Every member probed at once; one that does not answer within
+    /// `timeout` counts as unreachable.
+    async fn assess_members(
+        &self,
+        timeout: Option<Duration>,
+    ) -> dr_core::Result<ClusterAssessment> {
+        let assessed_at = Timestamp::now();
+        let probes = self.members.iter().map(|(name, server)| async move {
+            let Some(timeout) = timeout else {
+                return member(name, server).await;
+            };
+            match tokio::time::timeout(timeout, member(name, server)).await {
+                Ok(member) => member,
+                Err(_) => unreachable_member(
+                    name,
+                    server,
+                    format!("no answer within {} ms", timeout.as_millis()),
+                ),
+            }
+        });
+        let mut members = futures_util::future::join_all(probes).await;
+        // Lag against the one master, where there is one.
+        let master_offset = {
+            let mut masters = members.iter().filter(|m| m.role == Role::Primary);
+            match (masters.next(), masters.next()) {
+                (Some(one), None) => offset_of(one),
+                _ => None,
+            }
+        };
+        if let Some(master_offset) = master_offset {
+            for m in members.iter_mut().filter(|m| m.role == Role::Replica) {
+                m.lag = offset_of(m).map(|o| Lag {
+                    bytes: Some(master_offset.saturating_sub(o)),
+                    behind: None,
+                });
+            }
+        }
+        Ok(ClusterAssessment {
+            component: self.component.clone(),
+            assessed_at,
+            members,
+        })
+    }
+
     /// Waits until `server` says it is a master; its position then.
     async fn wait_for_master(&self, server: &RedisServer) -> dr_core::Result<Position> {
         let deadline = Instant::now() + self.promote_wait;
@@ -391,9 +423,15 @@ impl RedisFailover {
     }
 }
 
-/// Fences a Redis master that still answers: its writes paused
-/// (`CLIENT PAUSE … WRITE`) until the failover points it at the new master,
-/// which lifts the pause.
+/// Fences a Redis master that still answers. Beside another master that
+/// answers (a former master come back after a failover, with the writes it
+/// took alone), it is made that master's replica (`REPLICAOF`), its own
+/// data replaced by a full sync; otherwise (the failover has yet to
+/// promote) its writes are paused (`CLIENT PAUSE … WRITE`) until the
+/// failover points it at the new master, which lifts the pause. A master
+/// that does not answer cannot be fenced: a failover without it needs
+/// [`FailoverRequest::old_primary_known_dead`], and a monitor demotes it
+/// when it answers again.
 #[derive(Debug, Clone)]
 pub struct PauseWrites {
     members: Vec<(String, RedisServer)>,
@@ -410,14 +448,34 @@ impl PauseWrites {
 
 #[async_trait]
 impl Fence for PauseWrites {
-    async fn fence(&self, member: &Member) -> dr_core::Result<()> {
+    async fn fence(&self, fenced: &Member) -> dr_core::Result<()> {
         let server = self
             .members
             .iter()
-            .find(|(name, _)| *name == member.name)
+            .find(|(name, _)| *name == fenced.name)
             .map(|(_, s)| s)
-            .ok_or_else(|| dr_core::Error::not_found(format!("member {}", member.name)))?;
+            .ok_or_else(|| dr_core::Error::not_found(format!("member {}", fenced.name)))?;
         let (mut conn, _) = server.connect().await?;
+        let mut others = Vec::new();
+        for (name, other) in self.members.iter().filter(|(n, _)| *n != fenced.name) {
+            if member(name, other).await.role == Role::Primary {
+                others.push(other);
+            }
+        }
+        if let [master] = others.as_slice() {
+            let addr = master.addr();
+            let (host, port) = addr.rsplit_once(':').ok_or_else(|| {
+                dr_core::Error::invalid("member address", format!("{addr} is not host:port"))
+            })?;
+            conn.call(
+                "REPLICAOF",
+                &[b"REPLICAOF", host.as_bytes(), port.as_bytes()],
+            )
+            .await?;
+            conn.call("CLIENT UNPAUSE", &[b"CLIENT", b"UNPAUSE"])
+                .await?;
+            return Ok(());
+        }
         let ms = self.at_most.as_millis().max(1).to_string();
         conn.call(
             "CLIENT PAUSE",

@@ -70,7 +70,9 @@
 //!   replicas assessed by their offsets, the most advanced promoted
 //!   (`REPLICAOF NO ONE`) and the others pointed at it, or a planned
 //!   switchover with `FAILOVER TO`; [`PauseWrites`] fences a master that
-//!   still answers. [`ClusterFailover`]: one shard of a Cluster by a
+//!   still answers (paused, or made the replica of a newer master), so that
+//!   dr-core's `Monitor` can fail a lost master over by itself and demote
+//!   it when it comes back. [`ClusterFailover`]: one shard of a Cluster by a
 //!   manual failover on its most advanced replica (`CLUSTER FAILOVER`,
 //!   `FORCE` for a lost master, then `TAKEOVER`), confirmed by the node's
 //!   own `CLUSTER NODES`. [`SentinelFailover`]: a master Sentinel watches,

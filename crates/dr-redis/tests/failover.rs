@@ -3,12 +3,15 @@
 //! following it, writes accepted; a planned switchover with `FAILOVER TO`
 //! that loses nothing; a failover refused while the master answers, and
 //! with force, the answering master fenced and demoted, never left
-//! writable beside the new one.
+//! writable beside the new one; dr-core's monitor failing a killed master
+//! over by itself, and making it the new master's replica when it returns.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dr_core::{
-    ErrorKind, FailoverHooks, FailoverMode, FailoverRequest, LossLimit, Objectives, execute,
+    ErrorKind, FailoverHooks, FailoverMode, FailoverRequest, LossLimit, Monitor, MonitorEvent,
+    MonitorOptions, Objectives, execute,
 };
 use dr_redis::{PauseWrites, RedisFailover, RedisServer};
 use dr_testkit::Redis;
@@ -205,4 +208,123 @@ async fn a_switchover_loses_nothing_and_a_forced_failover_fences_the_master() {
             .await
             .contains(&format!("master_port:{}", master.port()))
     );
+}
+
+/// A monitor probing every 200 ms (each probe within 500 ms) fails over by
+/// itself once the master missed three probes in a row (killed -9), under
+/// the lease, and the RTO counts from the first missed probe. The old
+/// master started again comes back a master, with what it persisted; the
+/// monitor makes it the new master's replica instead of leaving it
+/// writable beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monitor_fails_a_killed_master_over_and_demotes_it_when_it_returns() {
+    let mut master = Redis::start().await.unwrap();
+    let first = master.start_replica().await.unwrap();
+    let second = master.start_replica().await.unwrap();
+    let mut con = master.connection().await.unwrap();
+    write_and_sync(&mut con, "k", 100, 2).await;
+    let nodes = members(&[("r-0", &master), ("r-1", &first), ("r-2", &second)]);
+    let failover = RedisFailover::new("redis/main".parse().unwrap(), nodes.clone());
+    let fence = Arc::new(PauseWrites::new(nodes, Duration::from_secs(30)));
+    let lease = {
+        use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
+        let options =
+            InitOptions::encrypted(Secret::password("lease")).kdf(KdfParams::INSECURE_FAST);
+        Arc::new(
+            Repository::init(Arc::new(MemoryBackend::new()), options)
+                .await
+                .unwrap(),
+        )
+    };
+    let options = MonitorOptions::new(Duration::from_millis(200), Duration::from_millis(500), 3);
+    let mut handle = Monitor::new(Arc::new(failover), options)
+        .fail_over_automatically(
+            request(FailoverMode::Failover).old_primary_known_dead(),
+            fence,
+            lease,
+            "monitor-a",
+        )
+        .spawn();
+    let seen = events_until(&mut handle, |e| matches!(e, MonitorEvent::PrimaryUp { .. })).await;
+    assert!(
+        matches!(seen.last(), Some(MonitorEvent::PrimaryUp { name }) if name == "r-0"),
+        "{seen:?}"
+    );
+
+    master.kill9();
+    let seen = events_until(&mut handle, |e| {
+        matches!(
+            e,
+            MonitorEvent::FailedOver(_) | MonitorEvent::FailoverFailed { .. }
+        )
+    })
+    .await;
+    let down = seen
+        .iter()
+        .filter(|e| matches!(e, MonitorEvent::PrimaryDown { .. }))
+        .count();
+    assert!(down >= 3, "{seen:?}");
+    let Some(MonitorEvent::FailedOver(outcome)) = seen.last() else {
+        panic!("no failover: {seen:?}");
+    };
+    let promoted = match outcome.plan.promote.name.as_str() {
+        "r-1" => &first,
+        "r-2" => &second,
+        other => panic!("promoted {other}"),
+    };
+    // Counted from the first missed probe, before the failover began.
+    let incident = outcome.report.incident_at.expect("the monitor says when");
+    assert!(
+        incident < outcome.report.timeline.started_at(),
+        "{}",
+        outcome.report
+    );
+    let mut new_master = promoted.connection().await.unwrap();
+    let (): () = redis::cmd("SET")
+        .arg("after")
+        .arg(1)
+        .query_async(&mut new_master)
+        .await
+        .unwrap();
+
+    // The old master comes back a master: made the new one's replica.
+    master.restart().await.unwrap();
+    let seen = events_until(&mut handle, |e| matches!(e, MonitorEvent::Refenced { .. })).await;
+    let Some(MonitorEvent::Refenced { name, result }) = seen.last() else {
+        unreachable!()
+    };
+    assert_eq!(name, "r-0");
+    assert_eq!(result, &Ok(()));
+    let mut old = master.connection().await.unwrap();
+    assert!(
+        role(&mut old)
+            .await
+            .contains(&format!("master_port:{}", promoted.port()))
+    );
+    dr_testkit::eventually("the old master's copy", Duration::from_secs(30), || {
+        let mut old = old.clone();
+        async move { (dbsize(&mut old).await == 101).then_some(()) }
+    })
+    .await;
+    handle.stop().await;
+}
+
+/// The events until `done` says so, within 30 s.
+async fn events_until(
+    handle: &mut dr_core::MonitorHandle,
+    mut done: impl FnMut(&MonitorEvent) -> bool,
+) -> Vec<MonitorEvent> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(event) = handle.next_event().await {
+            let stop = done(&event);
+            seen.push(event);
+            if stop {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("waited 30 s; saw {seen:?}"));
+    seen
 }

@@ -11,15 +11,13 @@
 //!   clients' rewiring.
 //! - `fence`: [`SqlFence`](crate::SqlFence), a primary that still answers
 //!   made read-only.
-//! - `monitor`: [`Monitor`](crate::Monitor), the primary probed every
-//!   interval and failed over by itself under the lease; a former primary
-//!   that comes back writable fenced again.
+//!   dr-core's `Monitor` probes it with [`PgFailover::state_within`] (its
+//!   `assess_within`).
 //! - `rejoin`: [`Rejoin`](crate::Rejoin), a former primary's stopped data
 //!   directory rewound (or copied afresh) to follow the new primary.
 
 pub(crate) mod cluster;
 pub(crate) mod fence;
-pub(crate) mod monitor;
 pub(crate) mod rejoin;
 pub(crate) mod state;
 
@@ -442,6 +440,10 @@ impl Failover for PgFailover {
 
     async fn assess(&self) -> dr_core::Result<ClusterAssessment> {
         Ok(self.state().await?.to_assessment())
+    }
+
+    async fn assess_within(&self, timeout: Duration) -> dr_core::Result<ClusterAssessment> {
+        Ok(self.state_within(timeout).await?.to_assessment())
     }
 
     fn plan(

@@ -1,13 +1,13 @@
 //! The failover monitor of each PostgreSQL cluster whose
-//! `[component.failover]` asks for automatic failover: dr-postgres's
-//! `Monitor` with the component's fence (SQL for a member that answers, the
+//! `[component.failover]` asks for automatic failover: dr-core's `Monitor`
+//! over dr-postgres's `PgFailover`, with the component's fence (SQL for a member that answers, the
 //! `fence_command` for one that does not) under the repository's lease, its
 //! events logged and counted in `/metrics`.
 
 use std::sync::Arc;
 
-use dr_core::{ComponentId, FailoverLease, FailoverMode};
-use dr_postgres::{Monitor, MonitorEvent, MonitorOptions, PgFailover};
+use dr_core::{ComponentId, FailoverLease, FailoverMode, Monitor, MonitorEvent, MonitorOptions};
+use dr_postgres::PgFailover;
 
 use super::{Agent, stopped};
 use crate::commands::failover::{
@@ -63,7 +63,7 @@ pub(crate) async fn watch(agent: Arc<Agent>, component: ComponentId) {
 async fn start(
     agent: &Agent,
     component: &ComponentId,
-) -> Result<dr_postgres::MonitorHandle, crate::failure::Failure> {
+) -> Result<dr_core::MonitorHandle, crate::failure::Failure> {
     let settings_of = agent.cx.component(component.as_str())?;
     let failover = settings(settings_of)?;
     let Some(automatic) = failover.automatic() else {
