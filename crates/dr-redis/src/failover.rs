@@ -6,7 +6,8 @@
 //! replica has every write. The writes lost are the master's last known
 //! offset minus the promoted replica's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dr_core::{
@@ -26,6 +27,7 @@ pub struct RedisFailover {
     component: ComponentId,
     members: Vec<(String, RedisServer)>,
     promote_wait: Duration,
+    last_seen: Arc<LastSeen>,
 }
 
 impl RedisFailover {
@@ -35,6 +37,7 @@ impl RedisFailover {
             component,
             members,
             promote_wait: Duration::from_secs(10),
+            last_seen: Arc::default(),
         }
     }
 
@@ -92,6 +95,50 @@ pub(crate) async fn member(name: &str, server: &RedisServer) -> Member {
         priority: 0,
         detail,
     }
+}
+
+/// Where each member was last seen answering, so that a master that stops
+/// answering still has a position: a failover counts the writes it loses
+/// from there (the master's last known offset less the promoted replica's;
+/// what the master took after the last probe is not known to anyone).
+#[derive(Debug, Default)]
+pub(crate) struct LastSeen(Mutex<HashMap<String, (bool, Position, Timestamp)>>);
+
+impl LastSeen {
+    /// Notes the members that answered; gives each one that did not the
+    /// position it was last seen at, with a `last_seen` detail saying as
+    /// what (`master` or `replica`) and when.
+    pub(crate) fn note(&self, members: &mut [Member], at: Timestamp) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for m in members {
+            match (&m.position, m.reachable) {
+                (Some(position), true) => {
+                    seen.insert(
+                        m.name.clone(),
+                        (m.role == Role::Primary, position.clone(), at),
+                    );
+                }
+                (None, false) => {
+                    if let Some((master, position, when)) = seen.get(&m.name) {
+                        m.position = Some(position.clone());
+                        let role = if *master { "master" } else { "replica" };
+                        m.detail
+                            .insert("last_seen".to_owned(), format!("{role} at {when}"));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Whether `member` does not answer and was last seen a master.
+pub(crate) fn lost_master(member: &Member) -> bool {
+    !member.reachable
+        && member
+            .detail
+            .get("last_seen")
+            .is_some_and(|s| s.starts_with("master "))
 }
 
 /// A member that did not answer, and why.
@@ -258,7 +305,17 @@ impl Failover for RedisFailover {
                     .map(|(m, r)| m.saturating_sub(r)),
                 behind: None,
             },
-            (false, None) => Lag::default(),
+            // The master is lost: from where it was last seen, if it was.
+            (false, None) => Lag {
+                bytes: assessment
+                    .members
+                    .iter()
+                    .find(|m| lost_master(m))
+                    .and_then(offset_of)
+                    .zip(offset_of(promote))
+                    .map(|(m, r)| m.saturating_sub(r)),
+                behind: None,
+            },
         };
         within_loss_limit(&self.component, request, promote, &expected_loss)?;
         Ok(FailoverPlan {
@@ -369,6 +426,7 @@ impl RedisFailover {
             }
         });
         let mut members = futures_util::future::join_all(probes).await;
+        self.last_seen.note(&mut members, assessed_at);
         // Lag against the one master, where there is one.
         let master_offset = {
             let mut masters = members.iter().filter(|m| m.role == Role::Primary);

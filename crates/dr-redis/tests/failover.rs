@@ -272,6 +272,11 @@ async fn a_monitor_fails_a_killed_master_over_and_demotes_it_when_it_returns() {
         "r-2" => &second,
         other => panic!("promoted {other}"),
     };
+    // Every write reached both replicas: the loss, counted from the
+    // master's offset when it was last seen, is at most the replication
+    // stream's pings.
+    let lost = outcome.plan.expected_loss.bytes;
+    assert!(lost.is_some_and(|b| b < 1024), "{lost:?}");
     // Counted from the first missed probe, before the failover began.
     let incident = outcome.report.incident_at.expect("the monitor says when");
     assert!(

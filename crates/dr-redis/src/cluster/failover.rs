@@ -6,6 +6,7 @@
 //! own `CLUSTER NODES` must show it a master serving the shard's slots.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dr_core::{
@@ -16,7 +17,7 @@ use jiff::Timestamp;
 
 use super::layout::{ClusterLayout, NodeRole};
 use super::snapshot::read_layout;
-use crate::failover::{member, offset_of, position_of, refused, within_loss_limit};
+use crate::failover::{LastSeen, member, offset_of, position_of, refused, within_loss_limit};
 use crate::fetch::conn::Reply;
 use crate::fetch::{RedisServer, info, info_field};
 
@@ -27,6 +28,9 @@ pub struct ClusterFailover {
     component: ComponentId,
     seeds: Vec<RedisServer>,
     promote_wait: Duration,
+    /// Only the shard serving this slot, where set.
+    slot: Option<u16>,
+    last_seen: Arc<LastSeen>,
 }
 
 impl ClusterFailover {
@@ -37,7 +41,19 @@ impl ClusterFailover {
             component,
             seeds,
             promote_wait: Duration::from_secs(15),
+            slot: None,
+            last_seen: Arc::default(),
         }
+    }
+
+    /// Only the shard that serves `slot` (whichever node that is after
+    /// failovers): its master and that master's replicas are the members,
+    /// so that it has one primary, as dr-core's `Monitor` expects. One
+    /// monitor per shard watches a whole Cluster.
+    #[must_use]
+    pub fn shard_serving(mut self, slot: u16) -> Self {
+        self.slot = Some(slot);
+        self
     }
 
     /// How long a promotion may take to show (default 15 s; a forced
@@ -80,8 +96,22 @@ impl Failover for ClusterFailover {
     async fn assess(&self) -> dr_core::Result<ClusterAssessment> {
         let assessed_at = Timestamp::now();
         let (layout, seed) = self.layout().await?;
+        let masters: Vec<&str> = match self.slot {
+            None => Vec::new(),
+            Some(slot) => layout
+                .nodes
+                .iter()
+                .filter(|n| n.slots.iter().any(|&(a, b)| a <= slot && slot <= b))
+                .map(|n| n.id.as_str())
+                .collect(),
+        };
+        let in_scope = |node: &super::layout::ClusterNode| {
+            self.slot.is_none()
+                || masters.contains(&node.id.as_str())
+                || matches!(&node.role, NodeRole::Replica { of } if masters.contains(&of.as_str()))
+        };
         let mut members = Vec::new();
-        for node in &layout.nodes {
+        for node in layout.nodes.iter().filter(|n| in_scope(n)) {
             let mut detail = BTreeMap::new();
             detail.insert("node_id".to_owned(), node.id.clone());
             let role = match &node.role {
@@ -116,6 +146,7 @@ impl Failover for ClusterFailover {
                 detail,
             });
         }
+        self.last_seen.note(&mut members, assessed_at);
         Ok(ClusterAssessment {
             component: self.component.clone(),
             assessed_at,
@@ -206,9 +237,9 @@ impl Failover for ClusterFailover {
                 behind: None,
             }
         } else {
+            // A lost master's offset is where it was last seen.
             Lag {
                 bytes: offset_of(master)
-                    .filter(|_| master.reachable)
                     .zip(offset_of(promote))
                     .map(|(m, r)| m.saturating_sub(r)),
                 behind: None,
