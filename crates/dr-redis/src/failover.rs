@@ -323,10 +323,17 @@ impl Failover for RedisFailover {
             mode: request.mode,
             assessed_at: assessment.assessed_at,
             promote: promote.clone(),
+            // The master that answers, and one lost since it was last seen
+            // (a fence that works without it, such as a command that powers
+            // it off, is what keeps it from taking writes alone).
             fence: if switchover {
                 Vec::new()
             } else {
-                primaries.into_iter().cloned().collect()
+                primaries
+                    .into_iter()
+                    .chain(assessment.members.iter().filter(|m| lost_master(m)))
+                    .cloned()
+                    .collect()
             },
             expected_loss,
             acknowledged_kept: None,

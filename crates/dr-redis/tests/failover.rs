@@ -97,14 +97,18 @@ async fn a_killed_master_is_replaced_by_its_most_advanced_replica() {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
 
+    // The master was seen: its plan fences it, which no fence here can do
+    // without it; it is known dead.
     master.kill9();
     let outcome = execute(
         &failover,
-        &request(FailoverMode::Failover),
+        &request(FailoverMode::Failover).old_primary_known_dead(),
         FailoverHooks::default(),
     )
     .await
     .unwrap();
+    assert_eq!(outcome.plan.fence.len(), 1, "{}", outcome.plan);
+    assert_eq!(outcome.plan.fence[0].name, "r-0");
     let promoted = if outcome.plan.promote.name == "r-1" {
         &first
     } else {

@@ -14,15 +14,17 @@ use dr_core::{ComponentId, Objectives, RetentionPolicy, Rpo, Rto};
 use dr_storage::Location;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
 use crate::error::{Error, Result};
 use crate::schedule::{Cron, Schedule};
 use crate::secret::SecretSource;
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
+use crate::failover::RawFailover;
 #[cfg(feature = "postgres")]
-use crate::postgres::{DumpSettings, PostgresSettings, RawConnection, RawDatabases, RawFailover};
+use crate::postgres::{DumpSettings, PostgresSettings, RawConnection, RawDatabases};
 
 #[cfg(feature = "redis")]
 use crate::redis::{RawRedis, RedisSettings};
@@ -650,14 +652,14 @@ struct RawComponent {
     globals: Option<Spanned<bool>>,
     #[cfg(feature = "postgres")]
     pg_bin: Option<Spanned<std::path::PathBuf>>,
-    #[cfg(feature = "postgres")]
+    #[cfg(any(feature = "postgres", feature = "redis"))]
     failover: Option<Spanned<RawFailover>>,
     #[cfg(feature = "redis")]
     redis: Option<Spanned<RawRedis>>,
     #[cfg(not(feature = "redis"))]
     #[allow(dead_code)]
     redis: Option<de::IgnoredAny>,
-    #[cfg(not(feature = "postgres"))]
+    #[cfg(not(any(feature = "postgres", feature = "redis")))]
     #[allow(dead_code)]
     failover: Option<de::IgnoredAny>,
     // Without the feature, a `postgres` component is refused by its kind.
@@ -924,9 +926,13 @@ impl RawComponent {
                 let failover = match self.failover {
                     Some(raw) => {
                         let failover_span = raw.span();
-                        Some(raw.into_inner().check().map_err(|message| {
-                            source.error(Some(failover_span), &at("failover"), &message)
-                        })?)
+                        Some(
+                            raw.into_inner()
+                                .check(5432, "WAL", false)
+                                .map_err(|message| {
+                                    source.error(Some(failover_span), &at("failover"), &message)
+                                })?,
+                        )
                     }
                     None => None,
                 };
@@ -987,8 +993,6 @@ impl RawComponent {
                     #[cfg(feature = "postgres")]
                     (self.databases.as_ref().map(Spanned::span), "databases"),
                     #[cfg(feature = "postgres")]
-                    (self.failover.as_ref().map(Spanned::span), "failover"),
-                    #[cfg(feature = "postgres")]
                     (pg_bin.is_some().then(|| span.clone()), "pg_bin"),
                     #[cfg(feature = "postgres")]
                     (
@@ -1030,13 +1034,38 @@ impl RawComponent {
                          (address, or seeds for a cluster), credentials and tls",
                     ));
                 };
-                Settings::Redis(RedisSettings::check(
-                    redis,
-                    kind == "redis-cluster",
-                    &id,
-                    source,
-                    &at("redis"),
-                )?)
+                let failover = match self.failover {
+                    Some(raw) if kind == "redis-cluster" => {
+                        return Err(source.error(
+                            Some(raw.span()),
+                            &at("failover"),
+                            "`failover` is for redis components (a master and its replicas); a \
+                             Redis Cluster's shards are failed over by the cluster itself, or one \
+                             shard at a time with dr-redis's ClusterFailover",
+                        ));
+                    }
+                    Some(raw) => {
+                        let failover_span = raw.span();
+                        Some(
+                            raw.into_inner()
+                                .check(6379, "replication stream", true)
+                                .map_err(|message| {
+                                    source.error(Some(failover_span), &at("failover"), &message)
+                                })?,
+                        )
+                    }
+                    None => None,
+                };
+                Settings::Redis(
+                    RedisSettings::check(
+                        redis,
+                        kind == "redis-cluster",
+                        &id,
+                        source,
+                        &at("redis"),
+                    )?
+                    .with_failover(failover),
+                )
             }
             _ => {
                 let _ = span;
@@ -1073,6 +1102,57 @@ fn required_connection(
              (host, port, user, tls)",
         )
     })
+}
+
+/// `host = "db1"` or `host = ["db1", "db2"]`.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) struct Hosts(pub(crate) Vec<String>);
+
+#[cfg(any(feature = "postgres", feature = "redis"))]
+impl<'de> Deserialize<'de> for Hosts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(HostsVisitor)
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "redis"))]
+struct HostsVisitor;
+
+#[cfg(any(feature = "postgres", feature = "redis"))]
+const HOST_EXPECTED: &str = "a host name, address or socket directory, or a list of them, such as \"db1\" or [\"db1\", \"db2\"]";
+
+#[cfg(any(feature = "postgres", feature = "redis"))]
+impl<'de> Visitor<'de> for HostsVisitor {
+    type Value = Hosts;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(HOST_EXPECTED)
+    }
+
+    fn visit_str<E: de::Error>(self, host: &str) -> std::result::Result<Hosts, E> {
+        if host.is_empty() {
+            return Err(E::custom(format!("empty host; expected {HOST_EXPECTED}")));
+        }
+        Ok(Hosts(vec![host.to_owned()]))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Hosts, A::Error> {
+        let mut hosts = Vec::new();
+        while let Some(host) = seq.next_element::<String>()? {
+            if host.is_empty() {
+                return Err(de::Error::custom(format!(
+                    "empty host; expected {HOST_EXPECTED}"
+                )));
+            }
+            hosts.push(host);
+        }
+        if hosts.is_empty() {
+            return Err(de::Error::custom(format!(
+                "no hosts; expected {HOST_EXPECTED}"
+            )));
+        }
+        Ok(Hosts(hosts))
+    }
 }
 
 #[cfg(test)]

@@ -165,6 +165,8 @@
 
 pub(crate) mod config;
 pub(crate) mod error;
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) mod failover;
 pub(crate) mod plan;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -173,11 +175,10 @@ pub(crate) mod redis;
 pub(crate) mod schedule;
 pub(crate) mod secret;
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub use crate::failover::{AutomaticFailover, FailoverSettings, LossLimitSetting, MemberSettings};
 #[cfg(feature = "postgres")]
-pub use crate::postgres::{
-    AutomaticFailover, DumpSettings, FailoverSettings, LossLimitSetting, MemberSettings,
-    PostgresSettings, TlsMode, TlsSettings,
-};
+pub use crate::postgres::{DumpSettings, PostgresSettings, TlsMode, TlsSettings};
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisSettings, RedisTls};
 pub use crate::{

@@ -219,8 +219,9 @@ enum Command {
     /// objective met, at risk or missed (exit 3); and for a cluster with a
     /// [component.failover] table, each member's role, timeline and lag.
     Status,
-    /// Fails a PostgreSQL primary over to its most advanced healthy replica
-    /// (members, loss limit and fence in [component.failover]).
+    /// Fails a PostgreSQL primary or a Redis master over to its most
+    /// advanced healthy replica (members, loss limit and fence in
+    /// [component.failover]).
     Failover {
         /// The component.
         component: String,
@@ -676,7 +677,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             to,
             known_dead,
         } => {
-            let settings = cx.postgres_component(Some(&component))?;
+            let settings = cx.component(&component)?;
             let repo = if dry_run {
                 None
             } else {

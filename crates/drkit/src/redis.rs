@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use crate::config::{Interval, Parsed, Source};
 use crate::error::{Error, Result};
+use crate::failover::FailoverSettings;
 use crate::secret::SecretSource;
 
 /// How a `redis` or `redis-cluster` component is reached and backed up.
@@ -29,6 +30,7 @@ pub struct RedisSettings {
     mode: SnapshotMode,
     pause_writes: Option<Duration>,
     from_masters: bool,
+    failover: Option<FailoverSettings>,
 }
 
 /// TLS to Redis: off, or with the server's certificate checked against a
@@ -86,6 +88,18 @@ impl RedisSettings {
     /// from replicas in sync.
     pub fn from_masters(&self) -> bool {
         self.from_masters
+    }
+
+    /// For a standalone server: its replication set's `[component.failover]`
+    /// table, where it has one.
+    pub fn failover(&self) -> Option<&FailoverSettings> {
+        self.failover.as_ref()
+    }
+
+    /// With the `[component.failover]` table.
+    pub(crate) fn with_failover(mut self, failover: Option<FailoverSettings>) -> Self {
+        self.failover = failover;
+        self
     }
 
     /// The server at `addr` (`host:port`), reached with these credentials
@@ -367,6 +381,7 @@ impl RedisSettings {
             mode,
             pause_writes: raw.pause_writes.map(|p| p.0.get()),
             from_masters,
+            failover: None,
         })
     }
 }

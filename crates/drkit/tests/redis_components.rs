@@ -3,7 +3,8 @@
 //! taken, verified and inspected, restored into another server, refused on
 //! conflicts, skipped, written as a file; a cluster's snapshot inspected by
 //! shard and the whole cluster rebuilt on empty nodes; flags of the other
-//! kind refused.
+//! kind refused; a master and its replicas switched over with `drkit
+//! failover`, then failed over by the agent's monitor when killed.
 
 use std::path::Path;
 
@@ -350,4 +351,144 @@ async fn the_agent_backs_a_redis_component_up_and_verifies_it() {
     );
     let (code, log) = agent.terminate().await;
     assert_eq!(code, Some(0), "{log}");
+}
+
+/// A master and two replicas as `redis/main` with a `[component.failover]`
+/// table: `drkit failover` refuses while the master answers, switches over
+/// to the replica asked for, and the agent's monitor fails the new master
+/// over by itself once it is killed, fencing it with the fence_command and
+/// pointing clients with the rewire_command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_master_switched_over_by_drkit_and_failed_over_by_its_agent() {
+    let first = Redis::start().await.unwrap();
+    let replicas = [
+        first.start_replica().await.unwrap(),
+        first.start_replica().await.unwrap(),
+    ];
+    let mut r1 = replicas[0].connection().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("repository.pass");
+    std::fs::write(&pass, format!("{PASSWORD}\n")).unwrap();
+    let (fenced, rewired) = (dir.path().join("fenced"), dir.path().join("rewired"));
+    let config = dir.path().join("drkit.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[repository]
+location = "{repo}"
+password = {{ file = "{pass}" }}
+
+[[component]]
+id = "redis/main"
+kind = "redis"
+objectives = {{ rto = "5m", rpo = "1m" }}
+retention = "last=3"
+
+[component.redis]
+address = "127.0.0.1:{p0}"
+tls = {{ mode = "disable" }}
+
+[component.failover]
+members = [
+  {{ name = "r-0", host = "127.0.0.1", port = {p0} }},
+  {{ name = "r-1", host = "127.0.0.1", port = {p1} }},
+  {{ name = "r-2", host = "127.0.0.1", port = {p2} }},
+]
+loss_limit = "1MB"
+fence_command = ["/bin/sh", "-c", "echo {{member}} > {fenced}"]
+rewire_command = ["/bin/sh", "-c", "echo {{member}} > {rewired}"]
+automatic = {{ interval = "200ms", timeout = "500ms", failures = 3 }}
+
+[agent]
+listen = "127.0.0.1:0"
+prune = {{ cron = "0 4 * * 0" }}
+"#,
+            repo = dir.path().join("repo").display(),
+            pass = pass.display(),
+            p0 = first.port(),
+            p1 = replicas[0].port(),
+            p2 = replicas[1].port(),
+            fenced = fenced.display(),
+            rewired = rewired.display(),
+        ),
+    )
+    .unwrap();
+    assert!(drkit(&config, &["init"]).await.status.success());
+
+    // The master answers: a failover is refused, a switchover is planned.
+    let refused = drkit(&config, &["failover", "redis/main", "--dry-run"]).await;
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("answers as the master"),
+        "{}",
+        text(&refused)
+    );
+    let moved = drkit(
+        &config,
+        &["failover", "redis/main", "--switchover", "--to", "r-1"],
+    )
+    .await;
+    assert!(moved.status.success(), "{}", text(&moved));
+    let role: String = redis::cmd("ROLE")
+        .query_async::<redis::Value>(&mut r1)
+        .await
+        .map(|v| format!("{v:?}"))
+        .unwrap();
+    assert!(role.contains("master"), "{role}");
+    let (): () = redis::cmd("SET")
+        .arg("written")
+        .arg("on r-1")
+        .query_async(&mut r1)
+        .await
+        .unwrap();
+
+    // The agent watches the new master; killed, it is failed over.
+    let agent = crate::common::agent::Agent::start_with(&config, dir.path(), "agent").await;
+    let metric = |scrape: &prometheus_parse::Scrape, name: &str| {
+        crate::common::agent::value(scrape, name, &[("component", "redis/main")])
+    };
+    dr_testkit::eventually(
+        "the monitor to see the master",
+        std::time::Duration::from_secs(30),
+        || async {
+            (metric(&agent.scrape().await, "drkit_cluster_primary_up") == Some(1.0)).then_some(())
+        },
+    )
+    .await;
+    let mut replicas = replicas;
+    replicas[0].kill9();
+    dr_testkit::eventually(
+        "the agent to fail over",
+        std::time::Duration::from_secs(30),
+        || async {
+            let scrape = agent.scrape().await;
+            (metric(&scrape, "drkit_failovers_total") == Some(1.0)
+                && metric(&scrape, "drkit_cluster_primary_up") == Some(1.0))
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(std::fs::read_to_string(&fenced).unwrap().trim(), "r-1");
+    let promoted = std::fs::read_to_string(&rewired).unwrap().trim().to_owned();
+    let new_master = match promoted.as_str() {
+        "r-0" => &first,
+        "r-2" => &replicas[1],
+        other => panic!("{other} was promoted"),
+    };
+    let mut con = new_master.connection().await.unwrap();
+    let kept: String = redis::cmd("GET")
+        .arg("written")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(kept, "on r-1");
+    let (): () = redis::cmd("SET")
+        .arg("after")
+        .arg(1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let (code, log) = agent.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("failed over"), "{log}");
 }

@@ -40,7 +40,7 @@ impl ClusterFailover {
         Self {
             component,
             seeds,
-            promote_wait: Duration::from_secs(15),
+            promote_wait: Duration::from_secs(30),
             slot: None,
             last_seen: Arc::default(),
         }
@@ -56,8 +56,9 @@ impl ClusterFailover {
         self
     }
 
-    /// How long a promotion may take to show (default 15 s; a forced
-    /// failover that has not shown by half of it is retried as a takeover).
+    /// How long a promotion may take to show (default 30 s; a switchover is
+    /// asked again every 6 s, a forced failover that has not shown after
+    /// 7.5 s is retried as a takeover).
     #[must_use]
     pub fn promote_wait(mut self, wait: Duration) -> Self {
         self.promote_wait = wait;
@@ -263,31 +264,39 @@ impl Failover for ClusterFailover {
         let (_, seed) = self.layout().await?;
         let replica = seed.at(&plan.promote.name)?;
         let (mut conn, _) = replica.connect().await?;
-        // A manual failover the master did not take up times out after
-        // 5 s on the replica: asked again once.
-        let modes: &[&[u8]] = match plan.mode {
-            FailoverMode::Switchover => &[b"", b""],
-            FailoverMode::Failover => &[b"FORCE", b"TAKEOVER"],
-        };
         let deadline = Instant::now() + self.promote_wait;
-        for (i, mode) in modes.iter().enumerate() {
+        // A manual failover the master did not take up (or whose election
+        // the other masters refused: one that has not yet heard of the
+        // replica refuses its vote) is given up by the replica after 5 s:
+        // asked again each time until the deadline. A forced one that has
+        // not shown within `FORCED_WAIT` becomes a takeover.
+        let mut attempt = 0u32;
+        loop {
+            let mode: &[u8] = match (plan.mode, attempt) {
+                (FailoverMode::Switchover, _) => b"",
+                (_, 0) => b"FORCE",
+                _ => b"TAKEOVER",
+            };
             let mut args: Vec<&[u8]> = vec![b"CLUSTER", b"FAILOVER"];
             if !mode.is_empty() {
                 args.push(mode);
             }
             conn.call("CLUSTER FAILOVER", &args).await?;
-            // One that has not shown by half the wait is tried again (a
-            // forced one as a takeover).
-            let until = if i + 1 < modes.len() {
-                Instant::now() + self.promote_wait / 2
-            } else {
-                deadline
-            };
+            let until = match (plan.mode, attempt) {
+                (FailoverMode::Switchover, _) => Instant::now() + MANUAL_FAILOVER_TIMEOUT,
+                (_, 0) => Instant::now() + FORCED_WAIT,
+                _ => deadline,
+            }
+            .min(deadline);
             if let Some(position) = self.wait_for_master(&replica, until).await? {
                 return Ok(Promotion {
                     position: Some(position),
                     data_loss: None,
                 });
+            }
+            attempt += 1;
+            if Instant::now() >= deadline {
+                break;
             }
         }
         Err(self.refused(format!(
@@ -320,6 +329,14 @@ impl Failover for ClusterFailover {
         }
     }
 }
+
+/// How long a replica waits for a manual failover (5 s in Redis's
+/// `CLUSTER_MF_TIMEOUT`), and a little more.
+const MANUAL_FAILOVER_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// How long a forced failover may take to show before it becomes a
+/// takeover.
+const FORCED_WAIT: Duration = Duration::from_millis(7500);
 
 impl ClusterFailover {
     /// Waits until `replica`'s own `CLUSTER NODES` shows it a master with

@@ -1,17 +1,20 @@
-//! `drkit failover <component>`: the primary failed over to the most
-//! advanced healthy replica (or the one named), or moved in a planned
-//! switchover; `--dry-run` prints the plan alone. A member that answers is
-//! fenced read-only over SQL; one that does not, by the component's
-//! `fence_command`. The failover lease is taken in the repository, so that
-//! two operators (or an agent) never promote twice.
+//! `drkit failover <component>`: the primary (a PostgreSQL primary, a Redis
+//! master) failed over to the most advanced healthy replica (or the one
+//! named), or moved in a planned switchover; `--dry-run` prints the plan
+//! alone. A member that answers is fenced over its own protocol (PostgreSQL:
+//! read-only over SQL; Redis: writes paused, or made the replica of a newer
+//! master); one that does not, by the component's `fence_command`. The
+//! failover lease is taken in the repository, so that two operators (or an
+//! agent) never promote twice.
 
 use std::sync::Arc;
 
 use dr_core::{
-    ComponentId, FailoverHooks, FailoverMode, FailoverRequest, Fence, LossLimit, Member, Rewire,
-    async_trait,
+    ComponentId, Failover, FailoverHooks, FailoverMode, FailoverRequest, Fence, LossLimit, Member,
+    Rewire, async_trait,
 };
 use dr_postgres::{ClusterState, PgCluster, PgFailover, SqlFence};
+use dr_redis::{PauseWrites, RedisFailover, RedisServer};
 use dr_storage::Repository;
 use drkit::{Component, FailoverSettings, LossLimitSetting};
 
@@ -33,6 +36,7 @@ pub(crate) fn settings(component: &Component) -> Result<&FailoverSettings, Failu
     component
         .postgres()
         .and_then(|pg| pg.failover())
+        .or_else(|| component.redis().and_then(|redis| redis.failover()))
         .ok_or_else(|| {
             Failure::Usage(format!(
                 "{} has no [component.failover] table naming its members; add one to fail it over",
@@ -46,6 +50,45 @@ pub(crate) async fn pg_cluster(cx: &Context, component: &Component) -> Result<Pg
     let (config, tls) = cx.postgres(component).await?;
     Ok(failover.cluster(component.id(), &config, tls))
 }
+
+/// A `redis` component's members, each reached with the component's
+/// credentials and TLS at its own address.
+pub(crate) async fn redis_members(
+    cx: &Context,
+    component: &Component,
+) -> Result<Vec<(String, RedisServer)>, Failure> {
+    let failover = settings(component)?;
+    let mut members = Vec::with_capacity(failover.members().len());
+    for member in failover.members() {
+        let server = cx.redis_server(component, &member.address()).await?;
+        members.push((member.name().to_owned(), server));
+    }
+    Ok(members)
+}
+
+/// The failover of `component` and the fence it needs, by its kind.
+pub(crate) async fn failover_of(
+    cx: &Context,
+    component: &Component,
+) -> Result<(Arc<dyn Failover>, Arc<dyn Fence>), Failure> {
+    let failover = settings(component)?;
+    if component.redis().is_some() {
+        let members = redis_members(cx, component).await?;
+        let fence = ClusterFence::new(
+            Arc::new(PauseWrites::new(members.clone(), FENCE_PAUSE)),
+            failover,
+        );
+        let redis = RedisFailover::new(component.id().clone(), members);
+        return Ok((Arc::new(redis), Arc::new(fence)));
+    }
+    let cluster = pg_cluster(cx, component).await?;
+    let fence = ClusterFence::new(Arc::new(SqlFence::new(cluster.clone())), failover);
+    Ok((Arc::new(PgFailover::new(cluster)), Arc::new(fence)))
+}
+
+/// How long a Redis master that answers has its writes paused while the
+/// failover promotes a replica (the promotion lifts the pause sooner).
+const FENCE_PAUSE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The cluster as it is now, for `drkit status`; none without a
 /// `[component.failover]` table.
@@ -72,7 +115,7 @@ pub(crate) async fn run(
     out: &Output,
 ) -> Outcome {
     let failover_settings = settings(component)?;
-    let cluster = pg_cluster(cx, component).await?;
+    let (failover, fence) = failover_of(cx, component).await?;
     let mode = if args.switchover {
         FailoverMode::Switchover
     } else {
@@ -88,9 +131,8 @@ pub(crate) async fn run(
     if let Some(to) = &args.to {
         request = request.to(to.clone());
     }
-    let failover = PgFailover::new(cluster.clone());
     if args.dry_run {
-        let plan = dr_core::dry_run(&failover, &request)
+        let plan = dr_core::dry_run(failover.as_ref(), &request)
             .await
             .map_err(|e| Failure::Failed(format!("{e}")))?;
         if out.json {
@@ -105,7 +147,6 @@ pub(crate) async fn run(
             "a failover takes the lease in the repository".into(),
         ));
     };
-    let fence = ClusterFence::new(&cluster, failover_settings);
     let rewire = CommandRewire::of(failover_settings);
     let holder = holder("drkit");
     let lease: Arc<dyn dr_core::FailoverLease> = Arc::new(repo.clone());
@@ -115,10 +156,10 @@ pub(crate) async fn run(
             holder.as_str(),
             std::time::Duration::from_secs(120),
         )),
-        fence: Some(&fence),
+        fence: Some(fence.as_ref()),
         rewire: rewire.as_ref().map(|r| r as &dyn Rewire),
     };
-    let outcome = dr_core::execute(&failover, &request, hooks)
+    let outcome = dr_core::execute(failover.as_ref(), &request, hooks)
         .await
         .map_err(|e| Failure::Failed(format!("{e}")))?;
     if out.json {
@@ -158,17 +199,18 @@ pub(crate) fn request(
     FailoverRequest::new(mode, component.objectives(), loss_limit)
 }
 
-/// Fences a member that answers over SQL (read-only, its sessions ended),
-/// and one that does not with the `fence_command`.
+/// Fences a member that answers over its own protocol (PostgreSQL's
+/// `SqlFence`: read-only, its sessions ended; Redis's `PauseWrites`), and
+/// one that does not with the `fence_command`.
 pub(crate) struct ClusterFence {
-    sql: SqlFence,
+    answering: Arc<dyn Fence>,
     command: Option<HookCommand>,
 }
 
 impl ClusterFence {
-    pub(crate) fn new(cluster: &PgCluster, settings: &FailoverSettings) -> Self {
+    pub(crate) fn new(answering: Arc<dyn Fence>, settings: &FailoverSettings) -> Self {
         Self {
-            sql: SqlFence::new(cluster.clone()),
+            answering,
             command: settings
                 .fence_command()
                 .map(|words| HookCommand::new("fence", words, settings)),
@@ -180,7 +222,7 @@ impl ClusterFence {
 impl Fence for ClusterFence {
     async fn fence(&self, member: &Member) -> dr_core::Result<()> {
         if member.reachable {
-            return self.sql.fence(member).await;
+            return self.answering.fence(member).await;
         }
         let Some(command) = &self.command else {
             return Err(dr_core::Error::Refused {

@@ -148,6 +148,7 @@ pub(crate) async fn run(cx: Context) -> Outcome {
         let automatic = component
             .postgres()
             .and_then(|p| p.failover())
+            .or_else(|| component.redis().and_then(|r| r.failover()))
             .and_then(drkit::FailoverSettings::automatic);
         if automatic.is_some() {
             background.spawn(monitors::watch(agent.clone(), component.id().clone()));

@@ -1,18 +1,16 @@
-//! The failover monitor of each PostgreSQL cluster whose
-//! `[component.failover]` asks for automatic failover: dr-core's `Monitor`
-//! over dr-postgres's `PgFailover`, with the component's fence (SQL for a member that answers, the
+//! The failover monitor of each PostgreSQL cluster or Redis replication set
+//! whose `[component.failover]` asks for automatic failover: dr-core's
+//! `Monitor` over dr-postgres's `PgFailover` or dr-redis's `RedisFailover`,
+//! with the component's fence (its own protocol for a member that answers, the
 //! `fence_command` for one that does not) under the repository's lease, its
 //! events logged and counted in `/metrics`.
 
 use std::sync::Arc;
 
 use dr_core::{ComponentId, FailoverLease, FailoverMode, Monitor, MonitorEvent, MonitorOptions};
-use dr_postgres::PgFailover;
 
 use super::{Agent, stopped};
-use crate::commands::failover::{
-    ClusterFence, CommandRewire, holder, pg_cluster, request, settings,
-};
+use crate::commands::failover::{CommandRewire, failover_of, holder, request, settings};
 
 /// Watches `component`'s primary until the agent stops.
 pub(crate) async fn watch(agent: Arc<Agent>, component: ComponentId) {
@@ -71,18 +69,16 @@ async fn start(
             "{component} does not ask for automatic failover"
         )));
     };
-    let cluster = pg_cluster(&agent.cx, settings_of).await?;
-    let fence = Arc::new(ClusterFence::new(&cluster, failover));
+    let (watched, fence) = failover_of(&agent.cx, settings_of).await?;
     let lease: Arc<dyn FailoverLease> = agent.repo.clone();
     let options = MonitorOptions::new(automatic.interval, automatic.timeout, automatic.failures);
     tracing::info!(%component, "failover monitor starting");
-    let mut monitor = Monitor::new(Arc::new(PgFailover::new(cluster)), options)
-        .fail_over_automatically(
-            request(settings_of, failover, FailoverMode::Failover),
-            fence,
-            lease,
-            holder("drkit-agent"),
-        );
+    let mut monitor = Monitor::new(watched, options).fail_over_automatically(
+        request(settings_of, failover, FailoverMode::Failover),
+        fence,
+        lease,
+        holder("drkit-agent"),
+    );
     if let Some(rewire) = CommandRewire::of(failover) {
         monitor = monitor.rewire(Arc::new(rewire));
     }
