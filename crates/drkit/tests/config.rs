@@ -961,3 +961,43 @@ fn redis_components() {
         "{err}"
     );
 }
+
+/// A `redis` component's `[component.failover]`: members on port 6379 by
+/// default, one host each; none on a Cluster.
+#[test]
+fn a_redis_failover_table() {
+    let failover = "\n[component.failover]\nmembers = [\n  { name = \"r-0\", host = \"10.0.0.5\" },\n  { name = \"r-1\", host = \"10.0.0.6\", port = 6380 },\n]\nloss_limit = \"rpo\"\n";
+    let with = |at: &str, table: &str| {
+        assert_eq!(REDIS.matches(at).count(), 1, "{at}");
+        REDIS.replace(at, &format!("{at}{table}"))
+    };
+    let standalone = "tls = { mode = \"verify-full\", ca_file = \"/etc/drkit/redis-ca.pem\" }\n";
+    let config = Config::from_toml(&with(standalone, failover), "gomeet.toml").unwrap();
+    let settings = config.components()[0].redis().unwrap().failover().unwrap();
+    let addresses: Vec<String> = settings.members().iter().map(|m| m.address()).collect();
+    assert_eq!(addresses, ["10.0.0.5:6379", "10.0.0.6:6380"]);
+    assert_eq!(settings.loss_limit(), drkit::LossLimitSetting::Rpo);
+    assert!(settings.automatic().is_none());
+
+    let two_hosts = failover.replace("host = \"10.0.0.5\"", "host = [\"10.0.0.5\", \"10.0.0.7\"]");
+    let err = Config::from_toml(&with(standalone, &two_hosts), "gomeet.toml").unwrap_err();
+    assert!(err.to_string().contains("component[0].failover"), "{err}");
+    assert!(
+        err.to_string().contains("expected one host for each"),
+        "{err}"
+    );
+    let cluster = "tls = { mode = \"disable\" }\n";
+    let err = Config::from_toml(&with(cluster, failover), "gomeet.toml").unwrap_err();
+    assert!(err.to_string().contains("component[1].failover"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`failover` is for redis components"),
+        "{err}"
+    );
+    let bad_limit = failover.replace("\"rpo\"", "\"lots\"");
+    let err = Config::from_toml(&with(standalone, &bad_limit), "gomeet.toml").unwrap_err();
+    assert!(
+        err.to_string().contains("a size of replication stream"),
+        "{err}"
+    );
+}
