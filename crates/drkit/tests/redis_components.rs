@@ -441,6 +441,20 @@ prune = {{ cron = "0 4 * * 0" }}
         .query_async(&mut r1)
         .await
         .unwrap();
+    // Status shows each member (no backup yet: the RPO is missed, exit 3).
+    let status = drkit(&config, &["status"]).await;
+    let shown = text(&status);
+    assert!(shown.contains("  replication"), "{shown}");
+    let line = |name: &str| {
+        shown
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {shown}"))
+            .to_owned()
+    };
+    assert!(line("r-1").contains("master"), "{shown}");
+    assert!(line("r-0").contains("replica"), "{shown}");
+    assert!(line("r-2").contains("replica"), "{shown}");
 
     // The agent watches the new master; killed, it is failed over.
     let agent = crate::common::agent::Agent::start_with(&config, dir.path(), "agent").await;

@@ -106,6 +106,23 @@ pub(crate) async fn state(
         .map_err(|e| Failure::of(format_args!("assessing {}", component.id()), &e))
 }
 
+/// A `redis` component's replication set as it is now, for `drkit status`;
+/// none without a `[component.failover]` table.
+pub(crate) async fn redis_state(
+    cx: &Context,
+    component: &Component,
+) -> Result<Option<dr_core::ClusterAssessment>, Failure> {
+    if component.redis().and_then(|r| r.failover()).is_none() {
+        return Ok(None);
+    }
+    let members = redis_members(cx, component).await?;
+    RedisFailover::new(component.id().clone(), members)
+        .assess()
+        .await
+        .map(Some)
+        .map_err(|e| Failure::of(format_args!("assessing {}", component.id()), &e))
+}
+
 /// Runs the failover (or prints its plan).
 pub(crate) async fn run(
     cx: &Context,

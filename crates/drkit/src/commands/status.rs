@@ -1,8 +1,9 @@
 //! `drkit status`: per component, the newest point a restore reaches (the
 //! last base backup, and the archived WAL beyond it), its age, and whether
 //! that age keeps within the RPO objective: met (at most half of it used),
-//! at risk, or missed (exit 3). For a PostgreSQL cluster with a
-//! `[component.failover]` table, each member's role, timeline and lag too.
+//! at risk, or missed (exit 3). For a PostgreSQL cluster or a Redis
+//! replication set with a `[component.failover]` table, each member's role,
+//! position and lag too.
 
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ struct Standing {
     restorable: Option<Timestamp>,
     compliance: Option<Compliance>,
     cluster: Option<dr_postgres::ClusterState>,
+    /// A Redis master and its replicas, as assessed.
+    replication: Option<dr_core::ClusterAssessment>,
 }
 
 /// Prints every component's standing; exit 3 if one misses its RPO.
@@ -37,6 +40,7 @@ pub(crate) async fn run(cx: &Context, repo: &Repository, out: &Output) -> Outcom
     for component in config.components() {
         let mut standing = standing(repo, component, now).await?;
         standing.cluster = crate::commands::failover::state(cx, component).await?;
+        standing.replication = crate::commands::failover::redis_state(cx, component).await?;
         if standing.compliance.is_some_and(Compliance::is_missed) {
             missed.push(component.id().to_string());
         }
@@ -58,6 +62,7 @@ pub(crate) async fn run(cx: &Context, repo: &Repository, out: &Output) -> Outcom
                     "exposure_seconds": s.restorable.map(|at| age(now, at).as_secs_f64()),
                     "rpo": s.compliance,
                     "cluster": s.cluster,
+                    "replication": s.replication,
                 })
             })
             .collect();
@@ -93,6 +98,12 @@ pub(crate) async fn run(cx: &Context, repo: &Repository, out: &Output) -> Outcom
                 out.line("  cluster");
                 for line in cluster.to_string().lines().skip(1) {
                     out.line(format_args!("  {line}"));
+                }
+            }
+            if let Some(replication) = &s.replication {
+                out.line("  replication");
+                for member in &replication.members {
+                    out.line(format_args!("    {}", member_line(member)));
                 }
             }
         }
@@ -140,6 +151,7 @@ async fn standing(
         restorable,
         compliance,
         cluster: None,
+        replication: None,
     })
 }
 
@@ -182,4 +194,32 @@ fn age(now: Timestamp, at: Timestamp) -> Duration {
 
 fn ago(now: Timestamp, at: Timestamp) -> dr_core::Rpo {
     dr_core::Rpo::new(Duration::from_secs(age(now, at).as_secs()))
+}
+
+/// One Redis member: its name, role, offset, lag and link, or why it does
+/// not answer.
+fn member_line(member: &dr_core::Member) -> String {
+    let detail = |key: &str| member.detail.get(key).map(String::as_str);
+    if !member.reachable {
+        return format!(
+            "{:<12} unreachable: {}",
+            member.name,
+            detail("error").unwrap_or("no answer")
+        );
+    }
+    let role = match member.role {
+        dr_core::Role::Primary => "master",
+        _ => "replica",
+    };
+    let mut line = format!("{:<12} {role:<8}", member.name);
+    if let Some(dr_core::Position::Redis { offset, .. }) = &member.position {
+        line.push_str(&format!(" offset {offset}"));
+    }
+    if let Some(bytes) = member.lag.and_then(|l| l.bytes) {
+        line.push_str(&format!(", {bytes} bytes behind"));
+    }
+    if let Some(link) = detail("master_link_status") {
+        line.push_str(&format!(", link {link}"));
+    }
+    line
 }
