@@ -145,8 +145,8 @@ mod restore;
 mod sentinel;
 mod snapshot;
 
-pub use archive::archiver::{ArchiverStop, CommandArchiver};
-pub use archive::replay::ArchiveRestore;
+pub use archive::archiver::{ArchiveProgress, ArchiverStop, CommandArchiver};
+pub use archive::replay::{ArchiveRestore, archive_end};
 pub use archive::segment::{
     HEADER_LEN, Record, SEGMENT_MAGIC, SegmentHeader, encode_record, parse_name, read_segment,
 };

@@ -4,7 +4,9 @@
 //! conflicts, skipped, written as a file; a cluster's snapshot inspected by
 //! shard and the whole cluster rebuilt on empty nodes; flags of the other
 //! kind refused; a master and its replicas switched over with `drkit
-//! failover`, then failed over by the agent's monitor when killed.
+//! failover`, then failed over by the agent's monitor when killed; the
+//! agent archiving a master's commands, and a restore to a time between
+//! two writes.
 
 use std::path::Path;
 
@@ -505,4 +507,129 @@ prune = {{ cron = "0 4 * * 0" }}
     let (code, log) = agent.terminate().await;
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("failed over"), "{log}");
+}
+
+/// `archiving = true`: the agent follows the master (its first full
+/// synchronization stored as a snapshot) and archives every write; its
+/// acknowledgements count for `WAIT`. `drkit status` says how far the
+/// archive reaches, and a restore to a time between two batches of writes
+/// gives a fresh server exactly the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_archives_a_masters_commands_for_a_restore_to_a_time() {
+    let source = Redis::start().await.unwrap();
+    let target = Redis::start().await.unwrap();
+    let con = source.connection().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("repository.pass");
+    std::fs::write(&pass, format!("{PASSWORD}\n")).unwrap();
+    let config = dir.path().join("drkit.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[repository]
+location = "{repo}"
+password = {{ file = "{pass}" }}
+
+[[component]]
+id = "redis/main"
+kind = "redis"
+objectives = {{ rto = "5m", rpo = "1m" }}
+retention = "last=3"
+
+[component.redis]
+address = "127.0.0.1:{port}"
+tls = {{ mode = "disable" }}
+archiving = true
+
+[agent]
+listen = "127.0.0.1:0"
+prune = {{ cron = "0 4 * * 0" }}
+refresh = "1s"
+"#,
+            repo = dir.path().join("repo").display(),
+            pass = pass.display(),
+            port = source.port(),
+        ),
+    )
+    .unwrap();
+    assert!(drkit(&config, &["init"]).await.status.success());
+    let agent = crate::common::agent::Agent::start_with(&config, dir.path(), "agent").await;
+    let metric = |scrape: &prometheus_parse::Scrape, name: &str| {
+        crate::common::agent::value(scrape, name, &[("component", "redis/main")])
+    };
+    dr_testkit::eventually(
+        "the archiver to follow the master",
+        std::time::Duration::from_secs(30),
+        || async {
+            let scrape = agent.scrape().await;
+            (metric(&scrape, "drkit_redis_archiver_up") == Some(1.0)
+                && metric(&scrape, "drkit_redis_archived_offset").is_some())
+            .then_some(())
+        },
+    )
+    .await;
+    // Acknowledged by the archiver only once archived.
+    let write_archived = |prefix: &'static str| {
+        let mut con = con.clone();
+        async move {
+            for i in 0..5 {
+                let (): () = redis::cmd("SET")
+                    .arg(format!("{prefix}{i}"))
+                    .arg(i)
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+            }
+            dr_testkit::eventually("the archive", std::time::Duration::from_secs(30), || {
+                let mut con = con.clone();
+                async move {
+                    let acked: i64 = redis::cmd("WAIT")
+                        .arg(1)
+                        .arg(200)
+                        .query_async(&mut con)
+                        .await
+                        .unwrap();
+                    (acked >= 1).then_some(())
+                }
+            })
+            .await;
+        }
+    };
+    write_archived("a").await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let between = jiff::Timestamp::now();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    write_archived("b").await;
+    let lag = metric(&agent.scrape().await, "drkit_redis_archive_lag_seconds");
+    assert!(lag.is_some_and(|s| s < 5.0), "{lag:?}");
+    let (code, log) = agent.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+
+    let status = drkit(&config, &["status"]).await;
+    assert!(
+        text(&status).contains("archive reaches"),
+        "{}",
+        text(&status)
+    );
+    let restored = drkit(
+        &config,
+        &[
+            "restore",
+            "redis/main",
+            "--server",
+            &format!("127.0.0.1:{}", target.port()),
+            "--to",
+            &between.to_string(),
+        ],
+    )
+    .await;
+    assert!(restored.status.success(), "{}", text(&restored));
+    let mut restored_con = target.connection().await.unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut restored_con)
+        .await
+        .unwrap();
+    keys.sort();
+    assert_eq!(keys, ["a0", "a1", "a2", "a3", "a4"]);
 }

@@ -1,12 +1,13 @@
 //! [`CommandArchiver`]: a master's replication stream archived as it
 //! arrives, every interval, with only what is durable acknowledged.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use dr_core::{
-    ArchiveSink, BackupRequest, ComponentId, JournalSink, Position, RecoveryPoint, SegmentJournal,
-    SegmentName, SnapshotSink, StreamName, Timeline,
+    ArchiveCoverage, ArchiveSink, BackupRequest, ComponentId, JournalSink, Position, RecoveryPoint,
+    SegmentJournal, SegmentName, SnapshotSink, StreamName, Timeline,
 };
 use jiff::Timestamp;
 use tokio::sync::watch;
@@ -41,6 +42,24 @@ pub struct CommandArchiver {
     seal_bytes: u64,
     seal_after: Duration,
     reconnect_for: Duration,
+    progress: Option<Arc<watch::Sender<Option<ArchiveProgress>>>>,
+}
+
+/// How often the archive's coverage (everything that arrived is archived,
+/// as of now) is recorded in the store.
+const COVERAGE_EVERY: Duration = Duration::from_secs(10);
+
+/// How far the archive holds the master's stream, as the archiver last
+/// made sure: what a monitor holds against the RPO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArchiveProgress {
+    /// The history and offset the archive holds up to.
+    pub archived: HistoryPoint,
+    /// When the archive last held everything the master had sent: each
+    /// interval's flush that stored what had arrived, or found nothing
+    /// waiting. Its age is the archive's lag.
+    pub complete_at: Timestamp,
 }
 
 /// Why [`CommandArchiver::run`] returned.
@@ -65,7 +84,16 @@ impl CommandArchiver {
             seal_bytes: 64 << 20,
             seal_after: Duration::from_secs(600),
             reconnect_for: Duration::from_secs(300),
+            progress: None,
         }
+    }
+
+    /// Publishes the archive's [`ArchiveProgress`] on `progress` after each
+    /// interval's flush.
+    #[must_use]
+    pub fn progress(mut self, progress: watch::Sender<Option<ArchiveProgress>>) -> Self {
+        self.progress = Some(Arc::new(progress));
+        self
     }
 
     /// Other servers that may become the master (its replicas): when the
@@ -212,6 +240,7 @@ impl CommandArchiver {
     ) -> dr_core::Result<()> {
         let mut pending: Vec<StreamCommand> = Vec::new();
         let mut next_flush = Instant::now() + self.interval;
+        let mut next_coverage = Instant::now();
         loop {
             let stopping = *stop.borrow_and_update();
             let now = Instant::now();
@@ -219,6 +248,22 @@ impl CommandArchiver {
                 self.flush(link, open, &mut pending, archive, journals)
                     .await?;
                 next_flush = now + self.interval;
+                // Everything that arrived is archived: recorded now and
+                // then, so that a restore (and a monitor) knows an idle
+                // master's archive is still whole up to now.
+                if now >= next_coverage {
+                    let point = link.point();
+                    let coverage = ArchiveCoverage {
+                        position: Position::Redis {
+                            replication_id: point.replication_id.parse()?,
+                            offset: point.offset,
+                        },
+                        seen_at: Timestamp::now(),
+                        synchronous: false,
+                    };
+                    archive.record_coverage(&self.component, &coverage).await?;
+                    next_coverage = now + COVERAGE_EVERY;
+                }
             }
             if stopping {
                 if let Some(segment) = open.take() {
@@ -289,6 +334,12 @@ impl CommandArchiver {
             .await?
         {
             link.ack(end).await?;
+        }
+        if let Some(progress) = &self.progress {
+            progress.send_replace(Some(ArchiveProgress {
+                archived: link.point(),
+                complete_at: Timestamp::now(),
+            }));
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::fetch::{RedisServer, info, info_field};
 use crate::inspect::redis_snapshots;
 use crate::replication::commands::CommandSplitter;
+use crate::replication::link::HistoryPoint;
 use crate::restore::{StoredRdb, copy_checked, report_of};
 use crate::snapshot::{RDB_STREAM, RdbSnapshotDetails};
 
@@ -209,6 +210,63 @@ impl ArchiveRestore {
     }
 }
 
+/// Where `component`'s command archive ends: the history and offset after
+/// its newest record, and when that record arrived; `None` for an archive
+/// with no segment. Only the newest segment is read. An archiver resumes
+/// from here.
+///
+/// # Errors
+/// The store's; a newest segment that does not read back.
+pub async fn archive_end(
+    archive: &dyn ArchiveSource,
+    component: &ComponentId,
+) -> dr_core::Result<Option<(HistoryPoint, Timestamp)>> {
+    let newest = archive
+        .segments(component, "")
+        .await?
+        .into_iter()
+        .filter_map(|name| parse_name(&name).map(|header| (header.start, name)))
+        .max_by_key(|(start, _)| *start);
+    let Some((_, name)) = newest else {
+        return Ok(None);
+    };
+    let (header, records) = read_named(archive, component, &name).await?;
+    Ok(records.last().map(|record| {
+        let arrived =
+            Timestamp::from_millisecond(record.arrived_ms).unwrap_or(Timestamp::UNIX_EPOCH);
+        (
+            HistoryPoint {
+                replication_id: header.replication_id,
+                offset: record.offsets().end,
+            },
+            arrived,
+        )
+    }))
+}
+
+/// One segment of `component`'s archive, read back and checked.
+async fn read_named(
+    archive: &dyn ArchiveSource,
+    component: &ComponentId,
+    name: &dr_core::SegmentName,
+) -> dr_core::Result<(super::segment::SegmentHeader, Vec<Record>)> {
+    let mut bytes = Vec::new();
+    archive
+        .open_segment(component, name)
+        .await?
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| {
+            dr_core::Error::corrupt(
+                format!("segment {name} of {component}"),
+                format!("it does not read back: {e}"),
+            )
+        })?;
+    read_segment(Bytes::from(bytes)).map_err(|e| {
+        dr_core::Error::corrupt(format!("segment {name} of {component}"), e.to_string())
+    })
+}
+
 /// Every record of `component`'s command archive, by offset.
 async fn archived_records(
     archive: &dyn ArchiveSource,
@@ -219,21 +277,7 @@ async fn archived_records(
         if parse_name(&name).is_none() {
             continue;
         }
-        let mut bytes = Vec::new();
-        archive
-            .open_segment(component, &name)
-            .await?
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| {
-                dr_core::Error::corrupt(
-                    format!("segment {name} of {component}"),
-                    format!("it does not read back: {e}"),
-                )
-            })?;
-        let (_, segment) = read_segment(Bytes::from(bytes)).map_err(|e| {
-            dr_core::Error::corrupt(format!("segment {name} of {component}"), e.to_string())
-        })?;
+        let (_, segment) = read_named(archive, component, &name).await?;
         records.extend(segment);
     }
     records.sort_by_key(|r| r.start);

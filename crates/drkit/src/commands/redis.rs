@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use dr_core::{RecoveryReport, RecoveryTarget, RestoreRequest, SnapshotSource, SnapshotSourceExt};
 use dr_redis::{
-    ClusterRebuild, ClusterSnapshotDetails, Conflict, Inspection, RdbFileRestore, RdbRestore,
-    RdbSnapshotDetails,
+    ArchiveRestore, ClusterRebuild, ClusterSnapshotDetails, Conflict, Inspection, RdbFileRestore,
+    RdbRestore, RdbSnapshotDetails,
 };
 use dr_storage::Repository;
 use drkit::Component;
@@ -78,7 +78,39 @@ pub(crate) async fn restore(
     if let Some(progress) = &progress {
         request = request.progress(progress);
     }
+    // With a command archive, the latest point or a time is reached by
+    // replaying the archive onto the snapshot before it.
+    let replay =
+        settings.archiving() && matches!(target, RecoveryTarget::Latest | RecoveryTarget::Time(_));
     let (report, written): (RecoveryReport, String) = match args.destination {
+        Destination::Own | Destination::Server(_) if replay => {
+            let (server, into) = match &args.destination {
+                Destination::Server(addr) => {
+                    (cx.redis_server(component, addr).await?, addr.clone())
+                }
+                _ => (
+                    cx.redis_seed(component).await?,
+                    settings.addresses().join(", "),
+                ),
+            };
+            let journals = repo.segment_journals();
+            let mut request = request.archive(repo);
+            if let Some(journals) = &journals {
+                request = request.journals(journals);
+            }
+            let report =
+                dr_core::Restore::restore(&ArchiveRestore::new(id.clone(), server), request)
+                    .await
+                    .map_err(|e| Failure::of(format_args!("restoring {id} into {into}"), &e))?;
+            let upto = match &target {
+                RecoveryTarget::Time(at) => at.to_string(),
+                _ => "the latest point".to_owned(),
+            };
+            (
+                report,
+                format!("{into}: the snapshot and the command archive replayed up to {upto}"),
+            )
+        }
         Destination::File { path, shard } => {
             let mut restore = RdbFileRestore::new(id.clone(), &path);
             if let Some(shard) = shard {

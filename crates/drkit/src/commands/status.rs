@@ -79,10 +79,12 @@ pub(crate) async fn run(cx: &Context, repo: &Repository, out: &Output) -> Outcom
                 None => out.line("  last backup   none"),
             }
             if let Some((at, how)) = s.wal {
-                out.line(format_args!(
-                    "  WAL reaches   {at} ({} ago; {how})",
-                    ago(now, at)
-                ));
+                let label = if component.redis().is_some() {
+                    "archive reaches"
+                } else {
+                    "WAL reaches  "
+                };
+                out.line(format_args!("  {label} {at} ({} ago; {how})", ago(now, at)));
             }
             match s.compliance {
                 Some(c) => out.line(format_args!(
@@ -131,8 +133,13 @@ async fn standing(
 ) -> Result<Standing, Failure> {
     let last_backup = crate::kinds::latest_backup(repo, component).await?;
     let archives_wal = component.postgres().is_some_and(|p| p.wal_archiving());
+    let archives_commands = component
+        .redis()
+        .is_some_and(drkit::RedisSettings::archiving);
     let wal = if archives_wal {
         wal_reaches(repo, component).await?
+    } else if archives_commands && last_backup.is_some() {
+        commands_reach(repo, component).await?
     } else {
         None
     };
@@ -153,6 +160,29 @@ async fn standing(
         cluster: None,
         replication: None,
     })
+}
+
+/// The newest point a Redis component's command archive reaches: where
+/// the archiver last recorded that it held everything the master had sent
+/// (its coverage record), or else when its newest record arrived.
+async fn commands_reach(
+    repo: &Repository,
+    component: &Component,
+) -> Result<Option<(Timestamp, &'static str)>, Failure> {
+    let id = component.id();
+    let covered = repo
+        .coverage(id)
+        .await
+        .map_err(|e| Failure::of(format_args!("reading the archive coverage of {id}"), &e))?
+        .map(|c| (c.seen_at, "the archiver's coverage record"));
+    let newest = dr_redis::archive_end(repo, id)
+        .await
+        .map_err(|e| Failure::of(format_args!("reading the command archive of {id}"), &e))?
+        .map(|(_, at)| (at, "the newest archived command"));
+    Ok([covered, newest]
+        .into_iter()
+        .flatten()
+        .max_by_key(|(at, _)| *at))
 }
 
 /// The newest point the archived WAL reaches: where the continuous

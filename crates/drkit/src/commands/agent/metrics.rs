@@ -79,6 +79,9 @@ struct ComponentFigures {
     /// cluster, for components with a `[component.failover]` table.
     standby_slots: Option<watch::Receiver<Vec<StandbySlot>>>,
     archiver_restarts: u64,
+    /// For `redis` components with `archiving`: the running command
+    /// archiver's progress, none while it does not run.
+    redis_archive: Option<Option<watch::Receiver<Option<dr_redis::ArchiveProgress>>>>,
     /// Whether a primary took writes at the failover monitor's last probe.
     primary_up: Option<bool>,
     /// Failovers the monitor ran, and those refused or failed.
@@ -121,6 +124,7 @@ impl Metrics {
                     archiver: None,
                     standby_slots: None,
                     archiver_restarts: 0,
+                    redis_archive: None,
                     primary_up: None,
                     failovers: (0, 0),
                 };
@@ -182,6 +186,17 @@ impl Metrics {
         if let Some(c) = self.state().components.get_mut(component) {
             c.archiver = Some(status);
             c.standby_slots = standby_slots;
+        }
+    }
+
+    /// The Redis command archiver started (`Some`, its progress) or stopped.
+    pub(crate) fn redis_archiver(
+        &self,
+        component: &ComponentId,
+        progress: Option<watch::Receiver<Option<dr_redis::ArchiveProgress>>>,
+    ) {
+        if let Some(c) = self.state().components.get_mut(component) {
+            c.redis_archive = Some(progress);
         }
     }
 
@@ -359,7 +374,7 @@ fn render_components(
     now: Timestamp,
 ) {
     type Field = fn(&ComponentFigures, Timestamp) -> Option<f64>;
-    let gauges: [(&str, &str, &str, Field); 15] = [
+    let gauges: [(&str, &str, &str, Field); 18] = [
         (
             "drkit_cluster_primary_up",
             "gauge",
@@ -457,6 +472,34 @@ fn render_components(
             "gauge",
             "WAL the server reported that the archive does not hold yet.",
             |c, _| c.archiver.as_ref().map(|a| a.borrow().lag_bytes() as f64),
+        ),
+        (
+            "drkit_redis_archiver_up",
+            "gauge",
+            "1 while the component's Redis command archiver follows the master.",
+            |c, _| {
+                c.redis_archive
+                    .as_ref()
+                    .map(|running| if running.is_some() { 1.0 } else { 0.0 })
+            },
+        ),
+        (
+            "drkit_redis_archive_lag_seconds",
+            "gauge",
+            "How long ago the archive last held everything the Redis master had sent.",
+            |c, now| {
+                let progress = c.redis_archive.as_ref()?.as_ref()?.borrow().clone()?;
+                Some(exposure(now, progress.complete_at).as_secs_f64())
+            },
+        ),
+        (
+            "drkit_redis_archived_offset",
+            "gauge",
+            "The replication offset the Redis command archive holds up to.",
+            |c, _| {
+                let progress = c.redis_archive.as_ref()?.as_ref()?.borrow().clone()?;
+                Some(progress.archived.offset as f64)
+            },
         ),
     ];
     for (name, kind, help, field) in gauges {

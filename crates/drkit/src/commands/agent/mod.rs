@@ -23,6 +23,7 @@ mod http;
 mod jobs;
 mod metrics;
 mod monitors;
+mod redis_archivers;
 mod refresh;
 
 use std::collections::HashMap;
@@ -144,6 +145,15 @@ pub(crate) async fn run(cx: Context) -> Outcome {
     for component in agent.cx.config.components() {
         if component.postgres().is_some_and(|p| p.wal_archiving()) {
             background.spawn(archivers::archive(agent.clone(), component.id().clone()));
+        }
+        if component
+            .redis()
+            .is_some_and(drkit::RedisSettings::archiving)
+        {
+            background.spawn(redis_archivers::archive(
+                agent.clone(),
+                component.id().clone(),
+            ));
         }
         let automatic = component
             .postgres()

@@ -48,7 +48,14 @@ async fn read(
             .filter(|m| crate::kinds::is_backup_of(component, m))
             .max_by_key(|m| m.id)
             .map(|m| m.recovery_point.at);
-        let covered = if component.postgres().is_some_and(|p| p.wal_archiving()) {
+        // An archive's coverage counts from a backup on: the restore starts
+        // from one (a Redis command archive replays onto a snapshot).
+        let archives = component.postgres().is_some_and(|p| p.wal_archiving())
+            || component
+                .redis()
+                .is_some_and(drkit::RedisSettings::archiving)
+                && last_backup.is_some();
+        let covered = if archives {
             repo.coverage(id)
                 .await
                 .map_err(|e| Failure::of(format_args!("reading the archive coverage of {id}"), &e))?
