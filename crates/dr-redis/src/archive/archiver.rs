@@ -249,19 +249,10 @@ impl CommandArchiver {
                     .await?;
                 next_flush = now + self.interval;
                 // Everything that arrived is archived: recorded now and
-                // then, so that a restore (and a monitor) knows an idle
-                // master's archive is still whole up to now.
-                if now >= next_coverage {
-                    let point = link.point();
-                    let coverage = ArchiveCoverage {
-                        position: Position::Redis {
-                            replication_id: point.replication_id.parse()?,
-                            offset: point.offset,
-                        },
-                        seen_at: Timestamp::now(),
-                        synchronous: false,
-                    };
-                    archive.record_coverage(&self.component, &coverage).await?;
+                // then (and at the end), so that a restore (and a monitor)
+                // knows an idle master's archive is still whole up to now.
+                if now >= next_coverage || stopping {
+                    self.record_coverage(link.point(), archive).await?;
                     next_coverage = now + COVERAGE_EVERY;
                 }
             }
@@ -284,6 +275,24 @@ impl CommandArchiver {
                 _ = stop.changed() => {}
             }
         }
+    }
+
+    /// Records that the archive holds everything received, up to `point`,
+    /// as of now.
+    async fn record_coverage(
+        &self,
+        point: HistoryPoint,
+        archive: &dyn ArchiveSink,
+    ) -> dr_core::Result<()> {
+        let coverage = ArchiveCoverage {
+            position: Position::Redis {
+                replication_id: point.replication_id.parse()?,
+                offset: point.offset,
+            },
+            seen_at: Timestamp::now(),
+            synchronous: false,
+        };
+        archive.record_coverage(&self.component, &coverage).await
     }
 
     /// Stores a full synchronization's RDB as a snapshot; the link after it.

@@ -181,14 +181,24 @@ impl ArchiveRestore {
                 ));
             }
             RecoveryTarget::Time(at) if reached.is_none() => {
-                let newest = last_arrival.map_or("none".to_owned(), |t| t.to_string());
-                return Err(dr_core::Error::invalid(
-                    &what,
-                    format!(
-                        "the archive does not reach {at}: its newest record arrived at {newest} \
-                         (offset {next}); restore to that time or earlier"
-                    ),
-                ));
+                // Past the newest record, the archive still reaches a time
+                // its archiver saw it hold everything the master had sent
+                // (its coverage): nothing was written between.
+                let covered = archive.coverage(&self.component).await?.filter(|c| {
+                    c.seen_at >= *at
+                        && matches!(&c.position, Position::Redis { offset, .. } if *offset == next)
+                });
+                if covered.is_none() {
+                    let newest = last_arrival.map_or("none".to_owned(), |t| t.to_string());
+                    return Err(dr_core::Error::invalid(
+                        &what,
+                        format!(
+                            "the archive does not reach {at}: its newest record arrived at \
+                             {newest} (offset {next}), and its archiver did not see it whole \
+                             later; restore to that time or earlier"
+                        ),
+                    ));
+                }
             }
             _ => {}
         }
