@@ -1,7 +1,8 @@
 //! The command archiver against real Redis 7.0 and 8.2: from nothing, a
 //! full synchronization stored as a snapshot, then every write archived in
 //! records whose offsets run on from the snapshot's, sealed into segments;
-//! acknowledged only once archived; resumed from the archive's end.
+//! acknowledged only once archived; resumed from the archive's end, or
+//! from a new snapshot where the master's backlog moved past it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -306,4 +307,77 @@ async fn archiving_continues_across_a_failover_without_a_gap() {
         .map(|name| parse_name(name).unwrap().replication_id)
         .collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
+}
+
+/// An archiver resumed after the master's backlog moved past the archive's
+/// end (a small `repl-backlog-size`, and more writes than it holds while no
+/// archiver ran) cannot continue the history: the master sends a full
+/// synchronization, which is stored as a new snapshot, and the archiver
+/// says so (`snapshots_taken`); the archive runs on from the new snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_past_the_archive_takes_a_new_snapshot_and_says_so() {
+    let master = Redis::start_with(RedisOptions::default().setting("repl-backlog-size", "16kb"))
+        .await
+        .unwrap();
+    let con = master.connection().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    let journals = repo.segment_journals().unwrap();
+    let component: dr_core::ComponentId = "redis/backlog".parse().unwrap();
+    let archiver = CommandArchiver::new(
+        component.clone(),
+        RedisServer::new("127.0.0.1", master.port()),
+    )
+    .interval(Duration::from_millis(50))
+    .reconnect_for(Duration::from_secs(5));
+    let run = |from| {
+        let (repo, journals, archiver) = (repo.clone(), journals.clone(), archiver.clone());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            archiver
+                .run(&repo, Some(&journals), &repo, from, stopped)
+                .await
+        });
+        (stop, task)
+    };
+    let (stop, task) = run(None);
+    let (): () = redis::cmd("SET")
+        .arg("first")
+        .arg(1)
+        .query_async(&mut con.clone())
+        .await
+        .unwrap();
+    acknowledged_by(&con, 1).await;
+    stop.send(true).unwrap();
+    let first = task.await.unwrap().unwrap();
+    assert_eq!(first.snapshots_taken, 1);
+
+    // 64 KiB of writes while nobody archives: four times the backlog.
+    let value = "x".repeat(1024);
+    for i in 0..64 {
+        let (): () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(&value)
+            .query_async(&mut con.clone())
+            .await
+            .unwrap();
+    }
+    let (stop, task) = run(Some(first.archived.clone()));
+    let (): () = redis::cmd("SET")
+        .arg("after")
+        .arg(1)
+        .query_async(&mut con.clone())
+        .await
+        .unwrap();
+    acknowledged_by(&con, 1).await;
+    stop.send(true).unwrap();
+    let second = task.await.unwrap().unwrap();
+    assert_eq!(second.snapshots_taken, 1, "a new full synchronization");
+    assert!(second.archived.offset > first.archived.offset);
+    let snapshots = repo.snapshots(&component).await.unwrap();
+    assert_eq!(snapshots.len(), 2, "{snapshots:?}");
+    let newest = snapshots.iter().max_by_key(|m| m.id).unwrap();
+    let details = RdbSnapshotDetails::of(newest).unwrap();
+    // first and k0..k63, and `after` if the synchronization began later.
+    assert!(details.counts.keys() >= 65, "{details:?}");
 }
