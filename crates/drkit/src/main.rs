@@ -202,6 +202,15 @@ enum Command {
         /// then stops the restore with the keys before it written.
         #[arg(long)]
         single_pass: bool,
+        /// Redis, with a command archive: where drkit listens for the
+        /// target's replication connection while it replays (it plays the
+        /// target's master); default 127.0.0.1 on a free port.
+        #[arg(long, value_name = "IP:PORT")]
+        listen: Option<std::net::SocketAddr>,
+        /// Redis, with a command archive: the host the target connects to
+        /// (default the --listen address's IP).
+        #[arg(long, value_name = "HOST", requires = "listen")]
+        advertise: Option<String>,
     },
     /// Restores the latest backup into a scratch server started for it,
     /// checks it, times it against the RTO, and removes the server.
@@ -535,6 +544,8 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             rebuild_on,
             conflict,
             single_pass,
+            listen,
+            advertise,
         } => {
             let settings = cx.component(&component)?;
             let redis_only = [
@@ -543,6 +554,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                 ("--file", file.is_some()),
                 ("--rebuild-on", !rebuild_on.is_empty()),
                 ("--single-pass", single_pass),
+                ("--listen", listen.is_some()),
             ];
             if settings.redis().is_some() {
                 let postgres_only = [
@@ -577,6 +589,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                     destination,
                     conflict,
                     single_pass,
+                    replay_on: listen.map(|addr| (addr, advertise)),
                     incident_at,
                     report_file: report,
                 };

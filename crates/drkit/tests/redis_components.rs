@@ -620,6 +620,10 @@ refresh = "1s"
             &format!("127.0.0.1:{}", target.port()),
             "--to",
             &between.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--advertise",
+            "127.0.0.1",
         ],
     )
     .await;

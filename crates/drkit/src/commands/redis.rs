@@ -43,6 +43,9 @@ pub(crate) struct RedisRestoreArgs {
     pub(crate) destination: Destination,
     pub(crate) conflict: Conflict,
     pub(crate) single_pass: bool,
+    /// Where a replay from the command archive listens for the target, and
+    /// the host it advertises.
+    pub(crate) replay_on: Option<(std::net::SocketAddr, Option<String>)>,
     pub(crate) incident_at: Option<Timestamp>,
     pub(crate) report_file: Option<PathBuf>,
 }
@@ -98,10 +101,16 @@ pub(crate) async fn restore(
             if let Some(journals) = &journals {
                 request = request.journals(journals);
             }
-            let report =
-                dr_core::Restore::restore(&ArchiveRestore::new(id.clone(), server), request)
-                    .await
-                    .map_err(|e| Failure::of(format_args!("restoring {id} into {into}"), &e))?;
+            let mut replay = ArchiveRestore::new(id.clone(), server);
+            if let Some((addr, advertise)) = &args.replay_on {
+                replay = replay.serve_on(*addr);
+                if let Some(host) = advertise {
+                    replay = replay.advertise(host.clone());
+                }
+            }
+            let report = dr_core::Restore::restore(&replay, request)
+                .await
+                .map_err(|e| Failure::of(format_args!("restoring {id} into {into}"), &e))?;
             let upto = match &target {
                 RecoveryTarget::Time(at) => at.to_string(),
                 _ => "the latest point".to_owned(),
