@@ -453,3 +453,142 @@ async fn the_latest_point_after_a_kill_loses_only_the_last_moments() {
     // What it holds is a prefix of the writes: nothing after a gap.
     assert_eq!(restored, names(0..restored.len() as u32));
 }
+
+/// A failover to a replica that is behind the archive: the replica was
+/// stopped (SIGSTOP, its link cut) while the master took writes the
+/// archiver archived,
+/// then the master was killed and the replica promoted. It cannot continue
+/// the archive's history, so the archiver stores its full synchronization
+/// as a new snapshot and marks where the history forked. The writes only
+/// the old master had are never replayed: not at the latest point, nor at
+/// a time just after them (the restore stops at the fork and says what it
+/// left out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_history_never_replays_the_old_masters_lost_writes() {
+    let mut master = Redis::start().await.unwrap();
+    let replica = master.start_replica().await.unwrap();
+    let con = master.connection().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    let journals = repo.segment_journals().unwrap();
+    let archiver = CommandArchiver::new(
+        "redis/pitr".parse().unwrap(),
+        RedisServer::new("127.0.0.1", master.port()),
+    )
+    .candidates(vec![RedisServer::new("127.0.0.1", replica.port())])
+    .interval(Duration::from_millis(50))
+    .reconnect_for(Duration::from_secs(30));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let run = {
+        let (repo, journals) = (repo.clone(), journals.clone());
+        tokio::spawn(async move {
+            archiver
+                .run(&repo, Some(&journals), &repo, None, stopped)
+                .await
+        })
+    };
+    let set = |key: &'static str| {
+        let mut con = con.clone();
+        async move {
+            let (): () = redis::cmd("SET")
+                .arg(key)
+                .arg(1)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+    };
+    let acked_by = |con: &MultiplexedConnection, n: i64| {
+        let con = con.clone();
+        async move {
+            dr_testkit::eventually("the acknowledgements", Duration::from_secs(30), || {
+                let mut con = con.clone();
+                async move {
+                    let got: i64 = redis::cmd("WAIT")
+                        .arg(n)
+                        .arg(100)
+                        .query_async(&mut con)
+                        .await
+                        .unwrap();
+                    (got >= n).then_some(())
+                }
+            })
+            .await;
+        }
+    };
+    set("a").await;
+    acked_by(&con, 2).await;
+
+    // The replica stops; the archiver alone takes b.
+    let pid = replica.pid().unwrap().to_string();
+    let signal = |which: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([which, pid.as_str()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {which} {pid}");
+    };
+    signal("-STOP");
+    // Its link cut too (what it had buffered would reach it otherwise);
+    // the archiver's is cut with it and continues at once.
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query_async(&mut con.clone())
+        .await
+        .unwrap();
+    set("b").await;
+    acked_by(&con, 1).await;
+    let after_b = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    master.kill9();
+    signal("-CONT");
+    let mut promoted = replica.connection().await.unwrap();
+    let (): () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut promoted)
+        .await
+        .unwrap();
+    let (): () = redis::cmd("SET")
+        .arg("c")
+        .arg(1)
+        .query_async(&mut promoted)
+        .await
+        .unwrap();
+    acked_by(&promoted, 1).await;
+    stop.send(true).unwrap();
+    let archived = run.await.unwrap().unwrap();
+    assert_eq!(
+        archived.snapshots_taken, 2,
+        "the first, and the new master's"
+    );
+    drop(con);
+
+    let (report, into) = restore_to(&repo, RecoveryTarget::Latest, RedisVersion::System).await;
+    report.unwrap();
+    let mut restored = into.connection().await.unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut restored)
+        .await
+        .unwrap();
+    keys.sort();
+    assert_eq!(keys, ["a", "c"]);
+
+    let (report, into) = restore_to(
+        &repo,
+        RecoveryTarget::Time(after_b + Duration::from_millis(50)),
+        RedisVersion::System,
+    )
+    .await;
+    let report = report.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut into.connection().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(keys, ["a"], "{report}");
+    assert!(report.to_string().contains("past a fork"), "{report}");
+}

@@ -12,7 +12,7 @@ use dr_core::{
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use super::segment::{SegmentHeader, encode_record};
+use super::segment::{SegmentHeader, encode_record, fork_marker_name};
 use crate::fetch::RedisServer;
 use crate::replication::commands::StreamCommand;
 use crate::replication::link::{FullSync, HistoryPoint, ReplicaLink, Replication};
@@ -154,7 +154,13 @@ impl CommandArchiver {
         let mut from = from;
         loop {
             let Some(mut link) = self
-                .connect(from.as_ref(), snapshots, &mut snapshots_taken, &mut stop)
+                .connect(
+                    from.as_ref(),
+                    archive,
+                    snapshots,
+                    &mut snapshots_taken,
+                    &mut stop,
+                )
                 .await?
             else {
                 if let Some(segment) = open.take() {
@@ -193,6 +199,7 @@ impl CommandArchiver {
     async fn connect(
         &self,
         from: Option<&HistoryPoint>,
+        archive: &dyn ArchiveSink,
         snapshots: &dyn SnapshotSink,
         snapshots_taken: &mut u32,
         stop: &mut watch::Receiver<bool>,
@@ -208,6 +215,9 @@ impl CommandArchiver {
                 match server.replicate(from).await {
                     Ok(Replication::Continue(link)) => return Ok(Some(link)),
                     Ok(Replication::FullSync(sync)) => {
+                        if let Some(from) = from {
+                            self.note_fork(server, from, archive).await?;
+                        }
                         *snapshots_taken += 1;
                         return Ok(Some(self.store_full_sync(sync, snapshots).await?));
                     }
@@ -275,6 +285,53 @@ impl CommandArchiver {
                 _ = stop.changed() => {}
             }
         }
+    }
+
+    /// Where a master that refused to continue the archive's history took
+    /// that history over in a failover (its `master_replid2`), but only up
+    /// to an offset before the archive's end, the history forked: what the
+    /// archive holds past that offset was lost with the old master. A
+    /// marker in the archive ([`fork_marker_name`]) records it, so that no
+    /// restore replays it.
+    async fn note_fork(
+        &self,
+        server: &RedisServer,
+        from: &HistoryPoint,
+        archive: &dyn ArchiveSink,
+    ) -> dr_core::Result<()> {
+        let Ok((mut conn, _)) = server.connect().await else {
+            return Ok(());
+        };
+        let replication = crate::fetch::info(&mut conn, "replication").await?;
+        let took_over = crate::fetch::info_field(&replication, "master_replid2")
+            == Some(from.replication_id.as_str());
+        let second: Option<u64> = crate::fetch::info_field(&replication, "second_repl_offset")
+            .and_then(|o| o.parse().ok());
+        let Some(second) = second.filter(|_| took_over) else {
+            return Ok(());
+        };
+        // The new master holds the old history up to `second - 1`.
+        let kept = second.saturating_sub(1);
+        if kept >= from.offset {
+            return Ok(());
+        }
+        let text = format!(
+            "history {} forked at offset {kept}: {} bytes archived from the old master (offsets \
+             {kept} to {}) were lost in a failover to {}, which took the history over only up \
+             to {kept}\n",
+            from.replication_id,
+            from.offset - kept,
+            from.offset,
+            server.addr()
+        );
+        archive
+            .put_segment(
+                &self.component,
+                &fork_marker_name(&from.replication_id, kept)?,
+                &mut text.as_bytes(),
+            )
+            .await?;
+        Ok(())
     }
 
     /// Records that the archive holds everything received, up to `point`,

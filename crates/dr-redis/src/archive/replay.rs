@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::segment::{Record, parse_name, read_segment};
+use super::segment::{Record, parse_fork_marker, parse_name, read_segment};
 use crate::error::Error;
 use crate::fetch::{RedisServer, info, info_field};
 use crate::inspect::redis_snapshots;
@@ -57,6 +57,8 @@ struct ReplayPlan {
     end: u64,
     /// When the last record replayed arrived.
     last_arrival: Option<Timestamp>,
+    /// Bytes of the archive left out: a forked history's lost tail.
+    orphaned: u64,
 }
 
 impl ArchiveRestore {
@@ -105,7 +107,7 @@ impl ArchiveRestore {
                 "it needs the command archive (RestoreRequest::archive)",
             )
         })?;
-        let records = archived_records(archive, &self.component).await?;
+        let (records, forks) = archived_records(archive, &self.component).await?;
         let snapshots = redis_snapshots(request.snapshots, &self.component).await?;
         // The newest snapshot with a replication point the target is after.
         let chosen = snapshots.iter().rev().find_map(|manifest| {
@@ -137,7 +139,25 @@ impl ArchiveRestore {
         let mut next = start;
         let mut last_arrival = None;
         let mut reached = None;
-        for record in records.iter().filter(|r| r.offsets().end > start) {
+        // What a fork left behind: archived from an old master past where
+        // its successor took the history over; never replayed.
+        let mut orphaned = 0u64;
+        let beyond_fork = |history: &str, end: u64| {
+            forks
+                .iter()
+                .any(|(forked, at)| forked == history && end > *at)
+        };
+        for (history, record) in records.iter().filter(|(_, r)| r.offsets().end > start) {
+            if beyond_fork(history, record.start + 1) {
+                orphaned += record.data.len() as u64;
+                continue;
+            }
+            // Replayed up to a fork: what comes after is another line of
+            // history (its master's own snapshot starts it), not a gap.
+            if record.start > next && forks.iter().any(|(_, at)| *at == next) {
+                reached = Some(next);
+                break;
+            }
             if record.start > next {
                 return Err(dr_core::Error::corrupt(
                     format!("the command archive of {}", self.component),
@@ -155,6 +175,10 @@ impl ArchiveRestore {
             split.feed(&record.data);
             while let Some(command) = split.next_command()? {
                 if command.offsets.start < next {
+                    continue;
+                }
+                if beyond_fork(history, command.offsets.end) {
+                    orphaned += command.offsets.end - command.offsets.start;
                     continue;
                 }
                 if let RecoveryTarget::Position(Position::Redis { offset: to, .. }) = request.target
@@ -188,7 +212,10 @@ impl ArchiveRestore {
                     c.seen_at >= *at
                         && matches!(&c.position, Position::Redis { offset, .. } if *offset == next)
                 });
-                if covered.is_none() {
+                // A line of history that ends at a fork holds nothing later:
+                // every time after its last kept record finds it there.
+                let ended = forks.iter().any(|(_, fork)| *fork == next);
+                if covered.is_none() && !ended {
                     let newest = last_arrival.map_or("none".to_owned(), |t| t.to_string());
                     return Err(dr_core::Error::invalid(
                         &what,
@@ -216,6 +243,7 @@ impl ArchiveRestore {
             stream,
             end: next,
             last_arrival,
+            orphaned,
         })
     }
 }
@@ -277,21 +305,31 @@ async fn read_named(
     })
 }
 
-/// Every record of `component`'s command archive, by offset.
+/// Every record of `component`'s command archive, by offset, each with
+/// its history's id; and where histories forked ([`parse_fork_marker`]).
 async fn archived_records(
     archive: &dyn ArchiveSource,
     component: &ComponentId,
-) -> dr_core::Result<Vec<Record>> {
+) -> dr_core::Result<(Vec<(String, Record)>, Vec<(String, u64)>)> {
     let mut records = Vec::new();
+    let mut forks = Vec::new();
     for name in archive.segments(component, "").await? {
+        if let Some(fork) = parse_fork_marker(&name) {
+            forks.push(fork);
+            continue;
+        }
         if parse_name(&name).is_none() {
             continue;
         }
-        let (_, segment) = read_named(archive, component, &name).await?;
-        records.extend(segment);
+        let (header, segment) = read_named(archive, component, &name).await?;
+        records.extend(
+            segment
+                .into_iter()
+                .map(|record| (header.replication_id.clone(), record)),
+        );
     }
-    records.sort_by_key(|r| r.start);
-    Ok(records)
+    records.sort_by_key(|(_, r)| r.start);
+    Ok((records, forks))
 }
 
 #[async_trait]
@@ -311,6 +349,13 @@ impl Restore for ArchiveRestore {
         let plan = timeline
             .step("check the snapshot and the archive", self.plan(&request))
             .await?;
+        if plan.orphaned > 0 {
+            timeline.mark(format!(
+                "left out {} bytes the archive holds past a fork: the old master's writes its \
+                 successor never had, lost in the failover",
+                plan.orphaned
+            ))?;
+        }
         let listener = TcpListener::bind(self.listen)
             .await
             .map_err(|e| dr_core::Error::io(format!("listening on {}", self.listen), e))?;

@@ -85,6 +85,30 @@ pub fn parse_name(name: &SegmentName) -> Option<SegmentHeader> {
     })
 }
 
+/// The name of the marker that says history `replication_id` forked at
+/// `offset`: a failover's new master took it over only up to there, and
+/// what the archive holds of it past there was lost with the old master.
+///
+/// # Errors
+/// Never for a 40-character id; the name's own check otherwise.
+pub(crate) fn fork_marker_name(replication_id: &str, offset: u64) -> dr_core::Result<SegmentName> {
+    format!("{FORK_PREFIX}{replication_id}-{offset:020}").parse()
+}
+
+/// The history and offset a fork marker's name says, if it is one.
+pub(crate) fn parse_fork_marker(name: &SegmentName) -> Option<(String, u64)> {
+    let header = name
+        .as_str()
+        .strip_prefix(FORK_PREFIX)
+        .and_then(|rest| rest.parse::<SegmentName>().ok())
+        .as_ref()
+        .and_then(parse_name)?;
+    Some((header.replication_id, header.start))
+}
+
+/// What a fork marker's name starts with (a segment's never does).
+const FORK_PREFIX: &str = "fork-";
+
 /// A record's bytes.
 pub fn encode_record(start: u64, arrived_ms: i64, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(RECORD_HEAD + data.len());
