@@ -45,6 +45,14 @@ pub(crate) fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
 /// for `key`, its payload made of the raw bytes as an RDB of `rdb_version`
 /// holds them. An expiry of 0 is none.
 pub(crate) fn restore(key: &KeyEntry, rdb_version: u16, replace: bool) -> Bytes {
+    let mut out = Vec::with_capacity(1 + key.value.len() + 10 + key.key.len() + 96);
+    restore_into(&mut out, key, rdb_version, replace);
+    Bytes::from(out)
+}
+
+/// [`restore`], appended to `out`: a pipeline's outgoing batch takes each
+/// value with one copy.
+pub(crate) fn restore_into(out: &mut Vec<u8>, key: &KeyEntry, rdb_version: u16, replace: bool) {
     let expiry = key.expire_at_ms.unwrap_or(0).max(0).to_string();
     let hint = match (key.lfu_freq, key.idle_seconds) {
         (Some(freq), _) => Some((&b"FREQ"[..], freq.to_string())),
@@ -53,15 +61,14 @@ pub(crate) fn restore(key: &KeyEntry, rdb_version: u16, replace: bool) -> Bytes 
     };
     let args = 4 + usize::from(replace) + 1 + if hint.is_some() { 2 } else { 0 };
     let payload_len = 1 + key.value.len() + 10;
-    let mut out = Vec::with_capacity(payload_len + key.key.len() + 96);
-    put_header(&mut out, b'*', args);
+    put_header(out, b'*', args);
     for arg in [&b"RESTORE"[..], &key.key, expiry.as_bytes()] {
-        put_header(&mut out, b'$', arg.len());
+        put_header(out, b'$', arg.len());
         out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
     }
     // The payload: type, value, version, CRC-64 of the three.
-    put_header(&mut out, b'$', payload_len);
+    put_header(out, b'$', payload_len);
     let start = out.len();
     out.push(key.value_type.0);
     out.extend_from_slice(&key.value);
@@ -71,19 +78,18 @@ pub(crate) fn restore(key: &KeyEntry, rdb_version: u16, replace: bool) -> Bytes 
     out.extend_from_slice(&crc.value().to_le_bytes());
     out.extend_from_slice(b"\r\n");
     if replace {
-        put_header(&mut out, b'$', 7);
+        put_header(out, b'$', 7);
         out.extend_from_slice(b"REPLACE\r\n");
     }
-    put_header(&mut out, b'$', 6);
+    put_header(out, b'$', 6);
     out.extend_from_slice(b"ABSTTL\r\n");
     if let Some((name, value)) = hint {
         for arg in [name, value.as_bytes()] {
-            put_header(&mut out, b'$', arg.len());
+            put_header(out, b'$', arg.len());
             out.extend_from_slice(arg);
             out.extend_from_slice(b"\r\n");
         }
     }
-    Bytes::from(out)
 }
 
 /// The name of an encoded command, for messages.

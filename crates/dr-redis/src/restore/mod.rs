@@ -457,6 +457,37 @@ impl Writers {
         }
     }
 
+    /// Queues `key`'s `RESTORE`: on one server, written straight into the
+    /// outgoing batch; into a Cluster, kept whole to be sent again where a
+    /// redirection says.
+    async fn push_restore(
+        &mut self,
+        key: &KeyEntry,
+        rdb_version: u16,
+        replace: bool,
+        answered: &mut (dyn FnMut(Sent, Answer) -> Result<()> + Send),
+    ) -> Result<()> {
+        let mut sent = Sent {
+            db: key.db,
+            key: key.key.clone(),
+            command: Bytes::new(),
+            expect: Expect::Restore,
+            tries: 0,
+        };
+        match self {
+            Writers::One(pipeline) => {
+                let encode = |out: &mut Vec<u8>| {
+                    commands::restore_into(out, key, rdb_version, replace);
+                };
+                pipeline.push_encoded(sent, encode, answered).await
+            }
+            Writers::Cluster(cluster) => {
+                sent.command = commands::restore(key, rdb_version, replace);
+                cluster.push(sent, answered).await
+            }
+        }
+    }
+
     /// Sends `sent` to every master: a function library.
     async fn push_everywhere(
         &mut self,
@@ -949,14 +980,9 @@ async fn write(
                 }
                 match &plan.rebuild {
                     None => {
-                        let sent = Sent {
-                            db: key.db,
-                            command: commands::restore(&key, plan.rdb_version, replace),
-                            key: key.key,
-                            expect: Expect::Restore,
-                            tries: 0,
-                        };
-                        writers.push(sent, &mut answered).await?;
+                        writers
+                            .push_restore(&key, plan.rdb_version, replace, &mut answered)
+                            .await?;
                     }
                     Some(rebuild) => {
                         if existing.keys.contains(&(key.db, key.key.clone())) {

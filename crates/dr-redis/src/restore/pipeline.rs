@@ -28,6 +28,8 @@ pub(crate) enum Expect {
     Step { last: bool },
     /// An `EXISTS`: the reply is 1 or 0.
     Exists,
+    /// The pipeline's own `SELECT`.
+    Select,
 }
 
 /// A command sent and not yet answered.
@@ -98,23 +100,52 @@ impl Pipeline {
         sent: Sent,
         answered: &mut (dyn FnMut(Sent, Answer) -> Result<()> + Send),
     ) -> Result<()> {
-        if self.db != Some(sent.db) {
-            let db = sent.db.to_string();
-            super::commands::encode(&mut self.out, &[b"SELECT", db.as_bytes()]);
-            self.db = Some(sent.db);
-            // SELECT's reply is read as a step of no key.
+        self.select(sent.db);
+        self.out.extend_from_slice(&sent.command);
+        self.sent.push_back(sent);
+        self.gathered += 1;
+        self.written_if_full(answered).await
+    }
+
+    /// Queues a command that `encode` appends to the outgoing batch itself
+    /// (no copy of its own kept: it is never sent again), as `sent` says
+    /// (whose `command` stays empty).
+    pub(crate) async fn push_encoded(
+        &mut self,
+        sent: Sent,
+        encode: impl FnOnce(&mut Vec<u8>),
+        answered: &mut (dyn FnMut(Sent, Answer) -> Result<()> + Send),
+    ) -> Result<()> {
+        self.select(sent.db);
+        encode(&mut self.out);
+        self.sent.push_back(sent);
+        self.gathered += 1;
+        self.written_if_full(answered).await
+    }
+
+    /// A `SELECT` first where the next command runs in another database.
+    fn select(&mut self, db: u64) {
+        if self.db != Some(db) {
+            let name = db.to_string();
+            super::commands::encode(&mut self.out, &[b"SELECT", name.as_bytes()]);
+            self.db = Some(db);
             self.sent.push_back(Sent {
-                db: sent.db,
+                db,
                 key: Bytes::new(),
                 command: Bytes::new(),
-                expect: Expect::Step { last: false },
+                expect: Expect::Select,
                 tries: 0,
             });
             self.gathered += 1;
         }
-        self.out.extend_from_slice(&sent.command);
-        self.sent.push_back(sent);
-        self.gathered += 1;
+    }
+
+    /// Writes the batch once it is full, and reads the answers of the
+    /// oldest batches beyond the window.
+    async fn written_if_full(
+        &mut self,
+        answered: &mut (dyn FnMut(Sent, Answer) -> Result<()> + Send),
+    ) -> Result<()> {
         if self.out.len() >= BATCH_BYTES || self.gathered >= BATCH_COMMANDS {
             self.write_batch().await?;
             while self.batches.len() > self.window {
@@ -170,8 +201,7 @@ impl Pipeline {
                     reason: "more replies than commands sent".into(),
                 });
             };
-            if sent.command.is_empty() {
-                // A SELECT of ours.
+            if sent.expect == Expect::Select {
                 if let Answer::Refused(message) = answer {
                     return Err(Error::ServerRefused {
                         addr: self.conn.addr().to_owned(),
