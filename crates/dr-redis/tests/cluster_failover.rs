@@ -47,12 +47,21 @@ async fn a_killed_master_s_replica_takes_over_its_slots() {
         .query_async(&mut con)
         .await
         .unwrap();
-    let _: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(2000)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    // On the replica before the kill (short WAITs: the client gives up on
+    // a reply that takes long).
+    dr_testkit::eventually("the replica", Duration::from_secs(30), || {
+        let mut con = con.clone();
+        async move {
+            let n: i64 = redis::cmd("WAIT")
+                .arg(1)
+                .arg(200)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            (n == 1).then_some(())
+        }
+    })
+    .await;
     let seeds: Vec<RedisServer> = cluster
         .nodes()
         .map(|n| RedisServer::new("127.0.0.1", n.port()))
