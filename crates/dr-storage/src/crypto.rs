@@ -324,6 +324,21 @@ impl Crypter {
         }
     }
 
+    /// Opens a sealed object where it lies in `sealed` (nonce, ciphertext,
+    /// tag): the plaintext is decrypted over the ciphertext, and its range
+    /// in `sealed` returned. On failure (`Err(())`) the bytes are as they
+    /// were.
+    pub(crate) fn open_in_place(
+        &self,
+        sealed: &mut [u8],
+        context: &[u8],
+    ) -> std::result::Result<std::ops::Range<usize>, ()> {
+        match self {
+            Crypter::Plain => Ok(0..sealed.len()),
+            Crypter::Keyed(key) => open_in_place(&key.encryption, sealed, context),
+        }
+    }
+
     /// Opens a sealed blob, failing with `Corrupt` naming `what` if it was altered.
     pub(crate) fn open(&self, sealed: &[u8], context: &[u8], what: &str) -> Result<Vec<u8>> {
         match self {
@@ -426,6 +441,23 @@ fn fill_nonce(nonce: &mut [u8]) -> Result<()> {
         *used += nonce.len();
         Ok(())
     })
+}
+
+fn open_in_place(
+    key: &[u8; 32],
+    sealed: &mut [u8],
+    aad: &[u8],
+) -> std::result::Result<std::ops::Range<usize>, ()> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(());
+    }
+    let end = sealed.len() - TAG_LEN;
+    let (head, tag) = sealed.split_at_mut(end);
+    let (nonce, body) = head.split_at_mut(NONCE_LEN);
+    XChaCha20Poly1305::new(key.into())
+        .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, body, (&*tag).into())
+        .map_err(|_| ())?;
+    Ok(NONCE_LEN..end)
 }
 
 pub(crate) fn fill_random(buf: &mut [u8]) -> Result<()> {

@@ -181,6 +181,49 @@ pub(crate) fn decompress(compressed: &[u8], len: usize) -> std::io::Result<Vec<u
     })
 }
 
+/// Opens a blob read from a pack where it lies in `sealed`, checked as
+/// [`open_blob`] checks it: an uncompressed blob's plaintext is decrypted
+/// over its ciphertext and returned as a slice of the same buffer, with no
+/// copy; a compressed one is decompressed into a buffer of its own. On
+/// failure the bytes may be left half decrypted: the caller drops them.
+pub(crate) fn open_blob_in_place(
+    crypter: &Crypter,
+    entry: &BlobEntry,
+    sealed: &mut bytes::BytesMut,
+    pack: &str,
+    check: BlobCheck,
+) -> Result<Bytes> {
+    let what = || format!("blob {} in pack {pack}", hex(&entry.id));
+    let range = crypter
+        .open_in_place(sealed, BLOB_CONTEXT)
+        .map_err(|()| Error::corrupt(what(), AUTHENTICATION_FAILED))?;
+    let raw = match entry.compression {
+        Compression::None => {
+            let mut all = std::mem::take(sealed);
+            all.truncate(range.end);
+            let _ = all.split_to(range.start);
+            all.freeze()
+        }
+        Compression::Zstd => {
+            let mut out = Vec::with_capacity(entry.raw_length as usize);
+            decompress_onto(&sealed[range], entry.raw_length as usize, &mut out)
+                .map_err(|e| Error::corrupt(what(), format!("does not decompress: {e}")))?;
+            Bytes::from(out)
+        }
+    };
+    if raw.len() != entry.raw_length as usize {
+        return Err(Error::corrupt(
+            what(),
+            format!("{} bytes, expected {}", raw.len(), entry.raw_length),
+        ));
+    }
+    let hash = check == BlobCheck::Id || matches!(crypter, Crypter::Plain);
+    if hash && crypter.id(&raw) != entry.id {
+        return Err(Error::corrupt(what(), "content does not match its id"));
+    }
+    Ok(raw)
+}
+
 /// Decompresses `compressed`, which must come out `len` bytes long, onto the
 /// end of `out`, with this thread's zstd context.
 fn decompress_onto(compressed: &[u8], len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
@@ -530,8 +573,9 @@ mod tests {
         }
     }
 
-    /// A run of blobs opens onto one buffer, compressed ones among them; a
-    /// damaged one is an error that leaves the buffer as it was.
+    /// A run of blobs opens onto one buffer, or each where it lies,
+    /// compressed ones among them; a damaged one is an error (and leaves the
+    /// buffer it was to open onto as it was).
     #[test]
     fn runs_of_blobs_open_onto_one_buffer() {
         for crypter in [
@@ -564,6 +608,14 @@ mod tests {
                 let check = BlobCheck::Id;
                 assert!(open_blob_into(&crypter, entry, &bad, "p", check, &mut out).is_err());
                 assert_eq!(out, kept);
+                let mut bad = bytes::BytesMut::from(&bad[..]);
+                assert!(open_blob_in_place(&crypter, entry, &mut bad, "p", check).is_err());
+            }
+            // Where they lie: the same plaintexts.
+            for (entry, chunk) in entries.iter().zip(&chunks) {
+                let mut blob = bytes::BytesMut::from(sealed(entry));
+                let raw = open_blob_in_place(&crypter, entry, &mut blob, "p", BlobCheck::Id);
+                assert_eq!(&raw.unwrap()[..], &chunk[..]);
             }
         }
     }

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use super::{Location, Repository, join_error, pack_key, snapshot_key};
 use crate::crypto::parse_hex_id;
 use crate::error::{Error, Result};
-use crate::pack::{BlobCheck, open_blob_into};
+use crate::pack::{BlobCheck, open_blob_in_place};
 
 #[async_trait]
 impl SnapshotSource for Repository {
@@ -92,19 +92,21 @@ impl Repository {
         expected: StreamEntry,
         check: StreamCheck,
         what: String,
-        tx: mpsc::Sender<io::Result<Option<Bytes>>>,
+        tx: mpsc::Sender<io::Result<Option<Vec<Bytes>>>>,
     ) {
-        let (hash_tx, mut hash_rx) = mpsc::channel::<Bytes>(8);
+        let (hash_tx, mut hash_rx) = mpsc::channel::<Vec<Bytes>>(8);
         let hasher = (check == StreamCheck::Digest).then(|| {
             tokio::task::spawn_blocking(move || {
                 let mut hash = Sha256::new();
-                while let Some(bytes) = hash_rx.blocking_recv() {
-                    hash.update(&bytes);
+                while let Some(pieces) = hash_rx.blocking_recv() {
+                    for piece in pieces {
+                        hash.update(&piece);
+                    }
                 }
                 hash.finalize()
             })
         });
-        let mut in_flight: VecDeque<JoinHandle<Result<Bytes>>> = VecDeque::new();
+        let mut in_flight: VecDeque<JoinHandle<Result<Vec<Bytes>>>> = VecDeque::new();
         let mut pending = runs(locations).into_iter();
         let mut seen = 0u64;
         let outcome = loop {
@@ -118,18 +120,18 @@ impl Repository {
             let Some(next) = in_flight.pop_front() else {
                 break Ok(());
             };
-            let bytes = match next.await.map_err(join_error).and_then(|r| r) {
-                Ok(bytes) => bytes,
+            let pieces = match next.await.map_err(join_error).and_then(|r| r) {
+                Ok(pieces) => pieces,
                 Err(e) => break Err(blob_failure(&what, e)),
             };
-            seen += bytes.len() as u64;
+            seen += pieces.iter().map(|p| p.len() as u64).sum::<u64>();
             if seen > expected.size {
                 break Err(corrupt_io(&what, "longer than its manifest says"));
             }
-            if hasher.is_some() && hash_tx.send(bytes.clone()).await.is_err() {
+            if hasher.is_some() && hash_tx.send(pieces.clone()).await.is_err() {
                 break Err(io::Error::other("the stream's hasher stopped"));
             }
-            if tx.send(Ok(Some(bytes))).await.is_err() {
+            if tx.send(Ok(Some(pieces))).await.is_err() {
                 // The reader is gone: nobody to tell.
                 break Ok(());
             }
@@ -158,11 +160,12 @@ impl Repository {
     }
 
     /// Reads a run of blobs (see [`runs`]) with one ranged read of their
-    /// pack, and opens each, in order, on one blocking thread, into one
-    /// buffer: a stream of small chunks reaches its reader a run at a time.
-    async fn read_run(&self, run: Vec<Location>) -> Result<Bytes> {
+    /// pack, and opens each, in order, on one blocking thread, where it
+    /// lies in the buffer read: a stream of small chunks reaches its reader
+    /// a run at a time, its blobs' plaintexts slices of one buffer.
+    async fn read_run(&self, run: Vec<Location>) -> Result<Vec<Bytes>> {
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
-            return Ok(Bytes::new());
+            return Ok(Vec::new());
         };
         let start = first.entry.offset;
         let end = last.entry.offset + u64::from(last.entry.length);
@@ -180,21 +183,23 @@ impl Repository {
         }
         let crypter = self.inner.crypter.clone();
         tokio::task::spawn_blocking(move || {
-            let raw: usize = run.iter().map(|l| l.entry.raw_length as usize).sum();
-            let mut out = Vec::with_capacity(raw);
+            // The read's own buffer (copied only if shared), split blob by blob.
+            let mut rest = bytes::BytesMut::from(sealed);
+            let mut pieces = Vec::with_capacity(run.len());
+            let mut at = start;
             for location in &run {
-                let at = (location.entry.offset - start) as usize;
-                let blob = &sealed[at..at + location.entry.length as usize];
-                open_blob_into(
+                let _ = rest.split_to((location.entry.offset - at) as usize);
+                let mut blob = rest.split_to(location.entry.length as usize);
+                at = location.entry.offset + u64::from(location.entry.length);
+                pieces.push(open_blob_in_place(
                     &crypter,
                     &location.entry,
-                    blob,
+                    &mut blob,
                     &pack,
                     BlobCheck::Authenticity,
-                    &mut out,
-                )?;
+                )?);
             }
-            Ok(Bytes::from(out))
+            Ok(pieces)
         })
         .await
         .map_err(join_error)?
@@ -235,16 +240,16 @@ fn runs(locations: Vec<Location>) -> Vec<Vec<Location>> {
 /// `InvalidData` error, never in silently wrong bytes, and a producer that
 /// stops without a verdict is an error too.
 struct VerifiedStream {
-    rx: mpsc::Receiver<io::Result<Option<Bytes>>>,
-    current: Bytes,
+    rx: mpsc::Receiver<io::Result<Option<Vec<Bytes>>>>,
+    current: VecDeque<Bytes>,
     finished: bool,
 }
 
 impl VerifiedStream {
-    fn new(rx: mpsc::Receiver<io::Result<Option<Bytes>>>) -> Self {
+    fn new(rx: mpsc::Receiver<io::Result<Option<Vec<Bytes>>>>) -> Self {
         Self {
             rx,
-            current: Bytes::new(),
+            current: VecDeque::new(),
             finished: false,
         }
     }
@@ -258,9 +263,18 @@ impl AsyncRead for VerifiedStream {
     ) -> Poll<io::Result<()>> {
         loop {
             if !self.current.is_empty() {
-                let n = self.current.len().min(out.remaining());
-                let piece = self.current.split_to(n);
-                out.put_slice(&piece);
+                // As much as fits, from as many pieces as it takes.
+                while out.remaining() > 0
+                    && let Some(front) = self.current.front_mut()
+                {
+                    let n = front.len().min(out.remaining());
+                    out.put_slice(&front[..n]);
+                    if n == front.len() {
+                        self.current.pop_front();
+                    } else {
+                        let _ = front.split_to(n);
+                    }
+                }
                 return Poll::Ready(Ok(()));
             }
             if self.finished {
@@ -268,7 +282,9 @@ impl AsyncRead for VerifiedStream {
             }
             match self.rx.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(Some(bytes)))) => self.current = bytes,
+                Poll::Ready(Some(Ok(Some(pieces)))) => {
+                    self.current = pieces.into_iter().filter(|p| !p.is_empty()).collect();
+                }
                 Poll::Ready(Some(Ok(None))) => self.finished = true,
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
                 Poll::Ready(None) => {
