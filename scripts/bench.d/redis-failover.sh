@@ -37,7 +37,9 @@
 # acknowledged id recorded with when its attempt began and ended, and on a
 # connection of its own DRKIT_BENCH_RATE more SETs a second (200 bytes,
 # pipelined every 10 ms), all on one hash tag, so on one shard of a Cluster.
-# After DRKIT_BENCH_SECONDS of load the master (for a Cluster: the one
+# After DRKIT_BENCH_SECONDS of load and a random 0 to 999 ms more (so that
+# the kill falls anywhere in each tool's probe period, not where the
+# script's own timing would put it) the master (for a Cluster: the one
 # serving that shard) is killed with SIGKILL. The failover time is from the
 # kill to the end of the first acknowledged write whose attempt began after
 # it, as the client sees it; the writer runs two seconds more, and the
@@ -380,7 +382,10 @@ measure() {
     </dev/null >/dev/null 2>"$d/writer.log" &
   procs+=($!)
   writer_pid=$!
-  sleep "$load_seconds"
+  # A random 0 to 999 ms more, so that the kill falls anywhere in each tool's
+  # probe period (ours 500 ms, Sentinel's pings 1 s): otherwise the script's
+  # own timing fixes where, and with it the detection time.
+  sleep "$load_seconds.$(printf '%03d' $((RANDOM % 1000)))"
   n_acked="$(wc -l <"$d/acked")"
   [ "$n_acked" -gt 0 ] || die "$label: the writer had no write acknowledged in $load_seconds s: $(tail -n 5 "$d/writer.log")"
   kill_node
