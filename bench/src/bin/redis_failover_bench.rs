@@ -9,7 +9,7 @@
 //! redis_failover_bench check   --mode <...> --nodes <port,...> --acked <file>
 //! redis_failover_bench shard   --nodes <port,...>
 //! redis_failover_bench archive --port <master> --replica <port> --repo <dir>
-//!                              [--seconds 20] [--rate 5000]
+//!                              [--seconds 20] [--rate 5000] [--samples <file>]
 //! ```
 //!
 //! - `monitor` runs a [`dr_core::Monitor`] that probes every interval and
@@ -33,8 +33,9 @@
 //!   first node that answers. Each acknowledged id goes to `--acked` as
 //!   `<id> <began> <ended>` (Unix seconds), until the file `--stop` exists.
 //!   Every connection attempt and reply may take 1 s.
-//! - `check` reads the ids acknowledged from `--acked` and prints how many
-//!   the master (found as `write` finds it) no longer has.
+//! - `check` reads the ids acknowledged from `--acked` and prints `<lost>
+//!   <acknowledged>`: how many of them the master (found as `write` finds
+//!   it) does not have, and of how many.
 //! - `shard` prints the port of the Cluster master that serves the
 //!   writer's key, then those of its replicas.
 //! - `archive` runs a [`CommandArchiver`] (200 ms, the default, between
@@ -48,7 +49,8 @@
 //!   sample is the time until the first sample at which the consumer's
 //!   offset reached the master's offset of that sample (as `pg_bench lag`
 //!   computes it); it prints `<name> <p50> <p99> <max> <samples>
-//!   <unresolved>` in seconds for `ours` and `replica`.
+//!   <unresolved>` in seconds for `ours` and `replica`, and with
+//!   `--samples` writes every sample to that file.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
