@@ -4,7 +4,10 @@
 //! backup and restore, which `scripts/bench postgres` runs beside
 //! pgBackRest, pg_basebackup, pg_receivewal, pg_dump and pg_restore) and
 //! `redis_bench` (dr-redis's snapshots and RDB verification, which
-//! `scripts/bench redis` runs beside `redis-cli` and `redis-check-rdb`).
+//! `scripts/bench redis` runs beside `redis-cli` and `redis-check-rdb`),
+//! and `redis_failover_bench` (dr-core's monitor over dr-redis's failovers,
+//! and the command archiver's lag, which `scripts/bench redis-failover`
+//! runs beside Redis Sentinel and Redis Cluster's own failover).
 //!
 //! - [`main`] parses a driver's command line with clap and runs it; a failure
 //!   is printed with its chain of causes, and the exit code is 1.
