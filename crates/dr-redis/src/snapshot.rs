@@ -13,12 +13,16 @@ use dr_core::{
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::fetch::{Framing, LogicalDump, RdbTransfer, RedisServer};
 use crate::rdb::verify::{KeyCounts, RdbSummary, Verifier};
 
 /// The stream an RDB snapshot stores its RDB in.
 pub const RDB_STREAM: &str = "rdb";
+
+/// How far ahead of the store the transfer may read.
+const PIPE: usize = 4 << 20;
 
 /// What an RDB snapshot records beside its stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,7 +191,7 @@ pub(crate) async fn store_checked(
     name: &StreamName,
     source: &mut dyn Chunks,
 ) -> dr_core::Result<RdbSummary> {
-    let (pipe_in, pipe_out) = piece_pipe();
+    let (pipe_in, pipe_out) = tokio::io::duplex(PIPE);
     let (publisher, hints) = CutHints::pair();
     let fetch = pump(source, pipe_in, publisher);
     let store = async {
@@ -212,7 +216,7 @@ const HOLD: u64 = 1 << 20;
 /// and the check then fails as incomplete.
 pub(crate) async fn pump(
     source: &mut (dyn Chunks + '_),
-    pipe: PieceSender,
+    mut pipe: impl AsyncWrite + Unpin,
     publisher: CutHintsPublisher,
 ) -> crate::Result<RdbSummary> {
     let mut checker = Verifier::framing_only().collecting_record_starts();
@@ -232,7 +236,7 @@ pub(crate) async fn pump(
         if held_len - release > HOLD {
             release = held_len;
         }
-        if write_held(&pipe, &mut held, release).await.is_err() {
+        if write_held(&mut pipe, &mut held, release).await.is_err() {
             // The store stopped reading: its own error says why.
             held.clear();
             break;
@@ -240,88 +244,33 @@ pub(crate) async fn pump(
         written += release;
         held_len -= release;
     }
-    write_held(&pipe, &mut held, held_len).await.ok();
-    // Dropped: the store reads the end.
+    write_held(&mut pipe, &mut held, held_len).await.ok();
+    pipe.shutdown().await.ok();
     drop(pipe);
     checker.finish()
 }
 
-/// Sends the first `n` bytes of `held` into `pipe` (the pieces themselves,
-/// not copies), and drops them.
+/// Writes the first `n` bytes of `held` into `pipe`, and drops them.
 async fn write_held(
-    pipe: &PieceSender,
+    pipe: &mut (impl AsyncWrite + Unpin),
     held: &mut VecDeque<Bytes>,
     mut n: u64,
-) -> Result<(), StoreGone> {
+) -> std::io::Result<()> {
     while n > 0 {
         let Some(front) = held.front_mut() else {
             break;
         };
         if front.len() as u64 <= n {
             n -= front.len() as u64;
-            let piece = held.pop_front().unwrap_or_default();
-            pipe.0.send(piece).await.map_err(|_| StoreGone)?;
+            pipe.write_all(front).await?;
+            held.pop_front();
         } else {
             let part = front.split_to(n as usize);
-            pipe.0.send(part).await.map_err(|_| StoreGone)?;
+            pipe.write_all(&part).await?;
             n = 0;
         }
     }
     Ok(())
-}
-
-/// The store no longer reads the pipe.
-struct StoreGone;
-
-/// Pieces in flight between the fetch and the store: with the fetch's
-/// pieces of about 64 KiB, a few MiB.
-const PIPE_PIECES: usize = 64;
-
-/// A pipe of owned pieces from [`pump`] to the store, which reads it as a
-/// stream: a piece is moved, not copied into a buffer on its way (the
-/// store's read copies it once, into its own window).
-pub(crate) fn piece_pipe() -> (PieceSender, PieceReader) {
-    let (tx, rx) = tokio::sync::mpsc::channel(PIPE_PIECES);
-    (
-        PieceSender(tx),
-        PieceReader {
-            rx,
-            current: Bytes::new(),
-        },
-    )
-}
-
-/// The fetch's end of a [`piece_pipe`]; dropping it ends the stream.
-pub(crate) struct PieceSender(tokio::sync::mpsc::Sender<Bytes>);
-
-/// The store's end of a [`piece_pipe`]: the pieces, in order, as a stream.
-pub(crate) struct PieceReader {
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
-    current: Bytes,
-}
-
-impl tokio::io::AsyncRead for PieceReader {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        out: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        use std::task::Poll;
-        loop {
-            if !self.current.is_empty() {
-                let n = self.current.len().min(out.remaining());
-                let piece = self.current.split_to(n);
-                out.put_slice(&piece);
-                return Poll::Ready(Ok(()));
-            }
-            match self.rx.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(piece)) => self.current = piece,
-                // The fetch ended: the stream's end.
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-            }
-        }
-    }
 }
 
 #[async_trait]

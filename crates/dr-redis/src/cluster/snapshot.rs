@@ -18,7 +18,10 @@ use crate::error::{Error, Result};
 use crate::fetch::conn::{Conn, Reply};
 use crate::fetch::{Framing, RdbTransfer, RedisServer, info, info_field};
 use crate::rdb::verify::RdbSummary;
-use crate::snapshot::{PieceReader, RdbSnapshotDetails, piece_pipe, pump};
+use crate::snapshot::{RdbSnapshotDetails, pump};
+
+/// How far ahead of the store each shard's transfer may read.
+const PIPE: usize = 4 << 20;
 
 /// One shard of a cluster snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,7 +355,7 @@ async fn store_all_checked(
     let mut fetches = Vec::new();
     let mut outs = Vec::new();
     for (name, mut transfer) in transfers {
-        let (pipe_in, pipe_out) = piece_pipe();
+        let (pipe_in, pipe_out) = tokio::io::duplex(PIPE);
         let (publisher, hints) = CutHints::pair();
         outs.push((name, pipe_out, hints));
         fetches.push(async move {
@@ -365,7 +368,7 @@ async fn store_all_checked(
         });
     }
     let store = async {
-        let mut pipes: Vec<(StreamName, PieceReader)> = Vec::new();
+        let mut pipes: Vec<(StreamName, tokio::io::DuplexStream)> = Vec::new();
         let mut all_hints = Vec::new();
         for (name, out, hints) in outs {
             pipes.push((name, out));
