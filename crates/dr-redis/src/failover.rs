@@ -28,6 +28,7 @@ pub struct RedisFailover {
     members: Vec<(String, RedisServer)>,
     promote_wait: Duration,
     last_seen: Arc<LastSeen>,
+    probe_timeout: Duration,
 }
 
 impl RedisFailover {
@@ -38,7 +39,16 @@ impl RedisFailover {
             members,
             promote_wait: Duration::from_secs(10),
             last_seen: Arc::default(),
+            probe_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// How long a member may take to answer an assessment's probe before
+    /// it counts as unreachable (default 5 s; a monitor gives its own).
+    #[must_use]
+    pub fn probe_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_timeout = timeout;
+        self
     }
 
     /// How long a promotion may take to show in the new master's role.
@@ -229,11 +239,11 @@ impl Failover for RedisFailover {
     }
 
     async fn assess(&self) -> dr_core::Result<ClusterAssessment> {
-        self.assess_members(None).await
+        self.assess_members(self.probe_timeout).await
     }
 
     async fn assess_within(&self, timeout: Duration) -> dr_core::Result<ClusterAssessment> {
-        self.assess_members(Some(timeout)).await
+        self.assess_members(timeout).await
     }
 
     fn plan(
@@ -385,24 +395,27 @@ impl Failover for RedisFailover {
                 .await?;
         }
         let position = self.wait_for_master(target).await?;
-        // Every other member that answers follows the new master; a former
-        // master coming back does too, never left writable beside it.
+        // Every other member that answers (within the probe timeout: one
+        // that hangs is left to the monitor, which demotes it when it comes
+        // back) follows the new master; a former master coming back does
+        // too, never left writable beside it.
         for (name, server) in &self.members {
             if *name == plan.promote.name {
                 continue;
             }
-            if let Ok((mut conn, _)) = server.connect().await {
+            let repoint = async {
+                let (mut conn, _) = server.connect().await?;
                 conn.call(
                     "REPLICAOF",
                     &[b"REPLICAOF", host.as_bytes(), port.as_bytes()],
                 )
-                .await
-                .ok();
+                .await?;
                 // A fenced former master: its writes were paused.
                 conn.call("CLIENT UNPAUSE", &[b"CLIENT", b"UNPAUSE"])
-                    .await
-                    .ok();
-            }
+                    .await?;
+                Ok::<_, Error>(())
+            };
+            let _ = tokio::time::timeout(self.probe_timeout, repoint).await;
         }
         Ok(Promotion {
             position: Some(position),
@@ -414,15 +427,9 @@ impl Failover for RedisFailover {
 impl RedisFailover {
     /// Every member probed at once; one that does not answer within
     /// `timeout` counts as unreachable.
-    async fn assess_members(
-        &self,
-        timeout: Option<Duration>,
-    ) -> dr_core::Result<ClusterAssessment> {
+    async fn assess_members(&self, timeout: Duration) -> dr_core::Result<ClusterAssessment> {
         let assessed_at = Timestamp::now();
         let probes = self.members.iter().map(|(name, server)| async move {
-            let Some(timeout) = timeout else {
-                return member(name, server).await;
-            };
             match tokio::time::timeout(timeout, member(name, server)).await {
                 Ok(member) => member,
                 Err(_) => unreachable_member(
@@ -488,6 +495,10 @@ impl RedisFailover {
     }
 }
 
+/// How long [`PauseWrites`] waits for another member to say whether it is
+/// a master.
+const FENCE_PROBE: Duration = Duration::from_secs(2);
+
 /// Fences a Redis master that still answers. Beside another master that
 /// answers (a former master come back after a failover, with the writes it
 /// took alone), it is made that master's replica (`REPLICAOF`), its own
@@ -514,6 +525,12 @@ impl PauseWrites {
 #[async_trait]
 impl Fence for PauseWrites {
     async fn fence(&self, fenced: &Member) -> dr_core::Result<()> {
+        if !fenced.reachable {
+            return Err(dr_core::Error::Refused {
+                operation: format!("fencing {}", fenced.name),
+                reason: "it did not answer: it cannot be fenced over its own protocol".into(),
+            });
+        }
         let server = self
             .members
             .iter()
@@ -523,7 +540,8 @@ impl Fence for PauseWrites {
         let (mut conn, _) = server.connect().await?;
         let mut others = Vec::new();
         for (name, other) in self.members.iter().filter(|(n, _)| *n != fenced.name) {
-            if member(name, other).await.role == Role::Primary {
+            let probed = tokio::time::timeout(FENCE_PROBE, member(name, other)).await;
+            if probed.is_ok_and(|m| m.role == Role::Primary) {
                 others.push(other);
             }
         }

@@ -337,3 +337,73 @@ async fn events_until(
     .unwrap_or_else(|_| panic!("waited 30 s; saw {seen:?}"));
     seen
 }
+
+/// A master that hangs (SIGSTOP) rather than dies: it still accepts
+/// connections but answers nothing. Probed within 300 ms, it counts as
+/// unreachable; the monitor fails it over (the failover's own assessment
+/// gives up on it as fast), and once it runs again it is a second master
+/// beside the new one, made its replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_master_is_failed_over_and_demoted_when_it_wakes() {
+    let master = Redis::start().await.unwrap();
+    let first = master.start_replica().await.unwrap();
+    let mut con = master.connection().await.unwrap();
+    write_and_sync(&mut con, "k", 50, 1).await;
+    let nodes = members(&[("r-0", &master), ("r-1", &first)]);
+    let failover = RedisFailover::new("redis/main".parse().unwrap(), nodes.clone())
+        .probe_timeout(Duration::from_millis(300));
+    let lease = {
+        use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
+        let options =
+            InitOptions::encrypted(Secret::password("lease")).kdf(KdfParams::INSECURE_FAST);
+        Arc::new(
+            Repository::init(Arc::new(MemoryBackend::new()), options)
+                .await
+                .unwrap(),
+        )
+    };
+    let options = MonitorOptions::new(Duration::from_millis(200), Duration::from_millis(300), 3);
+    let mut handle = Monitor::new(Arc::new(failover), options)
+        .fail_over_automatically(
+            request(FailoverMode::Failover).old_primary_known_dead(),
+            Arc::new(PauseWrites::new(nodes, Duration::from_secs(30))),
+            lease,
+            "monitor-a",
+        )
+        .spawn();
+    events_until(&mut handle, |e| matches!(e, MonitorEvent::PrimaryUp { .. })).await;
+    let pid = master.pid().unwrap().to_string();
+    let signal = |which: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([which, pid.as_str()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {which} {pid}");
+    };
+    signal("-STOP");
+    let seen = events_until(&mut handle, |e| {
+        matches!(
+            e,
+            MonitorEvent::FailedOver(_) | MonitorEvent::FailoverFailed { .. }
+        )
+    })
+    .await;
+    signal("-CONT");
+    let Some(MonitorEvent::FailedOver(outcome)) = seen.last() else {
+        panic!("no failover: {seen:?}");
+    };
+    assert_eq!(outcome.plan.promote.name, "r-1");
+    let seen = events_until(&mut handle, |e| matches!(e, MonitorEvent::Refenced { .. })).await;
+    assert!(
+        matches!(seen.last(), Some(MonitorEvent::Refenced { name, result: Ok(()) }) if name == "r-0"),
+        "{seen:?}"
+    );
+    let old = master.connection().await.unwrap();
+    let new_port = format!("master_port:{}", first.port());
+    dr_testkit::eventually("the old master following", Duration::from_secs(30), || {
+        let (mut old, new_port) = (old.clone(), new_port.clone());
+        async move { role(&mut old).await.contains(&new_port).then_some(()) }
+    })
+    .await;
+    handle.stop().await;
+}

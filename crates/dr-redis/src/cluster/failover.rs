@@ -31,6 +31,7 @@ pub struct ClusterFailover {
     /// Only the shard serving this slot, where set.
     slot: Option<u16>,
     last_seen: Arc<LastSeen>,
+    probe_timeout: Duration,
 }
 
 impl ClusterFailover {
@@ -43,7 +44,16 @@ impl ClusterFailover {
             promote_wait: Duration::from_secs(30),
             slot: None,
             last_seen: Arc::default(),
+            probe_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// How long a node may take to answer an assessment's probe before it
+    /// counts as unreachable (default 5 s; a monitor gives its own).
+    #[must_use]
+    pub fn probe_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_timeout = timeout;
+        self
     }
 
     /// Only the shard that serves `slot` (whichever node that is after
@@ -66,17 +76,30 @@ impl ClusterFailover {
     }
 
     async fn layout(&self) -> dr_core::Result<(ClusterLayout, RedisServer)> {
+        self.layout_within(self.probe_timeout).await
+    }
+
+    /// The layout from the first seed that answers within `timeout` (a
+    /// hung node is passed over like a dead one).
+    async fn layout_within(
+        &self,
+        timeout: Duration,
+    ) -> dr_core::Result<(ClusterLayout, RedisServer)> {
         let mut last = None;
         for seed in &self.seeds {
-            match read_layout(seed).await {
-                Ok((layout, _)) => return Ok((layout, seed.clone())),
-                Err(e) => last = Some(e),
+            match tokio::time::timeout(timeout, read_layout(seed)).await {
+                Ok(Ok((layout, _))) => return Ok((layout, seed.clone())),
+                Ok(Err(e)) => last = Some(dr_core::Error::from(e)),
+                Err(_) => {
+                    last = Some(dr_core::Error::Timeout {
+                        operation: format!("reading the cluster's layout from {}", seed.addr()),
+                        after: timeout,
+                    });
+                }
             }
         }
-        Err(last.map_or_else(
-            || dr_core::Error::invalid("cluster failover", "no seed was given"),
-            dr_core::Error::from,
-        ))
+        Err(last
+            .unwrap_or_else(|| dr_core::Error::invalid("cluster failover", "no seed was given")))
     }
 
     fn refused(&self, reason: impl Into<String>) -> dr_core::Error {
@@ -95,64 +118,11 @@ impl Failover for ClusterFailover {
     }
 
     async fn assess(&self) -> dr_core::Result<ClusterAssessment> {
-        let assessed_at = Timestamp::now();
-        let (layout, seed) = self.layout().await?;
-        let masters: Vec<&str> = match self.slot {
-            None => Vec::new(),
-            Some(slot) => layout
-                .nodes
-                .iter()
-                .filter(|n| n.slots.iter().any(|&(a, b)| a <= slot && slot <= b))
-                .map(|n| n.id.as_str())
-                .collect(),
-        };
-        let in_scope = |node: &super::layout::ClusterNode| {
-            self.slot.is_none()
-                || masters.contains(&node.id.as_str())
-                || matches!(&node.role, NodeRole::Replica { of } if masters.contains(&of.as_str()))
-        };
-        let mut members = Vec::new();
-        for node in layout.nodes.iter().filter(|n| in_scope(n)) {
-            let mut detail = BTreeMap::new();
-            detail.insert("node_id".to_owned(), node.id.clone());
-            let role = match &node.role {
-                NodeRole::Master => {
-                    let slots: Vec<String> =
-                        node.slots.iter().map(|(a, b)| format!("{a}-{b}")).collect();
-                    detail.insert("slots".to_owned(), slots.join(" "));
-                    Role::Primary
-                }
-                NodeRole::Replica { of } => {
-                    detail.insert("master_id".to_owned(), of.clone());
-                    Role::Replica
-                }
-            };
-            let probed = match seed.at(&node.addr) {
-                Ok(server) => Some(member(&node.addr, &server).await),
-                Err(_) => None,
-            };
-            let reachable = probed.as_ref().is_some_and(|m| m.reachable);
-            let position = probed.and_then(|m| m.position);
-            if node.failing {
-                detail.insert("failing".to_owned(), "true".to_owned());
-            }
-            members.push(Member {
-                name: node.addr.clone(),
-                role,
-                reachable,
-                position,
-                lag: None,
-                promotable: role == Role::Replica && reachable,
-                priority: 0,
-                detail,
-            });
-        }
-        self.last_seen.note(&mut members, assessed_at);
-        Ok(ClusterAssessment {
-            component: self.component.clone(),
-            assessed_at,
-            members,
-        })
+        self.assess_nodes(self.probe_timeout).await
+    }
+
+    async fn assess_within(&self, timeout: Duration) -> dr_core::Result<ClusterAssessment> {
+        self.assess_nodes(timeout).await
     }
 
     fn plan(
@@ -339,6 +309,78 @@ const MANUAL_FAILOVER_TIMEOUT: Duration = Duration::from_secs(6);
 const FORCED_WAIT: Duration = Duration::from_millis(7500);
 
 impl ClusterFailover {
+    /// Every node of the layout (of the shard, with `shard_serving`)
+    /// probed at once, each within `timeout`: one that does not answer in
+    /// time (dead, or hung) is unreachable.
+    async fn assess_nodes(&self, timeout: Duration) -> dr_core::Result<ClusterAssessment> {
+        let assessed_at = Timestamp::now();
+        let (layout, seed) = self.layout_within(timeout).await?;
+        let masters: Vec<&str> = match self.slot {
+            None => Vec::new(),
+            Some(slot) => layout
+                .nodes
+                .iter()
+                .filter(|n| n.slots.iter().any(|&(a, b)| a <= slot && slot <= b))
+                .map(|n| n.id.as_str())
+                .collect(),
+        };
+        let in_scope = |node: &super::layout::ClusterNode| {
+            self.slot.is_none()
+                || masters.contains(&node.id.as_str())
+                || matches!(&node.role, NodeRole::Replica { of } if masters.contains(&of.as_str()))
+        };
+        let nodes: Vec<&super::layout::ClusterNode> =
+            layout.nodes.iter().filter(|n| in_scope(n)).collect();
+        let probes = nodes.iter().map(|node| {
+            let server = seed.at(&node.addr).ok();
+            async move {
+                let server = server?;
+                tokio::time::timeout(timeout, member(&node.addr, &server))
+                    .await
+                    .ok()
+            }
+        });
+        let probed_all = futures_util::future::join_all(probes).await;
+        let mut members = Vec::new();
+        for (node, probed) in nodes.into_iter().zip(probed_all) {
+            let mut detail = BTreeMap::new();
+            detail.insert("node_id".to_owned(), node.id.clone());
+            let role = match &node.role {
+                NodeRole::Master => {
+                    let slots: Vec<String> =
+                        node.slots.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+                    detail.insert("slots".to_owned(), slots.join(" "));
+                    Role::Primary
+                }
+                NodeRole::Replica { of } => {
+                    detail.insert("master_id".to_owned(), of.clone());
+                    Role::Replica
+                }
+            };
+            let reachable = probed.as_ref().is_some_and(|m| m.reachable);
+            let position = probed.and_then(|m| m.position);
+            if node.failing {
+                detail.insert("failing".to_owned(), "true".to_owned());
+            }
+            members.push(Member {
+                name: node.addr.clone(),
+                role,
+                reachable,
+                position,
+                lag: None,
+                promotable: role == Role::Replica && reachable,
+                priority: 0,
+                detail,
+            });
+        }
+        self.last_seen.note(&mut members, assessed_at);
+        Ok(ClusterAssessment {
+            component: self.component.clone(),
+            assessed_at,
+            members,
+        })
+    }
+
     /// Waits until `replica`'s own `CLUSTER NODES` shows it a master with
     /// slots; its position then, or `None` at `until`.
     async fn wait_for_master(

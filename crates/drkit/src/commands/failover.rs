@@ -78,7 +78,11 @@ pub(crate) async fn failover_of(
             Arc::new(PauseWrites::new(members.clone(), FENCE_PAUSE)),
             failover,
         );
-        let redis = RedisFailover::new(component.id().clone(), members);
+        let mut redis = RedisFailover::new(component.id().clone(), members);
+        // A member that hangs is given up on as the monitor's probes do.
+        if let Some(automatic) = failover.automatic() {
+            redis = redis.probe_timeout(automatic.timeout);
+        }
         return Ok((Arc::new(redis), Arc::new(fence)));
     }
     let cluster = pg_cluster(cx, component).await?;
