@@ -14,31 +14,14 @@ use dr_redis::{
 };
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Redis, RedisOptions, RedisVersion};
-use redis::aio::MultiplexedConnection;
 use tokio::io::AsyncReadExt;
+
+use crate::common::acknowledged_by;
 
 async fn repository(dir: &tempfile::TempDir) -> Repository {
     let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
     let options = InitOptions::encrypted(Secret::password("rdb")).kdf(KdfParams::INSECURE_FAST);
     Repository::init(backend, options).await.unwrap()
-}
-
-/// Waits until `n` replicas (the archiver among them) acknowledged every
-/// write so far, asking with short `WAIT`s.
-async fn acknowledged_by(con: &MultiplexedConnection, n: i64) {
-    dr_testkit::eventually("the acknowledgements", Duration::from_secs(30), || {
-        let mut con = con.clone();
-        async move {
-            let got: i64 = redis::cmd("WAIT")
-                .arg(n)
-                .arg(200)
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            (got >= n).then_some(())
-        }
-    })
-    .await;
 }
 
 /// Every archived command of `component`, in offset order, checked to run

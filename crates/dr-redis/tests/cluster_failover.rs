@@ -14,6 +14,8 @@ use dr_core::{
 use dr_redis::{ClusterFailover, PauseWrites, RedisServer, SLOTS, slot_of};
 use dr_testkit::{RedisCluster, RedisOptions};
 
+use crate::common::{acknowledged_by, memory_lease};
+
 fn request(mode: FailoverMode) -> FailoverRequest {
     FailoverRequest::new(
         mode,
@@ -47,21 +49,8 @@ async fn a_killed_master_s_replica_takes_over_its_slots() {
         .query_async(&mut con)
         .await
         .unwrap();
-    // On the replica before the kill (short WAITs: the client gives up on
-    // a reply that takes long).
-    dr_testkit::eventually("the replica", Duration::from_secs(30), || {
-        let mut con = con.clone();
-        async move {
-            let n: i64 = redis::cmd("WAIT")
-                .arg(1)
-                .arg(200)
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            (n == 1).then_some(())
-        }
-    })
-    .await;
+    // On the replica before the kill.
+    acknowledged_by(&con, 1).await;
     let seeds: Vec<RedisServer> = cluster
         .nodes()
         .map(|n| RedisServer::new("127.0.0.1", n.port()))
@@ -185,16 +174,7 @@ async fn a_monitor_fails_a_killed_shard_master_over_by_itself() {
     });
     let failover = ClusterFailover::new("redis-cluster/main".parse().unwrap(), seeds)
         .shard_serving(slot_of(key.as_bytes()));
-    let lease = {
-        use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
-        let options =
-            InitOptions::encrypted(Secret::password("lease")).kdf(KdfParams::INSECURE_FAST);
-        Arc::new(
-            Repository::init(Arc::new(MemoryBackend::new()), options)
-                .await
-                .unwrap(),
-        )
-    };
+    let lease = memory_lease().await;
     let probes = MonitorOptions::new(Duration::from_millis(200), Duration::from_millis(500), 3);
     let mut handle = Monitor::new(Arc::new(failover), probes)
         .fail_over_automatically(

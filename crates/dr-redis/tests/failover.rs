@@ -17,6 +17,8 @@ use dr_redis::{PauseWrites, RedisFailover, RedisServer};
 use dr_testkit::Redis;
 use redis::aio::MultiplexedConnection;
 
+use crate::common::{events_until, memory_lease};
+
 fn members(nodes: &[(&str, &Redis)]) -> Vec<(String, RedisServer)> {
     nodes
         .iter()
@@ -230,16 +232,7 @@ async fn a_monitor_fails_a_killed_master_over_and_demotes_it_when_it_returns() {
     let nodes = members(&[("r-0", &master), ("r-1", &first), ("r-2", &second)]);
     let failover = RedisFailover::new("redis/main".parse().unwrap(), nodes.clone());
     let fence = Arc::new(PauseWrites::new(nodes, Duration::from_secs(30)));
-    let lease = {
-        use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
-        let options =
-            InitOptions::encrypted(Secret::password("lease")).kdf(KdfParams::INSECURE_FAST);
-        Arc::new(
-            Repository::init(Arc::new(MemoryBackend::new()), options)
-                .await
-                .unwrap(),
-        )
-    };
+    let lease = memory_lease().await;
     let options = MonitorOptions::new(Duration::from_millis(200), Duration::from_millis(500), 3);
     let mut handle = Monitor::new(Arc::new(failover), options)
         .fail_over_automatically(
@@ -318,26 +311,6 @@ async fn a_monitor_fails_a_killed_master_over_and_demotes_it_when_it_returns() {
     handle.stop().await;
 }
 
-/// The events until `done` says so, within 30 s.
-async fn events_until(
-    handle: &mut dr_core::MonitorHandle,
-    mut done: impl FnMut(&MonitorEvent) -> bool,
-) -> Vec<MonitorEvent> {
-    let mut seen = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(event) = handle.next_event().await {
-            let stop = done(&event);
-            seen.push(event);
-            if stop {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("waited 30 s; saw {seen:?}"));
-    seen
-}
-
 /// A master that hangs (SIGSTOP) rather than dies: it still accepts
 /// connections but answers nothing. Probed within 300 ms, it counts as
 /// unreachable; the monitor fails it over (the failover's own assessment
@@ -352,16 +325,7 @@ async fn a_hung_master_is_failed_over_and_demoted_when_it_wakes() {
     let nodes = members(&[("r-0", &master), ("r-1", &first)]);
     let failover = RedisFailover::new("redis/main".parse().unwrap(), nodes.clone())
         .probe_timeout(Duration::from_millis(300));
-    let lease = {
-        use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
-        let options =
-            InitOptions::encrypted(Secret::password("lease")).kdf(KdfParams::INSECURE_FAST);
-        Arc::new(
-            Repository::init(Arc::new(MemoryBackend::new()), options)
-                .await
-                .unwrap(),
-        )
-    };
+    let lease = memory_lease().await;
     let options = MonitorOptions::new(Duration::from_millis(200), Duration::from_millis(300), 3);
     let mut handle = Monitor::new(Arc::new(failover), options)
         .fail_over_automatically(

@@ -17,6 +17,8 @@ use dr_testkit::{Redis, RedisOptions, RedisVersion};
 use jiff::Timestamp;
 use redis::aio::MultiplexedConnection;
 
+use crate::common::acknowledged_by;
+
 async fn repository(dir: &tempfile::TempDir) -> Repository {
     let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
     let options = InitOptions::encrypted(Secret::password("rdb")).kdf(KdfParams::INSECURE_FAST);
@@ -88,19 +90,7 @@ async fn scenario(version: RedisVersion) {
         })
     };
     // The archiver's snapshot first: WAIT returns once it follows.
-    dr_testkit::eventually("the archiver following", Duration::from_secs(30), || {
-        let mut con = con.clone();
-        async move {
-            let n: i64 = redis::cmd("WAIT")
-                .arg(1)
-                .arg(100)
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            (n == 1).then_some(())
-        }
-    })
-    .await;
+    acknowledged_by(&con, 1).await;
 
     let mut acked = Vec::new();
     for i in 0..25u32 {
@@ -151,19 +141,7 @@ async fn scenario(version: RedisVersion) {
         acked.push(Timestamp::now());
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    dr_testkit::eventually("every write archived", Duration::from_secs(30), || {
-        let mut con = con.clone();
-        async move {
-            let n: i64 = redis::cmd("WAIT")
-                .arg(1)
-                .arg(100)
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            (n == 1).then_some(())
-        }
-    })
-    .await;
+    acknowledged_by(&con, 1).await;
     stop.send(true).unwrap();
     let archived = run.await.unwrap().unwrap();
     let after = |i: usize| acked[i] + Duration::from_millis(100);
@@ -300,19 +278,7 @@ async fn archiving(
         })
     };
     let con = master.connection().await.unwrap();
-    dr_testkit::eventually("the archiver following", Duration::from_secs(30), || {
-        let mut con = con.clone();
-        async move {
-            let n: i64 = redis::cmd("WAIT")
-                .arg(1)
-                .arg(100)
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            (n == 1).then_some(())
-        }
-    })
-    .await;
+    acknowledged_by(&con, 1).await;
     (repo, stop, run)
 }
 
@@ -420,19 +386,7 @@ async fn the_latest_point_after_a_kill_loses_only_the_last_moments() {
         if i == 29 {
             // The first half is known archived (short WAITs: the client
             // gives up on a reply that takes long).
-            dr_testkit::eventually("the first half archived", Duration::from_secs(30), || {
-                let mut con = con.clone();
-                async move {
-                    let n: i64 = redis::cmd("WAIT")
-                        .arg(1)
-                        .arg(200)
-                        .query_async(&mut con)
-                        .await
-                        .unwrap();
-                    (n == 1).then_some(())
-                }
-            })
-            .await;
+            acknowledged_by(&con, 1).await;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -505,26 +459,8 @@ async fn a_forked_history_never_replays_the_old_masters_lost_writes() {
                 .unwrap();
         }
     };
-    let acked_by = |con: &MultiplexedConnection, n: i64| {
-        let con = con.clone();
-        async move {
-            dr_testkit::eventually("the acknowledgements", Duration::from_secs(30), || {
-                let mut con = con.clone();
-                async move {
-                    let got: i64 = redis::cmd("WAIT")
-                        .arg(n)
-                        .arg(100)
-                        .query_async(&mut con)
-                        .await
-                        .unwrap();
-                    (got >= n).then_some(())
-                }
-            })
-            .await;
-        }
-    };
     set("a").await;
-    acked_by(&con, 2).await;
+    acknowledged_by(&con, 2).await;
 
     // The replica stops; the archiver alone takes b.
     let pid = replica.pid().unwrap().to_string();
@@ -546,7 +482,7 @@ async fn a_forked_history_never_replays_the_old_masters_lost_writes() {
         .await
         .unwrap();
     set("b").await;
-    acked_by(&con, 1).await;
+    acknowledged_by(&con, 1).await;
     let after_b = Timestamp::now();
     tokio::time::sleep(Duration::from_millis(100)).await;
     master.kill9();
@@ -564,7 +500,7 @@ async fn a_forked_history_never_replays_the_old_masters_lost_writes() {
         .query_async(&mut promoted)
         .await
         .unwrap();
-    acked_by(&promoted, 1).await;
+    acknowledged_by(&promoted, 1).await;
     stop.send(true).unwrap();
     let archived = run.await.unwrap().unwrap();
     assert_eq!(

@@ -306,3 +306,57 @@ pub fn stored_bytes(dir: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+/// Waits until `n` replicas (an archiver among them) acknowledged every
+/// write so far, asking with short `WAIT`s: a long one outlives the
+/// client's reply timeout on a loaded machine.
+pub async fn acknowledged_by(con: &redis::aio::MultiplexedConnection, n: i64) {
+    dr_testkit::eventually(
+        "the acknowledgements",
+        std::time::Duration::from_secs(30),
+        || {
+            let mut con = con.clone();
+            async move {
+                let got: i64 = redis::cmd("WAIT")
+                    .arg(n)
+                    .arg(200)
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+                (got >= n).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// A failover lease in an in-memory repository.
+pub async fn memory_lease() -> std::sync::Arc<dr_storage::Repository> {
+    use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
+    let options = InitOptions::encrypted(Secret::password("lease")).kdf(KdfParams::INSECURE_FAST);
+    std::sync::Arc::new(
+        Repository::init(std::sync::Arc::new(MemoryBackend::new()), options)
+            .await
+            .unwrap(),
+    )
+}
+
+/// A monitor's events until `done` picks one (the last), within 30 s.
+pub async fn events_until(
+    handle: &mut dr_core::MonitorHandle,
+    mut done: impl FnMut(&dr_core::MonitorEvent) -> bool,
+) -> Vec<dr_core::MonitorEvent> {
+    let mut seen = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(event) = handle.next_event().await {
+            let stop = done(&event);
+            seen.push(event);
+            if stop {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("waited 30 s; saw {seen:?}"));
+    seen
+}
