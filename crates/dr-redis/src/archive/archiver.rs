@@ -315,23 +315,26 @@ impl CommandArchiver {
         if kept >= from.offset {
             return Ok(());
         }
+        // Its text depends on the fork alone: written again (an archiver
+        // that restarts at the same point), it is the same marker.
         let text = format!(
             "history {} forked at offset {kept}: {} bytes archived from the old master (offsets \
-             {kept} to {}) were lost in a failover to {}, which took the history over only up \
-             to {kept}\n",
+             {kept} to {}) were lost in a failover to a master that took the history over only \
+             up to {kept}\n",
             from.replication_id,
             from.offset - kept,
             from.offset,
-            server.addr()
         );
-        archive
-            .put_segment(
-                &self.component,
-                &fork_marker_name(&from.replication_id, kept)?,
-                &mut text.as_bytes(),
-            )
-            .await?;
-        Ok(())
+        let name = fork_marker_name(&from.replication_id, kept)?;
+        match archive
+            .put_segment(&self.component, &name, &mut text.as_bytes())
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Another archive end beyond the same fork: marked already.
+            Err(e) if e.kind() == dr_core::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Records that the archive holds everything received, up to `point`,
