@@ -600,8 +600,11 @@ refresh = "1s"
     let between = jiff::Timestamp::now();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     write_archived("b").await;
-    let lag = metric(&agent.scrape().await, "drkit_redis_archive_lag_seconds");
+    let scrape = agent.scrape().await;
+    let lag = metric(&scrape, "drkit_redis_archive_lag_seconds");
     assert!(lag.is_some_and(|s| s < 5.0), "{lag:?}");
+    // Its first full synchronization, and no other.
+    assert_eq!(metric(&scrape, "drkit_redis_archiver_snapshots"), Some(1.0));
     let (code, log) = agent.terminate().await;
     assert_eq!(code, Some(0), "{log}");
 

@@ -60,6 +60,11 @@ pub struct ArchiveProgress {
     /// interval's flush that stored what had arrived, or found nothing
     /// waiting. Its age is the archive's lag.
     pub complete_at: Timestamp,
+    /// Full synchronizations stored as snapshots since the archiver
+    /// started: one where it began with no point to continue from, and one
+    /// more each time a master could not continue the archive's history
+    /// (its backlog no longer held it, or a failover forked it).
+    pub snapshots_taken: u32,
 }
 
 /// Why [`CommandArchiver::run`] returned.
@@ -175,7 +180,14 @@ impl CommandArchiver {
                 });
             };
             match self
-                .follow(&mut link, &mut open, archive, journals, &mut stop)
+                .follow(
+                    &mut link,
+                    &mut open,
+                    archive,
+                    journals,
+                    snapshots_taken,
+                    &mut stop,
+                )
                 .await
             {
                 Ok(()) => {
@@ -246,6 +258,7 @@ impl CommandArchiver {
         open: &mut Option<OpenSegment>,
         archive: &dyn ArchiveSink,
         journals: Option<&dyn JournalSink>,
+        snapshots_taken: u32,
         stop: &mut watch::Receiver<bool>,
     ) -> dr_core::Result<()> {
         let mut pending: Vec<StreamCommand> = Vec::new();
@@ -257,6 +270,13 @@ impl CommandArchiver {
             if now >= next_flush || stopping {
                 self.flush(link, open, &mut pending, archive, journals)
                     .await?;
+                if let Some(progress) = &self.progress {
+                    progress.send_replace(Some(ArchiveProgress {
+                        archived: link.point(),
+                        complete_at: Timestamp::now(),
+                        snapshots_taken,
+                    }));
+                }
                 next_flush = now + self.interval;
                 // Everything that arrived is archived: recorded now and
                 // then (and at the end), so that a restore (and a monitor)
@@ -403,12 +423,6 @@ impl CommandArchiver {
             .await?
         {
             link.ack(end).await?;
-        }
-        if let Some(progress) = &self.progress {
-            progress.send_replace(Some(ArchiveProgress {
-                archived: link.point(),
-                complete_at: Timestamp::now(),
-            }));
         }
         Ok(())
     }

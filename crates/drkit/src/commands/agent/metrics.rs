@@ -374,7 +374,7 @@ fn render_components(
     now: Timestamp,
 ) {
     type Field = fn(&ComponentFigures, Timestamp) -> Option<f64>;
-    let gauges: [(&str, &str, &str, Field); 18] = [
+    let gauges: [(&str, &str, &str, Field); 19] = [
         (
             "drkit_cluster_primary_up",
             "gauge",
@@ -490,6 +490,15 @@ fn render_components(
             |c, now| {
                 let progress = c.redis_archive.as_ref()?.as_ref()?.borrow().clone()?;
                 Some(exposure(now, progress.complete_at).as_secs_f64())
+            },
+        ),
+        (
+            "drkit_redis_archiver_snapshots",
+            "gauge",
+            "Full synchronizations the running Redis command archiver stored as snapshots: more than one means a master could not continue the archive's history.",
+            |c, _| {
+                let progress = c.redis_archive.as_ref()?.as_ref()?.borrow().clone()?;
+                Some(f64::from(progress.snapshots_taken))
             },
         ),
         (

@@ -82,6 +82,7 @@ async fn run(
         .await
         .map_err(|e| crate::failure::chain(&e))?
         .map(|(point, _)| point);
+    let from_known = from.is_some();
     let (progress, watched) = watch::channel::<Option<ArchiveProgress>>(None);
     let archiver = CommandArchiver::new(component.clone(), server)
         .candidates(candidates)
@@ -89,7 +90,32 @@ async fn run(
     let journals = agent.repo.segment_journals();
     let (stop_tx, stop_rx) = watch::channel(false);
     tracing::info!(%component, from = ?from, "Redis command archiver starting");
-    agent.metrics.redis_archiver(component, Some(watched));
+    agent
+        .metrics
+        .redis_archiver(component, Some(watched.clone()));
+    // Said as it happens: a new snapshot where the history could not go on.
+    let told = {
+        let (component, mut watched) = (component.clone(), watched);
+        tokio::spawn(async move {
+            let mut seen = 0;
+            while watched.changed().await.is_ok() {
+                let taken = watched
+                    .borrow()
+                    .as_ref()
+                    .map_or(seen, |p| p.snapshots_taken);
+                if taken > seen && (seen > 0 || from_known) {
+                    tracing::warn!(
+                        %component,
+                        "the master could not continue the archive's history (its backlog no \
+                         longer held the archive's end, or a failover forked it): its full \
+                         synchronization was stored as a new snapshot, and the archive goes on \
+                         from there"
+                    );
+                }
+                seen = seen.max(taken);
+            }
+        })
+    };
     let repo = agent.repo.clone();
     let running = async {
         archiver
@@ -103,6 +129,7 @@ async fn run(
             .await
     };
     tokio::pin!(running);
+    let _told = AbortOnDrop(told);
     let outcome = tokio::select! {
         outcome = &mut running => outcome,
         () = stopped(stop) => {
@@ -117,5 +144,14 @@ async fn run(
     match outcome {
         Ok(_) => Err("it stopped".to_owned()),
         Err(e) => Err(crate::failure::chain(&e)),
+    }
+}
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
