@@ -305,25 +305,6 @@ impl Crypter {
         }
     }
 
-    /// Opens a sealed object onto the end of `out`: the plaintext is copied
-    /// once and decrypted where it lands. On failure (`Err(())`: damaged or
-    /// altered) `out` is as it was; the caller names what failed, so reading
-    /// many small blobs formats no names.
-    pub(crate) fn open_into(
-        &self,
-        sealed: &[u8],
-        context: &[u8],
-        out: &mut Vec<u8>,
-    ) -> std::result::Result<(), ()> {
-        match self {
-            Crypter::Plain => {
-                out.extend_from_slice(sealed);
-                Ok(())
-            }
-            Crypter::Keyed(key) => open_into(&key.encryption, sealed, context, out),
-        }
-    }
-
     /// Opens a sealed object where it lies in `sealed` (nonce, ciphertext,
     /// tag): the plaintext is decrypted over the ciphertext, and its range
     /// in `sealed` returned. On failure (`Err(())`) the bytes are as they
@@ -387,32 +368,6 @@ fn open(key: &[u8; 32], sealed: &[u8], aad: &[u8]) -> std::result::Result<Vec<u8
     XChaCha20Poly1305::new(key.into())
         .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad })
         .map_err(|_| ())
-}
-
-fn open_into(
-    key: &[u8; 32],
-    sealed: &[u8],
-    aad: &[u8],
-    out: &mut Vec<u8>,
-) -> std::result::Result<(), ()> {
-    if sealed.len() < NONCE_LEN + TAG_LEN {
-        return Err(());
-    }
-    let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-    let start = out.len();
-    out.extend_from_slice(body);
-    let opened = XChaCha20Poly1305::new(key.into()).decrypt_in_place_detached(
-        XNonce::from_slice(nonce),
-        aad,
-        &mut out[start..],
-        tag.into(),
-    );
-    if opened.is_err() {
-        out.truncate(start);
-        return Err(());
-    }
-    Ok(())
 }
 
 thread_local! {

@@ -189,7 +189,7 @@ pub(crate) fn decompress(compressed: &[u8], len: usize) -> std::io::Result<Vec<u
 pub(crate) fn open_blob_in_place(
     crypter: &Crypter,
     entry: &BlobEntry,
-    sealed: &mut bytes::BytesMut,
+    sealed: &mut BytesMut,
     pack: &str,
     check: BlobCheck,
 ) -> Result<Bytes> {
@@ -204,12 +204,9 @@ pub(crate) fn open_blob_in_place(
             let _ = all.split_to(range.start);
             all.freeze()
         }
-        Compression::Zstd => {
-            let mut out = Vec::with_capacity(entry.raw_length as usize);
-            decompress_onto(&sealed[range], entry.raw_length as usize, &mut out)
-                .map_err(|e| Error::corrupt(what(), format!("does not decompress: {e}")))?;
-            Bytes::from(out)
-        }
+        Compression::Zstd => decompress(&sealed[range], entry.raw_length as usize)
+            .map(Bytes::from)
+            .map_err(|e| Error::corrupt(what(), format!("does not decompress: {e}")))?,
     };
     if raw.len() != entry.raw_length as usize {
         return Err(Error::corrupt(
@@ -222,35 +219,6 @@ pub(crate) fn open_blob_in_place(
         return Err(Error::corrupt(what(), "content does not match its id"));
     }
     Ok(raw)
-}
-
-/// Decompresses `compressed`, which must come out `len` bytes long, onto the
-/// end of `out`, with this thread's zstd context.
-fn decompress_onto(compressed: &[u8], len: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
-    let start = out.len();
-    out.reserve(len);
-    let mut behind = std::io::Cursor::new(std::mem::take(out));
-    behind.set_position(start as u64);
-    let written = DECOMPRESSOR.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let decompressor = match cell.as_mut() {
-            Some(decompressor) => decompressor,
-            None => cell.insert(zstd::bulk::Decompressor::new()?),
-        };
-        decompressor.decompress_to_buffer(compressed, &mut behind)
-    });
-    *out = behind.into_inner();
-    match written {
-        Ok(n) if n == len => Ok(()),
-        Ok(n) => {
-            out.truncate(start);
-            Err(std::io::Error::other(format!("{n} bytes, expected {len}")))
-        }
-        Err(e) => {
-            out.truncate(start);
-            Err(e)
-        }
-    }
 }
 
 /// Runs `f` with this thread's zstd context for `level`.
@@ -289,65 +257,16 @@ pub(crate) enum BlobCheck {
     Authenticity,
 }
 
-/// Opens a blob read from a pack and checks it (see [`BlobCheck`]).
+/// Opens a blob read from a pack and checks it (see [`BlobCheck`]), from a
+/// copy of `sealed` ([`open_blob_in_place`] without the caller's buffer).
 pub(crate) fn open_blob(
     crypter: &Crypter,
     entry: &BlobEntry,
     sealed: &[u8],
     pack: &str,
     check: BlobCheck,
-) -> Result<Vec<u8>> {
-    let mut raw = Vec::with_capacity(entry.raw_length as usize);
-    open_blob_into(crypter, entry, sealed, pack, check, &mut raw)?;
-    Ok(raw)
-}
-
-/// Opens a blob as [`open_blob`] does, onto the end of `out`: a run of
-/// blobs read together opens into one buffer, each copied once. On error
-/// `out` is as it was.
-pub(crate) fn open_blob_into(
-    crypter: &Crypter,
-    entry: &BlobEntry,
-    sealed: &[u8],
-    pack: &str,
-    check: BlobCheck,
-    out: &mut Vec<u8>,
-) -> Result<()> {
-    let what = || format!("blob {} in pack {pack}", hex(&entry.id));
-    let start = out.len();
-    let opened = match entry.compression {
-        Compression::None => crypter
-            .open_into(sealed, BLOB_CONTEXT, out)
-            .map_err(|()| Error::corrupt(what(), AUTHENTICATION_FAILED)),
-        Compression::Zstd => {
-            let mut body = Vec::with_capacity(sealed.len());
-            crypter
-                .open_into(sealed, BLOB_CONTEXT, &mut body)
-                .map_err(|()| Error::corrupt(what(), AUTHENTICATION_FAILED))
-                .and_then(|()| {
-                    decompress_onto(&body, entry.raw_length as usize, out)
-                        .map_err(|e| Error::corrupt(what(), format!("does not decompress: {e}")))
-                })
-        }
-    };
-    let checked = opened.and_then(|()| {
-        let raw = &out[start..];
-        if raw.len() != entry.raw_length as usize {
-            return Err(Error::corrupt(
-                what(),
-                format!("{} bytes, expected {}", raw.len(), entry.raw_length),
-            ));
-        }
-        let hash = check == BlobCheck::Id || matches!(crypter, Crypter::Plain);
-        if hash && crypter.id(raw) != entry.id {
-            return Err(Error::corrupt(what(), "content does not match its id"));
-        }
-        Ok(())
-    });
-    if checked.is_err() {
-        out.truncate(start);
-    }
-    checked
+) -> Result<Bytes> {
+    open_blob_in_place(crypter, entry, &mut BytesMut::from(sealed), pack, check)
 }
 
 /// Builds one pack.
@@ -573,11 +492,10 @@ mod tests {
         }
     }
 
-    /// A run of blobs opens onto one buffer, or each where it lies,
-    /// compressed ones among them; a damaged one is an error (and leaves the
-    /// buffer it was to open onto as it was).
+    /// Blobs open where they lie, compressed ones among them; a damaged one
+    /// is an error.
     #[test]
-    fn runs_of_blobs_open_onto_one_buffer() {
+    fn blobs_open_where_they_lie() {
         for crypter in [
             Crypter::Plain,
             Crypter::Keyed(MasterKey::generate().unwrap()),
@@ -594,28 +512,15 @@ mod tests {
             let sealed = |entry: &BlobEntry| {
                 &pack[entry.offset as usize..(entry.offset + u64::from(entry.length)) as usize]
             };
-            let mut out = b"before".to_vec();
-            for entry in &entries {
-                open_blob_into(&crypter, entry, sealed(entry), "p", BlobCheck::Id, &mut out)
-                    .unwrap();
-            }
-            assert_eq!(out, [&b"before"[..], &chunks.concat()].concat());
-            for entry in &entries {
-                let mut bad = sealed(entry).to_vec();
-                let middle = bad.len() / 2;
-                bad[middle] ^= 1;
-                let kept = out.clone();
-                let check = BlobCheck::Id;
-                assert!(open_blob_into(&crypter, entry, &bad, "p", check, &mut out).is_err());
-                assert_eq!(out, kept);
-                let mut bad = bytes::BytesMut::from(&bad[..]);
-                assert!(open_blob_in_place(&crypter, entry, &mut bad, "p", check).is_err());
-            }
-            // Where they lie: the same plaintexts.
             for (entry, chunk) in entries.iter().zip(&chunks) {
-                let mut blob = bytes::BytesMut::from(sealed(entry));
+                let mut blob = BytesMut::from(sealed(entry));
                 let raw = open_blob_in_place(&crypter, entry, &mut blob, "p", BlobCheck::Id);
                 assert_eq!(&raw.unwrap()[..], &chunk[..]);
+                let mut bad = BytesMut::from(sealed(entry));
+                let middle = bad.len() / 2;
+                bad[middle] ^= 1;
+                let check = BlobCheck::Id;
+                assert!(open_blob_in_place(&crypter, entry, &mut bad, "p", check).is_err());
             }
         }
     }
