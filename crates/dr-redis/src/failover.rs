@@ -151,6 +151,19 @@ pub(crate) fn lost_master(member: &Member) -> bool {
             .is_some_and(|s| s.starts_with("master "))
 }
 
+/// [`member`], counted unreachable if it does not answer within
+/// `timeout` (a server that hangs accepts connections and answers nothing).
+pub(crate) async fn member_within(name: &str, server: &RedisServer, timeout: Duration) -> Member {
+    match tokio::time::timeout(timeout, member(name, server)).await {
+        Ok(member) => member,
+        Err(_) => unreachable_member(
+            name,
+            server,
+            format!("no answer within {} ms", timeout.as_millis()),
+        ),
+    }
+}
+
 /// A member that did not answer, and why.
 fn unreachable_member(name: &str, server: &RedisServer, error: String) -> Member {
     Member {
@@ -429,16 +442,10 @@ impl RedisFailover {
     /// `timeout` counts as unreachable.
     async fn assess_members(&self, timeout: Duration) -> dr_core::Result<ClusterAssessment> {
         let assessed_at = Timestamp::now();
-        let probes = self.members.iter().map(|(name, server)| async move {
-            match tokio::time::timeout(timeout, member(name, server)).await {
-                Ok(member) => member,
-                Err(_) => unreachable_member(
-                    name,
-                    server,
-                    format!("no answer within {} ms", timeout.as_millis()),
-                ),
-            }
-        });
+        let probes = self
+            .members
+            .iter()
+            .map(|(name, server)| member_within(name, server, timeout));
         let mut members = futures_util::future::join_all(probes).await;
         self.last_seen.note(&mut members, assessed_at);
         // Lag against the one master, where there is one.
@@ -540,8 +547,8 @@ impl Fence for PauseWrites {
         let (mut conn, _) = server.connect().await?;
         let mut others = Vec::new();
         for (name, other) in self.members.iter().filter(|(n, _)| *n != fenced.name) {
-            let probed = tokio::time::timeout(FENCE_PROBE, member(name, other)).await;
-            if probed.is_ok_and(|m| m.role == Role::Primary) {
+            let probed = member_within(name, other, FENCE_PROBE).await;
+            if probed.reachable && probed.role == Role::Primary {
                 others.push(other);
             }
         }

@@ -147,6 +147,14 @@ impl ArchiveRestore {
                 .iter()
                 .any(|(forked, at)| forked == history && end > *at)
         };
+        // The history being replayed, and whether it forked where the
+        // replay stands.
+        let mut line = replication_id.as_str();
+        let ended_at_fork = |line: &str, next: u64| {
+            forks
+                .iter()
+                .any(|(forked, at)| forked == line && *at == next)
+        };
         for (history, record) in records.iter().filter(|(_, r)| r.offsets().end > start) {
             if beyond_fork(history, record.start + 1) {
                 orphaned += record.data.len() as u64;
@@ -154,7 +162,7 @@ impl ArchiveRestore {
             }
             // Replayed up to a fork: what comes after is another line of
             // history (its master's own snapshot starts it), not a gap.
-            if record.start > next && forks.iter().any(|(_, at)| *at == next) {
+            if record.start > next && ended_at_fork(line, next) {
                 reached = Some(next);
                 break;
             }
@@ -188,6 +196,7 @@ impl ArchiveRestore {
                     break;
                 }
                 next = command.offsets.end;
+                line = history;
                 stream.push(command.raw);
             }
             if reached.is_some() {
@@ -214,7 +223,7 @@ impl ArchiveRestore {
                 });
                 // A line of history that ends at a fork holds nothing later:
                 // every time after its last kept record finds it there.
-                let ended = forks.iter().any(|(_, fork)| *fork == next);
+                let ended = ended_at_fork(line, next);
                 if covered.is_none() && !ended {
                     let newest = last_arrival.map_or("none".to_owned(), |t| t.to_string());
                     return Err(dr_core::Error::invalid(

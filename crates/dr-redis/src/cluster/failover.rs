@@ -17,7 +17,9 @@ use jiff::Timestamp;
 
 use super::layout::{ClusterLayout, NodeRole};
 use super::snapshot::read_layout;
-use crate::failover::{LastSeen, member, offset_of, position_of, refused, within_loss_limit};
+use crate::failover::{
+    LastSeen, member_within, offset_of, position_of, refused, within_loss_limit,
+};
 use crate::fetch::conn::Reply;
 use crate::fetch::{RedisServer, info, info_field};
 
@@ -333,12 +335,7 @@ impl ClusterFailover {
             layout.nodes.iter().filter(|n| in_scope(n)).collect();
         let probes = nodes.iter().map(|node| {
             let server = seed.at(&node.addr).ok();
-            async move {
-                let server = server?;
-                tokio::time::timeout(timeout, member(&node.addr, &server))
-                    .await
-                    .ok()
-            }
+            async move { Some(member_within(&node.addr, &server?, timeout).await) }
         });
         let probed_all = futures_util::future::join_all(probes).await;
         let mut members = Vec::new();
