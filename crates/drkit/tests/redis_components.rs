@@ -369,28 +369,13 @@ async fn a_redis_master_switched_over_by_drkit_and_failed_over_by_its_agent() {
     ];
     let mut r1 = replicas[0].connection().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pass = dir.path().join("repository.pass");
-    std::fs::write(&pass, format!("{PASSWORD}\n")).unwrap();
     let (fenced, rewired) = (dir.path().join("fenced"), dir.path().join("rewired"));
-    let config = dir.path().join("drkit.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[repository]
-location = "{repo}"
-password = {{ file = "{pass}" }}
-
-[[component]]
-id = "redis/main"
-kind = "redis"
-objectives = {{ rto = "5m", rpo = "1m" }}
-retention = "last=3"
-
-[component.redis]
-address = "127.0.0.1:{p0}"
-tls = {{ mode = "disable" }}
-
-[component.failover]
+    let config = main_config(
+        dir.path(),
+        first.port(),
+        "",
+        &format!(
+            r#"[component.failover]
 members = [
   {{ name = "r-0", host = "127.0.0.1", port = {p0} }},
   {{ name = "r-1", host = "127.0.0.1", port = {p1} }},
@@ -400,21 +385,14 @@ loss_limit = "1MB"
 fence_command = ["/bin/sh", "-c", "echo {{member}} > {fenced}"]
 rewire_command = ["/bin/sh", "-c", "echo {{member}} > {rewired}"]
 automatic = {{ interval = "200ms", timeout = "500ms", failures = 3 }}
-
-[agent]
-listen = "127.0.0.1:0"
-prune = {{ cron = "0 4 * * 0" }}
 "#,
-            repo = dir.path().join("repo").display(),
-            pass = pass.display(),
             p0 = first.port(),
             p1 = replicas[0].port(),
             p2 = replicas[1].port(),
             fenced = fenced.display(),
             rewired = rewired.display(),
         ),
-    )
-    .unwrap();
+    );
     assert!(drkit(&config, &["init"]).await.status.success());
 
     // The master answers: a failover is refused, a switchover is planned.
@@ -520,38 +498,7 @@ async fn the_agent_archives_a_masters_commands_for_a_restore_to_a_time() {
     let target = Redis::start().await.unwrap();
     let con = source.connection().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let pass = dir.path().join("repository.pass");
-    std::fs::write(&pass, format!("{PASSWORD}\n")).unwrap();
-    let config = dir.path().join("drkit.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[repository]
-location = "{repo}"
-password = {{ file = "{pass}" }}
-
-[[component]]
-id = "redis/main"
-kind = "redis"
-objectives = {{ rto = "5m", rpo = "1m" }}
-retention = "last=3"
-
-[component.redis]
-address = "127.0.0.1:{port}"
-tls = {{ mode = "disable" }}
-archiving = true
-
-[agent]
-listen = "127.0.0.1:0"
-prune = {{ cron = "0 4 * * 0" }}
-refresh = "1s"
-"#,
-            repo = dir.path().join("repo").display(),
-            pass = pass.display(),
-            port = source.port(),
-        ),
-    )
-    .unwrap();
+    let config = main_config(dir.path(), source.port(), "archiving = true\n", "");
     assert!(drkit(&config, &["init"]).await.status.success());
     let agent = crate::common::agent::Agent::start_with(&config, dir.path(), "agent").await;
     let metric = |scrape: &prometheus_parse::Scrape, name: &str| {
@@ -639,4 +586,42 @@ refresh = "1s"
         .unwrap();
     keys.sort();
     assert_eq!(keys, ["a0", "a1", "a2", "a3", "a4"]);
+}
+
+/// A config with a repository and the server at `port` as `redis/main`
+/// (its `[component.redis]` ending with `redis_extra`, then `tables`), and
+/// the agent's table.
+fn main_config(dir: &Path, port: u16, redis_extra: &str, tables: &str) -> std::path::PathBuf {
+    let pass = dir.join("repository.pass");
+    std::fs::write(&pass, format!("{PASSWORD}\n")).unwrap();
+    let path = dir.join("drkit.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[repository]
+location = "{repo}"
+password = {{ file = "{pass}" }}
+
+[[component]]
+id = "redis/main"
+kind = "redis"
+objectives = {{ rto = "5m", rpo = "1m" }}
+retention = "last=3"
+
+[component.redis]
+address = "127.0.0.1:{port}"
+tls = {{ mode = "disable" }}
+{redis_extra}
+{tables}
+[agent]
+listen = "127.0.0.1:0"
+prune = {{ cron = "0 4 * * 0" }}
+refresh = "1s"
+"#,
+            repo = dir.join("repo").display(),
+            pass = pass.display(),
+        ),
+    )
+    .unwrap();
+    path
 }

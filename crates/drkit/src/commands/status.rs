@@ -170,11 +170,7 @@ async fn commands_reach(
     component: &Component,
 ) -> Result<Option<(Timestamp, &'static str)>, Failure> {
     let id = component.id();
-    let covered = repo
-        .coverage(id)
-        .await
-        .map_err(|e| Failure::of(format_args!("reading the archive coverage of {id}"), &e))?
-        .map(|c| (c.seen_at, "the archiver's coverage record"));
+    let covered = covered(repo, id).await?;
     let newest = dr_redis::archive_end(repo, id)
         .await
         .map_err(|e| Failure::of(format_args!("reading the command archive of {id}"), &e))?
@@ -185,6 +181,19 @@ async fn commands_reach(
         .max_by_key(|(at, _)| *at))
 }
 
+/// Where the component's archiver last recorded that its archive held
+/// everything its source had written.
+async fn covered(
+    repo: &Repository,
+    id: &dr_core::ComponentId,
+) -> Result<Option<(Timestamp, &'static str)>, Failure> {
+    Ok(repo
+        .coverage(id)
+        .await
+        .map_err(|e| Failure::of(format_args!("reading the archive coverage of {id}"), &e))?
+        .map(|c| (c.seen_at, "the archiver's coverage record")))
+}
+
 /// The newest point the archived WAL reaches: where the continuous
 /// archiver last saw the archive hold everything the server wrote (its
 /// coverage record), or else the newest transaction archived.
@@ -193,11 +202,7 @@ async fn wal_reaches(
     component: &Component,
 ) -> Result<Option<(Timestamp, &'static str)>, Failure> {
     let id = component.id();
-    let covered = repo
-        .coverage(id)
-        .await
-        .map_err(|e| Failure::of(format_args!("reading the archive coverage of {id}"), &e))?
-        .map(|c| (c.seen_at, "the archiver's coverage record"));
+    let covered = covered(repo, id).await?;
     let journals = repo.segment_journals();
     let size = component.postgres().map_or(
         DEFAULT_SEGMENT_SIZE,
