@@ -139,9 +139,15 @@ impl ArchiveRestore {
         let mut next = start;
         let mut last_arrival = None;
         let mut reached = None;
-        // What a fork left behind: archived from an old master past where
-        // its successor took the history over; never replayed.
-        let mut orphaned = 0u64;
+        // What a fork left behind up to the target: archived from an old
+        // master past where its successor took the history over; never
+        // replayed. Counted over the whole archive, whichever line of
+        // history the replay below meets first.
+        let orphaned = records
+            .iter()
+            .filter(|(_, record)| arrived_by(record, request.target))
+            .map(|(history, record)| past_fork(&forks, history, record.offsets()))
+            .sum();
         let beyond_fork = |history: &str, end: u64| {
             forks
                 .iter()
@@ -157,7 +163,6 @@ impl ArchiveRestore {
         };
         for (history, record) in records.iter().filter(|(_, r)| r.offsets().end > start) {
             if beyond_fork(history, record.start + 1) {
-                orphaned += record.data.len() as u64;
                 continue;
             }
             // Replayed up to a fork: what comes after is another line of
@@ -186,7 +191,6 @@ impl ArchiveRestore {
                     continue;
                 }
                 if beyond_fork(history, command.offsets.end) {
-                    orphaned += command.offsets.end - command.offsets.start;
                     continue;
                 }
                 if let RecoveryTarget::Position(Position::Redis { offset: to, .. }) = request.target
@@ -312,6 +316,27 @@ async fn read_named(
     read_segment(Bytes::from(bytes)).map_err(|e| {
         dr_core::Error::corrupt(format!("segment {name} of {component}"), e.to_string())
     })
+}
+
+/// Whether `record` arrived by `target` (every record does by the latest
+/// point; by an offset, each that starts before it).
+fn arrived_by(record: &Record, target: &RecoveryTarget) -> bool {
+    match target {
+        RecoveryTarget::Time(at) => record.arrived_ms <= at.as_millisecond(),
+        RecoveryTarget::Position(Position::Redis { offset, .. }) => record.start < *offset,
+        _ => true,
+    }
+}
+
+/// The bytes of `offsets`, archived on history `history`, that lie past
+/// where that history forked.
+fn past_fork(forks: &[(String, u64)], history: &str, offsets: std::ops::Range<u64>) -> u64 {
+    forks
+        .iter()
+        .filter(|(forked, _)| forked == history)
+        .map(|(_, at)| offsets.end.saturating_sub(offsets.start.max(*at)))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Every record of `component`'s command archive, by offset, each with
