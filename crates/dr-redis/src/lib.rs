@@ -146,6 +146,7 @@ mod sentinel;
 mod snapshot;
 
 pub use archive::archiver::{ArchiveProgress, ArchiverStop, CommandArchiver};
+pub use archive::cluster::{ClusterArchiveRestore, ClusterArchiver, ShardArchive};
 pub use archive::replay::{ArchiveRestore, archive_end};
 pub use archive::segment::{
     HEADER_LEN, Record, SEGMENT_MAGIC, SegmentHeader, encode_record, parse_name, read_segment,

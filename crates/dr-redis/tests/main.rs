@@ -10,6 +10,7 @@ mod common;
 mod archiver;
 mod cluster;
 mod cluster_failover;
+mod cluster_pitr;
 mod failover;
 mod fetch;
 mod file_mode;

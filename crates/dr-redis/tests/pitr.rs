@@ -362,6 +362,103 @@ async fn incr_on_expiring_keys_replays_as_the_master_did_it() {
     }
 }
 
+/// A point-in-time restore whose result is an RDB file: replayed on a
+/// staging server as always, then fetched from it, checked and written
+/// whole; the staging server is empty again after. A target the archive
+/// does not reach writes no file at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_into_an_rdb_file_holds_what_the_master_had_then() {
+    let master = Redis::start().await.unwrap();
+    let mut con = master.connection().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, stop, run) = archiving(&master, &dir).await;
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET").arg("a").arg(1).ignore();
+    pipe.cmd("SET")
+        .arg("b")
+        .arg(2)
+        .arg("PX")
+        .arg(3_600_000)
+        .ignore();
+    for _ in 0..3 {
+        pipe.cmd("INCR").arg("c").ignore();
+    }
+    let (): () = pipe.query_async(&mut con).await.unwrap();
+    acknowledged_by(&con, 1).await;
+    let before_flush = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (): () = redis::cmd("FLUSHALL").query_async(&mut con).await.unwrap();
+    acknowledged_by(&con, 1).await;
+    stop.send(true).unwrap();
+    run.await.unwrap().unwrap();
+
+    let staging = Redis::start().await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("dump.rdb");
+    let restore_at = |target: RecoveryTarget| {
+        let restore = ArchiveRestore::new(
+            "redis/pitr".parse().unwrap(),
+            RedisServer::new("127.0.0.1", staging.port()),
+        )
+        .into_file(&file)
+        .wait(Duration::from_secs(60));
+        let repo = &repo;
+        async move {
+            let objectives = Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap());
+            let request = RestoreRequest::new(repo, &target, objectives).archive(repo);
+            restore.restore(request).await
+        }
+    };
+
+    let beyond = restore_at(RecoveryTarget::Time(
+        Timestamp::now() + Duration::from_secs(3600),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(beyond.kind(), ErrorKind::InvalidInput, "{beyond}");
+    assert!(beyond.to_string().contains("does not reach"), "{beyond}");
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+
+    let report = restore_at(RecoveryTarget::Time(
+        before_flush + Duration::from_millis(50),
+    ))
+    .await
+    .unwrap();
+    assert!(
+        report.to_string().contains("write the RDB file"),
+        "{report}"
+    );
+    let rdb = std::fs::read(&file).unwrap();
+    let (sound, said) = crate::common::redis_check_rdb(RedisVersion::System, &rdb);
+    assert!(sound, "{said}");
+    let mut found = std::collections::BTreeMap::new();
+    for event in dr_redis::events(&rdb) {
+        if let dr_redis::Event::Key(key) = event.unwrap() {
+            let value = dr_redis::decode_value(key.value_type, &key.value, 10).unwrap();
+            found.insert(
+                String::from_utf8(key.key.to_vec()).unwrap(),
+                (value, key.expire_at_ms.is_some()),
+            );
+        }
+    }
+    let string = |s: &str| dr_redis::Value::String(s.as_bytes().to_vec().into());
+    assert_eq!(
+        found,
+        [
+            ("a".to_owned(), (string("1"), false)),
+            ("b".to_owned(), (string("2"), true)),
+            ("c".to_owned(), (string("3"), false)),
+        ]
+        .into(),
+    );
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
+    let left: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut staging.connection().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the staging server is emptied");
+}
+
 /// kill -9 of the master while it takes writes: a restore to the latest
 /// point holds every write the archiver acknowledged (`WAIT`), and of the
 /// others loses only those acknowledged in the last moments before the

@@ -2,5 +2,6 @@
 //! its segments.
 
 pub(crate) mod archiver;
+pub(crate) mod cluster;
 pub(crate) mod replay;
 pub(crate) mod segment;

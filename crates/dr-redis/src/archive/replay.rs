@@ -6,6 +6,7 @@
 //! ONE`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,7 +24,7 @@ use crate::fetch::{RedisServer, info, info_field};
 use crate::inspect::redis_snapshots;
 use crate::replication::commands::CommandSplitter;
 use crate::replication::link::HistoryPoint;
-use crate::restore::{StoredRdb, copy_checked, report_of};
+use crate::restore::{StoredRdb, copy_checked, fetch_to_file, report_of};
 use crate::snapshot::{RDB_STREAM, RdbSnapshotDetails};
 
 /// Restores a component to a point in time from its snapshots and its
@@ -41,6 +42,7 @@ pub struct ArchiveRestore {
     listen: SocketAddr,
     advertise: Option<String>,
     wait: Duration,
+    file: Option<PathBuf>,
 }
 
 /// What will be replayed: the snapshot, and the commands after it.
@@ -71,7 +73,21 @@ impl ArchiveRestore {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise: None,
             wait: Duration::from_secs(600),
+            file: None,
         }
+    }
+
+    /// Makes the result an RDB file at `path` rather than a running
+    /// server: the server given to [`ArchiveRestore::new`] is then a
+    /// staging server (standalone, empty, able to read the snapshot's RDB
+    /// version). The replay runs there as always; its data set is then
+    /// fetched as an RDB, checked, and written to `path` (under a temporary
+    /// name, renamed into place only whole), and the staging server is
+    /// emptied again (`FLUSHALL`), whether the file was written or not.
+    #[must_use]
+    pub fn into_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.file = Some(path.into());
+        self
     }
 
     /// Listens for the target's replication connection on `addr`.
@@ -379,6 +395,23 @@ impl Restore for ArchiveRestore {
     }
 
     async fn restore(&self, request: RestoreRequest<'_>) -> dr_core::Result<RecoveryReport> {
+        Ok(self.replay(request).await?.0)
+    }
+}
+
+impl ArchiveRestore {
+    /// Checks that the snapshot and the archive reach `request`'s target,
+    /// as [`Restore::restore`] does first, touching no server.
+    pub(crate) async fn check(&self, request: &RestoreRequest<'_>) -> dr_core::Result<()> {
+        self.plan(request).await.map(|_| ())
+    }
+
+    /// [`Restore::restore`], with the details of the RDB file written
+    /// where the result is one ([`ArchiveRestore::into_file`]).
+    pub(crate) async fn replay(
+        &self,
+        request: RestoreRequest<'_>,
+    ) -> dr_core::Result<(RecoveryReport, Option<RdbSnapshotDetails>)> {
         let mut timeline = Timeline::start_now();
         let plan = timeline
             .step("check the snapshot and the archive", self.plan(&request))
@@ -453,6 +486,22 @@ impl Restore for ArchiveRestore {
             }
             .into());
         }
+        let file = match &self.file {
+            Some(path) => {
+                let fetched = timeline
+                    .step(
+                        format!("write the RDB file {}", path.display()),
+                        fetch_to_file(&self.into, path),
+                    )
+                    .await;
+                // The staging server is emptied for the next use either way.
+                let emptied = conn.call("FLUSHALL", &[b"FLUSHALL", b"SYNC"]).await;
+                let details = fetched?;
+                emptied?;
+                Some(details)
+            }
+            None => None,
+        };
         let report = report_of(&self.component, &request, timeline, &plan.manifest);
         // The data is as of the last command replayed, not the snapshot.
         let wanted = match request.target {
@@ -460,7 +509,10 @@ impl Restore for ArchiveRestore {
             _ => request.incident_at.unwrap_or(report.timeline.started_at()),
         };
         let recovered = plan.last_arrival.unwrap_or(plan.manifest.recovery_point.at);
-        Ok(report.with_data_loss_between(recovered.min(wanted), wanted))
+        Ok((
+            report.with_data_loss_between(recovered.min(wanted), wanted),
+            file,
+        ))
     }
 }
 

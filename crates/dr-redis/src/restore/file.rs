@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{APPENDONLYDIR, StoredRdb, choose, rdb_streams, report_of};
 use crate::cluster::snapshot::ClusterSnapshotDetails;
+use crate::fetch::{Framing, RedisServer};
 use crate::files::AOF_STREAM_PREFIX;
 use crate::rdb::verify::Verifier;
 use crate::snapshot::RdbSnapshotDetails;
@@ -234,19 +235,75 @@ async fn write_file(
     rdb: &StoredRdb,
     path: &Path,
 ) -> dr_core::Result<()> {
+    let partial = partial_path(path)?;
+    if let Err(e) = write_checked(source, manifest, rdb, &partial).await {
+        tokio::fs::remove_file(&partial).await.ok();
+        return Err(e);
+    }
+    into_place(&partial, path).await
+}
+
+/// The temporary name a file is written under before it is renamed to
+/// `path`.
+fn partial_path(path: &Path) -> dr_core::Result<PathBuf> {
     let name = path.file_name().ok_or_else(|| {
         dr_core::Error::invalid("RDB file", format!("{} names no file", path.display()))
     })?;
     let mut temporary = name.to_os_string();
     temporary.push(".drkit-partial");
-    let partial = path.with_file_name(temporary);
-    if let Err(e) = write_checked(source, manifest, rdb, &partial).await {
-        tokio::fs::remove_file(&partial).await.ok();
-        return Err(e);
-    }
-    tokio::fs::rename(&partial, path)
+    Ok(path.with_file_name(temporary))
+}
+
+async fn into_place(partial: &Path, path: &Path) -> dr_core::Result<()> {
+    tokio::fs::rename(partial, path)
         .await
         .map_err(|e| dr_core::Error::io(format!("renaming {} into place", partial.display()), e))
+}
+
+/// Fetches `server`'s whole data set as an RDB (a full synchronization, as
+/// `redis-cli --rdb` takes it) into the file `path`: written under a
+/// temporary name beside it, framed and its CRC-64 checked on the way,
+/// synced, then renamed into place. Its details (key counts, versions).
+pub(crate) async fn fetch_to_file(
+    server: &RedisServer,
+    path: &Path,
+) -> dr_core::Result<RdbSnapshotDetails> {
+    let partial = partial_path(path)?;
+    let fetched = async {
+        let io = |what: &str, e: std::io::Error| {
+            dr_core::Error::io(format!("{what} {}", partial.display()), e)
+        };
+        let mut transfer = server.begin_rdb().await?;
+        let mut out = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| io("creating", e))?;
+        let mut checker = Verifier::framing_only();
+        while let Some(chunk) = transfer.next_chunk().await? {
+            checker.feed(&chunk)?;
+            out.write_all(&chunk).await.map_err(|e| io("writing", e))?;
+        }
+        out.sync_all().await.map_err(|e| io("syncing", e))?;
+        let framing = match transfer.framing() {
+            Some(Framing::EofMark(_)) => "diskless",
+            _ => "length",
+        };
+        Ok::<_, dr_core::Error>(RdbSnapshotDetails::of_summary(
+            checker.finish()?,
+            transfer.server_version().to_owned(),
+            framing,
+        ))
+    }
+    .await;
+    match fetched {
+        Ok(details) => {
+            into_place(&partial, path).await?;
+            Ok(details)
+        }
+        Err(e) => {
+            tokio::fs::remove_file(&partial).await.ok();
+            Err(e)
+        }
+    }
 }
 
 /// Writes `rdb` of `manifest` as `file`, framing it and checking its

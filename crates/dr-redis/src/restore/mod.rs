@@ -16,7 +16,7 @@ mod file;
 pub(crate) mod pipeline;
 
 pub use self::file::RdbFileRestore;
-pub(crate) use self::file::copy_checked;
+pub(crate) use self::file::{copy_checked, fetch_to_file};
 
 use std::collections::HashSet;
 
@@ -283,6 +283,77 @@ impl Restore for RdbRestore {
     async fn restore(&self, request: RestoreRequest<'_>) -> dr_core::Result<RecoveryReport> {
         Ok(self.restore_counted(request).await?.0)
     }
+}
+
+/// Whether the Cluster `seed` belongs to holds any key, on any master.
+///
+/// # Errors
+/// Its layout or a master unreachable.
+pub(crate) async fn cluster_has_keys(seed: &RedisServer) -> Result<bool> {
+    let (mut writers, _) = Writers::open(&Into::Cluster(seed.clone()), 1).await?;
+    writers.has_keys().await
+}
+
+/// Writes the RDB file `path` (its details `details`, as found when it was
+/// written) into the Cluster `seed` belongs to, each key to its slot's
+/// master; the file is checked again as it is read (framing, CRC-64, key
+/// counts). A key that exists there already stops it.
+pub(crate) async fn write_file_into_cluster(
+    seed: &RedisServer,
+    path: &std::path::Path,
+    details: &RdbSnapshotDetails,
+    request: &RestoreRequest<'_>,
+) -> dr_core::Result<RestoreCounts> {
+    let open = || async {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| dr_core::Error::io(format!("opening {}", path.display()), e))?;
+        Ok::<dr_core::ByteStream, dr_core::Error>(Box::new(tokio::io::BufReader::with_capacity(
+            1 << 20,
+            file,
+        )))
+    };
+    let (mut writers, target) = Writers::open(&Into::Cluster(seed.clone()), 4).await?;
+    let libraries = if details.functions > 0 {
+        writers.library_names().await?
+    } else {
+        HashSet::new()
+    };
+    let mut plan = Plan::new(&target, details, Conflict::Fail, libraries)?;
+    let rdb = StoredRdb {
+        stream: RDB_STREAM.parse()?,
+        details: details.clone(),
+    };
+    plan.target_has_keys = writers.has_keys().await?;
+    let mut existing = Existing::default();
+    // Values rebuilt from commands are checked whole first; else the
+    // writing pass checks as it reads.
+    plan.checked = plan.rebuild.is_some() || plan.target_has_keys;
+    if plan.checked {
+        check(
+            &mut writers,
+            open().await?,
+            &plan,
+            &rdb,
+            request,
+            &mut existing,
+        )
+        .await?;
+        existing.refuse_if_failing(&target.addr, Conflict::Fail)?;
+    }
+    let mut counts = RestoreCounts::default();
+    write(
+        &mut writers,
+        open().await?,
+        &plan,
+        &rdb,
+        &existing,
+        request,
+        &mut counts,
+        &mut HashSet::new(),
+    )
+    .await?;
+    Ok(counts)
 }
 
 /// The report of a restore of snapshot `manifest` of `component`: its
