@@ -146,7 +146,9 @@ mod sentinel;
 mod snapshot;
 
 pub use archive::archiver::{ArchiveProgress, ArchiverStop, CommandArchiver};
-pub use archive::cluster::{ClusterArchiveRestore, ClusterArchiver, ShardArchive};
+pub use archive::cluster::{
+    ArchivedShard, ClusterArchiveRestore, ClusterArchiver, ShardArchive, archived_shards,
+};
 pub use archive::replay::{ArchiveRestore, archive_end};
 pub use archive::segment::{
     HEADER_LEN, Record, SEGMENT_MAGIC, SegmentHeader, encode_record, parse_name, read_segment,

@@ -1,14 +1,19 @@
 //! A real Redis Cluster archived shard by shard (`ClusterArchiver`), then
 //! restored to a time just before a `FLUSHALL` on every master into a fresh
 //! Cluster of another shape (`ClusterArchiveRestore`, each shard replayed on
-//! a staging server): exactly the keys written up to then, values and
-//! TTLs kept, `INCR`s and a `MULTI`/`EXEC` applied as the masters did.
+//! a staging server from a scheduled cluster snapshot on): exactly the keys
+//! written up to then, values and TTLs kept, `INCR`s and a `MULTI`/`EXEC`
+//! applied as the masters did.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use dr_core::{ErrorKind, Objectives, RecoveryTarget, Restore, RestoreRequest};
-use dr_redis::{ClusterArchiveRestore, ClusterArchiver, RedisServer, SLOTS, slot_of};
+use dr_core::{
+    BackupExt, ErrorKind, Objectives, RecoveryTarget, Restore, RestoreRequest, SnapshotSource,
+};
+use dr_redis::{
+    ClusterArchiveRestore, ClusterArchiver, ClusterSnapshot, RedisServer, SLOTS, slot_of,
+};
 use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Redis, RedisCluster};
 use jiff::Timestamp;
@@ -61,10 +66,24 @@ async fn a_cluster_archived_per_shard_restores_to_a_time_into_an_empty_cluster()
 
     // Plain keys (some with a TTL), counters, and a transaction, on every
     // shard; each master's replica and archiver acknowledge them.
+    // (WAIT counts acknowledgements of the connection's own writes.)
+    let mut connections = Vec::new();
+    for master in source.masters() {
+        connections.push(master.connection().await.unwrap());
+    }
+    let con_for = |key: &str| {
+        let master = master_for(&source, key);
+        let index = source
+            .masters()
+            .iter()
+            .position(|m| m.port() == master.port())
+            .unwrap();
+        connections[index].clone()
+    };
     let mut expected = Vec::new();
     for i in 0..30 {
         let key = format!("k{i}");
-        let mut con = master_for(&source, &key).connection().await.unwrap();
+        let mut con = con_for(&key);
         let mut set = redis::cmd("SET");
         set.arg(&key).arg(i);
         if i % 3 == 0 {
@@ -73,9 +92,20 @@ async fn a_cluster_archived_per_shard_restores_to_a_time_into_an_empty_cluster()
         let (): () = set.query_async(&mut con).await.unwrap();
         expected.push((key, i.to_string(), i % 3 == 0));
     }
+    // A scheduled snapshot of the whole cluster: the restore starts each
+    // shard from it (the archivers' own first snapshots are forgotten
+    // below), then replays what came after.
+    for con in &connections {
+        acknowledged_by(con, 2).await;
+    }
+    let scheduled =
+        ClusterSnapshot::new("redis/shop".parse().unwrap(), server(&source.masters()[1]))
+            .backup_to(&repo)
+            .await
+            .unwrap();
     for i in 0..6 {
         let key = format!("n{i}");
-        let mut con = master_for(&source, &key).connection().await.unwrap();
+        let mut con = con_for(&key);
         for _ in 0..=i {
             let _: i64 = redis::cmd("INCR")
                 .arg(&key)
@@ -85,7 +115,7 @@ async fn a_cluster_archived_per_shard_restores_to_a_time_into_an_empty_cluster()
         }
         expected.push((key, (i + 1).to_string(), false));
     }
-    let mut con = master_for(&source, "{t}a").connection().await.unwrap();
+    let mut con = con_for("{t}a");
     let (): () = redis::pipe()
         .atomic()
         .cmd("SET")
@@ -101,8 +131,8 @@ async fn a_cluster_archived_per_shard_restores_to_a_time_into_an_empty_cluster()
         .unwrap();
     expected.push(("{t}a".into(), "x".into(), false));
     expected.push(("{t}b".into(), "y".into(), false));
-    for master in source.masters() {
-        acknowledged_by(&master.connection().await.unwrap(), 2).await;
+    for con in &connections {
+        acknowledged_by(con, 2).await;
     }
     let before_flush = Timestamp::now();
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -120,7 +150,14 @@ async fn a_cluster_archived_per_shard_restores_to_a_time_into_an_empty_cluster()
     stop.send(true).unwrap();
     let stopped = run.await.unwrap().unwrap();
     assert_eq!(stopped.len(), 3, "one archive per shard: {stopped:?}");
-
+    let mut first_syncs = Vec::new();
+    for (shard, _) in &stopped {
+        let own = repo.snapshots(shard).await.unwrap();
+        assert_eq!(own.len(), 1, "{shard}: the archiver's full synchronization");
+        assert!(own[0].recovery_point.at < scheduled.manifest.recovery_point.at);
+        first_syncs.push(own[0].id);
+    }
+    repo.forget_snapshots(&first_syncs).await.unwrap();
     let target = RedisCluster::start(2, 0).await.unwrap();
     let staging = Redis::start().await.unwrap();
     let scratch = tempfile::tempdir().unwrap();

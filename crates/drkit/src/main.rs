@@ -211,6 +211,13 @@ enum Command {
         /// (default the --listen address's IP).
         #[arg(long, value_name = "HOST", requires = "listen")]
         advertise: Option<String>,
+        /// Redis, with a command archive, restoring into a Cluster or an RDB
+        /// file: the empty standalone server each replay runs on before its
+        /// data is fetched (reached with the component's credentials);
+        /// default a redis-server from PATH that drkit starts on a free
+        /// loopback port and stops after.
+        #[arg(long, value_name = "HOST:PORT")]
+        staging: Option<String>,
     },
     /// Restores the latest backup into a scratch server started for it,
     /// checks it, times it against the RTO, and removes the server.
@@ -546,6 +553,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             single_pass,
             listen,
             advertise,
+            staging,
         } => {
             let settings = cx.component(&component)?;
             let redis_only = [
@@ -555,6 +563,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                 ("--rebuild-on", !rebuild_on.is_empty()),
                 ("--single-pass", single_pass),
                 ("--listen", listen.is_some()),
+                ("--staging", staging.is_some()),
             ];
             if settings.redis().is_some() {
                 let postgres_only = [
@@ -590,6 +599,7 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                     conflict,
                     single_pass,
                     replay_on: listen.map(|addr| (addr, advertise)),
+                    staging,
                     incident_at,
                     report_file: report,
                 };

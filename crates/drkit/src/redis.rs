@@ -91,8 +91,9 @@ impl RedisSettings {
         self.from_masters
     }
 
-    /// Whether the agent archives the master's replication stream
-    /// continuously (`archiving = true`), for restores to any point in time.
+    /// Whether the agent archives the master's replication stream (each
+    /// shard's, for a Cluster) continuously (`archiving = true`), for
+    /// restores to any point in time.
     pub fn archiving(&self) -> bool {
         self.archiving
     }
@@ -305,13 +306,6 @@ impl RedisSettings {
                 .map_err(|m| error(if cluster { "seeds" } else { "address" }, &m))?;
         }
         let archiving = raw.archiving.unwrap_or(false);
-        if cluster && archiving {
-            return Err(error(
-                "archiving",
-                "`archiving` is for redis components (one master) in this version; a Cluster's \
-                 shards are snapshotted, not yet archived",
-            ));
-        }
         let mode = match (cluster, raw.mode.as_deref()) {
             (_, None | Some("replication")) => SnapshotMode::Replication,
             (false, Some("logical")) => SnapshotMode::Logical,

@@ -588,6 +588,166 @@ async fn the_agent_archives_a_masters_commands_for_a_restore_to_a_time() {
     assert_eq!(keys, ["a0", "a1", "a2", "a3", "a4"]);
 }
 
+/// A `redis-cluster` component with `archiving = true`: the agent archives
+/// each shard (`/metrics` labels each archiver with its shard), `drkit
+/// status` says how far the archive of every shard reaches, and `drkit
+/// restore --to <time> --cluster` gives a fresh Cluster of another shape
+/// exactly the keys written by then, each shard replayed on a staging
+/// redis-server drkit starts and removes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_archives_every_shard_of_a_cluster_for_a_restore_to_a_time() {
+    let source = RedisCluster::start(3, 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("repository.pass");
+    std::fs::write(&pass, format!("{PASSWORD}\n")).unwrap();
+    let config = dir.path().join("drkit.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[repository]
+location = "{repo}"
+password = {{ file = "{pass}" }}
+
+[[component]]
+id = "{CACHE}"
+kind = "redis-cluster"
+objectives = {{ rto = "5m", rpo = "1m" }}
+retention = "last=3"
+
+[component.redis]
+seeds = ["127.0.0.1:{seed}"]
+tls = {{ mode = "disable" }}
+archiving = true
+
+[agent]
+listen = "127.0.0.1:0"
+prune = {{ cron = "0 4 * * 0" }}
+refresh = "1s"
+"#,
+            repo = dir.path().join("repo").display(),
+            pass = pass.display(),
+            seed = source.masters()[0].port(),
+        ),
+    )
+    .unwrap();
+    assert!(drkit(&config, &["init"]).await.status.success());
+    let agent = crate::common::agent::Agent::start_with(&config, dir.path(), "agent").await;
+    let shards = ["00000", "05461", "10922"].map(|first| format!("{CACHE}-slots-{first}"));
+    dr_testkit::eventually(
+        "an archiver to follow each master",
+        std::time::Duration::from_secs(30),
+        || async {
+            let scrape = agent.scrape().await;
+            shards
+                .iter()
+                .all(|shard| {
+                    let labels = [("component", CACHE), ("shard", shard.as_str())];
+                    crate::common::agent::value(&scrape, "drkit_redis_archiver_up", &labels)
+                        == Some(1.0)
+                        && crate::common::agent::value(
+                            &scrape,
+                            "drkit_redis_archived_offset",
+                            &labels,
+                        )
+                        .is_some()
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    let mut connections = Vec::new();
+    for master in source.masters() {
+        connections.push(master.connection().await.unwrap());
+    }
+    let connections = &connections;
+    // Every key acknowledged by its shard's archiver (WAIT on the
+    // connection that wrote it), so archived.
+    let write_archived = |prefix: &'static str| async move {
+        for i in 0..10 {
+            let key = format!("{prefix}{i}");
+            let slot = u32::from(dr_redis::slot_of(key.as_bytes()));
+            let index = (0..3usize)
+                .find(|i| slot < u32::from(dr_redis::SLOTS) * (*i as u32 + 1) / 3)
+                .unwrap();
+            let (): () = redis::cmd("SET")
+                .arg(&key)
+                .arg(i)
+                .query_async(&mut connections[index].clone())
+                .await
+                .unwrap();
+        }
+        for con in connections {
+            dr_testkit::eventually("the archive", std::time::Duration::from_secs(30), || {
+                let mut con = con.clone();
+                async move {
+                    let acked: i64 = redis::cmd("WAIT")
+                        .arg(1)
+                        .arg(200)
+                        .query_async(&mut con)
+                        .await
+                        .unwrap();
+                    (acked >= 1).then_some(())
+                }
+            })
+            .await;
+        }
+    };
+    write_archived("a").await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let between = jiff::Timestamp::now();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    write_archived("b").await;
+    let (code, log) = agent.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+
+    let status = drkit(&config, &["status"]).await;
+    assert!(
+        text(&status).contains("archive reaches"),
+        "{}",
+        text(&status)
+    );
+    let target = RedisCluster::start(2, 0).await.unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let restored = tokio::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "restore",
+            CACHE,
+            "--cluster",
+            &format!("127.0.0.1:{}", target.masters()[1].port()),
+            "--to",
+            &between.to_string(),
+        ])
+        .env_remove("DRKIT_CONFIG")
+        .env_remove("DRKIT_KEY_CACHE")
+        .env("TMPDIR", scratch.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(restored.status.success(), "{}", text(&restored));
+    let mut found = Vec::new();
+    for master in target.masters() {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut master.connection().await.unwrap())
+            .await
+            .unwrap();
+        found.extend(keys);
+    }
+    found.sort();
+    let expected: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
+    assert_eq!(found, expected, "{}", text(&restored));
+    assert!(
+        text(&restored).contains("restored 10 keys from 3 shards"),
+        "{}",
+        text(&restored)
+    );
+    // The staging server and the shards' RDB files are gone.
+    let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 /// A config with a repository and the server at `port` as `redis/main`
 /// (its `[component.redis]` ending with `redis_extra`, then `tables`), and
 /// the agent's table.

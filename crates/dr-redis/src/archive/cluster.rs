@@ -202,12 +202,26 @@ async fn record_shard(
     }
 }
 
-/// The shards recorded in `cluster`'s archive: each one's archive and
-/// slot ranges.
-async fn recorded_shards(
+/// One shard of a Cluster's archive, as [`ClusterArchiver`] recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArchivedShard {
+    /// The shard's own archive.
+    pub component: ComponentId,
+    /// The slot ranges it served when recorded (inclusive).
+    pub slots: Vec<(u16, u16)>,
+}
+
+/// The shards recorded in the archive of the Cluster `cluster`
+/// ([`ClusterArchiver`]), by first slot; none for an archive no
+/// `ClusterArchiver` wrote.
+///
+/// # Errors
+/// The store's; a marker that does not read as slot ranges.
+pub async fn archived_shards(
     archive: &dyn ArchiveSource,
     cluster: &ComponentId,
-) -> dr_core::Result<Vec<(ComponentId, String)>> {
+) -> dr_core::Result<Vec<ArchivedShard>> {
     let mut shards = Vec::new();
     for name in archive.segments(cluster, SHARD_PREFIX).await? {
         let Some(first) = name
@@ -217,23 +231,34 @@ async fn recorded_shards(
         else {
             continue;
         };
+        let what = || format!("shard marker {name} of {cluster}");
         let mut text = String::new();
         archive
             .open_segment(cluster, &name)
             .await?
             .read_to_string(&mut text)
             .await
-            .map_err(|e| {
-                dr_core::Error::corrupt(
-                    format!("shard marker {name} of {cluster}"),
-                    format!("it does not read back: {e}"),
-                )
+            .map_err(|e| dr_core::Error::corrupt(what(), format!("it does not read back: {e}")))?;
+        let slots = text
+            .trim()
+            .strip_prefix("slots ")
+            .map(|ranges| {
+                ranges
+                    .split(' ')
+                    .map(|range| {
+                        let (a, b) = range.split_once('-')?;
+                        Some((a.parse().ok()?, b.parse().ok()?))
+                    })
+                    .collect::<Option<Vec<(u16, u16)>>>()
+            })
+            .and_then(|slots| slots.filter(|s| s.first().is_some_and(|(a, _)| *a == first)))
+            .ok_or_else(|| {
+                dr_core::Error::corrupt(what(), format!("{text:?} does not read as its slots"))
             })?;
-        let slots = text.trim().strip_prefix("slots ").unwrap_or(text.trim());
-        shards.push((
-            ClusterArchiver::shard_component(cluster, first)?,
-            slots.to_owned(),
-        ));
+        shards.push(ArchivedShard {
+            component: ClusterArchiver::shard_component(cluster, first)?,
+            slots,
+        });
     }
     Ok(shards)
 }
@@ -322,8 +347,10 @@ impl ClusterArchiveRestore {
         self
     }
 
-    fn shard_restore(&self, shard: &ComponentId) -> ArchiveRestore {
-        let restore = ArchiveRestore::new(shard.clone(), self.staging.clone())
+    fn shard_restore(&self, shard: &ArchivedShard) -> ArchiveRestore {
+        let first_slot = shard.slots.first().map_or(0, |(a, _)| *a);
+        let restore = ArchiveRestore::new(shard.component.clone(), self.staging.clone())
+            .cluster_snapshots(self.component.clone(), first_slot)
             .serve_on(self.listen)
             .wait(self.wait);
         match &self.advertise {
@@ -365,7 +392,7 @@ impl Restore for ClusterArchiveRestore {
             )
         })?;
         let mut timeline = Timeline::start_now();
-        let shards = recorded_shards(archive, &self.component).await?;
+        let shards = archived_shards(archive, &self.component).await?;
         if shards.is_empty() {
             return Err(dr_core::Error::not_found(format!(
                 "a shard of the Cluster archive {} (a ClusterArchiver records each)",
@@ -374,7 +401,7 @@ impl Restore for ClusterArchiveRestore {
         }
         timeline
             .step("check every shard's snapshot and archive", async {
-                for (shard, _) in &shards {
+                for shard in &shards {
                     self.shard_restore(shard).check(&request).await?;
                 }
                 Ok::<_, dr_core::Error>(())
@@ -391,14 +418,23 @@ impl Restore for ClusterArchiveRestore {
         }
         let mut worst: Option<Rpo> = None;
         let mut restored = 0;
-        for (shard, slots) in &shards {
+        for archived in &shards {
+            let shard = &archived.component;
+            let slots: Vec<String> = archived
+                .slots
+                .iter()
+                .map(|(a, b)| format!("{a}-{b}"))
+                .collect();
+            let slots = slots.join(" ");
             let file = self
                 .scratch
                 .join(format!("drkit-pitr-{}-{shard}.rdb", std::process::id()).replace('/', "_"));
             let replayed = timeline
                 .step(
                     format!("replay {shard} (slots {slots}) on the staging server"),
-                    self.shard_restore(shard).into_file(&file).replay(request),
+                    self.shard_restore(archived)
+                        .into_file(&file)
+                        .replay(request),
                 )
                 .await;
             let written = match replayed {

@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::segment::{Record, parse_fork_marker, parse_name, read_segment};
+use crate::cluster::snapshot::ClusterSnapshotDetails;
 use crate::error::Error;
 use crate::fetch::{RedisServer, info, info_field};
 use crate::inspect::redis_snapshots;
@@ -43,12 +44,32 @@ pub struct ArchiveRestore {
     advertise: Option<String>,
     wait: Duration,
     file: Option<PathBuf>,
+    cluster: Option<(ComponentId, u16)>,
+}
+
+/// An RDB a replay can start from: a snapshot of the component (an
+/// archiver's full synchronization, or a scheduled one), or a shard's RDB
+/// in a snapshot of its cluster.
+struct Base {
+    manifest: Manifest,
+    stream: StreamName,
+    details: RdbSnapshotDetails,
+    replication_id: String,
+    offset: u64,
+    at: Timestamp,
+    /// A snapshot of the component itself, whose point its archive
+    /// continues from by construction.
+    own: bool,
 }
 
 /// What will be replayed: the snapshot, and the commands after it.
 #[derive(Debug)]
 struct ReplayPlan {
     manifest: Manifest,
+    /// The RDB's stream in it (a shard's, in a cluster snapshot).
+    rdb_stream: StreamName,
+    /// When the RDB was cut.
+    base_at: Timestamp,
     details: RdbSnapshotDetails,
     replication_id: String,
     /// The snapshot's offset: where the commands start.
@@ -74,7 +95,68 @@ impl ArchiveRestore {
             advertise: None,
             wait: Duration::from_secs(600),
             file: None,
+            cluster: None,
         }
+    }
+
+    /// For the archive of one shard of a Cluster ([`crate::ClusterArchiver`]):
+    /// the snapshots of the cluster `cluster` ([`crate::ClusterSnapshot`])
+    /// are bases too, each one's RDB of the master that served
+    /// `first_slot`, where the archive continues its history from its
+    /// point.
+    #[must_use]
+    pub fn cluster_snapshots(mut self, cluster: ComponentId, first_slot: u16) -> Self {
+        self.cluster = Some((cluster, first_slot));
+        self
+    }
+
+    /// Every RDB a replay could start from ([`Base`]), unordered.
+    async fn bases(&self, source: &dyn dr_core::SnapshotSource) -> dr_core::Result<Vec<Base>> {
+        let mut bases = Vec::new();
+        for manifest in redis_snapshots(source, &self.component).await? {
+            let Some(Position::Redis {
+                replication_id,
+                offset,
+            }) = &manifest.recovery_point.position
+            else {
+                continue;
+            };
+            bases.push(Base {
+                stream: RDB_STREAM.parse()?,
+                details: RdbSnapshotDetails::of(&manifest)?,
+                replication_id: replication_id.to_string(),
+                offset: *offset,
+                at: manifest.recovery_point.at,
+                own: true,
+                manifest,
+            });
+        }
+        let Some((cluster, first_slot)) = &self.cluster else {
+            return Ok(bases);
+        };
+        for manifest in redis_snapshots(source, cluster).await? {
+            let Some(details) = manifest.details::<ClusterSnapshotDetails>()? else {
+                continue;
+            };
+            let master = details.layout.master_of(*first_slot).map(|m| m.id.clone());
+            let Some(shard) = details
+                .shards
+                .into_iter()
+                .find(|shard| Some(&shard.master_id) == master.as_ref())
+            else {
+                continue;
+            };
+            bases.push(Base {
+                stream: shard.stream.parse()?,
+                details: shard.rdb,
+                replication_id: shard.replication_id,
+                offset: shard.offset,
+                at: shard.forked_at,
+                own: false,
+                manifest,
+            });
+        }
+        Ok(bases)
     }
 
     /// Makes the result an RDB file at `path` rather than a running
@@ -124,31 +206,37 @@ impl ArchiveRestore {
             )
         })?;
         let (records, forks) = archived_records(archive, &self.component).await?;
-        let snapshots = redis_snapshots(request.snapshots, &self.component).await?;
-        // The newest snapshot with a replication point the target is after.
-        let chosen = snapshots.iter().rev().find_map(|manifest| {
-            let Some(Position::Redis {
-                replication_id,
-                offset,
-            }) = &manifest.recovery_point.position
-            else {
-                return None;
-            };
+        let mut bases = self.bases(request.snapshots).await?;
+        bases.sort_by_key(|base| base.at);
+        // The newest base with a replication point the target is after
+        // (and, for a cluster snapshot's shard, one the archive continues).
+        let chosen = bases.into_iter().rev().find(|base| {
             let fits = match request.target {
                 RecoveryTarget::Latest => true,
-                RecoveryTarget::Time(at) => manifest.recovery_point.at <= *at,
-                RecoveryTarget::Position(Position::Redis { offset: to, .. }) => offset <= to,
+                RecoveryTarget::Time(at) => base.at <= *at,
+                RecoveryTarget::Position(Position::Redis { offset: to, .. }) => base.offset <= *to,
                 _ => false,
             };
-            fits.then(|| (manifest.clone(), replication_id.to_string(), *offset))
+            fits && (base.own
+                || records.iter().any(|(history, record)| {
+                    *history == base.replication_id
+                        && (record.start..=record.offsets().end).contains(&base.offset)
+                }))
         });
-        let (manifest, replication_id, start) = chosen.ok_or_else(|| {
+        let Base {
+            manifest,
+            stream: rdb_stream,
+            details,
+            replication_id,
+            offset: start,
+            at: base_at,
+            ..
+        } = chosen.ok_or_else(|| {
             dr_core::Error::not_found(format!(
                 "a snapshot of {} with a replication point before {:?}",
                 self.component, request.target
             ))
         })?;
-        let details = RdbSnapshotDetails::of(&manifest)?;
 
         // The records from the snapshot's offset on, without a gap.
         let mut stream = Vec::new();
@@ -260,12 +348,14 @@ impl ArchiveRestore {
         }
         // The RDB itself, read whole and checked before the target is touched.
         let rdb = StoredRdb {
-            stream: RDB_STREAM.parse()?,
+            stream: rdb_stream.clone(),
             details: details.clone(),
         };
         copy_checked(request.snapshots, &manifest, &rdb, &mut tokio::io::sink()).await?;
         Ok(ReplayPlan {
             manifest,
+            rdb_stream,
+            base_at,
             details,
             replication_id,
             start,
@@ -488,12 +578,19 @@ impl ArchiveRestore {
         }
         let file = match &self.file {
             Some(path) => {
+                // A full synchronization waits for more replicas first
+                // (5 s by default): none are coming to a staging server.
+                let delay = no_sync_delay(&mut conn).await;
                 let fetched = timeline
                     .step(
                         format!("write the RDB file {}", path.display()),
                         fetch_to_file(&self.into, path),
                     )
                     .await;
+                if let Some(delay) = delay {
+                    let set = [&b"CONFIG"[..], b"SET", SYNC_DELAY, &delay];
+                    conn.call("CONFIG", &set).await.ok();
+                }
                 // The staging server is emptied for the next use either way.
                 let emptied = conn.call("FLUSHALL", &[b"FLUSHALL", b"SYNC"]).await;
                 let details = fetched?;
@@ -508,12 +605,35 @@ impl ArchiveRestore {
             RecoveryTarget::Time(at) => *at,
             _ => request.incident_at.unwrap_or(report.timeline.started_at()),
         };
-        let recovered = plan.last_arrival.unwrap_or(plan.manifest.recovery_point.at);
+        let recovered = plan.last_arrival.unwrap_or(plan.base_at);
         Ok((
             report.with_data_loss_between(recovered.min(wanted), wanted),
             file,
         ))
     }
+}
+
+/// The setting a server waits this long under for more replicas before a
+/// diskless full synchronization.
+const SYNC_DELAY: &[u8] = b"repl-diskless-sync-delay";
+
+/// Sets the server's [`SYNC_DELAY`] to 0 where it allows; its value before.
+async fn no_sync_delay(conn: &mut crate::fetch::conn::Conn) -> Option<Vec<u8>> {
+    use crate::fetch::conn::Reply;
+    let got = conn
+        .call("CONFIG", &[b"CONFIG", b"GET", SYNC_DELAY])
+        .await
+        .ok()?;
+    let Reply::Array(Some(pair)) = got else {
+        return None;
+    };
+    let Some(Reply::Bulk(Some(value))) = pair.into_iter().nth(1) else {
+        return None;
+    };
+    conn.call("CONFIG", &[b"CONFIG", b"SET", SYNC_DELAY, b"0"])
+        .await
+        .ok()?;
+    Some(value)
 }
 
 /// Serves the target's replication connection: the handshake, the RDB,
@@ -553,7 +673,7 @@ async fn serve(
     write(&mut socket, header.as_bytes(), &peer).await?;
     let mut rdb = request
         .snapshots
-        .open_stream(&plan.manifest.id, &RDB_STREAM.parse::<StreamName>()?)
+        .open_stream(&plan.manifest.id, &plan.rdb_stream)
         .await?;
     tokio::io::copy(&mut rdb, &mut socket)
         .await

@@ -164,13 +164,29 @@ impl ClusterSnapshot {
         for master in layout.masters() {
             let mut chosen = None;
             if self.from_replicas {
+                // Where the master stands now: a replica in sync reaches it
+                // within a moment (a link that is up says nothing of that).
+                let master_offset = match self.seed.at(&master.addr)?.connect().await {
+                    Ok((mut conn, _)) => {
+                        info_field(&info(&mut conn, "replication").await?, "master_repl_offset")
+                            .and_then(|o| o.parse::<u64>().ok())
+                    }
+                    Err(_) => None,
+                };
                 for replica in layout.replicas_of(&master.id).filter(|r| !r.failing) {
                     let server = self.seed.at(&replica.addr)?;
                     let Ok((mut conn, _)) = server.connect().await else {
                         continue;
                     };
                     let replication = info(&mut conn, "replication").await?;
-                    if info_field(&replication, "master_link_status") == Some("up") {
+                    if info_field(&replication, "master_link_status") != Some("up") {
+                        continue;
+                    }
+                    let in_sync = match master_offset {
+                        Some(offset) => caught_up(&server, offset, IN_SYNC_WITHIN).await.is_ok(),
+                        None => true,
+                    };
+                    if in_sync {
                         chosen = Some(server);
                         break;
                     }
@@ -320,6 +336,10 @@ impl Pause {
         lasted
     }
 }
+
+/// How long a replica may take to reach where its master stood for the
+/// snapshot to come from it rather than from the master.
+const IN_SYNC_WITHIN: Duration = Duration::from_secs(1);
 
 /// Waits until `replica` has applied its master's stream up to `offset`.
 async fn caught_up(replica: &RedisServer, offset: u64, within: Duration) -> Result<()> {

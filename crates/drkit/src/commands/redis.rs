@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use dr_core::{RecoveryReport, RecoveryTarget, RestoreRequest, SnapshotSource, SnapshotSourceExt};
 use dr_redis::{
-    ArchiveRestore, ClusterRebuild, ClusterSnapshotDetails, Conflict, Inspection, RdbFileRestore,
-    RdbRestore, RdbSnapshotDetails,
+    ArchiveRestore, ClusterArchiveRestore, ClusterRebuild, ClusterSnapshotDetails, Conflict,
+    Inspection, RdbFileRestore, RdbRestore, RdbSnapshotDetails, RedisServer, archived_shards,
 };
 use dr_storage::Repository;
 use drkit::Component;
@@ -46,6 +46,8 @@ pub(crate) struct RedisRestoreArgs {
     /// Where a replay from the command archive listens for the target, and
     /// the host it advertises.
     pub(crate) replay_on: Option<(std::net::SocketAddr, Option<String>)>,
+    /// `--staging host:port`: where a replay into a Cluster or a file runs.
+    pub(crate) staging: Option<String>,
     pub(crate) incident_at: Option<Timestamp>,
     pub(crate) report_file: Option<PathBuf>,
 }
@@ -85,7 +87,75 @@ pub(crate) async fn restore(
     // replaying the archive onto the snapshot before it.
     let replay =
         settings.archiving() && matches!(target, RecoveryTarget::Latest | RecoveryTarget::Time(_));
+    let journals = repo.segment_journals();
     let (report, written): (RecoveryReport, String) = match args.destination {
+        Destination::Own | Destination::Cluster(_) if replay && settings.is_cluster() => {
+            let (seed, into) = match &args.destination {
+                Destination::Cluster(addr) => (
+                    cx.redis_server(component, addr).await?,
+                    format!("the Cluster of {addr}"),
+                ),
+                _ => (
+                    cx.redis_seed(component).await?,
+                    format!("the Cluster of {}", settings.addresses().join(", ")),
+                ),
+            };
+            let (staging, _scratch) = staging(cx, component, args.staging.as_deref()).await?;
+            let mut replay = ClusterArchiveRestore::new(id.clone(), seed, staging);
+            if let Some((addr, advertise)) = &args.replay_on {
+                replay = replay.serve_on(*addr);
+                if let Some(host) = advertise {
+                    replay = replay.advertise(host.clone());
+                }
+            }
+            let report = dr_core::Restore::restore(&replay, with_archive(request, repo, &journals))
+                .await
+                .map_err(|e| Failure::of(format_args!("restoring {id} into {into}"), &e))?;
+            (
+                report,
+                format!(
+                    "{into}: every shard's snapshot and command archive replayed up to {}",
+                    upto(&target)
+                ),
+            )
+        }
+        Destination::Server(_) if replay && settings.is_cluster() => {
+            return Err(Failure::Usage(format!(
+                "{id} is a Cluster: its command archive restores into a Cluster (its own, or                  --cluster) or, a shard at a time, into an RDB file (--file with --shard <slot>)"
+            )));
+        }
+        Destination::File { path, shard } if replay => {
+            let shard_id = match (settings.is_cluster(), shard) {
+                (false, _) => id.clone(),
+                (true, Some(slot)) => archived_shard(repo, &id, &slot).await?,
+                (true, None) => {
+                    return Err(Failure::Usage(format!(
+                        "{id} is a Cluster: name the shard to write with --shard <a slot it serves>"
+                    )));
+                }
+            };
+            let (staging, _scratch) = staging(cx, component, args.staging.as_deref()).await?;
+            let mut replay = ArchiveRestore::new(shard_id.clone(), staging).into_file(&path);
+            if let Some((addr, advertise)) = &args.replay_on {
+                replay = replay.serve_on(*addr);
+                if let Some(host) = advertise {
+                    replay = replay.advertise(host.clone());
+                }
+            }
+            let report = dr_core::Restore::restore(&replay, with_archive(request, repo, &journals))
+                .await
+                .map_err(|e| {
+                    Failure::of(format_args!("writing {shard_id} to {}", path.display()), &e)
+                })?;
+            (
+                report,
+                format!(
+                    "RDB file {}: the snapshot and the command archive of {shard_id} replayed up to {}",
+                    path.display(),
+                    upto(&target)
+                ),
+            )
+        }
         Destination::Own | Destination::Server(_) if replay => {
             let (server, into) = match &args.destination {
                 Destination::Server(addr) => {
@@ -96,11 +166,6 @@ pub(crate) async fn restore(
                     settings.addresses().join(", "),
                 ),
             };
-            let journals = repo.segment_journals();
-            let mut request = request.archive(repo);
-            if let Some(journals) = &journals {
-                request = request.journals(journals);
-            }
             let mut replay = ArchiveRestore::new(id.clone(), server);
             if let Some((addr, advertise)) = &args.replay_on {
                 replay = replay.serve_on(*addr);
@@ -108,16 +173,15 @@ pub(crate) async fn restore(
                     replay = replay.advertise(host.clone());
                 }
             }
-            let report = dr_core::Restore::restore(&replay, request)
+            let report = dr_core::Restore::restore(&replay, with_archive(request, repo, &journals))
                 .await
                 .map_err(|e| Failure::of(format_args!("restoring {id} into {into}"), &e))?;
-            let upto = match &target {
-                RecoveryTarget::Time(at) => at.to_string(),
-                _ => "the latest point".to_owned(),
-            };
             (
                 report,
-                format!("{into}: the snapshot and the command archive replayed up to {upto}"),
+                format!(
+                    "{into}: the snapshot and the command archive replayed up to {}",
+                    upto(&target)
+                ),
             )
         }
         Destination::File { path, shard } => {
@@ -204,6 +268,146 @@ pub(crate) async fn restore(
     }
     print(&report, out)?;
     verdict(&report)
+}
+
+/// `request` with the command archive (and its journals, where the store
+/// keeps them).
+fn with_archive<'a>(
+    request: RestoreRequest<'a>,
+    repo: &'a Repository,
+    journals: &'a Option<impl dr_core::JournalSource>,
+) -> RestoreRequest<'a> {
+    let request = request.archive(repo);
+    match journals {
+        Some(journals) => request.journals(journals),
+        None => request,
+    }
+}
+
+/// How far a replay goes, in words.
+fn upto(target: &RecoveryTarget) -> String {
+    match target {
+        RecoveryTarget::Time(at) => at.to_string(),
+        _ => "the latest point".to_owned(),
+    }
+}
+
+/// The archive of the shard of Cluster `cluster` that serves `slot`.
+async fn archived_shard(
+    repo: &Repository,
+    cluster: &dr_core::ComponentId,
+    slot: &str,
+) -> Result<dr_core::ComponentId, Failure> {
+    let slot: u16 = slot
+        .parse()
+        .ok()
+        .filter(|s| *s < dr_redis::SLOTS)
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "--shard {slot:?}: a Cluster's archive names a shard by a slot it serves (0 to {})",
+                dr_redis::SLOTS - 1
+            ))
+        })?;
+    let shards = archived_shards(repo, cluster).await.map_err(|e| {
+        Failure::of(
+            format_args!("reading the shards of {cluster}'s archive"),
+            &e,
+        )
+    })?;
+    shards
+        .into_iter()
+        .find(|shard| shard.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+        .map(|shard| shard.component)
+        .ok_or_else(|| {
+            Failure::Failed(format!(
+                "no shard of {cluster}'s command archive serves slot {slot} (is it archived?)"
+            ))
+        })
+}
+
+/// The staging server a replay into a Cluster or a file runs on: the one
+/// `--staging` names (reached with the component's credentials), or a
+/// `redis-server` started for it (kept alive by the second value).
+async fn staging(
+    cx: &Context,
+    component: &Component,
+    named: Option<&str>,
+) -> Result<(RedisServer, Option<ScratchRedis>), Failure> {
+    match named {
+        Some(addr) => Ok((cx.redis_server(component, addr).await?, None)),
+        None => {
+            let scratch = ScratchRedis::start().await?;
+            Ok((scratch.server(), Some(scratch)))
+        }
+    }
+}
+
+/// A standalone `redis-server` (from `PATH`) drkit starts as a replay's
+/// staging server: on 127.0.0.1 and a free port, saving nothing, in a
+/// directory of its own; killed and removed when dropped.
+struct ScratchRedis {
+    child: std::process::Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl ScratchRedis {
+    async fn start() -> Result<Self, Failure> {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| Failure::of("finding a free port for the staging server", &e))?
+            .port();
+        let dir = std::env::temp_dir().join(format!("drkit-staging-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Failure::of(format_args!("creating {}", dir.display()), &e))?;
+        let spawned = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            // Its data set is fetched as soon as it is replayed.
+            .args(["--repl-diskless-sync-delay", "0"])
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                std::fs::remove_dir_all(&dir).ok();
+                return Err(Failure::Usage(format!(
+                    "a replay into a Cluster or an RDB file runs on a staging Redis server, and                      starting redis-server failed ({e}): install Redis (apt-get install                      redis-server), or name an empty standalone server with --staging host:port"
+                )));
+            }
+        };
+        let scratch = Self { child, dir, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match scratch.server().probe().await {
+                Ok(_) => return Ok(scratch),
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    return Err(Failure::Failed(format!(
+                        "the staging redis-server on port {port} did not answer within 10 s: {e}"
+                    )));
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    fn server(&self) -> RedisServer {
+        RedisServer::new("127.0.0.1", self.port)
+    }
+}
+
+impl Drop for ScratchRedis {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
 }
 
 /// `drkit redis inspect`: what a snapshot's RDB (or a local RDB file)

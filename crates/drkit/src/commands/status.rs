@@ -138,8 +138,14 @@ async fn standing(
         .is_some_and(drkit::RedisSettings::archiving);
     let wal = if archives_wal {
         wal_reaches(repo, component).await?
+    } else if archives_commands
+        && component
+            .redis()
+            .is_some_and(drkit::RedisSettings::is_cluster)
+    {
+        shards_reach(repo, component.id()).await?
     } else if archives_commands && last_backup.is_some() {
-        commands_reach(repo, component).await?
+        commands_reach(repo, component.id()).await?
     } else {
         None
     };
@@ -167,9 +173,8 @@ async fn standing(
 /// (its coverage record), or else when its newest record arrived.
 async fn commands_reach(
     repo: &Repository,
-    component: &Component,
+    id: &dr_core::ComponentId,
 ) -> Result<Option<(Timestamp, &'static str)>, Failure> {
-    let id = component.id();
     let covered = covered(repo, id).await?;
     let newest = dr_redis::archive_end(repo, id)
         .await
@@ -179,6 +184,26 @@ async fn commands_reach(
         .into_iter()
         .flatten()
         .max_by_key(|(at, _)| *at))
+}
+
+/// The newest point a Cluster's command archive reaches: the oldest of its
+/// shards' ([`commands_reach`]), for a restore replays them all to one
+/// time; none while a shard's archive is empty.
+async fn shards_reach(
+    repo: &Repository,
+    id: &dr_core::ComponentId,
+) -> Result<Option<(Timestamp, &'static str)>, Failure> {
+    let shards = dr_redis::archived_shards(repo, id)
+        .await
+        .map_err(|e| Failure::of(format_args!("reading the shards of {id}'s archive"), &e))?;
+    let mut reach = None;
+    for shard in &shards {
+        let Some((at, _)) = commands_reach(repo, &shard.component).await? else {
+            return Ok(None);
+        };
+        reach = Some(reach.map_or(at, |r: Timestamp| r.min(at)));
+    }
+    Ok(reach.map(|at| (at, "every shard's command archive")))
 }
 
 /// Where the component's archiver last recorded that its archive held

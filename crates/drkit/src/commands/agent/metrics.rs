@@ -79,13 +79,77 @@ struct ComponentFigures {
     /// cluster, for components with a `[component.failover]` table.
     standby_slots: Option<watch::Receiver<Vec<StandbySlot>>>,
     archiver_restarts: u64,
-    /// For `redis` components with `archiving`: the running command
-    /// archiver's progress, none while it does not run.
-    redis_archive: Option<Option<watch::Receiver<Option<dr_redis::ArchiveProgress>>>>,
+    /// For Redis components with `archiving`: each command archiver's
+    /// progress (the component's own under `None`, or each shard's of a
+    /// Cluster), none while it does not run.
+    redis_archive: Option<BTreeMap<Option<ComponentId>, Option<RedisProgress>>>,
     /// Whether a primary took writes at the failover monitor's last probe.
     primary_up: Option<bool>,
     /// Failovers the monitor ran, and those refused or failed.
     failovers: (u64, u64),
+}
+
+/// A running Redis command archiver's progress.
+type RedisProgress = watch::Receiver<Option<dr_redis::ArchiveProgress>>;
+
+/// How far a Redis command archive holds its master's stream
+/// (`ArchiveProgress`), as of now.
+type RedisField = fn(&dr_redis::ArchiveProgress, Timestamp) -> f64;
+
+/// The Redis command archivers' families: one sample per archiver, labelled
+/// with its shard's archive for a Cluster.
+fn redis_archives(
+    out: &mut Exposition,
+    components: &BTreeMap<ComponentId, ComponentFigures>,
+    now: Timestamp,
+) {
+    let archivers = || {
+        components.iter().flat_map(|(id, c)| {
+            c.redis_archive
+                .iter()
+                .flatten()
+                .map(move |(shard, progress)| (id, shard, progress))
+        })
+    };
+    let labels = |id: &ComponentId, shard: &Option<ComponentId>| match shard {
+        Some(shard) => vec![("component", id.to_string()), ("shard", shard.to_string())],
+        None => vec![("component", id.to_string())],
+    };
+    out.family(
+        "drkit_redis_archiver_up",
+        "gauge",
+        "1 while the Redis command archiver (of the component, or of one shard of a Cluster) follows its master.",
+    );
+    for (id, shard, progress) in archivers() {
+        let up = if progress.is_some() { 1.0 } else { 0.0 };
+        out.sample_owned("drkit_redis_archiver_up", &labels(id, shard), up);
+    }
+    let fields: [(&str, &str, RedisField); 3] = [
+        (
+            "drkit_redis_archive_lag_seconds",
+            "How long ago the archive last held everything the Redis master had sent.",
+            |p, now| exposure(now, p.complete_at).as_secs_f64(),
+        ),
+        (
+            "drkit_redis_archiver_snapshots",
+            "Full synchronizations the running Redis command archiver stored as snapshots: more than one means a master could not continue the archive's history.",
+            |p, _| f64::from(p.snapshots_taken),
+        ),
+        (
+            "drkit_redis_archived_offset",
+            "The replication offset the Redis command archive holds up to.",
+            |p, _| p.archived.offset as f64,
+        ),
+    ];
+    for (name, help, field) in fields {
+        out.family(name, "gauge", help);
+        for (id, shard, progress) in archivers() {
+            let Some(progress) = progress.as_ref().and_then(|p| p.borrow().clone()) else {
+                continue;
+            };
+            out.sample_owned(name, &labels(id, shard), field(&progress, now));
+        }
+    }
 }
 
 struct State {
@@ -189,14 +253,31 @@ impl Metrics {
         }
     }
 
-    /// The Redis command archiver started (`Some`, its progress) or stopped.
+    /// The component archives its Redis commands: shown as not running
+    /// until an archiver starts.
+    pub(crate) fn redis_archivers_expected(&self, component: &ComponentId) {
+        if let Some(c) = self.state().components.get_mut(component) {
+            c.redis_archive
+                .get_or_insert_with(BTreeMap::new)
+                .entry(None)
+                .or_insert(None);
+        }
+    }
+
+    /// A Redis command archiver (the component's, or one `shard`'s of a
+    /// Cluster) started (`Some`, its progress) or stopped.
     pub(crate) fn redis_archiver(
         &self,
         component: &ComponentId,
-        progress: Option<watch::Receiver<Option<dr_redis::ArchiveProgress>>>,
+        shard: Option<&ComponentId>,
+        progress: Option<RedisProgress>,
     ) {
         if let Some(c) = self.state().components.get_mut(component) {
-            c.redis_archive = Some(progress);
+            let archivers = c.redis_archive.get_or_insert_with(BTreeMap::new);
+            if shard.is_some() {
+                archivers.remove(&None);
+            }
+            archivers.insert(shard.cloned(), progress);
         }
     }
 
@@ -374,7 +455,7 @@ fn render_components(
     now: Timestamp,
 ) {
     type Field = fn(&ComponentFigures, Timestamp) -> Option<f64>;
-    let gauges: [(&str, &str, &str, Field); 19] = [
+    let gauges: [(&str, &str, &str, Field); 15] = [
         (
             "drkit_cluster_primary_up",
             "gauge",
@@ -473,43 +554,6 @@ fn render_components(
             "WAL the server reported that the archive does not hold yet.",
             |c, _| c.archiver.as_ref().map(|a| a.borrow().lag_bytes() as f64),
         ),
-        (
-            "drkit_redis_archiver_up",
-            "gauge",
-            "1 while the component's Redis command archiver follows the master.",
-            |c, _| {
-                c.redis_archive
-                    .as_ref()
-                    .map(|running| if running.is_some() { 1.0 } else { 0.0 })
-            },
-        ),
-        (
-            "drkit_redis_archive_lag_seconds",
-            "gauge",
-            "How long ago the archive last held everything the Redis master had sent.",
-            |c, now| {
-                let progress = c.redis_archive.as_ref()?.as_ref()?.borrow().clone()?;
-                Some(exposure(now, progress.complete_at).as_secs_f64())
-            },
-        ),
-        (
-            "drkit_redis_archiver_snapshots",
-            "gauge",
-            "Full synchronizations the running Redis command archiver stored as snapshots: more than one means a master could not continue the archive's history.",
-            |c, _| {
-                let progress = c.redis_archive.as_ref()?.as_ref()?.borrow().clone()?;
-                Some(f64::from(progress.snapshots_taken))
-            },
-        ),
-        (
-            "drkit_redis_archived_offset",
-            "gauge",
-            "The replication offset the Redis command archive holds up to.",
-            |c, _| {
-                let progress = c.redis_archive.as_ref()?.as_ref()?.borrow().clone()?;
-                Some(progress.archived.offset as f64)
-            },
-        ),
     ];
     for (name, kind, help, field) in gauges {
         out.family(name, kind, help);
@@ -519,6 +563,7 @@ fn render_components(
             }
         }
     }
+    redis_archives(out, components, now);
     out.family(
         "drkit_wal_archiver_restarts_total",
         "counter",

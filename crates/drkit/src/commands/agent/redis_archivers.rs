@@ -1,14 +1,19 @@
-//! The command archiver of each `redis` component with `archiving = true`:
+//! The command archivers of each Redis component with `archiving = true`:
 //! dr-redis's `CommandArchiver` following the master (and, where
-//! `[component.failover]` names the replicas, whichever of them is promoted),
-//! from where the archive ends; started again with backoff whenever it
-//! stops by itself. Its progress is in `/metrics`.
+//! `[component.failover]` names the replicas, whichever of them is
+//! promoted), or for a `redis-cluster` component one per shard
+//! (`ClusterArchiver`, each following its master and then whichever of its
+//! replicas is promoted), each from where its archive ends; all started
+//! again with backoff whenever one stops by itself. Their progress is in
+//! `/metrics`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dr_core::{ComponentId, JournalSink};
-use dr_redis::{ArchiveProgress, CommandArchiver, archive_end};
+use dr_redis::{ArchiveProgress, ClusterArchiver, CommandArchiver, archive_end};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::watch;
 
 use super::{Agent, stopped};
@@ -24,7 +29,7 @@ const HEALTHY_RUN: Duration = Duration::from_secs(10 * 60);
 pub(crate) async fn archive(agent: Arc<Agent>, component: ComponentId) {
     let mut stop = agent.stop.clone();
     let mut wait = agent.settings.retry();
-    agent.metrics.redis_archiver(&component, None);
+    agent.metrics.redis_archivers_expected(&component);
     loop {
         if agent.stopping() {
             return;
@@ -34,7 +39,6 @@ pub(crate) async fn archive(agent: Arc<Agent>, component: ComponentId) {
             Ok(()) => return,
             Err(why) => why,
         };
-        agent.metrics.redis_archiver(&component, None);
         if started.elapsed() >= HEALTHY_RUN {
             wait = agent.settings.retry();
         }
@@ -51,8 +55,10 @@ pub(crate) async fn archive(agent: Arc<Agent>, component: ComponentId) {
     }
 }
 
-/// One run: from where the archive ends (or a full synchronization, stored
-/// as a snapshot) until the agent stops (`Ok`) or the archiver gives up.
+/// One run of every archiver the component has (its master's, or each
+/// shard's of a Cluster, as the layout is now) until the agent stops
+/// (`Ok`, each sealed) or one gives up (the others stopped too, so that
+/// the next run starts them all from the layout then).
 async fn run(
     agent: &Agent,
     component: &ComponentId,
@@ -67,35 +73,84 @@ async fn run(
         .redis_seed(settings)
         .await
         .map_err(|f| f.to_string())?;
-    let mut candidates = Vec::new();
-    if settings.redis().and_then(|r| r.failover()).is_some() {
-        for (_, member) in crate::commands::failover::redis_members(&agent.cx, settings)
+    let archivers = if settings
+        .redis()
+        .is_some_and(drkit::RedisSettings::is_cluster)
+    {
+        ClusterArchiver::new(component.clone(), server)
+            .shards(agent.repo.as_ref())
             .await
-            .map_err(|f| f.to_string())?
-        {
-            if member.addr() != server.addr() {
-                candidates.push(member);
+            .map_err(|e| crate::failure::chain(&e))?
+            .into_iter()
+            .map(|shard| (Some(shard.component), shard.archiver))
+            .collect()
+    } else {
+        let mut candidates = Vec::new();
+        if settings.redis().and_then(|r| r.failover()).is_some() {
+            for (_, member) in crate::commands::failover::redis_members(&agent.cx, settings)
+                .await
+                .map_err(|f| f.to_string())?
+            {
+                if member.addr() != server.addr() {
+                    candidates.push(member);
+                }
             }
         }
+        vec![(
+            None,
+            CommandArchiver::new(component.clone(), server).candidates(candidates),
+        )]
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut runs: FuturesUnordered<_> = archivers
+        .into_iter()
+        .map(|(shard, archiver)| follow(agent, component, shard, archiver, stop_rx.clone()))
+        .collect();
+    let first = tokio::select! {
+        first = runs.next() => first,
+        () = stopped(stop) => None,
+    };
+    // Every archiver stops (sealing what it holds), whichever way this ends.
+    stop_tx.send_replace(true);
+    let mut failed = first.and_then(Result::err);
+    while let Some(outcome) = runs.next().await {
+        if let Err(why) = outcome {
+            failed.get_or_insert(why);
+        }
     }
-    let from = archive_end(agent.repo.as_ref(), component)
+    match failed {
+        Some(why) => Err(why),
+        None if agent.stopping() => Ok(()),
+        None => Err("it stopped".to_owned()),
+    }
+}
+
+/// Runs one archiver (the component's, or one `shard`'s) from where its
+/// archive ends (or a full synchronization, stored as a snapshot) until
+/// `stop` says so (`Ok`) or it gives up.
+async fn follow(
+    agent: &Agent,
+    component: &ComponentId,
+    shard: Option<ComponentId>,
+    archiver: CommandArchiver,
+    stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let archived = shard.clone().unwrap_or_else(|| component.clone());
+    let from = archive_end(agent.repo.as_ref(), &archived)
         .await
         .map_err(|e| crate::failure::chain(&e))?
         .map(|(point, _)| point);
     let from_known = from.is_some();
     let (progress, watched) = watch::channel::<Option<ArchiveProgress>>(None);
-    let archiver = CommandArchiver::new(component.clone(), server)
-        .candidates(candidates)
-        .progress(progress);
+    let archiver = archiver.progress(progress);
     let journals = agent.repo.segment_journals();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tracing::info!(%component, from = ?from, "Redis command archiver starting");
+    tracing::info!(component = %archived, from = ?from, "Redis command archiver starting");
     agent
         .metrics
-        .redis_archiver(component, Some(watched.clone()));
+        .redis_archiver(component, shard.as_ref(), Some(watched.clone()));
     // Said as it happens: a new snapshot where the history could not go on.
     let told = {
-        let (component, mut watched) = (component.clone(), watched);
+        let (archived, mut watched) = (archived.clone(), watched);
         tokio::spawn(async move {
             let mut seen = 0;
             while watched.changed().await.is_ok() {
@@ -105,7 +160,7 @@ async fn run(
                     .map_or(seen, |p| p.snapshots_taken);
                 if taken > seen && (seen > 0 || from_known) {
                     tracing::warn!(
-                        %component,
+                        component = %archived,
                         "the master could not continue the archive's history (its backlog no \
                          longer held the archive's end, or a failover forked it): its full \
                          synchronization was stored as a new snapshot, and the archive goes on \
@@ -116,34 +171,26 @@ async fn run(
             }
         })
     };
-    let repo = agent.repo.clone();
-    let running = async {
-        archiver
-            .run(
-                repo.as_ref(),
-                journals.as_ref().map(|j| j as &dyn JournalSink),
-                repo.as_ref(),
-                from,
-                stop_rx,
-            )
-            .await
-    };
-    tokio::pin!(running);
     let _told = AbortOnDrop(told);
-    let outcome = tokio::select! {
-        outcome = &mut running => outcome,
-        () = stopped(stop) => {
-            stop_tx.send_replace(true);
-            let outcome = running.await;
-            if let Ok(done) = &outcome {
-                tracing::info!(%component, offset = done.archived.offset, "Redis command archiver stopped");
-            }
-            return outcome.map(|_| ()).map_err(|e| crate::failure::chain(&e));
-        }
-    };
+    let repo = agent.repo.clone();
+    let outcome = archiver
+        .run(
+            repo.as_ref(),
+            journals.as_ref().map(|j| j as &dyn JournalSink),
+            repo.as_ref(),
+            from,
+            stop,
+        )
+        .await;
+    agent
+        .metrics
+        .redis_archiver(component, shard.as_ref(), None);
     match outcome {
-        Ok(_) => Err("it stopped".to_owned()),
-        Err(e) => Err(crate::failure::chain(&e)),
+        Ok(done) => {
+            tracing::info!(component = %archived, offset = done.archived.offset, "Redis command archiver stopped");
+            Ok(())
+        }
+        Err(e) => Err(format!("{archived}: {}", crate::failure::chain(&e))),
     }
 }
 
