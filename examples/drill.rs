@@ -18,12 +18,13 @@
 //!    new primary takes (the plans' "Database Primary Failure": RTO 5
 //!    minutes), the RPO is the acknowledged rows lost.
 //!
-//! 7. Redis (`drill_redis.rs`): a master and two replicas under a writer,
-//!    its commands archived and a monitor (500 ms probes) watching; kill -9
-//!    of the master, failed over by the monitor; then a `FLUSHALL`, undone
-//!    by a point-in-time restore of the snapshot and the command archive
-//!    to just before it, checked key by key (the seeds' Redis objectives:
-//!    RTO 5 minutes, RPO 1 minute).
+//! 7. Redis (`drill_redis.rs`): a Cluster of three masters and their
+//!    replicas under a writer, every shard's commands archived, a cluster
+//!    snapshot taken, a monitor (500 ms probes) watching one shard; kill -9
+//!    of its master, failed over by the monitor; then a `FLUSHALL` on every
+//!    master, undone by a point-in-time restore of every shard to just
+//!    before it into a fresh Cluster, checked key by key (the seeds' Redis
+//!    objectives: RTO 5 minutes, RPO 1 minute).
 //!
 //! Run: `cargo run --example drill` (or `scripts/drill`, which installs
 //! PostgreSQL and Redis first where it can). `--repo <dir>` keeps the
