@@ -149,9 +149,10 @@ pub use archive::archiver::{ArchiveProgress, ArchiverStop, CommandArchiver};
 pub use archive::cluster::{
     ArchivedShard, ClusterArchiveRestore, ClusterArchiver, ShardArchive, archived_shards,
 };
-pub use archive::replay::{ArchiveRestore, archive_end};
+pub use archive::replay::{ArchiveRestore, archive_end, rolled_up_segments};
 pub use archive::segment::{
-    HEADER_LEN, Record, SEGMENT_MAGIC, SegmentHeader, encode_record, parse_name, read_segment,
+    HEADER_LEN, Record, SEGMENT_MAGIC, SegmentHeader, encode_record, parse_any_name, parse_name,
+    read_segment,
 };
 pub use cluster::failover::ClusterFailover;
 pub use cluster::layout::{ClusterLayout, ClusterNode, NodeRole, SLOTS, slot_of};

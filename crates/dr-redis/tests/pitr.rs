@@ -459,6 +459,97 @@ async fn a_restore_into_an_rdb_file_holds_what_the_master_had_then() {
     assert_eq!(left, 0, "the staging server is emptied");
 }
 
+/// Without journals (an object store), each interval's record is stored
+/// as a segment of its own, and sealing rolls them up into one segment:
+/// restores read each record once while both are there, and once the
+/// rolled-up segments are forgotten the archive is a handful of objects
+/// that still restore every write and end where the archiver stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_segments_are_rolled_up_and_forgotten_without_losing_a_record() {
+    let master = Redis::start().await.unwrap();
+    let mut con = master.connection().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(&dir).await;
+    let component: dr_core::ComponentId = "redis/pitr".parse().unwrap();
+    let archiver = CommandArchiver::new(
+        component.clone(),
+        RedisServer::new("127.0.0.1", master.port()),
+    )
+    .interval(Duration::from_millis(20))
+    .seal_at(1 << 20, Duration::from_millis(300));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let run = {
+        let repo = repo.clone();
+        tokio::spawn(async move { archiver.run(&repo, None, &repo, None, stopped).await })
+    };
+    for i in 0..40 {
+        let (): () = redis::cmd("SET")
+            .arg(format!("w{i}"))
+            .arg(i)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        acknowledged_by(&con, 1).await;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let written = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(true).unwrap();
+    let stopped = run.await.unwrap().unwrap();
+
+    use dr_core::ArchiveSource;
+    let before = repo.segments(&component, "").await.unwrap();
+    let rolled = dr_redis::rolled_up_segments(&repo, &component)
+        .await
+        .unwrap();
+    assert!(
+        rolled.len() >= 30,
+        "{} of {} rolled up",
+        rolled.len(),
+        before.len()
+    );
+    let rollups = before
+        .iter()
+        .filter(|n| matches!(dr_redis::parse_any_name(n), Some((_, Some(_)))))
+        .count();
+    assert!(rollups >= 2, "{before:?}");
+
+    let (report, into) = restore_to(
+        &repo,
+        RecoveryTarget::Time(written + Duration::from_millis(50)),
+        RedisVersion::System,
+    )
+    .await;
+    report.unwrap();
+    assert_eq!(
+        keys(&mut into.connection().await.unwrap()).await,
+        names(0..40)
+    );
+
+    let forgotten = repo.forget_segments(&component, &rolled).await.unwrap();
+    assert_eq!(forgotten.forgotten.len(), rolled.len());
+    let after = repo.segments(&component, "").await.unwrap();
+    assert!(after.len() < before.len() / 4, "{after:?}");
+    assert!(
+        dr_redis::rolled_up_segments(&repo, &component)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (end, _) = dr_redis::archive_end(&repo, &component)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(end, stopped.archived);
+
+    let (report, into) = restore_to(&repo, RecoveryTarget::Latest, RedisVersion::System).await;
+    report.unwrap();
+    assert_eq!(
+        keys(&mut into.connection().await.unwrap()).await,
+        names(0..40)
+    );
+}
+
 /// kill -9 of the master while it takes writes: a restore to the latest
 /// point holds every write the archiver acknowledged (`WAIT`), and of the
 /// others loses only those acknowledged in the last moments before the

@@ -447,6 +447,19 @@ impl CommandArchiver {
         }
         let end = start + data.len() as u64;
         let record = encode_record(start, Timestamp::now().as_millisecond(), &data);
+        let header = SegmentHeader {
+            replication_id: link.replication_id().to_owned(),
+            start,
+        };
+        // Without journals, a record is durable only as a segment: each is
+        // stored as one now, and the open segment gathers them for a
+        // roll-up that replaces them (once `rolled_up_segments` are
+        // forgotten) when it is sealed.
+        if journals.is_none() {
+            let mut small = OpenSegment::open(&self.component, header.clone(), None, 0).await?;
+            small.append(&record, end).await?;
+            small.seal(&self.component, archive, None).await?;
+        }
         // A new history (after a failover) starts a segment of its own.
         if open
             .as_ref()
@@ -456,26 +469,16 @@ impl CommandArchiver {
             segment.seal(&self.component, archive, journals).await?;
         }
         if open.is_none() {
-            *open = Some(
-                OpenSegment::open(
-                    &self.component,
-                    SegmentHeader {
-                        replication_id: link.replication_id().to_owned(),
-                        start,
-                    },
-                    journals,
-                    self.seal_bytes,
-                )
-                .await?,
-            );
+            let mut segment =
+                OpenSegment::open(&self.component, header, journals, self.seal_bytes).await?;
+            segment.rollup = journals.is_none();
+            *open = Some(segment);
         }
         let Some(segment) = open.as_mut() else {
             return Ok(None);
         };
-        segment.append(&record).await?;
-        // Without journals, a record is durable only as a segment.
-        let due = journals.is_none()
-            || segment.bytes.len() as u64 >= self.seal_bytes
+        segment.append(&record, end).await?;
+        let due = segment.bytes.len() as u64 >= self.seal_bytes
             || segment.opened.elapsed() >= self.seal_after;
         if due && let Some(segment) = open.take() {
             segment.seal(&self.component, archive, journals).await?;
@@ -484,13 +487,19 @@ impl CommandArchiver {
     }
 }
 
-/// The segment being written: its bytes so far, and its journal.
+/// The segment being written: its bytes so far, and its journal (or,
+/// without journals, a roll-up of records each already stored on its own).
 struct OpenSegment {
     header: SegmentHeader,
     name: SegmentName,
     bytes: Vec<u8>,
     journal: Option<Box<dyn SegmentJournal>>,
     opened: Instant,
+    /// The offset after its last record.
+    end: u64,
+    records: usize,
+    /// Stored under a roll-up's name, `<id>-<start>-<end>`.
+    rollup: bool,
 }
 
 impl OpenSegment {
@@ -511,19 +520,25 @@ impl OpenSegment {
             None => None,
         };
         Ok(Self {
+            end: header.start,
             header,
             name,
             bytes,
             journal,
             opened: Instant::now(),
+            records: 0,
+            rollup: false,
         })
     }
 
-    async fn append(&mut self, record: &[u8]) -> dr_core::Result<()> {
+    /// Appends a record whose data ends at offset `end`.
+    async fn append(&mut self, record: &[u8], end: u64) -> dr_core::Result<()> {
         if let Some(journal) = &mut self.journal {
             journal.append(self.bytes.len() as u64, record).await?;
         }
         self.bytes.extend_from_slice(record);
+        self.end = end;
+        self.records += 1;
         Ok(())
     }
 
@@ -533,8 +548,14 @@ impl OpenSegment {
         archive: &dyn ArchiveSink,
         journals: Option<&dyn JournalSink>,
     ) -> dr_core::Result<()> {
+        let name = match self.rollup {
+            // One record rolls nothing up: its own segment stands.
+            true if self.records < 2 => return Ok(()),
+            true => self.header.rollup_name(self.end)?,
+            false => self.name.clone(),
+        };
         archive
-            .put_segment(component, &self.name, &mut &self.bytes[..])
+            .put_segment(component, &name, &mut &self.bytes[..])
             .await?;
         if let Some(journals) = journals {
             journals.remove_journal(component, &self.name).await?;

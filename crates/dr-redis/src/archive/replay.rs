@@ -12,13 +12,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use dr_core::{
     ArchiveSource, Capabilities, Capability, ComponentId, Manifest, Position, RecoveryReport,
-    RecoveryTarget, Restore, RestoreRequest, SnapshotSourceExt, StreamName, Timeline, async_trait,
+    RecoveryTarget, Restore, RestoreRequest, SegmentName, SnapshotSourceExt, StreamName, Timeline,
+    async_trait,
 };
 use jiff::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::segment::{Record, parse_fork_marker, parse_name, read_segment};
+use super::segment::{Record, parse_any_name, parse_fork_marker, parse_name, read_segment};
 use crate::cluster::snapshot::ClusterSnapshotDetails;
 use crate::error::Error;
 use crate::fetch::{RedisServer, info, info_field};
@@ -378,12 +379,17 @@ pub async fn archive_end(
     archive: &dyn ArchiveSource,
     component: &ComponentId,
 ) -> dr_core::Result<Option<(HistoryPoint, Timestamp)>> {
+    // The segment that reaches furthest: a roll-up by its end, any other by
+    // its start (where they tie, the other holds what came later).
     let newest = archive
         .segments(component, "")
         .await?
         .into_iter()
-        .filter_map(|name| parse_name(&name).map(|header| (header.start, name)))
-        .max_by_key(|(start, _)| *start);
+        .filter_map(|name| {
+            let (header, end) = parse_any_name(&name)?;
+            Some(((end.unwrap_or(header.start), end.is_none()), name))
+        })
+        .max_by_key(|(reach, _)| *reach);
     let Some((_, name)) = newest else {
         return Ok(None);
     };
@@ -458,7 +464,7 @@ async fn archived_records(
             forks.push(fork);
             continue;
         }
-        if parse_name(&name).is_none() {
+        if parse_any_name(&name).is_none() {
             continue;
         }
         let (header, segment) = read_named(archive, component, &name).await?;
@@ -468,8 +474,43 @@ async fn archived_records(
                 .map(|record| (header.replication_id.clone(), record)),
         );
     }
-    records.sort_by_key(|(_, r)| r.start);
+    // A roll-up holds the very records of the segments it rolled up, until
+    // they are forgotten: each is kept once.
+    records.sort_by(|(a, x), (b, y)| x.start.cmp(&y.start).then_with(|| a.cmp(b)));
+    records.dedup_by(|(a, x), (b, y)| a == b && x.start == y.start);
     Ok((records, forks))
+}
+
+/// The segments of `component`'s archive that a roll-up holds whole (each
+/// record they hold is in a roll-up of the same history): what can be
+/// forgotten (`Repository::forget_segments`) without losing a record.
+/// Without journals, a [`crate::CommandArchiver`] stores each interval's
+/// record as a segment of its own, then a roll-up of them as it seals.
+///
+/// # Errors
+/// The store's.
+pub async fn rolled_up_segments(
+    archive: &dyn ArchiveSource,
+    component: &ComponentId,
+) -> dr_core::Result<Vec<SegmentName>> {
+    let names = archive.segments(component, "").await?;
+    let rollups: Vec<(String, std::ops::Range<u64>)> = names
+        .iter()
+        .filter_map(parse_any_name)
+        .filter_map(|(header, end)| Some((header.replication_id, header.start..end?)))
+        .collect();
+    // A roll-up is made of whole segments only: one that starts within it
+    // ends within it.
+    Ok(names
+        .into_iter()
+        .filter(|name| {
+            parse_name(name).is_some_and(|header| {
+                rollups.iter().any(|(history, offsets)| {
+                    *history == header.replication_id && offsets.contains(&header.start)
+                })
+            })
+        })
+        .collect())
 }
 
 #[async_trait]

@@ -71,6 +71,15 @@ impl SegmentHeader {
     pub fn name(&self) -> dr_core::Result<SegmentName> {
         format!("{}-{:020}", self.replication_id, self.start).parse()
     }
+
+    /// The name of a roll-up of this history's records from its start up
+    /// to offset `end`: `<id>-<start>-<end>`, each offset in 20 digits.
+    ///
+    /// # Errors
+    /// As [`SegmentHeader::name`].
+    pub fn rollup_name(&self, end: u64) -> dr_core::Result<SegmentName> {
+        format!("{}-{:020}-{end:020}", self.replication_id, self.start).parse()
+    }
 }
 
 /// The history and start offset a segment name says, if it is one of ours.
@@ -83,6 +92,21 @@ pub fn parse_name(name: &SegmentName) -> Option<SegmentHeader> {
         replication_id: id.to_owned(),
         start: start.parse().ok()?,
     })
+}
+
+/// The history and start a segment's name says, and for a roll-up
+/// ([`SegmentHeader::rollup_name`]) the offset it ends at; `None` for a
+/// name that is neither.
+pub fn parse_any_name(name: &SegmentName) -> Option<(SegmentHeader, Option<u64>)> {
+    if let Some(header) = parse_name(name) {
+        return Some((header, None));
+    }
+    let (first, end) = name.as_str().rsplit_once('-')?;
+    if end.len() != 20 {
+        return None;
+    }
+    let header = parse_name(&first.parse().ok()?)?;
+    Some((header, Some(end.parse().ok()?)))
 }
 
 /// The name of the marker that says history `replication_id` forked at
@@ -229,7 +253,13 @@ mod tests {
             name.as_str(),
             format!("{}-00000000000000000100", "a".repeat(40))
         );
-        assert_eq!(parse_name(&name), Some(header));
+        assert_eq!(parse_name(&name), Some(header.clone()));
+        assert_eq!(parse_any_name(&name), Some((header.clone(), None)));
+        let rollup = header.rollup_name(114).unwrap();
+        assert_eq!(parse_name(&rollup), None, "older readers skip roll-ups");
+        assert_eq!(parse_any_name(&rollup), Some((header.clone(), Some(114))));
+        let fork = fork_marker_name(&header.replication_id, 100).unwrap();
+        assert_eq!(parse_any_name(&fork), None);
         assert_eq!(
             parse_name(&"000000010000000000000003".parse().unwrap()),
             None

@@ -172,6 +172,10 @@ async fn follow(
         })
     };
     let _told = AbortOnDrop(told);
+    let _forgetting = AbortOnDrop(tokio::spawn(forget_rolled_up(
+        agent.repo.clone(),
+        archived.clone(),
+    )));
     let repo = agent.repo.clone();
     let outcome = archiver
         .run(
@@ -191,6 +195,40 @@ async fn follow(
             Ok(())
         }
         Err(e) => Err(format!("{archived}: {}", crate::failure::chain(&e))),
+    }
+}
+
+/// How often the segments a roll-up holds are forgotten.
+const FORGET_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// Forgets, every [`FORGET_EVERY`], the segments of `component`'s archive
+/// that a roll-up holds whole: without journals (an object store) the
+/// archiver stores each interval's record as a segment of its own, then
+/// rolls them up as it seals, so that a day is not hundreds of thousands
+/// of objects.
+async fn forget_rolled_up(repo: Arc<dr_storage::Repository>, component: ComponentId) {
+    loop {
+        tokio::time::sleep(FORGET_EVERY).await;
+        let forgotten = async {
+            let names = dr_redis::rolled_up_segments(repo.as_ref(), &component).await?;
+            if names.is_empty() {
+                return Ok(0);
+            }
+            let report = repo.forget_segments(&component, &names).await?;
+            Ok::<_, dr_core::Error>(report.forgotten.len())
+        }
+        .await;
+        match forgotten {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(%component, segments = n, "forgot archive segments a roll-up holds")
+            }
+            Err(e) => tracing::warn!(
+                %component,
+                "could not forget the archive segments a roll-up holds (tried again later): {}",
+                crate::failure::chain(&e)
+            ),
+        }
     }
 }
 
