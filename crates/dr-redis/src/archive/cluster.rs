@@ -46,8 +46,9 @@ const SHARD_PREFIX: &str = "shard-";
 ///
 /// let archiver = ClusterArchiver::new("redis/cache".parse()?, RedisServer::new("10.0.0.5", 6379));
 /// let (_stop, stopped) = tokio::sync::watch::channel(false);
-/// let journals = repo.segment_journals()?;
-/// for (shard, stop) in archiver.run(repo, Some(&journals), repo, stopped).await? {
+/// let journals = repo.segment_journals();
+/// let journals = journals.as_ref().map(|j| j as &dyn dr_core::JournalSink);
+/// for (shard, stop) in archiver.run(repo, journals, repo, stopped).await? {
 ///     println!("{shard}: archived up to offset {}", stop.archived.offset);
 /// }
 /// # Ok(()) }
