@@ -510,7 +510,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(repo.key_origin(), KeyOrigin::Derived);
-        assert_eq!(key_of(&repo), Crypter::Keyed(fresh).id(b"which key"));
+        assert_eq!(
+            key_of(&repo),
+            Crypter::Keyed(fresh, crate::Cipher::Aes256GcmDerived).id(b"which key")
+        );
         assert_ne!(key_of(&repo), key_of(&old));
         let again = Repository::open_with(backend, options(&secret, &dir))
             .await

@@ -6,8 +6,9 @@
 //!   wrappers.
 //! - **The repository**: [`Repository`] chunks streams by content (FastCDC),
 //!   stores each distinct chunk once across all snapshots, compresses it
-//!   (zstd), seals it (XChaCha20-Poly1305, with a master key wrapped by a
-//!   password or key file) and packs it. It implements dr-core's
+//!   (zstd), seals it (a [`Cipher`]: AES-256-GCM under a key of each
+//!   object's own, or XChaCha20-Poly1305 in repositories of format 2; keys
+//!   from a master key wrapped by a password or key file) and packs it. It implements dr-core's
 //!   [`SnapshotSink`](dr_core::SnapshotSink), [`SnapshotSource`](dr_core::SnapshotSource),
 //!   [`ArchiveSink`](dr_core::ArchiveSink) and [`ArchiveSource`](dr_core::ArchiveSource).
 //!   A snapshot becomes visible when its snapshot file is written, and not before.
@@ -66,15 +67,15 @@ pub use crate::backend::{
     ReadBackendExt, RetentionMode, Retry, RetryOptions, S3Backend, S3Credentials, S3Options,
     UnfinishedWrite, WriteBackend, check_key, check_prefix,
 };
-pub use crate::crypto::{KdfParams, Secret};
+pub use crate::crypto::{Cipher, KdfParams, Secret};
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::key_cache::KeyCache;
 pub use crate::location::{LocalPath, Location, LocationOptions, S3Location};
 pub use crate::repository::{
     CheckReport, ChunkerParams, DEFAULT_LOCK_WAIT, Damage, Encryption, ForgetPlan, ForgetReport,
-    InitOptions, KeyOrigin, LockInfo, ObjectLock, OpenOptions, PruneOptions, PruneReport,
-    REPOSITORY_FORMAT, Repository, RepositoryJournals, RepositoryWriter, SegmentForgetReport,
-    SnapshotFilter, Unlock, Usage, VerifyOptions, VerifyReport,
+    InitOptions, KeyOrigin, LockInfo, OLDEST_READABLE_FORMAT, ObjectLock, OpenOptions,
+    PruneOptions, PruneReport, REPOSITORY_FORMAT, Repository, RepositoryJournals, RepositoryWriter,
+    SegmentForgetReport, SnapshotFilter, Unlock, Usage, VerifyOptions, VerifyReport,
 };
 
 /// The traits behind the common calls, in one glob import: dr-core's

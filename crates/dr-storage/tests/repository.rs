@@ -9,8 +9,8 @@ use dr_core::{
     SnapshotCommit, SnapshotSink, SnapshotSource, SnapshotSourceExt, StreamCheck,
 };
 use dr_storage::{
-    Error, FaultInjection, FaultOptions, FsBackend, InitOptions, MemoryBackend, ReadBackendExt,
-    Repository, Retry, RetryOptions, Secret, WriteBackend,
+    Cipher, Error, FaultInjection, FaultOptions, FsBackend, InitOptions, MemoryBackend,
+    ReadBackendExt, Repository, Retry, RetryOptions, Secret, WriteBackend,
 };
 use proptest::prelude::*;
 use tokio::io::AsyncReadExt;
@@ -260,6 +260,77 @@ async fn a_repository_is_created_once_and_newer_formats_are_refused() {
         matches!(err, Error::UnsupportedVersion { found: 99, .. }),
         "{err:?}"
     );
+}
+
+/// A repository of format 2 (its objects sealed with XChaCha20-Poly1305, its
+/// config naming no cipher) still opens, reads and takes backups; a format
+/// 3 repository names its cipher, AES-256-GCM unless asked otherwise, and
+/// one whose config drops it is refused as damaged.
+#[tokio::test]
+async fn both_ciphers_read_back_and_format_2_repositories_still_open() {
+    let payload = data(11, 3 << 20);
+    for cipher in [Cipher::Aes256GcmDerived, Cipher::XChaCha20Poly1305] {
+        let backend = Arc::new(MemoryBackend::new());
+        let repo = Repository::init(backend.clone(), small().cipher(cipher))
+            .await
+            .unwrap();
+        let first = backup(&repo, &[("a", &payload)]).await;
+        let config: serde_json::Value =
+            serde_json::from_slice(&backend.get_all("config").await.unwrap()).unwrap();
+        assert_eq!(config["format"], 3);
+        assert_eq!(config["cipher"], serde_json::to_value(cipher).unwrap());
+        drop(repo);
+
+        if cipher == Cipher::XChaCha20Poly1305 {
+            // As the format 2 build wrote it.
+            rewrite_config(&backend, |v| {
+                v["format"] = 2.into();
+                v.as_object_mut().unwrap().remove("cipher");
+            })
+            .await;
+        }
+        let repo = Repository::open(backend.clone(), Some(&Secret::password("pw")))
+            .await
+            .unwrap();
+        assert_eq!(
+            read(&repo, &first.id, "a").await.unwrap(),
+            payload,
+            "{cipher}"
+        );
+        let second = backup(&repo, &[("b", &payload[..1 << 20])]).await;
+        assert_eq!(
+            read(&repo, &second.id, "b").await.unwrap(),
+            payload[..1 << 20],
+            "{cipher}"
+        );
+        drop(repo);
+
+        // The cipher dropped from a format 3 config: damage, not a guess.
+        rewrite_config(&backend, |v| {
+            v["format"] = 3.into();
+            v.as_object_mut().unwrap().remove("cipher");
+        })
+        .await;
+        let err = Repository::open(backend, Some(&Secret::password("pw")))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("does not name a cipher"), "{err}");
+    }
+}
+
+/// Edits the repository's config in place.
+async fn rewrite_config(backend: &MemoryBackend, edit: impl Fn(&mut serde_json::Value)) {
+    let config = backend.get_all("config").await.unwrap();
+    let mut value: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    edit(&mut value);
+    backend
+        .put(
+            "config",
+            serde_json::to_vec(&value).unwrap().into(),
+            dr_storage::PutOptions::OVERWRITE,
+        )
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

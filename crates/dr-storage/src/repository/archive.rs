@@ -342,7 +342,7 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{MasterKey, fill_random};
+    use crate::crypto::{Cipher, MasterKey, fill_random};
 
     /// WAL-like bytes: records of counters and text, with runs of zeros.
     fn wal_like(len: usize) -> Vec<u8> {
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn segments_large_and_small_round_trip() {
-        let crypter = Crypter::Keyed(MasterKey::generate().unwrap());
+        let crypter = Crypter::Keyed(MasterKey::generate().unwrap(), Cipher::Aes256GcmDerived);
         for len in [
             0,
             1000,

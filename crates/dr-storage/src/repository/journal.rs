@@ -349,14 +349,14 @@ impl JournalSource for RepositoryJournals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::MasterKey;
+    use crate::crypto::{Cipher, MasterKey};
 
     const KEY: &str = "journal/postgres/main/000000010000000000000003";
 
     fn crypters() -> Vec<Crypter> {
         vec![
             Crypter::Plain,
-            Crypter::Keyed(MasterKey::generate().unwrap()),
+            Crypter::Keyed(MasterKey::generate().unwrap(), Cipher::Aes256GcmDerived),
         ]
     }
 
@@ -451,7 +451,7 @@ mod tests {
 
     #[test]
     fn a_whole_record_that_does_not_open_is_an_error() {
-        let crypter = Crypter::Keyed(MasterKey::generate().unwrap());
+        let crypter = Crypter::Keyed(MasterKey::generate().unwrap(), Cipher::Aes256GcmDerived);
         // Moved from another journal: its CRC holds, its context does not.
         let moved = encode_record(
             &crypter,

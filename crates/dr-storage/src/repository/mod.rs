@@ -39,7 +39,7 @@ use crate::backend::{
     ObjectRetention, PutOptions, ReadBackend, ReadBackendExt, RetentionMode, WriteBackend,
 };
 use crate::crypto::{
-    Crypter, Id, KdfParams, MasterKey, Secret, WrappedKey, content_name, fill_random, hex,
+    Cipher, Crypter, Id, KdfParams, MasterKey, Secret, WrappedKey, content_name, fill_random, hex,
 };
 use crate::error::{Error, Result};
 use crate::key_cache::{CacheEntry, KeyCache, Lookup};
@@ -69,8 +69,23 @@ pub use self::usage::Usage;
 pub use self::verify::{Damage, VerifyOptions, VerifyReport};
 pub use self::write::RepositoryWriter;
 
-/// The repository format version this build writes and reads.
-pub const REPOSITORY_FORMAT: u32 = 2;
+/// The repository format version this build writes: 3, whose config names
+/// its [`Cipher`].
+pub const REPOSITORY_FORMAT: u32 = 3;
+
+/// The oldest format this build reads: 2, whose objects are all sealed
+/// with XChaCha20-Poly1305 (and whose config names no cipher).
+pub const OLDEST_READABLE_FORMAT: u32 = 2;
+
+/// The formats this build reads, for messages.
+fn readable_formats() -> String {
+    format!("{OLDEST_READABLE_FORMAT} to {REPOSITORY_FORMAT}")
+}
+
+/// Whether this build reads objects of `format`.
+fn readable(format: u32) -> bool {
+    (OLDEST_READABLE_FORMAT..=REPOSITORY_FORMAT).contains(&format)
+}
 
 const SNAPSHOT_CONTEXT: &[u8] = b"drkit snapshot";
 const INDEX_CONTEXT: &[u8] = b"drkit index";
@@ -127,6 +142,9 @@ pub struct InitOptions {
     pub pack_size: u32,
     /// S3 Object Lock retention for every object the repository writes.
     pub object_lock: Option<ObjectLock>,
+    /// The AEAD its objects are sealed with, when encrypted: AES-256-GCM
+    /// with a key per object by default.
+    pub cipher: Cipher,
 }
 
 /// Object Lock retention the repository applies to what it writes (all but
@@ -188,7 +206,14 @@ impl InitOptions {
             chunker: ChunkerParams::DEFAULT,
             pack_size: 16 * 1024 * 1024,
             object_lock: None,
+            cipher: Cipher::Aes256GcmDerived,
         }
+    }
+
+    /// Seals the objects with `cipher` (for encrypted repositories).
+    pub fn cipher(mut self, cipher: Cipher) -> Self {
+        self.cipher = cipher;
+        self
     }
 
     /// Retains every written object with S3 Object Lock (the store must support it).
@@ -291,6 +316,17 @@ struct Config {
     pack_size: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     object_lock: Option<ObjectLock>,
+    /// The AEAD of an encrypted repository; format 2 names none (it is
+    /// XChaCha20-Poly1305).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cipher: Option<Cipher>,
+}
+
+impl Config {
+    /// The AEAD its objects are sealed with.
+    fn cipher(&self) -> Cipher {
+        self.cipher.unwrap_or(Cipher::XChaCha20Poly1305)
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -432,7 +468,7 @@ impl Repository {
             Encryption::Secret(secret, kdf) => {
                 let master = MasterKey::generate()?;
                 let wrapped = WrappedKey::wrap(&master, secret, *kdf)?;
-                (Crypter::Keyed(master), Some(wrapped))
+                (Crypter::Keyed(master, options.cipher), Some(wrapped))
             }
         };
         let config = Config {
@@ -443,10 +479,11 @@ impl Repository {
             compression_level: options.compression_level,
             pack_size: options.pack_size,
             object_lock: options.object_lock,
+            cipher: wrapped.is_some().then_some(options.cipher),
         };
         let origin = match crypter {
             Crypter::Plain => KeyOrigin::Unencrypted,
-            Crypter::Keyed(_) => KeyOrigin::Derived,
+            Crypter::Keyed(..) => KeyOrigin::Derived,
         };
         let repo = Self::assemble(backend, crypter, origin, config, false);
         let backend = &repo.inner.backend;
@@ -602,20 +639,40 @@ async fn read_config(backend: &dyn WriteBackend) -> Result<Config> {
             .ok()
             .and_then(|v| v.get("format").and_then(serde_json::Value::as_u64))
         {
-            Some(found) if found != u64::from(REPOSITORY_FORMAT) => Error::UnsupportedVersion {
-                object: format!("{}: config", backend.location()),
-                found: found as u32,
-                supported: REPOSITORY_FORMAT.to_string(),
-            },
+            Some(found) if !readable(found.min(u64::from(u32::MAX)) as u32) => {
+                Error::UnsupportedVersion {
+                    object: format!("{}: config", backend.location()),
+                    found: found.min(u64::from(u32::MAX)) as u32,
+                    supported: readable_formats(),
+                }
+            }
             _ => Error::corrupt("config", e.to_string()),
         }
     })?;
-    if config.format != REPOSITORY_FORMAT {
+    if !readable(config.format) {
         return Err(Error::UnsupportedVersion {
             object: format!("{}: config", backend.location()),
             found: config.format,
-            supported: REPOSITORY_FORMAT.to_string(),
+            supported: readable_formats(),
         });
+    }
+    // Format 3 names the cipher of an encrypted repository; format 2 knew one.
+    let named = config.cipher.is_some();
+    let expected = config.format >= 3 && config.encrypted;
+    if named != expected {
+        return Err(Error::corrupt(
+            "config",
+            format!(
+                "a format {} config of {} repository {} a cipher",
+                config.format,
+                if config.encrypted {
+                    "an encrypted"
+                } else {
+                    "a plain"
+                },
+                if named { "names" } else { "does not name" }
+            ),
+        ));
     }
     Ok(config)
 }
@@ -648,7 +705,14 @@ async fn crypter_for(
             backend.location()
         ),
     })?;
-    unlock(backend, &config.id, secret, options.key_cache.as_ref()).await
+    unlock(
+        backend,
+        &config.id,
+        config.cipher(),
+        secret,
+        options.key_cache.as_ref(),
+    )
+    .await
 }
 
 /// A repository's key, where it came from, and its key cache entry.
@@ -802,11 +866,11 @@ impl Repository {
     async fn index_file(&self, key: &str) -> Result<IndexFile> {
         let raw = self.inner.backend.get_all(key).await?;
         let file: IndexFile = self.decode(&raw, INDEX_CONTEXT, key)?;
-        if file.format != REPOSITORY_FORMAT {
+        if !readable(file.format) {
             return Err(Error::UnsupportedVersion {
                 object: key.to_owned(),
                 found: file.format,
-                supported: REPOSITORY_FORMAT.to_string(),
+                supported: readable_formats(),
             });
         }
         Ok(file)
@@ -929,6 +993,7 @@ async fn check_create_only(backend: &dyn WriteBackend) -> Result<()> {
 async fn unlock(
     backend: &dyn WriteBackend,
     id: &str,
+    cipher: Cipher,
     secret: &Secret,
     cache: Option<&KeyCache>,
 ) -> Result<Unlocked> {
@@ -971,7 +1036,7 @@ async fn unlock(
             } => {
                 let checked = String::from_utf8(note).ok().filter(|s| !s.is_empty());
                 return Ok(Unlocked {
-                    crypter: Crypter::Keyed(master.clone()),
+                    crypter: Crypter::Keyed(master.clone(), cipher),
                     origin: KeyOrigin::Cache,
                     cached: Some(Cached {
                         cache: cache.clone(),
@@ -1003,7 +1068,7 @@ async fn unlock(
                 _ => None,
             };
             return Ok(Unlocked {
-                crypter: Crypter::Keyed(master),
+                crypter: Crypter::Keyed(master, cipher),
                 origin: KeyOrigin::Derived,
                 cached,
             });
