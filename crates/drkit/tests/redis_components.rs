@@ -510,7 +510,8 @@ async fn the_agent_archives_a_masters_commands_for_a_restore_to_a_time() {
         || async {
             let scrape = agent.scrape().await;
             (metric(&scrape, "drkit_redis_archiver_up") == Some(1.0)
-                && metric(&scrape, "drkit_redis_archived_offset").is_some())
+                && metric(&scrape, "drkit_redis_archived_offset").is_some()
+                && metric(&scrape, "drkit_redis_archive_lag_bytes").is_some())
             .then_some(())
         },
     )
@@ -557,7 +558,8 @@ async fn the_agent_archives_a_masters_commands_for_a_restore_to_a_time() {
 
     let status = drkit(&config, &["status"]).await;
     assert!(
-        text(&status).contains("archive reaches"),
+        text(&status).contains("archive reaches")
+            && text(&status).contains("bytes of the master's stream not yet archived"),
         "{}",
         text(&status)
     );

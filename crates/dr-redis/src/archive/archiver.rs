@@ -65,6 +65,11 @@ pub struct ArchiveProgress {
     /// more each time a master could not continue the archive's history
     /// (its backlog no longer held it, or a failover forked it).
     pub snapshots_taken: u32,
+    /// How many bytes of the master's stream the archive lacked when its
+    /// master was last asked (every 10 s: its `master_repl_offset` less
+    /// the archived offset); `None` until it answers on the archive's
+    /// history.
+    pub behind_master: Option<u64>,
 }
 
 /// Why [`CommandArchiver::run`] returned.
@@ -264,19 +269,13 @@ impl CommandArchiver {
         let mut pending: Vec<StreamCommand> = Vec::new();
         let mut next_flush = Instant::now() + self.interval;
         let mut next_coverage = Instant::now();
+        let mut behind_master = None;
         loop {
             let stopping = *stop.borrow_and_update();
             let now = Instant::now();
             if now >= next_flush || stopping {
                 self.flush(link, open, &mut pending, archive, journals)
                     .await?;
-                if let Some(progress) = &self.progress {
-                    progress.send_replace(Some(ArchiveProgress {
-                        archived: link.point(),
-                        complete_at: Timestamp::now(),
-                        snapshots_taken,
-                    }));
-                }
                 next_flush = now + self.interval;
                 // Everything that arrived is archived: recorded now and
                 // then (and at the end), so that a restore (and a monitor)
@@ -284,6 +283,18 @@ impl CommandArchiver {
                 if now >= next_coverage || stopping {
                     self.record_coverage(link.point(), archive).await?;
                     next_coverage = now + COVERAGE_EVERY;
+                    if self.progress.is_some() && !stopping {
+                        let (addr, point) = (link.addr().to_owned(), link.point());
+                        behind_master = self.behind_master(&addr, &point).await;
+                    }
+                }
+                if let Some(progress) = &self.progress {
+                    progress.send_replace(Some(ArchiveProgress {
+                        archived: link.point(),
+                        complete_at: Timestamp::now(),
+                        snapshots_taken,
+                        behind_master,
+                    }));
                 }
             }
             if stopping {
@@ -305,6 +316,19 @@ impl CommandArchiver {
                 _ = stop.changed() => {}
             }
         }
+    }
+
+    /// How many bytes of its stream the master at `addr` has written
+    /// beyond `archived`, where it answers within a second on the
+    /// archive's history.
+    async fn behind_master(&self, addr: &str, archived: &HistoryPoint) -> Option<u64> {
+        let master = self.server.at(addr).ok()?;
+        let point = tokio::time::timeout(Duration::from_secs(1), master.replication_point())
+            .await
+            .ok()?
+            .ok()?;
+        (point.replication_id == archived.replication_id)
+            .then(|| point.offset.saturating_sub(archived.offset))
     }
 
     /// Where a master that refused to continue the archive's history took

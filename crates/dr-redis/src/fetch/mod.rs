@@ -191,6 +191,32 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// Where the server's replication stream stands: its `master_replid`
+    /// and `master_repl_offset` (a master's history and how far it has
+    /// written; a replica's, how far it has applied its master's).
+    ///
+    /// # Errors
+    /// As [`RedisServer::begin_rdb`]'s connection; [`Error::NotRedis`] for
+    /// an `INFO replication` without them.
+    pub async fn replication_point(&self) -> Result<crate::HistoryPoint> {
+        let (mut conn, _) = self.connect().await?;
+        let replication = info(&mut conn, "replication").await?;
+        let id = info_field(&replication, "master_replid");
+        let offset = info_field(&replication, "master_repl_offset").and_then(|o| o.parse().ok());
+        match (id, offset) {
+            (Some(id), Some(offset)) => Ok(crate::HistoryPoint {
+                replication_id: id.to_owned(),
+                offset,
+            }),
+            _ => Err(Error::NotRedis {
+                addr: conn.addr().to_owned(),
+                reason: "INFO replication gives no master_replid and master_repl_offset".into(),
+            }),
+        }
+    }
+}
+
 /// What a server says of itself ([`RedisServer::probe`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

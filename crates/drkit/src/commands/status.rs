@@ -29,6 +29,8 @@ struct Standing {
     cluster: Option<dr_postgres::ClusterState>,
     /// A Redis master and its replicas, as assessed.
     replication: Option<dr_core::ClusterAssessment>,
+    /// Bytes of a Redis master's stream its command archive lacks.
+    archive_behind: Option<u64>,
 }
 
 /// Prints every component's standing; exit 3 if one misses its RPO.
@@ -41,6 +43,7 @@ pub(crate) async fn run(cx: &Context, repo: &Repository, out: &Output) -> Outcom
         let mut standing = standing(repo, component, now).await?;
         standing.cluster = crate::commands::failover::state(cx, component).await?;
         standing.replication = crate::commands::failover::redis_state(cx, component).await?;
+        standing.archive_behind = archive_behind(cx, repo, component).await;
         if standing.compliance.is_some_and(Compliance::is_missed) {
             missed.push(component.id().to_string());
         }
@@ -58,6 +61,7 @@ pub(crate) async fn run(cx: &Context, repo: &Repository, out: &Output) -> Outcom
                         "committed_at": m.committed_at.to_string(),
                     })),
                     "wal_reaches": s.wal.map(|(at, how)| json!({ "at": at.to_string(), "from": how })),
+                    "archive_behind_bytes": s.archive_behind,
                     "restorable_to": s.restorable.map(|at| at.to_string()),
                     "exposure_seconds": s.restorable.map(|at| age(now, at).as_secs_f64()),
                     "rpo": s.compliance,
@@ -85,6 +89,11 @@ pub(crate) async fn run(cx: &Context, repo: &Repository, out: &Output) -> Outcom
                     "WAL reaches  "
                 };
                 out.line(format_args!("  {label} {at} ({} ago; {how})", ago(now, at)));
+                if let Some(bytes) = s.archive_behind {
+                    out.line(format_args!(
+                        "                {bytes} bytes of the master's stream not yet archived"
+                    ));
+                }
             }
             match s.compliance {
                 Some(c) => out.line(format_args!(
@@ -165,7 +174,29 @@ async fn standing(
         compliance,
         cluster: None,
         replication: None,
+        archive_behind: None,
     })
+}
+
+/// How many bytes of a `redis` component's master stream its command
+/// archive lacks: the master's offset less where the archive ends, on the
+/// same history; `None` where it is not archived, is a Cluster, or the
+/// master does not answer on the archive's history.
+async fn archive_behind(cx: &Context, repo: &Repository, component: &Component) -> Option<u64> {
+    let redis = component.redis()?;
+    if !redis.archiving() || redis.is_cluster() {
+        return None;
+    }
+    let (end, _) = dr_redis::archive_end(repo, component.id()).await.ok()??;
+    let master = cx.redis_seed(component).await.ok()?;
+    let point = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        master.replication_point(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    (point.replication_id == end.replication_id).then(|| point.offset.saturating_sub(end.offset))
 }
 
 /// The newest point a Redis component's command archive reaches: where

@@ -94,7 +94,7 @@ type RedisProgress = watch::Receiver<Option<dr_redis::ArchiveProgress>>;
 
 /// How far a Redis command archive holds its master's stream
 /// (`ArchiveProgress`), as of now.
-type RedisField = fn(&dr_redis::ArchiveProgress, Timestamp) -> f64;
+type RedisField = fn(&dr_redis::ArchiveProgress, Timestamp) -> Option<f64>;
 
 /// The Redis command archivers' families: one sample per archiver, labelled
 /// with its shard's archive for a Cluster.
@@ -124,21 +124,26 @@ fn redis_archives(
         let up = if progress.is_some() { 1.0 } else { 0.0 };
         out.sample_owned("drkit_redis_archiver_up", &labels(id, shard), up);
     }
-    let fields: [(&str, &str, RedisField); 3] = [
+    let fields: [(&str, &str, RedisField); 4] = [
         (
             "drkit_redis_archive_lag_seconds",
             "How long ago the archive last held everything the Redis master had sent.",
-            |p, now| exposure(now, p.complete_at).as_secs_f64(),
+            |p, now| Some(exposure(now, p.complete_at).as_secs_f64()),
+        ),
+        (
+            "drkit_redis_archive_lag_bytes",
+            "Bytes of the master's replication stream the archive lacked when the master was last asked (every 10 s).",
+            |p, _| p.behind_master.map(|b| b as f64),
         ),
         (
             "drkit_redis_archiver_snapshots",
             "Full synchronizations the running Redis command archiver stored as snapshots: more than one means a master could not continue the archive's history.",
-            |p, _| f64::from(p.snapshots_taken),
+            |p, _| Some(f64::from(p.snapshots_taken)),
         ),
         (
             "drkit_redis_archived_offset",
             "The replication offset the Redis command archive holds up to.",
-            |p, _| p.archived.offset as f64,
+            |p, _| Some(p.archived.offset as f64),
         ),
     ];
     for (name, help, field) in fields {
@@ -147,7 +152,9 @@ fn redis_archives(
             let Some(progress) = progress.as_ref().and_then(|p| p.borrow().clone()) else {
                 continue;
             };
-            out.sample_owned(name, &labels(id, shard), field(&progress, now));
+            if let Some(value) = field(&progress, now) {
+                out.sample_owned(name, &labels(id, shard), value);
+            }
         }
     }
 }
