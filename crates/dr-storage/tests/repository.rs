@@ -242,17 +242,7 @@ async fn a_repository_is_created_once_and_newer_formats_are_refused() {
         "{again:?}"
     );
 
-    let config = backend.get_all("config").await.unwrap();
-    let mut value: serde_json::Value = serde_json::from_slice(&config).unwrap();
-    value["format"] = 99.into();
-    backend
-        .put(
-            "config",
-            serde_json::to_vec(&value).unwrap().into(),
-            dr_storage::PutOptions::OVERWRITE,
-        )
-        .await
-        .unwrap();
+    rewrite_config(&backend, |v| v["format"] = 99.into()).await;
     let err = Repository::open(backend, Some(&Secret::password("pw")))
         .await
         .unwrap_err();

@@ -262,7 +262,7 @@ cron = "0 3 * * *"
         &pg,
         "1h",
         schedules,
-        "prune = { cron = \"0 4 * * 0\" }\nshutdown_grace = \"1s\"",
+        "prune = { cron = \"0 4 * * 0\" }\nshutdown_grace = \"50ms\"",
     );
     let init = short.drkit(&["init"]).await;
     assert!(init.status.success(), "{}", text(&init));
@@ -292,7 +292,7 @@ cron = "0 3 * * *"
 
     // The next agent makes up for it, once.
     let patient = std::fs::read_to_string(&short.config).unwrap().replace(
-        "shutdown_grace = \"1s\"",
+        "shutdown_grace = \"50ms\"",
         "shutdown_grace = \"5m\"\nrefresh = \"1s\"",
     );
     std::fs::write(&short.config, patient).unwrap();

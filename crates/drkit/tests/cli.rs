@@ -323,7 +323,7 @@ async fn an_interrupted_backup_leaves_no_snapshot_and_the_next_one_succeeds() {
     client
         .batch_execute(
             "CREATE TABLE t (id int, pad text);
-             INSERT INTO t SELECT g, md5(g::text) || repeat('x', 400) FROM generate_series(1, 300000) g",
+             INSERT INTO t SELECT g, md5(g::text) || repeat('x', 400) FROM generate_series(1, 600000) g",
         )
         .await
         .unwrap();
@@ -335,7 +335,27 @@ async fn an_interrupted_backup_leaves_no_snapshot_and_the_next_one_succeeds() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Interrupted once it has stored its first pack, mid-stream (a fixed
+    // wait would race a backup that gets faster).
+    let data = setup.repo.join("data");
+    eventually("the backup's first pack", Duration::from_secs(60), || {
+        let data = data.clone();
+        async move {
+            let mut stack = vec![data];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else {
+                        return Some(());
+                    }
+                }
+            }
+            None
+        }
+    })
+    .await;
     let pid = nix::unistd::Pid::from_raw(backup.id().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let status = backup.wait().await.unwrap();

@@ -528,19 +528,7 @@ async fn the_agent_archives_a_masters_commands_for_a_restore_to_a_time() {
                     .await
                     .unwrap();
             }
-            dr_testkit::eventually("the archive", std::time::Duration::from_secs(30), || {
-                let mut con = con.clone();
-                async move {
-                    let acked: i64 = redis::cmd("WAIT")
-                        .arg(1)
-                        .arg(200)
-                        .query_async(&mut con)
-                        .await
-                        .unwrap();
-                    (acked >= 1).then_some(())
-                }
-            })
-            .await;
+            acknowledged_by_the_archiver(&con).await;
         }
     };
     write_archived("a").await;
@@ -679,19 +667,7 @@ refresh = "1s"
                 .unwrap();
         }
         for con in connections {
-            dr_testkit::eventually("the archive", std::time::Duration::from_secs(30), || {
-                let mut con = con.clone();
-                async move {
-                    let acked: i64 = redis::cmd("WAIT")
-                        .arg(1)
-                        .arg(200)
-                        .query_async(&mut con)
-                        .await
-                        .unwrap();
-                    (acked >= 1).then_some(())
-                }
-            })
-            .await;
+            acknowledged_by_the_archiver(con).await;
         }
     };
     write_archived("a").await;
@@ -748,6 +724,24 @@ refresh = "1s"
     // The staging server and the shards' RDB files are gone.
     let left: Vec<_> = std::fs::read_dir(scratch.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Waits until the archiver (the one replica) has acknowledged `con`'s
+/// writes: `WAIT` counts those of the connection it is sent on.
+async fn acknowledged_by_the_archiver(con: &redis::aio::MultiplexedConnection) {
+    dr_testkit::eventually("the archive", std::time::Duration::from_secs(30), || {
+        let mut con = con.clone();
+        async move {
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(1)
+                .arg(200)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            (acked >= 1).then_some(())
+        }
+    })
+    .await;
 }
 
 /// A config with a repository and the server at `port` as `redis/main`

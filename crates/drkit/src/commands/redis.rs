@@ -101,13 +101,12 @@ pub(crate) async fn restore(
                 ),
             };
             let (staging, _scratch) = staging(cx, component, args.staging.as_deref()).await?;
-            let mut replay = ClusterArchiveRestore::new(id.clone(), seed, staging);
-            if let Some((addr, advertise)) = &args.replay_on {
-                replay = replay.serve_on(*addr);
-                if let Some(host) = advertise {
-                    replay = replay.advertise(host.clone());
-                }
-            }
+            let replay = listening(
+                ClusterArchiveRestore::new(id.clone(), seed, staging),
+                &args.replay_on,
+                |r, addr| r.serve_on(addr),
+                |r, host| r.advertise(host),
+            );
             let report = dr_core::Restore::restore(&replay, with_archive(request, repo, &journals))
                 .await
                 .map_err(|e| Failure::of(format_args!("restoring {id} into {into}"), &e))?;
@@ -135,13 +134,12 @@ pub(crate) async fn restore(
                 }
             };
             let (staging, _scratch) = staging(cx, component, args.staging.as_deref()).await?;
-            let mut replay = ArchiveRestore::new(shard_id.clone(), staging).into_file(&path);
-            if let Some((addr, advertise)) = &args.replay_on {
-                replay = replay.serve_on(*addr);
-                if let Some(host) = advertise {
-                    replay = replay.advertise(host.clone());
-                }
-            }
+            let replay = listening(
+                ArchiveRestore::new(shard_id.clone(), staging).into_file(&path),
+                &args.replay_on,
+                |r, addr| r.serve_on(addr),
+                |r, host| r.advertise(host),
+            );
             let report = dr_core::Restore::restore(&replay, with_archive(request, repo, &journals))
                 .await
                 .map_err(|e| {
@@ -166,13 +164,12 @@ pub(crate) async fn restore(
                     settings.addresses().join(", "),
                 ),
             };
-            let mut replay = ArchiveRestore::new(id.clone(), server);
-            if let Some((addr, advertise)) = &args.replay_on {
-                replay = replay.serve_on(*addr);
-                if let Some(host) = advertise {
-                    replay = replay.advertise(host.clone());
-                }
-            }
+            let replay = listening(
+                ArchiveRestore::new(id.clone(), server),
+                &args.replay_on,
+                |r, addr| r.serve_on(addr),
+                |r, host| r.advertise(host),
+            );
             let report = dr_core::Restore::restore(&replay, with_archive(request, repo, &journals))
                 .await
                 .map_err(|e| Failure::of(format_args!("restoring {id} into {into}"), &e))?;
@@ -281,6 +278,21 @@ fn with_archive<'a>(
     match journals {
         Some(journals) => request.journals(journals),
         None => request,
+    }
+}
+
+/// `replay` listening where `--listen` says and advertising `--advertise`,
+/// through its own `serve_on` and `advertise`.
+fn listening<T>(
+    replay: T,
+    on: &Option<(std::net::SocketAddr, Option<String>)>,
+    serve_on: fn(T, std::net::SocketAddr) -> T,
+    advertise: fn(T, String) -> T,
+) -> T {
+    match on {
+        Some((addr, Some(host))) => advertise(serve_on(replay, *addr), host.clone()),
+        Some((addr, None)) => serve_on(replay, *addr),
+        None => replay,
     }
 }
 
