@@ -319,11 +319,14 @@ async fn an_interrupted_backup_leaves_no_snapshot_and_the_next_one_succeeds() {
     let init = setup.drkit(&["init"]).await;
     assert!(init.status.success(), "{}", text(&init));
     let client = pg.connect("postgres").await.unwrap();
-    // Enough data that the backup is still streaming when interrupted.
+    // Enough data, and little of it compressible, that the backup has many
+    // packs to store after its first.
     client
         .batch_execute(
             "CREATE TABLE t (id int, pad text);
-             INSERT INTO t SELECT g, md5(g::text) || repeat('x', 400) FROM generate_series(1, 600000) g",
+             INSERT INTO t SELECT g, (SELECT string_agg(md5((g * 16 + i)::text), '')
+                                      FROM generate_series(1, 12) i)
+             FROM generate_series(1, 500000) g",
         )
         .await
         .unwrap();
