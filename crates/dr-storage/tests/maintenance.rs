@@ -212,10 +212,13 @@ async fn prune_repacks_partly_used_packs_and_removes_leftovers_of_dead_backups()
         .unwrap();
     let kept = backup_at(&repo, &pg, hours_ago(now, 1), &first, &[]).await;
     assert_eq!(repo.check().await.unwrap().packs, 1);
-    // A backup that died after uploading packs: they are in no index.
+    // A backup that died after uploading packs: they are in no index. Its
+    // stream fills several packs, so that some were uploaded (the writer
+    // waits for all but the last one) before it dies: an upload still
+    // under way when a writer is dropped is stopped.
     let packs_before = backend.list("data/").await.unwrap().len();
     let mut dead = repo.begin(&pg, now).await.unwrap();
-    dead.add_stream(&crate::common::stream("data"), &mut &data(3, 4_000_000)[..])
+    dead.add_stream(&crate::common::stream("data"), &mut &data(3, 8_000_000)[..])
         .await
         .unwrap();
     drop(dead);
