@@ -444,7 +444,8 @@ impl Restore for ClusterArchiveRestore {
                     timeline
                         .step(
                             format!("write {shard}'s keys into the Cluster"),
-                            write_file_into_cluster(&self.seed, &file, &details, &request),
+                            // Found empty; since then only other slots' keys.
+                            write_file_into_cluster(&self.seed, &file, &details, &request, true),
                         )
                         .await
                 }

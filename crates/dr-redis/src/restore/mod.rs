@@ -297,12 +297,16 @@ pub(crate) async fn cluster_has_keys(seed: &RedisServer) -> Result<bool> {
 /// Writes the RDB file `path` (its details `details`, as found when it was
 /// written) into the Cluster `seed` belongs to, each key to its slot's
 /// master; the file is checked again as it is read (framing, CRC-64, key
-/// counts). A key that exists there already stops it.
+/// counts). A key that exists there already stops it: asked about first
+/// where the Cluster holds keys, unless `none_of_these` (the caller knows
+/// none of the file's keys can be there: a Cluster found empty, filled
+/// since only with other shards' slots), else refused as it is written.
 pub(crate) async fn write_file_into_cluster(
     seed: &RedisServer,
     path: &std::path::Path,
     details: &RdbSnapshotDetails,
     request: &RestoreRequest<'_>,
+    none_of_these: bool,
 ) -> dr_core::Result<RestoreCounts> {
     let open = || async {
         let file = tokio::fs::File::open(path)
@@ -324,7 +328,7 @@ pub(crate) async fn write_file_into_cluster(
         stream: RDB_STREAM.parse()?,
         details: details.clone(),
     };
-    plan.target_has_keys = writers.has_keys().await?;
+    plan.target_has_keys = !none_of_these && writers.has_keys().await?;
     let mut existing = Existing::default();
     // Values rebuilt from commands are checked whole first; else the
     // writing pass checks as it reads.
