@@ -1,0 +1,423 @@
+//! From a request's method, path, query and body to the reply: routing, content types, verbs
+//! and the `scale` and `status` subresources.
+
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::patch::{self, PatchKind};
+use crate::registry::{self, ResourceType};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::ApiError;
+use crate::store::{ListQuery, Part, Store, subject};
+
+/// What the handler needs of an HTTP request, its body already read.
+#[derive(Debug)]
+pub(crate) struct ApiRequest {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    /// The raw query string, percent-encoded.
+    pub(crate) query: String,
+    /// The media type of `Content-Type`, without parameters, lowercased.
+    pub(crate) content_type: String,
+    pub(crate) accept: String,
+    pub(crate) body: bytes::Bytes,
+}
+
+/// An HTTP status code and the JSON body that goes with it.
+#[derive(Debug)]
+pub(crate) struct ApiReply {
+    pub(crate) code: u16,
+    pub(crate) body: Value,
+}
+
+impl From<ApiError> for ApiReply {
+    fn from(error: ApiError) -> Self {
+        ApiReply {
+            code: error.code,
+            body: error.to_status(),
+        }
+    }
+}
+
+fn ok(body: Value) -> ApiReply {
+    ApiReply { code: 200, body }
+}
+
+/// Answers one request against the store.
+pub(crate) fn handle(store: &mut Store, request: &ApiRequest) -> ApiReply {
+    match route(store, request) {
+        Ok(reply) => reply,
+        Err(error) => error.into(),
+    }
+}
+
+/// Which subresource a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subresource {
+    Scale,
+    Status,
+}
+
+/// A path under `/api/v1` or `/apis/{group}/{version}` that names resources.
+#[derive(Debug)]
+struct Target<'a> {
+    kind: &'static ResourceType,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+    subresource: Option<Subresource>,
+}
+
+fn route(store: &mut Store, request: &ApiRequest) -> Result<ApiReply, ApiError> {
+    if request.path.starts_with("/openapi/") {
+        // Not served yet: kubectl apply takes the 404 and falls back to its built-in schemas.
+        return Err(ApiError::no_route());
+    }
+    let accept = &request.accept;
+    if !accept.is_empty() && !accept.contains("json") && !accept.contains("*/*") {
+        return Err(ApiError {
+            code: 406,
+            reason: "NotAcceptable",
+            message: format!(
+                "only the following media types are accepted: application/json; got {accept:?}"
+            ),
+            details: None,
+        });
+    }
+    let segments: Vec<&str> = request.path.split('/').filter(|s| !s.is_empty()).collect();
+    let discovery = match segments.as_slice() {
+        ["version"] => Some(registry::version()),
+        ["api"] => Some(registry::core_versions()),
+        ["apis"] => Some(registry::group_list()),
+        ["api", version] => registry::resource_list("", version),
+        ["apis", group] => registry::group(group),
+        ["apis", group, version] => registry::resource_list(group, version),
+        _ => None,
+    };
+    if let Some(document) = discovery {
+        return if request.method == Method::GET {
+            Ok(ok(document))
+        } else {
+            Err(ApiError::method_not_allowed(request.method.as_str()))
+        };
+    }
+    let (group, version, rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return Err(ApiError::no_route()),
+    };
+    let target = target(group, version, rest).ok_or_else(ApiError::no_route)?;
+    let query = Query::parse(&request.query);
+    match (target.name, target.subresource) {
+        (None, _) => collection(store, request, &target, &query),
+        (Some(name), None) => item(store, request, &target, name, &query),
+        (Some(name), Some(subresource)) => sub(store, request, &target, name, subresource, &query),
+    }
+}
+
+/// Splits the path after the group version: `namespaces/{ns}/{plural}[/{name}[/{sub}]]` for a
+/// namespaced resource, `{plural}[/{name}[/{sub}]]` otherwise (including all-namespaces lists
+/// and namespaces themselves).
+fn target<'a>(group: &str, version: &str, rest: &[&'a str]) -> Option<Target<'a>> {
+    let namespaced = match rest {
+        ["namespaces", ns, plural, tail @ ..] => registry::find(group, version, plural)
+            .filter(|kind| kind.namespaced)
+            .map(|kind| (kind, Some(*ns), tail)),
+        _ => None,
+    };
+    let (kind, namespace, tail) = match namespaced {
+        Some(found) => found,
+        None => {
+            let (plural, tail) = rest.split_first()?;
+            (registry::find(group, version, plural)?, None, tail)
+        }
+    };
+    let (name, subresource) = match tail {
+        [] => (None, None),
+        [name] => (Some(*name), None),
+        [name, "status"] if kind.status => (Some(*name), Some(Subresource::Status)),
+        [name, "scale"] if kind.scale => (Some(*name), Some(Subresource::Scale)),
+        _ => return None,
+    };
+    // A namespaced object is named only within its namespace.
+    if kind.namespaced && namespace.is_none() && name.is_some() {
+        return None;
+    }
+    Some(Target {
+        kind,
+        namespace,
+        name,
+        subresource,
+    })
+}
+
+/// The query parameters the server acts on.
+#[derive(Debug, Default)]
+struct Query {
+    label_selector: Option<String>,
+    field_selector: Option<String>,
+    limit: Option<String>,
+    continue_token: Option<String>,
+    dry_run: bool,
+    watch: bool,
+}
+
+impl Query {
+    fn parse(query: &str) -> Self {
+        let mut parsed = Query::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value);
+            match key {
+                "labelSelector" => parsed.label_selector = Some(value),
+                "fieldSelector" => parsed.field_selector = Some(value),
+                "limit" => parsed.limit = Some(value),
+                "continue" => parsed.continue_token = Some(value).filter(|v| !v.is_empty()),
+                "dryRun" => parsed.dry_run = value == "All",
+                "watch" => parsed.watch = matches!(value.as_str(), "1" | "true"),
+                _ => {}
+            }
+        }
+        parsed
+    }
+
+    fn list_query(&self) -> Result<ListQuery, ApiError> {
+        let limit = match self.limit.as_deref() {
+            None | Some("") | Some("0") => None,
+            Some(text) => Some(text.parse::<usize>().map_err(|_| {
+                ApiError::bad_request(format!("limit is not a non-negative integer: {text:?}"))
+            })?),
+        };
+        Ok(ListQuery {
+            labels: LabelSelector::parse(self.label_selector.as_deref().unwrap_or(""))?,
+            fields: FieldSelector::parse(self.field_selector.as_deref().unwrap_or(""))?,
+            limit,
+            continue_token: self.continue_token.clone(),
+        })
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (a space in a form-encoded query).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn collection(
+    store: &mut Store,
+    request: &ApiRequest,
+    target: &Target<'_>,
+    query: &Query,
+) -> Result<ApiReply, ApiError> {
+    match request.method {
+        Method::GET if query.watch => Err(ApiError::bad_request(
+            "watch is not served by this test server yet",
+        )),
+        Method::GET => Ok(ok(store.list(
+            target.kind,
+            target.namespace,
+            &query.list_query()?,
+        )?)),
+        Method::POST => {
+            if target.kind.namespaced && target.namespace.is_none() {
+                return Err(ApiError::method_not_allowed("POST"));
+            }
+            let body = json_body(request)?;
+            let created = store.create(target.kind, target.namespace, body, query.dry_run)?;
+            Ok(ApiReply {
+                code: 201,
+                body: created,
+            })
+        }
+        ref other => Err(ApiError::method_not_allowed(other.as_str())),
+    }
+}
+
+fn item(
+    store: &mut Store,
+    request: &ApiRequest,
+    target: &Target<'_>,
+    name: &str,
+    query: &Query,
+) -> Result<ApiReply, ApiError> {
+    let (kind, namespace) = (target.kind, target.namespace);
+    match request.method {
+        Method::GET => Ok(ok(store.get(kind, namespace, name)?)),
+        Method::PUT => {
+            let body = json_body(request)?;
+            Ok(ok(store.update(
+                kind,
+                namespace,
+                name,
+                body,
+                Part::Main,
+                query.dry_run,
+            )?))
+        }
+        Method::PATCH => {
+            let current = store.get(kind, namespace, name)?;
+            let patched = patched(request, &current)?;
+            Ok(ok(store.update(
+                kind,
+                namespace,
+                name,
+                patched,
+                Part::Main,
+                query.dry_run,
+            )?))
+        }
+        Method::DELETE => Ok(ok(store.delete(kind, namespace, name, query.dry_run)?)),
+        ref other => Err(ApiError::method_not_allowed(other.as_str())),
+    }
+}
+
+fn sub(
+    store: &mut Store,
+    request: &ApiRequest,
+    target: &Target<'_>,
+    name: &str,
+    subresource: Subresource,
+    query: &Query,
+) -> Result<ApiReply, ApiError> {
+    let (kind, namespace) = (target.kind, target.namespace);
+    let current = store.get(kind, namespace, name)?;
+    let written = match (subresource, &request.method) {
+        (Subresource::Status, &Method::GET) => return Ok(ok(current)),
+        (Subresource::Scale, &Method::GET) => return Ok(ok(scale_of(&current))),
+        (Subresource::Status, &Method::PUT) => json_body(request)?,
+        (Subresource::Status, &Method::PATCH) => patched(request, &current)?,
+        (Subresource::Scale, &Method::PUT) => {
+            let scale = json_body(request)?;
+            with_scale(kind, name, &current, &scale)?
+        }
+        (Subresource::Scale, &Method::PATCH) => {
+            let scale = patched(request, &scale_of(&current))?;
+            with_scale(kind, name, &current, &scale)?
+        }
+        (_, other) => return Err(ApiError::method_not_allowed(other.as_str())),
+    };
+    let part = match subresource {
+        Subresource::Status => Part::Status,
+        Subresource::Scale => Part::Main,
+    };
+    let updated = store.update(kind, namespace, name, written, part, query.dry_run)?;
+    Ok(ok(match subresource {
+        Subresource::Status => updated,
+        Subresource::Scale => scale_of(&updated),
+    }))
+}
+
+/// The autoscaling/v1 `Scale` of a deployment, replica set or stateful set.
+fn scale_of(object: &Value) -> Value {
+    let metadata = &object["metadata"];
+    let selector: Vec<String> = object["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut scale_metadata = json!({});
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(value) = metadata.get(field) {
+            scale_metadata[field] = value.clone();
+        }
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": scale_metadata,
+        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {
+            "replicas": object["status"]["replicas"].as_i64().unwrap_or(0),
+            "selector": selector.join(","),
+        },
+    })
+}
+
+/// The object with the replicas a `Scale` asks for; the Scale's resourceVersion, if any, is
+/// the precondition.
+fn with_scale(
+    kind: &ResourceType,
+    name: &str,
+    current: &Value,
+    scale: &Value,
+) -> Result<Value, ApiError> {
+    let replicas = scale["spec"]["replicas"]
+        .as_i64()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                subject(kind, name),
+                "spec.replicas: Invalid value: must be a non-negative integer",
+            )
+        })?;
+    let mut next = current.clone();
+    next["spec"]["replicas"] = replicas.into();
+    if let Some(rv) = scale["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|rv| !rv.is_empty())
+    {
+        next["metadata"]["resourceVersion"] = rv.into();
+    }
+    Ok(next)
+}
+
+/// A POST or PUT body: JSON only.
+fn json_body(request: &ApiRequest) -> Result<Value, ApiError> {
+    if request.content_type != "application/json" {
+        return Err(ApiError::unsupported_media_type(&request.content_type));
+    }
+    parse(&request.body)
+}
+
+fn parse(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+/// `current` with the request's patch applied, in the format its Content-Type names.
+fn patched(request: &ApiRequest, current: &Value) -> Result<Value, ApiError> {
+    let Some(kind) = PatchKind::from_media_type(&request.content_type) else {
+        if request.content_type == "application/apply-patch+yaml" {
+            return Err(ApiError {
+                code: 415,
+                reason: "UnsupportedMediaType",
+                message: "server-side apply (application/apply-patch+yaml) is not served by \
+                          this test server yet: use kubectl apply --server-side=false"
+                    .into(),
+                details: None,
+            });
+        }
+        return Err(ApiError::unsupported_media_type(&request.content_type));
+    };
+    patch::apply(kind, current, &parse(&request.body)?)
+}

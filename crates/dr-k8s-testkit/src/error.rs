@@ -1,0 +1,28 @@
+//! The one error type of the crate.
+
+use std::path::PathBuf;
+
+/// What can go wrong starting the server or writing its kubeconfig.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No port on 127.0.0.1 could be bound.
+    #[error("binding a port on 127.0.0.1")]
+    Bind {
+        /// Why the bind failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kubeconfig file could not be written.
+    #[error("writing the kubeconfig {}", path.display())]
+    WriteKubeconfig {
+        /// The file that was being written.
+        path: PathBuf,
+        /// Why the write failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
