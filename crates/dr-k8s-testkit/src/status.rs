@@ -144,8 +144,8 @@ impl ApiError {
     }
 }
 
-/// The Status a successful namespace deletion returns... as the real server does for a
-/// namespace it is still finalizing, except that here it is gone at once.
+/// The `Success` Status a namespace deletion answers with. (A real server answers with the
+/// namespace in phase `Terminating` while it deletes its contents; here they are gone at once.)
 pub(crate) fn success(subject: Subject<'_>) -> Value {
     json!({
         "kind": "Status",

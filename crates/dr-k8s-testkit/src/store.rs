@@ -476,7 +476,7 @@ fn encode_continue(revision: &str, namespace: &str, name: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<(String, (String, String)), ApiError> {
     let invalid = || ApiError::bad_request(format!("continue key is not valid: {token:?}"));
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let bytes = (0..token.len())
