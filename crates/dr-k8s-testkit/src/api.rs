@@ -9,6 +9,7 @@ use crate::registry::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::store::{ListQuery, Part, Store, subject};
+use crate::watch::{Watch, WatchFilter};
 
 /// What the handler needs of an HTTP request, its body already read.
 #[derive(Debug)]
@@ -43,11 +44,25 @@ fn ok(body: Value) -> ApiReply {
     ApiReply { code: 200, body }
 }
 
+/// What a request is answered with: one document, or a watch.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Reply(ApiReply),
+    /// A watch, and its `timeoutSeconds`.
+    Watch(Watch, Option<std::time::Duration>),
+}
+
+impl From<ApiReply> for Outcome {
+    fn from(reply: ApiReply) -> Self {
+        Outcome::Reply(reply)
+    }
+}
+
 /// Answers one request against the store.
-pub(crate) fn handle(store: &mut Store, request: &ApiRequest) -> ApiReply {
+pub(crate) fn handle(store: &mut Store, request: &ApiRequest) -> Outcome {
     match route(store, request) {
-        Ok(reply) => reply,
-        Err(error) => error.into(),
+        Ok(outcome) => outcome,
+        Err(error) => ApiReply::from(error).into(),
     }
 }
 
@@ -67,7 +82,7 @@ struct Target<'a> {
     subresource: Option<Subresource>,
 }
 
-fn route(store: &mut Store, request: &ApiRequest) -> Result<ApiReply, ApiError> {
+fn route(store: &mut Store, request: &ApiRequest) -> Result<Outcome, ApiError> {
     if request.path.starts_with("/openapi/") {
         // Not served yet: kubectl apply takes the 404 and falls back to its built-in schemas.
         return Err(ApiError::no_route());
@@ -95,7 +110,7 @@ fn route(store: &mut Store, request: &ApiRequest) -> Result<ApiReply, ApiError> 
     };
     if let Some(document) = discovery {
         return if request.method == Method::GET {
-            Ok(ok(document))
+            Ok(ok(document).into())
         } else {
             Err(ApiError::method_not_allowed(request.method.as_str()))
         };
@@ -109,8 +124,10 @@ fn route(store: &mut Store, request: &ApiRequest) -> Result<ApiReply, ApiError> 
     let query = Query::parse(&request.query);
     match (target.name, target.subresource) {
         (None, _) => collection(store, request, &target, &query),
-        (Some(name), None) => item(store, request, &target, name, &query),
-        (Some(name), Some(subresource)) => sub(store, request, &target, name, subresource, &query),
+        (Some(name), None) => item(store, request, &target, name, &query).map(Outcome::from),
+        (Some(name), Some(subresource)) => {
+            sub(store, request, &target, name, subresource, &query).map(Outcome::from)
+        }
     }
 }
 
@@ -159,6 +176,10 @@ struct Query {
     continue_token: Option<String>,
     dry_run: bool,
     watch: bool,
+    resource_version: Option<String>,
+    allow_watch_bookmarks: bool,
+    send_initial_events: bool,
+    timeout_seconds: Option<String>,
 }
 
 impl Query {
@@ -174,6 +195,14 @@ impl Query {
                 "continue" => parsed.continue_token = Some(value).filter(|v| !v.is_empty()),
                 "dryRun" => parsed.dry_run = value == "All",
                 "watch" => parsed.watch = matches!(value.as_str(), "1" | "true"),
+                "resourceVersion" => parsed.resource_version = Some(value),
+                "allowWatchBookmarks" => {
+                    parsed.allow_watch_bookmarks = matches!(value.as_str(), "1" | "true");
+                }
+                "sendInitialEvents" => {
+                    parsed.send_initial_events = matches!(value.as_str(), "1" | "true");
+                }
+                "timeoutSeconds" => parsed.timeout_seconds = Some(value),
                 _ => {}
             }
         }
@@ -223,21 +252,47 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `GET ...?watch=1` on a collection: the store's watch with the query's filter, start and
+/// timeout.
+fn watch(store: &Store, target: &Target<'_>, query: &Query) -> Result<Outcome, ApiError> {
+    let from = match query.resource_version.as_deref() {
+        None | Some("") | Some("0") => None,
+        Some(text) => Some(text.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("resourceVersion is not valid: {text:?}"))
+        })?),
+    };
+    let timeout = match query.timeout_seconds.as_deref() {
+        None | Some("") | Some("0") => None,
+        Some(text) => Some(std::time::Duration::from_secs(text.parse().map_err(
+            |_| ApiError::bad_request(format!("timeoutSeconds is not valid: {text:?}")),
+        )?)),
+    };
+    let filter = WatchFilter {
+        kind: target.kind,
+        namespace: target.namespace.map(str::to_owned),
+        labels: LabelSelector::parse(query.label_selector.as_deref().unwrap_or(""))?,
+        fields: FieldSelector::parse(query.field_selector.as_deref().unwrap_or(""))?,
+    };
+    let watch = store.watch(
+        filter,
+        from,
+        query.send_initial_events,
+        query.allow_watch_bookmarks,
+    );
+    Ok(Outcome::Watch(watch, timeout))
+}
+
 fn collection(
     store: &mut Store,
     request: &ApiRequest,
     target: &Target<'_>,
     query: &Query,
-) -> Result<ApiReply, ApiError> {
+) -> Result<Outcome, ApiError> {
     match request.method {
-        Method::GET if query.watch => Err(ApiError::bad_request(
-            "watch is not served by this test server yet",
-        )),
-        Method::GET => Ok(ok(store.list(
-            target.kind,
-            target.namespace,
-            &query.list_query()?,
-        )?)),
+        Method::GET if query.watch => watch(store, target, query),
+        Method::GET => {
+            Ok(ok(store.list(target.kind, target.namespace, &query.list_query()?)?).into())
+        }
         Method::POST => {
             if target.kind.namespaced && target.namespace.is_none() {
                 return Err(ApiError::method_not_allowed("POST"));
@@ -247,7 +302,8 @@ fn collection(
             Ok(ApiReply {
                 code: 201,
                 body: created,
-            })
+            }
+            .into())
         }
         ref other => Err(ApiError::method_not_allowed(other.as_str())),
     }

@@ -62,6 +62,7 @@
 //! merge|json|strategic`, `label`, `replace`, `delete`.
 
 pub(crate) mod api;
+pub(crate) mod controller;
 pub(crate) mod error;
 pub(crate) mod patch;
 pub(crate) mod registry;
@@ -69,6 +70,7 @@ pub(crate) mod selector;
 pub(crate) mod server;
 pub(crate) mod status;
 pub(crate) mod store;
+pub(crate) mod watch;
 
 pub use crate::error::{Error, Result};
-pub use crate::server::KubeApiServer;
+pub use crate::server::{KubeApiServer, KubeApiServerOptions};

@@ -4,9 +4,10 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
@@ -16,36 +17,105 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::api::{self, ApiReply, ApiRequest};
+use crate::api::{self, ApiReply, ApiRequest, Outcome};
 use crate::error::{Error, Result};
 use crate::status::ApiError;
 use crate::store::Store;
+use crate::watch::{self, Pacing, ResponseBody};
 
 /// The largest request body taken, as etcd's limit on an object (1.5 MiB) with room for a
 /// patch's overhead.
 const MAX_BODY: usize = 3 << 20;
 
+/// How a [`KubeApiServer`] behaves: whether its controllers run, how much watch history it
+/// keeps, how often watches get bookmarks.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = dr_k8s_testkit::KubeApiServerOptions::default()
+///     .controllers(false)
+///     .watch_history(100)
+///     .bookmark_interval(Duration::from_millis(200));
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct KubeApiServerOptions {
+    controllers: bool,
+    watch_history: usize,
+    bookmark_interval: Duration,
+}
+
+impl Default for KubeApiServerOptions {
+    /// Controllers on, 10 000 changes of watch history, a bookmark every second.
+    fn default() -> Self {
+        KubeApiServerOptions {
+            controllers: true,
+            watch_history: 10_000,
+            bookmark_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl KubeApiServerOptions {
+    /// Whether the controllers run (deployments make replica sets, replica sets and stateful
+    /// sets make pods, pods start): on by default. Off, the server is an API server alone, as
+    /// a real one without its controller manager and kubelets.
+    #[must_use]
+    pub fn controllers(mut self, on: bool) -> Self {
+        self.controllers = on;
+        self
+    }
+
+    /// How many changes the server keeps for watches that start from an older
+    /// resourceVersion (at least 1); a watch from before them is answered 410 Expired.
+    #[must_use]
+    pub fn watch_history(mut self, changes: usize) -> Self {
+        self.watch_history = changes.max(1);
+        self
+    }
+
+    /// How often a watch that asked for them (`allowWatchBookmarks=true`) gets a BOOKMARK
+    /// event. A real server sends one about every minute; a second suits short tests.
+    #[must_use]
+    pub fn bookmark_interval(mut self, interval: Duration) -> Self {
+        self.bookmark_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+}
+
 /// A Kubernetes API server on 127.0.0.1, in memory, for tests.
 ///
-/// It serves discovery, the built-in resources listed in the crate docs, and their `status`
-/// and `scale` subresources, in JSON. Dropping the handle stops it: the accept loop and every
-/// open connection are aborted. It starts no process and writes no file but the kubeconfig it
-/// is asked for.
+/// It serves discovery, the built-in resources listed in the crate docs, their `status`
+/// and `scale` subresources, and watches, in JSON, and runs the small controllers the crate
+/// docs describe. Dropping the handle stops it: the accept loop, the controllers and every
+/// open connection (watches included) are aborted. It starts no process and writes no file
+/// but the kubeconfig it is asked for.
 #[derive(Debug)]
 pub struct KubeApiServer {
     address: SocketAddr,
     accept: JoinHandle<()>,
+    controllers: Option<JoinHandle<()>>,
 }
 
 impl KubeApiServer {
-    /// Binds a free port on 127.0.0.1 and serves on it from a task of the current tokio
-    /// runtime, with the namespaces a new cluster has (`default`, `kube-system`,
-    /// `kube-public`, `kube-node-lease`) and nothing else.
+    /// [`KubeApiServer::start_with`] the default options: controllers on.
     ///
     /// # Errors
     ///
     /// [`Error::Bind`] if no port can be bound.
     pub async fn start() -> Result<Self> {
+        Self::start_with(KubeApiServerOptions::default()).await
+    }
+
+    /// Binds a free port on 127.0.0.1 and serves on it from a task of the current tokio
+    /// runtime, with the namespaces a new cluster has (`default`, `kube-system`,
+    /// `kube-public`, `kube-node-lease`) and nothing else; the controllers, if on, run in
+    /// another task.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Bind`] if no port can be bound.
+    pub async fn start_with(options: KubeApiServerOptions) -> Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|source| Error::Bind { source })?;
@@ -55,9 +125,16 @@ impl KubeApiServer {
         let now = jiff::Timestamp::now().as_nanosecond();
         // Only for uids and generated names: the low bits of the clock and the port.
         let seed = (now as u64) ^ u64::from(address.port()).rotate_left(48);
-        let store = Arc::new(Mutex::new(Store::new(seed)));
-        let accept = tokio::spawn(serve(listener, store));
-        Ok(KubeApiServer { address, accept })
+        let store = Arc::new(Mutex::new(Store::new(seed, options.watch_history)));
+        let controllers = options
+            .controllers
+            .then(|| tokio::spawn(crate::controller::run(store.clone())));
+        let accept = tokio::spawn(serve(listener, store, options.bookmark_interval));
+        Ok(KubeApiServer {
+            address,
+            accept,
+            controllers,
+        })
     }
 
     /// `http://127.0.0.1:PORT`, the server's base URL.
@@ -105,12 +182,15 @@ impl KubeApiServer {
 impl Drop for KubeApiServer {
     fn drop(&mut self) {
         self.accept.abort();
+        if let Some(controllers) = &self.controllers {
+            controllers.abort();
+        }
     }
 }
 
 /// Accepts connections until aborted; the connections live in a `JoinSet` owned by this
 /// future, so aborting it aborts them too.
-async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>) {
+async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>, bookmark_interval: Duration) {
     let mut connections = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -123,7 +203,9 @@ async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>) {
         connections.spawn(async move {
             let service = service_fn(move |request| {
                 let store = store.clone();
-                async move { Ok::<_, Infallible>(respond(request, &store).await) }
+                async move {
+                    Ok::<_, Infallible>(respond(request, &store, bookmark_interval).await)
+                }
             });
             // A client that goes away mid-request is no concern of the server's.
             let _ = http1::Builder::new()
@@ -133,7 +215,11 @@ async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>) {
     }
 }
 
-async fn respond(request: Request<Incoming>, store: &Mutex<Store>) -> Response<Full<Bytes>> {
+async fn respond(
+    request: Request<Incoming>,
+    store: &Mutex<Store>,
+    bookmark_interval: Duration,
+) -> Response<ResponseBody> {
     let (parts, body) = request.into_parts();
     let header = |name| {
         parts
@@ -150,8 +236,11 @@ async fn respond(request: Request<Incoming>, store: &Mutex<Store>) -> Response<F
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let reply = match body.collect().await {
-        Err(e) => ApiError::bad_request(format!("reading the request body: {e}")).into(),
+    let outcome = match body.collect().await {
+        Err(e) => ApiReply::from(ApiError::bad_request(format!(
+            "reading the request body: {e}"
+        )))
+        .into(),
         Ok(collected) => {
             let body = collected.to_bytes();
             if body.len() > MAX_BODY {
@@ -161,6 +250,7 @@ async fn respond(request: Request<Incoming>, store: &Mutex<Store>) -> Response<F
                     message: format!("the request body is larger than {MAX_BODY} bytes"),
                     details: None,
                 })
+                .into()
             } else {
                 let request = ApiRequest {
                     method: parts.method,
@@ -177,10 +267,22 @@ async fn respond(request: Request<Incoming>, store: &Mutex<Store>) -> Response<F
             }
         }
     };
-    let body = serde_json::to_vec(&reply.body).expect("a JSON value serializes");
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let (code, body) = match outcome {
+        Outcome::Reply(reply) => {
+            let body = serde_json::to_vec(&reply.body).expect("a JSON value serializes");
+            (reply.code, ResponseBody::Full(Some(Bytes::from(body))))
+        }
+        Outcome::Watch(watch, timeout) => {
+            let pacing = Pacing {
+                bookmark_interval,
+                timeout,
+            };
+            (200, watch::stream(watch, pacing))
+        }
+    };
+    let mut response = Response::new(body);
     *response.status_mut() =
-        StatusCode::from_u16(reply.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

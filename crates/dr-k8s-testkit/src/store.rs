@@ -1,12 +1,18 @@
 //! Objects in memory, with the API server's rules for creating, updating and deleting them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
 
 use crate::registry::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{self, ApiError, Subject};
+use crate::watch::{Event, EventType, Watch, WatchFilter, WatchStart};
+
+/// How many events a watcher may fall behind before it is told to start again (410).
+const WATCH_BUFFER: usize = 4096;
 
 /// Where an object is kept: group, plural, namespace (`""` for cluster-scoped) and name. The
 /// order is the order lists return, as etcd's keys sort.
@@ -41,17 +47,31 @@ pub(crate) struct Store {
     seed: u64,
     /// How many uids and generated names have been made.
     minted: u64,
+    /// Every change, to whoever watches.
+    events: broadcast::Sender<Arc<Event>>,
+    /// The latest changes, oldest first, for watches that start from an older resourceVersion.
+    history: VecDeque<Arc<Event>>,
+    /// How many changes `history` keeps.
+    history_limit: usize,
+    /// The newest resourceVersion dropped from `history`: a watch from before it gets 410.
+    compacted: u64,
 }
 
 impl Store {
     /// A store holding the namespaces a new cluster has: `default`, `kube-system`,
     /// `kube-public` and `kube-node-lease`.
-    pub(crate) fn new(seed: u64) -> Self {
+    /// `history_limit` changes are kept for watches from an older resourceVersion.
+    pub(crate) fn new(seed: u64, history_limit: usize) -> Self {
+        let (events, _) = broadcast::channel(WATCH_BUFFER);
         let mut store = Store {
             objects: BTreeMap::new(),
             revision: 0,
             seed,
             minted: 0,
+            events,
+            history: VecDeque::new(),
+            history_limit: history_limit.max(1),
+            compacted: 0,
         };
         let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are served");
         for name in ["default", "kube-node-lease", "kube-public", "kube-system"] {
@@ -65,6 +85,102 @@ impl Store {
     fn next_revision(&mut self) -> String {
         self.revision += 1;
         self.revision.to_string()
+    }
+
+    /// Tells watchers of a change just made, at the current revision, and keeps it in the
+    /// history.
+    fn record(&mut self, kind: EventType, key: &Key, object: &Value, previous: Option<Value>) {
+        let event = Arc::new(Event {
+            revision: self.revision,
+            kind,
+            group: key.0,
+            plural: key.1,
+            namespace: key.2.clone(),
+            object: object.clone(),
+            previous,
+        });
+        if self.history.len() >= self.history_limit
+            && let Some(dropped) = self.history.pop_front()
+        {
+            self.compacted = dropped.revision;
+        }
+        self.history.push_back(event.clone());
+        // Nobody watching is no error.
+        let _ = self.events.send(event);
+    }
+
+    /// Every change from now on; no change is missed between a read of the store and this
+    /// call while the caller holds the store.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    /// Every object of a resource, in key order.
+    pub(crate) fn objects(&self, kind: &'static ResourceType) -> Vec<Value> {
+        self.objects
+            .range((kind.group, kind.plural, String::new(), String::new())..)
+            .take_while(|((g, p, _, _), _)| *g == kind.group && *p == kind.plural)
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    /// Starts a watch: what to send first, and the changes to come.
+    ///
+    /// From no resourceVersion (or `0`), or with `sendInitialEvents`, the objects there are now
+    /// come first as `ADDED`; from a resourceVersion the history still covers, the changes made
+    /// after it; from an older one, one `ERROR` event (410 Expired) and nothing more.
+    pub(crate) fn watch(
+        &self,
+        filter: WatchFilter,
+        from: Option<u64>,
+        send_initial_events: bool,
+        bookmarks: bool,
+    ) -> Watch {
+        let receiver = self.subscribe();
+        let mut initial = Vec::new();
+        match from {
+            Some(from) if !send_initial_events && from < self.compacted => {
+                initial.push(WatchFilter::expired(from, self.compacted));
+                return Watch {
+                    start: WatchStart {
+                        initial,
+                        revision: self.revision,
+                    },
+                    receiver: None,
+                    filter,
+                    bookmarks,
+                };
+            }
+            Some(from) if !send_initial_events => {
+                initial.extend(
+                    self.history
+                        .iter()
+                        .filter(|e| e.revision > from)
+                        .filter_map(|e| filter.translate(e)),
+                );
+            }
+            _ => {
+                let kind = filter.kind;
+                initial.extend(
+                    self.objects(kind)
+                        .iter()
+                        .filter(|o| filter.matches(o))
+                        .map(|o| WatchFilter::event("ADDED", o)),
+                );
+                if send_initial_events && bookmarks {
+                    initial.push(filter.bookmark(self.revision, true));
+                }
+            }
+        }
+        Watch {
+            start: WatchStart {
+                initial,
+                revision: self.revision,
+            },
+            receiver: Some(receiver),
+            filter,
+            bookmarks,
+        }
     }
 
     /// A pseudo-random number, different for every call and every server.
@@ -242,11 +358,13 @@ impl Store {
             object["metadata"]["generation"] = 1.into();
         }
         initial_status(kind, &name, &mut object);
+        defaults(kind, &mut object);
         if dry_run {
             return Ok(object);
         }
         object["metadata"]["resourceVersion"] = self.next_revision().into();
-        self.objects.insert(key, object.clone());
+        self.objects.insert(key.clone(), object.clone());
+        self.record(EventType::Added, &key, &object, None);
         Ok(object)
     }
 
@@ -319,6 +437,7 @@ impl Store {
                 if let Some(ns) = namespace {
                     object["metadata"]["namespace"] = ns.into();
                 }
+                defaults(kind, &mut object);
                 object
             }
         };
@@ -333,8 +452,10 @@ impl Store {
         if dry_run {
             return Ok(next);
         }
+        let previous = current.clone();
         next["metadata"]["resourceVersion"] = self.next_revision().into();
-        self.objects.insert(key, next.clone());
+        self.objects.insert(key.clone(), next.clone());
+        self.record(EventType::Modified, &key, &next, Some(previous));
         Ok(next)
     }
 
@@ -356,13 +477,34 @@ impl Store {
         if dry_run {
             return Ok(object);
         }
-        self.objects.remove(&key);
-        self.next_revision();
         if kind.kind == "Namespace" {
-            self.objects.retain(|(_, _, ns, _), _| ns != name);
+            // What is in the namespace goes first, each deletion a change of its own.
+            let inside: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|(_, _, ns, _)| ns == name)
+                .cloned()
+                .collect();
+            for key in inside {
+                self.remove(&key);
+            }
+        }
+        let object = self.remove(&key).unwrap_or(object);
+        if kind.kind == "Namespace" {
             return Ok(status::success(subject(kind, name)));
         }
         Ok(object)
+    }
+}
+
+impl Store {
+    /// Removes an object as a change: the object last seen carries the deletion's
+    /// resourceVersion, as a real server's DELETED event does.
+    fn remove(&mut self, key: &Key) -> Option<Value> {
+        let mut object = self.objects.remove(key)?;
+        object["metadata"]["resourceVersion"] = self.next_revision().into();
+        self.record(EventType::Deleted, key, &object, None);
+        Some(object)
     }
 }
 
@@ -457,6 +599,37 @@ fn initial_status(kind: &ResourceType, name: &str, object: &mut Value) {
         "Pod" => object["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"}),
         _ if kind.status => object["status"] = json!({}),
         _ => {}
+    }
+}
+
+/// The defaults a real server gives the fields of `spec` that the controllers and kubectl
+/// read (`rollout status` refuses a stateful set without `updateStrategy`): only where
+/// absent, and not inside pod templates.
+fn defaults(kind: &ResourceType, object: &mut Value) {
+    let defaults = match kind.kind {
+        "Deployment" => json!({
+            "replicas": 1,
+            "revisionHistoryLimit": 10,
+            "progressDeadlineSeconds": 600,
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+        }),
+        "StatefulSet" => json!({
+            "replicas": 1,
+            "revisionHistoryLimit": 10,
+            "podManagementPolicy": "OrderedReady",
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+        }),
+        "ReplicaSet" => json!({"replicas": 1}),
+        _ => return,
+    };
+    let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Value::Object(defaults) = defaults {
+        for (field, value) in defaults {
+            spec.entry(field).or_insert(value);
+        }
     }
 }
 

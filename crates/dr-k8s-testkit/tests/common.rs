@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use dr_k8s_testkit::KubeApiServer;
+use dr_k8s_testkit::{KubeApiServer, KubeApiServerOptions};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -67,8 +67,15 @@ impl Run {
 impl Kubectl {
     /// Starts a server; `None` (the test skips) when kubectl is not installed.
     pub(crate) async fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, KubeApiServerOptions::default()).await
+    }
+
+    /// Starts a server with `options`; `None` (the test skips) when kubectl is not installed.
+    pub(crate) async fn start_with(test: &str, options: KubeApiServerOptions) -> Option<Self> {
         let program = find_kubectl(test)?;
-        let server = KubeApiServer::start().await.expect("the server starts");
+        let server = KubeApiServer::start_with(options)
+            .await
+            .expect("the server starts");
         let dir = tempfile::tempdir().expect("a temp dir");
         let kubeconfig = server.kubeconfig(dir.path()).await.expect("kubeconfig");
         Some(Kubectl {
@@ -79,9 +86,10 @@ impl Kubectl {
         })
     }
 
-    /// Runs `kubectl --kubeconfig <file> args...` with stdin closed.
-    pub(crate) async fn run(&self, args: &[&str]) -> Run {
-        let output = tokio::process::Command::new(&self.program)
+    /// `kubectl --kubeconfig <file> args...` with stdin closed, killed when dropped.
+    pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&self.program);
+        command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
@@ -89,11 +97,49 @@ impl Kubectl {
             .env("KUBECACHEDIR", self.dir.path().join("cache"))
             .env("HOME", self.dir.path())
             .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .expect("kubectl runs");
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `kubectl --kubeconfig <file> args...` with stdin closed.
+    pub(crate) async fn run(&self, args: &[&str]) -> Run {
+        let output = self.command(args).output().await.expect("kubectl runs");
         Run::from(output)
+    }
+
+    /// Writes `text` to `name` in the temp dir and applies it, client-side, unvalidated.
+    pub(crate) async fn apply(&self, name: &str, text: &str) {
+        let path = self.dir.path().join(name);
+        tokio::fs::write(&path, text)
+            .await
+            .expect("write a manifest");
+        self.run(&[
+            "apply",
+            "--validate=false",
+            "-f",
+            path.to_str().expect("a UTF-8 path"),
+        ])
+        .await
+        .out();
+    }
+
+    /// `kubectl get <args> -o json`, retried every 50 ms for up to 10 s until `done` holds of
+    /// it (the controllers work after the write that wakes them); the last one read.
+    pub(crate) async fn get_until(&self, args: &[&str], done: impl Fn(&Value) -> bool) -> Value {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json"]);
+        let mut last = Value::Null;
+        for _ in 0..200 {
+            let run = self.run(&args).await;
+            if run.ok {
+                last = run.json();
+                if done(&last) {
+                    return last;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("kubectl get {args:?} never got there; last:\n{last:#}");
     }
 
     /// Applies the test manifest, client-side and without validation (no OpenAPI served).
@@ -164,4 +210,92 @@ pub(crate) async fn get(server: &KubeApiServer, path: &str) -> Reply {
 /// POST a JSON body to `path`.
 pub(crate) async fn post(server: &KubeApiServer, path: &str, body: &Value) -> Reply {
     request(server, "POST", path, "application/json", &body.to_string()).await
+}
+
+/// A watch read off the wire: a GET whose chunked response stays open, read one
+/// newline-delimited JSON event at a time.
+pub(crate) struct WatchStream {
+    stream: TcpStream,
+    /// Bytes read and not yet decoded from chunks.
+    raw: Vec<u8>,
+    /// Decoded body bytes not yet taken as lines.
+    body: Vec<u8>,
+    /// Whether the last chunk (size 0) came.
+    ended: bool,
+    pub(crate) code: u16,
+    pub(crate) head: String,
+}
+
+impl WatchStream {
+    /// Sends `GET path` and reads the response head.
+    pub(crate) async fn open(server: &KubeApiServer, path: &str) -> Self {
+        let mut stream = TcpStream::connect(server.address()).await.expect("connect");
+        let head =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut watch = WatchStream {
+            stream,
+            raw: Vec::new(),
+            body: Vec::new(),
+            ended: false,
+            code: 0,
+            head: String::new(),
+        };
+        while !watch.raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            assert!(watch.fill().await, "the connection closed before the head");
+        }
+        let end = watch.raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        watch.head = String::from_utf8(watch.raw[..end].to_vec()).expect("a UTF-8 head");
+        watch.raw.drain(..end + 4);
+        watch.code = watch.head[9..12].parse().expect("a status code");
+        watch
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut buffer = [0_u8; 8192];
+        let n = self.stream.read(&mut buffer).await.expect("read");
+        self.raw.extend_from_slice(&buffer[..n]);
+        n > 0
+    }
+
+    /// Moves whole chunks from `raw` to `body`.
+    fn decode(&mut self) {
+        loop {
+            let Some(line_end) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size_text = std::str::from_utf8(&self.raw[..line_end]).expect("a chunk size");
+            let size = usize::from_str_radix(size_text.trim(), 16).expect("a hex chunk size");
+            if self.raw.len() < line_end + 2 + size + 2 {
+                return;
+            }
+            let start = line_end + 2;
+            self.body.extend_from_slice(&self.raw[start..start + size]);
+            self.raw.drain(..start + size + 2);
+            if size == 0 {
+                self.ended = true;
+                return;
+            }
+        }
+    }
+
+    /// The next event, or `None` when the response ends; panics after `wait` without one.
+    pub(crate) async fn next(&mut self, wait: std::time::Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            self.decode();
+            if let Some(end) = self.body.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.body.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line).expect("an event is JSON"));
+            }
+            if self.ended {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, self.fill()).await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(_) => panic!("no watch event within {wait:?}"),
+            }
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::common::{get, post, request};
-use dr_k8s_testkit::KubeApiServer;
+use dr_k8s_testkit::{KubeApiServer, KubeApiServerOptions};
 
 fn configmap(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": name}})
@@ -244,7 +244,10 @@ async fn generate_name_and_dry_run() {
 
 #[tokio::test]
 async fn scale_is_an_autoscaling_v1_scale() {
-    let server = KubeApiServer::start().await.unwrap();
+    // Without controllers: no replica set's pods count in the Scale's status.
+    let server = KubeApiServer::start_with(KubeApiServerOptions::default().controllers(false))
+        .await
+        .unwrap();
     let deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web", "tier": "front"}},

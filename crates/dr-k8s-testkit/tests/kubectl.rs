@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use crate::common::Kubectl;
+use dr_k8s_testkit::KubeApiServerOptions;
 
 #[tokio::test]
 async fn get_ns_lists_the_namespaces_a_new_cluster_has() {
@@ -426,7 +427,13 @@ async fn an_update_with_a_stale_resource_version_conflicts() {
 
 #[tokio::test]
 async fn status_changes_only_through_its_subresource() {
-    let Some(k) = Kubectl::start("status_changes_only_through_its_subresource").await else {
+    // Without controllers, or the deployment controller would write the status back.
+    let Some(k) = Kubectl::start_with(
+        "status_changes_only_through_its_subresource",
+        KubeApiServerOptions::default().controllers(false),
+    )
+    .await
+    else {
         return;
     };
     k.apply_manifest().await;

@@ -8,3 +8,5 @@ mod common;
 
 mod http;
 mod kubectl;
+mod rollout;
+mod watch;
