@@ -5,7 +5,8 @@
 //!
 //! [`KubeApiServer::start`] binds a free port; [`KubeApiServer::url`] is its base URL and
 //! [`KubeApiServer::kubeconfig`] writes a kubeconfig for `kubectl --kubeconfig`. Dropping the
-//! handle stops the server.
+//! handle stops the server. [`KubeApiServer::start_with`] takes [`KubeApiServerOptions`]:
+//! controllers on or off, how much watch history is kept, how often bookmarks go out.
 //!
 //! ```no_run
 //! # async fn demo() -> dr_k8s_testkit::Result<()> {
@@ -40,6 +41,37 @@
 //!   the object leaves `status` alone) for pods, nodes, namespaces, deployments, replica sets,
 //!   stateful sets and daemon sets; `scale` (autoscaling/v1 `Scale`) for deployments, replica
 //!   sets and stateful sets.
+//! - **Watch**: `?watch=1` (or `true`) on a collection's URL (in a namespace, across
+//!   namespaces, cluster-scoped) streams newline-delimited `{"type": ..., "object": ...}`
+//!   events (`ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`, `ERROR`) over a chunked response that
+//!   stays open, filtered by `labelSelector` and `fieldSelector` (an object that enters or
+//!   leaves the selection is `ADDED` or `DELETED`, as a real server does). Without a
+//!   `resourceVersion` (or with `0`, or `sendInitialEvents=true`) the objects there are come
+//!   first as `ADDED`; from a resourceVersion, the changes after it, replayed from a bounded
+//!   history (10 000 changes by default); from one older than the history, or a watcher that
+//!   falls 4096 changes behind, an `ERROR` event whose object is a `Status` 410 `Expired`,
+//!   and the end of the response. `allowWatchBookmarks=true` adds a `BOOKMARK` (only
+//!   `metadata.resourceVersion`) every second by default; `timeoutSeconds` ends the response.
+//! - **Controllers** (on by default, like a cluster's controller manager and kubelets): a
+//!   Deployment makes a ReplicaSet `<deployment>-<hash of its pod template>` with the label
+//!   `pod-template-hash`, a controller ownerReference and the annotation
+//!   `deployment.kubernetes.io/revision` (the next revision for a new template; a replica set
+//!   whose template matches, ignoring the hash label, is reused and gets the next revision,
+//!   with `revision-history`), scales it to `spec.replicas` and the older ones to 0 at once,
+//!   and keeps the deployment's revision annotation and `status` (`observedGeneration`,
+//!   replica counts, `Available` and `Progressing` conditions, `NewReplicaSetAvailable` once
+//!   rolled out). ReplicaSets make Pods `<name>-<suffix>`; StatefulSets make `<name>-0`,
+//!   `-1`, ... in order (one at a time unless `podManagementPolicy: Parallel`) and scale down
+//!   from the highest ordinal; both keep their `status`. A pod that has not started becomes
+//!   `Running` and `Ready` at once; **one whose annotation `drkit.test/fail` is `"true"`
+//!   becomes `Running` but never ready**, its containers waiting in `CrashLoopBackOff`. A
+//!   ReplicaSet or Pod whose controller is gone is deleted (background propagation). Each
+//!   change is an ordinary write, seen by watches. So `kubectl rollout status`, `rollout
+//!   restart`, `rollout undo`, `rollout history`, `set image` and `scale` behave as against a
+//!   cluster.
+//! - **Defaults**: the `spec` fields of deployments, replica sets and stateful sets that
+//!   kubectl and the controllers read (`replicas`, `strategy`, `updateStrategy`,
+//!   `podManagementPolicy`, `revisionHistoryLimit`, `progressDeadlineSeconds`), where absent.
 //! - **Storage**: one resourceVersion counter for every object; `uid`, `creationTimestamp`;
 //!   `generation` bumped when `spec` changes; a write that changes nothing keeps the
 //!   resourceVersion. Namespaced objects need their namespace. Errors are `meta/v1` `Status`
@@ -47,10 +79,21 @@
 //!
 //! # What is not served (yet)
 //!
-//! Watch, the OpenAPI documents (`/openapi/v2`, `/openapi/v3`), server-side apply,
-//! custom resources (CRDs), controllers (a deployment makes no replica sets or pods),
-//! eviction, finalizers and graceful deletion, delete-collection, authentication and TLS,
-//! and protobuf. Those are later slices; a request for one gets an error, not a pretence.
+//! The OpenAPI documents (`/openapi/v2`, `/openapi/v3`), server-side apply, custom
+//! resources (CRDs), eviction, finalizers and graceful deletion, `propagationPolicy` (deletion
+//! is always background), delete-collection, authentication and TLS, protobuf, and `Table`
+//! responses (kubectl falls back to its own columns: `get pods` prints NAME and AGE). Watch
+//! of one object by its own URL and the legacy `/watch/` paths are not served (clients watch
+//! a collection with `fieldSelector=metadata.name=...`); `resourceVersionMatch` is ignored.
+//! Controllers not served: rolling updates paced by `maxSurge`/`maxUnavailable` (the new
+//! replica set takes all replicas at once), `minReadySeconds`, `paused`, progress deadlines
+//! (`ProgressDeadlineExceeded`), `revisionHistoryLimit` pruning, hash collisions
+//! (`collisionCount`), ControllerRevisions (so `rollout undo` and `rollout history` of
+//! stateful sets and daemon sets), stateful set template updates (existing pods keep their
+//! template) and volume claim templates, daemon sets, jobs, services' endpoints, nodes and
+//! scheduling, and adoption of orphans by selector. Pod template hashes have Kubernetes'
+//! form but not its values. Those are later slices; a request for one gets an error, not a
+//! pretence.
 //!
 //! # kubectl
 //!
@@ -58,8 +101,12 @@
 //! `--server-side=false`, its default). kubectl's typed `create` commands (`kubectl create
 //! namespace`, `create configmap`, `create deployment`, ...) send protobuf and are answered
 //! 415 Unsupported Media Type: use `kubectl apply -f` instead. The commands the tests drive,
-//! all JSON: `get` (`-o json`, `-l`), `apply --validate=false`, `scale`, `patch --type
-//! merge|json|strategic`, `label`, `replace`, `delete`.
+//! all JSON: `get` (`-o json`, `-l`, `-w`), `apply --validate=false`, `scale`, `patch --type
+//! merge|json|strategic`, `label`, `replace`, `delete`, `set image`, `rollout status`,
+//! `rollout restart`, `rollout undo` (a JSON patch replacing `/spec/template` and
+//! `/metadata/annotations`, the template with `"creationTimestamp": null` and
+//! `"resources": {}`, which the controller compares as a typed server does) and `rollout
+//! history`.
 
 pub(crate) mod api;
 pub(crate) mod controller;
