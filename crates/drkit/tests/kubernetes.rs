@@ -93,7 +93,7 @@ async fn the_agents_deployment_reads_back_as_kubernetes_objects() {
     assert_eq!(requests["storage"].0, "100Gi");
 
     let deployment: Deployment = one(&docs, "Deployment");
-    let spec = deployment.spec.unwrap();
+    let spec = deployment.spec;
     assert_eq!(spec.replicas, Some(1));
     assert_eq!(spec.strategy.unwrap().type_.as_deref(), Some("Recreate"));
     let pod = spec.template.spec.unwrap();
@@ -147,7 +147,7 @@ async fn cronjobs_follow_the_plans_schedules() {
         .collect();
     let mut seen = Vec::new();
     for cronjob in &cronjobs {
-        let spec = cronjob.spec.as_ref().unwrap();
+        let spec = &cronjob.spec;
         assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
         let pod = spec
             .job_template
@@ -222,7 +222,7 @@ async fn an_s3_repository_takes_credentials_from_an_optional_secret_or_the_servi
         "arn:aws:iam::123456789012:role/drkit"
     );
     let deployment: Deployment = one(&docs, "Deployment");
-    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let pod = deployment.spec.template.spec.unwrap();
     let env = pod.containers[0].env.clone().unwrap();
     let key = env
         .iter()

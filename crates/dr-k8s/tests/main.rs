@@ -1,0 +1,11 @@
+//! dr-k8s's integration tests: against dr-k8s-testkit's API server on
+//! loopback (a stand-in: no kube-apiserver installs here), reached through a
+//! kubeconfig as a user's would be.
+//!
+//! One binary, each file a module.
+
+mod common;
+
+mod cluster;
+mod pods;
+mod scale;
