@@ -1,6 +1,7 @@
 //! [`Error`]: what went wrong, saying which cluster, object or file.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A dr-k8s failure.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,54 @@ pub enum Error {
         /// The field.
         field: &'static str,
     },
+    /// A wait ran out of time: what it waited for and what it saw last.
+    #[error("{what} on {cluster}: not done after {timeout:?}: waited for {waited_for}; saw {saw}")]
+    TimedOut {
+        /// The operation (`the rollout of deployment/web in namespace default`).
+        what: String,
+        /// The cluster (its kubeconfig context).
+        cluster: String,
+        /// How long it waited.
+        timeout: Duration,
+        /// The condition it waited for.
+        waited_for: String,
+        /// What it saw last, in kubectl's words where kubectl has some.
+        saw: String,
+    },
+    /// A rollout that cannot finish: the Deployment's `Progressing`
+    /// condition says `ProgressDeadlineExceeded`.
+    #[error("the rollout of {workload} on {cluster} failed: {reason}: {message}")]
+    RolloutFailed {
+        /// The workload, in words.
+        workload: String,
+        /// The cluster (its kubeconfig context).
+        cluster: String,
+        /// The condition's reason.
+        reason: String,
+        /// The condition's message.
+        message: String,
+    },
+    /// `rollout undo` found no revision to go back to.
+    #[error("{workload} on {cluster} has no {wanted} to go back to (its revisions: {known})")]
+    NoRevision {
+        /// The workload, in words.
+        workload: String,
+        /// The cluster (its kubeconfig context).
+        cluster: String,
+        /// `previous revision`, or `revision 7`.
+        wanted: String,
+        /// The revisions its replica sets have, comma-separated, or `none`.
+        known: String,
+    },
+    /// The operation does not apply to this object (a kind it does not
+    /// handle, a paused Deployment, a pod that nothing would replace).
+    #[error("{what}: {reason}")]
+    Unsupported {
+        /// The operation, in words.
+        what: String,
+        /// Why not.
+        reason: String,
+    },
 }
 
 /// dr-k8s's results.
@@ -87,6 +136,13 @@ impl From<Error> for dr_core::Error {
             | Error::Client { .. } => ErrorKind::Unavailable,
             Error::Api { .. } => ErrorKind::Refused,
             Error::Incomplete { .. } => ErrorKind::Corrupt,
+            Error::TimedOut { .. } => ErrorKind::Timeout,
+            // The cluster gave up on the rollout (its progress deadline
+            // passed): waiting longer or retrying does not help, so not
+            // Timeout (which is retryable); a person or an undo must act.
+            Error::RolloutFailed { .. } => ErrorKind::Refused,
+            Error::NoRevision { .. } => ErrorKind::NotFound,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
         };
         dr_core::Error::other(kind, error.to_string(), error)
     }

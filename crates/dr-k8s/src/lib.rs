@@ -42,9 +42,11 @@
 mod cluster;
 mod error;
 mod pods;
+mod rollout;
 mod workload;
 
 pub use cluster::Cluster;
 pub use error::{Error, Result};
 pub use pods::{PodQuery, PodState};
+pub use rollout::{RESTARTED_AT, Replaced, Restarted, RolloutStatus, Undone};
 pub use workload::{Scaled, Workload, WorkloadKind};

@@ -197,7 +197,8 @@ impl Cluster {
         })
     }
 
-    fn apps<K>(&self, workload: &Workload) -> Api<K>
+    /// The API of `workload`'s kind `K` in its namespace.
+    pub(crate) fn apps<K>(&self, workload: &Workload) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
         <K as kube::Resource>::DynamicType: Default,

@@ -8,4 +8,6 @@ mod common;
 
 mod cluster;
 mod pods;
+mod replace;
+mod rollout;
 mod scale;
