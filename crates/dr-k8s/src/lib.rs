@@ -10,22 +10,31 @@
 //!   primary to zero, can scale back.
 //! - [`Cluster::pods`]: `kubectl get pods -l … --field-selector …` as
 //!   [`PodState`]s: phase, readiness, restarts, node.
+//! - Rollouts, as kubectl does them: [`Cluster::rollout_restart`] (the pod
+//!   template annotation [`RESTARTED_AT`]), [`Cluster::rollout_status`]
+//!   (waits as `kubectl rollout status` does; [`RolloutStatus`], or
+//!   [`Error::TimedOut`] saying what it waited for and saw),
+//!   [`Cluster::rollout_undo`] (kubectl's algorithm for Deployments:
+//!   [`Undone`] says which revision it went back to).
+//! - [`Cluster::delete_pod_and_wait`]: the runbooks' "delete the failed
+//!   pod", waiting for a ready replacement ([`Replaced`]).
 //! - [`Error`]: one error type, naming the cluster, the request and the
 //!   server's `Status` (code, reason, message); it converts into
 //!   [`dr_core::Error`] with a kind a caller can act on (404 NotFound,
-//!   401/403 Auth, 429 and 5xx Unavailable).
+//!   401/403 Auth, 429 and 5xx Unavailable, a wait that ran out Timeout).
 //!
 //! The library picks no Kubernetes version for `k8s-openapi`: the binary
 //! that links it does.
 //!
-//! Not yet (they come with the rest of its issue): rollouts (restart,
-//! status, undo), pod deletion waiting for the replacement, patches of
-//! Services and env, server-side apply, logs, cordon and drain, network
-//! policies, namespaces, the health-gated rollout, the Lease, the failover
-//! hooks, and resource backup and restore.
+//! Not yet (they come with the rest of its issue): undo of StatefulSets
+//! (their history is in ControllerRevisions), patches of Services and env,
+//! server-side apply, logs, cordon and drain, network policies, namespaces,
+//! the health-gated rollout, the Lease, the failover hooks, and resource
+//! backup and restore.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), dr_k8s::Error> {
+//! use std::time::Duration;
 //! use dr_k8s::{Cluster, PodQuery, Workload};
 //!
 //! let dr = Cluster::from_kubeconfig("/etc/drkit/kubeconfig", Some("dr-cluster")).await?;
@@ -36,6 +45,17 @@
 //! let fenced = dr.scale(&Workload::stateful_set("db", "postgres-primary"), 0).await?;
 //! // ... later, the drill over:
 //! dr.scale(&fenced.workload, fenced.previous).await?;
+//!
+//! let web = Workload::deployment("livekit", "ingress");
+//! dr.rollout_restart(&web).await?;
+//! match dr.rollout_status(&web, Duration::from_secs(300)).await {
+//!     Ok(done) => println!("{} (revision {:?})", done.message, done.revision),
+//!     Err(failed) => {
+//!         eprintln!("{failed}");
+//!         let undone = dr.rollout_undo(&web, None).await?;
+//!         println!("back to revision {}", undone.to_revision);
+//!     }
+//! }
 //! # Ok(()) }
 //! ```
 
