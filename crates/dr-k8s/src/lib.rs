@@ -18,6 +18,11 @@
 //!   [`Undone`] says which revision it went back to).
 //! - [`Cluster::delete_pod_and_wait`]: the runbooks' "delete the failed
 //!   pod", waiting for a ready replacement ([`Replaced`]).
+//! - The hooks a PostgreSQL or Redis failover takes: [`WorkloadFence`]
+//!   (dr-core's `Fence`: the failed primary's workload scaled to zero, its
+//!   pods gone before it returns, or its bare pod deleted) and
+//!   [`ServiceRewire`] (dr-core's `Rewire`: a Service's selector replaced
+//!   by the new primary's labels, read back).
 //! - [`Error`]: one error type, naming the cluster, the request and the
 //!   server's `Status` (code, reason, message); it converts into
 //!   [`dr_core::Error`] with a kind a caller can act on (404 NotFound,
@@ -29,8 +34,7 @@
 //! Not yet (they come with the rest of its issue): undo of StatefulSets
 //! (their history is in ControllerRevisions), patches of Services and env,
 //! server-side apply, logs, cordon and drain, network policies, namespaces,
-//! the health-gated rollout, the Lease, the failover hooks, and resource
-//! backup and restore.
+//! the health-gated rollout, the Lease, and resource backup and restore.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), dr_k8s::Error> {
@@ -61,12 +65,14 @@
 
 mod cluster;
 mod error;
+mod hooks;
 mod pods;
 mod rollout;
 mod workload;
 
 pub use cluster::Cluster;
 pub use error::{Error, Result};
+pub use hooks::{FenceTarget, ServiceRewire, WorkloadFence};
 pub use pods::{PodQuery, PodState};
 pub use rollout::{RESTARTED_AT, Replaced, Restarted, RolloutStatus, Undone};
 pub use workload::{Scaled, Workload, WorkloadKind};

@@ -572,6 +572,31 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The pod selector of `workload`, as `kubectl -l` takes it.
+    pub(crate) async fn selector_of(&self, workload: &Workload) -> Result<String> {
+        let what = format!("reading the selector of {workload}");
+        let client = self.client().clone();
+        let namespace = &workload.namespace;
+        let selector = match workload.kind {
+            WorkloadKind::Deployment => Api::<Deployment>::namespaced(client, namespace)
+                .get(&workload.name)
+                .await
+                .map(|o| o.spec.selector),
+            WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client, namespace)
+                .get(&workload.name)
+                .await
+                .map(|o| o.spec.selector),
+            WorkloadKind::ReplicaSet => Api::<ReplicaSet>::namespaced(client, namespace)
+                .get(&workload.name)
+                .await
+                .map(|o| o.spec.selector),
+        }
+        .map_err(|e| self.failed(&what, e))?;
+        Ok(selector_of(&selector, &what)?.to_string())
+    }
+}
+
 fn unsupported(what: &str, reason: &str) -> Error {
     Error::Unsupported {
         what: what.to_owned(),

@@ -7,6 +7,7 @@
 mod common;
 
 mod cluster;
+mod hooks;
 mod pods;
 mod replace;
 mod rollout;
