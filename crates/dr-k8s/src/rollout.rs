@@ -380,31 +380,21 @@ impl Cluster {
         Ok(undone(false))
     }
 
-    /// Sends `operations` as a JSON patch (RFC 6902) to `workload`. kube's
-    /// `Patch::Json` needs the `json-patch` crate (kube's `jsonpatch`
-    /// feature); one request's content type is all it would add, so the
-    /// request is built as a merge patch of the same body and relabelled.
+    /// Sends `operations` as a JSON patch (RFC 6902) to `workload`.
     async fn json_patch(
         &self,
         workload: &Workload,
         operations: &serde_json::Value,
     ) -> kube::Result<Deployment> {
-        use kube::Resource as _;
-        let path = Deployment::url_path(&(), Some(&workload.namespace));
-        let mut request = kube::core::Request::new(path)
+        let patch: json_patch::Patch =
+            serde_json::from_value(operations.clone()).map_err(kube::Error::SerdeError)?;
+        Api::<Deployment>::namespaced(self.client().clone(), &workload.namespace)
             .patch(
                 &workload.name,
                 &PatchParams::default(),
-                &Patch::Merge(operations),
+                &Patch::Json::<()>(patch),
             )
-            .map_err(kube::Error::BuildRequest)?;
-        request.headers_mut().insert(
-            "content-type",
-            "application/json-patch+json"
-                .parse()
-                .expect("a valid header value"),
-        );
-        self.client().request::<Deployment>(request).await
+            .await
     }
 
     /// Deletes the pod `name` and waits until its controller (a ReplicaSet,
