@@ -149,27 +149,6 @@ multihost="host=127.0.0.1,127.0.0.1,127.0.0.1 port=${pg_ports[0]},${pg_ports[1]}
 procs=()    # background processes started here (agent, etcd, Patroni, pg_autoctl, pgbench, writer)
 round_dir=""
 
-# descendants <pid>: every process below it.
-descendants() {
-  local child
-  for child in $(pgrep -P "$1" 2>/dev/null); do
-    echo "$child"
-    descendants "$child"
-  done
-}
-
-# kill_tree <pid...>: SIGKILL to the processes and all their descendants, at once.
-kill_tree() {
-  local pid all=()
-  for pid in "$@"; do
-    [ -n "$pid" ] || continue
-    all+=("$pid" $(descendants "$pid"))
-  done
-  [ ${#all[@]} -eq 0 ] || kill -9 "${all[@]}" 2>/dev/null || true
-  # Reaped at once, so that the shell does not report them as killed.
-  for pid in "$@"; do [ -z "$pid" ] || wait "$pid" 2>/dev/null || true; done
-}
-
 # postmasters <dir>: the postmasters whose data directories are under <dir>.
 postmasters() {
   local file

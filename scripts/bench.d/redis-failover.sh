@@ -145,27 +145,6 @@ export DRKIT_PASSWORD
 procs=()    # background processes of the round (servers, sentinels, monitor, writer)
 round_dir=""
 
-# descendants <pid>: every process below it.
-descendants() {
-  local child
-  for child in $(pgrep -P "$1" 2>/dev/null); do
-    echo "$child"
-    descendants "$child"
-  done
-}
-
-# kill_tree <pid...>: SIGKILL to the processes and all their descendants, at once.
-kill_tree() {
-  local pid all=()
-  for pid in "$@"; do
-    [ -n "$pid" ] || continue
-    all+=("$pid" $(descendants "$pid"))
-  done
-  [ ${#all[@]} -eq 0 ] || kill -9 "${all[@]}" 2>/dev/null || true
-  # Reaped at once, so that the shell does not report them as killed.
-  for pid in "$@"; do [ -z "$pid" ] || wait "$pid" 2>/dev/null || true; done
-}
-
 # teardown: ends everything the round started and removes its directory.
 teardown() {
   [ -n "$round_dir" ] && touch "$round_dir/stop-writer" 2>/dev/null

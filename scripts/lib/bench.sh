@@ -99,6 +99,27 @@ timed() {
   return 0
 }
 
+# descendants <pid>: every process below it.
+descendants() {
+  local child
+  for child in $(pgrep -P "$1" 2>/dev/null); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
+# kill_tree <pid...>: SIGKILL to the processes and all their descendants, at once.
+kill_tree() {
+  local pid all=()
+  for pid in "$@"; do
+    [ -n "$pid" ] || continue
+    all+=("$pid" $(descendants "$pid"))
+  done
+  [ ${#all[@]} -eq 0 ] || kill -9 "${all[@]}" 2>/dev/null || true
+  # Reaped at once, so that the shell does not report them as killed.
+  for pid in "$@"; do [ -z "$pid" ] || wait "$pid" 2>/dev/null || true; done
+}
+
 # median <numbers>: the median of space-separated numbers.
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END {
   print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

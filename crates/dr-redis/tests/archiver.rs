@@ -16,7 +16,7 @@ use dr_storage::{FsBackend, InitOptions, KdfParams, Repository, Secret};
 use dr_testkit::{Redis, RedisOptions, RedisVersion};
 use tokio::io::AsyncReadExt;
 
-use crate::common::acknowledged_by;
+use crate::common::{acknowledged_by, spawn_archiver};
 
 async fn repository(dir: &tempfile::TempDir) -> Repository {
     let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
@@ -90,15 +90,7 @@ async fn writes_are_archived_after_a_snapshot_and_acknowledged_once_durable() {
         )
         .interval(Duration::from_millis(50))
         .seal_at(400, Duration::from_secs(600));
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let run = {
-            let (repo, journals, archiver) = (repo.clone(), journals.clone(), archiver.clone());
-            tokio::spawn(async move {
-                archiver
-                    .run(&repo, Some(&journals), &repo, None, stopped)
-                    .await
-            })
-        };
+        let (stop, run) = spawn_archiver(&archiver, &repo, true, None);
 
         // The full synchronization became a snapshot first.
         let snapshot =
@@ -171,16 +163,7 @@ async fn writes_are_archived_after_a_snapshot_and_acknowledged_once_durable() {
 
         // Resumed from where the archive ends: no new snapshot, and the
         // writes since run on from the same offsets.
-        let (stop, stopped_rx) = tokio::sync::watch::channel(false);
-        let point = stopped.archived.clone();
-        let run = {
-            let (repo, journals, archiver) = (repo.clone(), journals.clone(), archiver.clone());
-            tokio::spawn(async move {
-                archiver
-                    .run(&repo, Some(&journals), &repo, Some(point), stopped_rx)
-                    .await
-            })
-        };
+        let (stop, run) = spawn_archiver(&archiver, &repo, true, Some(stopped.archived.clone()));
         for i in 0..5 {
             let (): () = redis::cmd("SET")
                 .arg(format!("r{i}"))
@@ -209,7 +192,6 @@ async fn archiving_continues_across_a_failover_without_a_gap() {
     let mut con = master.connection().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let repo = repository(&dir).await;
-    let journals = repo.segment_journals().unwrap();
     let component: dr_core::ComponentId = "redis/failover".parse().unwrap();
     let archiver = CommandArchiver::new(
         component.clone(),
@@ -218,15 +200,7 @@ async fn archiving_continues_across_a_failover_without_a_gap() {
     .candidates(vec![RedisServer::new("127.0.0.1", replica.port())])
     .interval(Duration::from_millis(50))
     .reconnect_for(Duration::from_secs(30));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let run = {
-        let (repo, journals) = (repo.clone(), journals.clone());
-        tokio::spawn(async move {
-            archiver
-                .run(&repo, Some(&journals), &repo, None, stopped)
-                .await
-        })
-    };
+    let (stop, run) = spawn_archiver(&archiver, &repo, true, None);
     // Both follow the master before the writes begin.
     acknowledged_by(&con, 2).await;
     for i in 0..10 {
@@ -305,7 +279,6 @@ async fn a_backlog_past_the_archive_takes_a_new_snapshot_and_says_so() {
     let con = master.connection().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let repo = repository(&dir).await;
-    let journals = repo.segment_journals().unwrap();
     let component: dr_core::ComponentId = "redis/backlog".parse().unwrap();
     let archiver = CommandArchiver::new(
         component.clone(),
@@ -313,16 +286,7 @@ async fn a_backlog_past_the_archive_takes_a_new_snapshot_and_says_so() {
     )
     .interval(Duration::from_millis(50))
     .reconnect_for(Duration::from_secs(5));
-    let run = |from| {
-        let (repo, journals, archiver) = (repo.clone(), journals.clone(), archiver.clone());
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            archiver
-                .run(&repo, Some(&journals), &repo, from, stopped)
-                .await
-        });
-        (stop, task)
-    };
+    let run = |from| spawn_archiver(&archiver, &repo, true, from);
     let (stop, task) = run(None);
     let (): () = redis::cmd("SET")
         .arg("first")

@@ -17,7 +17,7 @@ use dr_testkit::{Redis, RedisOptions, RedisVersion};
 use jiff::Timestamp;
 use redis::aio::MultiplexedConnection;
 
-use crate::common::acknowledged_by;
+use crate::common::{acknowledged_by, spawn_archiver};
 
 async fn repository(dir: &tempfile::TempDir) -> Repository {
     let backend = Arc::new(FsBackend::new(dir.path()).unwrap());
@@ -72,7 +72,6 @@ async fn scenario(version: RedisVersion) {
     let mut con = master.connection().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let repo = repository(&dir).await;
-    let journals = repo.segment_journals().unwrap();
     // Small segments, so that one can go missing.
     let archiver = CommandArchiver::new(
         "redis/pitr".parse().unwrap(),
@@ -80,15 +79,7 @@ async fn scenario(version: RedisVersion) {
     )
     .interval(Duration::from_millis(50))
     .seal_at(300, Duration::from_secs(600));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let run = {
-        let (repo, journals) = (repo.clone(), journals.clone());
-        tokio::spawn(async move {
-            archiver
-                .run(&repo, Some(&journals), &repo, None, stopped)
-                .await
-        })
-    };
+    let (stop, run) = spawn_archiver(&archiver, &repo, true, None);
     // The archiver's snapshot first: WAIT returns once it follows.
     acknowledged_by(&con, 1).await;
 
@@ -261,22 +252,13 @@ async fn archiving(
     tokio::task::JoinHandle<dr_core::Result<dr_redis::ArchiverStop>>,
 ) {
     let repo = repository(dir).await;
-    let journals = repo.segment_journals().unwrap();
     let archiver = CommandArchiver::new(
         "redis/pitr".parse().unwrap(),
         RedisServer::new("127.0.0.1", master.port()),
     )
     .interval(Duration::from_millis(50))
     .reconnect_for(Duration::from_millis(500));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let run = {
-        let (repo, journals) = (repo.clone(), journals.clone());
-        tokio::spawn(async move {
-            archiver
-                .run(&repo, Some(&journals), &repo, None, stopped)
-                .await
-        })
-    };
+    let (stop, run) = spawn_archiver(&archiver, &repo, true, None);
     let con = master.connection().await.unwrap();
     acknowledged_by(&con, 1).await;
     (repo, stop, run)
@@ -477,11 +459,7 @@ async fn small_segments_are_rolled_up_and_forgotten_without_losing_a_record() {
     )
     .interval(Duration::from_millis(20))
     .seal_at(1 << 20, Duration::from_millis(300));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let run = {
-        let repo = repo.clone();
-        tokio::spawn(async move { archiver.run(&repo, None, &repo, None, stopped).await })
-    };
+    let (stop, run) = spawn_archiver(&archiver, &repo, false, None);
     for i in 0..40 {
         let (): () = redis::cmd("SET")
             .arg(format!("w{i}"))
@@ -620,7 +598,6 @@ async fn a_forked_history_never_replays_the_old_masters_lost_writes() {
     let con = master.connection().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let repo = repository(&dir).await;
-    let journals = repo.segment_journals().unwrap();
     let archiver = CommandArchiver::new(
         "redis/pitr".parse().unwrap(),
         RedisServer::new("127.0.0.1", master.port()),
@@ -628,15 +605,7 @@ async fn a_forked_history_never_replays_the_old_masters_lost_writes() {
     .candidates(vec![RedisServer::new("127.0.0.1", replica.port())])
     .interval(Duration::from_millis(50))
     .reconnect_for(Duration::from_secs(30));
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let run = {
-        let (repo, journals) = (repo.clone(), journals.clone());
-        tokio::spawn(async move {
-            archiver
-                .run(&repo, Some(&journals), &repo, None, stopped)
-                .await
-        })
-    };
+    let (stop, run) = spawn_archiver(&archiver, &repo, true, None);
     let set = |key: &'static str| {
         let mut con = con.clone();
         async move {

@@ -253,11 +253,8 @@ impl ArchiveRestore {
             .filter(|(_, record)| arrived_by(record, request.target))
             .map(|(history, record)| past_fork(&forks, history, record.offsets()))
             .sum();
-        let beyond_fork = |history: &str, end: u64| {
-            forks
-                .iter()
-                .any(|(forked, at)| forked == history && end > *at)
-        };
+        // Whether bytes up to `end` of `history` reach past its fork.
+        let beyond_fork = |history: &str, end: u64| past_fork(&forks, history, 0..end) > 0;
         // The history being replayed, and whether it forked where the
         // replay stands.
         let mut line = replication_id.as_str();

@@ -360,3 +360,25 @@ pub async fn events_until(
     .unwrap_or_else(|_| panic!("waited 30 s; saw {seen:?}"));
     seen
 }
+
+/// Runs `archiver` into `repo` from `from` (with the repository's segment
+/// journals where `journaled`, as on a local store; without, as on an object
+/// store) until the returned sender says stop.
+pub fn spawn_archiver(
+    archiver: &dr_redis::CommandArchiver,
+    repo: &dr_storage::Repository,
+    journaled: bool,
+    from: Option<dr_redis::HistoryPoint>,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<dr_core::Result<dr_redis::ArchiverStop>>,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (archiver, repo) = (archiver.clone(), repo.clone());
+    let run = tokio::spawn(async move {
+        let journals = journaled.then(|| repo.segment_journals().unwrap());
+        let journals = journals.as_ref().map(|j| j as &dyn dr_core::JournalSink);
+        archiver.run(&repo, journals, &repo, from, stopped).await
+    });
+    (stop, run)
+}
