@@ -199,9 +199,31 @@ impl Failover for ClusterFailover {
         }
         candidates.sort_by_key(|m| std::cmp::Reverse(offset_of(m)));
         let Some(&promote) = candidates.first() else {
+            // Say what was seen: the replicas passed over, and how the
+            // other nodes stood, so that a layout that lags shows.
+            let passed: Vec<String> = passed_over
+                .iter()
+                .map(|p| format!("{} ({})", p.name, p.reason))
+                .collect();
+            let others: Vec<String> = assessment
+                .members
+                .iter()
+                .filter(|m| m.name != master.name)
+                .map(|m| {
+                    let of = master_of(m).map_or(String::new(), |id| format!(" of {id}"));
+                    format!("{} {:?}{of}", m.name, m.role)
+                })
+                .collect();
             return Err(self.refused(format!(
-                "{} has no reachable replica to promote",
-                master.name
+                "{} (node {master_id}) has no reachable replica to promote; passed over: {}; \
+                 the other nodes: {}",
+                master.name,
+                if passed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    passed.join(", ")
+                },
+                others.join(", ")
             )));
         };
         let expected_loss = if switchover {
