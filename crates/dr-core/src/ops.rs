@@ -129,6 +129,26 @@ impl RecoveryTarget {
             RecoveryTarget::RestorePoint(_) => Some(Capability::NamedRestorePoint),
         }
     }
+
+    /// The snapshot this target names among `snapshots` (oldest first),
+    /// for a restore that puts a snapshot back as it was taken: `Latest`
+    /// the last, `Snapshot` by id, `Time` the last taken at or before it.
+    /// `None` where there is no such snapshot, and for the targets that
+    /// name none (a position, a named restore point: those need an
+    /// archive), which a caller tells apart with `matches!`.
+    ///
+    /// ```
+    /// # use dr_core::RecoveryTarget;
+    /// assert!(RecoveryTarget::Latest.snapshot_among(&[]).is_none());
+    /// ```
+    pub fn snapshot_among<'m>(&self, snapshots: &'m [Manifest]) -> Option<&'m Manifest> {
+        match self {
+            RecoveryTarget::Latest => snapshots.last(),
+            RecoveryTarget::Snapshot(id) => snapshots.iter().find(|m| m.id == *id),
+            RecoveryTarget::Time(at) => snapshots.iter().rfind(|m| m.recovery_point.at <= *at),
+            RecoveryTarget::Position(_) | RecoveryTarget::RestorePoint(_) => None,
+        }
+    }
 }
 
 /// What a backup produced.

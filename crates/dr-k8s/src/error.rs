@@ -104,6 +104,17 @@ pub enum Error {
         /// The revisions its replica sets have, comma-separated, or `none`.
         known: String,
     },
+    /// A resource named (in a filter, a manifest) that the cluster does
+    /// not serve.
+    #[error("{cluster} serves no resource called {resource:?} (it serves: {served})")]
+    UnknownResource {
+        /// The cluster (its kubeconfig context).
+        cluster: String,
+        /// The name asked for.
+        resource: String,
+        /// What it serves, comma-separated.
+        served: String,
+    },
     /// The operation does not apply to this object (a kind it does not
     /// handle, a paused Deployment, a pod that nothing would replace).
     #[error("{what}: {reason}")]
@@ -143,6 +154,7 @@ impl From<Error> for dr_core::Error {
             Error::RolloutFailed { .. } => ErrorKind::Refused,
             Error::NoRevision { .. } => ErrorKind::NotFound,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::UnknownResource { .. } => ErrorKind::InvalidInput,
         };
         dr_core::Error::other(kind, error.to_string(), error)
     }

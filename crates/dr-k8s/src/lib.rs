@@ -23,6 +23,14 @@
 //!   pods gone before it returns, or its bare pod deleted) and
 //!   [`ServiceRewire`] (dr-core's `Rewire`: a Service's selector replaced
 //!   by the new primary's labels, read back).
+//! - Resource backup and restore, as Velero's core: [`Cluster::discover`]
+//!   (every served resource, custom ones included), [`ResourceBackup`]
+//!   (dr-core's `Backup`: what a [`ResourceFilter`] selects, an object per
+//!   file of one snapshot, with [`BackupContents`] saying what was left
+//!   out and why) and [`ResourceRestore`] (dr-core's `Restore`: Velero's
+//!   order, CRDs waited established, objects cleaned by
+//!   [`clean_object`], namespaces mapped, an [`ExistingPolicy`], dry runs,
+//!   an [`Outcome`] per object).
 //! - [`Error`]: one error type, naming the cluster, the request and the
 //!   server's `Status` (code, reason, message); it converts into
 //!   [`dr_core::Error`] with a kind a caller can act on (404 NotFound,
@@ -32,9 +40,9 @@
 //! that links it does.
 //!
 //! Not yet (they come with the rest of its issue): undo of StatefulSets
-//! (their history is in ControllerRevisions), patches of Services and env,
-//! server-side apply, logs, cordon and drain, network policies, namespaces,
-//! the health-gated rollout, the Lease, and resource backup and restore.
+//! (their history is in ControllerRevisions), patches of env, applying
+//! manifests, logs, cordon and drain, network policies, namespaces, the
+//! health-gated rollout and the Lease.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), dr_k8s::Error> {
@@ -67,6 +75,8 @@ mod cluster;
 mod error;
 mod hooks;
 mod pods;
+mod resources;
+mod retry;
 mod rollout;
 mod workload;
 
@@ -74,5 +84,10 @@ pub use cluster::Cluster;
 pub use error::{Error, Result};
 pub use hooks::{FenceTarget, ServiceRewire, WorkloadFence};
 pub use pods::{PodQuery, PodState};
+pub use resources::{
+    BackupContents, ClusterScoped, Discovered, ExistingPolicy, FIELD_MANAGER, LeftOut,
+    ObjectOutcome, Outcome, ResourceBackup, ResourceBackupDetails, ResourceFilter, ResourceRestore,
+    ResourceRestoreReport, ResourceType, StoredObject, TakenResource, clean_object, read_backup,
+};
 pub use rollout::{RESTARTED_AT, Replaced, Restarted, RolloutStatus, Undone};
 pub use workload::{Scaled, Workload, WorkloadKind};

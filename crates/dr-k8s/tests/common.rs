@@ -41,8 +41,24 @@ pub(crate) async fn deployment(
     replicas: i32,
     annotations: serde_json::Value,
 ) {
+    deployment_with(cluster, "default", name, replicas, annotations).await;
+}
+
+/// Creates a Deployment of `replicas` pods labelled `app: name` in
+/// `namespace`.
+pub(crate) async fn deployment_in(cluster: &Cluster, namespace: &str, name: &str, replicas: i32) {
+    deployment_with(cluster, namespace, name, replicas, json!({})).await;
+}
+
+async fn deployment_with(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    replicas: i32,
+    annotations: serde_json::Value,
+) {
     let object: Deployment = serde_json::from_value(json!({
-        "metadata": { "name": name, "namespace": "default" },
+        "metadata": { "name": name, "namespace": namespace },
         "spec": {
             "replicas": replicas,
             "selector": { "matchLabels": { "app": name } },
@@ -53,7 +69,7 @@ pub(crate) async fn deployment(
         }
     }))
     .unwrap();
-    Api::<Deployment>::namespaced(cluster.client().clone(), "default")
+    Api::<Deployment>::namespaced(cluster.client().clone(), namespace)
         .create(&PostParams::default(), &object)
         .await
         .unwrap();

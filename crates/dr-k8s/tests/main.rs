@@ -10,5 +10,6 @@ mod cluster;
 mod hooks;
 mod pods;
 mod replace;
+mod resources;
 mod rollout;
 mod scale;

@@ -137,20 +137,19 @@ impl RestoreTest {
     ) -> dr_core::Result<(SnapshotId, SmokeReport, jiff::Timestamp)> {
         // The backup is chosen once: every database from the same one.
         let backups = logical_backups(request.snapshots, &self.component).await?;
-        let chosen = match request.target {
-            dr_core::RecoveryTarget::Latest => backups.last(),
-            dr_core::RecoveryTarget::Snapshot(id) => backups.iter().find(|m| m.id == *id),
-            dr_core::RecoveryTarget::Time(at) => {
-                backups.iter().rfind(|m| m.recovery_point.at <= *at)
-            }
-            other => {
-                return Err(dr_core::Error::invalid(
-                    "restore test",
-                    format!("a logical backup restores as taken, not to {other:?}"),
-                ));
-            }
+        if matches!(
+            request.target,
+            dr_core::RecoveryTarget::Position(_) | dr_core::RecoveryTarget::RestorePoint(_)
+        ) {
+            return Err(dr_core::Error::invalid(
+                "restore test",
+                format!(
+                    "a logical backup restores as taken, not to {:?}",
+                    request.target
+                ),
+            ));
         }
-        .ok_or_else(|| {
+        let chosen = request.target.snapshot_among(&backups).ok_or_else(|| {
             dr_core::Error::not_found(format!("a logical backup of {}", self.component))
         })?;
         let details = LogicalBackupDetails::of(chosen)?;

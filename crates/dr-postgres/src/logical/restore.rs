@@ -374,24 +374,19 @@ impl LogicalRestore {
         source: &dyn SnapshotSource,
         target: &RecoveryTarget,
     ) -> dr_core::Result<(Manifest, DumpedDatabase)> {
+        if matches!(
+            target,
+            RecoveryTarget::Position(_) | RecoveryTarget::RestorePoint(_)
+        ) {
+            return Err(dr_core::Error::invalid(
+                format!("logical restore of {}", self.component),
+                format!(
+                    "a dump restores as it was taken; {target:?} needs a physical backup and its WAL"
+                ),
+            ));
+        }
         let backups = logical_backups(source, &self.component).await?;
-        let manifest = match target {
-            RecoveryTarget::Latest => backups.last().cloned(),
-            RecoveryTarget::Snapshot(id) => backups.iter().find(|m| m.id == *id).cloned(),
-            RecoveryTarget::Time(at) => backups
-                .iter()
-                .rfind(|m| m.recovery_point.at <= *at)
-                .cloned(),
-            other => {
-                return Err(dr_core::Error::invalid(
-                    format!("logical restore of {}", self.component),
-                    format!(
-                        "a dump restores as it was taken; {other:?} needs a physical backup and its WAL"
-                    ),
-                ));
-            }
-        };
-        let manifest = manifest.ok_or_else(|| {
+        let manifest = target.snapshot_among(&backups).cloned().ok_or_else(|| {
             dr_core::Error::not_found(format!(
                 "a logical backup of {} for {target:?}",
                 self.component

@@ -388,22 +388,17 @@ pub(crate) async fn choose(
     component: &ComponentId,
     target: &RecoveryTarget,
 ) -> dr_core::Result<Manifest> {
+    if matches!(
+        target,
+        RecoveryTarget::Position(_) | RecoveryTarget::RestorePoint(_)
+    ) {
+        return Err(dr_core::Error::invalid(
+            format!("restore of {component}"),
+            format!("an RDB snapshot restores as it was taken; {target:?} needs an archive"),
+        ));
+    }
     let snapshots = source.snapshots(component).await?;
-    let manifest = match target {
-        RecoveryTarget::Latest => snapshots.last().cloned(),
-        RecoveryTarget::Snapshot(id) => snapshots.iter().find(|m| m.id == *id).cloned(),
-        RecoveryTarget::Time(at) => snapshots
-            .iter()
-            .rfind(|m| m.recovery_point.at <= *at)
-            .cloned(),
-        other => {
-            return Err(dr_core::Error::invalid(
-                format!("restore of {component}"),
-                format!("an RDB snapshot restores as it was taken; {other:?} needs an archive"),
-            ));
-        }
-    };
-    manifest.ok_or_else(|| {
+    target.snapshot_among(&snapshots).cloned().ok_or_else(|| {
         dr_core::Error::not_found(format!("a snapshot of {component} for {target:?}"))
     })
 }

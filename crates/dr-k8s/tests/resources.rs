@@ -1,0 +1,450 @@
+//! Resource backup and restore: a namespace backed up, deleted and
+//! restored equal; into another namespace; existing objects skipped or
+//! recreated; a dry run that keeps nothing; damaged backups and unknown
+//! kinds refused clearly.
+
+use std::sync::Arc;
+
+use dr_core::{
+    BackupExt, ComponentId, ErrorKind, RecoveryPoint, RecoveryTarget, SnapshotCommit, SnapshotSink,
+    SnapshotSource, StreamName,
+};
+use dr_k8s::{
+    Cluster, ExistingPolicy, Outcome, ResourceBackup, ResourceFilter, ResourceRestore,
+    StoredObject, clean_object, read_backup,
+};
+use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use serde_json::{Value, json};
+
+use crate::common::{deployment_in, setup};
+
+async fn repository() -> Arc<Repository> {
+    let options = InitOptions::encrypted(Secret::password("k8s")).kdf(KdfParams::INSECURE_FAST);
+    Arc::new(
+        Repository::init(Arc::new(MemoryBackend::new()), options)
+            .await
+            .unwrap(),
+    )
+}
+
+fn component() -> ComponentId {
+    "kubernetes/shop".parse().unwrap()
+}
+
+/// Creates `object` (with its apiVersion and kind) through discovery.
+async fn put(cluster: &Cluster, object: Value) {
+    let discovered = cluster.discover().await.unwrap();
+    let resource = discovered
+        .by_kind(
+            object["apiVersion"].as_str().unwrap(),
+            object["kind"].as_str().unwrap(),
+        )
+        .unwrap();
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(cluster.client().clone(), ns, &resource.api),
+        None => Api::all_with(cluster.client().clone(), &resource.api),
+    };
+    let object: DynamicObject = serde_json::from_value(object).unwrap();
+    api.create(&PostParams::default(), &object).await.unwrap();
+}
+
+/// The object `stored` names as the cluster has it now in `namespace`,
+/// or `None`.
+async fn current(cluster: &Cluster, stored: &StoredObject, namespace: &str) -> Option<Value> {
+    let discovered = cluster.discover().await.unwrap();
+    let resource = discovered
+        .by_kind(
+            stored.object["apiVersion"].as_str().unwrap(),
+            stored.object["kind"].as_str().unwrap(),
+        )
+        .unwrap();
+    let api: Api<DynamicObject> = if resource.namespaced {
+        Api::namespaced_with(cluster.client().clone(), namespace, &resource.api)
+    } else {
+        Api::all_with(cluster.client().clone(), &resource.api)
+    };
+    let name = if stored.resource == "namespaces" {
+        namespace
+    } else {
+        &stored.name
+    };
+    let mut object = serde_json::to_value(api.get_opt(name).await.unwrap()?).unwrap();
+    object["apiVersion"] = stored.object["apiVersion"].clone();
+    object["kind"] = stored.object["kind"].clone();
+    Some(object)
+}
+
+/// `object` cleaned as a restore cleans it, without what the Deployment
+/// controller writes of its own (its revision annotation) and with its
+/// namespace set to `namespace`, for comparing.
+fn comparable(resource: &str, object: &Value, namespace: &str) -> Value {
+    let mut object = object.clone();
+    clean_object(resource, &mut object);
+    if let Some(Value::Object(annotations)) = object.pointer_mut("/metadata/annotations") {
+        annotations.retain(|k, _| !k.starts_with("deployment.kubernetes.io/"));
+        if annotations.is_empty() {
+            object["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("annotations");
+        }
+    }
+    if resource == "namespaces" {
+        object["metadata"]["name"] = json!(namespace);
+    } else if object["metadata"].get("namespace").is_some() {
+        object["metadata"]["namespace"] = json!(namespace);
+    }
+    object
+}
+
+/// A namespace `shop` of mixed kinds: config maps (and the root CA one the
+/// cluster gives), a Secret, a service account and its token, a Service
+/// with a cluster IP and node port, a Deployment (whose replica set and
+/// pods its controller makes).
+async fn shop(cluster: &Cluster) {
+    put(
+        cluster,
+        json!({ "apiVersion": "v1", "kind": "Namespace",
+        "metadata": { "name": "shop", "labels": { "team": "web" } } }),
+    )
+    .await;
+    for (name, data) in [("settings", "a=1"), ("flags", "dark=true")] {
+        put(
+            cluster,
+            json!({ "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": name, "namespace": "shop", "labels": { "app": "shop" } },
+            "data": { "conf": data } }),
+        )
+        .await;
+    }
+    put(
+        cluster,
+        json!({ "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "kube-root-ca.crt", "namespace": "shop" },
+        "data": { "ca.crt": "----" } }),
+    )
+    .await;
+    put(
+        cluster,
+        json!({ "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "db-password", "namespace": "shop" },
+        "type": "Opaque", "data": { "password": "aHVudGVyMg==" } }),
+    )
+    .await;
+    put(
+        cluster,
+        json!({ "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "web-token", "namespace": "shop",
+            "annotations": { "kubernetes.io/service-account.name": "web" } },
+        "type": "kubernetes.io/service-account-token" }),
+    )
+    .await;
+    put(
+        cluster,
+        json!({ "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": { "name": "web", "namespace": "shop" } }),
+    )
+    .await;
+    put(
+        cluster,
+        json!({ "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "web", "namespace": "shop" },
+        "spec": { "type": "NodePort", "clusterIP": "10.96.0.17", "clusterIPs": ["10.96.0.17"],
+            "selector": { "app": "web" },
+            "ports": [{ "port": 80, "targetPort": 8080, "nodePort": 30080 }] } }),
+    )
+    .await;
+    deployment_in(cluster, "shop", "web", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_backed_up_deleted_and_restored_is_as_it_was() {
+    let setup = setup().await;
+    let cluster = &setup.cluster;
+    shop(cluster).await;
+    let repo = repository().await;
+    let filter = ResourceFilter::namespaces(["shop"]).secrets(true);
+    let backup = ResourceBackup::new(cluster.clone(), component(), filter);
+    let report = backup.backup_to(repo.as_ref()).await.unwrap();
+    let (contents, objects) = read_backup(repo.as_ref(), &report.manifest).await.unwrap();
+
+    let mut names: Vec<String> = objects.iter().map(StoredObject::describe).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "configmaps shop/flags",
+            "configmaps shop/settings",
+            "deployments.apps shop/web",
+            "namespaces shop",
+            "secrets shop/db-password",
+            "serviceaccounts shop/web",
+            "services shop/web",
+        ],
+        "{contents:#?}"
+    );
+    let why = |what: &str| {
+        contents
+            .left_out
+            .iter()
+            .find(|l| l.what.starts_with(what))
+            .map(|l| l.reason.clone())
+            .unwrap_or_else(|| panic!("{what} not recorded as left out: {contents:#?}"))
+    };
+    assert!(why("replicasets.apps shop/web-").contains("its controller Deployment web"));
+    assert!(why("configmaps shop/kube-root-ca.crt").contains("root CA"));
+    assert!(why("secrets shop/web-token").contains("service account tokens"));
+    assert!(why("nodes").contains("register themselves"));
+    assert!(contents.unreadable.is_empty(), "{contents:#?}");
+
+    // The namespace goes, with everything in it.
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client().clone())
+        .delete("shop", &DeleteParams::default())
+        .await
+        .unwrap();
+    for object in &objects {
+        assert!(
+            current(cluster, object, "shop").await.is_none(),
+            "{object:?}"
+        );
+    }
+
+    let restore = ResourceRestore::new(cluster.clone(), component());
+    let restored = restore
+        .restore_objects(repo.as_ref(), &RecoveryTarget::Latest)
+        .await
+        .unwrap();
+    assert_eq!(
+        restored.count(&Outcome::Created),
+        objects.len(),
+        "{restored:#?}"
+    );
+    let order: Vec<&str> = restored.objects.iter().map(|o| o.object.as_str()).collect();
+    let at = |name: &str| order.iter().position(|o| *o == name).unwrap();
+    assert!(at("namespaces shop") < at("secrets shop/db-password"));
+    assert!(at("secrets shop/db-password") < at("configmaps shop/flags"));
+    assert!(at("configmaps shop/flags") < at("deployments.apps shop/web"));
+    for object in &objects {
+        let now = current(cluster, object, "shop").await.unwrap();
+        assert_eq!(
+            comparable(&object.resource, &now, "shop"),
+            comparable(&object.resource, &object.object, "shop"),
+            "{}",
+            object.describe()
+        );
+    }
+    let service = current(
+        cluster,
+        &objects[objects
+            .iter()
+            .position(|o| o.resource == "services")
+            .unwrap()],
+        "shop",
+    )
+    .await
+    .unwrap();
+    assert!(service["spec"].get("clusterIP").is_none(), "{service}");
+    assert!(
+        service["spec"]["ports"][0].get("nodePort").is_none(),
+        "{service}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_maps_namespaces_and_handles_what_exists() {
+    let setup = setup().await;
+    let cluster = &setup.cluster;
+    shop(cluster).await;
+    let repo = repository().await;
+    let backup = ResourceBackup::new(
+        cluster.clone(),
+        component(),
+        ResourceFilter::namespaces(["shop"]),
+    );
+    let report = backup.backup_to(repo.as_ref()).await.unwrap();
+    let (_, objects) = read_backup(repo.as_ref(), &report.manifest).await.unwrap();
+    assert!(
+        objects.iter().all(|o| o.resource != "secrets"),
+        "Secrets were not asked for"
+    );
+
+    // A dry run keeps nothing.
+    let restore =
+        ResourceRestore::new(cluster.clone(), component()).map_namespace("shop", "shop-dr");
+    let dry = restore
+        .clone()
+        .dry_run(true)
+        .restore_objects(repo.as_ref(), &RecoveryTarget::Latest)
+        .await
+        .unwrap();
+    assert!(dry.dry_run);
+    assert_eq!(dry.count(&Outcome::Created), 1, "the namespace: {dry:#?}");
+    assert_eq!(
+        dry.count(&Outcome::Unchecked(String::new())),
+        objects.len() - 1,
+        "{dry:#?}"
+    );
+    for object in &objects {
+        assert!(
+            current(cluster, object, "shop-dr").await.is_none(),
+            "{object:?}"
+        );
+    }
+
+    // Into another namespace, beside the original.
+    let mapped = restore
+        .restore_objects(repo.as_ref(), &RecoveryTarget::Latest)
+        .await
+        .unwrap();
+    assert_eq!(
+        mapped.count(&Outcome::Created),
+        objects.len(),
+        "{mapped:#?}"
+    );
+    for object in &objects {
+        let now = current(cluster, object, "shop-dr").await.unwrap();
+        assert_eq!(
+            comparable(&object.resource, &now, "shop-dr"),
+            comparable(&object.resource, &object.object, "shop-dr"),
+        );
+    }
+
+    // Again: everything exists and is skipped.
+    let again = restore
+        .clone()
+        .restore_objects(repo.as_ref(), &RecoveryTarget::Latest)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.count(&Outcome::Skipped(String::new())),
+        objects.len(),
+        "{again:#?}"
+    );
+
+    // Recreated: a changed config map comes back as stored, with a new uid;
+    // the namespace is never recreated.
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(cluster.client().clone(), "shop-dr");
+    let before = maps.get("settings").await.unwrap();
+    let mut changed = before.clone();
+    changed.data = Some([("conf".to_owned(), "a=2".to_owned())].into());
+    maps.replace("settings", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    let recreated = restore
+        .clone()
+        .existing(ExistingPolicy::Recreate)
+        .only_kinds(["configmaps"])
+        .restore_objects(repo.as_ref(), &RecoveryTarget::Latest)
+        .await
+        .unwrap();
+    let outcome = |name: &str| {
+        recreated
+            .objects
+            .iter()
+            .find(|o| o.object == name)
+            .map(|o| o.outcome.clone())
+            .unwrap_or_else(|| panic!("no outcome for {name}: {recreated:#?}"))
+    };
+    assert_eq!(outcome("configmaps shop-dr/settings"), Outcome::Recreated);
+    assert!(
+        matches!(outcome("namespaces shop-dr"), Outcome::Skipped(why) if why.contains("never recreated"))
+    );
+    assert!(
+        recreated
+            .objects
+            .iter()
+            .all(|o| !o.object.starts_with("deployments"))
+    );
+    let after = maps.get("settings").await.unwrap();
+    assert_eq!(after.data.unwrap()["conf"], "a=1");
+    assert_ne!(after.metadata.uid, before.metadata.uid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kinds_and_damaged_backups_are_clear_errors() {
+    let setup = setup().await;
+    let cluster = &setup.cluster;
+    let repo = repository().await;
+    let unknown = ResourceBackup::new(
+        cluster.clone(),
+        component(),
+        ResourceFilter::namespaces(["default"]).kinds(["rooms.livekit.io"]),
+    );
+    let err = unknown.backup_to(repo.as_ref()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("rooms.livekit.io"), "{err}");
+    assert!(
+        err.to_string().contains("configmaps"),
+        "it names what is served: {err}"
+    );
+    assert!(repo.snapshots(&component()).await.unwrap().is_empty());
+
+    // A record that counts more objects than the tar holds.
+    let backup = ResourceBackup::new(
+        cluster.clone(),
+        component(),
+        ResourceFilter::namespaces(["default"]),
+    );
+    let good = backup.backup_to(repo.as_ref()).await.unwrap();
+    let mut writer = repo
+        .begin(&component(), good.manifest.started_at)
+        .await
+        .unwrap();
+    for entry in &good.manifest.streams {
+        let mut bytes = Vec::new();
+        let mut stream =
+            dr_core::SnapshotSourceExt::open_stream(repo.as_ref(), &good.manifest.id, &entry.name)
+                .await
+                .unwrap();
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
+            .await
+            .unwrap();
+        if entry.name.as_str() == "contents.json" {
+            let mut contents: Value = serde_json::from_slice(&bytes).unwrap();
+            contents["taken"][0]["objects"] = json!(99);
+            bytes = serde_json::to_vec(&contents).unwrap();
+        }
+        writer
+            .add_stream(&entry.name, &mut bytes.as_slice())
+            .await
+            .unwrap();
+    }
+    let damaged = writer
+        .commit(SnapshotCommit::new(RecoveryPoint::new(
+            good.manifest.started_at,
+        )))
+        .await
+        .unwrap();
+    let restore = ResourceRestore::new(cluster.clone(), component());
+    let err = restore
+        .restore_objects(repo.as_ref(), &RecoveryTarget::Snapshot(damaged.id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("record counts"), "{err}");
+
+    // A snapshot that is not a resource backup.
+    let mut writer = repo
+        .begin(&component(), good.manifest.started_at)
+        .await
+        .unwrap();
+    let name: StreamName = "dump.rdb".parse().unwrap();
+    writer
+        .add_stream(&name, &mut &b"REDIS0011"[..])
+        .await
+        .unwrap();
+    let other = writer
+        .commit(SnapshotCommit::new(RecoveryPoint::new(
+            good.manifest.started_at,
+        )))
+        .await
+        .unwrap();
+    let err = restore
+        .restore_objects(repo.as_ref(), &RecoveryTarget::Snapshot(other.id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("not a resource backup"), "{err}");
+}
