@@ -104,6 +104,9 @@ pub enum Error {
         /// The revisions its replica sets have, comma-separated, or `none`.
         known: String,
     },
+    /// A step could not be recorded in its timeline (the clock went back).
+    #[error("timing the steps: {0}")]
+    Timing(#[source] dr_core::Error),
     /// A resource named (in a filter, a manifest) that the cluster does
     /// not serve.
     #[error("{cluster} serves no resource called {resource:?} (it serves: {served})")]
@@ -132,6 +135,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl From<Error> for dr_core::Error {
     fn from(error: Error) -> Self {
         use dr_core::ErrorKind;
+        if let Error::Timing(error) = error {
+            return error;
+        }
         let kind = match &error {
             Error::Kubeconfig { .. }
             | Error::UnknownContext { .. }
@@ -155,6 +161,7 @@ impl From<Error> for dr_core::Error {
             Error::NoRevision { .. } => ErrorKind::NotFound,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::UnknownResource { .. } => ErrorKind::InvalidInput,
+            Error::Timing(_) => ErrorKind::InvalidInput,
         };
         dr_core::Error::other(kind, error.to_string(), error)
     }

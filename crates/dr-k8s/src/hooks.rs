@@ -9,9 +9,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use dr_core::{ComponentId, Fence, Member, Rewire, async_trait};
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use serde_json::json;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
 
 use crate::cluster::Cluster;
 use crate::error::Error;
@@ -192,28 +191,9 @@ impl Rewire for ServiceRewire {
         let labels = self.selectors.get(&primary.name).ok_or_else(|| {
             dr_core::Error::invalid(&what, "no selector is named for that member")
         })?;
-        let services: Api<Service> =
-            Api::namespaced(self.cluster.client().clone(), &self.namespace);
-        // The selector replaced whole: keys the old one had and the new
-        // one lacks must not stay.
-        let mut selector = serde_json::Map::new();
-        selector.insert("$patch".into(), json!("replace"));
-        for (key, value) in labels {
-            selector.insert(key.clone(), json!(value));
-        }
-        let patch = Patch::Strategic(json!({ "spec": { "selector": selector } }));
-        let patched = services
-            .patch(&self.service, &PatchParams::default(), &patch)
-            .await
-            .map_err(|e| self.cluster.failed(&what, e))?;
-        let now = patched.spec.and_then(|s| s.selector).unwrap_or_default();
-        if now != *labels {
-            return Err(dr_core::Error::other(
-                dr_core::ErrorKind::Refused,
-                format!("{what}: its selector reads back as {now:?}, not {labels:?}"),
-                std::io::Error::other("selector not applied"),
-            ));
-        }
+        self.cluster
+            .set_service_selector(&self.namespace, &self.service, labels)
+            .await?;
         Ok(())
     }
 }

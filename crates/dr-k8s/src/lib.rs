@@ -18,6 +18,22 @@
 //!   [`Undone`] says which revision it went back to).
 //! - [`Cluster::delete_pod_and_wait`]: the runbooks' "delete the failed
 //!   pod", waiting for a ready replacement ([`Replaced`]).
+//! - Patches, read back: [`Cluster::set_service_selector`],
+//!   [`Cluster::set_env`] ([`EnvChange`]s, strategic merge by name) and
+//!   [`Cluster::set_image`] (`kubectl set image`).
+//! - [`Cluster::guard_rollout`]: the health-gated rollout. A rollout
+//!   watched with a [`HealthCheck`] ([`HttpHealth`]: a GET wanting 2xx or
+//!   3xx) under a [`RolloutGuard`] (deadline, failures in a row, settling
+//!   time) and undone where it fails; [`GuardedRollout`] gives the time to
+//!   rollback.
+//! - [`LeaseLock`]: a coordination.k8s.io Lease held by one holder at a
+//!   time (client-go's algorithm: writes against the resourceVersion read,
+//!   another's lease taken only after a whole duration unrenewed as this
+//!   process saw).
+//! - [`Cluster::create_namespace`] and [`Cluster::delete_namespace`] (the
+//!   incident namespace), [`Cluster::isolate`] and
+//!   [`Cluster::remove_isolation`] (the network-partition drill's
+//!   NetworkPolicy, nothing in or out).
 //! - The hooks a PostgreSQL or Redis failover takes: [`WorkloadFence`]
 //!   (dr-core's `Fence`: the failed primary's workload scaled to zero, its
 //!   pods gone before it returns, or its bare pod deleted) and
@@ -40,9 +56,8 @@
 //! that links it does.
 //!
 //! Not yet (they come with the rest of its issue): undo of StatefulSets
-//! (their history is in ControllerRevisions), patches of env, applying
-//! manifests, logs, cordon and drain, network policies, namespaces, the
-//! health-gated rollout and the Lease.
+//! (their history is in ControllerRevisions), applying manifests, logs,
+//! cordon and drain.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), dr_k8s::Error> {
@@ -73,7 +88,12 @@
 
 mod cluster;
 mod error;
+mod guard;
+mod health;
 mod hooks;
+mod lease;
+mod namespace;
+mod patch;
 mod pods;
 mod resources;
 mod retry;
@@ -82,7 +102,12 @@ mod workload;
 
 pub use cluster::Cluster;
 pub use error::{Error, Result};
+pub use guard::{GuardVerdict, GuardedRollout, RolloutGuard};
+pub use health::{HealthCheck, HttpHealth};
 pub use hooks::{FenceTarget, ServiceRewire, WorkloadFence};
+pub use lease::{Acquired, LeaseLock, LeaseRecord};
+pub use namespace::{Isolation, MANAGED_BY};
+pub use patch::EnvChange;
 pub use pods::{PodQuery, PodState};
 pub use resources::{
     BackupContents, ClusterScoped, Discovered, ExistingPolicy, FIELD_MANAGER, LeftOut,

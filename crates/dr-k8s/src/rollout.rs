@@ -105,7 +105,7 @@ pub struct Replaced {
 }
 
 /// Where a rollout is, in kubectl's words.
-enum Progress {
+pub(crate) enum Progress {
     Done(String),
     Waiting(String),
     Failed { reason: String, message: String },
@@ -220,7 +220,11 @@ impl Cluster {
     }
 
     /// Where `workload`'s rollout is, and its counts.
-    async fn progress(&self, workload: &Workload, what: &str) -> Result<(Progress, RolloutStatus)> {
+    pub(crate) async fn progress(
+        &self,
+        workload: &Workload,
+        what: &str,
+    ) -> Result<(Progress, RolloutStatus)> {
         let read = format!("reading {workload}");
         match workload.kind {
             WorkloadKind::Deployment => {

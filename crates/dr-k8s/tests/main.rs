@@ -7,7 +7,11 @@
 mod common;
 
 mod cluster;
+mod guard;
 mod hooks;
+mod lease;
+mod namespace;
+mod patch;
 mod pods;
 mod replace;
 mod resources;
