@@ -7,6 +7,8 @@
 //! [`KubeApiServer::kubeconfig`] writes a kubeconfig for `kubectl --kubeconfig`. Dropping the
 //! handle stops the server. [`KubeApiServer::start_with`] takes [`KubeApiServerOptions`]:
 //! controllers on or off, how much watch history is kept, how often bookmarks go out.
+//! [`KubeApiServer::inject`] makes requests fail as a [`Fault`] says, and
+//! [`KubeApiServer::set_group_unavailable`] takes an API group down.
 //!
 //! ```no_run
 //! # async fn demo() -> dr_k8s_testkit::Result<()> {
@@ -72,6 +74,14 @@
 //! - **Defaults**: the `spec` fields of deployments, replica sets and stateful sets that
 //!   kubectl and the controllers read (`replicas`, `strategy`, `updateStrategy`,
 //!   `podManagementPolicy`, `revisionHistoryLimit`, `progressDeadlineSeconds`), where absent.
+//! - **Faults**: a [`Fault`] answers the next N requests that match a method and a path
+//!   (prefix or substring) with a status code and a `Status` with Kubernetes' reason for it
+//!   (`InternalError`, `TooManyRequests`, `Conflict`, `ServiceUnavailable`, ...), optionally
+//!   after a delay and with `Retry-After` (client-go, so kubectl, then retries by itself);
+//!   [`Fault::latency`] only delays. An API group made unavailable answers 503
+//!   `ServiceUnavailable` on every path under `/apis/{group}` while `/apis` still lists it, as
+//!   the aggregator does for an API service that is down (`kubectl api-resources` then
+//!   reports the group and lists the others).
 //! - **Storage**: one resourceVersion counter for every object; `uid`, `creationTimestamp`;
 //!   `generation` bumped when `spec` changes; a write that changes nothing keeps the
 //!   resourceVersion. Namespaced objects need their namespace. Errors are `meta/v1` `Status`
@@ -111,6 +121,7 @@
 pub(crate) mod api;
 pub(crate) mod controller;
 pub(crate) mod error;
+pub(crate) mod fault;
 pub(crate) mod patch;
 pub(crate) mod registry;
 pub(crate) mod selector;
@@ -120,4 +131,5 @@ pub(crate) mod store;
 pub(crate) mod watch;
 
 pub use crate::error::{Error, Result};
+pub use crate::fault::Fault;
 pub use crate::server::{KubeApiServer, KubeApiServerOptions};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -19,6 +19,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::api::{self, ApiReply, ApiRequest, Outcome};
 use crate::error::{Error, Result};
+use crate::fault::{Fault, Faults};
 use crate::status::ApiError;
 use crate::store::Store;
 use crate::watch::{self, Pacing, ResponseBody};
@@ -95,6 +96,7 @@ pub struct KubeApiServer {
     address: SocketAddr,
     accept: JoinHandle<()>,
     controllers: Option<JoinHandle<()>>,
+    faults: Arc<Mutex<Faults>>,
 }
 
 impl KubeApiServer {
@@ -129,12 +131,42 @@ impl KubeApiServer {
         let controllers = options
             .controllers
             .then(|| tokio::spawn(crate::controller::run(store.clone())));
-        let accept = tokio::spawn(serve(listener, store, options.bookmark_interval));
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let shared = Shared {
+            store,
+            faults: faults.clone(),
+            bookmark_interval: options.bookmark_interval,
+        };
+        let accept = tokio::spawn(serve(listener, Arc::new(shared)));
         Ok(KubeApiServer {
             address,
             accept,
             controllers,
+            faults,
         })
+    }
+
+    /// Makes the next requests that match `fault` fail (or come late) as it says; faults
+    /// injected earlier are tried first.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> dr_k8s_testkit::Result<()> {
+    /// use dr_k8s_testkit::{Fault, KubeApiServer};
+    /// let server = KubeApiServer::start().await?;
+    /// server.inject(Fault::status(429).method("POST").path_contains("/eviction").times(2));
+    /// # Ok(()) }
+    /// ```
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.faults).inject(fault);
+    }
+
+    /// Makes an API group (`apps`, `policy`, a custom resource's group) unavailable, or
+    /// available again: every path under `/apis/{group}` (its discovery documents and its
+    /// resources) is answered 503 `ServiceUnavailable`, as the aggregator answers for an
+    /// API service that is down, while `/apis` still lists the group. The core group (`/api`)
+    /// cannot be made unavailable.
+    pub fn set_group_unavailable(&self, group: &str, unavailable: bool) {
+        lock(&self.faults).set_group_unavailable(group, unavailable);
     }
 
     /// `http://127.0.0.1:PORT`, the server's base URL.
@@ -188,9 +220,21 @@ impl Drop for KubeApiServer {
     }
 }
 
+/// A mutex's contents, even if a panic poisoned it: every write replaces whole values.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What every connection shares.
+struct Shared {
+    store: Arc<Mutex<Store>>,
+    faults: Arc<Mutex<Faults>>,
+    bookmark_interval: Duration,
+}
+
 /// Accepts connections until aborted; the connections live in a `JoinSet` owned by this
 /// future, so aborting it aborts them too.
-async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>, bookmark_interval: Duration) {
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -199,13 +243,11 @@ async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>, bookmark_interva
             continue;
         };
         while connections.try_join_next().is_some() {}
-        let store = store.clone();
+        let shared = shared.clone();
         connections.spawn(async move {
             let service = service_fn(move |request| {
-                let store = store.clone();
-                async move {
-                    Ok::<_, Infallible>(respond(request, &store, bookmark_interval).await)
-                }
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(respond(request, &shared).await) }
             });
             // A client that goes away mid-request is no concern of the server's.
             let _ = http1::Builder::new()
@@ -215,11 +257,7 @@ async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>, bookmark_interva
     }
 }
 
-async fn respond(
-    request: Request<Incoming>,
-    store: &Mutex<Store>,
-    bookmark_interval: Duration,
-) -> Response<ResponseBody> {
+async fn respond(request: Request<Incoming>, shared: &Shared) -> Response<ResponseBody> {
     let (parts, body) = request.into_parts();
     let header = |name| {
         parts
@@ -236,6 +274,10 @@ async fn respond(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
+    let injected = lock(&shared.faults).take(parts.method.as_str(), parts.uri.path());
+    if let Some(delay) = injected.as_ref().map(|i| i.delay) {
+        tokio::time::sleep(delay).await;
+    }
     let outcome = match body.collect().await {
         Err(e) => ApiReply::from(ApiError::bad_request(format!(
             "reading the request body: {e}"
@@ -251,6 +293,8 @@ async fn respond(
                     details: None,
                 })
                 .into()
+            } else if let Some(error) = injected.and_then(|i| i.error) {
+                ApiReply::from(error).into()
             } else {
                 let request = ApiRequest {
                     method: parts.method,
@@ -260,27 +304,34 @@ async fn respond(
                     accept: header(ACCEPT),
                     body,
                 };
-                // A panic elsewhere cannot leave the store half-written: every write
-                // replaces whole objects.
-                let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
-                api::handle(&mut store, &request)
+                api::handle(&mut lock(&shared.store), &request)
             }
         }
     };
+    let mut retry_after = None;
     let (code, body) = match outcome {
         Outcome::Reply(reply) => {
+            retry_after = reply.body["details"]["retryAfterSeconds"]
+                .as_u64()
+                .filter(|s| *s > 0);
             let body = serde_json::to_vec(&reply.body).expect("a JSON value serializes");
             (reply.code, ResponseBody::Full(Some(Bytes::from(body))))
         }
         Outcome::Watch(watch, timeout) => {
             let pacing = Pacing {
-                bookmark_interval,
+                bookmark_interval: shared.bookmark_interval,
                 timeout,
             };
             (200, watch::stream(watch, pacing))
         }
     };
     let mut response = Response::new(body);
+    if let Some(seconds) = retry_after {
+        // As the real server: a Status that suggests a wait says so in the header too.
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
     *response.status_mut() =
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response

@@ -162,6 +162,8 @@ impl Kubectl {
 pub(crate) struct Reply {
     pub(crate) code: u16,
     pub(crate) content_type: String,
+    /// The status line and headers.
+    pub(crate) head: String,
     pub(crate) body: Value,
 }
 
@@ -198,6 +200,7 @@ pub(crate) async fn request(
     Reply {
         code,
         content_type,
+        head: head.to_owned(),
         body,
     }
 }

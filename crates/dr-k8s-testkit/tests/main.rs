@@ -6,6 +6,7 @@
 
 mod common;
 
+mod fault;
 mod http;
 mod kubectl;
 mod rollout;
