@@ -209,7 +209,7 @@ impl Query {
         parsed
     }
 
-    fn list_query(&self) -> Result<ListQuery, ApiError> {
+    fn list_query(&self, kind: &ResourceType) -> Result<ListQuery, ApiError> {
         let limit = match self.limit.as_deref() {
             None | Some("") | Some("0") => None,
             Some(text) => Some(text.parse::<usize>().map_err(|_| {
@@ -218,7 +218,7 @@ impl Query {
         };
         Ok(ListQuery {
             labels: LabelSelector::parse(self.label_selector.as_deref().unwrap_or(""))?,
-            fields: FieldSelector::parse(self.field_selector.as_deref().unwrap_or(""))?,
+            fields: FieldSelector::parse(self.field_selector.as_deref().unwrap_or(""), kind)?,
             limit,
             continue_token: self.continue_token.clone(),
         })
@@ -271,7 +271,7 @@ fn watch(store: &Store, target: &Target<'_>, query: &Query) -> Result<Outcome, A
         kind: target.kind,
         namespace: target.namespace.map(str::to_owned),
         labels: LabelSelector::parse(query.label_selector.as_deref().unwrap_or(""))?,
-        fields: FieldSelector::parse(query.field_selector.as_deref().unwrap_or(""))?,
+        fields: FieldSelector::parse(query.field_selector.as_deref().unwrap_or(""), target.kind)?,
     };
     let watch = store.watch(
         filter,
@@ -290,9 +290,12 @@ fn collection(
 ) -> Result<Outcome, ApiError> {
     match request.method {
         Method::GET if query.watch => watch(store, target, query),
-        Method::GET => {
-            Ok(ok(store.list(target.kind, target.namespace, &query.list_query()?)?).into())
-        }
+        Method::GET => Ok(ok(store.list(
+            target.kind,
+            target.namespace,
+            &query.list_query(target.kind)?,
+        )?)
+        .into()),
         Method::POST => {
             if target.kind.namespaced && target.namespace.is_none() {
                 return Err(ApiError::method_not_allowed("POST"));

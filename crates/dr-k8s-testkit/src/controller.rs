@@ -7,6 +7,10 @@
 //!   at once (no surge, no pacing), and keep their `status` and revision annotation.
 //! - **ReplicaSets** make and delete Pods `<name>-<suffix>`; **StatefulSets** Pods
 //!   `<name>-0`, `-1`, ... in order, deleting from the highest ordinal.
+//! - **The scheduler**: a pod without `spec.nodeName` goes to the node with the fewest pods
+//!   of those not cordoned, not reporting themselves not ready and matching its
+//!   `nodeSelector`; if nodes exist and none fits, it stays `Pending` with a `PodScheduled`
+//!   condition that says why; with no nodes at all it runs unassigned.
 //! - **Pods** start at once: `Running` and `Ready`, unless their annotation
 //!   `drkit.test/fail` is `"true"`: then `Running`, not ready, the container waiting in
 //!   `CrashLoopBackOff`.
@@ -733,12 +737,154 @@ fn sync_stateful_set(store: &mut Store, stateful_set: &Value) -> bool {
         )
 }
 
-/// The kubelet's part: a pod that has not started starts, `Running` and `Ready`, or, with
-/// the annotation `drkit.test/fail: "true"`, `Running` with its containers crash-looping.
+/// Where the scheduler puts a pod.
+enum Placement {
+    /// No Node objects at all: the pod runs unassigned, as on a cluster of one imagined node.
+    Anywhere,
+    /// The least-loaded node it fits, by name among equals.
+    Node(Value),
+    /// Nodes exist but none takes the pod: the scheduler's message.
+    Nowhere(String),
+}
+
+/// Whether a node reports itself not ready (a node without a `Ready` condition is taken as
+/// ready: tests make nodes without a kubelet).
+fn node_not_ready(node: &Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] != "True")
+}
+
+/// The scheduler's choice for a pod without `spec.nodeName`: a node that is not cordoned
+/// (`spec.unschedulable`), not reporting itself not ready, and whose labels hold the pod's
+/// `spec.nodeSelector`; of those, the one with the fewest pods not yet finished.
+fn place(store: &Store, pod: &Value) -> Placement {
+    let nodes = store.objects(kind("", "nodes"));
+    if nodes.is_empty() {
+        return Placement::Anywhere;
+    }
+    let selector = pod["spec"]["nodeSelector"].as_object();
+    let (mut cordoned, mut not_ready, mut unmatched) = (0, 0, 0);
+    let mut fitting = Vec::new();
+    for node in &nodes {
+        let labels = &node["metadata"]["labels"];
+        if node["spec"]["unschedulable"] == true {
+            cordoned += 1;
+        } else if node_not_ready(node) {
+            not_ready += 1;
+        } else if selector
+            .into_iter()
+            .flatten()
+            .any(|(key, value)| labels.get(key) != Some(value))
+        {
+            unmatched += 1;
+        } else {
+            fitting.push(node);
+        }
+    }
+    if fitting.is_empty() {
+        // In the scheduler's words.
+        let mut reasons = Vec::new();
+        if unmatched > 0 {
+            reasons.push(format!(
+                "{unmatched} node(s) didn't match Pod's node affinity/selector"
+            ));
+        }
+        if not_ready > 0 {
+            reasons.push(format!("{not_ready} node(s) were not ready"));
+        }
+        if cordoned > 0 {
+            reasons.push(format!("{cordoned} node(s) were unschedulable"));
+        }
+        return Placement::Nowhere(format!(
+            "0/{} nodes are available: {}.",
+            nodes.len(),
+            reasons.join(", ")
+        ));
+    }
+    let pods = store.objects(kind("", "pods"));
+    let load = |node: &Value| {
+        pods.iter()
+            .filter(|p| text(p, "/spec/nodeName") == name_of(node))
+            .filter(|p| !matches!(text(p, "/status/phase"), "Succeeded" | "Failed"))
+            .count()
+    };
+    let chosen = fitting
+        .into_iter()
+        .min_by_key(|node| (load(node), name_of(node).to_owned()))
+        .expect("fitting is not empty");
+    Placement::Node(chosen.clone())
+}
+
+/// The scheduler's part: a pod without a node gets one, or a `PodScheduled` condition that
+/// says why none fits. The pod as it is after, if it may start.
+fn schedule(store: &mut Store, pod: &Value, changed: &mut bool) -> Option<Value> {
+    if !text(pod, "/spec/nodeName").is_empty() {
+        return Some(pod.clone());
+    }
+    let pods_kind = kind("", "pods");
+    match place(store, pod) {
+        Placement::Anywhere => Some(pod.clone()),
+        Placement::Node(node) => {
+            let mut bound = pod.clone();
+            bound["spec"]["nodeName"] = name_of(&node).into();
+            *changed |= write(store, pods_kind, bound, Part::Main);
+            store
+                .get(pods_kind, Some(namespace_of(pod)), name_of(pod))
+                .ok()
+        }
+        Placement::Nowhere(message) => {
+            let conditions = &pod["status"]["conditions"];
+            let said = conditions.as_array().into_iter().flatten().any(|c| {
+                c["type"] == "PodScheduled" && c["status"] == "False" && c["message"] == message
+            });
+            if !said {
+                let mut next = pod.clone();
+                next["status"]["conditions"] = json!([{
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "lastProbeTime": null,
+                    "lastTransitionTime": now(),
+                    "reason": "Unschedulable",
+                    "message": message,
+                }]);
+                *changed |= write(store, pods_kind, next, Part::Status);
+            }
+            None
+        }
+    }
+}
+
+/// The node's internal address, as the kubelet reports it in `status.hostIP`.
+fn host_ip(store: &Store, pod: &Value) -> String {
+    let node = store.get(kind("", "nodes"), None, text(pod, "/spec/nodeName"));
+    node.ok()
+        .and_then(|node| {
+            node["status"]["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["type"] == "InternalIP")
+                .and_then(|a| a["address"].as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "10.0.0.1".into())
+}
+
+/// The scheduler's and kubelet's part: a pod that has not started is placed on a node (if
+/// there are nodes) and starts, `Running` and `Ready`, or, with the annotation
+/// `drkit.test/fail: "true"`, `Running` with its containers crash-looping.
 fn start_pod(store: &mut Store, pod: &Value) -> bool {
     if pod["status"].get("startTime").is_some() || pod["status"]["phase"] != "Pending" {
         return false;
     }
+    let mut changed = false;
+    let Some(pod) = schedule(store, pod, &mut changed) else {
+        return changed;
+    };
+    let pod = &pod;
     let fail = pod["metadata"]["annotations"][FAIL_ANNOTATION] == "true";
     let now = now();
     let ready = if fail { "False" } else { "True" };
@@ -787,7 +933,7 @@ fn start_pod(store: &mut Store, pod: &Value) -> bool {
             condition("ContainersReady", ready, &not_ready),
             condition("PodScheduled", "True", &json!({})),
         ],
-        "hostIP": "10.0.0.1",
+        "hostIP": host_ip(store, pod),
         "podIP": ip,
         "podIPs": [{"ip": ip}],
         "startTime": now,
@@ -796,5 +942,5 @@ fn start_pod(store: &mut Store, pod: &Value) -> bool {
     });
     let mut next = pod.clone();
     next["status"] = status;
-    write(store, kind("", "pods"), next, Part::Status)
+    changed | write(store, kind("", "pods"), next, Part::Status)
 }

@@ -33,7 +33,10 @@
 //!   discovery is not served: the legacy documents come back as plain `application/json`,
 //!   which clients (kubectl 1.32 among them) take as the signal to fall back.
 //! - **Verbs**: get; list with label selectors (equality and set-based), field selectors on
-//!   `metadata.name` and `metadata.namespace`, `limit` and `continue`; create (with
+//!   the fields a real server indexes (`metadata.name` and `metadata.namespace` of every
+//!   resource; a pod's `spec.nodeName`, `spec.restartPolicy`, `spec.schedulerName`,
+//!   `spec.serviceAccountName`, `status.phase`, `status.podIP`, `status.nominatedNodeName`; a
+//!   node's `spec.unschedulable`; any other field is 400), `limit` and `continue`; create (with
 //!   `generateName` and `dryRun=All`); update with a resourceVersion precondition (409
 //!   Conflict); patch as merge patch (RFC 7386), JSON patch (RFC 6902) or strategic merge
 //!   patch (lists merged by key for `containers`, `initContainers`, `volumes`, `env`,
@@ -64,8 +67,15 @@
 //!   replica counts, `Available` and `Progressing` conditions, `NewReplicaSetAvailable` once
 //!   rolled out). ReplicaSets make Pods `<name>-<suffix>`; StatefulSets make `<name>-0`,
 //!   `-1`, ... in order (one at a time unless `podManagementPolicy: Parallel`) and scale down
-//!   from the highest ordinal; both keep their `status`. A pod that has not started becomes
-//!   `Running` and `Ready` at once; **one whose annotation `drkit.test/fail` is `"true"`
+//!   from the highest ordinal; both keep their `status`. **The scheduler**: if Node objects
+//!   exist, a pod without `spec.nodeName` (made by a controller or not) is bound to the node
+//!   with the fewest unfinished pods among those not cordoned (`spec.unschedulable`), not
+//!   reporting a `Ready` condition other than `True`, and whose labels hold the pod's
+//!   `nodeSelector` (ties by name); when none fits it stays `Pending` with a `PodScheduled`
+//!   `False` condition in the scheduler's words (`0/2 nodes are available: 2 node(s) were
+//!   unschedulable.`) until one does. With no nodes at all pods run unassigned. A pod that
+//!   has not started becomes `Running` and `Ready` at once (`status.hostIP` its node's
+//!   `InternalIP`); **one whose annotation `drkit.test/fail` is `"true"`
 //!   becomes `Running` but never ready**, its containers waiting in `CrashLoopBackOff`. A
 //!   ReplicaSet or Pod whose controller is gone is deleted (background propagation). Each
 //!   change is an ordinary write, seen by watches. So `kubectl rollout status`, `rollout
@@ -100,8 +110,9 @@
 //! (`ProgressDeadlineExceeded`), `revisionHistoryLimit` pruning, hash collisions
 //! (`collisionCount`), ControllerRevisions (so `rollout undo` and `rollout history` of
 //! stateful sets and daemon sets), stateful set template updates (existing pods keep their
-//! template) and volume claim templates, daemon sets, jobs, services' endpoints, nodes and
-//! scheduling, and adoption of orphans by selector. Pod template hashes have Kubernetes'
+//! template) and volume claim templates, daemon sets, jobs, services' endpoints, the node
+//! lifecycle (heartbeats, taints; the scheduler reads no taints, tolerations, affinities or
+//! resources), and adoption of orphans by selector. Pod template hashes have Kubernetes'
 //! form but not its values. Those are later slices; a request for one gets an error, not a
 //! pretence.
 //!

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::registry::ResourceType;
 use crate::status::ApiError;
 
 /// One requirement of a label selector.
@@ -115,20 +116,48 @@ fn label_value(value: &str) -> Option<String> {
     valid.then(|| value.to_owned())
 }
 
-/// A parsed `fieldSelector` over `metadata.name` and `metadata.namespace`.
+/// A parsed `fieldSelector`: each term a field (as a JSON pointer into the object), whether
+/// it must equal or differ, and the value.
 #[derive(Debug, Default)]
-pub(crate) struct FieldSelector(Vec<(Field, bool, String)>);
+pub(crate) struct FieldSelector(Vec<(&'static str, bool, String)>);
 
-#[derive(Debug, Clone, Copy)]
-enum Field {
-    Name,
-    Namespace,
+/// Where a field a selector names is in an object of `kind`, for the fields a real server
+/// indexes: `metadata.name` and `metadata.namespace` of every resource, and a pod's
+/// `spec.nodeName`, `spec.restartPolicy`, `spec.schedulerName`, `spec.serviceAccountName`,
+/// `status.phase`, `status.podIP`, `status.nominatedNodeName`, and a node's
+/// `spec.unschedulable`.
+fn field_pointer(kind: &ResourceType, field: &str) -> Option<&'static str> {
+    let pointer = match (kind.group, kind.kind, field) {
+        (_, _, "metadata.name") => "/metadata/name",
+        (_, _, "metadata.namespace") => "/metadata/namespace",
+        ("", "Pod", "spec.nodeName") => "/spec/nodeName",
+        ("", "Pod", "spec.restartPolicy") => "/spec/restartPolicy",
+        ("", "Pod", "spec.schedulerName") => "/spec/schedulerName",
+        ("", "Pod", "spec.serviceAccountName") => "/spec/serviceAccountName",
+        ("", "Pod", "status.phase") => "/status/phase",
+        ("", "Pod", "status.podIP") => "/status/podIP",
+        ("", "Pod", "status.nominatedNodeName") => "/status/nominatedNodeName",
+        ("", "Node", "spec.unschedulable") => "/spec/unschedulable",
+        _ => return None,
+    };
+    Some(pointer)
+}
+
+/// A field's value as a selector compares it: a string as it is, a boolean as `true` or
+/// `false` (absent is `false`, Go's zero value), anything else absent as `""`.
+fn field_value(object: &Value, pointer: &str) -> String {
+    match object.pointer(pointer) {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Bool(b)) => b.to_string(),
+        None | Some(Value::Null) if pointer == "/spec/unschedulable" => "false".into(),
+        _ => String::new(),
+    }
 }
 
 impl FieldSelector {
-    /// Parses `metadata.name=x,metadata.namespace!=y`; other fields are refused as the real
-    /// server refuses a field it does not index.
-    pub(crate) fn parse(text: &str) -> Result<Self, ApiError> {
+    /// Parses `metadata.name=x,spec.nodeName!=y` for a resource; a field it does not index is
+    /// refused as the real server refuses it.
+    pub(crate) fn parse(text: &str, kind: &ResourceType) -> Result<Self, ApiError> {
         let mut terms = Vec::new();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (field, equal, value) = if let Some((f, v)) = part.split_once("!=") {
@@ -140,29 +169,19 @@ impl FieldSelector {
                     "invalid selector: {text:?}; can't understand {part:?}"
                 )));
             };
-            let field = match field.trim() {
-                "metadata.name" => Field::Name,
-                "metadata.namespace" => Field::Namespace,
-                other => {
-                    return Err(ApiError::bad_request(format!(
-                        "field label not supported: {other}"
-                    )));
-                }
-            };
-            terms.push((field, equal, value.trim().to_owned()));
+            let field = field.trim();
+            let pointer = field_pointer(kind, field).ok_or_else(|| {
+                ApiError::bad_request(format!("field label not supported: {field}"))
+            })?;
+            terms.push((pointer, equal, value.trim().to_owned()));
         }
         Ok(FieldSelector(terms))
     }
 
     pub(crate) fn matches(&self, object: &Value) -> bool {
-        self.0.iter().all(|(field, equal, value)| {
-            let key = match field {
-                Field::Name => "name",
-                Field::Namespace => "namespace",
-            };
-            let actual = object["metadata"][key].as_str().unwrap_or("");
-            (actual == value) == *equal
-        })
+        self.0
+            .iter()
+            .all(|(pointer, equal, value)| (field_value(object, pointer) == *value) == *equal)
     }
 }
 

@@ -302,3 +302,62 @@ impl WatchStream {
         }
     }
 }
+
+/// `GET path`, retried every 20 ms for up to 10 s until `done` holds of its body (the
+/// controllers work after the write that wakes them); the last body read.
+pub(crate) async fn get_until(
+    server: &KubeApiServer,
+    path: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..500 {
+        last = get(server, path).await.body;
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("GET {path} never got there; last:\n{last:#}");
+}
+
+/// A JSON body sent with `method` and `content_type`.
+pub(crate) async fn send(
+    server: &KubeApiServer,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &Value,
+) -> Reply {
+    request(server, method, path, content_type, &body.to_string()).await
+}
+
+/// The names of a list's items.
+pub(crate) fn names(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| i["metadata"]["name"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// A Node with a name and labels, as a kubelet would register it (Ready, one internal
+/// address).
+pub(crate) fn node(name: &str, address: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "spec": {},
+    })
+    .as_object()
+    .map(|n| {
+        let mut n = Value::Object(n.clone());
+        n["status"] = serde_json::json!({
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "addresses": [{"type": "InternalIP", "address": address}],
+        });
+        n
+    })
+    .expect("an object")
+}

@@ -10,4 +10,5 @@ mod fault;
 mod http;
 mod kubectl;
 mod rollout;
+mod scheduling;
 mod watch;
