@@ -71,6 +71,7 @@ pub(crate) fn handle(store: &mut Store, request: &ApiRequest) -> Outcome {
 enum Subresource {
     Scale,
     Status,
+    Eviction,
 }
 
 /// A path under `/api/v1` or `/apis/{group}/{version}` that names resources.
@@ -153,6 +154,7 @@ fn target<'a>(group: &str, version: &str, rest: &[&'a str]) -> Option<Target<'a>
         [name] => (Some(*name), None),
         [name, "status"] if kind.status => (Some(*name), Some(Subresource::Status)),
         [name, "scale"] if kind.scale => (Some(*name), Some(Subresource::Scale)),
+        [name, "eviction"] if kind.kind == "Pod" => (Some(*name), Some(Subresource::Eviction)),
         _ => return None,
     };
     // A namespaced object is named only within its namespace.
@@ -345,7 +347,14 @@ fn item(
                 query.dry_run,
             )?))
         }
-        Method::DELETE => Ok(ok(store.delete(kind, namespace, name, query.dry_run)?)),
+        Method::DELETE => {
+            // Deletion is immediate, whatever grace period the options give.
+            let options = DeleteOptions::from_body(request)?;
+            let current = store.get(kind, namespace, name)?;
+            options.check(kind, &current, name)?;
+            let dry_run = query.dry_run || options.dry_run;
+            Ok(ok(store.delete(kind, namespace, name, dry_run)?))
+        }
         ref other => Err(ApiError::method_not_allowed(other.as_str())),
     }
 }
@@ -361,6 +370,15 @@ fn sub(
     let (kind, namespace) = (target.kind, target.namespace);
     let current = store.get(kind, namespace, name)?;
     let written = match (subresource, &request.method) {
+        (Subresource::Eviction, &Method::POST) => {
+            let body = json_body(request)?;
+            let namespace = namespace.unwrap_or("default");
+            let done = crate::eviction::evict(store, namespace, name, &body, query.dry_run)?;
+            return Ok(ApiReply {
+                code: 201,
+                body: done,
+            });
+        }
         (Subresource::Status, &Method::GET) => return Ok(ok(current)),
         (Subresource::Scale, &Method::GET) => return Ok(ok(scale_of(&current))),
         (Subresource::Status, &Method::PUT) => json_body(request)?,
@@ -377,12 +395,12 @@ fn sub(
     };
     let part = match subresource {
         Subresource::Status => Part::Status,
-        Subresource::Scale => Part::Main,
+        Subresource::Scale | Subresource::Eviction => Part::Main,
     };
     let updated = store.update(kind, namespace, name, written, part, query.dry_run)?;
     Ok(ok(match subresource {
-        Subresource::Status => updated,
         Subresource::Scale => scale_of(&updated),
+        Subresource::Status | Subresource::Eviction => updated,
     }))
 }
 
@@ -448,6 +466,92 @@ fn with_scale(
         next["metadata"]["resourceVersion"] = rv.into();
     }
     Ok(next)
+}
+
+/// What a DELETE's `DeleteOptions` (or an eviction's `deleteOptions`) asks for that the
+/// server acts on: its preconditions and `dryRun`. `gracePeriodSeconds` and
+/// `propagationPolicy` are taken and checked, and change nothing: deletion is immediate and
+/// in the background.
+#[derive(Debug, Default)]
+pub(crate) struct DeleteOptions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+    pub(crate) dry_run: bool,
+}
+
+impl DeleteOptions {
+    /// The options in a DELETE's body, if it has one.
+    fn from_body(request: &ApiRequest) -> Result<Self, ApiError> {
+        if request.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(DeleteOptions::default());
+        }
+        Self::from_value(&json_body(request)?)
+    }
+
+    /// Options from a `DeleteOptions` object; `null` for none.
+    pub(crate) fn from_value(options: &Value) -> Result<Self, ApiError> {
+        if options.is_null() {
+            return Ok(DeleteOptions::default());
+        }
+        if !options.is_object() {
+            return Err(ApiError::bad_request("DeleteOptions is not a JSON object"));
+        }
+        if let Some(grace) = options.get("gracePeriodSeconds").filter(|g| !g.is_null())
+            && !grace.is_i64()
+        {
+            return Err(ApiError::bad_request(format!(
+                "gracePeriodSeconds is not an integer: {grace}"
+            )));
+        }
+        if let Some(policy) = options.get("propagationPolicy").filter(|p| !p.is_null())
+            && !matches!(
+                policy.as_str(),
+                Some("Orphan" | "Background" | "Foreground")
+            )
+        {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy is not Orphan, Background or Foreground: {policy}"
+            )));
+        }
+        let precondition =
+            |field: &str| options["preconditions"][field].as_str().map(str::to_owned);
+        let dry_run = options["dryRun"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|v| v == "All"));
+        Ok(DeleteOptions {
+            uid: precondition("uid"),
+            resource_version: precondition("resourceVersion"),
+            dry_run,
+        })
+    }
+
+    /// The preconditions against the object as it is: 409 Conflict if one fails.
+    pub(crate) fn check(
+        &self,
+        kind: &ResourceType,
+        current: &Value,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let checks = [
+            ("UID", &self.uid, "uid"),
+            ("ResourceVersion", &self.resource_version, "resourceVersion"),
+        ];
+        for (label, wanted, field) in checks {
+            let actual = current["metadata"][field].as_str().unwrap_or("");
+            if let Some(wanted) = wanted
+                && wanted != actual
+            {
+                let mut error = ApiError::conflict(subject(kind, name));
+                error.message = format!(
+                    "Operation cannot be fulfilled on {}: Precondition failed: {label} in \
+                     precondition: {wanted}, {label} in object meta: {actual}",
+                    subject(kind, name).describe()
+                );
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A POST or PUT body: JSON only.

@@ -14,6 +14,8 @@
 //! - **Pods** start at once: `Running` and `Ready`, unless their annotation
 //!   `drkit.test/fail` is `"true"`: then `Running`, not ready, the container waiting in
 //!   `CrashLoopBackOff`.
+//! - **PodDisruptionBudgets** keep their `status` (expected, healthy and desired pods, the
+//!   disruptions allowed, the `DisruptionAllowed` condition), figured as eviction does.
 //! - **Garbage collection**: a ReplicaSet or Pod whose controller owner is gone is deleted.
 //!
 //! Each pass runs under the store's lock and writes through the store, so every change is a
@@ -92,7 +94,26 @@ fn pass(store: &mut Store) -> bool {
     for pod in store.objects(kind("", "pods")) {
         changed |= start_pod(store, &pod);
     }
+    for budget in store.objects(kind("policy", "poddisruptionbudgets")) {
+        changed |= sync_budget(store, &budget);
+    }
     changed
+}
+
+/// The disruption controller's part: a budget's `status` from the pods it selects now.
+fn sync_budget(store: &mut Store, budget: &Value) -> bool {
+    let status = crate::eviction::status(store, budget, &now());
+    if budget["status"] == status {
+        return false;
+    }
+    let mut next = budget.clone();
+    next["status"] = status;
+    write(
+        store,
+        kind("policy", "poddisruptionbudgets"),
+        next,
+        Part::Status,
+    )
 }
 
 fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
@@ -388,7 +409,9 @@ fn sync_deployment(store: &mut Store, deployment: &Value) -> bool {
         }
         None => {
             let hash = template_hash(&wanted);
-            let mut template = wanted.clone();
+            // The template as given: normalizing is for comparing only (an `emptyDir: {}`
+            // is a volume, not nothing).
+            let mut template = template.clone();
             template["metadata"]["labels"][HASH_LABEL] = hash.clone().into();
             let mut selector = deployment["spec"]["selector"].clone();
             selector["matchLabels"][HASH_LABEL] = hash.clone().into();

@@ -41,11 +41,26 @@
 //!   Conflict); patch as merge patch (RFC 7386), JSON patch (RFC 6902) or strategic merge
 //!   patch (lists merged by key for `containers`, `initContainers`, `volumes`, `env`,
 //!   `volumeMounts` by `name`, `ports` by `containerPort`, with `$patch: replace` and
-//!   `$patch: delete`); delete (a namespace takes its objects with it, at once).
+//!   `$patch: delete`); delete, with `DeleteOptions` in the body (`preconditions` on uid and
+//!   resourceVersion, 409 when they fail; `dryRun`; `gracePeriodSeconds` and
+//!   `propagationPolicy` taken but changing nothing: **deletion is immediate**, as with a
+//!   grace period of 0, so a pod is gone, not `Terminating`, when the DELETE answers; a
+//!   namespace takes its objects with it, at once).
 //! - **Subresources**: `status` (get, update and patch change `status` only, and an update of
 //!   the object leaves `status` alone) for pods, nodes, namespaces, deployments, replica sets,
-//!   stateful sets and daemon sets; `scale` (autoscaling/v1 `Scale`) for deployments, replica
-//!   sets and stateful sets.
+//!   stateful sets, daemon sets and pod disruption budgets; `scale` (autoscaling/v1 `Scale`)
+//!   for deployments, replica sets and stateful sets; `pods/eviction` (POST of a policy/v1
+//!   `Eviction`, listed in `/api/v1` as kubectl drain looks for it): the `deleteOptions`
+//!   checked as a DELETE's, then the one PodDisruptionBudget of the pod's namespace whose
+//!   selector matches the pod (more than one is a 500, as in Kubernetes) is figured over its
+//!   pods as the disruption controller does (expected pods: the pods selected with an integer
+//!   `minAvailable`, else their controllers' `spec.replicas`; healthy: `Ready`; percentages
+//!   rounded up). A ready pod goes while `currentHealthy - desiredHealthy > 0`, an unready
+//!   one while `currentHealthy >= desiredHealthy` (or with `unhealthyPodEvictionPolicy:
+//!   AlwaysAllow`), a `Pending`, `Succeeded` or `Failed` one always; else **429
+//!   `TooManyRequests`**, "Cannot evict pod as it would violate the pod's disruption
+//!   budget.", with a `DisruptionBudget` cause naming the budget and its counts. An eviction
+//!   deletes the pod (its controller replaces it) and answers 201 with a `Success` Status.
 //! - **Watch**: `?watch=1` (or `true`) on a collection's URL (in a namespace, across
 //!   namespaces, cluster-scoped) streams newline-delimited `{"type": ..., "object": ...}`
 //!   events (`ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`, `ERROR`) over a chunked response that
@@ -77,7 +92,10 @@
 //!   has not started becomes `Running` and `Ready` at once (`status.hostIP` its node's
 //!   `InternalIP`); **one whose annotation `drkit.test/fail` is `"true"`
 //!   becomes `Running` but never ready**, its containers waiting in `CrashLoopBackOff`. A
-//!   ReplicaSet or Pod whose controller is gone is deleted (background propagation). Each
+//!   ReplicaSet or Pod whose controller is gone is deleted (background propagation). A
+//!   PodDisruptionBudget keeps its `status` (`expectedPods`, `currentHealthy`,
+//!   `desiredHealthy`, `disruptionsAllowed`, `observedGeneration`, the `DisruptionAllowed`
+//!   condition), figured as an eviction figures it. Each
 //!   change is an ordinary write, seen by watches. So `kubectl rollout status`, `rollout
 //!   restart`, `rollout undo`, `rollout history`, `set image` and `scale` behave as against a
 //!   cluster.
@@ -100,8 +118,8 @@
 //! # What is not served (yet)
 //!
 //! The OpenAPI documents (`/openapi/v2`, `/openapi/v3`), server-side apply, custom
-//! resources (CRDs), eviction, finalizers and graceful deletion, `propagationPolicy` (deletion
-//! is always background), delete-collection, authentication and TLS, protobuf, and `Table`
+//! resources (CRDs), finalizers and graceful deletion (no `deletionTimestamp`, no
+//! `Terminating`), `propagationPolicy` (deletion is always background), delete-collection, authentication and TLS, protobuf, and `Table`
 //! responses (kubectl falls back to its own columns: `get pods` prints NAME and AGE). Watch
 //! of one object by its own URL and the legacy `/watch/` paths are not served (clients watch
 //! a collection with `fieldSelector=metadata.name=...`); `resourceVersionMatch` is ignored.
@@ -126,12 +144,16 @@
 //! merge|json|strategic`, `label`, `replace`, `delete`, `set image`, `rollout status`,
 //! `rollout restart`, `rollout undo` (a JSON patch replacing `/spec/template` and
 //! `/metadata/annotations`, the template with `"creationTimestamp": null` and
-//! `"resources": {}`, which the controller compares as a typed server does) and `rollout
-//! history`.
+//! `"resources": {}`, which the controller compares as a typed server does), `rollout
+//! history`, `drain` (it cordons, lists the node's pods by `spec.nodeName`, leaves
+//! DaemonSet-owned pods with `--ignore-daemonsets` and mirror pods, refuses emptyDir pods
+//! without `--delete-emptydir-data`, evicts, and polls each pod until it is gone; a budget's
+//! 429 is retried every 5 s until `--timeout`) and `uncordon`.
 
 pub(crate) mod api;
 pub(crate) mod controller;
 pub(crate) mod error;
+pub(crate) mod eviction;
 pub(crate) mod fault;
 pub(crate) mod patch;
 pub(crate) mod registry;

@@ -152,14 +152,14 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         &["sts"],
     )),
     resource("coordination.k8s.io", "Lease", "leases", "lease", true, &[]),
-    resource(
+    with_status(resource(
         "policy",
         "PodDisruptionBudget",
         "poddisruptionbudgets",
         "poddisruptionbudget",
         true,
         &["pdb"],
-    ),
+    )),
     resource(
         "networking.k8s.io",
         "NetworkPolicy",
@@ -253,6 +253,19 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "namespaced": r.namespaced,
                 "kind": r.kind,
                 "verbs": SUBRESOURCE_VERBS,
+            }));
+        }
+        if r.kind == "Pod" {
+            // Served in the core group's list, in policy/v1's terms, as kubectl drain looks
+            // for it.
+            entries.push(json!({
+                "name": "pods/eviction",
+                "singularName": "",
+                "namespaced": true,
+                "group": "policy",
+                "version": "v1",
+                "kind": "Eviction",
+                "verbs": ["create"],
             }));
         }
         if r.scale {

@@ -36,6 +36,48 @@ impl LabelSelector {
         Ok(LabelSelector(requirements))
     }
 
+    /// A `meta/v1` `LabelSelector` object (`matchLabels`, `matchExpressions` with `In`,
+    /// `NotIn`, `Exists`, `DoesNotExist`), as a PodDisruptionBudget or a Deployment carries.
+    /// An empty selector selects everything.
+    pub(crate) fn from_object(selector: &Value) -> Result<Self, ApiError> {
+        let invalid = |what: &str| ApiError::bad_request(format!("invalid label selector: {what}"));
+        let mut requirements = Vec::new();
+        for (key, value) in selector["matchLabels"].as_object().into_iter().flatten() {
+            let value = value
+                .as_str()
+                .ok_or_else(|| invalid("a label value is not a string"))?;
+            requirements.push(Requirement::Equals(key.clone(), value.to_owned()));
+        }
+        for expression in selector["matchExpressions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let key = expression["key"]
+                .as_str()
+                .ok_or_else(|| invalid("an expression has no key"))?
+                .to_owned();
+            let values: Vec<String> = expression["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            requirements.push(match expression["operator"].as_str() {
+                Some("In") => Requirement::In(key, values),
+                Some("NotIn") => Requirement::NotIn(key, values),
+                Some("Exists") => Requirement::Exists(key),
+                Some("DoesNotExist") => Requirement::NotExists(key),
+                _ => {
+                    return Err(invalid(
+                        "an operator is not In, NotIn, Exists or DoesNotExist",
+                    ));
+                }
+            });
+        }
+        Ok(LabelSelector(requirements))
+    }
+
     /// Whether an object's labels (`metadata.labels`, maybe absent) satisfy the selector.
     pub(crate) fn matches(&self, labels: Option<&Value>) -> bool {
         let label = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);

@@ -23,7 +23,7 @@ pub(crate) struct Subject<'a> {
 
 impl Subject<'_> {
     /// `deployments.apps "web"`, `configmaps "x"`: how messages name an object.
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         if self.group.is_empty() {
             format!("{} {:?}", self.plural, self.name)
         } else {

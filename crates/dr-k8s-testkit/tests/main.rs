@@ -6,6 +6,8 @@
 
 mod common;
 
+mod eviction;
+
 mod fault;
 mod http;
 mod kubectl;
