@@ -48,6 +48,8 @@ fn ok(body: Value) -> ApiReply {
 #[derive(Debug)]
 pub(crate) enum Outcome {
     Reply(ApiReply),
+    /// A `text/plain` body (a container's log), 200.
+    Text(Vec<u8>),
     /// A watch, and its `timeoutSeconds`.
     Watch(Watch, Option<std::time::Duration>),
 }
@@ -72,6 +74,7 @@ enum Subresource {
     Scale,
     Status,
     Eviction,
+    Log,
 }
 
 /// A path under `/api/v1` or `/apis/{group}/{version}` that names resources.
@@ -126,6 +129,14 @@ fn route(store: &mut Store, request: &ApiRequest) -> Result<Outcome, ApiError> {
     match (target.name, target.subresource) {
         (None, _) => collection(store, request, &target, &query),
         (Some(name), None) => item(store, request, &target, name, &query).map(Outcome::from),
+        (Some(name), Some(Subresource::Log)) => {
+            if request.method != Method::GET {
+                return Err(ApiError::method_not_allowed(request.method.as_str()));
+            }
+            let pod = store.get(target.kind, target.namespace, name)?;
+            let text = crate::logs::serve(&store.logs, &pod, &request.query)?;
+            Ok(Outcome::Text(text))
+        }
         (Some(name), Some(subresource)) => {
             sub(store, request, &target, name, subresource, &query).map(Outcome::from)
         }
@@ -155,6 +166,7 @@ fn target<'a>(group: &str, version: &str, rest: &[&'a str]) -> Option<Target<'a>
         [name, "status"] if kind.status => (Some(*name), Some(Subresource::Status)),
         [name, "scale"] if kind.scale => (Some(*name), Some(Subresource::Scale)),
         [name, "eviction"] if kind.kind == "Pod" => (Some(*name), Some(Subresource::Eviction)),
+        [name, "log"] if kind.kind == "Pod" => (Some(*name), Some(Subresource::Log)),
         _ => return None,
     };
     // A namespaced object is named only within its namespace.
@@ -228,7 +240,7 @@ impl Query {
 }
 
 /// Decodes `%XX` escapes and `+` (a space in a form-encoded query).
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -395,12 +407,12 @@ fn sub(
     };
     let part = match subresource {
         Subresource::Status => Part::Status,
-        Subresource::Scale | Subresource::Eviction => Part::Main,
+        Subresource::Scale | Subresource::Eviction | Subresource::Log => Part::Main,
     };
     let updated = store.update(kind, namespace, name, written, part, query.dry_run)?;
     Ok(ok(match subresource {
         Subresource::Scale => scale_of(&updated),
-        Subresource::Status | Subresource::Eviction => updated,
+        Subresource::Status | Subresource::Eviction | Subresource::Log => updated,
     }))
 }
 

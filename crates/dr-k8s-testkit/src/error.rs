@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-/// What can go wrong starting the server or writing its kubeconfig.
+/// What can go wrong starting the server, writing its kubeconfig, or writing a container's
+/// log.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -21,6 +22,24 @@ pub enum Error {
         /// Why the write failed.
         #[source]
         source: std::io::Error,
+    },
+    /// No pod of that name in that namespace.
+    #[error("no pod {namespace}/{pod}")]
+    NoSuchPod {
+        /// The namespace looked in.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+    },
+    /// The pod has no container (nor init container) of that name.
+    #[error("pod {namespace}/{pod} has no container {container:?}")]
+    NoSuchContainer {
+        /// The pod's namespace.
+        namespace: String,
+        /// The pod's name.
+        pod: String,
+        /// The container asked for.
+        container: String,
     },
 }
 

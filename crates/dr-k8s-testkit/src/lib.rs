@@ -9,6 +9,9 @@
 //! controllers on or off, how much watch history is kept, how often bookmarks go out.
 //! [`KubeApiServer::inject`] makes requests fail as a [`Fault`] says, and
 //! [`KubeApiServer::set_group_unavailable`] takes an API group down.
+//! [`KubeApiServer::append_log`] (or [`KubeApiServer::append_log_at`]) writes a line to a
+//! pod's container's log and [`KubeApiServer::restart_container`] restarts it, for `kubectl
+//! logs` and `pods/log` to read.
 //!
 //! ```no_run
 //! # async fn demo() -> dr_k8s_testkit::Result<()> {
@@ -61,6 +64,16 @@
 //!   `TooManyRequests`**, "Cannot evict pod as it would violate the pod's disruption
 //!   budget.", with a `DisruptionBudget` cause naming the budget and its counts. An eviction
 //!   deletes the pod (its controller replaces it) and answers 201 with a `Success` Status.
+//!   `pods/log` (GET, `text/plain`): the lines the test appended, in order, with the
+//!   kubelet's options and refusals (each a 400): `container` (needed when the pod has
+//!   several: "a container name must be specified for pod p, choose one of: [a b]"; one it
+//!   does not have is refused), `previous` (the log before [`KubeApiServer::restart_container`],
+//!   else "previous terminated container ... not found"), `sinceSeconds` or `sinceTime` (RFC
+//!   3339; not both), then `tailLines`, then `timestamps=true` (each line prefixed by its time
+//!   in RFC 3339 with nine digits of nanoseconds, in UTC, and a space), then `limitBytes`
+//!   (cut at that byte). A container that has not started (or is crash-looping) answers "is
+//!   waiting to start: ContainerCreating" (or its waiting reason). `follow` is answered as
+//!   without it: the lines so far, then the end of the response. A pod's logs go with it.
 //! - **Watch**: `?watch=1` (or `true`) on a collection's URL (in a namespace, across
 //!   namespaces, cluster-scoped) streams newline-delimited `{"type": ..., "object": ...}`
 //!   events (`ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`, `ERROR`) over a chunked response that
@@ -148,13 +161,15 @@
 //! history`, `drain` (it cordons, lists the node's pods by `spec.nodeName`, leaves
 //! DaemonSet-owned pods with `--ignore-daemonsets` and mirror pods, refuses emptyDir pods
 //! without `--delete-emptydir-data`, evicts, and polls each pod until it is gone; a budget's
-//! 429 is retried every 5 s until `--timeout`) and `uncordon`.
+//! 429 is retried every 5 s until `--timeout`), `uncordon`, and `logs` (`-c`, `--tail`,
+//! `--since-time`, `--timestamps`, `-p`; kubectl picks a pod's first container itself).
 
 pub(crate) mod api;
 pub(crate) mod controller;
 pub(crate) mod error;
 pub(crate) mod eviction;
 pub(crate) mod fault;
+pub(crate) mod logs;
 pub(crate) mod patch;
 pub(crate) mod registry;
 pub(crate) mod selector;

@@ -267,6 +267,13 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "kind": "Eviction",
                 "verbs": ["create"],
             }));
+            entries.push(json!({
+                "name": "pods/log",
+                "singularName": "",
+                "namespaced": true,
+                "kind": "Pod",
+                "verbs": ["get"],
+            }));
         }
         if r.scale {
             entries.push(json!({

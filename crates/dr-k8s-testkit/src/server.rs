@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -32,7 +32,7 @@ const MAX_BODY: usize = 3 << 20;
 /// keeps, how often watches get bookmarks.
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, SystemTime};
 /// let options = dr_k8s_testkit::KubeApiServerOptions::default()
 ///     .controllers(false)
 ///     .watch_history(100)
@@ -97,6 +97,7 @@ pub struct KubeApiServer {
     accept: JoinHandle<()>,
     controllers: Option<JoinHandle<()>>,
     faults: Arc<Mutex<Faults>>,
+    store: Arc<Mutex<Store>>,
 }
 
 impl KubeApiServer {
@@ -133,7 +134,7 @@ impl KubeApiServer {
             .then(|| tokio::spawn(crate::controller::run(store.clone())));
         let faults = Arc::new(Mutex::new(Faults::default()));
         let shared = Shared {
-            store,
+            store: store.clone(),
             faults: faults.clone(),
             bookmark_interval: options.bookmark_interval,
         };
@@ -143,7 +144,68 @@ impl KubeApiServer {
             accept,
             controllers,
             faults,
+            store,
         })
+    }
+
+    /// Appends a line to the log of a pod's container, written now: what `GET
+    /// .../pods/{pod}/log` (`kubectl logs`) then serves. A newline is added if the line has
+    /// none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSuchPod`] if the pod does not exist, [`Error::NoSuchContainer`] if it has
+    /// no such container (or init container).
+    pub fn append_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        line: &str,
+    ) -> Result<()> {
+        self.append_log_at(namespace, pod, container, SystemTime::now(), line)
+    }
+
+    /// [`KubeApiServer::append_log`] with the time the line was written (what `sinceTime`,
+    /// `sinceSeconds` and `timestamps=true` see). Lines are served in the order appended.
+    ///
+    /// # Errors
+    ///
+    /// As [`KubeApiServer::append_log`].
+    pub fn append_log_at(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        time: SystemTime,
+        line: &str,
+    ) -> Result<()> {
+        // Before the epoch or past jiff's range: the nearest time it has.
+        let time = jiff::Timestamp::try_from(time).unwrap_or(if time < SystemTime::UNIX_EPOCH {
+            jiff::Timestamp::MIN
+        } else {
+            jiff::Timestamp::MAX
+        });
+        let mut store = lock(&self.store);
+        let uid = container_uid(&store, namespace, pod, container)?;
+        store.logs.append(&uid, container, time, line);
+        Ok(())
+    }
+
+    /// Restarts a pod's container, as after a crash: its log so far becomes the previous
+    /// container's (`previous=true`, `kubectl logs -p`), the new one starts empty, and the
+    /// pod's `status` counts the restart (`restartCount`, `lastState.terminated`), a change
+    /// that watches see.
+    ///
+    /// # Errors
+    ///
+    /// As [`KubeApiServer::append_log`].
+    pub fn restart_container(&self, namespace: &str, pod: &str, container: &str) -> Result<()> {
+        let mut store = lock(&self.store);
+        let uid = container_uid(&store, namespace, pod, container)?;
+        store.logs.restart(&uid, container);
+        store.restart_container(namespace, pod, container);
+        Ok(())
     }
 
     /// Makes the next requests that match `fault` fail (or come late) as it says; faults
@@ -218,6 +280,33 @@ impl Drop for KubeApiServer {
             controllers.abort();
         }
     }
+}
+
+/// The uid of a pod that has the container.
+fn container_uid(store: &Store, namespace: &str, pod: &str, container: &str) -> Result<String> {
+    let pods = crate::registry::find("", "v1", "pods").expect("pods are served");
+    let object = store
+        .get(pods, Some(namespace), pod)
+        .map_err(|_| Error::NoSuchPod {
+            namespace: namespace.to_owned(),
+            pod: pod.to_owned(),
+        })?;
+    let spec = &object["spec"];
+    let has = ["containers", "initContainers"].iter().any(|field| {
+        spec[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["name"] == container)
+    });
+    if !has {
+        return Err(Error::NoSuchContainer {
+            namespace: namespace.to_owned(),
+            pod: pod.to_owned(),
+            container: container.to_owned(),
+        });
+    }
+    Ok(object["metadata"]["uid"].as_str().unwrap_or("").to_owned())
 }
 
 /// A mutex's contents, even if a panic poisoned it: every write replaces whole values.
@@ -309,6 +398,7 @@ async fn respond(request: Request<Incoming>, shared: &Shared) -> Response<Respon
         }
     };
     let mut retry_after = None;
+    let mut reply_type = "application/json";
     let (code, body) = match outcome {
         Outcome::Reply(reply) => {
             retry_after = reply.body["details"]["retryAfterSeconds"]
@@ -316,6 +406,10 @@ async fn respond(request: Request<Incoming>, shared: &Shared) -> Response<Respon
                 .filter(|s| *s > 0);
             let body = serde_json::to_vec(&reply.body).expect("a JSON value serializes");
             (reply.code, ResponseBody::Full(Some(Bytes::from(body))))
+        }
+        Outcome::Text(text) => {
+            reply_type = "text/plain";
+            (200, ResponseBody::Full(Some(Bytes::from(text))))
         }
         Outcome::Watch(watch, timeout) => {
             let pacing = Pacing {
@@ -336,6 +430,6 @@ async fn respond(request: Request<Incoming>, shared: &Shared) -> Response<Respon
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(reply_type));
     response
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+use crate::logs::Logs;
 use crate::registry::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{self, ApiError, Subject};
@@ -55,6 +56,8 @@ pub(crate) struct Store {
     history_limit: usize,
     /// The newest resourceVersion dropped from `history`: a watch from before it gets 410.
     compacted: u64,
+    /// What the pods' containers wrote.
+    pub(crate) logs: Logs,
 }
 
 impl Store {
@@ -72,6 +75,7 @@ impl Store {
             history: VecDeque::new(),
             history_limit: history_limit.max(1),
             compacted: 0,
+            logs: Logs::default(),
         };
         let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are served");
         for name in ["default", "kube-node-lease", "kube-public", "kube-system"] {
@@ -498,10 +502,46 @@ impl Store {
 }
 
 impl Store {
+    /// A container's restart, in its pod's status: `restartCount` one more, the run before
+    /// as `lastState.terminated`, running again from now (or still waiting, crash-looping).
+    pub(crate) fn restart_container(&mut self, namespace: &str, pod: &str, container: &str) {
+        let pods = registry::find("", "v1", "pods").expect("pods are served");
+        let Ok(mut object) = self.get(pods, Some(namespace), pod) else {
+            return;
+        };
+        let now = now();
+        let statuses = object["status"]["containerStatuses"].as_array_mut();
+        let Some(status) = statuses
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == container)
+        else {
+            return;
+        };
+        let started = status["state"]["running"]["startedAt"].clone();
+        let restarts = status["restartCount"].as_i64().unwrap_or(0);
+        status["restartCount"] = (restarts + 1).into();
+        status["lastState"] = json!({"terminated": {
+            "exitCode": 1,
+            "reason": "Error",
+            "startedAt": started,
+            "finishedAt": now,
+        }});
+        if status["state"].get("waiting").is_none() {
+            status["state"] = json!({"running": {"startedAt": now}});
+        }
+        // The pod exists and only its status changes: nothing to refuse.
+        let _ = self.update(pods, Some(namespace), pod, object, Part::Status, false);
+    }
+
     /// Removes an object as a change: the object last seen carries the deletion's
     /// resourceVersion, as a real server's DELETED event does.
     fn remove(&mut self, key: &Key) -> Option<Value> {
         let mut object = self.objects.remove(key)?;
+        if key.0.is_empty() && key.1 == "pods" {
+            self.logs
+                .forget(object["metadata"]["uid"].as_str().unwrap_or(""));
+        }
         object["metadata"]["resourceVersion"] = self.next_revision().into();
         self.record(EventType::Deleted, key, &object, None);
         Some(object)

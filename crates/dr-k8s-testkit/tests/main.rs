@@ -11,6 +11,7 @@ mod eviction;
 mod fault;
 mod http;
 mod kubectl;
+mod logs;
 mod rollout;
 mod scheduling;
 mod watch;
