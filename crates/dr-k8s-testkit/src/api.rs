@@ -106,10 +106,12 @@ fn route(store: &mut Store, request: &ApiRequest) -> Result<Outcome, ApiError> {
     let discovery = match segments.as_slice() {
         ["version"] => Some(registry::version()),
         ["api"] => Some(registry::core_versions()),
-        ["apis"] => Some(registry::group_list()),
-        ["api", version] => registry::resource_list("", version),
-        ["apis", group] => registry::group(group),
-        ["apis", group, version] => registry::resource_list(group, version),
+        ["apis"] => Some(registry::group_list(store.custom_resources())),
+        ["api", version] => registry::resource_list("", version, store.custom_resources()),
+        ["apis", group] => registry::group(group, store.custom_resources()),
+        ["apis", group, version] => {
+            registry::resource_list(group, version, store.custom_resources())
+        }
         _ => None,
     };
     if let Some(document) = discovery {
@@ -124,7 +126,7 @@ fn route(store: &mut Store, request: &ApiRequest) -> Result<Outcome, ApiError> {
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Err(ApiError::no_route()),
     };
-    let target = target(group, version, rest).ok_or_else(ApiError::no_route)?;
+    let target = target(store, group, version, rest).ok_or_else(ApiError::no_route)?;
     let query = Query::parse(&request.query);
     match (target.name, target.subresource) {
         (None, _) => collection(store, request, &target, &query),
@@ -146,9 +148,10 @@ fn route(store: &mut Store, request: &ApiRequest) -> Result<Outcome, ApiError> {
 /// Splits the path after the group version: `namespaces/{ns}/{plural}[/{name}[/{sub}]]` for a
 /// namespaced resource, `{plural}[/{name}[/{sub}]]` otherwise (including all-namespaces lists
 /// and namespaces themselves).
-fn target<'a>(group: &str, version: &str, rest: &[&'a str]) -> Option<Target<'a>> {
+fn target<'a>(store: &Store, group: &str, version: &str, rest: &[&'a str]) -> Option<Target<'a>> {
     let namespaced = match rest {
-        ["namespaces", ns, plural, tail @ ..] => registry::find(group, version, plural)
+        ["namespaces", ns, plural, tail @ ..] => store
+            .resource(group, version, plural)
             .filter(|kind| kind.namespaced)
             .map(|kind| (kind, Some(*ns), tail)),
         _ => None,
@@ -157,7 +160,7 @@ fn target<'a>(group: &str, version: &str, rest: &[&'a str]) -> Option<Target<'a>
         Some(found) => found,
         None => {
             let (plural, tail) = rest.split_first()?;
-            (registry::find(group, version, plural)?, None, tail)
+            (store.resource(group, version, plural)?, None, tail)
         }
     };
     let (name, subresource) = match tail {
@@ -349,7 +352,7 @@ fn item(
         }
         Method::PATCH => {
             let current = store.get(kind, namespace, name)?;
-            let patched = patched(request, &current)?;
+            let patched = patched(request, kind, &current)?;
             Ok(ok(store.update(
                 kind,
                 namespace,
@@ -394,13 +397,13 @@ fn sub(
         (Subresource::Status, &Method::GET) => return Ok(ok(current)),
         (Subresource::Scale, &Method::GET) => return Ok(ok(scale_of(&current))),
         (Subresource::Status, &Method::PUT) => json_body(request)?,
-        (Subresource::Status, &Method::PATCH) => patched(request, &current)?,
+        (Subresource::Status, &Method::PATCH) => patched(request, kind, &current)?,
         (Subresource::Scale, &Method::PUT) => {
             let scale = json_body(request)?;
             with_scale(kind, name, &current, &scale)?
         }
         (Subresource::Scale, &Method::PATCH) => {
-            let scale = patched(request, &scale_of(&current))?;
+            let scale = patched(request, kind, &scale_of(&current))?;
             with_scale(kind, name, &current, &scale)?
         }
         (_, other) => return Err(ApiError::method_not_allowed(other.as_str())),
@@ -580,8 +583,21 @@ fn parse(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// `current` with the request's patch applied, in the format its Content-Type names.
-fn patched(request: &ApiRequest, current: &Value) -> Result<Value, ApiError> {
-    let Some(kind) = PatchKind::from_media_type(&request.content_type) else {
+fn patched(request: &ApiRequest, kind: &ResourceType, current: &Value) -> Result<Value, ApiError> {
+    let format = PatchKind::from_media_type(&request.content_type);
+    if kind.custom && format == Some(PatchKind::Strategic) {
+        // A custom resource has no Go type to take patch strategies from.
+        return Err(ApiError {
+            code: 415,
+            reason: "UnsupportedMediaType",
+            message: "the body of the request was in an unknown format - accepted media types \
+                      include: application/json-patch+json, application/merge-patch+json, \
+                      application/apply-patch+yaml"
+                .into(),
+            details: None,
+        });
+    }
+    let Some(format) = format else {
         if request.content_type == "application/apply-patch+yaml" {
             return Err(ApiError {
                 code: 415,
@@ -594,5 +610,5 @@ fn patched(request: &ApiRequest, current: &Value) -> Result<Value, ApiError> {
         }
         return Err(ApiError::unsupported_media_type(&request.content_type));
     };
-    patch::apply(kind, current, &parse(&request.body)?)
+    patch::apply(format, current, &parse(&request.body)?)
 }

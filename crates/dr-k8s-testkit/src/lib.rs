@@ -29,8 +29,25 @@
 //! - **Resources**: core v1 `namespaces`, `pods`, `configmaps`, `secrets`, `services`,
 //!   `serviceaccounts`, `nodes`, `persistentvolumeclaims`; apps/v1 `deployments`,
 //!   `replicasets`, `statefulsets`, `daemonsets`; coordination.k8s.io/v1 `leases`; policy/v1
-//!   `poddisruptionbudgets`; networking.k8s.io/v1 `networkpolicies`. Short names as
-//!   Kubernetes has them (`deploy`, `cm`, `ns`, ...).
+//!   `poddisruptionbudgets`; networking.k8s.io/v1 `networkpolicies`;
+//!   apiextensions.k8s.io/v1 `customresourcedefinitions`. Short names as Kubernetes has
+//!   them (`deploy`, `cm`, `ns`, `crd`, ...).
+//! - **Custom resources**: a CustomResourceDefinition (checked as the real server checks
+//!   what matters here: the name `<plural>.<group>`, group, plural, kind, a scope of
+//!   `Namespaced` or `Cluster`, versions each with a schema and exactly one stored; else 422)
+//!   gets its `status` at once: `NamesAccepted` and `Established` `True`, `acceptedNames`
+//!   (with `singular` and `listKind` defaulted), `storedVersions`. Each version it serves is
+//!   then in discovery (`/apis` lists the group, its versions in Kubernetes' order, the
+//!   preferred first; `/apis/{group}/{version}` the resource with its short names and
+//!   `{plural}/status` if `subresources.status` is declared) and served as the built-in
+//!   resources are: get, list, watch, create, update, merge and JSON patch, delete, the
+//!   `status` subresource (then `status` is dropped on create and changes only through it).
+//!   A strategic merge patch is 415, as for any custom resource. An object of a kind not yet
+//!   defined is 404. Deleting the definition deletes its objects (each a `DELETED` event) and
+//!   its discovery entries at once. Not done: validation, pruning and defaulting by the
+//!   schema, conversion (every served version reads the same stored objects, which keep the
+//!   `apiVersion` they were written with), the `scale` subresource, `categories`,
+//!   `additionalPrinterColumns`, and `generation` bumps for changes outside `spec`.
 //! - **Discovery**: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}`,
 //!   `/apis/{group}/{version}` (with the `*/status` and `*/scale` entries). Aggregated
 //!   discovery is not served: the legacy documents come back as plain `application/json`,
@@ -130,8 +147,7 @@
 //!
 //! # What is not served (yet)
 //!
-//! The OpenAPI documents (`/openapi/v2`, `/openapi/v3`), server-side apply, custom
-//! resources (CRDs), finalizers and graceful deletion (no `deletionTimestamp`, no
+//! The OpenAPI documents (`/openapi/v2`, `/openapi/v3`), server-side apply, finalizers and graceful deletion (no `deletionTimestamp`, no
 //! `Terminating`), `propagationPolicy` (deletion is always background), delete-collection, authentication and TLS, protobuf, and `Table`
 //! responses (kubectl falls back to its own columns: `get pods` prints NAME and AGE). Watch
 //! of one object by its own URL and the legacy `/watch/` paths are not served (clients watch
@@ -162,10 +178,15 @@
 //! DaemonSet-owned pods with `--ignore-daemonsets` and mirror pods, refuses emptyDir pods
 //! without `--delete-emptydir-data`, evicts, and polls each pod until it is gone; a budget's
 //! 429 is retried every 5 s until `--timeout`), `uncordon`, and `logs` (`-c`, `--tail`,
-//! `--since-time`, `--timestamps`, `-p`; kubectl picks a pod's first container itself).
+//! `--since-time`, `--timestamps`, `-p`; kubectl picks a pod's first container itself),
+//! `wait --for=condition=Established` of a definition, `apply`, `get` (by plural, singular
+//! and short name) and `patch --type=merge` of custom resources (kubectl reports a
+//! strategic patch's 415 in its own words: "application/strategic-merge-patch+json is not
+//! supported by livekit.io/v1, Kind=Room"), `delete crd` and `api-resources`.
 
 pub(crate) mod api;
 pub(crate) mod controller;
+pub(crate) mod crd;
 pub(crate) mod error;
 pub(crate) mod eviction;
 pub(crate) mod fault;

@@ -21,7 +21,7 @@ const NAMESPACE_VERBS: &[&str] = &[
 const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
 
 /// One resource of one group version: what discovery says of it and how paths name it.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct ResourceType {
     /// `""` for the core group.
     pub(crate) group: &'static str,
@@ -35,6 +35,8 @@ pub(crate) struct ResourceType {
     pub(crate) status: bool,
     /// Whether `{plural}/scale` is served.
     pub(crate) scale: bool,
+    /// Defined by a CustomResourceDefinition.
+    pub(crate) custom: bool,
 }
 
 impl ResourceType {
@@ -74,6 +76,7 @@ const fn resource(
         short_names,
         status: false,
         scale: false,
+        custom: false,
     }
 }
 
@@ -119,6 +122,14 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         &["sa"],
     ),
     resource("", "Service", "services", "service", true, &["svc"]),
+    with_status(resource(
+        crate::crd::GROUP,
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        false,
+        &["crd", "crds"],
+    )),
     with_status(resource(
         "apps",
         "DaemonSet",
@@ -171,7 +182,13 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
 ];
 
 /// The groups other than the core one, in the order `/apis` lists them.
-const GROUPS: &[&str] = &["apps", "coordination.k8s.io", "policy", "networking.k8s.io"];
+const GROUPS: &[&str] = &[
+    "apps",
+    "coordination.k8s.io",
+    "policy",
+    "networking.k8s.io",
+    "apiextensions.k8s.io",
+];
 
 /// The resource a path names, by group, version and plural.
 pub(crate) fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
@@ -204,37 +221,72 @@ pub(crate) fn core_versions() -> Value {
     })
 }
 
-/// `GET /apis`: every named group with its one version.
-pub(crate) fn group_list() -> Value {
-    let groups: Vec<Value> = GROUPS
+/// The versions of a group, preferred first: `v1` for a built-in group, a custom group's in
+/// Kubernetes' order.
+fn versions(group: &str, custom: &[&'static ResourceType]) -> Vec<&'static str> {
+    if GROUPS.contains(&group) {
+        return vec!["v1"];
+    }
+    let mut versions: Vec<&'static str> = custom
         .iter()
-        .map(|g| {
-            let version = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
-            json!({"name": g, "versions": [version.clone()], "preferredVersion": version})
-        })
+        .filter(|r| r.group == group)
+        .map(|r| r.version)
+        .collect();
+    versions.sort_by(|a, b| crate::crd::version_order(a, b));
+    versions.dedup();
+    versions
+}
+
+/// An `APIGroup`'s members: name, versions, preferred version.
+fn group_entry(name: &str, custom: &[&'static ResourceType]) -> Option<Value> {
+    let versions: Vec<Value> = versions(name, custom)
+        .into_iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
+    let preferred = versions.first()?.clone();
+    Some(json!({"name": name, "versions": versions, "preferredVersion": preferred}))
+}
+
+/// The named groups: the built-in ones, then those of custom resources by name.
+fn group_names(custom: &[&'static ResourceType]) -> Vec<&'static str> {
+    let mut extra: Vec<&'static str> = custom
+        .iter()
+        .map(|r| r.group)
+        .filter(|g| !GROUPS.contains(g))
+        .collect();
+    extra.sort_unstable();
+    extra.dedup();
+    GROUPS.iter().copied().chain(extra).collect()
+}
+
+/// `GET /apis`: every named group with its versions.
+pub(crate) fn group_list(custom: &[&'static ResourceType]) -> Value {
+    let groups: Vec<Value> = group_names(custom)
+        .into_iter()
+        .filter_map(|g| group_entry(g, custom))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `GET /apis/{group}`: one group.
-pub(crate) fn group(name: &str) -> Option<Value> {
-    let name = GROUPS.iter().find(|g| **g == name)?;
-    let version = json!({"groupVersion": format!("{name}/v1"), "version": "v1"});
-    Some(json!({
-        "kind": "APIGroup",
-        "apiVersion": "v1",
-        "name": name,
-        "versions": [version.clone()],
-        "preferredVersion": version,
-    }))
+pub(crate) fn group(name: &str, custom: &[&'static ResourceType]) -> Option<Value> {
+    let mut entry = group_entry(name, custom)?;
+    entry["kind"] = "APIGroup".into();
+    entry["apiVersion"] = "v1".into();
+    Some(entry)
 }
 
 /// `GET /api/v1` or `/apis/{group}/{version}`: the resources of a group version, with their
 /// subresources as entries of their own (`deployments/scale`).
-pub(crate) fn resource_list(group: &str, version: &str) -> Option<Value> {
+pub(crate) fn resource_list(
+    group: &str,
+    version: &str,
+    custom: &[&'static ResourceType],
+) -> Option<Value> {
     let mut entries = Vec::new();
     for r in RESOURCES
         .iter()
+        .chain(custom.iter().copied())
         .filter(|r| r.group == group && r.version == version)
     {
         entries.push(json!({

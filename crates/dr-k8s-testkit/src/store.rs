@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+use crate::crd;
 use crate::logs::Logs;
 use crate::registry::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -58,6 +59,10 @@ pub(crate) struct Store {
     compacted: u64,
     /// What the pods' containers wrote.
     pub(crate) logs: Logs,
+    /// The resources the CustomResourceDefinitions define now.
+    custom: Vec<&'static ResourceType>,
+    /// Every custom resource type made so far, reused when a definition comes back equal.
+    interned: Vec<&'static ResourceType>,
 }
 
 impl Store {
@@ -76,6 +81,8 @@ impl Store {
             history_limit: history_limit.max(1),
             compacted: 0,
             logs: Logs::default(),
+            custom: Vec::new(),
+            interned: Vec::new(),
         };
         let namespaces = registry::find("", "v1", "namespaces").expect("namespaces are served");
         for name in ["default", "kube-node-lease", "kube-public", "kube-system"] {
@@ -84,6 +91,45 @@ impl Store {
                 .expect("a fresh store takes its namespaces");
         }
         store
+    }
+
+    /// The resource a path names, built-in or defined by a CustomResourceDefinition.
+    pub(crate) fn resource(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static ResourceType> {
+        registry::find(group, version, plural).or_else(|| {
+            self.custom
+                .iter()
+                .copied()
+                .find(|r| r.group == group && r.version == version && r.plural == plural)
+        })
+    }
+
+    /// The custom resources served now, for discovery.
+    pub(crate) fn custom_resources(&self) -> &[&'static ResourceType] {
+        &self.custom
+    }
+
+    /// Makes the custom resources the definitions stored now define.
+    fn sync_custom(&mut self) {
+        let crds = registry::find(crd::GROUP, "v1", "customresourcedefinitions")
+            .expect("definitions are served");
+        let mut custom = Vec::new();
+        for definition in self.objects(crds) {
+            for made in crd::resource_types(&definition) {
+                let known = self.interned.iter().copied().find(|r| **r == made);
+                let kind = known.unwrap_or_else(|| {
+                    let leaked: &'static ResourceType = Box::leak(Box::new(made));
+                    self.interned.push(leaked);
+                    leaked
+                });
+                custom.push(kind);
+            }
+        }
+        self.custom = custom;
     }
 
     fn next_revision(&mut self) -> String {
@@ -363,12 +409,19 @@ impl Store {
         }
         initial_status(kind, &name, &mut object);
         defaults(kind, &mut object);
+        if is_definition(kind) {
+            crd::validate(&object)?;
+            object["status"] = crd::status(&object, &now());
+        }
         if dry_run {
             return Ok(object);
         }
         object["metadata"]["resourceVersion"] = self.next_revision().into();
         self.objects.insert(key.clone(), object.clone());
         self.record(EventType::Added, &key, &object, None);
+        if is_definition(kind) {
+            self.sync_custom();
+        }
         Ok(object)
     }
 
@@ -442,6 +495,10 @@ impl Store {
                     object["metadata"]["namespace"] = ns.into();
                 }
                 defaults(kind, &mut object);
+                if is_definition(kind) {
+                    crd::validate(&object)?;
+                    object["status"] = crd::status(&object, &now());
+                }
                 object
             }
         };
@@ -460,6 +517,9 @@ impl Store {
         next["metadata"]["resourceVersion"] = self.next_revision().into();
         self.objects.insert(key.clone(), next.clone());
         self.record(EventType::Modified, &key, &next, Some(previous));
+        if is_definition(kind) {
+            self.sync_custom();
+        }
         Ok(next)
     }
 
@@ -493,7 +553,26 @@ impl Store {
                 self.remove(&key);
             }
         }
+        if is_definition(kind) {
+            // Its objects go first, in every namespace, each a change of its own.
+            let (group, plural) = (
+                object["spec"]["group"].as_str().unwrap_or(""),
+                object["spec"]["names"]["plural"].as_str().unwrap_or(""),
+            );
+            let defined: Vec<Key> = self
+                .objects
+                .keys()
+                .filter(|(g, p, _, _)| *g == group && *p == plural)
+                .cloned()
+                .collect();
+            for key in defined {
+                self.remove(&key);
+            }
+        }
         let object = self.remove(&key).unwrap_or(object);
+        if is_definition(kind) {
+            self.sync_custom();
+        }
         if kind.kind == "Namespace" {
             return Ok(status::success(subject(kind, name)));
         }
@@ -546,6 +625,10 @@ impl Store {
         self.record(EventType::Deleted, key, &object, None);
         Some(object)
     }
+}
+
+fn is_definition(kind: &ResourceType) -> bool {
+    kind.group == crd::GROUP && kind.plural == "customresourcedefinitions"
 }
 
 fn key(kind: &'static ResourceType, namespace: Option<&str>, name: &str) -> Key {
@@ -639,6 +722,12 @@ fn initial_status(kind: &ResourceType, name: &str, object: &mut Value) {
         "Pod" => object["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"}),
         // A kubelet registers its node with the status it reports.
         "Node" if object.get("status").is_some_and(Value::is_object) => {}
+        // A custom resource's status is written through its subresource only.
+        _ if kind.custom && kind.status => {
+            if let Some(members) = object.as_object_mut() {
+                members.remove("status");
+            }
+        }
         _ if kind.status => object["status"] = json!({}),
         _ => {}
     }

@@ -332,7 +332,13 @@ async fn discovery_lists_resources_and_subresources_as_plain_json() {
         .collect();
     assert_eq!(
         groups,
-        ["apps", "coordination.k8s.io", "policy", "networking.k8s.io"]
+        [
+            "apps",
+            "coordination.k8s.io",
+            "policy",
+            "networking.k8s.io",
+            "apiextensions.k8s.io"
+        ]
     );
     assert_eq!(
         apis.body["groups"][0]["preferredVersion"]["groupVersion"],

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod crd;
 mod eviction;
 
 mod fault;
