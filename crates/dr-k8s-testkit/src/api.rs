@@ -21,8 +21,12 @@ pub(crate) struct ApiRequest {
     /// The media type of `Content-Type`, without parameters, lowercased.
     pub(crate) content_type: String,
     pub(crate) accept: String,
+    pub(crate) user_agent: String,
     pub(crate) body: bytes::Bytes,
 }
+
+/// The media type of a server-side apply.
+const APPLY: &str = "application/apply-patch+yaml";
 
 /// An HTTP status code and the JSON body that goes with it.
 #[derive(Debug)]
@@ -197,6 +201,8 @@ struct Query {
     allow_watch_bookmarks: bool,
     send_initial_events: bool,
     timeout_seconds: Option<String>,
+    field_manager: Option<String>,
+    force: bool,
 }
 
 impl Query {
@@ -220,6 +226,8 @@ impl Query {
                     parsed.send_initial_events = matches!(value.as_str(), "1" | "true");
                 }
                 "timeoutSeconds" => parsed.timeout_seconds = Some(value),
+                "fieldManager" => parsed.field_manager = Some(value).filter(|v| !v.is_empty()),
+                "force" => parsed.force = matches!(value.as_str(), "1" | "true"),
                 _ => {}
             }
         }
@@ -317,7 +325,10 @@ fn collection(
             if target.kind.namespaced && target.namespace.is_none() {
                 return Err(ApiError::method_not_allowed("POST"));
             }
-            let body = json_body(request)?;
+            let mut body = json_body(request)?;
+            if let Some(manager) = update_manager(request, query) {
+                crate::apply::track_update(target.kind, None, &mut body, manager);
+            }
             let created = store.create(target.kind, target.namespace, body, query.dry_run)?;
             Ok(ApiReply {
                 code: 201,
@@ -340,7 +351,11 @@ fn item(
     match request.method {
         Method::GET => Ok(ok(store.get(kind, namespace, name)?)),
         Method::PUT => {
-            let body = json_body(request)?;
+            let mut body = json_body(request)?;
+            if let Some(manager) = update_manager(request, query) {
+                let current = store.get(kind, namespace, name)?;
+                crate::apply::track_update(kind, Some(&current), &mut body, manager);
+            }
             Ok(ok(store.update(
                 kind,
                 namespace,
@@ -350,9 +365,15 @@ fn item(
                 query.dry_run,
             )?))
         }
+        Method::PATCH if request.content_type == APPLY => {
+            server_side_apply(store, request, target, name, query)
+        }
         Method::PATCH => {
             let current = store.get(kind, namespace, name)?;
-            let patched = patched(request, kind, &current)?;
+            let mut patched = patched(request, kind, &current)?;
+            if let Some(manager) = update_manager(request, query) {
+                crate::apply::track_update(kind, Some(&current), &mut patched, manager);
+            }
             Ok(ok(store.update(
                 kind,
                 namespace,
@@ -371,6 +392,83 @@ fn item(
             Ok(ok(store.delete(kind, namespace, name, dry_run)?))
         }
         ref other => Err(ApiError::method_not_allowed(other.as_str())),
+    }
+}
+
+/// The manager of a write other than apply: `fieldManager`, else the client's User-Agent up
+/// to its first `/` (`kubectl`), as the real server names it; none without either.
+fn update_manager<'a>(request: &'a ApiRequest, query: &'a Query) -> Option<&'a str> {
+    query.field_manager.as_deref().or_else(|| {
+        let prefix = request.user_agent.split('/').next().unwrap_or("").trim();
+        (!prefix.is_empty()).then_some(prefix)
+    })
+}
+
+/// `PATCH` with `application/apply-patch+yaml`: the applied configuration (JSON, which is
+/// YAML; kubectl and kube send JSON) merged into the object, or creating it (201).
+fn server_side_apply(
+    store: &mut Store,
+    request: &ApiRequest,
+    target: &Target<'_>,
+    name: &str,
+    query: &Query,
+) -> Result<ApiReply, ApiError> {
+    let (kind, namespace) = (target.kind, target.namespace);
+    let manager = query.field_manager.as_deref().ok_or_else(|| {
+        ApiError::bad_request("PATCH: fieldManager is required for apply requests")
+    })?;
+    let applied: Value = serde_json::from_slice(&request.body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the apply configuration is not JSON ({e}): this test server takes YAML only in \
+             its JSON form"
+        ))
+    })?;
+    if !applied.is_object() {
+        return Err(ApiError::bad_request(
+            "the apply configuration is not an object",
+        ));
+    }
+    let given = |field: &str| applied[field].as_str().unwrap_or("");
+    if given("apiVersion") != kind.api_version() || given("kind") != kind.kind {
+        return Err(ApiError::bad_request(format!(
+            "the apply configuration's apiVersion and kind ({}, {}) are not the resource's \
+             ({}, {})",
+            given("apiVersion"),
+            given("kind"),
+            kind.api_version(),
+            kind.kind
+        )));
+    }
+    if applied["metadata"]["name"]
+        .as_str()
+        .is_some_and(|n| n != name)
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            applied["metadata"]["name"]
+        )));
+    }
+    match store.get(kind, namespace, name) {
+        Ok(current) => {
+            let next = crate::apply::apply(kind, Some(&current), applied, manager, query.force)?;
+            Ok(ok(store.update(
+                kind,
+                namespace,
+                name,
+                next,
+                Part::Main,
+                query.dry_run,
+            )?))
+        }
+        Err(error) if error.code == 404 => {
+            let mut created = crate::apply::apply(kind, None, applied, manager, query.force)?;
+            created["metadata"]["name"] = name.into();
+            Ok(ApiReply {
+                code: 201,
+                body: store.create(kind, namespace, created, query.dry_run)?,
+            })
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -598,12 +696,11 @@ fn patched(request: &ApiRequest, kind: &ResourceType, current: &Value) -> Result
         });
     }
     let Some(format) = format else {
-        if request.content_type == "application/apply-patch+yaml" {
+        if request.content_type == APPLY {
             return Err(ApiError {
                 code: 415,
                 reason: "UnsupportedMediaType",
-                message: "server-side apply (application/apply-patch+yaml) is not served by \
-                          this test server yet: use kubectl apply --server-side=false"
+                message: "server-side apply of a subresource is not served by this test server"
                     .into(),
                 details: None,
             });

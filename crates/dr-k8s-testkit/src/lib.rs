@@ -66,6 +66,28 @@
 //!   `propagationPolicy` taken but changing nothing: **deletion is immediate**, as with a
 //!   grace period of 0, so a pod is gone, not `Terminating`, when the DELETE answers; a
 //!   namespace takes its objects with it, at once).
+//! - **Server-side apply** (PATCH with `application/apply-patch+yaml`; the body must be
+//!   JSON, which is YAML, as kubectl and kube send it; YAML in block form is a 400):
+//!   `fieldManager` is required (400 without), the object is created if missing (201), and
+//!   `metadata.managedFields` is kept per manager and operation (`Apply`, `Update`) with
+//!   `fieldsV1`. Approximations, exactly: a field set is the set of paths to leaves
+//!   (scalars, atomic lists, empty objects); the lists of the built-in types that strategic
+//!   merge patches merge by key (`containers`, `initContainers`, `volumes`, `env`,
+//!   `volumeMounts`, `imagePullSecrets` by `name`, `ports` by `containerPort` or `port`) are
+//!   merged item by item (`k:{"name":"web"}`, new items at the end) and every other list,
+//!   and every list of a custom resource, is one atomic value. An apply conflicts (409
+//!   `Conflict`, "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1:
+//!   .data.x", each field a `FieldManagerConflict` cause) on a leaf another manager owns when
+//!   its value differs; `force=true` takes such leaves over. The leaves a manager applied
+//!   before and applies no more are removed unless another manager owns them (or something
+//!   under them), and the objects and keyed items they leave empty with them. Other writes
+//!   (create, update, patch) give the leaves whose values they change to their manager
+//!   (`fieldManager`, else the User-Agent up to its first `/`), taken from everyone else,
+//!   unless they set `managedFields` themselves, which are then taken as given. Not done:
+//!   managed fields of the controllers' writes and of subresources (an apply to a
+//!   subresource is 415), `x-kubernetes-list-type` of custom resources, sets (`v:`
+//!   elements), reordering a list as applied, and `metadata.managedFields` timestamps finer
+//!   than a second.
 //! - **Subresources**: `status` (get, update and patch change `status` only, and an update of
 //!   the object leaves `status` alone) for pods, nodes, namespaces, deployments, replica sets,
 //!   stateful sets, daemon sets and pod disruption budgets; `scale` (autoscaling/v1 `Scale`)
@@ -147,7 +169,7 @@
 //!
 //! # What is not served (yet)
 //!
-//! The OpenAPI documents (`/openapi/v2`, `/openapi/v3`), server-side apply, finalizers and graceful deletion (no `deletionTimestamp`, no
+//! The OpenAPI documents (`/openapi/v2`, `/openapi/v3`), finalizers and graceful deletion (no `deletionTimestamp`, no
 //! `Terminating`), `propagationPolicy` (deletion is always background), delete-collection, authentication and TLS, protobuf, and `Table`
 //! responses (kubectl falls back to its own columns: `get pods` prints NAME and AGE). Watch
 //! of one object by its own URL and the legacy `/watch/` paths are not served (clients watch
@@ -165,8 +187,8 @@
 //!
 //! # kubectl
 //!
-//! Without the OpenAPI document, `kubectl apply` needs `--validate=false` (and
-//! `--server-side=false`, its default). kubectl's typed `create` commands (`kubectl create
+//! Without the OpenAPI document, `kubectl apply` (client- or server-side) needs
+//! `--validate=false`; kubectl then asks `/openapi/v3` and `/openapi/v2` (404) and goes on. kubectl's typed `create` commands (`kubectl create
 //! namespace`, `create configmap`, `create deployment`, ...) send protobuf and are answered
 //! 415 Unsupported Media Type: use `kubectl apply -f` instead. The commands the tests drive,
 //! all JSON: `get` (`-o json`, `-l`, `-w`), `apply --validate=false`, `scale`, `patch --type
@@ -182,9 +204,14 @@
 //! `wait --for=condition=Established` of a definition, `apply`, `get` (by plural, singular
 //! and short name) and `patch --type=merge` of custom resources (kubectl reports a
 //! strategic patch's 415 in its own words: "application/strategic-merge-patch+json is not
-//! supported by livekit.io/v1, Kind=Room"), `delete crd` and `api-resources`.
+//! supported by livekit.io/v1, Kind=Room"), `delete crd`, `api-resources`, and `apply --server-side` (a
+//! JSON body sent as `application/apply-patch+yaml` with
+//! `fieldManager=kubectl&fieldValidation=Ignore&force=false`; a conflict with `kubectl-patch`
+//! is reported and `--force-conflicts` takes the field; a key dropped from the file is
+//! removed).
 
 pub(crate) mod api;
+pub(crate) mod apply;
 pub(crate) mod controller;
 pub(crate) mod crd;
 pub(crate) mod error;

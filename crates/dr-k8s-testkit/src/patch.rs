@@ -79,7 +79,7 @@ pub(crate) fn merge(target: &mut Value, patch: &Value) {
 /// The key a list is merged by in a strategic merge patch, for the lists of the built-in
 /// types whose patch strategy is `merge`. `ports` of a container merge by `containerPort`, a
 /// Service's by `port`.
-fn merge_key(field: &str, item: &Value) -> Option<&'static str> {
+pub(crate) fn merge_key(field: &str, item: &Value) -> Option<&'static str> {
     match field {
         "containers"
         | "initContainers"

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -391,6 +391,7 @@ async fn respond(request: Request<Incoming>, shared: &Shared) -> Response<Respon
                     query: parts.uri.query().unwrap_or("").to_owned(),
                     content_type: media_type,
                     accept: header(ACCEPT),
+                    user_agent: header(USER_AGENT),
                     body,
                 };
                 api::handle(&mut lock(&shared.store), &request)

@@ -173,7 +173,16 @@ async fn protobuf_is_unsupported_media_type() {
         "{}",
     )
     .await;
-    assert_eq!(apply.code, 415);
+    // Server-side apply is served, and needs a field manager.
+    assert_eq!(apply.code, 400);
+    assert!(
+        apply.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("fieldManager is required for apply requests"),
+        "{}",
+        apply.body
+    );
 }
 
 #[tokio::test]

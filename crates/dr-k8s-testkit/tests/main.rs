@@ -6,6 +6,7 @@
 
 mod common;
 
+mod apply;
 mod crd;
 mod eviction;
 
