@@ -363,19 +363,17 @@ pub(crate) fn apply(
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let mine = Entry {
+        manager: manager.to_owned(),
+        operation: "Apply".into(),
+        api_version,
+        time: now(),
+        subresource: None,
+        fields: wanted.clone(),
+    };
     let Some(current) = current else {
         let mut created = applied;
-        set_entries(
-            &mut created,
-            vec![Entry {
-                manager: manager.to_owned(),
-                operation: "Apply".into(),
-                api_version,
-                time: now(),
-                subresource: None,
-                fields: wanted,
-            }],
-        );
+        set_entries(&mut created, vec![mine]);
         return Ok(created);
     };
     let mut list = entries(current);
@@ -449,14 +447,7 @@ pub(crate) fn apply(
         }
     }
     list.retain(|e| !is_mine(e));
-    list.push(Entry {
-        manager: manager.to_owned(),
-        operation: "Apply".into(),
-        api_version,
-        time: now(),
-        subresource: None,
-        fields: wanted,
-    });
+    list.push(mine);
     set_entries(&mut next, list);
     Ok(next)
 }

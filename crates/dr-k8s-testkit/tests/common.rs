@@ -167,14 +167,23 @@ pub(crate) struct Reply {
     pub(crate) body: Value,
 }
 
+/// A response read off the wire, its body as text.
+pub(crate) struct RawReply {
+    pub(crate) code: u16,
+    pub(crate) content_type: String,
+    /// The status line and headers.
+    pub(crate) head: String,
+    pub(crate) body: String,
+}
+
 /// One HTTP/1.1 request, `Connection: close`, the response read to its end.
-pub(crate) async fn request(
+pub(crate) async fn exchange(
     server: &KubeApiServer,
     method: &str,
     path: &str,
     content_type: &str,
     body: &str,
-) -> Reply {
+) -> RawReply {
     let mut stream = TcpStream::connect(server.address()).await.expect("connect");
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\
@@ -196,12 +205,28 @@ pub(crate) async fn request(
                 .map(str::to_owned)
         })
         .unwrap_or_default();
-    let body = serde_json::from_str(body).expect("a JSON body");
-    Reply {
+    RawReply {
         code,
         content_type,
         head: head.to_owned(),
-        body,
+        body: body.to_owned(),
+    }
+}
+
+/// [`exchange`], its body parsed as JSON.
+pub(crate) async fn request(
+    server: &KubeApiServer,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> Reply {
+    let raw = exchange(server, method, path, content_type, body).await;
+    Reply {
+        code: raw.code,
+        content_type: raw.content_type,
+        head: raw.head,
+        body: serde_json::from_str(&raw.body).expect("a JSON body"),
     }
 }
 

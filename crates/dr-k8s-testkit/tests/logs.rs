@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use dr_k8s_testkit::{Error, KubeApiServer};
 use serde_json::{Value, json};
 
-use crate::common::{Kubectl, get_until, post, request};
+use crate::common::{Kubectl, exchange, get_until, post, request};
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
 
@@ -21,25 +21,8 @@ fn pod(name: &str, containers: &[&str]) -> Value {
 
 /// A GET whose body is text: the code, the Content-Type and the body.
 async fn text(server: &KubeApiServer, path: &str) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(server.address())
-        .await
-        .unwrap();
-    let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    (head[9..12].parse().unwrap(), content_type, body.to_owned())
+    let raw = exchange(server, "GET", path, "", "").await;
+    (raw.code, raw.content_type, raw.body)
 }
 
 fn at(seconds: u64) -> SystemTime {
