@@ -49,7 +49,8 @@
 //!   `apiVersion` they were written with), the `scale` subresource, `categories`,
 //!   `additionalPrinterColumns`, and `generation` bumps for changes outside `spec`.
 //! - **Discovery**: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}`,
-//!   `/apis/{group}/{version}` (with the `*/status` and `*/scale` entries). Aggregated
+//!   `/apis/{group}/{version}` (with the `*/status` and `*/scale` entries, `pods/eviction`
+//!   and `pods/log`, and the groups and resources of custom resources). Aggregated
 //!   discovery is not served: the legacy documents come back as plain `application/json`,
 //!   which clients (kubectl 1.32 among them) take as the signal to fall back.
 //! - **Verbs**: get; list with label selectors (equality and set-based), field selectors on
