@@ -9,6 +9,11 @@ use crate::error::{Error, Result};
 
 /// One cluster, as one kubeconfig context reaches it: several can be open
 /// at once (the plans' DR region is `--context=dr-cluster`).
+///
+/// kube's own retry of 429, 503 and 504 answers is off (it backs off up to
+/// fifteen times, for many minutes, where a drill has a deadline): the
+/// operations here retry what they should, boundedly, and a disruption
+/// budget's 429 reaches a drain, which waits it out as kubectl does.
 #[derive(Clone)]
 pub struct Cluster {
     client: kube::Client,
@@ -69,9 +74,10 @@ impl Cluster {
             context: Some(name.clone()),
             ..KubeConfigOptions::default()
         };
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .map_err(|e| bad(e.to_string()))?;
+        config.default_retry = false;
         let default_namespace = config.default_namespace.clone();
         let client = kube::Client::try_from(config).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
@@ -87,7 +93,8 @@ impl Cluster {
     /// [`Error::NotInCluster`] outside a pod.
     pub fn in_cluster() -> Result<Self> {
         let not = |reason: String| Error::NotInCluster { reason };
-        let config = kube::Config::incluster().map_err(|e| not(e.to_string()))?;
+        let mut config = kube::Config::incluster().map_err(|e| not(e.to_string()))?;
+        config.default_retry = false;
         let default_namespace = config.default_namespace.clone();
         let client = kube::Client::try_from(config).map_err(|e| not(e.to_string()))?;
         Ok(Self {

@@ -21,6 +21,14 @@
 //! - Patches, read back: [`Cluster::set_service_selector`],
 //!   [`Cluster::set_env`] ([`EnvChange`]s, strategic merge by name) and
 //!   [`Cluster::set_image`] (`kubectl set image`).
+//! - [`Cluster::cordon`], [`Cluster::uncordon`] and [`Cluster::drain`]
+//!   (kubectl's filters and evictions, a disruption budget's 429 waited
+//!   out within [`DrainOptions::timeout`]; [`Drained`]).
+//! - [`Cluster::logs`]: a workload's logs in a window of time or tailed
+//!   ([`LogQuery`], [`PodLog`] of timed [`LogLine`]s), for the RCA.
+//! - [`Cluster::apply`] and [`Cluster::apply_yaml`]: manifests by
+//!   server-side apply as `drkit` ([`Applied`]), CRDs and their objects in
+//!   one go.
 //! - [`Cluster::guard_rollout`]: the health-gated rollout. A rollout
 //!   watched with a [`HealthCheck`] ([`HttpHealth`]: a GET wanting 2xx or
 //!   3xx) under a [`RolloutGuard`] (deadline, failures in a row, settling
@@ -55,9 +63,8 @@
 //! The library picks no Kubernetes version for `k8s-openapi`: the binary
 //! that links it does.
 //!
-//! Not yet (they come with the rest of its issue): undo of StatefulSets
-//! (their history is in ControllerRevisions), applying manifests, logs,
-//! cordon and drain.
+//! Not yet: undo of StatefulSets and DaemonSets (their history is in
+//! ControllerRevisions), following logs as they are written.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), dr_k8s::Error> {
@@ -86,12 +93,15 @@
 //! # Ok(()) }
 //! ```
 
+mod apply;
 mod cluster;
+mod drain;
 mod error;
 mod guard;
 mod health;
 mod hooks;
 mod lease;
+mod logs;
 mod namespace;
 mod patch;
 mod pods;
@@ -100,12 +110,15 @@ mod retry;
 mod rollout;
 mod workload;
 
+pub use apply::Applied;
 pub use cluster::Cluster;
+pub use drain::{DrainOptions, Drained};
 pub use error::{Error, Result};
 pub use guard::{GuardVerdict, GuardedRollout, RolloutGuard};
 pub use health::{HealthCheck, HttpHealth};
 pub use hooks::{FenceTarget, ServiceRewire, WorkloadFence};
 pub use lease::{Acquired, LeaseLock, LeaseRecord};
+pub use logs::{LogLine, LogQuery, PodLog};
 pub use namespace::{Isolation, MANAGED_BY};
 pub use patch::EnvChange;
 pub use pods::{PodQuery, PodState};

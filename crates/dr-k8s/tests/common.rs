@@ -10,8 +10,8 @@ use serde_json::json;
 
 /// The server, its kubeconfig's directory, and the cluster of its `test` context.
 pub(crate) struct Setup {
-    /// Kept alive for the test: dropping it stops the server.
-    pub(crate) _server: KubeApiServer,
+    /// The server (dropping it stops it): faults, logs.
+    pub(crate) server: KubeApiServer,
     pub(crate) dir: tempfile::TempDir,
     /// The kubeconfig of its `test` context.
     pub(crate) kubeconfig: std::path::PathBuf,
@@ -26,7 +26,7 @@ pub(crate) async fn setup() -> Setup {
         .await
         .unwrap();
     Setup {
-        _server: server,
+        server,
         dir,
         kubeconfig,
         cluster,

@@ -6,10 +6,13 @@
 
 mod common;
 
+mod apply;
 mod cluster;
+mod drain;
 mod guard;
 mod hooks;
 mod lease;
+mod logs;
 mod namespace;
 mod patch;
 mod pods;
