@@ -13,6 +13,7 @@ use dr_k8s::{
     Cluster, ExistingPolicy, Outcome, ResourceBackup, ResourceFilter, ResourceRestore,
     StoredObject, clean_object, read_backup,
 };
+use dr_k8s_testkit::Fault;
 use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use serde_json::{Value, json};
@@ -447,4 +448,268 @@ async fn unknown_kinds_and_damaged_backups_are_clear_errors() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("not a resource backup"), "{err}");
+}
+
+const ROOMS_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: rooms.livekit.io
+spec:
+  group: livekit.io
+  scope: Namespaced
+  names: { plural: rooms, singular: room, kind: Room }
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: livekit }
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: livekit-config, namespace: livekit }
+data: { config.yaml: "port: 7880" }
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: other, namespace: livekit }
+data: { a: "1" }
+---
+apiVersion: livekit.io/v1
+kind: Room
+metadata: { name: standup, namespace: livekit }
+spec: { maxParticipants: 20 }
+---
+apiVersion: livekit.io/v1
+kind: Room
+metadata: { name: all-hands, namespace: livekit }
+spec: { maxParticipants: 500 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_livekit_backup_restores_its_definition_before_its_rooms() {
+    let setup = setup().await;
+    let cluster = &setup.cluster;
+    cluster.apply_yaml(ROOMS_CRD).await.unwrap();
+    let repo = repository().await;
+    // The seed's LiveKit backup, one call: the rooms and the one config map.
+    let livekit = ResourceFilter::namespaces(["livekit"])
+        .kinds(["rooms.livekit.io", "configmaps"])
+        .names("configmaps", ["livekit-config"]);
+    let backup = ResourceBackup::new(cluster.clone(), component(), livekit);
+    let report = backup.backup_to(repo.as_ref()).await.unwrap();
+    let (_, objects) = read_backup(repo.as_ref(), &report.manifest).await.unwrap();
+    let mut names: Vec<String> = objects.iter().map(StoredObject::describe).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "configmaps livekit/livekit-config",
+            "customresourcedefinitions.apiextensions.k8s.io rooms.livekit.io",
+            "namespaces livekit",
+            "rooms.livekit.io livekit/all-hands",
+            "rooms.livekit.io livekit/standup",
+        ]
+    );
+
+    // The namespace and the definition go: the rooms with them.
+    cluster
+        .delete_namespace("livekit", std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let crds = Api::<DynamicObject>::all_with(
+        cluster.client().clone(),
+        &cluster
+            .discover()
+            .await
+            .unwrap()
+            .find("customresourcedefinitions")
+            .unwrap()
+            .api,
+    );
+    crds.delete("rooms.livekit.io", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        cluster
+            .discover()
+            .await
+            .unwrap()
+            .find("rooms.livekit.io")
+            .is_none()
+    );
+
+    let restored = ResourceRestore::new(cluster.clone(), component())
+        .restore_objects(repo.as_ref(), &RecoveryTarget::Latest)
+        .await
+        .unwrap();
+    assert_eq!(
+        restored.count(&Outcome::Created),
+        objects.len(),
+        "{restored:#?}"
+    );
+    let order: Vec<&str> = restored.objects.iter().map(|o| o.object.as_str()).collect();
+    let at = |name: &str| order.iter().position(|o| *o == name).unwrap();
+    assert!(
+        at("namespaces livekit")
+            < at("customresourcedefinitions.apiextensions.k8s.io rooms.livekit.io")
+    );
+    assert!(
+        at("customresourcedefinitions.apiextensions.k8s.io rooms.livekit.io")
+            < at("rooms.livekit.io livekit/standup")
+    );
+    let steps: Vec<&str> = restored
+        .timeline
+        .steps()
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(
+        steps.contains(&"wait for the definitions to be established"),
+        "{steps:?}"
+    );
+    for object in &objects {
+        let now = current(cluster, object, "livekit").await.unwrap();
+        assert_eq!(
+            comparable(&object.resource, &now, "livekit"),
+            comparable(&object.resource, &object.object, "livekit"),
+            "{}",
+            object.describe()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_applies_the_stored_objects_over_changed_ones() {
+    let setup = setup().await;
+    let cluster = &setup.cluster;
+    shop(cluster).await;
+    let repo = repository().await;
+    let backup = ResourceBackup::new(
+        cluster.clone(),
+        component(),
+        ResourceFilter::namespaces(["shop"]).kinds(["configmaps"]),
+    );
+    backup.backup_to(repo.as_ref()).await.unwrap();
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(cluster.client().clone(), "shop");
+    let mut changed = maps.get("settings").await.unwrap();
+    let uid = changed.metadata.uid.clone();
+    changed.data = Some([("conf".to_owned(), "a=9".to_owned())].into());
+    maps.replace("settings", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    let updated = ResourceRestore::new(cluster.clone(), component())
+        .existing(ExistingPolicy::Update)
+        .restore_objects(repo.as_ref(), &RecoveryTarget::Latest)
+        .await
+        .unwrap();
+    assert!(updated.failures().next().is_none(), "{updated:#?}");
+    assert_eq!(
+        updated.count(&Outcome::Updated),
+        3,
+        "two maps and the namespace: {updated:#?}"
+    );
+    let after = maps.get("settings").await.unwrap();
+    assert_eq!(after.data.unwrap()["conf"], "a=1");
+    assert_eq!(after.metadata.uid, uid, "updated in place");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_and_failing_servers_are_retried_and_refusals_are_clear() {
+    let setup = setup().await;
+    let cluster = &setup.cluster;
+    shop(cluster).await;
+    let repo = repository().await;
+    let filter = ResourceFilter::namespaces(["shop"]).secrets(true);
+    // A list answered 500, then 429: retried.
+    setup.server.inject(
+        Fault::status(500)
+            .method("GET")
+            .path_contains("/configmaps")
+            .times(1),
+    );
+    setup.server.inject(
+        Fault::status(429)
+            .method("GET")
+            .path_contains("/secrets")
+            .times(2),
+    );
+    let backup = ResourceBackup::new(cluster.clone(), component(), filter.clone());
+    let report = backup.backup_to(repo.as_ref()).await.unwrap();
+    let (contents, objects) = read_backup(repo.as_ref(), &report.manifest).await.unwrap();
+    assert!(contents.unreadable.is_empty(), "{contents:#?}");
+    assert_eq!(objects.len(), 7);
+
+    // A group whose discovery fails is recorded, the rest backed up.
+    setup.server.set_group_unavailable("policy", true);
+    let partial = backup.backup_to(repo.as_ref()).await.unwrap();
+    let (contents, _) = read_backup(repo.as_ref(), &partial.manifest).await.unwrap();
+    assert_eq!(contents.unreadable.len(), 1, "{contents:#?}");
+    assert!(
+        contents.unreadable[0].what.starts_with("policy/"),
+        "{contents:#?}"
+    );
+    assert!(
+        contents.unreadable[0].reason.contains("503"),
+        "{contents:#?}"
+    );
+    let details = partial
+        .manifest
+        .details::<dr_k8s::ResourceBackupDetails>()
+        .unwrap()
+        .unwrap();
+    assert_eq!(details.unreadable, 1);
+    setup.server.set_group_unavailable("policy", false);
+
+    // A kind the user may not list, named: the backup fails, Auth.
+    setup.server.inject(
+        Fault::status(403)
+            .method("GET")
+            .path_contains("/secrets")
+            .times(1),
+    );
+    let err = ResourceBackup::new(cluster.clone(), component(), filter.kinds(["secrets"]))
+        .backup_to(repo.as_ref())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    assert!(err.to_string().contains("listing secrets"), "{err}");
+
+    // Creates answered 503 twice are retried; one refused for good fails
+    // alone, and the trait's restore names it.
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client().clone())
+        .delete("shop", &DeleteParams::default())
+        .await
+        .unwrap();
+    setup.server.inject(
+        Fault::status(503)
+            .method("POST")
+            .path_contains("/configmaps")
+            .times(2),
+    );
+    setup.server.inject(
+        Fault::status(422)
+            .method("POST")
+            .path_contains("/services")
+            .message("Service \"web\" is invalid")
+            .times(4),
+    );
+    let restore = ResourceRestore::new(cluster.clone(), component());
+    let restored = restore
+        .restore_objects(repo.as_ref(), &RecoveryTarget::Snapshot(report.manifest.id))
+        .await
+        .unwrap();
+    let failures: Vec<String> = restored.failures().map(ToString::to_string).collect();
+    assert_eq!(failures.len(), 1, "{restored:#?}");
+    assert!(
+        failures[0].contains("services shop/web") && failures[0].contains("422"),
+        "{failures:?}"
+    );
+    assert_eq!(restored.count(&Outcome::Created), objects.len() - 1);
 }

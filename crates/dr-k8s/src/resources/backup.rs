@@ -20,7 +20,7 @@ use crate::resources::archive::{
     TakenResource, write_tar,
 };
 use crate::resources::discovery::{Discovered, ResourceType};
-use crate::resources::filter::ResourceFilter;
+use crate::resources::filter::{CRDS, ResourceFilter};
 use crate::retry::retrying;
 
 /// Objects per list request, as kubectl pages.
@@ -31,8 +31,6 @@ const LISTS_AT_ONCE: usize = 4;
 const ROOT_CA: &str = "kube-root-ca.crt";
 /// The Secret type of a service account's token, which the cluster makes.
 const TOKEN_SECRET: &str = "kubernetes.io/service-account-token";
-/// The resource name of CustomResourceDefinitions.
-pub(crate) const CRDS: &str = "customresourcedefinitions.apiextensions.k8s.io";
 
 /// What a resource snapshot's manifest records of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,7 +181,8 @@ impl ResourceBackup {
             }
             taken.push(TakenResource::of(resource, (objects.len() - before) as u64));
         }
-        if self.filter.only_related_definitions() {
+        let definitions_named = found.iter().any(|(r, _)| r.name() == CRDS && named(r));
+        if self.filter.only_related_definitions(definitions_named) {
             let named: BTreeSet<String> = found
                 .iter()
                 .filter(|(r, _)| named(r))
@@ -295,12 +294,7 @@ impl ResourceBackup {
         if !self.filter.takes_name(resource, name) {
             return Some("its name is not among those taken".to_owned());
         }
-        let named = self
-            .filter
-            .include_kinds
-            .iter()
-            .any(|s| resource.is_named(s));
-        if !named {
+        if !self.filter.names_explicitly(resource, name) {
             if resource_name == "configmaps" && name == ROOT_CA {
                 return Some("the cluster gives every namespace its root CA".to_owned());
             }

@@ -37,7 +37,11 @@ pub enum ClusterScoped {
 /// `kube-root-ca.crt` config map of every namespace, service account
 /// tokens, and objects whose controller is itself taken (a Deployment's
 /// ReplicaSets and their Pods: the restored controller makes them again).
-/// Naming one of those kinds in [`ResourceFilter::kinds`] takes it.
+/// Naming one of those kinds in [`ResourceFilter::kinds`] takes it (the root
+/// CA config maps and tokens: naming them in [`ResourceFilter::names`]).
+/// The CustomResourceDefinitions of the custom resources taken are taken
+/// with them, whatever the kinds (unless cluster-scoped objects are
+/// excluded).
 ///
 /// ```
 /// use dr_k8s::ResourceFilter;
@@ -79,6 +83,9 @@ pub struct ResourceFilter {
 
 /// Why a resource is not taken, or `None` where it is.
 pub(crate) type Verdict = Option<String>;
+
+/// The resource name of CustomResourceDefinitions.
+pub(crate) const CRDS: &str = "customresourcedefinitions.apiextensions.k8s.io";
 
 /// Resources left out unless named, and why.
 const CLUSTER_MADE: &[(&str, &str)] = &[
@@ -220,7 +227,10 @@ impl ResourceFilter {
             return Some("its kind is excluded".to_owned());
         }
         let asked = named(&self.include_kinds);
-        if !self.include_kinds.is_empty() && !asked && name != "namespaces" {
+        // Definitions are listed whatever the kinds: those of the custom
+        // resources taken go with them (see `only_related_definitions`).
+        let definitions = name == CRDS && self.cluster_scoped != ClusterScoped::Exclude;
+        if !self.include_kinds.is_empty() && !asked && name != "namespaces" && !definitions {
             return Some("its kind is not among those included".to_owned());
         }
         if !asked {
@@ -248,9 +258,22 @@ impl ResourceFilter {
     }
 
     /// Whether the CRDs taken are only those of the custom resources
-    /// taken (a backup of some namespaces, with the `Auto` rule).
-    pub(crate) fn only_related_definitions(&self) -> bool {
-        self.cluster_scoped == ClusterScoped::Auto && !self.include_namespaces.is_empty()
+    /// taken: for a backup of some kinds (unless the definitions are named
+    /// among them), or of some namespaces under the `Auto` rule.
+    pub(crate) fn only_related_definitions(&self, definitions_named: bool) -> bool {
+        !definitions_named
+            && (!self.include_kinds.is_empty()
+                || (self.cluster_scoped == ClusterScoped::Auto
+                    && !self.include_namespaces.is_empty()))
+    }
+
+    /// Whether the names filter names `name` of `resource` itself: what
+    /// the cluster makes for itself (a root CA config map, a token) is
+    /// taken only so.
+    pub(crate) fn names_explicitly(&self, resource: &ResourceType, name: &str) -> bool {
+        self.only_names
+            .iter()
+            .any(|(kind, names)| resource.is_named(kind) && names.contains(name))
     }
 }
 

@@ -22,9 +22,10 @@ use crate::error::{Error, Result};
 use crate::resources::archive::{
     BackupContents, CONTENTS_FORMAT, CONTENTS_STREAM, OBJECTS_STREAM, StoredObject, read_tar,
 };
-use crate::resources::backup::{CRDS, text};
+use crate::resources::backup::text;
 use crate::resources::clean::clean_object;
 use crate::resources::discovery::{Discovered, ResourceType};
+use crate::resources::filter::CRDS;
 use crate::retry::retrying;
 
 /// The order resources are restored in: Velero's priority list, the rest
