@@ -1,5 +1,15 @@
-//! A test API server and a `Cluster` of it through a kubeconfig.
+//! The cluster the tests run against, and helpers that make objects in it.
+//!
+//! By default each test starts dr-k8s-testkit's API server (a stand-in:
+//! no kube-apiserver installs here) and reaches it through a kubeconfig, as
+//! a user's cluster is reached, in its namespace `default`. With
+//! `DRKIT_TEST_KUBECONFIG` naming a kubeconfig (its context
+//! `DRKIT_TEST_CONTEXT`, else its current one), the tests that need no
+//! control only the stand-in has run against that real cluster instead,
+//! each in a namespace of its own (`drkit-test-<random>`, deleted after);
+//! the others ([`stand_in`]) say they are skipped there.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use dr_k8s::{Cluster, PodQuery, PodState};
@@ -8,17 +18,93 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
-/// The server, its kubeconfig's directory, and the cluster of its `test` context.
+/// The variable naming a real cluster's kubeconfig.
+const REAL_KUBECONFIG: &str = "DRKIT_TEST_KUBECONFIG";
+/// The variable naming its context.
+const REAL_CONTEXT: &str = "DRKIT_TEST_CONTEXT";
+
+/// A test's cluster, its kubeconfig, and the namespace the test works in.
 pub(crate) struct Setup {
-    /// The server (dropping it stops it): faults, logs.
-    pub(crate) server: KubeApiServer,
+    /// The stand-in (dropping it stops it), or `None` for a real cluster.
+    server: Option<KubeApiServer>,
     pub(crate) dir: tempfile::TempDir,
-    /// The kubeconfig of its `test` context.
-    pub(crate) kubeconfig: std::path::PathBuf,
+    /// The kubeconfig and its context.
+    pub(crate) kubeconfig: PathBuf,
+    pub(crate) context: String,
+    /// The cluster, whose default namespace is the test's.
     pub(crate) cluster: Cluster,
+    /// The test's namespace: `default` on the stand-in.
+    pub(crate) namespace: String,
 }
 
+impl Setup {
+    /// The stand-in: for its controls (faults, logs), in stand-in-only tests.
+    pub(crate) fn server(&self) -> &KubeApiServer {
+        self.server
+            .as_ref()
+            .expect("a stand-in-only test runs only on the stand-in")
+    }
+
+    /// `kubectl`'s arguments for this cluster and namespace.
+    pub(crate) fn kubectl_args(&self) -> Vec<std::ffi::OsString> {
+        vec![
+            "--kubeconfig".into(),
+            self.kubeconfig.clone().into(),
+            "--context".into(),
+            self.context.clone().into(),
+            "--namespace".into(),
+            self.namespace.clone().into(),
+        ]
+    }
+}
+
+impl Drop for Setup {
+    /// On a real cluster, deletes the test's namespace (and with it what
+    /// the test made there).
+    fn drop(&mut self) {
+        if self.server.is_some() {
+            return;
+        }
+        let cluster = self.cluster.clone();
+        let namespace = self.namespace.clone();
+        // Dropped inside the test's runtime: the delete runs on a runtime
+        // of its own, on a thread of its own.
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(cluster.delete_namespace(&namespace, Duration::from_secs(120)))
+        })
+        .join();
+        if !matches!(deleted, Ok(Ok(_))) {
+            eprintln!(
+                "could not delete the test namespace {}: {deleted:?}",
+                self.namespace
+            );
+        }
+    }
+}
+
+/// The test's cluster: the stand-in, or the real one `DRKIT_TEST_KUBECONFIG` names.
 pub(crate) async fn setup() -> Setup {
+    match std::env::var_os(REAL_KUBECONFIG) {
+        Some(kubeconfig) => real(PathBuf::from(kubeconfig)).await,
+        None => stand_in_setup().await,
+    }
+}
+
+/// The stand-in, for a test that needs a control only it has; `None`, and
+/// a line saying the test is skipped, against a real cluster.
+pub(crate) async fn stand_in(why: &str) -> Option<Setup> {
+    if std::env::var_os(REAL_KUBECONFIG).is_some() {
+        eprintln!("SKIPPED against a real cluster: stand-in only ({why})");
+        return None;
+    }
+    Some(stand_in_setup().await)
+}
+
+async fn stand_in_setup() -> Setup {
     let server = KubeApiServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = server.kubeconfig(dir.path()).await.unwrap();
@@ -26,11 +112,55 @@ pub(crate) async fn setup() -> Setup {
         .await
         .unwrap();
     Setup {
-        server,
+        server: Some(server),
         dir,
         kubeconfig,
+        context: "test".to_owned(),
+        namespace: cluster.default_namespace().to_owned(),
         cluster,
     }
+}
+
+/// A namespace of the test's own in the real cluster of `kubeconfig`.
+async fn real(kubeconfig: PathBuf) -> Setup {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let file = Kubeconfig::read_from(&kubeconfig).unwrap();
+    let context = std::env::var(REAL_CONTEXT)
+        .ok()
+        .or(file.current_context.clone())
+        .expect("DRKIT_TEST_CONTEXT, or a current context in the kubeconfig");
+    let namespace = format!("drkit-test-{:08x}", rand_suffix());
+    let options = KubeConfigOptions {
+        context: Some(context.clone()),
+        ..KubeConfigOptions::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(file, &options)
+        .await
+        .unwrap();
+    config.default_namespace = namespace.clone();
+    config.default_retry = false;
+    let cluster = Cluster::from_client(kube::Client::try_from(config).unwrap(), &context);
+    cluster
+        .create_namespace(&namespace, &Default::default())
+        .await
+        .unwrap();
+    Setup {
+        server: None,
+        dir: tempfile::tempdir().unwrap(),
+        kubeconfig,
+        context,
+        cluster,
+        namespace,
+    }
+}
+
+/// Bits for a namespace's name: the time's nanoseconds and the process.
+fn rand_suffix() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
 }
 
 /// Creates a Deployment of `replicas` pods labelled `app: name`, with
@@ -41,7 +171,14 @@ pub(crate) async fn deployment(
     replicas: i32,
     annotations: serde_json::Value,
 ) {
-    deployment_with(cluster, "default", name, replicas, annotations).await;
+    deployment_with(
+        cluster,
+        cluster.default_namespace(),
+        name,
+        replicas,
+        annotations,
+    )
+    .await;
 }
 
 /// Creates a Deployment of `replicas` pods labelled `app: name` in
@@ -78,7 +215,7 @@ async fn deployment_with(
 /// Creates a StatefulSet of `replicas` pods labelled `app: name`.
 pub(crate) async fn stateful_set(cluster: &Cluster, name: &str, replicas: i32) {
     let object: StatefulSet = serde_json::from_value(json!({
-        "metadata": { "name": name, "namespace": "default" },
+        "metadata": { "name": name, "namespace": cluster.default_namespace() },
         "spec": {
             "replicas": replicas,
             "serviceName": name,
@@ -90,7 +227,7 @@ pub(crate) async fn stateful_set(cluster: &Cluster, name: &str, replicas: i32) {
         }
     }))
     .unwrap();
-    Api::<StatefulSet>::namespaced(cluster.client().clone(), "default")
+    Api::<StatefulSet>::namespaced(cluster.client().clone(), cluster.default_namespace())
         .create(&PostParams::default(), &object)
         .await
         .unwrap();

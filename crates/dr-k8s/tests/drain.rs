@@ -11,7 +11,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
-use crate::common::{deployment, pods_until, setup};
+use crate::common::{deployment, pods_until, stand_in};
 
 async fn node(cluster: &Cluster, name: &str) {
     let node: Node = serde_json::from_value(json!({
@@ -27,14 +27,14 @@ async fn node(cluster: &Cluster, name: &str) {
 
 async fn pod(cluster: &Cluster, name: &str, node: &str, metadata: Value) {
     let mut object = json!({
-        "metadata": { "name": name, "namespace": "default" },
+        "metadata": { "name": name, "namespace": cluster.default_namespace() },
         "spec": { "nodeName": node, "containers": [{ "name": "main", "image": "busybox" }] }
     });
     if let (Some(into), Value::Object(extra)) = (object["metadata"].as_object_mut(), metadata) {
         into.extend(extra);
     }
     let pod: Pod = serde_json::from_value(object).unwrap();
-    Api::<Pod>::namespaced(cluster.client().clone(), "default")
+    Api::<Pod>::namespaced(cluster.client().clone(), cluster.default_namespace())
         .create(&PostParams::default(), &pod)
         .await
         .unwrap();
@@ -50,12 +50,15 @@ async fn unschedulable(cluster: &Cluster, name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_evicts_what_kubectl_would_and_leaves_the_rest() {
-    let setup = setup().await;
+    let Some(setup) = stand_in("it makes nodes of its own and injects a 429").await else {
+        return;
+    };
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     node(cluster, "n1").await;
     node(cluster, "n2").await;
     deployment(cluster, "web", 4, json!({})).await;
-    let web = PodQuery::in_namespace("default").labels("app=web");
+    let web = PodQuery::in_namespace(ns).labels("app=web");
     let on_n1 = |pods: &[dr_k8s::PodState]| {
         pods.iter()
             .filter(|p| p.node.as_deref() == Some("n1"))
@@ -91,7 +94,7 @@ async fn a_drain_evicts_what_kubectl_would_and_leaves_the_rest() {
     assert!(unschedulable(cluster, "n1").await);
 
     // Forced: the first eviction is refused once (429) and tried again.
-    setup.server.inject(
+    setup.server().inject(
         Fault::status(429)
             .method("POST")
             .path_contains("/eviction")
@@ -108,7 +111,7 @@ async fn a_drain_evicts_what_kubectl_would_and_leaves_the_rest() {
     assert!(drained.evicted.contains(&"default/debug".to_owned()));
     let left: Vec<&str> = drained.left.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(left, ["default/agent-x1", "default/etcd-n1"], "{drained:?}");
-    let pods = Api::<Pod>::namespaced(cluster.client().clone(), "default");
+    let pods = Api::<Pod>::namespaced(cluster.client().clone(), ns);
     assert!(pods.get_opt("debug").await.unwrap().is_none());
     // The Deployment's pods come back, on the other node.
     let after = pods_until(cluster, &web, |pods| {
@@ -130,18 +133,21 @@ async fn a_drain_evicts_what_kubectl_would_and_leaves_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_that_never_allows_the_eviction_times_the_drain_out() {
-    let setup = setup().await;
+    let Some(setup) = stand_in("it makes a node of its own").await else {
+        return;
+    };
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     node(cluster, "n1").await;
     deployment(cluster, "db", 1, json!({})).await;
-    let db = PodQuery::in_namespace("default").labels("app=db");
+    let db = PodQuery::in_namespace(ns).labels("app=db");
     pods_until(cluster, &db, |pods| pods.len() == 1 && pods[0].ready).await;
     let budget: PodDisruptionBudget = serde_json::from_value(json!({
-        "metadata": { "name": "db", "namespace": "default" },
+        "metadata": { "name": "db", "namespace": ns },
         "spec": { "minAvailable": 1, "selector": { "matchLabels": { "app": "db" } } }
     }))
     .unwrap();
-    Api::<PodDisruptionBudget>::namespaced(cluster.client().clone(), "default")
+    Api::<PodDisruptionBudget>::namespaced(cluster.client().clone(), ns)
         .create(&PostParams::default(), &budget)
         .await
         .unwrap();

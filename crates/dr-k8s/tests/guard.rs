@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::common::{deployment, setup};
+use crate::common::{deployment, setup, stand_in};
 
 /// An HTTP health endpoint on loopback that answers 200 while `healthy`,
 /// 500 otherwise; its URL.
@@ -42,7 +42,7 @@ async fn health_endpoint(healthy: Arc<AtomicBool>) -> String {
 
 /// The image of `name`'s first container.
 async fn image(cluster: &Cluster, name: &str) -> String {
-    let d = Api::<Deployment>::namespaced(cluster.client().clone(), "default")
+    let d = Api::<Deployment>::namespaced(cluster.client().clone(), cluster.default_namespace())
         .get(name)
         .await
         .unwrap();
@@ -68,9 +68,10 @@ fn guard(deadline_ms: u64) -> RolloutGuard {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_rollout_is_kept() {
     let setup = setup().await;
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     deployment(cluster, "web", 2, json!({})).await;
-    let web = Workload::deployment("default", "web");
+    let web = Workload::deployment(ns, "web");
     ready(cluster, &web).await;
     let url = health_endpoint(Arc::new(AtomicBool::new(true))).await;
     cluster.set_image(&web, "main", "nginx:1.28").await.unwrap();
@@ -88,17 +89,21 @@ async fn a_healthy_rollout_is_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_whose_pods_never_become_ready_is_undone_by_its_deadline() {
-    let setup = setup().await;
+    let Some(setup) = stand_in("its pods fail by the stand-in's drkit.test/fail annotation").await
+    else {
+        return;
+    };
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     deployment(cluster, "web", 2, json!({})).await;
-    let web = Workload::deployment("default", "web");
+    let web = Workload::deployment(ns, "web");
     ready(cluster, &web).await;
     // A broken release: its pods start and never become ready.
     let broken = Patch::Strategic(json!({ "spec": { "template": {
         "metadata": { "annotations": { "drkit.test/fail": "true" } },
         "spec": { "containers": [{ "name": "main", "image": "nginx:broken" }] }
     } } }));
-    Api::<Deployment>::namespaced(cluster.client().clone(), "default")
+    Api::<Deployment>::namespaced(cluster.client().clone(), ns)
         .patch("web", &PatchParams::default(), &broken)
         .await
         .unwrap();
@@ -133,10 +138,15 @@ async fn a_rollout_whose_pods_never_become_ready_is_undone_by_its_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_whose_health_check_fails_is_undone_and_health_returns() {
-    let setup = setup().await;
+    let Some(setup) =
+        stand_in("its bad release must start and be ready, as only the stand-in's pods are").await
+    else {
+        return;
+    };
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     deployment(cluster, "web", 2, json!({})).await;
-    let web = Workload::deployment("default", "web");
+    let web = Workload::deployment(ns, "web");
     ready(cluster, &web).await;
     // The service is healthy exactly while the good image is deployed.
     let healthy = Arc::new(AtomicBool::new(true));

@@ -28,17 +28,18 @@ fn member(name: &str) -> Member {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fence_scales_the_primary_to_zero_or_deletes_its_bare_pod() {
     let setup = setup().await;
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     stateful_set(cluster, "pg-primary", 1).await;
     stateful_set(cluster, "pg-replica", 2).await;
-    let primary = PodQuery::in_namespace("default").labels("app=pg-primary");
+    let primary = PodQuery::in_namespace(ns).labels("app=pg-primary");
     pods_until(cluster, &primary, |pods| pods.len() == 1).await;
     let bare: Pod = serde_json::from_value(json!({
-        "metadata": { "name": "redis-0", "namespace": "default", "labels": { "app": "redis" } },
+        "metadata": { "name": "redis-0", "namespace": ns, "labels": { "app": "redis" } },
         "spec": { "containers": [{ "name": "redis", "image": "redis:7" }] }
     }))
     .unwrap();
-    Api::<Pod>::namespaced(cluster.client().clone(), "default")
+    Api::<Pod>::namespaced(cluster.client().clone(), ns)
         .create(&PostParams::default(), &bare)
         .await
         .unwrap();
@@ -46,12 +47,12 @@ async fn a_fence_scales_the_primary_to_zero_or_deletes_its_bare_pod() {
     let fence = WorkloadFence::new(cluster.clone())
         .member(
             "pg-1",
-            FenceTarget::Scale(Workload::stateful_set("default", "pg-primary")),
+            FenceTarget::Scale(Workload::stateful_set(ns, "pg-primary")),
         )
         .member(
             "redis-0",
             FenceTarget::DeletePod {
-                namespace: "default".into(),
+                namespace: ns.into(),
                 name: "redis-0".into(),
             },
         );
@@ -59,7 +60,7 @@ async fn a_fence_scales_the_primary_to_zero_or_deletes_its_bare_pod() {
     // Gone when the fence returned; the replicas untouched.
     assert!(cluster.pods(&primary).await.unwrap().is_empty());
     let replicas = cluster
-        .pods(&PodQuery::in_namespace("default").labels("app=pg-replica"))
+        .pods(&PodQuery::in_namespace(ns).labels("app=pg-replica"))
         .await
         .unwrap();
     assert_eq!(replicas.len(), 2);
@@ -68,7 +69,7 @@ async fn a_fence_scales_the_primary_to_zero_or_deletes_its_bare_pod() {
     assert_eq!((scaled[0].previous, scaled[0].replicas), (1, 0));
 
     fence.fence(&member("redis-0")).await.unwrap();
-    let redis = PodQuery::in_namespace("default").labels("app=redis");
+    let redis = PodQuery::in_namespace(ns).labels("app=redis");
     assert!(cluster.pods(&redis).await.unwrap().is_empty());
     // Fencing what is gone already is no error.
     fence.fence(&member("redis-0")).await.unwrap();
@@ -81,21 +82,22 @@ async fn a_fence_scales_the_primary_to_zero_or_deletes_its_bare_pod() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewire_replaces_the_services_selector() {
     let setup = setup().await;
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     let service: Service = serde_json::from_value(json!({
-        "metadata": { "name": "postgres", "namespace": "default" },
+        "metadata": { "name": "postgres", "namespace": ns },
         "spec": {
             "selector": { "app": "pg", "role": "primary" },
             "ports": [{ "port": 5432 }]
         }
     }))
     .unwrap();
-    let services = Api::<Service>::namespaced(cluster.client().clone(), "default");
+    let services = Api::<Service>::namespaced(cluster.client().clone(), ns);
     services
         .create(&PostParams::default(), &service)
         .await
         .unwrap();
-    let rewire = ServiceRewire::new(cluster.clone(), "default", "postgres").member(
+    let rewire = ServiceRewire::new(cluster.clone(), ns, "postgres").member(
         "pg-2",
         [
             ("app", "pg"),
@@ -127,8 +129,7 @@ async fn a_rewire_replaces_the_services_selector() {
         .await
         .unwrap_err();
     assert_eq!(unnamed.kind(), dr_core::ErrorKind::InvalidInput);
-    let missing =
-        ServiceRewire::new(cluster.clone(), "default", "nope").member("pg-2", [("a", "b")]);
+    let missing = ServiceRewire::new(cluster.clone(), ns, "nope").member("pg-2", [("a", "b")]);
     let err = missing
         .rewire(&component, &member("pg-2"))
         .await

@@ -16,10 +16,11 @@ fn holds(acquired: &Acquired) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_holders_never_hold_the_lease_at_once() {
     let setup = setup().await;
+    let ns = setup.namespace.as_str();
     let lock = |holder: &str| {
         LeaseLock::new(
             setup.cluster.clone(),
-            "default",
+            ns,
             "failover",
             holder,
             Duration::from_secs(1),

@@ -12,17 +12,20 @@ use crate::common::setup;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_and_isolations_come_and_go() {
     let setup = setup().await;
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
+    let incident = format!("{ns}-inc-42");
+    let incident = incident.as_str();
     let labels = BTreeMap::from([("incident".to_owned(), "inc-42".to_owned())]);
-    assert!(cluster.create_namespace("inc-42", &labels).await.unwrap());
-    assert!(!cluster.create_namespace("inc-42", &labels).await.unwrap());
+    assert!(cluster.create_namespace(incident, &labels).await.unwrap());
+    assert!(!cluster.create_namespace(incident, &labels).await.unwrap());
 
     let selector = BTreeMap::from([("app".to_owned(), "livekit".to_owned())]);
-    let isolation = cluster.isolate("inc-42", &selector).await.unwrap();
+    let isolation = cluster.isolate(incident, &selector).await.unwrap();
     assert_eq!(isolation.policy, "drkit-isolate-livekit");
-    let again = cluster.isolate("inc-42", &selector).await.unwrap();
+    let again = cluster.isolate(incident, &selector).await.unwrap();
     assert_eq!(again, isolation);
-    let policies: Api<NetworkPolicy> = Api::namespaced(cluster.client().clone(), "inc-42");
+    let policies: Api<NetworkPolicy> = Api::namespaced(cluster.client().clone(), incident);
     let policy = policies.get(&isolation.policy).await.unwrap().spec.unwrap();
     assert_eq!(policy.pod_selector.unwrap().match_labels.unwrap(), selector);
     assert_eq!(
@@ -44,6 +47,6 @@ async fn namespaces_and_isolations_come_and_go() {
     );
 
     let wait = Duration::from_secs(5);
-    assert!(cluster.delete_namespace("inc-42", wait).await.unwrap());
-    assert!(!cluster.delete_namespace("inc-42", wait).await.unwrap());
+    assert!(cluster.delete_namespace(incident, wait).await.unwrap());
+    assert!(!cluster.delete_namespace(incident, wait).await.unwrap());
 }

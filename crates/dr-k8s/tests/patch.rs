@@ -10,9 +10,10 @@ use crate::common::{deployment, setup};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_and_image_are_patched_and_unknown_containers_refused() {
     let setup = setup().await;
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     deployment(cluster, "api", 1, serde_json::json!({})).await;
-    let api = Workload::deployment("default", "api");
+    let api = Workload::deployment(ns, "api");
 
     let env = cluster
         .set_env(
@@ -48,7 +49,7 @@ async fn env_and_image_are_patched_and_unknown_containers_refused() {
     assert_eq!(env[0].value.as_deref(), Some("pg-new"));
 
     cluster.set_image(&api, "main", "nginx:1.28").await.unwrap();
-    let object = Api::<Deployment>::namespaced(cluster.client().clone(), "default")
+    let object = Api::<Deployment>::namespaced(cluster.client().clone(), ns)
         .get("api")
         .await
         .unwrap();
@@ -66,7 +67,7 @@ async fn env_and_image_are_patched_and_unknown_containers_refused() {
         "{err}"
     );
     let err = cluster
-        .set_env(&Workload::deployment("default", "nope"), "main", &[])
+        .set_env(&Workload::deployment(ns, "nope"), "main", &[])
         .await
         .unwrap_err();
     assert_eq!(

@@ -9,10 +9,11 @@ use crate::common::{deployment, pods_until, setup};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_are_found_by_labels_and_fields_with_their_readiness() {
     let setup = setup().await;
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     deployment(cluster, "api", 3, json!({})).await;
     deployment(cluster, "broken", 1, json!({ "drkit.test/fail": "true" })).await;
-    let all = PodQuery::in_namespace("default");
+    let all = PodQuery::in_namespace(ns);
     let pods = pods_until(cluster, &all, |pods| pods.len() == 4).await;
 
     let broken: Vec<_> = pods

@@ -11,13 +11,13 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::common::{deployment, setup, stateful_set};
+use crate::common::{Setup, deployment, setup, stand_in, stateful_set};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const WAIT: Duration = Duration::from_secs(10);
 
 fn deployments(cluster: &Cluster) -> Api<Deployment> {
-    Api::namespaced(cluster.client().clone(), "default")
+    Api::namespaced(cluster.client().clone(), cluster.default_namespace())
 }
 
 async fn set_image(cluster: &Cluster, name: &str, image: &str) {
@@ -37,9 +37,10 @@ async fn template_of(cluster: &Cluster, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_makes_the_next_revision_and_its_rollout_completes() {
     let setup = setup().await;
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     deployment(cluster, "web", 2, json!({})).await;
-    let web = Workload::deployment("default", "web");
+    let web = Workload::deployment(ns, "web");
     let first = cluster.rollout_status(&web, WAIT).await.unwrap();
     assert_eq!(first.revision, Some(1), "{first:?}");
     assert_eq!((first.replicas, first.updated, first.available), (2, 2, 2));
@@ -57,7 +58,7 @@ async fn a_restart_makes_the_next_revision_and_its_rollout_completes() {
         (second.replicas, second.updated, second.available),
         (2, 2, 2)
     );
-    let replica_sets = Api::<ReplicaSet>::namespaced(cluster.client().clone(), "default")
+    let replica_sets = Api::<ReplicaSet>::namespaced(cluster.client().clone(), ns)
         .list(&ListParams::default().labels("app=web"))
         .await
         .unwrap()
@@ -73,10 +74,10 @@ async fn a_restart_makes_the_next_revision_and_its_rollout_completes() {
 
     // A StatefulSet restarts through the same annotation and rolls out.
     stateful_set(cluster, "db", 2).await;
-    let db = Workload::stateful_set("default", "db");
+    let db = Workload::stateful_set(ns, "db");
     cluster.rollout_status(&db, WAIT).await.unwrap();
     let restarted = cluster.rollout_restart(&db).await.unwrap();
-    let set = Api::<StatefulSet>::namespaced(cluster.client().clone(), "default")
+    let set = Api::<StatefulSet>::namespaced(cluster.client().clone(), ns)
         .get("db")
         .await
         .unwrap();
@@ -86,20 +87,24 @@ async fn a_restart_makes_the_next_revision_and_its_rollout_completes() {
     assert_eq!(status.available, 2, "{status:?}");
 
     // A ReplicaSet has no rollout; nor does what is not there.
-    let rs = Workload::parse("rs/whatever", "default").unwrap();
+    let rs = Workload::parse("rs/whatever", ns).unwrap();
     let err = cluster.rollout_restart(&rs).await.unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-    let ghost = Workload::deployment("default", "ghost");
+    let ghost = Workload::deployment(ns, "ghost");
     let err = cluster.rollout_status(&ghost, WAIT).await.unwrap_err();
     assert!(matches!(err, Error::Api { code: 404, .. }), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_whose_pods_never_become_ready_times_out_saying_what_it_saw() {
-    let setup = setup().await;
+    let Some(setup) = stand_in("its pods fail by the stand-in's drkit.test/fail annotation").await
+    else {
+        return;
+    };
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     deployment(cluster, "web", 2, json!({})).await;
-    let web = Workload::deployment("default", "web");
+    let web = Workload::deployment(ns, "web");
     cluster.rollout_status(&web, WAIT).await.unwrap();
 
     let patch = json!({ "spec": { "template": { "metadata": {
@@ -143,7 +148,7 @@ async fn a_rollout_whose_pods_never_become_ready_times_out_saying_what_it_saw() 
 /// each rolled out.
 async fn two_revisions(cluster: &Cluster, name: &str) -> Workload {
     deployment(cluster, name, 2, json!({})).await;
-    let workload = Workload::deployment("default", name);
+    let workload = Workload::deployment(cluster.default_namespace(), name);
     cluster.rollout_status(&workload, WAIT).await.unwrap();
     set_image(cluster, name, "nginx:1.28").await;
     let status = cluster.rollout_status(&workload, WAIT).await.unwrap();
@@ -154,11 +159,12 @@ async fn two_revisions(cluster: &Cluster, name: &str) -> Workload {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undo_goes_back_to_the_previous_template_as_kubectl_does() {
     let setup = setup().await;
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
 
     // Nothing to go back to yet.
     deployment(cluster, "fresh", 1, json!({})).await;
-    let fresh = Workload::deployment("default", "fresh");
+    let fresh = Workload::deployment(ns, "fresh");
     cluster.rollout_status(&fresh, WAIT).await.unwrap();
     let err = cluster.rollout_undo(&fresh, None).await.unwrap_err();
     assert!(
@@ -203,7 +209,7 @@ async fn undo_goes_back_to_the_previous_template_as_kubectl_does() {
         return;
     };
     let twin = two_revisions(cluster, "twin").await;
-    let output = kubectl_undo(&kubectl, &setup.kubeconfig, "deployment/twin").await;
+    let output = kubectl_undo(&kubectl, &setup, "deployment/twin").await;
     assert!(output.contains("rolled back"), "{output}");
     let status = cluster.rollout_status(&twin, WAIT).await.unwrap();
     assert_eq!(status.revision, Some(3));
@@ -238,11 +244,10 @@ fn kubectl() -> Option<PathBuf> {
 }
 
 /// `kubectl rollout undo <what>`'s output, after checking it succeeded.
-async fn kubectl_undo(kubectl: &Path, kubeconfig: &Path, what: &str) -> String {
+async fn kubectl_undo(kubectl: &Path, setup: &Setup, what: &str) -> String {
     let output = tokio::process::Command::new(kubectl)
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["--namespace", "default", "rollout", "undo", what])
+        .args(setup.kubectl_args())
+        .args(["rollout", "undo", what])
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()

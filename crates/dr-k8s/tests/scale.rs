@@ -10,15 +10,16 @@ use crate::common::{deployment, pods_until, setup, stateful_set};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_says_the_count_it_had_and_the_pods_follow() {
     let setup = setup().await;
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     deployment(cluster, "web", 2, json!({})).await;
-    let web = PodQuery::in_namespace("default").labels("app=web");
+    let web = PodQuery::in_namespace(ns).labels("app=web");
     pods_until(cluster, &web, |pods| {
         pods.len() == 2 && pods.iter().all(|p| p.ready)
     })
     .await;
 
-    let workload = Workload::parse("deploy/web", "default").unwrap();
+    let workload = Workload::parse("deploy/web", ns).unwrap();
     assert_eq!(cluster.replicas(&workload).await.unwrap(), 2);
     let fenced = cluster.scale(&workload, 0).await.unwrap();
     assert_eq!((fenced.previous, fenced.replicas), (2, 0));
@@ -35,12 +36,12 @@ async fn scaling_says_the_count_it_had_and_the_pods_follow() {
     .await;
 
     stateful_set(cluster, "db", 3).await;
-    let db = Workload::stateful_set("default", "db");
+    let db = Workload::stateful_set(ns, "db");
     let down = cluster.scale(&db, 1).await.unwrap();
     assert_eq!((down.previous, down.replicas), (3, 1));
     let pods = pods_until(
         cluster,
-        &PodQuery::in_namespace("default").labels("app=db"),
+        &PodQuery::in_namespace(ns).labels("app=db"),
         |pods| pods.len() == 1,
     )
     .await;
@@ -50,7 +51,8 @@ async fn scaling_says_the_count_it_had_and_the_pods_follow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workload_that_does_not_exist_is_not_found_by_name() {
     let setup = setup().await;
-    let missing = Workload::deployment("default", "ghost");
+    let ns = setup.namespace.as_str();
+    let missing = Workload::deployment(ns, "ghost");
     let err = setup.cluster.scale(&missing, 0).await.unwrap_err();
     assert!(matches!(err, Error::Api { code: 404, .. }), "{err}");
     let said = err.to_string();
@@ -62,6 +64,6 @@ async fn a_workload_that_does_not_exist_is_not_found_by_name() {
     assert_eq!(core.kind(), dr_core::ErrorKind::NotFound);
 
     for bad in ["web", "pod/web", "deployment/", "deployment/a/b"] {
-        assert!(Workload::parse(bad, "default").is_err(), "{bad}");
+        assert!(Workload::parse(bad, ns).is_err(), "{bad}");
     }
 }
