@@ -4,6 +4,7 @@
 use hyper::Method;
 use serde_json::{Value, json};
 
+use crate::openapi::{self, FieldValidation, Served, Warnings};
 use crate::patch::{self, PatchKind};
 use crate::registry::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -33,19 +34,38 @@ const APPLY: &str = "application/apply-patch+yaml";
 pub(crate) struct ApiReply {
     pub(crate) code: u16,
     pub(crate) body: Value,
+    /// Headers besides `Content-Type`: `Warning`, `ETag`, `Location`, ...
+    pub(crate) headers: Vec<(&'static str, String)>,
+}
+
+impl ApiReply {
+    pub(crate) fn new(code: u16, body: Value) -> Self {
+        ApiReply {
+            code,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    /// With a `Warning` header for each warning, as the real server words them
+    /// (`299 - "unknown field \"spec.foo\""`).
+    fn warned(mut self, warnings: Warnings) -> Self {
+        for warning in warnings {
+            let quoted = serde_json::to_string(&warning).expect("a string serializes");
+            self.headers.push(("warning", format!("299 - {quoted}")));
+        }
+        self
+    }
 }
 
 impl From<ApiError> for ApiReply {
     fn from(error: ApiError) -> Self {
-        ApiReply {
-            code: error.code,
-            body: error.to_status(),
-        }
+        ApiReply::new(error.code, error.to_status())
     }
 }
 
 fn ok(body: Value) -> ApiReply {
-    ApiReply { code: 200, body }
+    ApiReply::new(200, body)
 }
 
 /// What a request is answered with: one document, or a watch.
@@ -91,8 +111,17 @@ struct Target<'a> {
 }
 
 fn route(store: &mut Store, request: &ApiRequest) -> Result<Outcome, ApiError> {
+    if let Some(rest) = request.path.strip_prefix("/openapi/v3")
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        if request.method != Method::GET {
+            return Err(ApiError::method_not_allowed(request.method.as_str()));
+        }
+        return Ok(openapi_reply(store, rest.trim_start_matches('/'), &request.query)?.into());
+    }
     if request.path.starts_with("/openapi/") {
-        // Not served yet: kubectl apply takes the 404 and falls back to its built-in schemas.
+        // `/openapi/v2` is not served: kubectl takes the 404 (whatever it accepts) and, with
+        // `/openapi/v3` there, has no need of it.
         return Err(ApiError::no_route());
     }
     let accept = &request.accept;
@@ -149,6 +178,33 @@ fn route(store: &mut Store, request: &ApiRequest) -> Result<Outcome, ApiError> {
     }
 }
 
+/// `GET /openapi/v3[/{rest}]`: the index or a group version's document, with the ETag and
+/// caching headers of the real server; a 301 from an outdated `?hash=`.
+fn openapi_reply(store: &Store, rest: &str, query: &str) -> Result<ApiReply, ApiError> {
+    Ok(match openapi::serve(store, rest, query)? {
+        Served::Document {
+            body,
+            etag,
+            immutable,
+        } => {
+            let mut reply = ok(body);
+            reply.headers.push(("etag", format!("\"{etag}\"")));
+            if immutable {
+                reply
+                    .headers
+                    .push(("cache-control", "public, immutable".into()));
+                reply.headers.push(("vary", "Accept".into()));
+            }
+            reply
+        }
+        Served::Moved(location) => {
+            let mut reply = ApiReply::new(301, json!({"location": location}));
+            reply.headers.push(("location", location));
+            reply
+        }
+    })
+}
+
 /// Splits the path after the group version: `namespaces/{ns}/{plural}[/{name}[/{sub}]]` for a
 /// namespaced resource, `{plural}[/{name}[/{sub}]]` otherwise (including all-namespaces lists
 /// and namespaces themselves).
@@ -203,6 +259,7 @@ struct Query {
     timeout_seconds: Option<String>,
     field_manager: Option<String>,
     force: bool,
+    field_validation: Option<String>,
 }
 
 impl Query {
@@ -228,10 +285,15 @@ impl Query {
                 "timeoutSeconds" => parsed.timeout_seconds = Some(value),
                 "fieldManager" => parsed.field_manager = Some(value).filter(|v| !v.is_empty()),
                 "force" => parsed.force = matches!(value.as_str(), "1" | "true"),
+                "fieldValidation" => parsed.field_validation = Some(value),
                 _ => {}
             }
         }
         parsed
+    }
+
+    fn field_validation(&self) -> Result<FieldValidation, ApiError> {
+        FieldValidation::parse(self.field_validation.as_deref())
     }
 
     fn list_query(&self, kind: &ResourceType) -> Result<ListQuery, ApiError> {
@@ -326,15 +388,13 @@ fn collection(
                 return Err(ApiError::method_not_allowed("POST"));
             }
             let mut body = json_body(request)?;
+            let warnings =
+                openapi::check(store, target.kind, &body, query.field_validation()?, true)?;
             if let Some(manager) = update_manager(request, query) {
                 crate::apply::track_update(target.kind, None, &mut body, manager);
             }
             let created = store.create(target.kind, target.namespace, body, query.dry_run)?;
-            Ok(ApiReply {
-                code: 201,
-                body: created,
-            }
-            .into())
+            Ok(ApiReply::new(201, created).warned(warnings).into())
         }
         ref other => Err(ApiError::method_not_allowed(other.as_str())),
     }
@@ -352,18 +412,13 @@ fn item(
         Method::GET => Ok(ok(store.get(kind, namespace, name)?)),
         Method::PUT => {
             let mut body = json_body(request)?;
+            let warnings = openapi::check(store, kind, &body, query.field_validation()?, true)?;
             if let Some(manager) = update_manager(request, query) {
                 let current = store.get(kind, namespace, name)?;
                 crate::apply::track_update(kind, Some(&current), &mut body, manager);
             }
-            Ok(ok(store.update(
-                kind,
-                namespace,
-                name,
-                body,
-                Part::Main,
-                query.dry_run,
-            )?))
+            let updated = store.update(kind, namespace, name, body, Part::Main, query.dry_run)?;
+            Ok(ok(updated).warned(warnings))
         }
         Method::PATCH if request.content_type == APPLY => {
             server_side_apply(store, request, target, name, query)
@@ -371,17 +426,13 @@ fn item(
         Method::PATCH => {
             let current = store.get(kind, namespace, name)?;
             let mut patched = patched(request, kind, &current)?;
+            let warnings = openapi::check(store, kind, &patched, query.field_validation()?, false)?;
             if let Some(manager) = update_manager(request, query) {
                 crate::apply::track_update(kind, Some(&current), &mut patched, manager);
             }
-            Ok(ok(store.update(
-                kind,
-                namespace,
-                name,
-                patched,
-                Part::Main,
-                query.dry_run,
-            )?))
+            let updated =
+                store.update(kind, namespace, name, patched, Part::Main, query.dry_run)?;
+            Ok(ok(updated).warned(warnings))
         }
         Method::DELETE => {
             // Deletion is immediate, whatever grace period the options give.
@@ -448,25 +499,19 @@ fn server_side_apply(
             applied["metadata"]["name"]
         )));
     }
+    let validation = query.field_validation()?;
+    let warnings = openapi::check_apply(store, kind, &applied, namespace, name, validation)?;
     match store.get(kind, namespace, name) {
         Ok(current) => {
             let next = crate::apply::apply(kind, Some(&current), applied, manager, query.force)?;
-            Ok(ok(store.update(
-                kind,
-                namespace,
-                name,
-                next,
-                Part::Main,
-                query.dry_run,
-            )?))
+            let updated = store.update(kind, namespace, name, next, Part::Main, query.dry_run)?;
+            Ok(ok(updated).warned(warnings))
         }
         Err(error) if error.code == 404 => {
             let mut created = crate::apply::apply(kind, None, applied, manager, query.force)?;
             created["metadata"]["name"] = name.into();
-            Ok(ApiReply {
-                code: 201,
-                body: store.create(kind, namespace, created, query.dry_run)?,
-            })
+            let created = store.create(kind, namespace, created, query.dry_run)?;
+            Ok(ApiReply::new(201, created).warned(warnings))
         }
         Err(error) => Err(error),
     }
@@ -487,10 +532,7 @@ fn sub(
             let body = json_body(request)?;
             let namespace = namespace.unwrap_or("default");
             let done = crate::eviction::evict(store, namespace, name, &body, query.dry_run)?;
-            return Ok(ApiReply {
-                code: 201,
-                body: done,
-            });
+            return Ok(ApiReply::new(201, done));
         }
         (Subresource::Status, &Method::GET) => return Ok(ok(current)),
         (Subresource::Scale, &Method::GET) => return Ok(ok(scale_of(&current))),

@@ -18,7 +18,7 @@
 //! let server = dr_k8s_testkit::KubeApiServer::start().await?;
 //! let dir = std::env::temp_dir();
 //! let kubeconfig = server.kubeconfig(&dir).await?;
-//! // kubectl --kubeconfig <kubeconfig> apply --validate=false -f manifest.yaml
+//! // kubectl --kubeconfig <kubeconfig> apply -f manifest.yaml
 //! println!("{} {}", server.url(), kubeconfig.display());
 //! drop(server); // stopped
 //! # Ok(()) }
@@ -44,8 +44,8 @@
 //!   `status` subresource (then `status` is dropped on create and changes only through it).
 //!   A strategic merge patch is 415, as for any custom resource. An object of a kind not yet
 //!   defined is 404. Deleting the definition deletes its objects (each a `DELETED` event) and
-//!   its discovery entries at once. Not done: validation, pruning and defaulting by the
-//!   schema, conversion (every served version reads the same stored objects, which keep the
+//!   its discovery entries at once. Not done: validation by the schema other than of
+//!   unknown fields (see `fieldValidation`), pruning and defaulting, conversion (every served version reads the same stored objects, which keep the
 //!   `apiVersion` they were written with), the `scale` subresource, `categories`,
 //!   `additionalPrinterColumns`, and `generation` bumps for changes outside `spec`.
 //! - **Discovery**: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}`,
@@ -60,9 +60,12 @@
 //!   node's `spec.unschedulable`; any other field is 400), `limit` and `continue`; create (with
 //!   `generateName` and `dryRun=All`); update with a resourceVersion precondition (409
 //!   Conflict); patch as merge patch (RFC 7386), JSON patch (RFC 6902) or strategic merge
-//!   patch (lists merged by key for `containers`, `initContainers`, `volumes`, `env`,
-//!   `volumeMounts` by `name`, `ports` by `containerPort`, with `$patch: replace` and
-//!   `$patch: delete`); delete, with `DeleteOptions` in the body (`preconditions` on uid and
+//!   patch (lists merged by key for `containers`, `initContainers`, `ephemeralContainers`,
+//!   `volumes`, `env`, `imagePullSecrets` by `name`, `volumeMounts` by `mountPath`, `ports` by
+//!   `containerPort` (a Service's by `port`), with `$patch: replace`, `$patch: delete` and
+//!   `$setElementOrder` (the items it names in its order, any others after them; Kubernetes
+//!   leaves those where they were); `$retainKeys` and `$deleteFromPrimitiveList` are
+//!   ignored); delete, with `DeleteOptions` in the body (`preconditions` on uid and
 //!   resourceVersion, 409 when they fail; `dryRun`; `gracePeriodSeconds` and
 //!   `propagationPolicy` taken but changing nothing: **deletion is immediate**, as with a
 //!   grace period of 0, so a pod is gone, not `Terminating`, when the DELETE answers; a
@@ -73,8 +76,7 @@
 //!   `metadata.managedFields` is kept per manager and operation (`Apply`, `Update`) with
 //!   `fieldsV1`. Approximations, exactly: a field set is the set of paths to leaves
 //!   (scalars, atomic lists, empty objects); the lists of the built-in types that strategic
-//!   merge patches merge by key (`containers`, `initContainers`, `volumes`, `env`,
-//!   `volumeMounts`, `imagePullSecrets` by `name`, `ports` by `containerPort` or `port`) are
+//!   merge patches merge by key (as above) are
 //!   merged item by item (`k:{"name":"web"}`, new items at the end) and every other list,
 //!   and every list of a custom resource, is one atomic value. An apply conflicts (409
 //!   `Conflict`, "Apply failed with 1 conflict: conflict with \"kubectl-patch\" using v1:
@@ -163,6 +165,46 @@
 //!   `ServiceUnavailable` on every path under `/apis/{group}` while `/apis` still lists it, as
 //!   the aggregator does for an API service that is down (`kubectl api-resources` then
 //!   reports the group and lists the others).
+//! - **OpenAPI v3**: `GET /openapi/v3`, the index (`paths`: `api/v1`, `apis/{group}/{version}`
+//!   for every group version served, custom ones included, each with its `serverRelativeURL`
+//!   `/openapi/v3/{path}?hash={hash}`), and `GET /openapi/v3/{path}`, a group version's
+//!   document (JSON only; OpenAPI `3.0.0`). A document has, for each resource, the paths of its
+//!   collection (and, if namespaced, of the all-namespaces list), of an object and of its
+//!   `status` subresource, with operations `list`, `post`, `get`, `put`, `patch`, `delete`,
+//!   each with `x-kubernetes-action`, `x-kubernetes-group-version-kind` and the query
+//!   parameters served (`fieldValidation`, `fieldManager`, `dryRun` on writes, `force` on
+//!   patches); a PATCH's `requestBody` lists the patch types taken (no strategic merge patch
+//!   for a custom resource). `components.schemas` has each kind's schema
+//!   (`io.k8s.api.apps.v1.Deployment`, `io.livekit.v1.Room`) with
+//!   `x-kubernetes-group-version-kind`, every type inline (no `$ref` but the patch body's).
+//!   A built-in kind's schema names the fields of `metadata` and of its `spec` (or `data`)
+//!   down through pod templates, containers, probes, security contexts, volumes and their
+//!   common sources, with a type each; the lists strategic merge patches merge carry
+//!   `x-kubernetes-patch-merge-key`, `x-kubernetes-patch-strategy: merge` and
+//!   `x-kubernetes-list-type: map` with the same key, the others `x-kubernetes-list-type:
+//!   atomic`. Left open (`x-kubernetes-preserve-unknown-fields`, nothing under them
+//!   described): every `status`, a definition's `versions`, the items of `affinity` terms,
+//!   `topologySpreadConstraints`, `volumeClaimTemplates`, `resourceClaims`, `ephemeralContainers`, network
+//!   policy rules, projected and downward-API volume items and the rarer volume sources. No
+//!   descriptions, formats, enums, defaults or `required`. A custom resource's schema is its
+//!   definition's `openAPIV3Schema` for that version, with `apiVersion`, `kind` and
+//!   `metadata` added. The hash (also the `ETag`) changes when the document does; asked for
+//!   by its current hash a document comes with `Cache-Control: public, immutable`, by an
+//!   older one it is a 301 to the current URL. `/openapi/v2` is 404.
+//! - **`fieldValidation`** on create, update and patch (the object as the patch leaves it)
+//!   and server-side apply, by the schemas above: a field is unknown where its object's
+//!   schema is closed (has `properties`, or is `type: object`, with neither
+//!   `additionalProperties` nor `x-kubernetes-preserve-unknown-fields`), so within open
+//!   parts nothing is checked. `Strict` refuses unknown fields: 400 `BadRequest`
+//!   "ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error:
+//!   unknown field "metadata.colour", unknown field "shape"" for a create or an update,
+//!   "strict decoding error: unknown field "spec.foo"" for a patch, and for an apply, as
+//!   the real server, a 500 without a reason, "failed to create typed patch object
+//!   (default/bad; /v1, Kind=ConfigMap): .shape: field not declared in schema". `Warn`, the
+//!   default, takes the object with a `Warning: 299 - "unknown field "shape""` header each;
+//!   `Ignore` takes it silently. Another value is 400. Unknown fields are kept, not dropped
+//!   as a real server drops them; duplicate keys, types and values are not checked, nor are
+//!   writes to subresources.
 //! - **Storage**: one resourceVersion counter for every object; `uid`, `creationTimestamp`;
 //!   `generation` bumped when `spec` changes; a write that changes nothing keeps the
 //!   resourceVersion. Namespaced objects need their namespace. Errors are `meta/v1` `Status`
@@ -170,7 +212,7 @@
 //!
 //! # What is not served (yet)
 //!
-//! The OpenAPI documents (`/openapi/v2`, `/openapi/v3`), finalizers and graceful deletion (no `deletionTimestamp`, no
+//! `/openapi/v2` (it would be protobuf), finalizers and graceful deletion (no `deletionTimestamp`, no
 //! `Terminating`), `propagationPolicy` (deletion is always background), delete-collection, authentication and TLS, protobuf, and `Table`
 //! responses (kubectl falls back to its own columns: `get pods` prints NAME and AGE). Watch
 //! of one object by its own URL and the legacy `/watch/` paths are not served (clients watch
@@ -188,11 +230,23 @@
 //!
 //! # kubectl
 //!
-//! Without the OpenAPI document, `kubectl apply` (client- or server-side) needs
-//! `--validate=false`; kubectl then asks `/openapi/v3` and `/openapi/v2` (404) and goes on. kubectl's typed `create` commands (`kubectl create
+//! `kubectl apply`, `create -f` and `replace -f` validate without `--validate=false`: kubectl
+//! reads `/openapi/v3`, then the document of the object's group version, finds
+//! `fieldValidation` among the parameters of the kind's PATCH and so leaves validation to
+//! the server, sending `fieldValidation=Strict` (`Warn` with `--validate=warn`, `Ignore` with
+//! `--validate=false`); an unknown field is reported as "Error from server (BadRequest):
+//! error when creating "bad.yaml": ConfigMap in version "v1" cannot be handled as a
+//! ConfigMap: strict decoding error: unknown field "shape"". A second client-side apply is
+//! a strategic merge patch kubectl computes from the document's schema (its merge keys and
+//! `$setElementOrder`); for a custom resource, whose PATCH takes no strategic merge patch, a
+//! merge patch. A field kubectl must descend into that a schema leaves open makes kubectl
+//! print "warning: error calculating patch from openapi v3 spec" and compute the patch from
+//! its built-in types instead. Still needing `--validate=false`: a file whose kind is `List`
+//! and a custom resource whose definition is not there yet, which kubectl validates itself
+//! with `/openapi/v2`. kubectl's typed `create` commands (`kubectl create
 //! namespace`, `create configmap`, `create deployment`, ...) send protobuf and are answered
 //! 415 Unsupported Media Type: use `kubectl apply -f` instead. The commands the tests drive,
-//! all JSON: `get` (`-o json`, `-l`, `-w`), `apply --validate=false`, `scale`, `patch --type
+//! all JSON: `get` (`-o json`, `-l`, `-w`), `apply` (`--validate=false|warn`), `scale`, `patch --type
 //! merge|json|strategic`, `label`, `replace`, `delete`, `set image`, `rollout status`,
 //! `rollout restart`, `rollout undo` (a JSON patch replacing `/spec/template` and
 //! `/metadata/annotations`, the template with `"creationTimestamp": null` and
@@ -207,7 +261,7 @@
 //! strategic patch's 415 in its own words: "application/strategic-merge-patch+json is not
 //! supported by livekit.io/v1, Kind=Room"), `delete crd`, `api-resources`, and `apply --server-side` (a
 //! JSON body sent as `application/apply-patch+yaml` with
-//! `fieldManager=kubectl&fieldValidation=Ignore&force=false`; a conflict with `kubectl-patch`
+//! `fieldManager=kubectl&fieldValidation=Strict&force=false`; a conflict with `kubectl-patch`
 //! is reported and `--force-conflicts` takes the field; a key dropped from the file is
 //! removed).
 
@@ -219,8 +273,10 @@ pub(crate) mod error;
 pub(crate) mod eviction;
 pub(crate) mod fault;
 pub(crate) mod logs;
+pub(crate) mod openapi;
 pub(crate) mod patch;
 pub(crate) mod registry;
+pub(crate) mod schema;
 pub(crate) mod selector;
 pub(crate) mod server;
 pub(crate) mod status;

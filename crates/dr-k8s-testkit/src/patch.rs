@@ -78,7 +78,8 @@ pub(crate) fn merge(target: &mut Value, patch: &Value) {
 
 /// The key a list is merged by in a strategic merge patch, for the lists of the built-in
 /// types whose patch strategy is `merge`. `ports` of a container merge by `containerPort`, a
-/// Service's by `port`.
+/// Service's by `port`; `volumeMounts` by `mountPath`, as in Kubernetes. The OpenAPI
+/// documents (`schema`) publish the same keys.
 pub(crate) fn merge_key(field: &str, item: &Value) -> Option<&'static str> {
     match field {
         "containers"
@@ -86,8 +87,8 @@ pub(crate) fn merge_key(field: &str, item: &Value) -> Option<&'static str> {
         | "ephemeralContainers"
         | "volumes"
         | "env"
-        | "volumeMounts"
         | "imagePullSecrets" => Some("name"),
+        "volumeMounts" => Some("mountPath"),
         "ports" if item.get("containerPort").is_some() => Some("containerPort"),
         "ports" => Some("port"),
         _ => None,
@@ -95,8 +96,8 @@ pub(crate) fn merge_key(field: &str, item: &Value) -> Option<&'static str> {
 }
 
 /// A strategic merge patch: a merge patch whose keyed lists merge item by item, with the
-/// `$patch: replace` and `$patch: delete` directives. Other `$` directives (`$setElementOrder`,
-/// `$retainKeys`, `$deleteFromPrimitiveList`) are ignored.
+/// `$patch: replace` and `$patch: delete` directives and `$setElementOrder`. Other `$`
+/// directives (`$retainKeys`, `$deleteFromPrimitiveList`) are ignored.
 fn strategic(target: &mut Value, patch: &Value) {
     let Value::Object(members) = patch else {
         *target = patch.clone();
@@ -139,6 +140,26 @@ fn strategic(target: &mut Value, patch: &Value) {
             _ => strategic(current, value),
         }
     }
+    for (key, order) in members {
+        if let (Some(field), Value::Array(order)) = (key.strip_prefix("$setElementOrder/"), order)
+            && let Some(Value::Array(list)) = object.get_mut(field)
+        {
+            set_element_order(list, order, field);
+        }
+    }
+}
+
+/// `$setElementOrder/<field>`, as kubectl sends it with a keyed list: the items it names in
+/// its order, then the others (the server's own) in theirs. (Kubernetes interleaves the
+/// server's own items where they were; with none, as when kubectl owns the list, the order
+/// is the same.)
+fn set_element_order(list: &mut [Value], order: &[Value], field: &str) {
+    let position = |item: &Value| {
+        let key = merge_key(field, item)?;
+        order.iter().position(|o| o.get(key) == item.get(key))
+    };
+    // A stable sort: the named items by their place in the order, the others after.
+    list.sort_by_key(|item| position(item).unwrap_or(usize::MAX));
 }
 
 fn directive(value: &Value) -> Option<&str> {
@@ -428,6 +449,18 @@ mod tests {
                 {"name": "b", "image": "b:1", "ports": [{"containerPort": 80}, {"containerPort": 443}]},
             ]}})
         );
+        // kubectl's order of a keyed list: a new item in its place, not at the end.
+        let ordered = json!({"spec": {"containers": [{"name": "a",
+            "$setElementOrder/env": [{"name": "X"}, {"name": "W"}, {"name": "Y"}],
+            "env": [{"name": "W", "value": "0"}]}]}});
+        let out = apply(PatchKind::Strategic, &doc, &ordered).unwrap();
+        let names: Vec<&Value> = out["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["name"])
+            .collect();
+        assert_eq!(names, ["X", "W", "Y"]);
         let replace =
             json!({"spec": {"containers": [{"$patch": "replace"}, {"name": "c", "image": "c:1"}]}});
         let out = apply(PatchKind::Strategic, &doc, &replace).unwrap();

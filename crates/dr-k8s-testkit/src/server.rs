@@ -400,11 +400,13 @@ async fn respond(request: Request<Incoming>, shared: &Shared) -> Response<Respon
     };
     let mut retry_after = None;
     let mut reply_type = "application/json";
+    let mut headers = Vec::new();
     let (code, body) = match outcome {
         Outcome::Reply(reply) => {
             retry_after = reply.body["details"]["retryAfterSeconds"]
                 .as_u64()
                 .filter(|s| *s > 0);
+            headers = reply.headers;
             let body = serde_json::to_vec(&reply.body).expect("a JSON value serializes");
             (reply.code, ResponseBody::Full(Some(Bytes::from(body))))
         }
@@ -421,6 +423,12 @@ async fn respond(request: Request<Incoming>, shared: &Shared) -> Response<Respon
         }
     };
     let mut response = Response::new(body);
+    for (name, value) in headers {
+        // A value that is no header value (a control character) is left out.
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, value);
+        }
+    }
     if let Some(seconds) = retry_after {
         // As the real server: a Status that suggests a wait says so in the header too.
         response

@@ -140,6 +140,12 @@ impl ApiError {
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }
+        if self.reason.is_empty() {
+            // As the real server's internal errors: no reason, the message alone.
+            if let Some(members) = status.as_object_mut() {
+                members.remove("reason");
+            }
+        }
         status
     }
 }

@@ -197,7 +197,7 @@ async fn kubectl_apply_server_side_creates_updates_and_forces_conflicts() {
         let file = file.clone();
         let k = &k;
         async move {
-            let mut args = vec!["apply", "--server-side", "--validate=false", "-f"];
+            let mut args = vec!["apply", "--server-side", "-f"];
             args.push(file.to_str().unwrap());
             args.extend(extra);
             k.run(&args).await

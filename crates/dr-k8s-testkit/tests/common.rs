@@ -107,20 +107,20 @@ impl Kubectl {
         Run::from(output)
     }
 
-    /// Writes `text` to `name` in the temp dir and applies it, client-side, unvalidated.
+    /// Writes `text` to `name` in the temp dir and applies it, client-side, validated by the
+    /// server (`fieldValidation=Strict`); a JSON `List` with `--validate=false`, since kubectl
+    /// validates a list itself, with `/openapi/v2`, which is not served.
     pub(crate) async fn apply(&self, name: &str, text: &str) {
         let path = self.dir.path().join(name);
         tokio::fs::write(&path, text)
             .await
             .expect("write a manifest");
-        self.run(&[
-            "apply",
-            "--validate=false",
-            "-f",
-            path.to_str().expect("a UTF-8 path"),
-        ])
-        .await
-        .out();
+        let list = serde_json::from_str::<Value>(text).is_ok_and(|v| v["kind"] == "List");
+        let mut args = vec!["apply", "-f", path.to_str().expect("a UTF-8 path")];
+        if list {
+            args.push("--validate=false");
+        }
+        self.run(&args).await.out();
     }
 
     /// `kubectl get <args> -o json`, retried every 50 ms for up to 10 s until `done` holds of
@@ -142,13 +142,13 @@ impl Kubectl {
         panic!("kubectl get {args:?} never got there; last:\n{last:#}");
     }
 
-    /// Applies the test manifest, client-side and without validation (no OpenAPI served).
+    /// Applies the test manifest, client-side (kubectl validates with the OpenAPI documents
+    /// and `fieldValidation=Strict`).
     pub(crate) async fn apply_manifest(&self) {
         let manifest = manifest();
         let run = self
             .run(&[
                 "apply",
-                "--validate=false",
                 "--server-side=false",
                 "-f",
                 manifest.to_str().expect("a UTF-8 path"),

@@ -263,6 +263,8 @@ async fn kubectl_applies_a_definition_then_its_objects() {
     // Before the definition, kubectl does not know the kind.
     let path = k.dir.path().join("rooms.yaml");
     tokio::fs::write(&path, ROOMS_YAML).await.unwrap();
+    // (With validation on, kubectl would first try /openapi/v2 for a kind it cannot find in
+    // /openapi/v3, and report its 404.)
     let early = k
         .run(&["apply", "--validate=false", "-f", path.to_str().unwrap()])
         .await;

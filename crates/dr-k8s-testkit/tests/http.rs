@@ -388,7 +388,7 @@ async fn discovery_lists_resources_and_subresources_as_plain_json() {
     }
     assert_eq!(get(&server, "/version").await.body["major"], "1");
     assert_eq!(get(&server, "/apis/batch/v1").await.code, 404);
-    assert_eq!(get(&server, "/openapi/v3").await.code, 404);
+    assert_eq!(get(&server, "/openapi/v2").await.code, 404);
 }
 
 #[tokio::test]

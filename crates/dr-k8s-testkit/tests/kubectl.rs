@@ -82,12 +82,7 @@ async fn apply_creates_a_manifest_that_get_reads_back() {
 
     // Applying again changes nothing, and a write of nothing keeps the resourceVersion.
     let again = k
-        .run(&[
-            "apply",
-            "--validate=false",
-            "-f",
-            crate::common::manifest().to_str().unwrap(),
-        ])
+        .run(&["apply", "-f", crate::common::manifest().to_str().unwrap()])
         .await;
     assert!(
         again.out().contains("deployment.apps/web unchanged"),
@@ -292,6 +287,7 @@ async fn labels_select_pods_with_equality_and_set_based_selectors() {
     let list = json!({"apiVersion": "v1", "kind": "List", "items": pods});
     let file = k.dir.path().join("pods.json");
     tokio::fs::write(&file, list.to_string()).await.unwrap();
+    // kubectl validates a `List` itself, with /openapi/v2, which is not served.
     k.run(&["apply", "--validate=false", "-f", file.to_str().unwrap()])
         .await
         .out();
@@ -364,9 +360,7 @@ async fn delete_removes_objects_and_a_missing_one_is_not_found() {
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": "x", "namespace": "gone"}});
     tokio::fs::write(&file, cm.to_string()).await.unwrap();
-    let orphan = k
-        .run(&["create", "--validate=false", "-f", file.to_str().unwrap()])
-        .await;
+    let orphan = k.run(&["create", "-f", file.to_str().unwrap()]).await;
     assert!(
         orphan
             .stderr
@@ -393,9 +387,7 @@ async fn an_update_with_a_stale_resource_version_conflicts() {
     k.run(&["-n", "shop", "label", "cm", "web-settings", "owner=other"])
         .await
         .out();
-    let run = k
-        .run(&["replace", "--validate=false", "-f", stale.to_str().unwrap()])
-        .await;
+    let run = k.run(&["replace", "-f", stale.to_str().unwrap()]).await;
     assert!(!run.ok);
     assert!(
         run.stderr
@@ -415,7 +407,7 @@ async fn an_update_with_a_stale_resource_version_conflicts() {
         .remove("resourceVersion");
     fresh["data"]["LOG_LEVEL"] = "warn".into();
     tokio::fs::write(&stale, fresh.to_string()).await.unwrap();
-    k.run(&["replace", "--validate=false", "-f", stale.to_str().unwrap()])
+    k.run(&["replace", "-f", stale.to_str().unwrap()])
         .await
         .out();
     let now = k

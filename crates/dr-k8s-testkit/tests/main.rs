@@ -14,6 +14,7 @@ mod fault;
 mod http;
 mod kubectl;
 mod logs;
+mod openapi;
 mod rollout;
 mod scheduling;
 mod watch;
