@@ -1,4 +1,4 @@
-//! A disaster-recovery drill of PostgreSQL and Redis, start to finish, on this machine:
+//! A disaster-recovery drill of PostgreSQL, Redis and Kubernetes, start to finish, on this machine:
 //!
 //! 1. start a throwaway PostgreSQL and a write workload;
 //! 2. stream its WAL into a local repository and take a base backup while
@@ -26,6 +26,15 @@
 //!    before it into a fresh Cluster, checked key by key (the seeds' Redis
 //!    objectives: RTO 5 minutes, RPO 1 minute).
 //!
+//! 8. Kubernetes (`drill_k8s.rs`), on two stand-in clusters in one
+//!    kubeconfig (`prod` and `dr-cluster`): GoMeet's namespace (LiveKit's
+//!    room definition and rooms, config, Secrets, Deployments, Services)
+//!    backed up; a bad release undone by the health-gated rollout (Veza's
+//!    Scenario 3: RTO 5 minutes); then prod lost and the backup restored
+//!    into dr-cluster, every Deployment rolled out there and every object
+//!    checked (the complete platform: RTO 4 hours; configuration: RPO 5
+//!    minutes).
+//!
 //! Run: `cargo run --example drill` (or `scripts/drill`, which installs
 //! PostgreSQL and Redis first where it can). `--repo <dir>` keeps the
 //! repository.
@@ -48,6 +57,8 @@ use dr_testkit::{Postgres, PostgresOptions};
 use drkit_examples::{Comparison, RestoreTarget, Workload, kept_at, row_xids, transaction_ends};
 use jiff::Timestamp;
 
+#[path = "drill_k8s.rs"]
+mod k8s_scenario;
 #[path = "drill_redis.rs"]
 mod redis_scenario;
 
@@ -173,6 +184,7 @@ async fn main() -> Result<()> {
 
     let (failover_met, failover_report) = primary_failure(repo.clone()).await?;
     let (redis_met, redis_report) = redis_scenario::run(repo.clone()).await?;
+    let (k8s_met, k8s_report) = k8s_scenario::run(repo.clone()).await?;
 
     println!("\n=== drill report ===");
     print_restore("latest point", &latest, &latest_check, expected.len());
@@ -184,7 +196,9 @@ async fn main() -> Result<()> {
     );
     println!("{failover_report}");
     println!("{redis_report}");
-    let all_met = latest.objectives_met() && earlier.objectives_met() && failover_met && redis_met;
+    println!("{k8s_report}");
+    let all_met =
+        latest.objectives_met() && earlier.objectives_met() && failover_met && redis_met && k8s_met;
     let exact_past = earlier_check.exact();
     println!(
         "\nverdict: objectives {}; past-point restore {}",
