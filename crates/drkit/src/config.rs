@@ -29,6 +29,9 @@ use crate::postgres::{DumpSettings, PostgresSettings, RawConnection, RawDatabase
 #[cfg(feature = "redis")]
 use crate::redis::{RawRedis, RedisSettings};
 
+#[cfg(feature = "kubernetes")]
+use crate::kubernetes::{KubernetesSettings, RawKubernetes};
+
 /// The component kinds this build can handle.
 const COMPILED_KINDS: &[&str] = &[
     #[cfg(feature = "postgres")]
@@ -39,10 +42,18 @@ const COMPILED_KINDS: &[&str] = &[
     "redis",
     #[cfg(feature = "redis")]
     "redis-cluster",
+    #[cfg(feature = "kubernetes")]
+    "kubernetes",
 ];
 
 /// Every kind drkit has a cargo feature for, compiled in or not.
-const FEATURE_KINDS: &[&str] = &["postgres", "postgres-dump", "redis", "redis-cluster"];
+const FEATURE_KINDS: &[&str] = &[
+    "postgres",
+    "postgres-dump",
+    "redis",
+    "redis-cluster",
+    "kubernetes",
+];
 
 /// The `drkit` config file, parsed and checked.
 ///
@@ -261,6 +272,8 @@ enum Settings {
     /// `redis` and `redis-cluster`.
     #[cfg(feature = "redis")]
     Redis(RedisSettings),
+    #[cfg(feature = "kubernetes")]
+    Kubernetes(KubernetesSettings),
 }
 
 impl Component {
@@ -315,8 +328,8 @@ impl Component {
         match &self.settings {
             Settings::Postgres(settings) => Some(settings),
             Settings::PostgresDump(settings) => Some(settings.connection()),
-            #[cfg(feature = "redis")]
-            Settings::Redis(_) => None,
+            #[allow(unreachable_patterns)]
+            _ => None,
         }
     }
 
@@ -325,6 +338,17 @@ impl Component {
     pub fn redis(&self) -> Option<&RedisSettings> {
         match &self.settings {
             Settings::Redis(settings) => Some(settings),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The settings of a `kubernetes` component: which cluster, which
+    /// objects.
+    #[cfg(feature = "kubernetes")]
+    pub fn kubernetes(&self) -> Option<&KubernetesSettings> {
+        match &self.settings {
+            Settings::Kubernetes(settings) => Some(settings),
             #[allow(unreachable_patterns)]
             _ => None,
         }
@@ -659,6 +683,11 @@ struct RawComponent {
     #[cfg(not(feature = "redis"))]
     #[allow(dead_code)]
     redis: Option<de::IgnoredAny>,
+    #[cfg(feature = "kubernetes")]
+    kubernetes: Option<Spanned<RawKubernetes>>,
+    #[cfg(not(feature = "kubernetes"))]
+    #[allow(dead_code)]
+    kubernetes: Option<de::IgnoredAny>,
     #[cfg(not(any(feature = "postgres", feature = "redis")))]
     #[allow(dead_code)]
     failover: Option<de::IgnoredAny>,
@@ -897,6 +926,24 @@ impl RawComponent {
                 &format!("`redis` is for redis and redis-cluster components, not {kind}"),
             ));
         }
+        #[cfg(feature = "kubernetes")]
+        if let Some(kubernetes) = &self.kubernetes
+            && kind != "kubernetes"
+        {
+            return Err(source.error(
+                Some(kubernetes.span()),
+                &at("kubernetes"),
+                &format!("`kubernetes` is for kubernetes components, not {kind}"),
+            ));
+        }
+        #[cfg(feature = "postgres")]
+        let postgres_fields = || PostgresFields {
+            connection: &self.connection,
+            databases: &self.databases,
+            globals: &self.globals,
+            pg_bin: pg_bin.is_some(),
+            wal_archiving: self.wal_archiving.is_some(),
+        };
         let settings = match kind.as_str() {
             #[cfg(feature = "postgres")]
             "postgres" => {
@@ -987,45 +1034,9 @@ impl RawComponent {
             }
             #[cfg(feature = "redis")]
             "redis" | "redis-cluster" => {
-                let postgres_only = [
-                    #[cfg(feature = "postgres")]
-                    (self.connection.as_ref().map(Spanned::span), "connection"),
-                    #[cfg(feature = "postgres")]
-                    (self.databases.as_ref().map(Spanned::span), "databases"),
-                    #[cfg(feature = "postgres")]
-                    (pg_bin.is_some().then(|| span.clone()), "pg_bin"),
-                    #[cfg(feature = "postgres")]
-                    (
-                        self.wal_archiving.is_some().then(|| span.clone()),
-                        "wal_archiving",
-                    ),
-                ];
-                for (present, field) in postgres_only {
-                    if let Some(span) = present {
-                        return Err(source.error(
-                            Some(span),
-                            &at(field),
-                            &format!(
-                                "`{field}` is for PostgreSQL components; a {kind} component \
-                                 has [component.redis]"
-                            ),
-                        ));
-                    }
-                }
-                if let Some(job) = schedules
-                    .iter()
-                    .find(|s: &&JobSchedule| s.job == Job::RestoreTest)
-                {
-                    return Err(source.error(
-                        Some(span),
-                        &at("schedule"),
-                        &format!(
-                            "job \"{}\": restore tests into a scratch server are for PostgreSQL \
-                             components; expected backup or verify",
-                            job.job
-                        ),
-                    ));
-                }
+                #[cfg(feature = "postgres")]
+                postgres_fields().refuse(&kind, "redis", source, &span, &at)?;
+                refuse_restore_test(&schedules, source, &span, &at)?;
                 let Some(redis) = self.redis else {
                     return Err(source.error(
                         Some(span),
@@ -1067,6 +1078,34 @@ impl RawComponent {
                     .with_failover(failover),
                 )
             }
+            #[cfg(feature = "kubernetes")]
+            "kubernetes" => {
+                #[cfg(feature = "postgres")]
+                postgres_fields().refuse(&kind, "kubernetes", source, &span, &at)?;
+                #[cfg(any(feature = "postgres", feature = "redis"))]
+                if let Some(failover) = &self.failover {
+                    return Err(source.error(
+                        Some(failover.span()),
+                        &at("failover"),
+                        "`failover` is for postgres and redis components; a kubernetes \
+                         component's objects are restored, not failed over",
+                    ));
+                }
+                refuse_restore_test(&schedules, source, &span, &at)?;
+                let Some(kubernetes) = self.kubernetes else {
+                    return Err(source.error(
+                        Some(span),
+                        &at("kubernetes"),
+                        "missing table `kubernetes`; expected which cluster (kubeconfig and \
+                         context, or none for the cluster drkit runs in) and which objects",
+                    ));
+                };
+                Settings::Kubernetes(KubernetesSettings::check(
+                    kubernetes,
+                    source,
+                    &at("kubernetes"),
+                )?)
+            }
             _ => {
                 let _ = span;
                 return Err(source.error(
@@ -1083,6 +1122,69 @@ impl RawComponent {
             schedules,
             settings,
         })
+    }
+}
+
+/// The first field of PostgreSQL components given to a component of
+/// another kind, refused: its own settings are in `[component.<table>]`.
+#[cfg(feature = "postgres")]
+struct PostgresFields<'r> {
+    connection: &'r Option<Spanned<RawConnection>>,
+    databases: &'r Option<Spanned<RawDatabases>>,
+    globals: &'r Option<Spanned<bool>>,
+    pg_bin: bool,
+    wal_archiving: bool,
+}
+
+#[cfg(feature = "postgres")]
+impl PostgresFields<'_> {
+    fn refuse(
+        &self,
+        kind: &str,
+        table: &str,
+        source: &Source<'_>,
+        span: &Range<usize>,
+        at: &dyn Fn(&str) -> String,
+    ) -> Result<()> {
+        let given = [
+            (self.connection.as_ref().map(Spanned::span), "connection"),
+            (self.databases.as_ref().map(Spanned::span), "databases"),
+            (self.globals.as_ref().map(Spanned::span), "globals"),
+            (self.pg_bin.then(|| span.clone()), "pg_bin"),
+            (self.wal_archiving.then(|| span.clone()), "wal_archiving"),
+        ];
+        match given.into_iter().find(|(present, _)| present.is_some()) {
+            Some((present, field)) => Err(source.error(
+                present,
+                &at(field),
+                &format!(
+                    "`{field}` is for PostgreSQL components; a {kind} component \
+                     has [component.{table}]"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Refuses a restore-test schedule of a kind that has no scratch server.
+fn refuse_restore_test(
+    schedules: &[JobSchedule],
+    source: &Source<'_>,
+    span: &Range<usize>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<()> {
+    match schedules.iter().find(|s| s.job == Job::RestoreTest) {
+        Some(job) => Err(source.error(
+            Some(span.clone()),
+            &at("schedule"),
+            &format!(
+                "job \"{}\": restore tests into a scratch server are for PostgreSQL \
+                 components; expected backup or verify",
+                job.job
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

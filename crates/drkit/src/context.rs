@@ -256,6 +256,18 @@ impl Context {
         first.ok_or_else(|| Failure::Usage(format!("{} names no server", component.id())))
     }
 
+    /// The cluster a `kubernetes` component backs up: its kubeconfig and
+    /// context, or the cluster drkit runs in.
+    pub(crate) async fn kubernetes_cluster(
+        &self,
+        component: &Component,
+    ) -> Result<dr_k8s::Cluster, Failure> {
+        let settings = component.kubernetes().ok_or_else(|| {
+            Failure::Usage(format!("{} is not a kubernetes component", component.id()))
+        })?;
+        crate::cluster::connect(settings.kubeconfig(), settings.context()).await
+    }
+
     /// The OS user a PostgreSQL this process starts runs as: none when not
     /// root; as root, the `postgres` user, which PostgreSQL's packages create.
     pub(crate) fn postgres_os_user(&self) -> Result<Option<(u32, u32)>, Failure> {

@@ -2,7 +2,8 @@
 //! backup, its latest backup, the check of it, and its restore test. The
 //! work is the libraries'; this only picks which.
 
-use dr_core::{Backup, Manifest, RestoreRequest, VerificationReport};
+use dr_core::{Backup, Manifest, RestoreRequest, SnapshotSource, Timeline, VerificationReport};
+use dr_k8s::{ResourceBackup, ResourceBackupDetails};
 use dr_postgres::{
     BaseBackup, LogicalBackup, RestoreTest, RestoreTestKind, RestoreTestReport, ScratchOptions,
     SmokeCheck, base_backups, logical_backups, verify_base_backup, verify_logical_backup,
@@ -19,6 +20,14 @@ pub(crate) async fn backup_of(
     cx: &Context,
     component: &Component,
 ) -> Result<Box<dyn Backup>, Failure> {
+    if let Some(kubernetes) = component.kubernetes() {
+        let cluster = cx.kubernetes_cluster(component).await?;
+        return Ok(Box::new(ResourceBackup::new(
+            cluster,
+            component.id().clone(),
+            kubernetes.filter().clone(),
+        )));
+    }
     if let Some(redis) = component.redis() {
         let id = component.id().clone();
         let seed = cx.redis_seed(component).await?;
@@ -54,7 +63,9 @@ pub(crate) async fn latest_backup(
     component: &Component,
 ) -> Result<Option<Manifest>, Failure> {
     let id = component.id();
-    let listed = if component.redis().is_some() {
+    let listed = if component.kubernetes().is_some() {
+        resource_backups(repo, id).await
+    } else if component.redis().is_some() {
         dr_redis::redis_snapshots(repo, id).await
     } else if component.postgres_dump().is_some() {
         logical_backups(repo, id).await
@@ -66,10 +77,30 @@ pub(crate) async fn latest_backup(
         .map_err(|e| Failure::of(format_args!("listing the backups of {id}"), &e))
 }
 
+/// `component`'s committed resource backups, oldest first.
+async fn resource_backups(
+    source: &dyn SnapshotSource,
+    component: &dr_core::ComponentId,
+) -> dr_core::Result<Vec<Manifest>> {
+    let mut all = source.snapshots(component).await?;
+    all.retain(is_resource_backup);
+    Ok(all)
+}
+
+/// Whether `manifest` is a resource backup: its manifest records
+/// [`ResourceBackupDetails`].
+fn is_resource_backup(manifest: &Manifest) -> bool {
+    manifest
+        .metadata
+        .contains_key(<ResourceBackupDetails as dr_core::SnapshotDetails>::KEY)
+}
+
 /// Whether `manifest` is a backup of `component`'s kind (a dump, or a base
 /// backup), for a caller that has listed the snapshots already.
 pub(crate) fn is_backup_of(component: &Component, manifest: &Manifest) -> bool {
-    if component.redis().is_some() {
+    if component.kubernetes().is_some() {
+        is_resource_backup(manifest)
+    } else if component.redis().is_some() {
         dr_redis::is_redis_snapshot(manifest)
     } else if component.postgres_dump().is_some() {
         dr_postgres::is_logical_backup(manifest)
@@ -88,7 +119,9 @@ pub(crate) async fn verify_latest(
     let latest = latest_backup(repo, component)
         .await?
         .ok_or_else(|| Failure::Failed(format!("{id} has no backup to verify")))?;
-    let report = if component.redis().is_some() {
+    let report = if component.kubernetes().is_some() {
+        verify_resource_backup(repo, &latest).await
+    } else if component.redis().is_some() {
         dr_redis::verify_snapshot(repo, &latest.id).await
     } else if let Some(dump) = component.postgres_dump() {
         verify_logical_backup(repo, &latest.id, &dump.connection().pg_tools()).await
@@ -106,6 +139,25 @@ pub(crate) async fn verify_latest(
     Ok(report)
 }
 
+/// Reads a resource backup back whole: `read_backup` checks every object
+/// against its path and the count its record keeps; damage is an error.
+async fn verify_resource_backup(
+    repo: &Repository,
+    manifest: &Manifest,
+) -> dr_core::Result<VerificationReport> {
+    let mut timeline = Timeline::start_now();
+    let (_, objects) = timeline
+        .step("read the objects back", dr_k8s::read_backup(repo, manifest))
+        .await?;
+    Ok(VerificationReport {
+        snapshot: manifest.id,
+        checked: objects.len() as u64,
+        bytes: manifest.total_size(),
+        findings: Vec::new(),
+        timeline,
+    })
+}
+
 /// Restores the latest backup of `component` into a scratch server,
 /// checks it and removes the server.
 pub(crate) async fn restore_test(
@@ -118,7 +170,7 @@ pub(crate) async fn restore_test(
     let connection = component.connection().ok_or_else(|| {
         Failure::Usage(format!(
             "{id}: restore tests into a scratch server are for PostgreSQL components; \
-             check a Redis snapshot with drkit verify --component {id}"
+             check its snapshot with drkit verify --component {id}"
         ))
     })?;
     let kind = if component.postgres_dump().is_some() {

@@ -17,7 +17,10 @@
 //!   [`DumpSettings`] (kind `postgres-dump`: logical backups); for Redis
 //!   (cargo feature `redis`, on by default) [`RedisSettings`] with
 //!   [`RedisTls`], which become a `dr_redis::RedisServer` (kinds `redis`
-//!   and `redis-cluster`).
+//!   and `redis-cluster`); for Kubernetes (cargo feature `kubernetes`, on
+//!   by default) [`KubernetesSettings`]: a kubeconfig and context (or the
+//!   cluster drkit runs in) and a `dr_k8s::ResourceFilter` (kind
+//!   `kubernetes`: resource backups).
 //! - [`Cron`] and [`Schedule`]: five-field cron expressions (six with
 //!   seconds) in an IANA time zone (the database is bundled), with [`Schedule::next_after`] across
 //!   daylight-saving changes.
@@ -116,6 +119,25 @@
 //! # pause_writes: CLIENT PAUSE WRITE on every master until each shard forked (one cut);
 //! # source = "replicas" (default: a replica in sync, else the master) | "masters"
 //!
+//! [[component]]              # a cluster's objects: a resource backup, as Velero's
+//! id = "kubernetes/livekit"
+//! kind = "kubernetes"
+//! objectives = { rto = "30m", rpo = "24h" }
+//! retention = "daily=14"
+//! schedule = [{ job = "backup", cron = "0 1 * * *" }]   # backup | verify
+//!
+//! [component.kubernetes]
+//! kubeconfig = "/etc/drkit/kubeconfig"        # optional; absent: the cluster drkit runs in
+//! context = "prod"                            # optional; default the current context
+//! namespaces = ["livekit"]                    # default every namespace
+//! exclude_namespaces = []
+//! kinds = []                                  # resources as kubectl names them; default all
+//! exclude_kinds = ["events"]
+//! labels = "app.kubernetes.io/part-of=livekit"   # a label selector; optional
+//! names = { configmaps = ["livekit-config"] }    # per resource, the only names taken
+//! cluster_scoped = "auto"    # auto (as Velero) | include | exclude
+//! secrets = false            # Secrets only when true (stored encrypted, as everything)
+//!
 //! [agent]                    # optional
 //! listen = "0.0.0.0:9187"    # /metrics and /healthz
 //! prune = { cron = "0 4 * * 0", timezone = "UTC" }
@@ -167,6 +189,8 @@ pub(crate) mod config;
 pub(crate) mod error;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 pub(crate) mod failover;
+#[cfg(feature = "kubernetes")]
+pub(crate) mod kubernetes;
 pub(crate) mod plan;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -177,6 +201,8 @@ pub(crate) mod secret;
 
 #[cfg(any(feature = "postgres", feature = "redis"))]
 pub use crate::failover::{AutomaticFailover, FailoverSettings, LossLimitSetting, MemberSettings};
+#[cfg(feature = "kubernetes")]
+pub use crate::kubernetes::KubernetesSettings;
 #[cfg(feature = "postgres")]
 pub use crate::postgres::{DumpSettings, PostgresSettings, TlsMode, TlsSettings};
 #[cfg(feature = "redis")]

@@ -6,6 +6,7 @@
 //! Exit status: 0 done; 1 the operation failed; 2 the command line or the
 //! config file is wrong; 3 the operation succeeded but missed its objective.
 
+mod cluster;
 mod commands;
 mod context;
 mod failure;
@@ -26,9 +27,10 @@ use crate::context::{Access, Context};
 use crate::failure::{Failure, Outcome};
 use crate::output::Output;
 
-/// Disaster recovery for PostgreSQL and Redis: backups, WAL archiving,
-/// point-in-time restores, Redis and Redis Cluster snapshots and restores,
-/// into one repository, measured against the objectives of your DR plan.
+/// Disaster recovery for PostgreSQL, Redis and Kubernetes: backups, WAL
+/// archiving, point-in-time restores, Redis and Redis Cluster snapshots and
+/// restores, Kubernetes resource backups and restores, into one repository,
+/// measured against the objectives of your DR plan.
 #[derive(Debug, Parser)]
 #[command(name = "drkit", version, max_term_width = 100)]
 struct Cli {
@@ -70,7 +72,8 @@ enum Command {
     /// Creates the repository the config names.
     Init,
     /// Takes a backup of a component: a base backup or dump (PostgreSQL),
-    /// an RDB snapshot (Redis), every shard at once (Redis Cluster).
+    /// an RDB snapshot (Redis), every shard at once (Redis Cluster), the
+    /// objects the component selects (Kubernetes).
     Backup {
         /// The component, as the config names it (`postgres/main`).
         component: String,
@@ -102,7 +105,8 @@ enum Command {
     },
     /// Restores a component: PostgreSQL into a new data directory (or a
     /// dump into a database); Redis into a running server or Cluster, an
-    /// RDB file, or a cluster rebuilt on empty nodes.
+    /// RDB file, or a cluster rebuilt on empty nodes; Kubernetes objects
+    /// into their cluster or another.
     Restore {
         /// The component, as the config names it.
         component: String,
@@ -218,6 +222,36 @@ enum Command {
         /// loopback port and stops after.
         #[arg(long, value_name = "HOST:PORT")]
         staging: Option<String>,
+        /// Kubernetes: restore the objects of namespace FROM (and the
+        /// namespace itself) into TO; repeatable.
+        #[arg(long = "namespace-map", value_name = "FROM=TO", value_parser = parse_mapping)]
+        namespace_map: Vec<(String, String)>,
+        /// Kubernetes: only the objects of this namespace, as backed up
+        /// (and cluster-scoped ones); repeatable.
+        #[arg(long = "only-namespace", value_name = "NAMESPACE")]
+        only_namespaces: Vec<String>,
+        /// Kubernetes: only this resource, as kubectl names it
+        /// (`configmaps`, `deployments.apps`), and the namespaces its
+        /// objects go into; repeatable.
+        #[arg(long = "only-kind", value_name = "KIND")]
+        only_kinds: Vec<String>,
+        /// Kubernetes: what to do with an object that exists: skip it,
+        /// update it (server-side apply), or recreate it (delete, then
+        /// create). Default skip.
+        #[arg(long, value_enum)]
+        existing: Option<ExistingArg>,
+        /// Kubernetes: the server checks every write and keeps none.
+        #[arg(long)]
+        dry_run: bool,
+        /// Kubernetes: restore into the cluster of this kubeconfig (its
+        /// current context unless --context names one) instead of the
+        /// component's.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Kubernetes: restore into this context (of --kubeconfig, else of
+        /// the component's kubeconfig), such as the DR cluster's.
+        #[arg(long)]
+        context: Option<String>,
     },
     /// Restores the latest backup into a scratch server started for it,
     /// checks it, times it against the RTO, and removes the server.
@@ -402,6 +436,36 @@ fn parse_check(text: &str) -> Result<SmokeCheck, String> {
     Ok(SmokeCheck::new(name, sql))
 }
 
+/// `--namespace-map from=to`.
+fn parse_mapping(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((from, to)) if !from.is_empty() && !to.is_empty() => {
+            Ok((from.to_owned(), to.to_owned()))
+        }
+        _ => Err(format!(
+            "{text:?} is not from=to, such as livekit=livekit-restored"
+        )),
+    }
+}
+
+/// `--existing`: what a resource restore does with an object that exists.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExistingArg {
+    Skip,
+    Update,
+    Recreate,
+}
+
+impl ExistingArg {
+    fn policy(self) -> dr_k8s::ExistingPolicy {
+        match self {
+            Self::Skip => dr_k8s::ExistingPolicy::Skip,
+            Self::Update => dr_k8s::ExistingPolicy::Update,
+            Self::Recreate => dr_k8s::ExistingPolicy::Recreate,
+        }
+    }
+}
+
 pub(crate) fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
@@ -487,6 +551,12 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                      (the repository stores only the chunks that changed anyway)"
                 )));
             }
+            if delta && settings.kubernetes().is_some() {
+                return Err(Failure::Usage(format!(
+                    "{component} is a kubernetes component: a resource backup has no delta \
+                     (the repository stores only what changed anyway)"
+                )));
+            }
             if delta && settings.postgres_dump().is_some() {
                 return Err(Failure::Usage(format!(
                     "{component} is a postgres-dump component: a dump has no delta \
@@ -554,6 +624,13 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             listen,
             advertise,
             staging,
+            namespace_map,
+            only_namespaces,
+            only_kinds,
+            existing,
+            dry_run,
+            kubeconfig,
+            context,
         } => {
             let settings = cx.component(&component)?;
             let redis_only = [
@@ -565,20 +642,58 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                 ("--listen", listen.is_some()),
                 ("--staging", staging.is_some()),
             ];
+            let postgres_only = [
+                ("--target", target.is_some()),
+                ("--owner", owner.is_some()),
+                ("--start", start),
+                ("--database", database.is_some()),
+                ("--into", into.is_some()),
+                ("--over", over.is_some()),
+                ("--table", table.is_some()),
+                ("--schema", schema.is_some()),
+                ("--globals", globals),
+                ("--jobs", jobs.is_some()),
+                ("--check", !checks.is_empty()),
+            ];
+            let kubernetes_only = [
+                ("--namespace-map", !namespace_map.is_empty()),
+                ("--only-namespace", !only_namespaces.is_empty()),
+                ("--only-kind", !only_kinds.is_empty()),
+                ("--existing", existing.is_some()),
+                ("--dry-run", dry_run),
+                ("--kubeconfig", kubeconfig.is_some()),
+                ("--context", context.is_some()),
+            ];
+            if settings.kubernetes().is_some() {
+                let mut other = postgres_only.iter().chain(&redis_only);
+                if let Some((flag, _)) = other.find(|(_, given)| *given) {
+                    return Err(Failure::Usage(format!(
+                        "{flag} is for PostgreSQL or Redis components; {component} is a \
+                         kubernetes component (--namespace-map, --only-namespace, --only-kind, \
+                         --existing, --dry-run, --kubeconfig, --context)"
+                    )));
+                }
+                let repo = cx.repository(Access::ReadOnly).await?;
+                let args = commands::resources::ResourceRestoreArgs {
+                    to,
+                    namespace_map,
+                    only_namespaces,
+                    only_kinds,
+                    existing: existing.map_or(dr_k8s::ExistingPolicy::Skip, ExistingArg::policy),
+                    dry_run,
+                    kubeconfig,
+                    context,
+                    incident_at,
+                    report_file: report,
+                };
+                return commands::resources::restore(&cx, &repo, settings, args, &out).await;
+            }
+            if let Some((flag, _)) = kubernetes_only.iter().find(|(_, given)| *given) {
+                return Err(Failure::Usage(format!(
+                    "{flag} is for kubernetes components; {component} is not one"
+                )));
+            }
             if settings.redis().is_some() {
-                let postgres_only = [
-                    ("--target", target.is_some()),
-                    ("--owner", owner.is_some()),
-                    ("--start", start),
-                    ("--database", database.is_some()),
-                    ("--into", into.is_some()),
-                    ("--over", over.is_some()),
-                    ("--table", table.is_some()),
-                    ("--schema", schema.is_some()),
-                    ("--globals", globals),
-                    ("--jobs", jobs.is_some()),
-                    ("--check", !checks.is_empty()),
-                ];
                 if let Some((flag, _)) = postgres_only.iter().find(|(_, given)| *given) {
                     return Err(Failure::Usage(format!(
                         "{flag} is for PostgreSQL components; {component} is a Redis component \

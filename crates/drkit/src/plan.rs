@@ -162,6 +162,18 @@ impl fmt::Display for Plan<'_> {
                     writeln!(f, "  {:<11} from {password}", "password")?;
                 }
             }
+            #[cfg(feature = "kubernetes")]
+            if let Some(kubernetes) = component.kubernetes() {
+                let cluster = match (kubernetes.kubeconfig(), kubernetes.context()) {
+                    (Some(path), Some(context)) => {
+                        format!("context {context} of {}", path.display())
+                    }
+                    (Some(path), None) => format!("the current context of {}", path.display()),
+                    _ => "the cluster drkit runs in".to_owned(),
+                };
+                writeln!(f, "  {:<11} {cluster}", "kubernetes")?;
+                writeln!(f, "  {:<11} {}", "objects", objects(kubernetes.filter()))?;
+            }
             if component.schedules().is_empty() {
                 writeln!(f, "  {:<11} none (run by hand)", "schedules")?;
             }
@@ -188,4 +200,52 @@ impl fmt::Display for Plan<'_> {
         }
         Ok(())
     }
+}
+
+/// What a resource filter takes, in words.
+#[cfg(feature = "kubernetes")]
+fn objects(filter: &dr_k8s::ResourceFilter) -> String {
+    let list = |items: &mut dyn Iterator<Item = &String>| {
+        items.map(String::as_str).collect::<Vec<_>>().join(", ")
+    };
+    let mut parts = vec![if filter.include_namespaces.is_empty() {
+        "every namespace".to_owned()
+    } else {
+        format!("namespaces {}", list(&mut filter.include_namespaces.iter()))
+    }];
+    if !filter.exclude_namespaces.is_empty() {
+        parts.push(format!(
+            "not {}",
+            list(&mut filter.exclude_namespaces.iter())
+        ));
+    }
+    if !filter.include_kinds.is_empty() {
+        parts.push(format!("only {}", list(&mut filter.include_kinds.iter())));
+    }
+    if !filter.exclude_kinds.is_empty() {
+        parts.push(format!("no {}", list(&mut filter.exclude_kinds.iter())));
+    }
+    if let Some(labels) = &filter.labels {
+        parts.push(format!("labels {labels}"));
+    }
+    for (kind, names) in &filter.only_names {
+        parts.push(format!("{kind} {}", list(&mut names.iter())));
+    }
+    parts.push(format!(
+        "cluster-scoped {}",
+        match filter.cluster_scoped {
+            dr_k8s::ClusterScoped::Include => "included",
+            dr_k8s::ClusterScoped::Exclude => "excluded",
+            _ => "auto",
+        }
+    ));
+    parts.push(
+        if filter.secrets {
+            "Secrets taken"
+        } else {
+            "no Secrets"
+        }
+        .to_owned(),
+    );
+    parts.join("; ")
 }

@@ -572,7 +572,7 @@ fn an_unknown_kind() {
         "component[0].kind",
         &[
             "unknown component kind \"memcached\"",
-            "expected one of [postgres, postgres-dump, redis, redis-cluster]",
+            "expected one of [postgres, postgres-dump, redis, redis-cluster, kubernetes]",
         ],
     );
     // A kind the id does not have.
@@ -998,6 +998,233 @@ fn a_redis_failover_table() {
     let err = Config::from_toml(&with(standalone, &bad_limit), "gomeet.toml").unwrap_err();
     assert!(
         err.to_string().contains("a size of replication stream"),
+        "{err}"
+    );
+}
+
+/// The seeds' cluster objects: the LiveKit namespace from the production
+/// context, and every namespace but the system's from inside the cluster.
+const KUBERNETES: &str = r#"
+[repository]
+location = "/var/lib/drkit/repo"
+password = { file = "/etc/drkit/repository.pass" }
+
+[[component]]
+id = "kubernetes/livekit"
+kind = "kubernetes"
+objectives = { rto = "30m", rpo = "24h" }
+retention = "daily=14"
+schedule = [{ job = "backup", cron = "0 1 * * *" }, { job = "verify", cron = "0 7 * * *" }]
+
+[component.kubernetes]
+kubeconfig = "/etc/drkit/kubeconfig"
+context = "prod"
+namespaces = ["livekit"]
+kinds = ["deployments.apps", "configmaps", "rooms.livekit.io"]
+labels = "app.kubernetes.io/part-of=livekit"
+names = { configmaps = ["livekit-config"] }
+secrets = true
+
+[[component]]
+id = "kubernetes/everything"
+kind = "kubernetes"
+objectives = { rto = "1h", rpo = "24h" }
+retention = "daily=7"
+
+[component.kubernetes]
+exclude_namespaces = ["kube-system"]
+exclude_kinds = ["events"]
+cluster_scoped = "include"
+"#;
+
+#[test]
+fn kubernetes_components() {
+    let config = Config::from_toml(KUBERNETES, "gomeet.toml").unwrap();
+    let livekit = config.components()[0].kubernetes().unwrap();
+    assert_eq!(
+        livekit.kubeconfig(),
+        Some(Path::new("/etc/drkit/kubeconfig"))
+    );
+    assert_eq!(livekit.context(), Some("prod"));
+    let filter = livekit.filter();
+    assert_eq!(
+        filter.include_namespaces.iter().collect::<Vec<_>>(),
+        ["livekit"]
+    );
+    assert_eq!(filter.include_kinds.len(), 3);
+    assert_eq!(
+        filter.labels.as_deref(),
+        Some("app.kubernetes.io/part-of=livekit")
+    );
+    assert_eq!(filter.only_names.len(), 1);
+    assert_eq!(filter.only_names[0].0, "configmaps");
+    assert!(filter.secrets);
+    assert_eq!(filter.cluster_scoped, dr_k8s::ClusterScoped::Auto);
+    assert_eq!(config.components()[0].schedules()[1].job(), Job::Verify);
+    assert!(config.components()[0].connection().is_none());
+    assert!(config.components()[0].redis().is_none());
+
+    let everything = config.components()[1].kubernetes().unwrap();
+    assert_eq!(everything.kubeconfig(), None);
+    assert_eq!(everything.context(), None);
+    let filter = everything.filter();
+    assert!(filter.include_namespaces.is_empty());
+    assert!(filter.exclude_namespaces.contains("kube-system"));
+    assert_eq!(filter.exclude_kinds, ["events"]);
+    assert_eq!(filter.cluster_scoped, dr_k8s::ClusterScoped::Include);
+    assert!(!filter.secrets);
+
+    let plan = config.plan(now()).to_string();
+    assert!(
+        plan.contains("context prod of /etc/drkit/kubeconfig"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("namespaces livekit; only deployments.apps"),
+        "{plan}"
+    );
+    assert!(plan.contains("the cluster drkit runs in"), "{plan}");
+    assert!(plan.contains("not kube-system; no events"), "{plan}");
+}
+
+#[test]
+fn kubernetes_components_and_their_mistakes() {
+    let wrong = |from: &str, to: &str| {
+        assert_eq!(KUBERNETES.matches(from).count(), 1, "{from}");
+        Config::from_toml(&KUBERNETES.replace(from, to), "gomeet.toml").unwrap_err()
+    };
+    let table = line_of(KUBERNETES, "[component.kubernetes]\nkubeconfig");
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "kubeconfig = \"/etc/drkit/kubeconfig\"",
+            "kubeconfig = \"kubeconfig\"",
+            "component[0].kubernetes.kubeconfig",
+            &["is relative", "expected an absolute path"],
+        ),
+        (
+            "kubeconfig = \"/etc/drkit/kubeconfig\"\n",
+            "",
+            "component[0].kubernetes.context",
+            &["a context of which kubeconfig?"],
+        ),
+        (
+            "namespaces = [\"livekit\"]",
+            "namespaces = [\"LiveKit\"]",
+            "component[0].kubernetes.namespaces",
+            &["\"LiveKit\" is not a namespace name"],
+        ),
+        (
+            "namespaces = [\"livekit\"]",
+            "namespaces = [\"livekit\"]\nexclude_namespaces = [\"livekit\"]",
+            "component[0].kubernetes.exclude_namespaces",
+            &["both taken (namespaces) and excluded"],
+        ),
+        (
+            "\"rooms.livekit.io\"]",
+            "\"rooms livekit\"]",
+            "component[0].kubernetes.kinds",
+            &["\"rooms livekit\" is not a resource"],
+        ),
+        (
+            "labels = \"app.kubernetes.io/part-of=livekit\"",
+            "labels = \" \"",
+            "component[0].kubernetes.labels",
+            &["an empty selector"],
+        ),
+        (
+            "names = { configmaps = [\"livekit-config\"] }",
+            "names = { configmaps = [] }",
+            "component[0].kubernetes.names.configmaps",
+            &["expected the names of the objects"],
+        ),
+        (
+            "cluster_scoped = \"include\"",
+            "cluster_scoped = \"all\"",
+            "component[1].kubernetes.cluster_scoped",
+            &["\"all\"; expected \"auto\", \"include\" or \"exclude\""],
+        ),
+    ];
+    for (from, to, field, words) in cases {
+        let err = wrong(from, to);
+        assert_eq!(err.field(), Some(*field), "{err}");
+        for word in *words {
+            assert!(
+                err.to_string().contains(word),
+                "{word:?} missing from {err}"
+            );
+        }
+    }
+    // Errors point at the table.
+    let err = wrong(
+        "kubeconfig = \"/etc/drkit/kubeconfig\"",
+        "kubeconfig = \"kubeconfig\"",
+    );
+    assert_eq!(err.line_column().map(|(l, _)| l), Some(table), "{err}");
+
+    // Unknown fields are refused, in the table and beside it.
+    let err = wrong("secrets = true", "secrets = true\nsecret = true");
+    assert_eq!(err.field(), Some("component[0].kubernetes.secret"), "{err}");
+    assert!(err.to_string().contains("unknown field `secret`"), "{err}");
+    let err = wrong("secrets = true", "secrets = \"yes\"");
+    assert_eq!(
+        err.field(),
+        Some("component[0].kubernetes.secrets"),
+        "{err}"
+    );
+
+    // No scratch server to restore-test into, no failover, no other kind's fields.
+    let err = wrong(
+        "{ job = \"verify\", cron = \"0 7 * * *\" }",
+        "{ job = \"restore-test\", cron = \"0 7 * * *\" }",
+    );
+    assert_eq!(err.field(), Some("component[0].schedule"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("restore tests into a scratch server are for PostgreSQL"),
+        "{err}"
+    );
+    let err = wrong(
+        "retention = \"daily=7\"\n",
+        "retention = \"daily=7\"\nwal_archiving = true\n",
+    );
+    assert_eq!(err.field(), Some("component[1].wal_archiving"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("a kubernetes component has [component.kubernetes]"),
+        "{err}"
+    );
+    let err = wrong(
+        "retention = \"daily=7\"\n",
+        "retention = \"daily=7\"\nredis = { address = \"r:6379\", tls = { mode = \"disable\" } }\n",
+    );
+    assert_eq!(err.field(), Some("component[1].redis"), "{err}");
+    let err = wrong(
+        "retention = \"daily=7\"\n",
+        "retention = \"daily=7\"\nfailover = { members = [], loss_limit = \"0\" }\n",
+    );
+    assert_eq!(err.field(), Some("component[1].failover"), "{err}");
+    assert!(
+        err.to_string().contains("restored, not failed over"),
+        "{err}"
+    );
+    // The table is required, and only for this kind.
+    let err = wrong(
+        "\n[component.kubernetes]\nexclude_namespaces = [\"kube-system\"]\nexclude_kinds = [\"events\"]\ncluster_scoped = \"include\"\n",
+        "\n",
+    );
+    assert_eq!(err.field(), Some("component[1].kubernetes"), "{err}");
+    assert!(
+        err.to_string().contains("missing table `kubernetes`"),
+        "{err}"
+    );
+    let err = gomeet_with(
+        "wal_archiving = true",
+        "wal_archiving = true\nkubernetes = { namespaces = [\"db\"] }",
+    );
+    assert_eq!(err.field(), Some("component[0].kubernetes"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`kubernetes` is for kubernetes components, not postgres"),
         "{err}"
     );
 }

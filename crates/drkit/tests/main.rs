@@ -11,6 +11,7 @@ mod agent;
 mod cli;
 mod config;
 mod dump;
+mod k8s;
 mod kubernetes;
 mod redis_components;
 mod wal;

@@ -1,5 +1,6 @@
 //! `drkit backup <component>`: a base backup into the repository, full or
-//! (`--delta`) against the component's latest full backup.
+//! (`--delta`) against the component's latest full backup; or a dump, a
+//! Redis snapshot, a Kubernetes resource backup.
 
 use dr_core::{Backup, BackupBase, BackupReport, BackupRequest};
 use dr_storage::Repository;
@@ -74,6 +75,26 @@ fn print(report: &BackupReport, out: &Output) -> Outcome {
             .map(|full| format!(", a delta against {full}"))
             .unwrap_or_default()
     ));
+    if let Ok(Some(resources)) = manifest.details::<dr_k8s::ResourceBackupDetails>() {
+        out.line(format_args!(
+            "  {} objects of {} resources from {}{}{}",
+            resources.objects,
+            resources.resources,
+            resources.cluster,
+            if resources.secrets {
+                ", Secrets included"
+            } else {
+                ""
+            },
+            match resources.unreadable {
+                0 => String::new(),
+                n => format!(
+                    "; {n} resources or API groups could not be read \
+                     (see contents.json in the snapshot)"
+                ),
+            }
+        ));
+    }
     for step in report.timeline.steps() {
         out.line(format_args!(
             "  {:<20} {:.2} s",

@@ -1,7 +1,8 @@
 //! `drkit config check`: everything that can be checked without acting —
 //! the file, the repository (reachable, the password right, opened
-//! read-only so nothing is written) and each PostgreSQL server (reachable,
-//! the credentials right, the cluster's identity) — with the plan printed.
+//! read-only so nothing is written), each PostgreSQL server (reachable,
+//! the credentials right, the cluster's identity) and each Kubernetes
+//! cluster (reachable, its resources discovered) — with the plan printed.
 
 use dr_postgres::replication::{ReplicationClient, SqlClient};
 
@@ -17,6 +18,24 @@ pub(crate) async fn run(cx: &Context) -> Outcome {
     for component in cx.config.components() {
         if component.redis().is_some() {
             crate::commands::redis::check(cx, component).await?;
+            continue;
+        }
+        if component.kubernetes().is_some() {
+            let id = component.id();
+            let cluster = cx.kubernetes_cluster(component).await?;
+            let discovered = cluster
+                .discover()
+                .await
+                .map_err(|e| Failure::of(format_args!("discovering the resources of {id}"), &e))?;
+            cx.out.line(format_args!(
+                "{id}: {} answers, {} resources served{}",
+                cluster.name(),
+                discovered.resources.len(),
+                match discovered.unavailable.len() {
+                    0 => String::new(),
+                    n => format!(", {n} API groups unavailable"),
+                }
+            ));
             continue;
         }
         if let Some(dump) = component.postgres_dump() {

@@ -4,7 +4,7 @@
 //!
 //! - The config file becomes a ConfigMap, mounted where the pod reads it.
 //! - Every file the config reads a secret from (the repository password,
-//!   a server password, TLS certificates and keys) is a key of one Secret
+//!   a server password, TLS certificates and keys, a kubeconfig) is a key of one Secret
 //!   the operator creates, mounted at the path the config names; every
 //!   `env` password source is a variable from that Secret. The manifests
 //!   reference the Secret and never hold a secret value; their header says
@@ -88,6 +88,10 @@ impl Secrets {
                 if let Some((cert, key)) = pg.tls().client_cert() {
                     files.extend([cert, key]);
                 }
+            }
+            // A kubeconfig holds the cluster's credentials.
+            if let Some(kubeconfig) = component.kubernetes().and_then(|k| k.kubeconfig()) {
+                files.push(kubeconfig);
             }
             if let Some(redis) = component.redis() {
                 sources.extend(redis.password());

@@ -11,6 +11,7 @@ pub(crate) mod kubernetes;
 pub(crate) mod maintenance;
 pub(crate) mod redis;
 pub(crate) mod report;
+pub(crate) mod resources;
 pub(crate) mod restore;
 pub(crate) mod snapshots;
 pub(crate) mod status;

@@ -42,23 +42,11 @@ impl Setup {
     /// A local repository (not yet created) and one PostgreSQL component on
     /// `port` with these objectives.
     pub(crate) fn new(port: u16, pg_password_text: &str, objectives: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let repo = dir.path().join("repo");
-        let password_file = dir.path().join("repository.pass");
-        std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
-        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let pg_password = dir.path().join("pg.pass");
-        std::fs::write(&pg_password, pg_password_text).unwrap();
-        let config = dir.path().join("drkit.toml");
-        std::fs::write(
-            &config,
+        Self::with_components(|dir| {
+            let pg_password = dir.join("pg.pass");
+            std::fs::write(&pg_password, pg_password_text).unwrap();
             format!(
-                r#"[repository]
-location = "{repo}"
-password = {{ file = "{password_file}" }}
-
-[[component]]
+                r#"[[component]]
 id = "{COMPONENT}"
 kind = "postgres"
 objectives = {objectives}
@@ -72,10 +60,29 @@ user = "postgres"
 password = {{ file = "{pg_password}" }}
 tls = {{ mode = "disable" }}
 "#,
+                pg_password = pg_password.display(),
+            )
+        })
+    }
+
+    /// A local repository (not yet created) and the components that
+    /// `components` writes, given the setup's directory.
+    pub(crate) fn with_components(components: impl FnOnce(&Path) -> String) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let repo = dir.path().join("repo");
+        let password_file = dir.path().join("repository.pass");
+        std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let components = components(dir.path());
+        let config = dir.path().join("drkit.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[repository]\nlocation = \"{repo}\"\npassword = {{ file = \"{password_file}\" }}\n\n\
+                 {components}",
                 repo = repo.display(),
                 password_file = password_file.display(),
-                pg_password = pg_password.display(),
-                port = port,
             ),
         )
         .unwrap();

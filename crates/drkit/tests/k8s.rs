@@ -1,0 +1,415 @@
+//! `kubernetes` components and `drkit k8s`, against the test API server:
+//! a resource backup listed, verified and restored (after its namespace
+//! was deleted, beside it, as a dry run, into a context that does not
+//! exist).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use dr_k8s_testkit::KubeApiServer;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::common::{Setup, text};
+
+/// The test API server, a config whose component `kubernetes/shop` backs
+/// up its namespace `shop`, and a client of the server.
+struct Cluster {
+    _server: KubeApiServer,
+    setup: Setup,
+    client: kube::Client,
+}
+
+const COMPONENT: &str = "kubernetes/shop";
+
+impl Cluster {
+    /// The server with the namespace `shop` and its objects, and a
+    /// repository created; `settings` are more lines of the component's
+    /// `[component.kubernetes]` table.
+    async fn start(settings: &str) -> Self {
+        let server = KubeApiServer::start().await.unwrap();
+        let setup = Setup::with_components(|dir| {
+            format!(
+                "[[component]]\nid = \"{COMPONENT}\"\nkind = \"kubernetes\"\n\
+                 objectives = {{ rto = \"10m\", rpo = \"24h\" }}\nretention = \"last=3\"\n\n\
+                 [component.kubernetes]\nkubeconfig = \"{}\"\ncontext = \"test\"\n\
+                 namespaces = [\"shop\"]\n{settings}\n",
+                dir.join("kubeconfig").display()
+            )
+        });
+        let kubeconfig = server.kubeconfig(setup.dir.path()).await.unwrap();
+        let client = dr_k8s::Cluster::from_kubeconfig(&kubeconfig, Some("test"))
+            .await
+            .unwrap()
+            .client()
+            .clone();
+        let cluster = Self {
+            _server: server,
+            setup,
+            client,
+        };
+        cluster.shop().await;
+        let init = cluster.drkit(&["init"]).await;
+        assert!(init.status.success(), "{}", text(&init));
+        cluster
+    }
+
+    /// The namespace `shop`: a ConfigMap, a Secret, a Service, a
+    /// ServiceAccount and a Deployment of two pods.
+    async fn shop(&self) {
+        create(self.namespaces(), json!({ "metadata": { "name": "shop" } })).await;
+        create(
+            self.api::<ConfigMap>("shop"),
+            json!({ "metadata": { "name": "settings" }, "data": { "greeting": "hello" } }),
+        )
+        .await;
+        create(
+            self.api::<Secret>("shop"),
+            json!({ "metadata": { "name": "token" }, "stringData": { "key": "s3cr3t" } }),
+        )
+        .await;
+        create(
+            self.api::<Service>("shop"),
+            json!({
+                "metadata": { "name": "web" },
+                "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80 }] }
+            }),
+        )
+        .await;
+        create(
+            self.api::<ServiceAccount>("shop"),
+            json!({ "metadata": { "name": "runner" } }),
+        )
+        .await;
+        self.deployment("shop", "web", 2).await;
+    }
+
+    /// Creates a Deployment of `replicas` pods labelled `app: name`.
+    async fn deployment(&self, namespace: &str, name: &str, replicas: i32) {
+        create(
+            self.api::<Deployment>(namespace),
+            json!({
+                "metadata": { "name": name },
+                "spec": {
+                    "replicas": replicas,
+                    "selector": { "matchLabels": { "app": name } },
+                    "template": {
+                        "metadata": { "labels": { "app": name } },
+                        "spec": { "containers": [{ "name": "main", "image": "nginx:1.27" }] }
+                    }
+                }
+            }),
+        )
+        .await;
+    }
+
+    /// The API of `K` in `namespace`.
+    fn api<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    fn namespaces(&self) -> Api<Namespace> {
+        Api::all(self.client.clone())
+    }
+
+    /// The ConfigMap `settings` of `namespace`, if there is one.
+    async fn settings(&self, namespace: &str) -> Option<ConfigMap> {
+        self.api::<ConfigMap>(namespace)
+            .get_opt("settings")
+            .await
+            .unwrap()
+    }
+
+    /// Deletes the namespace `shop`, which takes its objects with it.
+    async fn delete_shop(&self) {
+        self.namespaces()
+            .delete("shop", &DeleteParams::default())
+            .await
+            .unwrap();
+        assert!(self.settings("shop").await.is_none());
+    }
+
+    async fn drkit(&self, args: &[&str]) -> Output {
+        self.setup.drkit(args).await
+    }
+
+    /// `drkit <args>`, which must succeed; its standard output.
+    async fn ok(&self, args: &[&str]) -> String {
+        let output = self.drkit(args).await;
+        assert!(output.status.success(), "{args:?}: {}", text(&output));
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_backup_brings_every_object_back_after_its_namespace_is_deleted() {
+    let cluster = Cluster::start("").await;
+    let backup = cluster.ok(&["backup", COMPONENT]).await;
+    // The namespace, the ConfigMap, the Service, the ServiceAccount and the
+    // Deployment; not its ReplicaSet and pods (it makes them again), not
+    // the Secret (not asked for).
+    assert!(
+        backup.contains("5 objects of 5 resources from test"),
+        "{backup}"
+    );
+
+    let listed = cluster.ok(&["snapshots", "--component", COMPONENT]).await;
+    assert!(listed.contains(COMPONENT), "{listed}");
+    let status = cluster.ok(&["status"]).await;
+    assert!(
+        status.contains("last backup") && !status.contains("none"),
+        "{status}"
+    );
+    let verified = cluster.ok(&["verify", "--component", COMPONENT]).await;
+    assert!(verified.contains(": 5 items and"), "{verified}");
+
+    cluster.delete_shop().await;
+    let restored = cluster.ok(&["restore", COMPONENT]).await;
+    for object in [
+        "namespaces shop: created",
+        "configmaps shop/settings: created",
+        "services shop/web: created",
+        "serviceaccounts shop/runner: created",
+        "deployments.apps shop/web: created",
+    ] {
+        assert!(restored.contains(object), "{object} in {restored}");
+    }
+    assert!(
+        restored.contains("5 created, 0 updated, 0 recreated, 0 skipped, 0 unchecked, 0 failed"),
+        "{restored}"
+    );
+    assert!(restored.contains("RTO"), "the recovery report: {restored}");
+    let settings = cluster.settings("shop").await.unwrap();
+    assert_eq!(settings.data.unwrap()["greeting"], "hello");
+    let web = cluster.api::<Deployment>("shop").get("web").await.unwrap();
+    assert_eq!(web.spec.replicas, Some(2));
+    assert!(
+        cluster
+            .api::<Service>("shop")
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        cluster
+            .api::<Secret>("shop")
+            .get_opt("token")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Again: everything exists, and is left alone; or applied over, in JSON.
+    let again = cluster.ok(&["restore", COMPONENT]).await;
+    assert!(
+        again.contains("0 created") && again.contains("5 skipped"),
+        "{again}"
+    );
+    let json: Value = serde_json::from_str(
+        &cluster
+            .ok(&["--json", "restore", COMPONENT, "--existing", "update"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(json["component"], COMPONENT);
+    assert_eq!(json["cluster"], "test");
+    assert_eq!(json["summary"]["updated"], 5, "{json}");
+    let objects = json["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 5);
+    let settings = objects
+        .iter()
+        .find(|o| o["object"] == "configmaps shop/settings")
+        .unwrap();
+    assert_eq!(settings["outcome"], "updated", "{json}");
+    assert!(settings["reason"].is_null(), "{json}");
+    assert!(json["recovery"]["timeline"].is_object(), "{json}");
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing_and_a_namespace_map_restores_beside() {
+    let cluster = Cluster::start("").await;
+    cluster.ok(&["backup", COMPONENT]).await;
+
+    let dry = cluster
+        .ok(&[
+            "restore",
+            COMPONENT,
+            "--dry-run",
+            "--namespace-map",
+            "shop=shop-copy",
+        ])
+        .await;
+    // The namespace is checked; what goes into it cannot be before it exists.
+    assert!(dry.contains("namespaces shop-copy: created"), "{dry}");
+    assert!(
+        dry.contains("configmaps shop-copy/settings: not checked"),
+        "{dry}"
+    );
+    assert!(dry.contains("dry run of snapshot"), "{dry}");
+    assert!(!dry.contains("RTO"), "no recovery report: {dry}");
+    assert!(
+        cluster
+            .namespaces()
+            .get_opt("shop-copy")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Only the ConfigMaps, into a copy of the namespace beside it.
+    let beside = cluster
+        .ok(&[
+            "restore",
+            COMPONENT,
+            "--namespace-map",
+            "shop=shop-copy",
+            "--only-kind",
+            "configmaps",
+        ])
+        .await;
+    assert!(
+        beside.contains("2 created, 0 updated, 0 recreated, 0 skipped"),
+        "the namespace and the ConfigMap: {beside}"
+    );
+    let copy = cluster.settings("shop-copy").await.unwrap();
+    assert_eq!(copy.data.unwrap()["greeting"], "hello");
+    assert!(
+        cluster
+            .api::<Deployment>("shop-copy")
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The original is as it was.
+    assert!(cluster.settings("shop").await.is_some());
+
+    // A dry run over objects that exist: the server checks the updates.
+    let dry = cluster
+        .ok(&["restore", COMPONENT, "--dry-run", "--existing", "update"])
+        .await;
+    assert!(dry.contains("configmaps shop/settings: updated"), "{dry}");
+}
+
+#[tokio::test]
+async fn a_context_that_does_not_exist_is_a_usage_error() {
+    let cluster = Cluster::start("").await;
+    cluster.ok(&["backup", COMPONENT]).await;
+    let output = cluster
+        .drkit(&["restore", COMPONENT, "--context", "dr-cluster"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("has no context \"dr-cluster\" (it has: test)"),
+        "{}",
+        text(&output)
+    );
+    // The component's own context, wrong in the config.
+    let config = std::fs::read_to_string(&cluster.setup.config).unwrap();
+    std::fs::write(
+        &cluster.setup.config,
+        config.replace("context = \"test\"", "context = \"prod\""),
+    )
+    .unwrap();
+    let output = cluster.drkit(&["backup", COMPONENT]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("no context \"prod\""),
+        "{}",
+        text(&output)
+    );
+    // Flags of other kinds are refused, and these for other kinds.
+    let output = cluster
+        .drkit(&["restore", COMPONENT, "--target", "/tmp/x"])
+        .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("--target is for PostgreSQL"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[tokio::test]
+async fn restoring_into_another_cluster_by_its_kubeconfig() {
+    let cluster = Cluster::start("").await;
+    cluster.ok(&["backup", COMPONENT]).await;
+    let dr = KubeApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dr_kubeconfig = dr.kubeconfig(dir.path()).await.unwrap();
+    let restored = cluster
+        .ok(&[
+            "restore",
+            COMPONENT,
+            "--kubeconfig",
+            dr_kubeconfig.to_str().unwrap(),
+        ])
+        .await;
+    assert!(restored.contains("5 created"), "{restored}");
+    let dr_client = dr_k8s::Cluster::from_kubeconfig(&dr_kubeconfig, None)
+        .await
+        .unwrap();
+    let settings: Api<ConfigMap> = Api::namespaced(dr_client.client().clone(), "shop");
+    assert!(settings.get_opt("settings").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_damaged_backup_fails_its_verify() {
+    let cluster = Cluster::start("").await;
+    cluster.ok(&["backup", COMPONENT]).await;
+    damage_packs(&cluster.setup.repo.join("data"));
+    let output = cluster.drkit(&["verify", "--component", COMPONENT]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("verifying snapshot"),
+        "{}",
+        text(&output)
+    );
+    // A restore of it reads the same data, and writes nothing.
+    cluster.delete_shop().await;
+    let output = cluster.drkit(&["restore", COMPONENT]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(cluster.settings("shop").await.is_none());
+}
+
+/// Flips a byte in the middle of every file under `dir`.
+fn damage_packs(dir: &Path) {
+    let mut damaged = 0;
+    for entry in walk(dir) {
+        let mut bytes = std::fs::read(&entry).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&entry, bytes).unwrap();
+        damaged += 1;
+    }
+    assert!(damaged > 0, "no packs under {}", dir.display());
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Creates `object` through `api`.
+async fn create<K>(api: Api<K>, object: Value)
+where
+    K: kube::Resource + serde::de::DeserializeOwned + serde::Serialize + Clone + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(object).unwrap();
+    api.create(&PostParams::default(), &object).await.unwrap();
+}
