@@ -1,7 +1,7 @@
 //! How the binary reaches a Kubernetes cluster: a kubeconfig and one of its
 //! contexts, or the cluster it runs in.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dr_k8s::Cluster;
 
@@ -33,4 +33,23 @@ pub(crate) async fn connect(
         | dr_k8s::Error::NotInCluster { .. } => Failure::Usage(e.to_string()),
         other => Failure::of("reaching the cluster", &other),
     })
+}
+
+/// The kubeconfig a command uses where `--kubeconfig` names none, as
+/// kubectl finds it: `$KUBECONFIG` (one file; a list of several is refused),
+/// else `~/.kube/config` if there is one; `None`: the cluster it runs in.
+pub(crate) fn default_kubeconfig() -> Result<Option<PathBuf>, Failure> {
+    if let Some(value) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        let text = value.to_string_lossy();
+        if text.contains(':') {
+            return Err(Failure::Usage(format!(
+                "KUBECONFIG={text:?} names several files, which drkit does not merge: \
+                 name one with --kubeconfig"
+            )));
+        }
+        return Ok(Some(PathBuf::from(value)));
+    }
+    Ok(std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".kube").join("config"))
+        .filter(|path| path.is_file()))
 }

@@ -340,6 +340,14 @@ enum Command {
     /// Running drkit in Kubernetes.
     #[command(subcommand)]
     Kubernetes(KubernetesCommand),
+    /// The runbooks' kubectl steps on a cluster (no config file needed):
+    /// scale, restart, rollout status and undo, fence.
+    K8s {
+        #[command(flatten)]
+        cluster: commands::k8s::ClusterArgs,
+        #[command(subcommand)]
+        command: commands::k8s::K8sCommand,
+    },
     /// Redis snapshots and RDB files.
     #[command(subcommand)]
     Redis(RedisCommand),
@@ -523,6 +531,9 @@ async fn run(cli: Cli, out: Output) -> Outcome {
     }
     if let Command::Kubernetes(KubernetesCommand::CopyBinary { dest }) = &cli.command {
         return commands::kubernetes::copy_binary(dest);
+    }
+    if let Command::K8s { cluster, command } = &cli.command {
+        return commands::k8s::run(cluster, command, &out).await;
     }
     if let Command::Redis(RedisCommand::Inspect {
         file: Some(file),
@@ -905,8 +916,8 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             )
             .await
         }
-        // Done above: it needs no config.
-        Command::Kubernetes(KubernetesCommand::CopyBinary { .. }) => Ok(()),
+        // Done above: they need no config.
+        Command::Kubernetes(KubernetesCommand::CopyBinary { .. }) | Command::K8s { .. } => Ok(()),
         // Printed above: a saved report needs no config.
         Command::Report { .. } => Ok(()),
     }

@@ -1,25 +1,27 @@
 //! `kubernetes` components and `drkit k8s`, against the test API server:
 //! a resource backup listed, verified and restored (after its namespace
 //! was deleted, beside it, as a dry run, into a context that does not
-//! exist).
+//! exist), and the runbooks' scale, restart, rollout status, undo and fence
+//! on Deployments the server's controllers roll.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use dr_k8s_testkit::KubeApiServer;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::common::{Setup, text};
+use crate::common::{BIN, Setup, text};
 
 /// The test API server, a config whose component `kubernetes/shop` backs
 /// up its namespace `shop`, and a client of the server.
 struct Cluster {
     _server: KubeApiServer,
     setup: Setup,
+    kubeconfig: PathBuf,
     client: kube::Client,
 }
 
@@ -49,6 +51,7 @@ impl Cluster {
         let cluster = Self {
             _server: server,
             setup,
+            kubeconfig,
             client,
         };
         cluster.shop().await;
@@ -412,4 +415,160 @@ where
 {
     let object: K = serde_json::from_value(object).unwrap();
     api.create(&PostParams::default(), &object).await.unwrap();
+}
+
+/// `drkit k8s <args> --kubeconfig <kubeconfig>`, no config file, no
+/// `KUBECONFIG`.
+async fn k8s(kubeconfig: &Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(BIN)
+        .arg("k8s")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env_remove("KUBECONFIG")
+        .env_remove("DRKIT_CONFIG")
+        .output()
+        .await
+        .unwrap()
+}
+
+async fn k8s_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let output = k8s(kubeconfig, args).await;
+    assert!(output.status.success(), "{args:?}: {}", text(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_runbooks_kubectl_steps() {
+    let cluster = Cluster::start("").await;
+    let k = cluster.kubeconfig.as_path();
+    let deployments = cluster.api::<Deployment>("shop");
+    let pods = cluster.api::<Pod>("shop");
+    let image = |d: &Deployment| {
+        d.spec.template.spec.as_ref().unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
+    };
+
+    let scaled = k8s_ok(k, &["scale", "deploy/web", "-n", "shop", "--replicas", "3"]).await;
+    assert!(scaled.contains("scaled from 2 to 3"), "{scaled}");
+    assert_eq!(deployments.get("web").await.unwrap().spec.replicas, Some(3));
+
+    let restarted = k8s_ok(
+        k,
+        &["restart", "deployment/web", "-n", "shop", "--wait", "30s"],
+    )
+    .await;
+    assert!(restarted.contains("restarted at"), "{restarted}");
+    assert!(restarted.contains("successfully rolled out"), "{restarted}");
+    let web = deployments.get("web").await.unwrap();
+    let annotations = web.spec.template.metadata.unwrap().annotations.unwrap();
+    assert!(annotations.contains_key(dr_k8s::RESTARTED_AT));
+
+    // A new image, then back.
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({ "spec": { "template": { "spec": {
+                "containers": [{ "name": "main", "image": "nginx:1.28" }]
+            }}}})),
+        )
+        .await
+        .unwrap();
+    let status = k8s_ok(
+        k,
+        &["status", "deploy/web", "-n", "shop", "--timeout", "30s"],
+    )
+    .await;
+    assert!(status.contains("revision 3"), "{status}");
+    let undone = k8s_ok(k, &["undo", "deploy/web", "-n", "shop"]).await;
+    assert!(
+        undone.contains("rolled back from revision 3 to the template of revision 2"),
+        "{undone}"
+    );
+    assert_eq!(image(&deployments.get("web").await.unwrap()), "nginx:1.27");
+    let json: Value = serde_json::from_slice(
+        &k8s(
+            k,
+            &[
+                "undo",
+                "deploy/web",
+                "-n",
+                "shop",
+                "--to-revision",
+                "1",
+                "--json",
+            ],
+        )
+        .await
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["to_revision"], 1, "{json}");
+
+    // Fenced: no pod left, and the count to scale back to.
+    let fenced = k8s_ok(k, &["fence", "deploy/web", "-n", "shop"]).await;
+    assert!(
+        fenced.contains("scaled from 3 to 0") && fenced.contains("--replicas 3"),
+        "{fenced}"
+    );
+    let selected = ListParams::default().labels("app=web");
+    assert!(pods.list(&selected).await.unwrap().items.is_empty());
+    k8s_ok(k, &["scale", "deploy/web", "-n", "shop", "--replicas", "3"]).await;
+    let status = k8s_ok(k, &["status", "deploy/web", "-n", "shop"]).await;
+    assert!(status.contains("3 of 3 updated, 3 available"), "{status}");
+}
+
+#[tokio::test]
+async fn k8s_steps_that_cannot_be_done_say_why() {
+    let cluster = Cluster::start("").await;
+    let k = cluster.kubeconfig.as_path();
+    let output = k8s(
+        k,
+        &[
+            "scale",
+            "deploy/web",
+            "--context",
+            "dr-cluster",
+            "--replicas",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("has no context \"dr-cluster\""),
+        "{}",
+        text(&output)
+    );
+    let output = k8s(k, &["scale", "pod/web", "--replicas", "1"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("not a kind that scales"),
+        "{}",
+        text(&output)
+    );
+    // The context's namespace is `default`, which has no such Deployment.
+    let output = k8s(k, &["scale", "deploy/web", "--replicas", "1"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("404"), "{}", text(&output));
+    // A StatefulSet's rollout is not undone here.
+    let output = k8s(k, &["undo", "sts/db", "-n", "shop"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("only a Deployment"),
+        "{}",
+        text(&output)
+    );
+
+    // KUBECONFIG, as kubectl reads it, when --kubeconfig names none.
+    let output = tokio::process::Command::new(BIN)
+        .args(["k8s", "status", "deploy/web", "-n", "shop"])
+        .env("KUBECONFIG", k)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
 }

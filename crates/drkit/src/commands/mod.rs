@@ -7,6 +7,7 @@ pub(crate) mod check;
 pub(crate) mod dump;
 pub(crate) mod failover;
 pub(crate) mod init;
+pub(crate) mod k8s;
 pub(crate) mod kubernetes;
 pub(crate) mod maintenance;
 pub(crate) mod redis;

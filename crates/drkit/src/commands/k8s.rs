@@ -1,0 +1,273 @@
+//! `drkit k8s`: the runbooks' `kubectl` steps as dr-k8s calls, needing no
+//! config file: scale (saying the count it had), restart and wait for the
+//! rollout, wait for a rollout, undo one, fence a workload (scaled to zero,
+//! its pods gone).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dr_core::{Fence, Member, Role};
+use dr_k8s::{Cluster, FenceTarget, RolloutStatus, Workload, WorkloadFence};
+use serde_json::json;
+
+use crate::failure::{Failure, Outcome};
+use crate::output::Output;
+
+/// Which cluster and namespace a `drkit k8s` command acts on.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ClusterArgs {
+    /// The kubeconfig. Without it, as kubectl: $KUBECONFIG (one file), else
+    /// ~/.kube/config if there is one, else the cluster drkit runs in.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context (the DR cluster's, say); default its
+    /// current context.
+    #[arg(long, global = true)]
+    pub(crate) context: Option<String>,
+    /// The namespace; default the context's.
+    #[arg(long, short = 'n', global = true)]
+    pub(crate) namespace: Option<String>,
+}
+
+/// One `drkit k8s` step.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum K8sCommand {
+    /// Scales a workload (`deployment/web`, `sts/db`, `rs/web-5d4f`) through
+    /// its scale subresource, as kubectl scale, and prints the count it
+    /// had: what to scale back to.
+    Scale {
+        /// The workload, as kubectl names it.
+        workload: String,
+        /// The new count.
+        #[arg(long)]
+        replicas: i32,
+    },
+    /// Restarts a Deployment's or StatefulSet's pods as kubectl rollout
+    /// restart does, then waits for the rollout as kubectl rollout status.
+    Restart {
+        /// The workload.
+        workload: String,
+        /// How long to wait for the rollout.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        wait: Duration,
+    },
+    /// Waits for a rollout to finish, as kubectl rollout status.
+    Status {
+        /// The workload.
+        workload: String,
+        /// How long to wait.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Undoes a Deployment's rollout, as kubectl rollout undo: back to the
+    /// previous revision, or --to-revision.
+    Undo {
+        /// The Deployment.
+        workload: String,
+        /// The revision to go back to.
+        #[arg(long, value_name = "N")]
+        to_revision: Option<i64>,
+    },
+    /// Fences a workload: scales it to zero and waits until its pods are
+    /// gone; prints the count to scale it back to.
+    Fence {
+        /// The workload.
+        workload: String,
+        /// How long to wait for its pods to be gone.
+        #[arg(long, default_value = "1m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    // `drain <node>` comes with dr-k8s's Cluster::drain.
+}
+
+/// `--wait 5m`, `--timeout 90s`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    text.parse::<dr_core::Rto>()
+        .map(dr_core::Rto::as_duration)
+        .map_err(|e| format!("{text:?}: {e}; expected a duration such as \"90s\" or \"5m\""))
+}
+
+/// Runs `command` on the cluster `args` names.
+pub(crate) async fn run(args: &ClusterArgs, command: &K8sCommand, out: &Output) -> Outcome {
+    let kubeconfig = match &args.kubeconfig {
+        Some(path) => Some(path.clone()),
+        None => crate::cluster::default_kubeconfig()?,
+    };
+    let cluster = crate::cluster::connect(kubeconfig.as_deref(), args.context.as_deref()).await?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| cluster.default_namespace().to_owned());
+    let workload = |text: &str| Workload::parse(text, namespace.clone()).map_err(Failure::Usage);
+    let failed = |what: String| move |e: dr_k8s::Error| Failure::of(what, &e);
+    match command {
+        K8sCommand::Scale {
+            workload: w,
+            replicas,
+        } => {
+            let w = workload(w)?;
+            let scaled = cluster
+                .scale(&w, *replicas)
+                .await
+                .map_err(failed(format!("scaling {w} on {}", cluster.name())))?;
+            if out.json {
+                return out.json(&json!({
+                    "workload": kind_name(&w),
+                    "namespace": w.namespace,
+                    "previous": scaled.previous,
+                    "replicas": scaled.replicas,
+                }));
+            }
+            out.line(format_args!(
+                "{w} on {}: scaled from {} to {}",
+                cluster.name(),
+                scaled.previous,
+                scaled.replicas
+            ));
+            Ok(())
+        }
+        K8sCommand::Restart { workload: w, wait } => {
+            let w = workload(w)?;
+            let restarted = cluster
+                .rollout_restart(&w)
+                .await
+                .map_err(failed(format!("restarting {w} on {}", cluster.name())))?;
+            out.line(format_args!(
+                "{w} on {}: restarted at {}",
+                cluster.name(),
+                restarted.at
+            ));
+            let status = rollout(&cluster, &w, *wait).await?;
+            print_status(&status, out)
+        }
+        K8sCommand::Status {
+            workload: w,
+            timeout,
+        } => {
+            let status = rollout(&cluster, &workload(w)?, *timeout).await?;
+            print_status(&status, out)
+        }
+        K8sCommand::Undo {
+            workload: w,
+            to_revision,
+        } => {
+            let w = workload(w)?;
+            let undone = cluster
+                .rollout_undo(&w, *to_revision)
+                .await
+                .map_err(failed(format!(
+                    "undoing the rollout of {w} on {}",
+                    cluster.name()
+                )))?;
+            if out.json {
+                return out.json(&json!({
+                    "workload": kind_name(&w),
+                    "namespace": w.namespace,
+                    "from_revision": undone.from_revision,
+                    "to_revision": undone.to_revision,
+                    "skipped": undone.skipped,
+                }));
+            }
+            if undone.skipped {
+                out.line(format_args!(
+                    "{w} on {}: already at the template of revision {}; nothing sent",
+                    cluster.name(),
+                    undone.to_revision
+                ));
+            } else {
+                out.line(format_args!(
+                    "{w} on {}: rolled back from revision {} to the template of revision {}",
+                    cluster.name(),
+                    undone.from_revision,
+                    undone.to_revision
+                ));
+            }
+            Ok(())
+        }
+        K8sCommand::Fence {
+            workload: w,
+            timeout,
+        } => {
+            let w = workload(w)?;
+            let name = kind_name(&w);
+            let fence = WorkloadFence::new(cluster.clone())
+                .member(&name, FenceTarget::Scale(w.clone()))
+                .wait(*timeout);
+            let member = Member {
+                name: name.clone(),
+                role: Role::Primary,
+                reachable: false,
+                position: None,
+                lag: None,
+                promotable: false,
+                priority: 0,
+                detail: Default::default(),
+            };
+            fence
+                .fence(&member)
+                .await
+                .map_err(|e| Failure::of(format_args!("fencing {w} on {}", cluster.name()), &e))?;
+            let previous = fence.scaled().first().map_or(0, |s| s.previous);
+            if out.json {
+                return out.json(&json!({
+                    "workload": name,
+                    "namespace": w.namespace,
+                    "previous": previous,
+                    "replicas": 0,
+                }));
+            }
+            out.line(format_args!(
+                "{w} on {}: fenced, scaled from {previous} to 0 and its pods gone; \
+                 scale it back with: drkit k8s scale {name} -n {} --replicas {previous}",
+                cluster.name(),
+                w.namespace
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// `deployment/web`.
+fn kind_name(workload: &Workload) -> String {
+    format!("{}/{}", workload.kind.name(), workload.name)
+}
+
+/// Waits for `workload`'s rollout.
+async fn rollout(
+    cluster: &Cluster,
+    workload: &Workload,
+    timeout: Duration,
+) -> Result<RolloutStatus, Failure> {
+    cluster
+        .rollout_status(workload, timeout)
+        .await
+        .map_err(|e| Failure::of(format_args!("waiting on {}", cluster.name()), &e))
+}
+
+fn print_status(status: &RolloutStatus, out: &Output) -> Outcome {
+    if out.json {
+        return out.json(&json!({
+            "workload": kind_name(&status.workload),
+            "namespace": status.workload.namespace,
+            "revision": status.revision,
+            "replicas": status.replicas,
+            "updated": status.updated,
+            "available": status.available,
+            "message": status.message,
+            "waited_seconds": status.waited.as_secs_f64(),
+        }));
+    }
+    out.line(format_args!(
+        "{} ({} of {} updated, {} available{}; waited {:.1} s)",
+        status.message,
+        status.updated,
+        status.replicas,
+        status.available,
+        status
+            .revision
+            .map(|r| format!(", revision {r}"))
+            .unwrap_or_default(),
+        status.waited.as_secs_f64()
+    ));
+    Ok(())
+}
