@@ -30,7 +30,7 @@ use crate::postgres::{DumpSettings, PostgresSettings, RawConnection, RawDatabase
 use crate::redis::{RawRedis, RedisSettings};
 
 #[cfg(feature = "kubernetes")]
-use crate::kubernetes::{KubernetesSettings, RawKubernetes};
+use crate::kubernetes::{KubernetesSettings, LeaseSettings, RawKubernetes, RawLease};
 
 /// The component kinds this build can handle.
 const COMPILED_KINDS: &[&str] = &[
@@ -430,6 +430,8 @@ pub struct AgentSettings {
     retry: Duration,
     refresh: Duration,
     shutdown_grace: Duration,
+    #[cfg(feature = "kubernetes")]
+    lease: Option<LeaseSettings>,
 }
 
 impl AgentSettings {
@@ -442,7 +444,16 @@ impl AgentSettings {
             retry: DEFAULT_RETRY,
             refresh: DEFAULT_REFRESH,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            #[cfg(feature = "kubernetes")]
+            lease: None,
         }
+    }
+
+    /// `[agent.lease]`: the Kubernetes Lease the agent must hold to run
+    /// its jobs; `None`: it runs them without one.
+    #[cfg(feature = "kubernetes")]
+    pub fn lease(&self) -> Option<&LeaseSettings> {
+        self.lease.as_ref()
     }
 
     /// Where `/metrics` and `/healthz` are served.
@@ -740,6 +751,10 @@ struct RawAgent {
     retry: Option<Parsed<Interval>>,
     refresh: Option<Parsed<Interval>>,
     shutdown_grace: Option<Parsed<Interval>>,
+    #[cfg(feature = "kubernetes")]
+    lease: Option<Spanned<RawLease>>,
+    #[cfg(not(feature = "kubernetes"))]
+    lease: Option<Spanned<de::IgnoredAny>>,
 }
 
 /// A positive duration of the agent's settings.
@@ -803,15 +818,33 @@ impl RawConfig {
             }
             components.push(component);
         }
-        let agent = self.agent.map(|agent| AgentSettings {
-            listen: agent.listen.0,
-            prune: schedule(agent.prune.cron, agent.prune.timezone),
-            retry: agent.retry.map_or(DEFAULT_RETRY, |i| i.0.0),
-            refresh: agent.refresh.map_or(DEFAULT_REFRESH, |i| i.0.0),
-            shutdown_grace: agent
-                .shutdown_grace
-                .map_or(DEFAULT_SHUTDOWN_GRACE, |i| i.0.0),
-        });
+        let agent = match self.agent {
+            #[cfg(not(feature = "kubernetes"))]
+            Some(RawAgent {
+                lease: Some(lease), ..
+            }) => {
+                return Err(source.error(
+                    Some(lease.span()),
+                    "agent.lease",
+                    "a Kubernetes Lease needs a build with the cargo feature \"kubernetes\"",
+                ));
+            }
+            Some(agent) => Some(AgentSettings {
+                #[cfg(feature = "kubernetes")]
+                lease: agent
+                    .lease
+                    .map(|lease| LeaseSettings::check(lease, source, "agent.lease"))
+                    .transpose()?,
+                listen: agent.listen.0,
+                prune: schedule(agent.prune.cron, agent.prune.timezone),
+                retry: agent.retry.map_or(DEFAULT_RETRY, |i| i.0.0),
+                refresh: agent.refresh.map_or(DEFAULT_REFRESH, |i| i.0.0),
+                shutdown_grace: agent
+                    .shutdown_grace
+                    .map_or(DEFAULT_SHUTDOWN_GRACE, |i| i.0.0),
+            }),
+            None => None,
+        };
         Ok(Config {
             origin: source.origin.to_owned(),
             repository,

@@ -1,16 +1,18 @@
 //! The settings of `kubernetes` components: the `[component.kubernetes]`
 //! table — which cluster (a kubeconfig and context, or the cluster drkit
 //! runs in) and which of its objects a resource backup takes, as a
-//! `dr_k8s::ResourceFilter`.
+//! `dr_k8s::ResourceFilter`; and `[agent.lease]`, the Kubernetes Lease the
+//! agent runs its jobs under.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use dr_k8s::{ClusterScoped, ResourceFilter};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::Source;
+use crate::config::{Interval, Parsed, Source};
 use crate::error::Result;
 
 /// Which cluster a `kubernetes` component backs up, and which objects.
@@ -39,7 +41,145 @@ impl KubernetesSettings {
     }
 }
 
+/// `[agent.lease]`: the coordination.k8s.io Lease an agent must hold to
+/// run its jobs, so that of several agents on one config only one does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseSettings {
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    namespace: String,
+    name: String,
+    duration: Duration,
+}
+
+/// How long a holder keeps the Lease without renewing it, unless the
+/// table says: client-go's leader election default.
+const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
+
+impl LeaseSettings {
+    /// The kubeconfig file; `None`: the cluster the agent runs in.
+    pub fn kubeconfig(&self) -> Option<&Path> {
+        self.kubeconfig.as_deref()
+    }
+
+    /// The kubeconfig's context; `None`: its current context.
+    pub fn context(&self) -> Option<&str> {
+        self.context.as_deref()
+    }
+
+    /// The Lease's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The Lease's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long the holder keeps it without renewing (whole seconds, at
+    /// least 3); the agent renews it every third of that. Default 15s.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+}
+
 // ---- Parsing -------------------------------------------------------------
+
+/// A kubeconfig must be absolute, and a context needs a kubeconfig: the
+/// field and the message where they are not.
+fn check_cluster(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> std::result::Result<(), (&'static str, String)> {
+    if let Some(path) = kubeconfig
+        && !path.is_absolute()
+    {
+        // Relative to what? The agent, CronJobs and operators run drkit
+        // from different directories.
+        return Err((
+            "kubeconfig",
+            format!(
+                "{:?} is relative; expected an absolute path, or no kubeconfig for the \
+                 cluster drkit runs in",
+                path.display().to_string()
+            ),
+        ));
+    }
+    match context {
+        Some(_) if kubeconfig.is_none() => Err((
+            "context",
+            "a context of which kubeconfig? Without `kubeconfig` drkit reaches the cluster it \
+             runs in, which has no contexts; expected `kubeconfig` too"
+                .to_owned(),
+        )),
+        Some("") => Err((
+            "context",
+            "an empty context; expected a context of the kubeconfig, or none for its current \
+             context"
+                .to_owned(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `[agent.lease]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLease {
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    namespace: String,
+    name: String,
+    duration: Option<Parsed<Interval>>,
+}
+
+impl LeaseSettings {
+    /// Checks a parsed `[agent.lease]`; `field` is its path.
+    pub(crate) fn check(raw: Spanned<RawLease>, source: &Source<'_>, field: &str) -> Result<Self> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let error = |sub: &str, message: &str| {
+            source.error(Some(span.clone()), &format!("{field}.{sub}"), message)
+        };
+        check_cluster(raw.kubeconfig.as_deref(), raw.context.as_deref())
+            .map_err(|(sub, m)| error(sub, &m))?;
+        check_namespace(&raw.namespace).map_err(|m| error("namespace", &m))?;
+        let name_fits = !raw.name.is_empty()
+            && raw.name.len() <= 253
+            && raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && raw.name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && raw.name.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !name_fits {
+            return Err(error(
+                "name",
+                &format!(
+                    "{:?} is not a Lease name; expected lowercase letters, digits, '-' and '.', \
+                     such as \"drkit-agent\"",
+                    raw.name
+                ),
+            ));
+        }
+        let duration = raw.duration.map_or(DEFAULT_LEASE_DURATION, |d| d.0.get());
+        if duration < Duration::from_secs(3) || duration.subsec_nanos() != 0 {
+            return Err(error(
+                "duration",
+                "a Lease lasts whole seconds, and the agent renews it every third of them; \
+                 expected at least \"3s\", such as \"15s\"",
+            ));
+        }
+        Ok(Self {
+            kubeconfig: raw.kubeconfig,
+            context: raw.context,
+            namespace: raw.namespace,
+            name: raw.name,
+            duration,
+        })
+    }
+}
 
 /// `[component.kubernetes]` as written.
 #[derive(Deserialize)]
@@ -94,9 +234,25 @@ fn check_kind(kind: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The first name in both lists.
-fn overlap<'a>(included: &'a [String], excluded: &[String]) -> Option<&'a String> {
-    included.iter().find(|n| excluded.contains(n))
+/// Checks every name of a list taken and a list left out, and that no name
+/// is in both: the field and the message where one is wrong.
+fn check_lists<'f>(
+    (taken_field, taken): (&'f str, &[String]),
+    (excluded_field, excluded): (&'f str, &[String]),
+    check: fn(&str) -> std::result::Result<(), String>,
+) -> std::result::Result<(), (&'f str, String)> {
+    for (field, names) in [(taken_field, taken), (excluded_field, excluded)] {
+        for name in names {
+            check(name).map_err(|m| (field, m))?;
+        }
+    }
+    match taken.iter().find(|n| excluded.contains(n)) {
+        Some(name) => Err((
+            excluded_field,
+            format!("{name:?} is both taken ({taken_field}) and excluded; expected one"),
+        )),
+        None => Ok(()),
+    }
 }
 
 impl KubernetesSettings {
@@ -111,62 +267,20 @@ impl KubernetesSettings {
         let error = |sub: &str, message: &str| {
             source.error(Some(span.clone()), &format!("{field}.{sub}"), message)
         };
-        if let Some(path) = &raw.kubeconfig
-            && !path.is_absolute()
-        {
-            // Relative to what? The agent, CronJobs and operators run
-            // drkit from different directories.
-            return Err(error(
-                "kubeconfig",
-                &format!(
-                    "{:?} is relative; expected an absolute path, or no kubeconfig for the \
-                     cluster drkit runs in",
-                    path.display().to_string()
-                ),
-            ));
-        }
-        match &raw.context {
-            Some(_) if raw.kubeconfig.is_none() => {
-                return Err(error(
-                    "context",
-                    "a context of which kubeconfig? Without `kubeconfig` drkit reaches the \
-                     cluster it runs in, which has no contexts; expected `kubeconfig` too",
-                ));
-            }
-            Some(context) if context.is_empty() => {
-                return Err(error(
-                    "context",
-                    "an empty context; expected a context of the kubeconfig, or none for its \
-                     current context",
-                ));
-            }
-            _ => {}
-        }
-        for (sub, names) in [
+        check_cluster(raw.kubeconfig.as_deref(), raw.context.as_deref())
+            .map_err(|(sub, m)| error(sub, &m))?;
+        check_lists(
             ("namespaces", &raw.namespaces),
             ("exclude_namespaces", &raw.exclude_namespaces),
-        ] {
-            for name in names {
-                check_namespace(name).map_err(|m| error(sub, &m))?;
-            }
-        }
-        if let Some(name) = overlap(&raw.namespaces, &raw.exclude_namespaces) {
-            return Err(error(
-                "exclude_namespaces",
-                &format!("{name:?} is both taken (namespaces) and excluded; expected one"),
-            ));
-        }
-        for (sub, kinds) in [("kinds", &raw.kinds), ("exclude_kinds", &raw.exclude_kinds)] {
-            for kind in kinds {
-                check_kind(kind).map_err(|m| error(sub, &m))?;
-            }
-        }
-        if let Some(kind) = overlap(&raw.kinds, &raw.exclude_kinds) {
-            return Err(error(
-                "exclude_kinds",
-                &format!("{kind:?} is both taken (kinds) and excluded; expected one"),
-            ));
-        }
+            check_namespace,
+        )
+        .map_err(|(sub, m)| error(sub, &m))?;
+        check_lists(
+            ("kinds", &raw.kinds),
+            ("exclude_kinds", &raw.exclude_kinds),
+            check_kind,
+        )
+        .map_err(|(sub, m)| error(sub, &m))?;
         if raw.labels.as_deref().is_some_and(|l| l.trim().is_empty()) {
             return Err(error(
                 "labels",

@@ -25,7 +25,8 @@
 //!   seconds) in an IANA time zone (the database is bundled), with [`Schedule::next_after`] across
 //!   daylight-saving changes.
 //! - [`AgentSettings`]: the long-running form's listen address, prune
-//!   schedule, retry backoff, refresh interval and shutdown grace.
+//!   schedule, retry backoff, refresh interval, shutdown grace and
+//!   [`LeaseSettings`] (a Kubernetes Lease its jobs run under).
 //! - [`Error`]: one error type; a config error names the origin, the line
 //!   and column, the field (`component[1].objectives.rpo`) and what is
 //!   expected.
@@ -144,6 +145,13 @@
 //! retry = "1m"               # first wait after a failed job, doubling; default 1m
 //! refresh = "30s"            # how often /metrics reads the repository; default 30s
 //! shutdown_grace = "5m"      # on SIGTERM, how long a running job may finish; default 5m
+//!
+//! [agent.lease]              # optional: jobs run only while this agent holds the Lease
+//! namespace = "drkit"
+//! name = "drkit-agent"
+//! kubeconfig = "/etc/drkit/kubeconfig"        # optional; absent: the cluster drkit runs in
+//! context = "prod"                            # optional, with kubeconfig
+//! duration = "15s"           # held this long unrenewed, renewed every third of it; default 15s
 //! ```
 //!
 //! # Example
@@ -202,7 +210,7 @@ pub(crate) mod secret;
 #[cfg(any(feature = "postgres", feature = "redis"))]
 pub use crate::failover::{AutomaticFailover, FailoverSettings, LossLimitSetting, MemberSettings};
 #[cfg(feature = "kubernetes")]
-pub use crate::kubernetes::KubernetesSettings;
+pub use crate::kubernetes::{KubernetesSettings, LeaseSettings};
 #[cfg(feature = "postgres")]
 pub use crate::postgres::{DumpSettings, PostgresSettings, TlsMode, TlsSettings};
 #[cfg(feature = "redis")]

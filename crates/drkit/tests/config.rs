@@ -1228,3 +1228,73 @@ fn kubernetes_components_and_their_mistakes() {
         "{err}"
     );
 }
+
+#[test]
+fn the_agents_lease() {
+    let with_lease = |lease: &str| {
+        let text = format!("{GOMEET}\n[agent.lease]\n{lease}\n");
+        Config::from_toml(&text, "gomeet.toml")
+    };
+    let config = with_lease("namespace = \"drkit\"\nname = \"drkit-agent\"").unwrap();
+    let lease = config.agent().unwrap().lease().unwrap();
+    assert_eq!((lease.namespace(), lease.name()), ("drkit", "drkit-agent"));
+    assert_eq!(lease.kubeconfig(), None);
+    assert_eq!(lease.duration(), std::time::Duration::from_secs(15));
+    let config = with_lease(
+        "namespace = \"drkit\"\nname = \"drkit-agent\"\nkubeconfig = \"/etc/drkit/kubeconfig\"\n\
+         context = \"prod\"\nduration = \"30s\"",
+    )
+    .unwrap();
+    let lease = config.agent().unwrap().lease().unwrap();
+    assert_eq!(lease.context(), Some("prod"));
+    assert_eq!(lease.duration(), std::time::Duration::from_secs(30));
+    assert!(
+        Config::from_toml(GOMEET, "gomeet.toml")
+            .unwrap()
+            .agent()
+            .unwrap()
+            .lease()
+            .is_none()
+    );
+
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "namespace = \"drkit\"",
+            "agent.lease",
+            "missing field `name`",
+        ),
+        (
+            "namespace = \"drkit\"\nname = \"Drkit Agent\"",
+            "agent.lease.name",
+            "is not a Lease name",
+        ),
+        (
+            "namespace = \"dr_kit\"\nname = \"drkit-agent\"",
+            "agent.lease.namespace",
+            "is not a namespace name",
+        ),
+        (
+            "namespace = \"drkit\"\nname = \"drkit-agent\"\ncontext = \"prod\"",
+            "agent.lease.context",
+            "a context of which kubeconfig?",
+        ),
+        (
+            "namespace = \"drkit\"\nname = \"drkit-agent\"\nduration = \"2s\"",
+            "agent.lease.duration",
+            "expected at least \"3s\"",
+        ),
+        (
+            "namespace = \"drkit\"\nname = \"drkit-agent\"\nholder = \"me\"",
+            "agent.lease.holder",
+            "unknown field `holder`",
+        ),
+    ];
+    for (lease, field, words) in cases {
+        let err = with_lease(lease).unwrap_err();
+        assert_eq!(err.field(), Some(*field), "{err}");
+        assert!(
+            err.to_string().contains(words),
+            "{words:?} missing from {err}"
+        );
+    }
+}

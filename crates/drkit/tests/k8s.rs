@@ -1,8 +1,10 @@
-//! `kubernetes` components and `drkit k8s`, against the test API server:
+//! `kubernetes` components, `drkit k8s` and the agent's Lease, against the
+//! test API server:
 //! a resource backup listed, verified and restored (after its namespace
 //! was deleted, beside it, as a dry run, into a context that does not
 //! exist), and the runbooks' scale, restart, rollout status, undo and fence
-//! on Deployments the server's controllers roll.
+//! on Deployments the server's controllers roll; two agents on one config,
+//! of which only the one holding the Lease runs jobs.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -14,6 +16,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
+use crate::common::agent::{Agent, value};
 use crate::common::{BIN, Setup, text};
 
 /// The test API server, a config whose component `kubernetes/shop` backs
@@ -153,6 +156,13 @@ impl Cluster {
 #[tokio::test]
 async fn a_backup_brings_every_object_back_after_its_namespace_is_deleted() {
     let cluster = Cluster::start("").await;
+    let checked = cluster.ok(&["config", "check"]).await;
+    assert!(checked.contains("context test of"), "{checked}");
+    assert!(checked.contains("namespaces shop;"), "{checked}");
+    assert!(
+        checked.contains("kubernetes/shop: test answers, ") && checked.contains("resources served"),
+        "{checked}"
+    );
     let backup = cluster.ok(&["backup", COMPONENT]).await;
     // The namespace, the ConfigMap, the Service, the ServiceAccount and the
     // Deployment; not its ReplicaSet and pods (it makes them again), not
@@ -571,4 +581,83 @@ async fn k8s_steps_that_cannot_be_done_say_why() {
         .await
         .unwrap();
     assert!(output.status.success(), "{}", text(&output));
+}
+
+/// `drkit_agent_lease_held` and the successful backups of `agent`.
+async fn lease_and_backups(agent: &Agent) -> (Option<f64>, f64) {
+    let scrape = agent.scrape().await;
+    let backups = value(
+        &scrape,
+        "drkit_job_runs_total",
+        &[
+            ("component", COMPONENT),
+            ("job", "backup"),
+            ("result", "success"),
+        ],
+    )
+    .unwrap_or(0.0);
+    (value(&scrape, "drkit_agent_lease_held", &[]), backups)
+}
+
+#[tokio::test]
+async fn agents_run_jobs_only_while_they_hold_the_lease() {
+    let cluster = Cluster::start("").await;
+    let config = std::fs::read_to_string(&cluster.setup.config).unwrap();
+    std::fs::write(
+        &cluster.setup.config,
+        format!(
+            "{config}\n[[component.schedule]]\njob = \"backup\"\ncron = \"*/2 * * * * *\"\n\n\
+             [agent]\nlisten = \"127.0.0.1:0\"\nprune = {{ cron = \"0 4 * * 0\" }}\n\
+             shutdown_grace = \"10s\"\n\n\
+             [agent.lease]\nkubeconfig = \"{}\"\ncontext = \"test\"\nnamespace = \"default\"\n\
+             name = \"drkit-agent\"\nduration = \"3s\"\n",
+            cluster.kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let within = std::time::Duration::from_secs(30);
+    let first = Agent::start(&cluster.setup, "first").await;
+    dr_testkit::eventually(
+        "the first agent holding the lease, backing up",
+        within,
+        || async {
+            let (held, backups) = lease_and_backups(&first).await;
+            (held == Some(1.0) && backups >= 1.0).then_some(())
+        },
+    )
+    .await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(cluster.client.clone(), "default");
+    let holder = leases
+        .get("drkit-agent")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert!(holder.is_some_and(|h| !h.is_empty()));
+
+    let second = Agent::start(&cluster.setup, "second").await;
+    // Three renewals of the first, three scheduled backups the second stands by for.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let (held, backups) = lease_and_backups(&second).await;
+    assert_eq!(held, Some(0.0), "{}", second.log());
+    assert_eq!(backups, 0.0, "{}", second.log());
+    assert!(
+        second.log().contains("another agent holds the lease"),
+        "{}",
+        second.log()
+    );
+
+    // The first stops and gives the lease up; the second takes over.
+    let (code, log) = first.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("released the agent's lease"), "{log}");
+    dr_testkit::eventually("the second agent taking over", within, || async {
+        let (held, backups) = lease_and_backups(&second).await;
+        (held == Some(1.0) && backups >= 1.0).then_some(())
+    })
+    .await;
+    let (code, log) = second.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
 }

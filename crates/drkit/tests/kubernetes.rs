@@ -281,3 +281,88 @@ async fn a_password_from_a_command_cannot_go_into_a_pod() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("\"pass\""), "{}", text(&output));
 }
+
+#[tokio::test]
+async fn an_agent_in_the_cluster_gets_a_token_and_the_roles_it_needs() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    let setup = Setup::with_components(|dir| {
+        format!(
+            "[[component]]\nid = \"kubernetes/all\"\nkind = \"kubernetes\"\n\
+             objectives = {{ rto = \"1h\", rpo = \"24h\" }}\nretention = \"daily=7\"\n\
+             kubernetes = {{ exclude_namespaces = [\"kube-system\"] }}\n\n\
+             [[component]]\nid = \"kubernetes/dr\"\nkind = \"kubernetes\"\n\
+             objectives = {{ rto = \"1h\", rpo = \"24h\" }}\nretention = \"daily=7\"\n\
+             kubernetes = {{ kubeconfig = \"{}\", context = \"dr-cluster\" }}\n",
+            dir.join("dr.kubeconfig").display()
+        )
+    });
+    with_agent(&setup, "");
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        format!("{config}\n[agent.lease]\nnamespace = \"coordination\"\nname = \"drkit-agent\"\n"),
+    )
+    .unwrap();
+    // A binding names the ServiceAccount's namespace.
+    let output = setup.drkit(&["kubernetes", "manifests"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("pass --namespace"),
+        "{}",
+        text(&output)
+    );
+
+    let output = setup
+        .drkit(&["kubernetes", "manifests", "--namespace", "dr"])
+        .await;
+    assert!(output.status.success(), "{}", text(&output));
+    let docs = documents(&String::from_utf8(output.stdout).unwrap());
+    let account: ServiceAccount = one(&docs, "ServiceAccount");
+    assert_eq!(account.automount_service_account_token, Some(true));
+    let deployment: Deployment = one(&docs, "Deployment");
+    let pod = deployment.spec.template.spec.unwrap();
+    assert_eq!(pod.automount_service_account_token, Some(true));
+    // The other cluster's kubeconfig is a file of the Secret.
+    let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+    let kubeconfig = setup.dir.path().join("dr.kubeconfig");
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m.mount_path == kubeconfig.display().to_string())
+    );
+
+    // The Lease: got, created and updated in its own namespace, that one only.
+    let role: Role = one(&docs, "Role");
+    assert_eq!(role.metadata.namespace.as_deref(), Some("coordination"));
+    let rules = role.rules.unwrap();
+    let verbs = |i: usize| rules[i].verbs.clone();
+    assert_eq!(verbs(0), ["get", "update"]);
+    assert_eq!(
+        rules[0].resource_names.as_deref(),
+        Some(&["drkit-agent".to_owned()][..])
+    );
+    assert_eq!(
+        rules[0].resources.as_deref(),
+        Some(&["leases".to_owned()][..])
+    );
+    assert_eq!(verbs(1), ["create"]);
+    let binding: RoleBinding = one(&docs, "RoleBinding");
+    assert_eq!(binding.metadata.namespace.as_deref(), Some("coordination"));
+    assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        (
+            subject.kind.as_str(),
+            subject.name.as_str(),
+            subject.namespace.as_deref()
+        ),
+        ("ServiceAccount", "drkit", Some("dr"))
+    );
+
+    // The in-cluster component reads every resource.
+    let reader: ClusterRole = one(&docs, "ClusterRole");
+    assert_eq!(reader.metadata.namespace, None);
+    assert_eq!(reader.rules.unwrap()[0].verbs, ["get", "list"]);
+    let binding: ClusterRoleBinding = one(&docs, "ClusterRoleBinding");
+    assert_eq!(binding.role_ref.kind, "ClusterRole");
+}

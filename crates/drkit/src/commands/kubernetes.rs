@@ -12,8 +12,13 @@
 //! - S3 credentials are the `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`
 //!   of an optional Secret, or workload identity through the
 //!   ServiceAccount's annotations (`--service-account-annotation`).
-//! - A ServiceAccount with no token mounted: today drkit calls no
-//!   Kubernetes API, so the least privilege is none.
+//! - A ServiceAccount, its token mounted only where drkit calls the API of
+//!   the cluster it runs in: for `[agent.lease]` without a kubeconfig, a
+//!   Role and RoleBinding that let it get, create and update that one
+//!   Lease; for a `kubernetes` component without a kubeconfig, a
+//!   ClusterRole and ClusterRoleBinding that let it get and list every
+//!   resource (RBAC cannot leave Secrets out; the backup does, unless
+//!   asked). Otherwise no token: the least privilege is none.
 //! - A local repository is a PersistentVolumeClaim mounted at its path.
 //! - The agent: a Deployment of one replica with `strategy: Recreate`
 //!   (two agents must never archive or prune at once) and a Service for
@@ -212,8 +217,31 @@ pub(crate) fn manifests(config: &Config, config_path: &Path, options: &ManifestO
     let secret_name = format!("{name}-secrets");
     let s3_secret = format!("{name}-s3");
 
+    let lease = config
+        .agent()
+        .and_then(|agent| agent.lease())
+        .filter(|lease| lease.kubeconfig().is_none());
+    let reads_cluster = config
+        .components()
+        .iter()
+        .any(|c| c.kubernetes().is_some_and(|k| k.kubeconfig().is_none()));
+    let token = lease.is_some() || reads_cluster;
     let mut docs = Vec::new();
-    docs.push(service_account(options));
+    docs.push(service_account(options, token));
+    if token && options.namespace.is_none() {
+        return Err(Failure::Usage(
+            "drkit calls the API of the cluster it runs in ([agent.lease] or a kubernetes \
+             component without a kubeconfig), and a role binding names the ServiceAccount's \
+             namespace: pass --namespace"
+                .to_owned(),
+        ));
+    }
+    if let Some(lease) = lease {
+        docs.extend(lease_role(lease, options));
+    }
+    if reads_cluster {
+        docs.extend(cluster_reader(options));
+    }
     docs.push(object(
         "v1",
         "ConfigMap",
@@ -280,6 +308,7 @@ pub(crate) fn manifests(config: &Config, config_path: &Path, options: &ManifestO
         volumes,
         mounts,
         env,
+        token,
     };
 
     if options.cronjobs {
@@ -413,13 +442,16 @@ struct PodParts {
     volumes: Vec<Value>,
     mounts: Vec<Value>,
     env: Vec<Value>,
+    /// Whether the ServiceAccount's token is mounted: drkit calls the API
+    /// of the cluster it runs in.
+    token: bool,
 }
 
 impl PodParts {
     fn spec(&self, options: &ManifestOptions, container: Value, restart: &str) -> Value {
         json!({
             "serviceAccountName": options.name,
-            "automountServiceAccountToken": false,
+            "automountServiceAccountToken": self.token,
             "restartPolicy": restart,
             "securityContext": {
                 "runAsNonRoot": true,
@@ -480,13 +512,13 @@ fn object(
     object
 }
 
-fn service_account(options: &ManifestOptions) -> Value {
+fn service_account(options: &ManifestOptions, token: bool) -> Value {
     let mut account = object(
         "v1",
         "ServiceAccount",
         &options.name,
         options,
-        json!({ "automountServiceAccountToken": false }),
+        json!({ "automountServiceAccountToken": token }),
     );
     if !options.service_account_annotations.is_empty() {
         let annotations: serde_json::Map<String, Value> = options
@@ -497,6 +529,83 @@ fn service_account(options: &ManifestOptions) -> Value {
         account["metadata"]["annotations"] = Value::Object(annotations);
     }
     account
+}
+
+/// The ServiceAccount as the subject of a binding.
+fn subject(options: &ManifestOptions) -> Value {
+    json!([{
+        "kind": "ServiceAccount",
+        "name": options.name,
+        "namespace": options.namespace,
+    }])
+}
+
+/// A Role in the Lease's namespace that lets the agent get, create and
+/// update that Lease (a create cannot be limited to a name), and its
+/// binding to the ServiceAccount.
+fn lease_role(lease: &drkit::LeaseSettings, options: &ManifestOptions) -> [Value; 2] {
+    let name = format!("{}-lease", options.name);
+    let in_lease_namespace = |mut object: Value| {
+        object["metadata"]["namespace"] = json!(lease.namespace());
+        object
+    };
+    let leases = |verbs: &[&str]| json!({ "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": verbs });
+    let mut named = leases(&["get", "update"]);
+    named["resourceNames"] = json!([lease.name()]);
+    [
+        in_lease_namespace(object(
+            "rbac.authorization.k8s.io/v1",
+            "Role",
+            &name,
+            options,
+            json!({ "rules": [named, leases(&["create"])] }),
+        )),
+        in_lease_namespace(object(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            &name,
+            options,
+            json!({
+                "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name },
+                "subjects": subject(options),
+            }),
+        )),
+    ]
+}
+
+/// A ClusterRole that lets a resource backup get and list every resource,
+/// and its binding to the ServiceAccount.
+fn cluster_reader(options: &ManifestOptions) -> [Value; 2] {
+    let name = format!("{}-read", options.name);
+    let cluster_scoped = |mut object: Value| {
+        if let Some(metadata) = object["metadata"].as_object_mut() {
+            metadata.remove("namespace");
+        }
+        object
+    };
+    [
+        cluster_scoped(object(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            &name,
+            options,
+            json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list"] }] }),
+        )),
+        cluster_scoped(object(
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding",
+            &name,
+            options,
+            json!({
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": name,
+                },
+                "subjects": subject(options),
+            }),
+        )),
+    ]
 }
 
 fn deployment(options: &ManifestOptions, pod: &PodParts, port: u16, grace_seconds: u64) -> Value {

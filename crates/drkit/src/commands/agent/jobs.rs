@@ -7,7 +7,8 @@
 //! record in the repository, so they wait for their next scheduled time.
 //!
 //! A run takes its component's lock first, so two runs of one component
-//! never overlap. A failed run is retried after the agent's `retry` wait,
+//! never overlap; with `[agent.lease]`, it runs only while the agent holds
+//! the Lease (a run skipped for it is not retried: the holder runs it). A failed run is retried after the agent's `retry` wait,
 //! doubling up to an hour, until the job's next scheduled time takes over.
 
 use std::sync::Arc;
@@ -184,6 +185,10 @@ async fn run_once(agent: &Agent, job: &JobKey, missed: Option<Timestamp>) -> Ran
     };
     if agent.stopping() {
         return Ran::Stopped;
+    }
+    if !agent.holds_lease() {
+        tracing::info!(%job, "another agent holds the lease: not running it");
+        return Ran::Skipped;
     }
     if let (Some(missed), Some(component), Work::Backup) = (missed, &job.component, job.work)
         && let Ok(Some(latest)) = latest_backup(agent, component).await

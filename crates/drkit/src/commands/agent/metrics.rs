@@ -166,6 +166,8 @@ struct State {
     refreshed_at: Option<Timestamp>,
     refresh_failures: u64,
     stopping: bool,
+    /// Whether the agent holds its Lease, where it has one.
+    lease_held: Option<bool>,
 }
 
 /// What `/metrics` shows, updated by the agent's tasks.
@@ -210,6 +212,7 @@ impl Metrics {
                 refreshed_at: None,
                 refresh_failures: 0,
                 stopping: false,
+                lease_held: None,
             }),
         }
     }
@@ -336,6 +339,10 @@ impl Metrics {
         self.state().stopping = true;
     }
 
+    pub(crate) fn lease_held(&self, held: bool) {
+        self.state().lease_held = Some(held);
+    }
+
     pub(crate) fn is_stopping(&self) -> bool {
         self.state().stopping
     }
@@ -351,6 +358,15 @@ impl Metrics {
             "1 while the agent runs, 0 once it is shutting down.",
         );
         out.sample("drkit_up", &[], if state.stopping { 0.0 } else { 1.0 });
+        if let Some(held) = state.lease_held {
+            out.family(
+                "drkit_agent_lease_held",
+                "gauge",
+                "1 while the agent holds its [agent.lease] Lease and runs jobs, 0 while it \
+                 stands by.",
+            );
+            out.sample("drkit_agent_lease_held", &[], if held { 1.0 } else { 0.0 });
+        }
 
         render_jobs(&mut out, &state.jobs);
         render_components(&mut out, &state.components, now);

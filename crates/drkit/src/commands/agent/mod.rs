@@ -13,6 +13,8 @@
 //!   failover monitor ([`monitors`]), which fails it over by itself.
 //! - `/metrics` and `/healthz` are served ([`http`]) from [`Metrics`],
 //!   which the tasks update and [`refresh`] completes from the repository.
+//! - With `[agent.lease]`, jobs run only while the agent holds that
+//!   Kubernetes Lease ([`lease`]); it is released at shutdown.
 //! - SIGTERM (or SIGINT) stops new work; a running job gets the
 //!   `shutdown_grace` to finish, then is aborted (a backup aborted before
 //!   its commit leaves no snapshot); the archivers store what they
@@ -21,6 +23,7 @@
 mod archivers;
 mod http;
 mod jobs;
+mod lease;
 mod metrics;
 mod monitors;
 mod redis_archivers;
@@ -54,12 +57,19 @@ pub(crate) struct Agent {
     stop: watch::Receiver<bool>,
     /// Asks for the repository's figures to be read now.
     refresh_now: Notify,
+    /// Whether this agent holds its `[agent.lease]`, where it has one.
+    lease: Option<watch::Receiver<bool>>,
 }
 
 impl Agent {
     /// Whether the agent is stopping.
     fn stopping(&self) -> bool {
         *self.stop.borrow()
+    }
+
+    /// Whether the agent may run jobs: it holds its Lease, or has none.
+    fn holds_lease(&self) -> bool {
+        self.lease.as_ref().is_none_or(|held| *held.borrow())
     }
 }
 
@@ -86,6 +96,12 @@ pub(crate) async fn run(cx: Context) -> Outcome {
         signal(SignalKind::interrupt()).map_err(|e| Failure::of("listening for SIGINT", &e))?;
 
     let repo = Arc::new(cx.repository(Access::ReadWrite).await?);
+    // Taken before any job is due: a missed backup runs at start only
+    // where this agent holds it.
+    let lease = match settings.lease() {
+        Some(lease) => Some(Arc::new(lease::Lease::take(lease).await?)),
+        None => None,
+    };
     let listener = TcpListener::bind(settings.listen())
         .await
         .map_err(|e| Failure::of(format_args!("listening on {}", settings.listen()), &e))?;
@@ -115,8 +131,12 @@ pub(crate) async fn run(cx: Context) -> Outcome {
         busy,
         stop: stop.clone(),
         refresh_now: Notify::new(),
+        lease: lease.as_ref().map(|l| l.watch()),
         cx,
     });
+    let renewer = lease
+        .clone()
+        .map(|lease| tokio::spawn(lease.keep(metrics.clone())));
 
     let mut jobs = JoinSet::new();
     for component in agent.cx.config.components() {
@@ -193,6 +213,11 @@ pub(crate) async fn run(cx: Context) -> Outcome {
         tracing::warn!("aborting the running jobs: a backup not committed leaves no snapshot");
         jobs.abort_all();
         drain(&mut jobs).await;
+    }
+    // No job runs now: the next agent may take over.
+    if let (Some(renewer), Some(lease)) = (renewer, &lease) {
+        renewer.abort();
+        lease.release().await;
     }
     // The archivers store what they received; they get the grace too.
     if tokio::time::timeout(grace.max(Duration::from_secs(10)), drain(&mut background))
