@@ -14,7 +14,9 @@ use dr_core::{ComponentId, Objectives, RetentionPolicy, Rpo, Rto};
 use dr_storage::Location;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+#[cfg(any(feature = "postgres", feature = "redis"))]
+use serde::de::SeqAccess;
+use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 
 use crate::error::{Error, Result};
@@ -762,6 +764,7 @@ pub(crate) struct Interval(Duration);
 
 impl Interval {
     /// The duration.
+    #[cfg_attr(not(any(feature = "redis", feature = "kubernetes")), allow(dead_code))]
     pub(crate) fn get(&self) -> Duration {
         self.0
     }
@@ -969,7 +972,7 @@ impl RawComponent {
                 &format!("`kubernetes` is for kubernetes components, not {kind}"),
             ));
         }
-        #[cfg(feature = "postgres")]
+        #[cfg(all(feature = "postgres", any(feature = "redis", feature = "kubernetes")))]
         let postgres_fields = || PostgresFields {
             connection: &self.connection,
             databases: &self.databases,
@@ -1160,7 +1163,7 @@ impl RawComponent {
 
 /// The first field of PostgreSQL components given to a component of
 /// another kind, refused: its own settings are in `[component.<table>]`.
-#[cfg(feature = "postgres")]
+#[cfg(all(feature = "postgres", any(feature = "redis", feature = "kubernetes")))]
 struct PostgresFields<'r> {
     connection: &'r Option<Spanned<RawConnection>>,
     databases: &'r Option<Spanned<RawDatabases>>,
@@ -1169,7 +1172,7 @@ struct PostgresFields<'r> {
     wal_archiving: bool,
 }
 
-#[cfg(feature = "postgres")]
+#[cfg(all(feature = "postgres", any(feature = "redis", feature = "kubernetes")))]
 impl PostgresFields<'_> {
     fn refuse(
         &self,
@@ -1201,6 +1204,7 @@ impl PostgresFields<'_> {
 }
 
 /// Refuses a restore-test schedule of a kind that has no scratch server.
+#[cfg(any(feature = "redis", feature = "kubernetes"))]
 fn refuse_restore_test(
     schedules: &[JobSchedule],
     source: &Source<'_>,
