@@ -22,7 +22,7 @@ use crate::common::{BIN, Setup, text};
 /// The test API server, a config whose component `kubernetes/shop` backs
 /// up its namespace `shop`, and a client of the server.
 struct Cluster {
-    _server: KubeApiServer,
+    server: KubeApiServer,
     setup: Setup,
     kubeconfig: PathBuf,
     client: kube::Client,
@@ -52,7 +52,7 @@ impl Cluster {
             .client()
             .clone();
         let cluster = Self {
-            _server: server,
+            server,
             setup,
             kubeconfig,
             client,
@@ -660,4 +660,103 @@ async fn agents_run_jobs_only_while_they_hold_the_lease() {
     .await;
     let (code, log) = second.terminate().await;
     assert_eq!(code, Some(0), "{log}");
+}
+
+#[tokio::test]
+async fn a_node_drained_logs_read_and_manifests_applied() {
+    let cluster = Cluster::start("").await;
+    let k = cluster.kubeconfig.as_path();
+    // A node for the Deployment's pods to go to, then one to drain them to.
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(cluster.client.clone());
+    for name in ["n1", "n2"] {
+        create(
+            nodes.clone(),
+            json!({ "metadata": { "name": name },
+                "status": { "conditions": [{ "type": "Ready", "status": "True" }] } }),
+        )
+        .await;
+    }
+    cluster.deployment("shop", "sfu", 2).await;
+    let pods = cluster.api::<Pod>("shop");
+    let on = |node: &'static str| {
+        let pods = pods.clone();
+        async move {
+            pods.list(
+                &ListParams::default()
+                    .labels("app=sfu")
+                    .fields(&format!("spec.nodeName={node}")),
+            )
+            .await
+            .unwrap()
+            .items
+            .len()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while on("n1").await + on("n2").await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pods never scheduled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    k8s_ok(k, &["cordon", "n2"]).await;
+    assert!(
+        k8s_ok(k, &["cordon", "n2"])
+            .await
+            .contains("already cordoned")
+    );
+    k8s_ok(k, &["uncordon", "n2"]).await;
+    let drained = k8s_ok(k, &["drain", "n1", "--timeout", "20s"]).await;
+    assert!(drained.contains("node n1 on test: drained"), "{drained}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while on("n2").await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pods never moved"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(on("n1").await, 0);
+    let err = k8s(k, &["drain", "n9"]).await;
+    assert_eq!(err.status.code(), Some(1), "{}", text(&err));
+    assert!(text(&err).contains("404"), "{}", text(&err));
+
+    // The logs of the pods, as the RCA reads them.
+    let pod = pods
+        .list(&ListParams::default().labels("app=sfu"))
+        .await
+        .unwrap()
+        .items[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    cluster
+        .server
+        .append_log("shop", &pod, "main", "room standup: participant left")
+        .unwrap();
+    let logs = k8s_ok(k, &["logs", "-n", "shop", "-l", "app=sfu", "--tail", "1"]).await;
+    assert!(
+        logs.contains(&format!("{pod} ")) && logs.contains("participant left"),
+        "{logs}"
+    );
+
+    // Manifests applied server-side.
+    let manifest = cluster.setup.dir.path().join("dr.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: dr-switch, namespace: shop }\ndata: { region: dr }\n",
+    )
+    .unwrap();
+    let applied = k8s_ok(k, &["apply", "-f", manifest.to_str().unwrap()]).await;
+    assert!(
+        applied.contains("configmaps shop/dr-switch: applied"),
+        "{applied}"
+    );
+    let maps = cluster.api::<ConfigMap>("shop");
+    assert_eq!(
+        maps.get("dr-switch").await.unwrap().data.unwrap()["region"],
+        "dr"
+    );
 }

@@ -1,13 +1,16 @@
 //! `drkit k8s`: the runbooks' `kubectl` steps as dr-k8s calls, needing no
 //! config file: scale (saying the count it had), restart and wait for the
 //! rollout, wait for a rollout, undo one, fence a workload (scaled to zero,
-//! its pods gone).
+//! its pods gone); drain, cordon and uncordon a node; read the logs of an
+//! incident's window; apply manifests server-side.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use dr_core::{Fence, Member, Role};
-use dr_k8s::{Cluster, FenceTarget, RolloutStatus, Workload, WorkloadFence};
+use dr_k8s::{
+    Cluster, DrainOptions, FenceTarget, LogQuery, RolloutStatus, Workload, WorkloadFence,
+};
 use serde_json::json;
 
 use crate::failure::{Failure, Outcome};
@@ -77,7 +80,69 @@ pub(crate) enum K8sCommand {
         #[arg(long, default_value = "1m", value_parser = parse_duration)]
         timeout: Duration,
     },
-    // `drain <node>` comes with dr-k8s's Cluster::drain.
+    /// Drains a node as kubectl drain does: cordons it, evicts its pods
+    /// (a disruption budget's refusal waited out), and waits until they
+    /// are gone. DaemonSet and mirror pods stay.
+    Drain {
+        /// The node.
+        node: String,
+        /// How long the whole drain may take.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Evicts pods with emptyDir volumes, whose data goes.
+        #[arg(long)]
+        delete_emptydir_data: bool,
+        /// Evicts pods that no controller replaces.
+        #[arg(long)]
+        force: bool,
+        /// Refuses the node where it runs DaemonSet pods (by default they
+        /// stay, as with kubectl's --ignore-daemonsets).
+        #[arg(long)]
+        refuse_daemonsets: bool,
+        /// The grace period each pod gets; default its own.
+        #[arg(long, value_name = "SECONDS")]
+        grace_period: Option<u32>,
+    },
+    /// Marks a node unschedulable, as kubectl cordon.
+    Cordon {
+        /// The node.
+        node: String,
+    },
+    /// Marks a node schedulable again, as kubectl uncordon.
+    Uncordon {
+        /// The node.
+        node: String,
+    },
+    /// Prints the logs of the pods a label selector selects (or of one
+    /// pod), each line with its time: a window of the incident, or the
+    /// last lines.
+    Logs {
+        /// The pods' label selector (app=livekit).
+        #[arg(long, short = 'l', required_unless_present = "pod")]
+        selector: Option<String>,
+        /// One pod, by name.
+        #[arg(long, conflicts_with = "selector")]
+        pod: Option<String>,
+        /// The container, where pods have several.
+        #[arg(long, short = 'c')]
+        container: Option<String>,
+        /// Lines written at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<jiff::Timestamp>,
+        /// Lines written before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<jiff::Timestamp>,
+        /// The last N lines (of the window).
+        #[arg(long, value_name = "N")]
+        tail: Option<i64>,
+    },
+    /// Applies manifests (YAML, several documents) with server-side apply
+    /// as drkit, as kubectl apply --server-side --force-conflicts.
+    Apply {
+        /// The manifest file.
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// `--wait 5m`, `--timeout 90s`.
@@ -101,6 +166,11 @@ pub(crate) async fn run(args: &ClusterArgs, command: &K8sCommand, out: &Output) 
     let workload = |text: &str| Workload::parse(text, namespace.clone()).map_err(Failure::Usage);
     let failed = |what: String| move |e: dr_k8s::Error| Failure::of(what, &e);
     match command {
+        K8sCommand::Drain { .. }
+        | K8sCommand::Cordon { .. }
+        | K8sCommand::Uncordon { .. }
+        | K8sCommand::Logs { .. }
+        | K8sCommand::Apply { .. } => run_on_nodes(&cluster, &namespace, command, out).await,
         K8sCommand::Scale {
             workload: w,
             replicas,
@@ -225,6 +295,167 @@ pub(crate) async fn run(args: &ClusterArgs, command: &K8sCommand, out: &Output) 
             Ok(())
         }
     }
+}
+
+/// The commands that act on nodes, logs and manifests rather than on a
+/// workload.
+async fn run_on_nodes(
+    cluster: &Cluster,
+    namespace: &str,
+    command: &K8sCommand,
+    out: &Output,
+) -> Outcome {
+    let on = cluster.name();
+    match command {
+        K8sCommand::Drain {
+            node,
+            timeout,
+            delete_emptydir_data,
+            force,
+            refuse_daemonsets,
+            grace_period,
+        } => {
+            let options = DrainOptions {
+                timeout: *timeout,
+                ignore_daemonsets: !refuse_daemonsets,
+                delete_emptydir_data: *delete_emptydir_data,
+                force: *force,
+                grace_period: *grace_period,
+                ..DrainOptions::default()
+            };
+            drain(cluster, node, &options, out).await
+        }
+        K8sCommand::Cordon { node } | K8sCommand::Uncordon { node } => {
+            let cordon = matches!(command, K8sCommand::Cordon { .. });
+            let changed = if cordon {
+                cluster.cordon(node).await
+            } else {
+                cluster.uncordon(node).await
+            };
+            let verb = if cordon { "cordoned" } else { "uncordoned" };
+            changed
+                .map_err(|e| Failure::of(format_args!("node {node} on {on}"), &e))
+                .map(|changed| {
+                    if changed {
+                        out.line(format_args!("node {node} on {on}: {verb}"));
+                    } else {
+                        out.line(format_args!("node {node} on {on}: already {verb}"));
+                    }
+                })
+        }
+        K8sCommand::Logs {
+            selector,
+            pod,
+            container,
+            since,
+            until,
+            tail,
+        } => {
+            let mut query = match (pod, selector) {
+                (Some(pod), _) => LogQuery::pod(namespace, pod),
+                (None, selector) => {
+                    LogQuery::labels(namespace, selector.clone().unwrap_or_default())
+                }
+            }
+            .between(*since, *until);
+            if let Some(container) = container {
+                query = query.container(container);
+            }
+            if let Some(tail) = tail {
+                query = query.tail(*tail);
+            }
+            logs(cluster, &query, out).await
+        }
+        K8sCommand::Apply { file } => apply(cluster, file, out).await,
+        K8sCommand::Scale { .. }
+        | K8sCommand::Restart { .. }
+        | K8sCommand::Status { .. }
+        | K8sCommand::Undo { .. }
+        | K8sCommand::Fence { .. } => Err(Failure::Usage(
+            "a workload's step is not a node's".to_owned(),
+        )),
+    }
+}
+
+async fn drain(cluster: &Cluster, node: &str, options: &DrainOptions, out: &Output) -> Outcome {
+    let drained = cluster.drain(node, options).await.map_err(|e| {
+        Failure::of(
+            format_args!("draining node {node} on {}", cluster.name()),
+            &e,
+        )
+    })?;
+    if out.json {
+        return out.json(&json!({
+            "node": drained.node,
+            "evicted": drained.evicted,
+            "left": drained.left.iter().map(|(pod, why)| json!({ "pod": pod, "why": why })).collect::<Vec<_>>(),
+            "refusals": drained.refusals,
+            "seconds": drained.timeline.elapsed().as_secs_f64(),
+        }));
+    }
+    for pod in &drained.evicted {
+        out.line(format_args!("evicted {pod}"));
+    }
+    for (pod, why) in &drained.left {
+        out.line(format_args!("left {pod}: {why}"));
+    }
+    out.line(format_args!(
+        "node {node} on {}: drained in {:.1} s ({} pods evicted, {} left, {} evictions refused by a \
+         disruption budget first); uncordon it with: drkit k8s uncordon {node}",
+        cluster.name(),
+        drained.timeline.elapsed().as_secs_f64(),
+        drained.evicted.len(),
+        drained.left.len(),
+        drained.refusals
+    ));
+    Ok(())
+}
+
+async fn logs(cluster: &Cluster, query: &LogQuery, out: &Output) -> Outcome {
+    let logs = cluster
+        .logs(query)
+        .await
+        .map_err(|e| Failure::of(format_args!("reading logs on {}", cluster.name()), &e))?;
+    if out.json {
+        return out.json(&json!(logs
+            .iter()
+            .map(|l| json!({
+                "pod": l.pod,
+                "container": l.container,
+                "lines": l.lines.iter().map(|line| json!({ "at": line.at.to_string(), "text": line.text })).collect::<Vec<_>>(),
+            }))
+            .collect::<Vec<_>>()));
+    }
+    for log in &logs {
+        for line in &log.lines {
+            out.line(format_args!("{} {} {}", log.pod, line.at, line.text));
+        }
+    }
+    Ok(())
+}
+
+async fn apply(cluster: &Cluster, file: &std::path::Path, out: &Output) -> Outcome {
+    let text = tokio::fs::read_to_string(file)
+        .await
+        .map_err(|e| Failure::Usage(format!("reading {}: {e}", file.display())))?;
+    let applied = cluster.apply_yaml(&text).await.map_err(|e| {
+        Failure::of(
+            format_args!("applying {} on {}", file.display(), cluster.name()),
+            &e,
+        )
+    })?;
+    if out.json {
+        return out.json(&json!(
+            applied
+                .iter()
+                .map(|a| json!({ "object": a.object, "resource_version": a.resource_version }))
+                .collect::<Vec<_>>()
+        ));
+    }
+    for a in &applied {
+        out.line(format_args!("{}: applied", a.object));
+    }
+    Ok(())
 }
 
 /// `deployment/web`.
