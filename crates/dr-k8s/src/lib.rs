@@ -125,7 +125,8 @@ pub use pods::{PodQuery, PodState};
 pub use resources::{
     BackupContents, ClusterScoped, Discovered, ExistingPolicy, FIELD_MANAGER, LeftOut,
     ObjectOutcome, Outcome, ResourceBackup, ResourceBackupDetails, ResourceFilter, ResourceRestore,
-    ResourceRestoreReport, ResourceType, StoredObject, TakenResource, clean_object, read_backup,
+    ResourceRestoreReport, ResourceType, StoredObject, TakenResource, clean_object,
+    is_resource_backup, read_backup, resource_backups,
 };
 pub use rollout::{RESTARTED_AT, Replaced, Restarted, RolloutStatus, Undone};
 pub use workload::{Scaled, Workload, WorkloadKind};

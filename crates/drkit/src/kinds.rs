@@ -2,8 +2,8 @@
 //! backup, its latest backup, the check of it, and its restore test. The
 //! work is the libraries'; this only picks which.
 
-use dr_core::{Backup, Manifest, RestoreRequest, SnapshotSource, Timeline, VerificationReport};
-use dr_k8s::{ResourceBackup, ResourceBackupDetails};
+use dr_core::{Backup, Manifest, RestoreRequest, Timeline, VerificationReport};
+use dr_k8s::{ResourceBackup, is_resource_backup, resource_backups};
 use dr_postgres::{
     BaseBackup, LogicalBackup, RestoreTest, RestoreTestKind, RestoreTestReport, ScratchOptions,
     SmokeCheck, base_backups, logical_backups, verify_base_backup, verify_logical_backup,
@@ -75,24 +75,6 @@ pub(crate) async fn latest_backup(
     listed
         .map(|mut all| all.pop())
         .map_err(|e| Failure::of(format_args!("listing the backups of {id}"), &e))
-}
-
-/// `component`'s committed resource backups, oldest first.
-async fn resource_backups(
-    source: &dyn SnapshotSource,
-    component: &dr_core::ComponentId,
-) -> dr_core::Result<Vec<Manifest>> {
-    let mut all = source.snapshots(component).await?;
-    all.retain(is_resource_backup);
-    Ok(all)
-}
-
-/// Whether `manifest` is a resource backup: its manifest records
-/// [`ResourceBackupDetails`].
-fn is_resource_backup(manifest: &Manifest) -> bool {
-    manifest
-        .metadata
-        .contains_key(<ResourceBackupDetails as dr_core::SnapshotDetails>::KEY)
 }
 
 /// Whether `manifest` is a backup of `component`'s kind (a dump, or a base

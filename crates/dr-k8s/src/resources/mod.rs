@@ -18,5 +18,5 @@ pub use discovery::{Discovered, ResourceType};
 pub use filter::{ClusterScoped, ResourceFilter};
 pub use restore::{
     ExistingPolicy, FIELD_MANAGER, ObjectOutcome, Outcome, ResourceRestore, ResourceRestoreReport,
-    read_backup,
+    is_resource_backup, read_backup, resource_backups,
 };

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dr_core::{
-    Capabilities, ComponentId, ErrorKind, Manifest, Operation, RecoveryReport, RecoveryTarget,
-    Restore, RestoreRequest, SnapshotId, SnapshotSource, SnapshotSourceExt, StreamName, Timeline,
+    Capabilities, ComponentId, ErrorKind, Manifest, Objectives, Operation, RecoveryReport,
+    RecoveryTarget, Restore, RestoreRequest, SnapshotId, SnapshotSource, SnapshotSourceExt,
+    StreamName, Timeline,
 };
 use futures_util::{StreamExt, stream};
+use jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -22,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::resources::archive::{
     BackupContents, CONTENTS_FORMAT, CONTENTS_STREAM, OBJECTS_STREAM, StoredObject, read_tar,
 };
-use crate::resources::backup::text;
+use crate::resources::backup::{ResourceBackupDetails, text};
 use crate::resources::clean::clean_object;
 use crate::resources::discovery::{Discovered, ResourceType};
 use crate::resources::filter::CRDS;
@@ -131,6 +133,30 @@ impl ResourceRestoreReport {
         self.objects
             .iter()
             .filter(|o| matches!(o.outcome, Outcome::Failed(_)))
+    }
+
+    /// The restore as dr-core reports it: `component`'s restore timed by
+    /// this report's timeline against `objectives`, its data loss from the
+    /// snapshot's point (`recovered_at`) to the incident, or to the
+    /// restore's start where none is given.
+    pub fn recovery_report(
+        &self,
+        component: &ComponentId,
+        objectives: Objectives,
+        recovered_at: Timestamp,
+        incident_at: Option<Timestamp>,
+    ) -> RecoveryReport {
+        let mut report = RecoveryReport::new(
+            component.clone(),
+            Operation::Restore,
+            objectives,
+            self.timeline.clone(),
+        );
+        let wanted = incident_at.unwrap_or(report.timeline.started_at());
+        if let Some(at) = incident_at {
+            report = report.with_incident_at(at);
+        }
+        report.with_data_loss_between(recovered_at, wanted)
     }
 
     /// How many objects had an outcome like `outcome` (reasons ignored).
@@ -633,10 +659,31 @@ async fn choose(
             format!("a resource backup restores as it was taken, not to {target:?}"),
         ));
     }
-    let snapshots = source.snapshots(component).await?;
+    let snapshots = resource_backups(source, component).await?;
     target.snapshot_among(&snapshots).cloned().ok_or_else(|| {
         dr_core::Error::not_found(format!("a snapshot of {component} for {target:?}"))
     })
+}
+
+/// `component`'s committed resource backups, oldest first.
+///
+/// # Errors
+/// The source could not list them.
+pub async fn resource_backups(
+    source: &dyn SnapshotSource,
+    component: &ComponentId,
+) -> dr_core::Result<Vec<Manifest>> {
+    let mut all = source.snapshots(component).await?;
+    all.retain(is_resource_backup);
+    Ok(all)
+}
+
+/// Whether `manifest` is a resource backup's: it records
+/// [`ResourceBackupDetails`].
+pub fn is_resource_backup(manifest: &Manifest) -> bool {
+    manifest
+        .metadata
+        .contains_key(<ResourceBackupDetails as dr_core::SnapshotDetails>::KEY)
 }
 
 /// The record and the objects of the resource backup `manifest`, checked
@@ -727,16 +774,11 @@ impl Restore for ResourceRestore {
             ));
         }
         let manifest = request.snapshots.manifest(&restored.snapshot).await?;
-        let mut report = RecoveryReport::new(
-            self.component.clone(),
-            Operation::Restore,
+        Ok(restored.recovery_report(
+            &self.component,
             request.objectives,
-            restored.timeline,
-        );
-        let wanted = request.incident_at.unwrap_or(report.timeline.started_at());
-        if let Some(at) = request.incident_at {
-            report = report.with_incident_at(at);
-        }
-        Ok(report.with_data_loss_between(manifest.recovery_point.at, wanted))
+            manifest.recovery_point.at,
+            request.incident_at,
+        ))
     }
 }

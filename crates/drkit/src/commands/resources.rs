@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use dr_core::{Operation, RecoveryReport, RecoveryTarget, SnapshotSource};
+use dr_core::{RecoveryReport, RecoveryTarget, SnapshotSource};
 use dr_k8s::{ExistingPolicy, ObjectOutcome, Outcome, ResourceRestore, ResourceRestoreReport};
 use dr_storage::Repository;
 use drkit::Component;
@@ -164,17 +164,12 @@ async fn recovery_report(
         .manifest(&restored.snapshot)
         .await
         .map_err(|e| Failure::of(format_args!("reading snapshot {}", restored.snapshot), &e))?;
-    let mut report = RecoveryReport::new(
-        component.id().clone(),
-        Operation::Restore,
+    Ok(restored.recovery_report(
+        component.id(),
         component.objectives(),
-        restored.timeline.clone(),
-    );
-    let wanted = incident_at.unwrap_or(report.timeline.started_at());
-    if let Some(at) = incident_at {
-        report = report.with_incident_at(at);
-    }
-    Ok(report.with_data_loss_between(manifest.recovery_point.at, wanted))
+        manifest.recovery_point.at,
+        incident_at,
+    ))
 }
 
 /// An outcome's name, as [`OUTCOMES`] has it, and its reason.
