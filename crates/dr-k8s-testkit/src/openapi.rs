@@ -407,12 +407,14 @@ fn unknown_fields(
 ) -> Vec<Vec<Step>> {
     let mut found = Vec::new();
     if directive != FieldValidation::Ignore {
-        unknown(
-            &kind_schema(store, kind),
-            object,
-            &mut Vec::new(),
-            &mut found,
-        );
+        let custom;
+        let schema = if kind.custom {
+            custom = custom_schema(store, kind);
+            &custom
+        } else {
+            schema::cached_kind_schema(kind.kind)
+        };
+        unknown(schema, object, &mut Vec::new(), &mut found);
     }
     found
 }

@@ -8,6 +8,9 @@
 //! `topologySpreadConstraints` items) it is [`Shape::Free`]: anything goes, and nothing under
 //! it is checked.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value, json};
 
 /// The shape of a value.
@@ -721,4 +724,21 @@ pub(crate) fn kind_schema(kind: &str) -> Value {
         Field("metadata", OBJECT_META),
     ];
     struct_schema(common.iter().chain(kind_fields(kind)))
+}
+
+/// [`kind_schema`] of a built-in kind, built once: every write checks its
+/// object against it (`fieldValidation`), and building the schema of a
+/// Deployment anew for each took most of a create's time.
+pub(crate) fn cached_kind_schema(kind: &str) -> &'static Value {
+    static CACHE: OnceLock<HashMap<&'static str, Value>> = OnceLock::new();
+    static NONE: OnceLock<Value> = OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            crate::registry::RESOURCES
+                .iter()
+                .map(|r| (r.kind, kind_schema(r.kind)))
+                .collect()
+        })
+        .get(kind)
+        .unwrap_or_else(|| NONE.get_or_init(|| kind_schema("")))
 }
