@@ -30,8 +30,11 @@
 //!   `serviceaccounts`, `nodes`, `persistentvolumeclaims`; apps/v1 `deployments`,
 //!   `replicasets`, `statefulsets`, `daemonsets`; coordination.k8s.io/v1 `leases`; policy/v1
 //!   `poddisruptionbudgets`; networking.k8s.io/v1 `networkpolicies`;
-//!   apiextensions.k8s.io/v1 `customresourcedefinitions`. Short names as Kubernetes has
-//!   them (`deploy`, `cm`, `ns`, `crd`, ...).
+//!   apiextensions.k8s.io/v1 `customresourcedefinitions`; batch/v1 `jobs` and `cronjobs`
+//!   and rbac.authorization.k8s.io/v1 `roles`, `rolebindings`, `clusterroles` and
+//!   `clusterrolebindings`, stored as given (no controller runs jobs, nothing is
+//!   authorized by the roles; their documents' specs are open). Short names as Kubernetes
+//!   has them (`deploy`, `cm`, `ns`, `crd`, ...).
 //! - **Custom resources**: a CustomResourceDefinition (checked as the real server checks
 //!   what matters here: the name `<plural>.<group>`, group, plural, kind, a scope of
 //!   `Namespaced` or `Cluster`, versions each with a schema and exactly one stored; else 422)

@@ -179,14 +179,57 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         true,
         &["netpol"],
     ),
+    with_status(resource("batch", "Job", "jobs", "job", true, &[])),
+    with_status(resource(
+        "batch",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        true,
+        &["cj"],
+    )),
+    resource(
+        "rbac.authorization.k8s.io",
+        "Role",
+        "roles",
+        "role",
+        true,
+        &[],
+    ),
+    resource(
+        "rbac.authorization.k8s.io",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        true,
+        &[],
+    ),
+    resource(
+        "rbac.authorization.k8s.io",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        false,
+        &[],
+    ),
+    resource(
+        "rbac.authorization.k8s.io",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+        &[],
+    ),
 ];
 
 /// The groups other than the core one, in the order `/apis` lists them.
 const GROUPS: &[&str] = &[
     "apps",
+    "batch",
     "coordination.k8s.io",
     "policy",
     "networking.k8s.io",
+    "rbac.authorization.k8s.io",
     "apiextensions.k8s.io",
 ];
 

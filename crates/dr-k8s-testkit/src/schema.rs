@@ -681,6 +681,12 @@ fn kind_fields(kind: &str) -> &'static [Field] {
         "Lease" => &[Field("spec", LEASE_SPEC)],
         "PodDisruptionBudget" => &[Field("spec", PDB_SPEC), Field("status", FREE)],
         "NetworkPolicy" => &[Field("spec", NETWORK_POLICY_SPEC)],
+        // Stored as given, no controller acts on them: their specs are open.
+        "Job" | "CronJob" => &[Field("spec", FREE), Field("status", FREE)],
+        "Role" | "ClusterRole" => &[Field("rules", FREE_LIST), Field("aggregationRule", FREE)],
+        "RoleBinding" | "ClusterRoleBinding" => {
+            &[Field("subjects", FREE_LIST), Field("roleRef", FREE)]
+        }
         _ => &[],
     }
 }

@@ -282,9 +282,9 @@ async fn a_password_from_a_command_cannot_go_into_a_pod() {
     assert!(text(&output).contains("\"pass\""), "{}", text(&output));
 }
 
-#[tokio::test]
-async fn an_agent_in_the_cluster_gets_a_token_and_the_roles_it_needs() {
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+/// A config whose agent runs in the cluster: a resource backup of that
+/// cluster, one of a DR cluster by its kubeconfig, and the agent's Lease.
+fn in_cluster_agent() -> Setup {
     let setup = Setup::with_components(|dir| {
         format!(
             "[[component]]\nid = \"kubernetes/all\"\nkind = \"kubernetes\"\n\
@@ -303,6 +303,13 @@ async fn an_agent_in_the_cluster_gets_a_token_and_the_roles_it_needs() {
         format!("{config}\n[agent.lease]\nnamespace = \"coordination\"\nname = \"drkit-agent\"\n"),
     )
     .unwrap();
+    setup
+}
+
+#[tokio::test]
+async fn an_agent_in_the_cluster_gets_a_token_and_the_roles_it_needs() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    let setup = in_cluster_agent();
     // A binding names the ServiceAccount's namespace.
     let output = setup.drkit(&["kubernetes", "manifests"]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
@@ -365,4 +372,104 @@ async fn an_agent_in_the_cluster_gets_a_token_and_the_roles_it_needs() {
     assert_eq!(reader.rules.unwrap()[0].verbs, ["get", "list"]);
     let binding: ClusterRoleBinding = one(&docs, "ClusterRoleBinding");
     assert_eq!(binding.role_ref.kind, "ClusterRole");
+}
+
+/// kubectl, where installed.
+fn kubectl() -> Option<std::path::PathBuf> {
+    let usr = std::path::PathBuf::from("/usr/bin/kubectl");
+    if usr.is_file() {
+        return Some(usr);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("kubectl"))
+        .find(|p| p.is_file())
+}
+
+#[tokio::test]
+async fn the_manifests_are_applied_with_kubectl_to_the_test_api_server() {
+    let Some(kubectl) = kubectl() else {
+        eprintln!(
+            "SKIPPED: no kubectl at /usr/bin/kubectl or on PATH; this test applies the manifests with it"
+        );
+        return;
+    };
+    let server = dr_k8s_testkit::KubeApiServer::start().await.unwrap();
+    let setup = in_cluster_agent();
+    let kubeconfig = server.kubeconfig(setup.dir.path()).await.unwrap();
+    let apply = |yaml: Vec<u8>| {
+        let kubectl = kubectl.clone();
+        let kubeconfig = kubeconfig.clone();
+        async move {
+            let mut child = tokio::process::Command::new(kubectl)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["apply", "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut stdin, &yaml)
+                .await
+                .unwrap();
+            drop(stdin);
+            let output = child.wait_with_output().await.unwrap();
+            assert!(output.status.success(), "kubectl apply: {}", text(&output));
+            String::from_utf8(output.stdout).unwrap()
+        }
+    };
+    apply(
+        b"apiVersion: v1\nkind: Namespace\nmetadata: { name: dr }\n---\napiVersion: v1\nkind: Namespace\nmetadata: { name: coordination }\n".to_vec(),
+    )
+    .await;
+    for extra in [&[][..], &["--cronjobs"][..]] {
+        let mut args = vec!["kubernetes", "manifests", "--namespace", "dr"];
+        args.extend_from_slice(extra);
+        let output = setup.drkit(&args).await;
+        assert!(output.status.success(), "{}", text(&output));
+        let kinds: Vec<String> = documents(&String::from_utf8(output.stdout.clone()).unwrap())
+            .into_iter()
+            .map(|(kind, _)| kind)
+            .collect();
+        let applied = apply(output.stdout).await;
+        // kubectl names each object it applied: every document, none refused.
+        assert_eq!(applied.lines().count(), kinds.len(), "{kinds:?}\n{applied}");
+        for kind in &kinds {
+            let lower = kind.to_ascii_lowercase();
+            assert!(
+                applied.lines().any(|l| l.starts_with(&lower)
+                    || l.contains(&format!("{lower}."))
+                    || l.contains(&format!("{lower}/"))),
+                "{kind} not applied: {applied}"
+            );
+        }
+    }
+    // Read back by kubectl: the agent's Deployment and its Lease's Role.
+    let output = tokio::process::Command::new(&kubectl)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "get",
+            "deployment,cronjob,role,rolebinding,clusterrole",
+            "-A",
+            "-o",
+            "name",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let names = String::from_utf8(output.stdout).unwrap();
+    for kind in [
+        "deployment.apps/",
+        "cronjob.batch/",
+        "role.rbac.authorization.k8s.io/",
+        "rolebinding.rbac.authorization.k8s.io/",
+    ] {
+        assert!(names.contains(kind), "{kind} in {names}");
+    }
 }
