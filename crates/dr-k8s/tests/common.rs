@@ -35,6 +35,8 @@ pub(crate) struct Setup {
     pub(crate) cluster: Cluster,
     /// The test's namespace: `default` on the stand-in.
     pub(crate) namespace: String,
+    /// The namespaces the test made besides its own, on a real cluster.
+    scratch: std::sync::Mutex<Vec<String>>,
 }
 
 impl Setup {
@@ -43,6 +45,26 @@ impl Setup {
         self.server
             .as_ref()
             .expect("a stand-in-only test runs only on the stand-in")
+    }
+
+    /// Whether this is the stand-in.
+    pub(crate) fn is_stand_in(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// A namespace for the test to make besides its own: `base` on the
+    /// stand-in; on a real cluster `<the test's namespace>-<base>`, deleted
+    /// with the test's.
+    pub(crate) fn scratch_namespace(&self, base: &str) -> String {
+        if self.is_stand_in() {
+            return base.to_owned();
+        }
+        let name = format!("{}-{base}", self.namespace);
+        self.scratch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(name.clone());
+        name
     }
 
     /// `kubectl`'s arguments for this cluster and namespace.
@@ -59,29 +81,42 @@ impl Setup {
 }
 
 impl Drop for Setup {
-    /// On a real cluster, deletes the test's namespace (and with it what
-    /// the test made there).
+    /// On a real cluster, deletes the test's namespaces (and with them
+    /// what the test made there).
     fn drop(&mut self) {
-        if self.server.is_some() {
+        if self.is_stand_in() {
             return;
         }
         let cluster = self.cluster.clone();
-        let namespace = self.namespace.clone();
-        // Dropped inside the test's runtime: the delete runs on a runtime
-        // of its own, on a thread of its own.
+        let mut namespaces = std::mem::take(
+            &mut *self
+                .scratch
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        namespaces.push(self.namespace.clone());
+        // Dropped inside the test's runtime: the deletes run on a runtime
+        // of their own, on a thread of their own.
         let deleted = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a runtime");
-            runtime.block_on(cluster.delete_namespace(&namespace, Duration::from_secs(120)))
+            runtime.block_on(async {
+                let mut failed = Vec::new();
+                for namespace in namespaces {
+                    let wait = Duration::from_secs(120);
+                    if let Err(e) = cluster.delete_namespace(&namespace, wait).await {
+                        failed.push(format!("{namespace}: {e}"));
+                    }
+                }
+                failed
+            })
         })
         .join();
-        if !matches!(deleted, Ok(Ok(_))) {
-            eprintln!(
-                "could not delete the test namespace {}: {deleted:?}",
-                self.namespace
-            );
+        match deleted {
+            Ok(failed) if failed.is_empty() => {}
+            other => eprintln!("could not delete the test's namespaces: {other:?}"),
         }
     }
 }
@@ -118,6 +153,7 @@ async fn stand_in_setup() -> Setup {
         context: "test".to_owned(),
         namespace: cluster.default_namespace().to_owned(),
         cluster,
+        scratch: Default::default(),
     }
 }
 
@@ -151,6 +187,7 @@ async fn real(kubeconfig: PathBuf) -> Setup {
         context,
         cluster,
         namespace,
+        scratch: Default::default(),
     }
 }
 

@@ -18,7 +18,7 @@ use dr_storage::{InitOptions, KdfParams, MemoryBackend, Repository, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use serde_json::{Value, json};
 
-use crate::common::{deployment_in, stand_in};
+use crate::common::{deployment_in, setup, stand_in};
 
 async fn repository() -> Arc<Repository> {
     let options = InitOptions::encrypted(Secret::password("k8s")).kdf(KdfParams::INSECURE_FAST);
@@ -99,22 +99,23 @@ fn comparable(resource: &str, object: &Value, namespace: &str) -> Value {
     object
 }
 
-/// A namespace `shop` of mixed kinds: config maps (and the root CA one the
+/// A namespace `ns` (the tests' `shop`) of mixed kinds: config maps (and the root CA one the
 /// cluster gives), a Secret, a service account and its token, a Service
-/// with a cluster IP and node port, a Deployment (whose replica set and
+/// (with a cluster IP and node port of its own where `addresses`: a real
+/// cluster gives them), a Deployment (whose replica set and
 /// pods its controller makes).
-async fn shop(cluster: &Cluster) {
+async fn make_shop(cluster: &Cluster, ns: &str, addresses: bool) {
     put(
         cluster,
         json!({ "apiVersion": "v1", "kind": "Namespace",
-        "metadata": { "name": "shop", "labels": { "team": "web" } } }),
+        "metadata": { "name": ns, "labels": { "team": "web" } } }),
     )
     .await;
     for (name, data) in [("settings", "a=1"), ("flags", "dark=true")] {
         put(
             cluster,
             json!({ "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": { "name": name, "namespace": "shop", "labels": { "app": "shop" } },
+            "metadata": { "name": name, "namespace": ns, "labels": { "app": "shop" } },
             "data": { "conf": data } }),
         )
         .await;
@@ -122,21 +123,21 @@ async fn shop(cluster: &Cluster) {
     put(
         cluster,
         json!({ "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": { "name": "kube-root-ca.crt", "namespace": "shop" },
+        "metadata": { "name": "kube-root-ca.crt", "namespace": ns },
         "data": { "ca.crt": "----" } }),
     )
     .await;
     put(
         cluster,
         json!({ "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": "db-password", "namespace": "shop" },
+        "metadata": { "name": "db-password", "namespace": ns },
         "type": "Opaque", "data": { "password": "aHVudGVyMg==" } }),
     )
     .await;
     put(
         cluster,
         json!({ "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": "web-token", "namespace": "shop",
+        "metadata": { "name": "web-token", "namespace": ns,
             "annotations": { "kubernetes.io/service-account.name": "web" } },
         "type": "kubernetes.io/service-account-token" }),
     )
@@ -144,30 +145,31 @@ async fn shop(cluster: &Cluster) {
     put(
         cluster,
         json!({ "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": { "name": "web", "namespace": "shop" } }),
+        "metadata": { "name": "web", "namespace": ns } }),
     )
     .await;
-    put(
-        cluster,
-        json!({ "apiVersion": "v1", "kind": "Service",
-        "metadata": { "name": "web", "namespace": "shop" },
-        "spec": { "type": "NodePort", "clusterIP": "10.96.0.17", "clusterIPs": ["10.96.0.17"],
-            "selector": { "app": "web" },
-            "ports": [{ "port": 80, "targetPort": 8080, "nodePort": 30080 }] } }),
-    )
-    .await;
-    deployment_in(cluster, "shop", "web", 2).await;
+    let mut service = json!({ "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "web", "namespace": ns },
+        "spec": { "type": "NodePort", "selector": { "app": "web" },
+            "ports": [{ "port": 80, "targetPort": 8080 }] } });
+    if addresses {
+        service["spec"]["clusterIP"] = json!("10.96.0.17");
+        service["spec"]["clusterIPs"] = json!(["10.96.0.17"]);
+        service["spec"]["ports"][0]["nodePort"] = json!(30080);
+    }
+    put(cluster, service).await;
+    deployment_in(cluster, ns, "web", 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_backed_up_deleted_and_restored_is_as_it_was() {
-    let Some(setup) = stand_in("it makes and deletes namespaces of fixed names").await else {
-        return;
-    };
+    let setup = setup().await;
     let cluster = &setup.cluster;
-    shop(cluster).await;
+    let shop = setup.scratch_namespace("shop");
+    let shop = shop.as_str();
+    make_shop(cluster, shop, setup.is_stand_in()).await;
     let repo = repository().await;
-    let filter = ResourceFilter::namespaces(["shop"]).secrets(true);
+    let filter = ResourceFilter::namespaces([shop]).secrets(true);
     let backup = ResourceBackup::new(cluster.clone(), component(), filter);
     let report = backup.backup_to(repo.as_ref()).await.unwrap();
     let (contents, objects) = read_backup(repo.as_ref(), &report.manifest).await.unwrap();
@@ -177,13 +179,13 @@ async fn a_namespace_backed_up_deleted_and_restored_is_as_it_was() {
     assert_eq!(
         names,
         [
-            "configmaps shop/flags",
-            "configmaps shop/settings",
-            "deployments.apps shop/web",
-            "namespaces shop",
-            "secrets shop/db-password",
-            "serviceaccounts shop/web",
-            "services shop/web",
+            format!("configmaps {shop}/flags"),
+            format!("configmaps {shop}/settings"),
+            format!("deployments.apps {shop}/web"),
+            format!("namespaces {shop}"),
+            format!("secrets {shop}/db-password"),
+            format!("serviceaccounts {shop}/web"),
+            format!("services {shop}/web"),
         ],
         "{contents:#?}"
     );
@@ -195,22 +197,21 @@ async fn a_namespace_backed_up_deleted_and_restored_is_as_it_was() {
             .map(|l| l.reason.clone())
             .unwrap_or_else(|| panic!("{what} not recorded as left out: {contents:#?}"))
     };
-    assert!(why("replicasets.apps shop/web-").contains("its controller Deployment web"));
-    assert!(why("configmaps shop/kube-root-ca.crt").contains("root CA"));
-    assert!(why("secrets shop/web-token").contains("service account tokens"));
+    assert!(
+        why(&format!("replicasets.apps {shop}/web-")).contains("its controller Deployment web")
+    );
+    assert!(why(&format!("configmaps {shop}/kube-root-ca.crt")).contains("root CA"));
+    assert!(why(&format!("secrets {shop}/web-token")).contains("service account tokens"));
     assert!(why("nodes").contains("register themselves"));
     assert!(contents.unreadable.is_empty(), "{contents:#?}");
 
     // The namespace goes, with everything in it.
     Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client().clone())
-        .delete("shop", &DeleteParams::default())
+        .delete(shop, &DeleteParams::default())
         .await
         .unwrap();
     for object in &objects {
-        assert!(
-            current(cluster, object, "shop").await.is_none(),
-            "{object:?}"
-        );
+        assert!(current(cluster, object, shop).await.is_none(), "{object:?}");
     }
 
     let restore = ResourceRestore::new(cluster.clone(), component());
@@ -225,14 +226,14 @@ async fn a_namespace_backed_up_deleted_and_restored_is_as_it_was() {
     );
     let order: Vec<&str> = restored.objects.iter().map(|o| o.object.as_str()).collect();
     let at = |name: &str| order.iter().position(|o| *o == name).unwrap();
-    assert!(at("namespaces shop") < at("secrets shop/db-password"));
-    assert!(at("secrets shop/db-password") < at("configmaps shop/flags"));
-    assert!(at("configmaps shop/flags") < at("deployments.apps shop/web"));
+    assert!(at(&format!("namespaces {shop}")) < at(&format!("secrets {shop}/db-password")));
+    assert!(at(&format!("secrets {shop}/db-password")) < at(&format!("configmaps {shop}/flags")));
+    assert!(at(&format!("configmaps {shop}/flags")) < at(&format!("deployments.apps {shop}/web")));
     for object in &objects {
-        let now = current(cluster, object, "shop").await.unwrap();
+        let now = current(cluster, object, shop).await.unwrap();
         assert_eq!(
-            comparable(&object.resource, &now, "shop"),
-            comparable(&object.resource, &object.object, "shop"),
+            comparable(&object.resource, &now, shop),
+            comparable(&object.resource, &object.object, shop),
             "{}",
             object.describe()
         );
@@ -243,29 +244,34 @@ async fn a_namespace_backed_up_deleted_and_restored_is_as_it_was() {
             .iter()
             .position(|o| o.resource == "services")
             .unwrap()],
-        "shop",
+        shop,
     )
     .await
     .unwrap();
-    assert!(service["spec"].get("clusterIP").is_none(), "{service}");
-    assert!(
-        service["spec"]["ports"][0].get("nodePort").is_none(),
-        "{service}"
-    );
+    // The stand-in gives none: the restore asked for none.
+    if setup.is_stand_in() {
+        assert!(service["spec"].get("clusterIP").is_none(), "{service}");
+        assert!(
+            service["spec"]["ports"][0].get("nodePort").is_none(),
+            "{service}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_maps_namespaces_and_handles_what_exists() {
-    let Some(setup) = stand_in("it makes and deletes namespaces of fixed names").await else {
-        return;
-    };
+    let setup = setup().await;
     let cluster = &setup.cluster;
-    shop(cluster).await;
+    let shop = setup.scratch_namespace("shop");
+    let shop = shop.as_str();
+    let shop_dr = setup.scratch_namespace("shop-dr");
+    let shop_dr = shop_dr.as_str();
+    make_shop(cluster, shop, setup.is_stand_in()).await;
     let repo = repository().await;
     let backup = ResourceBackup::new(
         cluster.clone(),
         component(),
-        ResourceFilter::namespaces(["shop"]),
+        ResourceFilter::namespaces([shop]),
     );
     let report = backup.backup_to(repo.as_ref()).await.unwrap();
     let (_, objects) = read_backup(repo.as_ref(), &report.manifest).await.unwrap();
@@ -275,8 +281,7 @@ async fn a_restore_maps_namespaces_and_handles_what_exists() {
     );
 
     // A dry run keeps nothing.
-    let restore =
-        ResourceRestore::new(cluster.clone(), component()).map_namespace("shop", "shop-dr");
+    let restore = ResourceRestore::new(cluster.clone(), component()).map_namespace(shop, shop_dr);
     let dry = restore
         .clone()
         .dry_run(true)
@@ -292,7 +297,7 @@ async fn a_restore_maps_namespaces_and_handles_what_exists() {
     );
     for object in &objects {
         assert!(
-            current(cluster, object, "shop-dr").await.is_none(),
+            current(cluster, object, shop_dr).await.is_none(),
             "{object:?}"
         );
     }
@@ -308,10 +313,10 @@ async fn a_restore_maps_namespaces_and_handles_what_exists() {
         "{mapped:#?}"
     );
     for object in &objects {
-        let now = current(cluster, object, "shop-dr").await.unwrap();
+        let now = current(cluster, object, shop_dr).await.unwrap();
         assert_eq!(
-            comparable(&object.resource, &now, "shop-dr"),
-            comparable(&object.resource, &object.object, "shop-dr"),
+            comparable(&object.resource, &now, shop_dr),
+            comparable(&object.resource, &object.object, shop_dr),
         );
     }
 
@@ -330,7 +335,7 @@ async fn a_restore_maps_namespaces_and_handles_what_exists() {
     // Recreated: a changed config map comes back as stored, with a new uid;
     // the namespace is never recreated.
     let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(cluster.client().clone(), "shop-dr");
+        Api::namespaced(cluster.client().clone(), shop_dr);
     let before = maps.get("settings").await.unwrap();
     let mut changed = before.clone();
     changed.data = Some([("conf".to_owned(), "a=2".to_owned())].into());
@@ -352,9 +357,12 @@ async fn a_restore_maps_namespaces_and_handles_what_exists() {
             .map(|o| o.outcome.clone())
             .unwrap_or_else(|| panic!("no outcome for {name}: {recreated:#?}"))
     };
-    assert_eq!(outcome("configmaps shop-dr/settings"), Outcome::Recreated);
+    assert_eq!(
+        outcome(&format!("configmaps {shop_dr}/settings")),
+        Outcome::Recreated
+    );
     assert!(
-        matches!(outcome("namespaces shop-dr"), Outcome::Skipped(why) if why.contains("never recreated"))
+        matches!(outcome(&format!("namespaces {shop_dr}")), Outcome::Skipped(why) if why.contains("never recreated"))
     );
     assert!(
         recreated
@@ -369,19 +377,18 @@ async fn a_restore_maps_namespaces_and_handles_what_exists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_kinds_and_damaged_backups_are_clear_errors() {
-    let Some(setup) = stand_in("it backs up the stand-in's default namespace").await else {
-        return;
-    };
+    let setup = setup().await;
+    let ns = setup.namespace.as_str();
     let cluster = &setup.cluster;
     let repo = repository().await;
     let unknown = ResourceBackup::new(
         cluster.clone(),
         component(),
-        ResourceFilter::namespaces(["default"]).kinds(["rooms.livekit.io"]),
+        ResourceFilter::namespaces([ns]).kinds(["gadgets.example.com"]),
     );
     let err = unknown.backup_to(repo.as_ref()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
-    assert!(err.to_string().contains("rooms.livekit.io"), "{err}");
+    assert!(err.to_string().contains("gadgets.example.com"), "{err}");
     assert!(
         err.to_string().contains("configmaps"),
         "it names what is served: {err}"
@@ -392,7 +399,7 @@ async fn unknown_kinds_and_damaged_backups_are_clear_errors() {
     let backup = ResourceBackup::new(
         cluster.clone(),
         component(),
-        ResourceFilter::namespaces(["default"]),
+        ResourceFilter::namespaces([ns]),
     );
     let good = backup.backup_to(repo.as_ref()).await.unwrap();
     let mut writer = repo
@@ -418,10 +425,18 @@ async fn unknown_kinds_and_damaged_backups_are_clear_errors() {
             .await
             .unwrap();
     }
+    // Recorded as the good one was: a resource backup, by its details.
+    let details = good
+        .manifest
+        .details::<dr_k8s::ResourceBackupDetails>()
+        .unwrap()
+        .unwrap();
     let damaged = writer
-        .commit(SnapshotCommit::new(RecoveryPoint::new(
-            good.manifest.started_at,
-        )))
+        .commit(
+            SnapshotCommit::new(RecoveryPoint::new(good.manifest.started_at))
+                .details(&details)
+                .unwrap(),
+        )
         .await
         .unwrap();
     let restore = ResourceRestore::new(cluster.clone(), component());
@@ -499,7 +514,7 @@ spec: { maxParticipants: 500 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seeds_livekit_backup_restores_its_definition_before_its_rooms() {
-    let Some(setup) = stand_in("it makes and deletes a CRD and namespaces of fixed names").await
+    let Some(setup) = stand_in("it deletes the cluster-wide rooms.livekit.io definition").await
     else {
         return;
     };
@@ -595,20 +610,20 @@ async fn the_seeds_livekit_backup_restores_its_definition_before_its_rooms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_applies_the_stored_objects_over_changed_ones() {
-    let Some(setup) = stand_in("it makes namespaces of fixed names").await else {
-        return;
-    };
+    let setup = setup().await;
     let cluster = &setup.cluster;
-    shop(cluster).await;
+    let shop = setup.scratch_namespace("shop");
+    let shop = shop.as_str();
+    make_shop(cluster, shop, setup.is_stand_in()).await;
     let repo = repository().await;
     let backup = ResourceBackup::new(
         cluster.clone(),
         component(),
-        ResourceFilter::namespaces(["shop"]).kinds(["configmaps"]),
+        ResourceFilter::namespaces([shop]).kinds(["configmaps"]),
     );
     backup.backup_to(repo.as_ref()).await.unwrap();
     let maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(cluster.client().clone(), "shop");
+        Api::namespaced(cluster.client().clone(), shop);
     let mut changed = maps.get("settings").await.unwrap();
     let uid = changed.metadata.uid.clone();
     changed.data = Some([("conf".to_owned(), "a=9".to_owned())].into());
@@ -637,9 +652,11 @@ async fn busy_and_failing_servers_are_retried_and_refusals_are_clear() {
         return;
     };
     let cluster = &setup.cluster;
-    shop(cluster).await;
+    let shop = setup.scratch_namespace("shop");
+    let shop = shop.as_str();
+    make_shop(cluster, shop, setup.is_stand_in()).await;
     let repo = repository().await;
-    let filter = ResourceFilter::namespaces(["shop"]).secrets(true);
+    let filter = ResourceFilter::namespaces([shop]).secrets(true);
     // A list answered 500, then 429: retried.
     setup.server().inject(
         Fault::status(500)
@@ -697,7 +714,7 @@ async fn busy_and_failing_servers_are_retried_and_refusals_are_clear() {
     // Creates answered 503 twice are retried; one refused for good fails
     // alone, and the trait's restore names it.
     Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.client().clone())
-        .delete("shop", &DeleteParams::default())
+        .delete(shop, &DeleteParams::default())
         .await
         .unwrap();
     setup.server().inject(
@@ -721,7 +738,7 @@ async fn busy_and_failing_servers_are_retried_and_refusals_are_clear() {
     let failures: Vec<String> = restored.failures().map(ToString::to_string).collect();
     assert_eq!(failures.len(), 1, "{restored:#?}");
     assert!(
-        failures[0].contains("services shop/web") && failures[0].contains("422"),
+        failures[0].contains(&format!("services {shop}/web")) && failures[0].contains("422"),
         "{failures:?}"
     );
     assert_eq!(restored.count(&Outcome::Created), objects.len() - 1);

@@ -659,7 +659,17 @@ async fn choose(
             format!("a resource backup restores as it was taken, not to {target:?}"),
         ));
     }
-    let snapshots = resource_backups(source, component).await?;
+    let mut snapshots = source.snapshots(component).await?;
+    if let RecoveryTarget::Snapshot(id) = target
+        && let Some(other) = snapshots.iter().find(|m| m.id == *id)
+        && !is_resource_backup(other)
+    {
+        return Err(dr_core::Error::corrupt(
+            format!("snapshot {id}"),
+            "it records no resource backup details: it is not a resource backup",
+        ));
+    }
+    snapshots.retain(is_resource_backup);
     target.snapshot_among(&snapshots).cloned().ok_or_else(|| {
         dr_core::Error::not_found(format!("a snapshot of {component} for {target:?}"))
     })
