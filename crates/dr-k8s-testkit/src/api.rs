@@ -1,9 +1,12 @@
 //! From a request's method, path, query and body to the reply: routing, content types, verbs
 //! and the `scale` and `status` subresources.
 
+use std::collections::BTreeSet;
+
 use hyper::Method;
 use serde_json::{Value, json};
 
+use crate::discovery::{self, Aggregated};
 use crate::openapi::{self, FieldValidation, Served, Warnings};
 use crate::patch::{self, PatchKind};
 use crate::registry::{self, ResourceType};
@@ -23,6 +26,12 @@ pub(crate) struct ApiRequest {
     pub(crate) content_type: String,
     pub(crate) accept: String,
     pub(crate) user_agent: String,
+    /// `If-None-Match`, checked against aggregated discovery's ETag.
+    pub(crate) if_none_match: String,
+    /// Whether `/api` and `/apis` answer aggregated discovery to a client that asks for it.
+    pub(crate) aggregated_discovery: bool,
+    /// The groups made unavailable, `Stale` in aggregated discovery.
+    pub(crate) unavailable_groups: BTreeSet<String>,
     pub(crate) body: bytes::Bytes,
 }
 
@@ -33,7 +42,10 @@ const APPLY: &str = "application/apply-patch+yaml";
 #[derive(Debug)]
 pub(crate) struct ApiReply {
     pub(crate) code: u16,
+    /// Sent as JSON; none at all with a 304.
     pub(crate) body: Value,
+    /// `application/json` but for aggregated discovery.
+    pub(crate) content_type: &'static str,
     /// Headers besides `Content-Type`: `Warning`, `ETag`, `Location`, ...
     pub(crate) headers: Vec<(&'static str, String)>,
 }
@@ -43,6 +55,7 @@ impl ApiReply {
         ApiReply {
             code,
             body,
+            content_type: "application/json",
             headers: Vec::new(),
         }
     }
@@ -136,6 +149,13 @@ fn route(store: &mut Store, request: &ApiRequest) -> Result<Outcome, ApiError> {
         });
     }
     let segments: Vec<&str> = request.path.split('/').filter(|s| !s.is_empty()).collect();
+    if let ["api"] | ["apis"] = segments.as_slice()
+        && request.method == Method::GET
+        && request.aggregated_discovery
+        && let Some(format) = discovery::negotiate(accept)
+    {
+        return Ok(aggregated_reply(store, request, format, segments == ["api"]).into());
+    }
     let discovery = match segments.as_slice() {
         ["version"] => Some(registry::version()),
         ["api"] => Some(registry::core_versions()),
@@ -176,6 +196,36 @@ fn route(store: &mut Store, request: &ApiRequest) -> Result<Outcome, ApiError> {
             sub(store, request, &target, name, subresource, &query).map(Outcome::from)
         }
     }
+}
+
+/// `GET /api` or `/apis` as aggregated discovery, with the real server's caching headers
+/// (`ETag`, `Vary: Accept`, `Cache-Control: public`); 304 and no body when `If-None-Match`
+/// names the ETag.
+fn aggregated_reply(
+    store: &Store,
+    request: &ApiRequest,
+    format: Aggregated,
+    core: bool,
+) -> ApiReply {
+    let body = discovery::document(
+        format,
+        core,
+        store.custom_resources(),
+        &request.unavailable_groups,
+    );
+    let etag = format!("\"{}\"", openapi::hash(&body));
+    let mut reply = if request.if_none_match == etag {
+        ApiReply::new(304, Value::Null)
+    } else {
+        ok(body)
+    };
+    reply.content_type = format.content_type();
+    reply.headers.extend([
+        ("etag", etag),
+        ("vary", "Accept".to_owned()),
+        ("cache-control", "public".to_owned()),
+    ]);
+    reply
 }
 
 /// `GET /openapi/v3[/{rest}]`: the index or a group version's document, with the ETag and

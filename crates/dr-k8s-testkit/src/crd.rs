@@ -160,14 +160,18 @@ fn leak(text: &str) -> &'static str {
 /// every type it made and reuses an equal one), which a test server can afford.
 pub(crate) fn resource_types(crd: &Value) -> Vec<ResourceType> {
     let names = accepted_names(crd);
-    let short_names: Vec<&'static str> = names["shortNames"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(leak)
-        .collect();
-    let short_names: &'static [&'static str] = Box::leak(short_names.into_boxed_slice());
+    let leak_list = |field: &str| -> &'static [&'static str] {
+        let list: Vec<&'static str> = names[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(leak)
+            .collect();
+        Box::leak(list.into_boxed_slice())
+    };
+    let short_names = leak_list("shortNames");
+    let categories = leak_list("categories");
     crd["spec"]["versions"]
         .as_array()
         .into_iter()
@@ -184,6 +188,7 @@ pub(crate) fn resource_types(crd: &Value) -> Vec<ResourceType> {
             status: version["subresources"]["status"].is_object(),
             scale: false,
             custom: true,
+            categories,
         })
         .collect()
 }

@@ -210,6 +210,11 @@ impl Faults {
         }
     }
 
+    /// The groups made unavailable.
+    pub(crate) fn unavailable_groups(&self) -> &BTreeSet<String> {
+        &self.unavailable
+    }
+
     /// What happens to a request: the first fault injected that matches it (used up once
     /// its count runs out), else 503 if it is under an unavailable group, else nothing.
     pub(crate) fn take(&mut self, method: &str, path: &str) -> Option<Injected> {

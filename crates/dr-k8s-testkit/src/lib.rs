@@ -6,7 +6,8 @@
 //! [`KubeApiServer::start`] binds a free port; [`KubeApiServer::url`] is its base URL and
 //! [`KubeApiServer::kubeconfig`] writes a kubeconfig for `kubectl --kubeconfig`. Dropping the
 //! handle stops the server. [`KubeApiServer::start_with`] takes [`KubeApiServerOptions`]:
-//! controllers on or off, how much watch history is kept, how often bookmarks go out.
+//! controllers on or off, how much watch history is kept, how often bookmarks go out,
+//! aggregated discovery served or not.
 //! [`KubeApiServer::inject`] makes requests fail as a [`Fault`] says, and
 //! [`KubeApiServer::set_group_unavailable`] takes an API group down.
 //! [`KubeApiServer::append_log`] (or [`KubeApiServer::append_log_at`]) writes a line to a
@@ -49,13 +50,34 @@
 //!   defined is 404. Deleting the definition deletes its objects (each a `DELETED` event) and
 //!   its discovery entries at once. Not done: validation by the schema other than of
 //!   unknown fields (see `fieldValidation`), pruning and defaulting, conversion (every served version reads the same stored objects, which keep the
-//!   `apiVersion` they were written with), the `scale` subresource, `categories`,
-//!   `additionalPrinterColumns`, and `generation` bumps for changes outside `spec`.
+//!   `apiVersion` they were written with), the `scale` subresource,
+//!   `additionalPrinterColumns`, and `generation` bumps for changes outside `spec`. Its
+//!   `categories` are in aggregated discovery (not in the legacy documents).
 //! - **Discovery**: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}`,
 //!   `/apis/{group}/{version}` (with the `*/status` and `*/scale` entries, `pods/eviction`
-//!   and `pods/log`, and the groups and resources of custom resources). Aggregated
-//!   discovery is not served: the legacy documents come back as plain `application/json`,
-//!   which clients (kubectl 1.32 among them) take as the signal to fall back.
+//!   and `pods/log`, and the groups and resources of custom resources), as
+//!   `application/json`. **Aggregated discovery** as a server of 1.30 or later: `GET /api`
+//!   and `GET /apis` whose `Accept` prefers (by `q`, then order)
+//!   `application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList` answer an
+//!   `apidiscovery.k8s.io/v2` `APIGroupDiscoveryList` with that `Content-Type`: for `/api`
+//!   the core group (no name), for `/apis` the other groups in `/apis`' order, custom ones
+//!   included; each group's versions, preferred first, `freshness: Current`, each with its
+//!   resources (`resource`, `responseKind` (group and version empty for the resource's own,
+//!   as the real server has them), `scope` `Namespaced` or `Cluster`, `singularResource`,
+//!   `verbs`, `shortNames`, `categories` (`all` for pods, services, the workloads and
+//!   jobs; `api-extensions` for definitions; a definition's own), and `subresources`:
+//!   `status`, `scale` (`autoscaling/v1` `Scale`), `eviction` (`policy/v1` `Eviction`),
+//!   `log`, each with its `responseKind` and verbs). Asked for `v=v2beta1` (client-go 1.26
+//!   to 1.29), the same document as `apidiscovery.k8s.io/v2beta1`. The answer has the real
+//!   server's `ETag` (a hash of the document; not its SHA-512), `Vary: Accept` and
+//!   `Cache-Control: public`; an `If-None-Match` naming the current ETag is a 304 without a
+//!   body. A group made unavailable is listed with its versions `Stale` and no resources, as
+//!   the aggregator lists an API service it cannot reach. kubectl 1.32 and client-go take
+//!   it, so they make no request per group version (`kubectl api-resources`, `kubectl get`
+//!   with nothing cached: `/api` and `/apis` only). Any other `Accept` (`application/json`,
+//!   `*/*`, none, the aggregated type weighed below plain JSON) gets the legacy documents, as
+//!   does everyone when [`KubeApiServerOptions::aggregated_discovery`] is off (a server
+//!   before 1.26, for clients' fallback).
 //! - **Verbs**: get; list with label selectors (equality and set-based), field selectors on
 //!   the fields a real server indexes (`metadata.name` and `metadata.namespace` of every
 //!   resource; a pod's `spec.nodeName`, `spec.restartPolicy`, `spec.schedulerName`,
@@ -166,8 +188,9 @@
 //!   after a delay and with `Retry-After` (client-go, so kubectl, then retries by itself);
 //!   [`Fault::latency`] only delays. An API group made unavailable answers 503
 //!   `ServiceUnavailable` on every path under `/apis/{group}` while `/apis` still lists it, as
-//!   the aggregator does for an API service that is down (`kubectl api-resources` then
-//!   reports the group and lists the others).
+//!   the aggregator does for an API service that is down; aggregated discovery lists its
+//!   versions `Stale`, which `kubectl api-resources` passes over without a word, listing the
+//!   others (from the legacy documents it reports the group's 503, and lists the others).
 //! - **OpenAPI v3**: `GET /openapi/v3`, the index (`paths`: `api/v1`, `apis/{group}/{version}`
 //!   for every group version served, custom ones included, each with its `serverRelativeURL`
 //!   `/openapi/v3/{path}?hash={hash}`), and `GET /openapi/v3/{path}`, a group version's
@@ -229,9 +252,16 @@
 //! lifecycle (heartbeats, taints; the scheduler reads no taints, tolerations, affinities or
 //! resources), and adoption of orphans by selector. Pod template hashes have Kubernetes'
 //! form but not its values. Those are later slices; a request for one gets an error, not a
-//! pretence.
+//! pretence. Of discovery: the aggregated documents in protobuf, `categories` in the legacy
+//! documents, a peer-aggregated (`/apis` of several servers) view, and 406 for an `Accept`
+//! of only the aggregated types on other paths (they get the legacy documents).
 //!
 //! # kubectl
+//!
+//! kubectl discovers everything with two requests, `/api` and `/apis`, answered with
+//! aggregated discovery (its `-v=8` log shows the `Content-Type`); `kubectl api-resources`
+//! lists the same table as from the legacy documents, and `--categories=all` (what `get
+//! all` reads) pods, services, the workloads and jobs.
 //!
 //! `kubectl apply`, `create -f` and `replace -f` validate without `--validate=false`: kubectl
 //! reads `/openapi/v3`, then the document of the object's group version, finds
@@ -272,6 +302,7 @@ pub(crate) mod api;
 pub(crate) mod apply;
 pub(crate) mod controller;
 pub(crate) mod crd;
+pub(crate) mod discovery;
 pub(crate) mod error;
 pub(crate) mod eviction;
 pub(crate) mod fault;

@@ -45,9 +45,10 @@ fn document_path(kind: &ResourceType) -> String {
     }
 }
 
-/// A document's hash: what `?hash=` names and the ETag carries. Not Kubernetes' SHA-512, but
+/// A document's hash: what `?hash=` names and the ETag carries (of aggregated discovery's
+/// documents too). Not Kubernetes' SHA-512, but
 /// as stable: the same document has the same hash for the life of the server.
-fn hash(document: &Value) -> String {
+pub(crate) fn hash(document: &Value) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
     document.to_string().hash(&mut hasher);
     format!("{:016X}", hasher.finish())

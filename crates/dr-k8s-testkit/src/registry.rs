@@ -37,6 +37,20 @@ pub(crate) struct ResourceType {
     pub(crate) scale: bool,
     /// Defined by a CustomResourceDefinition.
     pub(crate) custom: bool,
+    /// The categories it is in (`all`, as `kubectl get all` reads them); listed by aggregated
+    /// discovery only, the legacy documents having never carried them here.
+    pub(crate) categories: &'static [&'static str],
+}
+
+/// A subresource as discovery lists it: `status`, `scale`, `eviction`, `log`.
+#[derive(Debug)]
+pub(crate) struct SubresourceEntry {
+    pub(crate) name: &'static str,
+    /// The group and version of its kind where they are not the resource's own
+    /// (`autoscaling/v1` for `scale`).
+    pub(crate) group_version: Option<(&'static str, &'static str)>,
+    pub(crate) kind: &'static str,
+    pub(crate) verbs: &'static [&'static str],
 }
 
 impl ResourceType {
@@ -49,12 +63,45 @@ impl ResourceType {
         }
     }
 
-    fn verbs(&self) -> &'static [&'static str] {
+    pub(crate) fn verbs(&self) -> &'static [&'static str] {
         if self.kind == "Namespace" {
             NAMESPACE_VERBS
         } else {
             ALL_VERBS
         }
+    }
+
+    /// The subresources served, in the order discovery lists them.
+    pub(crate) fn subresources(&self) -> Vec<SubresourceEntry> {
+        let own = |name, verbs| SubresourceEntry {
+            name,
+            group_version: None,
+            kind: self.kind,
+            verbs,
+        };
+        let mut entries = Vec::new();
+        if self.status {
+            entries.push(own("status", SUBRESOURCE_VERBS));
+        }
+        if self.kind == "Pod" {
+            // In the core group's list, in policy/v1's terms, as kubectl drain looks for it.
+            entries.push(SubresourceEntry {
+                name: "eviction",
+                group_version: Some(("policy", "v1")),
+                kind: "Eviction",
+                verbs: &["create"],
+            });
+            entries.push(own("log", &["get"]));
+        }
+        if self.scale {
+            entries.push(SubresourceEntry {
+                name: "scale",
+                group_version: Some(("autoscaling", "v1")),
+                kind: "Scale",
+                verbs: SUBRESOURCE_VERBS,
+            });
+        }
+        entries
     }
 }
 
@@ -77,6 +124,7 @@ const fn resource(
         status: false,
         scale: false,
         custom: false,
+        categories: &[],
     }
 }
 
@@ -88,6 +136,12 @@ const fn with_status(mut r: ResourceType) -> ResourceType {
 const fn with_scale(mut r: ResourceType) -> ResourceType {
     r.status = true;
     r.scale = true;
+    r
+}
+
+/// In the category `all`, as Kubernetes has pods, services, the workloads and jobs.
+const fn in_all(mut r: ResourceType) -> ResourceType {
+    r.categories = &["all"];
     r
 }
 
@@ -111,7 +165,14 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         true,
         &["pvc"],
     ),
-    with_status(resource("", "Pod", "pods", "pod", true, &["po"])),
+    in_all(with_status(resource(
+        "",
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        &["po"],
+    ))),
     resource("", "Secret", "secrets", "secret", true, &[]),
     resource(
         "",
@@ -121,47 +182,57 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         true,
         &["sa"],
     ),
-    resource("", "Service", "services", "service", true, &["svc"]),
-    with_status(resource(
-        crate::crd::GROUP,
-        "CustomResourceDefinition",
-        "customresourcedefinitions",
-        "customresourcedefinition",
-        false,
-        &["crd", "crds"],
+    in_all(resource(
+        "",
+        "Service",
+        "services",
+        "service",
+        true,
+        &["svc"],
     )),
-    with_status(resource(
+    ResourceType {
+        categories: &["api-extensions"],
+        ..with_status(resource(
+            crate::crd::GROUP,
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            "customresourcedefinition",
+            false,
+            &["crd", "crds"],
+        ))
+    },
+    in_all(with_status(resource(
         "apps",
         "DaemonSet",
         "daemonsets",
         "daemonset",
         true,
         &["ds"],
-    )),
-    with_scale(resource(
+    ))),
+    in_all(with_scale(resource(
         "apps",
         "Deployment",
         "deployments",
         "deployment",
         true,
         &["deploy"],
-    )),
-    with_scale(resource(
+    ))),
+    in_all(with_scale(resource(
         "apps",
         "ReplicaSet",
         "replicasets",
         "replicaset",
         true,
         &["rs"],
-    )),
-    with_scale(resource(
+    ))),
+    in_all(with_scale(resource(
         "apps",
         "StatefulSet",
         "statefulsets",
         "statefulset",
         true,
         &["sts"],
-    )),
+    ))),
     resource("coordination.k8s.io", "Lease", "leases", "lease", true, &[]),
     with_status(resource(
         "policy",
@@ -179,15 +250,22 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         true,
         &["netpol"],
     ),
-    with_status(resource("batch", "Job", "jobs", "job", true, &[])),
-    with_status(resource(
+    in_all(with_status(resource(
+        "batch",
+        "Job",
+        "jobs",
+        "job",
+        true,
+        &[],
+    ))),
+    in_all(with_status(resource(
         "batch",
         "CronJob",
         "cronjobs",
         "cronjob",
         true,
         &["cj"],
-    )),
+    ))),
     resource(
         "rbac.authorization.k8s.io",
         "Role",
@@ -240,6 +318,18 @@ pub(crate) fn find(group: &str, version: &str, plural: &str) -> Option<&'static 
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
+/// The resources of a group version, built-in and custom, in the order discovery lists them.
+pub(crate) fn resources_of<'a>(
+    group: &'a str,
+    version: &'a str,
+    custom: &'a [&'static ResourceType],
+) -> impl Iterator<Item = &'static ResourceType> + 'a {
+    RESOURCES
+        .iter()
+        .chain(custom.iter().copied())
+        .filter(move |r| r.group == group && r.version == version)
+}
+
 /// `GET /version`.
 pub(crate) fn version() -> Value {
     json!({
@@ -266,7 +356,7 @@ pub(crate) fn core_versions() -> Value {
 
 /// The versions of a group, preferred first: `v1` for a built-in group, a custom group's in
 /// Kubernetes' order.
-fn versions(group: &str, custom: &[&'static ResourceType]) -> Vec<&'static str> {
+pub(crate) fn versions(group: &str, custom: &[&'static ResourceType]) -> Vec<&'static str> {
     if GROUPS.contains(&group) {
         return vec!["v1"];
     }
@@ -291,7 +381,7 @@ fn group_entry(name: &str, custom: &[&'static ResourceType]) -> Option<Value> {
 }
 
 /// The named groups: the built-in ones, then those of custom resources by name.
-fn group_names(custom: &[&'static ResourceType]) -> Vec<&'static str> {
+pub(crate) fn group_names(custom: &[&'static ResourceType]) -> Vec<&'static str> {
     let mut extra: Vec<&'static str> = custom
         .iter()
         .map(|r| r.group)
@@ -327,11 +417,7 @@ pub(crate) fn resource_list(
     custom: &[&'static ResourceType],
 ) -> Option<Value> {
     let mut entries = Vec::new();
-    for r in RESOURCES
-        .iter()
-        .chain(custom.iter().copied())
-        .filter(|r| r.group == group && r.version == version)
-    {
+    for r in resources_of(group, version, custom) {
         entries.push(json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -341,45 +427,19 @@ pub(crate) fn resource_list(
             "shortNames": r.short_names,
             "storageVersionHash": "",
         }));
-        if r.status {
-            entries.push(json!({
-                "name": format!("{}/status", r.plural),
+        for sub in r.subresources() {
+            let mut entry = json!({
+                "name": format!("{}/{}", r.plural, sub.name),
                 "singularName": "",
                 "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": SUBRESOURCE_VERBS,
-            }));
-        }
-        if r.kind == "Pod" {
-            // Served in the core group's list, in policy/v1's terms, as kubectl drain looks
-            // for it.
-            entries.push(json!({
-                "name": "pods/eviction",
-                "singularName": "",
-                "namespaced": true,
-                "group": "policy",
-                "version": "v1",
-                "kind": "Eviction",
-                "verbs": ["create"],
-            }));
-            entries.push(json!({
-                "name": "pods/log",
-                "singularName": "",
-                "namespaced": true,
-                "kind": "Pod",
-                "verbs": ["get"],
-            }));
-        }
-        if r.scale {
-            entries.push(json!({
-                "name": format!("{}/scale", r.plural),
-                "singularName": "",
-                "namespaced": r.namespaced,
-                "group": "autoscaling",
-                "version": "v1",
-                "kind": "Scale",
-                "verbs": SUBRESOURCE_VERBS,
-            }));
+                "kind": sub.kind,
+                "verbs": sub.verbs,
+            });
+            if let Some((group, version)) = sub.group_version {
+                entry["group"] = group.into();
+                entry["version"] = version.into();
+            }
+            entries.push(entry);
         }
     }
     if entries.is_empty() {

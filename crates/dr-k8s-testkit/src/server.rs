@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue, IF_NONE_MATCH, RETRY_AFTER, USER_AGENT};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -36,7 +36,8 @@ const MAX_BODY: usize = 3 << 20;
 /// let options = dr_k8s_testkit::KubeApiServerOptions::default()
 ///     .controllers(false)
 ///     .watch_history(100)
-///     .bookmark_interval(Duration::from_millis(200));
+///     .bookmark_interval(Duration::from_millis(200))
+///     .aggregated_discovery(true);
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone)]
@@ -44,15 +45,18 @@ pub struct KubeApiServerOptions {
     controllers: bool,
     watch_history: usize,
     bookmark_interval: Duration,
+    aggregated_discovery: bool,
 }
 
 impl Default for KubeApiServerOptions {
-    /// Controllers on, 10 000 changes of watch history, a bookmark every second.
+    /// Controllers on, 10 000 changes of watch history, a bookmark every second, aggregated
+    /// discovery served.
     fn default() -> Self {
         KubeApiServerOptions {
             controllers: true,
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(1),
+            aggregated_discovery: true,
         }
     }
 }
@@ -80,6 +84,17 @@ impl KubeApiServerOptions {
     #[must_use]
     pub fn bookmark_interval(mut self, interval: Duration) -> Self {
         self.bookmark_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Whether `/api` and `/apis` answer aggregated discovery (`apidiscovery.k8s.io/v2`) to a
+    /// client that asks for it: on by default, as a server of 1.30 or later. Off, they
+    /// answer the legacy documents whatever the client asks, as a server before aggregated
+    /// discovery, and clients (kubectl, client-go) fall back to one request per group
+    /// version.
+    #[must_use]
+    pub fn aggregated_discovery(mut self, on: bool) -> Self {
+        self.aggregated_discovery = on;
         self
     }
 }
@@ -137,6 +152,7 @@ impl KubeApiServer {
             store: store.clone(),
             faults: faults.clone(),
             bookmark_interval: options.bookmark_interval,
+            aggregated_discovery: options.aggregated_discovery,
         };
         let accept = tokio::spawn(serve(listener, Arc::new(shared)));
         Ok(KubeApiServer {
@@ -319,6 +335,7 @@ struct Shared {
     store: Arc<Mutex<Store>>,
     faults: Arc<Mutex<Faults>>,
     bookmark_interval: Duration,
+    aggregated_discovery: bool,
 }
 
 /// Accepts connections until aborted; the connections live in a `JoinSet` owned by this
@@ -363,7 +380,11 @@ async fn respond(request: Request<Incoming>, shared: &Shared) -> Response<Respon
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let injected = lock(&shared.faults).take(parts.method.as_str(), parts.uri.path());
+    let (injected, unavailable_groups) = {
+        let mut faults = lock(&shared.faults);
+        let injected = faults.take(parts.method.as_str(), parts.uri.path());
+        (injected, faults.unavailable_groups().clone())
+    };
     if let Some(delay) = injected.as_ref().map(|i| i.delay) {
         tokio::time::sleep(delay).await;
     }
@@ -392,6 +413,9 @@ async fn respond(request: Request<Incoming>, shared: &Shared) -> Response<Respon
                     content_type: media_type,
                     accept: header(ACCEPT),
                     user_agent: header(USER_AGENT),
+                    if_none_match: header(IF_NONE_MATCH),
+                    aggregated_discovery: shared.aggregated_discovery,
+                    unavailable_groups,
                     body,
                 };
                 api::handle(&mut lock(&shared.store), &request)
@@ -407,8 +431,13 @@ async fn respond(request: Request<Incoming>, shared: &Shared) -> Response<Respon
                 .as_u64()
                 .filter(|s| *s > 0);
             headers = reply.headers;
-            let body = serde_json::to_vec(&reply.body).expect("a JSON value serializes");
-            (reply.code, ResponseBody::Full(Some(Bytes::from(body))))
+            reply_type = reply.content_type;
+            if reply.code == 304 {
+                (reply.code, ResponseBody::Full(None))
+            } else {
+                let body = serde_json::to_vec(&reply.body).expect("a JSON value serializes");
+                (reply.code, ResponseBody::Full(Some(Bytes::from(body))))
+            }
         }
         Outcome::Text(text) => {
             reply_type = "text/plain";
@@ -437,8 +466,10 @@ async fn respond(request: Request<Incoming>, shared: &Shared) -> Response<Respon
     }
     *response.status_mut() =
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(reply_type));
+    if code != 304 {
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(reply_type));
+    }
     response
 }

@@ -184,10 +184,30 @@ pub(crate) async fn exchange(
     content_type: &str,
     body: &str,
 ) -> RawReply {
+    let headers = [
+        ("Accept", "application/json"),
+        ("Content-Type", content_type),
+    ];
+    exchange_with(server, method, path, &headers, body).await
+}
+
+/// [`exchange`] with the request headers given (besides `Host`, `Content-Length` and
+/// `Connection`).
+pub(crate) async fn exchange_with(
+    server: &KubeApiServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> RawReply {
     let mut stream = TcpStream::connect(server.address()).await.expect("connect");
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\
-         Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.expect("write");

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 
 use crate::common::{Kubectl, WatchStream, get, names, post, request, send};
 
-const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+pub(crate) const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
 const ROOMS: &str = "/apis/livekit.io/v1/namespaces/default/rooms";
 
-fn definition() -> Value {
+pub(crate) fn definition() -> Value {
     let schema = json!({"openAPIV3Schema": {"type": "object",
                         "x-kubernetes-preserve-unknown-fields": true}});
     json!({

@@ -8,6 +8,7 @@ mod common;
 
 mod apply;
 mod crd;
+mod discovery;
 mod eviction;
 
 mod fault;
