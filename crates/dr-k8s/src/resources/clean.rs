@@ -18,7 +18,8 @@ const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 const JOB_LABELS: [&str; 2] = ["controller-uid", "batch.kubernetes.io/controller-uid"];
 
 /// `object` of `resource` ([`ResourceType::name`](crate::ResourceType::name))
-/// as a restore creates it: metadata cut to [`KEPT_METADATA`], `status`
+/// as a restore creates it: metadata cut to its name, namespace, labels,
+/// annotations and finalizers, `status`
 /// gone, and by kind as Velero does:
 /// - Services: `clusterIP` and `clusterIPs` (unless headless: `None`),
 ///   every port's `nodePort` and `healthCheckNodePort` cleared, for the
