@@ -90,6 +90,16 @@ async fn fill(cluster: &RedisCluster, keys: usize) {
             .query_async(&mut con)
             .await
             .unwrap();
+        // Everything written so far is on the replica: a snapshot takes a
+        // replica only where it is in step, and a loaded machine's replica
+        // may lag the pipelined writes by more than the snapshot waits.
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(10_000)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(acked, 1, "the replica of {} never caught up", master.port());
     }
 }
 
