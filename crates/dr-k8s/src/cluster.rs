@@ -1,7 +1,7 @@
 //! [`Cluster`]: a client of one Kubernetes cluster, from a kubeconfig
 //! context (as kubectl's `--context`) or from inside a pod.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -85,6 +85,32 @@ impl Cluster {
             name,
             default_namespace,
         })
+    }
+
+    /// The kubeconfig kubectl would read where none is named: the one
+    /// file `$KUBECONFIG` names, else `~/.kube/config` if there is one;
+    /// `None` where there is neither (a pod reaches its own cluster with
+    /// [`Cluster::in_cluster`]).
+    ///
+    /// # Errors
+    /// [`Error::Kubeconfig`] where `$KUBECONFIG` lists several files,
+    /// which kubectl merges and this does not.
+    pub fn default_kubeconfig() -> Result<Option<PathBuf>> {
+        if let Some(value) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+            let path = PathBuf::from(&value);
+            if value.to_string_lossy().contains(':') {
+                return Err(Error::Kubeconfig {
+                    path,
+                    reason: "$KUBECONFIG names several files, which drkit does not merge: \
+                             name one"
+                        .to_owned(),
+                });
+            }
+            return Ok(Some(path));
+        }
+        Ok(std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".kube").join("config"))
+            .filter(|path| path.is_file()))
     }
 
     /// The cluster this process runs in, through its pod's service account.

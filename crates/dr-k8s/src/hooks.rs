@@ -77,12 +77,29 @@ impl WorkloadFence {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
+}
 
-    /// Waits until `query` selects no pod.
-    async fn gone(&self, what: &str, query: &PodQuery) -> dr_core::Result<()> {
-        let deadline = tokio::time::Instant::now() + self.wait;
+impl Cluster {
+    /// Fences `workload`: scales it to zero (the count it had in the
+    /// returned [`Scaled`], to scale back to) and waits, up to `wait`,
+    /// until the pods its selector selects are gone.
+    ///
+    /// # Errors
+    /// [`Error::TimedOut`] naming the pods still there; as
+    /// [`Cluster::scale`].
+    pub async fn fence(&self, workload: &Workload, wait: Duration) -> crate::Result<Scaled> {
+        let selector = self.selector_of(workload).await?;
+        let scaled = self.scale(workload, 0).await?;
+        let query = PodQuery::in_namespace(&workload.namespace).labels(selector);
+        self.pods_gone(&workload.to_string(), &query, wait).await?;
+        Ok(scaled)
+    }
+
+    /// Waits, up to `wait`, until `query` selects no pod.
+    async fn pods_gone(&self, what: &str, query: &PodQuery, wait: Duration) -> crate::Result<()> {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let pods = self.cluster.pods(query).await?;
+            let pods = self.pods(query).await?;
             if pods.is_empty() {
                 return Ok(());
             }
@@ -90,12 +107,11 @@ impl WorkloadFence {
                 let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
                 return Err(Error::TimedOut {
                     what: format!("fencing {what}"),
-                    cluster: self.cluster.name().to_owned(),
-                    timeout: self.wait,
+                    cluster: self.name().to_owned(),
+                    timeout: wait,
                     waited_for: "its pods to be gone".to_owned(),
                     saw: format!("pods still there: {}", names.join(", ")),
-                }
-                .into());
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -116,14 +132,12 @@ impl Fence for WorkloadFence {
         })?;
         match target {
             FenceTarget::Scale(workload) => {
-                let selector = self.cluster.selector_of(workload).await?;
-                let scaled = self.cluster.scale(workload, 0).await?;
+                let scaled = self.cluster.fence(workload, self.wait).await?;
                 self.scaled
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push(scaled);
-                let query = PodQuery::in_namespace(&workload.namespace).labels(selector);
-                self.gone(&workload.to_string(), &query).await
+                Ok(())
             }
             FenceTarget::DeletePod { namespace, name } => {
                 let pods: Api<Pod> = Api::namespaced(self.cluster.client().clone(), namespace);
@@ -136,8 +150,8 @@ impl Fence for WorkloadFence {
                 }
                 let query =
                     PodQuery::in_namespace(namespace).fields(format!("metadata.name={name}"));
-                self.gone(&format!("pod {name} in namespace {namespace}"), &query)
-                    .await
+                let what = format!("pod {name} in namespace {namespace}");
+                Ok(self.cluster.pods_gone(&what, &query, self.wait).await?)
             }
         }
     }

@@ -36,20 +36,8 @@ pub(crate) async fn connect(
 }
 
 /// The kubeconfig a command uses where `--kubeconfig` names none, as
-/// kubectl finds it: `$KUBECONFIG` (one file; a list of several is refused),
-/// else `~/.kube/config` if there is one; `None`: the cluster it runs in.
+/// kubectl finds it (`dr_k8s::Cluster::default_kubeconfig`); `None`: the
+/// cluster it runs in. A `$KUBECONFIG` of several files is exit 2.
 pub(crate) fn default_kubeconfig() -> Result<Option<PathBuf>, Failure> {
-    if let Some(value) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-        let text = value.to_string_lossy();
-        if text.contains(':') {
-            return Err(Failure::Usage(format!(
-                "KUBECONFIG={text:?} names several files, which drkit does not merge: \
-                 name one with --kubeconfig"
-            )));
-        }
-        return Ok(Some(PathBuf::from(value)));
-    }
-    Ok(std::env::var_os("HOME")
-        .map(|home| PathBuf::from(home).join(".kube").join("config"))
-        .filter(|path| path.is_file()))
+    Cluster::default_kubeconfig().map_err(|e| Failure::Usage(e.to_string()))
 }

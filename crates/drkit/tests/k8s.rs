@@ -262,7 +262,7 @@ async fn a_dry_run_changes_nothing_and_a_namespace_map_restores_beside() {
     // The namespace is checked; what goes into it cannot be before it exists.
     assert!(dry.contains("namespaces shop-copy: created"), "{dry}");
     assert!(
-        dry.contains("configmaps shop-copy/settings: not checked"),
+        dry.contains("configmaps shop-copy/settings: unchecked"),
         "{dry}"
     );
     assert!(dry.contains("dry run of snapshot"), "{dry}");

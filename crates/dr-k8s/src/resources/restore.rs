@@ -99,15 +99,44 @@ pub struct ObjectOutcome {
     pub outcome: Outcome,
 }
 
+impl Outcome {
+    /// Every outcome's name, in the order a summary gives them.
+    pub const NAMES: [&'static str; 6] = [
+        "created",
+        "updated",
+        "recreated",
+        "skipped",
+        "unchecked",
+        "failed",
+    ];
+
+    /// Its name, one of [`Outcome::NAMES`].
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Recreated => "recreated",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Unchecked(_) => "unchecked",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+
+    /// Why, for the outcomes that say.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Created | Outcome::Updated | Outcome::Recreated => None,
+            Outcome::Skipped(why) | Outcome::Unchecked(why) | Outcome::Failed(why) => Some(why),
+        }
+    }
+}
+
 impl fmt::Display for ObjectOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.outcome {
-            Outcome::Created => write!(f, "{}: created", self.object),
-            Outcome::Updated => write!(f, "{}: updated", self.object),
-            Outcome::Recreated => write!(f, "{}: recreated", self.object),
-            Outcome::Skipped(why) => write!(f, "{}: skipped: {why}", self.object),
-            Outcome::Unchecked(why) => write!(f, "{}: not checked: {why}", self.object),
-            Outcome::Failed(why) => write!(f, "{}: failed: {why}", self.object),
+        write!(f, "{}: {}", self.object, self.outcome.name())?;
+        match self.outcome.reason() {
+            Some(why) => write!(f, ": {why}"),
+            None => Ok(()),
         }
     }
 }
@@ -118,6 +147,8 @@ impl fmt::Display for ObjectOutcome {
 pub struct ResourceRestoreReport {
     /// The snapshot restored.
     pub snapshot: SnapshotId,
+    /// What it covers: everything up to this instant.
+    pub recovered_to: Timestamp,
     /// Whether it was a dry run: the server checked every write and kept
     /// none.
     pub dry_run: bool,
@@ -137,13 +168,12 @@ impl ResourceRestoreReport {
 
     /// The restore as dr-core reports it: `component`'s restore timed by
     /// this report's timeline against `objectives`, its data loss from the
-    /// snapshot's point (`recovered_at`) to the incident, or to the
-    /// restore's start where none is given.
+    /// snapshot's point ([`ResourceRestoreReport::recovered_to`]) to the
+    /// incident, or to the restore's start where none is given.
     pub fn recovery_report(
         &self,
         component: &ComponentId,
         objectives: Objectives,
-        recovered_at: Timestamp,
         incident_at: Option<Timestamp>,
     ) -> RecoveryReport {
         let mut report = RecoveryReport::new(
@@ -156,7 +186,7 @@ impl ResourceRestoreReport {
         if let Some(at) = incident_at {
             report = report.with_incident_at(at);
         }
-        report.with_data_loss_between(recovered_at, wanted)
+        report.with_data_loss_between(self.recovered_to, wanted)
     }
 
     /// How many objects had an outcome like `outcome` (reasons ignored).
@@ -365,6 +395,7 @@ impl ResourceRestore {
         }
         Ok(ResourceRestoreReport {
             snapshot: manifest.id,
+            recovered_to: manifest.recovery_point.at,
             dry_run: self.dry_run,
             objects: outcomes,
             timeline,
@@ -783,12 +814,6 @@ impl Restore for ResourceRestore {
                 ),
             ));
         }
-        let manifest = request.snapshots.manifest(&restored.snapshot).await?;
-        Ok(restored.recovery_report(
-            &self.component,
-            request.objectives,
-            manifest.recovery_point.at,
-            request.incident_at,
-        ))
+        Ok(restored.recovery_report(&self.component, request.objectives, request.incident_at))
     }
 }

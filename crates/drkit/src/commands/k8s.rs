@@ -7,10 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dr_core::{Fence, Member, Role};
-use dr_k8s::{
-    Cluster, DrainOptions, FenceTarget, LogQuery, RolloutStatus, Workload, WorkloadFence,
-};
+use dr_k8s::{Cluster, DrainOptions, LogQuery, RolloutStatus, Workload};
 use serde_json::json;
 
 use crate::failure::{Failure, Outcome};
@@ -166,11 +163,69 @@ pub(crate) async fn run(args: &ClusterArgs, command: &K8sCommand, out: &Output) 
     let workload = |text: &str| Workload::parse(text, namespace.clone()).map_err(Failure::Usage);
     let failed = |what: String| move |e: dr_k8s::Error| Failure::of(what, &e);
     match command {
-        K8sCommand::Drain { .. }
-        | K8sCommand::Cordon { .. }
-        | K8sCommand::Uncordon { .. }
-        | K8sCommand::Logs { .. }
-        | K8sCommand::Apply { .. } => run_on_nodes(&cluster, &namespace, command, out).await,
+        K8sCommand::Drain {
+            node,
+            timeout,
+            delete_emptydir_data,
+            force,
+            refuse_daemonsets,
+            grace_period,
+        } => {
+            let options = DrainOptions {
+                timeout: *timeout,
+                ignore_daemonsets: !refuse_daemonsets,
+                delete_emptydir_data: *delete_emptydir_data,
+                force: *force,
+                grace_period: *grace_period,
+                ..DrainOptions::default()
+            };
+            drain(&cluster, node, &options, out).await
+        }
+        K8sCommand::Cordon { node } | K8sCommand::Uncordon { node } => {
+            let cordon = matches!(command, K8sCommand::Cordon { .. });
+            let changed = if cordon {
+                cluster.cordon(node).await
+            } else {
+                cluster.uncordon(node).await
+            };
+            let verb = if cordon { "cordoned" } else { "uncordoned" };
+            changed
+                .map_err(|e| Failure::of(format_args!("node {node} on {}", cluster.name()), &e))
+                .map(|changed| {
+                    if changed {
+                        out.line(format_args!("node {node} on {}: {verb}", cluster.name()));
+                    } else {
+                        out.line(format_args!(
+                            "node {node} on {}: already {verb}",
+                            cluster.name()
+                        ));
+                    }
+                })
+        }
+        K8sCommand::Logs {
+            selector,
+            pod,
+            container,
+            since,
+            until,
+            tail,
+        } => {
+            let mut query = match (pod, selector) {
+                (Some(pod), _) => LogQuery::pod(&namespace, pod),
+                (None, selector) => {
+                    LogQuery::labels(&namespace, selector.clone().unwrap_or_default())
+                }
+            }
+            .between(*since, *until);
+            if let Some(container) = container {
+                query = query.container(container);
+            }
+            if let Some(tail) = tail {
+                query = query.tail(*tail);
+            }
+            logs(&cluster, &query, out).await
+        }
+        K8sCommand::Apply { file } => apply(&cluster, file, out).await,
         K8sCommand::Scale {
             workload: w,
             replicas,
@@ -260,24 +315,11 @@ pub(crate) async fn run(args: &ClusterArgs, command: &K8sCommand, out: &Output) 
         } => {
             let w = workload(w)?;
             let name = kind_name(&w);
-            let fence = WorkloadFence::new(cluster.clone())
-                .member(&name, FenceTarget::Scale(w.clone()))
-                .wait(*timeout);
-            let member = Member {
-                name: name.clone(),
-                role: Role::Primary,
-                reachable: false,
-                position: None,
-                lag: None,
-                promotable: false,
-                priority: 0,
-                detail: Default::default(),
-            };
-            fence
-                .fence(&member)
+            let scaled = cluster
+                .fence(&w, *timeout)
                 .await
-                .map_err(|e| Failure::of(format_args!("fencing {w} on {}", cluster.name()), &e))?;
-            let previous = fence.scaled().first().map_or(0, |s| s.previous);
+                .map_err(failed(format!("fencing {w} on {}", cluster.name())))?;
+            let previous = scaled.previous;
             if out.json {
                 return out.json(&json!({
                     "workload": name,
@@ -294,86 +336,6 @@ pub(crate) async fn run(args: &ClusterArgs, command: &K8sCommand, out: &Output) 
             ));
             Ok(())
         }
-    }
-}
-
-/// The commands that act on nodes, logs and manifests rather than on a
-/// workload.
-async fn run_on_nodes(
-    cluster: &Cluster,
-    namespace: &str,
-    command: &K8sCommand,
-    out: &Output,
-) -> Outcome {
-    let on = cluster.name();
-    match command {
-        K8sCommand::Drain {
-            node,
-            timeout,
-            delete_emptydir_data,
-            force,
-            refuse_daemonsets,
-            grace_period,
-        } => {
-            let options = DrainOptions {
-                timeout: *timeout,
-                ignore_daemonsets: !refuse_daemonsets,
-                delete_emptydir_data: *delete_emptydir_data,
-                force: *force,
-                grace_period: *grace_period,
-                ..DrainOptions::default()
-            };
-            drain(cluster, node, &options, out).await
-        }
-        K8sCommand::Cordon { node } | K8sCommand::Uncordon { node } => {
-            let cordon = matches!(command, K8sCommand::Cordon { .. });
-            let changed = if cordon {
-                cluster.cordon(node).await
-            } else {
-                cluster.uncordon(node).await
-            };
-            let verb = if cordon { "cordoned" } else { "uncordoned" };
-            changed
-                .map_err(|e| Failure::of(format_args!("node {node} on {on}"), &e))
-                .map(|changed| {
-                    if changed {
-                        out.line(format_args!("node {node} on {on}: {verb}"));
-                    } else {
-                        out.line(format_args!("node {node} on {on}: already {verb}"));
-                    }
-                })
-        }
-        K8sCommand::Logs {
-            selector,
-            pod,
-            container,
-            since,
-            until,
-            tail,
-        } => {
-            let mut query = match (pod, selector) {
-                (Some(pod), _) => LogQuery::pod(namespace, pod),
-                (None, selector) => {
-                    LogQuery::labels(namespace, selector.clone().unwrap_or_default())
-                }
-            }
-            .between(*since, *until);
-            if let Some(container) = container {
-                query = query.container(container);
-            }
-            if let Some(tail) = tail {
-                query = query.tail(*tail);
-            }
-            logs(cluster, &query, out).await
-        }
-        K8sCommand::Apply { file } => apply(cluster, file, out).await,
-        K8sCommand::Scale { .. }
-        | K8sCommand::Restart { .. }
-        | K8sCommand::Status { .. }
-        | K8sCommand::Undo { .. }
-        | K8sCommand::Fence { .. } => Err(Failure::Usage(
-            "a workload's step is not a node's".to_owned(),
-        )),
     }
 }
 

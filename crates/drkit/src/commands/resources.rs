@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use dr_core::{RecoveryReport, RecoveryTarget, SnapshotSource};
+use dr_core::RecoveryTarget;
 use dr_k8s::{ExistingPolicy, ObjectOutcome, Outcome, ResourceRestore, ResourceRestoreReport};
 use dr_storage::Repository;
 use drkit::Component;
@@ -31,16 +31,6 @@ pub(crate) struct ResourceRestoreArgs {
     pub(crate) incident_at: Option<Timestamp>,
     pub(crate) report_file: Option<PathBuf>,
 }
-
-/// The outcomes, in the order a summary names them.
-const OUTCOMES: [&str; 6] = [
-    "created",
-    "updated",
-    "recreated",
-    "skipped",
-    "unchecked",
-    "failed",
-];
 
 /// Restores, printing every object's outcome and a summary; exit 1 when an
 /// object failed, 3 when the restore missed an objective.
@@ -89,7 +79,7 @@ pub(crate) async fn restore(
     let recovery = if args.dry_run || failed > 0 {
         None
     } else {
-        Some(recovery_report(repo, component, &restored, args.incident_at).await?)
+        Some(restored.recovery_report(component.id(), component.objectives(), args.incident_at))
     };
     if let (Some(report), Some(path)) = (&recovery, &args.report_file) {
         crate::commands::restore::save(report, path)?;
@@ -101,10 +91,9 @@ pub(crate) async fn restore(
             "cluster": cluster.name(),
             "dry_run": restored.dry_run,
             "objects": restored.objects.iter().map(|o| {
-                let (outcome, reason) = outcome_of(&o.outcome);
-                json!({ "object": o.object, "outcome": outcome, "reason": reason })
+                json!({ "object": o.object, "outcome": o.outcome.name(), "reason": o.outcome.reason() })
             }).collect::<Vec<_>>(),
-            "summary": OUTCOMES
+            "summary": Outcome::NAMES
                 .iter()
                 .map(|name| (name.to_string(), json!(count(&restored, name))))
                 .collect::<serde_json::Map<_, _>>(),
@@ -123,7 +112,7 @@ pub(crate) async fn restore(
             },
             restored.snapshot,
             cluster.name(),
-            OUTCOMES
+            Outcome::NAMES
                 .iter()
                 .map(|name| format!("{} {name}", count(&restored, name)))
                 .collect::<Vec<_>>()
@@ -152,43 +141,11 @@ pub(crate) async fn restore(
     }
 }
 
-/// The restore as a recovery report: its steps, the RTO from the incident
-/// (or the start), the data lost since the backup was taken.
-async fn recovery_report(
-    repo: &Repository,
-    component: &Component,
-    restored: &ResourceRestoreReport,
-    incident_at: Option<Timestamp>,
-) -> Result<RecoveryReport, Failure> {
-    let manifest = repo
-        .manifest(&restored.snapshot)
-        .await
-        .map_err(|e| Failure::of(format_args!("reading snapshot {}", restored.snapshot), &e))?;
-    Ok(restored.recovery_report(
-        component.id(),
-        component.objectives(),
-        manifest.recovery_point.at,
-        incident_at,
-    ))
-}
-
-/// An outcome's name, as [`OUTCOMES`] has it, and its reason.
-fn outcome_of(outcome: &Outcome) -> (&'static str, Option<&str>) {
-    match outcome {
-        Outcome::Created => ("created", None),
-        Outcome::Updated => ("updated", None),
-        Outcome::Recreated => ("recreated", None),
-        Outcome::Skipped(why) => ("skipped", Some(why)),
-        Outcome::Unchecked(why) => ("unchecked", Some(why)),
-        Outcome::Failed(why) => ("failed", Some(why)),
-    }
-}
-
 /// How many objects had the outcome `name`.
 fn count(restored: &ResourceRestoreReport, name: &str) -> usize {
     restored
         .objects
         .iter()
-        .filter(|o| outcome_of(&o.outcome).0 == name)
+        .filter(|o| o.outcome.name() == name)
         .count()
 }
