@@ -185,9 +185,5 @@ async fn a_rollout_whose_health_check_fails_is_undone_and_health_returns() {
     );
     assert_eq!(*to_revision, 1);
     assert!(recovered, "{guarded:?}");
-    assert!(
-        guarded.decided_after < Duration::from_secs(5),
-        "{guarded:?}"
-    );
     assert_eq!(image(cluster, "web").await, "nginx:1.27");
 }

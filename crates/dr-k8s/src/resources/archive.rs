@@ -160,7 +160,8 @@ pub(crate) fn read_tar(bytes: &[u8]) -> Result<Vec<StoredObject>, String> {
         if entry.header().entry_type() != tar::EntryType::Regular {
             return Err(format!("{path}: not a regular file"));
         }
-        let mut content = Vec::with_capacity(entry.size() as usize);
+        // The header's size is a hint, not a promise: at most 1 MiB up front.
+        let mut content = Vec::with_capacity(entry.size().min(1 << 20) as usize);
         entry
             .read_to_end(&mut content)
             .map_err(|e| format!("{path}: {e}"))?;
