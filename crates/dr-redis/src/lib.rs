@@ -139,6 +139,7 @@ mod failover;
 mod fetch;
 mod files;
 mod inspect;
+mod pieces;
 mod rdb;
 mod replication;
 mod restore;

@@ -13,16 +13,21 @@ use dr_core::{
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::fetch::{Framing, LogicalDump, RdbTransfer, RedisServer};
+use crate::fetch::{Framing, LogicalDump, RdbTransfer, ReadAhead, RedisServer};
+use crate::pieces::{self, PieceWriter, ReaderGone};
 use crate::rdb::verify::{KeyCounts, RdbSummary, Verifier};
 
 /// The stream an RDB snapshot stores its RDB in.
 pub const RDB_STREAM: &str = "rdb";
 
 /// How far ahead of the store the transfer may read.
-const PIPE: usize = 4 << 20;
+/// Pieces (up to 64 KiB each) in flight between a fetch and the store.
+pub(crate) const PIPE_PIECES: usize = 64;
+
+/// How many pieces of a transfer (up to 64 KiB each) are read ahead of the
+/// store: 16 MiB, about 0.15 s of a fast transfer.
+pub(crate) const READ_AHEAD: usize = 256;
 
 /// What an RDB snapshot records beside its stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +149,7 @@ impl RdbSnapshot {
 
 /// A snapshot's source of RDB bytes.
 enum Source {
-    Replication(Box<RdbTransfer>),
+    Replication(ReadAhead),
     Logical(Box<LogicalDump>),
 }
 
@@ -163,10 +168,17 @@ impl Chunks for RdbTransfer {
 }
 
 #[async_trait]
+impl Chunks for ReadAhead {
+    async fn next_chunk(&mut self) -> crate::Result<Option<Bytes>> {
+        ReadAhead::next_chunk(self).await
+    }
+}
+
+#[async_trait]
 impl Chunks for Source {
     async fn next_chunk(&mut self) -> crate::Result<Option<Bytes>> {
         match self {
-            Source::Replication(transfer) => transfer.next_chunk().await,
+            Source::Replication(ahead) => ahead.next_chunk().await,
             Source::Logical(dump) => dump.next_chunk().await,
         }
     }
@@ -191,7 +203,7 @@ pub(crate) async fn store_checked(
     name: &StreamName,
     source: &mut dyn Chunks,
 ) -> dr_core::Result<RdbSummary> {
-    let (pipe_in, pipe_out) = tokio::io::duplex(PIPE);
+    let (pipe_in, pipe_out) = pieces::pipe(PIPE_PIECES);
     let (publisher, hints) = CutHints::pair();
     let fetch = pump(source, pipe_in, publisher);
     let store = async {
@@ -216,7 +228,7 @@ const HOLD: u64 = 1 << 20;
 /// and the check then fails as incomplete.
 pub(crate) async fn pump(
     source: &mut (dyn Chunks + '_),
-    mut pipe: impl AsyncWrite + Unpin,
+    pipe: PieceWriter,
     publisher: CutHintsPublisher,
 ) -> crate::Result<RdbSummary> {
     let mut checker = Verifier::framing_only().collecting_record_starts();
@@ -236,7 +248,7 @@ pub(crate) async fn pump(
         if held_len - release > HOLD {
             release = held_len;
         }
-        if write_held(&mut pipe, &mut held, release).await.is_err() {
+        if write_held(&pipe, &mut held, release).await.is_err() {
             // The store stopped reading: its own error says why.
             held.clear();
             break;
@@ -244,29 +256,30 @@ pub(crate) async fn pump(
         written += release;
         held_len -= release;
     }
-    write_held(&mut pipe, &mut held, held_len).await.ok();
-    pipe.shutdown().await.ok();
+    write_held(&pipe, &mut held, held_len).await.ok();
+    // The end of the stream for the store.
     drop(pipe);
     checker.finish()
 }
 
 /// Writes the first `n` bytes of `held` into `pipe`, and drops them.
 async fn write_held(
-    pipe: &mut (impl AsyncWrite + Unpin),
+    pipe: &PieceWriter,
     held: &mut VecDeque<Bytes>,
     mut n: u64,
-) -> std::io::Result<()> {
+) -> Result<(), ReaderGone> {
     while n > 0 {
         let Some(front) = held.front_mut() else {
             break;
         };
         if front.len() as u64 <= n {
             n -= front.len() as u64;
-            pipe.write_all(front).await?;
-            held.pop_front();
+            if let Some(piece) = held.pop_front() {
+                pipe.send(piece).await?;
+            }
         } else {
             let part = front.split_to(n as usize);
-            pipe.write_all(&part).await?;
+            pipe.send(part).await?;
             n = 0;
         }
     }
@@ -297,7 +310,8 @@ impl Backup for RdbSnapshot {
                     offset: transfer.offset(),
                 });
                 let version = transfer.server_version().to_owned();
-                (Source::Replication(Box::new(transfer)), point, version)
+                let ahead = transfer.read_ahead(READ_AHEAD);
+                (Source::Replication(ahead), point, version)
             }
             SnapshotMode::Logical => {
                 let dump = timeline
@@ -325,9 +339,9 @@ impl Backup for RdbSnapshot {
                 return Err(error);
             }
         };
-        let framing = match &source {
+        let framing = match source {
             Source::Logical(_) => "logical",
-            Source::Replication(transfer) => match transfer.framing() {
+            Source::Replication(ahead) => match ahead.finish().await?.framing() {
                 Some(Framing::EofMark(_)) => "diskless",
                 _ => "length",
             },

@@ -353,6 +353,72 @@ pub(crate) enum Crypter {
 /// A blob or chunk id: 32 bytes.
 pub(crate) type Id = [u8; 32];
 
+/// Hashing for maps keyed by [`Id`]: an id is already a cryptographic
+/// hash, so its first eight bytes, mixed with a key of this process's own,
+/// stand in for SipHash over all 32 (a backup of a large data set looks up
+/// and inserts hundreds of thousands of them).
+#[derive(Clone)]
+pub(crate) struct IdHash {
+    key: u64,
+}
+
+impl Default for IdHash {
+    fn default() -> Self {
+        static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let key = *KEY.get_or_init(|| {
+            let mut bytes = [0u8; 8];
+            // Without randomness the key is fixed; the ids stay as spread.
+            getrandom::fill(&mut bytes).ok();
+            u64::from_le_bytes(bytes) | 1
+        });
+        Self { key }
+    }
+}
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            key: self.key,
+            state: 0,
+        }
+    }
+}
+
+/// [`IdHash`]'s hasher.
+pub(crate) struct IdHasher {
+    key: u64,
+    state: u64,
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // An id arrives in one write of its 32 bytes (after its length):
+        // the first eight are enough. Anything else is folded in whole.
+        let take = if bytes.len() == 32 { 8 } else { bytes.len() };
+        for word in bytes[..take].chunks(8) {
+            let mut le = [0u8; 8];
+            le[..word.len()].copy_from_slice(word);
+            self.state = (self.state.rotate_left(29) ^ u64::from_le_bytes(le))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_usize(&mut self, _length: usize) {}
+
+    fn finish(&self) -> u64 {
+        let mixed = (self.state ^ self.key).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        mixed ^ (mixed >> 32)
+    }
+}
+
+/// A map keyed by [`Id`].
+pub(crate) type IdMap<V> = std::collections::HashMap<Id, V, IdHash>;
+
+/// A set of [`Id`]s.
+pub(crate) type IdSet = std::collections::HashSet<Id, IdHash>;
+
 impl Crypter {
     /// The id of a chunk's plaintext.
     pub(crate) fn id(&self, data: &[u8]) -> Id {
@@ -540,14 +606,17 @@ pub(crate) fn content_name(bytes: &[u8]) -> String {
     hex(blake3::hash(bytes).as_bytes())
 }
 
+/// `bytes` in lowercase hexadecimal. A table, not `format!`: a commit
+/// writes the ids of every chunk of a snapshot this way.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+    // Only ASCII digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 pub(crate) fn parse_hex_id(text: &str) -> Option<Id> {

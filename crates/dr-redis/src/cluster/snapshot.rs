@@ -17,11 +17,9 @@ use super::layout::ClusterLayout;
 use crate::error::{Error, Result};
 use crate::fetch::conn::{Conn, Reply};
 use crate::fetch::{Framing, RdbTransfer, RedisServer, info, info_field};
+use crate::pieces::{self, PieceReader};
 use crate::rdb::verify::RdbSummary;
-use crate::snapshot::{RdbSnapshotDetails, pump};
-
-/// How far ahead of the store each shard's transfer may read.
-const PIPE: usize = 4 << 20;
+use crate::snapshot::{PIPE_PIECES, READ_AHEAD, RdbSnapshotDetails, pump};
 
 /// One shard of a cluster snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -374,21 +372,22 @@ async fn store_all_checked(
 ) -> dr_core::Result<Vec<(RdbSummary, &'static str)>> {
     let mut fetches = Vec::new();
     let mut outs = Vec::new();
-    for (name, mut transfer) in transfers {
-        let (pipe_in, pipe_out) = tokio::io::duplex(PIPE);
+    for (name, transfer) in transfers {
+        let (pipe_in, pipe_out) = pieces::pipe(PIPE_PIECES);
         let (publisher, hints) = CutHints::pair();
         outs.push((name, pipe_out, hints));
         fetches.push(async move {
-            let summary = pump(&mut transfer, pipe_in, publisher).await;
-            let framing = match transfer.framing() {
+            let mut ahead = transfer.read_ahead(READ_AHEAD);
+            let summary = pump(&mut ahead, pipe_in, publisher).await?;
+            let framing = match ahead.finish().await?.framing() {
                 Some(Framing::EofMark(_)) => "diskless",
                 _ => "length",
             };
-            summary.map(|summary| (summary, framing))
+            Ok::<_, Error>((summary, framing))
         });
     }
     let store = async {
-        let mut pipes: Vec<(StreamName, tokio::io::DuplexStream)> = Vec::new();
+        let mut pipes: Vec<(StreamName, PieceReader)> = Vec::new();
         let mut all_hints = Vec::new();
         for (name, out, hints) in outs {
             pipes.push((name, out));

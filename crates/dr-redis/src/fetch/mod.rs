@@ -482,6 +482,35 @@ impl RdbTransfer {
         Ok(Some(chunk))
     }
 
+    /// Reads the rest of the transfer on a task of its own, up to `depth`
+    /// pieces ahead of [`ReadAhead::next_chunk`]: the socket is drained
+    /// while the caller works on what came before, so the server's
+    /// transfer (and its forked child behind it) does not wait on that
+    /// work. [`ReadAhead::finish`] gives the transfer back.
+    pub(crate) fn read_ahead(mut self, depth: usize) -> ReadAhead {
+        let (tx, rx) = tokio::sync::mpsc::channel(depth.max(1));
+        let task = tokio::spawn(async move {
+            loop {
+                let next = self.next_chunk().await;
+                let end = !matches!(next, Ok(Some(_)));
+                let next = next.transpose();
+                if let Some(next) = next
+                    && tx.send(next).await.is_err()
+                {
+                    break;
+                }
+                if end {
+                    break;
+                }
+            }
+            self
+        });
+        ReadAhead {
+            rx,
+            task: Some(task),
+        }
+    }
+
     /// Reads the preamble: `$<length>` or `$EOF:<mark>`.
     async fn preamble(&mut self) -> Result<Framing> {
         let line = self
@@ -548,5 +577,48 @@ mod tests {
         assert_eq!(info_field(info, "redis_version"), Some("7.0.15"));
         assert_eq!(info_field(info, "redis_mode"), Some("standalone"));
         assert_eq!(info_field(info, "redis"), None);
+    }
+}
+
+/// An [`RdbTransfer`] read on a task of its own, ahead of its consumer
+/// ([`RdbTransfer::read_ahead`]). Dropped before the end, the reading stops.
+#[derive(Debug)]
+pub(crate) struct ReadAhead {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes>>,
+    task: Option<tokio::task::JoinHandle<RdbTransfer>>,
+}
+
+impl ReadAhead {
+    /// The next bytes of the RDB, as [`RdbTransfer::next_chunk`].
+    ///
+    /// # Errors
+    /// Those of [`RdbTransfer::next_chunk`].
+    pub(crate) async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        self.rx.recv().await.transpose()
+    }
+
+    /// The transfer, once its reading task has stopped: at the end of the
+    /// RDB, after an error, or now if it was not read to its end.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] if the reading task did not return it.
+    pub(crate) async fn finish(mut self) -> Result<RdbTransfer> {
+        self.rx.close();
+        // Pieces still queued let a blocked send through, and the task ends.
+        while self.rx.recv().await.is_some() {}
+        let task = self.task.take().ok_or(Error::InvalidState {
+            reason: "the RDB transfer was already given back",
+        })?;
+        task.await.map_err(|_| Error::InvalidState {
+            reason: "the RDB transfer's reading task failed",
+        })
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }

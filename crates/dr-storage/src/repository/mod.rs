@@ -39,7 +39,8 @@ use crate::backend::{
     ObjectRetention, PutOptions, ReadBackend, ReadBackendExt, RetentionMode, WriteBackend,
 };
 use crate::crypto::{
-    Cipher, Crypter, Id, KdfParams, MasterKey, Secret, WrappedKey, content_name, fill_random, hex,
+    Cipher, Crypter, Id, IdMap, KdfParams, MasterKey, Secret, WrappedKey, content_name,
+    fill_random, hex,
 };
 use crate::error::{Error, Result};
 use crate::key_cache::{CacheEntry, KeyCache, Lookup};
@@ -375,7 +376,7 @@ struct Inner {
 /// Where every known blob is, and which index files that came from.
 #[derive(Debug, Default)]
 struct Index {
-    blobs: HashMap<Id, Location>,
+    blobs: IdMap<Location>,
     files: HashSet<String>,
 }
 
