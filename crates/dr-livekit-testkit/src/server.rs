@@ -427,9 +427,10 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, metrics: bool) {
 fn text(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
     response
 }
 
@@ -511,15 +512,18 @@ async fn serve(shared: &Shared, request: Request<Incoming>) -> Response<Full<Byt
             .collect()
             .await
             .map_err(|e| {
-                TwirpError::new(
-                    Code::Malformed,
-                    format!("failed to read request body: {e}"),
-                )
+                TwirpError::new(Code::Malformed, format!("failed to read request body: {e}"))
             })?
             .to_bytes();
         let mut inner = shared.lock();
-        let answer =
-            services::serve(&mut inner.state, grants.as_ref(), service, method, enc, &body);
+        let answer = services::serve(
+            &mut inner.state,
+            grants.as_ref(),
+            service,
+            method,
+            enc,
+            &body,
+        );
         Ok((enc, answer))
     }
     .await;

@@ -86,9 +86,10 @@ pub(crate) const METHODS: &[(&str, &[&str])] = &[
 
 /// The known route for `service`/`method`, as `'static` names (for the counters).
 pub(crate) fn route(service: &str, method: &str) -> Option<(&'static str, &'static str)> {
-    METHODS.iter().find(|(s, _)| *s == service).and_then(|(s, ms)| {
-        ms.iter().find(|m| **m == method).map(|m| (*s, *m))
-    })
+    METHODS
+        .iter()
+        .find(|(s, _)| *s == service)
+        .and_then(|(s, ms)| ms.iter().find(|m| **m == method).map(|m| (*s, *m)))
 }
 
 /// One call: decode the request, run `f`, encode its answer in the request's encoding.
@@ -351,14 +352,12 @@ fn sip(
             auth::sip_admin(g)?;
             Ok(lk::ListSipInboundTrunkResponse {
                 items: st.list_inbound_trunks(&r),
-                ..Default::default()
             })
         }),
         "ListSIPOutboundTrunk" => call(enc, body, |r: lk::ListSipOutboundTrunkRequest| {
             auth::sip_admin(g)?;
             Ok(lk::ListSipOutboundTrunkResponse {
                 items: st.list_outbound_trunks(&r),
-                ..Default::default()
             })
         }),
         "DeleteSIPTrunk" => call(enc, body, |r: lk::DeleteSipTrunkRequest| {
@@ -377,7 +376,6 @@ fn sip(
             auth::sip_admin(g)?;
             Ok(lk::ListSipDispatchRuleResponse {
                 items: st.list_dispatch_rules(&r),
-                ..Default::default()
             })
         }),
         "DeleteSIPDispatchRule" => call(enc, body, |r: lk::DeleteSipDispatchRuleRequest| {

@@ -60,13 +60,14 @@ fn is_ended(status: i32) -> bool {
     !is_active(status)
 }
 
-/// Sets a protobuf `Timestamp` (pbjson's, not named here) to now.
+/// Sets a protobuf `Timestamp` (pbjson's, not named here) to now, to the whole second:
+/// pbjson writes a fraction as `.123456789+00:00`, which protobuf-es (the Node SDK) refuses
+/// (Go writes `Z`); whole seconds come out as `+00:00`, which it takes.
 macro_rules! stamp {
     ($field:expr) => {{
-        let ns = now_ns();
         let ts = $field.get_or_insert_with(Default::default);
-        ts.seconds = ns / 1_000_000_000;
-        ts.nanos = (ns % 1_000_000_000) as i32;
+        ts.seconds = now_s();
+        ts.nanos = 0;
     }};
 }
 
@@ -731,7 +732,8 @@ impl State {
         }
         info.sip_trunk_id = self.ids.id("ST_");
         stamp!(info.created_at);
-        self.outbound.insert(info.sip_trunk_id.clone(), info.clone());
+        self.outbound
+            .insert(info.sip_trunk_id.clone(), info.clone());
         Ok(info)
     }
 
@@ -1018,7 +1020,10 @@ impl State {
             .collect()
     }
 
-    pub(crate) fn delete_dispatch_rule(&mut self, id: &str) -> TwirpResult<lk::SipDispatchRuleInfo> {
+    pub(crate) fn delete_dispatch_rule(
+        &mut self,
+        id: &str,
+    ) -> TwirpResult<lk::SipDispatchRuleInfo> {
         if id.is_empty() {
             return Err(TwirpError::invalid("dispatch rule ID is required"));
         }
