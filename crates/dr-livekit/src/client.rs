@@ -250,7 +250,46 @@ impl LiveKit {
         call: Call,
         request: impl Future<Output = Result<T, ServiceError>>,
     ) -> Result<T> {
-        request.await.map_err(|e| self.error(call, e))
+        match request.await {
+            Ok(answer) => Ok(answer),
+            // livekit-api reads every error answer as Twirp's JSON; LiveKit
+            // answers a token it cannot verify (a wrong secret, an unknown
+            // key) with a plain-text 401 before Twirp sees the request, so
+            // the status is lost. A call of our own tells the two apart.
+            Err(ServiceError::Twirp(ServerError::Request(e))) if e.is_decode() => {
+                Err(self.diagnose(call, &e).await)
+            }
+            Err(e) => Err(self.error(call, e)),
+        }
+    }
+
+    /// Why `call`'s answer did not read: a `ListRooms` of no room, made
+    /// here, says whether the key is refused or the server is not LiveKit.
+    async fn diagnose(&self, call: Call, error: &reqwest::Error) -> Error {
+        let body = br#"{"names":["drkit-probe-no-such-room"]}"#.to_vec();
+        let grants = Grants::video(VideoGrants {
+            room_list: true,
+            ..Default::default()
+        });
+        let named = |e: Error| match e {
+            Error::Unauthenticated { url, message, .. } => Error::Unauthenticated {
+                url,
+                call: call.to_string(),
+                message,
+            },
+            other => other,
+        };
+        match self
+            .post_twirp(calls::LIST_ROOMS, body, "application/json", grants)
+            .await
+        {
+            Err(e @ (Error::Unauthenticated { .. } | Error::NotLiveKit { .. })) => named(e),
+            _ => Error::NotLiveKit {
+                url: self.url.clone(),
+                call: call.to_string(),
+                reason: format!("its body does not read as a Twirp answer: {error}"),
+            },
+        }
     }
 
     /// Sends `request` whole as the call `call`, with a token of
@@ -311,6 +350,15 @@ impl LiveKit {
             .unwrap_or("no content type")
             .to_owned();
         let body = response.bytes().await.map_err(unreachable)?.to_vec();
+        if status == reqwest::StatusCode::UNAUTHORIZED && !answered.starts_with("application/json")
+        {
+            // LiveKit's own check of the token, before Twirp: plain text.
+            return Err(Error::Unauthenticated {
+                url: self.url.clone(),
+                call: call.to_string(),
+                message: String::from_utf8_lossy(&body).trim().to_owned(),
+            });
+        }
         if status == reqwest::StatusCode::OK {
             if !answered.starts_with(content_type) {
                 return Err(Error::NotLiveKit {
@@ -342,6 +390,16 @@ impl LiveKit {
         let url = self.url.clone();
         let call_name = call.to_string();
         match code.as_str() {
+            // LiveKit's services answer a token without the grant so
+            // (`permissions denied`), not with `permission_denied`.
+            "unauthenticated" | "permission_denied" if message.contains("permission") => {
+                Error::PermissionDenied {
+                    url,
+                    call: call_name,
+                    grant: call.grant,
+                    message,
+                }
+            }
             "unauthenticated" => Error::Unauthenticated {
                 url,
                 call: call_name,

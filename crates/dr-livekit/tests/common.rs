@@ -8,12 +8,12 @@ use dr_livekit_testkit::LiveKitServer;
 use dr_storage::{InitOptions, MemoryBackend, Repository};
 
 /// A LiveKit client of `server`.
-pub fn client(server: &LiveKitServer) -> LiveKit {
+pub(crate) fn client(server: &LiveKitServer) -> LiveKit {
     LiveKit::new(&server.url(), server.api_key(), server.api_secret()).unwrap()
 }
 
 /// A repository in memory, unencrypted.
-pub async fn repository() -> Arc<Repository> {
+pub(crate) async fn repository() -> Arc<Repository> {
     Arc::new(
         Repository::init(Arc::new(MemoryBackend::new()), InitOptions::unencrypted())
             .await
@@ -22,7 +22,7 @@ pub async fn repository() -> Arc<Repository> {
 }
 
 /// A participant as a client joins with it.
-pub fn participant(identity: &str, metadata: &str) -> proto::ParticipantInfo {
+pub(crate) fn participant(identity: &str, metadata: &str) -> proto::ParticipantInfo {
     proto::ParticipantInfo {
         identity: identity.into(),
         name: identity.to_uppercase(),
@@ -42,7 +42,7 @@ pub fn participant(identity: &str, metadata: &str) -> proto::ParticipantInfo {
 /// running room-composite egress, an agent dispatch, an RTMP ingress, an
 /// inbound and an outbound SIP trunk and a dispatch rule naming the
 /// inbound one. The registry it was made through.
-pub async fn populate(server: &LiveKitServer, livekit: &LiveKit) -> DesiredRooms {
+pub(crate) async fn populate(server: &LiveKitServer, livekit: &LiveKit) -> DesiredRooms {
     let api = livekit_api::services::LiveKitApi::with_api_key(
         &server.url(),
         server.api_key(),
@@ -80,9 +80,13 @@ pub async fn populate(server: &LiveKitServer, livekit: &LiveKit) -> DesiredRooms
         )
         .await
         .unwrap();
-    server.join("standup", participant("alice", "host")).unwrap();
+    server
+        .join("standup", participant("alice", "host"))
+        .unwrap();
     server.join("standup", participant("bob", "")).unwrap();
-    server.join("all-hands", participant("carol", "speaker")).unwrap();
+    server
+        .join("all-hands", participant("carol", "speaker"))
+        .unwrap();
     api.egress()
         .start_room_composite_egress(
             "all-hands",
@@ -90,7 +94,6 @@ pub async fn populate(server: &LiveKitServer, livekit: &LiveKit) -> DesiredRooms
                 proto::StreamOutput {
                     protocol: proto::StreamProtocol::Rtmp as i32,
                     urls: vec!["rtmp://youtube.example/live/key".into()],
-                    ..Default::default()
                 },
             )],
             livekit_api::services::egress::RoomCompositeOptions {
@@ -157,7 +160,7 @@ pub async fn populate(server: &LiveKitServer, livekit: &LiveKit) -> DesiredRooms
 }
 
 /// A repository in a directory of its own, unencrypted.
-pub async fn repository_in(dir: &std::path::Path) -> Arc<Repository> {
+pub(crate) async fn repository_in(dir: &std::path::Path) -> Arc<Repository> {
     let backend = Arc::new(dr_storage::FsBackend::new(dir).unwrap());
     Arc::new(
         Repository::init(backend, InitOptions::unencrypted())
@@ -167,7 +170,7 @@ pub async fn repository_in(dir: &std::path::Path) -> Arc<Repository> {
 }
 
 /// The bytes of every file under `dir`.
-pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+pub(crate) fn dir_bytes(dir: &std::path::Path) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();

@@ -21,7 +21,10 @@ async fn a_wrong_secret_is_an_auth_error_and_stores_nothing() {
     assert!(matches!(err, Error::Unauthenticated { .. }), "{err}");
     assert!(err.to_string().contains("RoomService.ListRooms"), "{err}");
     let repo = repository().await;
-    let err = snapshot_of(wrong).backup_to(repo.as_ref()).await.unwrap_err();
+    let err = snapshot_of(wrong)
+        .backup_to(repo.as_ref())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
     let listed = dr_core::SnapshotSource::snapshots(repo.as_ref(), &"livekit/sfu".parse().unwrap())
         .await
@@ -56,7 +59,10 @@ async fn an_html_page_instead_of_twirp_is_not_taken_for_livekit() {
     assert!(matches!(err, Error::NotLiveKit { .. }), "{err}");
     let health = LiveKitProbe::new().check(&livekit).await;
     assert!(!health.is_healthy());
-    assert!(health.problem().unwrap().contains("ListRooms"), "{health:?}");
+    assert!(
+        health.problem().unwrap().contains("ListRooms"),
+        "{health:?}"
+    );
 }
 
 #[tokio::test]
@@ -78,7 +84,10 @@ async fn a_server_that_is_down_is_a_retryable_error_and_an_unhealthy_probe() {
     server.set_down(true);
     let err = LiveKitState::read(&livekit, None).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
-    assert!(matches!(&err, Error::Server { code, .. } if code == "unavailable"), "{err}");
+    assert!(
+        matches!(&err, Error::Server { code, .. } if code == "unavailable"),
+        "{err}"
+    );
     assert!(!probe.check(&livekit).await.is_healthy());
 }
 

@@ -56,7 +56,12 @@ async fn a_restarted_server_gets_its_rooms_egress_and_agents_back() {
         .await
         .unwrap();
     assert_eq!(report.method, RestoreMethod::Api);
-    assert_eq!(report.applied.failed().count(), 0, "{:?}", report.applied.items);
+    assert_eq!(
+        report.applied.failed().count(),
+        0,
+        "{:?}",
+        report.applied.items
+    );
     assert_eq!(report.applied.count(ItemKind::Room, &Outcome::Created), 2);
 
     let after = api.room().list_rooms(Vec::new()).await.unwrap();
@@ -97,12 +102,33 @@ async fn a_restarted_server_gets_its_rooms_egress_and_agents_back() {
         Some(egress_after[0].egress_id.as_str())
     );
     // The agent dispatch is back.
-    let dispatches = api.agent_dispatch().list_dispatch("all-hands").await.unwrap();
-    assert!(dispatches.iter().any(|d| d.agent_name == "translator" && d.metadata == "fr"));
+    let dispatches = api
+        .agent_dispatch()
+        .list_dispatch("all-hands")
+        .await
+        .unwrap();
+    assert!(
+        dispatches
+            .iter()
+            .any(|d| d.agent_name == "translator" && d.metadata == "fr")
+    );
     // Ingress and SIP live on (a restart keeps them): the same ids.
-    assert_eq!(report.applied.count(ItemKind::Ingress, &Outcome::Unchanged), 1);
-    assert_eq!(report.applied.count(ItemKind::SipInboundTrunk, &Outcome::Unchanged), 1);
-    assert_eq!(report.applied.count(ItemKind::SipDispatchRule, &Outcome::Unchanged), 1);
+    assert_eq!(
+        report.applied.count(ItemKind::Ingress, &Outcome::Unchanged),
+        1
+    );
+    assert_eq!(
+        report
+            .applied
+            .count(ItemKind::SipInboundTrunk, &Outcome::Unchanged),
+        1
+    );
+    assert_eq!(
+        report
+            .applied
+            .count(ItemKind::SipDispatchRule, &Outcome::Unchanged),
+        1
+    );
     assert_eq!(report.applied.remap.of_kind(ItemKind::Ingress).count(), 0);
     // The data lost is the time since the snapshot.
     assert!(report.recovery.data_loss.is_some());
@@ -113,8 +139,16 @@ async fn a_restarted_server_gets_its_rooms_egress_and_agents_back() {
         .await
         .unwrap();
     assert_eq!(again.applied.count(ItemKind::Room, &Outcome::Unchanged), 2);
-    assert_eq!(again.applied.count(ItemKind::Egress, &Outcome::Unchanged), 1);
-    assert_eq!(again.applied.count(ItemKind::AgentDispatch, &Outcome::Created), 0);
+    assert_eq!(
+        again.applied.count(ItemKind::Egress, &Outcome::Unchanged),
+        1
+    );
+    assert_eq!(
+        again
+            .applied
+            .count(ItemKind::AgentDispatch, &Outcome::Created),
+        0
+    );
 }
 
 #[tokio::test]
@@ -149,7 +183,12 @@ async fn a_standby_gets_new_ids_and_stream_keys_and_dispatch_rules_follow_their_
         .restore_state(RestoreRequest::new(repo.as_ref(), &target, objectives()))
         .await
         .unwrap();
-    assert_eq!(report.applied.failed().count(), 0, "{:?}", report.applied.items);
+    assert_eq!(
+        report.applied.failed().count(),
+        0,
+        "{:?}",
+        report.applied.items
+    );
 
     let api = livekit_api::services::LiveKitApi::with_api_key(
         &standby.url(),
@@ -164,11 +203,19 @@ async fn a_standby_gets_new_ids_and_stream_keys_and_dispatch_rules_follow_their_
     assert_eq!(ingress.len(), 1);
     assert_eq!(ingress[0].name, "studio");
     assert_eq!(ingress[0].room_name, "all-hands");
-    let moved = report.applied.remap.of_kind(ItemKind::Ingress).next().unwrap();
+    let moved = report
+        .applied
+        .remap
+        .of_kind(ItemKind::Ingress)
+        .next()
+        .unwrap();
     assert_eq!(moved.old_id, old_ingress[0].ingress_id);
     assert_eq!(moved.new_id, ingress[0].ingress_id);
     assert_eq!(
-        report.applied.remap.new_stream_key(&old_ingress[0].stream_key),
+        report
+            .applied
+            .remap
+            .new_stream_key(&old_ingress[0].stream_key),
         Some(ingress[0].stream_key.as_str())
     );
     assert_ne!(ingress[0].stream_key, old_ingress[0].stream_key);
@@ -186,7 +233,12 @@ async fn a_standby_gets_new_ids_and_stream_keys_and_dispatch_rules_follow_their_
     assert_eq!(inbound.len(), 1);
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].trunk_ids, vec![inbound[0].sip_trunk_id.clone()]);
-    assert_eq!(report.applied.count(ItemKind::SipOutboundTrunk, &Outcome::Created), 1);
+    assert_eq!(
+        report
+            .applied
+            .count(ItemKind::SipOutboundTrunk, &Outcome::Created),
+        1
+    );
     let rooms = api.room().list_rooms(Vec::new()).await.unwrap();
     assert_eq!(rooms.len(), 2);
 }
@@ -206,7 +258,9 @@ async fn receive_webhook(listener: &tokio::net::TcpListener) -> (String, String)
                 head.lines()
                     .find_map(|l| {
                         let (k, v) = l.split_once(':')?;
-                        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                        k.trim()
+                            .eq_ignore_ascii_case(name)
+                            .then(|| v.trim().to_owned())
                     })
                     .unwrap_or_default()
             };
@@ -275,7 +329,14 @@ async fn participants_are_set_again_when_they_rejoin_through_a_signed_webhook() 
     assert_eq!(applied.participant.identity, "alice");
     assert_eq!(applied.participant.metadata, "host");
     assert_eq!(applied.participant.name, "ALICE");
-    assert_eq!(applied.participant.attributes.get("team").map(String::as_str), Some("blue"));
+    assert_eq!(
+        applied
+            .participant
+            .attributes
+            .get("team")
+            .map(String::as_str),
+        Some("blue")
+    );
     assert!(applied.participant.permission.as_ref().unwrap().can_publish);
     assert_eq!(rejoin.pending(), 2);
 

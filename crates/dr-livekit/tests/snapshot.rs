@@ -1,7 +1,7 @@
 //! Snapshots: every part of the state in one snapshot, and a state found
 //! unchanged confirmed for next to nothing.
 
-use dr_core::{BackupBase, BackupExt, BackupRequest, Backup};
+use dr_core::{Backup, BackupBase, BackupExt, BackupRequest};
 use dr_livekit::{LiveKitSnapshot, LiveKitSnapshotDetails};
 use dr_livekit_testkit::LiveKitServer;
 
@@ -17,7 +17,9 @@ async fn a_snapshot_holds_rooms_participants_egress_agents_ingress_and_sip() {
     let snapshot = LiveKitSnapshot::new("livekit/sfu".parse().unwrap(), livekit.clone())
         .desired_rooms(desired);
     let report = snapshot.backup_to(repo.as_ref()).await.unwrap();
-    let details = LiveKitSnapshotDetails::of(&report.manifest).unwrap().unwrap();
+    let details = LiveKitSnapshotDetails::of(&report.manifest)
+        .unwrap()
+        .unwrap();
     let counts = details.counts;
     assert_eq!(counts.rooms, 2);
     assert_eq!(counts.participants, 3);
@@ -41,7 +43,8 @@ async fn an_unchanged_state_is_confirmed_in_under_a_kibibyte_and_a_change_is_sto
     let repo = repository_in(dir.path()).await;
     let snapshot = LiveKitSnapshot::new("livekit/sfu".parse().unwrap(), livekit.clone())
         .desired_rooms(desired);
-    let every_minute = || BackupRequest::new(repo.as_ref()).base(BackupBase::LatestFull(repo.as_ref()));
+    let every_minute =
+        || BackupRequest::new(repo.as_ref()).base(BackupBase::LatestFull(repo.as_ref()));
     let first = snapshot.backup(every_minute()).await.unwrap().manifest;
     let before = dir_bytes(dir.path());
     let second = snapshot.backup(every_minute()).await.unwrap().manifest;
