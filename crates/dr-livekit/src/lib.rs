@@ -32,6 +32,10 @@
 //!   rejoin: from the service's `participant_joined` webhook, verified.
 //! - [`LiveKitProbe`]: readiness (`GET /`, 200 or 406), a short `ListRooms`
 //!   and the Prometheus metrics ([`LiveKitHealth`]).
+//! - [`LiveKitFailover`]: dr-core's `Failover` from a dead SFU to a warm
+//!   standby: both probed, the latest snapshot restored onto the standby,
+//!   clients pointed at it by the caller's `Rewire` hook; the report's data
+//!   loss is the snapshot's age.
 //!
 //! Where LiveKit runs on several nodes, its durable state (ingress, SIP,
 //! agent dispatches) is in Redis: restoring those keys keeps every id and
@@ -62,6 +66,7 @@
 
 mod client;
 mod error;
+mod failover;
 mod health;
 mod registry;
 mod rejoin;
@@ -71,6 +76,7 @@ mod state;
 
 pub use client::{DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT, LiveKit};
 pub use error::{Error, Result};
+pub use failover::LiveKitFailover;
 pub use health::{DEFAULT_PROBE_TIMEOUT, LiveKitHealth, LiveKitMetrics, LiveKitProbe, Readiness};
 pub use registry::DesiredRooms;
 pub use rejoin::{Reapplied, Rejoin};
@@ -78,7 +84,10 @@ pub use restore::{
     Applied, ItemKind, LiveKitRestore, LiveKitRestoreReport, Outcome, Remap, Remapped,
     RestoreMethod, Restored,
 };
-pub use snapshot::{LiveKitSnapshot, LiveKitSnapshotDetails, STATE_STREAM};
+pub use snapshot::{
+    LiveKitSnapshot, LiveKitSnapshotDetails, STATE_STREAM, is_livekit_snapshot, livekit_snapshots,
+    verify_snapshot,
+};
 pub use state::{LiveKitState, ParticipantState, RoomState, STATE_FORMAT, StateCounts, Unreadable};
 
 /// LiveKit's protobuf messages, as this crate uses them.

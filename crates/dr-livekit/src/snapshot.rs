@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use dr_core::{
     Backup, BackupBase, BackupReport, BackupRequest, Capabilities, Capability, ComponentId,
-    Manifest, RecoveryPoint, SnapshotCommit, SnapshotDetails, SnapshotId, SnapshotSource,
-    StreamName, Timeline,
+    Finding, Manifest, Problem, RecoveryPoint, SnapshotCommit, SnapshotDetails, SnapshotId,
+    SnapshotSource, StreamName, Timeline, VerificationReport,
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -113,6 +113,70 @@ impl LiveKitSnapshot {
     pub fn livekit(&self) -> &LiveKit {
         &self.livekit
     }
+}
+
+/// Whether `manifest` is a LiveKit snapshot (full or a confirmation).
+pub fn is_livekit_snapshot(manifest: &Manifest) -> bool {
+    manifest.metadata.contains_key(LiveKitSnapshotDetails::KEY)
+}
+
+/// `component`'s committed LiveKit snapshots, oldest first.
+///
+/// # Errors
+/// The source could not list them.
+pub async fn livekit_snapshots(
+    source: &dyn SnapshotSource,
+    component: &ComponentId,
+) -> dr_core::Result<Vec<Manifest>> {
+    let mut all = source.snapshots(component).await?;
+    all.retain(is_livekit_snapshot);
+    Ok(all)
+}
+
+/// Reads the state a LiveKit snapshot holds back whole (a confirmation's
+/// from the snapshot it confirms) and checks it against the recorded
+/// SHA-256 and counts.
+///
+/// # Errors
+/// It is not a LiveKit snapshot, or the state does not read or differs
+/// from its record.
+pub async fn verify_snapshot(
+    source: &dyn SnapshotSource,
+    manifest: &Manifest,
+) -> dr_core::Result<VerificationReport> {
+    let mut timeline = Timeline::start_now();
+    let details = LiveKitSnapshotDetails::of(manifest)?.ok_or_else(|| {
+        dr_core::Error::invalid(
+            format!("snapshot {}", manifest.id),
+            "it is not a LiveKit snapshot",
+        )
+    })?;
+    let state = timeline
+        .step(
+            "read the state back",
+            crate::restore::read_state(source, manifest, &details),
+        )
+        .await?;
+    let mut findings = Vec::new();
+    if state.counts() != details.counts {
+        findings.push(Finding::new(
+            STATE_STREAM,
+            Problem::Malformed {
+                reason: format!(
+                    "it holds {:?}, the record says {:?}",
+                    state.counts(),
+                    details.counts
+                ),
+            },
+        ));
+    }
+    Ok(VerificationReport {
+        snapshot: manifest.id,
+        checked: state.rooms.len() as u64,
+        bytes: manifest.total_size(),
+        findings,
+        timeline,
+    })
 }
 
 /// The latest LiveKit snapshot of `component` in `source` and its

@@ -183,3 +183,69 @@ pub(crate) fn dir_bytes(dir: &std::path::Path) -> u64 {
     }
     total
 }
+
+/// The server a test that needs no stand-in-only control runs against: a
+/// real LiveKit when `DRKIT_TEST_LIVEKIT_URL`, `DRKIT_TEST_LIVEKIT_KEY` and
+/// `DRKIT_TEST_LIVEKIT_SECRET` name one, else the stand-in.
+pub(crate) enum Sfu {
+    StandIn(LiveKitServer),
+    Real {
+        url: String,
+        key: String,
+        secret: String,
+    },
+}
+
+impl Sfu {
+    pub(crate) async fn start() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        match (
+            var("DRKIT_TEST_LIVEKIT_URL"),
+            var("DRKIT_TEST_LIVEKIT_KEY"),
+            var("DRKIT_TEST_LIVEKIT_SECRET"),
+        ) {
+            (Some(url), Some(key), Some(secret)) => Sfu::Real { url, key, secret },
+            (None, _, _) => Sfu::StandIn(LiveKitServer::start().await.unwrap()),
+            _ => panic!(
+                "DRKIT_TEST_LIVEKIT_URL needs DRKIT_TEST_LIVEKIT_KEY and DRKIT_TEST_LIVEKIT_SECRET"
+            ),
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        match self {
+            Sfu::StandIn(server) => server.url(),
+            Sfu::Real { url, .. } => url.clone(),
+        }
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            Sfu::StandIn(server) => server.api_key(),
+            Sfu::Real { key, .. } => key,
+        }
+    }
+
+    pub(crate) fn secret(&self) -> &str {
+        match self {
+            Sfu::StandIn(server) => server.api_secret(),
+            Sfu::Real { secret, .. } => secret,
+        }
+    }
+
+    pub(crate) fn client(&self) -> LiveKit {
+        LiveKit::new(&self.url(), self.key(), self.secret()).unwrap()
+    }
+
+    pub(crate) fn api(&self) -> livekit_api::services::LiveKitApi {
+        livekit_api::services::LiveKitApi::with_api_key(&self.url(), self.key(), self.secret())
+    }
+}
+
+/// Room names of one test run: on a real server shared by others, each
+/// test touches only its own rooms.
+pub(crate) fn run_prefix() -> String {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).unwrap();
+    format!("drkit-test-{:08x}-", u32::from_le_bytes(bytes))
+}

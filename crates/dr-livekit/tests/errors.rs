@@ -1,5 +1,6 @@
 //! Bad settings and broken servers: clear errors, never a snapshot or a
-//! restore that pretends; and the health probe.
+//! restore that pretends; and the health probe. Stand-in only: the
+//! servers are made to fail with its chaos knobs (down, slow, HTML).
 
 use std::time::Duration;
 

@@ -4,5 +4,7 @@
 
 mod common;
 mod errors;
+mod failover;
+mod real;
 mod restore;
 mod snapshot;

@@ -1,5 +1,6 @@
 //! Restores: onto the same server after a restart, onto a standby, and
-//! participants set again on rejoin through a signed webhook.
+//! participants set again on rejoin through a signed webhook. Stand-in only: participants join
+//! through its test control, and a restart wipes its rooms.
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! Snapshots: every part of the state in one snapshot, and a state found
-//! unchanged confirmed for next to nothing.
+//! unchanged confirmed for next to nothing. Stand-in only: participants join
+//! through its test control.
 
 use dr_core::{Backup, BackupBase, BackupExt, BackupRequest};
 use dr_livekit::{LiveKitSnapshot, LiveKitSnapshotDetails};

@@ -33,6 +33,8 @@ use crate::redis::{RawRedis, RedisSettings};
 
 #[cfg(feature = "kubernetes")]
 use crate::kubernetes::{KubernetesSettings, LeaseSettings, RawKubernetes, RawLease};
+#[cfg(feature = "livekit")]
+use crate::livekit::{LiveKitSettings, RawLiveKit};
 
 /// The component kinds this build can handle.
 const COMPILED_KINDS: &[&str] = &[
@@ -46,6 +48,8 @@ const COMPILED_KINDS: &[&str] = &[
     "redis-cluster",
     #[cfg(feature = "kubernetes")]
     "kubernetes",
+    #[cfg(feature = "livekit")]
+    "livekit",
 ];
 
 /// Every kind drkit has a cargo feature for, compiled in or not.
@@ -55,6 +59,7 @@ const FEATURE_KINDS: &[&str] = &[
     "redis",
     "redis-cluster",
     "kubernetes",
+    "livekit",
 ];
 
 /// The `drkit` config file, parsed and checked.
@@ -276,6 +281,8 @@ enum Settings {
     Redis(RedisSettings),
     #[cfg(feature = "kubernetes")]
     Kubernetes(KubernetesSettings),
+    #[cfg(feature = "livekit")]
+    LiveKit(LiveKitSettings),
 }
 
 impl Component {
@@ -340,6 +347,16 @@ impl Component {
     pub fn redis(&self) -> Option<&RedisSettings> {
         match &self.settings {
             Settings::Redis(settings) => Some(settings),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The settings of a `livekit` component: the SFU's API, its standby.
+    #[cfg(feature = "livekit")]
+    pub fn livekit(&self) -> Option<&LiveKitSettings> {
+        match &self.settings {
+            Settings::LiveKit(settings) => Some(settings),
             #[allow(unreachable_patterns)]
             _ => None,
         }
@@ -701,6 +718,11 @@ struct RawComponent {
     #[cfg(not(feature = "kubernetes"))]
     #[allow(dead_code)]
     kubernetes: Option<de::IgnoredAny>,
+    #[cfg(feature = "livekit")]
+    livekit: Option<Spanned<RawLiveKit>>,
+    #[cfg(not(feature = "livekit"))]
+    #[allow(dead_code)]
+    livekit: Option<de::IgnoredAny>,
     #[cfg(not(any(feature = "postgres", feature = "redis")))]
     #[allow(dead_code)]
     failover: Option<de::IgnoredAny>,
@@ -972,7 +994,10 @@ impl RawComponent {
                 &format!("`kubernetes` is for kubernetes components, not {kind}"),
             ));
         }
-        #[cfg(all(feature = "postgres", any(feature = "redis", feature = "kubernetes")))]
+        #[cfg(all(
+            feature = "postgres",
+            any(feature = "redis", feature = "kubernetes", feature = "livekit")
+        ))]
         let postgres_fields = || PostgresFields {
             connection: &self.connection,
             databases: &self.databases,
@@ -1142,6 +1167,31 @@ impl RawComponent {
                     &at("kubernetes"),
                 )?)
             }
+            #[cfg(feature = "livekit")]
+            "livekit" => {
+                #[cfg(feature = "postgres")]
+                postgres_fields().refuse(&kind, "livekit", source, &span, &at)?;
+                #[cfg(any(feature = "postgres", feature = "redis"))]
+                if let Some(failover) = &self.failover {
+                    return Err(source.error(
+                        Some(failover.span()),
+                        &at("failover"),
+                        "`failover` is for postgres and redis components; a livekit \
+                         component's standby is `standby_url` in [component.livekit]",
+                    ));
+                }
+                refuse_restore_test(&schedules, source, &span, &at)?;
+                let Some(livekit) = self.livekit else {
+                    return Err(source.error(
+                        Some(span),
+                        &at("livekit"),
+                        "missing table `livekit`; expected the SFU's url, api_key and \
+                         api_secret (a file, command or env), and optionally standby_url \
+                         and metrics_url",
+                    ));
+                };
+                Settings::LiveKit(LiveKitSettings::check(livekit, source, &at("livekit"))?)
+            }
             _ => {
                 let _ = span;
                 return Err(source.error(
@@ -1163,7 +1213,10 @@ impl RawComponent {
 
 /// The first field of PostgreSQL components given to a component of
 /// another kind, refused: its own settings are in `[component.<table>]`.
-#[cfg(all(feature = "postgres", any(feature = "redis", feature = "kubernetes")))]
+#[cfg(all(
+    feature = "postgres",
+    any(feature = "redis", feature = "kubernetes", feature = "livekit")
+))]
 struct PostgresFields<'r> {
     connection: &'r Option<Spanned<RawConnection>>,
     databases: &'r Option<Spanned<RawDatabases>>,
@@ -1172,7 +1225,10 @@ struct PostgresFields<'r> {
     wal_archiving: bool,
 }
 
-#[cfg(all(feature = "postgres", any(feature = "redis", feature = "kubernetes")))]
+#[cfg(all(
+    feature = "postgres",
+    any(feature = "redis", feature = "kubernetes", feature = "livekit")
+))]
 impl PostgresFields<'_> {
     fn refuse(
         &self,

@@ -268,6 +268,32 @@ impl Context {
         crate::cluster::connect(settings.kubeconfig(), settings.context()).await
     }
 
+    /// A client of a `livekit` component's server, or (`standby`) of its
+    /// standby; the secret read now.
+    pub(crate) async fn livekit(
+        &self,
+        component: &Component,
+        standby: bool,
+    ) -> Result<dr_livekit::LiveKit, Failure> {
+        let settings = component.livekit().ok_or_else(|| {
+            Failure::Usage(format!("{} is not a livekit component", component.id()))
+        })?;
+        let url = if standby {
+            settings.standby_url().ok_or_else(|| {
+                Failure::Usage(format!(
+                    "{} has no standby: set standby_url in its [component.livekit]",
+                    component.id()
+                ))
+            })?
+        } else {
+            settings.url()
+        };
+        settings
+            .client_of(url, env)
+            .await
+            .map_err(|e| Failure::Failed(failure_text(&e)))
+    }
+
     /// The OS user a PostgreSQL this process starts runs as: none when not
     /// root; as root, the `postgres` user, which PostgreSQL's packages create.
     pub(crate) fn postgres_os_user(&self) -> Result<Option<(u32, u32)>, Failure> {

@@ -4,6 +4,7 @@
 
 use dr_core::{Backup, Manifest, RestoreRequest, Timeline, VerificationReport};
 use dr_k8s::{ResourceBackup, is_resource_backup, resource_backups};
+use dr_livekit::LiveKitSnapshot;
 use dr_postgres::{
     BaseBackup, LogicalBackup, RestoreTest, RestoreTestKind, RestoreTestReport, ScratchOptions,
     SmokeCheck, base_backups, logical_backups, verify_base_backup, verify_logical_backup,
@@ -26,6 +27,13 @@ pub(crate) async fn backup_of(
             cluster,
             component.id().clone(),
             kubernetes.filter().clone(),
+        )));
+    }
+    if component.livekit().is_some() {
+        let client = cx.livekit(component, false).await?;
+        return Ok(Box::new(LiveKitSnapshot::new(
+            component.id().clone(),
+            client,
         )));
     }
     if let Some(redis) = component.redis() {
@@ -65,6 +73,8 @@ pub(crate) async fn latest_backup(
     let id = component.id();
     let listed = if component.kubernetes().is_some() {
         resource_backups(repo, id).await
+    } else if component.livekit().is_some() {
+        dr_livekit::livekit_snapshots(repo, id).await
     } else if component.redis().is_some() {
         dr_redis::redis_snapshots(repo, id).await
     } else if component.postgres_dump().is_some() {
@@ -82,6 +92,8 @@ pub(crate) async fn latest_backup(
 pub(crate) fn is_backup_of(component: &Component, manifest: &Manifest) -> bool {
     if component.kubernetes().is_some() {
         is_resource_backup(manifest)
+    } else if component.livekit().is_some() {
+        dr_livekit::is_livekit_snapshot(manifest)
     } else if component.redis().is_some() {
         dr_redis::is_redis_snapshot(manifest)
     } else if component.postgres_dump().is_some() {
@@ -103,6 +115,8 @@ pub(crate) async fn verify_latest(
         .ok_or_else(|| Failure::Failed(format!("{id} has no backup to verify")))?;
     let report = if component.kubernetes().is_some() {
         verify_resource_backup(repo, &latest).await
+    } else if component.livekit().is_some() {
+        dr_livekit::verify_snapshot(repo, &latest).await
     } else if component.redis().is_some() {
         dr_redis::verify_snapshot(repo, &latest.id).await
     } else if let Some(dump) = component.postgres_dump() {

@@ -199,6 +199,8 @@ pub(crate) mod error;
 pub(crate) mod failover;
 #[cfg(feature = "kubernetes")]
 pub(crate) mod kubernetes;
+#[cfg(feature = "livekit")]
+pub(crate) mod livekit;
 pub(crate) mod plan;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -211,6 +213,8 @@ pub(crate) mod secret;
 pub use crate::failover::{AutomaticFailover, FailoverSettings, LossLimitSetting, MemberSettings};
 #[cfg(feature = "kubernetes")]
 pub use crate::kubernetes::{KubernetesSettings, LeaseSettings};
+#[cfg(feature = "livekit")]
+pub use crate::livekit::LiveKitSettings;
 #[cfg(feature = "postgres")]
 pub use crate::postgres::{DumpSettings, PostgresSettings, TlsMode, TlsSettings};
 #[cfg(feature = "redis")]

@@ -252,6 +252,14 @@ enum Command {
         /// the component's kubeconfig), such as the DR cluster's.
         #[arg(long)]
         context: Option<String>,
+        /// LiveKit: restore onto the component's standby (its
+        /// `standby_url`) instead of its server.
+        #[arg(long)]
+        standby: bool,
+        /// LiveKit: save the ids and stream keys the server assigned anew
+        /// (ingress, SIP trunks and rules, egress, rooms) as JSON.
+        #[arg(long, value_name = "FILE")]
+        remap: Option<PathBuf>,
     },
     /// Restores the latest backup into a scratch server started for it,
     /// checks it, times it against the RTO, and removes the server.
@@ -576,7 +584,10 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             }
             let backup = kinds::backup_of(&cx, settings).await?;
             let repo = cx.repository(Access::ReadWrite).await?;
-            commands::backup::run(backup.as_ref(), &repo, delta, &labels, &out).await?;
+            // A LiveKit snapshot always builds on the latest: an unchanged
+            // state is then only confirmed.
+            let base = delta || settings.livekit().is_some();
+            commands::backup::run(backup.as_ref(), &repo, base, &labels, &out).await?;
             if forget {
                 commands::backup::forget_after(&repo, cx.component(&component)?, &out).await?;
             }
@@ -642,8 +653,11 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             dry_run,
             kubeconfig,
             context,
+            standby,
+            remap,
         } => {
             let settings = cx.component(&component)?;
+            let livekit_only = [("--standby", standby), ("--remap", remap.is_some())];
             let redis_only = [
                 ("--server", server.is_some()),
                 ("--cluster", cluster.is_some()),
@@ -675,6 +689,32 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                 ("--kubeconfig", kubeconfig.is_some()),
                 ("--context", context.is_some()),
             ];
+            if settings.livekit().is_some() {
+                let mut other = postgres_only
+                    .iter()
+                    .chain(&redis_only)
+                    .chain(&kubernetes_only);
+                if let Some((flag, _)) = other.find(|(_, given)| *given) {
+                    return Err(Failure::Usage(format!(
+                        "{flag} is for other kinds of components; {component} is a livekit \
+                         component (--standby, --remap)"
+                    )));
+                }
+                let repo = cx.repository(Access::ReadOnly).await?;
+                let args = commands::livekit::LiveKitRestoreArgs {
+                    to,
+                    standby,
+                    incident_at,
+                    report_file: report,
+                    remap_file: remap,
+                };
+                return commands::livekit::restore(&cx, &repo, settings, args, &out).await;
+            }
+            if let Some((flag, _)) = livekit_only.iter().find(|(_, given)| *given) {
+                return Err(Failure::Usage(format!(
+                    "{flag} is for livekit components; {component} is not one"
+                )));
+            }
             if settings.kubernetes().is_some() {
                 let mut other = postgres_only.iter().chain(&redis_only);
                 if let Some((flag, _)) = other.find(|(_, given)| *given) {

@@ -572,7 +572,7 @@ fn an_unknown_kind() {
         "component[0].kind",
         &[
             "unknown component kind \"memcached\"",
-            "expected one of [postgres, postgres-dump, redis, redis-cluster, kubernetes]",
+            "expected one of [postgres, postgres-dump, redis, redis-cluster, kubernetes, livekit]",
         ],
     );
     // A kind the id does not have.

@@ -13,5 +13,6 @@ mod config;
 mod dump;
 mod k8s;
 mod kubernetes;
+mod livekit;
 mod redis_components;
 mod wal;

@@ -72,6 +72,7 @@ fn print(report: &BackupReport, out: &Output) -> Outcome {
         manifest.streams.len(),
         manifest
             .depends_on
+            .filter(|_| !manifest.streams.is_empty())
             .map(|full| format!(", a delta against {full}"))
             .unwrap_or_default()
     ));
@@ -94,6 +95,28 @@ fn print(report: &BackupReport, out: &Output) -> Outcome {
                 ),
             }
         ));
+    }
+    if let Ok(Some(livekit)) = manifest.details::<dr_livekit::LiveKitSnapshotDetails>() {
+        let c = livekit.counts;
+        out.line(format_args!(
+            "  {} rooms, {} participants, {} egress, {} agent dispatches, {} ingress, \
+             {} SIP trunks, {} dispatch rules from {}{}",
+            c.rooms,
+            c.participants,
+            c.egress,
+            c.agent_dispatches,
+            c.ingress,
+            c.sip_trunks,
+            c.sip_dispatch_rules,
+            livekit.url,
+            match livekit.unchanged_since {
+                Some(full) => format!("; unchanged since {full}: confirmed, nothing stored"),
+                None => String::new(),
+            }
+        ));
+        for part in &livekit.unreadable {
+            out.line(format_args!("  not read: {}: {}", part.what, part.reason));
+        }
     }
     for step in report.timeline.steps() {
         out.line(format_args!(

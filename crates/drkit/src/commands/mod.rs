@@ -9,6 +9,7 @@ pub(crate) mod failover;
 pub(crate) mod init;
 pub(crate) mod k8s;
 pub(crate) mod kubernetes;
+pub(crate) mod livekit;
 pub(crate) mod maintenance;
 pub(crate) mod redis;
 pub(crate) mod report;

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dr_core::{BackupRequest, ComponentId};
+use dr_core::{BackupBase, BackupRequest, ComponentId};
 use drkit::{Job, Schedule};
 use jiff::Timestamp;
 
@@ -224,8 +224,13 @@ async fn backup(agent: &Agent, component: &ComponentId) -> Result<(), Failure> {
     let settings = agent.cx.component(component.as_str())?;
     let backup = crate::kinds::backup_of(&agent.cx, settings).await?;
     let started = Instant::now();
+    let mut request = BackupRequest::new(agent.repo.as_ref()).label("trigger", "schedule");
+    if settings.livekit().is_some() {
+        // Every minute: an unchanged state is only confirmed.
+        request = request.base(BackupBase::LatestFull(agent.repo.as_ref()));
+    }
     let report = backup
-        .backup(BackupRequest::new(agent.repo.as_ref()).label("trigger", "schedule"))
+        .backup(request)
         .await
         .map_err(|e| Failure::of(format_args!("backing up {component}"), &e))?;
     let bytes = report.manifest.total_size();

@@ -1,0 +1,166 @@
+//! `drkit restore livekit/<name>`: a LiveKit snapshot given back to the
+//! SFU or its standby, with every thing's outcome, the ids and stream keys
+//! assigned anew, and the recovery report.
+
+use std::path::PathBuf;
+
+use dr_core::{Objectives, RecoveryTarget, RestoreRequest};
+use dr_livekit::{LiveKitRestore, LiveKitRestoreReport, Outcome};
+use dr_storage::Repository;
+use drkit::Component;
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::commands::target::TargetArg;
+use crate::context::Context;
+use crate::failure::{Failure, Outcome as CommandOutcome};
+use crate::output::Output;
+
+/// What a LiveKit restore is asked for.
+pub(crate) struct LiveKitRestoreArgs {
+    pub(crate) to: TargetArg,
+    /// Onto the component's standby instead of its server.
+    pub(crate) standby: bool,
+    pub(crate) incident_at: Option<Timestamp>,
+    pub(crate) report_file: Option<PathBuf>,
+    /// Where the remap of ids and stream keys is saved, as JSON.
+    pub(crate) remap_file: Option<PathBuf>,
+}
+
+/// Restores, printing each thing's outcome, the remap and a summary; exit
+/// 1 when a thing failed, 3 when the restore missed an objective.
+pub(crate) async fn restore(
+    cx: &Context,
+    repo: &Repository,
+    component: &Component,
+    args: LiveKitRestoreArgs,
+    out: &Output,
+) -> CommandOutcome {
+    let id = component.id();
+    let target = match args.to.target() {
+        Ok(RecoveryTarget::RestorePoint(_) | RecoveryTarget::Position(_)) | Err(_) => {
+            return Err(Failure::Usage(format!(
+                "{id} is a livekit component: a snapshot restores as it was taken; \
+                 --to latest, a time or a snapshot id"
+            )));
+        }
+        Ok(target) => target,
+    };
+    let server = cx.livekit(component, args.standby).await?;
+    let url = server.url().to_owned();
+    let restore = LiveKitRestore::new(id.clone(), server);
+    let mut request = RestoreRequest::new(repo, &target, objectives(component));
+    if let Some(at) = args.incident_at {
+        request = request.incident_at(at);
+    }
+    let restored = restore
+        .restore_state(request)
+        .await
+        .map_err(|e| Failure::of(format_args!("restoring {id} onto {url}"), &e))?;
+    if let Some(path) = &args.report_file {
+        crate::commands::restore::save(&restored.recovery, path)?;
+    }
+    if let Some(path) = &args.remap_file {
+        let json = serde_json::to_vec_pretty(&restored.applied.remap)
+            .map_err(|e| Failure::Failed(format!("the remap does not serialize: {e}")))?;
+        std::fs::write(path, json).map_err(|e| {
+            Failure::Failed(format!("writing the remap to {}: {e}", path.display()))
+        })?;
+    }
+    print(&restored, &url, out)?;
+    let failed: Vec<String> = restored
+        .applied
+        .failed()
+        .map(|item| match &item.outcome {
+            Outcome::Failed { reason } => format!("{:?} {}: {reason}", item.kind, item.name),
+            _ => String::new(),
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Err(Failure::Failed(format!(
+            "{} of {} things of {id} could not be given back to {url}: {}",
+            failed.len(),
+            restored.applied.items.len(),
+            failed
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        )));
+    }
+    crate::commands::restore::verdict(&restored.recovery)
+}
+
+fn objectives(component: &Component) -> Objectives {
+    component.objectives()
+}
+
+fn print(restored: &LiveKitRestoreReport, url: &str, out: &Output) -> CommandOutcome {
+    let applied = &restored.applied;
+    let outcome_name = |outcome: &Outcome| match outcome {
+        Outcome::Created => "created",
+        Outcome::Updated => "updated",
+        Outcome::Unchanged => "unchanged",
+        Outcome::Failed { .. } => "failed",
+    };
+    let mut summary: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for item in &applied.items {
+        *summary.entry(outcome_name(&item.outcome)).or_default() += 1;
+    }
+    if out.json {
+        return out.json(&json!({
+            "snapshot": restored.snapshot.to_string(),
+            "server": url,
+            "method": restored.method,
+            "recovered_to": restored.recovered_to.to_string(),
+            "items": applied.items,
+            "remap": applied.remap.entries,
+            "summary": summary,
+            "participants_to_rejoin": restored.rejoin.pending(),
+            "recovery": restored.recovery,
+        }));
+    }
+    for item in &applied.items {
+        match &item.outcome {
+            Outcome::Failed { reason } => {
+                out.line(format_args!(
+                    "{:?} {}: failed: {reason}",
+                    item.kind, item.name
+                ));
+            }
+            other => out.line(format_args!(
+                "{:?} {}: {}",
+                item.kind,
+                item.name,
+                outcome_name(other)
+            )),
+        }
+    }
+    for moved in &applied.remap.entries {
+        match (&moved.old_stream_key, &moved.new_stream_key) {
+            (Some(old), Some(new)) => out.line(format_args!(
+                "remapped {:?} {}: {} -> {} (stream key {old} -> {new})",
+                moved.kind, moved.name, moved.old_id, moved.new_id
+            )),
+            _ => out.line(format_args!(
+                "remapped {:?} {}: {} -> {}",
+                moved.kind, moved.name, moved.old_id, moved.new_id
+            )),
+        }
+    }
+    out.line(format_args!(
+        "restored snapshot {} (the state at {}) onto {url} through its API: {}; \
+         {} participants to set again as they rejoin",
+        restored.snapshot,
+        restored.recovered_to,
+        summary
+            .iter()
+            .map(|(name, n)| format!("{n} {name}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        restored.rejoin.pending()
+    ));
+    out.line(&restored.recovery);
+    Ok(())
+}
