@@ -1,6 +1,6 @@
 //! The settings of `livekit` components: the `[component.livekit]` table —
-//! the SFU's API URL, its key and where its secret is read from, and a
-//! warm standby.
+//! the SFU's API URL, its key and where its secret is read from, a warm
+//! standby, and how clients are pointed at it after a failover.
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -16,6 +16,7 @@ pub struct LiveKitSettings {
     api_key: String,
     api_secret: SecretSource,
     standby_url: Option<String>,
+    rewire_command: Option<Vec<String>>,
     concurrency: Option<usize>,
 }
 
@@ -40,6 +41,12 @@ impl LiveKitSettings {
         self.standby_url.as_deref()
     }
 
+    /// The command that points clients at the server a failover promoted:
+    /// its words, with `{url}` replaced by that server's URL.
+    pub fn rewire_command(&self) -> Option<&[String]> {
+        self.rewire_command.as_deref()
+    }
+
     /// How many API calls at once when many rooms are read or restored;
     /// `None`: dr-livekit's default.
     pub fn concurrency(&self) -> Option<usize> {
@@ -55,6 +62,7 @@ pub(crate) struct RawLiveKit {
     api_key: String,
     api_secret: SecretSource,
     standby_url: Option<String>,
+    rewire_command: Option<Vec<String>>,
     concurrency: Option<usize>,
 }
 
@@ -95,6 +103,22 @@ impl LiveKitSettings {
                 ));
             }
         }
+        if raw
+            .rewire_command
+            .as_ref()
+            .is_some_and(|words| words.is_empty() || words[0].is_empty())
+        {
+            return Err(error(
+                "rewire_command",
+                "an empty command; expected its words, such as [\"/etc/drkit/point-dns.sh\", \"{url}\"]",
+            ));
+        }
+        if raw.rewire_command.is_some() && raw.standby_url.is_none() {
+            return Err(error(
+                "rewire_command",
+                "a rewire command without a standby_url: there is nothing to fail over to",
+            ));
+        }
         if raw.api_key.trim().is_empty() {
             return Err(error(
                 "api_key",
@@ -109,6 +133,7 @@ impl LiveKitSettings {
             api_key: raw.api_key,
             api_secret: raw.api_secret,
             standby_url: raw.standby_url,
+            rewire_command: raw.rewire_command,
             concurrency: raw.concurrency,
         })
     }

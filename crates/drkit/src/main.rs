@@ -867,17 +867,28 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             known_dead,
         } => {
             let settings = cx.component(&component)?;
-            let repo = if dry_run {
-                None
-            } else {
-                Some(cx.repository(Access::ReadWrite).await?)
-            };
             let args = commands::failover::FailoverArgs {
                 dry_run,
                 switchover,
                 force,
                 to,
                 known_dead,
+            };
+            if settings.livekit().is_some() {
+                // Even a plan needs the snapshots: what a failover loses is
+                // the latest one's age.
+                let access = if dry_run {
+                    Access::ReadOnly
+                } else {
+                    Access::ReadWrite
+                };
+                let repo = cx.repository(access).await?;
+                return commands::livekit::failover(&cx, &repo, settings, &args, &out).await;
+            }
+            let repo = if dry_run {
+                None
+            } else {
+                Some(cx.repository(Access::ReadWrite).await?)
             };
             commands::failover::run(&cx, repo.as_ref(), settings, &args, &out).await
         }

@@ -12,7 +12,11 @@ const COMPONENT: &str = "livekit/sfu";
 /// A config whose component backs up `primary` (secret from a file) with
 /// `standby` as its standby, and its repository created.
 async fn setup(primary: &LiveKitServer, standby: &LiveKitServer) -> Setup {
-    assert_eq!(primary.api_key(), primary.api_key());
+    setup_with(primary, standby, "").await
+}
+
+/// As [`setup`], with more lines of `[component.livekit]`.
+async fn setup_with(primary: &LiveKitServer, standby: &LiveKitServer, more: &str) -> Setup {
     let setup = Setup::with_components(|dir| {
         let secret = dir.join("livekit.secret");
         std::fs::write(&secret, format!("{}\n", primary.api_secret())).unwrap();
@@ -20,7 +24,7 @@ async fn setup(primary: &LiveKitServer, standby: &LiveKitServer) -> Setup {
             "[[component]]\nid = \"{COMPONENT}\"\nkind = \"livekit\"\n\
              objectives = {{ rto = \"5m\", rpo = \"1m\" }}\nretention = \"last=10\"\n\n\
              [component.livekit]\nurl = \"{url}\"\napi_key = \"{key}\"\n\
-             api_secret = {{ file = \"{secret}\" }}\nstandby_url = \"{standby}\"\n",
+             api_secret = {{ file = \"{secret}\" }}\nstandby_url = \"{standby}\"\n{more}\n",
             url = primary.url(),
             key = primary.api_key(),
             secret = secret.display(),
@@ -151,4 +155,41 @@ async fn a_wrong_secret_fails_the_backup_and_names_the_server() {
     let err = String::from_utf8_lossy(&backup.stderr).to_string();
     assert!(err.contains(&primary.url()), "{err}");
     assert!(err.contains("refused the API key or secret"), "{err}");
+}
+
+#[tokio::test]
+async fn a_dead_sfu_is_failed_over_to_its_standby_and_clients_pointed_there() {
+    let primary = LiveKitServer::start().await.unwrap();
+    let standby = LiveKitServer::start_with(
+        dr_livekit_testkit::LiveKitServerOptions::default()
+            .api_key(primary.api_key(), primary.api_secret()),
+    )
+    .await
+    .unwrap();
+    populate(&primary).await;
+    let pointed = tempfile::NamedTempFile::new().unwrap();
+    let rewire = format!(
+        "rewire_command = [\"sh\", \"-c\", \"echo {{url}} > {}\"]",
+        pointed.path().display()
+    );
+    let setup = setup_with(&primary, &standby, &rewire).await;
+    let backup = setup.drkit(&["backup", COMPONENT]).await;
+    assert!(backup.status.success(), "{}", text(&backup));
+
+    drop(primary);
+    let plan = setup.drkit(&["failover", COMPONENT, "--dry-run"]).await;
+    assert!(plan.status.success(), "{}", text(&plan));
+    let printed = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(printed.contains(&format!("promote  {}", standby.url())), "{printed}");
+    assert_eq!(standby.counts().0, 0, "a dry run changes nothing");
+
+    let failover = setup.drkit(&["failover", COMPONENT]).await;
+    assert!(failover.status.success(), "{}", text(&failover));
+    assert_eq!(standby.counts().0, 2);
+    assert_eq!(
+        std::fs::read_to_string(pointed.path()).unwrap().trim(),
+        standby.url()
+    );
+    let printed = String::from_utf8_lossy(&failover.stdout).to_string();
+    assert!(printed.contains("remapped Ingress"), "{printed}");
 }

@@ -164,3 +164,140 @@ fn print(restored: &LiveKitRestoreReport, url: &str, out: &Output) -> CommandOut
     out.line(&restored.recovery);
     Ok(())
 }
+
+/// `drkit failover livekit/<name>`: the SFU's standby takes over, the
+/// latest snapshot restored onto it, clients pointed at it by the
+/// `rewire_command`, under the repository's failover lease.
+pub(crate) async fn failover(
+    cx: &Context,
+    repo: &Repository,
+    component: &Component,
+    args: &crate::commands::failover::FailoverArgs,
+    out: &Output,
+) -> CommandOutcome {
+    use dr_core::{FailoverHooks, FailoverMode, FailoverRequest, LossLimit, Rewire};
+    let id = component.id();
+    let settings = component
+        .livekit()
+        .ok_or_else(|| Failure::Usage(format!("{id} is not a livekit component")))?;
+    if args.known_dead {
+        return Err(Failure::Usage(
+            "--known-dead: a LiveKit failover fences nothing (an SFU holds no data that \
+             diverges), so there is nothing to know dead"
+                .into(),
+        ));
+    }
+    let primary = cx.livekit(component, false).await?;
+    let standby = cx.livekit(component, true).await?;
+    let failover = dr_livekit::LiveKitFailover::new(
+        id.clone(),
+        primary,
+        standby,
+        std::sync::Arc::new(repo.clone()),
+        component.objectives(),
+    );
+    let mode = if args.switchover {
+        FailoverMode::Switchover
+    } else {
+        FailoverMode::Failover
+    };
+    let mut request = FailoverRequest::new(
+        mode,
+        component.objectives(),
+        LossLimit::Within(component.objectives().rpo),
+    );
+    if args.force {
+        request = request.force();
+    }
+    if let Some(to) = &args.to {
+        request = request.to(to.clone());
+    }
+    if args.dry_run {
+        let plan = dr_core::dry_run(&failover, &request)
+            .await
+            .map_err(|e| Failure::Failed(format!("{e}")))?;
+        if out.json {
+            return out.json(&plan);
+        }
+        out.line(format_args!("{plan}"));
+        out.line("(dry run: nothing was done)");
+        return Ok(());
+    }
+    let rewire = settings.rewire_command().map(|words| RewireCommand {
+        words: words.to_vec(),
+    });
+    let holder = crate::commands::failover::holder("drkit");
+    let lease: &dyn dr_core::FailoverLease = repo;
+    let hooks = FailoverHooks {
+        lease: Some((lease, holder.as_str(), std::time::Duration::from_secs(120))),
+        fence: None,
+        rewire: rewire.as_ref().map(|r| r as &dyn Rewire),
+    };
+    let outcome = dr_core::execute(&failover, &request, hooks)
+        .await
+        .map_err(|e| Failure::Failed(format!("{e}")))?;
+    let restored = failover.last_restore();
+    if out.json {
+        out.json(&json!({
+            "plan": outcome.plan,
+            "report": outcome.report,
+            "remap": restored.as_ref().map(|r| &r.applied.remap.entries),
+            "items": restored.as_ref().map(|r| &r.applied.items),
+        }))?;
+    } else {
+        out.line(format_args!("{}", outcome.plan));
+        if let Some(restored) = &restored {
+            print(restored, &outcome.plan.promote.name, out)?;
+        }
+        if rewire.is_none() {
+            out.line(format_args!(
+                "no rewire_command: point clients at {} yourself",
+                outcome.plan.promote.name
+            ));
+        }
+        out.line(format_args!("{}", outcome.report));
+    }
+    crate::commands::restore::verdict(&outcome.report)
+}
+
+/// The `rewire_command`: clients pointed at the promoted server, its words
+/// with `{url}` replaced by its URL; it must exit 0.
+struct RewireCommand {
+    words: Vec<String>,
+}
+
+#[dr_core::async_trait]
+impl dr_core::Rewire for RewireCommand {
+    async fn rewire(
+        &self,
+        component: &dr_core::ComponentId,
+        primary: &dr_core::Member,
+    ) -> dr_core::Result<()> {
+        let words: Vec<String> = self
+            .words
+            .iter()
+            .map(|w| w.replace("{url}", &primary.name))
+            .collect();
+        let output = tokio::process::Command::new(&words[0])
+            .args(&words[1..])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| {
+                dr_core::Error::io(format!("running the rewire command {}", words[0]), e)
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(dr_core::Error::Refused {
+            operation: format!("pointing {component}'s clients at {}", primary.name),
+            reason: format!(
+                "the rewire command {} ended {}: {}",
+                words.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        })
+    }
+}
