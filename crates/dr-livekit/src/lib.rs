@@ -90,5 +90,26 @@ pub use snapshot::{
 };
 pub use state::{LiveKitState, ParticipantState, RoomState, STATE_FORMAT, StateCounts, Unreadable};
 
+/// The keys of LiveKit's Redis (a multi-node LiveKit's shared store) that
+/// outlive its rooms, as Redis glob patterns: ingress with their stream
+/// keys and states, SIP trunks and dispatch rules, agent dispatches
+/// (LiveKit's `redisstore.go` and `redisstore_sip.go`). Written back from a
+/// Redis snapshot, they keep every id and stream key, which a restore
+/// through the API cannot ([`RestoreMethod::RedisKeys`]); rooms and
+/// participants (`rooms`, `room_internal`, `room_participants:*`) are left
+/// to the restore through the API, as a node that restarts would.
+pub const REDIS_DURABLE_KEYS: &[&str] = &[
+    "ingress",
+    "{ingress}_stream_key",
+    "{ingress}_state:*",
+    "room_{ingress}:*",
+    "sip_trunk",
+    "sip_inbound_trunk",
+    "sip_outbound_trunk",
+    "sip_dispatch_rule",
+    "agent_dispatch:*",
+    "agent_job:*",
+];
+
 /// LiveKit's protobuf messages, as this crate uses them.
 pub use livekit_protocol as proto;

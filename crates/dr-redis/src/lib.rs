@@ -178,6 +178,6 @@ pub use rdb::verify::{DbCounts, KeyCounts, RdbSummary, Verifier, verify, verify_
 pub use rdb::{KeyKind, MAX_RDB_VERSION, ValueType};
 pub use replication::commands::{CommandSplitter, StreamCommand};
 pub use replication::link::{FullSync, HistoryPoint, ReplicaLink, Replication};
-pub use restore::{Conflict, RdbFileRestore, RdbRestore, RestoreCounts};
+pub use restore::{Conflict, KeyPatterns, RdbFileRestore, RdbRestore, RestoreCounts};
 pub use sentinel::SentinelFailover;
 pub use snapshot::{RDB_STREAM, RdbSnapshot, RdbSnapshotDetails, SnapshotMode};

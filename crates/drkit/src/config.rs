@@ -843,6 +843,33 @@ impl RawConfig {
             }
             components.push(component);
         }
+        #[cfg(feature = "livekit")]
+        for (index, component) in components.iter().enumerate() {
+            let Some(redis) = component
+                .livekit()
+                .and_then(LiveKitSettings::redis_component)
+            else {
+                continue;
+            };
+            let kind = components
+                .iter()
+                .find(|c| c.id.as_str() == redis)
+                .map(Component::kind);
+            if kind != Some("redis") {
+                return Err(source.error(
+                    None,
+                    &format!("component[{index}].livekit.redis_component"),
+                    &format!(
+                        "\"{redis}\" is {}; expected the id of the redis component that is \
+                         LiveKit's Redis",
+                        match kind {
+                            Some(kind) => format!("a {kind} component"),
+                            None => "no component of this config".to_owned(),
+                        }
+                    ),
+                ));
+            }
+        }
         let agent = match self.agent {
             #[cfg(not(feature = "kubernetes"))]
             Some(RawAgent {

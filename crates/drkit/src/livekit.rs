@@ -17,6 +17,7 @@ pub struct LiveKitSettings {
     api_secret: SecretSource,
     standby_url: Option<String>,
     rewire_command: Option<Vec<String>>,
+    redis_component: Option<String>,
     concurrency: Option<usize>,
 }
 
@@ -47,6 +48,13 @@ impl LiveKitSettings {
         self.rewire_command.as_deref()
     }
 
+    /// The `redis` component (in the same config) that is LiveKit's own
+    /// Redis, where a multi-node LiveKit keeps its state: its snapshots give
+    /// the byte-exact restore of LiveKit's durable keys.
+    pub fn redis_component(&self) -> Option<&str> {
+        self.redis_component.as_deref()
+    }
+
     /// How many API calls at once when many rooms are read or restored;
     /// `None`: dr-livekit's default.
     pub fn concurrency(&self) -> Option<usize> {
@@ -63,6 +71,7 @@ pub(crate) struct RawLiveKit {
     api_secret: SecretSource,
     standby_url: Option<String>,
     rewire_command: Option<Vec<String>>,
+    redis_component: Option<String>,
     concurrency: Option<usize>,
 }
 
@@ -134,6 +143,7 @@ impl LiveKitSettings {
             api_secret: raw.api_secret,
             standby_url: raw.standby_url,
             rewire_command: raw.rewire_command,
+            redis_component: raw.redis_component,
             concurrency: raw.concurrency,
         })
     }

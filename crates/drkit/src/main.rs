@@ -258,8 +258,14 @@ enum Command {
         standby: bool,
         /// LiveKit: save the ids and stream keys the server assigned anew
         /// (ingress, SIP trunks and rules, egress, rooms) as JSON.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "redis_keys")]
         remap: Option<PathBuf>,
+        /// LiveKit: instead of the API, write LiveKit's durable keys
+        /// (ingress, SIP, agent dispatches) back into its Redis from the
+        /// latest snapshot of the component's `redis_component`: every id
+        /// and stream key as it was.
+        #[arg(long, conflicts_with = "standby")]
+        redis_keys: bool,
     },
     /// Restores the latest backup into a scratch server started for it,
     /// checks it, times it against the RTO, and removes the server.
@@ -655,9 +661,14 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             context,
             standby,
             remap,
+            redis_keys,
         } => {
             let settings = cx.component(&component)?;
-            let livekit_only = [("--standby", standby), ("--remap", remap.is_some())];
+            let livekit_only = [
+                ("--standby", standby),
+                ("--remap", remap.is_some()),
+                ("--redis-keys", redis_keys),
+            ];
             let redis_only = [
                 ("--server", server.is_some()),
                 ("--cluster", cluster.is_some()),
@@ -697,10 +708,22 @@ async fn run(cli: Cli, out: Output) -> Outcome {
                 if let Some((flag, _)) = other.find(|(_, given)| *given) {
                     return Err(Failure::Usage(format!(
                         "{flag} is for other kinds of components; {component} is a livekit \
-                         component (--standby, --remap)"
+                         component (--standby, --remap, --redis-keys)"
                     )));
                 }
                 let repo = cx.repository(Access::ReadOnly).await?;
+                if redis_keys {
+                    return commands::livekit::restore_redis_keys(
+                        &cx,
+                        &repo,
+                        settings,
+                        &to,
+                        incident_at,
+                        report.as_deref(),
+                        &out,
+                    )
+                    .await;
+                }
                 let args = commands::livekit::LiveKitRestoreArgs {
                     to,
                     standby,

@@ -180,7 +180,10 @@ async fn a_dead_sfu_is_failed_over_to_its_standby_and_clients_pointed_there() {
     let plan = setup.drkit(&["failover", COMPONENT, "--dry-run"]).await;
     assert!(plan.status.success(), "{}", text(&plan));
     let printed = String::from_utf8_lossy(&plan.stdout).to_string();
-    assert!(printed.contains(&format!("promote  {}", standby.url())), "{printed}");
+    assert!(
+        printed.contains(&format!("promote  {}", standby.url())),
+        "{printed}"
+    );
     assert_eq!(standby.counts().0, 0, "a dry run changes nothing");
 
     let failover = setup.drkit(&["failover", COMPONENT]).await;
@@ -192,4 +195,181 @@ async fn a_dead_sfu_is_failed_over_to_its_standby_and_clients_pointed_there() {
     );
     let printed = String::from_utf8_lossy(&failover.stdout).to_string();
     assert!(printed.contains("remapped Ingress"), "{printed}");
+}
+
+/// LiveKit's Redis, seeded as a multi-node LiveKit writes it
+/// (`redisstore.go`, `redisstore_sip.go`): protobuf values in hashes, the
+/// durable keys and the ephemeral ones.
+async fn seed_livekit_schema(con: &mut redis::aio::MultiplexedConnection) {
+    use prost::Message;
+    let ingress = proto::IngressInfo {
+        ingress_id: "IN_k3Yx8TzVbQ2a".into(),
+        name: "studio".into(),
+        stream_key: "Hq7mT2pXw9Ld".into(),
+        url: "rtmp://ingress.example/x".into(),
+        room_name: "all-hands".into(),
+        participant_identity: "studio".into(),
+        ..Default::default()
+    };
+    let state = proto::IngressState {
+        status: proto::ingress_state::Status::EndpointBuffering as i32,
+        ..Default::default()
+    };
+    let trunk = proto::SipInboundTrunkInfo {
+        sip_trunk_id: "ST_pQ4rS5tU6vW7".into(),
+        name: "pstn-in".into(),
+        numbers: vec!["+15550100".into()],
+        ..Default::default()
+    };
+    let rule = proto::SipDispatchRuleInfo {
+        sip_dispatch_rule_id: "SDR_x1Y2z3A4b5C6".into(),
+        trunk_ids: vec![trunk.sip_trunk_id.clone()],
+        name: "to-all-hands".into(),
+        ..Default::default()
+    };
+    let dispatch = proto::AgentDispatch {
+        id: "AD_m8N9o0P1q2R3".into(),
+        agent_name: "translator".into(),
+        room: "all-hands".into(),
+        ..Default::default()
+    };
+    let room = proto::Room {
+        sid: "RM_a1B2c3D4e5F6".into(),
+        name: "all-hands".into(),
+        ..Default::default()
+    };
+    let participant = proto::ParticipantInfo {
+        sid: "PA_g7H8i9J0k1L2".into(),
+        identity: "alice".into(),
+        ..Default::default()
+    };
+    let _: () = redis::pipe()
+        .hset("ingress", &ingress.ingress_id, ingress.encode_to_vec())
+        .hset(
+            "{ingress}_stream_key",
+            &ingress.stream_key,
+            &ingress.ingress_id,
+        )
+        .set(
+            format!("{{ingress}}_state:{}", ingress.ingress_id),
+            state.encode_to_vec(),
+        )
+        .sadd("room_{ingress}:all-hands", &ingress.ingress_id)
+        .hset(
+            "sip_inbound_trunk",
+            &trunk.sip_trunk_id,
+            trunk.encode_to_vec(),
+        )
+        .hset(
+            "sip_dispatch_rule",
+            &rule.sip_dispatch_rule_id,
+            rule.encode_to_vec(),
+        )
+        .hset(
+            "agent_dispatch:all-hands",
+            &dispatch.id,
+            dispatch.encode_to_vec(),
+        )
+        .hset("rooms", &room.name, room.encode_to_vec())
+        .hset(
+            "room_participants:all-hands",
+            &participant.identity,
+            participant.encode_to_vec(),
+        )
+        .set("livekit_version", "1.9.0")
+        .query_async(con)
+        .await
+        .unwrap();
+}
+
+/// Every key and its value as `DUMP` gives it, `pattern` matching.
+async fn dumps(
+    con: &mut redis::aio::MultiplexedConnection,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(con).await.unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for key in keys {
+        let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query_async(con).await.unwrap();
+        out.insert(key, dump);
+    }
+    out
+}
+
+#[tokio::test]
+async fn livekit_s_durable_redis_keys_come_back_byte_exact_and_rooms_do_not() {
+    let redis = dr_testkit::Redis::start().await.unwrap();
+    let mut con = redis.connection().await.unwrap();
+    seed_livekit_schema(&mut con).await;
+    let before = dumps(&mut con).await;
+    let sfu = LiveKitServer::start().await.unwrap();
+    let setup = Setup::with_components(|dir| {
+        let secret = dir.join("livekit.secret");
+        std::fs::write(&secret, format!("{}\n", sfu.api_secret())).unwrap();
+        format!(
+            "[[component]]\nid = \"redis/livekit\"\nkind = \"redis\"\n\
+             objectives = {{ rto = \"5m\", rpo = \"1m\" }}\nretention = \"last=3\"\n\n\
+             [component.redis]\naddress = \"127.0.0.1:{port}\"\ntls = {{ mode = \"disable\" }}\n\n\
+             [[component]]\nid = \"{COMPONENT}\"\nkind = \"livekit\"\n\
+             objectives = {{ rto = \"5m\", rpo = \"1m\" }}\nretention = \"last=10\"\n\n\
+             [component.livekit]\nurl = \"{url}\"\napi_key = \"{key}\"\n\
+             api_secret = {{ file = \"{secret}\" }}\nredis_component = \"redis/livekit\"\n",
+            port = redis.port(),
+            url = sfu.url(),
+            key = sfu.api_key(),
+            secret = secret.display(),
+        )
+    });
+    let init = setup.drkit(&["init"]).await;
+    assert!(init.status.success(), "{}", text(&init));
+    let backup = setup.drkit(&["backup", "redis/livekit"]).await;
+    assert!(backup.status.success(), "{}", text(&backup));
+
+    // LiveKit's Redis is lost; the nodes came back and made a room anew.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("rooms")
+        .arg("standup")
+        .arg("new")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let restore = setup.drkit(&["restore", COMPONENT, "--redis-keys"]).await;
+    assert!(restore.status.success(), "{}", text(&restore));
+    let printed = String::from_utf8_lossy(&restore.stdout).to_string();
+    assert!(printed.contains("method: redis keys"), "{printed}");
+    assert!(
+        printed.contains("7 keys written, 3 other keys left out"),
+        "{printed}"
+    );
+
+    let after = dumps(&mut con).await;
+    for key in [
+        "ingress",
+        "{ingress}_stream_key",
+        "{ingress}_state:IN_k3Yx8TzVbQ2a",
+        "room_{ingress}:all-hands",
+        "sip_inbound_trunk",
+        "sip_dispatch_rule",
+        "agent_dispatch:all-hands",
+    ] {
+        assert_eq!(after.get(key), before.get(key), "{key}");
+    }
+    // The rooms and participants of the lost store are not brought back:
+    // the room made since stays as it is.
+    assert!(!after.contains_key("room_participants:all-hands"));
+    assert!(!after.contains_key("livekit_version"));
+    let rooms: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg("rooms")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(rooms.len(), 1);
+    assert_eq!(rooms["standup"], "new");
+
+    // Without a redis_component the flag is refused, naming what to add.
+    let refused = setup
+        .drkit(&["restore", "redis/livekit", "--redis-keys"])
+        .await;
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
 }

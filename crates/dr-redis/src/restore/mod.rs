@@ -13,10 +13,12 @@
 
 pub(crate) mod commands;
 mod file;
+mod keys;
 pub(crate) mod pipeline;
 
 pub use self::file::RdbFileRestore;
 pub(crate) use self::file::{copy_checked, fetch_to_file};
+pub use self::keys::KeyPatterns;
 
 use std::collections::HashSet;
 
@@ -87,6 +89,8 @@ pub struct RestoreCounts {
     /// Whether values were rebuilt from plain commands (the target's RDB
     /// version is older than the snapshot's) rather than `RESTORE`d.
     pub rebuilt: bool,
+    /// Keys the restore's [`KeyPatterns`] left out.
+    pub left_out: u64,
 }
 
 /// Restores RDB snapshots of a component (a server's, or a cluster's with
@@ -112,6 +116,7 @@ pub struct RdbRestore {
     conflict: Conflict,
     window: usize,
     check_first: bool,
+    keys: Option<KeyPatterns>,
 }
 
 /// Where a restore writes.
@@ -133,6 +138,7 @@ impl RdbRestore {
             conflict: Conflict::Fail,
             window: 4,
             check_first: true,
+            keys: None,
         }
     }
 
@@ -175,6 +181,16 @@ impl RdbRestore {
         self
     }
 
+    /// Writes only the keys `keys` matches (LiveKit's durable keys out of
+    /// its whole Redis, say); the others are counted in
+    /// [`RestoreCounts::left_out`], and function libraries are left out
+    /// too. The whole snapshot is still read and checked.
+    #[must_use]
+    pub fn only_keys(mut self, keys: KeyPatterns) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
     /// [`Restore::restore`], with the key counts.
     ///
     /// # Errors
@@ -198,12 +214,9 @@ impl RdbRestore {
         };
         let mut plans = Vec::new();
         for rdb in &rdbs {
-            plans.push(Plan::new(
-                &target,
-                &rdb.details,
-                self.conflict,
-                libraries.clone(),
-            )?);
+            let mut plan = Plan::new(&target, &rdb.details, self.conflict, libraries.clone())?;
+            plan.keys = self.keys.clone();
+            plans.push(plan);
         }
 
         let check_first = self.check_first || plans.iter().any(|p| p.rebuild.is_some());
@@ -638,6 +651,15 @@ struct Plan {
     /// Whether the target held keys when the restore began: if not, no key
     /// of the snapshot can exist there, and none is asked about.
     target_has_keys: bool,
+    /// Only the keys these match are written.
+    keys: Option<KeyPatterns>,
+}
+
+impl Plan {
+    /// Whether `key` is left out by the key patterns.
+    fn leaves_out(&self, key: &[u8]) -> bool {
+        self.keys.as_ref().is_some_and(|k| !k.matches(key))
+    }
 }
 
 impl Plan {
@@ -683,6 +705,7 @@ impl Plan {
             libraries,
             checked: true,
             target_has_keys: true,
+            keys: None,
         })
     }
 }
@@ -879,7 +902,7 @@ async fn check(
         match event {
             Event::Key(key) => {
                 tally(&mut counts, &key);
-                if key.expire_at_ms.is_some_and(|at| at <= now) {
+                if key.expire_at_ms.is_some_and(|at| at <= now) || plan.leaves_out(&key.key) {
                     continue;
                 }
                 if let Some(rebuild) = &plan.rebuild {
@@ -901,7 +924,8 @@ async fn check(
                 reporter.at(key.value_offset);
             }
             Event::Function(code) => {
-                if let Some(name) = library_name(&code)
+                if plan.keys.is_none()
+                    && let Some(name) = library_name(&code)
                     && plan.libraries.contains(&name)
                     && !libraries.contains(&name)
                 {
@@ -1010,7 +1034,7 @@ async fn write(
     while let Some(event) = reader.next_event().await? {
         match event {
             Event::Function(code) => {
-                if !loaded.insert(code.clone()) {
+                if plan.keys.is_some() || !loaded.insert(code.clone()) {
                     continue;
                 }
                 let name = library_name(&code);
@@ -1040,6 +1064,10 @@ async fn write(
                 reporter.at(key.value_offset);
                 if !plan.checked {
                     tally(&mut tallied, &key);
+                }
+                if plan.leaves_out(&key.key) {
+                    counts.left_out += 1;
+                    continue;
                 }
                 if key.expire_at_ms.is_some_and(|at| at <= now) {
                     counts.expired += 1;

@@ -301,3 +301,75 @@ impl dr_core::Rewire for RewireCommand {
         })
     }
 }
+
+/// `drkit restore livekit/<name> --redis-keys`: LiveKit's durable keys
+/// (`dr_livekit::REDIS_DURABLE_KEYS`) written back into its Redis from the
+/// latest snapshot of the component's `redis_component`, replacing what is
+/// there: the same ids and stream keys. Rooms and participants are left to
+/// the restore through the API.
+pub(crate) async fn restore_redis_keys(
+    cx: &Context,
+    repo: &Repository,
+    component: &Component,
+    to: &TargetArg,
+    incident_at: Option<Timestamp>,
+    report_file: Option<&std::path::Path>,
+    out: &Output,
+) -> CommandOutcome {
+    let id = component.id();
+    let settings = component
+        .livekit()
+        .ok_or_else(|| Failure::Usage(format!("{id} is not a livekit component")))?;
+    let redis_id = settings.redis_component().ok_or_else(|| {
+        Failure::Usage(format!(
+            "--redis-keys: {id} names no redis_component in its [component.livekit]; \
+             add the id of the redis component that is LiveKit's Redis"
+        ))
+    })?;
+    let redis = cx.component(redis_id)?;
+    let target = to.target().map_err(|_| {
+        Failure::Usage(format!(
+            "--to lsn:… is for postgres components; {redis_id} restores to latest, a time or a              snapshot id"
+        ))
+    })?;
+    let server = cx.redis_seed(redis).await?;
+    let address = server.addr();
+    let keys = dr_redis::KeyPatterns::new(dr_livekit::REDIS_DURABLE_KEYS)
+        .map_err(|e| Failure::Failed(format!("LiveKit's key patterns: {e}")))?;
+    let restore = dr_redis::RdbRestore::new(redis.id().clone(), server)
+        .only_keys(keys)
+        .conflict(dr_redis::Conflict::Replace);
+    let mut request = RestoreRequest::new(repo, &target, component.objectives());
+    if let Some(at) = incident_at {
+        request = request.incident_at(at);
+    }
+    let (report, counts) = restore.restore_counted(request).await.map_err(|e| {
+        Failure::of(
+            format_args!("restoring LiveKit's keys of {id} from {redis_id} into {address}"),
+            &e,
+        )
+    })?;
+    if let Some(path) = report_file {
+        crate::commands::restore::save(&report, path)?;
+    }
+    if out.json {
+        out.json(&json!({
+            "method": dr_livekit::RestoreMethod::RedisKeys,
+            "redis_component": redis_id,
+            "server": address,
+            "keys_written": counts.restored,
+            "keys_left_out": counts.left_out,
+            "expired": counts.expired,
+            "recovery": report,
+        }))?;
+    } else {
+        out.line(format_args!(
+            "restored LiveKit's durable keys of {id} from {redis_id} into {address} \
+             (method: redis keys, ids and stream keys as they were): {} keys written, \
+             {} other keys left out (rooms and participants: restore them through the API)",
+            counts.restored, counts.left_out
+        ));
+        out.line(&report);
+    }
+    crate::commands::restore::verdict(&report)
+}
