@@ -362,6 +362,9 @@ enum Command {
         #[command(subcommand)]
         command: commands::k8s::K8sCommand,
     },
+    /// LiveKit runbooks.
+    #[command(subcommand)]
+    Livekit(LiveKitCommand),
     /// Redis snapshots and RDB files.
     #[command(subcommand)]
     Redis(RedisCommand),
@@ -427,6 +430,34 @@ enum RedisCommand {
         /// How many of the biggest keys to list.
         #[arg(long, default_value_t = 10)]
         top: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LiveKitCommand {
+    /// The node-failure runbook: the SFU's pods that failed (not ready, or
+    /// Failed or Unknown) deleted one by one, each replacement waited
+    /// ready, then the SFU probed until it serves and, with --metrics, its
+    /// participants counted back; timed as a recovery report.
+    NodeFailure {
+        /// The livekit component.
+        component: String,
+        #[command(flatten)]
+        cluster: commands::k8s::ClusterArgs,
+        /// The SFU pods' label selector.
+        #[arg(long, short = 'l', default_value = "app=livekit")]
+        selector: String,
+        /// LiveKit's Prometheus metrics (its prometheus port), where the
+        /// participants are counted.
+        #[arg(long, value_name = "URL")]
+        metrics: Option<String>,
+        /// Waits until the metrics count at least this many participants
+        /// (those before the failure, back); needs --metrics.
+        #[arg(long, value_name = "N", requires = "metrics")]
+        expect_participants: Option<u64>,
+        /// How long the whole runbook may take.
+        #[arg(long, default_value = "5m", value_parser = commands::k8s::parse_duration)]
+        timeout: std::time::Duration,
     },
 }
 
@@ -973,6 +1004,24 @@ async fn run(cli: Cli, out: Output) -> Outcome {
             container,
             name,
         }) => commands::kubernetes::postgres_patch(&cx.config, &image, &container, &name),
+        Command::Livekit(LiveKitCommand::NodeFailure {
+            component,
+            cluster,
+            selector,
+            metrics,
+            expect_participants,
+            timeout,
+        }) => {
+            let settings = cx.component(&component)?;
+            let args = commands::livekit::NodeFailureArgs {
+                cluster,
+                selector,
+                metrics,
+                expect_participants,
+                timeout,
+            };
+            commands::livekit::node_failure(&cx, settings, args, &out).await
+        }
         Command::Redis(RedisCommand::Inspect {
             snapshot,
             shard,

@@ -2,6 +2,8 @@
 //! unchanged state, verify, and restores onto the server after a restart
 //! and onto its standby, with the remap saved; bad settings refused.
 
+use std::time::Duration;
+
 use dr_livekit_testkit::LiveKitServer;
 use livekit_protocol as proto;
 
@@ -372,4 +374,133 @@ async fn livekit_s_durable_redis_keys_come_back_byte_exact_and_rooms_do_not() {
         .drkit(&["restore", "redis/livekit", "--redis-keys"])
         .await;
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+}
+
+/// The node-failure runbook: an SFU Deployment whose pods crash-loop (the
+/// test API server's `drkit.test/fail`), their replacements healthy (the
+/// ReplicaSet's template no longer failing, as on another node), the
+/// participants back in LiveKit's metrics.
+#[tokio::test]
+async fn the_node_failure_runbook_replaces_failed_sfu_pods_and_counts_participants_back() {
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::Api;
+    use kube::api::{ListParams, Patch, PatchParams, PostParams};
+    use serde_json::json;
+
+    let kube_server = dr_k8s_testkit::KubeApiServer::start().await.unwrap();
+    let sfu = LiveKitServer::start().await.unwrap();
+    let standby = LiveKitServer::start().await.unwrap();
+    let setup = setup(&sfu, &standby).await;
+    let kubeconfig = kube_server.kubeconfig(setup.dir.path()).await.unwrap();
+    let client = dr_k8s::Cluster::from_kubeconfig(&kubeconfig, Some("test"))
+        .await
+        .unwrap()
+        .client()
+        .clone();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": "livekit" } })).unwrap(),
+        )
+        .await
+        .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "livekit");
+    deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": { "name": "livekit" },
+                "spec": {
+                    "replicas": 2,
+                    "selector": { "matchLabels": { "app": "livekit" } },
+                    "template": {
+                        "metadata": {
+                            "labels": { "app": "livekit" },
+                            "annotations": { "drkit.test/fail": "true" }
+                        },
+                        "spec": { "containers": [{ "name": "sfu", "image": "livekit/livekit-server:v1.9" }] }
+                    }
+                }
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "livekit");
+    let selector = ListParams::default().labels("app=livekit");
+    dr_testkit::eventually(
+        "two crash-looping SFU pods",
+        Duration::from_secs(10),
+        || {
+            let pods = pods.clone();
+            let selector = selector.clone();
+            async move { (pods.list(&selector).await.unwrap().items.len() == 2).then_some(()) }
+        },
+    )
+    .await;
+    // The node is gone; the pods' replacements land on a healthy one.
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "livekit");
+    for set in sets.list(&selector).await.unwrap() {
+        let name = set.metadata.name.clone().unwrap();
+        sets.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "spec": { "template": { "metadata": { "annotations": { "drkit.test/fail": null } } } }
+            })),
+        )
+        .await
+        .unwrap();
+    }
+    // The participants reconnect as soon as the SFU serves again.
+    for identity in ["alice", "bob", "carol"] {
+        sfu.join(
+            "standup",
+            proto::ParticipantInfo {
+                identity: identity.into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+
+    let output = setup
+        .drkit(&[
+            "livekit",
+            "node-failure",
+            COMPONENT,
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--context",
+            "test",
+            "-n",
+            "livekit",
+            "--metrics",
+            &sfu.metrics_url(),
+            "--expect-participants",
+            "3",
+            "--timeout",
+            "30s",
+        ])
+        .await;
+    assert!(output.status.success(), "{}", text(&output));
+    let printed = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(printed.contains("failed SFU pods: 2 of 2"), "{printed}");
+    assert!(printed.contains("3 participants"), "{printed}");
+    let ready = pods
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .count();
+    assert_eq!(ready, 2);
 }

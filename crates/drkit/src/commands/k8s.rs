@@ -143,7 +143,7 @@ pub(crate) enum K8sCommand {
 }
 
 /// `--wait 5m`, `--timeout 90s`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     text.parse::<dr_core::Rto>()
         .map(dr_core::Rto::as_duration)
         .map_err(|e| format!("{text:?}: {e}; expected a duration such as \"90s\" or \"5m\""))

@@ -373,3 +373,156 @@ pub(crate) async fn restore_redis_keys(
     }
     crate::commands::restore::verdict(&report)
 }
+
+/// What the node-failure runbook is asked for.
+pub(crate) struct NodeFailureArgs {
+    pub(crate) cluster: crate::commands::k8s::ClusterArgs,
+    pub(crate) selector: String,
+    pub(crate) metrics: Option<String>,
+    pub(crate) expect_participants: Option<u64>,
+    pub(crate) timeout: std::time::Duration,
+}
+
+/// `drkit livekit node-failure`: the seed's node-failure scenario. The
+/// SFU's failed pods are deleted one by one and each replacement waited
+/// ready (dr-k8s), then the SFU is probed (dr-livekit) until it serves
+/// and, with metrics, counts the participants expected back; every step
+/// timed, the whole held against the component's RTO.
+pub(crate) async fn node_failure(
+    cx: &Context,
+    component: &Component,
+    args: NodeFailureArgs,
+    out: &Output,
+) -> CommandOutcome {
+    use std::time::Instant;
+
+    use dr_core::{Operation, RecoveryReport, Timeline};
+    use dr_k8s::PodQuery;
+    use dr_livekit::LiveKitProbe;
+
+    let id = component.id();
+    let sfu = cx.livekit(component, false).await?;
+    let kubeconfig = match &args.cluster.kubeconfig {
+        Some(path) => Some(path.clone()),
+        None => crate::cluster::default_kubeconfig()?,
+    };
+    let cluster =
+        crate::cluster::connect(kubeconfig.as_deref(), args.cluster.context.as_deref()).await?;
+    let namespace = args
+        .cluster
+        .namespace
+        .clone()
+        .unwrap_or_else(|| cluster.default_namespace().to_owned());
+    let deadline = Instant::now() + args.timeout;
+    let mut timeline = Timeline::start_now();
+    let query = PodQuery::in_namespace(namespace.clone()).labels(args.selector.clone());
+    let pods = cluster.pods(&query).await.map_err(|e| {
+        Failure::of(
+            format_args!("listing the pods {} in {namespace}", args.selector),
+            &e,
+        )
+    })?;
+    let failed: Vec<_> = pods
+        .iter()
+        .filter(|p| !p.ready || matches!(p.phase.as_str(), "Failed" | "Unknown"))
+        .collect();
+    timeline
+        .record_until_now(
+            format!(
+                "find the failed SFU pods: {} of {} ({})",
+                failed.len(),
+                pods.len(),
+                args.selector
+            ),
+            timeline.started_at(),
+        )
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    for pod in &failed {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let replaced = timeline
+            .step_named(
+                async {
+                    cluster
+                        .delete_pod_and_wait(&namespace, &pod.name, left)
+                        .await
+                        .map_err(dr_core::Error::from)
+                },
+                |r: &dr_k8s::Replaced| {
+                    format!(
+                        "delete {} (phase {}, {} restarts); {} ready",
+                        r.deleted, pod.phase, pod.restarts, r.replacement
+                    )
+                },
+            )
+            .await
+            .map_err(|e| Failure::of(format_args!("replacing pod {}", pod.name), &e))?;
+        drop(replaced);
+    }
+    let mut probe = LiveKitProbe::new();
+    if let Some(url) = &args.metrics {
+        probe = probe.metrics_url(url.clone());
+    }
+    let expect = args.expect_participants;
+    let health = timeline
+        .step_named(
+            async {
+                loop {
+                    let health = probe.check(&sfu).await;
+                    let participants = health
+                        .metrics
+                        .as_ref()
+                        .and_then(|m| m.as_ref().ok())
+                        .and_then(|m| m.participants);
+                    let back = match expect {
+                        Some(n) => participants.is_some_and(|p| p >= n as f64),
+                        None => true,
+                    };
+                    if health.is_healthy() && back {
+                        return Ok::<_, dr_core::Error>(health);
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(dr_core::Error::Timeout {
+                            operation: format!(
+                                "waiting for {} to serve{}: {}",
+                                sfu.url(),
+                                expect
+                                    .map(|n| format!(" with {n} participants back"))
+                                    .unwrap_or_default(),
+                                health
+                                    .problem()
+                                    .unwrap_or_else(|| format!("{participants:?} participants"))
+                            ),
+                            after: args.timeout,
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            },
+            |health| {
+                let participants = health
+                    .metrics
+                    .as_ref()
+                    .and_then(|m| m.as_ref().ok())
+                    .and_then(|m| m.participants);
+                match participants {
+                    Some(n) => format!("{} serves; {n} participants in its metrics", health.url),
+                    None => format!("{} serves", health.url),
+                }
+            },
+        )
+        .await
+        .map_err(|e| Failure::of(format_args!("recovering {id}"), &e))?;
+    drop(health);
+    let report = RecoveryReport::new(
+        id.clone(),
+        Operation::Failover,
+        component.objectives(),
+        timeline,
+    );
+    if out.json {
+        out.json(&report)?;
+    } else {
+        out.line(&report);
+    }
+    crate::commands::restore::verdict(&report)
+}
