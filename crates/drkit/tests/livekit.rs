@@ -504,3 +504,67 @@ async fn the_node_failure_runbook_replaces_failed_sfu_pods_and_counts_participan
         .count();
     assert_eq!(ready, 2);
 }
+
+/// The agent's schedule every second (every minute in the plan): each
+/// backup after the first only confirms the unchanged state, and
+/// `/metrics` holds the newest restorable point against the RPO.
+#[tokio::test]
+async fn the_agent_s_frequent_snapshots_keep_the_rpo_met_and_store_only_confirmations() {
+    use crate::common::agent::{Agent, value};
+
+    let sfu = LiveKitServer::start().await.unwrap();
+    let standby = LiveKitServer::start().await.unwrap();
+    populate(&sfu).await;
+    let setup = setup(&sfu, &standby).await;
+    let config = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace("rpo = \"1m\"", "rpo = \"10s\"");
+    std::fs::write(
+        &setup.config,
+        format!(
+            "{config}\n[[component.schedule]]\njob = \"backup\"\ncron = \"* * * * * *\"\n\n\
+             [agent]\nlisten = \"127.0.0.1:0\"\nprune = {{ cron = \"0 0 4 * * 0\" }}\n\
+             retry = \"1s\"\nrefresh = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&setup, "agent").await;
+    let labels = [
+        ("component", COMPONENT),
+        ("job", "backup"),
+        ("result", "success"),
+    ];
+    let scrape = dr_testkit::eventually(
+        "three backups and the RPO met",
+        Duration::from_secs(60),
+        || async {
+            let scrape = agent.scrape().await;
+            let runs = value(&scrape, "drkit_job_runs_total", &labels).unwrap_or(0.0);
+            let met = value(
+                &scrape,
+                "drkit_rpo_compliance",
+                &[("component", COMPONENT), ("state", "met")],
+            ) == Some(1.0);
+            (runs >= 3.0 && met).then_some(scrape)
+        },
+    )
+    .await;
+    let exposure = value(
+        &scrape,
+        "drkit_rpo_exposure_seconds",
+        &[("component", COMPONENT)],
+    )
+    .unwrap();
+    assert!(exposure < 10.0, "{exposure}: {}", agent.log());
+    assert!(
+        value(
+            &scrape,
+            "drkit_backup_last_bytes",
+            &[("component", COMPONENT)]
+        )
+        .unwrap()
+            < 1024.0,
+        "an unchanged state stores no stream"
+    );
+    assert!(agent.log().contains("backup committed"), "{}", agent.log());
+}
