@@ -127,20 +127,28 @@ pub(crate) mod calls {
 #[derive(Clone)]
 pub struct LiveKit {
     url: String,
-    api_key: String,
-    api_secret: String,
+    auth: Auth,
     timeout: Duration,
     concurrency: usize,
     api: Arc<LiveKitApi>,
     http: reqwest::Client,
 }
 
+/// How calls are signed.
+#[derive(Clone)]
+enum Auth {
+    /// A token minted per call, with the grants it needs.
+    Secret { key: String, secret: String },
+    /// One token the caller made, sent as it is; its key, from its `iss`.
+    Token { token: String, key: String },
+}
+
 impl fmt::Debug for LiveKit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the secret.
+        // Never the secret, nor the token.
         f.debug_struct("LiveKit")
             .field("url", &self.url)
-            .field("api_key", &self.api_key)
+            .field("api_key", &self.api_key())
             .field("timeout", &self.timeout)
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
@@ -161,12 +169,43 @@ impl LiveKit {
                 reason: format!("the API key and secret for {url} must not be empty"),
             });
         }
+        let auth = Auth::Secret {
+            key: api_key.to_owned(),
+            secret: api_secret.to_owned(),
+        };
+        Self::with_auth(url, auth)
+    }
+
+    /// The server at `url`, every call signed with `token` as it is: for
+    /// an operator given a token with only the grants a job needs (a
+    /// snapshot needs `roomList`, `roomAdmin` for each room, `roomRecord`,
+    /// `ingressAdmin` and `sip.admin`), not the secret. A call the token
+    /// has no grant for is [`Error::PermissionDenied`], naming the grant;
+    /// webhooks cannot be verified without the secret.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a URL of another scheme, or a token that
+    /// is not a JWT.
+    pub fn with_token(url: &str, token: &str) -> Result<Self> {
+        let url = http_url(url)?;
+        let claims = livekit_api::access_token::Claims::from_unverified(token).map_err(|e| {
+            Error::InvalidConfig {
+                reason: format!("the token for {url} is not a LiveKit access token: {e}"),
+            }
+        })?;
+        let auth = Auth::Token {
+            token: token.to_owned(),
+            key: claims.iss,
+        };
+        Self::with_auth(url, auth)
+    }
+
+    fn with_auth(url: String, auth: Auth) -> Result<Self> {
         let http = http_client()?;
-        let api = build_api(&url, api_key, api_secret, DEFAULT_REQUEST_TIMEOUT);
+        let api = build_api(&url, &auth, DEFAULT_REQUEST_TIMEOUT);
         Ok(Self {
             url,
-            api_key: api_key.to_owned(),
-            api_secret: api_secret.to_owned(),
+            auth,
             timeout: DEFAULT_REQUEST_TIMEOUT,
             concurrency: DEFAULT_CONCURRENCY,
             api: Arc::new(api),
@@ -178,12 +217,7 @@ impl LiveKit {
     #[must_use]
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
-        self.api = Arc::new(build_api(
-            &self.url,
-            &self.api_key,
-            &self.api_secret,
-            timeout,
-        ));
+        self.api = Arc::new(build_api(&self.url, &self.auth, timeout));
         self
     }
 
@@ -200,9 +234,12 @@ impl LiveKit {
         &self.url
     }
 
-    /// The API key (never the secret).
+    /// The API key (never the secret): a token's issuer where calls are
+    /// signed with one.
     pub fn api_key(&self) -> &str {
-        &self.api_key
+        match &self.auth {
+            Auth::Secret { key, .. } | Auth::Token { key, .. } => key,
+        }
     }
 
     /// How long each call may take.
@@ -223,13 +260,22 @@ impl LiveKit {
         &self.http
     }
 
-    pub(crate) fn api_secret(&self) -> &str {
-        &self.api_secret
+    /// The API secret; `None` where calls are signed with a given token.
+    pub(crate) fn api_secret(&self) -> Option<&str> {
+        match &self.auth {
+            Auth::Secret { secret, .. } => Some(secret),
+            Auth::Token { .. } => None,
+        }
     }
 
-    /// A token for a call of our own, signed with the key and secret.
+    /// A token for a call of our own: signed with the key and secret, or
+    /// the one given.
     pub(crate) fn token(&self, grants: Grants) -> Result<String> {
-        let mut token = AccessToken::with_api_key(&self.api_key, &self.api_secret)
+        let (key, secret) = match &self.auth {
+            Auth::Secret { key, secret } => (key, secret),
+            Auth::Token { token, .. } => return Ok(token.clone()),
+        };
+        let mut token = AccessToken::with_api_key(key, secret)
             .with_grants(grants.video)
             .with_ttl(Duration::from_secs(600));
         if grants.sip_admin {
@@ -456,12 +502,15 @@ impl LiveKit {
 }
 
 /// The clients of every service, on one connection pool.
-fn build_api(url: &str, api_key: &str, api_secret: &str, timeout: Duration) -> LiveKitApi {
-    LiveKitApi::with_api_key(url, api_key, api_secret)
-        // Region failover is for LiveKit Cloud hosts only; a DR tool
-        // decides itself where it goes.
-        .with_failover(false)
-        .with_request_timeout(timeout)
+fn build_api(url: &str, auth: &Auth, timeout: Duration) -> LiveKitApi {
+    match auth {
+        Auth::Secret { key, secret } => LiveKitApi::with_api_key(url, key, secret),
+        Auth::Token { token, .. } => LiveKitApi::with_token(url, token),
+    }
+    // Region failover is for LiveKit Cloud hosts only; a DR tool
+    // decides itself where it goes.
+    .with_failover(false)
+    .with_request_timeout(timeout)
 }
 
 /// A reqwest error in words: what a person needs to tell an unreachable

@@ -120,10 +120,14 @@ impl Rejoin {
     /// secret, a body changed on the way) or does not read; the server's
     /// refusal of the update.
     pub async fn webhook(&self, body: &str, authorization: &str) -> Result<Option<Reapplied>> {
-        let receiver = WebhookReceiver::new(TokenVerifier::with_api_key(
-            self.target.api_key(),
-            self.target.api_secret(),
-        ));
+        let secret = self.target.api_secret().ok_or_else(|| Error::Webhook {
+            reason: format!(
+                "{} is reached with a token, not the API secret: webhooks cannot be verified",
+                self.target.url()
+            ),
+        })?;
+        let receiver =
+            WebhookReceiver::new(TokenVerifier::with_api_key(self.target.api_key(), secret));
         let event = receiver
             .receive(body, authorization)
             .map_err(|e| Error::Webhook {

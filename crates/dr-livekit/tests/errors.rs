@@ -102,3 +102,40 @@ async fn a_slow_server_times_out_within_the_request_timeout() {
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn a_token_without_a_grant_the_snapshot_needs_names_the_grant() {
+    use livekit_api::access_token::{AccessToken, VideoGrants};
+
+    let server = LiveKitServer::start().await.unwrap();
+    let full = client(&server);
+    populate(&server, &full).await;
+    // Only the list of rooms: not the rooms' participants.
+    let token = AccessToken::with_api_key(server.api_key(), server.api_secret())
+        .with_grants(VideoGrants {
+            room_list: true,
+            ..Default::default()
+        })
+        .to_jwt()
+        .unwrap();
+    let limited = LiveKit::with_token(&server.url(), &token).unwrap();
+    assert_eq!(limited.api_key(), server.api_key());
+    let err = LiveKitState::read(&limited, None).await.unwrap_err();
+    match &err {
+        Error::PermissionDenied { call, grant, .. } => {
+            assert!(grant.contains("roomAdmin"), "{err}");
+            assert!(
+                call.contains("ListParticipants") || call.contains("ListDispatch"),
+                "{err}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    let err: dr_core::Error = err.into();
+    assert_eq!(err.kind(), ErrorKind::Auth);
+    // Not a token at all.
+    assert!(matches!(
+        LiveKit::with_token(&server.url(), "not-a-jwt"),
+        Err(Error::InvalidConfig { .. })
+    ));
+}
