@@ -7,7 +7,8 @@
 //! reads what its API returns and gives it back through the API, on
 //! LiveKit's own client, the `livekit-api` crate:
 //!
-//! - [`LiveKit`]: one server, from its URL, API key and secret; every call
+//! - [`LiveKit`]: one server, from its URL, API key and secret (or a token
+//!   with only the grants a job needs, [`LiveKit::with_token`]); every call
 //!   made through it names the server and the call in its [`Error`], and
 //!   a refusal for a missing grant names the grant.
 //! - [`LiveKitState`]: what the API returns that can be given back, read
