@@ -5,9 +5,13 @@
 //! pgBackRest, pg_basebackup, pg_receivewal, pg_dump and pg_restore) and
 //! `redis_bench` (dr-redis's snapshots and RDB verification, which
 //! `scripts/bench redis` runs beside `redis-cli` and `redis-check-rdb`),
-//! and `redis_failover_bench` (dr-core's monitor over dr-redis's failovers,
+//! `redis_failover_bench` (dr-core's monitor over dr-redis's failovers,
 //! and the command archiver's lag, which `scripts/bench redis-failover`
-//! runs beside Redis Sentinel and Redis Cluster's own failover).
+//! runs beside Redis Sentinel and Redis Cluster's own failover),
+//! `k8s_bench` (dr-k8s's resource backup and restore, beside kubectl) and
+//! `livekit_bench` (dr-livekit's snapshot and restore of the LiveKit
+//! stand-in, which `scripts/bench livekit` runs beside one `curl` per Twirp
+//! call parsed with `jq`).
 //!
 //! - [`main`] parses a driver's command line with clap and runs it; a failure
 //!   is printed with its chain of causes, and the exit code is 1.
