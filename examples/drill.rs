@@ -1,4 +1,4 @@
-//! A disaster-recovery drill of PostgreSQL, Redis and Kubernetes, start to finish, on this machine:
+//! A disaster-recovery drill of PostgreSQL, Redis, Kubernetes and LiveKit, start to finish, on this machine:
 //!
 //! 1. start a throwaway PostgreSQL and a write workload;
 //! 2. stream its WAL into a local repository and take a base backup while
@@ -35,6 +35,13 @@
 //!    checked (the complete platform: RTO 4 hours; configuration: RPO 5
 //!    minutes).
 //!
+//! 9. LiveKit (`drill_livekit.rs`), on two stand-in SFUs sharing one API
+//!    key: GoMeet's rooms, participants, a recording, an ingress and SIP;
+//!    the minute's snapshots (the unchanged ones only confirmed); the SFU's
+//!    region lost, failed over to the standby (the latest snapshot restored,
+//!    clients pointed there), participants set again as they rejoin (the
+//!    SFU's objectives: RTO 5 minutes, RPO 1 minute).
+//!
 //! Run: `cargo run --example drill` (or `scripts/drill`, which installs
 //! PostgreSQL and Redis first where it can). `--repo <dir>` keeps the
 //! repository.
@@ -59,6 +66,8 @@ use jiff::Timestamp;
 
 #[path = "drill_k8s.rs"]
 mod k8s_scenario;
+#[path = "drill_livekit.rs"]
+mod livekit_scenario;
 #[path = "drill_redis.rs"]
 mod redis_scenario;
 
@@ -185,6 +194,7 @@ async fn main() -> Result<()> {
     let (failover_met, failover_report) = primary_failure(repo.clone()).await?;
     let (redis_met, redis_report) = redis_scenario::run(repo.clone()).await?;
     let (k8s_met, k8s_report) = k8s_scenario::run(repo.clone()).await?;
+    let (livekit_met, livekit_report) = livekit_scenario::run(repo.clone()).await?;
 
     println!("\n=== drill report ===");
     print_restore("latest point", &latest, &latest_check, expected.len());
@@ -197,8 +207,13 @@ async fn main() -> Result<()> {
     println!("{failover_report}");
     println!("{redis_report}");
     println!("{k8s_report}");
-    let all_met =
-        latest.objectives_met() && earlier.objectives_met() && failover_met && redis_met && k8s_met;
+    println!("{livekit_report}");
+    let all_met = latest.objectives_met()
+        && earlier.objectives_met()
+        && failover_met
+        && redis_met
+        && k8s_met
+        && livekit_met;
     let exact_past = earlier_check.exact();
     println!(
         "\nverdict: objectives {}; past-point restore {}",

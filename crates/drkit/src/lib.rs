@@ -20,7 +20,10 @@
 //!   and `redis-cluster`); for Kubernetes (cargo feature `kubernetes`, on
 //!   by default) [`KubernetesSettings`]: a kubeconfig and context (or the
 //!   cluster drkit runs in) and a `dr_k8s::ResourceFilter` (kind
-//!   `kubernetes`: resource backups).
+//!   `kubernetes`: resource backups); for LiveKit (cargo feature
+//!   `livekit`, on by default) [`LiveKitSettings`]: the SFU's API URL, key
+//!   and secret, a standby, a rewire command and LiveKit's own Redis
+//!   component (kind `livekit`: room state snapshots).
 //! - [`Cron`] and [`Schedule`]: five-field cron expressions (six with
 //!   seconds) in an IANA time zone (the database is bundled), with [`Schedule::next_after`] across
 //!   daylight-saving changes.
