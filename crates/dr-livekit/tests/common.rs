@@ -159,6 +159,21 @@ pub(crate) async fn populate(server: &LiveKitServer, livekit: &LiveKit) -> Desir
     desired
 }
 
+/// [`populate`]s `server`, snapshots it as `livekit/sfu` into a new
+/// repository in memory: a client of it, and the repository.
+pub(crate) async fn populated_snapshot(server: &LiveKitServer) -> (LiveKit, Arc<Repository>) {
+    use dr_core::BackupExt;
+    let livekit = client(server);
+    let desired = populate(server, &livekit).await;
+    let repo = repository().await;
+    dr_livekit::LiveKitSnapshot::new("livekit/sfu".parse().unwrap(), livekit.clone())
+        .desired_rooms(desired)
+        .backup_to(repo.as_ref())
+        .await
+        .unwrap();
+    (livekit, repo)
+}
+
 /// A repository in a directory of its own, unencrypted.
 pub(crate) async fn repository_in(dir: &std::path::Path) -> Arc<Repository> {
     let backend = Arc::new(dr_storage::FsBackend::new(dir).unwrap());

@@ -12,7 +12,7 @@ use dr_core::{
 use dr_livekit::{LiveKitFailover, LiveKitSnapshot};
 use dr_livekit_testkit::LiveKitServer;
 
-use crate::common::{client, populate, repository};
+use crate::common::{client, populated_snapshot, repository};
 
 /// Records where clients were pointed.
 #[derive(Default)]
@@ -34,14 +34,7 @@ fn objectives() -> Objectives {
 async fn a_dead_sfu_fails_over_to_the_standby_with_its_rooms_and_an_honest_report() {
     let primary = LiveKitServer::start().await.unwrap();
     let standby = LiveKitServer::start().await.unwrap();
-    let livekit = client(&primary);
-    let desired = populate(&primary, &livekit).await;
-    let repo = repository().await;
-    LiveKitSnapshot::new("livekit/sfu".parse().unwrap(), livekit.clone())
-        .desired_rooms(desired)
-        .backup_to(repo.as_ref())
-        .await
-        .unwrap();
+    let (livekit, repo) = populated_snapshot(&primary).await;
     let failover = LiveKitFailover::new(
         "livekit/sfu".parse().unwrap(),
         livekit.clone(),

@@ -10,7 +10,7 @@ use dr_livekit::{ItemKind, LiveKitRestore, LiveKitSnapshot, Outcome, RestoreMeth
 use dr_livekit_testkit::{LiveKitServer, LiveKitServerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{client, populate, repository};
+use crate::common::{client, populate, populated_snapshot, repository};
 
 fn objectives() -> Objectives {
     Objectives::new("5m".parse().unwrap(), "1m".parse().unwrap())
@@ -155,14 +155,7 @@ async fn a_restarted_server_gets_its_rooms_egress_and_agents_back() {
 #[tokio::test]
 async fn a_standby_gets_new_ids_and_stream_keys_and_dispatch_rules_follow_their_trunks() {
     let primary = LiveKitServer::start().await.unwrap();
-    let livekit = client(&primary);
-    let desired = populate(&primary, &livekit).await;
-    let repo = repository().await;
-    LiveKitSnapshot::new("livekit/sfu".parse().unwrap(), livekit.clone())
-        .desired_rooms(desired)
-        .backup_to(repo.as_ref())
-        .await
-        .unwrap();
+    let (_, repo) = populated_snapshot(&primary).await;
     let primary_api = livekit_api::services::LiveKitApi::with_api_key(
         &primary.url(),
         primary.api_key(),
@@ -281,14 +274,7 @@ async fn receive_webhook(listener: &tokio::net::TcpListener) -> (String, String)
 #[tokio::test]
 async fn participants_are_set_again_when_they_rejoin_through_a_signed_webhook() {
     let primary = LiveKitServer::start().await.unwrap();
-    let livekit = client(&primary);
-    let desired = populate(&primary, &livekit).await;
-    let repo = repository().await;
-    LiveKitSnapshot::new("livekit/sfu".parse().unwrap(), livekit.clone())
-        .desired_rooms(desired)
-        .backup_to(repo.as_ref())
-        .await
-        .unwrap();
+    let (_, repo) = populated_snapshot(&primary).await;
 
     let hooks = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let standby = LiveKitServer::start_with(
