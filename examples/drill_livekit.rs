@@ -90,11 +90,7 @@ pub(crate) async fn run(repo: Arc<Repository>) -> Result<(bool, String)> {
     let last = taken.last().ok_or("no snapshot")?.recovery_point.at;
 
     step("after the last snapshot: a room's metadata changes (the failover cannot bring it back)");
-    let api = livekit_api::services::LiveKitApi::with_api_key(
-        &sfu.url(),
-        sfu.api_key(),
-        sfu.api_secret(),
-    );
+    let api = sfu.api();
     api.room()
         .update_room_metadata("room-00", "{\"topic\":\"changed after the snapshot\"}")
         .await?;
@@ -153,14 +149,7 @@ pub(crate) async fn run(repo: Arc<Repository>) -> Result<(bool, String)> {
     }
 
     // Every room as the snapshot had it, on the standby.
-    let rooms = livekit_api::services::LiveKitApi::with_api_key(
-        &standby.url(),
-        standby.api_key(),
-        standby.api_secret(),
-    )
-    .room()
-    .list_rooms(Vec::new())
-    .await?;
+    let rooms = standby.api().room().list_rooms(Vec::new()).await?;
     // room-00's change after the snapshot is lost: it has the snapshot's.
     let metadata_kept = rooms.iter().all(|r| r.metadata == "{\"topic\":\"daily\"}");
     let pointed = dns.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -250,11 +239,7 @@ async fn populate(sfu: &LiveKitServer, primary: &LiveKit, desired: &DesiredRooms
             )?;
         }
     }
-    let api = livekit_api::services::LiveKitApi::with_api_key(
-        &sfu.url(),
-        sfu.api_key(),
-        sfu.api_secret(),
-    );
+    let api = sfu.api();
     api.egress()
         .start_room_composite_egress(
             "room-00",

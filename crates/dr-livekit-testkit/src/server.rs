@@ -254,6 +254,17 @@ impl LiveKitServer {
         &self.secret
     }
 
+    /// LiveKit's own client (`livekit-api`) of this server, with its key and
+    /// secret: how a test sets the server up as a service would.
+    #[must_use]
+    pub fn api(&self) -> livekit_api::services::LiveKitApi {
+        livekit_api::services::LiveKitApi::with_api_key(
+            &self.url(),
+            self.api_key(),
+            self.api_secret(),
+        )
+    }
+
     /// The node id in the metrics' `node_id` label.
     #[must_use]
     pub fn node_id(&self) -> &str {

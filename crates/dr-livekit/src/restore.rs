@@ -939,7 +939,6 @@ pub(crate) async fn read_state(
     manifest: &Manifest,
     details: &LiveKitSnapshotDetails,
 ) -> dr_core::Result<LiveKitState> {
-    use sha2::{Digest, Sha256};
     let holder = details.state_snapshot(manifest);
     let name: StreamName = STATE_STREAM.parse()?;
     let mut stream = source.open_stream(&holder, &name).await?;
@@ -948,8 +947,7 @@ pub(crate) async fn read_state(
         .read_to_end(&mut json)
         .await
         .map_err(|e| dr_core::Error::io(format!("reading snapshot {holder}"), e))?;
-    let digest = Sha256::digest(&json);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::snapshot::sha256_hex(&json);
     if hex != details.sha256 {
         return Err(Error::Corrupt {
             snapshot: manifest.id.to_string(),

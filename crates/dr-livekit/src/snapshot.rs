@@ -218,7 +218,7 @@ impl Backup for LiveKitSnapshot {
             )
             .await?;
         let json = state.to_canonical_json()?;
-        let sha256 = hex(&Sha256::digest(&json));
+        let sha256 = sha256_hex(&json);
         let base = match request.base {
             None => None,
             Some(BackupBase::LatestFull(source)) => latest(source, &self.component).await?,
@@ -276,11 +276,14 @@ impl Backup for LiveKitSnapshot {
     }
 }
 
-/// `bytes` in lowercase hexadecimal.
-fn hex(bytes: &[u8]) -> String {
+/// The SHA-256 of `bytes` in lowercase hexadecimal: a state's digest, as
+/// recorded in its snapshot's details and checked when it is read back.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

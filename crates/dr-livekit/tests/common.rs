@@ -43,11 +43,7 @@ pub(crate) fn participant(identity: &str, metadata: &str) -> proto::ParticipantI
 /// inbound and an outbound SIP trunk and a dispatch rule naming the
 /// inbound one. The registry it was made through.
 pub(crate) async fn populate(server: &LiveKitServer, livekit: &LiveKit) -> DesiredRooms {
-    let api = livekit_api::services::LiveKitApi::with_api_key(
-        &server.url(),
-        server.api_key(),
-        server.api_secret(),
-    );
+    let api = server.api();
     let desired = DesiredRooms::new();
     desired
         .create_room(

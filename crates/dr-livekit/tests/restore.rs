@@ -32,11 +32,7 @@ async fn a_restarted_server_gets_its_rooms_egress_and_agents_back() {
     let component = "livekit/sfu".parse().unwrap();
     let snapshot = LiveKitSnapshot::new(component, livekit.clone()).desired_rooms(desired);
     snapshot.backup_to(repo.as_ref()).await.unwrap();
-    let api = livekit_api::services::LiveKitApi::with_api_key(
-        &server.url(),
-        server.api_key(),
-        server.api_secret(),
-    );
+    let api = server.api();
     let before = api.room().list_rooms(Vec::new()).await.unwrap();
     let egress_before = api
         .egress()
@@ -156,11 +152,7 @@ async fn a_restarted_server_gets_its_rooms_egress_and_agents_back() {
 async fn a_standby_gets_new_ids_and_stream_keys_and_dispatch_rules_follow_their_trunks() {
     let primary = LiveKitServer::start().await.unwrap();
     let (_, repo) = populated_snapshot(&primary).await;
-    let primary_api = livekit_api::services::LiveKitApi::with_api_key(
-        &primary.url(),
-        primary.api_key(),
-        primary.api_secret(),
-    );
+    let primary_api = primary.api();
     let old_ingress = primary_api
         .ingress()
         .list_ingress(livekit_api::services::ingress::IngressListFilter::All)
@@ -184,11 +176,7 @@ async fn a_standby_gets_new_ids_and_stream_keys_and_dispatch_rules_follow_their_
         report.applied.items
     );
 
-    let api = livekit_api::services::LiveKitApi::with_api_key(
-        &standby.url(),
-        standby.api_key(),
-        standby.api_secret(),
-    );
+    let api = standby.api();
     let ingress = api
         .ingress()
         .list_ingress(livekit_api::services::ingress::IngressListFilter::All)

@@ -19,32 +19,32 @@ async fn setup(primary: &LiveKitServer, standby: &LiveKitServer) -> Setup {
 
 /// As [`setup`], with more lines of `[component.livekit]`.
 async fn setup_with(primary: &LiveKitServer, standby: &LiveKitServer, more: &str) -> Setup {
-    let setup = Setup::with_components(|dir| {
-        let secret = dir.join("livekit.secret");
-        std::fs::write(&secret, format!("{}\n", primary.api_secret())).unwrap();
-        format!(
-            "[[component]]\nid = \"{COMPONENT}\"\nkind = \"livekit\"\n\
-             objectives = {{ rto = \"5m\", rpo = \"1m\" }}\nretention = \"last=10\"\n\n\
-             [component.livekit]\nurl = \"{url}\"\napi_key = \"{key}\"\n\
-             api_secret = {{ file = \"{secret}\" }}\nstandby_url = \"{standby}\"\n{more}\n",
-            url = primary.url(),
-            key = primary.api_key(),
-            secret = secret.display(),
-            standby = standby.url(),
-        )
-    });
+    let more = format!("standby_url = \"{}\"\n{more}", standby.url());
+    let setup = Setup::with_components(|dir| livekit_component(dir, primary, &more));
     let init = setup.drkit(&["init"]).await;
     assert!(init.status.success(), "{}", text(&init));
     setup
 }
 
+/// The `livekit` component of `sfu` (its secret in a file in `dir`), with
+/// `more` lines of `[component.livekit]`.
+fn livekit_component(dir: &std::path::Path, sfu: &LiveKitServer, more: &str) -> String {
+    let secret = dir.join("livekit.secret");
+    std::fs::write(&secret, format!("{}\n", sfu.api_secret())).unwrap();
+    format!(
+        "[[component]]\nid = \"{COMPONENT}\"\nkind = \"livekit\"\n\
+         objectives = {{ rto = \"5m\", rpo = \"1m\" }}\nretention = \"last=10\"\n\n\
+         [component.livekit]\nurl = \"{url}\"\napi_key = \"{key}\"\n\
+         api_secret = {{ file = \"{secret}\" }}\n{more}\n",
+        url = sfu.url(),
+        key = sfu.api_key(),
+        secret = secret.display(),
+    )
+}
+
 /// Rooms with participants, an egress and an ingress on `server`.
 async fn populate(server: &LiveKitServer) {
-    let api = livekit_api::services::LiveKitApi::with_api_key(
-        &server.url(),
-        server.api_key(),
-        server.api_secret(),
-    );
+    let api = server.api();
     for (room, metadata) in [("standup", "daily"), ("all-hands", "quarterly")] {
         api.room()
             .create_room(
@@ -305,20 +305,12 @@ async fn livekit_s_durable_redis_keys_come_back_byte_exact_and_rooms_do_not() {
     let before = dumps(&mut con).await;
     let sfu = LiveKitServer::start().await.unwrap();
     let setup = Setup::with_components(|dir| {
-        let secret = dir.join("livekit.secret");
-        std::fs::write(&secret, format!("{}\n", sfu.api_secret())).unwrap();
         format!(
             "[[component]]\nid = \"redis/livekit\"\nkind = \"redis\"\n\
              objectives = {{ rto = \"5m\", rpo = \"1m\" }}\nretention = \"last=3\"\n\n\
-             [component.redis]\naddress = \"127.0.0.1:{port}\"\ntls = {{ mode = \"disable\" }}\n\n\
-             [[component]]\nid = \"{COMPONENT}\"\nkind = \"livekit\"\n\
-             objectives = {{ rto = \"5m\", rpo = \"1m\" }}\nretention = \"last=10\"\n\n\
-             [component.livekit]\nurl = \"{url}\"\napi_key = \"{key}\"\n\
-             api_secret = {{ file = \"{secret}\" }}\nredis_component = \"redis/livekit\"\n",
+             [component.redis]\naddress = \"127.0.0.1:{port}\"\ntls = {{ mode = \"disable\" }}\n\n{livekit}",
             port = redis.port(),
-            url = sfu.url(),
-            key = sfu.api_key(),
-            secret = secret.display(),
+            livekit = livekit_component(dir, &sfu, "redis_component = \"redis/livekit\""),
         )
     });
     let init = setup.drkit(&["init"]).await;
