@@ -272,20 +272,33 @@ fn write_atomic_with(
     result
 }
 
-/// Writes `data` to `file`, opened with `O_DIRECT`, through an aligned
-/// buffer; the last piece is padded to the alignment and the file then cut
-/// to its length. `EINVAL` if the filesystem refuses.
+/// Writes `data` to `file`, opened with `O_DIRECT`: straight from `data`
+/// where its memory is aligned (a pack buffer's is), the rest through an
+/// aligned buffer, its last piece padded to the alignment and the file then
+/// cut to its length. `EINVAL` if the filesystem refuses.
 fn write_direct(file: &mut File, data: &[u8]) -> io::Result<()> {
-    let mut scratch = vec![0u8; DIRECT_PIECE + DIRECT_ALIGN];
-    let start = scratch.as_ptr().align_offset(DIRECT_ALIGN);
-    let aligned = scratch
-        .get_mut(start..start + DIRECT_PIECE)
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-    for piece in data.chunks(DIRECT_PIECE) {
-        let padded = piece.len().next_multiple_of(DIRECT_ALIGN);
-        aligned[..piece.len()].copy_from_slice(piece);
-        aligned[piece.len()..padded].fill(0);
-        file.write_all(&aligned[..padded])?;
+    let whole = if data.as_ptr().align_offset(DIRECT_ALIGN) == 0 {
+        data.len() - data.len() % DIRECT_ALIGN
+    } else {
+        0
+    };
+    let (direct, rest) = data.split_at(whole);
+    for piece in direct.chunks(DIRECT_PIECE) {
+        file.write_all(piece)?;
+    }
+    if !rest.is_empty() {
+        let size = rest.len().next_multiple_of(DIRECT_ALIGN).min(DIRECT_PIECE);
+        let mut scratch = vec![0u8; size + DIRECT_ALIGN];
+        let start = scratch.as_ptr().align_offset(DIRECT_ALIGN);
+        let aligned = scratch
+            .get_mut(start..start + size)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        for piece in rest.chunks(size) {
+            let padded = piece.len().next_multiple_of(DIRECT_ALIGN);
+            aligned[..piece.len()].copy_from_slice(piece);
+            aligned[piece.len()..padded].fill(0);
+            file.write_all(&aligned[..padded])?;
+        }
     }
     file.set_len(data.len() as u64)
 }
@@ -669,6 +682,13 @@ mod tests {
             ));
             write_atomic(root, &path, &data[1..], PutMode::Overwrite).unwrap();
             assert_eq!(fs::read(&path).unwrap(), data[1..], "{len} bytes");
+            // From page-aligned memory (a pack buffer's): written from it
+            // directly, the unaligned tail through the scratch buffer.
+            let mut aligned = crate::pack::pack_buffer(len);
+            aligned.extend_from_slice(&data);
+            assert_eq!(aligned.as_ptr().align_offset(DIRECT_ALIGN), 0);
+            write_atomic(root, &path, &aligned, PutMode::Overwrite).unwrap();
+            assert_eq!(fs::read(&path).unwrap(), data, "{len} bytes, aligned");
         }
         // No temporary file is left behind.
         let names: Vec<_> = fs::read_dir(root.join("data"))

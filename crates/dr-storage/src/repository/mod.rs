@@ -383,6 +383,10 @@ struct Index {
 impl Index {
     fn add(&mut self, file: String, packs: &[IndexedPack]) {
         self.files.insert(file);
+        // One allocation for a large snapshot's hundreds of thousands of
+        // blobs, rather than a rehash at every doubling.
+        self.blobs
+            .reserve(packs.iter().map(|pack| pack.blobs.len()).sum());
         for pack in packs {
             let name: Arc<str> = Arc::from(pack.id.as_str());
             for entry in &pack.blobs {

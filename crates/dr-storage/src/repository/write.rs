@@ -66,7 +66,7 @@ impl Buffers {
         let reused = self.0.lock().ok().and_then(|mut free| free.pop());
         match reused {
             Some(buffer) if buffer.capacity() >= capacity => buffer,
-            _ => BytesMut::with_capacity(capacity),
+            _ => crate::pack::pack_buffer(capacity),
         }
     }
 
