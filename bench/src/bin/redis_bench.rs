@@ -540,8 +540,7 @@ async fn snapshot(port: u16, args: &RepoArgs) -> AnyResult<()> {
 
 async fn verify(file: &std::path::Path) -> AnyResult<()> {
     let started = Instant::now();
-    let reader = tokio::fs::File::open(file).await?;
-    let summary = dr_redis::verify(reader).await?;
+    let summary = dr_redis::verify_file(file).await?;
     let seconds = secs(started);
     eprintln!(
         "verified RDB {} from Redis {}: {} keys, {} bytes in {:.2} s, {:.0} MB/s, {:.0} keys/s",

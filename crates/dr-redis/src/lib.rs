@@ -174,7 +174,9 @@ pub use rdb::decode::{
 pub use rdb::dump::DumpPayload;
 pub use rdb::frame::{Eof, Event, Header, KeyEntry, ModuleAux, ModuleId, RdbParser};
 pub use rdb::reader::{Events, RdbReader, events};
-pub use rdb::verify::{DbCounts, KeyCounts, RdbSummary, Verifier, verify, verify_slice};
+pub use rdb::verify::{
+    DbCounts, KeyCounts, RdbSummary, Verifier, verify, verify_file, verify_slice,
+};
 pub use rdb::{KeyKind, MAX_RDB_VERSION, ValueType};
 pub use replication::commands::{CommandSplitter, StreamCommand};
 pub use replication::link::{FullSync, HistoryPoint, ReplicaLink, Replication};

@@ -1,9 +1,11 @@
 //! Real RDB files from Redis's test suite: the good ones parse and decode
 //! whole, the damaged ones give clear errors.
 
-use crate::common::{GOOD_FILES, data};
+use crate::common::{GOOD_FILES, RdbBuilder, data, string};
 use bytes::Bytes;
-use dr_redis::{Event, KeyKind, Value, decode_value, events, verify, verify_slice};
+use dr_redis::{
+    Error, Event, KeyKind, Value, decode_value, events, verify, verify_file, verify_slice,
+};
 
 /// Every key of a file, decoded, by name.
 fn decoded(name: &str) -> Vec<(String, Option<i64>, Value)> {
@@ -54,6 +56,49 @@ async fn verify_reads_a_file() {
     let summary = verify(file).await.unwrap();
     assert_eq!(summary, verify_slice(&data("encodings.rdb")).unwrap());
     assert_eq!(summary.rdb_version, 4);
+}
+
+#[tokio::test]
+async fn verify_file_agrees_with_verify_on_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in GOOD_FILES
+        .iter()
+        .chain(&["corrupt_empty_keys.rdb", "corrupt_ziplist.rdb"])
+    {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name);
+        let from_file = verify_file(&path).await.map_err(|e| e.to_string());
+        let from_slice = verify_slice(&data(name)).map_err(|e| e.to_string());
+        assert_eq!(from_file, from_slice, "{name}");
+    }
+    // Larger than one read: keys of 100 KB and 70 KB values, whole and then
+    // cut short inside the second one, and with a byte of it changed.
+    let big = |n: usize, fill: u8| string(&vec![fill; n]);
+    let rdb = RdbBuilder::new(10)
+        .aux("redis-ver", "7.0.15")
+        .select_db(0)
+        .key(0, b"first", &big(100_000, b'a'))
+        .key(0, b"second", &big(70_000, b'b'))
+        .finish();
+    let path = dir.path().join("big.rdb");
+    std::fs::write(&path, &rdb).unwrap();
+    let summary = verify_file(&path).await.unwrap();
+    assert_eq!(summary, verify_slice(&rdb).unwrap());
+    assert_eq!(
+        (summary.counts.keys(), summary.bytes),
+        (2, rdb.len() as u64)
+    );
+    std::fs::write(&path, &rdb[..150_000]).unwrap();
+    let cut = verify_file(&path).await.unwrap_err();
+    assert!(matches!(cut, Error::Truncated { .. }), "{cut}");
+    let mut changed = rdb.clone();
+    changed[120_000] ^= 1;
+    std::fs::write(&path, &changed).unwrap();
+    let changed = verify_file(&path).await.unwrap_err();
+    assert!(matches!(changed, Error::Checksum { .. }), "{changed}");
+    let missing = verify_file(dir.path().join("none.rdb")).await.unwrap_err();
+    assert!(matches!(missing, Error::Io { offset: 0, .. }), "{missing}");
 }
 
 #[test]
