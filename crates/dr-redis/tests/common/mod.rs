@@ -309,25 +309,30 @@ pub fn stored_bytes(dir: &std::path::Path) -> u64 {
 
 /// Waits until `n` replicas (an archiver among them) acknowledged every
 /// write so far, asking with short `WAIT`s: a long one outlives the
-/// client's reply timeout on a loaded machine.
+/// client's reply timeout on a loaded machine. Past 30 s it fails with the
+/// master's `INFO replication` (each replica's state and offset).
 pub async fn acknowledged_by(con: &redis::aio::MultiplexedConnection, n: i64) {
-    dr_testkit::eventually(
-        "the acknowledgements",
-        std::time::Duration::from_secs(30),
-        || {
-            let mut con = con.clone();
-            async move {
-                let got: i64 = redis::cmd("WAIT")
-                    .arg(n)
-                    .arg(200)
-                    .query_async(&mut con)
-                    .await
-                    .unwrap();
-                (got >= n).then_some(())
-            }
-        },
-    )
-    .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut con = con.clone();
+    loop {
+        let got: i64 = redis::cmd("WAIT")
+            .arg(n)
+            .arg(200)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if got >= n {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut con)
+                .await
+                .unwrap_or_else(|e| format!("(INFO failed: {e})"));
+            panic!("waited 30s for {n} acknowledgements, had {got}; the master's {info}");
+        }
+    }
 }
 
 /// A failover lease in an in-memory repository.
