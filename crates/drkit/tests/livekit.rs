@@ -147,6 +147,57 @@ async fn a_livekit_component_is_snapshotted_confirmed_verified_and_restored() {
 }
 
 #[tokio::test]
+async fn status_says_whether_the_sfu_and_its_standby_serve() {
+    let primary = LiveKitServer::start().await.unwrap();
+    let standby = LiveKitServer::start_with(
+        dr_livekit_testkit::LiveKitServerOptions::default()
+            .api_key(primary.api_key(), primary.api_secret()),
+    )
+    .await
+    .unwrap();
+    let setup = setup(&primary, &standby).await;
+    let backup = setup.drkit(&["backup", COMPONENT]).await;
+    assert!(backup.status.success(), "{}", text(&backup));
+    standby.set_down(true);
+
+    let status = setup.drkit(&["status"]).await;
+    assert!(status.status.success(), "{}", text(&status));
+    let printed = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(
+        printed.contains(&format!(
+            "server        {} serves (ListRooms in",
+            primary.url()
+        )),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(
+            "standby       {} does NOT serve: GET / answered 406",
+            standby.url()
+        )),
+        "{printed}"
+    );
+
+    // The same as JSON; an unreadable secret is said, not fatal.
+    std::fs::remove_file(setup.dir.path().join("livekit.secret")).unwrap();
+    standby.set_down(false);
+    let json = setup.drkit(&["--json", "status"]).await;
+    assert!(json.status.success(), "{}", text(&json));
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let servers = rows[0]["livekit"].as_array().unwrap();
+    assert_eq!(servers.len(), 2, "{rows}");
+    assert_eq!(servers[0]["role"], "server");
+    assert_eq!(servers[0]["serves"], false);
+    assert!(
+        servers[0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("livekit.secret"),
+        "{rows}"
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_secret_fails_the_backup_and_names_the_server() {
     let primary = LiveKitServer::start().await.unwrap();
     let standby = LiveKitServer::start().await.unwrap();

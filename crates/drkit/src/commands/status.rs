@@ -3,11 +3,13 @@
 //! that age keeps within the RPO objective: met (at most half of it used),
 //! at risk, or missed (exit 3). For a PostgreSQL cluster or a Redis
 //! replication set with a `[component.failover]` table, each member's role,
-//! position and lag too.
+//! position and lag too; for a LiveKit component, whether its server (and
+//! its standby) serves now.
 
 use std::time::Duration;
 
 use dr_core::{ArchiveSource, Compliance, JournalSource, Manifest};
+use dr_livekit::{LiveKitHealth, LiveKitProbe};
 use dr_postgres::{DEFAULT_SEGMENT_SIZE, newest_archived_transaction};
 use dr_storage::Repository;
 use drkit::{Component, Config};
@@ -31,6 +33,9 @@ struct Standing {
     replication: Option<dr_core::ClusterAssessment>,
     /// Bytes of a Redis master's stream its command archive lacks.
     archive_behind: Option<u64>,
+    /// A LiveKit component's servers as probed now: its own, then its
+    /// standby's; why one could not be probed.
+    livekit: Vec<(&'static str, Result<LiveKitHealth, String>)>,
 }
 
 /// Prints every component's standing; exit 3 if one misses its RPO.
@@ -44,6 +49,7 @@ pub(crate) async fn run(cx: &Context, repo: &Repository, out: &Output) -> Outcom
         standing.cluster = crate::commands::failover::state(cx, component).await?;
         standing.replication = crate::commands::failover::redis_state(cx, component).await?;
         standing.archive_behind = archive_behind(cx, repo, component).await;
+        standing.livekit = livekit_health(cx, component).await;
         if standing.compliance.is_some_and(Compliance::is_missed) {
             missed.push(component.id().to_string());
         }
@@ -67,6 +73,15 @@ pub(crate) async fn run(cx: &Context, repo: &Repository, out: &Output) -> Outcom
                     "rpo": s.compliance,
                     "cluster": s.cluster,
                     "replication": s.replication,
+                    "livekit": (!s.livekit.is_empty()).then(|| s.livekit.iter().map(|(role, health)| match health {
+                        Ok(health) => json!({
+                            "role": role,
+                            "serves": health.is_healthy(),
+                            "problem": health.problem(),
+                            "health": health,
+                        }),
+                        Err(reason) => json!({ "role": role, "serves": false, "problem": reason }),
+                    }).collect::<Vec<_>>()),
                 })
             })
             .collect();
@@ -116,6 +131,9 @@ pub(crate) async fn run(cx: &Context, repo: &Repository, out: &Output) -> Outcom
                 for member in &replication.members {
                     out.line(format_args!("    {}", member_line(member)));
                 }
+            }
+            for (role, health) in &s.livekit {
+                out.line(format_args!("  {role:<13} {}", livekit_line(health)));
             }
         }
     }
@@ -175,7 +193,54 @@ async fn standing(
         cluster: None,
         replication: None,
         archive_behind: None,
+        livekit: Vec::new(),
     })
+}
+
+/// A `livekit` component's server and, where it has one, its standby,
+/// probed now (readiness and a `ListRooms` of no room); nothing for other
+/// kinds. A server that cannot be probed (its secret unreadable, say) is
+/// said so in its entry rather than failing the whole status.
+async fn livekit_health(
+    cx: &Context,
+    component: &Component,
+) -> Vec<(&'static str, Result<LiveKitHealth, String>)> {
+    let Some(settings) = component.livekit() else {
+        return Vec::new();
+    };
+    let probe = LiveKitProbe::new();
+    let mut roles = vec![("server", false)];
+    if settings.standby_url().is_some() {
+        roles.push(("standby", true));
+    }
+    let mut healths = Vec::new();
+    for (role, standby) in roles {
+        let health = match cx.livekit(component, standby).await {
+            Ok(client) => Ok(probe.check(&client).await),
+            Err(failure) => Err(failure.to_string()),
+        };
+        healths.push((role, health));
+    }
+    healths
+}
+
+/// `<url> serves (ListRooms in 3 ms)` or `<url> does NOT serve: <why>`.
+fn livekit_line(health: &Result<LiveKitHealth, String>) -> String {
+    match health {
+        Ok(health) => match (health.problem(), &health.api) {
+            (None, Ok(took)) => format!(
+                "{} serves (ListRooms in {} ms)",
+                health.url,
+                took.as_millis()
+            ),
+            (problem, _) => format!(
+                "{} does NOT serve: {}",
+                health.url,
+                problem.unwrap_or_default()
+            ),
+        },
+        Err(reason) => format!("not probed: {reason}"),
+    }
 }
 
 /// How many bytes of a `redis` component's master stream its command
