@@ -28,7 +28,7 @@ use dr_livekit::{
     DesiredRooms, ItemKind, LiveKit, LiveKitFailover, LiveKitSnapshot, LiveKitSnapshotDetails,
     proto,
 };
-use dr_livekit_testkit::{LiveKitServer, LiveKitServerOptions};
+use dr_livekit_testkit::LiveKitServer;
 use dr_storage::Repository;
 use jiff::Timestamp;
 
@@ -53,10 +53,7 @@ impl Rewire for Dns {
 pub(crate) async fn run(repo: Arc<Repository>) -> Result<(bool, String)> {
     step("LiveKit: the SFU and a warm standby (stand-ins, one API key); GoMeet's rooms on the SFU");
     let sfu = LiveKitServer::start().await?;
-    let standby = LiveKitServer::start_with(
-        LiveKitServerOptions::default().api_key(sfu.api_key(), sfu.api_secret()),
-    )
-    .await?;
+    let standby = sfu.start_standby().await?;
     let primary = LiveKit::new(&sfu.url(), sfu.api_key(), sfu.api_secret())?;
     let dr = LiveKit::new(&standby.url(), standby.api_key(), standby.api_secret())?;
     let desired = DesiredRooms::new();

@@ -163,6 +163,17 @@ impl LiveKitServer {
         Self::start_with(LiveKitServerOptions::default()).await
     }
 
+    /// A warm standby of this server: another stand-in, empty, taking this one's API key
+    /// and secret, as a standby SFU in a second region does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Bind`] if no port can be bound.
+    pub async fn start_standby(&self) -> Result<Self> {
+        Self::start_with(LiveKitServerOptions::default().api_key(self.api_key(), self.api_secret()))
+            .await
+    }
+
     /// Binds two free ports on 127.0.0.1, the API's and the metrics', and serves them from
     /// tasks of the current tokio runtime, holding nothing yet.
     ///

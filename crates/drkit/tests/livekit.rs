@@ -87,13 +87,7 @@ async fn populate(server: &LiveKitServer) {
 #[tokio::test]
 async fn a_livekit_component_is_snapshotted_confirmed_verified_and_restored() {
     let primary = LiveKitServer::start().await.unwrap();
-    // The standby shares the primary's key and secret, as a warm standby does.
-    let standby = LiveKitServer::start_with(
-        dr_livekit_testkit::LiveKitServerOptions::default()
-            .api_key(primary.api_key(), primary.api_secret()),
-    )
-    .await
-    .unwrap();
+    let standby = primary.start_standby().await.unwrap();
     populate(&primary).await;
     let setup = setup(&primary, &standby).await;
 
@@ -149,12 +143,7 @@ async fn a_livekit_component_is_snapshotted_confirmed_verified_and_restored() {
 #[tokio::test]
 async fn status_says_whether_the_sfu_and_its_standby_serve() {
     let primary = LiveKitServer::start().await.unwrap();
-    let standby = LiveKitServer::start_with(
-        dr_livekit_testkit::LiveKitServerOptions::default()
-            .api_key(primary.api_key(), primary.api_secret()),
-    )
-    .await
-    .unwrap();
+    let standby = primary.start_standby().await.unwrap();
     let setup = setup(&primary, &standby).await;
     let backup = setup.drkit(&["backup", COMPONENT]).await;
     assert!(backup.status.success(), "{}", text(&backup));
@@ -213,12 +202,7 @@ async fn a_wrong_secret_fails_the_backup_and_names_the_server() {
 #[tokio::test]
 async fn a_dead_sfu_is_failed_over_to_its_standby_and_clients_pointed_there() {
     let primary = LiveKitServer::start().await.unwrap();
-    let standby = LiveKitServer::start_with(
-        dr_livekit_testkit::LiveKitServerOptions::default()
-            .api_key(primary.api_key(), primary.api_secret()),
-    )
-    .await
-    .unwrap();
+    let standby = primary.start_standby().await.unwrap();
     populate(&primary).await;
     let pointed = tempfile::NamedTempFile::new().unwrap();
     let rewire = format!(
